@@ -1,0 +1,12 @@
+# kvw_add_test(NAME name SOURCES ... LABELS ... [LIBS ...])
+# Labels: cpu (runs anywhere), gpu (needs a CUDA device; skips itself without one), slow, gui.
+function(kvw_add_test)
+  if(NOT KVW_TESTS)
+    return()
+  endif()
+  cmake_parse_arguments(T "" "NAME" "SOURCES;LABELS;LIBS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE kvworld_engine kvworld_engine_internal GTest::gtest GTest::gtest_main ${T_LIBS})
+  target_compile_definitions(${T_NAME} PRIVATE KVW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  gtest_discover_tests(${T_NAME} PROPERTIES LABELS "${T_LABELS}" DISCOVERY_TIMEOUT 60)
+endfunction()

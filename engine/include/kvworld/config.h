@@ -1,0 +1,55 @@
+// The model config (model.json): architecture, resolution, sampler defaults, context policy defaults and
+// the motion units the model was trained with. Parsed and validated by parse_model_config().
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kvworld/actions.h"
+
+namespace kvw {
+
+struct ModelConfig {
+    std::string name;
+    // Frames
+    int height = 128, width = 128;
+    int patch = 8;
+    int chunk_frames = 4;
+    int fps = 16;
+    // Transformer
+    int hidden = 384;
+    int depth = 6;
+    int heads = 3;
+    int head_dim = 128;
+    int mlp_hidden = 1152;
+    int time_freq_dim = 256;
+    std::array<int, 3> rope_axes{32, 48, 48};  // dims for (time, row, column); sums to head_dim
+    float rope_theta = 10000.f;
+    float norm_eps = 1e-6f;
+    // Sampler defaults
+    int steps = 4;
+    float shift = 1.f;
+    float cache_t = 0.f;
+    // Context defaults
+    int window = 3;
+    int recall = 2;
+    MotionParams motion;
+    std::vector<std::string> weight_files{"model.safetensors"};
+
+    // Derived
+    int patch_rows() const { return height / patch; }
+    int patch_cols() const { return width / patch; }
+    int tokens_per_frame() const { return patch_rows() * patch_cols(); }
+    int tokens_per_chunk() const { return tokens_per_frame() * chunk_frames; }
+    int patch_dim() const { return 3 * patch * patch; }
+    double chunk_seconds() const { return static_cast<double>(chunk_frames) / fps; }
+};
+
+// Parses and validates; `source` names the file in error messages.
+ModelConfig parse_model_config(const std::string& json_text, const std::string& source);
+ModelConfig load_model_config(const std::filesystem::path& path);
+std::string model_config_to_json(const ModelConfig& config);
+
+}  // namespace kvw

@@ -1,0 +1,179 @@
+// KVWorld engine: the public API.
+//
+// A Model holds a world model's weights on one backend (CPU reference or CUDA) and can be shared by any
+// number of Sessions (A/B panes). A Session streams a world: start it from a context chunk (frames from
+// the simulator or an image), push one chunk of actions at a time, receive frames and metrics. Its
+// quantized KV cache, context policy and sampler are set by SessionParams and may change between chunks.
+//
+// Nothing here includes CUDA or GL headers; device frames are handed out as opaque pointers.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvworld/actions.h"
+#include "kvworld/config.h"
+#include "kvworld/error.h"
+#include "kvworld/image.h"
+
+namespace kvw {
+
+enum class BackendKind { Cpu, Cuda };
+enum class KeyLayout { Token, Channel };
+enum class Correction { Off, Taylor, Exact };
+
+const char* to_string(BackendKind);
+const char* to_string(KeyLayout);
+const char* to_string(Correction);
+BackendKind parse_backend(const std::string&);  // "cpu" | "cuda"; throws kvw::Error otherwise
+KeyLayout parse_key_layout(const std::string&);  // "token" | "channel"
+Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact"
+
+// True when this build has the CUDA backend and a usable device is present.
+bool cuda_available(std::string* why_not = nullptr);
+
+// How the KV cache of past chunks is stored (docs/design.md "KV-cache formats").
+struct CacheSettings {
+    int key_bits = 16;    // 16 (bf16, not quantized), 8, 4 or 2
+    int value_bits = 16;
+    int group = 64;       // channels per group (token layout) or tokens per block (channel layout)
+    KeyLayout key_layout = KeyLayout::Token;
+    Correction correction = Correction::Taylor;
+
+    bool operator==(const CacheSettings&) const = default;
+    bool keys_quantized() const { return key_bits < 16; }
+    std::string label() const;  // e.g. "K2/V2 g128 token taylor", "BF16"
+};
+
+// Which chunks the current chunk attends to.
+struct ContextSettings {
+    int window = 3;              // most recent chunks
+    int recall = 2;              // older chunks recalled: the first chunk, then by field-of-view overlap
+    bool recall_first = true;    // the first chunk is always recalled (when recall >= 1)
+    double budget_bytes = 0;     // 0 = unlimited; otherwise the cache evicts to stay under it
+
+    bool operator==(const ContextSettings&) const = default;
+};
+
+struct SamplerSettings {
+    int steps = 0;           // 0 = the model config's default
+    float shift = 0.f;       // 0 = the model config's default
+    float cache_t = -1.f;    // < 0 = the model config's default (noise level of the cache pass)
+
+    bool operator==(const SamplerSettings&) const = default;
+};
+
+struct SessionParams {
+    CacheSettings cache;
+    ContextSettings context;
+    SamplerSettings sampler;
+    uint64_t seed = 0;       // noise seed: the same seed and actions give the same frames
+    bool keep_device_frames = false;  // CUDA: keep the chunk's RGBA frames on the device for interop
+
+    bool operator==(const SessionParams&) const = default;
+};
+
+// Cache bytes split the way the memory overlay draws them.
+struct CacheBytes {
+    uint64_t codes = 0;     // packed codes (or bf16 data for 16-bit)
+    uint64_t metadata = 0;  // steps and offsets
+    uint64_t total() const { return codes + metadata; }
+};
+
+struct StageTimes {
+    double denoise_ms = 0;    // all sampling steps
+    double cache_pass_ms = 0; // the pass that writes the chunk's K/V
+    double decode_ms = 0;     // frames to RGB8 (and to the host when asked)
+    double total_ms = 0;
+};
+
+struct ChunkMetrics {
+    int chunk = 0;                      // chunk index (0 = the start context)
+    double time_s = 0;                  // video time at the chunk's first frame
+    CacheBytes cache_bytes;             // whole cache after this chunk was written
+    std::vector<CacheBytes> layer_bytes;  // per layer
+    std::vector<int> context_chunks;    // chunks attended to, in slot order
+    std::vector<int> recalled_chunks;   // of those, the recalled ones
+    std::vector<int> evicted_chunks;    // evicted to stay within the budget before this chunk
+    bool window_truncated = false;      // the budget forced a window chunk out
+    std::vector<double> p_cache;        // P_S per layer: attention mass on cached keys (mean over steps)
+    std::vector<CameraPose> poses;      // dead-reckoned pose per frame
+    StageTimes times;
+    CacheSettings settings;             // the settings this chunk was generated with
+};
+
+// What a session hands back per chunk. Host frames are always filled unless the session was asked to
+// keep frames on the device only (then `frames` is empty and `device_frames` is set).
+struct DeviceFrames {
+    const void* rgba = nullptr;  // device pointer, frames × height × width × 4 bytes
+    int frames = 0, width = 0, height = 0;
+    void* stream = nullptr;      // cudaStream_t the frames were produced on
+};
+
+struct ChunkResult {
+    std::vector<Image> frames;  // RGB8
+    DeviceFrames device_frames;
+    ChunkMetrics metrics;
+};
+
+// Progress of one chunk: stage name ("denoise", "cache"), step done, steps in all.
+using ProgressCallback = std::function<void(const char* stage, int done, int total)>;
+
+class Model {
+public:
+    // Loads `dir/model.json` and its safetensors weights, checked against each other.
+    static std::shared_ptr<Model> load(const std::filesystem::path& dir, BackendKind backend);
+    virtual ~Model();
+
+    const ModelConfig& config() const;
+    BackendKind backend() const;
+    const std::filesystem::path& directory() const;
+    uint64_t weight_bytes() const;  // bytes of weights resident on the backend
+
+    struct Impl;
+    Impl& impl() const { return *impl_; }
+
+protected:
+    explicit Model(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+class Session {
+public:
+    Session(std::shared_ptr<Model> model, const SessionParams& params);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Start (or restart) from a ground-truth context chunk: exactly chunk_frames frames with the actions
+    // that produced them and their poses (the last pose is where generation continues from).
+    ChunkResult start(const std::vector<Image>& context, const std::vector<FrameAction>& actions,
+                      const std::vector<CameraPose>& poses);
+
+    // Generate the next chunk from chunk_frames actions.
+    ChunkResult step(const std::vector<FrameAction>& actions, const ProgressCallback& progress = {});
+
+    // New parameters take effect from the next chunk. Changing the cache format re-encodes the chunks
+    // already cached (so a raised bitwidth keeps the earlier loss); a new seed changes later noise only.
+    void set_params(const SessionParams& params);
+    const SessionParams& params() const;
+
+    int chunks_done() const;           // chunks generated or given, the start context included
+    CameraPose pose() const;           // pose after the last frame
+    CacheBytes cache_bytes() const;
+    const Model& model() const;
+
+    // Bytes the cache would hold for `chunks` chunks at `settings` (no allocation).
+    static CacheBytes predict_cache_bytes(const ModelConfig& config, const CacheSettings& settings, int chunks);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvw

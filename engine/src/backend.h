@@ -1,0 +1,80 @@
+// The interface between backend-independent session logic (policy, budget, metrics: session.cpp) and a
+// backend that owns weights, cache storage and the forward pass (cpu/cpu_backend.cpp, kernels/).
+#pragma once
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvworld/kvworld.h"
+#include "quant.h"
+#include "rope.h"
+#include "weights.h"
+
+namespace kvw {
+
+// The largest context (chunks attended to, the current one included) the RoPE tables cover.
+inline constexpr int kMaxContextChunks = 64;
+
+inline TensorFormat key_format(const CacheSettings& s) {
+    return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel};
+}
+inline TensorFormat value_format(const CacheSettings& s) { return TensorFormat{s.value_bits, s.group, false}; }
+
+struct ChunkJob {
+    int chunk_index = 0;                 // noise counter
+    uint64_t seed = 0;
+    std::vector<int> labels;             // per frame
+    std::vector<std::array<float, kCameraDim>> camera;  // per frame
+    std::vector<int> context_slots;      // cache slots attended to, in slot (time) order
+    int write_slot = -1;                 // slot that receives this chunk's K/V
+    const float* given_frames = nullptr; // ground-truth chunk [F x H x W x 3] in [-1, 1]: no sampling
+    int steps = 4;
+    float shift = 1.f;
+    float cache_t = 0.f;
+    CacheSettings cache;
+    bool keep_device_frames = false;
+    ProgressCallback progress;
+};
+
+struct ChunkOutput {
+    std::vector<float> frames;           // [F x H x W x 3] in [-1, 1] (host), unless device only
+    DeviceFrames device_frames;          // RGBA8 on the device (CUDA, keep_device_frames)
+    std::vector<double> p_cache;         // per layer
+    StageTimes times;
+};
+
+class BackendSession {
+public:
+    virtual ~BackendSession() = default;
+    virtual void run_chunk(const ChunkJob& job, ChunkOutput* out) = 0;
+    // One forward pass of the model on `x` (host [F x H x W x 3]) at noise level t with the job's context:
+    // the x0 prediction, unclamped (parity and backend-comparison tests).
+    virtual void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
+                              std::vector<double>* p_cache) = 0;
+    virtual void free_slot(int slot) = 0;
+    virtual void clear() = 0;
+    // Bytes of one stored slot per layer (what is allocated).
+    virtual std::vector<CacheBytes> slot_layer_bytes(int slot) const = 0;
+    // Re-encode every stored slot into the new cache format.
+    virtual void reencode(const CacheSettings& settings) = 0;
+};
+
+class BackendModel {
+public:
+    virtual ~BackendModel() = default;
+    virtual std::unique_ptr<BackendSession> create_session() = 0;
+    virtual uint64_t weight_bytes() const = 0;
+};
+
+std::unique_ptr<BackendModel> create_cpu_backend(const ModelConfig& config, ModelWeights weights);
+// Defined by the CUDA backend when it is built (kernels/), else throws.
+std::unique_ptr<BackendModel> create_cuda_backend(const ModelConfig& config, const ModelWeights& weights);
+bool cuda_backend_available(std::string* why_not);
+
+// Flow-matching time grid (docs/design.md "Sampling"): steps+1 values from 1 to 0.
+std::vector<float> sampler_times(int steps, float shift);
+
+}  // namespace kvw

@@ -1,0 +1,117 @@
+#include "kvworld/config.h"
+
+#include "kvworld/fileio.h"
+#include "util/json_util.h"
+
+namespace kvw {
+
+using jsonu::json;
+
+ModelConfig parse_model_config(const std::string& text, const std::string& src) {
+    const json j = jsonu::parse(text, src);
+    if (!j.is_object()) throw Error(src + ": a model config must be a JSON object");
+    if (!j.contains("format") || j["format"] != "kvworld-model")
+        throw Error(src + ": not a KVWorld model config (\"format\" must be \"kvworld-model\")");
+    const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
+    if (version != 1) throw Error(src + ": model config version " + std::to_string(version) + " is not supported");
+    ModelConfig c;
+    auto geti = [&](const json& obj, const char* key, int lo, int hi) {
+        return jsonu::integer(jsonu::field(obj, key, src), key, src, lo, hi);
+    };
+    auto getf = [&](const json& obj, const char* key) {
+        return static_cast<float>(jsonu::number(jsonu::field(obj, key, src), key, src));
+    };
+    c.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "unnamed";
+    c.height = geti(j, "height", 8, 4096);
+    c.width = geti(j, "width", 8, 4096);
+    c.patch = geti(j, "patch", 1, 64);
+    c.chunk_frames = geti(j, "chunk_frames", 1, 64);
+    c.fps = geti(j, "fps", 1, 240);
+    c.hidden = geti(j, "hidden", 8, 16384);
+    c.depth = geti(j, "depth", 1, 256);
+    c.heads = geti(j, "heads", 1, 256);
+    c.head_dim = geti(j, "head_dim", 8, 512);
+    c.mlp_hidden = geti(j, "mlp_hidden", 1, 65536);
+    c.time_freq_dim = geti(j, "time_freq_dim", 2, 4096);
+    const json& axes = jsonu::field(j, "rope_axes", src);
+    if (!axes.is_array() || axes.size() != 3) throw Error(src + ": \"rope_axes\" must be [time, row, column] dims");
+    for (int i = 0; i < 3; ++i) c.rope_axes[i] = jsonu::integer(axes[i], "rope_axes", src, 0, 512);
+    c.rope_theta = getf(j, "rope_theta");
+    if (j.contains("norm_eps")) c.norm_eps = getf(j, "norm_eps");
+    const json& s = jsonu::field(j, "sampler", src);
+    c.steps = geti(s, "steps", 1, 1000);
+    c.shift = getf(s, "shift");
+    c.cache_t = getf(s, "cache_t");
+    const json& ctx = jsonu::field(j, "context", src);
+    c.window = geti(ctx, "window", 0, 1024);
+    c.recall = geti(ctx, "recall", 0, 1024);
+    const json& m = jsonu::field(j, "motion", src);
+    c.motion.move_per_frame = getf(m, "move_per_frame");
+    c.motion.turn_max_deg = getf(m, "turn_max_deg");
+    c.motion.pitch_limit_deg = getf(m, "pitch_limit_deg");
+    c.motion.hfov_deg = getf(m, "hfov_deg");
+    if (j.contains("weights")) {
+        const json& w = j["weights"];
+        if (!w.is_array() || w.empty()) throw Error(src + ": \"weights\" must be a non-empty list of safetensors files");
+        c.weight_files.clear();
+        for (const json& f : w) {
+            if (!f.is_string() || f.get<std::string>().empty() || f.get<std::string>().find("..") != std::string::npos)
+                throw Error(src + ": \"weights\" entries must be file names inside the model folder");
+            c.weight_files.push_back(f.get<std::string>());
+        }
+    }
+
+    // Consistency: every check names the fields that disagree.
+    auto fail = [&](const std::string& why) { throw Error(src + ": " + why); };
+    if (c.height % c.patch || c.width % c.patch) fail("height and width must be multiples of patch");
+    if (c.heads * c.head_dim != c.hidden) fail("heads × head_dim must equal hidden");
+    if (c.head_dim % 32) fail("head_dim must be a multiple of 32 (the smallest quantization group)");
+    if (c.rope_axes[0] + c.rope_axes[1] + c.rope_axes[2] != c.head_dim) fail("rope_axes must sum to head_dim");
+    for (int a : c.rope_axes)
+        if (a % 2) fail("every rope_axes entry must be even (rotation pairs)");
+    if (c.time_freq_dim % 2) fail("time_freq_dim must be even");
+    if (!(c.rope_theta > 1.f)) fail("rope_theta must be > 1");
+    if (!(c.norm_eps > 0.f && c.norm_eps < 1.f)) fail("norm_eps must be in (0, 1)");
+    if (!(c.shift > 0.f)) fail("sampler.shift must be > 0");
+    if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
+    if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
+        !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
+        !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
+        fail("a motion parameter is out of range");
+    return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& path) {
+    return parse_model_config(read_file_text(path), path.string());
+}
+
+std::string model_config_to_json(const ModelConfig& c) {
+    json j;
+    j["format"] = "kvworld-model";
+    j["version"] = 1;
+    j["name"] = c.name;
+    j["height"] = c.height;
+    j["width"] = c.width;
+    j["patch"] = c.patch;
+    j["chunk_frames"] = c.chunk_frames;
+    j["fps"] = c.fps;
+    j["hidden"] = c.hidden;
+    j["depth"] = c.depth;
+    j["heads"] = c.heads;
+    j["head_dim"] = c.head_dim;
+    j["mlp_hidden"] = c.mlp_hidden;
+    j["time_freq_dim"] = c.time_freq_dim;
+    j["rope_axes"] = c.rope_axes;
+    j["rope_theta"] = c.rope_theta;
+    j["norm_eps"] = c.norm_eps;
+    j["sampler"] = {{"steps", c.steps}, {"shift", c.shift}, {"cache_t", c.cache_t}};
+    j["context"] = {{"window", c.window}, {"recall", c.recall}};
+    j["motion"] = {{"move_per_frame", c.motion.move_per_frame},
+                   {"turn_max_deg", c.motion.turn_max_deg},
+                   {"pitch_limit_deg", c.motion.pitch_limit_deg},
+                   {"hfov_deg", c.motion.hfov_deg}};
+    j["weights"] = c.weight_files;
+    return j.dump(2) + "\n";
+}
+
+}  // namespace kvw

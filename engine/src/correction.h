@@ -1,0 +1,35 @@
+// The Jensen-bias correction (docs/design.md "The correction"), shared by the CPU reference and the
+// CUDA kernel.
+//   exact : b = sum_c log(sinh x_c / x_c),  x_c = alpha * u_c * step_c / 2   (u = q rotated by the
+//           relative RoPE angle between query and key)
+//   taylor: b = alpha^2/24 * sum_groups step_g^2 * ||q_g||^2
+#pragma once
+
+#include <cmath>
+
+#include "util/hostdevice.h"
+
+namespace kvw {
+
+// log(sinh(x)/x), even in x; accurate to float precision for every x (series below 0.6, the
+// cancellation-free closed form above).
+KVW_HD float log_sinhc(float x) {
+    const float a = fabsf(x);
+    if (a < 0.6f) {
+        const float a2 = a * a;
+        // x^2/6 - x^4/180 + x^6/2835 - x^8/37800 + x^10/467775
+        float p = 1.f / 467775.f;
+        p = p * a2 - 1.f / 37800.f;
+        p = p * a2 + 1.f / 2835.f;
+        p = p * a2 - 1.f / 180.f;
+        p = p * a2 + 1.f / 6.f;
+        return p * a2;
+    }
+    return a + log1pf(-expf(-2.f * a)) - logf(2.f * a);
+}
+
+// alpha^2 / 24: the Taylor coefficient (variance of U[-step/2, step/2] is step^2/12, and
+// log E[e^d] = Var(d)/2 to second order).
+KVW_HD float taylor_coefficient(float alpha) { return alpha * alpha / 24.f; }
+
+}  // namespace kvw

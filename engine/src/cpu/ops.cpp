@@ -1,0 +1,181 @@
+#include "cpu/ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "util/parallel.h"
+
+namespace kvw::cpu {
+
+void linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y) {
+    if (b) {
+        for (int i = 0; i < n; ++i) std::copy(b, b + out, y + static_cast<size_t>(i) * out);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, w, in, b ? 1.f : 0.f, y, out);
+}
+
+void timestep_sinusoid(float t, int dim, float* out) {
+    const int half = dim / 2;
+    for (int i = 0; i < half; ++i) {
+        const double freq = std::exp(-std::log(10000.0) * i / half);
+        const double arg = 1000.0 * static_cast<double>(t) * freq;
+        out[i] = static_cast<float>(std::cos(arg));
+        out[half + i] = static_cast<float>(std::sin(arg));
+    }
+}
+
+void silu_inplace(float* x, size_t n) {
+    for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+}
+
+void gelu_tanh_inplace(float* x, size_t n) {
+    parallel_for(static_cast<int>((n + 4095) / 4096), [&](int b, int e) {
+        const size_t lo = static_cast<size_t>(b) * 4096, hi = std::min(n, static_cast<size_t>(e) * 4096);
+        for (size_t i = lo; i < hi; ++i) {
+            const float v = x[i];
+            x[i] = 0.5f * v * (1.f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        }
+    });
+}
+
+void layernorm_modulate(const float* x, int n, int dim, int tpf, const float* shift, const float* scale, int mod_stride,
+                        float eps, float* out) {
+    parallel_for(n, [&](int b, int e) {
+        for (int i = b; i < e; ++i) {
+            const float* row = x + static_cast<size_t>(i) * dim;
+            double mean = 0, var = 0;
+            for (int c = 0; c < dim; ++c) mean += row[c];
+            mean /= dim;
+            for (int c = 0; c < dim; ++c) var += (row[c] - mean) * (row[c] - mean);
+            var /= dim;
+            const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
+            const int f = i / tpf;
+            const float* sh = shift + static_cast<size_t>(f) * mod_stride;
+            const float* sc = scale + static_cast<size_t>(f) * mod_stride;
+            float* o = out + static_cast<size_t>(i) * dim;
+            for (int c = 0; c < dim; ++c) o[c] = (row[c] - static_cast<float>(mean)) * inv * (1.f + sc[c]) + sh[c];
+        }
+    });
+}
+
+void rmsnorm_heads(float* x, int n, int heads, int hd, int row_stride, const float* weight, float eps) {
+    parallel_for(n, [&](int b, int e) {
+        for (int i = b; i < e; ++i)
+            for (int h = 0; h < heads; ++h) {
+                float* v = x + static_cast<size_t>(i) * row_stride + h * hd;
+                double ss = 0;
+                for (int c = 0; c < hd; ++c) ss += static_cast<double>(v[c]) * v[c];
+                const float inv = static_cast<float>(1.0 / std::sqrt(ss / hd + eps));
+                for (int c = 0; c < hd; ++c) v[c] = v[c] * inv * weight[c];
+            }
+    });
+}
+
+void gated_residual(float* x, const float* y, int n, int dim, int tpf, const float* gate, int gate_stride) {
+    for (int i = 0; i < n; ++i) {
+        const float* g = gate + static_cast<size_t>(i / tpf) * gate_stride;
+        float* xr = x + static_cast<size_t>(i) * dim;
+        const float* yr = y + static_cast<size_t>(i) * dim;
+        for (int c = 0; c < dim; ++c) xr[c] += g[c] * yr[c];
+    }
+}
+
+void patchify(const float* frames, int nf, int h, int w, int p, float* tokens) {
+    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+    for (int f = 0; f < nf; ++f)
+        for (int r = 0; r < hp; ++r)
+            for (int c = 0; c < wp; ++c) {
+                float* tok = tokens + (static_cast<size_t>(f) * hp * wp + r * wp + c) * pd;
+                for (int py = 0; py < p; ++py)
+                    for (int px = 0; px < p; ++px)
+                        for (int ch = 0; ch < 3; ++ch)
+                            tok[(py * p + px) * 3 + ch] =
+                                frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch];
+            }
+}
+
+void unpatchify(const float* tokens, int nf, int h, int w, int p, float* frames) {
+    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+    for (int f = 0; f < nf; ++f)
+        for (int r = 0; r < hp; ++r)
+            for (int c = 0; c < wp; ++c) {
+                const float* tok = tokens + (static_cast<size_t>(f) * hp * wp + r * wp + c) * pd;
+                for (int py = 0; py < p; ++py)
+                    for (int px = 0; px < p; ++px)
+                        for (int ch = 0; ch < 3; ++ch)
+                            frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch] =
+                                tok[(py * p + px) * 3 + ch];
+            }
+}
+
+double attention_head(const AttentionInputs& in, float* out) {
+    const int nq = in.nq, nk = in.nk, nc = in.n_cached, hd = in.head_dim;
+    std::vector<float> scores(static_cast<size_t>(nq) * nk);
+    // scores = alpha * Q K^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, in.alpha, in.q, hd, in.k, hd, 0.f, scores.data(), nk);
+    const bool correct = in.correction != 0 && in.steps != nullptr && nc > 0;
+    if (correct && in.correction == 1) {
+        // Taylor: b[i][j] = alpha^2/24 * sum_g ||q_ig||^2 * step_jg^2, as one GEMM on squared norms / steps.
+        const int G = in.corr_groups, gw = in.corr_group_width;
+        std::vector<float> qn(static_cast<size_t>(nq) * G), s2(static_cast<size_t>(nc) * G);
+        for (int i = 0; i < nq; ++i)
+            for (int g = 0; g < G; ++g) {
+                float acc = 0;
+                for (int c = g * gw; c < (g + 1) * gw; ++c) acc += in.q[static_cast<size_t>(i) * hd + c] * in.q[static_cast<size_t>(i) * hd + c];
+                qn[static_cast<size_t>(i) * G + g] = acc;
+            }
+        for (size_t j = 0; j < s2.size(); ++j) s2[j] = in.steps[j] * in.steps[j];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, -taylor_coefficient(in.alpha), qn.data(), G,
+                    s2.data(), G, 1.f, scores.data(), nk);
+    } else if (correct && in.correction == 2) {
+        // Exact: per score, u = q rotated back by the key's angle (relative rotation), then log(sinh x / x).
+        const int G = in.corr_groups, gw = in.corr_group_width, half = hd / 2;
+        parallel_for(nq, [&](int b, int e) {
+            for (int i = b; i < e; ++i) {
+                const float* q = in.q + static_cast<size_t>(i) * hd;
+                float* srow = scores.data() + static_cast<size_t>(i) * nk;
+                for (int j = 0; j < nc; ++j) {
+                    const float* kc = in.key_cos + static_cast<size_t>(j) * half;
+                    const float* ks = in.key_sin + static_cast<size_t>(j) * half;
+                    const float* st = in.steps + static_cast<size_t>(j) * G;
+                    float bias = 0;
+                    for (int pr = 0; pr < half; ++pr) {
+                        const float step = st[(2 * pr) / gw];
+                        if (step == 0.f) continue;
+                        const float u0 = q[2 * pr] * kc[pr] + q[2 * pr + 1] * ks[pr];
+                        const float u1 = -q[2 * pr] * ks[pr] + q[2 * pr + 1] * kc[pr];
+                        const float h = 0.5f * in.alpha * step;
+                        bias += log_sinhc(h * u0) + log_sinhc(h * u1);
+                    }
+                    srow[j] -= bias;
+                }
+            }
+        });
+    }
+    std::vector<double> pc(static_cast<size_t>(nq));
+    parallel_for(nq, [&](int b, int e) {
+        for (int i = b; i < e; ++i) {
+            float* row = scores.data() + static_cast<size_t>(i) * nk;
+            float mx = row[0];
+            for (int j = 1; j < nk; ++j) mx = std::max(mx, row[j]);
+            double sum = 0, sum_cached = 0;
+            for (int j = 0; j < nk; ++j) {
+                row[j] = std::exp(row[j] - mx);
+                sum += row[j];
+                if (j < nc) sum_cached += row[j];
+            }
+            const float inv = static_cast<float>(1.0 / sum);
+            for (int j = 0; j < nk; ++j) row[j] *= inv;
+            pc[static_cast<size_t>(i)] = sum_cached / sum;
+        }
+    });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.f, scores.data(), nk, in.v, hd, 0.f, out, hd);
+    double total = 0;
+    for (double v : pc) total += v;
+    return total;
+}
+
+}  // namespace kvw::cpu

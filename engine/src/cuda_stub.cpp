@@ -1,0 +1,16 @@
+// Without a CUDA toolkit at build time the engine has only its CPU backend.
+#include "backend.h"
+
+namespace kvw {
+
+#ifndef KVW_WITH_CUDA
+bool cuda_backend_available(std::string* why_not) {
+    if (why_not) *why_not = "this build has no CUDA backend (no CUDA toolkit was found when it was configured)";
+    return false;
+}
+std::unique_ptr<BackendModel> create_cuda_backend(const ModelConfig&, const ModelWeights&) {
+    throw Error("this build has no CUDA backend (no CUDA toolkit was found when it was configured)");
+}
+#endif
+
+}  // namespace kvw

@@ -1,0 +1,84 @@
+#include <string>
+
+#include "backend.h"
+#include "model_impl.h"
+#include "util/check.h"
+
+namespace kvw {
+
+const char* to_string(BackendKind b) { return b == BackendKind::Cpu ? "cpu" : "cuda"; }
+const char* to_string(KeyLayout k) { return k == KeyLayout::Token ? "token" : "channel"; }
+const char* to_string(Correction c) {
+    return c == Correction::Off ? "off" : (c == Correction::Taylor ? "taylor" : "exact");
+}
+BackendKind parse_backend(const std::string& s) {
+    if (s == "cpu") return BackendKind::Cpu;
+    if (s == "cuda") return BackendKind::Cuda;
+    throw Error("unknown backend \"" + s + "\" (cpu or cuda)");
+}
+KeyLayout parse_key_layout(const std::string& s) {
+    if (s == "token") return KeyLayout::Token;
+    if (s == "channel") return KeyLayout::Channel;
+    throw Error("unknown key layout \"" + s + "\" (token or channel)");
+}
+Correction parse_correction(const std::string& s) {
+    if (s == "off") return Correction::Off;
+    if (s == "taylor") return Correction::Taylor;
+    if (s == "exact") return Correction::Exact;
+    throw Error("unknown correction \"" + s + "\" (off, taylor or exact)");
+}
+
+std::string CacheSettings::label() const {
+    if (key_bits == 16 && value_bits == 16) return "BF16";
+    std::string s = "K" + std::to_string(key_bits) + "/V" + std::to_string(value_bits) + " g" + std::to_string(group);
+    if (key_bits < 16 && key_layout == KeyLayout::Channel) s += " kchan";
+    if (key_bits < 16) s += std::string(" ") + to_string(correction);
+    return s;
+}
+
+bool cuda_available(std::string* why_not) { return cuda_backend_available(why_not); }
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, BackendKind backend) {
+    auto impl = std::make_unique<Impl>();
+    impl->dir = dir;
+    impl->kind = backend;
+    const std::filesystem::path cfg = dir / "model.json";
+    if (!std::filesystem::exists(cfg))
+        throw Error(cfg.string() + ": no model config here (a model folder holds model.json and its safetensors)");
+    impl->config = load_model_config(cfg);
+    ModelWeights weights = load_weights(dir, impl->config);
+    impl->parameters = weights.parameter_count();
+    if (backend == BackendKind::Cuda) {
+        std::string why;
+        if (!cuda_backend_available(&why)) throw Error("the CUDA backend is not available: " + why);
+        impl->backend = create_cuda_backend(impl->config, weights);
+    } else {
+        impl->backend = create_cpu_backend(impl->config, std::move(weights));
+    }
+    return std::shared_ptr<Model>(new Model(std::move(impl)));
+}
+
+std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weights, BackendKind backend,
+                                  const std::filesystem::path& dir) {
+    auto impl = std::make_unique<Model::Impl>();
+    impl->dir = dir;
+    impl->kind = backend;
+    impl->config = config;
+    impl->parameters = weights.parameter_count();
+    impl->backend = backend == BackendKind::Cuda ? create_cuda_backend(config, weights)
+                                                 : create_cpu_backend(config, std::move(weights));
+    struct Access : Model {
+        explicit Access(std::unique_ptr<Impl> i) : Model(std::move(i)) {}
+    };
+    return std::make_shared<Access>(std::move(impl));
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+BackendKind Model::backend() const { return impl_->kind; }
+const std::filesystem::path& Model::directory() const { return impl_->dir; }
+uint64_t Model::weight_bytes() const { return impl_->backend->weight_bytes(); }
+
+}  // namespace kvw

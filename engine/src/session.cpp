@@ -1,0 +1,232 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "backend.h"
+#include "context_policy.h"
+#include "model_impl.h"
+#include "quant.h"
+#include "util/check.h"
+
+namespace kvw {
+
+namespace {
+
+void validate_params(const SessionParams& p, const ModelConfig& c) {
+    validate_format(key_format(p.cache), c.head_dim, true);
+    validate_format(value_format(p.cache), c.head_dim, false);
+    if (p.context.window < 0 || p.context.recall < 0) throw Error("window and recall must be >= 0");
+    if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
+        throw Error("window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks");
+    if (p.context.budget_bytes < 0) throw Error("the cache budget must be >= 0 (0 = unlimited)");
+    if (p.sampler.steps < 0 || p.sampler.steps > 1000) throw Error("steps must be in [1, 1000] (0 = model default)");
+    if (p.sampler.shift < 0) throw Error("shift must be > 0 (0 = model default)");
+    if (p.sampler.cache_t >= 1.f) throw Error("cache_t must be < 1");
+    const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
+    if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
+        throw Error("cache budget of " + std::to_string(p.context.budget_bytes / 1e6) + " MB cannot hold a single chunk (" +
+                    std::to_string(chunk / 1e6) + " MB at " + p.cache.label() + ")");
+}
+
+std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelConfig& c) {
+    std::vector<float> out(static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3);
+    for (int f = 0; f < c.chunk_frames; ++f) {
+        const Image& img = frames[static_cast<size_t>(f)];
+        for (size_t i = 0; i < img.rgb.size(); ++i)
+            out[static_cast<size_t>(f) * img.rgb.size() + i] = static_cast<float>(img.rgb[i]) / 127.5f - 1.f;
+    }
+    return out;
+}
+
+}  // namespace
+
+struct Session::Impl {
+    std::shared_ptr<Model> model;
+    SessionParams params;
+    std::unique_ptr<BackendSession> backend;
+    std::vector<StoredChunk> stored;
+    std::map<int, std::vector<CacheBytes>> layer_bytes;
+    int chunks_done = 0;
+    CameraPose pose;
+    CacheSettings encoded;  // format of what is stored
+
+    const ModelConfig& cfg() const { return model->config(); }
+
+    ChunkJob make_job(const std::vector<FrameAction>& actions) const {
+        const ModelConfig& c = cfg();
+        ChunkJob job;
+        job.chunk_index = chunks_done;
+        job.seed = params.seed;
+        for (const FrameAction& a : actions) {
+            job.labels.push_back(action_label(a, c.motion));
+            job.camera.push_back(camera_vector(a, c.motion));
+        }
+        job.write_slot = chunks_done;
+        job.steps = params.sampler.steps > 0 ? params.sampler.steps : c.steps;
+        job.shift = params.sampler.shift > 0 ? params.sampler.shift : c.shift;
+        job.cache_t = params.sampler.cache_t >= 0 ? params.sampler.cache_t : c.cache_t;
+        job.cache = params.cache;
+        job.keep_device_frames = params.keep_device_frames;
+        return job;
+    }
+
+    ChunkResult finish(const ChunkJob& job, ChunkOutput& out, const std::vector<CameraPose>& poses,
+                       const EvictionResult& ev) {
+        const ModelConfig& c = cfg();
+        StoredChunk rec;
+        rec.index = job.chunk_index;
+        rec.pose = poses.back();
+        layer_bytes[rec.index] = backend->slot_layer_bytes(job.write_slot);
+        for (const CacheBytes& b : layer_bytes[rec.index]) rec.bytes += b.total();
+        stored.push_back(rec);
+        pose = poses.back();
+        ++chunks_done;
+
+        ChunkResult r;
+        ChunkMetrics& m = r.metrics;
+        m.chunk = job.chunk_index;
+        m.time_s = static_cast<double>(job.chunk_index) * c.chunk_seconds();
+        m.layer_bytes.assign(static_cast<size_t>(c.depth), CacheBytes{});
+        for (const StoredChunk& s : stored)
+            for (int l = 0; l < c.depth; ++l) {
+                m.layer_bytes[static_cast<size_t>(l)].codes += layer_bytes[s.index][static_cast<size_t>(l)].codes;
+                m.layer_bytes[static_cast<size_t>(l)].metadata += layer_bytes[s.index][static_cast<size_t>(l)].metadata;
+            }
+        for (const CacheBytes& b : m.layer_bytes) {
+            m.cache_bytes.codes += b.codes;
+            m.cache_bytes.metadata += b.metadata;
+        }
+        m.context_chunks = ev.choice.context;
+        m.recalled_chunks = ev.choice.recalled;
+        m.evicted_chunks = ev.evicted;
+        m.window_truncated = ev.window_truncated;
+        m.p_cache = out.p_cache;
+        m.poses = poses;
+        m.settings = job.cache;
+        const auto t0 = std::chrono::steady_clock::now();
+        if (!out.frames.empty()) {
+            const size_t per = static_cast<size_t>(c.height) * c.width * 3;
+            for (int f = 0; f < c.chunk_frames; ++f) {
+                Image img(c.width, c.height);
+                for (size_t i = 0; i < per; ++i) {
+                    const float v = (out.frames[static_cast<size_t>(f) * per + i] + 1.f) * 127.5f;
+                    img.rgb[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
+                }
+                r.frames.push_back(std::move(img));
+            }
+        }
+        out.times.decode_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        out.times.total_ms += out.times.decode_ms;
+        m.times = out.times;
+        r.device_frames = out.device_frames;
+        return r;
+    }
+
+    void sync_format() {
+        if (encoded == params.cache) return;
+        const TensorFormat old_k = key_format(encoded), old_v = value_format(encoded);
+        if (!(old_k == key_format(params.cache) && old_v == value_format(params.cache))) {
+            backend->reencode(params.cache);
+            for (StoredChunk& s : stored) {
+                layer_bytes[s.index] = backend->slot_layer_bytes(s.index);
+                s.bytes = 0;
+                for (const CacheBytes& b : layer_bytes[s.index]) s.bytes += b.total();
+            }
+        }
+        encoded = params.cache;
+    }
+};
+
+Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : impl_(std::make_unique<Impl>()) {
+    KVW_CHECK(model != nullptr, "a session needs a model");
+    validate_params(params, model->config());
+    impl_->model = std::move(model);
+    impl_->params = params;
+    impl_->encoded = params.cache;
+    impl_->backend = impl_->model->impl().backend->create_session();
+}
+
+Session::~Session() = default;
+
+ChunkResult Session::start(const std::vector<Image>& context, const std::vector<FrameAction>& actions,
+                           const std::vector<CameraPose>& poses) {
+    Impl& s = *impl_;
+    const ModelConfig& c = s.cfg();
+    if (static_cast<int>(context.size()) != c.chunk_frames || static_cast<int>(actions.size()) != c.chunk_frames ||
+        static_cast<int>(poses.size()) != c.chunk_frames)
+        throw Error("a start context needs exactly " + std::to_string(c.chunk_frames) + " frames, actions and poses");
+    for (const Image& img : context)
+        if (img.width != c.width || img.height != c.height)
+            throw Error("start frames must be " + std::to_string(c.width) + "x" + std::to_string(c.height) + " (got " +
+                        std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
+    s.backend->clear();
+    s.stored.clear();
+    s.layer_bytes.clear();
+    s.chunks_done = 0;
+    s.encoded = s.params.cache;
+    const std::vector<float> frames = image_to_float(context, c);
+    ChunkJob job = s.make_job(actions);
+    job.given_frames = frames.data();
+    EvictionResult ev = evict_for_budget(0, s.stored, poses.back(), predict_cache_bytes(c, s.params.cache, 1).total(),
+                                         s.params.context, c.motion);
+    ChunkOutput out;
+    s.backend->run_chunk(job, &out);
+    ChunkResult r = s.finish(job, out, poses, ev);
+    r.frames = context;  // the ground truth, exactly
+    return r;
+}
+
+ChunkResult Session::step(const std::vector<FrameAction>& actions, const ProgressCallback& progress) {
+    Impl& s = *impl_;
+    const ModelConfig& c = s.cfg();
+    if (s.chunks_done == 0) throw Error("start the session from a context before generating");
+    if (static_cast<int>(actions.size()) != c.chunk_frames)
+        throw Error("a chunk needs exactly " + std::to_string(c.chunk_frames) + " actions (got " +
+                    std::to_string(actions.size()) + ")");
+    s.sync_format();
+    std::vector<CameraPose> poses;
+    CameraPose p = s.pose;
+    for (const FrameAction& a : actions) poses.push_back(p = integrate_pose(p, a, c.motion));
+    ChunkJob job = s.make_job(actions);
+    job.progress = progress;
+    const EvictionResult ev = evict_for_budget(s.chunks_done, s.stored, poses.back(),
+                                               predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
+    for (int e : ev.evicted) {
+        s.backend->free_slot(e);
+        s.layer_bytes.erase(e);
+    }
+    job.context_slots = ev.choice.context;
+    ChunkOutput out;
+    s.backend->run_chunk(job, &out);
+    return s.finish(job, out, poses, ev);
+}
+
+void Session::set_params(const SessionParams& params) {
+    validate_params(params, impl_->cfg());
+    impl_->params = params;
+}
+const SessionParams& Session::params() const { return impl_->params; }
+int Session::chunks_done() const { return impl_->chunks_done; }
+CameraPose Session::pose() const { return impl_->pose; }
+const Model& Session::model() const { return *impl_->model; }
+
+CacheBytes Session::cache_bytes() const {
+    CacheBytes b;
+    for (const auto& [idx, layers] : impl_->layer_bytes)
+        for (const CacheBytes& l : layers) {
+            b.codes += l.codes;
+            b.metadata += l.metadata;
+        }
+    return b;
+}
+
+CacheBytes Session::predict_cache_bytes(const ModelConfig& c, const CacheSettings& s, int chunks) {
+    const SegmentLayout k = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    const SegmentLayout v = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    CacheBytes b;
+    b.codes = static_cast<uint64_t>(chunks) * c.depth * (k.code_bytes + v.code_bytes);
+    b.metadata = static_cast<uint64_t>(chunks) * c.depth * (k.metadata_bytes() + v.metadata_bytes());
+    return b;
+}
+
+}  // namespace kvw

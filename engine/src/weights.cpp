@@ -1,0 +1,127 @@
+#include "weights.h"
+
+#include <cmath>
+#include <set>
+
+#include "kvworld/error.h"
+#include "kvworld/fileio.h"
+#include "safetensors.h"
+#include "util/rng.h"
+
+namespace kvw {
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+    const int64_t D = c.hidden, P = c.patch_dim(), T = c.time_freq_dim, M = c.mlp_hidden, hd = c.head_dim;
+    std::vector<TensorSpec> specs = {
+        {"patch_embed.weight", {D, P}},       {"patch_embed.bias", {D}},
+        {"time_embed.0.weight", {D, T}},      {"time_embed.0.bias", {D}},
+        {"time_embed.2.weight", {D, D}},      {"time_embed.2.bias", {D}},
+        {"action_embed.weight", {kNumActionLabels, D}},
+        {"camera_embed.0.weight", {D, kCameraDim}}, {"camera_embed.0.bias", {D}},
+        {"camera_embed.2.weight", {D, D}},    {"camera_embed.2.bias", {D}},
+        {"modulation.weight", {6 * D, D}},    {"modulation.bias", {6 * D}},
+    };
+    for (int l = 0; l < c.depth; ++l) {
+        const std::string b = "blocks." + std::to_string(l) + ".";
+        specs.push_back({b + "mod_offset", {6, D}});
+        specs.push_back({b + "qkv.weight", {3 * D, D}});
+        specs.push_back({b + "qkv.bias", {3 * D}});
+        specs.push_back({b + "q_norm.weight", {hd}});
+        specs.push_back({b + "k_norm.weight", {hd}});
+        specs.push_back({b + "proj.weight", {D, D}});
+        specs.push_back({b + "proj.bias", {D}});
+        specs.push_back({b + "fc1.weight", {M, D}});
+        specs.push_back({b + "fc1.bias", {M}});
+        specs.push_back({b + "fc2.weight", {D, M}});
+        specs.push_back({b + "fc2.bias", {D}});
+    }
+    specs.push_back({"final_modulation.weight", {2 * D, D}});
+    specs.push_back({"final_modulation.bias", {2 * D}});
+    specs.push_back({"final_proj.weight", {P, D}});
+    specs.push_back({"final_proj.bias", {P}});
+    return specs;
+}
+
+const HostTensor& ModelWeights::at(const std::string& name) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw Error("model weights: missing tensor \"" + name + "\"");
+    return it->second;
+}
+
+uint64_t ModelWeights::parameter_count() const {
+    uint64_t n = 0;
+    for (const auto& [name, t] : tensors) n += t.data.size();
+    return n;
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+}
+
+ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& config) {
+    std::vector<SafeTensors> files;
+    for (const std::string& f : config.weight_files) files.push_back(SafeTensors::load(dir / f));
+    std::map<std::string, const SafeTensors*> owner;
+    for (const SafeTensors& st : files)
+        for (const auto& [name, view] : st.tensors()) {
+            if (owner.count(name)) throw Error(st.source() + ": tensor \"" + name + "\" also appears in " + owner[name]->source());
+            owner[name] = &st;
+        }
+    ModelWeights w;
+    std::set<std::string> expected_names;
+    for (const TensorSpec& spec : expected_tensors(config)) {
+        expected_names.insert(spec.name);
+        auto it = owner.find(spec.name);
+        if (it == owner.end())
+            throw Error((dir / config.weight_files.front()).string() + ": missing tensor \"" + spec.name + "\" " +
+                        shape_str(spec.shape) + " that the config (" + config.name + ") requires");
+        const TensorView& v = it->second->at(spec.name);
+        if (v.shape != spec.shape)
+            throw Error(it->second->source() + ": tensor \"" + spec.name + "\" has shape " + shape_str(v.shape) +
+                        " but the config needs " + shape_str(spec.shape) + " (do model.json and the weights belong together?)");
+        w.tensors[spec.name] = HostTensor{spec.shape, it->second->to_f32(spec.name)};
+    }
+    for (const auto& [name, st] : owner)
+        if (!expected_names.count(name))
+            throw Error(st->source() + ": unexpected tensor \"" + name + "\" (not part of the model the config describes)");
+    return w;
+}
+
+ModelWeights random_weights(const ModelConfig& config, uint64_t seed) {
+    ModelWeights w;
+    uint32_t tensor_index = 0;
+    for (const TensorSpec& spec : expected_tensors(config)) {
+        HostTensor t;
+        t.shape = spec.shape;
+        int64_t n = 1;
+        for (int64_t s : spec.shape) n *= s;
+        t.data.resize(static_cast<size_t>(n));
+        const bool is_norm = spec.name.find("_norm.weight") != std::string::npos;
+        const bool is_bias = spec.name.size() > 5 && spec.name.compare(spec.name.size() - 5, 5, ".bias") == 0;
+        const bool is_offset = spec.name.find("mod_offset") != std::string::npos;
+        const float fan_in = spec.shape.size() == 2 ? static_cast<float>(spec.shape[1]) : 1.f;
+        const float scale = is_norm ? 0.f : (is_offset ? 0.05f : (is_bias ? 0.02f : 1.f / std::sqrt(fan_in)));
+        for (int64_t i = 0; i < n; ++i) {
+            const float z = normal_noise(seed, tensor_index, 0, 7, static_cast<uint32_t>(i));
+            t.data[static_cast<size_t>(i)] = is_norm ? 1.f + 0.1f * z : scale * z;
+        }
+        w.tensors[spec.name] = std::move(t);
+        ++tensor_index;
+    }
+    return w;
+}
+
+void save_weights(const std::filesystem::path& file, const ModelWeights& weights, const std::string& dtype) {
+    DType d = DType::F32;
+    if (dtype == "F16" || dtype == "f16") d = DType::F16;
+    else if (dtype == "BF16" || dtype == "bf16") d = DType::BF16;
+    else if (dtype != "F32" && dtype != "f32") throw Error("save_weights: unknown dtype " + dtype);
+    std::map<std::string, TensorToWrite> out;
+    for (const auto& [name, t] : weights.tensors) out[name] = tensor_from_f32(t.data, t.shape, d);
+    const std::vector<uint8_t> bytes = serialize_safetensors(out);
+    write_file_atomic(file, bytes.data(), bytes.size());
+}
+
+}  // namespace kvw

@@ -1,0 +1,111 @@
+// PyTorch parity: tools/train/parity.py exported a tiny random model and recorded its outputs; the C++ CPU
+// backend must reproduce them (tolerances in tolerance.h).
+#include <gtest/gtest.h>
+
+#include "backend.h"
+#include "safetensors.h"
+#include "tolerance.h"
+#include "util/rng.h"
+#include "weights.h"
+
+using namespace kvw;
+using namespace kvw::test;
+
+namespace {
+
+struct Fixture {
+    ModelConfig config = load_model_config(source_path("tests/data/tiny/model.json"));
+    SafeTensors rec = SafeTensors::load(source_path("tests/data/parity_tiny.safetensors"));
+    std::unique_ptr<BackendModel> model = create_cpu_backend(config, load_weights(source_path("tests/data/tiny"), config));
+
+    std::vector<FrameAction> actions(const std::string& name) const {
+        const std::vector<float> a = rec.to_f32(name);
+        std::vector<FrameAction> out;
+        for (size_t i = 0; i + 4 < a.size(); i += 5) out.push_back(FrameAction{a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4]});
+        return out;
+    }
+    ChunkJob job(const std::vector<FrameAction>& acts, int chunk, std::vector<int> context) const {
+        ChunkJob j;
+        j.chunk_index = chunk;
+        for (const FrameAction& a : acts) {
+            j.labels.push_back(action_label(a, config.motion));
+            j.camera.push_back(camera_vector(a, config.motion));
+        }
+        j.context_slots = std::move(context);
+        j.write_slot = chunk;
+        j.steps = 3;
+        j.shift = 1.f;
+        j.cache_t = 0.f;
+        j.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Taylor};
+        return j;
+    }
+};
+
+}  // namespace
+
+TEST(Parity, ActionLabelsMatchPyTorch) {
+    Fixture fx;
+    const std::vector<float> labels = fx.rec.to_f32("single.labels");
+    const auto acts = fx.actions("single.actions");
+    ASSERT_EQ(labels.size(), acts.size());
+    for (size_t i = 0; i < acts.size(); ++i) EXPECT_EQ(action_label(acts[i], fx.config.motion), static_cast<int>(labels[i]));
+}
+
+TEST(Parity, NoiseMatchesPyTorch) {
+    Fixture fx;
+    const uint64_t seed = static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_hi")[0]) * 65536 +
+                          static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_lo")[0]);
+    const std::vector<float> ref = fx.rec.to_f32("rollout.noise_head");
+    std::vector<float> ours(ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) ours[i] = normal_noise(seed, 1, 0, kNoiseInitial, static_cast<uint32_t>(i));
+    // Philox words are integers (exact); numpy's libm vs our polynomials differ by at most an ulp or so.
+    expect_close(ours, ref, Tolerance{1e-6, 1e-7, "double-precision Box-Muller, different libm"}, "noise vs numpy");
+}
+
+TEST(Parity, SingleForwardMatchesPyTorch) {
+    Fixture fx;
+    auto session = fx.model->create_session();
+    const ChunkJob job = fx.job(fx.actions("single.actions"), 0, {});
+    const std::vector<float> x = fx.rec.to_f32("single.x"), ref = fx.rec.to_f32("single.x0");
+    std::vector<float> x0(ref.size());
+    session->forward_once(job, x.data(), fx.rec.to_f32("single.t")[0], x0.data(), nullptr);
+    expect_close(x0, ref, kFp32Reorder, "single forward x0");
+}
+
+TEST(Parity, RolloutThroughCacheMatchesPyTorch) {
+    Fixture fx;
+    auto session = fx.model->create_session();
+    const uint64_t seed = static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_hi")[0]) * 65536 +
+                          static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_lo")[0]);
+    const std::vector<float> context = fx.rec.to_f32("rollout.context");
+    ChunkJob j0 = fx.job(fx.actions("rollout.actions0"), 0, {});
+    j0.seed = seed;
+    j0.given_frames = context.data();
+    ChunkOutput out0;
+    session->run_chunk(j0, &out0);
+
+    // One forward of chunk 1 attending to the cached chunk 0.
+    ChunkJob jc = fx.job(fx.actions("rollout.actions1"), 1, {0});
+    const std::vector<float> xc = fx.rec.to_f32("ctx.x"), ref_c = fx.rec.to_f32("ctx.x0");
+    std::vector<float> x0c(ref_c.size());
+    std::vector<double> pcc;
+    session->forward_once(jc, xc.data(), 0.5f, x0c.data(), &pcc);
+    expect_close(x0c, ref_c, kFp32Reorder, "forward with cached context x0");
+    const std::vector<float> ref_pcc = fx.rec.to_f32("ctx.p_cache");
+    for (size_t l = 0; l < ref_pcc.size(); ++l) EXPECT_NEAR(pcc[l], ref_pcc[l], 1e-5) << "P_S layer " << l;
+
+    ChunkJob j1 = fx.job(fx.actions("rollout.actions1"), 1, {0});
+    j1.seed = seed;
+    ChunkOutput out1;
+    session->run_chunk(j1, &out1);
+    expect_close(out1.frames, fx.rec.to_f32("rollout.frames1"), kFp32Rollout, "rollout chunk 1 frames");
+
+    ChunkJob j2 = fx.job(fx.actions("rollout.actions2"), 2, {0, 1});
+    j2.seed = seed;
+    ChunkOutput out2;
+    session->run_chunk(j2, &out2);
+    expect_close(out2.frames, fx.rec.to_f32("rollout.frames2"), kFp32Rollout, "rollout chunk 2 frames (two cached chunks)");
+    const std::vector<float> ref_p = fx.rec.to_f32("rollout.p_cache2");
+    ASSERT_EQ(out2.p_cache.size(), ref_p.size());
+    for (size_t l = 0; l < ref_p.size(); ++l) EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
+}

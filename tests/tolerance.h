@@ -1,0 +1,69 @@
+// The one place that states how close two float results must be, and why. Every comparison test
+// (PyTorch parity, CUDA vs CPU, kernel vs reference) uses these and reports the error it saw.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace kvw::test {
+
+struct Tolerance {
+    double max_abs;  // largest |a - b| allowed
+    double rel_l2;   // ||a - b|| / ||b|| allowed
+    const char* why;
+};
+
+// fp32 vs fp32 with a different operation order (OpenBLAS vs PyTorch): rounding only.
+inline constexpr Tolerance kFp32Reorder{1e-5, 1e-6, "fp32, different summation order"};
+// Several fp32 forwards chained through Euler steps and the cache: rounding amplified by sampling.
+inline constexpr Tolerance kFp32Rollout{1e-4, 1e-5, "fp32 rollout through Euler steps and the cache"};
+// bf16 tensor-core math (fp32 accumulation) against the fp32 CPU reference, per op.
+inline constexpr Tolerance kBf16Op{3e-2, 8e-3, "bf16 operands, fp32 accumulation"};
+// A whole bf16 model forward against the fp32 CPU forward.
+inline constexpr Tolerance kBf16Forward{1.5e-1, 2.5e-2, "bf16 model forward vs fp32"};
+// The fused attention kernel against attention on the same dequantized K/V (the kernel's own error).
+inline constexpr Tolerance kAttentionKernel{2e-2, 6e-3, "bf16 P·V and scores, fp32 softmax"};
+
+struct ErrorStats {
+    double max_abs = 0, rel_l2 = 0;
+    size_t worst = 0;
+};
+
+inline ErrorStats compare(const float* a, const float* b, size_t n) {
+    ErrorStats s;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+        if (!(d <= s.max_abs)) {  // NaN counts as worst
+            s.max_abs = std::isnan(d) ? INFINITY : d;
+            s.worst = i;
+        }
+        num += d * d;
+        den += static_cast<double>(b[i]) * b[i];
+    }
+    s.rel_l2 = std::sqrt(num / (den > 0 ? den : 1));
+    return s;
+}
+
+// EXPECTs a within `tol` of the reference b; prints the observed error either way.
+inline ErrorStats expect_close(const float* a, const float* b, size_t n, const Tolerance& tol, const std::string& what) {
+    const ErrorStats s = compare(a, b, n);
+    std::printf("[tolerance] %-40s max_abs %.3g (limit %.3g)  rel_l2 %.3g (limit %.3g)  [%s]\n", what.c_str(), s.max_abs,
+                tol.max_abs, s.rel_l2, tol.rel_l2, tol.why);
+    EXPECT_LE(s.max_abs, tol.max_abs) << what << ": worst element " << s.worst << " = " << a[s.worst] << " vs " << b[s.worst];
+    EXPECT_LE(s.rel_l2, tol.rel_l2) << what;
+    return s;
+}
+inline ErrorStats expect_close(const std::vector<float>& a, const std::vector<float>& b, const Tolerance& tol,
+                               const std::string& what) {
+    EXPECT_EQ(a.size(), b.size()) << what;
+    return expect_close(a.data(), b.data(), std::min(a.size(), b.size()), tol, what);
+}
+
+inline std::string source_path(const std::string& rel) { return std::string(KVW_SOURCE_DIR) + "/" + rel; }
+
+}  // namespace kvw::test
