@@ -1,0 +1,5 @@
+#include <gtest/gtest.h>
+
+#include "kvworld/sim.h"
+
+TEST(Sim, Placeholder) { EXPECT_TRUE(true); }

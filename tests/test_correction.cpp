@@ -1,0 +1,217 @@
+// The Jensen-bias correction: log(sinh x / x), Monte Carlo unbiasedness, the RoPE identity behind the
+// per-group Taylor form, the stolen attention mass with a real quantizer, and no effect without
+// quantized keys.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "backend.h"
+#include "correction.h"
+#include "cpu/ops.h"
+#include "model_impl.h"
+#include "quant.h"
+#include "rope.h"
+#include "tolerance.h"
+
+using namespace kvw;
+
+TEST(Correction, LogSinhcMatchesLongDouble) {
+    double worst = 0;
+    for (int i = 0; i <= 20000; ++i) {
+        const long double x = -8.0L + 16.0L * i / 20000;
+        const long double ref = x == 0 ? 0.0L : std::log(std::sinh(x) / x);
+        const double err = std::fabs(static_cast<double>(log_sinhc(static_cast<float>(x)) - ref));
+        worst = std::max(worst, err / std::max(1e-6, static_cast<double>(std::fabs(ref))));
+    }
+    EXPECT_LT(worst, 2e-5);  // relative, float arithmetic
+    EXPECT_EQ(log_sinhc(0.f), 0.f);
+    EXPECT_NEAR(log_sinhc(40.f), 40.0 - std::log(80.0), 1e-4);  // no overflow for large x
+}
+
+namespace {
+
+// Monte Carlo: keys k + eps with eps_c ~ U[-step_c/2, step_c/2]; returns the mean of exp(s_hat - b) / exp(s)
+// for the given correction (0 off, 1 taylor, 2 exact), over `draws` samples, for one query and key.
+double mc_ratio(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& step, float alpha,
+                int correction, int draws, uint32_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> uni(-0.5, 0.5);
+    const size_t d = q.size();
+    double s = 0;
+    for (size_t c = 0; c < d; ++c) s += alpha * q[c] * k[c];
+    double b = 0;
+    for (size_t c = 0; c < d; ++c) {
+        if (correction == 1) b += taylor_coefficient(alpha) * q[c] * q[c] * step[c] * step[c];
+        if (correction == 2) b += log_sinhc(0.5f * alpha * q[c] * step[c]);
+    }
+    double acc = 0;
+    for (int i = 0; i < draws; ++i) {
+        double sh = 0;
+        for (size_t c = 0; c < d; ++c) sh += alpha * q[c] * (k[c] + step[c] * uni(rng));
+        acc += std::exp(sh - b - s);
+    }
+    return acc / draws;
+}
+
+}  // namespace
+
+TEST(Correction, MonteCarloUnbiasedness) {
+    const int d = 128;
+    const float alpha = 1.f / std::sqrt(static_cast<float>(d));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> n01(0.f, 1.f);
+    std::vector<float> q(d), k(d), step(d);
+    for (int c = 0; c < d; ++c) {
+        q[static_cast<size_t>(c)] = 2.5f * n01(rng);  // large queries: a strong bias (INT2-like steps below)
+        k[static_cast<size_t>(c)] = n01(rng);
+        step[static_cast<size_t>(c)] = 1.6f;
+    }
+    const int draws = 400000;
+    const double off = mc_ratio(q, k, step, alpha, 0, draws, 11);
+    const double exact = mc_ratio(q, k, step, alpha, 2, draws, 11);
+    const double taylor = mc_ratio(q, k, step, alpha, 1, draws, 11);
+    std::printf("[mc] E[exp(s_hat - b)]/exp(s): off %.4f  taylor %.4f  exact %.4f\n", off, taylor, exact);
+    EXPECT_GT(off, 1.2);                 // uncorrected: every cached key is inflated (Jensen)
+    EXPECT_NEAR(exact, 1.0, 0.01);       // exact correction: unbiased within sampling error
+    EXPECT_NEAR(taylor, 1.0, 0.03);      // second order: close, slightly over-corrected
+    EXPECT_LT(taylor, exact);            // the Taylor form over-estimates the bias (next term is negative)
+
+    // At small x the two forms agree closely.
+    for (float& s : step) s = 0.05f;
+    const double exact_small = mc_ratio(q, k, step, alpha, 2, 20000, 5);
+    const double taylor_small = mc_ratio(q, k, step, alpha, 1, 20000, 5);
+    EXPECT_NEAR(taylor_small, exact_small, 1e-4);
+}
+
+TEST(Correction, TaylorPerGroupEqualsRotatedQueryForm) {
+    // With rotation pairs inside groups, sum_c u_c^2 step_c^2 (u = q rotated by any relative angle) equals
+    // sum_g step_g^2 ||q_g||^2: the per-group form needs no per-key rotation.
+    const int hd = 128, g = 32;
+    std::mt19937 rng(9);
+    std::normal_distribution<float> n01(0.f, 1.f);
+    std::vector<float> q(hd), step(hd / g);
+    for (float& v : q) v = n01(rng);
+    for (float& s : step) s = std::fabs(n01(rng));
+    double per_group = 0;
+    for (int gi = 0; gi < hd / g; ++gi) {
+        double norm = 0;
+        for (int c = gi * g; c < (gi + 1) * g; ++c) norm += q[static_cast<size_t>(c)] * q[static_cast<size_t>(c)];
+        per_group += norm * step[static_cast<size_t>(gi)] * step[static_cast<size_t>(gi)];
+    }
+    for (int trial = 0; trial < 5; ++trial) {
+        std::vector<float> u(q);
+        std::vector<float> co(hd / 2), si(hd / 2);
+        for (int p = 0; p < hd / 2; ++p) {
+            const float a = 3.f * n01(rng);
+            co[static_cast<size_t>(p)] = std::cos(a);
+            si[static_cast<size_t>(p)] = std::sin(a);
+        }
+        rope_rotate(u.data(), co.data(), si.data(), hd);
+        double rotated = 0;
+        for (int c = 0; c < hd; ++c) rotated += static_cast<double>(u[static_cast<size_t>(c)]) * u[static_cast<size_t>(c)] * step[static_cast<size_t>(c / g)] * step[static_cast<size_t>(c / g)];
+        EXPECT_NEAR(rotated, per_group, 1e-4 * per_group);
+    }
+}
+
+namespace {
+
+// P_S for a random current chunk + quantized cache, averaged over queries.
+struct StealResult {
+    double ref, off, taylor, exact;
+};
+StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
+    const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq;
+    std::mt19937 rng(static_cast<uint32_t>(bits * 7 + group + channel));
+    std::normal_distribution<float> n01(0.f, 1.f);
+    std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd), v(static_cast<size_t>(nk) * hd);
+    for (float& x : q) x = q_scale * n01(rng);
+    for (float& x : k) x = n01(rng);
+    for (float& x : v) x = n01(rng);
+    const PackedTensor p = quantize(k.data(), n_cached, 1, hd, hd, TensorFormat{bits, group, channel});
+    std::vector<float> kq(k), steps(static_cast<size_t>(n_cached) * p.layout.corr_groups());
+    dequantize_head(p, 0, kq.data());  // the cached part, the current part stays exact
+    steps_head(p, 0, steps.data());
+    std::vector<float> cos(static_cast<size_t>(n_cached) * hd / 2, 1.f), sin(cos.size(), 0.f), out(static_cast<size_t>(nq) * hd);
+    cpu::AttentionInputs in;
+    in.q = q.data();
+    in.v = v.data();
+    in.nq = nq;
+    in.nk = nk;
+    in.n_cached = n_cached;
+    in.head_dim = hd;
+    in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    in.steps = steps.data();
+    in.corr_groups = p.layout.corr_groups();
+    in.corr_group_width = p.layout.corr_group_width();
+    in.key_cos = cos.data();
+    in.key_sin = sin.data();
+    StealResult r{};
+    in.k = k.data();
+    in.correction = 0;
+    r.ref = cpu::attention_head(in, out.data()) / nq;
+    in.k = kq.data();
+    r.off = cpu::attention_head(in, out.data()) / nq;
+    in.correction = 1;
+    r.taylor = cpu::attention_head(in, out.data()) / nq;
+    in.correction = 2;
+    r.exact = cpu::attention_head(in, out.data()) / nq;
+    return r;
+}
+
+}  // namespace
+
+TEST(Correction, QuantizedCacheStealsMassAndCorrectionReturnsIt) {
+    for (bool channel : {false, true}) {
+        // Query scale 2: logits with a standard deviation of about 2, an uncorrected INT2 Delta P_S near +0.1.
+        const StealResult r = stolen_mass(2, channel ? 64 : 128, channel, 2.f);
+        std::printf("[steal] INT2 %s: P_S ref %.4f  off %+.4f  taylor %+.4f  exact %+.4f (deltas)\n",
+                    channel ? "channel" : "token", r.ref, r.off - r.ref, r.taylor - r.ref, r.exact - r.ref);
+        EXPECT_GT(r.off - r.ref, 0.03);                                  // uncorrected INT2 steals attention
+        EXPECT_LT(std::fabs(r.exact - r.ref), 0.15 * (r.off - r.ref));   // corrected: most of it returned
+        EXPECT_LT(std::fabs(r.taylor - r.ref), 0.15 * (r.off - r.ref));
+    }
+    // The limit the paper names: with very peaked logits a few cached keys dominate, the correction is
+    // right only in expectation and the typical query is over-corrected (Delta P_S < 0). Shown, not hidden.
+    const StealResult peaked = stolen_mass(2, 128, false, 3.f);
+    std::printf("[steal] INT2 token, peaked logits (q x3): off %+.4f  taylor %+.4f  exact %+.4f\n", peaked.off - peaked.ref,
+                peaked.taylor - peaked.ref, peaked.exact - peaked.ref);
+    EXPECT_LT(peaked.exact - peaked.ref, 0.0);
+    const StealResult r8 = stolen_mass(8, 64, false, 3.f);
+    EXPECT_LT(std::fabs(r8.off - r8.ref), 0.002);  // INT8: negligible
+}
+
+TEST(Correction, NothingQuantizedMeansBitIdenticalOutput) {
+    // A 16-bit cache has no quantized keys: correction off / taylor / exact give the same float bits, for
+    // every sampled chunk and for P_S.
+    const ModelConfig cfg = load_model_config(test::source_path("config/model-tiny.json"));
+    auto backend = create_cpu_backend(cfg, random_weights(cfg, 5));
+    std::vector<std::vector<float>> results;
+    std::vector<float> ctx(static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3);
+    for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = static_cast<float>((i * 7) % 251) / 125.f - 1.f;
+    for (Correction corr : {Correction::Off, Correction::Taylor, Correction::Exact}) {
+        auto session = backend->create_session();
+        std::vector<float> all;
+        for (int c = 0; c < 3; ++c) {
+            ChunkJob job;
+            job.chunk_index = c;
+            job.seed = 3;
+            job.labels.assign(static_cast<size_t>(cfg.chunk_frames), 41);
+            job.camera.assign(static_cast<size_t>(cfg.chunk_frames), {1, 0, 0, 1, 0});
+            for (int s = 0; s < c; ++s) job.context_slots.push_back(s);
+            job.write_slot = c;
+            job.given_frames = c == 0 ? ctx.data() : nullptr;
+            job.steps = 2;
+            job.cache = CacheSettings{16, 16, 64, KeyLayout::Token, corr};
+            ChunkOutput out;
+            session->run_chunk(job, &out);
+            all.insert(all.end(), out.frames.begin(), out.frames.end());
+            for (double p : out.p_cache) all.push_back(static_cast<float>(p));
+        }
+        results.push_back(all);
+    }
+    ASSERT_EQ(results[0].size(), results[1].size());
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4));
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4));
+}

@@ -1,0 +1,167 @@
+// Bad input: corrupt or truncated weights, lying headers, configs and weights that disagree, malformed
+// traces. Every case must throw kvw::Error with a message naming the file and the problem — never crash.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kvworld/error.h"
+#include "kvworld/fileio.h"
+#include "kvworld/trace.h"
+#include "safetensors.h"
+#include "tolerance.h"
+#include "weights.h"
+
+using namespace kvw;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+    const fs::path d = fs::temp_directory_path() / ("kvw_test_io_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// Expects `fn` to throw kvw::Error whose message contains every needle.
+template <typename Fn>
+void expect_error(Fn fn, std::initializer_list<std::string> needles) {
+    try {
+        fn();
+        ADD_FAILURE() << "no error thrown";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        for (const std::string& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "message \"" << msg << "\" lacks \"" << n << "\"";
+    }
+}
+
+std::vector<uint8_t> small_file() {
+    std::map<std::string, TensorToWrite> t;
+    t["a"] = tensor_from_f32({1, 2, 3, 4, 5, 6}, {2, 3}, DType::F32);
+    t["b"] = tensor_from_f32({0.5f, -1.5f}, {2}, DType::BF16);
+    return serialize_safetensors(t);
+}
+
+}  // namespace
+
+TEST(SafeTensors, RoundTripAllDtypes) {
+    const auto bytes = small_file();
+    const SafeTensors st = SafeTensors::parse(bytes, "mem");
+    EXPECT_EQ(st.to_f32("a"), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+    EXPECT_EQ(st.to_f32("b"), (std::vector<float>{0.5f, -1.5f}));
+    EXPECT_EQ(st.at("a").shape, (std::vector<int64_t>{2, 3}));
+}
+
+TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
+    auto bytes = small_file();
+    expect_error([&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 5), "w.safetensors"); },
+                 {"w.safetensors", "truncated"});
+    expect_error([&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.end() - 4), "w.safetensors"); },
+                 {"w.safetensors", "\"b\"", "beyond the data"});
+    auto huge = bytes;
+    huge[7] = 0x7f;  // header length far beyond the file
+    expect_error([&] { SafeTensors::parse(huge, "w.safetensors"); }, {"truncated", "header says"});
+    auto garbage = bytes;
+    garbage[9] = '#';  // break the JSON
+    expect_error([&] { SafeTensors::parse(garbage, "w.safetensors"); }, {"corrupt safetensors header"});
+    // A header whose offsets do not match the shape.
+    const std::string hdr = R"({"x":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}})";
+    std::vector<uint8_t> lying(8 + hdr.size() + 16, 0);
+    lying[0] = static_cast<uint8_t>(hdr.size());
+    std::copy(hdr.begin(), hdr.end(), lying.begin() + 8);
+    expect_error([&] { SafeTensors::parse(lying, "w.safetensors"); }, {"\"x\"", "needs 16"});
+    const std::string ovl = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+    std::vector<uint8_t> overlap(8 + ovl.size() + 16, 0);
+    overlap[0] = static_cast<uint8_t>(ovl.size());
+    std::copy(ovl.begin(), ovl.end(), overlap.begin() + 8);
+    expect_error([&] { SafeTensors::parse(overlap, "w.safetensors"); }, {"overlap"});
+    const std::string i8 = R"({"x":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}})";
+    std::vector<uint8_t> bad_dtype(8 + i8.size() + 2, 0);
+    bad_dtype[0] = static_cast<uint8_t>(i8.size());
+    std::copy(i8.begin(), i8.end(), bad_dtype.begin() + 8);
+    expect_error([&] { SafeTensors::parse(bad_dtype, "w.safetensors"); }, {"unsupported dtype I8"});
+    expect_error([&] { SafeTensors::load("/nonexistent/w.safetensors"); }, {"/nonexistent/w.safetensors", "cannot open"});
+}
+
+TEST(Weights, ConfigAndWeightsMustAgree) {
+    const ModelConfig cfg = load_model_config(test::source_path("tests/data/tiny/model.json"));
+    const fs::path dir = temp_dir("weights");
+    ModelWeights w = random_weights(cfg, 1);
+    save_weights(dir / "model.safetensors", w, "BF16");
+    EXPECT_NO_THROW(load_weights(dir, cfg));
+    ModelConfig wider = cfg;
+    wider.mlp_hidden = 512;
+    expect_error([&] { load_weights(dir, wider); }, {"model.safetensors", "blocks.0.fc1.weight", "[512, 128]"});
+    ModelConfig deeper = cfg;
+    deeper.depth = 3;
+    expect_error([&] { load_weights(dir, deeper); }, {"missing tensor \"blocks.2."});
+    ModelConfig shallower = cfg;
+    shallower.depth = 1;
+    expect_error([&] { load_weights(dir, shallower); }, {"unexpected tensor \"blocks.1."});
+    w.tensors["final_proj.bias"].data[0] = std::nanf("");
+    save_weights(dir / "model.safetensors", w, "F32");
+    expect_error([&] { load_weights(dir, cfg); }, {"final_proj.bias", "non-finite"});
+    fs::remove_all(dir);
+}
+
+TEST(Config, InvalidConfigsNameTheProblem) {
+    const std::string good = read_file_text(test::source_path("config/model-tiny.json"));
+    EXPECT_NO_THROW(parse_model_config(good, "m.json"));
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = good;
+        const size_t at = s.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        return s.replace(at, from.size(), to);
+    };
+    expect_error([&] { parse_model_config("{", "m.json"); }, {"m.json", "not valid JSON"});
+    expect_error([&] { parse_model_config("[]", "m.json"); }, {"m.json", "JSON object"});
+    expect_error([&] { parse_model_config(with("\"heads\": 2", "\"heads\": 3"), "m.json"); }, {"heads × head_dim"});
+    expect_error([&] { parse_model_config(with("\"patch\": 8", "\"patch\": 5"), "m.json"); }, {"multiples of patch"});
+    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": -2"), "m.json"); }, {"\"depth\"", "outside"});
+    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": \"two\""), "m.json"); }, {"\"depth\" must be an integer"});
+    expect_error([&] { parse_model_config(with("[16, 24, 24]", "[16, 24, 22]"), "m.json"); }, {"rope_axes"});
+    expect_error([&] { parse_model_config(with("\"kvworld-model\"", "\"other\""), "m.json"); }, {"not a KVWorld model config"});
+    expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 1.5"), "m.json"); }, {"cache_t"});
+}
+
+TEST(Trace, RoundTripAndMalformedTraces) {
+    Trace t;
+    t.world_seed = 77;
+    t.noise_seed = 3;
+    t.start_pose = CameraPose{1, 2, 3, 45, -5};
+    t.context_frames = 2;
+    t.actions = {FrameAction{1, 0, 0, 0, 0}, FrameAction{0.5f, -1, 0, 3, -1.5f}, FrameAction{0, 0, 1, -3, 0}};
+    t.note = "test";
+    const Trace back = parse_trace(trace_to_json(t), "t.json");
+    EXPECT_EQ(back.actions, t.actions);
+    EXPECT_EQ(back.start_pose, t.start_pose);
+    EXPECT_EQ(back.world_seed, 77u);
+    EXPECT_EQ(back.context_frames, 2);
+    const fs::path dir = temp_dir("trace");
+    save_trace(dir / "t.json", t);
+    EXPECT_EQ(load_trace(dir / "t.json").actions, t.actions);
+    // Atomic write: a failing save (target is a directory) leaves no partial file behind and throws.
+    fs::create_directories(dir / "occupied.json");
+    EXPECT_THROW(save_trace(dir / "occupied.json", t), Error);
+    size_t leftovers = 0;
+    for (const auto& e : fs::directory_iterator(dir)) leftovers += e.path().filename().string().find(".tmp") != std::string::npos;
+    EXPECT_EQ(leftovers, 0u);
+    fs::remove_all(dir);
+
+    const std::string good = trace_to_json(t);
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = good;
+        const size_t at = s.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        return s.replace(at, from.size(), to);
+    };
+    expect_error([&] { parse_trace("not json", "t.json"); }, {"t.json", "not valid JSON"});
+    expect_error([&] { parse_trace(with("\"version\": 1", "\"version\": 9"), "t.json"); }, {"version 9 is not supported"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0.5,-1.0,0.0]"), "t.json"); }, {"actions[1]"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[7,0,0,0,0]"), "t.json"); }, {"actions[1]", "[-1, 1]"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0,0,0,\"x\",0]"), "t.json"); }, {"actions[1]", "number"});
+    expect_error([&] { parse_trace(with("\"context_frames\": 2", "\"context_frames\": 9"), "t.json"); }, {"fewer than"});
+    expect_error([&] { parse_trace(with("\"world_seed\": 77", "\"world_seed\": -1"), "t.json"); }, {"world_seed"});
+    expect_error([&] { parse_trace(with("\"kvworld-trace\"", "\"x\""), "t.json"); }, {"not a KVWorld trace"});
+}

@@ -1,0 +1,137 @@
+// Sessions on the CPU backend: determinism, byte accounting, live setting changes, budget eviction.
+#include <gtest/gtest.h>
+
+#include "kvworld/kvworld.h"
+#include "kvworld/trace.h"
+#include "model_impl.h"
+#include "tolerance.h"
+#include "weights.h"
+
+using namespace kvw;
+
+namespace {
+
+struct TinyWorld {
+    ModelConfig cfg = load_model_config(test::source_path("tests/data/tiny/model.json"));
+    std::shared_ptr<Model> model = Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu);
+    std::vector<Image> context() const {
+        std::vector<Image> ctx(static_cast<size_t>(cfg.chunk_frames), Image(cfg.width, cfg.height));
+        for (size_t f = 0; f < ctx.size(); ++f)
+            for (size_t i = 0; i < ctx[f].rgb.size(); ++i) ctx[f].rgb[i] = static_cast<uint8_t>((i * 13 + f * 17) % 256);
+        return ctx;
+    }
+    std::vector<FrameAction> actions(int chunk) const {
+        std::vector<FrameAction> a;
+        for (int f = 0; f < cfg.chunk_frames; ++f)
+            a.push_back(FrameAction{1.f, (chunk % 3) - 1.f, 0.f, 3.f * ((chunk + f) % 2), 0.f});
+        return a;
+    }
+    std::vector<std::vector<uint8_t>> run(const SessionParams& p, int chunks, std::vector<ChunkMetrics>* metrics = nullptr) const {
+        Session s(model, p);
+        std::vector<std::vector<uint8_t>> frames;
+        const auto a0 = actions(0);
+        s.start(context(), a0, dead_reckon(CameraPose{}, a0, cfg.motion));
+        for (int c = 1; c <= chunks; ++c) {
+            ChunkResult r = s.step(actions(c));
+            for (Image& img : r.frames) frames.push_back(img.rgb);
+            if (metrics) metrics->push_back(r.metrics);
+        }
+        return frames;
+    }
+};
+
+}  // namespace
+
+TEST(Session, SameSeedSameFramesOtherSeedOtherFrames) {
+    TinyWorld w;
+    SessionParams p;
+    p.cache = CacheSettings{4, 2, 32, KeyLayout::Token, Correction::Taylor};
+    p.seed = 11;
+    const auto a = w.run(p, 4), b = w.run(p, 4);
+    EXPECT_EQ(a, b);
+    p.seed = 12;
+    EXPECT_NE(a, w.run(p, 4));
+}
+
+TEST(Session, CacheBytesEqualPredictionAndAllocation) {
+    TinyWorld w;
+    for (const CacheSettings& cs : {CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off},
+                                    CacheSettings{2, 4, 32, KeyLayout::Token, Correction::Taylor},
+                                    CacheSettings{4, 8, 64, KeyLayout::Channel, Correction::Exact},
+                                    CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Taylor}}) {
+        SessionParams p;
+        p.cache = cs;
+        std::vector<ChunkMetrics> m;
+        w.run(p, 3, &m);
+        const CacheBytes predicted = Session::predict_cache_bytes(w.cfg, cs, 4);
+        EXPECT_EQ(m.back().cache_bytes.codes, predicted.codes) << cs.label();
+        EXPECT_EQ(m.back().cache_bytes.metadata, predicted.metadata) << cs.label();
+        ASSERT_EQ(m.back().layer_bytes.size(), static_cast<size_t>(w.cfg.depth));
+        EXPECT_EQ(m.back().layer_bytes[0].total() * w.cfg.depth, predicted.total());
+    }
+    // Quantization shrinks the cache: INT2 g32 is (2 + 32/32) bits against 16.
+    const double ratio = static_cast<double>(Session::predict_cache_bytes(w.cfg, CacheSettings{2, 2, 32}, 1).total()) /
+                         Session::predict_cache_bytes(w.cfg, CacheSettings{16, 16, 64}, 1).total();
+    EXPECT_DOUBLE_EQ(ratio, 3.0 / 16.0);
+}
+
+TEST(Session, LiveSettingChangesReencodeTheCache) {
+    TinyWorld w;
+    SessionParams p;
+    p.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
+    Session s(w.model, p);
+    const auto a0 = w.actions(0);
+    s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    s.step(w.actions(1));
+    EXPECT_EQ(s.cache_bytes().total(), Session::predict_cache_bytes(w.cfg, p.cache, 2).total());
+    p.cache = CacheSettings{2, 2, 32, KeyLayout::Channel, Correction::Exact};
+    s.set_params(p);
+    const ChunkResult r = s.step(w.actions(2));
+    EXPECT_EQ(r.metrics.settings, p.cache);
+    EXPECT_EQ(s.cache_bytes().total(), Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
+    // Impossible settings are refused with a message, and the old ones stay.
+    SessionParams bad = p;
+    bad.cache.group = 128;  // > head_dim 64 in the token layout
+    bad.cache.key_layout = KeyLayout::Token;
+    EXPECT_THROW(s.set_params(bad), Error);
+    EXPECT_EQ(s.params(), p);
+}
+
+TEST(Session, BudgetKeepsTheCacheUnderItAndReportsEvictions) {
+    TinyWorld w;
+    SessionParams p;
+    p.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
+    p.context.window = 2;
+    p.context.recall = 1;
+    const uint64_t chunk = Session::predict_cache_bytes(w.cfg, p.cache, 1).total();
+    p.context.budget_bytes = static_cast<double>(4 * chunk);
+    std::vector<ChunkMetrics> m;
+    w.run(p, 8, &m);
+    bool evicted = false;
+    for (const ChunkMetrics& cm : m) {
+        EXPECT_LE(cm.cache_bytes.total(), 4 * chunk);
+        evicted |= !cm.evicted_chunks.empty();
+        EXPECT_LE(cm.context_chunks.size(), 3u);
+    }
+    EXPECT_TRUE(evicted);
+    EXPECT_EQ(m.back().context_chunks.front(), 0);  // the first chunk is kept and recalled
+    p.context.budget_bytes = static_cast<double>(chunk / 2);
+    EXPECT_THROW(Session(w.model, p), Error);
+}
+
+TEST(Session, MetricsReportPoseAndAttentionMass) {
+    TinyWorld w;
+    SessionParams p;
+    std::vector<ChunkMetrics> m;
+    w.run(p, 2, &m);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_EQ(m[0].chunk, 1);
+    EXPECT_EQ(m[0].poses.size(), static_cast<size_t>(w.cfg.chunk_frames));
+    ASSERT_EQ(m[0].p_cache.size(), static_cast<size_t>(w.cfg.depth));
+    for (double pc : m[0].p_cache) {
+        EXPECT_GT(pc, 0.0);
+        EXPECT_LT(pc, 1.0);
+    }
+    EXPECT_GT(m[1].times.total_ms, 0.0);
+    EXPECT_DOUBLE_EQ(m[1].time_s, 2.0 * w.cfg.chunk_frames / w.cfg.fps);
+}
