@@ -89,6 +89,8 @@ struct StageTimes {
     double denoise_ms = 0;    // all sampling steps
     double cache_pass_ms = 0; // the pass that writes the chunk's K/V
     double decode_ms = 0;     // frames to RGB8 (and to the host when asked)
+    double attention_ms = 0;  // of denoise + cache pass: attention (CPU backend; CUDA in bench only)
+    double gemm_ms = 0;       // of denoise + cache pass: matrix products
     double total_ms = 0;
 };
 

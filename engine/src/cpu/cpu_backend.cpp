@@ -69,6 +69,7 @@ private:
     bool keys_quantized_ = false;
     std::vector<float> key_cos_, key_sin_;  // [n_cached][hd/2]
     std::vector<float> cur_cos_, cur_sin_;  // [N][hd/2]
+    double attention_ms_ = 0, gemm_ms_ = 0;  // accumulated over a chunk (bench's split)
     // Work buffers
     std::vector<float> tokens_, x_, h_, qkv_, attn_, o_, mlp_, qrot_, head_out_, modl_;
 };
@@ -219,8 +220,13 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
     const int N = c.tokens_per_chunk(), D = c.hidden, H = c.heads, hd = c.head_dim, F = c.chunk_frames;
     const int tpf = c.tokens_per_frame(), P = c.patch_dim(), Mh = c.mlp_hidden;
     const float eps = c.norm_eps, alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    auto linear = [this](const float* x, int n, int in, const float* wt, const float* bias, int out, float* y) {
+        const auto t0 = Clock::now();
+        cpu::linear(x, n, in, wt, bias, out, y);
+        gemm_ms_ += ms_since(t0);
+    };
     cpu::patchify(frames, F, c.height, c.width, c.patch, tokens_.data());
-    cpu::linear(tokens_.data(), N, P, w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D, x_.data());
+    linear(tokens_.data(), N, P, w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D, x_.data());
     if (p_cache) p_cache->assign(static_cast<size_t>(c.depth), 0.0);
     for (int l = 0; l < c.depth; ++l) {
         const std::string b = "blocks." + std::to_string(l) + ".";
@@ -231,7 +237,7 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
         const float *sh1 = &modl_[0], *sc1 = &modl_[static_cast<size_t>(D)], *g1 = &modl_[2 * static_cast<size_t>(D)];
         const float *sh2 = &modl_[3 * static_cast<size_t>(D)], *sc2 = &modl_[4 * static_cast<size_t>(D)], *g2 = &modl_[5 * static_cast<size_t>(D)];
         cpu::layernorm_modulate(x_.data(), N, D, tpf, sh1, sc1, 6 * D, eps, h_.data());
-        cpu::linear(h_.data(), N, D, w.ptr(b + "qkv.weight"), w.ptr(b + "qkv.bias"), 3 * D, qkv_.data());
+        linear(h_.data(), N, D, w.ptr(b + "qkv.weight"), w.ptr(b + "qkv.bias"), 3 * D, qkv_.data());
         cpu::rmsnorm_heads(qkv_.data(), N, H, hd, 3 * D, w.ptr(b + "q_norm.weight"), eps);
         cpu::rmsnorm_heads(qkv_.data() + D, N, H, hd, 3 * D, w.ptr(b + "k_norm.weight"), eps);
         if (write) {
@@ -266,22 +272,24 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
             in.corr_group_width = corr_group_width_;
             in.key_cos = key_cos_.data();
             in.key_sin = key_sin_.data();
+            const auto t_attn = Clock::now();
             pc_layer += cpu::attention_head(in, head_out_.data());
+            attention_ms_ += ms_since(t_attn);
             for (int j = 0; j < N; ++j)
                 std::copy(&head_out_[static_cast<size_t>(j) * hd], &head_out_[static_cast<size_t>(j) * hd] + hd, &attn_[static_cast<size_t>(j) * D + h * hd]);
         }
         if (p_cache) (*p_cache)[static_cast<size_t>(l)] = pc_layer / (static_cast<double>(H) * N);
-        cpu::linear(attn_.data(), N, D, w.ptr(b + "proj.weight"), w.ptr(b + "proj.bias"), D, o_.data());
+        linear(attn_.data(), N, D, w.ptr(b + "proj.weight"), w.ptr(b + "proj.bias"), D, o_.data());
         cpu::gated_residual(x_.data(), o_.data(), N, D, tpf, g1, 6 * D);
         cpu::layernorm_modulate(x_.data(), N, D, tpf, sh2, sc2, 6 * D, eps, h_.data());
-        cpu::linear(h_.data(), N, D, w.ptr(b + "fc1.weight"), w.ptr(b + "fc1.bias"), Mh, mlp_.data());
+        linear(h_.data(), N, D, w.ptr(b + "fc1.weight"), w.ptr(b + "fc1.bias"), Mh, mlp_.data());
         cpu::gelu_tanh_inplace(mlp_.data(), mlp_.size());
-        cpu::linear(mlp_.data(), N, Mh, w.ptr(b + "fc2.weight"), w.ptr(b + "fc2.bias"), D, o_.data());
+        linear(mlp_.data(), N, Mh, w.ptr(b + "fc2.weight"), w.ptr(b + "fc2.bias"), D, o_.data());
         cpu::gated_residual(x_.data(), o_.data(), N, D, tpf, g2, 6 * D);
     }
     if (!x0_out) return;
     cpu::layernorm_modulate(x_.data(), N, D, tpf, &cond.fmod[0], &cond.fmod[static_cast<size_t>(D)], 2 * D, eps, h_.data());
-    cpu::linear(h_.data(), N, D, w.ptr("final_proj.weight"), w.ptr("final_proj.bias"), P, o_.data());
+    linear(h_.data(), N, D, w.ptr("final_proj.weight"), w.ptr("final_proj.bias"), P, o_.data());
     cpu::unpatchify(o_.data(), F, c.height, c.width, c.patch, x0_out);
 }
 
@@ -291,6 +299,7 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const size_t n = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
     KVW_CHECK(static_cast<int>(job.labels.size()) == c.chunk_frames && job.camera.size() == job.labels.size(),
               "a chunk needs " << c.chunk_frames << " actions");
+    attention_ms_ = gemm_ms_ = 0;
     prepare_context(job);
     std::vector<float> x(n), x0(n);
     std::vector<double> pc_sum(static_cast<size_t>(c.depth), 0.0), pc;
@@ -330,6 +339,8 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     out->times.cache_pass_ms = ms_since(t_cache);
     out->frames = std::move(x0);
     out->p_cache = std::move(pc_sum);
+    out->times.attention_ms = attention_ms_;
+    out->times.gemm_ms = gemm_ms_;
     out->times.total_ms = ms_since(t_start);
 }
 

@@ -1,0 +1,54 @@
+// Shared by the kvworld-cli subcommands: cache/context/sampler flags, model loading, a terminal
+// progress bar.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "kvworld/kvworld.h"
+
+namespace kvw::cli {
+
+struct SessionFlags {
+    std::string model_dir;
+    std::string backend = "cpu";
+    int key_bits = 16, value_bits = 16, group = 64;
+    std::string key_layout = "token", correction = "taylor";
+    int steps = 0, window = -1, recall = -1;
+    double budget_mb = 0;
+    float cache_t = -1.f;
+    long long seed = -1;  // -1: the trace's noise seed
+
+    void add_to(CLI::App* cmd, bool with_model = true);
+    // Session parameters (model defaults for window/recall when not given).
+    SessionParams params(const ModelConfig& config, uint64_t default_seed) const;
+};
+
+// Loads --model (or the default model, printing which) on --backend.
+std::shared_ptr<Model> load_model(const SessionFlags& flags);
+
+class ProgressBar {
+public:
+    ProgressBar(const std::string& label, int total);
+    void update(int done, const std::string& extra = "");
+    void finish();
+
+private:
+    std::string label_;
+    int total_;
+    bool tty_;
+    std::chrono::steady_clock::time_point start_;
+    int last_percent_ = -1;
+};
+
+int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir, int max_frames,
+                 bool write_ground_truth, bool write_video);
+int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset, bool all,
+               const std::string& bits_list, const std::string& groups_list, const std::string& layout,
+               const std::string& resolution, double budget_gb, const std::string& json_out);
+int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_path, int chunks,
+              const std::string& json_out);
+
+}  // namespace kvw::cli

@@ -1,0 +1,129 @@
+// kvworld-cli bench: ms per chunk and per forward, attention vs GEMM share, for cache formats against the
+// BF16 cache measured in the same run.
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli_common.h"
+#include "kvworld/fileio.h"
+#include "kvworld/planner.h"
+#include "model_impl.h"
+#include "weights.h"
+
+namespace kvw::cli {
+
+using json = nlohmann::json;
+
+namespace {
+
+struct BenchRow {
+    std::string model, settings;
+    double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
+    uint64_t cache_bytes = 0;
+};
+
+BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks) {
+    const ModelConfig& c = model->config();
+    SessionParams p;
+    p.cache = cache;
+    p.context.window = c.window;
+    p.context.recall = c.recall;
+    p.seed = 1;
+    Session s(model, p);
+    std::vector<Image> ctx(static_cast<size_t>(c.chunk_frames), Image(c.width, c.height));
+    for (size_t f = 0; f < ctx.size(); ++f)
+        for (size_t i = 0; i < ctx[f].rgb.size(); ++i) ctx[f].rgb[i] = static_cast<uint8_t>((i * 31 + f * 7) % 253);
+    std::vector<FrameAction> acts(static_cast<size_t>(c.chunk_frames), FrameAction{1.f, 0.f, 0.f, 1.5f, 0.f});
+    std::vector<CameraPose> poses;
+    CameraPose pose;
+    for (const FrameAction& a : acts) poses.push_back(pose = integrate_pose(pose, a, c.motion));
+    s.start(ctx, acts, poses);
+    // Fill the context (window + recall) first so that every measured chunk attends to a full cache.
+    const int warm = c.window + c.recall + 1;
+    for (int i = 0; i < warm; ++i) s.step(acts);
+    std::vector<double> totals;
+    double attn = 0, gemm = 0, denoise = 0;
+    for (int i = 0; i < chunks; ++i) {
+        const ChunkResult r = s.step(acts);
+        totals.push_back(r.metrics.times.total_ms);
+        attn += r.metrics.times.attention_ms;
+        gemm += r.metrics.times.gemm_ms;
+        denoise += r.metrics.times.denoise_ms;
+    }
+    std::sort(totals.begin(), totals.end());
+    BenchRow row;
+    row.model = c.name;
+    row.settings = cache.label();
+    row.ms_chunk = totals[totals.size() / 2];
+    const int steps = c.steps;
+    row.ms_forward = denoise / chunks / steps;
+    double sum = 0;
+    for (double t : totals) sum += t;
+    row.attention_share = attn / sum;
+    row.gemm_share = gemm / sum;
+    row.fps = 1000.0 * c.chunk_frames / row.ms_chunk;
+    row.cache_bytes = s.cache_bytes().total();
+    return row;
+}
+
+}  // namespace
+
+int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_list, int chunks,
+              const std::string& json_out) {
+    const BackendKind kind = parse_backend(backend);
+    std::vector<std::shared_ptr<Model>> models;
+    if (!model_dir.empty()) {
+        models.push_back(Model::load(model_dir, kind));
+    } else {
+        std::string list = config_list;
+        size_t start = 0;
+        while (start < list.size()) {
+            const size_t end = list.find(',', start);
+            const std::string name = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
+            start = end == std::string::npos ? list.size() : end + 1;
+            const std::filesystem::path trained = data_root() / "assets" / "models" / name / "model.json";
+            if (std::filesystem::exists(trained)) {
+                models.push_back(Model::load(trained.parent_path(), kind));
+            } else {
+                const std::filesystem::path cfgp = data_root() / "config" / ("model-" + name + ".json");
+                const ModelConfig cfg = load_model_config(cfgp);
+                std::fprintf(stderr, "bench: %s has no trained weights here; timing random weights of %s\n", name.c_str(), cfgp.c_str());
+                models.push_back(make_model(cfg, random_weights(cfg, 1), kind));
+            }
+        }
+    }
+    const std::vector<CacheSettings> formats = {
+        {16, 16, 64, KeyLayout::Token, Correction::Off},     // the baseline
+        {8, 8, 64, KeyLayout::Token, Correction::Taylor},
+        {4, 4, 64, KeyLayout::Token, Correction::Off},
+        {4, 4, 64, KeyLayout::Token, Correction::Taylor},
+        {2, 2, 64, KeyLayout::Token, Correction::Off},
+        {2, 2, 64, KeyLayout::Token, Correction::Taylor},
+        {2, 2, 64, KeyLayout::Token, Correction::Exact},
+    };
+    json out = json::array();
+    std::printf("backend %s, %d measured chunks each after filling the context; ratios against BF16 of the same run\n",
+                backend.c_str(), chunks);
+    std::printf("%-18s %-22s %10s %10s %8s %8s %9s %9s %10s\n", "model", "cache", "ms/chunk", "ms/fwd", "attn%", "gemm%",
+                "frames/s", "vs BF16", "cache MB");
+    for (const auto& m : models) {
+        double baseline = 0;
+        for (const CacheSettings& f : formats) {
+            if (f.group > m->config().head_dim) continue;
+            const BenchRow r = bench_one(m, f, chunks);
+            if (baseline == 0) baseline = r.ms_chunk;
+            std::printf("%-18s %-22s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(), r.settings.c_str(),
+                        r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share, r.fps, baseline / r.ms_chunk,
+                        r.cache_bytes / 1e6);
+            std::fflush(stdout);
+            out.push_back({{"model", r.model}, {"backend", backend}, {"settings", r.settings}, {"ms_per_chunk", r.ms_chunk},
+                           {"ms_per_forward", r.ms_forward}, {"attention_share", r.attention_share},
+                           {"gemm_share", r.gemm_share}, {"generated_fps", r.fps}, {"speed_vs_bf16", baseline / r.ms_chunk},
+                           {"cache_bytes", r.cache_bytes}});
+        }
+    }
+    if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");
+    return 0;
+}
+
+}  // namespace kvw::cli

@@ -1,0 +1,102 @@
+// kvworld-cli: the KVWorld engine without a window — generate from a trace, plan memory, benchmark.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "cli_common.h"
+#include "kvworld/fileio.h"
+#include "kvworld/planner.h"
+#include "model_impl.h"
+#include "weights.h"
+
+int main(int argc, char** argv) {
+    using namespace kvw;
+    CLI::App app{"kvworld-cli: play a KV-cache-quantized video world model headless"};
+    app.require_subcommand(1);
+
+    cli::SessionFlags gen_flags;
+    std::string trace, out;
+    int max_frames = -1;
+    bool ground_truth = false, no_video = false;
+    auto* gen = app.add_subcommand("generate", "Generate frames from an action trace (PNG, MP4 with ffmpeg, metrics.json)");
+    gen_flags.add_to(gen);
+    gen->add_option("--trace", trace, "Action trace (JSON, see README)")->required()->check(CLI::ExistingFile);
+    gen->add_option("--out", out, "Output folder")->required();
+    gen->add_option("--frames", max_frames, "Generate at most this many frames after the context")->check(CLI::NonNegativeNumber);
+    gen->add_flag("--ground-truth", ground_truth, "Also render the simulator's frames for the trace into OUT/ground_truth");
+    gen->add_flag("--no-video", no_video, "Skip the MP4");
+
+    std::string mem_model, mem_config, preset, bits = "16,8,4,2", groups = "32,64,128", layout = "token", resolution, mem_json;
+    bool all_presets = false;
+    double budget_gb = 0;
+    auto* mem = app.add_subcommand("memory", "KV-cache memory plan for a model config or peer presets");
+    mem->add_option("--model", mem_model, "Model folder");
+    mem->add_option("--config", mem_config, "Model config (model.json)");
+    mem->add_option("--preset", preset, "Peer preset id (config/models/*.json)");
+    mem->add_flag("--all-presets", all_presets, "Every peer preset");
+    mem->add_option("--bits", bits, "Comma-separated bitwidths (16,8,4,2)");
+    mem->add_option("--groups", groups, "Comma-separated group sizes (32,64,128)");
+    mem->add_option("--key-layout", layout, "token or channel")->check(CLI::IsMember({"token", "channel"}));
+    mem->add_option("--resolution", resolution, "HEIGHTxWIDTH (default: native)");
+    mem->add_option("--budget-gb", budget_gb, "Cache budget: seconds of video whose history fits")->check(CLI::NonNegativeNumber);
+    mem->add_option("--json", mem_json, "Also write the table as JSON");
+
+    std::string bench_backend = "cpu", bench_model, bench_configs = "tiny,default", bench_json;
+    int bench_chunks = 3;
+    auto* bench = app.add_subcommand("bench", "Time chunks and forwards per cache format against BF16 in the same run");
+    bench->add_option("--backend", bench_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+    bench->add_option("--model", bench_model, "Model folder (default: --configs)");
+    bench->add_option("--configs", bench_configs, "Comma-separated: tiny, default (trained weights when present, else random)");
+    bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
+    bench->add_option("--json", bench_json, "Also write the results as JSON");
+
+    std::string info_model;
+    auto* info = app.add_subcommand("info", "Describe a model folder");
+    info->add_option("--model", info_model, "Model folder (default: the shipped model)");
+
+    std::string init_config, init_out, init_dtype = "BF16";
+    uint64_t init_seed = 1;
+    auto* init = app.add_subcommand("init-model", "Write a randomly initialised model (benchmarks, tests)");
+    init->add_option("--config", init_config, "Model config")->required()->check(CLI::ExistingFile);
+    init->add_option("--out", init_out, "Output folder")->required();
+    init->add_option("--seed", init_seed, "Seed");
+    init->add_option("--dtype", init_dtype, "F32, F16 or BF16")->check(CLI::IsMember({"F32", "F16", "BF16"}));
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        if (*gen) return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video);
+        if (*mem) return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout, resolution, budget_gb, mem_json);
+        if (*bench) return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
+        if (*info) {
+            cli::SessionFlags f;
+            f.model_dir = info_model;
+            auto m = cli::load_model(f);
+            const ModelConfig& c = m->config();
+            std::printf("%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, MLP %d\n",
+                        c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
+                        c.head_dim, c.mlp_hidden);
+            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, window %d, recall %d\n",
+                        m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
+                        c.steps, c.window, c.recall);
+            return 0;
+        }
+        if (*init) {
+            const ModelConfig cfg = load_model_config(init_config);
+            std::filesystem::create_directories(init_out);
+            save_weights(std::filesystem::path(init_out) / cfg.weight_files.front(), random_weights(cfg, init_seed), init_dtype);
+            write_file_atomic(std::filesystem::path(init_out) / "model.json", model_config_to_json(cfg));
+            std::printf("wrote %s\n", init_out.c_str());
+            return 0;
+        }
+    } catch (const kvw::Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

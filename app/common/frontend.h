@@ -1,0 +1,49 @@
+// What the CLI and the GUI share on top of the engine: start contexts from traces (simulator or image),
+// settings <-> JSON, metrics JSON, video writing through ffmpeg, and the default model location.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvworld/kvworld.h"
+#include "kvworld/trace.h"
+#include "kvworld/sim.h"
+
+namespace kvw::frontend {
+
+// The shipped default model (assets/models/default), or the tiny model when the default is missing.
+// `note` says which and why.
+std::filesystem::path default_model_dir(std::string* note = nullptr);
+
+// The start context for `trace` at the model's resolution: the last chunk_frames of the trace's context
+// frames, rendered by the simulator (or the trace's start image repeated), with their actions and poses.
+struct StartContext {
+    std::vector<Image> frames;
+    std::vector<FrameAction> actions;
+    std::vector<CameraPose> poses;
+    int first_generated_frame = 0;  // index into trace.actions of the first generated frame
+};
+StartContext make_start_context(const Trace& trace, const ModelConfig& config,
+                                const std::filesystem::path& trace_dir = {});
+
+// Simulator parameters matching a model (resolution, motion units).
+sim::SimParams sim_params_for(const ModelConfig& config);
+
+
+std::string settings_json(const SessionParams& params);           // one JSON object
+std::string chunk_metrics_json(const ChunkMetrics& m, int indent = -1);
+
+// ffmpeg on PATH?
+bool have_ffmpeg();
+// Encodes numbered PNGs (pattern like "frame_%05d.png" inside dir) to an MP4 atomically. Returns false
+// with `why` when ffmpeg is missing or fails (the PNGs remain either way).
+bool encode_mp4(const std::filesystem::path& dir, const std::string& pattern, int fps, int start_number,
+                const std::filesystem::path& out, std::string* why);
+
+// Image quality metrics (RGB8, same size).
+double psnr(const Image& a, const Image& b);
+double ssim(const Image& a, const Image& b);  // mean SSIM of luma, 11x11 Gaussian window (sigma 1.5)
+
+}  // namespace kvw::frontend

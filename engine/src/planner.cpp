@@ -1,0 +1,122 @@
+#include "kvworld/planner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "kvworld/fileio.h"
+#include "quant.h"
+#include "backend.h"
+#include "util/json_util.h"
+
+namespace kvw {
+
+using jsonu::json;
+
+int PeerModel::tokens_per_latent_frame(int h, int w) const {
+    const int div = vae_spatial * patch;
+    return (h / div) * (w / div);
+}
+
+PeerModel parse_peer(const std::string& text, const std::string& src) {
+    const json j = jsonu::parse(text, src);
+    if (!j.is_object() || j.value("format", "") != "kvworld-peer")
+        throw Error(src + ": not a peer preset (\"format\" must be \"kvworld-peer\")");
+    PeerModel p;
+    p.source = src;
+    auto geti = [&](const char* k, int lo, int hi) { return jsonu::integer(jsonu::field(j, k, src), k, src, lo, hi); };
+    p.id = jsonu::field(j, "id", src).get<std::string>();
+    p.name = jsonu::field(j, "name", src).get<std::string>();
+    p.layers = geti("layers", 1, 1000);
+    p.hidden = geti("hidden", 1, 100000);
+    p.heads = geti("heads", 1, 1000);
+    p.kv_heads = geti("kv_heads", 1, 1000);
+    p.head_dim = geti("head_dim", 32, 1024);
+    const json& res = jsonu::field(j, "resolution", src);
+    if (!res.is_array() || res.size() != 2) throw Error(src + ": \"resolution\" must be [height, width]");
+    p.height = jsonu::integer(res[0], "resolution", src, 8, 16384);
+    p.width = jsonu::integer(res[1], "resolution", src, 8, 16384);
+    p.vae_spatial = geti("vae_spatial", 1, 64);
+    p.vae_temporal = geti("vae_temporal", 1, 64);
+    p.patch = geti("patch", 1, 64);
+    p.fps = jsonu::number(jsonu::field(j, "fps", src), "fps", src);
+    p.chunk_latent_frames = geti("chunk_latent_frames", 1, 10000);
+    p.context_latent_frames = geti("context_latent_frames", 1, 100000);
+    p.kv_branches = j.contains("kv_branches") ? geti("kv_branches", 1, 8) : 1;
+    p.weights_gb = j.contains("weights_gb") ? jsonu::number(j["weights_gb"], "weights_gb", src) : 0;
+    p.notes = j.value("notes", "");
+    if (p.head_dim % 32) throw Error(src + ": head_dim must be a multiple of 32");
+    if (!(p.fps > 0)) throw Error(src + ": fps must be > 0");
+    return p;
+}
+
+std::vector<PeerModel> load_peer_presets(const std::filesystem::path& dir) {
+    std::vector<PeerModel> out;
+    if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": no preset folder here");
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().extension() == ".json") out.push_back(parse_peer(read_file_text(e.path()), e.path().string()));
+    std::sort(out.begin(), out.end(), [](const PeerModel& a, const PeerModel& b) { return a.id < b.id; });
+    return out;
+}
+
+PeerModel peer_from_config(const ModelConfig& c, double weights_gb) {
+    PeerModel p;
+    p.id = c.name;
+    p.name = c.name + " (this model)";
+    p.layers = c.depth;
+    p.hidden = c.hidden;
+    p.heads = p.kv_heads = c.heads;
+    p.head_dim = c.head_dim;
+    p.height = c.height;
+    p.width = c.width;
+    p.patch = c.patch;
+    p.fps = c.fps;
+    p.chunk_latent_frames = c.chunk_frames;
+    p.context_latent_frames = (c.window + c.recall) * c.chunk_frames;
+    p.weights_gb = weights_gb;
+    return p;
+}
+
+PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int width, double budget) {
+    validate_format(key_format(s), m.head_dim, true);
+    validate_format(value_format(s), m.head_dim, false);
+    const int h = height > 0 ? height : m.height, w = width > 0 ? width : m.width;
+    const int tokens = m.tokens_per_latent_frame(h, w);
+    if (tokens <= 0) throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is below one token for " + m.name);
+    const int chunk_tokens = tokens * m.chunk_latent_frames;
+    const SegmentLayout k = segment_layout(key_format(s), m.kv_heads, chunk_tokens, m.head_dim);
+    const SegmentLayout v = segment_layout(value_format(s), m.kv_heads, chunk_tokens, m.head_dim);
+    PlanRow r;
+    r.settings = s;
+    const uint64_t per_segment = k.total_bytes() + v.total_bytes();
+    r.chunk_bytes = per_segment * static_cast<uint64_t>(m.layers) * m.kv_branches;
+    r.bytes_per_latent_frame = r.chunk_bytes / m.chunk_latent_frames;
+    const int context_chunks = (m.context_latent_frames + m.chunk_latent_frames - 1) / m.chunk_latent_frames;
+    r.context_bytes = r.chunk_bytes * static_cast<uint64_t>(context_chunks);
+    r.bits_per_element = 8.0 * per_segment / (2.0 * m.kv_heads * chunk_tokens * m.head_dim);
+    const double chunk_seconds = static_cast<double>(m.chunk_latent_frames) * m.vae_temporal / m.fps;
+    r.seconds_per_gb = 1e9 / static_cast<double>(r.chunk_bytes) * chunk_seconds;
+    r.seconds_fit = budget > 0 ? std::floor(budget / static_cast<double>(r.chunk_bytes)) * chunk_seconds : 0;
+    return r;
+}
+
+std::filesystem::path data_root() {
+    namespace fs = std::filesystem;
+    if (const char* env = std::getenv("KVW_DATA_DIR")) return env;
+    // Installed layout or build tree: walk up from the executable looking for config/models.
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    for (fs::path p = exe.parent_path(); !ec && !p.empty() && p != p.root_path(); p = p.parent_path())
+        if (fs::exists(p / "config" / "models") && fs::exists(p / "assets")) return p;
+#ifdef KVW_SOURCE_DIR
+    return KVW_SOURCE_DIR;
+#else
+    return fs::current_path();
+#endif
+}
+
+std::filesystem::path default_presets_dir() { return data_root() / "config" / "models"; }
+
+}  // namespace kvw
