@@ -36,6 +36,8 @@ struct Fixture {
         j.steps = 3;
         j.shift = 1.f;
         j.cache_t = 0.f;
+        j.source_previous = config.source_previous;
+        j.source_sigma = config.source_sigma;
         j.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Taylor};
         return j;
     }

@@ -135,3 +135,4 @@ TEST(Session, MetricsReportPoseAndAttentionMass) {
     EXPECT_GT(m[1].times.total_ms, 0.0);
     EXPECT_DOUBLE_EQ(m[1].time_s, 2.0 * w.cfg.chunk_frames / w.cfg.fps);
 }
+

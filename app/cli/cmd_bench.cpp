@@ -19,7 +19,9 @@ namespace {
 struct BenchRow {
     std::string model, settings;
     double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
+    double denoise_ms = 0, cache_ms = 0, decode_ms = 0;
     uint64_t cache_bytes = 0;
+    int64_t device_cache_bytes = -1;  // CUDA: device memory taken by the cache (free-memory delta)
 };
 
 BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks) {
@@ -30,6 +32,8 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     p.context.recall = c.recall;
     p.seed = 1;
     Session s(model, p);
+    size_t free0 = 0, total = 0;
+    const bool on_gpu = model->backend() == BackendKind::Cuda && cuda_memory_info(&free0, &total);
     std::vector<Image> ctx(static_cast<size_t>(c.chunk_frames), Image(c.width, c.height));
     for (size_t f = 0; f < ctx.size(); ++f)
         for (size_t i = 0; i < ctx[f].rgb.size(); ++i) ctx[f].rgb[i] = static_cast<uint8_t>((i * 31 + f * 7) % 253);
@@ -42,10 +46,13 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     const int warm = c.window + c.recall + 1;
     for (int i = 0; i < warm; ++i) s.step(acts);
     std::vector<double> totals;
-    double attn = 0, gemm = 0, denoise = 0;
+    double attn = 0, gemm = 0, denoise = 0, row_stage[3] = {0, 0, 0};
     for (int i = 0; i < chunks; ++i) {
         const ChunkResult r = s.step(acts);
         totals.push_back(r.metrics.times.total_ms);
+        row_stage[0] += r.metrics.times.denoise_ms / chunks;
+        row_stage[1] += r.metrics.times.cache_pass_ms / chunks;
+        row_stage[2] += r.metrics.times.decode_ms / chunks;
         attn += r.metrics.times.attention_ms;
         gemm += r.metrics.times.gemm_ms;
         denoise += r.metrics.times.denoise_ms;
@@ -63,6 +70,11 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     row.gemm_share = gemm / sum;
     row.fps = 1000.0 * c.chunk_frames / row.ms_chunk;
     row.cache_bytes = s.cache_bytes().total();
+    row.denoise_ms = row_stage[0];
+    row.cache_ms = row_stage[1];
+    row.decode_ms = row_stage[2];
+    size_t free1 = 0;
+    if (on_gpu && cuda_memory_info(&free1, &total)) row.device_cache_bytes = static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
     return row;
 }
 
@@ -116,10 +128,48 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
                         r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share, r.fps, baseline / r.ms_chunk,
                         r.cache_bytes / 1e6);
             std::fflush(stdout);
+            if (r.device_cache_bytes >= 0)
+                std::printf("%-18s %-22s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms; "
+                            "cache %.2f MB by accounting, %.2f MB device-memory delta\n",
+                            "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, r.cache_bytes / 1e6, r.device_cache_bytes / 1e6);
             out.push_back({{"model", r.model}, {"backend", backend}, {"settings", r.settings}, {"ms_per_chunk", r.ms_chunk},
+                           {"denoise_ms", r.denoise_ms}, {"cache_pass_ms", r.cache_ms}, {"decode_ms", r.decode_ms},
+                           {"device_cache_bytes", r.device_cache_bytes},
                            {"ms_per_forward", r.ms_forward}, {"attention_share", r.attention_share},
                            {"gemm_share", r.gemm_share}, {"generated_fps", r.fps}, {"speed_vs_bf16", baseline / r.ms_chunk},
                            {"cache_bytes", r.cache_bytes}});
+        }
+    }
+    if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");
+    return 0;
+}
+
+}  // namespace kvw::cli
+
+namespace kvw::cli {
+
+int run_bench_attention(const std::string& shapes, int iters, const std::string& json_out) {
+    std::vector<AttentionBenchShape> list;
+    if (shapes.find("default") != std::string::npos) list.push_back({"default (3x128, 1024 q, 6144 k)", 3, 128, 4, 16, 16, 5});
+    if (shapes.find("hy-worldplay-8b") != std::string::npos)
+        list.push_back({"HY-WorldPlay-8B (16x128, 6240 q, 37440 k)", 16, 128, 4, 30, 52, 5});
+    if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
+    const std::vector<CacheSettings> formats = {
+        {16, 16, 64, KeyLayout::Token, Correction::Off},
+        {8, 8, 64, KeyLayout::Token, Correction::Off},     {8, 8, 64, KeyLayout::Token, Correction::Taylor},
+        {4, 4, 64, KeyLayout::Token, Correction::Off},     {4, 4, 64, KeyLayout::Token, Correction::Taylor},
+        {4, 4, 64, KeyLayout::Token, Correction::Exact},   {2, 2, 128, KeyLayout::Token, Correction::Off},
+        {2, 2, 128, KeyLayout::Token, Correction::Taylor}, {2, 2, 128, KeyLayout::Token, Correction::Exact},
+        {2, 2, 64, KeyLayout::Token, Correction::Taylor},  {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
+    };
+    json out = json::array();
+    std::printf("%-44s %-24s %9s %9s %8s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16");
+    for (const AttentionBenchShape& s : list) {
+        const std::vector<AttentionBenchRow> rows = bench_attention(s, formats, iters);
+        for (const AttentionBenchRow& r : rows) {
+            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx\n", r.shape.c_str(), r.format.c_str(), r.ms, r.tflops, rows[0].ms / r.ms);
+            out.push_back({{"shape", r.shape}, {"format", r.format}, {"queries", r.queries}, {"keys", r.keys}, {"ms", r.ms},
+                           {"tflops", r.tflops}, {"speed_vs_bf16", rows[0].ms / r.ms}});
         }
     }
     if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");

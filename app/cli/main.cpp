@@ -49,6 +49,33 @@ int main(int argc, char** argv) {
     bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
     bench->add_option("--json", bench_json, "Also write the results as JSON");
 
+    cli::SessionFlags eval_flags;
+    std::string eval_out, eval_mode = "all", eval_bits = "8,4,2", eval_groups = "32,64,128", eval_layouts = "token,channel",
+                          eval_corr = "off,taylor,exact";
+    int eval_traces = 4, eval_frames = 48, eval_long = 1920;
+    bool eval_full = false;
+    uint64_t eval_world_base = 900000;
+    auto* eval = app.add_subcommand("eval", "Quality table (cache grid vs BF16 and ground truth) and the quality bar, on held-out worlds");
+    eval_flags.add_to(eval);
+    eval->add_option("--out", eval_out, "Output folder (eval.json, eval.md)")->required();
+    eval->add_option("--mode", eval_mode, "grid, quality or all")->check(CLI::IsMember({"grid", "quality", "all"}));
+    eval->add_option("--traces", eval_traces, "Held-out traces for the grid")->check(CLI::Range(1, 1000));
+    eval->add_option("--frames", eval_frames, "Generated frames per grid trace")->check(CLI::Range(1, 100000));
+    eval->add_option("--long-frames", eval_long, "Frames of the long rollouts (1920 = 2 minutes at 16 fps)")->check(CLI::Range(1, 1000000));
+    eval->add_option("--bits", eval_bits, "Bitwidths of the grid");
+    eval->add_option("--groups", eval_groups, "Group sizes of the grid");
+    eval->add_option("--layouts", eval_layouts, "Key layouts of the grid");
+    eval->add_option("--corrections", eval_corr, "Corrections of the grid");
+    eval->add_flag("--full-grid", eval_full, "Every key bits x value bits pair (default: equal bits)");
+    eval->add_option("--world-base", eval_world_base, "First held-out world seed (training uses 1000..)");
+
+    std::string ba_shapes = "default,hy-worldplay-8b", ba_json;
+    int ba_iters = 20;
+    auto* bench_attn = app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
+    bench_attn->add_option("--shapes", ba_shapes, "default, hy-worldplay-8b");
+    bench_attn->add_option("--iters", ba_iters, "Timed launches per format")->check(CLI::Range(1, 10000));
+    bench_attn->add_option("--json", ba_json, "Also write the results as JSON");
+
     std::string info_model;
     auto* info = app.add_subcommand("info", "Describe a model folder");
     info->add_option("--model", info_model, "Model folder (default: the shipped model)");
@@ -69,6 +96,10 @@ int main(int argc, char** argv) {
     try {
         if (*gen) return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video);
         if (*mem) return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout, resolution, budget_gb, mem_json);
+        if (*eval)
+            return cli::run_eval(eval_flags, eval_out, eval_mode, eval_traces, eval_frames, eval_bits, eval_groups, eval_layouts, eval_corr,
+                                 eval_full, eval_long, eval_world_base);
+        if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_json);
         if (*bench) return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
         if (*info) {
             cli::SessionFlags f;

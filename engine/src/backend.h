@@ -18,10 +18,16 @@ namespace kvw {
 // The largest context (chunks attended to, the current one included) the RoPE tables cover.
 inline constexpr int kMaxContextChunks = 64;
 
+// Storage formats of K and V for the settings; normalised so that equal storage compares equal (a 16-bit
+// tensor has no group and no layout).
 inline TensorFormat key_format(const CacheSettings& s) {
+    if (s.key_bits >= 16) return TensorFormat{16, 0, false};
     return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel};
 }
-inline TensorFormat value_format(const CacheSettings& s) { return TensorFormat{s.value_bits, s.group, false}; }
+inline TensorFormat value_format(const CacheSettings& s) {
+    if (s.value_bits >= 16) return TensorFormat{16, 0, false};
+    return TensorFormat{s.value_bits, s.group, false};
+}
 
 struct ChunkJob {
     int chunk_index = 0;                 // noise counter
@@ -34,13 +40,16 @@ struct ChunkJob {
     int steps = 4;
     float shift = 1.f;
     float cache_t = 0.f;
+    bool source_previous = false;  // x_1 = previous chunk's last frame + source_sigma * noise
+    float source_sigma = 1.f;
     CacheSettings cache;
     bool keep_device_frames = false;
     ProgressCallback progress;
 };
 
 struct ChunkOutput {
-    std::vector<float> frames;           // [F x H x W x 3] in [-1, 1] (host), unless device only
+    std::vector<float> frames;           // [F x H x W x 3] in [-1, 1] (host), or:
+    std::vector<uint8_t> frames_rgb8;    // [F x H x W x 3] already rounded (the CUDA backend converts on the device)
     DeviceFrames device_frames;          // RGBA8 on the device (CUDA, keep_device_frames)
     std::vector<double> p_cache;         // per layer
     StageTimes times;
@@ -73,6 +82,19 @@ std::unique_ptr<BackendModel> create_cpu_backend(const ModelConfig& config, Mode
 // Defined by the CUDA backend when it is built (kernels/), else throws.
 std::unique_ptr<BackendModel> create_cuda_backend(const ModelConfig& config, const ModelWeights& weights);
 bool cuda_backend_available(std::string* why_not);
+
+// Fused-attention benchmark (CUDA builds): the kernel at a given shape, random inputs, per cache format.
+struct AttentionBenchShape {
+    std::string name;
+    int heads = 0, head_dim = 0, chunk_frames = 0, rows = 0, cols = 0, n_ctx = 0;
+};
+struct AttentionBenchRow {
+    std::string shape, format;
+    int queries = 0, keys = 0;
+    double ms = 0, tflops = 0;
+};
+std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& shape, const std::vector<CacheSettings>& formats,
+                                               int iters);
 
 // Flow-matching time grid (docs/design.md "Sampling"): steps+1 values from 1 to 0.
 std::vector<float> sampler_times(int steps, float shift);

@@ -18,7 +18,8 @@ struct TensorFormat {
     bool channel = false;  // channel (KIVI) layout; keys only
 
     bool quantized() const { return bits < 16; }
-    bool operator==(const TensorFormat&) const = default;
+    // (spelled out: this header is also compiled as CUDA C++17)
+    bool operator==(const TensorFormat& o) const { return bits == o.bits && group == o.group && channel == o.channel; }
 };
 
 // Sizes of one tensor of one segment: `heads` × `tokens` × `head_dim`.

@@ -65,6 +65,8 @@ struct Session::Impl {
         job.steps = params.sampler.steps > 0 ? params.sampler.steps : c.steps;
         job.shift = params.sampler.shift > 0 ? params.sampler.shift : c.shift;
         job.cache_t = params.sampler.cache_t >= 0 ? params.sampler.cache_t : c.cache_t;
+        job.source_previous = c.source_previous;
+        job.source_sigma = c.source_sigma;
         job.cache = params.cache;
         job.keep_device_frames = params.keep_device_frames;
         return job;
@@ -104,7 +106,15 @@ struct Session::Impl {
         m.poses = poses;
         m.settings = job.cache;
         const auto t0 = std::chrono::steady_clock::now();
-        if (!out.frames.empty()) {
+        if (!out.frames_rgb8.empty()) {
+            const size_t per = static_cast<size_t>(c.height) * c.width * 3;
+            for (int f = 0; f < c.chunk_frames; ++f) {
+                Image img(c.width, c.height);
+                std::copy(out.frames_rgb8.begin() + static_cast<std::ptrdiff_t>(f * per),
+                          out.frames_rgb8.begin() + static_cast<std::ptrdiff_t>((f + 1) * per), img.rgb.begin());
+                r.frames.push_back(std::move(img));
+            }
+        } else if (!out.frames.empty()) {
             const size_t per = static_cast<size_t>(c.height) * c.width * 3;
             for (int f = 0; f < c.chunk_frames; ++f) {
                 Image img(c.width, c.height);

@@ -41,6 +41,8 @@ class ModelConfig:
     steps: int = 4
     shift: float = 1.0
     cache_t: float = 0.0
+    source_previous: bool = False  # flow source x_1 = previous chunk's last frame + source_sigma * noise
+    source_sigma: float = 1.0
     window: int = 3
     recall: int = 2
     motion: Dict[str, float] = field(default_factory=lambda: {
@@ -78,6 +80,8 @@ class ModelConfig:
                 setattr(c, k, j[k])
         c.rope_axes = tuple(j["rope_axes"])
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
+        c.source_previous = j["sampler"].get("source", "noise") == "previous"
+        c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
         c.motion = dict(j["motion"])
         c.weights = list(j.get("weights", ["model.safetensors"]))
@@ -90,7 +94,8 @@ class ModelConfig:
              "depth": self.depth, "heads": self.heads, "head_dim": self.head_dim, "mlp_hidden": self.mlp_hidden,
              "time_freq_dim": self.time_freq_dim, "rope_axes": list(self.rope_axes), "rope_theta": self.rope_theta,
              "norm_eps": self.norm_eps,
-             "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t},
+             "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
+                         "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma},
              "context": {"window": self.window, "recall": self.recall}, "motion": self.motion,
              "weights": self.weights}
         return json.dumps(j, indent=2) + "\n"
@@ -338,19 +343,24 @@ def normal_noise(seed: int, chunk: int, step: int, domain: int, count: int) -> n
 
 @torch.no_grad()
 def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: int, chunk_index: int,
-                   steps: int, shift: float, cache_t: float, given: Optional[torch.Tensor] = None):
-    """The engine's per-chunk procedure: Euler sampling (unless `given`), then the cache pass.
-    Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry)."""
+                   steps: int, shift: float, cache_t: float, given: Optional[torch.Tensor] = None,
+                   prev: Optional[torch.Tensor] = None):
+    """The engine's per-chunk procedure: Euler sampling (unless `given`) from x_1 = source_sigma * noise
+    (+ `prev`, the previous chunk's last frame [1, H, W, 3], when the config's source is "previous"), then
+    the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry)."""
     cfg = model.cfg
+    dev = labels.device
     shape = (1, cfg.chunk_frames, cfg.height, cfg.width, 3)
     n = int(np.prod(shape))
     p_mean = None
     if given is None:
-        x = torch.from_numpy(normal_noise(seed, chunk_index, 0, 0, n)).reshape(shape)
+        x = cfg.source_sigma * torch.from_numpy(normal_noise(seed, chunk_index, 0, 0, n)).reshape(shape).to(dev)
+        if cfg.source_previous and prev is not None:
+            x = x + prev[:, None]
         ts = sampler_times(steps, shift)
         p_mean = [0.0] * cfg.depth
         for s in range(steps):
-            t = torch.full((1, cfg.chunk_frames), ts[s])
+            t = torch.full((1, cfg.chunk_frames), ts[s], device=dev)
             x0, pc, _ = forward_with_cache(model, rope, x, t, labels, cam, context)
             p_mean = [a + b / steps for a, b in zip(p_mean, pc)]
             x = x + (ts[s + 1] - ts[s]) * (x - x0) / ts[s]
@@ -359,9 +369,9 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
         x0 = given
     xc = x0
     if cache_t > 0:
-        eps = torch.from_numpy(normal_noise(seed, chunk_index, 0, 1, n)).reshape(shape)
+        eps = torch.from_numpy(normal_noise(seed, chunk_index, 0, 1, n)).reshape(shape).to(dev)
         xc = (1 - cache_t) * x0 + cache_t * eps
-    t = torch.full((1, cfg.chunk_frames), cache_t)
+    t = torch.full((1, cfg.chunk_frames), cache_t, device=dev)
     _, pc, entry = forward_with_cache(model, rope, xc, t, labels, cam, context, write=True)
     return x0, (p_mean if p_mean is not None else pc), entry
 
@@ -430,10 +440,28 @@ def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
     return out
 
 
-def export_model(model: KVWorldModel, out_dir: str, dtype: torch.dtype = torch.bfloat16):
+def export_model(model: KVWorldModel, out_dir: str, dtype: torch.dtype = torch.bfloat16, max_shard_bytes: int = 0):
+    """Writes model.json and the weights; with max_shard_bytes the weights are split into several
+    safetensors files (listed in model.json "weights"), each at most that large (the GPU machine returns
+    files of at most 16 MiB)."""
     import os
     os.makedirs(out_dir, exist_ok=True)
-    sd = {k: v.to(dtype) for k, v in model.state_dict().items()}
-    save_safetensors(os.path.join(out_dir, model.cfg.weights[0]), sd)
+    sd = {k: v.detach().to(dtype).cpu() for k, v in model.state_dict().items()}
+    shards, cur, size = [], {}, 0
+    for name in sorted(sd):
+        nbytes = sd[name].numel() * sd[name].element_size()
+        if max_shard_bytes and cur and size + nbytes > max_shard_bytes:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[name] = sd[name]
+        size += nbytes
+    shards.append(cur)
+    if len(shards) == 1:
+        names = ["model.safetensors"]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, shard in zip(names, shards):
+        save_safetensors(os.path.join(out_dir, name), shard)
+    model.cfg.weights = names
     with open(os.path.join(out_dir, "model.json"), "w") as f:
         f.write(model.cfg.to_json())

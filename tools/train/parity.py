@@ -78,9 +78,11 @@ def main():
     lab1, cam1 = cond(acts[1])
     x0c, pcc, _ = M.forward_with_cache(model, rope, xc, torch.full((1, Fr), 0.5), lab1, cam1, entries)
     rec.update({"ctx.x": xc[0], "ctx.x0": x0c[0], "ctx.p_cache": torch.tensor(pcc, dtype=torch.float32)})
-    f1, pc1, e1 = M.generate_chunk(model, rope, entries, lab1, cam1, seed, 1, steps, shift, cache_t)
+    f1, pc1, e1 = M.generate_chunk(model, rope, entries, lab1, cam1, seed, 1, steps, shift, cache_t,
+                                   prev=context[:, -1])
     entries.append(e1)
-    f2, pc2, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t)
+    f2, pc2, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t,
+                                  prev=f1[:, -1])
     rec.update({
         "rollout.context": context[0], "rollout.actions0": torch.from_numpy(acts[0]),
         "rollout.actions1": torch.from_numpy(acts[1]), "rollout.actions2": torch.from_numpy(acts[2]),

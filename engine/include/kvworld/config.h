@@ -32,6 +32,10 @@ struct ModelConfig {
     int steps = 4;
     float shift = 1.f;
     float cache_t = 0.f;
+    // Flow source: x_1 = source_sigma * noise, plus the previous chunk's last frame when source_previous
+    // (flow matching from the last seen frame: the model moves content instead of drawing it from noise).
+    bool source_previous = false;
+    float source_sigma = 1.f;
     // Context defaults
     int window = 3;
     int recall = 2;

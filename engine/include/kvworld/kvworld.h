@@ -36,6 +36,8 @@ Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact"
 
 // True when this build has the CUDA backend and a usable device is present.
 bool cuda_available(std::string* why_not = nullptr);
+// Free and total memory of the CUDA device (false without one).
+bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes);
 
 // How the KV cache of past chunks is stored (docs/design.md "KV-cache formats").
 struct CacheSettings {
@@ -111,6 +113,7 @@ struct ChunkMetrics {
 
 // What a session hands back per chunk. Host frames are always filled unless the session was asked to
 // keep frames on the device only (then `frames` is empty and `device_frames` is set).
+// Valid until the next start()/step() of the session that produced them (the buffer is reused).
 struct DeviceFrames {
     const void* rgba = nullptr;  // device pointer, frames × height × width × 4 bytes
     int frames = 0, width = 0, height = 0;

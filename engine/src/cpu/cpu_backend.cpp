@@ -5,6 +5,7 @@
 #include <map>
 
 #include "backend.h"
+#include "conditioning.h"
 #include "cpu/ops.h"
 #include "util/check.h"
 #include "util/rng.h"
@@ -42,15 +43,14 @@ public:
         forward(x, condition(t, job), nullptr, job.cache, p_cache, x0_out);
     }
     void free_slot(int slot) override { slots_.erase(slot); }
-    void clear() override { slots_.clear(); }
+    void clear() override {
+        slots_.clear();
+        last_frame_.clear();
+    }
     std::vector<CacheBytes> slot_layer_bytes(int slot) const override;
     void reencode(const CacheSettings& settings) override;
 
 private:
-    struct Conditioning {
-        std::vector<float> mod;   // [F x 6D]
-        std::vector<float> fmod;  // [F x 2D]
-    };
     Conditioning condition(float t, const ChunkJob& job) const;
     void prepare_context(const ChunkJob& job);
     // One forward pass. Writes x0 prediction to `x0_out` unless writing the cache (then K/V go to `write`).
@@ -69,6 +69,7 @@ private:
     bool keys_quantized_ = false;
     std::vector<float> key_cos_, key_sin_;  // [n_cached][hd/2]
     std::vector<float> cur_cos_, cur_sin_;  // [N][hd/2]
+    std::vector<float> last_frame_;  // the previous chunk's last frame (flow source)
     double attention_ms_ = 0, gemm_ms_ = 0;  // accumulated over a chunk (bench's split)
     // Work buffers
     std::vector<float> tokens_, x_, h_, qkv_, attn_, o_, mlp_, qrot_, head_out_, modl_;
@@ -131,36 +132,8 @@ void CpuBackendSession::reencode(const CacheSettings& settings) {
         }
 }
 
-CpuBackendSession::Conditioning CpuBackendSession::condition(float t, const ChunkJob& job) const {
-    const ModelConfig& c = m_.config;
-    const ModelWeights& w = m_.weights;
-    const int F = c.chunk_frames, D = c.hidden;
-    std::vector<float> sinus(static_cast<size_t>(c.time_freq_dim)), h1(static_cast<size_t>(D)), cond(static_cast<size_t>(F) * D);
-    cpu::timestep_sinusoid(t, c.time_freq_dim, sinus.data());
-    std::vector<float> temb(static_cast<size_t>(D));
-    cpu::linear(sinus.data(), 1, c.time_freq_dim, w.ptr("time_embed.0.weight"), w.ptr("time_embed.0.bias"), D, h1.data());
-    cpu::silu_inplace(h1.data(), h1.size());
-    cpu::linear(h1.data(), 1, D, w.ptr("time_embed.2.weight"), w.ptr("time_embed.2.bias"), D, temb.data());
-    std::vector<float> cam(static_cast<size_t>(F) * kCameraDim), ch1(static_cast<size_t>(F) * D), cemb(static_cast<size_t>(F) * D);
-    for (int f = 0; f < F; ++f)
-        for (int k = 0; k < kCameraDim; ++k) cam[static_cast<size_t>(f) * kCameraDim + k] = job.camera[static_cast<size_t>(f)][static_cast<size_t>(k)];
-    cpu::linear(cam.data(), F, kCameraDim, w.ptr("camera_embed.0.weight"), w.ptr("camera_embed.0.bias"), D, ch1.data());
-    cpu::silu_inplace(ch1.data(), ch1.size());
-    cpu::linear(ch1.data(), F, D, w.ptr("camera_embed.2.weight"), w.ptr("camera_embed.2.bias"), D, cemb.data());
-    const float* act = w.ptr("action_embed.weight");
-    for (int f = 0; f < F; ++f) {
-        const int label = job.labels[static_cast<size_t>(f)];
-        KVW_CHECK(label >= 0 && label < kNumActionLabels, "action label " << label);
-        for (int d = 0; d < D; ++d)
-            cond[static_cast<size_t>(f) * D + d] = temb[static_cast<size_t>(d)] + act[static_cast<size_t>(label) * D + d] + cemb[static_cast<size_t>(f) * D + d];
-    }
-    cpu::silu_inplace(cond.data(), cond.size());
-    Conditioning out;
-    out.mod.resize(static_cast<size_t>(F) * 6 * D);
-    out.fmod.resize(static_cast<size_t>(F) * 2 * D);
-    cpu::linear(cond.data(), F, D, w.ptr("modulation.weight"), w.ptr("modulation.bias"), 6 * D, out.mod.data());
-    cpu::linear(cond.data(), F, D, w.ptr("final_modulation.weight"), w.ptr("final_modulation.bias"), 2 * D, out.fmod.data());
-    return out;
+Conditioning CpuBackendSession::condition(float t, const ChunkJob& job) const {
+    return compute_conditioning(m_.config, m_.weights, t, job.labels, job.camera);
 }
 
 void CpuBackendSession::prepare_context(const ChunkJob& job) {
@@ -307,7 +280,12 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     if (job.given_frames) {
         std::copy(job.given_frames, job.given_frames + n, x0.begin());
     } else {
-        for (size_t i = 0; i < n; ++i) x[i] = normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseInitial, static_cast<uint32_t>(i));
+        // x_1: noise, or the previous chunk's last frame plus noise (flow from the last seen frame).
+        const size_t frame = static_cast<size_t>(c.height) * c.width * 3;
+        for (size_t i = 0; i < n; ++i) {
+            x[i] = job.source_sigma * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseInitial, static_cast<uint32_t>(i));
+            if (job.source_previous && !last_frame_.empty()) x[i] += last_frame_[i % frame];
+        }
         const std::vector<float> ts = sampler_times(job.steps, job.shift);
         for (int s = 0; s < job.steps; ++s) {
             const Conditioning cond = condition(ts[static_cast<size_t>(s)], job);
@@ -337,6 +315,7 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     slots_[job.write_slot] = std::move(slot);
     if (job.progress) job.progress("cache", 1, 1);
     out->times.cache_pass_ms = ms_since(t_cache);
+    last_frame_.assign(x0.end() - static_cast<std::ptrdiff_t>(static_cast<size_t>(c.height) * c.width * 3), x0.end());
     out->frames = std::move(x0);
     out->p_cache = std::move(pc_sum);
     out->times.attention_ms = attention_ms_;

@@ -1,0 +1,113 @@
+// Frame pacing and action collection: the timing core of the app, kept free of GL and threads so that it
+// can be tested.
+//
+// Chunks arrive from the worker F frames at a time; Playback shows them one frame per 1/fps (never in
+// bursts: a late frame delays the ones after it instead of being skipped over).
+//
+// Actions (the documented choice): one FrameAction is sampled from the input each time a new frame is
+// shown, and the F actions sampled while chunk c plays become the actions of chunk c+1, requested the
+// moment the last of them is sampled. So the player steers while watching, the request goes out one
+// frame period before chunk c+1 is due, and an action sampled when frame f of chunk c appears shows up in
+// frame f of chunk c+1: F/fps later (250 ms for 4 frames at 16 fps) plus however long generation
+// overruns that frame period. The app measures exactly that (sample time to display time) and shows it
+// in the HUD. Sampling at chunk start instead would add up to another chunk of latency and ignore input
+// given mid-chunk.
+#pragma once
+
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "kvworld/actions.h"
+
+namespace kvw::gui {
+
+struct ChunkEntry {
+    int chunk = 0;  // engine chunk index (0 = the start context)
+    int slot = -1;  // presenter slot holding the frames
+    int frames = 0;
+    std::vector<double> sampled_at;  // per frame: when its action was sampled (empty for the start context)
+};
+
+class Playback {
+  public:
+    Playback(int frames_per_chunk, double fps);
+
+    void reset();  // drops every queued chunk (their slots must be released by the caller: see drain())
+    std::vector<int> drain_slots();  // slots of every chunk still held; the playback is empty afterwards
+
+    void set_paused(bool paused);
+    bool paused() const { return paused_; }
+    // While paused: play on until the first frame of the next chunk is on screen, then pause again.
+    void request_step();
+    bool stepping() const { return stepping_; }
+
+    void push(ChunkEntry entry);
+
+    struct Tick {
+        bool advanced = false;            // a new frame is on screen
+        bool stalled = false;             // the next frame is due but not there (generation is behind)
+        int released_slot = -1;           // a chunk finished playing: its slot may be reused
+        std::optional<double> latency_s;  // the new frame's action: sample to display time
+    };
+    // Real time: dt seconds passed; `now` is the clock the action sample times use.
+    Tick tick(double dt, double now);
+    // Deterministic (offscreen): show the next frame if there is one, ignoring time and pause.
+    Tick advance(double now);
+
+    bool has_frame() const { return !queue_.empty() && frame_ >= 0; }
+    const ChunkEntry& current() const { return queue_.front(); }
+    int frame() const { return frame_; }
+    bool next_frame_available() const;
+    int queued_chunks() const { return static_cast<int>(queue_.size()); }
+    int frames_shown() const { return frames_shown_; }
+    double frame_period() const { return period_; }
+
+  private:
+    Tick show_next(double now);
+
+    int frames_per_chunk_;
+    double period_;
+    std::deque<ChunkEntry> queue_;  // front = the chunk on screen
+    int frame_ = -1;                // frame of the front chunk on screen, -1 before the first
+    double accumulator_ = 0;
+    bool paused_ = false;
+    bool stepping_ = false;
+    int frames_shown_ = 0;
+};
+
+// Collects the actions for the next chunk, one per shown frame, each with its sample time.
+class ActionCollector {
+  public:
+    explicit ActionCollector(int frames_per_chunk) : frames_per_chunk_(frames_per_chunk) {}
+    void add(const FrameAction& action, double sampled_at);
+    bool full() const { return static_cast<int>(actions_.size()) >= frames_per_chunk_; }
+    int size() const { return static_cast<int>(actions_.size()); }
+    void clear() { actions_.clear(), times_.clear(); }
+    // Takes the first F actions (and their times) for a request.
+    void take(std::vector<FrameAction>* actions, std::vector<double>* times);
+
+  private:
+    int frames_per_chunk_;
+    std::vector<FrameAction> actions_;
+    std::vector<double> times_;
+};
+
+// Rolling statistics for the HUD (latency, fps): last value, mean of the last N, count.
+class RollingStat {
+  public:
+    explicit RollingStat(size_t window = 64) : window_(window) {}
+    void add(double v);
+    void clear() { values_.clear(); }
+    bool empty() const { return values_.empty(); }
+    double last() const { return values_.empty() ? 0 : values_.back(); }
+    double mean() const;
+    double max() const;
+    const std::deque<double>& values() const { return values_; }
+
+  private:
+    size_t window_;
+    std::deque<double> values_;
+};
+
+}  // namespace kvw::gui

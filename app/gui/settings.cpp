@@ -1,0 +1,77 @@
+#include "settings.h"
+
+#include <random>
+
+#include "kvworld/planner.h"
+
+namespace kvw::gui {
+
+uint64_t random_seed() {
+    std::random_device rd;
+    return ((static_cast<uint64_t>(rd()) << 32) ^ rd()) % 1000000000ULL;
+}
+
+AbSettings AbSettings::defaults() {
+    AbSettings ab;
+    // Chosen to show the Jensen bias at a glance: the same 2-bit cache with and without the correction,
+    // then a 4-bit and an 8-bit cache.
+    ab.cache[0] = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor};
+    ab.cache[1] = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Off};
+    ab.cache[2] = CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Taylor};
+    ab.cache[3] = CacheSettings{8, 8, 64, KeyLayout::Token, Correction::Taylor};
+    return ab;
+}
+
+std::vector<PaneSpec> pane_specs(const CacheSettings& main_cache, const AbSettings& ab) {
+    if (!ab.enabled) return {PaneSpec{main_cache, false}};
+    std::vector<PaneSpec> panes;
+    if (ab.reference)
+        panes.push_back(
+            PaneSpec{CacheSettings{16, 16, main_cache.group, KeyLayout::Token, Correction::Off}, true});
+    const int compared = std::clamp(ab.compared_panes(), 1, AbSettings::kMaxPanes);
+    for (int i = 0; i < compared; ++i) panes.push_back(PaneSpec{ab.cache[static_cast<size_t>(i)], false});
+    return panes;
+}
+
+CacheSettings effective_cache(const CacheSettings& configured, bool correction_master_on) {
+    CacheSettings c = configured;
+    if (!correction_master_on && c.keys_quantized()) c.correction = Correction::Off;
+    return c;
+}
+
+SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool correction_master_on,
+                             bool keep_device_frames) {
+    SessionParams p;
+    p.cache = effective_cache(pane.cache, correction_master_on);
+    p.context = shared.context;
+    p.sampler = shared.sampler;
+    p.seed = shared.seed;
+    p.keep_device_frames = keep_device_frames;
+    return p;
+}
+
+std::optional<std::string> check_params(const ModelConfig& config, const SessionParams& p) {
+    try {
+        // plan_memory validates both formats against the head size exactly as the engine's cache does.
+        plan_memory(peer_from_config(config, 0), p.cache, 0, 0, 0);
+    } catch (const Error& e) {
+        return std::string(e.what());
+    }
+    if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
+    if (p.context.window + p.context.recall + 1 > 64) return "window + recall must stay below 64 chunks";
+    if (p.sampler.steps < 0 || p.sampler.steps > 1000) return "steps must be in [1, 1000]";
+    if (p.context.budget_bytes < 0) return "the cache budget must be >= 0 (0 = unlimited)";
+    const uint64_t chunk = Session::predict_cache_bytes(config, p.cache, 1).total();
+    if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
+        return "a budget of " + std::to_string(p.context.budget_bytes / 1e6).substr(0, 6) +
+               " MB cannot hold one chunk (" + std::to_string(chunk / 1e6).substr(0, 6) + " MB at " +
+               p.cache.label() + ")";
+    return std::nullopt;
+}
+
+std::string pane_label(const PaneSpec& pane, bool correction_master_on) {
+    if (pane.reference) return "reference " + pane.cache.label();
+    return effective_cache(pane.cache, correction_master_on).label();
+}
+
+}  // namespace kvw::gui

@@ -1,0 +1,65 @@
+// What the user sets in the UI, and how it becomes engine parameters.
+//
+// Every pane runs the same world: one set of context, sampler and seed settings (SharedSettings) drives all
+// sessions so that A/B panes differ only in their cache format. The main view has one pane; the A/B view
+// has 2-4, the first optionally a BF16 reference.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvworld/kvworld.h"
+
+namespace kvw::gui {
+
+struct SharedSettings {
+    ContextSettings context;
+    SamplerSettings sampler;
+    uint64_t seed = 0;  // noise seed
+
+    bool operator==(const SharedSettings&) const = default;
+};
+
+struct AbSettings {
+    static constexpr int kMaxPanes = 4;
+    bool enabled = false;
+    int panes = 3;          // 2..4, the reference included
+    bool reference = true;  // the first pane is a BF16 cache: PSNR and stolen mass are measured against it
+    std::array<CacheSettings, kMaxPanes> cache;  // compared panes in order (the reference is not stored here)
+
+    static AbSettings defaults();
+    int compared_panes() const { return reference ? panes - 1 : panes; }
+    bool operator==(const AbSettings&) const = default;
+};
+
+struct PaneSpec {
+    CacheSettings cache;  // as configured (the correction master switch is applied on top)
+    bool reference = false;
+    bool operator==(const PaneSpec&) const = default;
+};
+
+// The panes the worker runs: the main cache alone, or the A/B set.
+std::vector<PaneSpec> pane_specs(const CacheSettings& main_cache, const AbSettings& ab);
+
+// The presenter key (C) toggles a master switch instead of rewriting each pane: with it off every quantized
+// pane runs without correction, with it on each pane runs its own configured mode (so a deliberate
+// "off" pane stays off). BF16 panes have nothing to correct either way.
+CacheSettings effective_cache(const CacheSettings& configured, bool correction_master_on);
+
+SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool correction_master_on,
+                             bool keep_device_frames);
+
+// Checks parameters against a model the way the engine will (group vs head_dim, bits, layouts, window and
+// recall range, a budget below one chunk) so the UI can show the problem at once. Returns the message, or
+// nothing when the engine will accept them. The engine stays the authority: its kvw::Error is shown too.
+std::optional<std::string> check_params(const ModelConfig& config, const SessionParams& params);
+
+// A seed people can read and type back (9 digits) from std::random_device.
+uint64_t random_seed();
+
+// Short label for a pane: CacheSettings::label() with "reference" for the BF16 reference.
+std::string pane_label(const PaneSpec& pane, bool correction_master_on);
+
+}  // namespace kvw::gui

@@ -1,0 +1,366 @@
+// The side panel: world, cache format, context and sampler, A/B panes, recording and view settings.
+// Edits change the app's settings; App::sync_params() sends them to the sessions, which apply them from
+// the next chunk.
+#include <imgui.h>
+#include <imgui_stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "app.h"
+#include "frontend.h"
+#include "ui_style.h"
+
+namespace kvw::gui {
+
+namespace {
+
+const std::vector<std::pair<int, std::string>>& bits_options() {
+    static const std::vector<std::pair<int, std::string>> o = {
+        {16, "BF16"}, {8, " 8 "}, {4, " 4 "}, {2, " 2 "}};
+    return o;
+}
+const std::vector<std::pair<int, std::string>>& group_options() {
+    static const std::vector<std::pair<int, std::string>> o = {{32, " 32 "}, {64, " 64 "}, {128, "128"}};
+    return o;
+}
+
+bool parse_seed(const char* text, uint64_t* out) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(text, &end, 10);
+    if (end == text || *end != '\0') return false;
+    *out = v;
+    return true;
+}
+
+}  // namespace
+
+void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) {
+    ImGui::PushID(id);
+    const bool any_quantized = cache->key_bits < 16 || cache->value_bits < 16;
+    if (compact) {
+        // One line per A/B pane: K, V, group, layout, correction.
+        auto combo = [](const char* label, int* value,
+                        const std::vector<std::pair<int, std::string>>& options, float width,
+                        bool enabled = true) {
+            ImGui::SetNextItemWidth(width);
+            if (!enabled) ImGui::BeginDisabled();
+            std::string current;
+            for (const auto& [v, name] : options)
+                if (v == *value) current = name;
+            if (ImGui::BeginCombo(label, current.c_str(), ImGuiComboFlags_NoArrowButton)) {
+                for (const auto& [v, name] : options)
+                    if (ImGui::Selectable(name.c_str(), v == *value)) *value = v;
+                ImGui::EndCombo();
+            }
+            if (!enabled) ImGui::EndDisabled();
+        };
+        ImGui::AlignTextToFramePadding();
+        ImGui::TextDisabled("K");
+        ImGui::SameLine(0, 3);
+        combo("##k", &cache->key_bits, bits_options(), 44);
+        ImGui::SameLine(0, 6);
+        ImGui::TextDisabled("V");
+        ImGui::SameLine(0, 3);
+        combo("##v", &cache->value_bits, bits_options(), 44);
+        ImGui::SameLine(0, 6);
+        ImGui::TextDisabled("g");
+        ImGui::SameLine(0, 3);
+        combo("##g", &cache->group, group_options(), 40, any_quantized);
+        ImGui::SameLine(0, 6);
+        int layout = static_cast<int>(cache->key_layout);
+        combo("##layout", &layout, {{0, "tok"}, {1, "chan"}}, 42, cache->key_bits < 16);
+        cache->key_layout = static_cast<KeyLayout>(layout);
+        ImGui::SameLine(0, 6);
+        int corr = static_cast<int>(cache->correction);
+        combo("##corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, cache->key_bits < 16);
+        cache->correction = static_cast<Correction>(corr);
+        ImGui::PopID();
+        return;
+    }
+    const float column = 96;
+    ui::form_label("Key bits", column);
+    ui::segmented("kbits", &cache->key_bits, bits_options());
+    ui::form_label("Value bits", column);
+    ui::segmented("vbits", &cache->value_bits, bits_options());
+    ui::form_label("Group", column);
+    ui::segmented("group", &cache->group, group_options(), any_quantized);
+    ui::help_marker(
+        "Token layout: channels of one token per group (32, 64 or 128 <= head_dim).\n"
+        "Channel layout (keys only, KIVI): tokens per block.");
+    int layout = static_cast<int>(cache->key_layout);
+    ui::form_label("Key layout", column);
+    if (ui::segmented("layout", &layout, {{0, "token"}, {1, "channel"}}, cache->key_bits < 16))
+        cache->key_layout = static_cast<KeyLayout>(layout);
+    int corr = static_cast<int>(cache->correction);
+    ui::form_label("Correction", column);
+    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, cache->key_bits < 16))
+        cache->correction = static_cast<Correction>(corr);
+    ui::help_marker(
+        "Removes the Jensen bias: quantization noise on cached keys inflates their attention on "
+        "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x).");
+    ImGui::PopID();
+}
+
+void App::draw_controls_panel() {
+    const ImGuiIO& io = ImGui::GetIO();
+    ImGui::SetNextWindowPos(ImVec2(io.DisplaySize.x - panel_width_, menu_height_));
+    ImGui::SetNextWindowSize(ImVec2(panel_width_, io.DisplaySize.y - menu_height_ - status_height_));
+    ImGui::PushStyleVar(ImGuiStyleVar_WindowRounding, 0);
+    ImGui::Begin("##controls", nullptr,
+                 ImGuiWindowFlags_NoTitleBar | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoMove |
+                     ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoCollapse);
+    ImGui::PopStyleVar();
+    const float column = 96;
+    const Keymap& k = keymap_.keymap;
+
+    // ---- World ----------------------------------------------------------------------------------
+    if (ImGui::CollapsingHeader("World", ImGuiTreeNodeFlags_DefaultOpen)) {
+        if (config_) {
+            ImGui::TextUnformatted(config_->name.c_str());
+            ImGui::SameLine();
+            ImGui::TextDisabled("%dx%d, %d frames/chunk, %d fps", config_->width, config_->height,
+                                config_->chunk_frames, config_->fps);
+        }
+        int backend = static_cast<int>(backend_);
+        ui::form_label("Backend", column);
+        const bool busy = state_ == RunState::Loading || pending_restart_.has_value();
+        if (busy) ImGui::BeginDisabled();
+        ui::segmented("backend", &backend, {{0, " CPU "}}, true);
+        ImGui::SameLine(0, 2);
+        const bool cuda_ok = cuda_unavailable_.empty();
+        int cuda_choice = backend;
+        ui::segmented("backend_cuda", &cuda_choice, {{1, " CUDA "}}, cuda_ok);
+        if (!cuda_ok && ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+            ImGui::SetTooltip("CUDA unavailable: %s", cuda_unavailable_.c_str());
+        if (busy) ImGui::EndDisabled();
+        if (cuda_choice != backend) backend = cuda_choice;
+        if (backend != static_cast<int>(backend_) && !busy) {
+            const BackendKind target = static_cast<BackendKind>(backend);
+            notify(std::string("Switching to the ") + to_string(target) +
+                   " backend; the world continues from the frames on screen");
+            restart(true, std::string("switch to ") + to_string(target), target);
+        }
+        ui::form_label("World seed", column);
+        ImGui::SetNextItemWidth(110);
+        ImGui::InputText("##wseed", world_seed_text_, sizeof world_seed_text_,
+                         ImGuiInputTextFlags_CharsDecimal);
+        ImGui::SameLine(0, 4);
+        if (ImGui::Button("Go##wseed")) {
+            uint64_t seed = 0;
+            if (parse_seed(world_seed_text_, &seed))
+                new_world(seed);
+            else
+                notify("The world seed must be a whole number", true);
+        }
+        ImGui::SameLine(0, 4);
+        if (ImGui::Button("Random##wseed")) new_world(std::nullopt);
+        ui::form_label("Noise seed", column);
+        ImGui::SetNextItemWidth(110);
+        ImGui::InputText("##nseed", seed_text_, sizeof seed_text_, ImGuiInputTextFlags_CharsDecimal);
+        ImGui::SameLine(0, 4);
+        if (ImGui::Button("Set##nseed")) {
+            uint64_t seed = 0;
+            if (parse_seed(seed_text_, &seed))
+                shared_.seed = seed;
+            else
+                notify("The noise seed must be a whole number", true);
+        }
+        ImGui::SameLine(0, 4);
+        if (ImGui::Button("Random##nseed")) {
+            shared_.seed = random_seed();
+            std::snprintf(seed_text_, sizeof seed_text_, "%llu",
+                          static_cast<unsigned long long>(shared_.seed));
+        }
+        ui::help_marker(
+            "The noise seed changes the sampling noise from the next chunk on; the world seed "
+            "(terrain and start) restarts the world.");
+        const bool paused = playback_ && playback_->paused();
+        if (ImGui::Button(paused ? "Play" : "Pause", ImVec2(80, 0)) && playback_)
+            playback_->set_paused(!paused);
+        ImGui::SameLine();
+        if (!paused) ImGui::BeginDisabled();
+        if (ImGui::Button("Step", ImVec2(80, 0))) playback_->request_step();
+        if (!paused) ImGui::EndDisabled();
+        ImGui::SameLine();
+        if (ImGui::Button("Restart", ImVec2(80, 0))) restart(false, "restart");
+        ImGui::TextDisabled("%s pause  %s step  %s restart", k.describe(Command::Pause).c_str(),
+                            k.describe(Command::Step).c_str(), k.describe(Command::Reset).c_str());
+        ImGui::Spacing();
+    }
+
+    // ---- KV cache -------------------------------------------------------------------------------
+    if (ImGui::CollapsingHeader("KV cache", ImGuiTreeNodeFlags_DefaultOpen)) {
+        if (ab_.enabled) {
+            ImGui::TextDisabled("A/B view: each pane has its own cache below.");
+        } else {
+            draw_cache_editor("main", &main_cache_, false);
+            if (!panes_.empty()) {
+                ImGui::TextDisabled("Running");
+                ImGui::SameLine();
+                ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s",
+                                   panes_[0].applied.cache.label().c_str());
+                const CacheSettings wanted = effective_cache(main_cache_, correction_on_);
+                if (!(wanted == panes_[0].applied.cache) && param_error_.empty()) {
+                    ImGui::SameLine();
+                    ImGui::TextDisabled("-> %s next chunk", wanted.label().c_str());
+                }
+                if (!correction_on_ && main_cache_.keys_quantized())
+                    ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Correction switched off (%s)",
+                                       k.describe(Command::ToggleCorrection).c_str());
+            }
+            if (config_) {
+                const CacheBytes chunk =
+                    Session::predict_cache_bytes(*config_, effective_cache(main_cache_, correction_on_), 1);
+                const CacheBytes bf16 = Session::predict_cache_bytes(*config_, CacheSettings{}, 1);
+                ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %.1fx smaller than BF16",
+                                  format_bytes(static_cast<double>(chunk.total())).c_str(),
+                                  format_bytes(static_cast<double>(chunk.codes)).c_str(),
+                                  format_bytes(static_cast<double>(chunk.metadata)).c_str(),
+                                  chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0);
+            }
+        }
+        if (!param_error_.empty()) {
+            ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kBad));
+            ImGui::TextWrapped("%s", param_error_.c_str());
+            ImGui::PopStyleColor();
+        }
+        ImGui::Spacing();
+    }
+
+    // ---- Context and sampler --------------------------------------------------------------------
+    if (ImGui::CollapsingHeader("Context and sampler", ImGuiTreeNodeFlags_DefaultOpen)) {
+        ui::form_label("Window", column);
+        ImGui::SetNextItemWidth(-1);
+        ImGui::SliderInt("##window", &shared_.context.window, 0, 16, "%d recent chunks");
+        ui::form_label("Recall", column);
+        ImGui::SetNextItemWidth(-1);
+        ImGui::SliderInt("##recall", &shared_.context.recall, 0, 8, "%d older chunks");
+        ImGui::Dummy(ImVec2(column - 8, 0));
+        ImGui::SameLine(column);
+        ImGui::Checkbox("always recall the first chunk", &shared_.context.recall_first);
+        bool limited = shared_.context.budget_bytes > 0;
+        const double chunk_bytes =
+            config_ ? static_cast<double>(Session::predict_cache_bytes(
+                                              *config_, effective_cache(main_cache_, correction_on_), 1)
+                                              .total())
+                    : 1e6;
+        ui::form_label("Budget", column);
+        if (ImGui::Checkbox("##budgeton", &limited))
+            shared_.context.budget_bytes = limited ? std::max(chunk_bytes * 12, 1e6) : 0;
+        ImGui::SameLine();
+        if (limited) {
+            float mb = static_cast<float>(shared_.context.budget_bytes / 1e6);
+            const float lo = static_cast<float>(chunk_bytes / 1e6), hi = std::max(lo * 500.0f, 1000.0f);
+            ImGui::SetNextItemWidth(-1);
+            if (ImGui::SliderFloat("##budget", &mb, lo, hi, mb < 10 ? "%.3f MB" : "%.1f MB",
+                                   ImGuiSliderFlags_Logarithmic))
+                shared_.context.budget_bytes = std::max<double>(mb, lo) * 1e6;
+        } else {
+            ImGui::TextDisabled("unlimited");
+        }
+        const int model_steps = config_ ? config_->steps : 0;
+        ui::form_label("Steps", column);
+        ImGui::SetNextItemWidth(-1);
+        const std::string steps_format = shared_.sampler.steps == 0
+                                             ? "model default (" + std::to_string(model_steps) + ")"
+                                             : "%d denoising steps";
+        ImGui::SliderInt("##steps", &shared_.sampler.steps, 0, 50, steps_format.c_str());
+        ImGui::Spacing();
+    }
+
+    draw_ab_section();
+    draw_recording_section();
+
+    // ---- View -----------------------------------------------------------------------------------
+    if (ImGui::CollapsingHeader("View")) {
+        int filter = static_cast<int>(filter_);
+        ui::form_label("Filtering", column);
+        if (ui::segmented("filter", &filter, {{0, "nearest"}, {1, "linear"}})) {
+            filter_ = static_cast<render::Filter>(filter);
+            presenter_.set_filter(filter_);
+        }
+        ImGui::Checkbox("Performance HUD", &show_hud_);
+        ImGui::SameLine();
+        ImGui::Checkbox("Memory", &show_memory_);
+        ImGui::SameLine();
+        ImGui::Checkbox("Planner", &show_planner_);
+        if (!gl_info_.empty()) ImGui::TextDisabled("GL: %s", gl_info_.c_str());
+    }
+    ImGui::End();
+}
+
+void App::draw_ab_section() {
+    if (!ImGui::CollapsingHeader("A/B compare", ab_.enabled ? ImGuiTreeNodeFlags_DefaultOpen : 0)) return;
+    bool enabled = ab_.enabled;
+    if (ImGui::Checkbox("Compare panes side by side", &enabled)) set_ab(enabled);
+    ImGui::SameLine();
+    ImGui::TextDisabled("(%s)", keymap_.keymap.describe(Command::ToggleAb).c_str());
+    if (!ab_.enabled) ImGui::BeginDisabled();
+    const float column = 96;
+    ui::form_label("Panes", column);
+    ui::segmented("panes", &ab_.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
+    ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab_.reference);
+    ui::form_label("Correction", column);
+    int master = correction_on_ ? 1 : 0;
+    if (ui::segmented("master", &master, {{1, " on "}, {0, " off "}}) && (master == 1) != correction_on_)
+        toggle_correction();
+    ImGui::SameLine();
+    ImGui::TextDisabled("all quantized panes (%s)",
+                        keymap_.keymap.describe(Command::ToggleCorrection).c_str());
+    const int compared = ab_.compared_panes();
+    for (int i = 0; i < compared; ++i) {
+        const int pane_index = i + (ab_.reference ? 1 : 0);
+        ui::legend(ui::color::pane(pane_index), std::to_string(pane_index + 1).c_str());
+        ImGui::SameLine(0, 8);
+        draw_cache_editor(("ab" + std::to_string(i)).c_str(), &ab_.cache[static_cast<size_t>(i)], true);
+    }
+    if (!ab_.enabled) ImGui::EndDisabled();
+    ImGui::TextDisabled("Same actions, same noise, one shared model.");
+    ImGui::Spacing();
+}
+
+void App::draw_recording_section() {
+    if (!ImGui::CollapsingHeader("Recording", ImGuiTreeNodeFlags_DefaultOpen)) return;
+    if (recorder_.active()) {
+        ImGui::Text("Trace: %d generated frames", recorder_.generated_frames());
+        ImGui::SameLine();
+        if (recorder_.exact_replay()) {
+            ImGui::TextColored(ui::color::vec(ui::color::kGood), "exact replay");
+        } else {
+            ImGui::TextColored(ui::color::vec(ui::color::kWarn), "not exact");
+            if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", recorder_.divergence().c_str());
+        }
+    }
+    if (ImGui::Button("Save trace...", ImVec2(120, 0))) {
+        path_prompt_ = PathPrompt::SaveTrace;
+        path_buffer_ = (out_dir() / (timestamp_name("trace") + ".json")).string();
+    }
+    ImGui::SameLine();
+    if (ImGui::Button("Load trace...", ImVec2(120, 0))) {
+        path_prompt_ = PathPrompt::LoadTrace;
+        path_buffer_ = (out_dir() / "trace.json").string();
+    }
+    if (ImGui::Button("Screenshot", ImVec2(120, 0))) take_screenshot();
+    ImGui::SameLine();
+    if (video_.recording()) {
+        ImGui::PushStyleColor(ImGuiCol_Button, ImVec4(0.55f, 0.16f, 0.15f, 1));
+        if (ImGui::Button("Stop video", ImVec2(120, 0))) toggle_video();
+        ImGui::PopStyleColor();
+    } else if (ImGui::Button("Record video", ImVec2(120, 0))) {
+        toggle_video();
+    }
+    ui::muted_wrapped("%s screenshot  %s video  %s", keymap_.keymap.describe(Command::Screenshot).c_str(),
+                      keymap_.keymap.describe(Command::ToggleVideo).c_str(),
+                      frontend::have_ffmpeg() ? "MP4 via ffmpeg" : "PNG frames (no ffmpeg)");
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextDisabled("Folder");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(-1);
+    ImGui::InputText("##outdir", &options_.out_dir);
+    if (writer_.pending() > 0) ImGui::TextDisabled("writing %d file(s)...", writer_.pending());
+    ImGui::Spacing();
+}
+
+}  // namespace kvw::gui

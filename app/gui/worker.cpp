@@ -1,0 +1,284 @@
+#include "worker.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <limits>
+
+#include "frontend.h"
+
+namespace kvw::gui {
+
+struct Worker::Sessions {
+    int epoch = 0;
+    int reference = -1;
+    std::vector<std::unique_ptr<Session>> panes;
+    // Pane 0's latest chunk: what a continuation (another backend or pane layout) starts from.
+    std::vector<FrameAction> last_actions;
+    std::vector<CameraPose> last_poses;
+};
+
+Worker::Worker() : thread_([this](std::stop_token stop) { run(stop); }) {}
+
+Worker::~Worker() {
+    thread_.request_stop();
+    commands_cv_.notify_all();
+    // jthread joins here; the sessions and the model are destroyed on this thread after the join.
+}
+
+void Worker::post(WorkerCommand command) {
+    {
+        std::lock_guard lock(mutex_);
+        commands_.push_back(std::move(command));
+    }
+    commands_cv_.notify_one();
+}
+
+std::vector<WorkerEvent> Worker::poll() {
+    std::lock_guard lock(mutex_);
+    std::vector<WorkerEvent> out(std::make_move_iterator(events_.begin()),
+                                 std::make_move_iterator(events_.end()));
+    events_.clear();
+    return out;
+}
+
+bool Worker::wait_for_event(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return events_cv_.wait_for(lock, timeout, [&] { return !events_.empty(); });
+}
+
+Progress Worker::progress() const {
+    std::lock_guard lock(mutex_);
+    return progress_;
+}
+
+bool Worker::idle() const {
+    std::lock_guard lock(mutex_);
+    return commands_.empty() && !running_command_;
+}
+
+void Worker::emit(WorkerEvent e) {
+    {
+        std::lock_guard lock(mutex_);
+        events_.push_back(std::move(e));
+    }
+    events_cv_.notify_all();
+}
+
+void Worker::set_progress(bool busy, const std::string& activity) {
+    std::lock_guard lock(mutex_);
+    progress_.busy = busy;
+    progress_.activity = activity;
+    progress_.stage.clear();
+    progress_.done = progress_.total = 0;
+    progress_.since = std::chrono::steady_clock::now();
+}
+
+void Worker::emit_chunk(event::Chunk chunk, std::stop_token stop) {
+    bool device_only = false;
+    for (const PaneChunk& p : chunk.panes)
+        device_only |= p.result.frames.empty() && p.result.device_frames.rgba;
+    std::future<void> consumed;
+    if (device_only) {
+        chunk.consumed = std::make_shared<std::promise<void>>();
+        consumed = chunk.consumed->get_future();
+    }
+    emit(std::move(chunk));
+    // The device buffers belong to the sessions: keep them untouched until the UI has copied them.
+    if (device_only)
+        while (!stop.stop_requested() &&
+               consumed.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+        }
+}
+
+void Worker::run(std::stop_token stop) {
+    // Generation yields the CPU to the UI thread: with the CPU backend on a small machine the engine (and
+    // the BLAS threads it starts from here, which inherit this) would otherwise starve the 60 fps UI.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 5);
+    while (!stop.stop_requested()) {
+        WorkerCommand command;
+        {
+            std::unique_lock lock(mutex_);
+            commands_cv_.wait(lock, stop, [&] { return !commands_.empty(); });
+            if (stop.stop_requested()) break;
+            command = std::move(commands_.front());
+            commands_.pop_front();
+            running_command_ = true;
+        }
+        try {
+            std::visit([&](auto& c) { handle(c, stop); }, command);
+        } catch (const OutOfMemoryError& e) {
+            emit(event::Failure{std::string(e.what()) + " — try fewer bits, a smaller window or a budget",
+                                false, true});
+        } catch (const std::exception& e) {
+            emit(event::Failure{e.what(), false, false});
+        }
+        set_progress(false, "");
+        std::lock_guard lock(mutex_);
+        running_command_ = false;
+    }
+    // Destroy the sessions before the model, both on this thread (CUDA resources stay with their thread).
+    sessions_.reset();
+    model_.reset();
+}
+
+void Worker::handle(command::LoadModel& c, std::stop_token stop) {
+    set_progress(true, std::string("loading the model on ") + to_string(c.backend));
+    std::shared_ptr<Model> model;
+    try {
+        model = Model::load(c.dir, c.backend);
+    } catch (const std::exception& e) {
+        const std::string why =
+            std::string("could not load ") + c.dir.string() + " on " + to_string(c.backend) + ": " + e.what();
+        if (!model_) {
+            emit(event::Failure{why, true, false});
+            return;
+        }
+        // The world goes on with the model it had: the UI already moved to the new epoch, so the old
+        // sessions restart from the same frames there.
+        emit(event::Failure{why + "; staying on " + to_string(model_->backend()), false, false});
+        start_sessions(model_, c.start, stop);
+        return;
+    }
+    // The old sessions (and through them the old model) live until the new ones have started: a
+    // continuation takes its actions and poses from them.
+    model_ = model;
+    ModelInfo info{model->config(), model->backend(), model->directory(), model->weight_bytes()};
+    emit(event::ModelLoaded{info, ""});
+    start_sessions(model_, c.start, stop);
+}
+
+void Worker::handle(command::Start& c, std::stop_token stop) {
+    if (!model_) throw Error("no model is loaded");
+    start_sessions(model_, c.start, stop);
+}
+
+void Worker::start_sessions(const std::shared_ptr<Model>& model, StartSpec& spec, std::stop_token stop) {
+    set_progress(true, "starting the world");
+    const ModelConfig& cfg = model->config();
+    const int F = cfg.chunk_frames;
+    std::vector<Image> frames;
+    std::vector<FrameAction> actions;
+    std::vector<CameraPose> poses;
+    if (!spec.continue_frames.empty()) {
+        if (!sessions_ || static_cast<int>(sessions_->last_actions.size()) != F)
+            throw Error("cannot continue the world: no earlier chunk to continue from");
+        if (static_cast<int>(spec.continue_frames.size()) != F)
+            throw Error("cannot continue the world: " + std::to_string(spec.continue_frames.size()) +
+                        " frames, need " + std::to_string(F));
+        frames = spec.continue_frames;
+        actions = sessions_->last_actions;
+        poses = sessions_->last_poses;
+    } else {
+        frontend::StartContext ctx = frontend::make_start_context(spec.trace, cfg, spec.trace_dir);
+        frames = std::move(ctx.frames);
+        actions = std::move(ctx.actions);
+        poses = std::move(ctx.poses);
+    }
+    auto fresh = std::make_unique<Sessions>();
+    fresh->epoch = spec.epoch;
+    fresh->reference = spec.reference;
+    event::Chunk chunk;
+    chunk.epoch = spec.epoch;
+    chunk.chunk = 0;
+    chunk.actions = actions;
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        for (const SessionParams& p : spec.panes) {
+            fresh->panes.push_back(std::make_unique<Session>(model, p));
+            PaneChunk pc;
+            pc.result = fresh->panes.back()->start(frames, actions, poses);
+            pc.psnr = std::numeric_limits<double>::quiet_NaN();
+            chunk.panes.push_back(std::move(pc));
+        }
+    } catch (...) {
+        sessions_.reset();
+        throw;
+    }
+    chunk.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    fresh->last_actions = actions;
+    fresh->last_poses = poses;
+    sessions_ = std::move(fresh);
+    emit_chunk(std::move(chunk), stop);
+}
+
+void Worker::handle(command::SetParams& c, std::stop_token) {
+    event::ParamsResult result;
+    result.request = c.request;
+    if (!sessions_) {
+        result.ok = false;
+        result.error = "nothing is running";
+        emit(std::move(result));
+        return;
+    }
+    auto& panes = sessions_->panes;
+    if (c.panes.size() != panes.size()) {
+        result.ok = false;
+        result.error = "parameters for " + std::to_string(c.panes.size()) + " panes, " +
+                       std::to_string(panes.size()) + " are running";
+    } else {
+        std::vector<SessionParams> old;
+        for (const auto& s : panes) old.push_back(s->params());
+        size_t applied = 0;
+        try {
+            for (; applied < panes.size(); ++applied) panes[applied]->set_params(c.panes[applied]);
+        } catch (const std::exception& e) {
+            for (size_t i = 0; i < applied; ++i) panes[i]->set_params(old[i]);  // all or nothing
+            result.ok = false;
+            result.error = e.what();
+        }
+    }
+    for (const auto& s : panes) result.applied.push_back(s->params());
+    emit(std::move(result));
+}
+
+void Worker::handle(command::Step& c, std::stop_token stop) {
+    if (!sessions_) throw Error("nothing is running: restart the world");
+    Sessions& s = *sessions_;
+    const int n = static_cast<int>(s.panes.size());
+    event::Chunk chunk;
+    chunk.epoch = s.epoch;
+    chunk.chunk = s.panes[0]->chunks_done();
+    chunk.actions = c.actions;
+    chunk.sampled_at = c.sampled_at;
+    set_progress(true, "generating chunk " + std::to_string(chunk.chunk));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+        {
+            std::lock_guard lock(mutex_);
+            progress_.pane = i;
+            progress_.panes = n;
+        }
+        auto progress = [this](const char* stage, int done, int total) {
+            std::lock_guard lock(mutex_);
+            progress_.stage = stage ? stage : "";
+            progress_.done = done;
+            progress_.total = total;
+        };
+        PaneChunk pc;
+        pc.result = s.panes[static_cast<size_t>(i)]->step(c.actions, progress);
+        pc.psnr = std::numeric_limits<double>::quiet_NaN();
+        chunk.panes.push_back(std::move(pc));
+        if (stop.stop_requested()) return;
+    }
+    chunk.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    // PSNR against the reference, from host frames (the app asks for host frames when a reference runs).
+    if (s.reference >= 0 && s.reference < n) {
+        const auto& ref = chunk.panes[static_cast<size_t>(s.reference)].result.frames;
+        for (int i = 0; i < n; ++i) {
+            if (i == s.reference) continue;
+            const auto& frames = chunk.panes[static_cast<size_t>(i)].result.frames;
+            if (frames.empty() || frames.size() != ref.size()) continue;
+            double sum = 0;
+            for (size_t f = 0; f < frames.size(); ++f) sum += frontend::psnr(frames[f], ref[f]);
+            chunk.panes[static_cast<size_t>(i)].psnr = sum / static_cast<double>(frames.size());
+        }
+    }
+    s.last_actions = c.actions;
+    s.last_poses = chunk.panes[0].result.metrics.poses;
+    emit_chunk(std::move(chunk), stop);
+}
+
+}  // namespace kvw::gui

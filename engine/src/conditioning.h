@@ -1,0 +1,24 @@
+// Per-frame conditioning of a chunk (docs/design.md "The model"): from the noise level and the actions to
+// the adaLN modulation vectors. Computed on the host for both backends (a few small matrix-vector
+// products), which keeps the CPU and CUDA backends conditioning identically.
+#pragma once
+
+#include <array>
+#include <vector>
+
+#include "kvworld/actions.h"
+#include "kvworld/config.h"
+#include "weights.h"
+
+namespace kvw {
+
+struct Conditioning {
+    std::vector<float> mod;   // [F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (before per-block offsets)
+    std::vector<float> fmod;  // [F x 2D]: shift, scale of the output head
+};
+
+Conditioning compute_conditioning(const ModelConfig& config, const ModelWeights& weights, float t,
+                                  const std::vector<int>& labels,
+                                  const std::vector<std::array<float, kCameraDim>>& camera);
+
+}  // namespace kvw

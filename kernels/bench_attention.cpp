@@ -1,0 +1,138 @@
+// Times the fused attention kernel with CUDA events at a given shape, for several cache formats, on random
+// data (never zeros): kvworld-cli bench-attention.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "backend.h"
+#include "common.cuh"
+#include "cuda_ops.h"
+#include "util/half.h"
+
+namespace kvw {
+
+namespace cu = kvw::cuda;
+
+std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, const std::vector<CacheSettings>& formats, int iters) {
+    std::string why;
+    if (!cu::device_present(&why)) throw Error("bench-attention: " + why);
+    const int hd = s.head_dim, H = s.heads, D = H * hd, tpf = s.rows * s.cols, N = tpf * s.chunk_frames;
+    ModelConfig cfg;
+    cfg.head_dim = hd;
+    cfg.rope_axes = hd == 64 ? std::array<int, 3>{16, 24, 24} : std::array<int, 3>{32, 48, 48};
+    cfg.patch = 1;
+    cfg.height = s.rows;
+    cfg.width = s.cols;
+    cfg.chunk_frames = s.chunk_frames;
+    const RopeTables rope = make_rope_tables(cfg, kMaxContextChunks * s.chunk_frames);
+    // Random bf16 q, k, v for the current chunk; cached segments are quantized from the same k, v rows.
+    std::vector<uint16_t> host(static_cast<size_t>(N) * 3 * D);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> n01(0.f, 1.f);
+    for (uint16_t& v : host) v = f32_to_bf16_bits(n01(rng));
+    cu::DeviceBuffer qkv(host.size() * 2);
+    cu::copy_to_device(qkv.get(), host.data(), host.size() * 2);
+    std::vector<cu::DeviceBuffer> keep;
+    std::vector<const float*> tables;
+    for (int a = 0; a < 3; ++a)
+        for (const auto* t : {&rope.cos[static_cast<size_t>(a)], &rope.sin[static_cast<size_t>(a)]}) {
+            keep.emplace_back(t->size() * 4);
+            cu::copy_to_device(keep.back().get(), t->data(), t->size() * 4);
+            tables.push_back(keep.back().as<float>());
+        }
+    cu::attention_init();
+    int sms = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const int q_tiles = cu::attention_query_tiles(N);
+    const int splits = std::clamp(sms / std::max(1, q_tiles * H), 1, 8);
+    cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
+    cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
+    cu::DeviceBuffer n_seg(sizeof(int));
+    cu::copy_to_device(n_seg.get(), &s.n_ctx, sizeof(int));
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<AttentionBenchRow> rows;
+    for (const CacheSettings& cs : formats) {
+        const TensorFormat kf = key_format(cs), vf = value_format(cs);
+        validate_format(kf, hd, true);
+        validate_format(vf, hd, false);
+        const SegmentLayout kl = segment_layout(kf, H, N, hd), vl = segment_layout(vf, H, N, hd);
+        cu::DeviceBuffer store((kl.total_bytes() + vl.total_bytes()) * static_cast<size_t>(s.n_ctx) + 256);
+        std::vector<cu::SegmentDesc> segs(static_cast<size_t>(s.n_ctx) + 1);
+        uint8_t* base = store.as<uint8_t>();
+        for (int i = 0; i < s.n_ctx; ++i) {
+            auto place = [&](const SegmentLayout& L) {
+                cu::PackedView v;
+                v.codes = base;
+                base += L.code_bytes;
+                v.steps = reinterpret_cast<uint16_t*>(base);
+                base += L.step_count * 2;
+                v.offsets = reinterpret_cast<uint16_t*>(base);
+                base += L.offset_count * 2;
+                base += (8 - reinterpret_cast<uintptr_t>(base) % 8) % 8;
+                return v;
+            };
+            const cu::PackedView kv = place(kl), vv = place(vl);
+            cu::DeviceBuffer views(2 * sizeof(cu::PackedView));
+            const cu::PackedView both[2] = {kv, vv};
+            cu::copy_to_device(views.get(), both, sizeof both);
+            cu::quantize_segment(qkv.as<uint16_t>() + D, 3 * D, kl, views.as<cu::PackedView>(), nullptr);
+            cu::quantize_segment(qkv.as<uint16_t>() + 2 * D, 3 * D, vl, views.as<cu::PackedView>() + 1, nullptr);
+            cu::synchronize_device();
+            segs[static_cast<size_t>(i)] = cu::SegmentDesc{kv.codes, kv.steps, kv.offsets, vv.codes, vv.steps, vv.offsets, N, i};
+        }
+        cu::DeviceBuffer dsegs(segs.size() * sizeof(cu::SegmentDesc));
+        cu::copy_to_device(dsegs.get(), segs.data(), dsegs.bytes());
+        cu::AttentionParams p;
+        p.qkv = qkv.as<uint16_t>();
+        p.n_tokens = N;
+        p.heads = H;
+        p.head_dim = hd;
+        p.segments = dsegs.as<cu::SegmentDesc>();
+        p.n_segments = n_seg.as<int>();
+        p.max_segments = s.n_ctx;
+        p.key_fmt = kf;
+        p.value_fmt = vf;
+        p.correction = static_cast<int>(cs.correction);
+        p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+        for (int a = 0; a < 3; ++a) {
+            p.rope_cos[a] = tables[static_cast<size_t>(2 * a)];
+            p.rope_sin[a] = tables[static_cast<size_t>(2 * a + 1)];
+            p.rope_pairs[a] = rope.pairs[static_cast<size_t>(a)];
+        }
+        p.chunk_frames = s.chunk_frames;
+        p.tokens_per_frame = tpf;
+        p.patch_cols = s.cols;
+        p.out = out.as<uint16_t>();
+        p.p_cache_partial = pc.as<float>();
+        p.splits = splits;
+        if (splits > 1) {
+            p.split_o = ws.as<float>();
+            p.split_stats = ws.as<float>() + static_cast<size_t>(splits) * H * N * hd;
+        }
+        const int n_iter = cs.correction == Correction::Exact && cs.keys_quantized() ? std::max(1, iters / 5) : iters;
+        for (int w = 0; w < 2; ++w) cu::attention(p, nullptr);
+        CUDA_CHECK(cudaEventRecord(e0));
+        for (int it = 0; it < n_iter; ++it) cu::attention(p, nullptr);
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        AttentionBenchRow r;
+        r.shape = s.name;
+        r.format = cs.label();
+        r.queries = N;
+        r.keys = (s.n_ctx + 1) * N;
+        r.ms = ms / n_iter;
+        r.tflops = 4.0 * N * r.keys * hd * H / (r.ms * 1e-3) / 1e12;
+        rows.push_back(r);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return rows;
+}
+
+}  // namespace kvw

@@ -1,0 +1,160 @@
+// Plain C++ view of the CUDA kernels: checked entry points that take device pointers and a stream as
+// void* (no CUDA headers), so that the backend's host code and the tests can call them. Each family lives
+// in its own .cu/.cuh: kernel -> launcher with an explicit stream -> the checked entry point here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quant.h"
+
+namespace kvw::cuda {
+
+// ---- device memory and streams (RAII) ---------------------------------------------------------------
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes);
+    ~DeviceBuffer();
+    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+    void* get() const { return ptr_; }
+    template <typename T>
+    T* as() const { return static_cast<T*>(ptr_); }
+    size_t bytes() const { return bytes_; }
+
+private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+class Stream {
+public:
+    Stream();
+    ~Stream();
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    void* get() const { return s_; }
+    void synchronize() const;
+
+private:
+    void* s_ = nullptr;
+};
+
+void copy_to_device(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+void copy_to_host(void* dst, const void* src, size_t bytes, void* stream = nullptr);
+void memset_device(void* dst, int value, size_t bytes, void* stream = nullptr);
+void synchronize_device();
+bool device_present(std::string* why_not);
+struct MemoryInfo {
+    size_t free = 0, total = 0;
+};
+MemoryInfo memory_info();
+std::string device_name();
+
+// ---- element-wise ops (elementwise.cu) -----------------------------------------------------------------
+// Shapes as in cpu/ops.h. bf16 tensors are uint16_t bit patterns on the device.
+void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream);
+void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream);  // x[n, :] += bias
+// out = LN(x) * (1 + scale[f] + scale_off) + shift[f] + shift_off, bf16 out. mod rows have stride mod_stride;
+// offsets (per-layer mod_offset rows) may be null.
+void layernorm_modulate_bf16(const float* x, int n, int dim, int tokens_per_frame, const float* shift, const float* scale,
+                             int mod_stride, const float* shift_off, const float* scale_off, float eps, uint16_t* out,
+                             void* stream);
+// qkv [n x 3*dim] bf16 in place: += bias; then per-head RMSNorm of the q and k parts with their weights.
+void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n, int heads,
+                      int head_dim, float eps, void* stream);
+// x[n, :] += (gate[f] + gate_off) * (y[n, :] + bias)
+void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off, int gate_stride,
+                    int n, int dim, int tokens_per_frame, void* stream);
+// y = gelu_tanh(y + bias), bf16 in place
+void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
+// From the output head: x0 = unpatchify(y + bias) (fp32 frames); if x != null, Euler step x += dt*(x - x0)/t.
+void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x, float t, float dt,
+                      void* stream);
+// Noise: out[i] = normal_noise(seed, chunk, step, domain, i) — bit-identical to the CPU. seed_chunk is a
+// device array {seed, chunk} so that a captured graph draws fresh noise for every chunk.
+void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain, void* stream);
+// The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous`
+// (each frame_floats long) when previous != null.
+void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
+// out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)
+void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream);
+// [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
+void frames_to_rgba8(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
+
+// ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
+class Gemm {
+public:
+    Gemm();
+    ~Gemm();
+    Gemm(const Gemm&) = delete;
+    Gemm& operator=(const Gemm&) = delete;
+    void bind(void* stream);
+    void run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out);
+    void run_bf16_out(const uint16_t* x, const uint16_t* w, uint16_t* y, int n, int in, int out);
+
+private:
+    void* handle_ = nullptr;
+    DeviceBuffer workspace_;
+};
+
+// ---- cache write (quantize_cache.cu) -------------------------------------------------------------------
+// Where one tensor of one segment lives on the device (same byte layout as PackedTensor).
+struct PackedView {
+    uint8_t* codes = nullptr;
+    uint16_t* steps = nullptr;
+    uint16_t* offsets = nullptr;
+};
+// Quantizes x (bf16 rows of `row_stride`, head h at column h*hd) into the segment `*dst` (a PackedView in
+// device memory, so that a captured graph can be pointed at a new cache slot by rewriting it).
+void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& layout, const PackedView* dst, void* stream);
+// Dequantizes head `h` of a packed segment to fp32 [tokens x hd] (tests, re-encoding).
+void dequantize_head(const SegmentLayout& layout, PackedView src, int head, float* out, void* stream);
+
+// ---- attention (attention.cu) ----------------------------------------------------------------------------
+// One cached segment of the current layer (device pointers), or the current chunk (raw bf16 K/V).
+struct SegmentDesc {
+    const uint8_t* k_codes;
+    const uint16_t* k_steps;
+    const uint16_t* k_offsets;
+    const uint8_t* v_codes;
+    const uint16_t* v_steps;
+    const uint16_t* v_offsets;
+    int tokens;
+    int slot;  // context slot: time position = slot * chunk_frames + frame
+};
+
+struct AttentionParams {
+    // Current chunk: qkv bf16 [n_tokens x 3*heads*hd] (q, k normed, not rotated).
+    const uint16_t* qkv = nullptr;
+    int n_tokens = 0, heads = 0, head_dim = 0;
+    const SegmentDesc* segments = nullptr;  // device array [max_segments]; n_segments read from *n_segments
+    const int* n_segments = nullptr;         // device scalar: cached segments this chunk (slot of current = it)
+    int max_segments = 0;
+    TensorFormat key_fmt, value_fmt;
+    int correction = 0;  // 0 off, 1 taylor, 2 exact
+    float alpha = 0;
+    // RoPE tables on the device (as RopeTables): cos/sin per axis [positions][pairs]
+    const float* rope_cos[3] = {nullptr, nullptr, nullptr};
+    const float* rope_sin[3] = {nullptr, nullptr, nullptr};
+    int rope_pairs[3] = {0, 0, 0};
+    int chunk_frames = 0, tokens_per_frame = 0, patch_cols = 0;
+    uint16_t* out = nullptr;        // bf16 [n_tokens x heads*hd]
+    float* p_cache_partial = nullptr;  // [heads * q_tiles] sums of P_S over the tile's rows (may be null)
+    int splits = 1;                 // key-range splits (flash-decoding); >1 needs the workspace below
+    float* split_o = nullptr;       // [splits][heads][n_tokens][hd]
+    float* split_stats = nullptr;   // [splits][heads][n_tokens][3]: max, sum, cached sum
+};
+int attention_query_tiles(int n_tokens);
+size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int head_dim);
+// Sets the kernels' shared-memory limits; call once before launching (and before any graph capture).
+void attention_init();
+void attention(const AttentionParams& p, void* stream);
+
+}  // namespace kvw::cuda

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs KVWorld on the shipped default model (assets/models/default):
+#   - with a display: the kvworld app (CUDA backend with CUDA-GL interop when a GPU is present, else CPU);
+#   - without one (or with --headless): kvworld-cli generates a clip from a simulator trace into out/run/.
+# Extra arguments go to the app (or to `kvworld-cli generate` when headless).
+set -euo pipefail
+cd "$(dirname "$0")"
+headless=0
+if [[ "${1:-}" == "--headless" ]]; then headless=1; shift; fi
+scripts/install-deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build kvworld-cli kvworld-sim $( [[ -f build/build.ninja ]] && grep -q '^build app/gui/kvworld:' build/build.ninja && echo kvworld )
+
+model=assets/models/default
+[[ -f $model/model.json ]] || { echo "run.sh: no trained model at $model; using the tiny test model (it shows no world)"; model=tests/data/tiny; }
+
+if [[ $headless == 0 && ( -n "${DISPLAY:-}" || -n "${WAYLAND_DISPLAY:-}" ) && -x build/app/gui/kvworld ]]; then
+  echo "run.sh: starting kvworld on $model (F1 for help)"
+  exec build/app/gui/kvworld --model "$model" "$@"
+fi
+
+# Headless: a trace from the simulator's player, generated on the best backend available.
+backend=cpu
+frames=32
+if build/app/cli/kvworld-cli info --model "$model" >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then backend=cuda; frames=320; fi
+mkdir -p out/run
+build/tools/sim/kvworld-sim trace --world-seed "${WORLD_SEED:-901}" --policy-seed 7 --frames "$frames" --out out/run/trace.json
+echo "run.sh: no display — generating $frames frames on the $backend backend (INT4 keys/values, groups of 64, Taylor correction)"
+build/app/cli/kvworld-cli generate --model "$model" --trace out/run/trace.json --out out/run --backend "$backend" \
+  --k-bits 4 --v-bits 4 --group 64 --correction taylor --ground-truth "$@"
+echo "run.sh: frames in out/run/frames, the simulator's ground truth in out/run/ground_truth, metrics in out/run/metrics.json"

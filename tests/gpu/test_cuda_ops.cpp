@@ -1,0 +1,452 @@
+// Every CUDA op against the CPU reference on fresh random inputs, with the bounds of tolerance.h.
+// Without a CUDA device every test reports itself skipped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "backend.h"
+#include "cpu/ops.h"
+#include "cuda_ops.h"
+#include "model_impl.h"
+#include "quant.h"
+#include "rope.h"
+#include "tolerance.h"
+#include "util/half.h"
+#include "util/rng.h"
+#include "weights.h"
+
+using namespace kvw;
+using namespace kvw::test;
+namespace cu = kvw::cuda;
+
+#define REQUIRE_GPU()                                                          \
+    do {                                                                       \
+        std::string why;                                                       \
+        if (!cu::device_present(&why)) GTEST_SKIP() << "no CUDA device: " << why; \
+    } while (0)
+
+namespace {
+
+std::mt19937 rng(12345);
+std::vector<float> randn(size_t n, float scale = 1.f) {
+    std::normal_distribution<float> d(0.f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+    std::vector<uint16_t> b(v.size());
+    for (size_t i = 0; i < v.size(); ++i) b[i] = f32_to_bf16_bits(v[i]);
+    return b;
+}
+std::vector<float> from_bf16(const std::vector<uint16_t>& b) {
+    std::vector<float> v(b.size());
+    for (size_t i = 0; i < b.size(); ++i) v[i] = bf16_bits_to_f32(b[i]);
+    return v;
+}
+template <typename T>
+cu::DeviceBuffer upload(const std::vector<T>& v) {
+    cu::DeviceBuffer d(v.size() * sizeof(T));
+    cu::copy_to_device(d.get(), v.data(), v.size() * sizeof(T));
+    return d;
+}
+template <typename T>
+std::vector<T> download(const cu::DeviceBuffer& d, size_t n) {
+    std::vector<T> v(n);
+    cu::synchronize_device();
+    cu::copy_to_host(v.data(), d.get(), n * sizeof(T));
+    return v;
+}
+
+}  // namespace
+
+TEST(CudaOps, NoiseIsBitIdenticalToCpu) {
+    REQUIRE_GPU();
+    const size_t n = 1 << 18;
+    const std::vector<uint64_t> sc = {0x123456789abcdefull, 77};
+    cu::DeviceBuffer seed = upload(sc), out(n * 4);
+    cu::normal_noise(out.as<float>(), n, seed.as<uint64_t>(), 3, kNoiseCachePass, nullptr);
+    const std::vector<float> gpu = download<float>(out, n);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const float cpu = normal_noise(sc[0], 77, 3, kNoiseCachePass, static_cast<uint32_t>(i));
+        uint32_t a, b;
+        std::memcpy(&a, &cpu, 4);
+        std::memcpy(&b, &gpu[i], 4);
+        mismatches += a != b;
+    }
+    EXPECT_EQ(mismatches, 0u) << "CPU and CUDA must draw identical noise";
+}
+
+TEST(CudaOps, ElementwiseOpsMatchCpu) {
+    REQUIRE_GPU();
+    const int F = 2, Hh = 16, W = 24, p = 8, N = F * (Hh / p) * (W / p), D = 128, tpf = N / F, heads = 2, hd = 64;
+    // patchify
+    const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * 3);
+    cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * 3 * p * p * 2);
+    cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, d_tok.as<uint16_t>(), nullptr);
+    std::vector<float> ref_tok(static_cast<size_t>(N) * 3 * p * p);
+    cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data());
+    expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op, "patchify");
+    // layernorm + modulation (with per-layer offsets)
+    const std::vector<float> x = randn(static_cast<size_t>(N) * D, 2.f), mod = randn(static_cast<size_t>(F) * 6 * D, 0.3f),
+                             off = randn(static_cast<size_t>(6) * D, 0.1f);
+    std::vector<float> modl(mod);
+    for (int f = 0; f < F; ++f)
+        for (int k = 0; k < 6 * D; ++k) modl[static_cast<size_t>(f) * 6 * D + k] += off[static_cast<size_t>(k)];
+    std::vector<float> ref_ln(static_cast<size_t>(N) * D);
+    cpu::layernorm_modulate(x.data(), N, D, tpf, modl.data(), modl.data() + D, 6 * D, 1e-6f, ref_ln.data());
+    cu::DeviceBuffer d_x = upload(x), d_mod = upload(mod), d_off = upload(off), d_ln(static_cast<size_t>(N) * D * 2);
+    cu::layernorm_modulate_bf16(d_x.as<float>(), N, D, tpf, d_mod.as<float>(), d_mod.as<float>() + D, 6 * D, d_off.as<float>(),
+                                d_off.as<float>() + D, 1e-6f, d_ln.as<uint16_t>(), nullptr);
+    expect_close(from_bf16(download<uint16_t>(d_ln, ref_ln.size())), ref_ln, kBf16Op, "layernorm_modulate");
+    // qkv bias + RMSNorm
+    const std::vector<float> qkv = randn(static_cast<size_t>(N) * 3 * D), bias = randn(3 * D, 0.2f), qn = randn(hd, 0.2f), kn = randn(hd, 0.2f);
+    std::vector<float> qn1(qn), kn1(kn);
+    for (float& v : qn1) v += 1.f;
+    for (float& v : kn1) v += 1.f;
+    const std::vector<uint16_t> qkv_b16 = to_bf16(qkv);
+    std::vector<float> ref_qkv = from_bf16(qkv_b16);
+    for (int i = 0; i < N; ++i)
+        for (int c = 0; c < 3 * D; ++c) ref_qkv[static_cast<size_t>(i) * 3 * D + c] += bias[static_cast<size_t>(c)];
+    cpu::rmsnorm_heads(ref_qkv.data(), N, heads, hd, 3 * D, qn1.data(), 1e-6f);
+    cpu::rmsnorm_heads(ref_qkv.data() + D, N, heads, hd, 3 * D, kn1.data(), 1e-6f);
+    cu::DeviceBuffer d_qkv = upload(qkv_b16), d_bias = upload(bias), d_qn = upload(qn1), d_kn = upload(kn1);
+    cu::qkv_bias_rmsnorm(d_qkv.as<uint16_t>(), d_bias.as<float>(), d_qn.as<float>(), d_kn.as<float>(), N, heads, hd, 1e-6f, nullptr);
+    expect_close(from_bf16(download<uint16_t>(d_qkv, ref_qkv.size())), ref_qkv, kBf16Op, "qkv_bias_rmsnorm");
+    // gated residual with bias and gate offsets
+    const std::vector<float> y = randn(static_cast<size_t>(N) * D), b2 = randn(D, 0.1f);
+    std::vector<float> ref_x(x), yb(y);
+    for (int i = 0; i < N; ++i)
+        for (int c = 0; c < D; ++c) yb[static_cast<size_t>(i) * D + c] += b2[static_cast<size_t>(c)];
+    cpu::gated_residual(ref_x.data(), yb.data(), N, D, tpf, modl.data() + 2 * D, 6 * D);
+    cu::DeviceBuffer d_y = upload(y), d_b2 = upload(b2);
+    cu::gated_residual(d_x.as<float>(), d_y.as<float>(), d_b2.as<float>(), d_mod.as<float>() + 2 * D, d_off.as<float>() + 2 * D, 6 * D, N, D, tpf, nullptr);
+    expect_close(download<float>(d_x, ref_x.size()), ref_x, kFp32Reorder, "gated_residual");
+    // bias + GELU
+    const std::vector<uint16_t> m16 = to_bf16(randn(static_cast<size_t>(N) * 256, 2.f));
+    const std::vector<float> b3 = randn(256, 0.3f);
+    std::vector<float> ref_m = from_bf16(m16);
+    for (int i = 0; i < N; ++i)
+        for (int c = 0; c < 256; ++c) ref_m[static_cast<size_t>(i) * 256 + c] += b3[static_cast<size_t>(c)];
+    cpu::gelu_tanh_inplace(ref_m.data(), ref_m.size());
+    cu::DeviceBuffer d_m = upload(m16), d_b3 = upload(b3);
+    cu::bias_gelu_bf16(d_m.as<uint16_t>(), d_b3.as<float>(), N, 256, nullptr);
+    expect_close(from_bf16(download<uint16_t>(d_m, ref_m.size())), ref_m, kBf16Op, "bias_gelu");
+    // unpatchify + bias + Euler step
+    const int P = 3 * p * p;
+    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f), xt = randn(frames.size());
+    std::vector<float> hbias(head);
+    for (int i = 0; i < N; ++i)
+        for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
+    std::vector<float> ref_x0(frames.size()), ref_xt(xt);
+    cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data());
+    const float t = 0.75f, dt = -0.25f;
+    for (size_t i = 0; i < xt.size(); ++i) ref_xt[i] += dt * (xt[i] - ref_x0[i]) / t;
+    cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4), d_xt = upload(xt);
+    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), d_xt.as<float>(), t, dt, nullptr);
+    expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
+    expect_close(download<float>(d_xt, ref_xt.size()), ref_xt, kFp32Reorder, "euler step");
+}
+
+TEST(CudaOps, GemmMatchesCpu) {
+    REQUIRE_GPU();
+    for (auto [n, in, out] : {std::tuple{100, 384, 1152}, std::tuple{1024, 384, 384}, std::tuple{37, 192, 384}}) {
+        const std::vector<uint16_t> x = to_bf16(randn(static_cast<size_t>(n) * in)), w = to_bf16(randn(static_cast<size_t>(out) * in, 0.05f));
+        std::vector<float> ref(static_cast<size_t>(n) * out);
+        const std::vector<float> xf = from_bf16(x), wf = from_bf16(w);
+        cpu::linear(xf.data(), n, in, wf.data(), nullptr, out, ref.data());
+        cu::DeviceBuffer dx = upload(x), dw = upload(w), dy(ref.size() * 4), dyb(ref.size() * 2);
+        cu::Gemm g;
+        g.bind(nullptr);
+        g.run_f32_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dy.as<float>(), n, in, out);
+        expect_close(download<float>(dy, ref.size()), ref, Tolerance{1e-3, 1e-5, "bf16 operands, fp32 accumulate and output"},
+                     "gemm f32 out " + std::to_string(n) + "x" + std::to_string(in) + "x" + std::to_string(out));
+        g.run_bf16_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dyb.as<uint16_t>(), n, in, out);
+        expect_close(from_bf16(download<uint16_t>(dyb, ref.size())), ref, kBf16Op, "gemm bf16 out");
+    }
+}
+
+class CudaQuantize : public ::testing::TestWithParam<std::tuple<int, int, bool, int>> {};
+
+TEST_P(CudaQuantize, BytesIdenticalToCpu) {
+    REQUIRE_GPU();
+    const auto [bits, group, channel, hd] = GetParam();
+    if (!channel && group > hd) GTEST_SKIP() << "group > head_dim";
+    const int heads = 3, tokens = 100, stride = 3 * heads * hd;  // ragged blocks; rows inside a qkv-like buffer
+    std::vector<float> x = randn(static_cast<size_t>(tokens) * stride);
+    for (int c = 0; c < hd; ++c) x[static_cast<size_t>(7) * stride + c] = 0.5f;  // a constant group (zero step)
+    const std::vector<uint16_t> xb = to_bf16(x);
+    const std::vector<float> xr = from_bf16(xb);
+    const TensorFormat fmt{bits, group, channel};
+    const PackedTensor ref = quantize(xr.data(), tokens, heads, hd, stride, fmt);
+    const SegmentLayout& L = ref.layout;
+    cu::DeviceBuffer dx = upload(xb), codes(L.code_bytes), steps(L.step_count * 2 + 2), offs(L.offset_count * 2 + 2);
+    const cu::PackedView view{codes.as<uint8_t>(), steps.as<uint16_t>(), offs.as<uint16_t>()};
+    cu::DeviceBuffer dview = upload(std::vector<cu::PackedView>{view});
+    cu::quantize_segment(dx.as<uint16_t>(), stride, L, dview.as<cu::PackedView>(), nullptr);
+    EXPECT_EQ(download<uint8_t>(codes, L.code_bytes), ref.codes) << "codes";
+    EXPECT_EQ(download<uint16_t>(steps, L.step_count), ref.steps) << "steps";
+    EXPECT_EQ(download<uint16_t>(offs, L.offset_count), ref.offsets) << "offsets";
+    // Device dequantization equals the CPU's.
+    cu::DeviceBuffer out(static_cast<size_t>(tokens) * hd * 4);
+    std::vector<float> cpu_deq(static_cast<size_t>(tokens) * hd);
+    for (int h = 0; h < heads; ++h) {
+        cu::dequantize_head(L, view, h, out.as<float>(), nullptr);
+        dequantize_head(ref, h, cpu_deq.data());
+        EXPECT_EQ(download<float>(out, cpu_deq.size()), cpu_deq) << "head " << h;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, CudaQuantize,
+                         ::testing::Combine(::testing::Values(16, 8, 4, 2), ::testing::Values(32, 64, 128), ::testing::Bool(),
+                                            ::testing::Values(64, 128)));
+
+// ---- attention --------------------------------------------------------------------------------------
+
+namespace {
+
+struct AttnCase {
+    int hd, kbits, vbits, group;
+    bool channel;
+    int correction, n_ctx, splits;
+};
+
+void run_attention_case(const AttnCase& ac) {
+    const int heads = 2, hd = ac.hd, D = heads * hd, F = 2, rows = 5, cols = 10, tpf = rows * cols, T = F * tpf;  // T = 100: ragged
+    ModelConfig cfg;
+    cfg.head_dim = hd;
+    cfg.rope_axes = hd == 64 ? std::array<int, 3>{16, 24, 24} : std::array<int, 3>{32, 48, 48};
+    cfg.height = rows * 8;
+    cfg.width = cols * 8;
+    cfg.patch = 8;
+    cfg.chunk_frames = F;
+    const RopeTables rope = make_rope_tables(cfg, kMaxContextChunks * F);
+    const TensorFormat kf{ac.kbits, ac.group, ac.channel && ac.kbits < 16}, vf{ac.vbits, ac.group, false};
+    // Current chunk qkv (q, k already normed: unit-ish scale) and the cached chunks' K/V.
+    const std::vector<uint16_t> qkv = to_bf16(randn(static_cast<size_t>(T) * 3 * D, 1.6f));
+    std::vector<PackedTensor> ks, vs;
+    std::vector<std::vector<float>> k_orig, v_orig;
+    for (int s = 0; s < ac.n_ctx; ++s) {
+        std::vector<float> k = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D))), v = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D)));
+        for (int c = 0; c < hd; ++c) k[static_cast<size_t>(3) * D + c] = -0.25f;  // constant group -> zero step
+        ks.push_back(quantize(k.data(), T, heads, hd, D, kf));
+        vs.push_back(quantize(v.data(), T, heads, hd, D, vf));
+        k_orig.push_back(k);
+        v_orig.push_back(v);
+    }
+    // Device copies of the segments.
+    std::vector<cu::DeviceBuffer> keep;
+    auto up = [&](const void* data, size_t bytes) {
+        keep.emplace_back(bytes + 16);
+        cu::copy_to_device(keep.back().get(), data, bytes);
+        return keep.back().get();
+    };
+    std::vector<cu::SegmentDesc> segs;
+    for (int s = 0; s < ac.n_ctx; ++s)
+        segs.push_back(cu::SegmentDesc{
+            static_cast<const uint8_t*>(up(ks[s].codes.data(), ks[s].codes.size())),
+            static_cast<const uint16_t*>(up(ks[s].steps.data(), ks[s].steps.size() * 2)),
+            static_cast<const uint16_t*>(up(ks[s].offsets.data(), ks[s].offsets.size() * 2)),
+            static_cast<const uint8_t*>(up(vs[s].codes.data(), vs[s].codes.size())),
+            static_cast<const uint16_t*>(up(vs[s].steps.data(), vs[s].steps.size() * 2)),
+            static_cast<const uint16_t*>(up(vs[s].offsets.data(), vs[s].offsets.size() * 2)), T, s});
+    segs.resize(static_cast<size_t>(ac.n_ctx) + 1);
+    cu::DeviceBuffer d_qkv = upload(qkv), d_segs = upload(segs), d_n = upload(std::vector<int>{ac.n_ctx}), d_out(static_cast<size_t>(T) * D * 2);
+    std::vector<float> tables[6];
+    cu::AttentionParams p;
+    p.qkv = d_qkv.as<uint16_t>();
+    p.n_tokens = T;
+    p.heads = heads;
+    p.head_dim = hd;
+    p.segments = d_segs.as<cu::SegmentDesc>();
+    p.n_segments = d_n.as<int>();
+    p.max_segments = ac.n_ctx;
+    p.key_fmt = kf;
+    p.value_fmt = vf;
+    p.correction = ac.correction;
+    p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    for (int a = 0; a < 3; ++a) {
+        p.rope_cos[a] = static_cast<const float*>(up(rope.cos[static_cast<size_t>(a)].data(), rope.cos[static_cast<size_t>(a)].size() * 4));
+        p.rope_sin[a] = static_cast<const float*>(up(rope.sin[static_cast<size_t>(a)].data(), rope.sin[static_cast<size_t>(a)].size() * 4));
+        p.rope_pairs[a] = rope.pairs[static_cast<size_t>(a)];
+    }
+    p.chunk_frames = F;
+    p.tokens_per_frame = tpf;
+    p.patch_cols = cols;
+    p.out = d_out.as<uint16_t>();
+    const int qt = cu::attention_query_tiles(T);
+    cu::DeviceBuffer d_pc(static_cast<size_t>(heads) * qt * 4), d_ws(cu::attention_split_workspace_floats(ac.splits, heads, T, hd) * 4);
+    p.p_cache_partial = d_pc.as<float>();
+    p.splits = ac.splits;
+    p.split_o = d_ws.as<float>();
+    p.split_stats = d_ws.as<float>() + static_cast<size_t>(ac.splits) * heads * T * hd;
+    cu::attention_init();
+    cu::memset_device(d_out.get(), 0xff, d_out.bytes());  // poison: every output must be written
+    cu::attention(p, nullptr);
+    const std::vector<float> gpu = from_bf16(download<uint16_t>(d_out, static_cast<size_t>(T) * D));
+    const std::vector<float> pc_parts = download<float>(d_pc, static_cast<size_t>(heads) * qt);
+    // CPU reference on the same dequantized K/V: rotate, attend with the same correction.
+    const std::vector<float> qkvf = from_bf16(qkv);
+    const int nk = (ac.n_ctx + 1) * T;
+    std::vector<float> ref(static_cast<size_t>(T) * D), exact_ref(ref.size());
+    double pc_ref = 0;
+    auto factors = [&](int slot, int t, float* co, float* si) { rope.token_factors(slot * F + t / tpf, (t % tpf) / cols, t % cols, co, si); };
+    for (int h = 0; h < heads; ++h) {
+        std::vector<float> q(static_cast<size_t>(T) * hd), k(static_cast<size_t>(nk) * hd), v(k.size()), korig(k.size()), vorig(k.size());
+        const SegmentLayout kl = segment_layout(kf, heads, T, hd);
+        const int G = kf.quantized() ? kl.corr_groups() : 1;
+        std::vector<float> steps(static_cast<size_t>(ac.n_ctx) * T * G, 0.f), kc(static_cast<size_t>(ac.n_ctx) * T * hd / 2), ksn(kc.size());
+        std::vector<float> co(hd / 2), si(hd / 2);
+        for (int t = 0; t < T; ++t) {
+            factors(ac.n_ctx, t, co.data(), si.data());
+            for (int c = 0; c < hd; ++c) {
+                q[static_cast<size_t>(t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + h * hd + c];
+                k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + D + h * hd + c];
+                v[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + 2 * D + h * hd + c];
+            }
+            rope_rotate(&q[static_cast<size_t>(t) * hd], co.data(), si.data(), hd);
+            rope_rotate(&k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd], co.data(), si.data(), hd);
+        }
+        for (int s = 0; s < ac.n_ctx; ++s) {
+            dequantize_head(ks[s], h, &k[static_cast<size_t>(s) * T * hd]);
+            dequantize_head(vs[s], h, &v[static_cast<size_t>(s) * T * hd]);
+            if (kf.quantized()) steps_head(ks[s], h, &steps[static_cast<size_t>(s) * T * G]);
+            for (int t = 0; t < T; ++t) {
+                for (int c = 0; c < hd; ++c) {
+                    korig[(static_cast<size_t>(s) * T + t) * hd + c] = k_orig[s][static_cast<size_t>(t) * D + h * hd + c];
+                    vorig[(static_cast<size_t>(s) * T + t) * hd + c] = v_orig[s][static_cast<size_t>(t) * D + h * hd + c];
+                }
+                float* kcp = &kc[(static_cast<size_t>(s) * T + t) * hd / 2];
+                float* ksp = &ksn[(static_cast<size_t>(s) * T + t) * hd / 2];
+                factors(s, t, kcp, ksp);
+                rope_rotate(&k[(static_cast<size_t>(s) * T + t) * hd], kcp, ksp, hd);
+                rope_rotate(&korig[(static_cast<size_t>(s) * T + t) * hd], kcp, ksp, hd);
+            }
+        }
+        for (size_t i = static_cast<size_t>(ac.n_ctx) * T * hd; i < k.size(); ++i) {
+            korig[i] = k[i];
+            vorig[i] = v[i];
+        }
+        // bf16 rounding of the rotated operands, as the kernel stages them in shared memory
+        std::vector<float> qb(q), kb(k), vb(v);
+        for (float& x : qb) x = round_to_bf16(x);
+        for (float& x : kb) x = round_to_bf16(x);
+        for (float& x : vb) x = round_to_bf16(x);
+        cpu::AttentionInputs in;
+        in.q = qb.data();
+        in.k = kb.data();
+        in.v = vb.data();
+        in.nq = T;
+        in.nk = nk;
+        in.n_cached = ac.n_ctx * T;
+        in.head_dim = hd;
+        in.alpha = p.alpha;
+        in.correction = kf.quantized() ? ac.correction : 0;
+        in.steps = steps.data();
+        in.corr_groups = G;
+        in.corr_group_width = kf.quantized() ? kl.corr_group_width() : hd;
+        in.key_cos = kc.data();
+        in.key_sin = ksn.data();
+        std::vector<float> o(static_cast<size_t>(T) * hd);
+        pc_ref += cpu::attention_head(in, o.data());
+        for (int t = 0; t < T; ++t)
+            for (int c = 0; c < hd; ++c) ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
+        in.q = q.data();
+        in.k = korig.data();
+        in.v = vorig.data();
+        in.correction = 0;
+        cpu::attention_head(in, o.data());
+        for (int t = 0; t < T; ++t)
+            for (int c = 0; c < hd; ++c) exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
+    }
+    char name[160];
+    std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d", hd, ac.kbits, ac.vbits, ac.group,
+                  ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits);
+    expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
+    const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
+    std::printf("[quantization] %-40s vs unquantized K/V: max_abs %.3g rel_l2 %.3g\n", name, q_err.max_abs, q_err.rel_l2);
+    double pc_gpu = 0;
+    for (float v : pc_parts) pc_gpu += v;
+    EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
+}
+
+}  // namespace
+
+class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(CudaAttention, MatchesCpuOnDequantizedKV) {
+    REQUIRE_GPU();
+    run_attention_case(GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, CudaAttention,
+    ::testing::Values(AttnCase{64, 16, 16, 64, false, 0, 2, 1}, AttnCase{128, 16, 16, 64, false, 1, 2, 1},
+                      AttnCase{128, 8, 8, 64, false, 1, 3, 1}, AttnCase{128, 4, 4, 32, false, 1, 3, 1},
+                      AttnCase{128, 2, 2, 128, false, 1, 3, 1}, AttnCase{128, 2, 2, 128, false, 0, 3, 1},
+                      AttnCase{128, 2, 4, 64, false, 2, 2, 1}, AttnCase{64, 2, 2, 32, false, 1, 2, 1},
+                      AttnCase{64, 4, 2, 64, false, 2, 2, 1}, AttnCase{128, 2, 2, 32, true, 1, 3, 1},
+                      AttnCase{128, 4, 8, 64, true, 2, 2, 1}, AttnCase{128, 2, 16, 128, true, 1, 2, 1},
+                      AttnCase{64, 2, 2, 64, true, 1, 2, 1}, AttnCase{128, 2, 2, 64, false, 1, 3, 3},
+                      AttnCase{128, 4, 4, 64, true, 1, 5, 4}, AttnCase{128, 2, 2, 128, false, 1, 20, 2},
+                      AttnCase{64, 8, 8, 32, false, 1, 0, 1}));
+
+// ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
+
+TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
+    auto cpu_m = create_cpu_backend(cfg, w);
+    auto gpu_m = create_cuda_backend(cfg, w);
+    for (const CacheSettings& cs : {CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off},
+                                    CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor},
+                                    CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}}) {
+        auto cs_ = cpu_m->create_session();
+        auto gs = gpu_m->create_session();
+        const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+        std::vector<float> ctx = randn(n, 0.5f);
+        for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
+        std::vector<uint8_t> cpu_frames, gpu_frames;
+        for (int c = 0; c < 4; ++c) {
+            ChunkJob j;
+            j.chunk_index = c;
+            j.seed = 99;
+            for (int f = 0; f < cfg.chunk_frames; ++f) {
+                const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, 0.f};
+                j.labels.push_back(action_label(a, cfg.motion));
+                j.camera.push_back(camera_vector(a, cfg.motion));
+            }
+            for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
+            j.write_slot = c;
+            j.given_frames = c == 0 ? ctx.data() : nullptr;
+            j.steps = 3;
+            j.cache = cs;
+            j.source_previous = cfg.source_previous;
+            j.source_sigma = cfg.source_sigma;
+            if (c == 2) {  // one raw forward with context, unclamped
+                const std::vector<float> x = randn(n, 0.7f);
+                std::vector<float> a(n), b(n);
+                std::vector<double> pa, pb;
+                cs_->forward_once(j, x.data(), 0.6f, a.data(), &pa);
+                gs->forward_once(j, x.data(), 0.6f, b.data(), &pb);
+                expect_close(b, a, kBf16Forward, "tiny forward " + cs.label());
+                for (size_t l = 0; l < pa.size(); ++l) EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
+            }
+            ChunkOutput oc, og;
+            cs_->run_chunk(j, &oc);
+            gs->run_chunk(j, &og);
+            for (float v : oc.frames) cpu_frames.push_back(static_cast<uint8_t>(std::clamp(std::lround((v + 1.f) * 127.5f), 0L, 255L)));
+            gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
+            ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
+        }
+        double se = 0;
+        for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
+        const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
+        std::printf("[tolerance] tiny rollout %-28s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(), psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label();
+    }
+}

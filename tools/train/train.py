@@ -1,0 +1,360 @@
+"""Trains the KVWorld world model on simulator episodes (run on the GPU machine; see tools/train/README.md).
+
+Teacher forcing with noise-augmented context, matching the engine's inference exactly:
+- every episode is K chunks of F frames; chunk c attends to the *clean-pass* K/V of the chunks the engine's
+  context policy gives it (window W, recall of chunk 0 and by field-of-view overlap, slots in the same
+  order with the same reassigned time positions — context.py) plus its own K/V;
+- the clean pass of chunk c sees the ground-truth chunk lightly noised (tau ~ 0 or U[0, tau_max], the time
+  embedding says tau), attending to its own context exactly like the engine's cache pass;
+- the noisy pass of chunk c (c >= 1) sees x_t = (1 - t) x0 + t eps and predicts x0 (x-prediction);
+  the loss is the flow-matching velocity error (x0_hat - x0) / max(t, 0.05), i.e. v-loss.
+Gradients flow through the clean pass, so the cached representation is trained for its use as context.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import context as ctxpol  # noqa: E402
+import model as M  # noqa: E402
+
+try:
+    _sdpa = F.scaled_dot_product_attention
+except AttributeError:  # PyTorch < 2.0 (the CPU smoke test on a Debian machine)
+    def _sdpa(q, k, v):
+        w = torch.softmax((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]), dim=-1)
+        return w @ v
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+class EpisodeData:
+    """A kvworld-sim dataset on the training device: frames uint8 [E, T, H, W, 3], labels, camera vectors,
+    and the recalled chunks of every (episode, chunk) under the context policy."""
+
+    def __init__(self, path: str, cfg: M.ModelConfig, device, window: int, recall: int, max_episodes: int = 0):
+        with open(os.path.join(path, "meta.json")) as f:
+            meta = json.load(f)
+        E, T, H, W = meta["episodes"], meta["frames"], meta["height"], meta["width"]
+        if max_episodes:
+            E = min(E, max_episodes)
+        assert (H, W) == (cfg.height, cfg.width), f"dataset is {H}x{W}, model {cfg.height}x{cfg.width}"
+        assert T % cfg.chunk_frames == 0, "episode length must be a multiple of chunk_frames"
+        self.E, self.T, self.K = E, T, T // cfg.chunk_frames
+        frames = np.fromfile(os.path.join(path, "frames.u8"), dtype=np.uint8, count=E * T * H * W * 3)
+        actions = np.fromfile(os.path.join(path, "actions.f32"), dtype=np.float32, count=E * T * 5).reshape(E, T, 5)
+        poses = np.fromfile(os.path.join(path, "poses.f32"), dtype=np.float32, count=E * T * 5).reshape(E, T, 5)
+        tm = cfg.motion["turn_max_deg"]
+        self.frames = torch.from_numpy(frames.reshape(E, T, H, W, 3)).to(device)
+        self.labels = torch.from_numpy(M.action_label(actions, tm)).to(device)
+        self.cam = torch.from_numpy(M.camera_vector(actions, tm)).to(device)
+        self.actions, self.poses = actions, poses
+        # Recalled chunks per (episode, chunk): [E, K, recall] (-1 where fewer), vectorised over episodes.
+        chunk_poses = poses[:, cfg.chunk_frames - 1::cfg.chunk_frames]  # [E, K, 5] pose of each chunk's last frame
+        self.recall_idx = np.full((E, self.K, max(recall, 1)), -1, dtype=np.int64)
+        for c in range(self.K):
+            cands = list(range(0, max(0, c - window)))
+            slots, chosen = recall, []
+            if slots > 0 and cands and cands[0] == 0:
+                chosen.append(np.zeros(E, np.int64))
+                cands, slots = cands[1:], slots - 1
+            if slots > 0 and cands:
+                scores = np.stack([fov_overlap_batch(chunk_poses[:, c], chunk_poses[:, i], cfg.motion["hfov_deg"])
+                                   for i in cands], axis=1)  # [E, n]
+                order = np.argsort(-scores, axis=1, kind="stable")  # stable: ties keep the older chunk first
+                for s in range(min(slots, len(cands))):
+                    chosen.append(np.asarray(cands)[order[:, s]])
+            if chosen:
+                rec = np.sort(np.stack(chosen, axis=1), axis=1)  # recalled listed oldest first
+                self.recall_idx[:, c, :rec.shape[1]] = rec
+        self.recall_idx_t = torch.from_numpy(self.recall_idx).to(device)
+
+
+def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarray:
+    """context.fov_overlap for arrays of poses [n, 5] (float64 here; selection ties are rare)."""
+    tan_half = math.tan(0.5 * hfov_deg * math.pi / 180.0)
+    def basis(p):
+        yaw, pitch = np.radians(p[:, 3]), np.radians(p[:, 4])
+        sy, cy, sp, cp = np.sin(yaw), np.cos(yaw), np.sin(pitch), np.cos(pitch)
+        return (sy * cp, sp, cy * cp), (cy, -sy), (-sy * sp, cp, -cy * sp)
+    (fa, ra, ua), (fb, rb, ub) = basis(a), basis(b)
+    seen = np.zeros(len(a))
+    total = 0
+    for iy in range(5):
+        for ix in range(5):
+            px = tan_half * (2.0 * (ix + 0.5) / 5 - 1.0)
+            py = tan_half * (2.0 * (iy + 0.5) / 5 - 1.0)
+            for depth in (2.0, 5.0, 10.0, 20.0):
+                wx = a[:, 0] + depth * (fa[0] + px * ra[0] + py * ua[0])
+                wy = a[:, 1] + depth * (fa[1] + py * ua[1])
+                wz = a[:, 2] + depth * (fa[2] + px * ra[1] + py * ua[2])
+                dx, dy, dz = wx - b[:, 0], wy - b[:, 1], wz - b[:, 2]
+                zf = dx * fb[0] + dy * fb[1] + dz * fb[2]
+                xr = dx * rb[0] + dz * rb[1]
+                yu = dx * ub[0] + dy * ub[1] + dz * ub[2]
+                ok = (zf > 0.05) & (zf <= 25.0) & (np.abs(xr) <= tan_half * zf) & (np.abs(yu) <= tan_half * zf)
+                seen += ok
+                total += 1
+    return seen / total
+
+
+# ---------------------------------------------------------------------------------------------------
+# The teacher-forced forward
+
+def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
+                        recall: int, tau_max: float, gen: torch.Generator):
+    """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device."""
+    cfg = model.cfg
+    dev = idx.device
+    B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
+    x0 = data.frames[idx].float().div_(127.5).sub_(1.0)  # [B, T, H, W, 3]
+    x0 = x0.view(B, K, Fr, cfg.height, cfg.width, 3)
+    # Noise levels: the noisy stream's t per chunk ~ U[0.02, 1]; the context's tau: half of the chunks
+    # exactly clean, the rest U[0, tau_max].
+    t = 0.02 + 0.98 * torch.rand(B, K, device=dev, generator=gen)
+    tau = torch.rand(B, K, device=dev, generator=gen) * tau_max
+    tau = torch.where(torch.rand(B, K, device=dev, generator=gen) < 0.5, torch.zeros_like(tau), tau)
+    e1 = torch.randn(x0.shape, device=dev, generator=gen)
+    e2 = torch.randn(x0.shape, device=dev, generator=gen)
+    x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
+                                    window, recall, t, tau, e1, e2)
+    target = x0[:, 1:]
+    w = 1.0 / t[:, 1:].clamp(min=0.2)
+    err = (x0_hat - target) * w[..., None, None, None, None]
+    return err.pow(2).mean(), (x0_hat - target).pow(2).mean()
+
+
+def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2):
+    """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t, tau [B, K];
+    e1, e2 noise like x0. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
+    [B, K-1, F, H, W, 3], every chunk attending to the clean-pass K/V of its context as in the engine."""
+    cfg = model.cfg
+    dev = x0.device
+    B, K, Fr, N, D = x0.shape[0], x0.shape[1], cfg.chunk_frames, cfg.tokens_per_chunk, cfg.hidden
+    Hh, hd = cfg.heads, cfg.head_dim
+    tb, taub = t[..., None, None, None, None], tau[..., None, None, None, None]
+    x_clean = (1 - taub) * x0 + taub * e1
+    # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
+    source = cfg.source_sigma * e2
+    if cfg.source_previous:
+        prev = torch.cat([x0[:, :1, :1], x0[:, :-1, -1:]], dim=1)  # [B, K, 1, H, W, 3]; chunk 0's is unused
+        source = source + prev
+    x_noisy = (1 - tb) * x0 + tb * source
+
+    Kc = K - 1  # the last chunk's clean K/V are never attended to: skip its clean pass
+    tauf = tau[:, :Kc, None].expand(B, Kc, Fr).reshape(B, Kc * Fr)
+    modc, _ = model.conditioning(tauf, labels[:, :Kc * Fr], cam[:, :Kc * Fr])
+    modc = model.per_token(modc)
+    tf = t[:, 1:, None].expand(B, K - 1, Fr).reshape(B, (K - 1) * Fr)
+    modn, fmodn = model.conditioning(tf, labels[:, Fr:], cam[:, Fr:])
+    modn, fmodn = model.per_token(modn), model.per_token(fmodn)
+
+    xc = model.patch_embed(M.patchify(x_clean[:, :Kc].reshape(B * Kc, Fr, cfg.height, cfg.width, 3), cfg.patch))
+    xn = model.patch_embed(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, cfg.height, cfg.width, 3), cfg.patch))
+    xc = xc.view(B, Kc * N, D)
+    xn = xn.view(B, (K - 1) * N, D)
+    ar = torch.arange(B, device=dev)
+
+    for blk in model.blocks:
+        qc, kc, vc, termc = model.block_qkv(blk, xc, modc)
+        qn, kn, vn, termn = model.block_qkv(blk, xn, modn)
+        qc, kc, vc = (z.view(B, Hh, Kc, N, hd) for z in (qc, kc, vc))
+        qn, kn, vn = (z.view(B, Hh, K - 1, N, hd) for z in (qn, kn, vn))
+        outc, outn = [], []
+        for c in range(K):
+            n_win = min(window, c)
+            n_rec = min(recall, max(0, c - window))
+            ks, vs = [], []
+            for s in range(n_rec):  # recalled chunks (per episode), oldest first
+                j = recall_idx[:, c, s]
+                ks.append(M.apply_rope(kc[ar, :, j], *rope_f[s]))
+                vs.append(vc[ar, :, j])
+            for w in range(n_win):  # the window, same chunks for every episode
+                j = c - n_win + w
+                ks.append(M.apply_rope(kc[:, :, j], *rope_f[n_rec + w]))
+                vs.append(vc[:, :, j])
+            slot = n_rec + n_win
+            cos, sin = rope_f[slot]
+            if c < Kc:
+                k_all = torch.cat(ks + [M.apply_rope(kc[:, :, c], cos, sin)], dim=2)
+                v_all = torch.cat(vs + [vc[:, :, c]], dim=2)
+                outc.append(_sdpa(M.apply_rope(qc[:, :, c], cos, sin), k_all, v_all))
+            if c >= 1:
+                k_all = torch.cat(ks + [M.apply_rope(kn[:, :, c - 1], cos, sin)], dim=2)
+                v_all = torch.cat(vs + [vn[:, :, c - 1]], dim=2)
+                outn.append(_sdpa(M.apply_rope(qn[:, :, c - 1], cos, sin), k_all, v_all))
+        ac = torch.stack(outc, dim=2).reshape(B, Hh, Kc * N, hd)
+        an = torch.stack(outn, dim=2).reshape(B, Hh, (K - 1) * N, hd)
+        xc = model.block_finish(blk, xc, ac, termc)
+        xn = model.block_finish(blk, xn, an, termn)
+
+    x0_hat = model.output(xn.reshape(B * (K - 1), N, D), fmodn.reshape(B * (K - 1), N, -1))
+    return x0_hat.view(B, K - 1, Fr, cfg.height, cfg.width, 3).float()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation: one chunk after a ground-truth context (quality bar 1)
+
+@torch.no_grad()
+def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: int, steps: int, device):
+    """PSNR of chunk `chunk` generated after ground-truth chunks 0..chunk-1 (bf16 cache, engine procedure),
+    against the ground truth and against repeating the last context frame."""
+    cfg = model.cfg
+    rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
+    psnr_model, psnr_repeat = [], []
+    Fr = cfg.chunk_frames
+    for e in episodes:
+        frames = data.frames[e].float().div(127.5).sub(1.0)  # [T, H, W, 3]
+        lab, cam = data.labels[e], data.cam[e]
+        entries = []
+        chunk_poses = data.poses[e, Fr - 1::Fr]
+        for c in range(chunk + 1):
+            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+            ctx = [entries[i] for i in ctx_list]
+            sl = slice(c * Fr, (c + 1) * Fr)
+            given = frames[sl][None] if c < chunk else None
+            prev = frames[c * Fr - 1][None] if c > 0 else None
+            out, _, entry = M.generate_chunk(model, rope, ctx, lab[sl][None], cam[sl][None], 1, c, steps, cfg.shift,
+                                             cfg.cache_t, given=given, prev=prev)
+            entries.append(entry)
+        gt = (frames[chunk * Fr:(chunk + 1) * Fr] + 1) * 127.5
+        gen = ((out[0] + 1) * 127.5).round().clamp(0, 255)
+        rep = ((frames[chunk * Fr - 1] + 1) * 127.5)[None].expand_as(gt)
+        def psnr(a, b):
+            mse = (a - b).pow(2).mean().item()
+            return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+        psnr_model.append(psnr(gen, gt))
+        psnr_repeat.append(psnr(rep, gt))
+    return float(np.mean(psnr_model)), float(np.mean(psnr_repeat))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="kvworld-sim dataset folder")
+    ap.add_argument("--config", required=True, help="model config (config/model-default.json)")
+    ap.add_argument("--ckpt", required=True, help="checkpoint file (resumed from when it exists)")
+    ap.add_argument("--export", help="export EMA weights + model.json here at the end")
+    ap.add_argument("--init", help="start from an exported model folder (fine-tuning) instead of a fresh init")
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
+    ap.add_argument("--log", help="training log (JSON) to write")
+    ap.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget of this run")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--total-steps", type=int, default=6000, help="schedule length (cosine) across resumes")
+    ap.add_argument("--tau-max", type=float, default=0.1)
+    ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
+    ap.add_argument("--max-episodes", type=int, default=0)
+    ap.add_argument("--eval-episodes", type=int, default=32)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    t_start = time.time()
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    with open(args.config) as f:
+        cfg = M.ModelConfig.from_json(f.read())
+    data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
+    n_train = data.E - args.holdout
+    assert n_train > 0
+    print(f"data: {data.E} episodes x {data.T} frames ({data.K} chunks), {n_train} for training, "
+          f"{args.holdout} held out; loaded in {time.time() - t_start:.1f}s", flush=True)
+
+    model = M.KVWorldModel(cfg).to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    if args.init and not os.path.exists(args.ckpt):
+        import glob
+        sd = {}
+        for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
+            sd.update(M.load_safetensors(f))
+        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+        print(f"initialised from {args.init} ({len(sd)} tensors)", flush=True)
+    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
+                            **({"fused": True} if dev.type == "cuda" else {}))
+    step, log = 0, {"config": json.loads(cfg.to_json()), "parameters": n_params, "runs": [], "points": []}
+    if os.path.exists(args.ckpt):
+        ck = torch.load(args.ckpt, map_location=dev)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        ema = {k: v.to(dev) for k, v in ck["ema"].items()}
+        step, log = ck["step"], ck["log"]
+        print(f"resumed at step {step}", flush=True)
+    rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
+    rope_f = [rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)]
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(args.seed * 1000003 + step)
+    run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev),
+           "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
+    budget = args.minutes * 60.0
+    t_train = time.time()
+    warmup = args.warmup
+    model.train()
+    loss_acc, mse_acc, n_acc = 0.0, 0.0, 0
+    while time.time() - t_train < budget:
+        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
+        step += 1
+        loss_acc += loss.item()
+        mse_acc += mse.item()
+        n_acc += 1
+        if step % 50 == 0:
+            pt = {"step": step, "loss": loss_acc / n_acc, "mse": mse_acc / n_acc, "lr": lr, "grad_norm": float(gnorm),
+                  "seconds": time.time() - t_train, "samples": step * args.batch}
+            log["points"].append(pt)
+            print(json.dumps(pt), flush=True)
+            loss_acc = mse_acc = 0.0
+            n_acc = 0
+    run["end_step"] = step
+    run["train_seconds"] = time.time() - t_train
+    os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step, "log": log},
+               args.ckpt + ".tmp")
+    os.replace(args.ckpt + ".tmp", args.ckpt)
+    # Evaluate the EMA weights on held-out worlds: one chunk after a ground-truth context.
+    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in ema.items()})
+    model.eval()
+    held = list(range(data.E - args.holdout, data.E))[:args.eval_episodes]
+    chunk = min(4, data.K - 1)
+    psnr_m, psnr_r = eval_one_chunk(model.float(), data, held, chunk, cfg.steps, dev)
+    run["eval"] = {"episodes": len(held), "chunk": chunk, "psnr_model": psnr_m, "psnr_repeat_last": psnr_r}
+    print(json.dumps({"eval": run["eval"]}), flush=True)
+    log["runs"].append(run)
+    if args.export:
+        M.export_model(model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20)
+        print("exported", args.export, flush=True)
+    if args.log:
+        with open(args.log, "w") as f:
+            json.dump(log, f, indent=1)
+    print(f"done: step {step}, {time.time() - t_start:.0f}s in all", flush=True)
+
+
+if __name__ == "__main__":
+    main()
