@@ -193,7 +193,7 @@ Keymap parse_keymap(const std::string& text, const std::string& source) {
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw Error(source + ": not valid JSON (" + e.what() + ")");
     }
     if (!j.is_object()) throw Error(source + ": the keymap must be a JSON object");

@@ -8,6 +8,7 @@ namespace kvw {
 using jsonu::json;
 
 ModelConfig parse_model_config(const std::string& text, const std::string& src) {
+    return jsonu::guarded(src, [&]() {
     const json j = jsonu::parse(text, src);
     if (!j.is_object()) throw Error(src + ": a model config must be a JSON object");
     if (!j.contains("format") || j["format"] != "kvworld-model")
@@ -87,6 +88,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
         fail("a motion parameter is out of range");
     return c;
+});
 }
 
 ModelConfig load_model_config(const std::filesystem::path& path) {

@@ -21,6 +21,7 @@ int PeerModel::tokens_per_latent_frame(int h, int w) const {
 }
 
 PeerModel parse_peer(const std::string& text, const std::string& src) {
+    return jsonu::guarded(src, [&]() {
     const json j = jsonu::parse(text, src);
     if (!j.is_object() || j.value("format", "") != "kvworld-peer")
         throw Error(src + ": not a peer preset (\"format\" must be \"kvworld-peer\")");
@@ -50,6 +51,7 @@ PeerModel parse_peer(const std::string& text, const std::string& src) {
     if (p.head_dim % 32) throw Error(src + ": head_dim must be a multiple of 32");
     if (!(p.fps > 0)) throw Error(src + ": fps must be > 0");
     return p;
+});
 }
 
 std::vector<PeerModel> load_peer_presets(const std::filesystem::path& dir) {

@@ -34,6 +34,10 @@ SafeTensors SafeTensors::load(const std::filesystem::path& path) {
 }
 
 SafeTensors SafeTensors::parse(std::vector<uint8_t> bytes, const std::string& src) {
+    return jsonu::guarded(src, [&]() { return parse_unguarded(std::move(bytes), src); });
+}
+
+SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::string& src) {
     SafeTensors st;
     st.source_ = src;
     st.bytes_ = std::move(bytes);
@@ -49,7 +53,7 @@ SafeTensors SafeTensors::parse(std::vector<uint8_t> bytes, const std::string& sr
     json j;
     try {
         j = json::parse(header);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw Error(src + ": corrupt safetensors header (not JSON: " + e.what() + ")");
     }
     if (!j.is_object()) throw Error(src + ": corrupt safetensors header (not a JSON object)");

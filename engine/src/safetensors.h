@@ -36,6 +36,7 @@ public:
     const std::string& source() const { return source_; }
 
 private:
+    static SafeTensors parse_unguarded(std::vector<uint8_t> bytes, const std::string& source);
     std::string source_;
     std::vector<uint8_t> bytes_;
     std::map<std::string, TensorView> tensors_;

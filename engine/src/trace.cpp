@@ -32,6 +32,7 @@ json motion_json(const MotionParams& m) {
 }  // namespace
 
 Trace parse_trace(const std::string& text, const std::string& src) {
+    return jsonu::guarded(src, [&]() {
     const json j = jsonu::parse(text, src);
     if (!j.is_object()) throw Error(src + ": a trace must be a JSON object");
     const json& fmt = jsonu::field(j, "format", src);
@@ -78,6 +79,7 @@ Trace parse_trace(const std::string& text, const std::string& src) {
         throw Error(src + ": the trace has " + std::to_string(t.actions.size()) + " actions, fewer than its " +
                     std::to_string(t.context_frames) + " context frames");
     return t;
+});
 }
 
 Trace load_trace(const std::filesystem::path& path) { return parse_trace(read_file_text(path), path.string()); }

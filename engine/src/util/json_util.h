@@ -14,8 +14,19 @@ using json = nlohmann::json;
 inline json parse(const std::string& text, const std::string& source) {
     try {
         return json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse errors, and out_of_range for numbers that overflow
         throw Error(source + ": not valid JSON (" + e.what() + ")");
+    }
+}
+
+// Runs `fn`, turning any JSON type or range error that slipped past the explicit checks into kvw::Error
+// naming the file: bad input must never escape as a foreign exception.
+template <typename Fn>
+auto guarded(const std::string& source, Fn&& fn) -> decltype(fn()) {
+    try {
+        return fn();
+    } catch (const json::exception& e) {
+        throw Error(source + ": unexpected JSON content (" + e.what() + ")");
     }
 }
 
