@@ -183,18 +183,15 @@ std::vector<Trace> held_out_traces(int count, int frames, int context_frames, ui
     return traces;
 }
 
-double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b) {
+// Mean of a per-frame metric over the frames both sequences have.
+double mean_metric(const std::vector<Image>& a, const std::vector<Image>& b, double (*metric)(const Image&, const Image&)) {
     double s = 0;
     const size_t n = std::min(a.size(), b.size());
-    for (size_t i = 0; i < n; ++i) s += frontend::psnr(a[i], b[i]);
+    for (size_t i = 0; i < n; ++i) s += metric(a[i], b[i]);
     return n ? s / n : 0;
 }
-double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b) {
-    double s = 0;
-    const size_t n = std::min(a.size(), b.size());
-    for (size_t i = 0; i < n; ++i) s += frontend::ssim(a[i], b[i]);
-    return n ? s / n : 0;
-}
+double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b) { return mean_metric(a, b, frontend::psnr); }
+double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b) { return mean_metric(a, b, frontend::ssim); }
 
 std::vector<double> mean_p_cache(const Rollout& r) {
     std::vector<double> m;
