@@ -560,31 +560,21 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d/%.4f", steps, job.shift, job.cache_t, job.cache.key_bits,
                   job.cache.value_bits, job.cache.group, static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
                   job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, job.source_sigma);
+    // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for debugging).
     const bool use_graphs = std::getenv("KVW_NO_GRAPHS") == nullptr;
-    CUDA_CHECK(cudaEventRecord(ev_start_.get(), st));
-    if (steps > 0) {
-        if (use_graphs) {
-            auto& g = graphs_[std::string("denoise|") + key];
-            if (!g) {
-                g = std::make_unique<Graph>();
-                g->capture(st, [&] { enqueue_denoise(j, times); });
-            }
-            g->launch(st);
-        } else {
-            enqueue_denoise(j, times);
-        }
-    }
-    CUDA_CHECK(cudaEventRecord(ev_denoised_.get(), st));
-    if (use_graphs) {
-        auto& g = graphs_[std::string("cache|") + key + (given ? "|given" : "")];
+    auto run_stage = [&](const std::string& name, const auto& enqueue) {
+        if (!use_graphs) return enqueue();
+        auto& g = graphs_[name];
         if (!g) {
             g = std::make_unique<Graph>();
-            g->capture(st, [&] { enqueue_cache_pass(j, given); });
+            g->capture(st, enqueue);
         }
         g->launch(st);
-    } else {
-        enqueue_cache_pass(j, given);
-    }
+    };
+    CUDA_CHECK(cudaEventRecord(ev_start_.get(), st));
+    if (steps > 0) run_stage(std::string("denoise|") + key, [&] { enqueue_denoise(j, times); });
+    CUDA_CHECK(cudaEventRecord(ev_denoised_.get(), st));
+    run_stage(std::string("cache|") + key + (given ? "|given" : ""), [&] { enqueue_cache_pass(j, given); });
     CUDA_CHECK(cudaEventRecord(ev_cached_.get(), st));
     // Frames stay on the device for CUDA-GL interop when asked (the contract of SessionParams::keep_device_frames).
     if (!job.keep_device_frames)

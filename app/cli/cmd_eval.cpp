@@ -202,6 +202,14 @@ std::vector<double> mean_p_cache(const Rollout& r) {
     return m;
 }
 
+// The reference of every comparison: the unquantized (BF16) cache, the trace's own noise seed.
+SessionParams reference_params(const SessionParams& base, const Trace& t) {
+    SessionParams p = base;
+    p.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
+    p.seed = t.noise_seed;
+    return p;
+}
+
 std::vector<int> parse_ints(const std::string& s) {
     std::vector<int> out;
     std::stringstream ss(s);
@@ -237,13 +245,11 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         const std::vector<Trace> traces = held_out_traces(traces_n * 4, F, F, world_base + 500000, c);
         double p_model = 0, p_repeat = 0, s_model = 0;
         for (const Trace& t : traces) {
-            SessionParams p = base;
-            p.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
-            p.seed = t.noise_seed;
-            const Rollout r = run_trace(model, t, p, F);
-            const std::vector<Image> gt = ground_truth(t, c, F, F);
-            const std::vector<Image> ctx = ground_truth(t, c, 0, F);
-            const std::vector<Image> repeat(static_cast<size_t>(F), ctx.back());
+            const Rollout r = run_trace(model, t, reference_params(base, t), F);
+            // One render of context + chunk: the last context frame is the repeat baseline.
+            const std::vector<Image> all = ground_truth(t, c, 0, 2 * F);
+            const std::vector<Image> gt(all.begin() + F, all.end());
+            const std::vector<Image> repeat(static_cast<size_t>(F), all[static_cast<size_t>(F) - 1]);
             p_model += mean_psnr(r.frames, gt);
             s_model += mean_ssim(r.frames, gt);
             p_repeat += mean_psnr(repeat, gt);
@@ -258,10 +264,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         const std::vector<Trace> longs = held_out_traces(std::max(1, traces_n / 2), long_frames, F, world_base + 700000, c);
         std::vector<double> cmd_yaw, est_shift_gen, est_shift_gt, fwd_zoom_gen, still_zoom_gen, fwd_zoom_gt, still_zoom_gt;
         for (const Trace& t : longs) {
-            SessionParams p = base;
-            p.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
-            p.seed = t.noise_seed;
-            const Rollout r = run_trace(model, t, p, long_frames);
+            const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
             const std::vector<Image> gt = ground_truth(t, c, F, long_frames);
             const int window = std::max(F, long_frames / 4);
             json windows = json::array();
@@ -317,10 +320,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         std::vector<Rollout> refs;
         for (const Trace& t : traces) {
             gts.push_back(ground_truth(t, c, F, frames));
-            SessionParams p = base;
-            p.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
-            p.seed = t.noise_seed;
-            refs.push_back(run_trace(model, t, p, frames));
+            refs.push_back(run_trace(model, t, reference_params(base, t), frames));
         }
         json rows = json::array();
         auto row_for = [&](const CacheSettings& cs) {
