@@ -111,9 +111,38 @@ def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarr
 # ---------------------------------------------------------------------------------------------------
 # The teacher-forced forward
 
+def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
+    """Rollout-like damage for the context: x [B, K, F, H, W, 3] in [-1, 1]. With probability `prob` per
+    (episode, chunk): blur (a mix of x and its Gaussian blur, sigma 1.2 px, by a ~ U[0, 1]), contrast about
+    the chunk mean scaled by U[0.8, 1.2] and brightness shifted by U[-0.08, 0.08]. Why: at inference the
+    context and the flow source are the model's own frames, which drift soft and off in tone over long
+    rollouts; a model that has only seen ground truth there carries that drift on (exposure bias). The
+    targets stay clean, so the model learns to restore rather than copy. Applied at training time only:
+    the engine's inference is unchanged."""
+    if prob <= 0:
+        return x
+    B, K = x.shape[:2]
+    dev = x.device
+    r = torch.arange(-3, 4, device=dev, dtype=torch.float32)
+    k1 = torch.exp(-0.5 * (r / 1.2) ** 2)
+    k1 = k1 / k1.sum()
+    img = x.reshape(-1, x.shape[3], x.shape[4], 3).permute(0, 3, 1, 2).float()  # [B*K*F, 3, H, W]
+    img_p = F.pad(img, (3, 3, 3, 3), mode="replicate")
+    blur = F.conv2d(img_p.reshape(-1, 1, *img_p.shape[2:]), k1.view(1, 1, 1, 7))
+    blur = F.conv2d(blur, k1.view(1, 1, 7, 1)).view_as(img).permute(0, 2, 3, 1).reshape(x.shape)
+    def u(lo, hi):
+        return lo + (hi - lo) * torch.rand(B, K, 1, 1, 1, 1, device=dev, generator=gen)
+    on = (torch.rand(B, K, 1, 1, 1, 1, device=dev, generator=gen) < prob).float()
+    a, c, b = u(0, 1) * on, 1 + (u(0.8, 1.2) - 1) * on, u(-0.08, 0.08) * on
+    y = x + a * (blur.to(x.dtype) - x)
+    mean = y.mean(dim=(2, 3, 4, 5), keepdim=True)
+    return ((y - mean) * c + mean + b).clamp(-1, 1)
+
+
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
-                        recall: int, tau_max: float, gen: torch.Generator):
-    """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device."""
+                        recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0):
+    """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
+    degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade)."""
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
@@ -126,28 +155,32 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     tau = torch.where(torch.rand(B, K, device=dev, generator=gen) < 0.5, torch.zeros_like(tau), tau)
     e1 = torch.randn(x0.shape, device=dev, generator=gen)
     e2 = torch.randn(x0.shape, device=dev, generator=gen)
+    x_ctx = degrade(x0, degrade_prob, gen)
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
-                                    window, recall, t, tau, e1, e2)
+                                    window, recall, t, tau, e1, e2, x_ctx=x_ctx)
     target = x0[:, 1:]
     w = 1.0 / t[:, 1:].clamp(min=0.2)
     err = (x0_hat - target) * w[..., None, None, None, None]
     return err.pow(2).mean(), (x0_hat - target).pow(2).mean()
 
 
-def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2):
+def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2,
+                           x_ctx=None):
     """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t, tau [B, K];
-    e1, e2 noise like x0. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
+    e1, e2 noise like x0; x_ctx: what the clean passes and the flow source see (x0 unless augmented). Returns the x0 predictions of chunks 1..K-1 from their noisy versions
     [B, K-1, F, H, W, 3], every chunk attending to the clean-pass K/V of its context as in the engine."""
     cfg = model.cfg
     dev = x0.device
     B, K, Fr, N, D = x0.shape[0], x0.shape[1], cfg.chunk_frames, cfg.tokens_per_chunk, cfg.hidden
     Hh, hd = cfg.heads, cfg.head_dim
+    if x_ctx is None:
+        x_ctx = x0
     tb, taub = t[..., None, None, None, None], tau[..., None, None, None, None]
-    x_clean = (1 - taub) * x0 + taub * e1
+    x_clean = (1 - taub) * x_ctx + taub * e1
     # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
     source = cfg.source_sigma * e2
     if cfg.source_previous:
-        prev = torch.cat([x0[:, :1, :1], x0[:, :-1, -1:]], dim=1)  # [B, K, 1, H, W, 3]; chunk 0's is unused
+        prev = torch.cat([x_ctx[:, :1, :1], x_ctx[:, :-1, -1:]], dim=1)  # [B, K, 1, H, W, 3]; chunk 0's is unused
         source = source + prev
     x_noisy = (1 - tb) * x0 + tb * source
 
@@ -255,6 +288,8 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--total-steps", type=int, default=6000, help="schedule length (cosine) across resumes")
     ap.add_argument("--tau-max", type=float, default=0.1)
+    ap.add_argument("--degrade", type=float, default=0.0,
+                    help="probability per chunk of rollout-like damage to the context and flow source (see degrade)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -312,7 +347,8 @@ def main():
             g["lr"] = lr
         idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen)
+            loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
+                                            args.degrade)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One device command of the second day (GPU machine, see ../shared/device/README.md), in phases chosen by
+# PHASES (space-separated; default all):
+#   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with rollout-like context
+#           damage (--degrade DEGRADE) while everything else builds and runs beside it; exported to $OUT/model
+#   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
+#   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
+#   bench   bench-attention with PyTorch's SDPA baseline, and the end-to-end benchmark
+#   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training)
+#   grid    kvworld-cli eval --mode grid (GRID_ARGS)
+# Results are packed into $OUT/results.tar.gz after every phase, so a run cut short returns what it did.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+R=/tmp/kvw/r
+mkdir -p "$OUT" "$R"
+PHASES=" ${PHASES:-train tests gui bench quality} "
+has() { [[ "$PHASES" == *" $1 "* ]]; }
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$R/timeline.txt"; }
+pack() { tar -czf "$OUT/results.tar.gz.tmp" -C /tmp/kvw r && mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"; }
+INIT=${INIT:-assets/models/default}
+MODEL=$INIT
+
+bash .debs/unpack-debs.sh .debs >/dev/null 2>&1
+export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader > "$R/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__)" >> "$R/gpu.txt"
+stamp "configure ($PHASES)"
+B=/tmp/kvw/build
+cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DKVW_GUI=ON > "$R/configure.log" 2>&1
+if has train; then
+  ninja -C $B kvworld-sim > "$R/build_sim.log" 2>&1 || { stamp "sim build failed"; tail -20 "$R/build_sim.log"; pack; exit 1; }
+  stamp "dataset"
+  $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames 32 --seed-base 1000 \
+    --threads "$(nproc)" > "$R/dataset.log" 2>&1
+  stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, degrade ${DEGRADE:-0.5}"
+  PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init "$INIT" \
+    --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch 16 \
+    --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0.5}" \
+    --eval-episodes 16 > "$R/train.log" 2>&1 &
+  train_pid=$!
+fi
+stamp "build"
+nice ninja -C $B -k 0 > "$R/build.log" 2>&1; echo "build rc=$?" | tee -a "$R/timeline.txt"; grep -E "error" "$R/build.log" | head
+if has tests; then
+  stamp "GPU tests"
+  $B/tests/test_cuda_ops > "$R/gpu_tests.log" 2>&1; grep -E "^\[  (PASSED|FAILED)" "$R/gpu_tests.log" | tee -a "$R/timeline.txt"
+  F1='Formats/CudaAttention.MatchesCpuOnDequantizedKV/9:Formats/CudaAttention.MatchesCpuOnDequantizedKV/13:Formats/CudaAttention.MatchesCpuOnDequantizedKV/3:Formats/CudaQuantize.BytesIdenticalToCpu/5'
+  for tool in memcheck racecheck; do
+    timeout 120 compute-sanitizer --tool $tool $B/tests/test_cuda_ops --gtest_filter="$F1" > "$R/sanitizer_$tool.log" 2>&1
+    echo "compute-sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$R/sanitizer_$tool.log" | tail -1)" | tee -a "$R/timeline.txt"
+  done
+  pack
+fi
+if has gui && [[ -x $B/app/gui/kvworld ]]; then
+  stamp "GUI offscreen, CUDA backend"
+  timeout 40 $B/app/gui/kvworld --offscreen --backend cuda --model "$INIT" --world-seed 901 --frames 48 --shot-every 24 --out "$R/gui_main" > "$R/gui_main.log" 2>&1; echo "gui main rc=$?"
+  timeout 40 $B/app/gui/kvworld --offscreen --backend cuda --model "$INIT" --world-seed 902 --frames 32 --shot-every 32 --ab --out "$R/gui_ab" > "$R/gui_ab.log" 2>&1; echo "gui ab rc=$?"
+  grep -h -E '"presentation"|fps' "$R"/gui_*/summary.json | tee -a "$R/timeline.txt"
+  pack
+fi
+if has bench; then
+  stamp "attention benchmark + SDPA baseline"
+  timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --json "$R/bench_attention.json" > "$R/bench_attention.txt" 2>&1
+  timeout 60 python3 tools/bench/sdpa_baseline.py --json "$R/sdpa_baseline.json" >> "$R/bench_attention.txt" 2>&1
+  tail -40 "$R/bench_attention.txt"
+  stamp "end-to-end benchmark"
+  timeout 60 $B/app/cli/kvworld-cli bench --backend cuda --model "$INIT" --chunks 20 --json "$R/bench_e2e.json" > "$R/bench_e2e.txt" 2>&1
+  tail -25 "$R/bench_e2e.txt"
+  pack
+fi
+if has train; then
+  stamp "waiting for training"
+  wait $train_pid; echo "train rc=$?"; tail -3 "$R/train.log"
+  mkdir -p "$OUT/model" && cp /tmp/kvw/model/* "$OUT/model/" 2>/dev/null && MODEL=/tmp/kvw/model
+  pack
+fi
+if has quality; then
+  stamp "evaluation: quality bar ($MODEL)"
+  timeout "${QUALITY_TIMEOUT:-150}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode quality --traces "${QUALITY_TRACES:-4}" \
+    --out "$R/eval_quality" > "$R/eval_quality.txt" 2>&1; tail -12 "$R/eval_quality.txt"
+  pack
+fi
+if has grid; then
+  stamp "evaluation: grid ($MODEL)"
+  timeout "${GRID_TIMEOUT:-240}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode grid ${GRID_ARGS:---traces 2 --frames 32} \
+    --out "$R/eval_grid" > "$R/eval_grid.txt" 2>&1; tail -5 "$R/eval_grid.txt"
+  pack
+fi
+stamp "done"
+pack
