@@ -1,17 +1,29 @@
 // Fused attention of the current chunk over the quantized cache and its own bf16 K/V, with the Jensen-bias
 // correction (docs/design.md "The correction").
 //
-// One thread block = 4 warps = 64 query rows (16 per warp) of one head, over a range of key tiles of 64
+// One thread block = 8 warps = 128 query rows (16 per warp) of one head, over a range of key tiles of 64
 // keys (all tiles of all cached segments, then the current chunk's, optionally split across blocks). Per
 // tile the block dequantizes K (and applies RoPE at the key's reassigned position) and V once into shared
-// memory as bf16, shared by its 64 queries; each warp computes S = Q·K^T and O += P·V with
+// memory as bf16, shared by its 128 queries; each warp computes S = Q·K^T and O += P·V with
 // mma.sync.m16n8k16 (bf16 in, fp32 accumulate) and keeps an fp32 online softmax, with a separate running
-// sum of the mass on cached keys (P_S). The correction is subtracted from scores of quantized cached keys:
-// Taylor from per-query group norms and per-key steps (token layout) or per (query, token block) dot
-// products (channel layout); exact from a per-score bias tile computed in shared memory.
+// sum of the mass on cached keys (P_S).
+//
+// Pipeline (one __syncthreads per tile): every thread owns one quarter of one key row of a tile (key
+// j = tid/4, channels [q*hd/4, (q+1)*hd/4), q = tid%4). Before computing tile t it issues cp.async copies of
+// its part of tile t+1 — packed codes into a private staging slot, bf16 rows straight into the other K/V
+// buffer — and loads that part's fp16 step/offset into registers; after computing tile t it waits for its
+// own copies (no barrier needed: it reads only what it copied), dequantizes and rotates its part into the
+// other buffer. Warps that finish their MMAs early thus dequantize while others still use the tensor cores.
+// Channel-layout keys (codes contiguous along tokens) are loaded per (rotation pair, 8 tokens) into
+// registers instead.
+//
+// The correction is subtracted from scores of quantized cached keys: Taylor from per-query group norms and
+// per-key steps (token layout) or per (query, token block) dot products (channel layout); exact from a
+// per-score bias tile computed in shared memory.
 //
 // Shapes: qkv [N x 3*H*hd] bf16; out [N x H*hd] bf16. Fragment layouts follow the PTX ISA for
-// mma.m16n8k16 (A row-major 16x16, B column-major 16x8, C 16x8) and ldmatrix.m8n8.
+// mma.m16n8k16 (A row-major 16x16, B column-major 16x8, C 16x8) and ldmatrix.m8n8. Requirements: packed
+// code arrays 16-byte aligned (the backend's slot layout and cudaMalloc give that).
 #include <cuda_bf16.h>
 
 #include <mutex>
@@ -24,10 +36,12 @@ namespace kvw::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kBQ = 16 * kWarps;  // query rows per block
 constexpr int kBK = 64;           // keys per tile
+constexpr int kStageBytes = 64;   // per thread: K codes [0, 32), V codes [32, 64) of its quarter key row
+static_assert(kThreads == 4 * kBK, "one thread per quarter key row of a tile");
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct KernelArgs {
@@ -57,6 +71,23 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// Asynchronous global -> shared copies (sm_80+); completion is waited for by the issuing thread only.
+template <int BYTES>
+__device__ __forceinline__ void cp_async(void* smem, const void* gmem) {
+    static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async sizes");
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "n"(BYTES) : "memory");
+}
+// `bytes`: 4, 8 or a multiple of 16 (both addresses aligned to it).
+__device__ __forceinline__ void cp_async_bytes(void* smem, const void* gmem, int bytes) {
+    if (bytes >= 16) {
+        for (int b = 0; b < bytes; b += 16) cp_async<16>(static_cast<uint8_t*>(smem) + b, static_cast<const uint8_t*>(gmem) + b);
+    } else if (bytes == 8) {
+        cp_async<8>(smem, gmem);
+    } else {
+        cp_async<4>(smem, gmem);
+    }
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
@@ -85,15 +116,41 @@ __device__ __forceinline__ void rope_factor(const AttentionParams& p, const Toke
         si = p.rope_sin[2][i];
     }
 }
-// Rotates 8 consecutive channels starting at channel c0 (4 pairs) and stores them as bf16.
+// Factors of the 4 rotation pairs [pair0, pair0 + 4) (pair0 a multiple of 4): one 16-byte load each of cos
+// and sin when the four lie in one axis whose table rows are 16-byte aligned, else pair by pair.
+__device__ __forceinline__ void rope_factors4(const AttentionParams& p, const TokenPos& pos, int pair0, float (&co)[4], float (&si)[4]) {
+    int axis = 0, pa = pair0;
+    if (pa >= p.rope_pairs[0]) {
+        pa -= p.rope_pairs[0];
+        axis = 1;
+        if (pa >= p.rope_pairs[1]) {
+            pa -= p.rope_pairs[1];
+            axis = 2;
+        }
+    }
+    const int np = axis == 0 ? p.rope_pairs[0] : axis == 1 ? p.rope_pairs[1] : p.rope_pairs[2];
+    if ((np & 3) == 0 && pa + 3 < np) {
+        const int at = axis == 0 ? pos.t : axis == 1 ? pos.r : pos.c;
+        const float* ct = axis == 0 ? p.rope_cos[0] : axis == 1 ? p.rope_cos[1] : p.rope_cos[2];
+        const float* st = axis == 0 ? p.rope_sin[0] : axis == 1 ? p.rope_sin[1] : p.rope_sin[2];
+        const float4 c4 = *reinterpret_cast<const float4*>(ct + at * np + pa);
+        const float4 s4 = *reinterpret_cast<const float4*>(st + at * np + pa);
+        co[0] = c4.x, co[1] = c4.y, co[2] = c4.z, co[3] = c4.w;
+        si[0] = s4.x, si[1] = s4.y, si[2] = s4.z, si[3] = s4.w;
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) rope_factor(p, pos, pair0 + i, co[i], si[i]);
+    }
+}
+// Rotates 8 consecutive channels starting at channel c0 (a multiple of 8: 4 pairs) and stores them as bf16.
 __device__ __forceinline__ void rotate8_store(const AttentionParams& p, const TokenPos& pos, int c0, float (&v)[8], uint16_t* dst) {
+    float co[4], si[4];
+    rope_factors4(p, pos, c0 / 2, co, si);
     uint32_t out[4];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        float co, si;
-        rope_factor(p, pos, c0 / 2 + i, co, si);
         const float x0 = v[2 * i], x1 = v[2 * i + 1];
-        out[i] = pack_bf16x2(x0 * co - x1 * si, x0 * si + x1 * co);
+        out[i] = pack_bf16x2(x0 * co[i] - x1 * si[i], x0 * si[i] + x1 * co[i]);
     }
     *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
 }
@@ -118,46 +175,65 @@ __device__ __forceinline__ uint64_t load_codes8(const uint8_t* src, int bits) {
     return static_cast<uint64_t>(w.x) | (static_cast<uint64_t>(w.y) << 32);
 }
 
-// Token layout: 8 channels [c0, c0+8) of token t, head h, of a packed tensor (bits < 16) or bf16 (16).
-__device__ __forceinline__ void dequant_token8(const uint8_t* codes, const uint16_t* steps, const uint16_t* offsets, int bits,
-                                               int group, int hd, int tokens, int h, int t, int c0, float (&v)[8]) {
-    if (bits == 16) {
-        load8_bf16(reinterpret_cast<const uint16_t*>(codes) + (static_cast<size_t>(h) * tokens + t) * hd + c0, v);
-        return;
-    }
-    const uint64_t raw = load_codes8(codes + (static_cast<size_t>(h) * tokens + t) * (hd * bits / 8) + c0 * bits / 8, bits);
-    const size_t m = (static_cast<size_t>(h) * tokens + t) * (hd / group) + c0 / group;
-    const float off = f16_to_f32(offsets[m]), step = f16_to_f32(steps[m]);
+// 8 codes (from a 16-bit-aligned position) -> off + step * code.
+__device__ __forceinline__ void dequant8(uint64_t raw, int bits, float step, float off, float (&v)[8]) {
     const uint32_t mask = (1u << bits) - 1u;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = off + step * static_cast<float>((raw >> (i * bits)) & mask);
+    for (int i = 0; i < 8; ++i) v[i] = fmaf(step, static_cast<float>((raw >> (i * bits)) & mask), off);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------------
+struct TileInfo {
+    SegmentDesc sd;
+    int key0, T, slot, nkeys;
+    bool current;
+};
+__device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile, int tiles_per_segment, int n_seg) {
+    TileInfo ti;
+    const int seg = tile / tiles_per_segment;
+    ti.key0 = (tile % tiles_per_segment) * kBK;
+    ti.current = seg == n_seg;
+    ti.sd = ti.current ? SegmentDesc{} : p.segments[seg];
+    ti.T = ti.current ? p.n_tokens : ti.sd.tokens;
+    ti.slot = ti.current ? n_seg : ti.sd.slot;
+    ti.nkeys = min(kBK, ti.T - ti.key0);
+    return ti;
+}
+
 template <int HD, int KBITS>
-__global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
+__global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
     constexpr int kStride = HD + 8;  // bf16 row stride in shared memory (+16 bytes against bank conflicts)
     constexpr int kPairs = HD / 2;
+    constexpr int kRegion = HD / 4;  // channels of the key row quarter a thread loads
+    constexpr int kTile = kBK * kStride;
+    constexpr bool kKeyQuantized = KBITS < 16;
+    constexpr int kChanItems = kKeyQuantized ? kPairs * (kBK / 8) / kThreads : 0;  // (pair, 8 tokens) per thread
+    static_assert(!kKeyQuantized || kPairs * (kBK / 8) % kThreads == 0, "channel items");
     extern __shared__ __align__(16) uint8_t smem_raw[];
-    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);               // [kBQ][kStride]
-    uint16_t* Ks = Qs + kBQ * kStride;                                   // [kBK][kStride]
-    uint16_t* Vs = Ks + kBK * kStride;                                   // [kBK][kStride]
-    float* bias_tile = reinterpret_cast<float*>(Vs + kBK * kStride);    // [kBQ][kBK + 4] (exact correction)
-    constexpr int kStepFloats = kBK * 4 > 2 * kPairs ? kBK * 4 : 2 * kPairs;
-    float* step_tile = bias_tile + kBQ * (kBK + 4);                     // [kBK][4] token layout, or [2][kPairs] channel
-    float* block_bias = step_tile + kStepFloats;                        // [kBQ][2] channel layout Taylor
-    float* ps_acc = block_bias + 2 * kBQ;                               // [1]
+    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);             // [kBQ][kStride]
+    uint16_t* Kb = Qs + kBQ * kStride;                                 // [2][kBK][kStride]
+    uint16_t* Vb = Kb + 2 * kTile;                                     // [2][kBK][kStride]
+    uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);      // [kThreads][kStageBytes]
+    float* kstep = reinterpret_cast<float*>(stage + kThreads * kStageBytes);  // [2][kBK][4] token-layout key steps
+    float* chstep = kstep + 2 * kBK * 4;                              // [2][2][kPairs] channel layout: (token block, pair)
+    float* block_bias = chstep + 2 * 2 * kPairs;                      // [2][kBQ][2] channel-layout Taylor bias
+    float* ps_acc = block_bias + 2 * kBQ * 2;                         // [4]
+    float* bias_tile = ps_acc + 4;                                    // [2][kBQ][kBK + 4] exact correction only
 
     const int q_tile = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
     const int N = p.n_tokens, D = p.heads * HD, row_stride = 3 * D;
     const int n_seg = *p.n_segments;
     const int q0 = q_tile * kBQ;
-    const bool key_quantized = KBITS < 16;
-    const int corr = key_quantized ? p.correction : 0;
-    const bool kchan = key_quantized && p.key_fmt.channel;
+    const int corr = kKeyQuantized ? p.correction : 0;
+    const bool kchan = kKeyQuantized && p.key_fmt.channel;
     const int group = p.key_fmt.group;
+    const int vbits = p.value_fmt.bits, vgroup = p.value_fmt.group;
+    const int patch_rows = p.tokens_per_frame / p.patch_cols;
+    // The thread's quarter key row of every tile.
+    const int kj = threadIdx.x / 4, kc0 = (threadIdx.x % 4) * kRegion;
+    uint8_t* my_stage = stage + threadIdx.x * kStageBytes;
 
     // Q tile: rotate with the current chunk's positions (slot n_seg), store bf16.
     for (int item = threadIdx.x; item < kBQ * (HD / 8); item += kThreads) {
@@ -172,7 +248,197 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
         }
     }
     if (threadIdx.x == 0) *ps_acc = 0.f;
-    __syncthreads();
+
+    const int TS = args.tiles_per_segment;
+    const int total_tiles = (n_seg + 1) * TS;
+    const int tile_begin = static_cast<int>(static_cast<long long>(total_tiles) * split / p.splits);
+    const int tile_end = static_cast<int>(static_cast<long long>(total_tiles) * (split + 1) / p.splits);
+
+    // ---- stage 1 of a tile: start the copies of this thread's part (and keep its metadata in registers) ----
+    uint32_t kmeta = 0, vmeta = 0;                    // (step | offset << 16), fp16 bits
+    uint64_t craw[kChanItems > 0 ? kChanItems : 1][2];  // channel layout: 8 tokens' codes of the pair's 2 channels
+    uint32_t coff[kChanItems > 0 ? kChanItems : 1][2], cstep[kChanItems > 0 ? kChanItems : 1];
+    auto issue = [&](const TileInfo& ti, int buf) {
+        const int t = ti.key0 + kj;
+        const bool valid = kj < ti.nkeys;
+        uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
+        uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
+        if (ti.current) {
+            if (valid) {
+                const uint16_t* row = p.qkv + static_cast<size_t>(t) * row_stride + h * HD + kc0;
+                cp_async_bytes(kdst, row + D, kRegion * 2);
+                cp_async_bytes(vdst, row + 2 * D, kRegion * 2);
+            }
+            return;
+        }
+        const SegmentDesc& sd = ti.sd;
+        const size_t key_row = static_cast<size_t>(h) * ti.T + t;
+        if constexpr (!kKeyQuantized) {
+            if (valid) cp_async_bytes(kdst, reinterpret_cast<const uint16_t*>(sd.k_codes) + key_row * HD + kc0, kRegion * 2);
+        } else {
+            if (!kchan) {
+                if (valid) {
+                    cp_async_bytes(my_stage, sd.k_codes + key_row * (HD * KBITS / 8) + kc0 * KBITS / 8, kRegion * KBITS / 8);
+                    const size_t m = key_row * (HD / group) + kc0 / group;
+                    kmeta = sd.k_steps[m] | (static_cast<uint32_t>(sd.k_offsets[m]) << 16);
+                }
+            } else {
+                const int blocks = (ti.T + group - 1) / group;
+#pragma unroll
+                for (int i = 0; i < kChanItems; ++i) {
+                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs, tf = ti.key0 + (item / kPairs) * 8;
+                    if (tf >= ti.T) continue;
+                    const size_t blk = static_cast<size_t>(h) * blocks + tf / group;
+#pragma unroll
+                    for (int ch = 0; ch < 2; ++ch) {
+                        const int c = 2 * pr + ch;
+                        craw[i][ch] = load_codes8(sd.k_codes + (blk * HD + c) * (group * KBITS / 8) + (tf % group) * KBITS / 8, KBITS);
+                        coff[i][ch] = sd.k_offsets[blk * HD + c];
+                    }
+                    cstep[i] = sd.k_steps[blk * kPairs + pr];
+                }
+            }
+        }
+        if (valid) {
+            if (vbits == 16) {
+                cp_async_bytes(vdst, reinterpret_cast<const uint16_t*>(sd.v_codes) + key_row * HD + kc0, kRegion * 2);
+            } else {
+                cp_async_bytes(my_stage + 32, sd.v_codes + key_row * (HD * vbits / 8) + kc0 * vbits / 8, kRegion * vbits / 8);
+                const size_t m = key_row * (HD / vgroup) + kc0 / vgroup;
+                vmeta = sd.v_steps[m] | (static_cast<uint32_t>(sd.v_offsets[m]) << 16);
+            }
+        }
+    };
+
+    // ---- stage 2: wait for the own copies; dequantize and rotate the part into bf16; correction inputs ----
+    auto finish = [&](const TileInfo& ti, int buf) {
+        cp_async_wait_all();
+        const int t = ti.key0 + kj;
+        const bool valid = kj < ti.nkeys;
+        uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
+        uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
+        const bool corrected = !ti.current && corr != 0;
+        if (!valid) {
+#pragma unroll
+            for (int c = 0; c < kRegion; c += 8) {
+                if (!kchan || ti.current) *reinterpret_cast<uint4*>(kdst + c) = make_uint4(0, 0, 0, 0);
+                *reinterpret_cast<uint4*>(vdst + c) = make_uint4(0, 0, 0, 0);
+            }
+        } else {
+            const TokenPos pos = token_pos(p, ti.slot, t);
+            if (ti.current || !kKeyQuantized) {
+#pragma unroll
+                for (int c = 0; c < kRegion; c += 8) {
+                    float v[8];
+                    load8_bf16(kdst + c, v);
+                    rotate8_store(p, pos, kc0 + c, v, kdst + c);
+                }
+            } else if (!kchan) {
+                const float step = f16_to_f32(kmeta & 0xffffu), off = f16_to_f32(kmeta >> 16);
+#pragma unroll
+                for (int c = 0; c < kRegion; c += 8) {
+                    float v[8];
+                    dequant8(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off, v);
+                    rotate8_store(p, pos, kc0 + c, v, kdst + c);
+                }
+            }
+            if (!ti.current && vbits < 16) {
+                const float step = f16_to_f32(vmeta & 0xffffu), off = f16_to_f32(vmeta >> 16);
+#pragma unroll
+                for (int c = 0; c < kRegion; c += 8) {
+                    float v[8];
+                    dequant8(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step, off, v);
+                    store8(v, vdst + c);
+                }
+            }
+        }
+        if constexpr (kKeyQuantized) {
+            if (!ti.current && kchan) {
+                // Channel layout: (pair, 8 tokens) items from registers; RoPE per token.
+#pragma unroll
+                for (int i = 0; i < kChanItems; ++i) {
+                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs, oct = item / kPairs, tf = ti.key0 + oct * 8;
+                    float co0 = 0.f, co1 = 0.f, s = 0.f;
+                    if (tf < ti.T) {
+                        co0 = f16_to_f32(coff[i][0]);
+                        co1 = f16_to_f32(coff[i][1]);
+                        s = f16_to_f32(cstep[i]);
+                    }
+                    TokenPos pos = token_pos(p, ti.slot, min(tf, ti.T - 1));
+                    const uint32_t mask = (1u << KBITS) - 1u;
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) {
+                        const int j = oct * 8 + e;
+                        uint32_t* kd = reinterpret_cast<uint32_t*>(Kb + buf * kTile + j * kStride + 2 * pr);
+                        if (j >= ti.nkeys) {
+                            *kd = 0u;
+                            continue;
+                        }
+                        const float x0 = fmaf(s, static_cast<float>((craw[i][0] >> (e * KBITS)) & mask), co0);
+                        const float x1 = fmaf(s, static_cast<float>((craw[i][1] >> (e * KBITS)) & mask), co1);
+                        float c, sn;
+                        rope_factor(p, pos, pr, c, sn);
+                        *kd = pack_bf16x2(x0 * c - x1 * sn, x0 * sn + x1 * c);
+                        if (++pos.c == p.patch_cols) {
+                            pos.c = 0;
+                            if (++pos.r == patch_rows) {
+                                pos.r = 0;
+                                ++pos.t;
+                            }
+                        }
+                    }
+                    // One writer per (token block, pair): the item at the block's first 8 tokens in this tile.
+                    const int lb = tf / group - ti.key0 / group;
+                    if (corrected && (oct == 0 || tf % group == 0)) chstep[(buf * 2 + lb) * kPairs + pr] = s;
+                }
+            } else if (corrected && kc0 % group == 0) {
+                kstep[(buf * kBK + kj) * 4 + kc0 / group] = valid ? f16_to_f32(kmeta & 0xffffu) : 0.f;
+            }
+        }
+        if (!corrected || (corr == 1 && !kchan)) return;
+        __syncthreads();  // (uniform) the tile's steps from every thread
+        if (corr == 1) {
+            // Taylor, channel layout: one bias per (query row, token block of the tile).
+            const float scale = taylor_coefficient(p.alpha) * kLog2e;
+            const int r = threadIdx.x / 2, lb = threadIdx.x % 2;
+            float acc = 0.f;
+            for (int pr = 0; pr < kPairs; ++pr) {
+                const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                const float s = chstep[(buf * 2 + lb) * kPairs + pr];
+                acc += (a * a + b * b) * s * s;
+            }
+            block_bias[(buf * kBQ + r) * 2 + lb] = acc * scale;
+        } else {
+            // Exact: per score, u = q rotated back by the key's angle; sum of log(sinh x / x) over channels.
+            const float half_alpha = 0.5f * p.alpha;
+            float* bias = bias_tile + buf * kBQ * (kBK + 4);
+            for (int item = threadIdx.x; item < kBQ * kBK; item += kThreads) {
+                const int r = item / kBK, j = item % kBK;
+                float acc = 0.f;
+                if (j < ti.nkeys) {
+                    const TokenPos pos = token_pos(p, ti.slot, ti.key0 + j);
+                    const int lb = kchan ? (ti.key0 + j) / group - ti.key0 / group : 0;
+                    for (int pr = 0; pr < kPairs; ++pr) {
+                        const float s = kchan ? chstep[(buf * 2 + lb) * kPairs + pr] : kstep[(buf * kBK + j) * 4 + (2 * pr) / group];
+                        if (s == 0.f) continue;
+                        float co, si;
+                        rope_factor(p, pos, pr, co, si);
+                        const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                        const float u0 = a * co + b * si, u1 = -a * si + b * co;
+                        acc += log_sinhc(half_alpha * s * u0) + log_sinhc(half_alpha * s * u1);
+                    }
+                }
+                bias[r * (kBK + 4) + j] = acc * kLog2e;
+            }
+        }
+    };
+
+    if (tile_begin < tile_end) {
+        const TileInfo first = tile_info(p, tile_begin, TS, n_seg);
+        issue(first, tile_begin & 1);
+        finish(first, tile_begin & 1);
+    }
+    __syncthreads();  // Q tile and the first K/V tile
 
     // Per-thread rows (within the tile) r_lo = warp*16 + g, r_hi = r_lo + 8.
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
@@ -182,7 +448,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
         ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
     // Token-layout Taylor: per row, ||q_g||^2 of each group, pre-scaled by alpha^2/24 * log2(e).
     float qn_lo[4] = {0.f, 0.f, 0.f, 0.f}, qn_hi[4] = {0.f, 0.f, 0.f, 0.f};
-    const int groups = kchan || !key_quantized ? 0 : HD / group;
+    const int groups = kchan || !kKeyQuantized ? 0 : HD / group;
     if (corr == 1 && !kchan) {
         const float scale = taylor_coefficient(p.alpha) * kLog2e;
         for (int c = 0; c < HD; ++c) {
@@ -208,141 +474,19 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
     float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.f, l_hi = 0.f, lc_lo = 0.f, lc_hi = 0.f;
     const float scale2 = p.alpha * kLog2e;
 
-    const int TS = args.tiles_per_segment;
-    const int total_tiles = (n_seg + 1) * TS;
-    const int tile_begin = static_cast<int>(static_cast<long long>(total_tiles) * split / p.splits);
-    const int tile_end = static_cast<int>(static_cast<long long>(total_tiles) * (split + 1) / p.splits);
-
+    TileInfo cur = tile_begin < tile_end ? tile_info(p, tile_begin, TS, n_seg) : TileInfo{};
     for (int tile = tile_begin; tile < tile_end; ++tile) {
-        const int seg = tile / TS, key0 = (tile % TS) * kBK;
-        const bool current = seg == n_seg;
-        const SegmentDesc sd = current ? SegmentDesc{} : p.segments[seg];
-        const int T = current ? N : sd.tokens;
-        const int slot = current ? n_seg : sd.slot;
-        const int nkeys = min(kBK, T - key0);
-        const bool corrected = !current && corr != 0;
-        __syncthreads();  // the previous tile's K/V are no longer read
-
-        // ---- K and V of the tile -> shared memory (dequantized, K rotated) ----
-        if (current || !kchan) {
-            for (int item = threadIdx.x; item < kBK * (HD / 8); item += kThreads) {
-                const int j = item / (HD / 8), c0 = (item % (HD / 8)) * 8, t = key0 + j;
-                uint16_t* kd = Ks + j * kStride + c0;
-                uint16_t* vd = Vs + j * kStride + c0;
-                if (j >= nkeys) {
-                    *reinterpret_cast<uint4*>(kd) = make_uint4(0, 0, 0, 0);
-                    *reinterpret_cast<uint4*>(vd) = make_uint4(0, 0, 0, 0);
-                    continue;
-                }
-                float kv[8], vv[8];
-                if (current) {
-                    const uint16_t* row = p.qkv + static_cast<size_t>(t) * row_stride + h * HD + c0;
-                    load8_bf16(row + D, kv);
-                    load8_bf16(row + 2 * D, vv);
-                } else {
-                    dequant_token8(sd.k_codes, sd.k_steps, sd.k_offsets, KBITS, group, HD, T, h, t, c0, kv);
-                    dequant_token8(sd.v_codes, sd.v_steps, sd.v_offsets, p.value_fmt.bits, p.value_fmt.group, HD, T, h, t, c0, vv);
-                }
-                rotate8_store(p, token_pos(p, slot, t), c0, kv, kd);
-                store8(vv, vd);
-            }
-        } else {
-            // Channel layout keys: items are (rotation pair, 8 tokens); V stays token layout.
-            const int blocks = (T + group - 1) / group;
-            for (int item = threadIdx.x; item < kPairs * (kBK / 8); item += kThreads) {
-                const int pr = item % kPairs, oct = item / kPairs, tf = key0 + oct * 8;
-                const int blk = tf / group, ti = tf % group;
-                float v[2][8];
-#pragma unroll
-                for (int ch = 0; ch < 2; ++ch) {
-                    const int c = 2 * pr + ch;
-                    const uint8_t* codes = sd.k_codes + ((static_cast<size_t>(h) * blocks + blk) * HD + c) * (group * KBITS / 8) + ti * KBITS / 8;
-                    const uint64_t raw = load_codes8(codes, KBITS);
-                    const float off = f16_to_f32(sd.k_offsets[(static_cast<size_t>(h) * blocks + blk) * HD + c]);
-                    const float step = f16_to_f32(sd.k_steps[(static_cast<size_t>(h) * blocks + blk) * kPairs + pr]);
-#pragma unroll
-                    for (int i = 0; i < 8; ++i) v[ch][i] = off + step * static_cast<float>((raw >> (i * KBITS)) & ((1u << KBITS) - 1u));
-                }
-#pragma unroll
-                for (int i = 0; i < 8; ++i) {
-                    const int j = oct * 8 + i;
-                    uint32_t* kd = reinterpret_cast<uint32_t*>(Ks + j * kStride + 2 * pr);
-                    if (j >= nkeys) {
-                        *kd = 0u;
-                        continue;
-                    }
-                    float co, si;
-                    rope_factor(p, token_pos(p, slot, key0 + j), pr, co, si);
-                    *kd = pack_bf16x2(v[0][i] * co - v[1][i] * si, v[0][i] * si + v[1][i] * co);
-                }
-            }
-            for (int item = threadIdx.x; item < kBK * (HD / 8); item += kThreads) {
-                const int j = item / (HD / 8), c0 = (item % (HD / 8)) * 8;
-                uint16_t* vd = Vs + j * kStride + c0;
-                if (j >= nkeys) {
-                    *reinterpret_cast<uint4*>(vd) = make_uint4(0, 0, 0, 0);
-                    continue;
-                }
-                float vv[8];
-                dequant_token8(sd.v_codes, sd.v_steps, sd.v_offsets, p.value_fmt.bits, p.value_fmt.group, HD, T, h, key0 + j, c0, vv);
-                store8(vv, vd);
-            }
+        const int buf = tile & 1;
+        const bool has_next = tile + 1 < tile_end;
+        TileInfo next;
+        if (has_next) {
+            next = tile_info(p, tile + 1, TS, n_seg);
+            issue(next, buf ^ 1);
         }
-        // ---- correction inputs: the tile's quantization steps ----
-        if (corrected) {
-            if (!kchan) {
-                const int gq = groups > 0 ? groups : 1;  // (0 only in the unquantized instantiation, never here)
-                for (int item = threadIdx.x; item < kBK * groups; item += kThreads) {
-                    const int j = item / gq, gi = item % gq;
-                    step_tile[j * 4 + gi] = j < nkeys ? f16_to_f32(sd.k_steps[(static_cast<size_t>(h) * T + key0 + j) * groups + gi]) : 0.f;
-                }
-            } else {
-                const int blocks = (T + group - 1) / group, blk0 = key0 / group;
-                for (int item = threadIdx.x; item < 2 * kPairs; item += kThreads) {
-                    const int lb = item / kPairs, pr = item % kPairs;
-                    step_tile[item] = blk0 + lb < blocks ? f16_to_f32(sd.k_steps[(static_cast<size_t>(h) * blocks + blk0 + lb) * kPairs + pr]) : 0.f;
-                }
-            }
-        }
-        __syncthreads();
-        if (corrected && kchan && corr == 1) {
-            // Taylor, channel layout: one bias per (query row, token block of the tile).
-            const float scale = taylor_coefficient(p.alpha) * kLog2e;
-            for (int item = threadIdx.x; item < kBQ * 2; item += kThreads) {
-                const int r = item / 2, lb = item % 2;
-                float acc = 0.f;
-                for (int pr = 0; pr < kPairs; ++pr) {
-                    const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
-                    const float s = step_tile[lb * kPairs + pr];
-                    acc += (a * a + b * b) * s * s;
-                }
-                block_bias[item] = acc * scale;
-            }
-            __syncthreads();
-        }
-        if (corrected && corr == 2) {
-            // Exact: per score, u = q rotated back by the key's angle; sum of log(sinh x / x) over channels.
-            const float half_alpha = 0.5f * p.alpha;
-            for (int item = threadIdx.x; item < kBQ * kBK; item += kThreads) {
-                const int r = item / kBK, j = item % kBK;
-                float acc = 0.f;
-                if (j < nkeys) {
-                    const TokenPos pos = token_pos(p, slot, key0 + j);
-                    const int lb = kchan ? (key0 + j) / group - key0 / group : 0;
-                    for (int pr = 0; pr < kPairs; ++pr) {
-                        const float s = kchan ? step_tile[lb * kPairs + pr] : step_tile[j * 4 + (2 * pr) / group];
-                        if (s == 0.f) continue;
-                        float co, si;
-                        rope_factor(p, pos, pr, co, si);
-                        const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
-                        const float u0 = a * co + b * si, u1 = -a * si + b * co;
-                        acc += log_sinhc(half_alpha * s * u0) + log_sinhc(half_alpha * s * u1);
-                    }
-                }
-                bias_tile[r * (kBK + 4) + j] = acc * kLog2e;
-            }
-            __syncthreads();
-        }
+        const uint16_t* Kt = Kb + buf * kTile;
+        const uint16_t* Vt = Vb + buf * kTile;
+        const int nkeys = cur.nkeys, key0 = cur.key0;
+        const bool corrected = !cur.current && corr != 0;
 
         // ---- S = Q K^T on tensor cores ----
         float s[kBK / 8][4];
@@ -353,7 +497,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
 #pragma unroll
             for (int nb2 = 0; nb2 < kBK / 16; ++nb2) {
                 uint32_t b[4];
-                ldmatrix_x4(b, Ks + (nb2 * 16 + (lane % 8) + (lane / 16) * 8) * kStride + kk * 16 + ((lane / 8) & 1) * 8);
+                ldmatrix_x4(b, Kt + (nb2 * 16 + (lane % 8) + (lane / 16) * 8) * kStride + kk * 16 + ((lane / 8) & 1) * 8);
                 mma_16816(s[2 * nb2], qf[kk], b[0], b[1]);
                 mma_16816(s[2 * nb2 + 1], qf[kk], b[2], b[3]);
             }
@@ -362,31 +506,35 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
 #pragma unroll
         for (int nb = 0; nb < kBK / 8; ++nb)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int j = nb * 8 + 2 * tig + (e & 1);
-                const int r = e < 2 ? r_lo : r_hi;
-                float x = s[nb][e] * scale2;
+            for (int e1 = 0; e1 < 2; ++e1) {
+                const int j = nb * 8 + 2 * tig + e1;
+                float b_lo = 0.f, b_hi = 0.f;  // correction (log2 units) of the column for both rows
                 if (corrected) {
                     if (corr == 2) {
-                        x -= bias_tile[r * (kBK + 4) + j];
+                        const float* bias = bias_tile + buf * kBQ * (kBK + 4);
+                        b_lo = bias[r_lo * (kBK + 4) + j];
+                        b_hi = bias[r_hi * (kBK + 4) + j];
                     } else if (kchan) {
-                        x -= block_bias[r * 2 + (key0 + j) / group - key0 / group];
+                        const int lb = (key0 + j) / group - key0 / group;
+                        b_lo = block_bias[(buf * kBQ + r_lo) * 2 + lb];
+                        b_hi = block_bias[(buf * kBQ + r_hi) * 2 + lb];
                     } else {
-                        const float* qn = e < 2 ? qn_lo : qn_hi;
-                        float b = 0.f;
+                        const float4 st = *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);
+                        const float s2[4] = {st.x * st.x, st.y * st.y, st.z * st.z, st.w * st.w};
 #pragma unroll
                         for (int k = 0; k < 4; ++k)
                             if (k < groups) {
-                                const float st = step_tile[j * 4 + k];
-                                b += qn[k] * st * st;
+                                b_lo = fmaf(qn_lo[k], s2[k], b_lo);
+                                b_hi = fmaf(qn_hi[k], s2[k], b_hi);
                             }
-                        x -= b;
                     }
                 }
-                if (j >= nkeys) x = -INFINITY;
-                s[nb][e] = x;
-                if (e < 2) mx_lo = fmaxf(mx_lo, x);
-                else mx_hi = fmaxf(mx_hi, x);
+                float x_lo = fmaf(s[nb][e1], scale2, -b_lo), x_hi = fmaf(s[nb][2 + e1], scale2, -b_hi);
+                if (j >= nkeys) x_lo = x_hi = -INFINITY;
+                s[nb][e1] = x_lo;
+                s[nb][2 + e1] = x_hi;
+                mx_lo = fmaxf(mx_lo, x_lo);
+                mx_hi = fmaxf(mx_hi, x_hi);
             }
         for (int off = 1; off < 4; off <<= 1) {
             mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, off));
@@ -419,7 +567,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
         }
         l_lo += sum_lo;
         l_hi += sum_hi;
-        if (!current) {
+        if (!cur.current) {
             lc_lo += sum_lo;
             lc_hi += sum_hi;
         }
@@ -431,11 +579,16 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs args) {
 #pragma unroll
             for (int nb2 = 0; nb2 < HD / 16; ++nb2) {
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, Vs + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + nb2 * 16 + (lane / 16) * 8);
+                ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + nb2 * 16 + (lane / 16) * 8);
                 mma_16816(o[2 * nb2], a, b[0], b[1]);
                 mma_16816(o[2 * nb2 + 1], a, b[2], b[3]);
             }
         }
+        if (has_next) {
+            finish(next, buf ^ 1);
+            cur = next;
+        }
+        __syncthreads();  // tile + 1 complete in the other buffer; this buffer free for tile + 2
     }
 
     // ---- finish: row sums across the quad, normalise, write ----
@@ -531,21 +684,27 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(KernelArgs args) {
     }
 }
 
+// Dynamic shared memory of attention_kernel<HD, *>, in the kernel's order; the exact correction's bias tiles
+// (last) only when it runs.
 template <int HD>
-size_t smem_bytes() {
-    constexpr int kStepFloats = kBK * 4 > HD ? kBK * 4 : HD;
-    return sizeof(uint16_t) * (kBQ + 2 * kBK) * (HD + 8) + sizeof(float) * (kBQ * (kBK + 4) + kStepFloats + 2 * kBQ + 4);
+size_t smem_bytes(bool exact) {
+    const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(kBQ + 4 * kBK) * (HD + 8);
+    const size_t stage = static_cast<size_t>(kThreads) * kStageBytes;
+    const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * kBQ * 2 + 4);
+    const size_t bias = exact ? sizeof(float) * 2 * kBQ * (kBK + 4) : 0;
+    return tiles + stage + small + bias;
 }
 
 template <int HD, int KBITS>
 void configure() {
     CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem_bytes<HD>())));
+                                    static_cast<int>(smem_bytes<HD>(true))));
 }
 
 template <int HD, int KBITS>
 void launch(const KernelArgs& args, dim3 grid, cudaStream_t stream) {
-    attention_kernel<HD, KBITS><<<grid, kThreads, smem_bytes<HD>(), stream>>>(args);
+    const bool exact = KBITS < 16 && args.p.correction == 2;
+    attention_kernel<HD, KBITS><<<grid, kThreads, smem_bytes<HD>(exact), stream>>>(args);
     CUDA_CHECK_LAUNCH("attention");
 }
 
@@ -571,6 +730,9 @@ void attention(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention: group larger than the head");
     if (p.max_segments < 0 || p.splits < 1 || p.splits > 8) throw Error("CUDA attention: splits must be 1..8");
     if (p.splits > 1 && (!p.split_o || !p.split_stats)) throw Error("CUDA attention: split workspace missing");
+    if (p.value_fmt.quantized() && p.value_fmt.group > p.head_dim) throw Error("CUDA attention: value group larger than the head");
+    if (p.tokens_per_frame <= 0 || p.patch_cols <= 0 || p.tokens_per_frame % p.patch_cols)
+        throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), (p.n_tokens + kBK - 1) / kBK};
     const dim3 grid(args.q_tiles, p.heads, p.splits);
     const cudaStream_t s = as_stream(stream);

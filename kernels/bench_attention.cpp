@@ -72,7 +72,7 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
                 base += L.step_count * 2;
                 v.offsets = reinterpret_cast<uint16_t*>(base);
                 base += L.offset_count * 2;
-                base += (8 - reinterpret_cast<uintptr_t>(base) % 8) % 8;
+                base += (16 - reinterpret_cast<uintptr_t>(base) % 16) % 16;  // the kernel copies codes with 16-byte cp.async
                 return v;
             };
             const cu::PackedView kv = place(kl), vv = place(vl);

@@ -708,14 +708,18 @@ std::string App::settings_json_now() const {
     return j.dump();
 }
 
+std::string App::host_upload_reason() const {
+    if (presenter_.interop_ready() && ab_.enabled && ab_.reference) return "A/B PSNR needs host frames";
+    if (keep_device_frames()) return "waiting for the first device frame";
+    return presenter_.interop_unavailable_reason();
+}
+
 void App::write_summary() {
     json j;
     j["model"] = config_ ? config_->name : "";
     j["model_dir"] = model_dir_.string();
     j["backend"] = to_string(backend_);
-    j["presentation"] = presenter_.last_upload_interop()
-                            ? "CUDA-GL interop"
-                            : "host upload (" + presenter_.interop_unavailable_reason() + ")";
+    j["presentation"] = presenter_.last_upload_interop() ? "CUDA-GL interop" : "host upload (" + host_upload_reason() + ")";
     j["gl"] = gl_info_;
     j["frames_shown"] = playback_ ? playback_->frames_shown() : 0;
     j["generated_frames_shown"] = shown_generated_frames_;

@@ -106,6 +106,8 @@ class App {
     StartSpec make_start_spec(bool continue_world);
     std::vector<SessionParams> desired_params() const;
     bool keep_device_frames() const;
+    // Why frames go through host memory: shown beside "host upload" in the HUD and in summary.json.
+    std::string host_upload_reason() const;
     void restart(bool continue_world, const std::string& reason,
                  std::optional<BackendKind> load_backend = std::nullopt);
     void issue_pending_restart();

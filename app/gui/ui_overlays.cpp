@@ -390,8 +390,7 @@ void App::draw_hud_contents() {
     if (interop) {
         ImGui::TextColored(ui::color::vec(ui::color::kGood), "CUDA-GL interop");
     } else {
-        std::string reason = keep_device_frames() ? "" : presenter_.interop_unavailable_reason();
-        if (presenter_.interop_ready() && ab_.enabled && ab_.reference) reason = "A/B PSNR needs host frames";
+        const std::string reason = host_upload_reason();
         ImGui::TextUnformatted("host upload");
         ImGui::SameLine(0, 4);
         ImGui::TextDisabled("(%s)", reason.c_str());

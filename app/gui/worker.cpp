@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <exception>
+#include <future>
 #include <limits>
 
 #include "frontend.h"
@@ -15,6 +17,9 @@ struct Worker::Sessions {
     int epoch = 0;
     int reference = -1;
     std::vector<std::unique_ptr<Session>> panes;
+    // CUDA panes step at once, one host thread each: every session has its own stream, cuBLAS handle and
+    // graphs, so the panes' small kernels fill the GPU together (the CPU backend already uses every core).
+    bool concurrent = false;
     // Pane 0's latest chunk: what a continuation (another backend or pane layout) starts from.
     std::vector<FrameAction> last_actions;
     std::vector<CameraPose> last_poses;
@@ -180,6 +185,7 @@ void Worker::start_sessions(const std::shared_ptr<Model>& model, StartSpec& spec
     auto fresh = std::make_unique<Sessions>();
     fresh->epoch = spec.epoch;
     fresh->reference = spec.reference;
+    fresh->concurrent = model->backend() == BackendKind::Cuda && spec.panes.size() > 1;
     event::Chunk chunk;
     chunk.epoch = spec.epoch;
     chunk.chunk = 0;
@@ -245,23 +251,43 @@ void Worker::handle(command::Step& c, std::stop_token stop) {
     chunk.sampled_at = c.sampled_at;
     set_progress(true, "generating chunk " + std::to_string(chunk.chunk));
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) {
-        {
+    auto progress_of = [this, n](int pane) {
+        return [this, pane, n](const char* stage, int done, int total) {
             std::lock_guard lock(mutex_);
-            progress_.pane = i;
+            progress_.pane = pane;
             progress_.panes = n;
-        }
-        auto progress = [this](const char* stage, int done, int total) {
-            std::lock_guard lock(mutex_);
             progress_.stage = stage ? stage : "";
             progress_.done = done;
             progress_.total = total;
         };
-        PaneChunk pc;
-        pc.result = s.panes[static_cast<size_t>(i)]->step(c.actions, progress);
-        pc.psnr = std::numeric_limits<double>::quiet_NaN();
-        chunk.panes.push_back(std::move(pc));
+    };
+    if (s.concurrent) {
+        std::vector<std::future<ChunkResult>> running;
+        for (int i = 0; i < n; ++i)
+            running.push_back(std::async(std::launch::async, [&s, &c, i, progress = progress_of(i)] {
+                return s.panes[static_cast<size_t>(i)]->step(c.actions, progress);
+            }));
+        std::exception_ptr failure;
+        for (auto& r : running) {  // join all before rethrowing: no pane may still run when this returns
+            PaneChunk pc;
+            try {
+                pc.result = r.get();
+            } catch (...) {
+                if (!failure) failure = std::current_exception();
+            }
+            pc.psnr = std::numeric_limits<double>::quiet_NaN();
+            chunk.panes.push_back(std::move(pc));
+        }
+        if (failure) std::rethrow_exception(failure);
         if (stop.stop_requested()) return;
+    } else {
+        for (int i = 0; i < n; ++i) {
+            PaneChunk pc;
+            pc.result = s.panes[static_cast<size_t>(i)]->step(c.actions, progress_of(i));
+            pc.psnr = std::numeric_limits<double>::quiet_NaN();
+            chunk.panes.push_back(std::move(pc));
+            if (stop.stop_requested()) return;
+        }
     }
     chunk.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     // PSNR against the reference, from host frames (the app asks for host frames when a reference runs).

@@ -8,6 +8,7 @@
 #   bench   bench-attention with PyTorch's SDPA baseline, and the end-to-end benchmark
 #   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training)
 #   grid    kvworld-cli eval --mode grid (GRID_ARGS)
+#   sweep   several quality evaluations: SWEEP="name|model dir|extra eval args;..." (e.g. other --cache-t)
 # Results are packed into $OUT/results.tar.gz after every phase, so a run cut short returns what it did.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -87,6 +88,16 @@ if has grid; then
   timeout "${GRID_TIMEOUT:-240}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode grid ${GRID_ARGS:---traces 2 --frames 32} \
     --out "$R/eval_grid" > "$R/eval_grid.txt" 2>&1; tail -5 "$R/eval_grid.txt"
   pack
+fi
+if has sweep; then
+  IFS=';' read -ra entries <<< "${SWEEP:-}"
+  for e in "${entries[@]}"; do
+    IFS='|' read -r name mdir extra <<< "$e"
+    stamp "sweep $name: $mdir $extra"
+    timeout "${QUALITY_TIMEOUT:-150}" $B/app/cli/kvworld-cli eval --backend cuda --model "$mdir" --mode quality --traces "${QUALITY_TRACES:-4}" \
+      $extra --out "$R/sweep_$name" > "$R/sweep_$name.txt" 2>&1; tail -7 "$R/sweep_$name.txt" | tee -a "$R/timeline.txt"
+    pack
+  done
 fi
 stamp "done"
 pack
