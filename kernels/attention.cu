@@ -26,6 +26,7 @@
 // code arrays 16-byte aligned (the backend's slot layout and cudaMalloc give that).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "common.cuh"
@@ -36,12 +37,12 @@ namespace kvw::cuda {
 
 namespace {
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kBQ = 16 * kWarps;  // query rows per block
+// Query rows per block: 16 per warp, WARPS = 8 (128 rows: the dequantized tile serves more queries) or 4
+// (64 rows, two blocks per multiprocessor: their phases interleave MMAs and softmax); a template parameter.
 constexpr int kBK = 64;           // keys per tile
-constexpr int kStageBytes = 64;   // per thread: K codes [0, 32), V codes [32, 64) of its quarter key row
-static_assert(kThreads == 4 * kBK, "one thread per quarter key row of a tile");
+constexpr int kStageBytes = 64;   // per key row quarter: K codes [0, 32), V codes [32, 64)
+constexpr int kTileRows = 64;     // P_S partial sums and the split combine work on 64-row query tiles
+constexpr int kCombineThreads = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct KernelArgs {
@@ -175,11 +176,14 @@ __device__ __forceinline__ uint64_t load_codes8(const uint8_t* src, int bits) {
     return static_cast<uint64_t>(w.x) | (static_cast<uint64_t>(w.y) << 32);
 }
 
+// An unsigned code (< 2^23) as a float without the quarter-rate I2F conversion: the bits 0x4B000000 | code are
+// the float 2^23 + code exactly; subtracting 2^23 is exact.
+__device__ __forceinline__ float code_to_float(uint32_t code) { return __uint_as_float(0x4B000000u | code) - 8388608.f; }
 // 8 codes (from a 16-bit-aligned position) -> off + step * code.
 __device__ __forceinline__ void dequant8(uint64_t raw, int bits, float step, float off, float (&v)[8]) {
     const uint32_t mask = (1u << bits) - 1u;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = fmaf(step, static_cast<float>((raw >> (i * bits)) & mask), off);
+    for (int i = 0; i < 8; ++i) v[i] = fmaf(step, code_to_float(static_cast<uint32_t>(raw >> (i * bits)) & mask), off);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------------
@@ -200,9 +204,13 @@ __device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile
     return ti;
 }
 
-template <int HD, int KBITS>
-__global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args) {
+template <int HD, int KBITS, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
+    constexpr int kThreads = WARPS * 32;
+    constexpr int kBQ = 16 * WARPS;
+    constexpr int kRows = 4 * kBK / kThreads;  // key row quarters per thread and tile: 1 or 2
+    static_assert(kRows * kThreads == 4 * kBK, "threads cover the quarter rows of a tile");
     constexpr int kStride = HD + 8;  // bf16 row stride in shared memory (+16 bytes against bank conflicts)
     constexpr int kPairs = HD / 2;
     constexpr int kRegion = HD / 4;  // channels of the key row quarter a thread loads
@@ -214,11 +222,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
     uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);             // [kBQ][kStride]
     uint16_t* Kb = Qs + kBQ * kStride;                                 // [2][kBK][kStride]
     uint16_t* Vb = Kb + 2 * kTile;                                     // [2][kBK][kStride]
-    uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);      // [kThreads][kStageBytes]
-    float* kstep = reinterpret_cast<float*>(stage + kThreads * kStageBytes);  // [2][kBK][4] token-layout key steps
+    uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);      // [4 * kBK][kStageBytes]
+    float* kstep = reinterpret_cast<float*>(stage + 4 * kBK * kStageBytes);  // [2][kBK][4] token-layout key steps
     float* chstep = kstep + 2 * kBK * 4;                              // [2][2][kPairs] channel layout: (token block, pair)
     float* block_bias = chstep + 2 * 2 * kPairs;                      // [2][kBQ][2] channel-layout Taylor bias
-    float* ps_acc = block_bias + 2 * kBQ * 2;                         // [4]
+    float* ps_acc = block_bias + 2 * kBQ * 2;                         // [4]: per 64-row half
     float* bias_tile = ps_acc + 4;                                    // [2][kBQ][kBK + 4] exact correction only
 
     const int q_tile = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
@@ -231,9 +239,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
     const int group = p.key_fmt.group;
     const int vbits = p.value_fmt.bits, vgroup = p.value_fmt.group;
     const int patch_rows = p.tokens_per_frame / p.patch_cols;
-    // The thread's quarter key row of every tile.
-    const int kj = threadIdx.x / 4, kc0 = (threadIdx.x % 4) * kRegion;
-    uint8_t* my_stage = stage + threadIdx.x * kStageBytes;
+    // The thread's quarter key rows of every tile: u = tid + i * kThreads, key u / 4, channels from kc0.
+    const int kc0 = (threadIdx.x % 4) * kRegion;
 
     // Q tile: rotate with the current chunk's positions (slot n_seg), store bf16.
     for (int item = threadIdx.x; item < kBQ * (HD / 8); item += kThreads) {
@@ -247,7 +254,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
             *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
         }
     }
-    if (threadIdx.x == 0) *ps_acc = 0.f;
+    if (threadIdx.x < 2) ps_acc[threadIdx.x] = 0.f;
 
     const int TS = args.tiles_per_segment;
     const int total_tiles = (n_seg + 1) * TS;
@@ -255,34 +262,42 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
     const int tile_end = static_cast<int>(static_cast<long long>(total_tiles) * (split + 1) / p.splits);
 
     // ---- stage 1 of a tile: start the copies of this thread's part (and keep its metadata in registers) ----
-    uint32_t kmeta = 0, vmeta = 0;                    // (step | offset << 16), fp16 bits
+    uint32_t kmeta[kRows] = {}, vmeta[kRows] = {};  // (step | offset << 16), fp16 bits
     uint64_t craw[kChanItems > 0 ? kChanItems : 1][2];  // channel layout: 8 tokens' codes of the pair's 2 channels
     uint32_t coff[kChanItems > 0 ? kChanItems : 1][2], cstep[kChanItems > 0 ? kChanItems : 1];
     auto issue = [&](const TileInfo& ti, int buf) {
-        const int t = ti.key0 + kj;
-        const bool valid = kj < ti.nkeys;
-        uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
-        uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
-        if (ti.current) {
-            if (valid) {
+        const SegmentDesc& sd = ti.sd;
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+            const int u = threadIdx.x + i * kThreads, kj = u / 4, t = ti.key0 + kj;
+            if (kj >= ti.nkeys) continue;
+            uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
+            uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
+            uint8_t* my_stage = stage + u * kStageBytes;
+            if (ti.current) {
                 const uint16_t* row = p.qkv + static_cast<size_t>(t) * row_stride + h * HD + kc0;
                 cp_async_bytes(kdst, row + D, kRegion * 2);
                 cp_async_bytes(vdst, row + 2 * D, kRegion * 2);
+                continue;
             }
-            return;
-        }
-        const SegmentDesc& sd = ti.sd;
-        const size_t key_row = static_cast<size_t>(h) * ti.T + t;
-        if constexpr (!kKeyQuantized) {
-            if (valid) cp_async_bytes(kdst, reinterpret_cast<const uint16_t*>(sd.k_codes) + key_row * HD + kc0, kRegion * 2);
-        } else {
-            if (!kchan) {
-                if (valid) {
-                    cp_async_bytes(my_stage, sd.k_codes + key_row * (HD * KBITS / 8) + kc0 * KBITS / 8, kRegion * KBITS / 8);
-                    const size_t m = key_row * (HD / group) + kc0 / group;
-                    kmeta = sd.k_steps[m] | (static_cast<uint32_t>(sd.k_offsets[m]) << 16);
-                }
+            const size_t key_row = static_cast<size_t>(h) * ti.T + t;
+            if constexpr (!kKeyQuantized) {
+                cp_async_bytes(kdst, reinterpret_cast<const uint16_t*>(sd.k_codes) + key_row * HD + kc0, kRegion * 2);
+            } else if (!kchan) {
+                cp_async_bytes(my_stage, sd.k_codes + key_row * (HD * KBITS / 8) + kc0 * KBITS / 8, kRegion * KBITS / 8);
+                const size_t m = key_row * (HD / group) + kc0 / group;
+                kmeta[i] = sd.k_steps[m] | (static_cast<uint32_t>(sd.k_offsets[m]) << 16);
+            }
+            if (vbits == 16) {
+                cp_async_bytes(vdst, reinterpret_cast<const uint16_t*>(sd.v_codes) + key_row * HD + kc0, kRegion * 2);
             } else {
+                cp_async_bytes(my_stage + 32, sd.v_codes + key_row * (HD * vbits / 8) + kc0 * vbits / 8, kRegion * vbits / 8);
+                const size_t m = key_row * (HD / vgroup) + kc0 / vgroup;
+                vmeta[i] = sd.v_steps[m] | (static_cast<uint32_t>(sd.v_offsets[m]) << 16);
+            }
+        }
+        if constexpr (kKeyQuantized) {
+            if (!ti.current && kchan) {
                 const int blocks = (ti.T + group - 1) / group;
 #pragma unroll
                 for (int i = 0; i < kChanItems; ++i) {
@@ -299,57 +314,57 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
                 }
             }
         }
-        if (valid) {
-            if (vbits == 16) {
-                cp_async_bytes(vdst, reinterpret_cast<const uint16_t*>(sd.v_codes) + key_row * HD + kc0, kRegion * 2);
-            } else {
-                cp_async_bytes(my_stage + 32, sd.v_codes + key_row * (HD * vbits / 8) + kc0 * vbits / 8, kRegion * vbits / 8);
-                const size_t m = key_row * (HD / vgroup) + kc0 / vgroup;
-                vmeta = sd.v_steps[m] | (static_cast<uint32_t>(sd.v_offsets[m]) << 16);
-            }
-        }
     };
 
     // ---- stage 2: wait for the own copies; dequantize and rotate the part into bf16; correction inputs ----
     auto finish = [&](const TileInfo& ti, int buf) {
         cp_async_wait_all();
-        const int t = ti.key0 + kj;
-        const bool valid = kj < ti.nkeys;
-        uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
-        uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
         const bool corrected = !ti.current && corr != 0;
-        if (!valid) {
 #pragma unroll
-            for (int c = 0; c < kRegion; c += 8) {
-                if (!kchan || ti.current) *reinterpret_cast<uint4*>(kdst + c) = make_uint4(0, 0, 0, 0);
-                *reinterpret_cast<uint4*>(vdst + c) = make_uint4(0, 0, 0, 0);
+        for (int i = 0; i < kRows; ++i) {
+            const int u = threadIdx.x + i * kThreads, kj = u / 4, t = ti.key0 + kj;
+            const bool valid = kj < ti.nkeys;
+            uint16_t* kdst = Kb + buf * kTile + kj * kStride + kc0;
+            uint16_t* vdst = Vb + buf * kTile + kj * kStride + kc0;
+            const uint8_t* my_stage = stage + u * kStageBytes;
+            if (!valid) {
+#pragma unroll
+                for (int c = 0; c < kRegion; c += 8) {
+                    if (!kchan || ti.current) *reinterpret_cast<uint4*>(kdst + c) = make_uint4(0, 0, 0, 0);
+                    *reinterpret_cast<uint4*>(vdst + c) = make_uint4(0, 0, 0, 0);
+                }
+            } else {
+                const TokenPos pos = token_pos(p, ti.slot, t);
+                if (ti.current || !kKeyQuantized) {
+#pragma unroll
+                    for (int c = 0; c < kRegion; c += 8) {
+                        float v[8];
+                        load8_bf16(kdst + c, v);
+                        rotate8_store(p, pos, kc0 + c, v, kdst + c);
+                    }
+                } else if (!kchan) {
+                    const float step = f16_to_f32(kmeta[i] & 0xffffu), off = f16_to_f32(kmeta[i] >> 16);
+#pragma unroll
+                    for (int c = 0; c < kRegion; c += 8) {
+                        float v[8];
+                        dequant8(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off, v);
+                        rotate8_store(p, pos, kc0 + c, v, kdst + c);
+                    }
+                }
+                if (!ti.current && vbits < 16) {
+                    const float step = f16_to_f32(vmeta[i] & 0xffffu), off = f16_to_f32(vmeta[i] >> 16);
+#pragma unroll
+                    for (int c = 0; c < kRegion; c += 8) {
+                        float v[8];
+                        dequant8(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step, off, v);
+                        store8(v, vdst + c);
+                    }
+                }
             }
-        } else {
-            const TokenPos pos = token_pos(p, ti.slot, t);
-            if (ti.current || !kKeyQuantized) {
-#pragma unroll
-                for (int c = 0; c < kRegion; c += 8) {
-                    float v[8];
-                    load8_bf16(kdst + c, v);
-                    rotate8_store(p, pos, kc0 + c, v, kdst + c);
-                }
-            } else if (!kchan) {
-                const float step = f16_to_f32(kmeta & 0xffffu), off = f16_to_f32(kmeta >> 16);
-#pragma unroll
-                for (int c = 0; c < kRegion; c += 8) {
-                    float v[8];
-                    dequant8(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off, v);
-                    rotate8_store(p, pos, kc0 + c, v, kdst + c);
-                }
-            }
-            if (!ti.current && vbits < 16) {
-                const float step = f16_to_f32(vmeta & 0xffffu), off = f16_to_f32(vmeta >> 16);
-#pragma unroll
-                for (int c = 0; c < kRegion; c += 8) {
-                    float v[8];
-                    dequant8(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step, off, v);
-                    store8(v, vdst + c);
-                }
+            // Token-layout key steps for the correction: one writer per (key, group). Taylor keeps s^2.
+            if (kKeyQuantized && corrected && !kchan && kc0 % group == 0) {
+                const float st = valid ? f16_to_f32(kmeta[i] & 0xffffu) : 0.f;
+                kstep[(buf * kBK + kj) * 4 + kc0 / group] = corr == 1 ? st * st : st;
             }
         }
         if constexpr (kKeyQuantized) {
@@ -374,8 +389,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
                             *kd = 0u;
                             continue;
                         }
-                        const float x0 = fmaf(s, static_cast<float>((craw[i][0] >> (e * KBITS)) & mask), co0);
-                        const float x1 = fmaf(s, static_cast<float>((craw[i][1] >> (e * KBITS)) & mask), co1);
+                        const float x0 = fmaf(s, code_to_float(static_cast<uint32_t>(craw[i][0] >> (e * KBITS)) & mask), co0);
+                        const float x1 = fmaf(s, code_to_float(static_cast<uint32_t>(craw[i][1] >> (e * KBITS)) & mask), co1);
                         float c, sn;
                         rope_factor(p, pos, pr, c, sn);
                         *kd = pack_bf16x2(x0 * c - x1 * sn, x0 * sn + x1 * c);
@@ -391,8 +406,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
                     const int lb = tf / group - ti.key0 / group;
                     if (corrected && (oct == 0 || tf % group == 0)) chstep[(buf * 2 + lb) * kPairs + pr] = s;
                 }
-            } else if (corrected && kc0 % group == 0) {
-                kstep[(buf * kBK + kj) * 4 + kc0 / group] = valid ? f16_to_f32(kmeta & 0xffffu) : 0.f;
             }
         }
         if (!corrected || (corr == 1 && !kchan)) return;
@@ -400,14 +413,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
         if (corr == 1) {
             // Taylor, channel layout: one bias per (query row, token block of the tile).
             const float scale = taylor_coefficient(p.alpha) * kLog2e;
-            const int r = threadIdx.x / 2, lb = threadIdx.x % 2;
-            float acc = 0.f;
-            for (int pr = 0; pr < kPairs; ++pr) {
-                const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
-                const float s = chstep[(buf * 2 + lb) * kPairs + pr];
-                acc += (a * a + b * b) * s * s;
+            for (int item = threadIdx.x; item < kBQ * 2; item += kThreads) {
+                const int r = item / 2, lb = item % 2;
+                float acc = 0.f;
+                for (int pr = 0; pr < kPairs; ++pr) {
+                    const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                    const float s = chstep[(buf * 2 + lb) * kPairs + pr];
+                    acc += (a * a + b * b) * s * s;
+                }
+                block_bias[(buf * kBQ + r) * 2 + lb] = acc * scale;
             }
-            block_bias[(buf * kBQ + r) * 2 + lb] = acc * scale;
         } else {
             // Exact: per score, u = q rotated back by the key's angle; sum of log(sinh x / x) over channels.
             const float half_alpha = 0.5f * p.alpha;
@@ -502,40 +517,66 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
                 mma_16816(s[2 * nb2 + 1], qf[kk], b[2], b[3]);
             }
         // ---- scale, correct, mask; online softmax ----
+        // One unrolled pass per kind of correction, chosen once per tile (uniform), so that each pass is a
+        // straight line: bias(j, b_lo, b_hi) gives the column's correction in log2 units for both rows.
         float mx_lo = -INFINITY, mx_hi = -INFINITY;
+        auto scale_and_max = [&](auto bias) {
 #pragma unroll
-        for (int nb = 0; nb < kBK / 8; ++nb)
+            for (int nb = 0; nb < kBK / 8; ++nb)
 #pragma unroll
-            for (int e1 = 0; e1 < 2; ++e1) {
-                const int j = nb * 8 + 2 * tig + e1;
-                float b_lo = 0.f, b_hi = 0.f;  // correction (log2 units) of the column for both rows
-                if (corrected) {
-                    if (corr == 2) {
-                        const float* bias = bias_tile + buf * kBQ * (kBK + 4);
-                        b_lo = bias[r_lo * (kBK + 4) + j];
-                        b_hi = bias[r_hi * (kBK + 4) + j];
-                    } else if (kchan) {
-                        const int lb = (key0 + j) / group - key0 / group;
-                        b_lo = block_bias[(buf * kBQ + r_lo) * 2 + lb];
-                        b_hi = block_bias[(buf * kBQ + r_hi) * 2 + lb];
-                    } else {
-                        const float4 st = *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);
-                        const float s2[4] = {st.x * st.x, st.y * st.y, st.z * st.z, st.w * st.w};
-#pragma unroll
-                        for (int k = 0; k < 4; ++k)
-                            if (k < groups) {
-                                b_lo = fmaf(qn_lo[k], s2[k], b_lo);
-                                b_hi = fmaf(qn_hi[k], s2[k], b_hi);
-                            }
-                    }
+                for (int e1 = 0; e1 < 2; ++e1) {
+                    const int j = nb * 8 + 2 * tig + e1;
+                    float b_lo, b_hi;
+                    bias(j, b_lo, b_hi);
+                    s[nb][e1] = fmaf(s[nb][e1], scale2, -b_lo);
+                    s[nb][2 + e1] = fmaf(s[nb][2 + e1], scale2, -b_hi);
                 }
-                float x_lo = fmaf(s[nb][e1], scale2, -b_lo), x_hi = fmaf(s[nb][2 + e1], scale2, -b_hi);
-                if (j >= nkeys) x_lo = x_hi = -INFINITY;
-                s[nb][e1] = x_lo;
-                s[nb][2 + e1] = x_hi;
-                mx_lo = fmaxf(mx_lo, x_lo);
-                mx_hi = fmaxf(mx_hi, x_hi);
-            }
+        };
+        if (!corrected) {
+            scale_and_max([](int, float& b_lo, float& b_hi) { b_lo = b_hi = 0.f; });
+        } else if (corr == 2) {
+            const float* bias = bias_tile + buf * kBQ * (kBK + 4);
+            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+                b_lo = bias[r_lo * (kBK + 4) + j];
+                b_hi = bias[r_hi * (kBK + 4) + j];
+            });
+        } else if (kchan) {
+            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+                const int lb = (key0 + j) / group - key0 / group;
+                b_lo = block_bias[(buf * kBQ + r_lo) * 2 + lb];
+                b_hi = block_bias[(buf * kBQ + r_hi) * 2 + lb];
+            });
+        } else if (groups == 1) {
+            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+                const float s2 = kstep[(buf * kBK + j) * 4];  // step^2
+                b_lo = qn_lo[0] * s2;
+                b_hi = qn_hi[0] * s2;
+            });
+        } else {
+            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+                const float4 st = *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);  // step^2 per group
+                const float s2[4] = {st.x, st.y, st.z, st.w};
+                b_lo = b_hi = 0.f;
+#pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    if (k < groups) {
+                        b_lo = fmaf(qn_lo[k], s2[k], b_lo);
+                        b_hi = fmaf(qn_hi[k], s2[k], b_hi);
+                    }
+            });
+        }
+        if (nkeys < kBK) {  // the segment's ragged last tile
+#pragma unroll
+            for (int nb = 0; nb < kBK / 8; ++nb)
+#pragma unroll
+                for (int e1 = 0; e1 < 2; ++e1)
+                    if (nb * 8 + 2 * tig + e1 >= nkeys) s[nb][e1] = s[nb][2 + e1] = -INFINITY;
+        }
+#pragma unroll
+        for (int nb = 0; nb < kBK / 8; ++nb) {
+            mx_lo = fmaxf(mx_lo, fmaxf(s[nb][0], s[nb][1]));
+            mx_hi = fmaxf(mx_hi, fmaxf(s[nb][2], s[nb][3]));
+        }
         for (int off = 1; off < 4; off <<= 1) {
             mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, off));
             mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, off));
@@ -611,9 +652,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
             float ps = 0.f;
             if (tig == 0) ps = (row_lo < N ? lc_lo * inv_lo : 0.f) + (row_hi < N ? lc_hi * inv_hi : 0.f);
             for (int off = 16; off; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
-            if (lane == 0) atomicAdd(ps_acc, ps);
+            if (lane == 0) atomicAdd(&ps_acc[warp * 16 / kTileRows], ps);
             __syncthreads();
-            if (threadIdx.x == 0) p.p_cache_partial[h * args.q_tiles + q_tile] = *ps_acc;
+            // One partial sum per 64-row query tile, whatever the block's height.
+            const int t64 = q_tile * (kBQ / kTileRows) + static_cast<int>(threadIdx.x);
+            if (threadIdx.x < kBQ / kTileRows && t64 < args.q_tiles) p.p_cache_partial[h * args.q_tiles + t64] = ps_acc[threadIdx.x];
         }
     } else {
         // Partial results of this key range: O / l and the row statistics, merged by combine_kernel.
@@ -640,16 +683,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(KernelArgs args)
     }
 }
 
-// Merges the key-range splits: O = sum_s w_s O_s / sum_s w_s, w_s = l_s 2^(m_s - M); P_S likewise.
+// Merges the key-range splits: O = sum_s w_s O_s / sum_s w_s, w_s = l_s 2^(m_s - M); P_S likewise. One block per
+// 64-row query tile and head; the rows' weights first, then every (row, channel) in parallel.
 template <int HD>
-__global__ void __launch_bounds__(kThreads) combine_kernel(KernelArgs args) {
+__global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
     const int q_tile = blockIdx.x, h = blockIdx.y, N = p.n_tokens, D = p.heads * HD;
-    __shared__ float weights[kBQ][8];
-    __shared__ float inv_total[kBQ];
-    __shared__ float ps_rows[kBQ];
-    const int q0 = q_tile * kBQ;
-    if (threadIdx.x < kBQ) {
+    __shared__ float weights[kTileRows][8];
+    __shared__ float inv_total[kTileRows];
+    __shared__ float ps_rows[kTileRows];
+    const int q0 = q_tile * kTileRows;
+    if (threadIdx.x < kTileRows) {
         const int r = q0 + threadIdx.x;
         float ps = 0.f, inv = 0.f;
         if (r < N) {
@@ -670,53 +714,87 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(KernelArgs args) {
         ps_rows[threadIdx.x] = ps;
     }
     __syncthreads();
-    for (int r = 0; r < kBQ && q0 + r < N; ++r)
-        for (int c = threadIdx.x; c < HD; c += kThreads) {
-            float acc = 0.f;
-            for (int sp = 0; sp < p.splits; ++sp)
-                acc += weights[r][sp] * p.split_o[((static_cast<size_t>(sp) * p.heads + h) * N + q0 + r) * HD + c];
-            p.out[static_cast<size_t>(q0 + r) * D + h * HD + c] = f32_to_bf16(acc * inv_total[r]);
+    for (int item = threadIdx.x; item < kTileRows * (HD / 2); item += kCombineThreads) {
+        const int r = item / (HD / 2), c = (item % (HD / 2)) * 2;
+        if (q0 + r >= N) continue;
+        float a0 = 0.f, a1 = 0.f;
+        for (int sp = 0; sp < p.splits; ++sp) {
+            const float2 v = *reinterpret_cast<const float2*>(p.split_o + ((static_cast<size_t>(sp) * p.heads + h) * N + q0 + r) * HD + c);
+            a0 += weights[r][sp] * v.x;
+            a1 += weights[r][sp] * v.y;
         }
-    if (p.p_cache_partial && threadIdx.x == 0) {
-        float ps = 0.f;
-        for (int r = 0; r < kBQ; ++r) ps += ps_rows[r];
-        p.p_cache_partial[h * args.q_tiles + q_tile] = ps;
+        *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(q0 + r) * D + h * HD + c) = pack_bf16x2(a0 * inv_total[r], a1 * inv_total[r]);
+    }
+    if (p.p_cache_partial && threadIdx.x < 32) {
+        float ps = ps_rows[threadIdx.x] + ps_rows[threadIdx.x + 32];
+        for (int off = 16; off; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
+        if (threadIdx.x == 0) p.p_cache_partial[h * args.q_tiles + q_tile] = ps;
     }
 }
 
 // Dynamic shared memory of attention_kernel<HD, *>, in the kernel's order; the exact correction's bias tiles
 // (last) only when it runs.
-template <int HD>
+template <int HD, int WARPS>
 size_t smem_bytes(bool exact) {
-    const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(kBQ + 4 * kBK) * (HD + 8);
-    const size_t stage = static_cast<size_t>(kThreads) * kStageBytes;
-    const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * kBQ * 2 + 4);
-    const size_t bias = exact ? sizeof(float) * 2 * kBQ * (kBK + 4) : 0;
+    const int bq = 16 * WARPS;
+    const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(bq + 4 * kBK) * (HD + 8);
+    const size_t stage = static_cast<size_t>(4 * kBK) * kStageBytes;
+    const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4);
+    const size_t bias = exact ? sizeof(float) * 2 * bq * (kBK + 4) : 0;
     return tiles + stage + small + bias;
 }
 
-template <int HD, int KBITS>
+template <int HD, int KBITS, int WARPS>
 void configure() {
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem_bytes<HD>(true))));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem_bytes<HD, WARPS>(true))));
+}
+
+template <int HD, int KBITS, int WARPS>
+void launch(const KernelArgs& args, cudaStream_t stream) {
+    const bool exact = KBITS < 16 && args.p.correction == 2;
+    const dim3 grid((args.p.n_tokens + 16 * WARPS - 1) / (16 * WARPS), args.p.heads, args.p.splits);
+    attention_kernel<HD, KBITS, WARPS><<<grid, WARPS * 32, smem_bytes<HD, WARPS>(exact), stream>>>(args);
+    CUDA_CHECK_LAUNCH("attention");
 }
 
 template <int HD, int KBITS>
-void launch(const KernelArgs& args, dim3 grid, cudaStream_t stream) {
-    const bool exact = KBITS < 16 && args.p.correction == 2;
-    attention_kernel<HD, KBITS><<<grid, kThreads, smem_bytes<HD>(exact), stream>>>(args);
-    CUDA_CHECK_LAUNCH("attention");
+void configure_both() {
+    configure<HD, KBITS, 4>();
+    configure<HD, KBITS, 8>();
 }
 
 }  // namespace
 
-int attention_query_tiles(int n_tokens) { return (n_tokens + kBQ - 1) / kBQ; }
+int attention_query_tiles(int n_tokens) { return (n_tokens + kTileRows - 1) / kTileRows; }
+
+int multiprocessors() {
+    static const int count = [] {
+        int n = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, 0));
+        return n;
+    }();
+    return count;
+}
+
+int attention_query_block(int n_tokens, int heads, int sms) {
+    // 128-row blocks dequantize each tile for twice the queries but run one block per multiprocessor;
+    // 64-row blocks run two, whose phases interleave. Measured on the H200 (docs/results): see README.
+    const int blocks128 = (n_tokens + 127) / 128 * heads;
+    return blocks128 >= 2 * sms ? 128 : 64;
+}
+
+int attention_splits(int n_tokens, int heads, int query_block, int sms) {
+    const int blocks = (n_tokens + query_block - 1) / query_block * heads;
+    const int resident = query_block == 64 ? 2 : 1;  // blocks per multiprocessor
+    return std::clamp(sms * resident / std::max(1, blocks), 1, 8);
+}
 
 void attention_init() {
     static std::once_flag once;
     std::call_once(once, [] {
-        configure<64, 16>(), configure<64, 8>(), configure<64, 4>(), configure<64, 2>();
-        configure<128, 16>(), configure<128, 8>(), configure<128, 4>(), configure<128, 2>();
+        configure_both<64, 16>(), configure_both<64, 8>(), configure_both<64, 4>(), configure_both<64, 2>();
+        configure_both<128, 16>(), configure_both<128, 8>(), configure_both<128, 4>(), configure_both<128, 2>();
     });
 }
 
@@ -733,20 +811,26 @@ void attention(const AttentionParams& p, void* stream) {
     if (p.value_fmt.quantized() && p.value_fmt.group > p.head_dim) throw Error("CUDA attention: value group larger than the head");
     if (p.tokens_per_frame <= 0 || p.patch_cols <= 0 || p.tokens_per_frame % p.patch_cols)
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
+    if (p.query_block != 0 && p.query_block != 64 && p.query_block != 128) throw Error("CUDA attention: query_block must be 0, 64 or 128");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), (p.n_tokens + kBK - 1) / kBK};
-    const dim3 grid(args.q_tiles, p.heads, p.splits);
+    if (p.query_block == 0) args.p.query_block = attention_query_block(p.n_tokens, p.heads, multiprocessors());
     const cudaStream_t s = as_stream(stream);
-    // The one place where runtime choices become template parameters: head size and key bits.
+    // The one place where runtime choices become template parameters: head size, key bits, block height.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;
-#define KVW_ATTN_CASE(HDV, KB) \
-    if (p.head_dim == HDV && kb == KB) launch<HDV, KB>(args, grid, s)
-    KVW_ATTN_CASE(64, 16); else KVW_ATTN_CASE(64, 8); else KVW_ATTN_CASE(64, 4); else KVW_ATTN_CASE(64, 2);
-    else KVW_ATTN_CASE(128, 16); else KVW_ATTN_CASE(128, 8); else KVW_ATTN_CASE(128, 4); else KVW_ATTN_CASE(128, 2);
+    const int w = args.p.query_block / 16;
+#define KVW_ATTN_CASE(HDV, KB, WV) \
+    if (p.head_dim == HDV && kb == KB && w == WV) launch<HDV, KB, WV>(args, s)
+#define KVW_ATTN_CASES(WV)                                                                                          \
+    KVW_ATTN_CASE(64, 16, WV); else KVW_ATTN_CASE(64, 8, WV); else KVW_ATTN_CASE(64, 4, WV); else KVW_ATTN_CASE(64, 2, WV); \
+    else KVW_ATTN_CASE(128, 16, WV); else KVW_ATTN_CASE(128, 8, WV); else KVW_ATTN_CASE(128, 4, WV); else KVW_ATTN_CASE(128, 2, WV)
+    KVW_ATTN_CASES(4); else KVW_ATTN_CASES(8);
     else throw Error("CUDA attention: unsupported key bits " + std::to_string(kb));
+#undef KVW_ATTN_CASES
 #undef KVW_ATTN_CASE
     if (p.splits > 1) {
-        if (p.head_dim == 64) combine_kernel<64><<<dim3(args.q_tiles, p.heads), kThreads, 0, s>>>(args);
-        else combine_kernel<128><<<dim3(args.q_tiles, p.heads), kThreads, 0, s>>>(args);
+        const dim3 grid(args.q_tiles, p.heads);
+        if (p.head_dim == 64) combine_kernel<64><<<grid, kCombineThreads, 0, s>>>(args);
+        else combine_kernel<128><<<grid, kCombineThreads, 0, s>>>(args);
         CUDA_CHECK_LAUNCH("attention combine");
     }
 }

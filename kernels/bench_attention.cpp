@@ -43,10 +43,10 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
             tables.push_back(keep.back().as<float>());
         }
     cu::attention_init();
-    int sms = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    const int sms = cu::multiprocessors();
     const int q_tiles = cu::attention_query_tiles(N);
-    const int splits = std::clamp(sms / std::max(1, q_tiles * H), 1, 8);
+    const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, sms);
+    const int splits = cu::attention_splits(N, H, query_block, sms);
     cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
     cu::DeviceBuffer n_seg(sizeof(int));
@@ -108,6 +108,7 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
         p.patch_cols = s.cols;
         p.out = out.as<uint16_t>();
         p.p_cache_partial = pc.as<float>();
+        p.query_block = query_block;
         p.splits = splits;
         if (splits > 1) {
             p.split_o = ws.as<float>();
@@ -124,6 +125,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
         AttentionBenchRow r;
         r.shape = s.name;
         r.format = cs.label();
+        r.query_block = query_block;
+        r.splits = splits;
         r.queries = N;
         r.keys = (s.n_ctx + 1) * N;
         r.ms = ms / n_iter;

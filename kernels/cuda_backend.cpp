@@ -255,10 +255,8 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     pc_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.depth * c.heads * q_tiles_ * 4);
     h_pc_ = PinnedBuffer(pc_.bytes());
     // Split the key range when the query tiles alone leave the GPU's multiprocessors idle.
-    int sms = 0;
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    const int blocks = q_tiles_ * c.heads;
-    splits_ = std::clamp(sms / std::max(1, blocks), 1, 8);
+    const int sms = cu::multiprocessors();
+    splits_ = cu::attention_splits(static_cast<int>(N), c.heads, cu::attention_query_block(static_cast<int>(N), c.heads, sms), sms);
     if (splits_ > 1) split_ws_ = cu::DeviceBuffer(cu::attention_split_workspace_floats(splits_, c.heads, static_cast<int>(N), c.head_dim) * 4);
     segments_ = cu::DeviceBuffer(static_cast<size_t>(c.depth) * kMaxContextChunks * sizeof(cu::SegmentDesc));
     h_segments_ = PinnedBuffer(segments_.bytes());

@@ -284,10 +284,17 @@ void run_attention_case(const AttnCase& ac) {
     p.split_o = d_ws.as<float>();
     p.split_stats = d_ws.as<float>() + static_cast<size_t>(ac.splits) * heads * T * hd;
     cu::attention_init();
-    cu::memset_device(d_out.get(), 0xff, d_out.bytes());  // poison: every output must be written
-    cu::attention(p, nullptr);
-    const std::vector<float> gpu = from_bf16(download<uint16_t>(d_out, static_cast<size_t>(T) * D));
-    const std::vector<float> pc_parts = download<float>(d_pc, static_cast<size_t>(heads) * qt);
+    // Both block heights (64 and 128 query rows) on the same inputs.
+    const int query_blocks[2] = {64, 128};
+    std::vector<float> gpu_out[2], pc_parts[2];
+    for (int b = 0; b < 2; ++b) {
+        p.query_block = query_blocks[b];
+        cu::memset_device(d_out.get(), 0xff, d_out.bytes());  // poison: every output and P_S partial must be written
+        cu::memset_device(d_pc.get(), 0xff, d_pc.bytes());
+        cu::attention(p, nullptr);
+        gpu_out[b] = from_bf16(download<uint16_t>(d_out, static_cast<size_t>(T) * D));
+        pc_parts[b] = download<float>(d_pc, static_cast<size_t>(heads) * qt);
+    }
     // CPU reference on the same dequantized K/V: rotate, attend with the same correction.
     const std::vector<float> qkvf = from_bf16(qkv);
     const int nk = (ac.n_ctx + 1) * T;
@@ -362,15 +369,18 @@ void run_attention_case(const AttnCase& ac) {
         for (int t = 0; t < T; ++t)
             for (int c = 0; c < hd; ++c) exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
     }
-    char name[160];
-    std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d", hd, ac.kbits, ac.vbits, ac.group,
-                  ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits);
-    expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
-    const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
-    std::printf("[quantization] %-40s vs unquantized K/V: max_abs %.3g rel_l2 %.3g\n", name, q_err.max_abs, q_err.rel_l2);
-    double pc_gpu = 0;
-    for (float v : pc_parts) pc_gpu += v;
-    EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
+    for (int b = 0; b < 2; ++b) {
+        char name[160];
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d bq%d", hd, ac.kbits, ac.vbits, ac.group,
+                      ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits, query_blocks[b]);
+        const std::vector<float>& gpu = gpu_out[b];
+        expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
+        const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
+        std::printf("[quantization] %-46s vs unquantized K/V: max_abs %.3g rel_l2 %.3g\n", name, q_err.max_abs, q_err.rel_l2);
+        double pc_gpu = 0;
+        for (float v : pc_parts[b]) pc_gpu += v;
+        EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
+    }
 }
 
 }  // namespace

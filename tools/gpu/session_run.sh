@@ -63,7 +63,9 @@ if has gui && [[ -x $B/app/gui/kvworld ]]; then
 fi
 if has bench; then
   stamp "attention benchmark + SDPA baseline"
-  timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --json "$R/bench_attention.json" > "$R/bench_attention.txt" 2>&1
+  for qb in ${QUERY_BLOCKS:-0}; do  # 0: the kernel's own choice; 64/128 force the block height
+    timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --query-block "$qb" --json "$R/bench_attention_qb$qb.json" >> "$R/bench_attention.txt" 2>&1
+  done
   timeout 60 python3 tools/bench/sdpa_baseline.py --json "$R/sdpa_baseline.json" >> "$R/bench_attention.txt" 2>&1
   tail -40 "$R/bench_attention.txt"
   stamp "end-to-end benchmark"
