@@ -37,9 +37,13 @@ namespace kvw::cuda {
 
 namespace {
 
-// Query rows per block: 16 per warp, WARPS = 8 (128 rows: the dequantized tile serves more queries) or 4
-// (64 rows, two blocks per multiprocessor: their phases interleave MMAs and softmax); a template parameter.
-constexpr int kBK = 64;           // keys per tile
+// Two block shapes, a template parameter (WARPS): 8 warps = 128 query rows over tiles of 64 keys (each
+// dequantized tile serves more queries: the faster one on the H200), or 4 warps = 64 rows over tiles of 32
+// keys (about half the shared memory: fits the 99 KB a block may use on sm_86/sm_89 cards).
+template <int WARPS>
+constexpr int keys_per_tile() {
+    return WARPS == 8 ? 64 : 32;
+}
 constexpr int kStageBytes = 64;   // per key row quarter: K codes [0, 32), V codes [32, 64)
 constexpr int kTileRows = 64;     // P_S partial sums and the split combine work on 64-row query tiles
 constexpr int kCombineThreads = 256;
@@ -89,6 +93,13 @@ __device__ __forceinline__ void cp_async_bytes(void* smem, const void* gmem, int
     }
 }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// 2^x on the special-function unit, flushing denormal results to zero (exp2f adds range fix-ups we do not
+// need: arguments are <= 0 after the running maximum is subtracted; 2^-inf = 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
@@ -192,6 +203,7 @@ struct TileInfo {
     int key0, T, slot, nkeys;
     bool current;
 };
+template <int kBK>
 __device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile, int tiles_per_segment, int n_seg) {
     TileInfo ti;
     const int seg = tile / tiles_per_segment;
@@ -209,6 +221,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
     const AttentionParams& p = args.p;
     constexpr int kThreads = WARPS * 32;
     constexpr int kBQ = 16 * WARPS;
+    constexpr int kBK = keys_per_tile<WARPS>();
     constexpr int kRows = 4 * kBK / kThreads;  // key row quarters per thread and tile: 1 or 2
     static_assert(kRows * kThreads == 4 * kBK, "threads cover the quarter rows of a tile");
     constexpr int kStride = HD + 8;  // bf16 row stride in shared memory (+16 bytes against bank conflicts)
@@ -449,7 +462,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
     };
 
     if (tile_begin < tile_end) {
-        const TileInfo first = tile_info(p, tile_begin, TS, n_seg);
+        const TileInfo first = tile_info<kBK>(p, tile_begin, TS, n_seg);
         issue(first, tile_begin & 1);
         finish(first, tile_begin & 1);
     }
@@ -489,13 +502,13 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
     float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.f, l_hi = 0.f, lc_lo = 0.f, lc_hi = 0.f;
     const float scale2 = p.alpha * kLog2e;
 
-    TileInfo cur = tile_begin < tile_end ? tile_info(p, tile_begin, TS, n_seg) : TileInfo{};
+    TileInfo cur = tile_begin < tile_end ? tile_info<kBK>(p, tile_begin, TS, n_seg) : TileInfo{};
     for (int tile = tile_begin; tile < tile_end; ++tile) {
         const int buf = tile & 1;
         const bool has_next = tile + 1 < tile_end;
         TileInfo next;
         if (has_next) {
-            next = tile_info(p, tile + 1, TS, n_seg);
+            next = tile_info<kBK>(p, tile + 1, TS, n_seg);
             issue(next, buf ^ 1);
         }
         const uint16_t* Kt = Kb + buf * kTile;
@@ -582,7 +595,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
             mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, off));
         }
         const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-        const float cf_lo = exp2f(m_lo - mn_lo), cf_hi = exp2f(m_hi - mn_hi);
+        const float cf_lo = fast_exp2(m_lo - mn_lo), cf_hi = fast_exp2(m_hi - mn_hi);
         m_lo = mn_lo;
         m_hi = mn_hi;
         l_lo *= cf_lo;
@@ -599,10 +612,10 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
         float sum_lo = 0.f, sum_hi = 0.f;
 #pragma unroll
         for (int nb = 0; nb < kBK / 8; ++nb) {
-            s[nb][0] = exp2f(s[nb][0] - m_lo);
-            s[nb][1] = exp2f(s[nb][1] - m_lo);
-            s[nb][2] = exp2f(s[nb][2] - m_hi);
-            s[nb][3] = exp2f(s[nb][3] - m_hi);
+            s[nb][0] = fast_exp2(s[nb][0] - m_lo);
+            s[nb][1] = fast_exp2(s[nb][1] - m_lo);
+            s[nb][2] = fast_exp2(s[nb][2] - m_hi);
+            s[nb][3] = fast_exp2(s[nb][3] - m_hi);
             sum_lo += s[nb][0] + s[nb][1];
             sum_hi += s[nb][2] + s[nb][3];
         }
@@ -736,7 +749,7 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs arg
 // (last) only when it runs.
 template <int HD, int WARPS>
 size_t smem_bytes(bool exact) {
-    const int bq = 16 * WARPS;
+    const int bq = 16 * WARPS, kBK = keys_per_tile<WARPS>();
     const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(bq + 4 * kBK) * (HD + 8);
     const size_t stage = static_cast<size_t>(4 * kBK) * kStageBytes;
     const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4);
@@ -744,17 +757,34 @@ size_t smem_bytes(bool exact) {
     return tiles + stage + small + bias;
 }
 
+// Shared memory a block may opt in to on device 0 (227 KB on sm_90, 163 KB on sm_80, 99 KB on sm_86/89).
+size_t smem_optin() {
+    static const size_t bytes = [] {
+        int b = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+        return static_cast<size_t>(b);
+    }();
+    return bytes;
+}
+
 template <int HD, int KBITS, int WARPS>
 void configure() {
+    // A shape this device cannot hold is never chosen (attention_query_block) and refused if forced.
+    const size_t need = std::min(smem_bytes<HD, WARPS>(true), smem_optin());
     CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem_bytes<HD, WARPS>(true))));
+                                    static_cast<int>(need)));
 }
 
 template <int HD, int KBITS, int WARPS>
 void launch(const KernelArgs& args, cudaStream_t stream) {
     const bool exact = KBITS < 16 && args.p.correction == 2;
+    if (smem_bytes<HD, WARPS>(exact) > smem_optin())
+        throw Error("CUDA attention: " + std::to_string(16 * WARPS) + "-row blocks need " + std::to_string(smem_bytes<HD, WARPS>(exact)) +
+                    " bytes of shared memory; this GPU gives a block " + std::to_string(smem_optin()));
     const dim3 grid((args.p.n_tokens + 16 * WARPS - 1) / (16 * WARPS), args.p.heads, args.p.splits);
-    attention_kernel<HD, KBITS, WARPS><<<grid, WARPS * 32, smem_bytes<HD, WARPS>(exact), stream>>>(args);
+    KernelArgs a = args;
+    a.tiles_per_segment = (a.p.n_tokens + keys_per_tile<WARPS>() - 1) / keys_per_tile<WARPS>();
+    attention_kernel<HD, KBITS, WARPS><<<grid, WARPS * 32, smem_bytes<HD, WARPS>(exact), stream>>>(a);
     CUDA_CHECK_LAUNCH("attention");
 }
 
@@ -777,11 +807,13 @@ int multiprocessors() {
     return count;
 }
 
-int attention_query_block(int n_tokens, int heads, int sms) {
-    // 128-row blocks dequantize each tile for twice the queries but run one block per multiprocessor;
-    // 64-row blocks run two, whose phases interleave. Measured on the H200 (docs/results): see README.
-    const int blocks128 = (n_tokens + 127) / 128 * heads;
-    return blocks128 >= 2 * sms ? 128 : 64;
+int attention_query_block(int n_tokens, int heads, int head_dim) {
+    // 128-row blocks where the device gives a block enough shared memory (the exact correction's bias tiles
+    // included): measured faster on the H200 at every shape of the README's table, default model included.
+    (void)n_tokens;
+    (void)heads;
+    const size_t big = head_dim == 64 ? smem_bytes<64, 8>(true) : smem_bytes<128, 8>(true);
+    return big <= smem_optin() ? 128 : 64;
 }
 
 int attention_splits(int n_tokens, int heads, int query_block, int sms) {
@@ -812,8 +844,8 @@ void attention(const AttentionParams& p, void* stream) {
     if (p.tokens_per_frame <= 0 || p.patch_cols <= 0 || p.tokens_per_frame % p.patch_cols)
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
     if (p.query_block != 0 && p.query_block != 64 && p.query_block != 128) throw Error("CUDA attention: query_block must be 0, 64 or 128");
-    KernelArgs args{p, attention_query_tiles(p.n_tokens), (p.n_tokens + kBK - 1) / kBK};
-    if (p.query_block == 0) args.p.query_block = attention_query_block(p.n_tokens, p.heads, multiprocessors());
+    KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
+    if (p.query_block == 0) args.p.query_block = attention_query_block(p.n_tokens, p.heads, p.head_dim);
     const cudaStream_t s = as_stream(stream);
     // The one place where runtime choices become template parameters: head size, key bits, block height.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;

@@ -45,7 +45,7 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
     cu::attention_init();
     const int sms = cu::multiprocessors();
     const int q_tiles = cu::attention_query_tiles(N);
-    const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, sms);
+    const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, hd);
     const int splits = cu::attention_splits(N, H, query_block, sms);
     cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
