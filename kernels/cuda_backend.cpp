@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "backend.h"
@@ -18,6 +19,7 @@
 #include "conditioning.h"
 #include "cuda_ops.h"
 #include "util/half.h"
+#include "util/offset_allocator.h"
 #include "util/rng.h"
 
 namespace kvw {
@@ -135,12 +137,77 @@ struct LayerWeights {
 
 class CudaBackendModel;
 
-// One cached chunk: every layer's K and V in one allocation, codes first (8-byte aligned sizes), then metadata.
+// Device memory of the KV cache: arenas (one cudaMalloc each, whole 2 MiB pages) carved into chunk slots by an
+// OffsetAllocator. Sized against an explicit budget: with the session's memory budget set, one arena of the
+// budget is reserved up front and playing never allocates again; without one, arenas of at least 64 MiB are
+// added as the history grows. used() is what the slots take (the engine's byte accounting, rounded up to
+// 256-byte slot alignment); reserved() what the arenas hold; measured() the drop of the device's free memory
+// when they were allocated (cudaMemGetInfo), i.e. the cache's footprint as the device sees it.
+class CachePool {
+public:
+    static constexpr size_t kPage = size_t{2} << 20;
+    static constexpr size_t kGrowth = size_t{64} << 20;
+
+    // Makes sure at least `bytes` are reserved (the budget); never shrinks.
+    void reserve(size_t bytes) {
+        if (bytes > reserved()) add_arena(bytes - reserved());
+    }
+    uint8_t* allocate(size_t bytes) {
+        for (auto& a : arenas_)
+            if (const auto off = a->alloc.allocate(bytes)) return a->buffer.as<uint8_t>() + *off;
+        add_arena(std::max(kGrowth, OffsetAllocator::aligned(bytes)));
+        return arenas_.back()->buffer.as<uint8_t>() + *arenas_.back()->alloc.allocate(bytes);
+    }
+    void release(uint8_t* p) {
+        for (auto& a : arenas_) {
+            uint8_t* base = a->buffer.as<uint8_t>();
+            if (p >= base && p < base + a->buffer.bytes()) return a->alloc.release(static_cast<size_t>(p - base));
+        }
+        throw Error("internal: a cache slot outside the pool");
+    }
+    size_t used() const {
+        size_t u = 0;
+        for (const auto& a : arenas_) u += a->alloc.used();
+        return u;
+    }
+    size_t reserved() const {
+        size_t r = 0;
+        for (const auto& a : arenas_) r += a->buffer.bytes();
+        return r;
+    }
+    size_t measured() const { return measured_; }
+
+private:
+    struct Arena {
+        explicit Arena(size_t bytes) : buffer(bytes), alloc(bytes) {}
+        cu::DeviceBuffer buffer;
+        OffsetAllocator alloc;
+    };
+    void add_arena(size_t bytes) {
+        bytes = (bytes + kPage - 1) / kPage * kPage;
+        size_t free0 = 0, free1 = 0, total = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free0, &total));
+        try {
+            arenas_.push_back(std::make_unique<Arena>(bytes));
+        } catch (const OutOfMemoryError&) {
+            throw OutOfMemoryError("KV cache: the GPU has no room for " + std::to_string(bytes >> 20) + " MiB more (the cache holds " +
+                                   std::to_string(used() >> 20) + " MiB in " + std::to_string(reserved() >> 20) +
+                                   " MiB reserved, " + std::to_string(free0 >> 20) +
+                                   " MiB free): set a memory budget, use fewer bits, or a smaller window and recall");
+        }
+        CUDA_CHECK(cudaMemGetInfo(&free1, &total));
+        measured_ += free0 > free1 ? free0 - free1 : 0;
+    }
+    std::vector<std::unique_ptr<Arena>> arenas_;
+    size_t measured_ = 0;
+};
+
+// One cached chunk: every layer's K and V in one pool range, codes first (16-byte multiples), then metadata.
 struct DeviceSlot {
-    cu::DeviceBuffer buffer;
+    uint8_t* base = nullptr;
+    size_t size = 0;
     std::vector<cu::PackedView> k, v;  // per layer
     SegmentLayout k_layout, v_layout;
-    size_t bytes() const { return buffer.bytes(); }
 };
 
 class CudaBackendSession final : public BackendSession {
@@ -153,8 +220,13 @@ public:
     void clear() override;
     std::vector<CacheBytes> slot_layer_bytes(int slot) const override;
     void reencode(const CacheSettings& settings) override;
+    bool device_cache_memory(DeviceCacheMemory* out) const override {
+        *out = DeviceCacheMemory{pool_.used(), pool_.reserved(), pool_.measured()};
+        return true;
+    }
 
 private:
+    size_t slot_bytes(const CacheSettings& s) const;  // one chunk, every layer
     void allocate_slot(int id, const CacheSettings& s);
     void upload_context(const ChunkJob& job);
     void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows);
@@ -169,7 +241,7 @@ private:
     cu::Stream stream_;
     cu::Gemm gemm_;
     std::map<int, DeviceSlot> slots_;
-    std::multimap<size_t, cu::DeviceBuffer> free_buffers_;  // recycled slot allocations by size
+    CachePool pool_;
     // Work buffers
     size_t frame_floats_ = 0;
     int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass
@@ -275,27 +347,24 @@ CudaBackendSession::~CudaBackendSession() {
     cudaStreamSynchronize(cu::as_stream(stream_.get()));
 }
 
+size_t CudaBackendSession::slot_bytes(const CacheSettings& s) const {
+    const ModelConfig& c = m_.config;
+    const SegmentLayout k = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    const SegmentLayout v = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    return (k.total_bytes() + v.total_bytes()) * static_cast<size_t>(c.depth);
+}
+
 void CudaBackendSession::allocate_slot(int id, const CacheSettings& s) {
     const ModelConfig& c = m_.config;
     DeviceSlot slot;
     slot.k_layout = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
     slot.v_layout = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
     const size_t per_layer = slot.k_layout.total_bytes() + slot.v_layout.total_bytes();
-    const size_t bytes = per_layer * static_cast<size_t>(c.depth);
-    auto it = free_buffers_.find(bytes);
-    if (it != free_buffers_.end()) {
-        slot.buffer = std::move(it->second);
-        free_buffers_.erase(it);
-    } else {
-        try {
-            slot.buffer = cu::DeviceBuffer(bytes);
-        } catch (const OutOfMemoryError&) {
-            free_buffers_.clear();  // give recycled buffers back and try once more
-            slot.buffer = cu::DeviceBuffer(bytes);
-        }
-    }
-    // Codes of every layer first (each a multiple of 8 bytes), then the fp16 metadata.
-    uint8_t* base = slot.buffer.as<uint8_t>();
+    slot.size = per_layer * static_cast<size_t>(c.depth);
+    slot.base = pool_.allocate(slot.size);
+    // Codes of every layer first (each a multiple of 16 bytes: the attention kernel's cp.async), then the fp16
+    // metadata.
+    uint8_t* base = slot.base;
     size_t off = 0;
     slot.k.resize(static_cast<size_t>(c.depth));
     slot.v.resize(static_cast<size_t>(c.depth));
@@ -321,8 +390,7 @@ void CudaBackendSession::allocate_slot(int id, const CacheSettings& s) {
 void CudaBackendSession::free_slot(int id) {
     auto it = slots_.find(id);
     if (it == slots_.end()) return;
-    const size_t bytes = it->second.bytes();
-    free_buffers_.emplace(bytes, std::move(it->second.buffer));
+    pool_.release(it->second.base);
     slots_.erase(it);
 }
 
@@ -377,7 +445,7 @@ void CudaBackendSession::reencode(const CacheSettings& settings) {
                 cu::copy_to_device(dst.steps, q.steps.data(), q.steps.size() * 2);
                 cu::copy_to_device(dst.offsets, q.offsets.data(), q.offsets.size() * 2);
             }
-        free_buffers_.emplace(old.bytes(), std::move(old.buffer));
+        pool_.release(old.base);
     }
 }
 
@@ -534,6 +602,11 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     if (steps + 1 > max_rows_) throw Error("at most " + std::to_string(max_rows_ - 1) + " denoising steps on the CUDA backend");
     ChunkJob j = job;
     j.steps = steps;
+    // The budget reserved at once, with room for each slot's rounding to the pool's 256-byte alignment.
+    if (job.cache_budget_bytes > 0) {
+        const size_t budget = static_cast<size_t>(job.cache_budget_bytes), slot = slot_bytes(job.cache);
+        pool_.reserve(budget + OffsetAllocator::kAlignment * (budget / slot + 2));
+    }
     const cudaStream_t st = cu::as_stream(stream_.get());
     // Per-chunk uploads: conditioning of every step and the cache pass, the context, the write targets.
     std::vector<float> times = steps > 0 ? sampler_times(steps, job.shift) : std::vector<float>{};

@@ -21,7 +21,9 @@ struct BenchRow {
     double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
     double denoise_ms = 0, cache_ms = 0, decode_ms = 0;
     uint64_t cache_bytes = 0;
-    int64_t device_cache_bytes = -1;  // CUDA: device memory taken by the cache (free-memory delta)
+    int64_t session_device_bytes = -1;  // CUDA: free-memory drop over the session's life (cache, activations, graphs)
+    bool pool = false;                   // CUDA: the cache pool's figures below are valid
+    DeviceCacheMemory pool_memory;
 };
 
 BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks) {
@@ -74,7 +76,8 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     row.cache_ms = row_stage[1];
     row.decode_ms = row_stage[2];
     size_t free1 = 0;
-    if (on_gpu && cuda_memory_info(&free1, &total)) row.device_cache_bytes = static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
+    if (on_gpu && cuda_memory_info(&free1, &total)) row.session_device_bytes = static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
+    row.pool = s.device_cache_memory(&row.pool_memory);
     return row;
 }
 
@@ -133,13 +136,19 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
                         r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share, r.fps, baseline / r.ms_chunk,
                         r.cache_bytes / 1e6);
             std::fflush(stdout);
-            if (r.device_cache_bytes >= 0)
-                std::printf("%-18s %-22s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms; "
-                            "cache %.2f MB by accounting, %.2f MB device-memory delta\n",
-                            "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, r.cache_bytes / 1e6, r.device_cache_bytes / 1e6);
+            if (r.pool)
+                std::printf("%-18s %-22s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms\n"
+                            "%-18s %-22s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot alignment); pool %.1f MB "
+                            "reserved, %.1f MB measured by the device; whole session %.1f MB\n",
+                            "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "", r.cache_bytes / 1e6,
+                            r.pool_memory.used / 1e6, 100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
+                            r.pool_memory.reserved / 1e6, r.pool_memory.measured / 1e6, r.session_device_bytes / 1e6);
             out.push_back({{"model", r.model}, {"backend", backend}, {"settings", r.settings}, {"ms_per_chunk", r.ms_chunk},
                            {"denoise_ms", r.denoise_ms}, {"cache_pass_ms", r.cache_ms}, {"decode_ms", r.decode_ms},
-                           {"device_cache_bytes", r.device_cache_bytes},
+                           {"session_device_bytes", r.session_device_bytes},
+                           {"pool_used_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.used) : -1},
+                           {"pool_reserved_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.reserved) : -1},
+                           {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
                            {"ms_per_forward", r.ms_forward}, {"attention_share", r.attention_share},
                            {"gemm_share", r.gemm_share}, {"generated_fps", r.fps}, {"speed_vs_bf16", baseline / r.ms_chunk},
                            {"cache_bytes", r.cache_bytes}});

@@ -43,6 +43,7 @@ struct ChunkJob {
     bool source_previous = false;  // x_1 = previous chunk's last frame + source_sigma * noise
     float source_sigma = 1.f;
     CacheSettings cache;
+    double cache_budget_bytes = 0;  // the session's memory budget (0: none): what the device pool reserves up front
     bool keep_device_frames = false;
     ProgressCallback progress;
 };
@@ -69,6 +70,8 @@ public:
     virtual std::vector<CacheBytes> slot_layer_bytes(int slot) const = 0;
     // Re-encode every stored slot into the new cache format.
     virtual void reencode(const CacheSettings& settings) = 0;
+    // Device memory of the cache (CUDA backend); false where the backend has none.
+    virtual bool device_cache_memory(DeviceCacheMemory*) const { return false; }
 };
 
 class BackendModel {

@@ -68,6 +68,7 @@ struct Session::Impl {
         job.source_previous = c.source_previous;
         job.source_sigma = c.source_sigma;
         job.cache = params.cache;
+        job.cache_budget_bytes = params.context.budget_bytes;
         job.keep_device_frames = params.keep_device_frames;
         return job;
     }
@@ -219,6 +220,8 @@ const SessionParams& Session::params() const { return impl_->params; }
 int Session::chunks_done() const { return impl_->chunks_done; }
 CameraPose Session::pose() const { return impl_->pose; }
 const Model& Session::model() const { return *impl_->model; }
+
+bool Session::device_cache_memory(DeviceCacheMemory* out) const { return impl_->backend->device_cache_memory(out); }
 
 CacheBytes Session::cache_bytes() const {
     CacheBytes b;

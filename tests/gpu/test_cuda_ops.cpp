@@ -460,3 +460,47 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         EXPECT_GT(psnr, 30.0) << cs.label();
     }
 }
+
+// ---- the cache's device memory: pool against the engine's accounting --------------------------------
+
+TEST(CudaBackend, CachePoolMatchesAccountingAndBudget) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const std::shared_ptr<Model> model = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
+    for (const double budget : {0.0, 3.5 * static_cast<double>(Session::predict_cache_bytes(cfg, CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1).total())}) {
+        SessionParams p;
+        p.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
+        p.context.budget_bytes = budget;
+        Session s(model, p);
+        const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+        std::vector<float> px = randn(n, 0.4f);
+        std::vector<Image> ctx;
+        for (int f = 0; f < cfg.chunk_frames; ++f) {
+            Image im(cfg.width, cfg.height);
+            for (size_t i = 0; i < im.rgb.size(); ++i) im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i % n]));
+            ctx.push_back(im);
+        }
+        std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames), FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+        std::vector<CameraPose> poses(acts.size());
+        s.start(ctx, acts, poses);
+        uint64_t reserved_after_first = 0;
+        for (int c = 0; c < 8; ++c) {
+            s.step(acts);
+            DeviceCacheMemory dm;
+            ASSERT_TRUE(s.device_cache_memory(&dm));
+            const uint64_t accounted = s.cache_bytes().total(), slots = static_cast<uint64_t>(c) + 2;
+            EXPECT_GE(dm.used, accounted);
+            EXPECT_LE(dm.used, accounted + 256 * slots) << "pool slots are the accounting rounded up to 256 bytes";
+            EXPECT_GE(dm.reserved, dm.used);
+            if (c == 0) reserved_after_first = dm.reserved;
+            if (budget > 0) {
+                EXPECT_LE(static_cast<double>(accounted), budget);
+                EXPECT_EQ(dm.reserved, reserved_after_first) << "with a budget the pool is reserved once and never grows";
+                EXPECT_GE(static_cast<double>(dm.reserved), budget);
+            }
+            if (c == 7)
+                std::printf("[memory] budget %.2f MB: accounting %.3f MB, pool slots %.3f MB, reserved %.1f MB, device-measured %.1f MB\n",
+                            budget / 1e6, accounted / 1e6, dm.used / 1e6, dm.reserved / 1e6, dm.measured / 1e6);
+        }
+    }
+}

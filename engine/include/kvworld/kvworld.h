@@ -87,6 +87,13 @@ struct CacheBytes {
     uint64_t total() const { return codes + metadata; }
 };
 
+// Device memory of the cache as the CUDA backend holds it (kernels/cuda_backend.cpp, CachePool).
+struct DeviceCacheMemory {
+    uint64_t used = 0;      // bytes of the live chunk slots (the accounting, each slot rounded up to 256 bytes)
+    uint64_t reserved = 0;  // bytes of the pool's arenas (whole 2 MiB pages; the budget when one is set)
+    uint64_t measured = 0;  // drop of the device's free memory when the arenas were allocated (cudaMemGetInfo)
+};
+
 struct StageTimes {
     double denoise_ms = 0;    // all sampling steps
     double cache_pass_ms = 0; // the pass that writes the chunk's K/V
@@ -171,6 +178,8 @@ public:
     int chunks_done() const;           // chunks generated or given, the start context included
     CameraPose pose() const;           // pose after the last frame
     CacheBytes cache_bytes() const;
+    // The cache's device memory on the CUDA backend; false on the CPU backend.
+    bool device_cache_memory(DeviceCacheMemory* out) const;
     const Model& model() const;
 
     // Bytes the cache would hold for `chunks` chunks at `settings` (no allocation).
