@@ -807,12 +807,12 @@ int multiprocessors() {
     return count;
 }
 
-int attention_query_block(int n_tokens, int heads, int head_dim) {
-    // 128-row blocks where the device gives a block enough shared memory (the exact correction's bias tiles
-    // included): measured faster on the H200 at every shape of the README's table, default model included.
+int attention_query_block(int n_tokens, int heads, int head_dim, bool exact) {
+    // 128-row blocks where the device gives a block enough shared memory for them (with the exact correction's
+    // bias tiles when it runs): measured faster on the H200 at every shape of the README's table.
     (void)n_tokens;
     (void)heads;
-    const size_t big = head_dim == 64 ? smem_bytes<64, 8>(true) : smem_bytes<128, 8>(true);
+    const size_t big = head_dim == 64 ? smem_bytes<64, 8>(exact) : smem_bytes<128, 8>(exact);
     return big <= smem_optin() ? 128 : 64;
 }
 
@@ -845,7 +845,8 @@ void attention(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
     if (p.query_block != 0 && p.query_block != 64 && p.query_block != 128) throw Error("CUDA attention: query_block must be 0, 64 or 128");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
-    if (p.query_block == 0) args.p.query_block = attention_query_block(p.n_tokens, p.heads, p.head_dim);
+    if (p.query_block == 0)
+        args.p.query_block = attention_query_block(p.n_tokens, p.heads, p.head_dim, p.key_fmt.quantized() && p.correction == 2);
     const cudaStream_t s = as_stream(stream);
     // The one place where runtime choices become template parameters: head size, key bits, block height.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;

@@ -45,8 +45,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
     cu::attention_init();
     const int sms = cu::multiprocessors();
     const int q_tiles = cu::attention_query_tiles(N);
-    const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, hd);
-    const int splits = cu::attention_splits(N, H, query_block, sms);
+    const int auto_block = cu::attention_query_block(N, H, hd);
+    const int splits = cu::attention_splits(N, H, s.query_block ? s.query_block : auto_block, sms);
     cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
     cu::DeviceBuffer n_seg(sizeof(int));
@@ -108,6 +108,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
         p.patch_cols = s.cols;
         p.out = out.as<uint16_t>();
         p.p_cache_partial = pc.as<float>();
+        const bool exact = cs.correction == Correction::Exact && cs.keys_quantized();
+        const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, hd, exact);
         p.query_block = query_block;
         p.splits = splits;
         if (splits > 1) {

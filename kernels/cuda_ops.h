@@ -156,7 +156,7 @@ struct AttentionParams {
 int attention_query_tiles(int n_tokens);
 int multiprocessors();  // of device 0
 // The block height attention() uses when query_block is 0, and the key-range splits that fill the GPU.
-int attention_query_block(int n_tokens, int heads, int head_dim);
+int attention_query_block(int n_tokens, int heads, int head_dim, bool exact = false);
 int attention_splits(int n_tokens, int heads, int query_block, int sms);
 size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int head_dim);
 // Sets the kernels' shared-memory limits; call once before launching (and before any graph capture).
