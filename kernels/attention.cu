@@ -37,12 +37,29 @@ namespace kvw::cuda {
 
 namespace {
 
-// Two block shapes, a template parameter (WARPS): 8 warps = 128 query rows over tiles of 64 keys (each
-// dequantized tile serves more queries: the faster one on the H200), or 4 warps = 64 rows over tiles of 32
-// keys (about half the shared memory: fits the 99 KB a block may use on sm_86/sm_89 cards).
-template <int WARPS>
-constexpr int keys_per_tile() {
-    return WARPS == 8 ? 64 : 32;
+// Block shapes, a template parameter (SHAPE): warps, m-tiles of 16 query rows per warp, keys per tile.
+//   0: 8 warps x 16 rows = 128 rows over 64-key tiles (one block per multiprocessor);
+//   1: 4 warps x 16 rows = 64 rows over 32-key tiles (about half the shared memory: fits the 99 KB a block may
+//      have on sm_86/sm_89 cards);
+//   2: 4 warps x 32 rows = 128 rows over 32-key tiles: each K/V fragment read from shared memory serves two
+//      m-tiles (half the shared-memory traffic per MMA), two blocks per multiprocessor.
+template <int SHAPE>
+struct BlockShape;
+template <>
+struct BlockShape<0> {
+    static constexpr int warps = 8, mtiles = 1, keys = 64;
+};
+template <>
+struct BlockShape<1> {
+    static constexpr int warps = 4, mtiles = 1, keys = 32;
+};
+template <>
+struct BlockShape<2> {
+    static constexpr int warps = 4, mtiles = 2, keys = 32;
+};
+template <int SHAPE>
+constexpr int rows_of() {
+    return 16 * BlockShape<SHAPE>::warps * BlockShape<SHAPE>::mtiles;
 }
 constexpr int kStageBytes = 64;   // per key row quarter: K codes [0, 32), V codes [32, 64)
 constexpr int kTileRows = 64;     // P_S partial sums and the split combine work on 64-row query tiles
@@ -216,12 +233,13 @@ __device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile
     return ti;
 }
 
-template <int HD, int KBITS, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kernel(KernelArgs args) {
+template <int HD, int KBITS, int SHAPE>
+__global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 : 2) attention_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
+    constexpr int WARPS = BlockShape<SHAPE>::warps, MT = BlockShape<SHAPE>::mtiles;
     constexpr int kThreads = WARPS * 32;
-    constexpr int kBQ = 16 * WARPS;
-    constexpr int kBK = keys_per_tile<WARPS>();
+    constexpr int kBQ = rows_of<SHAPE>();
+    constexpr int kBK = BlockShape<SHAPE>::keys;
     constexpr int kRows = 4 * kBK / kThreads;  // key row quarters per thread and tile: 1 or 2
     static_assert(kRows * kThreads == 4 * kBK, "threads cover the quarter rows of a tile");
     constexpr int kStride = HD + 8;  // bf16 row stride in shared memory (+16 bytes against bank conflicts)
@@ -468,38 +486,56 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
     }
     __syncthreads();  // Q tile and the first K/V tile
 
-    // Per-thread rows (within the tile) r_lo = warp*16 + g, r_hi = r_lo + 8.
-    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
-    uint32_t qf[HD / 16][4];
+    // Per-thread rows (within the block's tile) of m-tile mt: row(mt, 0) = warp*16*MT + mt*16 + g, row(mt, 1) = +8.
+    auto row_of = [&](int mt, int half) { return warp * 16 * MT + mt * 16 + g + 8 * half; };
+    // Q fragments: kept in registers with one m-tile per warp; with two, re-read from shared memory per tile
+    // (the registers go to the second accumulator).
+    uint32_t qf[MT == 1 ? HD / 16 : 1][4];
+    if constexpr (MT == 1) {
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; ++kk)
-        ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
+        for (int kk = 0; kk < HD / 16; ++kk)
+            ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
+    }
     // Token-layout Taylor: per row, ||q_g||^2 of each group, pre-scaled by alpha^2/24 * log2(e).
-    float qn_lo[4] = {0.f, 0.f, 0.f, 0.f}, qn_hi[4] = {0.f, 0.f, 0.f, 0.f};
+    float qn[MT][2][4];
     const int groups = kchan || !kKeyQuantized ? 0 : HD / group;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+#pragma unroll
+            for (int k = 0; k < 4; ++k) qn[mt][hf][k] = 0.f;
     if (corr == 1 && !kchan) {
         const float scale = taylor_coefficient(p.alpha) * kLog2e;
-        for (int c = 0; c < HD; ++c) {
-            const float a = bf16_to_f32(Qs[r_lo * kStride + c]), b = bf16_to_f32(Qs[r_hi * kStride + c]);
-            const int gi = c / group;
 #pragma unroll
-            for (int k = 0; k < 4; ++k)
-                if (k == gi) {
-                    qn_lo[k] += a * a;
-                    qn_hi[k] += b * b;
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int r = row_of(mt, hf);
+                for (int c = 0; c < HD; ++c) {
+                    const float a = bf16_to_f32(Qs[r * kStride + c]);
+                    const int gi = c / group;
+#pragma unroll
+                    for (int k = 0; k < 4; ++k)
+                        if (k == gi) qn[mt][hf][k] += a * a;
                 }
-        }
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            qn_lo[k] *= scale;
-            qn_hi[k] *= scale;
-        }
+                for (int k = 0; k < 4; ++k) qn[mt][hf][k] *= scale;
+            }
     }
 
-    float o[HD / 8][4];
+    float o[MT][HD / 8][4];
+    float m_run[MT][2], l_run[MT][2], lc_run[MT][2];  // running max (log2 units), sum, sum over cached keys
 #pragma unroll
-    for (int nb = 0; nb < HD / 8; ++nb) o[nb][0] = o[nb][1] = o[nb][2] = o[nb][3] = 0.f;
-    float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.f, l_hi = 0.f, lc_lo = 0.f, lc_hi = 0.f;
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int nb = 0; nb < HD / 8; ++nb) o[mt][nb][0] = o[mt][nb][1] = o[mt][nb][2] = o[mt][nb][3] = 0.f;
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            m_run[mt][hf] = -INFINITY;
+            l_run[mt][hf] = lc_run[mt][hf] = 0.f;
+        }
+    }
     const float scale2 = p.alpha * kLog2e;
 
     TileInfo cur = tile_begin < tile_end ? tile_info<kBK>(p, tile_begin, TS, n_seg) : TileInfo{};
@@ -516,126 +552,146 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
         const int nkeys = cur.nkeys, key0 = cur.key0;
         const bool corrected = !cur.current && corr != 0;
 
-        // ---- S = Q K^T on tensor cores ----
-        float s[kBK / 8][4];
+        // ---- S = Q K^T on tensor cores: each K fragment serves the warp's MT m-tiles ----
+        float s[MT][kBK / 8][4];
 #pragma unroll
-        for (int nb = 0; nb < kBK / 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int kk = 0; kk < HD / 16; ++kk)
+            for (int nb = 0; nb < kBK / 8; ++nb) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; ++kk) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (MT == 1) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) a[mt][i] = qf[kk][i];
+                } else {
+                    ldmatrix_x4(a[mt], Qs + (warp * 16 * MT + mt * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
+                }
+            }
 #pragma unroll
             for (int nb2 = 0; nb2 < kBK / 16; ++nb2) {
                 uint32_t b[4];
                 ldmatrix_x4(b, Kt + (nb2 * 16 + (lane % 8) + (lane / 16) * 8) * kStride + kk * 16 + ((lane / 8) & 1) * 8);
-                mma_16816(s[2 * nb2], qf[kk], b[0], b[1]);
-                mma_16816(s[2 * nb2 + 1], qf[kk], b[2], b[3]);
-            }
-        // ---- scale, correct, mask; online softmax ----
-        // One unrolled pass per kind of correction, chosen once per tile (uniform), so that each pass is a
-        // straight line: bias(j, b_lo, b_hi) gives the column's correction in log2 units for both rows.
-        float mx_lo = -INFINITY, mx_hi = -INFINITY;
-        auto scale_and_max = [&](auto bias) {
 #pragma unroll
-            for (int nb = 0; nb < kBK / 8; ++nb)
-#pragma unroll
-                for (int e1 = 0; e1 < 2; ++e1) {
-                    const int j = nb * 8 + 2 * tig + e1;
-                    float b_lo, b_hi;
-                    bias(j, b_lo, b_hi);
-                    s[nb][e1] = fmaf(s[nb][e1], scale2, -b_lo);
-                    s[nb][2 + e1] = fmaf(s[nb][2 + e1], scale2, -b_hi);
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816(s[mt][2 * nb2], a[mt], b[0], b[1]);
+                    mma_16816(s[mt][2 * nb2 + 1], a[mt], b[2], b[3]);
                 }
+            }
+        }
+        // ---- scale, correct, mask ----
+        // One unrolled pass per kind of correction, chosen once per tile (uniform), so that each pass is a
+        // straight line: bias(mt, j, b_lo, b_hi) gives the column's correction in log2 units for both rows.
+        auto scale_scores = [&](auto bias) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nb = 0; nb < kBK / 8; ++nb)
+#pragma unroll
+                    for (int e1 = 0; e1 < 2; ++e1) {
+                        float b_lo, b_hi;
+                        bias(mt, nb * 8 + 2 * tig + e1, b_lo, b_hi);
+                        s[mt][nb][e1] = fmaf(s[mt][nb][e1], scale2, -b_lo);
+                        s[mt][nb][2 + e1] = fmaf(s[mt][nb][2 + e1], scale2, -b_hi);
+                    }
         };
         if (!corrected) {
-            scale_and_max([](int, float& b_lo, float& b_hi) { b_lo = b_hi = 0.f; });
+            scale_scores([](int, int, float& b_lo, float& b_hi) { b_lo = b_hi = 0.f; });
         } else if (corr == 2) {
             const float* bias = bias_tile + buf * kBQ * (kBK + 4);
-            scale_and_max([&](int j, float& b_lo, float& b_hi) {
-                b_lo = bias[r_lo * (kBK + 4) + j];
-                b_hi = bias[r_hi * (kBK + 4) + j];
+            scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
+                b_lo = bias[row_of(mt, 0) * (kBK + 4) + j];
+                b_hi = bias[row_of(mt, 1) * (kBK + 4) + j];
             });
         } else if (kchan) {
-            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+            scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
                 const int lb = (key0 + j) / group - key0 / group;
-                b_lo = block_bias[(buf * kBQ + r_lo) * 2 + lb];
-                b_hi = block_bias[(buf * kBQ + r_hi) * 2 + lb];
+                b_lo = block_bias[(buf * kBQ + row_of(mt, 0)) * 2 + lb];
+                b_hi = block_bias[(buf * kBQ + row_of(mt, 1)) * 2 + lb];
             });
         } else if (groups == 1) {
-            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+            scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
                 const float s2 = kstep[(buf * kBK + j) * 4];  // step^2
-                b_lo = qn_lo[0] * s2;
-                b_hi = qn_hi[0] * s2;
+                b_lo = qn[mt][0][0] * s2;
+                b_hi = qn[mt][1][0] * s2;
             });
         } else {
-            scale_and_max([&](int j, float& b_lo, float& b_hi) {
+            scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
                 const float4 st = *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);  // step^2 per group
                 const float s2[4] = {st.x, st.y, st.z, st.w};
                 b_lo = b_hi = 0.f;
 #pragma unroll
                 for (int k = 0; k < 4; ++k)
                     if (k < groups) {
-                        b_lo = fmaf(qn_lo[k], s2[k], b_lo);
-                        b_hi = fmaf(qn_hi[k], s2[k], b_hi);
+                        b_lo = fmaf(qn[mt][0][k], s2[k], b_lo);
+                        b_hi = fmaf(qn[mt][1][k], s2[k], b_hi);
                     }
             });
         }
         if (nkeys < kBK) {  // the segment's ragged last tile
 #pragma unroll
-            for (int nb = 0; nb < kBK / 8; ++nb)
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int e1 = 0; e1 < 2; ++e1)
-                    if (nb * 8 + 2 * tig + e1 >= nkeys) s[nb][e1] = s[nb][2 + e1] = -INFINITY;
-        }
+                for (int nb = 0; nb < kBK / 8; ++nb)
 #pragma unroll
-        for (int nb = 0; nb < kBK / 8; ++nb) {
-            mx_lo = fmaxf(mx_lo, fmaxf(s[nb][0], s[nb][1]));
-            mx_hi = fmaxf(mx_hi, fmaxf(s[nb][2], s[nb][3]));
+                    for (int e1 = 0; e1 < 2; ++e1)
+                        if (nb * 8 + 2 * tig + e1 >= nkeys) s[mt][nb][e1] = s[mt][nb][2 + e1] = -INFINITY;
         }
-        for (int off = 1; off < 4; off <<= 1) {
-            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, off));
-            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, off));
-        }
-        const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-        const float cf_lo = fast_exp2(m_lo - mn_lo), cf_hi = fast_exp2(m_hi - mn_hi);
-        m_lo = mn_lo;
-        m_hi = mn_hi;
-        l_lo *= cf_lo;
-        l_hi *= cf_hi;
-        lc_lo *= cf_lo;
-        lc_hi *= cf_hi;
+        // ---- online softmax per row ----
 #pragma unroll
-        for (int nb = 0; nb < HD / 8; ++nb) {
-            o[nb][0] *= cf_lo;
-            o[nb][1] *= cf_lo;
-            o[nb][2] *= cf_hi;
-            o[nb][3] *= cf_hi;
-        }
-        float sum_lo = 0.f, sum_hi = 0.f;
+        for (int mt = 0; mt < MT; ++mt) {
+            float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int nb = 0; nb < kBK / 8; ++nb) {
-            s[nb][0] = fast_exp2(s[nb][0] - m_lo);
-            s[nb][1] = fast_exp2(s[nb][1] - m_lo);
-            s[nb][2] = fast_exp2(s[nb][2] - m_hi);
-            s[nb][3] = fast_exp2(s[nb][3] - m_hi);
-            sum_lo += s[nb][0] + s[nb][1];
-            sum_hi += s[nb][2] + s[nb][3];
+            for (int nb = 0; nb < kBK / 8; ++nb) {
+                mx[0] = fmaxf(mx[0], fmaxf(s[mt][nb][0], s[mt][nb][1]));
+                mx[1] = fmaxf(mx[1], fmaxf(s[mt][nb][2], s[mt][nb][3]));
+            }
+            float sum[2] = {0.f, 0.f};
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                for (int off = 1; off < 4; off <<= 1) mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], off));
+                const float mn = fmaxf(m_run[mt][hf], mx[hf]);
+                const float cf = fast_exp2(m_run[mt][hf] - mn);
+                m_run[mt][hf] = mn;
+                l_run[mt][hf] *= cf;
+                lc_run[mt][hf] *= cf;
+#pragma unroll
+                for (int nb = 0; nb < HD / 8; ++nb) {
+                    o[mt][nb][2 * hf] *= cf;
+                    o[mt][nb][2 * hf + 1] *= cf;
+                }
+#pragma unroll
+                for (int nb = 0; nb < kBK / 8; ++nb) {
+                    s[mt][nb][2 * hf] = fast_exp2(s[mt][nb][2 * hf] - mn);
+                    s[mt][nb][2 * hf + 1] = fast_exp2(s[mt][nb][2 * hf + 1] - mn);
+                    sum[hf] += s[mt][nb][2 * hf] + s[mt][nb][2 * hf + 1];
+                }
+                l_run[mt][hf] += sum[hf];
+                if (!cur.current) lc_run[mt][hf] += sum[hf];
+            }
         }
-        l_lo += sum_lo;
-        l_hi += sum_hi;
-        if (!cur.current) {
-            lc_lo += sum_lo;
-            lc_hi += sum_hi;
-        }
-        // ---- O += P V on tensor cores (P from the S registers, V via ldmatrix.trans) ----
+        // ---- O += P V on tensor cores (P from the S registers, V via ldmatrix.trans, shared by the m-tiles) ----
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {
-            const uint32_t a[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                                   pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                a[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                a[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                a[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                a[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
 #pragma unroll
             for (int nb2 = 0; nb2 < HD / 16; ++nb2) {
                 uint32_t b[4];
                 ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + nb2 * 16 + (lane / 16) * 8);
-                mma_16816(o[2 * nb2], a, b[0], b[1]);
-                mma_16816(o[2 * nb2 + 1], a, b[2], b[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816(o[mt][2 * nb2], a[mt], b[0], b[1]);
+                    mma_16816(o[mt][2 * nb2 + 1], a[mt], b[2], b[3]);
+                }
             }
         }
         if (has_next) {
@@ -646,53 +702,50 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 2 : 1) attention_kern
     }
 
     // ---- finish: row sums across the quad, normalise, write ----
-    for (int off = 1; off < 4; off <<= 1) {
-        l_lo += __shfl_xor_sync(0xffffffffu, l_lo, off);
-        l_hi += __shfl_xor_sync(0xffffffffu, l_hi, off);
-        lc_lo += __shfl_xor_sync(0xffffffffu, lc_lo, off);
-        lc_hi += __shfl_xor_sync(0xffffffffu, lc_hi, off);
+    float ps_warp = 0.f;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf)
+            for (int off = 1; off < 4; off <<= 1) {
+                l_run[mt][hf] += __shfl_xor_sync(0xffffffffu, l_run[mt][hf], off);
+                lc_run[mt][hf] += __shfl_xor_sync(0xffffffffu, lc_run[mt][hf], off);
+            }
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+            const float inv = l_run[mt][hf] > 0.f ? 1.f / l_run[mt][hf] : 0.f;
+            const int row = q0 + row_of(mt, hf);
+            if (row >= N) continue;
+            if (p.splits == 1) {
+#pragma unroll
+                for (int nb = 0; nb < HD / 8; ++nb)
+                    *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(row) * D + h * HD + nb * 8 + 2 * tig) =
+                        pack_bf16x2(o[mt][nb][2 * hf] * inv, o[mt][nb][2 * hf + 1] * inv);
+                if (tig == 0) ps_warp += lc_run[mt][hf] * inv;
+            } else {
+                // Partial results of this key range: O / l and the row statistics, merged by combine_kernel.
+                float* so = p.split_o + ((static_cast<size_t>(split) * p.heads + h) * N) * HD;
+                float* st = p.split_stats + ((static_cast<size_t>(split) * p.heads + h) * N) * 3;
+#pragma unroll
+                for (int nb = 0; nb < HD / 8; ++nb)
+                    *reinterpret_cast<float2*>(so + static_cast<size_t>(row) * HD + nb * 8 + 2 * tig) =
+                        make_float2(o[mt][nb][2 * hf] * inv, o[mt][nb][2 * hf + 1] * inv);
+                if (tig == 0) {
+                    st[row * 3] = m_run[mt][hf];
+                    st[row * 3 + 1] = l_run[mt][hf];
+                    st[row * 3 + 2] = lc_run[mt][hf];
+                }
+            }
+        }
     }
-    const float inv_lo = l_lo > 0.f ? 1.f / l_lo : 0.f, inv_hi = l_hi > 0.f ? 1.f / l_hi : 0.f;
-    const int row_lo = q0 + r_lo, row_hi = q0 + r_hi;
-    if (p.splits == 1) {
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; ++nb) {
-            const int c = h * HD + nb * 8 + 2 * tig;
-            if (row_lo < N) *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(row_lo) * D + c) = pack_bf16x2(o[nb][0] * inv_lo, o[nb][1] * inv_lo);
-            if (row_hi < N) *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(row_hi) * D + c) = pack_bf16x2(o[nb][2] * inv_hi, o[nb][3] * inv_hi);
-        }
-        if (p.p_cache_partial) {
-            float ps = 0.f;
-            if (tig == 0) ps = (row_lo < N ? lc_lo * inv_lo : 0.f) + (row_hi < N ? lc_hi * inv_hi : 0.f);
-            for (int off = 16; off; off >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, off);
-            if (lane == 0) atomicAdd(&ps_acc[warp * 16 / kTileRows], ps);
-            __syncthreads();
-            // One partial sum per 64-row query tile, whatever the block's height.
-            const int t64 = q_tile * (kBQ / kTileRows) + static_cast<int>(threadIdx.x);
-            if (threadIdx.x < kBQ / kTileRows && t64 < args.q_tiles) p.p_cache_partial[h * args.q_tiles + t64] = ps_acc[threadIdx.x];
-        }
-    } else {
-        // Partial results of this key range: O / l and the row statistics, merged by combine_kernel.
-        float* so = p.split_o + ((static_cast<size_t>(split) * p.heads + h) * N) * HD;
-        float* st = p.split_stats + ((static_cast<size_t>(split) * p.heads + h) * N) * 3;
-#pragma unroll
-        for (int nb = 0; nb < HD / 8; ++nb) {
-            const int c = nb * 8 + 2 * tig;
-            if (row_lo < N) *reinterpret_cast<float2*>(so + static_cast<size_t>(row_lo) * HD + c) = make_float2(o[nb][0] * inv_lo, o[nb][1] * inv_lo);
-            if (row_hi < N) *reinterpret_cast<float2*>(so + static_cast<size_t>(row_hi) * HD + c) = make_float2(o[nb][2] * inv_hi, o[nb][3] * inv_hi);
-        }
-        if (tig == 0) {
-            if (row_lo < N) {
-                st[row_lo * 3] = m_lo;
-                st[row_lo * 3 + 1] = l_lo;
-                st[row_lo * 3 + 2] = lc_lo;
-            }
-            if (row_hi < N) {
-                st[row_hi * 3] = m_hi;
-                st[row_hi * 3 + 1] = l_hi;
-                st[row_hi * 3 + 2] = lc_hi;
-            }
-        }
+    if (p.splits == 1 && p.p_cache_partial) {
+        // A warp's rows lie in one 64-row query tile (16 * MT <= 64 and aligned).
+        for (int off = 16; off; off >>= 1) ps_warp += __shfl_xor_sync(0xffffffffu, ps_warp, off);
+        if (lane == 0) atomicAdd(&ps_acc[warp * 16 * MT / kTileRows], ps_warp);
+        __syncthreads();
+        // One partial sum per 64-row query tile, whatever the block's height.
+        const int t64 = q_tile * (kBQ / kTileRows) + static_cast<int>(threadIdx.x);
+        if (threadIdx.x < kBQ / kTileRows && t64 < args.q_tiles) p.p_cache_partial[h * args.q_tiles + t64] = ps_acc[threadIdx.x];
     }
 }
 
@@ -747,9 +800,9 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs arg
 
 // Dynamic shared memory of attention_kernel<HD, *>, in the kernel's order; the exact correction's bias tiles
 // (last) only when it runs.
-template <int HD, int WARPS>
+template <int HD, int SHAPE>
 size_t smem_bytes(bool exact) {
-    const int bq = 16 * WARPS, kBK = keys_per_tile<WARPS>();
+    const int bq = rows_of<SHAPE>(), kBK = BlockShape<SHAPE>::keys;
     const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(bq + 4 * kBK) * (HD + 8);
     const size_t stage = static_cast<size_t>(4 * kBK) * kStageBytes;
     const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4);
@@ -767,31 +820,33 @@ size_t smem_optin() {
     return bytes;
 }
 
-template <int HD, int KBITS, int WARPS>
+template <int HD, int KBITS, int SHAPE>
 void configure() {
     // A shape this device cannot hold is never chosen (attention_query_block) and refused if forced.
-    const size_t need = std::min(smem_bytes<HD, WARPS>(true), smem_optin());
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const size_t need = std::min(smem_bytes<HD, SHAPE>(true), smem_optin());
+    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(need)));
 }
 
-template <int HD, int KBITS, int WARPS>
+template <int HD, int KBITS, int SHAPE>
 void launch(const KernelArgs& args, cudaStream_t stream) {
     const bool exact = KBITS < 16 && args.p.correction == 2;
-    if (smem_bytes<HD, WARPS>(exact) > smem_optin())
-        throw Error("CUDA attention: " + std::to_string(16 * WARPS) + "-row blocks need " + std::to_string(smem_bytes<HD, WARPS>(exact)) +
+    if (smem_bytes<HD, SHAPE>(exact) > smem_optin())
+        throw Error("CUDA attention: block shape " + std::to_string(SHAPE) + " needs " + std::to_string(smem_bytes<HD, SHAPE>(exact)) +
                     " bytes of shared memory; this GPU gives a block " + std::to_string(smem_optin()));
-    const dim3 grid((args.p.n_tokens + 16 * WARPS - 1) / (16 * WARPS), args.p.heads, args.p.splits);
+    constexpr int rows = rows_of<SHAPE>(), keys = BlockShape<SHAPE>::keys;
+    const dim3 grid((args.p.n_tokens + rows - 1) / rows, args.p.heads, args.p.splits);
     KernelArgs a = args;
-    a.tiles_per_segment = (a.p.n_tokens + keys_per_tile<WARPS>() - 1) / keys_per_tile<WARPS>();
-    attention_kernel<HD, KBITS, WARPS><<<grid, WARPS * 32, smem_bytes<HD, WARPS>(exact), stream>>>(a);
+    a.tiles_per_segment = (a.p.n_tokens + keys - 1) / keys;
+    attention_kernel<HD, KBITS, SHAPE><<<grid, BlockShape<SHAPE>::warps * 32, smem_bytes<HD, SHAPE>(exact), stream>>>(a);
     CUDA_CHECK_LAUNCH("attention");
 }
 
 template <int HD, int KBITS>
-void configure_both() {
-    configure<HD, KBITS, 4>();
-    configure<HD, KBITS, 8>();
+void configure_shapes() {
+    configure<HD, KBITS, 0>();
+    configure<HD, KBITS, 1>();
+    configure<HD, KBITS, 2>();
 }
 
 }  // namespace
@@ -807,26 +862,27 @@ int multiprocessors() {
     return count;
 }
 
-int attention_query_block(int n_tokens, int heads, int head_dim, bool exact) {
-    // 128-row blocks where the device gives a block enough shared memory for them (with the exact correction's
-    // bias tiles when it runs): measured faster on the H200 at every shape of the README's table.
-    (void)n_tokens;
-    (void)heads;
-    const size_t big = head_dim == 64 ? smem_bytes<64, 8>(exact) : smem_bytes<128, 8>(exact);
-    return big <= smem_optin() ? 128 : 64;
+int attention_block_shape(int head_dim, bool exact) {
+    // Shape 2 where the device gives a block enough shared memory for it (with the exact correction's bias tiles
+    // when it runs), else shape 1 (README: bench-attention --block-shape on the H200).
+    const size_t big = head_dim == 64 ? smem_bytes<64, 2>(exact) : smem_bytes<128, 2>(exact);
+    return big <= smem_optin() ? 2 : 1;
 }
 
-int attention_splits(int n_tokens, int heads, int query_block, int sms) {
-    const int blocks = (n_tokens + query_block - 1) / query_block * heads;
-    const int resident = query_block == 64 ? 2 : 1;  // blocks per multiprocessor
+int attention_block_rows(int shape) { return shape == 0 ? rows_of<0>() : shape == 1 ? rows_of<1>() : rows_of<2>(); }
+
+int attention_splits(int n_tokens, int heads, int shape, int sms) {
+    const int rows = attention_block_rows(shape);
+    const int blocks = (n_tokens + rows - 1) / rows * heads;
+    const int resident = shape == 0 ? 1 : 2;  // blocks per multiprocessor (launch bounds)
     return std::clamp(sms * resident / std::max(1, blocks), 1, 8);
 }
 
 void attention_init() {
     static std::once_flag once;
     std::call_once(once, [] {
-        configure_both<64, 16>(), configure_both<64, 8>(), configure_both<64, 4>(), configure_both<64, 2>();
-        configure_both<128, 16>(), configure_both<128, 8>(), configure_both<128, 4>(), configure_both<128, 2>();
+        configure_shapes<64, 16>(), configure_shapes<64, 8>(), configure_shapes<64, 4>(), configure_shapes<64, 2>();
+        configure_shapes<128, 16>(), configure_shapes<128, 8>(), configure_shapes<128, 4>(), configure_shapes<128, 2>();
     });
 }
 
@@ -843,20 +899,18 @@ void attention(const AttentionParams& p, void* stream) {
     if (p.value_fmt.quantized() && p.value_fmt.group > p.head_dim) throw Error("CUDA attention: value group larger than the head");
     if (p.tokens_per_frame <= 0 || p.patch_cols <= 0 || p.tokens_per_frame % p.patch_cols)
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
-    if (p.query_block != 0 && p.query_block != 64 && p.query_block != 128) throw Error("CUDA attention: query_block must be 0, 64 or 128");
+    if (p.block_shape < -1 || p.block_shape > 2) throw Error("CUDA attention: block_shape must be -1, 0, 1 or 2");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
-    if (p.query_block == 0)
-        args.p.query_block = attention_query_block(p.n_tokens, p.heads, p.head_dim, p.key_fmt.quantized() && p.correction == 2);
+    const int shape = p.block_shape >= 0 ? p.block_shape : attention_block_shape(p.head_dim, p.key_fmt.quantized() && p.correction == 2);
     const cudaStream_t s = as_stream(stream);
-    // The one place where runtime choices become template parameters: head size, key bits, block height.
+    // The one place where runtime choices become template parameters: head size, key bits, block shape.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;
-    const int w = args.p.query_block / 16;
-#define KVW_ATTN_CASE(HDV, KB, WV) \
-    if (p.head_dim == HDV && kb == KB && w == WV) launch<HDV, KB, WV>(args, s)
-#define KVW_ATTN_CASES(WV)                                                                                          \
-    KVW_ATTN_CASE(64, 16, WV); else KVW_ATTN_CASE(64, 8, WV); else KVW_ATTN_CASE(64, 4, WV); else KVW_ATTN_CASE(64, 2, WV); \
-    else KVW_ATTN_CASE(128, 16, WV); else KVW_ATTN_CASE(128, 8, WV); else KVW_ATTN_CASE(128, 4, WV); else KVW_ATTN_CASE(128, 2, WV)
-    KVW_ATTN_CASES(4); else KVW_ATTN_CASES(8);
+#define KVW_ATTN_CASE(HDV, KB, SV) \
+    if (p.head_dim == HDV && kb == KB && shape == SV) launch<HDV, KB, SV>(args, s)
+#define KVW_ATTN_CASES(SV)                                                                                          \
+    KVW_ATTN_CASE(64, 16, SV); else KVW_ATTN_CASE(64, 8, SV); else KVW_ATTN_CASE(64, 4, SV); else KVW_ATTN_CASE(64, 2, SV); \
+    else KVW_ATTN_CASE(128, 16, SV); else KVW_ATTN_CASE(128, 8, SV); else KVW_ATTN_CASE(128, 4, SV); else KVW_ATTN_CASE(128, 2, SV)
+    KVW_ATTN_CASES(0); else KVW_ATTN_CASES(1); else KVW_ATTN_CASES(2);
     else throw Error("CUDA attention: unsupported key bits " + std::to_string(kb));
 #undef KVW_ATTN_CASES
 #undef KVW_ATTN_CASE

@@ -45,8 +45,7 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
     cu::attention_init();
     const int sms = cu::multiprocessors();
     const int q_tiles = cu::attention_query_tiles(N);
-    const int auto_block = cu::attention_query_block(N, H, hd);
-    const int splits = cu::attention_splits(N, H, s.query_block ? s.query_block : auto_block, sms);
+    const int splits = cu::attention_splits(N, H, s.block_shape >= 0 ? s.block_shape : cu::attention_block_shape(hd), sms);
     cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
     cu::DeviceBuffer n_seg(sizeof(int));
@@ -109,8 +108,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
         p.out = out.as<uint16_t>();
         p.p_cache_partial = pc.as<float>();
         const bool exact = cs.correction == Correction::Exact && cs.keys_quantized();
-        const int query_block = s.query_block ? s.query_block : cu::attention_query_block(N, H, hd, exact);
-        p.query_block = query_block;
+        const int shape = s.block_shape >= 0 ? s.block_shape : cu::attention_block_shape(hd, exact);
+        p.block_shape = shape;
         p.splits = splits;
         if (splits > 1) {
             p.split_o = ws.as<float>();
@@ -127,7 +126,7 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
         AttentionBenchRow r;
         r.shape = s.name;
         r.format = cs.label();
-        r.query_block = query_block;
+        r.block_shape = shape;
         r.splits = splits;
         r.queries = N;
         r.keys = (s.n_ctx + 1) * N;

@@ -328,7 +328,7 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_pc_ = PinnedBuffer(pc_.bytes());
     // Split the key range when the query tiles alone leave the GPU's multiprocessors idle.
     const int sms = cu::multiprocessors();
-    splits_ = cu::attention_splits(static_cast<int>(N), c.heads, cu::attention_query_block(static_cast<int>(N), c.heads, c.head_dim), sms);
+    splits_ = cu::attention_splits(static_cast<int>(N), c.heads, cu::attention_block_shape(c.head_dim), sms);
     if (splits_ > 1) split_ws_ = cu::DeviceBuffer(cu::attention_split_workspace_floats(splits_, c.heads, static_cast<int>(N), c.head_dim) * 4);
     segments_ = cu::DeviceBuffer(static_cast<size_t>(c.depth) * kMaxContextChunks * sizeof(cu::SegmentDesc));
     h_segments_ = PinnedBuffer(segments_.bytes());

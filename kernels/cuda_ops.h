@@ -147,7 +147,7 @@ struct AttentionParams {
     int chunk_frames = 0, tokens_per_frame = 0, patch_cols = 0;
     uint16_t* out = nullptr;        // bf16 [n_tokens x heads*hd]
     float* p_cache_partial = nullptr;  // [heads * q_tiles] sums of P_S over the tile's rows (may be null)
-    int query_block = 0;            // query rows per thread block: 64, 128, or 0 for attention_query_block's choice
+    int block_shape = -1;           // 0, 1, 2 (attention.cu: BlockShape); -1: attention_block_shape's choice
     int splits = 1;                 // key-range splits (flash-decoding); >1 needs the workspace below
     float* split_o = nullptr;       // [splits][heads][n_tokens][hd]
     float* split_stats = nullptr;   // [splits][heads][n_tokens][3]: max, sum, cached sum
@@ -155,9 +155,11 @@ struct AttentionParams {
 // 64-row query tiles: the length of p_cache_partial per head, whatever the block height.
 int attention_query_tiles(int n_tokens);
 int multiprocessors();  // of device 0
-// The block height attention() uses when query_block is 0, and the key-range splits that fill the GPU.
-int attention_query_block(int n_tokens, int heads, int head_dim, bool exact = false);
-int attention_splits(int n_tokens, int heads, int query_block, int sms);
+// The block shape attention() uses when block_shape is -1, its query rows, and the key-range splits that
+// fill the GPU with it.
+int attention_block_shape(int head_dim, bool exact = false);
+int attention_block_rows(int shape);
+int attention_splits(int n_tokens, int heads, int shape, int sms);
 size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int head_dim);
 // Sets the kernels' shared-memory limits; call once before launching (and before any graph capture).
 void attention_init();

@@ -51,7 +51,7 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
 int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::string& mode, int traces, int frames,
              const std::string& bits_list, const std::string& groups_list, const std::string& layouts_list,
              const std::string& corrections_list, bool full_grid, int long_frames, uint64_t world_base);
-int run_bench_attention(const std::string& shapes, int iters, int query_block, const std::string& json_out);
+int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out);
 int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_path, int chunks,
               const std::string& json_out);
 

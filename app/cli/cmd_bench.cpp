@@ -162,13 +162,13 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
 
 namespace kvw::cli {
 
-int run_bench_attention(const std::string& shapes, int iters, int query_block, const std::string& json_out) {
+int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out) {
     std::vector<AttentionBenchShape> list;
     if (shapes.find("default") != std::string::npos) list.push_back({"default (3x128, 1024 q, 6144 k)", 3, 128, 4, 16, 16, 5});
     if (shapes.find("hy-worldplay-8b") != std::string::npos)
         list.push_back({"HY-WorldPlay-8B (16x128, 6240 q, 37440 k)", 16, 128, 4, 30, 52, 5});
     if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
-    for (AttentionBenchShape& s : list) s.query_block = query_block;
+    for (AttentionBenchShape& s : list) s.block_shape = block_shape;
     const std::vector<CacheSettings> formats = {
         {16, 16, 64, KeyLayout::Token, Correction::Off},
         {8, 8, 64, KeyLayout::Token, Correction::Off},     {8, 8, 64, KeyLayout::Token, Correction::Taylor},
@@ -178,14 +178,14 @@ int run_bench_attention(const std::string& shapes, int iters, int query_block, c
         {2, 2, 64, KeyLayout::Token, Correction::Taylor},  {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
     };
     json out = json::array();
-    std::printf("%-44s %-24s %9s %9s %8s %6s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16", "block");
+    std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16", "block/splits");
     for (const AttentionBenchShape& s : list) {
         const std::vector<AttentionBenchRow> rows = bench_attention(s, formats, iters);
         for (const AttentionBenchRow& r : rows) {
-            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %3dx%d\n", r.shape.c_str(), r.format.c_str(), r.ms, r.tflops, rows[0].ms / r.ms,
-                        r.query_block, r.splits);
+            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d\n", r.shape.c_str(), r.format.c_str(), r.ms, r.tflops, rows[0].ms / r.ms,
+                        r.block_shape, r.splits);
             out.push_back({{"shape", r.shape}, {"format", r.format}, {"queries", r.queries}, {"keys", r.keys}, {"ms", r.ms},
-                           {"tflops", r.tflops}, {"speed_vs_bf16", rows[0].ms / r.ms}, {"query_block", r.query_block},
+                           {"tflops", r.tflops}, {"speed_vs_bf16", rows[0].ms / r.ms}, {"block_shape", r.block_shape},
                            {"splits", r.splits}});
         }
     }

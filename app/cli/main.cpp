@@ -70,12 +70,13 @@ int main(int argc, char** argv) {
     eval->add_option("--world-base", eval_world_base, "First held-out world seed (training uses 1000..)");
 
     std::string ba_shapes = "default,hy-worldplay-8b", ba_json;
-    int ba_iters = 20, ba_query_block = 0;
+    int ba_iters = 20, ba_block_shape = -1;
     auto* bench_attn = app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
     bench_attn->add_option("--shapes", ba_shapes, "default, hy-worldplay-8b");
     bench_attn->add_option("--iters", ba_iters, "Timed launches per format")->check(CLI::Range(1, 10000));
-    bench_attn->add_option("--query-block", ba_query_block, "Query rows per thread block: 64, 128, or 0 for the kernel's choice")
-        ->check(CLI::IsMember({0, 64, 128}));
+    bench_attn->add_option("--block-shape", ba_block_shape,
+                           "Kernel block shape: 0 (8 warps x 16 rows), 1 (4 x 16), 2 (4 x 32); -1: the kernel's choice")
+        ->check(CLI::Range(-1, 2));
     bench_attn->add_option("--json", ba_json, "Also write the results as JSON");
 
     std::string info_model;
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
         if (*eval)
             return cli::run_eval(eval_flags, eval_out, eval_mode, eval_traces, eval_frames, eval_bits, eval_groups, eval_layouts, eval_corr,
                                  eval_full, eval_long, eval_world_base);
-        if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_query_block, ba_json);
+        if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
         if (*bench) return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
         if (*info) {
             cli::SessionFlags f;

@@ -90,12 +90,12 @@ bool cuda_backend_available(std::string* why_not);
 struct AttentionBenchShape {
     std::string name;
     int heads = 0, head_dim = 0, chunk_frames = 0, rows = 0, cols = 0, n_ctx = 0;
-    int query_block = 0;  // query rows per thread block (64 or 128); 0: the kernel's own choice
+    int block_shape = -1;  // the attention kernel's block shape (0, 1, 2); -1: its own choice
 };
 struct AttentionBenchRow {
     std::string shape, format;
     int queries = 0, keys = 0;
-    int query_block = 0, splits = 1;  // as launched
+    int block_shape = 0, splits = 1;  // as launched
     double ms = 0, tflops = 0;
 };
 std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& shape, const std::vector<CacheSettings>& formats,

@@ -284,11 +284,11 @@ void run_attention_case(const AttnCase& ac) {
     p.split_o = d_ws.as<float>();
     p.split_stats = d_ws.as<float>() + static_cast<size_t>(ac.splits) * heads * T * hd;
     cu::attention_init();
-    // Both block heights (64 and 128 query rows) on the same inputs.
-    const int query_blocks[2] = {64, 128};
-    std::vector<float> gpu_out[2], pc_parts[2];
-    for (int b = 0; b < 2; ++b) {
-        p.query_block = query_blocks[b];
+    // Every block shape of the kernel on the same inputs.
+    constexpr int kShapes = 3;
+    std::vector<float> gpu_out[kShapes], pc_parts[kShapes];
+    for (int b = 0; b < kShapes; ++b) {
+        p.block_shape = b;
         cu::memset_device(d_out.get(), 0xff, d_out.bytes());  // poison: every output and P_S partial must be written
         cu::memset_device(d_pc.get(), 0xff, d_pc.bytes());
         cu::attention(p, nullptr);
@@ -369,10 +369,10 @@ void run_attention_case(const AttnCase& ac) {
         for (int t = 0; t < T; ++t)
             for (int c = 0; c < hd; ++c) exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
     }
-    for (int b = 0; b < 2; ++b) {
+    for (int b = 0; b < kShapes; ++b) {
         char name[160];
-        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d bq%d", hd, ac.kbits, ac.vbits, ac.group,
-                      ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits, query_blocks[b]);
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d shape%d", hd, ac.kbits, ac.vbits, ac.group,
+                      ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits, b);
         const std::vector<float>& gpu = gpu_out[b];
         expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
         const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());

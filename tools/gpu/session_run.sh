@@ -48,7 +48,7 @@ if has tests; then
   stamp "GPU tests"
   $B/tests/test_cuda_ops > "$R/gpu_tests.log" 2>&1; grep -E "^\[  (PASSED|FAILED)" "$R/gpu_tests.log" | tee -a "$R/timeline.txt"
   F1='Formats/CudaAttention.MatchesCpuOnDequantizedKV/9:Formats/CudaAttention.MatchesCpuOnDequantizedKV/13:Formats/CudaAttention.MatchesCpuOnDequantizedKV/3:Formats/CudaQuantize.BytesIdenticalToCpu/5'
-  for tool in memcheck racecheck; do
+  for tool in ${SANITIZER_TOOLS-memcheck racecheck}; do
     timeout 120 compute-sanitizer --tool $tool $B/tests/test_cuda_ops --gtest_filter="$F1" > "$R/sanitizer_$tool.log" 2>&1
     echo "compute-sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$R/sanitizer_$tool.log" | tail -1)" | tee -a "$R/timeline.txt"
   done
@@ -63,8 +63,8 @@ if has gui && [[ -x $B/app/gui/kvworld ]]; then
 fi
 if has bench; then
   stamp "attention benchmark + SDPA baseline"
-  for qb in ${QUERY_BLOCKS:-0}; do  # 0: the kernel's own choice; 64/128 force the block height
-    timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --query-block "$qb" --json "$R/bench_attention_qb$qb.json" >> "$R/bench_attention.txt" 2>&1
+  for qb in ${BLOCK_SHAPES:--1}; do  # -1: the kernel's own choice; 0, 1, 2 force a block shape
+    timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --block-shape "$qb" --json "$R/bench_attention_shape$qb.json" >> "$R/bench_attention.txt" 2>&1
   done
   timeout 60 python3 tools/bench/sdpa_baseline.py --json "$R/sdpa_baseline.json" >> "$R/bench_attention.txt" 2>&1
   tail -40 "$R/bench_attention.txt"
