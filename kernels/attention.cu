@@ -1,15 +1,15 @@
 // Fused attention of the current chunk over the quantized cache and its own bf16 K/V, with the Jensen-bias
 // correction (docs/design.md "The correction").
 //
-// One thread block = 8 warps = 128 query rows (16 per warp) of one head, over a range of key tiles of 64
-// keys (all tiles of all cached segments, then the current chunk's, optionally split across blocks). Per
-// tile the block dequantizes K (and applies RoPE at the key's reassigned position) and V once into shared
-// memory as bf16, shared by its 128 queries; each warp computes S = Q·K^T and O += P·V with
-// mma.sync.m16n8k16 (bf16 in, fp32 accumulate) and keeps an fp32 online softmax, with a separate running
-// sum of the mass on cached keys (P_S).
+// One thread block = the query rows of one head (128 with the default block shape: 8 warps x 16 rows; see
+// BlockShape) over a range of key tiles (all tiles of all cached segments, then the current chunk's, optionally
+// split across blocks). Per tile the block dequantizes K (and applies RoPE at the key's reassigned position)
+// and V once into shared memory as bf16, shared by all its queries; each warp computes S = Q·K^T and
+// O += P·V with mma.sync.m16n8k16 (bf16 in, fp32 accumulate) and keeps an fp32 online softmax, with a separate
+// running sum of the mass on cached keys (P_S).
 //
-// Pipeline (one __syncthreads per tile): every thread owns one quarter of one key row of a tile (key
-// j = tid/4, channels [q*hd/4, (q+1)*hd/4), q = tid%4). Before computing tile t it issues cp.async copies of
+// Pipeline (one __syncthreads per tile): every thread owns quarters of key rows of a tile (key j = u/4,
+// channels [q*hd/4, (q+1)*hd/4), q = u%4, u = tid + i*threads). Before computing tile t it issues cp.async copies of
 // its part of tile t+1 — packed codes into a private staging slot, bf16 rows straight into the other K/V
 // buffer — and loads that part's fp16 step/offset into registers; after computing tile t it waits for its
 // own copies (no barrier needed: it reads only what it copied), dequantizes and rotates its part into the
@@ -822,7 +822,7 @@ size_t smem_optin() {
 
 template <int HD, int KBITS, int SHAPE>
 void configure() {
-    // A shape this device cannot hold is never chosen (attention_query_block) and refused if forced.
+    // A shape this device cannot hold is never chosen (attention_block_shape) and refused if forced.
     const size_t need = std::min(smem_bytes<HD, SHAPE>(true), smem_optin());
     CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(need)));
@@ -863,10 +863,12 @@ int multiprocessors() {
 }
 
 int attention_block_shape(int head_dim, bool exact) {
-    // Shape 2 where the device gives a block enough shared memory for it (with the exact correction's bias tiles
-    // when it runs), else shape 1 (README: bench-attention --block-shape on the H200).
-    const size_t big = head_dim == 64 ? smem_bytes<64, 2>(exact) : smem_bytes<128, 2>(exact);
-    return big <= smem_optin() ? 2 : 1;
+    // Shape 0 where the device gives a block enough shared memory for it (with the exact correction's bias tiles
+    // when it runs), else shape 1. Measured on the H200 (README, bench-attention --block-shape): shape 0 is the
+    // fastest with quantized caches at both benchmark shapes; shape 2 is 2% faster on a BF16 cache at HY-8B
+    // shapes but slower elsewhere (its quantized instantiations spill 72-124 bytes of registers).
+    const size_t big = head_dim == 64 ? smem_bytes<64, 0>(exact) : smem_bytes<128, 0>(exact);
+    return big <= smem_optin() ? 0 : 1;
 }
 
 int attention_block_rows(int shape) { return shape == 0 ? rows_of<0>() : shape == 1 ? rows_of<1>() : rows_of<2>(); }
