@@ -44,7 +44,8 @@ TEST(OffsetAllocator, RandomChurnKeepsInvariants) {
         if (live.empty() || rng() % 3) {
             const size_t bytes = (1 + rng() % 4) * 9000;
             if (const auto off = a.allocate(bytes)) {
-                for (const auto& [o, s] : live) EXPECT_TRUE(*off + OffsetAllocator::aligned(bytes) <= o || o + s <= *off) << "overlap";
+                for (const auto& [o, s] : live)
+                    EXPECT_TRUE(*off + OffsetAllocator::aligned(bytes) <= o || o + s <= *off) << "overlap";
                 live.emplace_back(*off, OffsetAllocator::aligned(bytes));
                 used += OffsetAllocator::aligned(bytes);
             }

@@ -13,7 +13,7 @@
 namespace kvw {
 
 class OffsetAllocator {
-public:
+  public:
     static constexpr size_t kAlignment = 256;
 
     explicit OffsetAllocator(size_t capacity) : capacity_(capacity / kAlignment * kAlignment) {
@@ -70,7 +70,7 @@ public:
     }
     size_t live_ranges() const { return live_.size(); }
 
-private:
+  private:
     size_t capacity_ = 0, used_ = 0;
     std::map<size_t, size_t> free_;  // offset -> size
     std::map<size_t, size_t> live_;  // offset -> size
