@@ -136,3 +136,35 @@ TEST(Session, MetricsReportPoseAndAttentionMass) {
     EXPECT_DOUBLE_EQ(m[1].time_s, 2.0 * w.cfg.chunk_frames / w.cfg.fps);
 }
 
+
+TEST(Session, ProgressCanCancelAChunkAndTheSessionRefusesToGoOnUntilRestarted) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 5;
+    Session s(w.model, p);
+    const auto a0 = w.actions(0);
+    s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    s.step(w.actions(1));
+    int calls = 0;
+    auto cancel_after_first_step = [&](const char* stage, int done, int) {
+        ++calls;
+        if (std::string(stage) == "denoise" && done == 1) throw Cancelled("user restarted");
+    };
+    EXPECT_THROW(s.step(w.actions(2), cancel_after_first_step), Cancelled);
+    EXPECT_EQ(calls, 1) << "the chunk stops at the first progress report that throws";
+    EXPECT_EQ(s.chunks_done(), 2) << "a cancelled chunk is not counted";
+    try {
+        s.step(w.actions(2));
+        ADD_FAILURE() << "a cancelled session stepped";
+    } catch (const Cancelled&) {
+        ADD_FAILURE() << "expected a plain error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("cancelled"), std::string::npos) << e.what();
+    }
+    // Started again, it generates exactly what a fresh session generates.
+    s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    std::vector<std::vector<uint8_t>> again;
+    for (int c = 1; c <= 2; ++c)
+        for (Image& img : s.step(w.actions(c)).frames) again.push_back(img.rgb);
+    EXPECT_EQ(again, w.run(p, 2));
+}

@@ -190,7 +190,9 @@ void App::restart(bool continue_world, const std::string& reason, std::optional<
     }
     pending_restart_ = r;
     // A continuation reads the newest chunk from the textures, so it waits for the chunk in flight; a
-    // fresh start does not need to (the stale chunk is recognised by its epoch and dropped).
+    // fresh start does not need to: the chunk in flight is abandoned at its next denoising step (seconds
+    // sooner on the CPU backend), and a stale chunk that still arrives is recognised by its epoch and dropped.
+    if (!r.continue_world) worker_->cancel_generation();
     if (!r.continue_world || !in_flight_) issue_pending_restart();
 }
 

@@ -28,6 +28,7 @@ struct Worker::Sessions {
 Worker::Worker() : thread_([this](std::stop_token stop) { run(stop); }) {}
 
 Worker::~Worker() {
+    cancel_ = true;  // a CPU chunk in progress stops at its next denoising step instead of running to the end
     thread_.request_stop();
     commands_cv_.notify_all();
     // jthread joins here; the sessions and the model are destroyed on this thread after the join.
@@ -57,6 +58,12 @@ bool Worker::wait_for_event(std::chrono::milliseconds timeout) {
 Progress Worker::progress() const {
     std::lock_guard lock(mutex_);
     return progress_;
+}
+
+void Worker::cancel_generation() {
+    std::lock_guard lock(mutex_);
+    std::erase_if(commands_, [](const WorkerCommand& c) { return std::holds_alternative<command::Step>(c); });
+    if (running_command_) cancel_ = true;
 }
 
 bool Worker::idle() const {
@@ -111,9 +118,12 @@ void Worker::run(std::stop_token stop) {
             command = std::move(commands_.front());
             commands_.pop_front();
             running_command_ = true;
+            cancel_ = false;
         }
         try {
             std::visit([&](auto& c) { handle(c, stop); }, command);
+        } catch (const Cancelled&) {
+            sessions_.reset();  // a cancelled chunk leaves its sessions unable to go on; a new start follows
         } catch (const OutOfMemoryError& e) {
             emit(event::Failure{std::string(e.what()) + " — try fewer bits, a smaller window or a budget",
                                 false, true});
@@ -253,6 +263,7 @@ void Worker::handle(command::Step& c, std::stop_token stop) {
     const auto t0 = std::chrono::steady_clock::now();
     auto progress_of = [this, n](int pane) {
         return [this, pane, n](const char* stage, int done, int total) {
+            if (cancel_) throw Cancelled("the chunk was abandoned for a restart");
             std::lock_guard lock(mutex_);
             progress_.pane = pane;
             progress_.panes = n;

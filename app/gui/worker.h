@@ -9,6 +9,7 @@
 // until the UI has copied the frames into its textures and resolved the chunk's `consumed` promise.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -120,6 +121,10 @@ class Worker {
     bool wait_for_event(std::chrono::milliseconds timeout);
     Progress progress() const;
     bool idle() const;  // nothing queued and nothing running
+    // Abandons the chunk being generated, if any, at its next denoising step (the CPU backend reports one
+    // every second or so for the default model) and drops the queued steps: for a restart, a backend switch
+    // or quitting, which replace the sessions anyway. Commands posted afterwards run normally.
+    void cancel_generation();
 
   private:
     struct Sessions;
@@ -140,6 +145,7 @@ class Worker {
     std::deque<WorkerEvent> events_;
     Progress progress_;
     bool running_command_ = false;
+    std::atomic<bool> cancel_{false};  // set by cancel_generation, cleared when the next command starts
 
     // Owned by the worker thread only.
     std::shared_ptr<Model> model_;

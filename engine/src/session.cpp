@@ -44,6 +44,7 @@ struct Session::Impl {
     std::shared_ptr<Model> model;
     SessionParams params;
     std::unique_ptr<BackendSession> backend;
+    bool cancelled = false;  // a step was cancelled: the session is spent
     std::vector<StoredChunk> stored;
     std::map<int, std::vector<CacheBytes>> layer_bytes;
     int chunks_done = 0;
@@ -174,6 +175,7 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
     s.stored.clear();
     s.layer_bytes.clear();
     s.chunks_done = 0;
+    s.cancelled = false;  // a fresh start leaves nothing of a cancelled chunk behind
     s.encoded = s.params.cache;
     const std::vector<float> frames = image_to_float(context, c);
     ChunkJob job = s.make_job(actions);
@@ -191,6 +193,7 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     Impl& s = *impl_;
     const ModelConfig& c = s.cfg();
     if (s.chunks_done == 0) throw Error("start the session from a context before generating");
+    if (s.cancelled) throw Error("this session's last chunk was cancelled: start it again from a context");
     if (static_cast<int>(actions.size()) != c.chunk_frames)
         throw Error("a chunk needs exactly " + std::to_string(c.chunk_frames) + " actions (got " +
                     std::to_string(actions.size()) + ")");
@@ -208,7 +211,12 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     }
     job.context_slots = ev.choice.context;
     ChunkOutput out;
-    s.backend->run_chunk(job, &out);
+    try {
+        s.backend->run_chunk(job, &out);
+    } catch (const Cancelled&) {
+        s.cancelled = true;  // the evictions above are done and the stored list is not: nothing valid to go on from
+        throw;
+    }
     return s.finish(job, out, poses, ev);
 }
 

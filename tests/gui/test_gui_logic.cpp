@@ -4,6 +4,8 @@
 // trace replays in kvworld-cli to the same frames.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -668,6 +670,48 @@ TEST(Worker, StartsStepsAppliesParamsAndMeasuresAgainstTheReference) {
     auto* failure = find_event<event::Failure>(events);
     ASSERT_NE(failure, nullptr);
     EXPECT_NE(failure->message.find("/nonexistent/model"), std::string::npos);
+}
+
+// A fresh restart abandons the chunk being generated (App::restart -> Worker::cancel_generation): the long
+// chunk (1000 denoising steps of the tiny model, about a second) never arrives, no failure is reported,
+// and the world starts again at once.
+TEST(Worker, CancelGenerationAbandonsTheChunkInFlight) {
+    const ModelConfig cfg = load_model_config(kTiny / "model.json");
+    StartSpec spec;
+    spec.epoch = 1;
+    spec.trace = sim::make_trace(4, 4, 0, cfg.chunk_frames, frontend::sim_params_for(cfg));
+    SessionParams slow;
+    slow.sampler.steps = 1000;
+    spec.panes = {slow};
+    Worker w;
+    w.post(command::LoadModel{kTiny, BackendKind::Cpu, spec});
+    auto events = wait_events(w, 2);
+    ASSERT_NE(find_event<event::Chunk>(events), nullptr);
+    std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames), FrameAction{1, 0, 0, 1, 0});
+    w.post(command::Step{acts, {}});
+    for (int i = 0; i < 2000 && w.progress().done < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GE(w.progress().done, 1) << "the slow chunk never reported progress";
+    const auto t0 = std::chrono::steady_clock::now();
+    w.cancel_generation();
+    StartSpec again = spec;
+    again.epoch = 2;
+    again.panes = {SessionParams{}};
+    w.post(command::Start{again});
+    events = wait_events(w, 1);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(find_event<event::Failure>(events), nullptr);
+    auto* restarted = find_event<event::Chunk>(events);
+    ASSERT_NE(restarted, nullptr);
+    EXPECT_EQ(restarted->epoch, 2) << "the abandoned chunk (epoch 1) must not arrive";
+    EXPECT_EQ(restarted->chunk, 0);
+    std::printf("[cancel] restart answered %.0f ms after cancel_generation\n", ms);
+    // The new sessions step normally.
+    w.post(command::Step{acts, {}});
+    events = wait_events(w, 1);
+    auto* next = find_event<event::Chunk>(events);
+    ASSERT_NE(next, nullptr);
+    EXPECT_EQ(next->epoch, 2);
+    EXPECT_EQ(next->chunk, 1);
 }
 
 // What the app records replays in kvworld-cli to the same frames: the worker plays chunks from

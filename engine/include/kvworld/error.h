@@ -18,4 +18,11 @@ public:
     explicit OutOfMemoryError(const std::string& what) : Error(what) {}
 };
 
+// Thrown by a progress callback to abandon the chunk being generated (the app's restart, quit or backend
+// switch): Session::step rethrows it, and that session must be started again before it generates.
+class Cancelled : public Error {
+public:
+    explicit Cancelled(const std::string& what = "cancelled") : Error(what) {}
+};
+
 }  // namespace kvw

@@ -167,7 +167,9 @@ public:
     ChunkResult start(const std::vector<Image>& context, const std::vector<FrameAction>& actions,
                       const std::vector<CameraPose>& poses);
 
-    // Generate the next chunk from chunk_frames actions.
+    // Generate the next chunk from chunk_frames actions. `progress` is called after each denoising step (CPU
+    // backend); it may throw kvw::Cancelled to abandon the chunk, which step() rethrows: the session then
+    // refuses to step (its budget evictions already happened) until start() begins it again.
     ChunkResult step(const std::vector<FrameAction>& actions, const ProgressCallback& progress = {});
 
     // New parameters take effect from the next chunk. Changing the cache format re-encodes the chunks
