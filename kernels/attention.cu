@@ -871,10 +871,8 @@ int attention_block_shape(int head_dim, bool exact) {
     return big <= smem_optin() ? 0 : 1;
 }
 
-int attention_block_rows(int shape) { return shape == 0 ? rows_of<0>() : shape == 1 ? rows_of<1>() : rows_of<2>(); }
-
 int attention_splits(int n_tokens, int heads, int shape, int sms) {
-    const int rows = attention_block_rows(shape);
+    const int rows = shape == 0 ? rows_of<0>() : shape == 1 ? rows_of<1>() : rows_of<2>();
     const int blocks = (n_tokens + rows - 1) / rows * heads;
     const int resident = shape == 0 ? 1 : 2;  // blocks per multiprocessor (launch bounds)
     return std::clamp(sms * resident / std::max(1, blocks), 1, 8);

@@ -155,10 +155,8 @@ struct AttentionParams {
 // 64-row query tiles: the length of p_cache_partial per head, whatever the block height.
 int attention_query_tiles(int n_tokens);
 int multiprocessors();  // of device 0
-// The block shape attention() uses when block_shape is -1, its query rows, and the key-range splits that
-// fill the GPU with it.
+// The block shape attention() uses when block_shape is -1, and the key-range splits that fill the GPU with it.
 int attention_block_shape(int head_dim, bool exact = false);
-int attention_block_rows(int shape);
 int attention_splits(int n_tokens, int heads, int shape, int sms);
 size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int head_dim);
 // Sets the kernels' shared-memory limits; call once before launching (and before any graph capture).

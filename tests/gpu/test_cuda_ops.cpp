@@ -255,7 +255,6 @@ void run_attention_case(const AttnCase& ac) {
             static_cast<const uint16_t*>(up(vs[s].offsets.data(), vs[s].offsets.size() * 2)), T, s});
     segs.resize(static_cast<size_t>(ac.n_ctx) + 1);
     cu::DeviceBuffer d_qkv = upload(qkv), d_segs = upload(segs), d_n = upload(std::vector<int>{ac.n_ctx}), d_out(static_cast<size_t>(T) * D * 2);
-    std::vector<float> tables[6];
     cu::AttentionParams p;
     p.qkv = d_qkv.as<uint16_t>();
     p.n_tokens = T;
