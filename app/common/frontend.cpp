@@ -165,16 +165,33 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
     return true;
 }
 
-double psnr(const Image& a, const Image& b) {
+namespace {
+double psnr_of_mse(double mse) { return mse <= 1e-12 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse); }
+}  // namespace
+
+double squared_error(const Image& a, const Image& b) {
     if (a.rgb.size() != b.rgb.size() || a.rgb.empty()) throw Error("psnr: images differ in size");
     double se = 0;
     for (size_t i = 0; i < a.rgb.size(); ++i) {
         const double d = static_cast<double>(a.rgb[i]) - b.rgb[i];
         se += d * d;
     }
-    const double mse = se / static_cast<double>(a.rgb.size());
-    return mse <= 1e-12 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse);
+    return se;
 }
+
+double psnr(const Image& a, const Image& b) { return psnr_of_mse(squared_error(a, b) / static_cast<double>(a.rgb.size())); }
+
+void PooledPsnr::add(const Image& a, const Image& b) {
+    squared_error_ += squared_error(a, b);
+    values_ += static_cast<double>(a.rgb.size());
+}
+
+double PooledPsnr::mse() const {
+    if (values_ == 0) throw Error("pooled PSNR of no frames");
+    return squared_error_ / values_;
+}
+
+double PooledPsnr::psnr() const { return psnr_of_mse(mse()); }
 
 namespace {
 std::vector<double> luma(const Image& img) {

@@ -43,7 +43,21 @@ bool encode_mp4(const std::filesystem::path& dir, const std::string& pattern, in
                 const std::filesystem::path& out, std::string* why);
 
 // Image quality metrics (RGB8, same size).
-double psnr(const Image& a, const Image& b);
+double psnr(const Image& a, const Image& b);  // of 8-bit RGB; 99 dB (the cap) for identical images
+double squared_error(const Image& a, const Image& b);  // summed over every channel value
+
+// PSNR of a set of frame pairs from their pooled squared error. Why: a mean of per-pair (or per-trace) dB is
+// dominated by a pair of identical frames, whose PSNR is the 99 dB cap — e.g. a held-out trace whose camera
+// stands still, where repeating the last frame is exact. Throws kvw::Error on a size mismatch or when empty.
+class PooledPsnr {
+public:
+    void add(const Image& a, const Image& b);
+    double mse() const;
+    double psnr() const;  // 99 dB when every pair is identical, like psnr()
+
+private:
+    double squared_error_ = 0, values_ = 0;
+};
 double ssim(const Image& a, const Image& b);  // mean SSIM of luma, 11x11 Gaussian window (sigma 1.5)
 
 }  // namespace kvw::frontend

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # One device command of the second day (GPU machine, see ../shared/device/README.md), in phases chosen by
 # PHASES (space-separated; default all):
-#   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with rollout-like context
+#   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
+#           as context for a fraction SELF_CONTEXT of each batch (--self-context) and/or synthetic context
 #           damage (--degrade DEGRADE) while everything else builds and runs beside it; exported to $OUT/model
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
-#   bench   bench-attention with PyTorch's SDPA baseline, and the end-to-end benchmark
+#   bench   bench-attention with PyTorch's SDPA baseline (unless BENCH_ATTENTION=0), and the end-to-end benchmark
 #   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training)
-#   grid    kvworld-cli eval --mode grid (GRID_ARGS)
-#   sweep   several quality evaluations: SWEEP="name|model dir|extra eval args;..." (e.g. other --cache-t)
+#   grid    kvworld-cli eval --mode grid (GRID_ARGS, or several: GRIDS="name|args;...")
+#   film    a 2-minute rollout, every 15 s beside the simulator (for the README's film strip)
+#   sweep   several quality evaluations: SWEEP="name|model dir|extra eval args;..." (e.g. other --cache-t);
+#           SWEEP_EARLY (same form) runs while the training does; VARIANTS makes sampler variants of INIT
 # Results are packed into $OUT/results.tar.gz after every phase, so a run cut short returns what it did.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,8 +23,31 @@ has() { [[ "$PHASES" == *" $1 "* ]]; }
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$R/timeline.txt"; }
 pack() { tar -czf "$OUT/results.tar.gz.tmp" -C /tmp/kvw r && mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"; }
+# Several quality evaluations: "name|model dir|extra eval args;..." ("$MODEL" in a dir is the trained model).
+run_sweep() {
+  IFS=';' read -ra entries <<< "$1"
+  for e in "${entries[@]}"; do
+    IFS='|' read -r name mdir extra <<< "$e"
+    mdir=${mdir//\$MODEL/$MODEL}
+    stamp "sweep $name: $mdir $extra"
+    timeout "${QUALITY_TIMEOUT:-150}" $B/app/cli/kvworld-cli eval --backend cuda --model "$mdir" --mode quality --traces "${QUALITY_TRACES:-4}" \
+      $extra --out "$R/sweep_$name" > "$R/sweep_$name.txt" 2>&1; tail -7 "$R/sweep_$name.txt" | tee -a "$R/timeline.txt"
+    pack
+  done
+}
 INIT=${INIT:-assets/models/default}
 MODEL=$INIT
+# Sampler variants of INIT for sweeps: VARIANTS="name:key=value,key=value;..." -> /tmp/kvw/v_name (keys of
+# model.json's "sampler": steps, shift, source_sigma, cache_t).
+IFS=';' read -ra variants <<< "${VARIANTS:-}"
+for v in "${variants[@]}"; do
+  vdir=/tmp/kvw/v_${v%%:*}
+  rm -rf "$vdir" && cp -r "$INIT" "$vdir"
+  python3 -c 'import json,sys; p=sys.argv[2]; j=json.load(open(p))
+for kv in sys.argv[1].split(","):
+    k, x = kv.split("="); j["sampler"][k] = float(x) if k != "steps" else int(x)
+json.dump(j, open(p, "w"), indent=2)' "${v#*:}" "$vdir/model.json"
+done
 
 bash .debs/unpack-debs.sh .debs >/dev/null 2>&1
 export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -35,15 +61,15 @@ if has train; then
   stamp "dataset"
   $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames 32 --seed-base 1000 \
     --threads "$(nproc)" > "$R/dataset.log" 2>&1
-  stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, degrade ${DEGRADE:-0.5}"
+  stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}, degrade ${DEGRADE:-0}"
   PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init "$INIT" \
     --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch 16 \
-    --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0.5}" \
+    --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0}" --self-context "${SELF_CONTEXT:-0.5}" \
     --eval-episodes 16 > "$R/train.log" 2>&1 &
   train_pid=$!
 fi
 stamp "build"
-nice ninja -C $B -k 0 > "$R/build.log" 2>&1; echo "build rc=$?" | tee -a "$R/timeline.txt"; grep -E "error" "$R/build.log" | head
+nice ninja -C $B -k 0 ${BUILD_TARGETS:-} > "$R/build.log" 2>&1; echo "build rc=$?" | tee -a "$R/timeline.txt"; grep -E "error" "$R/build.log" | head
 if has tests; then
   stamp "GPU tests"
   $B/tests/test_cuda_ops > "$R/gpu_tests.log" 2>&1; grep -E "^\[  (PASSED|FAILED)" "$R/gpu_tests.log" | tee -a "$R/timeline.txt"
@@ -62,16 +88,21 @@ if has gui && [[ -x $B/app/gui/kvworld ]]; then
   pack
 fi
 if has bench; then
-  stamp "attention benchmark + SDPA baseline"
-  for qb in ${BLOCK_SHAPES:--1}; do  # -1: the kernel's own choice; 0, 1, 2 force a block shape
-    timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --block-shape "$qb" --json "$R/bench_attention_shape$qb.json" >> "$R/bench_attention.txt" 2>&1
-  done
-  timeout 60 python3 tools/bench/sdpa_baseline.py --json "$R/sdpa_baseline.json" >> "$R/bench_attention.txt" 2>&1
-  tail -40 "$R/bench_attention.txt"
+  if [[ "${BENCH_ATTENTION:-1}" == 1 ]]; then
+    stamp "attention benchmark + SDPA baseline"
+    for qb in ${BLOCK_SHAPES:--1}; do  # -1: the kernel's own choice; 0, 1, 2 force a block shape
+      timeout 120 $B/app/cli/kvworld-cli bench-attention --iters 20 --block-shape "$qb" --json "$R/bench_attention_shape$qb.json" >> "$R/bench_attention.txt" 2>&1
+    done
+    timeout 60 python3 tools/bench/sdpa_baseline.py --json "$R/sdpa_baseline.json" >> "$R/bench_attention.txt" 2>&1
+    tail -40 "$R/bench_attention.txt"
+  fi
   stamp "end-to-end benchmark"
   timeout 60 $B/app/cli/kvworld-cli bench --backend cuda --model "$INIT" --chunks 20 --json "$R/bench_e2e.json" > "$R/bench_e2e.txt" 2>&1
   tail -25 "$R/bench_e2e.txt"
   pack
+fi
+if has train && [[ -n "${SWEEP_EARLY:-}" ]]; then
+  run_sweep "$SWEEP_EARLY"  # beside the training: the evaluation is light on the GPU
 fi
 if has train; then
   stamp "waiting for training"
@@ -86,20 +117,33 @@ if has quality; then
   pack
 fi
 if has grid; then
-  stamp "evaluation: grid ($MODEL)"
-  timeout "${GRID_TIMEOUT:-240}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode grid ${GRID_ARGS:---traces 2 --frames 32} \
-    --out "$R/eval_grid" > "$R/eval_grid.txt" 2>&1; tail -5 "$R/eval_grid.txt"
+  # GRIDS="name|eval args;..." runs several grids (e.g. the cheap corrections in full, the exact one on a subset)
+  IFS=';' read -ra grids <<< "${GRIDS:-grid|${GRID_ARGS:---traces 2 --frames 32}}"
+  for g in "${grids[@]}"; do
+    IFS='|' read -r name gargs <<< "$g"
+    stamp "evaluation: $name ($MODEL) $gargs"
+    timeout "${GRID_TIMEOUT:-240}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode grid $gargs \
+      --out "$R/eval_$name" > "$R/eval_$name.txt" 2>&1; tail -5 "$R/eval_$name.txt"
+    pack
+  done
+fi
+if has film; then
+  # The first 2-minute rollout of the quality evaluation (same world, policy and seed), every 15 s, beside the
+  # simulator's frames: tools/plot/plot_film.py makes the README's film strip from $R/film.
+  stamp "film: a 2-minute rollout ($MODEL)"
+  $B/tools/sim/kvworld-sim trace --world-seed 1600000 --policy-seed 4242 --frames 1920 --context-frames 4 --out /tmp/kvw/film.json > /dev/null
+  timeout 120 $B/app/cli/kvworld-cli generate --backend cuda --model "$MODEL" --trace /tmp/kvw/film.json --out /tmp/kvw/film \
+    --ground-truth --no-video > "$R/film.log" 2>&1; echo "film rc=$?"
+  mkdir -p "$R/film/frames" "$R/film/ground_truth"
+  for k in 0 1 2 3 4 5 6 7 8; do
+    f=$(printf "frame_%05d.png" $(( 4 + (k * 1919) / 8 )))
+    cp "/tmp/kvw/film/frames/$f" "$R/film/frames/" && cp "/tmp/kvw/film/ground_truth/$f" "$R/film/ground_truth/"
+  done
+  cp /tmp/kvw/film.json "$R/film/trace.json"
   pack
 fi
 if has sweep; then
-  IFS=';' read -ra entries <<< "${SWEEP:-}"
-  for e in "${entries[@]}"; do
-    IFS='|' read -r name mdir extra <<< "$e"
-    stamp "sweep $name: $mdir $extra"
-    timeout "${QUALITY_TIMEOUT:-150}" $B/app/cli/kvworld-cli eval --backend cuda --model "$mdir" --mode quality --traces "${QUALITY_TRACES:-4}" \
-      $extra --out "$R/sweep_$name" > "$R/sweep_$name.txt" 2>&1; tail -7 "$R/sweep_$name.txt" | tee -a "$R/timeline.txt"
-    pack
-  done
+  run_sweep "${SWEEP:-}"
 fi
 stamp "done"
 pack

@@ -1,5 +1,7 @@
 """Plots of `kvworld-cli eval` results (eval.json): quality against bits, the stolen attention mass per
-layer, and the correction's effect. Usage: python3 tools/plot/plot_eval.py EVAL_JSON OUT_DIR"""
+layer, and the correction's effect. Usage: python3 tools/plot/plot_eval.py EVAL_JSON [EVAL_JSON ...] OUT_DIR
+(several grids, e.g. the cheap corrections and the exact one run separately, are merged by row label; the plots
+show the equal key/value bit pairs)."""
 import json
 import os
 import sys
@@ -11,10 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def main():
-    src, out = sys.argv[1], sys.argv[2]
+    srcs, out = sys.argv[1:-1], sys.argv[-1]
     os.makedirs(out, exist_ok=True)
-    ev = json.load(open(src))
-    rows = ev.get("grid", {}).get("rows", [])
+    by_label = {}
+    for src in srcs:
+        for r in json.load(open(src)).get("grid", {}).get("rows", []):
+            by_label.setdefault(r["label"], r)
+    rows = [r for r in by_label.values() if r["key_bits"] == r["value_bits"]]
     if rows:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for corr, marker in (("off", "o"), ("taylor", "s"), ("exact", "^")):

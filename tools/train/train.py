@@ -139,10 +139,80 @@ def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
     return ((y - mean) * c + mean + b).clamp(-1, 1)
 
 
+@torch.no_grad()
+def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
+                   noise: torch.Tensor) -> torch.Tensor:
+    """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
+    is the given start context (its cache pass only); chunks 1..K-1 are sampled with the config's Euler steps from
+    the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
+    each followed by its cache pass at t = cache_t, and every chunk attends to the cache-pass K/V of the chunks the
+    context policy gives it (recall_idx, then the window), with the engine's slot positions.
+    x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
+    noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
+    Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
+    the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
+    cfg = model.cfg
+    dev = x0.device
+    B, K, Fr, N = x0.shape[0], x0.shape[1], cfg.chunk_frames, cfg.tokens_per_chunk
+    Hh, hd = cfg.heads, cfg.head_dim
+    ar = torch.arange(B, device=dev)
+    out = torch.empty_like(x0)
+    out[:, 0] = x0[:, 0]
+    kcache, vcache = [None] * cfg.depth, [None] * cfg.depth  # per layer [B, heads, K, N, hd], keys unrotated
+
+    def forward(x: torch.Tensor, t: float, c: int, write: bool) -> torch.Tensor:
+        sl = slice(c * Fr, (c + 1) * Fr)
+        mod, fmod = model.conditioning(torch.full((B, Fr), t, device=dev), labels[:, sl], cam[:, sl])
+        mod_tok, fmod_tok = model.per_token(mod), model.per_token(fmod)
+        h = model.patch_embed(M.patchify(x, cfg.patch))
+        n_win, n_rec = min(window, c), min(recall, max(0, c - window))
+        cos, sin = rope_f[n_rec + n_win]
+        for l, blk in enumerate(model.blocks):
+            q, k, v, terms = model.block_qkv(blk, h, mod_tok)  # [B, heads, N, hd]
+            ks, vs = [], []
+            for s in range(n_rec):  # recalled chunks (per episode), oldest first
+                j = recall_idx[:, c, s]
+                ks.append(M.apply_rope(kcache[l][ar, :, j], *rope_f[s]))
+                vs.append(vcache[l][ar, :, j])
+            for w in range(n_win):
+                j = c - n_win + w
+                ks.append(M.apply_rope(kcache[l][:, :, j], *rope_f[n_rec + w]))
+                vs.append(vcache[l][:, :, j])
+            a = _sdpa(M.apply_rope(q, cos, sin), torch.cat(ks + [M.apply_rope(k, cos, sin)], dim=2),
+                      torch.cat(vs + [v], dim=2))
+            if write:
+                if kcache[l] is None:
+                    kcache[l] = torch.empty(B, Hh, K, N, hd, device=dev, dtype=k.dtype)
+                    vcache[l] = torch.empty(B, Hh, K, N, hd, device=dev, dtype=v.dtype)
+                kcache[l][:, :, c] = k
+                vcache[l][:, :, c] = v
+            h = model.block_finish(blk, h, a, terms)
+        return model.output(h, fmod_tok).to(x.dtype)
+
+    ts = M.sampler_times(cfg.steps, cfg.shift)
+    for c in range(K):
+        if c > 0:
+            x = cfg.source_sigma * noise[:, c]
+            if cfg.source_previous:
+                x = x + out[:, c - 1, -1:]
+            for s in range(cfg.steps):
+                x0p = forward(x, ts[s], c, False)
+                x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
+            out[:, c] = x.clamp(-1, 1)
+        if c < K - 1:
+            # cache_t > 0 would noise the cache pass as the engine does; the shipped configs use 0.
+            forward(out[:, c], cfg.cache_t, c, True)
+    return out
+
+
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
-                        recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0):
+                        recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0,
+                        self_fraction: float = 0.0):
     """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
-    degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade)."""
+    degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade);
+    self_fraction > 0: that fraction of the batch's episodes sees the model's own rollout (rollout_chunks, from
+    ground-truth chunk 0 under the episode's actions) as context and flow source, the targets staying the
+    ground truth."""
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
@@ -156,6 +226,17 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     e1 = torch.randn(x0.shape, device=dev, generator=gen)
     e2 = torch.randn(x0.shape, device=dev, generator=gen)
     x_ctx = degrade(x0, degrade_prob, gen)
+    n_self = int(round(self_fraction * B))
+    if n_self > 0:
+        sel = slice(0, n_self)  # the batch is drawn at random: its first episodes are a random subset
+        was_training = model.training
+        model.eval()
+        gen_frames = rollout_chunks(model, rope_f, x0[sel], data.labels[idx[sel]], data.cam[idx[sel]],
+                                    data.recall_idx_t[idx[sel]], window, recall,
+                                    torch.randn(x0[sel].shape, device=dev, generator=gen))
+        model.train(was_training)
+        x_ctx = x_ctx.clone()
+        x_ctx[sel] = gen_frames.to(x_ctx.dtype)
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
                                     window, recall, t, tau, e1, e2, x_ctx=x_ctx)
     target = x0[:, 1:]
@@ -290,6 +371,9 @@ def main():
     ap.add_argument("--tau-max", type=float, default=0.1)
     ap.add_argument("--degrade", type=float, default=0.0,
                     help="probability per chunk of rollout-like damage to the context and flow source (see degrade)")
+    ap.add_argument("--self-context", type=float, default=0.0,
+                    help="fraction of each batch whose context and flow source are the model's own rollout "
+                         "(see rollout_chunks)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -334,7 +418,8 @@ def main():
     rope_f = [rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)]
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed * 1000003 + step)
-    run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev),
+    run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev), "lr": args.lr,
+           "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
     budget = args.minutes * 60.0
     t_train = time.time()
@@ -348,7 +433,7 @@ def main():
         idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
-                                            args.degrade)
+                                            args.degrade, args.self_context)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,93 @@
+// What the CLI's evaluation reports: PSNR pooled over frames, and the one-chunk quality criterion computed
+// from it (kvworld-cli eval --mode quality on the tiny model).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "frontend.h"
+#include "kvworld/error.h"
+#include "tolerance.h"
+
+using namespace kvw;
+namespace fs = std::filesystem;
+
+namespace {
+Image flat(int w, int h, uint8_t v) {
+    Image img(w, h);
+    std::fill(img.rgb.begin(), img.rgb.end(), v);
+    return img;
+}
+double psnr_of_mse(double mse) {
+    return 10.0 * std::log10(255.0 * 255.0 / mse);
+}
+}  // namespace
+
+TEST(Psnr, PerPairAndPooled) {
+    const Image a = flat(8, 4, 100), b = flat(8, 4, 110), c = flat(8, 4, 130);
+    EXPECT_DOUBLE_EQ(frontend::squared_error(a, b), 100.0 * 8 * 4 * 3);
+    EXPECT_NEAR(frontend::psnr(a, b), psnr_of_mse(100.0), 1e-12);
+    EXPECT_EQ(frontend::psnr(a, a), 99.0);  // the cap for identical frames
+
+    // A still camera (identical frames) next to a moving one: the mean of per-pair dB is dragged up by the
+    // cap, the pooled PSNR is the PSNR of the mean squared error.
+    frontend::PooledPsnr pooled;
+    pooled.add(a, a);
+    pooled.add(a, b);
+    EXPECT_NEAR(pooled.mse(), 50.0, 1e-12);
+    EXPECT_NEAR(pooled.psnr(), psnr_of_mse(50.0), 1e-12);
+    const double mean_of_db = (frontend::psnr(a, a) + frontend::psnr(a, b)) / 2;
+    EXPECT_GT(mean_of_db - pooled.psnr(), 30.0);
+
+    // Pairs weigh by their size: one 900-MSE pair of 8x4 and one 0-MSE pair of 16x8 -> 900 / 5.
+    frontend::PooledPsnr weighted;
+    weighted.add(a, c);
+    weighted.add(flat(16, 8, 7), flat(16, 8, 7));
+    EXPECT_NEAR(weighted.mse(), 900.0 / 5, 1e-9);
+
+    frontend::PooledPsnr same;
+    same.add(c, c);
+    EXPECT_EQ(same.psnr(), 99.0);
+    EXPECT_THROW(frontend::PooledPsnr().psnr(), Error);
+    EXPECT_THROW(pooled.add(a, flat(4, 4, 100)), Error);
+}
+
+// The quality report's one-chunk section is self-consistent: the headline margin is pooled model PSNR minus
+// pooled repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit.
+TEST(EvalReport, OneChunkCriterionIsPooledAndConsistent) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_eval_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                            test::source_path("tests/data/tiny") +
+                            " --mode quality --traces 1 --long-frames 8 --out " + out.string() + " > " +
+                            (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json report = nlohmann::json::parse(f);
+    const nlohmann::json& o = report.at("one_chunk");
+    const int traces = o.at("traces").get<int>();
+    EXPECT_EQ(traces, 4);  // --traces 1 -> 4 worlds for the one-chunk criterion
+    EXPECT_NEAR(o.at("margin_db").get<double>(),
+                o.at("psnr_model").get<double>() - o.at("psnr_repeat_last").get<double>(), 1e-9);
+    const std::vector<double> margins = o.at("trace_margins_db").get<std::vector<double>>();
+    ASSERT_EQ(static_cast<int>(margins.size()), traces);
+    EXPECT_NEAR(std::accumulate(margins.begin(), margins.end(), 0.0) / traces,
+                o.at("mean_of_trace_margin_db").get<double>(), 1e-9);
+    const int beats =
+        static_cast<int>(std::count_if(margins.begin(), margins.end(), [](double m) { return m > 0; }));
+    EXPECT_EQ(o.at("traces_model_beats_repeat").get<int>(), beats);
+    EXPECT_LE(o.at("traces_camera_still").get<int>(), traces);
+    // Pooled PSNR never exceeds the mean of per-trace dB (Jensen: -log of a mean <= mean of -logs).
+    EXPECT_LE(o.at("psnr_model").get<double>(), o.at("mean_of_trace_psnr_model").get<double>() + 1e-9);
+    EXPECT_LE(o.at("psnr_repeat_last").get<double>(),
+              o.at("mean_of_trace_psnr_repeat_last").get<double>() + 1e-9);
+    EXPECT_GT(o.at("psnr_model").get<double>(), 0.0);
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+}
