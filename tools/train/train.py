@@ -139,6 +139,24 @@ def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
     return ((y - mean) * c + mean + b).clamp(-1, 1)
 
 
+def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int, rope_f):
+    """The K/V chunk c attends to before its own, in slot order: the recalled chunks (per episode, oldest first),
+    then the window, keys rotated to their slots. k_chunks/v_chunks [B, heads, K', N, hd] (keys unrotated);
+    recall_idx [B, K, M]. Returns (keys, values, the current chunk's slot)."""
+    n_win, n_rec = min(window, c), min(recall, max(0, c - window))
+    ar = torch.arange(k_chunks.shape[0], device=k_chunks.device)
+    ks, vs = [], []
+    for s in range(n_rec):
+        j = recall_idx[:, c, s]
+        ks.append(M.apply_rope(k_chunks[ar, :, j], *rope_f[s]))
+        vs.append(v_chunks[ar, :, j])
+    for w in range(n_win):  # the same chunks for every episode
+        j = c - n_win + w
+        ks.append(M.apply_rope(k_chunks[:, :, j], *rope_f[n_rec + w]))
+        vs.append(v_chunks[:, :, j])
+    return ks, vs, n_rec + n_win
+
+
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
                    noise: torch.Tensor) -> torch.Tensor:
@@ -155,7 +173,6 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     dev = x0.device
     B, K, Fr, N = x0.shape[0], x0.shape[1], cfg.chunk_frames, cfg.tokens_per_chunk
     Hh, hd = cfg.heads, cfg.head_dim
-    ar = torch.arange(B, device=dev)
     out = torch.empty_like(x0)
     out[:, 0] = x0[:, 0]
     kcache, vcache = [None] * cfg.depth, [None] * cfg.depth  # per layer [B, heads, K, N, hd], keys unrotated
@@ -165,19 +182,10 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
         mod, fmod = model.conditioning(torch.full((B, Fr), t, device=dev), labels[:, sl], cam[:, sl])
         mod_tok, fmod_tok = model.per_token(mod), model.per_token(fmod)
         h = model.patch_embed(M.patchify(x, cfg.patch))
-        n_win, n_rec = min(window, c), min(recall, max(0, c - window))
-        cos, sin = rope_f[n_rec + n_win]
         for l, blk in enumerate(model.blocks):
             q, k, v, terms = model.block_qkv(blk, h, mod_tok)  # [B, heads, N, hd]
-            ks, vs = [], []
-            for s in range(n_rec):  # recalled chunks (per episode), oldest first
-                j = recall_idx[:, c, s]
-                ks.append(M.apply_rope(kcache[l][ar, :, j], *rope_f[s]))
-                vs.append(vcache[l][ar, :, j])
-            for w in range(n_win):
-                j = c - n_win + w
-                ks.append(M.apply_rope(kcache[l][:, :, j], *rope_f[n_rec + w]))
-                vs.append(vcache[l][:, :, j])
+            ks, vs, slot = context_kv(kcache[l], vcache[l], recall_idx, c, window, recall, rope_f) if c else ([], [], 0)
+            cos, sin = rope_f[slot]
             a = _sdpa(M.apply_rope(q, cos, sin), torch.cat(ks + [M.apply_rope(k, cos, sin)], dim=2),
                       torch.cat(vs + [v], dim=2))
             if write:
@@ -277,7 +285,6 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     xn = model.patch_embed(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, cfg.height, cfg.width, 3), cfg.patch))
     xc = xc.view(B, Kc * N, D)
     xn = xn.view(B, (K - 1) * N, D)
-    ar = torch.arange(B, device=dev)
 
     for blk in model.blocks:
         qc, kc, vc, termc = model.block_qkv(blk, xc, modc)
@@ -286,18 +293,7 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
         qn, kn, vn = (z.view(B, Hh, K - 1, N, hd) for z in (qn, kn, vn))
         outc, outn = [], []
         for c in range(K):
-            n_win = min(window, c)
-            n_rec = min(recall, max(0, c - window))
-            ks, vs = [], []
-            for s in range(n_rec):  # recalled chunks (per episode), oldest first
-                j = recall_idx[:, c, s]
-                ks.append(M.apply_rope(kc[ar, :, j], *rope_f[s]))
-                vs.append(vc[ar, :, j])
-            for w in range(n_win):  # the window, same chunks for every episode
-                j = c - n_win + w
-                ks.append(M.apply_rope(kc[:, :, j], *rope_f[n_rec + w]))
-                vs.append(vc[:, :, j])
-            slot = n_rec + n_win
+            ks, vs, slot = context_kv(kc, vc, recall_idx, c, window, recall, rope_f)
             cos, sin = rope_f[slot]
             if c < Kc:
                 k_all = torch.cat(ks + [M.apply_rope(kc[:, :, c], cos, sin)], dim=2)
