@@ -275,9 +275,10 @@ def round_bf16(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def forward_with_cache(model: KVWorldModel, rope: RopeTables, frames, t, labels, cam,
-                       context: Sequence[CacheEntry], write: bool = False):
+                       context: Sequence[CacheEntry], write: bool = False, layer_hook=None):
     """One forward of the current chunk attending to `context` (slot order). Returns (x0, p_cache per layer,
-    CacheEntry of this chunk if write)."""
+    CacheEntry of this chunk if write). layer_hook(l, q) sees every layer's query [B, heads, N, hd] (normed,
+    not rotated) for analyses (quant_error.py)."""
     cfg = model.cfg
     dev = frames.device
     mod, fmod = model.conditioning(t, labels, cam)
@@ -289,6 +290,8 @@ def forward_with_cache(model: KVWorldModel, rope: RopeTables, frames, t, labels,
     p_cache, new_k, new_v = [], [], []
     for l, blk in enumerate(model.blocks):
         q, k, v, terms = model.block_qkv(blk, x, mod_tok)
+        if layer_hook is not None:
+            layer_hook(l, q)
         if write:
             new_k.append(round_bf16(k))
             new_v.append(round_bf16(v))

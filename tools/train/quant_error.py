@@ -109,14 +109,13 @@ def main():
             sl = slice(c * Fr, (c + 1) * Fr)
             x_t = (1 - args.t) * frames[sl][None] + args.t * (cfg.source_sigma * torch.randn(1, Fr, cfg.height, cfg.width, 3)
                                                                  + frames[c * Fr - 1][None, None])
-            # The noisy pass, layer by layer as forward_with_cache, keeping every layer's query.
-            mod, fmod = model.conditioning(torch.full((1, Fr), args.t), data.labels[e:e + 1, sl], data.cam[e:e + 1, sl])
-            mod_tok = model.per_token(mod)
-            x = model.patch_embed(M.patchify(x_t, cfg.patch))
+            # The noisy pass through the inference code, keeping every layer's query.
+            queries = []
+            M.forward_with_cache(model, rope, x_t, torch.full((1, Fr), args.t), data.labels[e:e + 1, sl], data.cam[e:e + 1, sl],
+                                 ctx, layer_hook=lambda l, q: queries.append(q))
             cur = rope.chunk_factors(len(ctx))
             slot_f = [rope.chunk_factors(s) for s in range(len(ctx))]
-            for l, blk in enumerate(model.blocks):
-                q, k, v, terms = model.block_qkv(blk, x, mod_tok)
+            for l, q in enumerate(queries):
                 qr = M.apply_rope(q, *cur)[0]  # [H, N, hd]
                 k_ctx = [ent.k[l][0] for ent in ctx]  # unrotated [H, Nc, hd] each
                 s_exact = alpha * qr @ torch.cat([M.apply_rope(kc, *slot_f[s]) for s, kc in enumerate(k_ctx)], 1).transpose(-1, -2)
@@ -153,10 +152,6 @@ def main():
                     a["sys_only"] += float((lse(alpha * qr @ torch.cat(k_sys, 1).transpose(-1, -2)) - base).sum())
                     a["res_only"] += float((lse(alpha * qr @ torch.cat(k_res, 1).transpose(-1, -2)) - base).sum())
                     a["q"] += base.numel()
-                attn, _ = M.attention(qr[None], torch.cat([torch.cat([M.apply_rope(kc, *slot_f[s]) for s, kc in enumerate(k_ctx)], 1),
-                                                           M.apply_rope(k, *cur)[0]], 1)[None],
-                                      torch.cat([ent.v[l][0] for ent in ctx] + [v[0]], 1)[None])
-                x = model.block_finish(blk, x, attn, terms)
     rows = []
     print(f"INT{args.bits} g{args.group}, {data.E} episodes, queries of chunk {args.chunk} at t = {args.t}")
     print("layout   layer  E[e^2]/E[step^2/12]  systematic  log-inflation actual  taylor predicts  left after taylor"
