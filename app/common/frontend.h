@@ -44,6 +44,7 @@ bool encode_mp4(const std::filesystem::path& dir, const std::string& pattern, in
 
 // Image quality metrics (RGB8, same size).
 double psnr(const Image& a, const Image& b);  // of 8-bit RGB; 99 dB (the cap) for identical images
+double ssim(const Image& a, const Image& b);  // mean SSIM of luma, 11x11 Gaussian window (sigma 1.5)
 double squared_error(const Image& a, const Image& b);  // summed over every channel value
 
 // PSNR of a set of frame pairs from their pooled squared error. Why: a mean of per-pair (or per-trace) dB is
@@ -58,6 +59,5 @@ public:
 private:
     double squared_error_ = 0, values_ = 0;
 };
-double ssim(const Image& a, const Image& b);  // mean SSIM of luma, 11x11 Gaussian window (sigma 1.5)
 
 }  // namespace kvw::frontend
