@@ -2,8 +2,10 @@
 # One device command of the second day (GPU machine, see ../shared/device/README.md), in phases chosen by
 # PHASES (space-separated; default all):
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
-#           as context for a fraction SELF_CONTEXT of each batch (--self-context) and/or synthetic context
-#           damage (--degrade DEGRADE) while everything else builds and runs beside it; exported to $OUT/model
+#           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
+#           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
+#           exported to $OUT/model. Data: EPISODES episodes of worlds SEED_BASE.. ; batch BATCH. A checkpoint left
+#           by the previous command on a still-warm machine (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
 #   bench   bench-attention with PyTorch's SDPA baseline (unless BENCH_ATTENTION=0), and the end-to-end benchmark
@@ -58,14 +60,19 @@ B=/tmp/kvw/build
 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DKVW_GUI=ON > "$R/configure.log" 2>&1
 if has train; then
   ninja -C $B kvworld-sim > "$R/build_sim.log" 2>&1 || { stamp "sim build failed"; tail -20 "$R/build_sim.log"; pack; exit 1; }
-  stamp "dataset"
-  $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames 32 --seed-base 1000 \
-    --threads "$(nproc)" > "$R/dataset.log" 2>&1
+  # Episode e is world SEED_BASE + e (the evaluation's worlds start at 900000). A warm machine keeps the data.
+  data_id="${EPISODES:-6000}x32@${SEED_BASE:-1000}"
+  if [[ "$(cat /dev/shm/kvw_data.id 2>/dev/null)" != "$data_id" ]]; then
+    stamp "dataset $data_id"
+    rm -rf /dev/shm/kvw_data
+    $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames 32 --seed-base "${SEED_BASE:-1000}" \
+      --threads "$(nproc)" > "$R/dataset.log" 2>&1 && echo "$data_id" > /dev/shm/kvw_data.id
+  fi
   stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}, degrade ${DEGRADE:-0}"
   PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init "$INIT" \
-    --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch 16 \
+    --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch "${BATCH:-16}" \
     --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0}" --self-context "${SELF_CONTEXT:-0.5}" \
-    --eval-episodes 16 > "$R/train.log" 2>&1 &
+    --rollout-steps "${ROLLOUT_STEPS:-4}" --eval-episodes 16 > "$R/train.log" 2>&1 &
   train_pid=$!
 fi
 stamp "build"

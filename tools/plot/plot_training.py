@@ -16,10 +16,12 @@ def main():
     for path in logs:
         log = json.load(open(path))
         pts = log["points"]
-        steps = [offset + p["step"] for p in pts]
-        ax.plot(steps, [p["mse"] for p in pts], label=f"{path.split('/')[-1]}: x0 MSE")
-        offset = steps[-1] if steps else offset
-    ax.set(xlabel="optimizer step (batch of 16 episodes x 8 chunks)", ylabel="MSE of x0 (pixels in [-1, 1])", yscale="log",
+        # Episodes seen, not steps: the runs differ in batch size (16, later 32 episodes of 8 chunks).
+        seen = [offset + p["samples"] for p in pts]
+        batches = "/".join(sorted({str(r["batch"]) for r in log["runs"]}))
+        ax.plot(seen, [p["mse"] for p in pts], label=f"{path.split('/')[-2]}/{path.split('/')[-1]} (batch {batches}): x0 MSE")
+        offset = seen[-1] if seen else offset
+    ax.set(xlabel="episodes seen (32 frames = 8 chunks each), all runs in order", ylabel="MSE of x0 (pixels in [-1, 1])", yscale="log",
            title="KVWorld default model training")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

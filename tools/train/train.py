@@ -13,6 +13,7 @@ Gradients flow through the clean pass, so the cached representation is trained f
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -159,14 +160,14 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
-                   noise: torch.Tensor) -> torch.Tensor:
+                   noise: torch.Tensor, steps: int = 0) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
     is the given start context (its cache pass only); chunks 1..K-1 are sampled with the config's Euler steps from
     the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
     each followed by its cache pass at t = cache_t, and every chunk attends to the cache-pass K/V of the chunks the
     context policy gives it (recall_idx, then the window), with the engine's slot positions.
     x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
-    noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
+    noise like x0 (chunk c's flow-source noise); steps: Euler steps (0: the config's). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
@@ -197,13 +198,14 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
             h = model.block_finish(blk, h, a, terms)
         return model.output(h, fmod_tok).to(x.dtype)
 
-    ts = M.sampler_times(cfg.steps, cfg.shift)
+    steps = steps or cfg.steps
+    ts = M.sampler_times(steps, cfg.shift)
     for c in range(K):
         if c > 0:
             x = cfg.source_sigma * noise[:, c]
             if cfg.source_previous:
                 x = x + out[:, c - 1, -1:]
-            for s in range(cfg.steps):
+            for s in range(steps):
                 x0p = forward(x, ts[s], c, False)
                 x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
             out[:, c] = x.clamp(-1, 1)
@@ -215,12 +217,12 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
 
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
                         recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0,
-                        self_fraction: float = 0.0):
+                        self_fraction: float = 0.0, rollout_steps: int = 0):
     """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
     degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade);
     self_fraction > 0: that fraction of the batch's episodes sees the model's own rollout (rollout_chunks, from
     ground-truth chunk 0 under the episode's actions) as context and flow source, the targets staying the
-    ground truth."""
+    ground truth; rollout_steps: its Euler steps (0: the config's sampler)."""
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
@@ -241,7 +243,7 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
         model.eval()
         gen_frames = rollout_chunks(model, rope_f, x0[sel], data.labels[idx[sel]], data.cam[idx[sel]],
                                     data.recall_idx_t[idx[sel]], window, recall,
-                                    torch.randn(x0[sel].shape, device=dev, generator=gen))
+                                    torch.randn(x0[sel].shape, device=dev, generator=gen), rollout_steps)
         model.train(was_training)
         x_ctx = x_ctx.clone()
         x_ctx[sel] = gen_frames.to(x_ctx.dtype)
@@ -370,6 +372,8 @@ def main():
     ap.add_argument("--self-context", type=float, default=0.0,
                     help="fraction of each batch whose context and flow source are the model's own rollout "
                          "(see rollout_chunks)")
+    ap.add_argument("--rollout-steps", type=int, default=0,
+                    help="Euler steps of the self-context rollouts (0: the config's sampler; fewer is cheaper)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -429,7 +433,7 @@ def main():
         idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
-                                            args.degrade, args.self_context)
+                                            args.degrade, args.self_context, args.rollout_steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -451,21 +455,23 @@ def main():
             n_acc = 0
     run["end_step"] = step
     run["train_seconds"] = time.time() - t_train
+    # Evaluate the EMA weights on held-out worlds (one chunk after a ground-truth context) in a copy of the model,
+    # so that the checkpoint below keeps the training weights and already holds this run's entry in the log.
+    ema_model = copy.deepcopy(model)
+    ema_model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in ema.items()})
+    ema_model.eval()
+    held = list(range(data.E - args.holdout, data.E))[:args.eval_episodes]
+    chunk = min(4, data.K - 1)
+    psnr_m, psnr_r = eval_one_chunk(ema_model.float(), data, held, chunk, cfg.steps, dev)
+    run["eval"] = {"episodes": len(held), "chunk": chunk, "psnr_model": psnr_m, "psnr_repeat_last": psnr_r}
+    print(json.dumps({"eval": run["eval"]}), flush=True)
+    log["runs"].append(run)
     os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": step, "log": log},
                args.ckpt + ".tmp")
     os.replace(args.ckpt + ".tmp", args.ckpt)
-    # Evaluate the EMA weights on held-out worlds: one chunk after a ground-truth context.
-    model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in ema.items()})
-    model.eval()
-    held = list(range(data.E - args.holdout, data.E))[:args.eval_episodes]
-    chunk = min(4, data.K - 1)
-    psnr_m, psnr_r = eval_one_chunk(model.float(), data, held, chunk, cfg.steps, dev)
-    run["eval"] = {"episodes": len(held), "chunk": chunk, "psnr_model": psnr_m, "psnr_repeat_last": psnr_r}
-    print(json.dumps({"eval": run["eval"]}), flush=True)
-    log["runs"].append(run)
     if args.export:
-        M.export_model(model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20)
+        M.export_model(ema_model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20)
         print("exported", args.export, flush=True)
     if args.log:
         with open(args.log, "w") as f:
