@@ -4,7 +4,7 @@
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
 #           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
-#           exported to $OUT/model. Data: EPISODES episodes of worlds SEED_BASE.. ; batch BATCH. A checkpoint left
+#           exported to $OUT/model. Data: EPISODES episodes of EPISODE_FRAMES frames, worlds SEED_BASE.. ; batch BATCH. A checkpoint left
 #           by the previous command on a still-warm machine (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
@@ -61,11 +61,12 @@ cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=
 if has train; then
   ninja -C $B kvworld-sim > "$R/build_sim.log" 2>&1 || { stamp "sim build failed"; tail -20 "$R/build_sim.log"; pack; exit 1; }
   # Episode e is world SEED_BASE + e (the evaluation's worlds start at 900000). A warm machine keeps the data.
-  data_id="${EPISODES:-6000}x32@${SEED_BASE:-1000}"
+  # EPISODE_FRAMES > 32 makes longer self-context rollouts (the last chunks see up to 2*window chunks of drift).
+  data_id="${EPISODES:-6000}x${EPISODE_FRAMES:-32}@${SEED_BASE:-1000}"
   if [[ "$(cat /dev/shm/kvw_data.id 2>/dev/null)" != "$data_id" ]]; then
     stamp "dataset $data_id"
     rm -rf /dev/shm/kvw_data
-    $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames 32 --seed-base "${SEED_BASE:-1000}" \
+    $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames "${EPISODE_FRAMES:-32}" --seed-base "${SEED_BASE:-1000}" \
       --threads "$(nproc)" > "$R/dataset.log" 2>&1 && echo "$data_id" > /dev/shm/kvw_data.id
   fi
   stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}, degrade ${DEGRADE:-0}"
