@@ -37,7 +37,6 @@ TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
         Session s(model, p);
         s.start(ctx.frames, ctx.actions, ctx.poses);
         ChunkResult r = s.step(acts);
-        EXPECT_EQ(r.frames.size(), static_cast<size_t>(F));
         EXPECT_EQ(r.metrics.cache_bytes.total(), Session::predict_cache_bytes(c, p.cache, 2).total());
         return r;
     };
@@ -62,11 +61,9 @@ TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
         repeat_vs_truth.add(truth[static_cast<size_t>(F - 1)], gt);
     }
     std::printf(
-        "one chunk after the simulator's context, against the ground truth: BF16 cache %.2f dB, INT2 g128 "
-        "taylor "
-        "%.2f dB (%.2f dB from the BF16 output); repeating the last context frame %.2f dB, a flat frame of "
-        "its "
-        "mean colour %.2f dB\n",
+        "one chunk after the simulator's context, against the ground truth:\n"
+        "  BF16 cache %.2f dB; INT2 g128 taylor %.2f dB (%.2f dB from the BF16 output)\n"
+        "  repeating the last context frame %.2f dB; a flat frame of its mean colour %.2f dB\n",
         bf16_vs_truth.psnr(), int2_vs_truth.psnr(), int2_vs_bf16.psnr(), repeat_vs_truth.psnr(),
         flat_vs_truth.psnr());
     // The shipped weights: BF16 27.9 dB, INT2 18.9 dB (19.6 from BF16), repeat 27.3 dB, flat 13.0 dB. An

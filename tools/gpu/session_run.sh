@@ -4,8 +4,9 @@
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
 #           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
-#           exported to $OUT/model. Data: EPISODES episodes of EPISODE_FRAMES frames, worlds SEED_BASE.. ; batch BATCH. A checkpoint left
-#           by the previous command on a still-warm machine (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
+#           exported to $OUT/model. Data: EPISODES episodes of EPISODE_FRAMES frames, worlds SEED_BASE.. ;
+#           batch BATCH. A checkpoint left by the previous command on a still-warm machine
+#           (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
 #   bench   bench-attention with PyTorch's SDPA baseline (unless BENCH_ATTENTION=0), and the end-to-end benchmark

@@ -162,12 +162,12 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
                    noise: torch.Tensor, steps: int = 0) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
-    is the given start context (its cache pass only); chunks 1..K-1 are sampled with the config's Euler steps from
-    the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
+    is the given start context (its cache pass only); chunks 1..K-1 are sampled with `steps` Euler steps (0: the
+    config's) from the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
     each followed by its cache pass at t = cache_t, and every chunk attends to the cache-pass K/V of the chunks the
     context policy gives it (recall_idx, then the window), with the engine's slot positions.
     x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
-    noise like x0 (chunk c's flow-source noise); steps: Euler steps (0: the config's). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
+    noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
