@@ -58,7 +58,7 @@ TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
         int2_vs_truth.add(int2.frames[static_cast<size_t>(f)], gt);
         int2_vs_bf16.add(int2.frames[static_cast<size_t>(f)], bf16.frames[static_cast<size_t>(f)]);
         flat_vs_truth.add(flat, gt);
-        repeat_vs_truth.add(truth[static_cast<size_t>(F - 1)], gt);
+        repeat_vs_truth.add(last, gt);
     }
     std::printf(
         "one chunk after the simulator's context, against the ground truth:\n"
