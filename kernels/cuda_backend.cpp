@@ -229,10 +229,12 @@ private:
     size_t slot_bytes(const CacheSettings& s) const;  // one chunk, every layer
     void allocate_slot(int id, const CacheSettings& s);
     void upload_context(const ChunkJob& job);
-    void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows);
+    // Conditioning rows at `times`; rows from `negative_from` on (when >= 0) take the job's negative actions.
+    void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows, int negative_from = -1);
     // Enqueues one forward pass using conditioning row `row`. write: the cache pass (no output head).
+    // x0_negative: motion guidance's other prediction, extrapolated from by `guidance` before the Euler step.
     void enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler, float t, float dt,
-                         const CacheSettings& cache);
+                         const CacheSettings& cache, const float* x0_negative = nullptr, float guidance = 1.f);
     void enqueue_denoise(const ChunkJob& job, const std::vector<float>& times);
     void enqueue_cache_pass(const ChunkJob& job, bool given);
     std::vector<double> p_cache_from(int first_row, int rows) const;
@@ -244,8 +246,8 @@ private:
     CachePool pool_;
     // Work buffers
     size_t frame_floats_ = 0;
-    int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass
-    cu::DeviceBuffer x_, x0_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
+    int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
+    cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
     cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_;
     PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_;
     int splits_ = 1, q_tiles_ = 1;
@@ -303,9 +305,10 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     const ModelConfig& c = m.config;
     const size_t N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim();
     frame_floats_ = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
-    max_rows_ = 65;  // up to 64 sampling steps + the cache pass
+    max_rows_ = 129;  // up to 64 sampling steps + the cache pass + 64 negative steps (motion guidance)
     x_ = cu::DeviceBuffer(frame_floats_ * 4);
     x0_ = cu::DeviceBuffer(frame_floats_ * 4);
+    x0_negative_ = cu::DeviceBuffer(frame_floats_ * 4);
     xc_ = cu::DeviceBuffer(frame_floats_ * 4);
     noise_ = cu::DeviceBuffer(frame_floats_ * 4);
     tokens_ = cu::DeviceBuffer(N * P * 2);
@@ -472,11 +475,14 @@ void CudaBackendSession::upload_context(const ChunkJob& job) {
     CUDA_CHECK(cudaMemcpyAsync(seed_chunk_.get(), h_seed_chunk_.as<void>(), 2 * sizeof(uint64_t), cudaMemcpyHostToDevice, st));
 }
 
-void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows) {
+void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows, int negative_from) {
     const ModelConfig& c = m_.config;
     const size_t mod_row = static_cast<size_t>(c.chunk_frames) * 6 * c.hidden, fmod_row = static_cast<size_t>(c.chunk_frames) * 2 * c.hidden;
     for (int r = 0; r < rows; ++r) {
-        const Conditioning cond = compute_conditioning(c, m_.host_weights, times[static_cast<size_t>(r)], job.labels, job.camera);
+        const bool negative = negative_from >= 0 && r >= negative_from;
+        const Conditioning cond = compute_conditioning(c, m_.host_weights, times[static_cast<size_t>(r)],
+                                                       negative ? job.negative_labels : job.labels,
+                                                       negative ? job.negative_camera : job.camera);
         std::memcpy(h_mod_.as<float>() + r * mod_row, cond.mod.data(), mod_row * 4);
         std::memcpy(h_fmod_.as<float>() + r * fmod_row, cond.fmod.data(), fmod_row * 4);
     }
@@ -486,7 +492,7 @@ void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vec
 }
 
 void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler, float t, float dt,
-                                         const CacheSettings& cache) {
+                                         const CacheSettings& cache, const float* x0_negative, float guidance) {
     const ModelConfig& c = m_.config;
     const int N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim(), F = c.chunk_frames, tpf = c.tokens_per_frame();
     void* s = stream_.get();
@@ -548,7 +554,7 @@ void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, 
     if (write) return;
     cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, fmod, fmod + D, 2 * D, nullptr, nullptr, eps, H_.as<uint16_t>(), s);
     gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, P);
-    cu::unpatchify_euler(Y_.as<float>(), m_.final_b, F, c.height, c.width, c.patch, x0, x_euler, t, dt, s);
+    cu::unpatchify_euler(Y_.as<float>(), m_.final_b, F, c.height, c.width, c.patch, x0, x_euler, t, dt, s, x0_negative, guidance);
 }
 
 void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<float>& times) {
@@ -558,9 +564,13 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     const ModelConfig& c = m_.config;
     cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames, c.chunk_frames,
                     job.source_sigma, s);
+    const bool guided = job.guidance != 1.f;
     for (int i = 0; i < job.steps; ++i) {
         const float t = times[static_cast<size_t>(i)], dt = times[static_cast<size_t>(i) + 1] - t;
-        enqueue_forward(x_.as<float>(), i, false, x0_.as<float>(), x_.as<float>(), t, dt, job.cache);
+        // Motion guidance: the negative pass (row steps + 1 + i) first, then the commanded pass extrapolates from it.
+        if (guided) enqueue_forward(x_.as<float>(), job.steps + 1 + i, false, x0_negative_.as<float>(), nullptr, t, dt, job.cache);
+        enqueue_forward(x_.as<float>(), i, false, x0_.as<float>(), x_.as<float>(), t, dt, job.cache,
+                        guided ? x0_negative_.as<float>() : nullptr, job.guidance);
     }
     cu::clamp_mix(x_.as<float>(), nullptr, 0.f, x0_.as<float>(), nullptr, frame_floats_, s);
 }
@@ -599,9 +609,11 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const auto t_host = Clock::now();
     const bool given = job.given_frames != nullptr;
     const int steps = given ? 0 : job.steps;
-    if (steps + 1 > max_rows_) throw Error("at most " + std::to_string(max_rows_ - 1) + " denoising steps on the CUDA backend");
+    const bool guided = steps > 0 && job.guidance != 1.f;
+    if (2 * steps + 1 > max_rows_) throw Error("at most " + std::to_string((max_rows_ - 1) / 2) + " denoising steps on the CUDA backend");
     ChunkJob j = job;
     j.steps = steps;
+    if (!guided) j.guidance = 1.f;
     // The budget reserved at once, with room for each slot's rounding to the pool's 256-byte alignment.
     if (job.cache_budget_bytes > 0) {
         const size_t budget = static_cast<size_t>(job.cache_budget_bytes), slot = slot_bytes(job.cache);
@@ -612,7 +624,8 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     std::vector<float> times = steps > 0 ? sampler_times(steps, job.shift) : std::vector<float>{};
     std::vector<float> rows(times.begin(), times.begin() + steps);
     rows.push_back(job.cache_t);
-    upload_conditioning(j, rows, steps + 1);
+    if (guided) rows.insert(rows.end(), times.begin(), times.begin() + steps);
+    upload_conditioning(j, rows, static_cast<int>(rows.size()), guided ? steps + 1 : -1);
     upload_context(j);
     if (slots_.count(job.write_slot)) free_slot(job.write_slot);
     allocate_slot(job.write_slot, job.cache);
@@ -627,10 +640,10 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         CUDA_CHECK(cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
     }
     // Graphs keyed by everything that is baked into kernel arguments.
-    char key[160];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d/%.4f", steps, job.shift, job.cache_t, job.cache.key_bits,
+    char key[192];
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
                   job.cache.value_bits, job.cache.group, static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
-                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, job.source_sigma);
+                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, job.source_sigma, j.guidance);
     // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for debugging).
     const bool use_graphs = std::getenv("KVW_NO_GRAPHS") == nullptr;
     auto run_stage = [&](const std::string& name, const auto& enqueue) {

@@ -74,9 +74,10 @@ void gated_residual(float* x, const float* y, const float* bias, const float* ga
                     int n, int dim, int tokens_per_frame, void* stream);
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
-// From the output head: x0 = unpatchify(y + bias) (fp32 frames); if x != null, Euler step x += dt*(x - x0)/t.
+// From the output head: x0 = unpatchify(y + bias) (fp32 frames); with x0_negative (motion guidance)
+// x0 = x0_negative + guidance * (x0 - x0_negative); if x != null, Euler step x += dt*(x - x0)/t.
 void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x, float t, float dt,
-                      void* stream);
+                      void* stream, const float* x0_negative = nullptr, float guidance = 1.f);
 // Noise: out[i] = normal_noise(seed, chunk, step, domain, i) — bit-identical to the CPU. seed_chunk is a
 // device array {seed, chunk} so that a captured graph draws fresh noise for every chunk.
 void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain, void* stream);

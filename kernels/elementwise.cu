@@ -107,7 +107,8 @@ __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, si
 }
 
 __global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf, int h, int w, int p,
-                                        float* __restrict__ x0, float* x, float t, float dt) {
+                                        const float* __restrict__ x0_negative, float guidance, float* __restrict__ x0,
+                                        float* x, float t, float dt) {
     const size_t total = static_cast<size_t>(nf) * h * w * 3;
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
@@ -116,7 +117,8 @@ __global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float
         const int xx = static_cast<int>(pix % w), yy = static_cast<int>((pix / w) % h), f = static_cast<int>(pix / (static_cast<size_t>(w) * h));
         const size_t tok = static_cast<size_t>(f) * hp * wp + (yy / p) * wp + (xx / p);
         const int e = ((yy % p) * p + (xx % p)) * 3 + ch;
-        const float v = y[tok * pd + e] + bias[e];
+        float v = y[tok * pd + e] + bias[e];
+        if (x0_negative) v = x0_negative[i] + guidance * (v - x0_negative[i]);  // motion guidance
         x0[i] = v;
         if (x) x[i] += dt * (x[i] - v) / t;
     }
@@ -205,9 +207,10 @@ void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
 void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x, float t, float dt,
-                      void* stream) {
+                      void* stream, const float* x0_negative, float guidance) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    unpatchify_euler_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, x0, x, t, dt);
+    unpatchify_euler_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, x0_negative, guidance, x0, x, t,
+                                                                                   dt);
     CUDA_CHECK_LAUNCH("unpatchify_euler");
 }
 void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain, void* stream) {

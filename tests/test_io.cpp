@@ -123,6 +123,10 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     expect_error([&] { parse_model_config(with("[16, 24, 24]", "[16, 24, 22]"), "m.json"); }, {"rope_axes"});
     expect_error([&] { parse_model_config(with("\"kvworld-model\"", "\"other\""), "m.json"); }, {"not a KVWorld model config"});
     expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 1.5"), "m.json"); }, {"cache_t"});
+    expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 0.5"), "m.json"); },
+                 {"m.json", "guidance"});
+    EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json").guidance, 2.5f);
+    EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {

@@ -27,6 +27,8 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
     cmd->add_option("--budget-mb", budget_mb, "Cache budget in MB; the cache evicts to stay under it (0 = unlimited)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--cache-t", cache_t, "Noise level of the cache pass (default: the model's)")->check(CLI::Range(0.f, 0.99f));
+    cmd->add_option("--guidance", guidance, "Motion guidance: 1 = off, up to 8 strengthens the commanded movement (default: the model's)")
+        ->check(CLI::Range(1.f, 8.f));
 }
 
 SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) const {
@@ -37,6 +39,7 @@ SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) 
     p.context.budget_bytes = budget_mb * 1e6;
     p.sampler.steps = steps;
     p.sampler.cache_t = cache_t;
+    p.sampler.guidance = guidance;
     p.seed = seed >= 0 ? static_cast<uint64_t>(seed) : default_seed;
     return p;
 }

@@ -19,6 +19,7 @@ struct SessionFlags {
     int steps = 0, window = -1, recall = -1;
     double budget_mb = 0;
     float cache_t = -1.f;
+    float guidance = 0.f;  // 0: the model's
     long long seed = -1;  // -1: the trace's noise seed
 
     void add_to(CLI::App* cmd, bool with_model = true);

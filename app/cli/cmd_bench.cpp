@@ -26,10 +26,13 @@ struct BenchRow {
     DeviceCacheMemory pool_memory;
 };
 
-BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks) {
+// guidance: the session's motion guidance (1 = off: one forward a denoising step; > 1: two, the bench's
+// actions walk forward).
+BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks, float guidance) {
     const ModelConfig& c = model->config();
     SessionParams p;
     p.cache = cache;
+    p.sampler.guidance = guidance;
     p.context.window = c.window;
     p.context.recall = c.recall;
     p.seed = 1;
@@ -63,8 +66,13 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     BenchRow row;
     row.model = c.name;
     row.settings = cache.label();
+    if (guidance != 1.f) {
+        char g[32];
+        std::snprintf(g, sizeof g, " +guidance %.1f", guidance);
+        row.settings += g;
+    }
     row.ms_chunk = totals[totals.size() / 2];
-    const int steps = c.steps;
+    const int steps = c.steps * (guidance != 1.f ? 2 : 1);  // forwards of the denoising stage
     row.ms_forward = denoise / chunks / steps;
     double sum = 0;
     for (double t : totals) sum += t;
@@ -119,26 +127,33 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
     json out = json::array();
     std::printf("backend %s, %d measured chunks each after filling the context; ratios against BF16 of the same run\n",
                 backend.c_str(), chunks);
-    std::printf("%-18s %-22s %10s %10s %8s %8s %9s %9s %10s\n", "model", "cache", "ms/chunk", "ms/fwd", "attn%", "gemm%",
+    std::printf("%-18s %-36s %10s %10s %8s %8s %9s %9s %10s\n", "model", "cache", "ms/chunk", "ms/fwd", "attn%", "gemm%",
                 "frames/s", "vs BF16", "cache MB");
     for (const auto& m : models) {
         double baseline = 0;
-        for (const CacheSettings& f : formats) {
+        // Every format without motion guidance, then the baseline and INT2 + taylor with it (the model's
+        // default strength, or 2 where the model has it off): what the second forward of each step costs.
+        const float guidance = m->config().guidance != 1.f ? m->config().guidance : 2.f;
+        std::vector<std::pair<CacheSettings, float>> runs;
+        for (const CacheSettings& f : formats) runs.emplace_back(f, 1.f);
+        runs.emplace_back(formats[0], guidance);
+        runs.emplace_back(formats[5], guidance);
+        for (const auto& [f, g] : runs) {
             if (f.group > m->config().head_dim) continue;
             if (f.correction == Correction::Exact && kind == BackendKind::Cpu && m->config().tokens_per_chunk() > 256) {
-                std::printf("%-18s %-22s   skipped: the exact correction on the CPU costs a log-sinh per score and channel\n",
+                std::printf("%-18s %-36s   skipped: the exact correction on the CPU costs a log-sinh per score and channel\n",
                             m->config().name.c_str(), f.label().c_str());
                 continue;
             }
-            const BenchRow r = bench_one(m, f, chunks);
+            const BenchRow r = bench_one(m, f, chunks, g);
             if (baseline == 0) baseline = r.ms_chunk;
-            std::printf("%-18s %-22s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(), r.settings.c_str(),
+            std::printf("%-18s %-36s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(), r.settings.c_str(),
                         r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share, r.fps, baseline / r.ms_chunk,
                         r.cache_bytes / 1e6);
             std::fflush(stdout);
             if (r.pool)
-                std::printf("%-18s %-22s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms\n"
-                            "%-18s %-22s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot alignment); pool %.1f MB "
+                std::printf("%-18s %-36s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms\n"
+                            "%-18s %-36s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot alignment); pool %.1f MB "
                             "reserved, %.1f MB measured by the device; whole session %.1f MB\n",
                             "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "", r.cache_bytes / 1e6,
                             r.pool_memory.used / 1e6, 100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
@@ -151,7 +166,7 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
                            {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
                            {"ms_per_forward", r.ms_forward}, {"attention_share", r.attention_share},
                            {"gemm_share", r.gemm_share}, {"generated_fps", r.fps}, {"speed_vs_bf16", baseline / r.ms_chunk},
-                           {"cache_bytes", r.cache_bytes}});
+                           {"cache_bytes", r.cache_bytes}, {"motion_guidance", g}});
         }
     }
     if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");

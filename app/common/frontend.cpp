@@ -88,6 +88,7 @@ std::string settings_json(const SessionParams& p) {
     j["steps"] = p.sampler.steps;
     j["shift"] = p.sampler.shift;
     j["cache_t"] = p.sampler.cache_t;
+    j["guidance"] = p.sampler.guidance;
     j["seed"] = p.seed;
     return j.dump();
 }

@@ -60,6 +60,8 @@ std::optional<std::string> check_params(const ModelConfig& config, const Session
     if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
     if (p.context.window + p.context.recall + 1 > 64) return "window + recall must stay below 64 chunks";
     if (p.sampler.steps < 0 || p.sampler.steps > 1000) return "steps must be in [1, 1000]";
+    if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
+        return "motion guidance must be in [1, 8] (1 = off, 0 = model default)";
     if (p.context.budget_bytes < 0) return "the cache budget must be >= 0 (0 = unlimited)";
     const uint64_t chunk = Session::predict_cache_bytes(config, p.cache, 1).total();
     if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))

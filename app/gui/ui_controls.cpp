@@ -267,6 +267,20 @@ void App::draw_controls_panel() {
                                              ? "model default (" + std::to_string(model_steps) + ")"
                                              : "%d denoising steps";
         ImGui::SliderInt("##steps", &shared_.sampler.steps, 0, 50, steps_format.c_str());
+        // Motion guidance: 0 = the model's default, 1 = off; values between snap to the nearer of the two.
+        const float model_guidance = config_ ? config_->guidance : 1.f;
+        ui::form_label("Motion", column);
+        ImGui::SetNextItemWidth(-1);
+        char default_format[64];
+        std::snprintf(default_format, sizeof default_format, "model default (%.1f)", model_guidance);
+        const char* guidance_format = shared_.sampler.guidance == 0.f   ? default_format
+                                      : shared_.sampler.guidance == 1.f ? "guidance off"
+                                                                        : "guidance %.2f";
+        if (ImGui::SliderFloat("##guidance", &shared_.sampler.guidance, 0.f, 4.f, guidance_format) && shared_.sampler.guidance < 1.f)
+            shared_.sampler.guidance = shared_.sampler.guidance < 0.5f ? 0.f : 1.f;
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("Motion guidance: each denoising step also predicts the chunk with the movement keys released\n"
+                              "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
         ImGui::Spacing();
     }
 

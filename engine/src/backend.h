@@ -42,6 +42,11 @@ struct ChunkJob {
     float cache_t = 0.f;
     bool source_previous = false;  // x_1 = previous chunk's last frame + source_sigma * noise
     float source_sigma = 1.f;
+    // Motion guidance: when > 1, every denoising step also runs the model on the negative conditioning (the
+    // same frames with their movement zeroed) and uses x0 = x0_neg + guidance * (x0 - x0_neg).
+    float guidance = 1.f;
+    std::vector<int> negative_labels;                            // per frame (filled when guidance > 1)
+    std::vector<std::array<float, kCameraDim>> negative_camera;  // per frame
     CacheSettings cache;
     double cache_budget_bytes = 0;  // the session's memory budget (0: none): what the device pool reserves up front
     bool keep_device_frames = false;

@@ -50,6 +50,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         c.source_previous = kind == "previous";
     }
     if (s.contains("source_sigma")) c.source_sigma = getf(s, "source_sigma");
+    if (s.contains("guidance")) c.guidance = getf(s, "guidance");
     const json& ctx = jsonu::field(j, "context", src);
     c.window = geti(ctx, "window", 0, 1024);
     c.recall = geti(ctx, "recall", 0, 1024);
@@ -83,6 +84,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
     if (!(c.shift > 0.f)) fail("sampler.shift must be > 0");
     if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
     if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
+    if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
     if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
         !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
         !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
@@ -115,7 +117,8 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["rope_theta"] = c.rope_theta;
     j["norm_eps"] = c.norm_eps;
     j["sampler"] = {{"steps", c.steps}, {"shift", c.shift}, {"cache_t", c.cache_t},
-                    {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma}};
+                    {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma},
+                    {"guidance", c.guidance}};
     j["context"] = {{"window", c.window}, {"recall", c.recall}};
     j["motion"] = {{"move_per_frame", c.motion.move_per_frame},
                    {"turn_max_deg", c.motion.turn_max_deg},

@@ -22,6 +22,8 @@ void validate_params(const SessionParams& p, const ModelConfig& c) {
     if (p.sampler.steps < 0 || p.sampler.steps > 1000) throw Error("steps must be in [1, 1000] (0 = model default)");
     if (p.sampler.shift < 0) throw Error("shift must be > 0 (0 = model default)");
     if (p.sampler.cache_t >= 1.f) throw Error("cache_t must be < 1");
+    if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
+        throw Error("motion guidance must be in [1, 8] (1 = off, 0 = model default)");
     const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
     if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
         throw Error("cache budget of " + std::to_string(p.context.budget_bytes / 1e6) + " MB cannot hold a single chunk (" +
@@ -68,6 +70,17 @@ struct Session::Impl {
         job.cache_t = params.sampler.cache_t >= 0 ? params.sampler.cache_t : c.cache_t;
         job.source_previous = c.source_previous;
         job.source_sigma = c.source_sigma;
+        // Motion guidance needs something to strengthen: a chunk without movement commands would only repeat
+        // its conditional prediction (the negative would equal it), so it is sampled with one forward a step.
+        const float guidance = params.sampler.guidance > 0.f ? params.sampler.guidance : c.guidance;
+        if (guidance != 1.f)
+            for (const FrameAction& a : actions) {
+                const FrameAction still = motion_guidance_negative(a);
+                job.negative_labels.push_back(action_label(still, c.motion));
+                job.negative_camera.push_back(camera_vector(still, c.motion));
+            }
+        if (job.negative_labels != job.labels || job.negative_camera != job.camera) job.guidance = guidance;
+        if (job.guidance == 1.f) job.negative_labels.clear(), job.negative_camera.clear();
         job.cache = params.cache;
         job.cache_budget_bytes = params.context.budget_bytes;
         job.keep_device_frames = params.keep_device_frames;

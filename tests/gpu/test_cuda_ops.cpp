@@ -149,6 +149,19 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), d_xt.as<float>(), t, dt, nullptr);
     expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
     expect_close(download<float>(d_xt, ref_xt.size()), ref_xt, kFp32Reorder, "euler step");
+    // with motion guidance: x0 = x0_negative + g * (x0 - x0_negative) before the Euler step
+    const std::vector<float> neg = randn(frames.size());
+    const float g = 2.5f;
+    std::vector<float> ref_g(ref_x0), ref_gx(xt);
+    for (size_t i = 0; i < ref_g.size(); ++i) {
+        ref_g[i] = neg[i] + g * (ref_x0[i] - neg[i]);
+        ref_gx[i] += dt * (xt[i] - ref_g[i]) / t;
+    }
+    cu::DeviceBuffer d_neg = upload(neg), d_xg = upload(xt);
+    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), d_xg.as<float>(), t, dt, nullptr,
+                         d_neg.as<float>(), g);
+    expect_close(download<float>(d_x0, ref_g.size()), ref_g, kFp32Reorder, "unpatchify, guided");
+    expect_close(download<float>(d_xg, ref_gx.size()), ref_gx, kFp32Reorder, "euler step, guided");
 }
 
 TEST(CudaOps, GemmMatchesCpu) {
@@ -411,9 +424,12 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
     auto cpu_m = create_cpu_backend(cfg, w);
     auto gpu_m = create_cuda_backend(cfg, w);
-    for (const CacheSettings& cs : {CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off},
-                                    CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor},
-                                    CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}}) {
+    // (cache format, motion guidance): guidance > 1 adds the negative pass of every step
+    for (const auto& [cs, guidance] : {std::pair{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f},
+                                       std::pair{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f},
+                                       std::pair{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f},
+                                       std::pair{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 2.5f},
+                                       std::pair{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f}}) {
         auto cs_ = cpu_m->create_session();
         auto gs = gpu_m->create_session();
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
@@ -428,7 +444,12 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                 const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, 0.f};
                 j.labels.push_back(action_label(a, cfg.motion));
                 j.camera.push_back(camera_vector(a, cfg.motion));
+                if (guidance != 1.f) {
+                    j.negative_labels.push_back(action_label(motion_guidance_negative(a), cfg.motion));
+                    j.negative_camera.push_back(camera_vector(motion_guidance_negative(a), cfg.motion));
+                }
             }
+            j.guidance = guidance;
             for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
             j.write_slot = c;
             j.given_frames = c == 0 ? ctx.data() : nullptr;
@@ -455,8 +476,9 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         double se = 0;
         for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
-        std::printf("[tolerance] tiny rollout %-28s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(), psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label();
+        std::printf("[tolerance] tiny rollout %-28s guidance %.1f CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
+                    guidance, psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance;
     }
 }
 

@@ -43,6 +43,7 @@ class ModelConfig:
     cache_t: float = 0.0
     source_previous: bool = False  # flow source x_1 = previous chunk's last frame + source_sigma * noise
     source_sigma: float = 1.0
+    guidance: float = 1.0  # motion guidance of the engine's sampler (1 = off); inference only
     window: int = 3
     recall: int = 2
     motion: Dict[str, float] = field(default_factory=lambda: {
@@ -82,6 +83,7 @@ class ModelConfig:
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
         c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
+        c.guidance = float(j["sampler"].get("guidance", 1.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
         c.motion = dict(j["motion"])
         c.weights = list(j.get("weights", ["model.safetensors"]))
@@ -95,7 +97,8 @@ class ModelConfig:
              "time_freq_dim": self.time_freq_dim, "rope_axes": list(self.rope_axes), "rope_theta": self.rope_theta,
              "norm_eps": self.norm_eps,
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
-                         "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma},
+                         "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
+                         "guidance": self.guidance},
              "context": {"window": self.window, "recall": self.recall}, "motion": self.motion,
              "weights": self.weights}
         return json.dumps(j, indent=2) + "\n"
@@ -347,10 +350,12 @@ def normal_noise(seed: int, chunk: int, step: int, domain: int, count: int) -> n
 @torch.no_grad()
 def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: int, chunk_index: int,
                    steps: int, shift: float, cache_t: float, given: Optional[torch.Tensor] = None,
-                   prev: Optional[torch.Tensor] = None):
+                   prev: Optional[torch.Tensor] = None, guidance: float = 1.0, negative=None):
     """The engine's per-chunk procedure: Euler sampling (unless `given`) from x_1 = source_sigma * noise
     (+ `prev`, the previous chunk's last frame [1, H, W, 3], when the config's source is "previous"), then
-    the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry)."""
+    the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry).
+    Motion guidance (guidance != 1): `negative` = (labels, cam) of the same frames with the movement released;
+    every step uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the commanded pass)."""
     cfg = model.cfg
     dev = labels.device
     shape = (1, cfg.chunk_frames, cfg.height, cfg.width, 3)
@@ -365,6 +370,9 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
         for s in range(steps):
             t = torch.full((1, cfg.chunk_frames), ts[s], device=dev)
             x0, pc, _ = forward_with_cache(model, rope, x, t, labels, cam, context)
+            if guidance != 1.0:
+                x0n, _, _ = forward_with_cache(model, rope, x, t, negative[0], negative[1], context)
+                x0 = x0n + guidance * (x0 - x0n)
             p_mean = [a + b / steps for a, b in zip(p_mean, pc)]
             x = x + (ts[s + 1] - ts[s]) * (x - x0) / ts[s]
         x0 = x.clamp(-1, 1)
@@ -390,6 +398,13 @@ def action_label(a: np.ndarray, turn_max_deg: float) -> np.ndarray:
     t = 3 * (sgn(a[..., 0], 0.25) + 1) + (sgn(a[..., 1], 0.25) + 1)
     r = 3 * (sgn(a[..., 3], rot_thr) + 1) + (sgn(a[..., 4], rot_thr) + 1)
     return (9 * t + r).astype(np.int64)
+
+
+def motion_guidance_negative(a: np.ndarray) -> np.ndarray:
+    """kvworld/actions.h motion_guidance_negative: the movement (forward, right, up) released, turns kept."""
+    n = np.array(a, dtype=np.float32, copy=True)
+    n[..., 0:3] = 0
+    return n
 
 
 def camera_vector(a: np.ndarray, turn_max_deg: float) -> np.ndarray:

@@ -6,6 +6,7 @@ and tests/data/parity_tiny.safetensors records inputs and PyTorch outputs:
   ctx.*     : one forward pass of chunk 1 attending to the cached chunk 0
   rollout.* : the engine's procedure over three chunks (ground-truth chunk 0, then two sampled chunks
               through the bf16 cache, Euler, fixed seed), frames and P_S per layer
+  guided.*  : rollout chunk 2 again with motion guidance 2.5 (negative: the movement released)
 Run from the repository root:  python3 tools/train/parity.py
 """
 import os
@@ -83,6 +84,12 @@ def main():
     entries.append(e1)
     f2, pc2, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t,
                                   prev=f1[:, -1])
+    # the same chunk 2 with motion guidance (the negative releases the movement keys)
+    guidance = 2.5
+    f2g, pc2g, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t,
+                                    prev=f1[:, -1], guidance=guidance, negative=cond(M.motion_guidance_negative(acts[2])))
+    rec.update({"guided.frames2": f2g[0], "guided.p_cache2": torch.tensor(pc2g, dtype=torch.float32),
+                "guided.guidance": torch.tensor([guidance])})
     rec.update({
         "rollout.context": context[0], "rollout.actions0": torch.from_numpy(acts[0]),
         "rollout.actions1": torch.from_numpy(acts[1]), "rollout.actions2": torch.from_numpy(acts[2]),

@@ -36,6 +36,10 @@ struct ModelConfig {
     // (flow matching from the last seen frame: the model moves content instead of drawing it from noise).
     bool source_previous = false;
     float source_sigma = 1.f;
+    // Motion guidance (docs/design.md "Motion guidance"): each denoising step also predicts x0 with the
+    // chunk's movement commands zeroed and extrapolates x0 = x0_still + guidance * (x0 - x0_still).
+    // 1 = off (one forward a step); > 1 strengthens the commanded movement at twice the sampling cost.
+    float guidance = 1.f;
     // Context defaults
     int window = 3;
     int recall = 2;

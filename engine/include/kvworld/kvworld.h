@@ -66,6 +66,8 @@ struct SamplerSettings {
     int steps = 0;           // 0 = the model config's default
     float shift = 0.f;       // 0 = the model config's default
     float cache_t = -1.f;    // < 0 = the model config's default (noise level of the cache pass)
+    float guidance = 0.f;    // motion guidance: 0 = the model config's default; 1 = off; (1, 8] strengthens
+                             // the commanded movement (ModelConfig::guidance) at twice the sampling cost
 
     bool operator==(const SamplerSettings&) const = default;
 };

@@ -272,6 +272,8 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const size_t n = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
     KVW_CHECK(static_cast<int>(job.labels.size()) == c.chunk_frames && job.camera.size() == job.labels.size(),
               "a chunk needs " << c.chunk_frames << " actions");
+    KVW_CHECK(job.guidance == 1.f || (job.negative_labels.size() == job.labels.size() && job.negative_camera.size() == job.labels.size()),
+              "motion guidance needs the negative conditioning of every frame");
     attention_ms_ = gemm_ms_ = 0;
     prepare_context(job);
     std::vector<float> x(n), x0(n);
@@ -287,9 +289,21 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
             if (job.source_previous && !last_frame_.empty()) x[i] += last_frame_[i % frame];
         }
         const std::vector<float> ts = sampler_times(job.steps, job.shift);
+        const bool guided = job.guidance != 1.f;
+        std::vector<float> x0_negative(guided ? n : 0);
+        std::vector<double> pc_negative;
         for (int s = 0; s < job.steps; ++s) {
             const Conditioning cond = condition(ts[static_cast<size_t>(s)], job);
+            if (guided) {
+                // Motion guidance: the prediction with the movement released, then extrapolated past it
+                // towards the commanded one. P_S is reported for the commanded pass only.
+                const Conditioning neg = compute_conditioning(c, m_.weights, ts[static_cast<size_t>(s)], job.negative_labels,
+                                                              job.negative_camera);
+                forward(x.data(), neg, nullptr, job.cache, &pc_negative, x0_negative.data());
+            }
             forward(x.data(), cond, nullptr, job.cache, &pc, x0.data());
+            if (guided)
+                for (size_t i = 0; i < n; ++i) x0[i] = x0_negative[i] + job.guidance * (x0[i] - x0_negative[i]);
             for (size_t l = 0; l < pc.size(); ++l) pc_sum[l] += pc[l] / job.steps;
             const float t = ts[static_cast<size_t>(s)], t_next = ts[static_cast<size_t>(s) + 1];
             const float dt = t_next - t;
