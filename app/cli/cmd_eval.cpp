@@ -159,6 +159,23 @@ double estimate_zoom(const Image& a, const Image& b) {
     return best_s;
 }
 
+// Least-squares slope of b on a (image shift in pixels per commanded degree of yaw): how far the view turns,
+// where the correlation only says whether it turns the right way.
+double slope(const std::vector<double>& a, const std::vector<double>& b) {
+    const size_t n = std::min(a.size(), b.size());
+    if (n < 2) return 0;
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < n; ++i) ma += a[i], mb += b[i];
+    ma /= n;
+    mb /= n;
+    double sab = 0, saa = 0;
+    for (size_t i = 0; i < n; ++i) {
+        sab += (a[i] - ma) * (b[i] - mb);
+        saa += (a[i] - ma) * (a[i] - ma);
+    }
+    return saa > 0 ? sab / saa : 0;
+}
+
 double correlation(const std::vector<double>& a, const std::vector<double>& b) {
     const size_t n = std::min(a.size(), b.size());
     if (n < 2) return 0;
@@ -238,6 +255,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
     report["model"] = c.name;
     report["backend"] = to_string(model->backend());
     report["world_seed_base"] = world_base;
+    report["motion_guidance"] = base.sampler.guidance > 0 ? base.sampler.guidance : c.guidance;
     const int F = c.chunk_frames;
 
     if (mode == "quality" || mode == "all") {
@@ -307,7 +325,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
                 const bool forward = a.move_forward > 0.5f && std::fabs(a.yaw_deg) < 0.5f && std::fabs(a.move_right) < 0.25f;
                 const bool still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f && std::fabs(a.yaw_deg) < 0.1f &&
                                    std::fabs(a.move_up) < 0.1f;
-                if ((forward || still) && i % 4 == 0) {  // every 4th pair: the zoom search is the slow part
+                if (forward || still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
                     const double zg = estimate_zoom(r.frames[i - 1], r.frames[i]), zt = estimate_zoom(gt[i - 1], gt[i]);
                     (forward ? fwd_zoom_gen : still_zoom_gen).push_back(zg);
                     (forward ? fwd_zoom_gt : still_zoom_gt).push_back(zt);
@@ -332,10 +350,17 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
                              {"yaw_shift_correlation_simulator", correlation(cmd_yaw, est_shift_gt)},
                              {"zoom_forward_generated", avg(fwd_zoom_gen)}, {"zoom_still_generated", avg(still_zoom_gen)},
                              {"zoom_forward_simulator", avg(fwd_zoom_gt)}, {"zoom_still_simulator", avg(still_zoom_gt)},
-                             {"forward_frames", fwd_zoom_gen.size()}, {"still_frames", still_zoom_gen.size()}};
-        std::printf("actions: corr(commanded yaw, image shift) generated %.2f (simulator %.2f); zoom per frame forward %.4f vs still %.4f (simulator %.4f vs %.4f)\n",
-                    correlation(cmd_yaw, est_shift_gen), correlation(cmd_yaw, est_shift_gt), avg(fwd_zoom_gen), avg(still_zoom_gen),
-                    avg(fwd_zoom_gt), avg(still_zoom_gt));
+                             {"forward_frames", fwd_zoom_gen.size()}, {"still_frames", still_zoom_gen.size()},
+                             {"yaw_shift_slope_generated", slope(cmd_yaw, est_shift_gen)},
+                             {"yaw_shift_slope_simulator", slope(cmd_yaw, est_shift_gt)}};
+        // Forward motion as a fraction of the simulator's: the extra zoom of walking over standing still.
+        const double sim_extra = avg(fwd_zoom_gt) - avg(still_zoom_gt), gen_extra = avg(fwd_zoom_gen) - avg(still_zoom_gen);
+        report["actions"]["forward_zoom_fraction"] = sim_extra > 0 ? gen_extra / sim_extra : 0.0;
+        std::printf("actions: corr(commanded yaw, image shift) generated %.2f (simulator %.2f), slope %.2f vs %.2f px/deg; zoom per frame "
+                    "forward %.4f vs still %.4f (simulator %.4f vs %.4f): forward motion %.0f%% of the simulator's\n",
+                    correlation(cmd_yaw, est_shift_gen), correlation(cmd_yaw, est_shift_gt), slope(cmd_yaw, est_shift_gen),
+                    slope(cmd_yaw, est_shift_gt), avg(fwd_zoom_gen), avg(still_zoom_gen), avg(fwd_zoom_gt), avg(still_zoom_gt),
+                    sim_extra > 0 ? 100 * gen_extra / sim_extra : 0.0);
     }
 
     if (mode == "grid" || mode == "all") {
