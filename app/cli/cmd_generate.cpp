@@ -45,6 +45,11 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
     metrics["backend"] = to_string(model->backend());
     metrics["trace"] = trace_path;
     metrics["settings"] = json::parse(frontend::settings_json(params));
+    // The sampler as it ran: the settings above say 0 (or -1) where the model's default applies.
+    metrics["sampler"] = {{"steps", params.sampler.steps > 0 ? params.sampler.steps : cfg.steps},
+                          {"shift", params.sampler.shift > 0 ? params.sampler.shift : cfg.shift},
+                          {"cache_t", params.sampler.cache_t >= 0 ? params.sampler.cache_t : cfg.cache_t},
+                          {"guidance", params.sampler.guidance > 0 ? params.sampler.guidance : cfg.guidance}};
     metrics["fps"] = cfg.fps;
     metrics["chunks"] = json::array();
 
