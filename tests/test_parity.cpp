@@ -41,6 +41,17 @@ struct Fixture {
         j.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Taylor};
         return j;
     }
+    uint64_t rollout_seed() const {
+        return static_cast<uint64_t>(rec.to_f32("rollout.seed_hi")[0]) * 65536 + static_cast<uint64_t>(rec.to_f32("rollout.seed_lo")[0]);
+    }
+    // The recorded rollout's chunk 0 (the given context) into slot 0 of `session`.
+    void start_rollout(BackendSession& session, const std::vector<float>& context) const {
+        ChunkJob j0 = job(actions("rollout.actions0"), 0, {});
+        j0.seed = rollout_seed();
+        j0.given_frames = context.data();
+        ChunkOutput out0;
+        session.run_chunk(j0, &out0);
+    }
 };
 
 }  // namespace
@@ -77,14 +88,9 @@ TEST(Parity, SingleForwardMatchesPyTorch) {
 TEST(Parity, RolloutThroughCacheMatchesPyTorch) {
     Fixture fx;
     auto session = fx.model->create_session();
-    const uint64_t seed = static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_hi")[0]) * 65536 +
-                          static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_lo")[0]);
+    const uint64_t seed = fx.rollout_seed();
     const std::vector<float> context = fx.rec.to_f32("rollout.context");
-    ChunkJob j0 = fx.job(fx.actions("rollout.actions0"), 0, {});
-    j0.seed = seed;
-    j0.given_frames = context.data();
-    ChunkOutput out0;
-    session->run_chunk(j0, &out0);
+    fx.start_rollout(*session, context);
 
     // One forward of chunk 1 attending to the cached chunk 0.
     ChunkJob jc = fx.job(fx.actions("rollout.actions1"), 1, {0});
@@ -117,14 +123,10 @@ TEST(Parity, MotionGuidanceMatchesPyTorch) {
     // with the movement released and extrapolates from it by the recorded guidance.
     Fixture fx;
     auto session = fx.model->create_session();
-    const uint64_t seed = static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_hi")[0]) * 65536 +
-                          static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_lo")[0]);
+    const uint64_t seed = fx.rollout_seed();
     const std::vector<float> context = fx.rec.to_f32("rollout.context");
-    ChunkJob j0 = fx.job(fx.actions("rollout.actions0"), 0, {});
-    j0.seed = seed;
-    j0.given_frames = context.data();
-    ChunkOutput out0, out1, out2;
-    session->run_chunk(j0, &out0);
+    fx.start_rollout(*session, context);
+    ChunkOutput out1, out2;
     ChunkJob j1 = fx.job(fx.actions("rollout.actions1"), 1, {0});
     j1.seed = seed;
     session->run_chunk(j1, &out1);

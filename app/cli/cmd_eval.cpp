@@ -159,37 +159,37 @@ double estimate_zoom(const Image& a, const Image& b) {
     return best_s;
 }
 
+// Centred second moments of two series (their common length): what the slope and the correlation share.
+struct CoMoments {
+    double ab = 0, aa = 0, bb = 0;
+    size_t n = 0;
+};
+CoMoments co_moments(const std::vector<double>& a, const std::vector<double>& b) {
+    CoMoments m;
+    m.n = std::min(a.size(), b.size());
+    if (m.n == 0) return m;
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < m.n; ++i) ma += a[i], mb += b[i];
+    ma /= m.n;
+    mb /= m.n;
+    for (size_t i = 0; i < m.n; ++i) {
+        m.ab += (a[i] - ma) * (b[i] - mb);
+        m.aa += (a[i] - ma) * (a[i] - ma);
+        m.bb += (b[i] - mb) * (b[i] - mb);
+    }
+    return m;
+}
+
 // Least-squares slope of b on a (image shift in pixels per commanded degree of yaw): how far the view turns,
 // where the correlation only says whether it turns the right way.
 double slope(const std::vector<double>& a, const std::vector<double>& b) {
-    const size_t n = std::min(a.size(), b.size());
-    if (n < 2) return 0;
-    double ma = 0, mb = 0;
-    for (size_t i = 0; i < n; ++i) ma += a[i], mb += b[i];
-    ma /= n;
-    mb /= n;
-    double sab = 0, saa = 0;
-    for (size_t i = 0; i < n; ++i) {
-        sab += (a[i] - ma) * (b[i] - mb);
-        saa += (a[i] - ma) * (a[i] - ma);
-    }
-    return saa > 0 ? sab / saa : 0;
+    const CoMoments m = co_moments(a, b);
+    return m.n >= 2 && m.aa > 0 ? m.ab / m.aa : 0;
 }
 
 double correlation(const std::vector<double>& a, const std::vector<double>& b) {
-    const size_t n = std::min(a.size(), b.size());
-    if (n < 2) return 0;
-    double ma = 0, mb = 0;
-    for (size_t i = 0; i < n; ++i) ma += a[i], mb += b[i];
-    ma /= n;
-    mb /= n;
-    double sab = 0, saa = 0, sbb = 0;
-    for (size_t i = 0; i < n; ++i) {
-        sab += (a[i] - ma) * (b[i] - mb);
-        saa += (a[i] - ma) * (a[i] - ma);
-        sbb += (b[i] - mb) * (b[i] - mb);
-    }
-    return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0;
+    const CoMoments m = co_moments(a, b);
+    return m.n >= 2 && m.aa > 0 && m.bb > 0 ? m.ab / std::sqrt(m.aa * m.bb) : 0;
 }
 
 std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base, const ModelConfig& c) {
