@@ -73,14 +73,19 @@ struct Session::Impl {
         // Motion guidance needs something to strengthen: a chunk without movement commands would only repeat
         // its conditional prediction (the negative would equal it), so it is sampled with one forward a step.
         const float guidance = params.sampler.guidance > 0.f ? params.sampler.guidance : c.guidance;
-        if (guidance != 1.f)
+        if (guidance != 1.f) {
             for (const FrameAction& a : actions) {
                 const FrameAction still = motion_guidance_negative(a);
                 job.negative_labels.push_back(action_label(still, c.motion));
                 job.negative_camera.push_back(camera_vector(still, c.motion));
             }
-        if (job.negative_labels != job.labels || job.negative_camera != job.camera) job.guidance = guidance;
-        if (job.guidance == 1.f) job.negative_labels.clear(), job.negative_camera.clear();
+            if (job.negative_labels != job.labels || job.negative_camera != job.camera) {
+                job.guidance = guidance;
+            } else {
+                job.negative_labels.clear();
+                job.negative_camera.clear();
+            }
+        }
         job.cache = params.cache;
         job.cache_budget_bytes = params.context.budget_bytes;
         job.keep_device_frames = params.keep_device_frames;
