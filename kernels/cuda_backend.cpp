@@ -261,7 +261,15 @@ public:
     CudaBackendModel(const ModelConfig& c, const ModelWeights& w) : config(c), host_weights(w), rope(make_rope_tables(c, kMaxContextChunks * c.chunk_frames)) {
         if (c.head_dim != 64 && c.head_dim != 128) throw Error("the CUDA backend supports head_dim 64 and 128");
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
-        patch_b = upload_f32(w.at("patch_embed.bias").data, keep);
+        if (c.absolute_position) {
+            // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one add.
+            const std::vector<float>& bias = w.at("patch_embed.bias").data;
+            std::vector<float> table = w.at("pos_embed").data;
+            for (size_t i = 0; i < table.size(); ++i) table[i] += bias[i % bias.size()];
+            patch_b = upload_f32(table, keep);
+        } else {
+            patch_b = upload_f32(w.at("patch_embed.bias").data, keep);
+        }
         final_w = upload_bf16(w.at("final_proj.weight").data, keep);
         final_b = upload_f32(w.at("final_proj.bias").data, keep);
         for (int l = 0; l < c.depth; ++l) {
@@ -294,7 +302,7 @@ public:
     RopeTables rope;
     std::vector<cu::DeviceBuffer> keep;
     uint16_t *patch_w = nullptr, *final_w = nullptr;
-    float *patch_b = nullptr, *final_b = nullptr;
+    float *patch_b = nullptr, *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
     std::vector<LayerWeights> layers;
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
@@ -499,7 +507,10 @@ void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, 
     const float eps = c.norm_eps;
     cu::patchify_bf16(xin, F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), s);
     gemm_.run_f32_out(tokens_.as<uint16_t>(), m_.patch_w, X_.as<float>(), N, P, D);
-    cu::add_bias_f32(X_.as<float>(), m_.patch_b, N, D, s);
+    if (c.absolute_position)
+        cu::add_bias_f32(X_.as<float>(), m_.patch_b, F, tpf * D, s);  // every frame: + bias + pos_embed
+    else
+        cu::add_bias_f32(X_.as<float>(), m_.patch_b, N, D, s);
     const float* mod = mod_.as<float>() + static_cast<size_t>(row) * F * 6 * D;
     const float* fmod = fmod_.as<float>() + static_cast<size_t>(row) * F * 2 * D;
     const SegmentLayout kl = segment_layout(key_format(cache), c.heads, N, c.head_dim);

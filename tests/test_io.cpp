@@ -99,6 +99,16 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     ModelConfig shallower = cfg;
     shallower.depth = 1;
     expect_error([&] { load_weights(dir, shallower); }, {"unexpected tensor \"blocks.1."});
+    // Absolute patch positions: the config asks for "pos_embed" [tokens_per_frame, hidden]; weights without it
+    // are refused, and weights with it are refused by a config without it.
+    ModelConfig positioned = cfg;
+    positioned.absolute_position = true;
+    expect_error([&] { load_weights(dir, positioned); }, {"missing tensor \"pos_embed\"", "[16, 128]"});
+    const fs::path dir_pos = temp_dir("weights_pos");
+    save_weights(dir_pos / "model.safetensors", random_weights(positioned, 1), "BF16");
+    EXPECT_NO_THROW(load_weights(dir_pos, positioned));
+    expect_error([&] { load_weights(dir_pos, cfg); }, {"unexpected tensor \"pos_embed\""});
+    fs::remove_all(dir_pos);
     w.tensors["final_proj.bias"].data[0] = std::nanf("");
     save_weights(dir / "model.safetensors", w, "F32");
     expect_error([&] { load_weights(dir, cfg); }, {"final_proj.bias", "non-finite"});
@@ -127,6 +137,12 @@ TEST(Config, InvalidConfigsNameTheProblem) {
                  {"m.json", "guidance"});
     EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json").guidance, 2.5f);
     EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
+    EXPECT_FALSE(parse_model_config(good, "m.json").absolute_position) << "absent: off";
+    const ModelConfig positioned = parse_model_config(with("\"norm_eps\"", "\"absolute_position\": true, \"norm_eps\""), "m.json");
+    EXPECT_TRUE(positioned.absolute_position);
+    EXPECT_TRUE(parse_model_config(model_config_to_json(positioned), "m.json").absolute_position) << "round trip";
+    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
+                 {"m.json", "absolute_position"});
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {

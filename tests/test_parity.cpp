@@ -44,6 +44,14 @@ struct Fixture {
     uint64_t rollout_seed() const {
         return static_cast<uint64_t>(rec.to_f32("rollout.seed_hi")[0]) * 65536 + static_cast<uint64_t>(rec.to_f32("rollout.seed_lo")[0]);
     }
+    // The recorded single forward (no context, the recorded input and t) through `model`: x0 [F, H, W, 3].
+    std::vector<float> single_forward(BackendModel& model) const {
+        auto session = model.create_session();
+        const std::vector<float> x = rec.to_f32("single.x");
+        std::vector<float> x0(x.size());
+        session->forward_once(job(actions("single.actions"), 0, {}), x.data(), rec.to_f32("single.t")[0], x0.data(), nullptr);
+        return x0;
+    }
     // The recorded rollout's chunk 0 (the given context) into slot 0 of `session`.
     void start_rollout(BackendSession& session, const std::vector<float>& context) const {
         ChunkJob j0 = job(actions("rollout.actions0"), 0, {});
@@ -77,12 +85,7 @@ TEST(Parity, NoiseMatchesPyTorch) {
 
 TEST(Parity, SingleForwardMatchesPyTorch) {
     Fixture fx;
-    auto session = fx.model->create_session();
-    const ChunkJob job = fx.job(fx.actions("single.actions"), 0, {});
-    const std::vector<float> x = fx.rec.to_f32("single.x"), ref = fx.rec.to_f32("single.x0");
-    std::vector<float> x0(ref.size());
-    session->forward_once(job, x.data(), fx.rec.to_f32("single.t")[0], x0.data(), nullptr);
-    expect_close(x0, ref, kFp32Reorder, "single forward x0");
+    expect_close(fx.single_forward(*fx.model), fx.rec.to_f32("single.x0"), kFp32Reorder, "single forward x0");
 }
 
 TEST(Parity, RolloutThroughCacheMatchesPyTorch) {
@@ -144,10 +147,23 @@ TEST(Parity, MotionGuidanceMatchesPyTorch) {
     expect_close(out2.frames, guided, kFp32Rollout, "guided chunk 2 frames");
     // ... and it is not the unguided chunk: the recorded guidance changed the frames well beyond the tolerance.
     const std::vector<float> plain = fx.rec.to_f32("rollout.frames2");
-    double diff = 0;
-    for (size_t i = 0; i < plain.size(); ++i) diff = std::max(diff, static_cast<double>(std::fabs(plain[i] - guided[i])));
-    EXPECT_GT(diff, 0.05);
+    EXPECT_GT(compare(plain.data(), guided.data(), plain.size()).max_abs, 0.05);
     const std::vector<float> ref_p = fx.rec.to_f32("guided.p_cache2");
     ASSERT_EQ(out2.p_cache.size(), ref_p.size());
     for (size_t l = 0; l < ref_p.size(); ++l) EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
+}
+
+// The absolute patch-position embedding (ModelConfig::absolute_position): the tiny model's weights plus the
+// recorded pos_embed [tokens_per_frame, hidden] must give PyTorch's forward, and the embedding must matter.
+TEST(Parity, AbsolutePositionMatchesPyTorch) {
+    Fixture fx;
+    ModelConfig config = fx.config;
+    config.absolute_position = true;
+    ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
+    weights.tensors["pos_embed"] = HostTensor{{config.tokens_per_frame(), config.hidden}, fx.rec.to_f32("abspos.pos_embed")};
+    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)), without = fx.rec.to_f32("single.x0");
+    expect_close(x0, fx.rec.to_f32("abspos.x0"), kFp32Reorder, "single forward x0 with absolute positions");
+    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05) << "the position embedding changed nothing";
+    // A model.json that asks for absolute positions needs the tensor: the tiny weights lack it.
+    EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error);
 }

@@ -39,6 +39,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
     for (int i = 0; i < 3; ++i) c.rope_axes[i] = jsonu::integer(axes[i], "rope_axes", src, 0, 512);
     c.rope_theta = getf(j, "rope_theta");
     if (j.contains("norm_eps")) c.norm_eps = getf(j, "norm_eps");
+    if (j.contains("absolute_position")) {
+        if (!j["absolute_position"].is_boolean()) throw Error(src + ": \"absolute_position\" must be true or false");
+        c.absolute_position = j["absolute_position"].get<bool>();
+    }
     const json& s = jsonu::field(j, "sampler", src);
     c.steps = geti(s, "steps", 1, 1000);
     c.shift = getf(s, "shift");
@@ -116,6 +120,7 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["rope_axes"] = c.rope_axes;
     j["rope_theta"] = c.rope_theta;
     j["norm_eps"] = c.norm_eps;
+    if (c.absolute_position) j["absolute_position"] = true;
     j["sampler"] = {{"steps", c.steps}, {"shift", c.shift}, {"cache_t", c.cache_t},
                     {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma},
                     {"guidance", c.guidance}};

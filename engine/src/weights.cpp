@@ -39,6 +39,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     specs.push_back({"final_modulation.bias", {2 * D}});
     specs.push_back({"final_proj.weight", {P, D}});
     specs.push_back({"final_proj.bias", {P}});
+    // Last, so that random_weights draws the other tensors the same with or without it.
+    if (c.absolute_position) specs.push_back({"pos_embed", {c.tokens_per_frame(), D}});
     return specs;
 }
 

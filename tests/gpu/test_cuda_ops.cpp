@@ -424,14 +424,28 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
     auto cpu_m = create_cpu_backend(cfg, w);
     auto gpu_m = create_cuda_backend(cfg, w);
-    // (cache format, motion guidance): guidance > 1 adds the negative pass of every step
-    for (const auto& [cs, guidance] : {std::pair{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f},
-                                       std::pair{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f},
-                                       std::pair{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f},
-                                       std::pair{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 2.5f},
-                                       std::pair{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f}}) {
-        auto cs_ = cpu_m->create_session();
-        auto gs = gpu_m->create_session();
+    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position).
+    ModelConfig cfg_pos = cfg;
+    cfg_pos.absolute_position = true;
+    ModelWeights w_pos = w;
+    w_pos.tensors["pos_embed"] = HostTensor{{cfg.tokens_per_frame(), cfg.hidden}, randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
+    auto cpu_pos = create_cpu_backend(cfg_pos, w_pos);
+    auto gpu_pos = create_cuda_backend(cfg_pos, w_pos);
+    // (cache format, motion guidance, absolute positions): guidance > 1 adds the negative pass of every step
+    struct Case {
+        CacheSettings cs;
+        float guidance;
+        bool positioned;
+    };
+    for (const auto& [cs, guidance, positioned] : {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false},
+                                                   Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, false},
+                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f, false},
+                                                   Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 2.5f, false},
+                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, false},
+                                                   Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true},
+                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true}}) {
+        auto cs_ = (positioned ? cpu_pos : cpu_m)->create_session();
+        auto gs = (positioned ? gpu_pos : gpu_m)->create_session();
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
         std::vector<float> ctx = randn(n, 0.5f);
         for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
@@ -476,9 +490,9 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         double se = 0;
         for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
-        std::printf("[tolerance] tiny rollout %-28s guidance %.1f CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
-                    guidance, psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance;
+        std::printf("[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
+                    guidance, positioned ? " absolute positions" : "", psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (positioned ? " absolute positions" : "");
     }
 }
 

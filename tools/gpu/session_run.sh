@@ -5,14 +5,15 @@
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
 #           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
 #           exported to $OUT/model. Data: EPISODES episodes of EPISODE_FRAMES frames, worlds SEED_BASE.. ;
-#           batch BATCH. A checkpoint left by the previous command on a still-warm machine
+#           batch BATCH; TRAIN_ARGS: more train.py flags (e.g. --absolute-position). A checkpoint left by the previous command on a still-warm machine
 #           (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
 #   bench   bench-attention with PyTorch's SDPA baseline (unless BENCH_ATTENTION=0), and the end-to-end benchmark
 #   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training)
 #   grid    kvworld-cli eval --mode grid (GRID_ARGS, or several: GRIDS="name|args;...")
-#   film    a 2-minute rollout, every 15 s beside the simulator (for the README's film strip)
+#   film    2-minute rollouts (FILM_WORLDS), every 15 s beside the simulator, with per-second frame statistics
+#           (the README's film strip; FILM_EARLY: the same for INIT while the training runs)
 #   sweep   several quality evaluations: SWEEP="name|model dir|extra eval args;..." (e.g. other --cache-t);
 #           SWEEP_EARLY (same form) runs while the training does; VARIANTS makes sampler variants of INIT
 # Results are packed into $OUT/results.tar.gz after every phase, so a run cut short returns what it did.
@@ -37,6 +38,30 @@ run_sweep() {
       $extra --out "$R/sweep_$name" > "$R/sweep_$name.txt" 2>&1; tail -7 "$R/sweep_$name.txt" | tee -a "$R/timeline.txt"
     pack
   done
+}
+# 2-minute rollouts of the quality evaluation (worlds "world_seed:policy_seed ...": eval's i-th rollout is world
+# 1600000 + 7919 i under policy 4242 + i, same noise), every 15 s beside the simulator's frames ($R/<name>_<world>;
+# tools/plot/plot_film.py makes the README's film strip), and per-second frame statistics of model and simulator
+# (tools/plot/film_stats.py): run_film MODEL_DIR WORLDS NAME
+run_film() {
+  local pids=() ws w ps d k f
+  for ws in $2; do
+    w=${ws%%:*}; ps=${ws#*:}; d=$R/$3_$w
+    stamp "$3: world $w policy $ps, a 2-minute rollout ($1)"
+    $B/tools/sim/kvworld-sim trace --world-seed "$w" --policy-seed "$ps" --frames 1920 --context-frames 4 --out /tmp/kvw/$3_$w.json > /dev/null
+    rm -rf /tmp/kvw/$3_$w
+    timeout 120 $B/app/cli/kvworld-cli generate --backend cuda --model "$1" --trace /tmp/kvw/$3_$w.json --out /tmp/kvw/$3_$w \
+      --ground-truth --no-video > "$d.log" 2>&1; echo "$3 $w rc=$?"
+    mkdir -p "$d/frames" "$d/ground_truth"
+    for k in 0 1 2 3 4 5 6 7 8; do
+      f=$(printf "frame_%05d.png" $(( 4 + (k * 1919) / 8 )))
+      cp "/tmp/kvw/$3_$w/frames/$f" "$d/frames/" && cp "/tmp/kvw/$3_$w/ground_truth/$f" "$d/ground_truth/"
+    done
+    cp /tmp/kvw/$3_$w.json "$d/trace.json"
+    python3 tools/plot/film_stats.py /tmp/kvw/$3_$w "$d/stats.json" > "$d.stats.log" 2>&1 &
+    pids+=($!)
+  done
+  for k in "${pids[@]}"; do wait "$k"; done
 }
 INIT=${INIT:-assets/models/default}
 MODEL=$INIT
@@ -74,7 +99,7 @@ if has train; then
   PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init "$INIT" \
     --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch "${BATCH:-16}" \
     --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0}" --self-context "${SELF_CONTEXT:-0.5}" \
-    --rollout-steps "${ROLLOUT_STEPS:-4}" --eval-episodes 16 > "$R/train.log" 2>&1 &
+    --rollout-steps "${ROLLOUT_STEPS:-4}" --eval-episodes 16 ${TRAIN_ARGS:-} > "$R/train.log" 2>&1 &
   train_pid=$!
 fi
 stamp "build"
@@ -113,6 +138,10 @@ fi
 if has train && [[ -n "${SWEEP_EARLY:-}" ]]; then
   run_sweep "$SWEEP_EARLY"  # beside the training: the evaluation is light on the GPU
 fi
+if [[ -n "${FILM_EARLY:-}" ]]; then
+  run_film "$INIT" "$FILM_EARLY" film_init  # the starting model's rollouts, beside the training
+  pack
+fi
 if has train; then
   stamp "waiting for training"
   wait $train_pid; echo "train rc=$?"; tail -3 "$R/train.log"
@@ -137,18 +166,7 @@ if has grid; then
   done
 fi
 if has film; then
-  # The first 2-minute rollout of the quality evaluation (same world, policy and seed), every 15 s, beside the
-  # simulator's frames: tools/plot/plot_film.py makes the README's film strip from $R/film.
-  stamp "film: a 2-minute rollout ($MODEL)"
-  $B/tools/sim/kvworld-sim trace --world-seed 1600000 --policy-seed 4242 --frames 1920 --context-frames 4 --out /tmp/kvw/film.json > /dev/null
-  timeout 120 $B/app/cli/kvworld-cli generate --backend cuda --model "$MODEL" --trace /tmp/kvw/film.json --out /tmp/kvw/film \
-    --ground-truth --no-video > "$R/film.log" 2>&1; echo "film rc=$?"
-  mkdir -p "$R/film/frames" "$R/film/ground_truth"
-  for k in 0 1 2 3 4 5 6 7 8; do
-    f=$(printf "frame_%05d.png" $(( 4 + (k * 1919) / 8 )))
-    cp "/tmp/kvw/film/frames/$f" "$R/film/frames/" && cp "/tmp/kvw/film/ground_truth/$f" "$R/film/ground_truth/"
-  done
-  cp /tmp/kvw/film.json "$R/film/trace.json"
+  run_film "$MODEL" "${FILM_WORLDS:-1600000:4242}" film
   pack
 fi
 if has sweep; then

@@ -60,22 +60,28 @@ def main():
     n = Fr * cfg.height * cfg.width * 3
     noise = torch.stack([torch.from_numpy(M.normal_noise(1, c, 0, 0, n)).view(Fr, cfg.height, cfg.width, 3)
                          for c in range(K)])[None]
-    with torch.no_grad():
-        rolled = train.rollout_chunks(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
-                                      data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, noise)
-    entries, prev, worst = [], None, 0.0
-    for c in range(K):
-        ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
-        sl = slice(c * Fr, (c + 1) * Fr)
-        out, _, entry = M.generate_chunk(model, rope, [entries[i] for i in ctx_list], data.labels[e:e + 1, sl],
-                                         data.cam[e:e + 1, sl], 1, c, cfg.steps, cfg.shift, cfg.cache_t,
-                                         given=x0[:, 0] if c == 0 else None, prev=prev)
-        entries.append(entry)
-        prev = out[:, -1]
-        err = float((out - rolled[:, c]).abs().max())
-        worst = max(worst, err)
-        print(f"rollout chunk {c}: max |generate_chunk - rollout_chunks| = {err:.2e}")
-    assert worst < 0.05, "the training rollout is not the engine's procedure"
+    for guidance in (1.0, 1.5):  # motion guidance: the negative releases the movement keys
+        with torch.no_grad():
+            rolled = train.rollout_chunks(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
+                                          data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, noise, 0, guidance,
+                                          (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]))
+        entries, prev, worst = [], None, 0.0
+        for c in range(K):
+            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+            sl = slice(c * Fr, (c + 1) * Fr)
+            neg = (data.labels_neg[e:e + 1, sl], data.cam_neg[e:e + 1, sl])
+            moves = bool((neg[1] != data.cam[e:e + 1, sl]).any() or (neg[0] != data.labels[e:e + 1, sl]).any())
+            out, _, entry = M.generate_chunk(model, rope, [entries[i] for i in ctx_list], data.labels[e:e + 1, sl],
+                                             data.cam[e:e + 1, sl], 1, c, cfg.steps, cfg.shift, cfg.cache_t,
+                                             given=x0[:, 0] if c == 0 else None, prev=prev,
+                                             guidance=guidance if moves else 1.0, negative=neg)
+            entries.append(entry)
+            prev = out[:, -1]
+            err = float((out - rolled[:, c]).abs().max())
+            worst = max(worst, err)
+            print(f"guidance {guidance}, rollout chunk {c} ({'moves' if moves else 'still'}): "
+                  f"max |generate_chunk - rollout_chunks| = {err:.2e}")
+        assert worst < 0.05, "the training rollout is not the engine's procedure"
 
 
 if __name__ == "__main__":

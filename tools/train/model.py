@@ -36,6 +36,11 @@ class ModelConfig:
     mlp_hidden: int = 1152
     time_freq_dim: int = 256
     rope_axes: Tuple[int, int, int] = (32, 48, 48)
+    # A learned absolute embedding of the patch position in the frame, added to the patch embeddings
+    # ("pos_embed" [tokens_per_frame, hidden]). Why: RoPE only tells attention the relative offsets, so without
+    # it the model cannot tell the top of the frame from the bottom and, once a long rollout's context is
+    # damaged, can paint the ground above the sky.
+    absolute_position: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     steps: int = 4
@@ -80,6 +85,7 @@ class ModelConfig:
             if k in j:
                 setattr(c, k, j[k])
         c.rope_axes = tuple(j["rope_axes"])
+        c.absolute_position = bool(j.get("absolute_position", False))
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
         c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
@@ -95,7 +101,7 @@ class ModelConfig:
              "patch": self.patch, "chunk_frames": self.chunk_frames, "fps": self.fps, "hidden": self.hidden,
              "depth": self.depth, "heads": self.heads, "head_dim": self.head_dim, "mlp_hidden": self.mlp_hidden,
              "time_freq_dim": self.time_freq_dim, "rope_axes": list(self.rope_axes), "rope_theta": self.rope_theta,
-             "norm_eps": self.norm_eps,
+             "norm_eps": self.norm_eps, **({"absolute_position": True} if self.absolute_position else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
                          "guidance": self.guidance},
@@ -205,6 +211,8 @@ class KVWorldModel(nn.Module):
         self.cfg = cfg
         D, P, T = cfg.hidden, cfg.patch_dim, cfg.time_freq_dim
         self.patch_embed = nn.Linear(P, D)
+        if cfg.absolute_position:
+            self.pos_embed = nn.Parameter(torch.zeros(cfg.tokens_per_frame, D))  # zero: starts as without it
         self.time_embed = nn.Sequential(nn.Linear(T, D), nn.SiLU(), nn.Linear(D, D))
         self.action_embed = nn.Embedding(NUM_ACTION_LABELS, D)
         self.camera_embed = nn.Sequential(nn.Linear(CAMERA_DIM, D), nn.SiLU(), nn.Linear(D, D))
@@ -222,6 +230,15 @@ class KVWorldModel(nn.Module):
             nn.init.zeros_(lin.bias)
 
     # -- pieces shared by inference and training ---------------------------------------------------
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches [B, n * tokens_per_frame, patch_dim] (whole frames) -> embeddings [B, n * tokens_per_frame, D]:
+        the patch embedding plus, with absolute_position, the embedding of each patch's place in its frame."""
+        x = self.patch_embed(patches)
+        if self.cfg.absolute_position:
+            frames = x.shape[-2] // self.cfg.tokens_per_frame
+            x = x + self.pos_embed.to(x.dtype).repeat(frames, 1)
+        return x
+
     def conditioning(self, t: torch.Tensor, labels: torch.Tensor, cam: torch.Tensor):
         """t [B, F] (noise level per frame), labels [B, F], cam [B, F, 5] -> mod [B, F, 6D], fmod [B, F, 2D]."""
         c = self.time_embed(timestep_sinusoid(t, self.cfg.time_freq_dim).to(cam.dtype))
@@ -286,7 +303,7 @@ def forward_with_cache(model: KVWorldModel, rope: RopeTables, frames, t, labels,
     dev = frames.device
     mod, fmod = model.conditioning(t, labels, cam)
     mod_tok, fmod_tok = model.per_token(mod), model.per_token(fmod)
-    x = model.patch_embed(patchify(frames, cfg.patch))
+    x = model.embed_patches(patchify(frames, cfg.patch))
     n_ctx = len(context)
     cur_cos, cur_sin = rope.chunk_factors(n_ctx, dev)
     ctx_factors = [rope.chunk_factors(s, dev) for s in range(n_ctx)]

@@ -7,6 +7,7 @@ and tests/data/parity_tiny.safetensors records inputs and PyTorch outputs:
   rollout.* : the engine's procedure over three chunks (ground-truth chunk 0, then two sampled chunks
               through the bf16 cache, Euler, fixed seed), frames and P_S per layer
   guided.*  : rollout chunk 2 again with motion guidance 2.5 (negative: the movement released)
+  abspos.*  : the single forward again with an absolute patch-position embedding (absolute_position: true)
 Run from the repository root:  python3 tools/train/parity.py
 """
 import os
@@ -100,6 +101,16 @@ def main():
         "rollout.steps": torch.tensor([float(steps)]),
         "rollout.noise_head": torch.from_numpy(M.normal_noise(seed, 1, 0, 0, 64)),
     })
+    # The same weights plus an absolute position embedding (drawn last: the records above are unchanged).
+    import copy
+    cfg_pos = copy.deepcopy(cfg)
+    cfg_pos.absolute_position = True
+    model_pos = M.KVWorldModel(cfg_pos)
+    pos = torch.randn(cfg.tokens_per_frame, cfg.hidden) * 0.5
+    model_pos.load_state_dict({**model.state_dict(), "pos_embed": pos})
+    model_pos.eval()
+    x0p, _, _ = M.forward_with_cache(model_pos, rope, x, t, labels, cam, [])
+    rec.update({"abspos.pos_embed": pos, "abspos.x0": x0p[0]})
     M.save_safetensors(os.path.join(root, "tests", "data", "parity_tiny.safetensors"),
                        {k: v.contiguous().float() for k, v in rec.items()})
     print("wrote", out_dir, "and tests/data/parity_tiny.safetensors;",

@@ -59,6 +59,11 @@ class EpisodeData:
         self.frames = torch.from_numpy(frames.reshape(E, T, H, W, 3)).to(device)
         self.labels = torch.from_numpy(M.action_label(actions, tm)).to(device)
         self.cam = torch.from_numpy(M.camera_vector(actions, tm)).to(device)
+        # Motion guidance's negative (the movement keys released, turns kept), for rollouts sampled as the engine
+        # samples them with guidance != 1.
+        neg = M.motion_guidance_negative(actions)
+        self.labels_neg = torch.from_numpy(M.action_label(neg, tm)).to(device)
+        self.cam_neg = torch.from_numpy(M.camera_vector(neg, tm)).to(device)
         self.actions, self.poses = actions, poses
         # Recalled chunks per (episode, chunk): [E, K, recall] (-1 where fewer), vectorised over episodes.
         chunk_poses = poses[:, cfg.chunk_frames - 1::cfg.chunk_frames]  # [E, K, 5] pose of each chunk's last frame
@@ -160,7 +165,7 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
-                   noise: torch.Tensor, steps: int = 0) -> torch.Tensor:
+                   noise: torch.Tensor, steps: int = 0, guidance: float = 1.0, negative=None) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
     is the given start context (its cache pass only); chunks 1..K-1 are sampled with `steps` Euler steps (0: the
     config's) from the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
@@ -168,6 +173,10 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     context policy gives it (recall_idx, then the window), with the engine's slot positions.
     x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
     noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
+    Motion guidance (guidance != 1; `negative` = (labels, cam) with the movement released, like labels/cam): every
+    step of a chunk whose negative differs from its command in some episode also runs the negative and uses
+    x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk does not move get
+    x0_negative == x0, so the mix leaves them as they are).
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
@@ -178,11 +187,12 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     out[:, 0] = x0[:, 0]
     kcache, vcache = [None] * cfg.depth, [None] * cfg.depth  # per layer [B, heads, K, N, hd], keys unrotated
 
-    def forward(x: torch.Tensor, t: float, c: int, write: bool) -> torch.Tensor:
+    def forward(x: torch.Tensor, t: float, c: int, write: bool, cond=None) -> torch.Tensor:
         sl = slice(c * Fr, (c + 1) * Fr)
-        mod, fmod = model.conditioning(torch.full((B, Fr), t, device=dev), labels[:, sl], cam[:, sl])
+        lab, cm = cond if cond is not None else (labels, cam)
+        mod, fmod = model.conditioning(torch.full((B, Fr), t, device=dev), lab[:, sl], cm[:, sl])
         mod_tok, fmod_tok = model.per_token(mod), model.per_token(fmod)
-        h = model.patch_embed(M.patchify(x, cfg.patch))
+        h = model.embed_patches(M.patchify(x, cfg.patch))
         for l, blk in enumerate(model.blocks):
             q, k, v, terms = model.block_qkv(blk, h, mod_tok)  # [B, heads, N, hd]
             ks, vs, slot = context_kv(kcache[l], vcache[l], recall_idx, c, window, recall, rope_f) if c else ([], [], 0)
@@ -205,8 +215,14 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
             x = cfg.source_sigma * noise[:, c]
             if cfg.source_previous:
                 x = x + out[:, c - 1, -1:]
+            sl = slice(c * Fr, (c + 1) * Fr)
+            guided = guidance != 1.0 and negative is not None and bool(
+                (negative[1][:, sl] != cam[:, sl]).any() or (negative[0][:, sl] != labels[:, sl]).any())
             for s in range(steps):
                 x0p = forward(x, ts[s], c, False)
+                if guided:
+                    x0n = forward(x, ts[s], c, False, negative)
+                    x0p = x0n + guidance * (x0p - x0n)
                 x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
             out[:, c] = x.clamp(-1, 1)
         if c < K - 1:
@@ -217,12 +233,12 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
 
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
                         recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0,
-                        self_fraction: float = 0.0, rollout_steps: int = 0):
+                        self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0):
     """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
     degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade);
     self_fraction > 0: that fraction of the batch's episodes sees the model's own rollout (rollout_chunks, from
     ground-truth chunk 0 under the episode's actions) as context and flow source, the targets staying the
-    ground truth; rollout_steps: its Euler steps (0: the config's sampler)."""
+    ground truth; rollout_steps: its Euler steps (0: the config's sampler); rollout_guidance: its motion guidance."""
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
@@ -243,7 +259,8 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
         model.eval()
         gen_frames = rollout_chunks(model, rope_f, x0[sel], data.labels[idx[sel]], data.cam[idx[sel]],
                                     data.recall_idx_t[idx[sel]], window, recall,
-                                    torch.randn(x0[sel].shape, device=dev, generator=gen), rollout_steps)
+                                    torch.randn(x0[sel].shape, device=dev, generator=gen), rollout_steps,
+                                    rollout_guidance, (data.labels_neg[idx[sel]], data.cam_neg[idx[sel]]))
         model.train(was_training)
         x_ctx = x_ctx.clone()
         x_ctx[sel] = gen_frames.to(x_ctx.dtype)
@@ -283,8 +300,8 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     modn, fmodn = model.conditioning(tf, labels[:, Fr:], cam[:, Fr:])
     modn, fmodn = model.per_token(modn), model.per_token(fmodn)
 
-    xc = model.patch_embed(M.patchify(x_clean[:, :Kc].reshape(B * Kc, Fr, cfg.height, cfg.width, 3), cfg.patch))
-    xn = model.patch_embed(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, cfg.height, cfg.width, 3), cfg.patch))
+    xc = model.embed_patches(M.patchify(x_clean[:, :Kc].reshape(B * Kc, Fr, cfg.height, cfg.width, 3), cfg.patch))
+    xn = model.embed_patches(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, cfg.height, cfg.width, 3), cfg.patch))
     xc = xc.view(B, Kc * N, D)
     xn = xn.view(B, (K - 1) * N, D)
 
@@ -374,6 +391,13 @@ def main():
                          "(see rollout_chunks)")
     ap.add_argument("--rollout-steps", type=int, default=0,
                     help="Euler steps of the self-context rollouts (0: the config's sampler; fewer is cheaper)")
+    ap.add_argument("--rollout-guidance", type=float, default=0.0,
+                    help="motion guidance of the self-context rollouts (0: the config's sampler, 1: off)")
+    ap.add_argument("--absolute-position", action="store_true",
+                    help="add the learned absolute patch-position embedding (model.py ModelConfig.absolute_position); "
+                         "with --init from a model without it, it starts at zero")
+    ap.add_argument("--pos-lr-mult", type=float, default=10.0,
+                    help="learning-rate multiplier of the absolute position embedding")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -388,6 +412,8 @@ def main():
         torch.backends.cudnn.allow_tf32 = True
     with open(args.config) as f:
         cfg = M.ModelConfig.from_json(f.read())
+    if args.absolute_position:
+        cfg.absolute_position = True
     data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
     n_train = data.E - args.holdout
     assert n_train > 0
@@ -401,10 +427,17 @@ def main():
         sd = {}
         for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
             sd.update(M.load_safetensors(f))
-        model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-        print(f"initialised from {args.init} ({len(sd)} tensors)", flush=True)
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+        # Only a newly added absolute position embedding may be missing (it starts at zero: the same model).
+        assert not unexpected and set(missing) <= {"pos_embed"}, (missing, unexpected)
+        print(f"initialised from {args.init} ({len(sd)} tensors{', pos_embed new' if missing else ''})", flush=True)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
+    # A newly added position embedding starts at zero beside trained weights: it gets pos_lr_mult x the
+    # learning rate (and no weight decay) so that a short fine-tuning run can grow it.
+    pos = [p for n, p in model.named_parameters() if n == "pos_embed"]
+    rest = [p for n, p in model.named_parameters() if n != "pos_embed"]
+    groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": pos, "lr_mult": args.pos_lr_mult, "weight_decay": 0.0}] if pos else [])
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
                             **({"fused": True} if dev.type == "cuda" else {}))
     step, log = 0, {"config": json.loads(cfg.to_json()), "parameters": n_params, "runs": [], "points": []}
     if os.path.exists(args.ckpt):
@@ -416,10 +449,13 @@ def main():
         print(f"resumed at step {step}", flush=True)
     rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
     rope_f = [rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)]
+    rollout_guidance = args.rollout_guidance or cfg.guidance
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed * 1000003 + step)
     run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev), "lr": args.lr,
            "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
+           "rollout_steps": args.rollout_steps or cfg.steps, "rollout_guidance": rollout_guidance,
+           "absolute_position": cfg.absolute_position, "pos_lr_mult": args.pos_lr_mult if cfg.absolute_position else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
     budget = args.minutes * 60.0
     t_train = time.time()
@@ -429,11 +465,11 @@ def main():
     while time.time() - t_train < budget:
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
-                                            args.degrade, args.self_context, args.rollout_steps)
+                                            args.degrade, args.self_context, args.rollout_steps, rollout_guidance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -28,6 +28,10 @@ struct ModelConfig {
     std::array<int, 3> rope_axes{32, 48, 48};  // dims for (time, row, column); sums to head_dim
     float rope_theta = 10000.f;
     float norm_eps = 1e-6f;
+    // A learned embedding of each patch's place in its frame ("pos_embed" [tokens_per_frame, hidden]), added
+    // to the patch embeddings. RoPE gives attention only relative offsets; this tells the model where the top
+    // of the frame is (docs/design.md "Absolute patch positions").
+    bool absolute_position = false;
     // Sampler defaults
     int steps = 4;
     float shift = 1.f;

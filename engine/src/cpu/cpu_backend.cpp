@@ -200,6 +200,11 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
     };
     cpu::patchify(frames, F, c.height, c.width, c.patch, tokens_.data());
     linear(tokens_.data(), N, P, w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D, x_.data());
+    if (c.absolute_position) {  // + pos_embed [tokens_per_frame, D], the same for every frame of the chunk
+        const float* pos = w.ptr("pos_embed");
+        for (int i = 0; i < N; ++i)
+            for (int d = 0; d < D; ++d) x_[static_cast<size_t>(i) * D + d] += pos[static_cast<size_t>(i % tpf) * D + d];
+    }
     if (p_cache) p_cache->assign(static_cast<size_t>(c.depth), 0.0);
     for (int l = 0; l < c.depth; ++l) {
         const std::string b = "blocks." + std::to_string(l) + ".";
