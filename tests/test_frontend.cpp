@@ -57,9 +57,11 @@ TEST(Psnr, PerPairAndPooled) {
     EXPECT_THROW(pooled.add(a, flat(4, 4, 100)), Error);
 }
 
-// The quality report's one-chunk section is self-consistent: the headline margin is pooled model PSNR minus
-// pooled repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit.
-TEST(EvalReport, OneChunkCriterionIsPooledAndConsistent) {
+// The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
+// repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts: every
+// window's ratios are the model's statistics over the simulator's, its within-bar flag follows from them, and
+// the bar's counts are the flags'.
+TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_eval_" + std::to_string(::getpid()));
     fs::remove_all(out);
     const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
@@ -88,6 +90,33 @@ TEST(EvalReport, OneChunkCriterionIsPooledAndConsistent) {
     EXPECT_LE(o.at("psnr_repeat_last").get<double>(),
               o.at("mean_of_trace_psnr_repeat_last").get<double>() + 1e-9);
     EXPECT_GT(o.at("psnr_model").get<double>(), 0.0);
+
+    const nlohmann::json& bar = report.at("rollout_bar");
+    const double tol = bar.at("tolerance").get<double>();
+    EXPECT_EQ(tol, 0.3);
+    int windows = 0, within = 0, worlds_within = 0;
+    for (const nlohmann::json& r : report.at("rollouts")) {
+        int in_world = 0;
+        for (const nlohmann::json& w : r.at("windows")) {
+            const nlohmann::json &m = w.at("model"), &sim = w.at("simulator");
+            EXPECT_NEAR(w.at("mean_ratio").get<double>(), m.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("contrast_ratio").get<double>(), m.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("edge_ratio").get<double>(), m.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            bool ok = true;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) ok &= std::fabs(w.at(k).get<double>() - 1.0) <= tol;
+            EXPECT_EQ(w.at("within_bar").get<bool>(), ok);
+            ++windows;
+            in_world += ok;
+        }
+        EXPECT_EQ(r.at("windows_within_bar").get<int>(), in_world);
+        within += in_world;
+        worlds_within += in_world == static_cast<int>(r.at("windows").size());
+    }
+    EXPECT_GT(windows, 0);
+    EXPECT_EQ(bar.at("windows").get<int>(), windows);
+    EXPECT_EQ(bar.at("windows_within").get<int>(), within);
+    EXPECT_EQ(bar.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
+    EXPECT_EQ(bar.at("worlds_within").get<int>(), worlds_within);
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
 }
