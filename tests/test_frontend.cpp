@@ -1,8 +1,9 @@
-// What the CLI's evaluation reports: PSNR pooled over frames, and the one-chunk quality criterion computed
-// from it (kvworld-cli eval --mode quality on the tiny model).
+// What the CLI's evaluation reports: PSNR pooled over frames, the one-chunk quality criterion computed from
+// it (kvworld-cli eval --mode quality on the tiny model), and the camera motion it estimates from frames.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -26,7 +27,48 @@ Image flat(int w, int h, uint8_t v) {
 double psnr_of_mse(double mse) {
     return 10.0 * std::log10(255.0 * 255.0 / mse);
 }
+// A smooth random texture seen through a camera that turns by `shift_px` or zooms by `zoom` about the centre,
+// optionally with seams darkened by `seam` on every 8th row and column at fixed places on the screen (the
+// patch grid of a model that draws 8x8 patches).
+Image textured_view(double shift_px, double zoom, double seam) {
+    const int w = 128, h = 128;
+    Image img(w, h);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const double u = (x - 63.5) / zoom + 63.5 - shift_px, v = (y - 63.5) / zoom + 63.5;
+            double val = 128 + 40 * std::sin(0.21 * u + 0.7) * std::cos(0.13 * v) + 30 * std::sin(0.05 * u * 1.3 + 0.11 * v) +
+                         20 * std::cos(0.37 * u - 0.19 * v + 1.1);
+            if (seam > 0 && (x % 8 == 7 || y % 8 == 7)) val *= 1 - seam;
+            for (int ch = 0; ch < 3; ++ch)
+                img.rgb[3 * (static_cast<size_t>(y) * w + x) + ch] = static_cast<uint8_t>(std::clamp(std::lround(val), 0L, 255L));
+        }
+    return img;
+}
 }  // namespace
+
+// The motion estimators see through a pattern locked to the patch grid: matched raw, seams that stay on the
+// screen pull the shift and the zoom towards "no motion"; with the grid pattern removed they do not.
+TEST(MotionEstimate, GridPatternDoesNotHideMotion) {
+    const double shift = 3.0, zoom = 1.02;
+    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 0), shift, 0.25);
+    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift, 0.25) << "no pattern: unchanged";
+    const double raw = frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 0);
+    const double cleaned = frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 8);
+    EXPECT_NEAR(cleaned, shift, 0.25);
+    EXPECT_GT(std::fabs(raw - shift), 2 * std::fabs(cleaned - shift)) << "raw " << raw << " cleaned " << cleaned;
+    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(-shift, 1, 0.25), 8), -shift, 0.25);
+
+    EXPECT_NEAR(frontend::estimate_zoom(textured_view(0, 1, 0), textured_view(0, zoom, 0), 0), zoom, 0.003);
+    const double zraw = frontend::estimate_zoom(textured_view(0, 1, 0.25), textured_view(0, zoom, 0.25), 0);
+    const double zclean = frontend::estimate_zoom(textured_view(0, 1, 0.25), textured_view(0, zoom, 0.25), 8);
+    EXPECT_NEAR(zclean, zoom, 0.003);
+    EXPECT_GT(std::fabs(zraw - zoom), std::fabs(zclean - zoom)) << "raw " << zraw << " cleaned " << zclean;
+
+    // A frame without a grid pattern keeps its luma: a flat one stays flat.
+    const std::vector<double> y = frontend::luma_without_grid_pattern(flat(16, 16, 90), 8);
+    for (double v : y) EXPECT_NEAR(v, 90.0, 1e-9);
+    EXPECT_THROW(frontend::estimate_shift(flat(16, 16, 1), flat(8, 16, 1), 8), Error);
+}
 
 TEST(Psnr, PerPairAndPooled) {
     const Image a = flat(8, 4, 100), b = flat(8, 4, 110), c = flat(8, 4, 130);
@@ -117,6 +159,10 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     EXPECT_EQ(bar.at("windows_within").get<int>(), within);
     EXPECT_EQ(bar.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
     EXPECT_EQ(bar.at("worlds_within").get<int>(), worlds_within);
+    // Camera motion twice: matched on raw luma, and with the model's patch grid pattern removed.
+    EXPECT_EQ(report.at("actions").at("pattern_grid_removed").get<int>(), 0);
+    EXPECT_EQ(report.at("actions_patch_grid_removed").at("pattern_grid_removed").get<int>(), 8);
+    EXPECT_EQ(report.at("actions_patch_grid_removed").at("forward_frames"), report.at("actions").at("forward_frames"));
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
 }

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -250,6 +251,81 @@ double ssim(const Image& a, const Image& b) {
         total += ((2 * mx[i] * my[i] + c1) * (2 * cxy + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
     }
     return total / static_cast<double>(mx.size());
+}
+
+std::vector<double> luma_without_grid_pattern(const Image& img, int grid) {
+    std::vector<double> y = luma(img);
+    const int w = img.width, h = img.height;
+    if (grid <= 1 || w % grid || h % grid) return y;
+    std::vector<double> cell(static_cast<size_t>(grid) * grid, 0.0);  // mean luma at each place in a cell
+    for (int yy = 0; yy < h; ++yy)
+        for (int x = 0; x < w; ++x) cell[static_cast<size_t>(yy % grid) * grid + x % grid] += y[static_cast<size_t>(yy) * w + x];
+    double mean = 0;
+    for (double& v : cell) {
+        v /= static_cast<double>(w / grid) * (h / grid);
+        mean += v / static_cast<double>(cell.size());
+    }
+    if (mean < 1.0) return y;  // a black frame: nothing to normalise
+    // Divide (rather than subtract): seams darken what lies under them by a factor, whatever its brightness.
+    for (int yy = 0; yy < h; ++yy)
+        for (int x = 0; x < w; ++x)
+            y[static_cast<size_t>(yy) * w + x] *= mean / std::max(cell[static_cast<size_t>(yy % grid) * grid + x % grid], 0.05 * mean);
+    return y;
+}
+
+double estimate_shift(const Image& a, const Image& b, int grid) {
+    if (a.width != b.width || a.height != b.height) throw Error("estimate_shift: frames differ in size");
+    const std::vector<double> ya = luma_without_grid_pattern(a, grid), yb = luma_without_grid_pattern(b, grid);
+    const int w = a.width, h = a.height, r = 10, y0 = h / 4, y1 = 3 * h / 4;
+    std::vector<double> err(2 * r + 1);
+    for (int d = -r; d <= r; ++d) {
+        double e = 0;
+        int n = 0;
+        for (int y = y0; y < y1; ++y)
+            for (int x = r; x < w - r; ++x) {
+                const double diff = yb[static_cast<size_t>(y) * w + x] - ya[static_cast<size_t>(y) * w + x - d];
+                e += diff * diff;
+                ++n;
+            }
+        err[static_cast<size_t>(d + r)] = e / n;
+    }
+    const int best = static_cast<int>(std::min_element(err.begin(), err.end()) - err.begin());
+    double sub = 0;
+    if (best > 0 && best < 2 * r) {
+        const double l = err[static_cast<size_t>(best - 1)], c = err[static_cast<size_t>(best)], rr = err[static_cast<size_t>(best + 1)];
+        const double den = l - 2 * c + rr;
+        if (den > 1e-12) sub = 0.5 * (l - rr) / den;
+    }
+    return best - r + sub;
+}
+
+double estimate_zoom(const Image& a, const Image& b, int grid) {
+    if (a.width != b.width || a.height != b.height) throw Error("estimate_zoom: frames differ in size");
+    const std::vector<double> ya = luma_without_grid_pattern(a, grid), yb = luma_without_grid_pattern(b, grid);
+    const int w = a.width, h = a.height;
+    const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
+    double best_s = 1, best_e = 1e300;
+    for (int k = -10; k <= 30; ++k) {
+        const double s = 1.0 + 0.002 * k;
+        double e = 0;
+        int n = 0;
+        for (int y = h / 6; y < 5 * h / 6; ++y)
+            for (int x = w / 6; x < 5 * w / 6; ++x) {
+                const double sx = cx + (x - cx) / s, sy = cy + (y - cy) / s;
+                const int x0 = static_cast<int>(sx), y0i = static_cast<int>(sy);
+                const double fx = sx - x0, fy = sy - y0i;
+                const auto at = [&](int xx, int yy) { return ya[static_cast<size_t>(yy) * w + xx]; };
+                const double v = (1 - fy) * ((1 - fx) * at(x0, y0i) + fx * at(x0 + 1, y0i)) + fy * ((1 - fx) * at(x0, y0i + 1) + fx * at(x0 + 1, y0i + 1));
+                const double d = yb[static_cast<size_t>(y) * w + x] - v;
+                e += d * d;
+                ++n;
+            }
+        if (e / n < best_e) {
+            best_e = e / n;
+            best_s = s;
+        }
+    }
+    return best_s;
 }
 
 }  // namespace kvw::frontend
