@@ -163,6 +163,34 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     EXPECT_EQ(report.at("actions").at("pattern_grid_removed").get<int>(), 0);
     EXPECT_EQ(report.at("actions_patch_grid_removed").at("pattern_grid_removed").get<int>(), 8);
     EXPECT_EQ(report.at("actions_patch_grid_removed").at("forward_frames"), report.at("actions").at("forward_frames"));
+    // The motion split by the frame pair's place in its chunk adds up to the whole: every pair of the one-chunk
+    // predictions (chunk_frames of them per world, the first after the context's last frame) and of the rollouts
+    // (all but the first frame).
+    std::ifstream tiny_json(test::source_path("tests/data/tiny/model.json"));
+    const int chunk_frames = nlohmann::json::parse(tiny_json).at("chunk_frames").get<int>();
+    for (const auto& [key, pairs_total] : {std::pair<const char*, int>{"one_chunk_actions", traces * chunk_frames},
+                                           std::pair<const char*, int>{"actions", -1}}) {
+        const nlohmann::json& a = report.at(key);
+        const nlohmann::json& places = a.at("by_frame_in_chunk");
+        ASSERT_EQ(static_cast<int>(places.size()), chunk_frames) << key;
+        int pairs = 0, forward = 0;
+        for (size_t p = 0; p < places.size(); ++p) {
+            EXPECT_EQ(places[p].at("frame_in_chunk").get<size_t>(), p);
+            pairs += places[p].at("pairs").get<int>();
+            forward += places[p].at("forward_frames").get<int>();
+        }
+        if (pairs_total >= 0) {
+            EXPECT_EQ(pairs, pairs_total) << key;
+        }
+        EXPECT_EQ(forward, a.at("forward_frames").get<int>()) << key;
+        // Without frames that stand still there is no extra zoom of walking to compare: the fraction is 0.
+        if (a.at("still_frames").get<int>() == 0) {
+            EXPECT_EQ(a.at("forward_zoom_fraction").get<double>(), 0.0) << key;
+        }
+    }
+    int rollout_pairs = 0;
+    for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk")) rollout_pairs += p.at("pairs").get<int>();
+    EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
 }

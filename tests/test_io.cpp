@@ -109,6 +109,15 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     EXPECT_NO_THROW(load_weights(dir_pos, positioned));
     expect_error([&] { load_weights(dir_pos, cfg); }, {"unexpected tensor \"pos_embed\""});
     fs::remove_all(dir_pos);
+    // The motion since the flow source: "camera_cumulative" [hidden, 5], the same both ways.
+    ModelConfig cumulative = cfg;
+    cumulative.cumulative_motion = true;
+    expect_error([&] { load_weights(dir, cumulative); }, {"missing tensor \"camera_cumulative\"", "[128, 5]"});
+    const fs::path dir_cum = temp_dir("weights_cum");
+    save_weights(dir_cum / "model.safetensors", random_weights(cumulative, 1), "BF16");
+    EXPECT_NO_THROW(load_weights(dir_cum, cumulative));
+    expect_error([&] { load_weights(dir_cum, cfg); }, {"unexpected tensor \"camera_cumulative\""});
+    fs::remove_all(dir_cum);
     w.tensors["final_proj.bias"].data[0] = std::nanf("");
     save_weights(dir / "model.safetensors", w, "F32");
     expect_error([&] { load_weights(dir, cfg); }, {"final_proj.bias", "non-finite"});
@@ -143,6 +152,12 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     EXPECT_TRUE(parse_model_config(model_config_to_json(positioned), "m.json").absolute_position) << "round trip";
     expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
                  {"m.json", "absolute_position"});
+    EXPECT_FALSE(parse_model_config(good, "m.json").cumulative_motion) << "absent: off";
+    const ModelConfig cumulative = parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": true, \"norm_eps\""), "m.json");
+    EXPECT_TRUE(cumulative.cumulative_motion);
+    EXPECT_TRUE(parse_model_config(model_config_to_json(cumulative), "m.json").cumulative_motion) << "round trip";
+    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": \"yes\", \"norm_eps\""), "m.json"); },
+                 {"m.json", "cumulative_motion"});
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {

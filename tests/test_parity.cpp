@@ -167,3 +167,18 @@ TEST(Parity, AbsolutePositionMatchesPyTorch) {
     // A model.json that asks for absolute positions needs the tensor: the tiny weights lack it.
     EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error);
 }
+
+// The motion since the flow source (ModelConfig::cumulative_motion): the tiny model's weights plus the recorded
+// camera_cumulative [hidden, 5] must give PyTorch's forward (the running sum over the chunk's frames), and it
+// must matter.
+TEST(Parity, CumulativeMotionMatchesPyTorch) {
+    Fixture fx;
+    ModelConfig config = fx.config;
+    config.cumulative_motion = true;
+    ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
+    weights.tensors["camera_cumulative"] = HostTensor{{config.hidden, kCameraDim}, fx.rec.to_f32("cummot.camera_cumulative")};
+    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)), without = fx.rec.to_f32("single.x0");
+    expect_close(x0, fx.rec.to_f32("cummot.x0"), kFp32Reorder, "single forward x0 with the motion since the source");
+    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05) << "the cumulative motion changed nothing";
+    EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error) << "the config asks for camera_cumulative";
+}

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "cli_common.h"
 #include "frontend.h"
@@ -138,20 +139,54 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
 
 // Camera motion estimated from every pair of consecutive frames of the long rollouts, generated and simulated,
 // against the commanded motion, with one frontend motion estimator setting (`grid`: the pattern grid removed first).
+// One pair of consecutive frames, generated and simulated, measured once (estimate_zoom is about 1 ms).
+struct PairMotion {
+    double yaw = 0, shift_gen = 0, shift_sim = 0, zoom_gen = 1, zoom_sim = 1;
+    bool forward = false, still = false;
+};
+
+PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& gen1, const Image& sim0, const Image& sim1, int grid) {
+    PairMotion p;
+    p.yaw = a.yaw_deg;
+    p.shift_gen = frontend::estimate_shift(gen0, gen1, grid);
+    p.shift_sim = frontend::estimate_shift(sim0, sim1, grid);
+    p.forward = a.move_forward > 0.5f && std::fabs(a.yaw_deg) < 0.5f && std::fabs(a.move_right) < 0.25f;
+    p.still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f && std::fabs(a.yaw_deg) < 0.1f &&
+              std::fabs(a.move_up) < 0.1f;
+    if (p.forward || p.still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
+        p.zoom_gen = frontend::estimate_zoom(gen0, gen1, grid);
+        p.zoom_sim = frontend::estimate_zoom(sim0, sim1, grid);
+    }
+    return p;
+}
+
+// Every pair i (frames i-1, i) of a rollout, i = 1 .. frames-1, measured on all cores; pairs[0] is unused.
+std::vector<PairMotion> measure_rollout_pairs(const std::vector<FrameAction>& actions, size_t first_action,
+                                              const std::vector<Image>& gen, const std::vector<Image>& sim, int grid) {
+    std::vector<PairMotion> pairs(std::min(gen.size(), sim.size()));
+    const size_t n = pairs.size();
+    const unsigned workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (unsigned w = 0; w < workers; ++w)
+        pool.emplace_back([&, w] {
+            for (size_t i = 1 + w; i < n; i += workers)
+                pairs[i] = measure_pair(actions[first_action + i], gen[i - 1], gen[i], sim[i - 1], sim[i], grid);
+        });
+    for (std::thread& t : pool) t.join();
+    return pairs;
+}
+
 struct MotionSamples {
     int grid = 0;
     std::vector<double> cmd_yaw, shift_gen, shift_sim, fwd_zoom_gen, still_zoom_gen, fwd_zoom_sim, still_zoom_sim;
 
-    void add(const FrameAction& a, const Image& gen0, const Image& gen1, const Image& sim0, const Image& sim1) {
-        cmd_yaw.push_back(a.yaw_deg);
-        shift_gen.push_back(frontend::estimate_shift(gen0, gen1, grid));
-        shift_sim.push_back(frontend::estimate_shift(sim0, sim1, grid));
-        const bool forward = a.move_forward > 0.5f && std::fabs(a.yaw_deg) < 0.5f && std::fabs(a.move_right) < 0.25f;
-        const bool still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f && std::fabs(a.yaw_deg) < 0.1f &&
-                           std::fabs(a.move_up) < 0.1f;
-        if (forward || still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
-            (forward ? fwd_zoom_gen : still_zoom_gen).push_back(frontend::estimate_zoom(gen0, gen1, grid));
-            (forward ? fwd_zoom_sim : still_zoom_sim).push_back(frontend::estimate_zoom(sim0, sim1, grid));
+    void add(const PairMotion& p) {
+        cmd_yaw.push_back(p.yaw);
+        shift_gen.push_back(p.shift_gen);
+        shift_sim.push_back(p.shift_sim);
+        if (p.forward || p.still) {
+            (p.forward ? fwd_zoom_gen : still_zoom_gen).push_back(p.zoom_gen);
+            (p.forward ? fwd_zoom_sim : still_zoom_sim).push_back(p.zoom_sim);
         }
     }
 };
@@ -165,8 +200,10 @@ double average(const std::vector<double>& v) {
 // Yaw followed (correlation and slope of image shift on commanded yaw, px/degree) and forward motion (the extra
 // zoom of walking over standing, as a fraction of the simulator's); printed as one line after `what`.
 json motion_report(const MotionSamples& m, const char* what) {
-    const double sim_extra = average(m.fwd_zoom_sim) - average(m.still_zoom_sim);
-    const double gen_extra = average(m.fwd_zoom_gen) - average(m.still_zoom_gen);
+    // Without both classes of frames there is no "extra zoom of walking over standing" to compare.
+    const bool both = !m.fwd_zoom_sim.empty() && !m.still_zoom_sim.empty();
+    const double sim_extra = both ? average(m.fwd_zoom_sim) - average(m.still_zoom_sim) : 0.0;
+    const double gen_extra = both ? average(m.fwd_zoom_gen) - average(m.still_zoom_gen) : 0.0;
     const json r = {{"pattern_grid_removed", m.grid},
                     {"yaw_shift_correlation_generated", correlation(m.cmd_yaw, m.shift_gen)},
                     {"yaw_shift_correlation_simulator", correlation(m.cmd_yaw, m.shift_sim)},
@@ -182,6 +219,24 @@ json motion_report(const MotionSamples& m, const char* what) {
                 r["yaw_shift_slope_generated"].get<double>(), r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen),
                 average(m.still_zoom_gen), average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
     return r;
+}
+
+// The same motion figures for each place of the frame in its chunk (0: the pair across the chunk boundary, whose
+// first frame is the context's or the previous chunk's last): whether the motion fades within a chunk.
+json motion_by_frame_in_chunk(const std::vector<MotionSamples>& by_place) {
+    json rows = json::array();
+    std::printf("  by frame in chunk (turn slope, forward zoom; generated vs simulator):");
+    for (size_t p = 0; p < by_place.size(); ++p) {
+        const MotionSamples& m = by_place[p];
+        rows.push_back({{"frame_in_chunk", p}, {"pairs", m.cmd_yaw.size()}, {"forward_frames", m.fwd_zoom_gen.size()},
+                        {"yaw_shift_slope_generated", slope(m.cmd_yaw, m.shift_gen)},
+                        {"yaw_shift_slope_simulator", slope(m.cmd_yaw, m.shift_sim)},
+                        {"zoom_forward_generated", average(m.fwd_zoom_gen)}, {"zoom_forward_simulator", average(m.fwd_zoom_sim)}});
+        std::printf("  [%zu: %.2f vs %.2f, %.4f vs %.4f]", p, slope(m.cmd_yaw, m.shift_gen), slope(m.cmd_yaw, m.shift_sim),
+                    average(m.fwd_zoom_gen), average(m.fwd_zoom_sim));
+    }
+    std::printf("\n");
+    return rows;
 }
 
 std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base, const ModelConfig& c) {
@@ -260,6 +315,11 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         frontend::PooledPsnr pooled_model_psnr, pooled_repeat_psnr;
         std::vector<double> margins;
         int beats = 0, still = 0;
+        // Motion of the chunk predicted after a ground-truth context (the pair last context frame -> first frame,
+        // then the chunk's own pairs): whether under-turning is the model's one-step prediction or builds up in
+        // its rollouts (those are measured below).
+        MotionSamples one_chunk_motion;
+        std::vector<MotionSamples> one_chunk_by_place(static_cast<size_t>(F));
         for (const Trace& t : traces) {
             const Rollout r = run_trace(model, t, reference_params(base, t), F);
             // One render of context + chunk: the last context frame is the repeat baseline.
@@ -276,6 +336,11 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
             for (size_t i = 0; i < gt.size(); ++i) {
                 pooled_model_psnr.add(r.frames[i], gt[i]);
                 pooled_repeat_psnr.add(repeat[i], gt[i]);
+                const Image& gen_prev = i == 0 ? all[static_cast<size_t>(F) - 1] : r.frames[i - 1];
+                const Image& sim_prev = i == 0 ? all[static_cast<size_t>(F) - 1] : gt[i - 1];
+                const PairMotion pm = measure_pair(t.actions[static_cast<size_t>(F) + i], gen_prev, r.frames[i], sim_prev, gt[i], 0);
+                one_chunk_motion.add(pm);
+                one_chunk_by_place[i % static_cast<size_t>(F)].add(pm);
             }
         }
         const double n = static_cast<double>(traces.size());
@@ -293,6 +358,9 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
                     "camera still (repeat exact) in %d\n",
                     traces.size(), pooled_model, s_model / n, pooled_repeat, pooled_model - pooled_repeat, p_model / n, p_repeat / n,
                     (p_model - p_repeat) / n, median_margin, beats, traces.size(), still);
+        std::fflush(stdout);  // a run cut short by a timeout keeps what it printed
+        report["one_chunk_actions"] = motion_report(one_chunk_motion, "one chunk, actions");
+        report["one_chunk_actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk(one_chunk_by_place);
         // (2) long rollouts under the playing policy, (3) action following
         json rollouts = json::array();
         const std::vector<Trace> longs = held_out_traces(std::max(1, traces_n / 2), long_frames, F, world_base + 700000, c);
@@ -300,6 +368,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         // removed first (frontend::estimate_shift: fixed seams read as "no motion").
         MotionSamples motion_raw, motion_grid;
         motion_grid.grid = c.patch;
+        std::vector<MotionSamples> motion_by_place(static_cast<size_t>(F));
         int windows_total = 0, windows_within = 0, worlds_within = 0;
         for (const Trace& t : longs) {
             const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
@@ -323,9 +392,13 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
             windows_total += static_cast<int>(windows.size());
             windows_within += within;
             worlds_within += within == static_cast<int>(windows.size());
-            for (size_t i = 1; i < r.frames.size(); ++i)
-                for (MotionSamples* m : {&motion_raw, &motion_grid})
-                    m->add(t.actions[static_cast<size_t>(F) + i], r.frames[i - 1], r.frames[i], gt[i - 1], gt[i]);
+            const std::vector<PairMotion> raw = measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, 0);
+            const std::vector<PairMotion> gridded = measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, c.patch);
+            for (size_t i = 1; i < raw.size(); ++i) {
+                motion_raw.add(raw[i]);
+                motion_by_place[i % static_cast<size_t>(F)].add(raw[i]);
+                motion_grid.add(gridded[i]);
+            }
             rollouts.push_back({{"world_seed", t.world_seed}, {"seconds", static_cast<double>(long_frames) / c.fps},
                                 {"ms_per_chunk", r.ms_per_chunk}, {"windows", windows}, {"windows_within_bar", within}});
             std::printf("rollout of %.0f s in world %llu:", static_cast<double>(long_frames) / c.fps,
@@ -334,6 +407,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
                 std::printf("  [%.0f-%.0fs mean %.2f contrast %.2f edges %.2f]", w["from_s"].get<double>(), w["to_s"].get<double>(),
                             w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>());
             std::printf("\n");
+            std::fflush(stdout);
         }
         report["rollouts"] = rollouts;
         report["rollout_bar"] = {{"tolerance", kRolloutBarTolerance}, {"windows", windows_total}, {"windows_within", windows_within},
@@ -341,6 +415,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         std::printf("rollout bar (mean, contrast, edges within ±%.0f%% of the simulator's): %d of %d windows, %d of %zu worlds entirely\n",
                     100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, rollouts.size());
         report["actions"] = motion_report(motion_raw, "actions");
+        report["actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk(motion_by_place);
         report["actions_patch_grid_removed"] = motion_report(motion_grid, "actions, patch grid pattern removed");
     }
 

@@ -109,9 +109,10 @@ int main(int argc, char** argv) {
             f.model_dir = info_model;
             auto m = cli::load_model(f);
             const ModelConfig& c = m->config();
-            std::printf("%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, MLP %d; positions: 3D RoPE%s\n",
+            std::printf("%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, MLP %d; positions: 3D RoPE%s; actions: per frame%s\n",
                         c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
-                        c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "");
+                        c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
+                        c.cumulative_motion ? " + motion since the flow source" : "");
             std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d\n",
                         m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
                         c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall);

@@ -41,6 +41,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     specs.push_back({"final_proj.bias", {P}});
     // Last, so that random_weights draws the other tensors the same with or without it.
     if (c.absolute_position) specs.push_back({"pos_embed", {c.tokens_per_frame(), D}});
+    if (c.cumulative_motion) specs.push_back({"camera_cumulative", {D, kCameraDim}});
     return specs;
 }
 

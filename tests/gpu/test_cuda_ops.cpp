@@ -424,11 +424,14 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
     auto cpu_m = create_cpu_backend(cfg, w);
     auto gpu_m = create_cuda_backend(cfg, w);
-    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position).
+    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position) and the motion
+    // since the flow source (ModelConfig::cumulative_motion), as the shipped model has them.
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
+    cfg_pos.cumulative_motion = true;
     ModelWeights w_pos = w;
     w_pos.tensors["pos_embed"] = HostTensor{{cfg.tokens_per_frame(), cfg.hidden}, randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
+    w_pos.tensors["camera_cumulative"] = HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
     auto cpu_pos = create_cpu_backend(cfg_pos, w_pos);
     auto gpu_pos = create_cuda_backend(cfg_pos, w_pos);
     // (cache format, motion guidance, absolute positions): guidance > 1 adds the negative pass of every step
@@ -491,8 +494,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
         std::printf("[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
-                    guidance, positioned ? " absolute positions" : "", psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (positioned ? " absolute positions" : "");
+                    guidance, positioned ? " absolute positions, cumulative motion" : "", psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (positioned ? " absolute positions, cumulative motion" : "");
     }
 }
 

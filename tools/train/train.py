@@ -396,8 +396,11 @@ def main():
     ap.add_argument("--absolute-position", action="store_true",
                     help="add the learned absolute patch-position embedding (model.py ModelConfig.absolute_position); "
                          "with --init from a model without it, it starts at zero")
-    ap.add_argument("--pos-lr-mult", type=float, default=10.0,
-                    help="learning-rate multiplier of the absolute position embedding")
+    ap.add_argument("--cumulative-motion", action="store_true",
+                    help="feed each frame the motion since its chunk's flow source (model.py ModelConfig.cumulative_motion); "
+                         "with --init from a model without it, camera_cumulative starts at zero")
+    ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
+                    help="learning-rate multiplier of the tensors --init did not have (pos_embed, camera_cumulative)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -414,6 +417,8 @@ def main():
         cfg = M.ModelConfig.from_json(f.read())
     if args.absolute_position:
         cfg.absolute_position = True
+    if args.cumulative_motion:
+        cfg.cumulative_motion = True
     data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
     n_train = data.E - args.holdout
     assert n_train > 0
@@ -422,26 +427,29 @@ def main():
 
     model = M.KVWorldModel(cfg).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
-    if args.init and not os.path.exists(args.ckpt):
+    ck = torch.load(args.ckpt, map_location=dev) if os.path.exists(args.ckpt) else None
+    new_params = ck["log"].get("new_params", ["pos_embed"] if cfg.absolute_position else []) if ck else []
+    if args.init and ck is None:
         import glob
         sd = {}
         for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
             sd.update(M.load_safetensors(f))
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        # Only a newly added absolute position embedding may be missing (it starts at zero: the same model).
-        assert not unexpected and set(missing) <= {"pos_embed"}, (missing, unexpected)
-        print(f"initialised from {args.init} ({len(sd)} tensors{', pos_embed new' if missing else ''})", flush=True)
+        # Only newly added tensors may be missing; they start at zero, so the model starts as the one loaded.
+        assert not unexpected and set(missing) <= {"pos_embed", "camera_cumulative"}, (missing, unexpected)
+        new_params = sorted(missing)
+        print(f"initialised from {args.init} ({len(sd)} tensors; new: {', '.join(new_params) or 'none'})", flush=True)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
-    # A newly added position embedding starts at zero beside trained weights: it gets pos_lr_mult x the
-    # learning rate (and no weight decay) so that a short fine-tuning run can grow it.
-    pos = [p for n, p in model.named_parameters() if n == "pos_embed"]
-    rest = [p for n, p in model.named_parameters() if n != "pos_embed"]
-    groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": pos, "lr_mult": args.pos_lr_mult, "weight_decay": 0.0}] if pos else [])
+    # Tensors new beside trained weights start at zero: they get new_lr_mult x the learning rate (and no weight
+    # decay) so that a short fine-tuning run can grow them.
+    new = [p for n, p in model.named_parameters() if n in new_params]
+    rest = [p for n, p in model.named_parameters() if n not in new_params]
+    groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": new, "lr_mult": args.new_lr_mult, "weight_decay": 0.0}] if new else [])
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
                             **({"fused": True} if dev.type == "cuda" else {}))
-    step, log = 0, {"config": json.loads(cfg.to_json()), "parameters": n_params, "runs": [], "points": []}
-    if os.path.exists(args.ckpt):
-        ck = torch.load(args.ckpt, map_location=dev)
+    step, log = 0, {"config": json.loads(cfg.to_json()), "parameters": n_params, "runs": [], "points": [],
+                    "new_params": new_params}
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         ema = {k: v.to(dev) for k, v in ck["ema"].items()}
@@ -455,7 +463,8 @@ def main():
     run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev), "lr": args.lr,
            "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
            "rollout_steps": args.rollout_steps or cfg.steps, "rollout_guidance": rollout_guidance,
-           "absolute_position": cfg.absolute_position, "pos_lr_mult": args.pos_lr_mult if cfg.absolute_position else None,
+           "absolute_position": cfg.absolute_position, "cumulative_motion": cfg.cumulative_motion,
+           "new_params": new_params, "new_lr_mult": args.new_lr_mult if new_params else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
     budget = args.minutes * 60.0
     t_train = time.time()
