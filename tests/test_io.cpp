@@ -99,25 +99,21 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     ModelConfig shallower = cfg;
     shallower.depth = 1;
     expect_error([&] { load_weights(dir, shallower); }, {"unexpected tensor \"blocks.1."});
-    // Absolute patch positions: the config asks for "pos_embed" [tokens_per_frame, hidden]; weights without it
-    // are refused, and weights with it are refused by a config without it.
-    ModelConfig positioned = cfg;
-    positioned.absolute_position = true;
-    expect_error([&] { load_weights(dir, positioned); }, {"missing tensor \"pos_embed\"", "[16, 128]"});
-    const fs::path dir_pos = temp_dir("weights_pos");
-    save_weights(dir_pos / "model.safetensors", random_weights(positioned, 1), "BF16");
-    EXPECT_NO_THROW(load_weights(dir_pos, positioned));
-    expect_error([&] { load_weights(dir_pos, cfg); }, {"unexpected tensor \"pos_embed\""});
-    fs::remove_all(dir_pos);
-    // The motion since the flow source: "camera_cumulative" [hidden, 5], the same both ways.
-    ModelConfig cumulative = cfg;
-    cumulative.cumulative_motion = true;
-    expect_error([&] { load_weights(dir, cumulative); }, {"missing tensor \"camera_cumulative\"", "[128, 5]"});
-    const fs::path dir_cum = temp_dir("weights_cum");
-    save_weights(dir_cum / "model.safetensors", random_weights(cumulative, 1), "BF16");
-    EXPECT_NO_THROW(load_weights(dir_cum, cumulative));
-    expect_error([&] { load_weights(dir_cum, cfg); }, {"unexpected tensor \"camera_cumulative\""});
-    fs::remove_all(dir_cum);
+    // Optional tensors the config asks for: weights without one are refused by a config that asks for it, and
+    // weights with it by a config that does not. Absolute patch positions: "pos_embed" [tokens_per_frame,
+    // hidden]; the motion since the flow source: "camera_cumulative" [hidden, 5].
+    auto check_optional_tensor = [&](bool ModelConfig::*flag, const std::string& name, const std::string& shape) {
+        ModelConfig asking = cfg;
+        asking.*flag = true;
+        expect_error([&] { load_weights(dir, asking); }, {"missing tensor \"" + name + "\"", shape});
+        const fs::path dir_with = temp_dir("weights_" + name);
+        save_weights(dir_with / "model.safetensors", random_weights(asking, 1), "BF16");
+        EXPECT_NO_THROW(load_weights(dir_with, asking));
+        expect_error([&] { load_weights(dir_with, cfg); }, {"unexpected tensor \"" + name + "\""});
+        fs::remove_all(dir_with);
+    };
+    check_optional_tensor(&ModelConfig::absolute_position, "pos_embed", "[16, 128]");
+    check_optional_tensor(&ModelConfig::cumulative_motion, "camera_cumulative", "[128, 5]");
     w.tensors["final_proj.bias"].data[0] = std::nanf("");
     save_weights(dir / "model.safetensors", w, "F32");
     expect_error([&] { load_weights(dir, cfg); }, {"final_proj.bias", "non-finite"});
@@ -146,18 +142,16 @@ TEST(Config, InvalidConfigsNameTheProblem) {
                  {"m.json", "guidance"});
     EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json").guidance, 2.5f);
     EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
-    EXPECT_FALSE(parse_model_config(good, "m.json").absolute_position) << "absent: off";
-    const ModelConfig positioned = parse_model_config(with("\"norm_eps\"", "\"absolute_position\": true, \"norm_eps\""), "m.json");
-    EXPECT_TRUE(positioned.absolute_position);
-    EXPECT_TRUE(parse_model_config(model_config_to_json(positioned), "m.json").absolute_position) << "round trip";
-    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
-                 {"m.json", "absolute_position"});
-    EXPECT_FALSE(parse_model_config(good, "m.json").cumulative_motion) << "absent: off";
-    const ModelConfig cumulative = parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": true, \"norm_eps\""), "m.json");
-    EXPECT_TRUE(cumulative.cumulative_motion);
-    EXPECT_TRUE(parse_model_config(model_config_to_json(cumulative), "m.json").cumulative_motion) << "round trip";
-    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": \"yes\", \"norm_eps\""), "m.json"); },
-                 {"m.json", "cumulative_motion"});
+    // The optional model switches: absent means off, true round-trips, anything but a boolean names the field.
+    for (const auto& [field, flag] : {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
+                                      std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {
+        EXPECT_FALSE(parse_model_config(good, "m.json").*flag) << field << " absent: off";
+        const ModelConfig on = parse_model_config(with("\"norm_eps\"", "\"" + field + "\": true, \"norm_eps\""), "m.json");
+        EXPECT_TRUE(on.*flag) << field;
+        EXPECT_TRUE(parse_model_config(model_config_to_json(on), "m.json").*flag) << field << " round trip";
+        expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"" + field + "\": 1, \"norm_eps\""), "m.json"); },
+                     {"m.json", field});
+    }
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {
