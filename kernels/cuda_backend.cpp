@@ -18,6 +18,7 @@
 #include "common.cuh"
 #include "conditioning.h"
 #include "cuda_ops.h"
+#include "util/check.h"
 #include "util/half.h"
 #include "util/offset_allocator.h"
 #include "util/rng.h"
@@ -248,8 +249,8 @@ private:
     size_t frame_floats_ = 0;
     int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
     cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
-    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_;
-    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_;
+    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_tables_;
+    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_tables_;
     int splits_ = 1, q_tiles_ = 1;
     // Captured graphs by shape key
     std::map<std::string, std::unique_ptr<Graph>> graphs_;
@@ -349,6 +350,10 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_write_views_ = PinnedBuffer(write_views_.bytes());
     seed_chunk_ = cu::DeviceBuffer(2 * sizeof(uint64_t));
     h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
+    // warp_source: per frame source_x [W], row_scale [W], horizon_from, horizon_to (uploaded with every chunk, so
+    // that a captured graph reads the chunk's own rotations).
+    warp_tables_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * (2 * c.width + 2) * sizeof(float));
+    h_warp_tables_ = PinnedBuffer(warp_tables_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
 }
@@ -573,8 +578,12 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     cu::normal_noise(x_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseInitial, s);
     // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
     const ModelConfig& c = m_.config;
-    cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames, c.chunk_frames,
-                    job.source_sigma, s);
+    if (job.source_previous && !job.source_rotation.empty())
+        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_tables_.as<float>(), c.chunk_frames, c.width, c.height,
+                               job.source_sigma, s);
+    else
+        cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames,
+                        c.chunk_frames, job.source_sigma, s);
     const bool guided = job.guidance != 1.f;
     for (int i = 0; i < job.steps; ++i) {
         const float t = times[static_cast<size_t>(i)], dt = times[static_cast<size_t>(i) + 1] - t;
@@ -650,11 +659,24 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         std::memcpy(h_frames_.as<float>(), job.given_frames, frame_floats_ * 4);
         CUDA_CHECK(cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
     }
+    const bool warped = job.source_previous && !job.source_rotation.empty();
+    if (warped) {
+        KVW_CHECK(static_cast<int>(job.source_rotation.size()) == c.chunk_frames, "warp_source needs one rotation per frame");
+        float* tab = h_warp_tables_.as<float>();
+        for (int f = 0; f < c.chunk_frames; ++f, tab += 2 * c.width + 2) {
+            const WarpTables t = warp_tables(job.source_rotation[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg);
+            std::copy(t.source_x.begin(), t.source_x.end(), tab);
+            std::copy(t.row_scale.begin(), t.row_scale.end(), tab + c.width);
+            tab[2 * c.width] = t.horizon_from;
+            tab[2 * c.width + 1] = t.horizon_to;
+        }
+        CUDA_CHECK(cudaMemcpyAsync(warp_tables_.get(), h_warp_tables_.as<void>(), warp_tables_.bytes(), cudaMemcpyHostToDevice, st));
+    }
     // Graphs keyed by everything that is baked into kernel arguments.
     char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d%s|%d/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
                   job.cache.value_bits, job.cache.group, static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
-                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, job.source_sigma, j.guidance);
+                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, warped ? "w" : "", job.source_sigma, j.guidance);
     // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for debugging).
     const bool use_graphs = std::getenv("KVW_NO_GRAPHS") == nullptr;
     auto run_stage = [&](const std::string& name, const auto& enqueue) {

@@ -142,6 +142,16 @@ TEST(Config, InvalidConfigsNameTheProblem) {
                  {"m.json", "guidance"});
     EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json").guidance, 2.5f);
     EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
+    // The warped flow source: a sampler switch, only with the "previous" source.
+    EXPECT_FALSE(parse_model_config(good, "m.json").warp_source) << "absent: off";
+    const ModelConfig warped = parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"source_sigma\""), "m.json");
+    EXPECT_TRUE(warped.warp_source);
+    EXPECT_TRUE(parse_model_config(model_config_to_json(warped), "m.json").warp_source) << "round trip";
+    expect_error([&] { parse_model_config(with("\"source_sigma\"", "\"warp_source\": 1, \"source_sigma\""), "m.json"); },
+                 {"m.json", "warp_source"});
+    expect_error([&] {
+        parse_model_config(with("\"previous\"", "\"noise\", \"warp_source\": true"), "m.json");
+    }, {"m.json", "warp_source", "previous"});
     // The optional model switches: absent means off, true round-trips, anything but a boolean names the field.
     for (const auto& [field, flag] : {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
                                       std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {

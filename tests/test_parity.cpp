@@ -182,3 +182,22 @@ TEST(Parity, CumulativeMotionMatchesPyTorch) {
     EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05) << "the cumulative motion changed nothing";
     EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error) << "the config asks for camera_cumulative";
 }
+
+// The warped flow source (sampler warp_source): rollout chunk 1 again, the previous frame turned to each frame's
+// recorded camera rotation before the noise is added (engine/src/source_warp.h against model.warp_previous).
+TEST(Parity, WarpedSourceMatchesPyTorch) {
+    Fixture fx;
+    auto session = fx.model->create_session();
+    fx.start_rollout(*session, fx.rec.to_f32("rollout.context"));
+    ChunkJob j1 = fx.job(fx.actions("rollout.actions1"), 1, {0});
+    j1.seed = fx.rollout_seed();
+    const std::vector<float> yaw = fx.rec.to_f32("warp.yaw"), pitch_to = fx.rec.to_f32("warp.pitch_to");
+    const float pitch_from = fx.rec.to_f32("warp.pitch_from")[0];
+    ASSERT_EQ(static_cast<int>(yaw.size()), fx.config.chunk_frames);
+    for (size_t f = 0; f < yaw.size(); ++f) j1.source_rotation.push_back(ViewRotation{yaw[f], pitch_from, pitch_to[f]});
+    ChunkOutput out;
+    session->run_chunk(j1, &out);
+    const std::vector<float> ref = fx.rec.to_f32("warp.frames1"), plain = fx.rec.to_f32("rollout.frames1");
+    expect_close(out.frames, ref, kFp32Rollout, "rollout chunk 1 frames, warped source");
+    EXPECT_GT(compare(out.frames.data(), plain.data(), plain.size()).max_abs, 0.05) << "the warp changed nothing";
+}

@@ -1,6 +1,12 @@
 // Sessions on the CPU backend: determinism, byte accounting, live setting changes, budget eviction.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "kvworld/fileio.h"
 #include "kvworld/kvworld.h"
 #include "kvworld/trace.h"
 #include "model_impl.h"
@@ -201,4 +207,38 @@ TEST(Session, ProgressCanCancelAChunkAndTheSessionRefusesToGoOnUntilRestarted) {
     for (int c = 1; c <= 2; ++c)
         for (Image& img : s.step(w.actions(c)).frames) again.push_back(img.rgb);
     EXPECT_EQ(again, w.run(p, 2));
+}
+
+// The warped flow source (sampler "warp_source"): the session turns each frame's copy of the previous frame to the
+// frame's dead-reckoned camera. Walking straight there is nothing to turn (the same frames up to rounding);
+// turning, the frames change.
+TEST(Session, WarpedSourceFollowsTheCamera) {
+    TinyWorld w;
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvw_warp_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    for (const auto& e : std::filesystem::directory_iterator(test::source_path("tests/data/tiny")))
+        std::filesystem::copy_file(e.path(), dir / e.path().filename(), std::filesystem::copy_options::overwrite_existing);
+    ModelConfig warped_cfg = w.cfg;
+    warped_cfg.warp_source = true;
+    write_file_atomic(dir / "model.json", model_config_to_json(warped_cfg));
+    const std::shared_ptr<Model> warped = Model::load(dir, BackendKind::Cpu);
+    auto run = [&](const std::shared_ptr<Model>& m, const FrameAction& a) {
+        SessionParams p;
+        p.seed = 3;
+        Session s(m, p);
+        const std::vector<FrameAction> acts(static_cast<size_t>(w.cfg.chunk_frames), a);
+        s.start(w.context(), acts, dead_reckon(CameraPose{}, acts, w.cfg.motion));
+        return s.step(acts).frames;
+    };
+    auto mean_abs_diff = [](const std::vector<Image>& a, const std::vector<Image>& b) {
+        double s = 0;
+        size_t n = 0;
+        for (size_t f = 0; f < a.size(); ++f)
+            for (size_t i = 0; i < a[f].rgb.size(); ++i, ++n) s += std::abs(a[f].rgb[i] - b[f].rgb[i]);
+        return s / static_cast<double>(std::max<size_t>(n, 1));
+    };
+    const FrameAction straight{1.f, 0.f, 0.f, 0.f, 0.f}, turning{1.f, 0.f, 0.f, 3.f, 2.f};
+    EXPECT_LT(mean_abs_diff(run(warped, straight), run(w.model, straight)), 0.05) << "walking straight: nothing to turn";
+    EXPECT_GT(mean_abs_diff(run(warped, turning), run(w.model, turning)), 1.0) << "turning: the source must turn";
+    std::filesystem::remove_all(dir);
 }

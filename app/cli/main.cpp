@@ -113,9 +113,10 @@ int main(int argc, char** argv) {
                         c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
                         c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
                         c.cumulative_motion ? " + motion since the flow source" : "");
-            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d\n",
+            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d%s\n",
                         m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
-                        c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall);
+                        c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall,
+                        c.warp_source ? ", flow source turned to each frame's camera" : "");
             return 0;
         }
         if (*init) {

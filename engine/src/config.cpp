@@ -58,6 +58,11 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         c.source_previous = kind == "previous";
     }
     if (s.contains("source_sigma")) c.source_sigma = getf(s, "source_sigma");
+    if (s.contains("warp_source")) {
+        if (!s["warp_source"].is_boolean()) throw Error(src + ": \"sampler.warp_source\" must be true or false");
+        c.warp_source = s["warp_source"].get<bool>();
+        if (c.warp_source && !c.source_previous) throw Error(src + ": \"sampler.warp_source\" needs \"source\": \"previous\"");
+    }
     if (s.contains("guidance")) c.guidance = getf(s, "guidance");
     const json& ctx = jsonu::field(j, "context", src);
     c.window = geti(ctx, "window", 0, 1024);
@@ -129,6 +134,7 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["sampler"] = {{"steps", c.steps}, {"shift", c.shift}, {"cache_t", c.cache_t},
                     {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma},
                     {"guidance", c.guidance}};
+    if (c.warp_source) j["sampler"]["warp_source"] = true;
     j["context"] = {{"window", c.window}, {"recall", c.recall}};
     j["motion"] = {{"move_per_frame", c.motion.move_per_frame},
                    {"turn_max_deg", c.motion.turn_max_deg},

@@ -434,31 +434,40 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     w_pos.tensors["camera_cumulative"] = HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
     auto cpu_pos = create_cpu_backend(cfg_pos, w_pos);
     auto gpu_pos = create_cuda_backend(cfg_pos, w_pos);
-    // (cache format, motion guidance, absolute positions): guidance > 1 adds the negative pass of every step
+    // (cache format, motion guidance, absolute positions, warped flow source): guidance > 1 adds the negative pass
+    // of every step; warped: the previous frame turned to every frame's camera (sampler warp_source)
     struct Case {
         CacheSettings cs;
         float guidance;
         bool positioned;
+        bool warped;
     };
-    for (const auto& [cs, guidance, positioned] : {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false},
-                                                   Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, false},
-                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f, false},
-                                                   Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 2.5f, false},
-                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, false},
-                                                   Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true},
-                                                   Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true}}) {
+    for (const auto& [cs, guidance, positioned, warped] :
+         {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false, false},
+          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, false, false},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f, false, false},
+          Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 2.5f, false, false},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, false, false},
+          Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, false},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, false},
+          Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, true}}) {
         auto cs_ = (positioned ? cpu_pos : cpu_m)->create_session();
         auto gs = (positioned ? gpu_pos : gpu_m)->create_session();
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
         std::vector<float> ctx = randn(n, 0.5f);
         for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
         std::vector<uint8_t> cpu_frames, gpu_frames;
+        CameraPose pose;  // dead-reckoned like the session does, for the warped source
         for (int c = 0; c < 4; ++c) {
             ChunkJob j;
             j.chunk_index = c;
             j.seed = 99;
+            const CameraPose chunk_start = pose;
             for (int f = 0; f < cfg.chunk_frames; ++f) {
-                const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, 0.f};
+                const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
+                pose = integrate_pose(pose, a, cfg.motion);
+                if (warped && c > 0) j.source_rotation.push_back(view_rotation(chunk_start, pose));
                 j.labels.push_back(action_label(a, cfg.motion));
                 j.camera.push_back(camera_vector(a, cfg.motion));
                 if (guidance != 1.f) {
@@ -472,7 +481,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             j.given_frames = c == 0 ? ctx.data() : nullptr;
             j.steps = 3;
             j.cache = cs;
-            j.source_previous = cfg.source_previous;
+            j.source_previous = cfg.source_previous || warped;
             j.source_sigma = cfg.source_sigma;
             if (c == 2) {  // one raw forward with context, unclamped
                 const std::vector<float> x = randn(n, 0.7f);
@@ -493,9 +502,10 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         double se = 0;
         for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
+        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") + (warped ? ", warped source" : "");
         std::printf("[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
-                    guidance, positioned ? " absolute positions, cumulative motion" : "", psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (positioned ? " absolute positions, cumulative motion" : "");
+                    guidance, variant.c_str(), psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
     }
 }
 

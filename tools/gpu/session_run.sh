@@ -66,14 +66,14 @@ run_film() {
 INIT=${INIT:-assets/models/default}
 MODEL=$INIT
 # Sampler variants of INIT for sweeps: VARIANTS="name:key=value,key=value;..." -> /tmp/kvw/v_name (keys of
-# model.json's "sampler": steps, shift, source_sigma, cache_t).
+# model.json's "sampler": steps, shift, source_sigma, cache_t, guidance; warp_source=true|false).
 IFS=';' read -ra variants <<< "${VARIANTS:-}"
 for v in "${variants[@]}"; do
   vdir=/tmp/kvw/v_${v%%:*}
   rm -rf "$vdir" && cp -r "$INIT" "$vdir"
   python3 -c 'import json,sys; p=sys.argv[2]; j=json.load(open(p))
 for kv in sys.argv[1].split(","):
-    k, x = kv.split("="); j["sampler"][k] = float(x) if k != "steps" else int(x)
+    k, x = kv.split("="); j["sampler"][k] = int(x) if k == "steps" else (x == "true" if x in ("true", "false") else float(x))
 json.dump(j, open(p, "w"), indent=2)' "${v#*:}" "$vdir/model.json"
 done
 

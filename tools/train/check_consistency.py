@@ -29,9 +29,12 @@ def main():
     tau = torch.zeros(1, K)
     e1 = torch.zeros_like(x0)
     e2 = torch.randn_like(x0)
+    yp = data.yaw_pitch[e:e + 1]
+    rot = train.source_rotations(yp, Fr)  # warp_source: chunk c's frames turned from chunk c-1's last camera
     with torch.no_grad():
         pred = train.teacher_forced_predict(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
-                                            data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, t, tau, e1, e2)
+                                            data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, t, tau, e1, e2,
+                                            yaw_pitch=yp)
     # Inference: cache passes of the ground-truth chunks, then the forward of each noisy chunk.
     chunk_poses = data.poses[e, Fr - 1::Fr]
     entries, worst = [], 0.0
@@ -43,7 +46,11 @@ def main():
         sl = slice(c * Fr, (c + 1) * Fr)
         lab, cam = data.labels[e:e + 1, sl], data.cam[e:e + 1, sl]
         if c >= 1:
-            source = cfg.source_sigma * e2[:, c] + (x0[:, c - 1, -1:] if cfg.source_previous else 0)
+            prev = x0[:, c - 1, -1:]
+            if cfg.source_previous and cfg.warp_source:
+                prev = M.warp_previous(x0[:, c - 1, -1], rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1],
+                                       cfg.motion["hfov_deg"])
+            source = cfg.source_sigma * e2[:, c] + (prev if cfg.source_previous else 0)
             xt = (1 - 0.6) * x0[:, c] + 0.6 * source
             out, _, _ = M.forward_with_cache(model, rope, xt, torch.full((1, Fr), 0.6), lab, cam, ctx)
             err = float((out - pred[:, c - 1]).abs().max())
@@ -64,7 +71,7 @@ def main():
         with torch.no_grad():
             rolled = train.rollout_chunks(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
                                           data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, noise, 0, guidance,
-                                          (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]))
+                                          (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]), yp)
         entries, prev, worst = [], None, 0.0
         for c in range(K):
             ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
@@ -74,7 +81,8 @@ def main():
             out, _, entry = M.generate_chunk(model, rope, [entries[i] for i in ctx_list], data.labels[e:e + 1, sl],
                                              data.cam[e:e + 1, sl], 1, c, cfg.steps, cfg.shift, cfg.cache_t,
                                              given=x0[:, 0] if c == 0 else None, prev=prev,
-                                             guidance=guidance if moves else 1.0, negative=neg)
+                                             guidance=guidance if moves else 1.0, negative=neg,
+                                             rotation=(rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1]) if c else None)
             entries.append(entry)
             prev = out[:, -1]
             err = float((out - rolled[:, c]).abs().max())

@@ -53,6 +53,9 @@ class ModelConfig:
     cache_t: float = 0.0
     source_previous: bool = False  # flow source x_1 = previous chunk's last frame + source_sigma * noise
     source_sigma: float = 1.0
+    # With source_previous: each frame's copy of the source is first turned from the previous chunk's last camera
+    # to the frame's own (yaw and pitch; warp_previous below, engine/src/source_warp.h).
+    warp_source: bool = False
     guidance: float = 1.0  # motion guidance of the engine's sampler (1 = off); inference only
     window: int = 3
     recall: int = 2
@@ -95,6 +98,7 @@ class ModelConfig:
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
         c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
+        c.warp_source = bool(j["sampler"].get("warp_source", False))
         c.guidance = float(j["sampler"].get("guidance", 1.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
         c.motion = dict(j["motion"])
@@ -111,7 +115,7 @@ class ModelConfig:
              **({"cumulative_motion": True} if self.cumulative_motion else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
-                         "guidance": self.guidance},
+                         "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {})},
              "context": {"window": self.window, "recall": self.recall}, "motion": self.motion,
              "weights": self.weights}
         return json.dumps(j, indent=2) + "\n"
@@ -386,15 +390,52 @@ def normal_noise(seed: int, chunk: int, step: int, domain: int, count: int) -> n
     return z.astype(np.float32)
 
 
+def warp_previous(prev: torch.Tensor, yaw_deg: torch.Tensor, pitch_from_deg: torch.Tensor, pitch_to_deg: torch.Tensor,
+                  hfov_deg: float) -> torch.Tensor:
+    """The flow source turned to each frame's camera (sampler warp_source; engine/src/source_warp.h, the same
+    arithmetic). prev [B, H, W, 3]; yaw_deg [B, F] (target - source, wrapped), pitch_from_deg [B], pitch_to_deg
+    [B, F] -> [B, F, H, W, 3]. For the simulator's camera (column ray caster, pitch shifts the horizon) a turn maps
+    pixels independently of depth: column x samples the source at x_s = W/2 + f tan(atan(u) + yaw), rows at
+    y_s = horizon_from + (y + 0.5 - horizon_to) cos(atan u) / cos(atan u + yaw); bilinear, border repeated."""
+    B, H, W, _ = prev.shape
+    dev = prev.device
+    deg = math.pi / 180.0
+    focal = 0.5 * W / math.tan(0.5 * hfov_deg * deg)
+    limit = 85.0 * deg
+    u = (torch.arange(W, device=dev, dtype=torch.float64) + 0.5 - 0.5 * W) / focal  # [W]
+    a_t = torch.atan(u)
+    a_s = (a_t + yaw_deg.double()[..., None] * deg).clamp(-limit, limit)  # [B, F, W]
+    source_x = (0.5 * W + focal * torch.tan(a_s)).float()
+    row_scale = (torch.cos(a_t) / torch.cos(a_s)).float()
+    hor_from = (0.5 * H + focal * torch.tan(pitch_from_deg.double() * deg)).float()[:, None, None, None]  # [B,1,1,1]
+    hor_to = (0.5 * H + focal * torch.tan(pitch_to_deg.double() * deg)).float()[..., None, None]  # [B,F,1,1]
+    ys = torch.arange(H, device=dev, dtype=torch.float32)[:, None]  # [H, 1]
+    sx = (source_x - 0.5)[:, :, None, :].expand(-1, -1, H, -1)  # [B, F, H, W]
+    sy = hor_from + (ys + 0.5 - hor_to) * row_scale[:, :, None, :] - 0.5
+    fx, fy = torch.floor(sx), torch.floor(sy)
+    wx, wy = (sx - fx)[..., None], (sy - fy)[..., None]
+    x0, y0 = fx.long(), fy.long()
+    flat = prev.reshape(B, H * W, 3)
+
+    def at(xi, yi):
+        idx = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).reshape(B, -1, 1).expand(-1, -1, 3)
+        return torch.gather(flat, 1, idx).reshape(*xi.shape, 3)
+
+    a, b, c, d = at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1)
+    top, bottom = a + wx * (b - a), c + wx * (d - c)
+    return top + wy * (bottom - top)
+
+
 @torch.no_grad()
 def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: int, chunk_index: int,
                    steps: int, shift: float, cache_t: float, given: Optional[torch.Tensor] = None,
-                   prev: Optional[torch.Tensor] = None, guidance: float = 1.0, negative=None):
+                   prev: Optional[torch.Tensor] = None, guidance: float = 1.0, negative=None, rotation=None):
     """The engine's per-chunk procedure: Euler sampling (unless `given`) from x_1 = source_sigma * noise
     (+ `prev`, the previous chunk's last frame [1, H, W, 3], when the config's source is "previous"), then
     the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry).
     Motion guidance (guidance != 1): `negative` = (labels, cam) of the same frames with the movement released;
-    every step uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the commanded pass)."""
+    every step uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the commanded pass).
+    warp_source: `rotation` = (yaw_deg [1, F], pitch_from_deg [1], pitch_to_deg [1, F]) turns `prev` per frame."""
     cfg = model.cfg
     dev = labels.device
     shape = (1, cfg.chunk_frames, cfg.height, cfg.width, 3)
@@ -403,7 +444,8 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
     if given is None:
         x = cfg.source_sigma * torch.from_numpy(normal_noise(seed, chunk_index, 0, 0, n)).reshape(shape).to(dev)
         if cfg.source_previous and prev is not None:
-            x = x + prev[:, None]
+            x = x + (warp_previous(prev, *rotation, cfg.motion["hfov_deg"]) if cfg.warp_source and rotation is not None
+                     else prev[:, None])
         ts = sampler_times(steps, shift)
         p_mean = [0.0] * cfg.depth
         for s in range(steps):

@@ -9,6 +9,7 @@ and tests/data/parity_tiny.safetensors records inputs and PyTorch outputs:
   guided.*  : rollout chunk 2 again with motion guidance 2.5 (negative: the movement released)
   abspos.*  : the single forward again with an absolute patch-position embedding (absolute_position: true)
   cummot.*  : the single forward again with the motion since the flow source (cumulative_motion: true)
+  warp.*    : rollout chunk 1 again with the flow source turned to each frame's camera (warp_source: true)
 Run from the repository root:  python3 tools/train/parity.py
 """
 import os
@@ -83,6 +84,14 @@ def main():
     rec.update({"ctx.x": xc[0], "ctx.x0": x0c[0], "ctx.p_cache": torch.tensor(pcc, dtype=torch.float32)})
     f1, pc1, e1 = M.generate_chunk(model, rope, entries, lab1, cam1, seed, 1, steps, shift, cache_t,
                                    prev=context[:, -1])
+    # the same chunk 1 with the source warped: per frame yaw (target - source), the source's pitch, the frame's
+    yaw_w = torch.tensor([[2.5, -4.0, 6.0, 8.0][:Fr]])
+    pitch_from_w, pitch_to_w = torch.tensor([3.0]), torch.tensor([[3.0, 4.5, -2.0, 6.0][:Fr]])
+    model.cfg.warp_source = True
+    f1w, _, _ = M.generate_chunk(model, rope, entries, lab1, cam1, seed, 1, steps, shift, cache_t, prev=context[:, -1],
+                                 rotation=(yaw_w, pitch_from_w, pitch_to_w))
+    model.cfg.warp_source = False
+    rec.update({"warp.yaw": yaw_w[0], "warp.pitch_from": pitch_from_w, "warp.pitch_to": pitch_to_w[0], "warp.frames1": f1w[0]})
     entries.append(e1)
     f2, pc2, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t,
                                   prev=f1[:, -1])

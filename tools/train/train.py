@@ -65,6 +65,7 @@ class EpisodeData:
         self.labels_neg = torch.from_numpy(M.action_label(neg, tm)).to(device)
         self.cam_neg = torch.from_numpy(M.camera_vector(neg, tm)).to(device)
         self.actions, self.poses = actions, poses
+        self.yaw_pitch = torch.from_numpy(np.ascontiguousarray(poses[..., 3:5])).to(device)  # [E, T, 2] degrees
         # Recalled chunks per (episode, chunk): [E, K, recall] (-1 where fewer), vectorised over episodes.
         chunk_poses = poses[:, cfg.chunk_frames - 1::cfg.chunk_frames]  # [E, K, 5] pose of each chunk's last frame
         self.recall_idx = np.full((E, self.K, max(recall, 1)), -1, dtype=np.int64)
@@ -145,6 +146,27 @@ def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
     return ((y - mean) * c + mean + b).clamp(-1, 1)
 
 
+def source_rotations(yaw_pitch: torch.Tensor, Fr: int):
+    """yaw_pitch [B, K*Fr, 2] (degrees, the episode's camera) -> for chunks 1..K-1 the rotation from the previous
+    chunk's last camera to each frame's: yaw [B, K-1, Fr] (wrapped), pitch_from [B, K-1], pitch_to [B, K-1, Fr]
+    (what the engine's session gives warp_source)."""
+    B = yaw_pitch.shape[0]
+    yp = yaw_pitch.float().view(B, -1, Fr, 2)
+    src, dst = yp[:, :-1, -1], yp[:, 1:]
+    dyaw = dst[..., 0] - src[:, :, None, 0]
+    dyaw = dyaw - 360.0 * torch.round(dyaw / 360.0)
+    return dyaw, src[..., 1], dst[..., 1]
+
+
+def warped_sources(prev: torch.Tensor, rot, hfov_deg: float) -> torch.Tensor:
+    """prev [B, K-1, H, W, 3] (each chunk's source frame), rot from source_rotations -> [B, K-1, Fr, H, W, 3]."""
+    B, Kc = prev.shape[:2]
+    yaw, pf, pt = rot
+    w = M.warp_previous(prev.reshape(B * Kc, *prev.shape[2:]), yaw.reshape(B * Kc, -1), pf.reshape(B * Kc),
+                        pt.reshape(B * Kc, -1), hfov_deg)
+    return w.view(B, Kc, *w.shape[1:])
+
+
 def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int, rope_f):
     """The K/V chunk c attends to before its own, in slot order: the recalled chunks (per episode, oldest first),
     then the window, keys rotated to their slots. k_chunks/v_chunks [B, heads, K', N, hd] (keys unrotated);
@@ -165,7 +187,8 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
-                   noise: torch.Tensor, steps: int = 0, guidance: float = 1.0, negative=None) -> torch.Tensor:
+                   noise: torch.Tensor, steps: int = 0, guidance: float = 1.0, negative=None,
+                   yaw_pitch: torch.Tensor = None) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
     is the given start context (its cache pass only); chunks 1..K-1 are sampled with `steps` Euler steps (0: the
     config's) from the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
@@ -176,7 +199,8 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     Motion guidance (guidance != 1; `negative` = (labels, cam) with the movement released, like labels/cam): every
     step of a chunk whose negative differs from its command in some episode also runs the negative and uses
     x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk does not move get
-    x0_negative == x0, so the mix leaves them as they are).
+    x0_negative == x0, so the mix leaves them as they are). warp_source: yaw_pitch [B, K*F, 2] (the episode's
+    camera, degrees) turns each chunk's source to its frames' cameras.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
@@ -210,10 +234,17 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
 
     steps = steps or cfg.steps
     ts = M.sampler_times(steps, cfg.shift)
+    warp = cfg.source_previous and cfg.warp_source
+    if warp:
+        assert yaw_pitch is not None, "warp_source needs the episode's camera"
+        rot = source_rotations(yaw_pitch, Fr)
     for c in range(K):
         if c > 0:
             x = cfg.source_sigma * noise[:, c]
-            if cfg.source_previous:
+            if warp:
+                x = x + M.warp_previous(out[:, c - 1, -1], rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1],
+                                        cfg.motion["hfov_deg"])
+            elif cfg.source_previous:
                 x = x + out[:, c - 1, -1:]
             sl = slice(c * Fr, (c + 1) * Fr)
             guided = guidance != 1.0 and negative is not None and bool(
@@ -260,12 +291,13 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
         gen_frames = rollout_chunks(model, rope_f, x0[sel], data.labels[idx[sel]], data.cam[idx[sel]],
                                     data.recall_idx_t[idx[sel]], window, recall,
                                     torch.randn(x0[sel].shape, device=dev, generator=gen), rollout_steps,
-                                    rollout_guidance, (data.labels_neg[idx[sel]], data.cam_neg[idx[sel]]))
+                                    rollout_guidance, (data.labels_neg[idx[sel]], data.cam_neg[idx[sel]]),
+                                    data.yaw_pitch[idx[sel]])
         model.train(was_training)
         x_ctx = x_ctx.clone()
         x_ctx[sel] = gen_frames.to(x_ctx.dtype)
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
-                                    window, recall, t, tau, e1, e2, x_ctx=x_ctx)
+                                    window, recall, t, tau, e1, e2, x_ctx=x_ctx, yaw_pitch=data.yaw_pitch[idx])
     target = x0[:, 1:]
     w = 1.0 / t[:, 1:].clamp(min=0.2)
     err = (x0_hat - target) * w[..., None, None, None, None]
@@ -273,9 +305,10 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
 
 
 def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2,
-                           x_ctx=None):
+                           x_ctx=None, yaw_pitch=None):
     """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t, tau [B, K];
-    e1, e2 noise like x0; x_ctx: what the clean passes and the flow source see (x0 unless augmented). Returns the x0 predictions of chunks 1..K-1 from their noisy versions
+    e1, e2 noise like x0; x_ctx: what the clean passes and the flow source see (x0 unless augmented);
+    yaw_pitch [B, K*F, 2]: the episode's camera, for warp_source. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
     [B, K-1, F, H, W, 3], every chunk attending to the clean-pass K/V of its context as in the engine."""
     cfg = model.cfg
     dev = x0.device
@@ -287,7 +320,12 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     x_clean = (1 - taub) * x_ctx + taub * e1
     # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
     source = cfg.source_sigma * e2
-    if cfg.source_previous:
+    if cfg.source_previous and cfg.warp_source:
+        # chunk c >= 1: chunk c-1's last frame turned to each of chunk c's cameras; chunk 0's source is unused
+        assert yaw_pitch is not None, "warp_source needs the episode's camera"
+        warped = warped_sources(x_ctx[:, :-1, -1], source_rotations(yaw_pitch, Fr), cfg.motion["hfov_deg"])
+        source = source + torch.cat([x_ctx[:, :1, :1].expand(-1, -1, Fr, -1, -1, -1), warped], dim=1)
+    elif cfg.source_previous:
         prev = torch.cat([x_ctx[:, :1, :1], x_ctx[:, :-1, -1:]], dim=1)  # [B, K, 1, H, W, 3]; chunk 0's is unused
         source = source + prev
     x_noisy = (1 - tb) * x0 + tb * source
@@ -353,8 +391,12 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
             sl = slice(c * Fr, (c + 1) * Fr)
             given = frames[sl][None] if c < chunk else None
             prev = frames[c * Fr - 1][None] if c > 0 else None
+            rotation = None
+            if c > 0 and cfg.warp_source:
+                yaw, pf, pt = source_rotations(data.yaw_pitch[e:e + 1, (c - 1) * Fr:(c + 1) * Fr], Fr)
+                rotation = (yaw[:, 0], pf[:, 0], pt[:, 0])
             out, _, entry = M.generate_chunk(model, rope, ctx, lab[sl][None], cam[sl][None], 1, c, steps, cfg.shift,
-                                             cfg.cache_t, given=given, prev=prev)
+                                             cfg.cache_t, given=given, prev=prev, rotation=rotation)
             entries.append(entry)
         gt = (frames[chunk * Fr:(chunk + 1) * Fr] + 1) * 127.5
         gen = ((out[0] + 1) * 127.5).round().clamp(0, 255)
@@ -399,6 +441,9 @@ def main():
     ap.add_argument("--cumulative-motion", action="store_true",
                     help="feed each frame the motion since its chunk's flow source (model.py ModelConfig.cumulative_motion); "
                          "with --init from a model without it, camera_cumulative starts at zero")
+    ap.add_argument("--warp-source", action="store_true",
+                    help="turn each frame's flow source to its camera (model.py ModelConfig.warp_source): the sampler "
+                         "option, trained with it (no new weights)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
                     help="learning-rate multiplier of the tensors --init did not have (pos_embed, camera_cumulative)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
@@ -419,6 +464,9 @@ def main():
         cfg.absolute_position = True
     if args.cumulative_motion:
         cfg.cumulative_motion = True
+    if args.warp_source:
+        assert cfg.source_previous, "--warp-source needs the source \"previous\""
+        cfg.warp_source = True
     data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
     n_train = data.E - args.holdout
     assert n_train > 0
@@ -464,6 +512,7 @@ def main():
            "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
            "rollout_steps": args.rollout_steps or cfg.steps, "rollout_guidance": rollout_guidance,
            "absolute_position": cfg.absolute_position, "cumulative_motion": cfg.cumulative_motion,
+           "warp_source": cfg.warp_source,
            "new_params": new_params, "new_lr_mult": args.new_lr_mult if new_params else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
     budget = args.minutes * 60.0

@@ -46,6 +46,10 @@ struct ModelConfig {
     // (flow matching from the last seen frame: the model moves content instead of drawing it from noise).
     bool source_previous = false;
     float source_sigma = 1.f;
+    // With source_previous: each frame's copy of the source is first turned by the rotation from the previous
+    // chunk's last camera to the frame's own (yaw and pitch dead-reckoned from the actions; engine/src/source_warp.h),
+    // so that the pull towards the source is a pull towards the commanded view.
+    bool warp_source = false;
     // Motion guidance (docs/design.md "Motion guidance"): each denoising step also predicts x0 with the
     // chunk's movement commands zeroed and extrapolates x0 = x0_still + guidance * (x0 - x0_still).
     // 1 = off (one forward a step); > 1 strengthens the commanded movement at twice the sampling cost.

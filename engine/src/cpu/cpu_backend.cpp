@@ -289,9 +289,24 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     } else {
         // x_1: noise, or the previous chunk's last frame plus noise (flow from the last seen frame).
         const size_t frame = static_cast<size_t>(c.height) * c.width * 3;
+        // The source of frame f: the previous chunk's last frame, turned to frame f's camera with warp_source.
+        std::vector<float> source;
+        if (job.source_previous && !last_frame_.empty()) {
+            KVW_CHECK(job.source_rotation.empty() || static_cast<int>(job.source_rotation.size()) == c.chunk_frames,
+                      "warp_source needs one rotation per frame");
+            source.resize(job.source_rotation.empty() ? frame : n);
+            if (job.source_rotation.empty()) {
+                source = last_frame_;
+            } else {
+                for (int f = 0; f < c.chunk_frames; ++f)
+                    warp_frame(last_frame_.data(), c.width, c.height,
+                               warp_tables(job.source_rotation[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg),
+                               source.data() + static_cast<size_t>(f) * frame);
+            }
+        }
         for (size_t i = 0; i < n; ++i) {
             x[i] = job.source_sigma * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseInitial, static_cast<uint32_t>(i));
-            if (job.source_previous && !last_frame_.empty()) x[i] += last_frame_[i % frame];
+            if (!source.empty()) x[i] += source[i % source.size()];
         }
         const std::vector<float> ts = sampler_times(job.steps, job.shift);
         const bool guided = job.guidance != 1.f;
