@@ -674,7 +674,7 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     }
     // Graphs keyed by everything that is baked into kernel arguments.
     char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d%s|%d/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d%s/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
                   job.cache.value_bits, job.cache.group, static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
                   job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, warped ? "w" : "", job.source_sigma, j.guidance);
     // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for debugging).
