@@ -519,6 +519,24 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
             }
         md += "\n";
     }
+    // Motion by the frame pair's place in its chunk (README "Motion inside a chunk"): turn rate (image shift per
+    // commanded degree, as a share of the simulator's) and the zoom per frame walking forward.
+    for (const char* key : {"one_chunk_actions", "actions"}) {
+        if (!report.contains(key) || !report[key].contains("by_frame_in_chunk")) continue;
+        md += std::string(key[0] == 'o' ? "Motion of the chunk predicted after a ground-truth context" : "Motion in the long rollouts") +
+              ", by frame pair in the chunk (0: across the chunk boundary):\n\n| pair | pairs | turn rate | zoom walking forward, model / simulator |\n|---|---|---|---|\n";
+        for (const json& p : report[key]["by_frame_in_chunk"]) {
+            const double sim = p["yaw_shift_slope_simulator"].get<double>();
+            char buf[256], zoom[64] = "no forward pairs";
+            if (p["forward_frames"].get<int>() > 0)
+                std::snprintf(zoom, sizeof zoom, "%.4f / %.4f", p["zoom_forward_generated"].get<double>(),
+                              p["zoom_forward_simulator"].get<double>());
+            std::snprintf(buf, sizeof buf, "| %d | %d | %.0f%% | %s |\n", p["frame_in_chunk"].get<int>(), p["pairs"].get<int>(),
+                          sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0, zoom);
+            md += buf;
+        }
+        md += "\n";
+    }
     if (report.contains("grid")) {
         md += "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of layers) | cache MB |\n";
         md += "|---|---|---|---|---|---|---|---|\n";
