@@ -290,23 +290,23 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         // x_1: noise, or the previous chunk's last frame plus noise (flow from the last seen frame).
         const size_t frame = static_cast<size_t>(c.height) * c.width * 3;
         // The source of frame f: the previous chunk's last frame, turned to frame f's camera with warp_source.
-        std::vector<float> source;
+        const std::vector<float>* source = nullptr;  // one frame (repeated) or, warped, one per frame
+        std::vector<float> warped;
         if (job.source_previous && !last_frame_.empty()) {
-            KVW_CHECK(job.source_rotation.empty() || static_cast<int>(job.source_rotation.size()) == c.chunk_frames,
-                      "warp_source needs one rotation per frame");
-            source.resize(job.source_rotation.empty() ? frame : n);
-            if (job.source_rotation.empty()) {
-                source = last_frame_;
-            } else {
+            source = &last_frame_;
+            if (!job.source_rotation.empty()) {
+                KVW_CHECK(static_cast<int>(job.source_rotation.size()) == c.chunk_frames, "warp_source needs one rotation per frame");
+                warped.resize(n);
                 for (int f = 0; f < c.chunk_frames; ++f)
                     warp_frame(last_frame_.data(), c.width, c.height,
                                warp_tables(job.source_rotation[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg),
-                               source.data() + static_cast<size_t>(f) * frame);
+                               warped.data() + static_cast<size_t>(f) * frame);
+                source = &warped;
             }
         }
         for (size_t i = 0; i < n; ++i) {
             x[i] = job.source_sigma * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseInitial, static_cast<uint32_t>(i));
-            if (!source.empty()) x[i] += source[i % source.size()];
+            if (source) x[i] += (*source)[i % source->size()];
         }
         const std::vector<float> ts = sampler_times(job.steps, job.shift);
         const bool guided = job.guidance != 1.f;
