@@ -8,6 +8,7 @@
 //           against the simulator's over the same trace; (3) actions followed: camera motion estimated from
 //           the generated frames (horizontal shift for yaw, zoom for forward) against the commanded motion.
 #include <algorithm>
+#include <cstdarg>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -190,6 +191,20 @@ struct MotionSamples {
         }
     }
 };
+
+// printf into a std::string (the Markdown report's rows).
+[[gnu::format(printf, 1, 2)]] std::string format(const char* fmt, ...) {
+    va_list args, again;
+    va_start(args, fmt);
+    va_copy(again, args);
+    const int n = std::vsnprintf(nullptr, 0, fmt, args);
+    va_end(args);
+    std::string out(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+    std::vsnprintf(out.data(), out.size(), fmt, again);
+    va_end(again);
+    out.pop_back();
+    return out;
+}
 
 double average(const std::vector<double>& v) {
     double s = 0;
@@ -486,9 +501,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
     std::string md = "# KVWorld evaluation (" + c.name + ", " + to_string(model->backend()) + ")\n\n";
     if (report.contains("one_chunk")) {
         const json& o = report["one_chunk"];
-        char buf[512];
-        std::snprintf(buf, sizeof buf,
-                      "One chunk after a ground-truth context (%d held-out worlds): PSNR %.2f dB over the pooled squared error, "
+        md += format("One chunk after a ground-truth context (%d held-out worlds): PSNR %.2f dB over the pooled squared error, "
                       "SSIM %.3f; repeating the last context frame: %.2f dB (margin %+.2f dB). Mean of per-trace dB: %.2f vs "
                       "%.2f; median per-trace margin %+.2f dB; the model is ahead in %d traces; the camera stands still in %d.\n\n",
                       o["traces"].get<int>(), o["psnr_model"].get<double>(), o["ssim_model"].get<double>(),
@@ -496,26 +509,21 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
                       o["mean_of_trace_psnr_model"].get<double>(), o["mean_of_trace_psnr_repeat_last"].get<double>(),
                       o["median_trace_margin_db"].get<double>(), o["traces_model_beats_repeat"].get<int>(),
                       o["traces_camera_still"].get<int>());
-        md += buf;
     }
     if (report.contains("rollout_bar")) {
         const json& b = report["rollout_bar"];
-        char buf[512];
-        std::snprintf(buf, sizeof buf,
-                      "Long rollouts: %d of %d windows within ±%.0f%% of the simulator's mean, contrast and edge energy; %d of %d "
+        md += format("Long rollouts: %d of %d windows within ±%.0f%% of the simulator's mean, contrast and edge energy; %d of %d "
                       "worlds entirely.\n\n| world | from s | mean | contrast | edges | within | model contrast | simulator contrast |\n"
                       "|---|---|---|---|---|---|---|---|\n",
                       b["windows_within"].get<int>(), b["windows"].get<int>(), 100 * b["tolerance"].get<double>(),
                       b["worlds_within"].get<int>(), b["worlds"].get<int>());
-        md += buf;
         for (const json& r : report["rollouts"])
             for (const json& w : r["windows"]) {
-                std::snprintf(buf, sizeof buf, "| %llu | %g | %.2f | %.2f | %.2f | %s | %.1f | %.1f |\n",
+                md += format("| %llu | %g | %.2f | %.2f | %.2f | %s | %.1f | %.1f |\n",
                               static_cast<unsigned long long>(r["world_seed"].get<uint64_t>()), w["from_s"].get<double>(),
                               w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>(),
                               w["within_bar"].get<bool>() ? "yes" : "**no**", w["model"]["contrast"].get<double>(),
                               w["simulator"]["contrast"].get<double>());
-                md += buf;
             }
         md += "\n";
     }
@@ -527,13 +535,12 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
               ", by frame pair in the chunk (0: across the chunk boundary):\n\n| pair | pairs | turn rate | zoom walking forward, model / simulator |\n|---|---|---|---|\n";
         for (const json& p : report[key]["by_frame_in_chunk"]) {
             const double sim = p["yaw_shift_slope_simulator"].get<double>();
-            char buf[256], zoom[64] = "no forward pairs";
-            if (p["forward_frames"].get<int>() > 0)
-                std::snprintf(zoom, sizeof zoom, "%.4f / %.4f", p["zoom_forward_generated"].get<double>(),
-                              p["zoom_forward_simulator"].get<double>());
-            std::snprintf(buf, sizeof buf, "| %d | %d | %.0f%% | %s |\n", p["frame_in_chunk"].get<int>(), p["pairs"].get<int>(),
-                          sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0, zoom);
-            md += buf;
+            const std::string zoom = p["forward_frames"].get<int>() > 0
+                                         ? format("%.4f / %.4f", p["zoom_forward_generated"].get<double>(),
+                                                  p["zoom_forward_simulator"].get<double>())
+                                         : "no forward pairs";
+            md += format("| %d | %d | %.0f%% | %s |\n", p["frame_in_chunk"].get<int>(), p["pairs"].get<int>(),
+                          sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0, zoom.c_str());
         }
         md += "\n";
     }
@@ -541,12 +548,10 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         md += "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of layers) | cache MB |\n";
         md += "|---|---|---|---|---|---|---|---|\n";
         for (const json& r : report["grid"]["rows"]) {
-            char buf[512];
-            std::snprintf(buf, sizeof buf, "| %s | %.2f | %.2f | %.3f | %.2f | %.3f | %+.4f | %.2f |\n", r["label"].get<std::string>().c_str(),
+            md += format("| %s | %.2f | %.2f | %.3f | %.2f | %.3f | %+.4f | %.2f |\n", r["label"].get<std::string>().c_str(),
                           r["bits_per_element"].get<double>(), r["psnr_vs_ref"].get<double>(), r["ssim_vs_ref"].get<double>(),
                           r["psnr_vs_gt"].get<double>(), r["ssim_vs_gt"].get<double>(), r["delta_p_cache_mean"].get<double>(),
                           r["cache_bytes"].get<uint64_t>() / 1e6);
-            md += buf;
         }
     }
     write_file_atomic(fs::path(out_dir) / "eval.md", md);
