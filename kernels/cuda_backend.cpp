@@ -350,9 +350,9 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_write_views_ = PinnedBuffer(write_views_.bytes());
     seed_chunk_ = cu::DeviceBuffer(2 * sizeof(uint64_t));
     h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
-    // warp_source: per frame source_x [W], row_scale [W], horizon_from, horizon_to (uploaded with every chunk, so
-    // that a captured graph reads the chunk's own rotations).
-    warp_tables_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * (2 * c.width + 2) * sizeof(float));
+    // warp_source: per frame source_x [H * W] then source_y [H * W] (uploaded with every chunk, so that a captured
+    // graph reads the chunk's own camera changes).
+    warp_tables_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * 2 * c.width * c.height * sizeof(float));
     h_warp_tables_ = PinnedBuffer(warp_tables_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
@@ -578,7 +578,7 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     cu::normal_noise(x_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseInitial, s);
     // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
     const ModelConfig& c = m_.config;
-    if (job.source_previous && !job.source_rotation.empty())
+    if (job.source_previous && !job.source_view.empty())
         cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_tables_.as<float>(), c.chunk_frames, c.width, c.height,
                                job.source_sigma, s);
     else
@@ -659,16 +659,16 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         std::memcpy(h_frames_.as<float>(), job.given_frames, frame_floats_ * 4);
         CUDA_CHECK(cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
     }
-    const bool warped = job.source_previous && !job.source_rotation.empty();
+    const bool warped = job.source_previous && !job.source_view.empty();
     if (warped) {
-        KVW_CHECK(static_cast<int>(job.source_rotation.size()) == c.chunk_frames, "warp_source needs one rotation per frame");
+        KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
         float* tab = h_warp_tables_.as<float>();
-        for (int f = 0; f < c.chunk_frames; ++f, tab += 2 * c.width + 2) {
-            const WarpTables t = warp_tables(job.source_rotation[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg);
-            std::copy(t.source_x.begin(), t.source_x.end(), tab);
-            std::copy(t.row_scale.begin(), t.row_scale.end(), tab + c.width);
-            tab[2 * c.width] = t.horizon_from;
-            tab[2 * c.width + 1] = t.horizon_to;
+        const size_t pixels = static_cast<size_t>(c.width) * c.height;
+        for (int f = 0; f < c.chunk_frames; ++f, tab += 2 * pixels) {
+            const WarpMaps m = warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
+                                         c.warp_eye_height);
+            std::copy(m.source_x.begin(), m.source_x.end(), tab);
+            std::copy(m.source_y.begin(), m.source_y.end(), tab + pixels);
         }
         CUDA_CHECK(cudaMemcpyAsync(warp_tables_.get(), h_warp_tables_.as<void>(), warp_tables_.bytes(), cudaMemcpyHostToDevice, st));
     }

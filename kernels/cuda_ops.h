@@ -84,8 +84,8 @@ void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t ste
 // The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous`
 // (each frame_floats long) when previous != null.
 void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
-// The same with warp_source: frame f adds the last frame of `previous` sampled through its warp table in `tables`
-// (device, per frame: source_x [width], row_scale [width], horizon_from, horizon_to; engine/src/source_warp.h).
+// The same with warp_source: frame f adds the last frame of `previous` sampled through its warp maps in `tables`
+// (device, per frame: source_x [height * width] then source_y [height * width]; engine/src/source_warp.h).
 void source_init_warped(float* x, const float* previous, const float* tables, int frames, int width, int height, float sigma,
                         void* stream);
 // out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)

@@ -143,9 +143,11 @@ __global__ void source_warp_kernel(float* x, const float* __restrict__ last, con
     const size_t n = static_cast<size_t>(frames) * h * w;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const int px = static_cast<int>(i % w), py = static_cast<int>((i / w) % h), f = static_cast<int>(i / (static_cast<size_t>(w) * h));
-        const float* t = tables + static_cast<size_t>(f) * (2 * w + 2);
-        const float sx = t[px] - 0.5f;
-        const float sy = t[2 * w] + (static_cast<float>(py) + 0.5f - t[2 * w + 1]) * t[w + px] - 0.5f;
+        // Maps of frame f: source_x [h * w], then source_y [h * w] (pixel-centre coordinates).
+        const size_t pixels = static_cast<size_t>(w) * h, p = static_cast<size_t>(py) * w + px;
+        const float* t = tables + static_cast<size_t>(f) * 2 * pixels;
+        const float sx = t[p] - 0.5f;
+        const float sy = t[pixels + p] - 0.5f;
         const float fx = floorf(sx), fy = floorf(sy);
         const float wx = sx - fx, wy = sy - fy;
         const int x0 = min(max(static_cast<int>(fx), 0), w - 1), x1 = min(max(static_cast<int>(fx) + 1, 0), w - 1);

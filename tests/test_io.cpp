@@ -152,6 +152,17 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     expect_error([&] {
         parse_model_config(with("\"previous\"", "\"noise\", \"warp_source\": true"), "m.json");
     }, {"m.json", "warp_source", "previous"});
+    // Its translation: an eye height in world units, only with the warp, never negative; 0 (absent) = rotation only.
+    EXPECT_EQ(warped.warp_eye_height, 0.f) << "absent: rotation only";
+    const ModelConfig walked = parse_model_config(
+        with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": 2.5, \"source_sigma\""), "m.json");
+    EXPECT_EQ(walked.warp_eye_height, 2.5f);
+    EXPECT_EQ(parse_model_config(model_config_to_json(walked), "m.json").warp_eye_height, 2.5f) << "round trip";
+    expect_error([&] { parse_model_config(with("\"source_sigma\"", "\"warp_eye_height\": 2.5, \"source_sigma\""), "m.json"); },
+                 {"m.json", "warp_eye_height", "warp_source"});
+    expect_error([&] {
+        parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": -1, \"source_sigma\""), "m.json");
+    }, {"m.json", "warp_eye_height"});
     // The optional model switches: absent means off, true round-trips, anything but a boolean names the field.
     for (const auto& [field, flag] : {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
                                       std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {

@@ -183,18 +183,24 @@ TEST(Parity, CumulativeMotionMatchesPyTorch) {
     EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error) << "the config asks for camera_cumulative";
 }
 
-// The warped flow source (sampler warp_source): rollout chunk 1 again, the previous frame turned to each frame's
-// recorded camera rotation before the noise is added (engine/src/source_warp.h against model.warp_previous).
+// The warped flow source (sampler warp_source, warp_eye_height > 0): rollout chunk 1 again, the previous frame
+// turned and walked to each frame's recorded camera change before the noise is added (engine/src/source_warp.h
+// against model.warp_previous).
 TEST(Parity, WarpedSourceMatchesPyTorch) {
     Fixture fx;
-    auto session = fx.model->create_session();
+    ModelConfig cfg = fx.config;
+    cfg.warp_source = true;
+    cfg.warp_eye_height = fx.rec.to_f32("warp.eye_height")[0];
+    auto model = create_cpu_backend(cfg, load_weights(source_path("tests/data/tiny"), cfg));
+    auto session = model->create_session();
     fx.start_rollout(*session, fx.rec.to_f32("rollout.context"));
     ChunkJob j1 = fx.job(fx.actions("rollout.actions1"), 1, {0});
     j1.seed = fx.rollout_seed();
     const std::vector<float> yaw = fx.rec.to_f32("warp.yaw"), pitch_to = fx.rec.to_f32("warp.pitch_to");
+    const std::vector<float> forward = fx.rec.to_f32("warp.forward"), right = fx.rec.to_f32("warp.right");
     const float pitch_from = fx.rec.to_f32("warp.pitch_from")[0];
     ASSERT_EQ(static_cast<int>(yaw.size()), fx.config.chunk_frames);
-    for (size_t f = 0; f < yaw.size(); ++f) j1.source_rotation.push_back(ViewRotation{yaw[f], pitch_from, pitch_to[f]});
+    for (size_t f = 0; f < yaw.size(); ++f) j1.source_view.push_back(ViewChange{yaw[f], pitch_from, pitch_to[f], forward[f], right[f]});
     ChunkOutput out;
     session->run_chunk(j1, &out);
     const std::vector<float> ref = fx.rec.to_f32("warp.frames1"), plain = fx.rec.to_f32("rollout.frames1");

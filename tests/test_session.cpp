@@ -211,7 +211,7 @@ TEST(Session, ProgressCanCancelAChunkAndTheSessionRefusesToGoOnUntilRestarted) {
 
 // The warped flow source (sampler "warp_source"): the session turns each frame's copy of the previous frame to the
 // frame's dead-reckoned camera. Walking straight there is nothing to turn (the same frames up to rounding);
-// turning, the frames change.
+// turning, the frames change. With warp_eye_height the source also walks: then walking straight changes them.
 TEST(Session, WarpedSourceFollowsTheCamera) {
     TinyWorld w;
     const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvw_warp_" + std::to_string(::getpid()));
@@ -222,6 +222,13 @@ TEST(Session, WarpedSourceFollowsTheCamera) {
     warped_cfg.warp_source = true;
     write_file_atomic(dir / "model.json", model_config_to_json(warped_cfg));
     const std::shared_ptr<Model> warped = Model::load(dir, BackendKind::Cpu);
+    const std::filesystem::path dir_walked = dir / "walked";
+    std::filesystem::create_directories(dir_walked);
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.is_regular_file()) std::filesystem::copy_file(e.path(), dir_walked / e.path().filename());
+    warped_cfg.warp_eye_height = 2.5f;
+    write_file_atomic(dir_walked / "model.json", model_config_to_json(warped_cfg));
+    const std::shared_ptr<Model> walked = Model::load(dir_walked, BackendKind::Cpu);
     auto run = [&](const std::shared_ptr<Model>& m, const FrameAction& a) {
         SessionParams p;
         p.seed = 3;
@@ -240,5 +247,8 @@ TEST(Session, WarpedSourceFollowsTheCamera) {
     const FrameAction straight{1.f, 0.f, 0.f, 0.f, 0.f}, turning{1.f, 0.f, 0.f, 3.f, 2.f};
     EXPECT_LT(mean_abs_diff(run(warped, straight), run(w.model, straight)), 0.05) << "walking straight: nothing to turn";
     EXPECT_GT(mean_abs_diff(run(warped, turning), run(w.model, turning)), 1.0) << "turning: the source must turn";
+    EXPECT_GT(mean_abs_diff(run(walked, straight), run(warped, straight)), 1.0) << "walking: the source must walk";
+    const FrameAction standing{0.f, 0.f, 0.f, 0.f, 0.f};
+    EXPECT_LT(mean_abs_diff(run(walked, standing), run(w.model, standing)), 0.05) << "standing: nothing to move";
     std::filesystem::remove_all(dir);
 }

@@ -116,7 +116,11 @@ int main(int argc, char** argv) {
             std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d%s\n",
                         m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
                         c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall,
-                        c.warp_source ? ", flow source turned to each frame's camera" : "");
+                        !c.warp_source ? ""
+                        : c.warp_eye_height > 0.f
+                            ? (", flow source turned and walked to each frame's camera (ground " +
+                               std::to_string(c.warp_eye_height).substr(0, 4) + " below)").c_str()
+                            : ", flow source turned to each frame's camera");
             return 0;
         }
         if (*init) {

@@ -43,9 +43,10 @@ struct ChunkJob {
     float cache_t = 0.f;
     bool source_previous = false;  // x_1 = previous chunk's last frame + source_sigma * noise
     float source_sigma = 1.f;
-    // With source_previous: per frame, the rotation from the previous chunk's last camera to this frame's; the
-    // frame's copy of the source is warped by it first (source_warp.h). Empty: the source as it is.
-    std::vector<ViewRotation> source_rotation;
+    // With source_previous: per frame, the change from the previous chunk's last camera to this frame's; the
+    // frame's copy of the source is warped by it first (source_warp.h; translation only when the config's
+    // warp_eye_height > 0). Empty: the source as it is.
+    std::vector<ViewChange> source_view;
     // Motion guidance: when > 1, every denoising step also runs the model on the negative conditioning (the
     // same frames with their movement zeroed) and uses x0 = x0_neg + guidance * (x0 - x0_neg).
     float guidance = 1.f;

@@ -63,6 +63,11 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         c.warp_source = s["warp_source"].get<bool>();
         if (c.warp_source && !c.source_previous) throw Error(src + ": \"sampler.warp_source\" needs \"source\": \"previous\"");
     }
+    if (s.contains("warp_eye_height")) {
+        c.warp_eye_height = getf(s, "warp_eye_height");
+        if (c.warp_eye_height != 0.f && !c.warp_source)
+            throw Error(src + ": \"sampler.warp_eye_height\" needs \"warp_source\": true");
+    }
     if (s.contains("guidance")) c.guidance = getf(s, "guidance");
     const json& ctx = jsonu::field(j, "context", src);
     c.window = geti(ctx, "window", 0, 1024);
@@ -98,6 +103,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
     if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
     if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
     if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
+    if (!(c.warp_eye_height >= 0.f && c.warp_eye_height <= 1000.f))
+        fail("sampler.warp_eye_height must be in [0, 1000] (0 = rotation only)");
     if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
         !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
         !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
@@ -135,6 +142,7 @@ std::string model_config_to_json(const ModelConfig& c) {
                     {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma},
                     {"guidance", c.guidance}};
     if (c.warp_source) j["sampler"]["warp_source"] = true;
+    if (c.warp_eye_height > 0.f) j["sampler"]["warp_eye_height"] = c.warp_eye_height;
     j["context"] = {{"window", c.window}, {"recall", c.recall}};
     j["motion"] = {{"move_per_frame", c.motion.move_per_frame},
                    {"turn_max_deg", c.motion.turn_max_deg},

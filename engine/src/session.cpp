@@ -222,9 +222,9 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     for (const FrameAction& a : actions) poses.push_back(p = integrate_pose(p, a, c.motion));
     ChunkJob job = s.make_job(actions);
     job.progress = progress;
-    // warp_source: each frame's copy of the flow source turned from the last frame's camera to its own.
+    // warp_source: each frame's copy of the flow source moved from the last frame's camera to its own.
     if (c.source_previous && c.warp_source)
-        for (const CameraPose& to : poses) job.source_rotation.push_back(view_rotation(s.pose, to));
+        for (const CameraPose& to : poses) job.source_view.push_back(view_change(s.pose, to));
     const EvictionResult ev = evict_for_budget(s.chunks_done, s.stored, poses.back(),
                                                predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
     for (int e : ev.evicted) {

@@ -429,6 +429,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
     cfg_pos.cumulative_motion = true;
+    cfg_pos.warp_eye_height = 2.5f;  // the warped cases below also walk the source over the ground
     ModelWeights w_pos = w;
     w_pos.tensors["pos_embed"] = HostTensor{{cfg.tokens_per_frame(), cfg.hidden}, randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
     w_pos.tensors["camera_cumulative"] = HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
@@ -467,7 +468,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             for (int f = 0; f < cfg.chunk_frames; ++f) {
                 const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
                 pose = integrate_pose(pose, a, cfg.motion);
-                if (warped && c > 0) j.source_rotation.push_back(view_rotation(chunk_start, pose));
+                if (warped && c > 0) j.source_view.push_back(view_change(chunk_start, pose));
                 j.labels.push_back(action_label(a, cfg.motion));
                 j.camera.push_back(camera_vector(a, cfg.motion));
                 if (guidance != 1.f) {
@@ -502,7 +503,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         double se = 0;
         for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
-        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") + (warped ? ", warped source" : "");
+        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") + (warped ? ", source turned and walked" : "");
         std::printf("[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
                     guidance, variant.c_str(), psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # One device command of the second day (GPU machine, see ../shared/device/README.md), in phases chosen by
 # PHASES (space-separated; default all):
+#   parity  first of all: regenerate the PyTorch parity fixture (tools/train/parity.py: tests/data/tiny,
+#           tests/data/parity_tiny.safetensors; returned under $R/parity) and run the C++ parity test on it, then
+#           check_consistency.py on a small dataset with the tiny config, source warped and walked; stops the
+#           command when either fails
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
 #           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
@@ -66,7 +70,7 @@ run_film() {
 INIT=${INIT:-assets/models/default}
 MODEL=$INIT
 # Sampler variants of INIT for sweeps: VARIANTS="name:key=value,key=value;..." -> /tmp/kvw/v_name (keys of
-# model.json's "sampler": steps, shift, source_sigma, cache_t, guidance; warp_source=true|false).
+# model.json's "sampler": steps, shift, source_sigma, cache_t, guidance, warp_eye_height; warp_source=true|false).
 IFS=';' read -ra variants <<< "${VARIANTS:-}"
 for v in "${variants[@]}"; do
   vdir=/tmp/kvw/v_${v%%:*}
@@ -84,6 +88,23 @@ python3 -c "import torch; print('torch', torch.__version__)" >> "$R/gpu.txt"
 stamp "configure ($PHASES)"
 B=/tmp/kvw/build
 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DKVW_GUI=ON > "$R/configure.log" 2>&1
+if has parity; then
+  stamp "parity fixture"
+  ninja -C $B test_parity kvworld-sim > "$R/build_parity.log" 2>&1 || { stamp "parity build failed"; tail -20 "$R/build_parity.log"; pack; exit 1; }
+  python3 tools/train/parity.py > "$R/parity.log" 2>&1 || { stamp "parity.py failed"; tail -20 "$R/parity.log"; pack; exit 1; }
+  mkdir -p "$R/parity/tiny" && cp tests/data/parity_tiny.safetensors "$R/parity/" && cp tests/data/tiny/* "$R/parity/tiny/"
+  $B/tests/test_parity > "$R/test_parity.log" 2>&1; rc=$?; grep -E "^\[  (PASSED|FAILED)|Failure" "$R/test_parity.log" | tee -a "$R/timeline.txt"
+  [[ $rc == 0 ]] || { stamp "parity test failed"; tail -40 "$R/test_parity.log"; pack; exit 1; }
+  rm -rf /tmp/kvw/cons_data
+  # the tiny model with the source turned and walked (warp_eye_height), at its 32x32
+  $B/tools/sim/kvworld-sim dataset --out /tmp/kvw/cons_data --episodes 2 --frames 32 --seed-base 777 --threads 2 --width 32 --height 32 > /dev/null 2>&1
+  python3 -c 'import json; j=json.load(open("config/model-tiny.json")); j["sampler"].update(warp_source=True, warp_eye_height=2.5)
+json.dump(j, open("/tmp/kvw/tiny_walked.json", "w"))'
+  (cd tools/train && timeout 200 python3 check_consistency.py /tmp/kvw/cons_data /tmp/kvw/tiny_walked.json) > "$R/check_consistency.log" 2>&1
+  rc=$?; tail -3 "$R/check_consistency.log" | tee -a "$R/timeline.txt"
+  [[ $rc == 0 ]] || { stamp "check_consistency failed"; tail -30 "$R/check_consistency.log"; pack; exit 1; }
+  pack
+fi
 if has train; then
   ninja -C $B kvworld-sim > "$R/build_sim.log" 2>&1 || { stamp "sim build failed"; tail -20 "$R/build_sim.log"; pack; exit 1; }
   # Episode e is world SEED_BASE + e (the evaluation's worlds start at 900000). A warm machine keeps the data.

@@ -5,7 +5,7 @@ compares, inside that revealed strip and outside it, the horizontal gradient ene
 simulator's frames of the same trace, and of the flow source the warp makes from the simulator's own previous
 frame. A ratio (model / simulator) much lower inside the strip than outside means the model keeps the smear.
 
-Usage: python3 tools/plot/revealed_strip.py TRACE.json GENERATE_OUT_DIR [--json OUT.json]
+Usage: python3 tools/plot/revealed_strip.py TRACE.json GENERATE_OUT_DIR [--json OUT.json] [--eye-height E]
 (GENERATE_OUT_DIR from `kvworld-cli generate --trace TRACE.json --ground-truth`; frames/ and ground_truth/)."""
 import json
 import math
@@ -17,42 +17,51 @@ import numpy as np
 
 
 def dead_reckon(trace):
-    """Poses after every action, as the engine's integrate_pose (yaw, pitch only)."""
-    limit = trace["motion"]["pitch_limit_deg"]
-    yaw, pitch = trace["start_pose"]["yaw"], trace["start_pose"]["pitch"]
+    """Poses (x, z, yaw, pitch) after every action, as the engine's integrate_pose (height not needed)."""
+    m = trace["motion"]
+    limit, step = m["pitch_limit_deg"], m["move_per_frame"]
+    sp = trace["start_pose"]
+    x, z, yaw, pitch = sp.get("x", 0.0), sp.get("z", 0.0), sp["yaw"], sp["pitch"]
     poses = []
     for a in trace["actions"]:
         yaw += a[3]
         yaw = yaw - 360 if yaw > 180 else (yaw + 360 if yaw <= -180 else yaw)
         pitch = max(-limit, min(limit, pitch + a[4]))
-        poses.append((yaw, pitch))
+        mf, mr = (max(-1.0, min(1.0, v)) for v in a[:2])
+        s, c = math.sin(math.radians(yaw)), math.cos(math.radians(yaw))
+        x, z = x + (s * mf + c * mr) * step, z + (c * mf - s * mr) * step
+        poses.append((x, z, yaw, pitch))
     return poses
 
 
-def source_coords(from_pose, to_pose, size, hfov_deg):
-    """Where each pixel of the frame at to_pose samples the source frame: (sx [W], sy [H, W]), the arithmetic of
-    warp_tables / warp_frame."""
+def source_coords(from_pose, to_pose, size, hfov_deg, eye_height):
+    """Where each pixel of the frame at to_pose samples the source frame: (sx, sy) [H, W] minus 0.5, the arithmetic
+    of engine/src/source_warp.cpp view_change / warp_maps (eye_height 0: rotation only)."""
     w = h = size
     focal = 0.5 * w / math.tan(math.radians(0.5 * hfov_deg))
-    dyaw = to_pose[0] - from_pose[0]
+    dyaw = to_pose[2] - from_pose[2]
     dyaw = dyaw - 360 if dyaw > 180 else (dyaw + 360 if dyaw <= -180 else dyaw)
-    x = np.arange(w) + 0.5 - 0.5 * w
-    a_t = np.arctan(x / focal)
-    a_s = np.clip(a_t + math.radians(dyaw), -math.radians(85), math.radians(85))
+    yaw_t = math.radians(to_pose[2])
+    dx, dz = to_pose[0] - from_pose[0], to_pose[1] - from_pose[1]
+    forward, right = dx * math.sin(yaw_t) + dz * math.cos(yaw_t), dx * math.cos(yaw_t) - dz * math.sin(yaw_t)
+    h_from = 0.5 * h + focal * math.tan(math.radians(from_pose[3]))
+    h_to = 0.5 * h + focal * math.tan(math.radians(to_pose[3]))
+    u = ((np.arange(w) + 0.5 - 0.5 * w) / focal)[None, :]
+    dy = np.arange(h)[:, None] + 0.5 - h_to
+    wgt = np.maximum(dy, 0.0) / (eye_height * focal) if eye_height > 0 else np.zeros_like(dy)
+    px = u + right * wgt
+    pz = np.maximum(1.0 + forward * wgt, 0.05) + 0 * u
+    a_s = np.clip(np.arctan2(px, pz) + math.radians(dyaw), -math.radians(85), math.radians(85))
     sx = 0.5 * w + focal * np.tan(a_s) - 0.5
-    scale = np.cos(a_t) / np.cos(a_s)
-    h_from = 0.5 * h + focal * math.tan(math.radians(from_pose[1]))
-    h_to = 0.5 * h + focal * math.tan(math.radians(to_pose[1]))
-    y = np.arange(h)[:, None] + 0.5
-    sy = h_from + (y - h_to) * scale[None, :] - 0.5
+    sy = h_from + dy / (np.hypot(px, pz) * np.cos(a_s)) - 0.5
     return sx, sy
 
 
 def warp(src, sx, sy):
-    """warp_frame: bilinear, the border repeated outside the source. src [H, W, 3]."""
+    """warp_frame: bilinear, the border repeated outside the source. src [H, W, 3]; sx, sy [H, W]."""
     h, w = src.shape[:2]
-    x0, y0 = np.floor(sx)[None, :].repeat(h, 0), np.floor(sy)
-    wx, wy = (sx[None, :] - x0)[..., None], (sy - y0)[..., None]
+    x0, y0 = np.floor(sx), np.floor(sy)
+    wx, wy = (sx - x0)[..., None], (sy - y0)[..., None]
     x0, y0 = x0.astype(int), y0.astype(int)
     at = lambda yy, xx: src[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
     top = at(y0, x0) + wx * (at(y0, x0 + 1) - at(y0, x0))
@@ -64,12 +73,14 @@ def revealed_mask(sx, sy, size):
     """Pixels whose source position lies outside the source frame."""
     w = h = size
     # At least a pixel beyond the source's edge: the bilinear fringe of the last row or column is not revealed.
-    return (sx[None, :] < -1) | (sx[None, :] > w) | (sy < -1) | (sy > h)
+    return (sx < -1) | (sx > w) | (sy < -1) | (sy > h)
 
 
 def main():
     trace_path, out_dir = sys.argv[1], sys.argv[2]
     json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    # the model's sampler.warp_eye_height (0: the rotation-only warp)
+    eye_height = float(sys.argv[sys.argv.index("--eye-height") + 1]) if "--eye-height" in sys.argv else 0.0
     trace = json.load(open(trace_path))
     poses = dead_reckon(trace)
     ctx, chunk = trace["context_frames"], 4
@@ -83,7 +94,7 @@ def main():
         source = ctx - 1 + ((i - ctx) // chunk) * chunk  # the previous chunk's last frame (or the context's)
         gen = mpimg.imread(os.path.join(out_dir, "frames", name))[..., :3].astype(np.float64)
         gt = mpimg.imread(os.path.join(out_dir, "ground_truth", name))[..., :3].astype(np.float64)
-        sx, sy = source_coords(poses[source], poses[i], gen.shape[1], trace["motion"]["hfov_deg"])
+        sx, sy = source_coords(poses[source], poses[i], gen.shape[1], trace["motion"]["hfov_deg"], eye_height)
         mask = revealed_mask(sx, sy, gen.shape[1])[:, 1:]
         source_frame = mpimg.imread(os.path.join(out_dir, "ground_truth", f"frame_{source:05d}.png"))[..., :3]
         gx_source = np.abs(np.diff(warp(source_frame.astype(np.float64), sx, sy), axis=1)).sum(axis=2)

@@ -29,12 +29,12 @@ def main():
     tau = torch.zeros(1, K)
     e1 = torch.zeros_like(x0)
     e2 = torch.randn_like(x0)
-    yp = data.yaw_pitch[e:e + 1]
-    rot = train.source_rotations(yp, Fr)  # warp_source: chunk c's frames turned from chunk c-1's last camera
+    cam_e = data.camera[e:e + 1]
+    views = train.source_views(cam_e, Fr)  # warp_source: chunk c's frames moved from chunk c-1's last camera
     with torch.no_grad():
         pred = train.teacher_forced_predict(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
                                             data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, t, tau, e1, e2,
-                                            yaw_pitch=yp)
+                                            camera=cam_e)
     # Inference: cache passes of the ground-truth chunks, then the forward of each noisy chunk.
     chunk_poses = data.poses[e, Fr - 1::Fr]
     entries, worst = [], 0.0
@@ -48,8 +48,7 @@ def main():
         if c >= 1:
             prev = x0[:, c - 1, -1:]
             if cfg.source_previous and cfg.warp_source:
-                prev = M.warp_previous(x0[:, c - 1, -1], rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1],
-                                       cfg.motion["hfov_deg"])
+                prev = train.warp_chunk_source(x0[:, c - 1, -1], views, c, cfg)
             source = cfg.source_sigma * e2[:, c] + (prev if cfg.source_previous else 0)
             xt = (1 - 0.6) * x0[:, c] + 0.6 * source
             out, _, _ = M.forward_with_cache(model, rope, xt, torch.full((1, Fr), 0.6), lab, cam, ctx)
@@ -71,7 +70,7 @@ def main():
         with torch.no_grad():
             rolled = train.rollout_chunks(model, rf, x0, data.labels[e:e + 1], data.cam[e:e + 1],
                                           data.recall_idx_t[e:e + 1], cfg.window, cfg.recall, noise, 0, guidance,
-                                          (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]), yp)
+                                          (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]), cam_e)
         entries, prev, worst = [], None, 0.0
         for c in range(K):
             ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
@@ -82,7 +81,7 @@ def main():
                                              data.cam[e:e + 1, sl], 1, c, cfg.steps, cfg.shift, cfg.cache_t,
                                              given=x0[:, 0] if c == 0 else None, prev=prev,
                                              guidance=guidance if moves else 1.0, negative=neg,
-                                             rotation=(rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1]) if c else None)
+                                             rotation=tuple(v[:, c - 1] for v in views) if c else None)
             entries.append(entry)
             prev = out[:, -1]
             err = float((out - rolled[:, c]).abs().max())

@@ -56,6 +56,9 @@ class ModelConfig:
     # With source_previous: each frame's copy of the source is first turned from the previous chunk's last camera
     # to the frame's own (yaw and pitch; warp_previous below, engine/src/source_warp.h).
     warp_source: bool = False
+    # With warp_source, > 0 also moves the source with the camera's horizontal displacement: the pixels below the
+    # horizon taken for flat ground this far below the camera, those above for infinitely far. 0: rotation only.
+    warp_eye_height: float = 0.0
     guidance: float = 1.0  # motion guidance of the engine's sampler (1 = off); inference only
     window: int = 3
     recall: int = 2
@@ -99,6 +102,7 @@ class ModelConfig:
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
         c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
         c.warp_source = bool(j["sampler"].get("warp_source", False))
+        c.warp_eye_height = float(j["sampler"].get("warp_eye_height", 0.0))
         c.guidance = float(j["sampler"].get("guidance", 1.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
         c.motion = dict(j["motion"])
@@ -115,7 +119,8 @@ class ModelConfig:
              **({"cumulative_motion": True} if self.cumulative_motion else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
-                         "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {})},
+                         "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {}),
+                         **({"warp_eye_height": self.warp_eye_height} if self.warp_eye_height > 0 else {})},
              "context": {"window": self.window, "recall": self.recall}, "motion": self.motion,
              "weights": self.weights}
         return json.dumps(j, indent=2) + "\n"
@@ -391,27 +396,37 @@ def normal_noise(seed: int, chunk: int, step: int, domain: int, count: int) -> n
 
 
 def warp_previous(prev: torch.Tensor, yaw_deg: torch.Tensor, pitch_from_deg: torch.Tensor, pitch_to_deg: torch.Tensor,
-                  hfov_deg: float) -> torch.Tensor:
-    """The flow source turned to each frame's camera (sampler warp_source; engine/src/source_warp.h, the same
-    arithmetic). prev [B, H, W, 3]; yaw_deg [B, F] (target - source, wrapped), pitch_from_deg [B], pitch_to_deg
-    [B, F] -> [B, F, H, W, 3]. For the simulator's camera (column ray caster, pitch shifts the horizon) a turn maps
-    pixels independently of depth: column x samples the source at x_s = W/2 + f tan(atan(u) + yaw), rows at
-    y_s = horizon_from + (y + 0.5 - horizon_to) cos(atan u) / cos(atan u + yaw); bilinear, border repeated."""
+                  hfov_deg: float, forward: Optional[torch.Tensor] = None, right: Optional[torch.Tensor] = None,
+                  eye_height: float = 0.0) -> torch.Tensor:
+    """The flow source moved to each frame's camera (sampler warp_source; engine/src/source_warp.h warp_maps, the
+    same arithmetic). prev [B, H, W, 3]; yaw_deg [B, F] (target - source, wrapped), pitch_from_deg [B], pitch_to_deg
+    [B, F]; forward, right [B, F] (the target camera's displacement from the source's, world units, in the
+    target's axes; used when eye_height > 0) -> [B, F, H, W, 3]. A pixel u = (x + 0.5 - W/2)/f, dy = y + 0.5 -
+    horizon_to has inverse ground depth w = max(dy, 0) / (eye_height f) (0 above the horizon: infinitely far);
+    seen from the source position (X, Z) = (u + right w, max(1 + forward w, 0.05)); a_s = atan2(X, Z) + yaw
+    (within 85 degrees); x_s = W/2 + f tan(a_s), y_s = horizon_from + dy / (hypot(X, Z) cos a_s); bilinear,
+    border repeated. For the simulator's camera (column ray caster, pitch shifts the horizon) the rotation is exact."""
     B, H, W, _ = prev.shape
+    Fr = yaw_deg.shape[1]
     dev = prev.device
     deg = math.pi / 180.0
     focal = 0.5 * W / math.tan(0.5 * hfov_deg * deg)
     limit = 85.0 * deg
-    u = (torch.arange(W, device=dev, dtype=torch.float64) + 0.5 - 0.5 * W) / focal  # [W]
-    a_t = torch.atan(u)
-    a_s = (a_t + yaw_deg.double()[..., None] * deg).clamp(-limit, limit)  # [B, F, W]
-    source_x = (0.5 * W + focal * torch.tan(a_s)).float()
-    row_scale = (torch.cos(a_t) / torch.cos(a_s)).float()
-    hor_from = (0.5 * H + focal * torch.tan(pitch_from_deg.double() * deg)).float()[:, None, None, None]  # [B,1,1,1]
-    hor_to = (0.5 * H + focal * torch.tan(pitch_to_deg.double() * deg)).float()[..., None, None]  # [B,F,1,1]
-    ys = torch.arange(H, device=dev, dtype=torch.float32)[:, None]  # [H, 1]
-    sx = (source_x - 0.5)[:, :, None, :].expand(-1, -1, H, -1)  # [B, F, H, W]
-    sy = hor_from + (ys + 0.5 - hor_to) * row_scale[:, :, None, :] - 0.5
+    f64 = torch.float64
+    u = ((torch.arange(W, device=dev, dtype=f64) + 0.5 - 0.5 * W) / focal).view(1, 1, 1, W)
+    hor_from = (0.5 * H + focal * torch.tan(pitch_from_deg.double() * deg)).view(B, 1, 1, 1)
+    hor_to = (0.5 * H + focal * torch.tan(pitch_to_deg.double() * deg)).view(B, Fr, 1, 1)
+    dy = torch.arange(H, device=dev, dtype=f64).view(1, 1, H, 1) + 0.5 - hor_to  # [B, F, H, 1]
+    if eye_height > 0 and forward is not None:
+        w = dy.clamp(min=0.0) / (eye_height * focal)
+        px = u + right.double().view(B, Fr, 1, 1) * w  # [B, F, H, W]
+        pz = (1.0 + forward.double().view(B, Fr, 1, 1) * w).clamp(min=0.05)
+    else:
+        px, pz = u, torch.ones((), device=dev, dtype=f64)
+    px, pz = torch.broadcast_tensors(px, pz, torch.zeros(B, Fr, H, W, device=dev, dtype=f64))[:2]
+    a_s = (torch.atan2(px, pz) + yaw_deg.double().view(B, Fr, 1, 1) * deg).clamp(-limit, limit)
+    sx = (0.5 * W + focal * torch.tan(a_s)).float() - 0.5
+    sy = (hor_from + dy / (torch.hypot(px, pz) * torch.cos(a_s))).float() - 0.5
     fx, fy = torch.floor(sx), torch.floor(sy)
     wx, wy = (sx - fx)[..., None], (sy - fy)[..., None]
     x0, y0 = fx.long(), fy.long()
@@ -435,7 +450,8 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
     the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry).
     Motion guidance (guidance != 1): `negative` = (labels, cam) of the same frames with the movement released;
     every step uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the commanded pass).
-    warp_source: `rotation` = (yaw_deg [1, F], pitch_from_deg [1], pitch_to_deg [1, F]) turns `prev` per frame."""
+    warp_source: `rotation` = (yaw_deg [1, F], pitch_from_deg [1], pitch_to_deg [1, F][, forward [1, F], right
+    [1, F]]) moves `prev` to each frame's camera (the translation with cfg.warp_eye_height > 0)."""
     cfg = model.cfg
     dev = labels.device
     shape = (1, cfg.chunk_frames, cfg.height, cfg.width, 3)
@@ -444,7 +460,9 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
     if given is None:
         x = cfg.source_sigma * torch.from_numpy(normal_noise(seed, chunk_index, 0, 0, n)).reshape(shape).to(dev)
         if cfg.source_previous and prev is not None:
-            x = x + (warp_previous(prev, *rotation, cfg.motion["hfov_deg"]) if cfg.warp_source and rotation is not None
+            x = x + (warp_previous(prev, *rotation[:3], cfg.motion["hfov_deg"], *rotation[3:],
+                                   eye_height=cfg.warp_eye_height)
+                     if cfg.warp_source and rotation is not None
                      else prev[:, None])
         ts = sampler_times(steps, shift)
         p_mean = [0.0] * cfg.depth

@@ -9,7 +9,8 @@ and tests/data/parity_tiny.safetensors records inputs and PyTorch outputs:
   guided.*  : rollout chunk 2 again with motion guidance 2.5 (negative: the movement released)
   abspos.*  : the single forward again with an absolute patch-position embedding (absolute_position: true)
   cummot.*  : the single forward again with the motion since the flow source (cumulative_motion: true)
-  warp.*    : rollout chunk 1 again with the flow source turned to each frame's camera (warp_source: true)
+  warp.*    : rollout chunk 1 again with the flow source moved to each frame's camera (warp_source: true,
+              warp_eye_height > 0: turned and walked)
 Run from the repository root:  python3 tools/train/parity.py
 """
 import os
@@ -87,11 +88,15 @@ def main():
     # the same chunk 1 with the source warped: per frame yaw (target - source), the source's pitch, the frame's
     yaw_w = torch.tensor([[2.5, -4.0, 6.0, 8.0][:Fr]])
     pitch_from_w, pitch_to_w = torch.tensor([3.0]), torch.tensor([[3.0, 4.5, -2.0, 6.0][:Fr]])
-    model.cfg.warp_source = True
+    # pitch, and the displacement along the frame's forward and right axes over ground warp_eye_height below
+    fwd_w, right_w = torch.tensor([[0.25, 0.5, 0.75, 1.0][:Fr]]), torch.tensor([[0.0, -0.25, 0.25, 0.5][:Fr]])
+    model.cfg.warp_source, model.cfg.warp_eye_height = True, 2.0
     f1w, _, _ = M.generate_chunk(model, rope, entries, lab1, cam1, seed, 1, steps, shift, cache_t, prev=context[:, -1],
-                                 rotation=(yaw_w, pitch_from_w, pitch_to_w))
-    model.cfg.warp_source = False
-    rec.update({"warp.yaw": yaw_w[0], "warp.pitch_from": pitch_from_w, "warp.pitch_to": pitch_to_w[0], "warp.frames1": f1w[0]})
+                                 rotation=(yaw_w, pitch_from_w, pitch_to_w, fwd_w, right_w))
+    model.cfg.warp_source, model.cfg.warp_eye_height = False, 0.0
+    rec.update({"warp.yaw": yaw_w[0], "warp.pitch_from": pitch_from_w, "warp.pitch_to": pitch_to_w[0],
+                "warp.forward": fwd_w[0], "warp.right": right_w[0], "warp.eye_height": torch.tensor([2.0]),
+                "warp.frames1": f1w[0]})
     entries.append(e1)
     f2, pc2, _ = M.generate_chunk(model, rope, entries, *cond(acts[2]), seed, 2, steps, shift, cache_t,
                                   prev=f1[:, -1])

@@ -65,7 +65,7 @@ class EpisodeData:
         self.labels_neg = torch.from_numpy(M.action_label(neg, tm)).to(device)
         self.cam_neg = torch.from_numpy(M.camera_vector(neg, tm)).to(device)
         self.actions, self.poses = actions, poses
-        self.yaw_pitch = torch.from_numpy(np.ascontiguousarray(poses[..., 3:5])).to(device)  # [E, T, 2] degrees
+        self.camera = torch.from_numpy(np.ascontiguousarray(poses)).to(device)  # [E, T, 5] x, y, z, yaw, pitch (deg)
         # Recalled chunks per (episode, chunk): [E, K, recall] (-1 where fewer), vectorised over episodes.
         chunk_poses = poses[:, cfg.chunk_frames - 1::cfg.chunk_frames]  # [E, K, 5] pose of each chunk's last frame
         self.recall_idx = np.full((E, self.K, max(recall, 1)), -1, dtype=np.int64)
@@ -146,24 +146,36 @@ def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
     return ((y - mean) * c + mean + b).clamp(-1, 1)
 
 
-def source_rotations(yaw_pitch: torch.Tensor, Fr: int):
-    """yaw_pitch [B, K*Fr, 2] (degrees, the episode's camera) -> for chunks 1..K-1 the rotation from the previous
-    chunk's last camera to each frame's: yaw [B, K-1, Fr] (wrapped), pitch_from [B, K-1], pitch_to [B, K-1, Fr]
-    (what the engine's session gives warp_source)."""
-    B = yaw_pitch.shape[0]
-    yp = yaw_pitch.float().view(B, -1, Fr, 2)
-    src, dst = yp[:, :-1, -1], yp[:, 1:]
-    dyaw = dst[..., 0] - src[:, :, None, 0]
+def source_views(camera: torch.Tensor, Fr: int):
+    """camera [B, K*Fr, 5] (the episode's poses: x, y, z, yaw, pitch; degrees) -> for chunks 1..K-1 the change from
+    the previous chunk's last camera to each frame's (engine/src/source_warp.cpp view_change, what the engine's
+    session gives warp_source): yaw [B, K-1, Fr] (wrapped), pitch_from [B, K-1], pitch_to [B, K-1, Fr], and the
+    horizontal displacement along the frame's forward and right axes, forward, right [B, K-1, Fr]."""
+    B = camera.shape[0]
+    cp = camera.double().view(B, -1, Fr, 5)
+    src, dst = cp[:, :-1, -1], cp[:, 1:]
+    dyaw = dst[..., 3] - src[:, :, None, 3]
     dyaw = dyaw - 360.0 * torch.round(dyaw / 360.0)
-    return dyaw, src[..., 1], dst[..., 1]
+    dx, dz = dst[..., 0] - src[:, :, None, 0], dst[..., 2] - src[:, :, None, 2]
+    yaw = dst[..., 3] * (math.pi / 180.0)
+    forward = dx * torch.sin(yaw) + dz * torch.cos(yaw)
+    right = dx * torch.cos(yaw) - dz * torch.sin(yaw)
+    return dyaw.float(), src[..., 4].float(), dst[..., 4].float(), forward.float(), right.float()
 
 
-def warped_sources(prev: torch.Tensor, rot, hfov_deg: float) -> torch.Tensor:
-    """prev [B, K-1, H, W, 3] (each chunk's source frame), rot from source_rotations -> [B, K-1, Fr, H, W, 3]."""
+def warp_chunk_source(prev: torch.Tensor, views, c: int, cfg) -> torch.Tensor:
+    """prev [B, H, W, 3] (chunk c-1's last frame), views from source_views -> chunk c's flow sources without
+    noise [B, Fr, H, W, 3] (model.warp_previous with the config's eye height)."""
+    yaw, pf, pt, fwd, right = (v[:, c - 1] for v in views)
+    return M.warp_previous(prev, yaw, pf, pt, cfg.motion["hfov_deg"], fwd, right, cfg.warp_eye_height)
+
+
+def warped_sources(prev: torch.Tensor, views, cfg) -> torch.Tensor:
+    """prev [B, K-1, H, W, 3] (each chunk's source frame), views from source_views -> [B, K-1, Fr, H, W, 3]."""
     B, Kc = prev.shape[:2]
-    yaw, pf, pt = rot
-    w = M.warp_previous(prev.reshape(B * Kc, *prev.shape[2:]), yaw.reshape(B * Kc, -1), pf.reshape(B * Kc),
-                        pt.reshape(B * Kc, -1), hfov_deg)
+    flat = [v.reshape(B * Kc, *v.shape[2:]) for v in views]
+    w = M.warp_previous(prev.reshape(B * Kc, *prev.shape[2:]), flat[0], flat[1], flat[2], cfg.motion["hfov_deg"],
+                        flat[3], flat[4], cfg.warp_eye_height)
     return w.view(B, Kc, *w.shape[1:])
 
 
@@ -188,7 +200,7 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
                    noise: torch.Tensor, steps: int = 0, guidance: float = 1.0, negative=None,
-                   yaw_pitch: torch.Tensor = None) -> torch.Tensor:
+                   camera: torch.Tensor = None) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
     is the given start context (its cache pass only); chunks 1..K-1 are sampled with `steps` Euler steps (0: the
     config's) from the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
@@ -199,8 +211,8 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     Motion guidance (guidance != 1; `negative` = (labels, cam) with the movement released, like labels/cam): every
     step of a chunk whose negative differs from its command in some episode also runs the negative and uses
     x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk does not move get
-    x0_negative == x0, so the mix leaves them as they are). warp_source: yaw_pitch [B, K*F, 2] (the episode's
-    camera, degrees) turns each chunk's source to its frames' cameras.
+    x0_negative == x0, so the mix leaves them as they are). warp_source: camera [B, K*F, 5] (the episode's
+    poses) moves each chunk's source to its frames' cameras.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
@@ -236,14 +248,13 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     ts = M.sampler_times(steps, cfg.shift)
     warp = cfg.source_previous and cfg.warp_source
     if warp:
-        assert yaw_pitch is not None, "warp_source needs the episode's camera"
-        rot = source_rotations(yaw_pitch, Fr)
+        assert camera is not None, "warp_source needs the episode's camera"
+        views = source_views(camera, Fr)
     for c in range(K):
         if c > 0:
             x = cfg.source_sigma * noise[:, c]
             if warp:
-                x = x + M.warp_previous(out[:, c - 1, -1], rot[0][:, c - 1], rot[1][:, c - 1], rot[2][:, c - 1],
-                                        cfg.motion["hfov_deg"])
+                x = x + warp_chunk_source(out[:, c - 1, -1], views, c, cfg)
             elif cfg.source_previous:
                 x = x + out[:, c - 1, -1:]
             sl = slice(c * Fr, (c + 1) * Fr)
@@ -292,12 +303,12 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
                                     data.recall_idx_t[idx[sel]], window, recall,
                                     torch.randn(x0[sel].shape, device=dev, generator=gen), rollout_steps,
                                     rollout_guidance, (data.labels_neg[idx[sel]], data.cam_neg[idx[sel]]),
-                                    data.yaw_pitch[idx[sel]])
+                                    data.camera[idx[sel]])
         model.train(was_training)
         x_ctx = x_ctx.clone()
         x_ctx[sel] = gen_frames.to(x_ctx.dtype)
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
-                                    window, recall, t, tau, e1, e2, x_ctx=x_ctx, yaw_pitch=data.yaw_pitch[idx])
+                                    window, recall, t, tau, e1, e2, x_ctx=x_ctx, camera=data.camera[idx])
     target = x0[:, 1:]
     w = 1.0 / t[:, 1:].clamp(min=0.2)
     err = (x0_hat - target) * w[..., None, None, None, None]
@@ -305,10 +316,10 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
 
 
 def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2,
-                           x_ctx=None, yaw_pitch=None):
+                           x_ctx=None, camera=None):
     """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t, tau [B, K];
     e1, e2 noise like x0; x_ctx: what the clean passes and the flow source see (x0 unless augmented);
-    yaw_pitch [B, K*F, 2]: the episode's camera, for warp_source. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
+    camera [B, K*F, 5]: the episode's poses, for warp_source. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
     [B, K-1, F, H, W, 3], every chunk attending to the clean-pass K/V of its context as in the engine."""
     cfg = model.cfg
     dev = x0.device
@@ -321,9 +332,9 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
     source = cfg.source_sigma * e2
     if cfg.source_previous and cfg.warp_source:
-        # chunk c >= 1: chunk c-1's last frame turned to each of chunk c's cameras; chunk 0's source is unused
-        assert yaw_pitch is not None, "warp_source needs the episode's camera"
-        warped = warped_sources(x_ctx[:, :-1, -1], source_rotations(yaw_pitch, Fr), cfg.motion["hfov_deg"])
+        # chunk c >= 1: chunk c-1's last frame moved to each of chunk c's cameras; chunk 0's source is unused
+        assert camera is not None, "warp_source needs the episode's camera"
+        warped = warped_sources(x_ctx[:, :-1, -1], source_views(camera, Fr), cfg)
         source = source + torch.cat([x_ctx[:, :1, :1].expand(-1, -1, Fr, -1, -1, -1), warped], dim=1)
     elif cfg.source_previous:
         prev = torch.cat([x_ctx[:, :1, :1], x_ctx[:, :-1, -1:]], dim=1)  # [B, K, 1, H, W, 3]; chunk 0's is unused
@@ -393,8 +404,7 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
             prev = frames[c * Fr - 1][None] if c > 0 else None
             rotation = None
             if c > 0 and cfg.warp_source:
-                yaw, pf, pt = source_rotations(data.yaw_pitch[e:e + 1, (c - 1) * Fr:(c + 1) * Fr], Fr)
-                rotation = (yaw[:, 0], pf[:, 0], pt[:, 0])
+                rotation = tuple(v[:, 0] for v in source_views(data.camera[e:e + 1, (c - 1) * Fr:(c + 1) * Fr], Fr))
             out, _, entry = M.generate_chunk(model, rope, ctx, lab[sl][None], cam[sl][None], 1, c, steps, cfg.shift,
                                              cfg.cache_t, given=given, prev=prev, rotation=rotation)
             entries.append(entry)
@@ -444,6 +454,10 @@ def main():
     ap.add_argument("--warp-source", action="store_true",
                     help="turn each frame's flow source to its camera (model.py ModelConfig.warp_source): the sampler "
                          "option, trained with it (no new weights)")
+    ap.add_argument("--warp-eye-height", type=float, default=None,
+                    help="with --warp-source (or a config that has it): also move the flow source with the camera's "
+                         "horizontal displacement, the pixels below the horizon taken for flat ground this far below "
+                         "the camera (ModelConfig.warp_eye_height; 0 = rotation only)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
                     help="learning-rate multiplier of the tensors --init did not have (pos_embed, camera_cumulative)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
@@ -467,6 +481,9 @@ def main():
     if args.warp_source:
         assert cfg.source_previous, "--warp-source needs the source \"previous\""
         cfg.warp_source = True
+    if args.warp_eye_height is not None:
+        assert cfg.warp_source or args.warp_eye_height == 0, "--warp-eye-height needs the warped source"
+        cfg.warp_eye_height = args.warp_eye_height
     data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
     n_train = data.E - args.holdout
     assert n_train > 0
@@ -512,7 +529,7 @@ def main():
            "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
            "rollout_steps": args.rollout_steps or cfg.steps, "rollout_guidance": rollout_guidance,
            "absolute_position": cfg.absolute_position, "cumulative_motion": cfg.cumulative_motion,
-           "warp_source": cfg.warp_source,
+           "warp_source": cfg.warp_source, "warp_eye_height": cfg.warp_eye_height,
            "new_params": new_params, "new_lr_mult": args.new_lr_mult if new_params else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
     budget = args.minutes * 60.0

@@ -50,6 +50,10 @@ struct ModelConfig {
     // chunk's last camera to the frame's own (yaw and pitch dead-reckoned from the actions; engine/src/source_warp.h),
     // so that the pull towards the source is a pull towards the commanded view.
     bool warp_source = false;
+    // With warp_source: > 0 also moves the source with the camera's horizontal displacement, taking the pixels
+    // below the horizon for flat ground this far below the camera (world units; the simulator's walking eye
+    // height) and those above it for infinitely far. 0: rotation only.
+    float warp_eye_height = 0.f;
     // Motion guidance (docs/design.md "Motion guidance"): each denoising step also predicts x0 with the
     // chunk's movement commands zeroed and extrapolates x0 = x0_still + guidance * (x0 - x0_still).
     // 1 = off (one forward a step); > 1 strengthens the commanded movement at twice the sampling cost.

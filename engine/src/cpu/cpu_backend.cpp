@@ -294,12 +294,13 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         std::vector<float> warped;
         if (job.source_previous && !last_frame_.empty()) {
             source = &last_frame_;
-            if (!job.source_rotation.empty()) {
-                KVW_CHECK(static_cast<int>(job.source_rotation.size()) == c.chunk_frames, "warp_source needs one rotation per frame");
+            if (!job.source_view.empty()) {
+                KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
                 warped.resize(n);
                 for (int f = 0; f < c.chunk_frames; ++f)
                     warp_frame(last_frame_.data(), c.width, c.height,
-                               warp_tables(job.source_rotation[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg),
+                               warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
+                                         c.warp_eye_height),
                                warped.data() + static_cast<size_t>(f) * frame);
                 source = &warped;
             }
