@@ -249,8 +249,8 @@ private:
     size_t frame_floats_ = 0;
     int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
     cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
-    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_tables_;
-    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_tables_;
+    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_maps_;
+    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_maps_;
     int splits_ = 1, q_tiles_ = 1;
     // Captured graphs by shape key
     std::map<std::string, std::unique_ptr<Graph>> graphs_;
@@ -352,8 +352,8 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
     // warp_source: per frame source_x [H * W] then source_y [H * W] (uploaded with every chunk, so that a captured
     // graph reads the chunk's own camera changes).
-    warp_tables_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * 2 * c.width * c.height * sizeof(float));
-    h_warp_tables_ = PinnedBuffer(warp_tables_.bytes());
+    warp_maps_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * 2 * c.width * c.height * sizeof(float));
+    h_warp_maps_ = PinnedBuffer(warp_maps_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
 }
@@ -579,7 +579,7 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
     const ModelConfig& c = m_.config;
     if (job.source_previous && !job.source_view.empty())
-        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_tables_.as<float>(), c.chunk_frames, c.width, c.height,
+        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_maps_.as<float>(), c.chunk_frames, c.width, c.height,
                                job.source_sigma, s);
     else
         cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames,
@@ -662,7 +662,7 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const bool warped = job.source_previous && !job.source_view.empty();
     if (warped) {
         KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
-        float* tab = h_warp_tables_.as<float>();
+        float* tab = h_warp_maps_.as<float>();
         const size_t pixels = static_cast<size_t>(c.width) * c.height;
         for (int f = 0; f < c.chunk_frames; ++f, tab += 2 * pixels) {
             const WarpMaps m = warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
@@ -670,7 +670,7 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
             std::copy(m.source_x.begin(), m.source_x.end(), tab);
             std::copy(m.source_y.begin(), m.source_y.end(), tab + pixels);
         }
-        CUDA_CHECK(cudaMemcpyAsync(warp_tables_.get(), h_warp_tables_.as<void>(), warp_tables_.bytes(), cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(warp_maps_.get(), h_warp_maps_.as<void>(), warp_maps_.bytes(), cudaMemcpyHostToDevice, st));
     }
     // Graphs keyed by everything that is baked into kernel arguments.
     char key[192];

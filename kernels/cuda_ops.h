@@ -84,9 +84,9 @@ void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t ste
 // The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous`
 // (each frame_floats long) when previous != null.
 void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
-// The same with warp_source: frame f adds the last frame of `previous` sampled through its warp maps in `tables`
+// The same with warp_source: frame f adds the last frame of `previous` sampled through its warp maps in `maps`
 // (device, per frame: source_x [height * width] then source_y [height * width]; engine/src/source_warp.h).
-void source_init_warped(float* x, const float* previous, const float* tables, int frames, int width, int height, float sigma,
+void source_init_warped(float* x, const float* previous, const float* maps, int frames, int width, int height, float sigma,
                         void* stream);
 // out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)
 void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream);

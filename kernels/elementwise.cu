@@ -138,14 +138,14 @@ __global__ void source_init_kernel(float* x, const float* __restrict__ last, siz
 
 // warp_source: x = sigma * x + the last frame sampled at frame f's warp table (engine/src/source_warp.h: per
 // frame source_x [w], row_scale [w], horizon_from, horizon_to), bilinear, the border repeated.
-__global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ tables, int frames, int w,
+__global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ maps, int frames, int w,
                                    int h, float sigma) {
     const size_t n = static_cast<size_t>(frames) * h * w;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const int px = static_cast<int>(i % w), py = static_cast<int>((i / w) % h), f = static_cast<int>(i / (static_cast<size_t>(w) * h));
         // Maps of frame f: source_x [h * w], then source_y [h * w] (pixel-centre coordinates).
         const size_t pixels = static_cast<size_t>(w) * h, p = static_cast<size_t>(py) * w + px;
-        const float* t = tables + static_cast<size_t>(f) * 2 * pixels;
+        const float* t = maps + static_cast<size_t>(f) * 2 * pixels;
         const float sx = t[p] - 0.5f;
         const float sy = t[pixels + p] - 0.5f;
         const float fx = floorf(sx), fy = floorf(sy);
@@ -248,11 +248,11 @@ void source_init(float* x, const float* previous, size_t frame_floats, int frame
         x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n, sigma);
     CUDA_CHECK_LAUNCH("source_init");
 }
-void source_init_warped(float* x, const float* previous, const float* tables, int frames, int width, int height, float sigma,
+void source_init_warped(float* x, const float* previous, const float* maps, int frames, int width, int height, float sigma,
                         void* stream) {
     const size_t frame_floats = static_cast<size_t>(width) * height * 3;
     source_warp_kernel<<<grid_for(static_cast<size_t>(frames) * width * height), kThreads, 0, as_stream(stream)>>>(
-        x, previous + frame_floats * static_cast<size_t>(frames - 1), tables, frames, width, height, sigma);
+        x, previous + frame_floats * static_cast<size_t>(frames - 1), maps, frames, width, height, sigma);
     CUDA_CHECK_LAUNCH("source_init_warped");
 }
 void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream) {
