@@ -249,8 +249,8 @@ private:
     size_t frame_floats_ = 0;
     int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
     cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
-    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_maps_;
-    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_maps_;
+    cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_views_;
+    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_views_;
     int splits_ = 1, q_tiles_ = 1;
     // Captured graphs by shape key
     std::map<std::string, std::unique_ptr<Graph>> graphs_;
@@ -350,10 +350,10 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_write_views_ = PinnedBuffer(write_views_.bytes());
     seed_chunk_ = cu::DeviceBuffer(2 * sizeof(uint64_t));
     h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
-    // warp_source: per frame source_x [H * W] then source_y [H * W] (uploaded with every chunk, so that a captured
-    // graph reads the chunk's own camera changes).
-    warp_maps_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * 2 * c.width * c.height * sizeof(float));
-    h_warp_maps_ = PinnedBuffer(warp_maps_.bytes());
+    // warp_source: each frame's ViewChange, 5 floats (uploaded with every chunk, so that a captured graph reads the
+    // chunk's own camera changes; the kernel computes the per-pixel positions from them).
+    warp_views_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * cu::kViewChangeFloats * sizeof(float));
+    h_warp_views_ = PinnedBuffer(warp_views_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
 }
@@ -579,8 +579,8 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
     const ModelConfig& c = m_.config;
     if (job.source_previous && !job.source_view.empty())
-        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_maps_.as<float>(), c.chunk_frames, c.width, c.height,
-                               job.source_sigma, s);
+        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_views_.as<float>(), c.chunk_frames, c.width, c.height,
+                               c.motion.hfov_deg, c.warp_eye_height, job.source_sigma, s);
     else
         cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames,
                         c.chunk_frames, job.source_sigma, s);
@@ -662,15 +662,13 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const bool warped = job.source_previous && !job.source_view.empty();
     if (warped) {
         KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
-        float* tab = h_warp_maps_.as<float>();
-        const size_t pixels = static_cast<size_t>(c.width) * c.height;
-        for (int f = 0; f < c.chunk_frames; ++f, tab += 2 * pixels) {
-            const WarpMaps m = warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
-                                         c.warp_eye_height);
-            std::copy(m.source_x.begin(), m.source_x.end(), tab);
-            std::copy(m.source_y.begin(), m.source_y.end(), tab + pixels);
+        float* views = h_warp_views_.as<float>();
+        for (int f = 0; f < c.chunk_frames; ++f, views += cu::kViewChangeFloats) {
+            const ViewChange& v = job.source_view[static_cast<size_t>(f)];
+            const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right};
+            std::copy(std::begin(packed), std::end(packed), views);
         }
-        CUDA_CHECK(cudaMemcpyAsync(warp_maps_.get(), h_warp_maps_.as<void>(), warp_maps_.bytes(), cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.as<void>(), warp_views_.bytes(), cudaMemcpyHostToDevice, st));
     }
     // Graphs keyed by everything that is baked into kernel arguments.
     char key[192];

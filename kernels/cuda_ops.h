@@ -84,10 +84,16 @@ void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t ste
 // The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous`
 // (each frame_floats long) when previous != null.
 void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
-// The same with warp_source: frame f adds the last frame of `previous` sampled through its warp maps in `maps`
-// (device, per frame: source_x [height * width] then source_y [height * width]; engine/src/source_warp.h).
-void source_init_warped(float* x, const float* previous, const float* maps, int frames, int width, int height, float sigma,
-                        void* stream);
+// The warped flow source (sampler warp_source; kernels/source_warp.cu, formula in engine/src/source_warp.h).
+// views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
+// pitch_to_deg, forward, right). source_init_warped: frame f adds the last frame of `previous` sampled at each
+// pixel's source position; source_warp_maps writes those positions ([frames][source_x [H*W], source_y [H*W]],
+// what warp_maps returns on the host).
+inline constexpr int kViewChangeFloats = 5;
+void source_init_warped(float* x, const float* previous, const float* views, int frames, int width, int height, float hfov_deg,
+                        float eye_height, float sigma, void* stream);
+void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height, float* maps,
+                      void* stream);
 // out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)
 void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream);
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)

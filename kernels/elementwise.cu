@@ -138,29 +138,6 @@ __global__ void source_init_kernel(float* x, const float* __restrict__ last, siz
 
 // warp_source: x = sigma * x + the last frame sampled at frame f's warp table (engine/src/source_warp.h: per
 // frame source_x [w], row_scale [w], horizon_from, horizon_to), bilinear, the border repeated.
-__global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ maps, int frames, int w,
-                                   int h, float sigma) {
-    const size_t n = static_cast<size_t>(frames) * h * w;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        const int px = static_cast<int>(i % w), py = static_cast<int>((i / w) % h), f = static_cast<int>(i / (static_cast<size_t>(w) * h));
-        // Maps of frame f: source_x [h * w], then source_y [h * w] (pixel-centre coordinates).
-        const size_t pixels = static_cast<size_t>(w) * h, p = static_cast<size_t>(py) * w + px;
-        const float* t = maps + static_cast<size_t>(f) * 2 * pixels;
-        const float sx = t[p] - 0.5f;
-        const float sy = t[pixels + p] - 0.5f;
-        const float fx = floorf(sx), fy = floorf(sy);
-        const float wx = sx - fx, wy = sy - fy;
-        const int x0 = min(max(static_cast<int>(fx), 0), w - 1), x1 = min(max(static_cast<int>(fx) + 1, 0), w - 1);
-        const int y0 = min(max(static_cast<int>(fy), 0), h - 1), y1 = min(max(static_cast<int>(fy) + 1, 0), h - 1);
-        for (int ch = 0; ch < 3; ++ch) {
-            const float a = last[(static_cast<size_t>(y0) * w + x0) * 3 + ch], b = last[(static_cast<size_t>(y0) * w + x1) * 3 + ch];
-            const float c = last[(static_cast<size_t>(y1) * w + x0) * 3 + ch], d = last[(static_cast<size_t>(y1) * w + x1) * 3 + ch];
-            const float top = a + wx * (b - a), bottom = c + wx * (d - c);
-            x[i * 3 + ch] = sigma * x[i * 3 + ch] + (top + wy * (bottom - top));
-        }
-    }
-}
-
 __global__ void clamp_mix_kernel(const float* __restrict__ x, const float* __restrict__ noise, float tau, float* out,
                                  float* clamped, size_t n) {
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
@@ -247,13 +224,6 @@ void source_init(float* x, const float* previous, size_t frame_floats, int frame
     source_init_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
         x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n, sigma);
     CUDA_CHECK_LAUNCH("source_init");
-}
-void source_init_warped(float* x, const float* previous, const float* maps, int frames, int width, int height, float sigma,
-                        void* stream) {
-    const size_t frame_floats = static_cast<size_t>(width) * height * 3;
-    source_warp_kernel<<<grid_for(static_cast<size_t>(frames) * width * height), kThreads, 0, as_stream(stream)>>>(
-        x, previous + frame_floats * static_cast<size_t>(frames - 1), maps, frames, width, height, sigma);
-    CUDA_CHECK_LAUNCH("source_init_warped");
 }
 void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream) {
     clamp_mix_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, noise, tau, out, clamped, n);

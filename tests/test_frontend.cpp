@@ -102,7 +102,8 @@ TEST(Psnr, PerPairAndPooled) {
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
 // repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts: every
 // window's ratios are the model's statistics over the simulator's, its within-bar flag follows from them, and
-// the bar's counts are the flags'.
+// the bar's counts are the flags'. The scene-keeping baseline and the whole-trace reading follow from the same
+// statistics, and --mode world-change reproduces the simulator's side of the first rollout.
 TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_eval_" + std::to_string(::getpid()));
     fs::remove_all(out);
@@ -136,9 +137,9 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     const nlohmann::json& bar = report.at("rollout_bar");
     const double tol = bar.at("tolerance").get<double>();
     EXPECT_EQ(tol, 0.3);
-    int windows = 0, within = 0, worlds_within = 0;
+    int windows = 0, within = 0, worlds_within = 0, keep_within = 0, keep_worlds = 0, whole_within = 0;
     for (const nlohmann::json& r : report.at("rollouts")) {
-        int in_world = 0;
+        int in_world = 0, keep_in_world = 0;
         for (const nlohmann::json& w : r.at("windows")) {
             const nlohmann::json &m = w.at("model"), &sim = w.at("simulator");
             EXPECT_NEAR(w.at("mean_ratio").get<double>(), m.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
@@ -147,18 +148,44 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
             bool ok = true;
             for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) ok &= std::fabs(w.at(k).get<double>() - 1.0) <= tol;
             EXPECT_EQ(w.at("within_bar").get<bool>(), ok);
+            // The scene-keeping baseline: the start context's statistics against the same simulator window.
+            const nlohmann::json &keep = w.at("keep_start"), &start = r.at("start_context");
+            EXPECT_NEAR(keep.at("contrast_ratio").get<double>(), start.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("mean_ratio").get<double>(), start.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("edge_ratio").get<double>(), start.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            bool keep_ok = true;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) keep_ok &= std::fabs(keep.at(k).get<double>() - 1.0) <= tol;
+            EXPECT_EQ(keep.at("within_bar").get<bool>(), keep_ok);
             ++windows;
             in_world += ok;
+            keep_in_world += keep_ok;
         }
         EXPECT_EQ(r.at("windows_within_bar").get<int>(), in_world);
+        EXPECT_EQ(r.at("keep_start_windows_within_bar").get<int>(), keep_in_world);
         within += in_world;
+        keep_within += keep_in_world;
         worlds_within += in_world == static_cast<int>(r.at("windows").size());
+        keep_worlds += keep_in_world == static_cast<int>(r.at("windows").size());
+        // The whole trace at once: with equal windows covering it, its statistics are the windows' average.
+        const nlohmann::json& whole = r.at("whole_trace");
+        double model_contrast = 0, sim_contrast = 0;
+        for (const nlohmann::json& w : r.at("windows")) {
+            model_contrast += w.at("model").at("contrast").get<double>() / r.at("windows").size();
+            sim_contrast += w.at("simulator").at("contrast").get<double>() / r.at("windows").size();
+        }
+        EXPECT_NEAR(whole.at("model").at("contrast").get<double>(), model_contrast, 1e-6 * model_contrast);
+        EXPECT_NEAR(whole.at("simulator").at("contrast").get<double>(), sim_contrast, 1e-6 * sim_contrast);
+        EXPECT_NEAR(whole.at("contrast_ratio").get<double>(), model_contrast / sim_contrast, 1e-6);
+        whole_within += whole.at("within_bar").get<bool>();
     }
     EXPECT_GT(windows, 0);
     EXPECT_EQ(bar.at("windows").get<int>(), windows);
     EXPECT_EQ(bar.at("windows_within").get<int>(), within);
     EXPECT_EQ(bar.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
     EXPECT_EQ(bar.at("worlds_within").get<int>(), worlds_within);
+    EXPECT_EQ(bar.at("keep_start_windows_within").get<int>(), keep_within);
+    EXPECT_EQ(bar.at("keep_start_worlds_within").get<int>(), keep_worlds);
+    EXPECT_EQ(bar.at("whole_trace_worlds_within").get<int>(), whole_within);
     // Camera motion twice: matched on raw luma, and with the model's patch grid pattern removed.
     EXPECT_EQ(report.at("actions").at("pattern_grid_removed").get<int>(), 0);
     EXPECT_EQ(report.at("actions_patch_grid_removed").at("pattern_grid_removed").get<int>(), 8);
@@ -191,6 +218,43 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     int rollout_pairs = 0;
     for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk")) rollout_pairs += p.at("pairs").get<int>();
     EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
+
+    // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the quality
+    // mode's first long rollout, so its start context and its windows' simulator statistics and keep-start
+    // verdicts are the ones above, and its counts are its flags'.
+    const fs::path wc_out = out / "world_change";
+    const std::string wc_cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+                               " --mode world-change --traces 3 --long-frames 8 --out " + wc_out.string() + " > " +
+                               (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(wc_cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream wc_file(wc_out / "eval.json");
+    ASSERT_TRUE(wc_file.good());
+    const nlohmann::json wc = nlohmann::json::parse(wc_file).at("world_change");
+    ASSERT_EQ(wc.at("per_trace").size(), 3u);
+    const nlohmann::json &first = wc.at("per_trace")[0], &rollout0 = report.at("rollouts")[0];
+    EXPECT_EQ(first.at("world_seed"), rollout0.at("world_seed"));
+    EXPECT_EQ(first.at("start_context"), rollout0.at("start_context"));
+    ASSERT_EQ(first.at("windows").size(), rollout0.at("windows").size());
+    for (size_t w = 0; w < first.at("windows").size(); ++w) {
+        EXPECT_EQ(first.at("windows")[w].at("simulator"), rollout0.at("windows")[w].at("simulator"));
+        EXPECT_EQ(first.at("windows")[w].at("within_bar"), rollout0.at("windows")[w].at("keep_start").at("within_bar"));
+    }
+    int wc_windows = 0, wc_within = 0, wc_worlds = 0;
+    for (const nlohmann::json& t : wc.at("per_trace")) {
+        int k = 0;
+        for (const nlohmann::json& w : t.at("windows")) {
+            const double ratio = t.at("start_context").at("contrast").get<double>() / w.at("simulator").at("contrast").get<double>();
+            EXPECT_NEAR(w.at("contrast_ratio").get<double>(), ratio, 1e-9);
+            k += w.at("within_bar").get<bool>();
+            ++wc_windows;
+        }
+        EXPECT_EQ(t.at("windows_within_bar").get<int>(), k);
+        wc_within += k;
+        wc_worlds += k == static_cast<int>(t.at("windows").size());
+    }
+    EXPECT_EQ(wc.at("windows").get<int>(), wc_windows);
+    EXPECT_EQ(wc.at("windows_within").get<int>(), wc_within);
+    EXPECT_EQ(wc.at("worlds_within").get<int>(), wc_worlds);
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
 }

@@ -163,6 +163,14 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     expect_error([&] {
         parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": -1, \"source_sigma\""), "m.json");
     }, {"m.json", "warp_eye_height"});
+    // The context's first-chunk recall: on when absent, false round-trips, a non-boolean names the field.
+    EXPECT_TRUE(parse_model_config(good, "m.json").recall_first) << "absent: the first chunk is recalled";
+    const ModelConfig by_overlap = parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": false"), "m.json");
+    EXPECT_FALSE(by_overlap.recall_first);
+    EXPECT_FALSE(parse_model_config(model_config_to_json(by_overlap), "m.json").recall_first) << "round trip";
+    EXPECT_TRUE(parse_model_config(model_config_to_json(parse_model_config(good, "m.json")), "m.json").recall_first);
+    expect_error([&] { parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": 0"), "m.json"); },
+                 {"m.json", "recall_first"});
     // The optional model switches: absent means off, true round-trips, anything but a boolean names the field.
     for (const auto& [field, flag] : {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
                                       std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {

@@ -36,6 +36,7 @@ SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) 
     p.cache = CacheSettings{key_bits, value_bits, group, parse_key_layout(key_layout), parse_correction(correction)};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
+    p.context.recall_first = c.recall_first;
     p.context.budget_bytes = budget_mb * 1e6;
     p.sampler.steps = steps;
     p.sampler.cache_t = cache_t;

@@ -35,6 +35,7 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     p.sampler.guidance = guidance;
     p.context.window = c.window;
     p.context.recall = c.recall;
+    p.context.recall_first = c.recall_first;
     p.seed = 1;
     Session s(model, p);
     size_t free0 = 0, total = 0;

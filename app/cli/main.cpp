@@ -58,8 +58,9 @@ int main(int argc, char** argv) {
     auto* eval = app.add_subcommand("eval", "Quality table (cache grid vs BF16 and ground truth) and the quality bar, on held-out worlds");
     eval_flags.add_to(eval);
     eval->add_option("--out", eval_out, "Output folder (eval.json, eval.md)")->required();
-    eval->add_option("--mode", eval_mode, "grid, quality or all")->check(CLI::IsMember({"grid", "quality", "all"}));
-    eval->add_option("--traces", eval_traces, "Held-out traces for the grid")->check(CLI::Range(1, 1000));
+    eval->add_option("--mode", eval_mode, "grid, quality, all (both), or world-change (the simulator alone: its windows against its start)")
+        ->check(CLI::IsMember({"grid", "quality", "all", "world-change"}));
+    eval->add_option("--traces", eval_traces, "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; world-change: long traces")->check(CLI::Range(1, 1000));
     eval->add_option("--frames", eval_frames, "Generated frames per grid trace")->check(CLI::Range(1, 100000));
     eval->add_option("--long-frames", eval_long, "Frames of the long rollouts (1920 = 2 minutes at 16 fps)")->check(CLI::Range(1, 1000000));
     eval->add_option("--bits", eval_bits, "Bitwidths of the grid");
@@ -113,9 +114,9 @@ int main(int argc, char** argv) {
                         c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
                         c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
                         c.cumulative_motion ? " + motion since the flow source" : "");
-            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d%s\n",
+            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d%s%s\n",
                         m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
-                        c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall,
+                        c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
                         !c.warp_source ? ""
                         : c.warp_eye_height > 0.f
                             ? (", flow source turned and walked to each frame's camera (ground " +

@@ -91,6 +91,7 @@ void App::load_config_and_start() {
     }
     shared_.context.window = cfg.window;
     shared_.context.recall = cfg.recall;
+    shared_.context.recall_first = cfg.recall_first;
     shared_.seed = options_.seed.value_or(random_seed());
     world_seed_ = options_.world_seed.value_or(random_seed());
 

@@ -72,6 +72,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
     const json& ctx = jsonu::field(j, "context", src);
     c.window = geti(ctx, "window", 0, 1024);
     c.recall = geti(ctx, "recall", 0, 1024);
+    if (ctx.contains("recall_first")) {
+        if (!ctx["recall_first"].is_boolean()) throw Error(src + ": \"context.recall_first\" must be true or false");
+        c.recall_first = ctx["recall_first"].get<bool>();
+    }
     const json& m = jsonu::field(j, "motion", src);
     c.motion.move_per_frame = getf(m, "move_per_frame");
     c.motion.turn_max_deg = getf(m, "turn_max_deg");
@@ -144,6 +148,7 @@ std::string model_config_to_json(const ModelConfig& c) {
     if (c.warp_source) j["sampler"]["warp_source"] = true;
     if (c.warp_eye_height > 0.f) j["sampler"]["warp_eye_height"] = c.warp_eye_height;
     j["context"] = {{"window", c.window}, {"recall", c.recall}};
+    if (!c.recall_first) j["context"]["recall_first"] = false;
     j["motion"] = {{"move_per_frame", c.motion.move_per_frame},
                    {"turn_max_deg", c.motion.turn_max_deg},
                    {"pitch_limit_deg", c.motion.pitch_limit_deg},

@@ -12,6 +12,7 @@
 #include "model_impl.h"
 #include "quant.h"
 #include "rope.h"
+#include "source_warp.h"
 #include "tolerance.h"
 #include "util/half.h"
 #include "util/rng.h"
@@ -78,6 +79,53 @@ TEST(CudaOps, NoiseIsBitIdenticalToCpu) {
         mismatches += a != b;
     }
     EXPECT_EQ(mismatches, 0u) << "CPU and CUDA must draw identical noise";
+}
+
+// The warped flow source (kernels/source_warp.cu) against the host's warp_maps and warp_frame on random view
+// changes: turns small and large (wrapped, clamped at 85 degrees), pitches, walking forward, back past the
+// ground under the camera and to the side, eye heights 0 (rotation only) and above. Positions first, then the
+// sampling with the device's own positions (so the two checks do not share an error).
+TEST(CudaOps, SourceWarpMatchesCpu) {
+    REQUIRE_GPU();
+    const int frames = 24, w = 40, h = 32;
+    const float hfov = 90.f;
+    std::uniform_real_distribution<float> yaw_d(-180.f, 180.f), pitch_d(-40.f, 40.f), move_d(-2.f, 2.f);
+    std::vector<ViewChange> views(frames);
+    std::vector<float> packed;
+    for (int f = 0; f < frames; ++f) {
+        ViewChange v{yaw_d(rng), pitch_d(rng), pitch_d(rng), move_d(rng), move_d(rng)};
+        if (f % 3 == 0) v.yaw_deg *= 0.05f;  // the usual case: a few degrees
+        views[static_cast<size_t>(f)] = v;
+        packed.insert(packed.end(), {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right});
+    }
+    ASSERT_EQ(packed.size(), static_cast<size_t>(frames) * cu::kViewChangeFloats);
+    const size_t pixels = static_cast<size_t>(w) * h;
+    const std::vector<float> last = randn(pixels * 3, 0.5f);
+    cu::DeviceBuffer d_views = upload(packed), d_maps(static_cast<size_t>(frames) * 2 * pixels * sizeof(float));
+    for (const float eye : {0.f, 2.5f}) {
+        cu::source_warp_maps(d_views.as<float>(), frames, w, h, hfov, eye, d_maps.as<float>(), nullptr);
+        const std::vector<float> maps = download<float>(d_maps, static_cast<size_t>(frames) * 2 * pixels);
+        std::vector<float> host_maps, device_warped(pixels * 3 * frames);
+        std::vector<float> warped_with_device_maps(pixels * 3 * frames);
+        for (int f = 0; f < frames; ++f) {
+            const WarpMaps m = warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye);
+            host_maps.insert(host_maps.end(), m.source_x.begin(), m.source_x.end());
+            host_maps.insert(host_maps.end(), m.source_y.begin(), m.source_y.end());
+            WarpMaps dm;
+            dm.source_x.assign(maps.begin() + static_cast<long>(f * 2 * pixels), maps.begin() + static_cast<long>(f * 2 * pixels + pixels));
+            dm.source_y.assign(maps.begin() + static_cast<long>(f * 2 * pixels + pixels), maps.begin() + static_cast<long>((f + 1) * 2 * pixels));
+            warp_frame(last.data(), w, h, dm, warped_with_device_maps.data() + static_cast<size_t>(f) * pixels * 3);
+        }
+        const std::string eye_name = eye > 0.f ? "eye height 2.5" : "rotation only";
+        expect_close(maps, host_maps, kWarpPosition, "source_warp_maps, " + eye_name);
+        // The fused kernel: x = 0 * noise + the last previous frame warped (previous holds frames copies; the
+        // last is the source).
+        std::vector<float> previous(pixels * 3 * frames, 0.f);
+        std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
+        cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
+        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h, hfov, eye, 0.f, nullptr);
+        expect_close(download<float>(d_x, device_warped.size()), warped_with_device_maps, kFp32Reorder, "source_init_warped, " + eye_name);
+    }
 }
 
 TEST(CudaOps, ElementwiseOpsMatchCpu) {

@@ -3,7 +3,8 @@
 # PHASES (space-separated; default all):
 #   parity  first of all: regenerate the PyTorch parity fixture (tools/train/parity.py: tests/data/tiny,
 #           tests/data/parity_tiny.safetensors; returned under $R/parity) and run the C++ parity test on it, then
-#           check_consistency.py on a small dataset with the tiny config, source warped and walked; stops the
+#           check_consistency.py on a small dataset with the tiny config, source warped and walked (and again with
+#           "recall_first": false); stops the
 #           command when either fails
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
@@ -70,14 +71,16 @@ run_film() {
 INIT=${INIT:-assets/models/default}
 MODEL=$INIT
 # Sampler variants of INIT for sweeps: VARIANTS="name:key=value,key=value;..." -> /tmp/kvw/v_name (keys of
-# model.json's "sampler": steps, shift, source_sigma, cache_t, guidance, warp_eye_height; warp_source=true|false).
+# model.json's "sampler": steps, shift, source_sigma, cache_t, guidance, warp_eye_height; warp_source=true|false;
+# "context." keys: context.window, context.recall, context.recall_first=true|false).
 IFS=';' read -ra variants <<< "${VARIANTS:-}"
 for v in "${variants[@]}"; do
   vdir=/tmp/kvw/v_${v%%:*}
   rm -rf "$vdir" && cp -r "$INIT" "$vdir"
   python3 -c 'import json,sys; p=sys.argv[2]; j=json.load(open(p))
 for kv in sys.argv[1].split(","):
-    k, x = kv.split("="); j["sampler"][k] = int(x) if k == "steps" else (x == "true" if x in ("true", "false") else float(x))
+    k, x = kv.split("="); sec, k = ("context", k[8:]) if k.startswith("context.") else ("sampler", k)
+    j[sec][k] = int(x) if k in ("steps", "window", "recall") else (x == "true" if x in ("true", "false") else float(x))
 json.dump(j, open(p, "w"), indent=2)' "${v#*:}" "$vdir/model.json"
 done
 
@@ -103,6 +106,12 @@ json.dump(j, open("/tmp/kvw/tiny_walked.json", "w"))'
   (cd tools/train && timeout 200 python3 check_consistency.py /tmp/kvw/cons_data /tmp/kvw/tiny_walked.json) > "$R/check_consistency.log" 2>&1
   rc=$?; tail -3 "$R/check_consistency.log" | tee -a "$R/timeline.txt"
   [[ $rc == 0 ]] || { stamp "check_consistency failed"; tail -30 "$R/check_consistency.log"; pack; exit 1; }
+  # the same with both recall slots by field-of-view overlap ("context": {"recall_first": false})
+  python3 -c 'import json; j=json.load(open("/tmp/kvw/tiny_walked.json")); j["context"]["recall_first"] = False
+json.dump(j, open("/tmp/kvw/tiny_overlap.json", "w"))'
+  (cd tools/train && timeout 200 python3 check_consistency.py /tmp/kvw/cons_data /tmp/kvw/tiny_overlap.json) > "$R/check_consistency_overlap.log" 2>&1
+  rc=$?; tail -3 "$R/check_consistency_overlap.log" | tee -a "$R/timeline.txt"
+  [[ $rc == 0 ]] || { stamp "check_consistency (recall_first false) failed"; tail -30 "$R/check_consistency_overlap.log"; pack; exit 1; }
   pack
 fi
 if has train; then
@@ -139,6 +148,7 @@ if has gui && [[ -x $B/app/gui/kvworld ]]; then
   stamp "GUI offscreen, CUDA backend"
   timeout 40 $B/app/gui/kvworld --offscreen --backend cuda --model "$INIT" --world-seed 901 --frames 48 --shot-every 24 --out "$R/gui_main" > "$R/gui_main.log" 2>&1; echo "gui main rc=$?"
   timeout 40 $B/app/gui/kvworld --offscreen --backend cuda --model "$INIT" --world-seed 902 --frames 32 --shot-every 32 --ab --out "$R/gui_ab" > "$R/gui_ab.log" 2>&1; echo "gui ab rc=$?"
+  timeout 40 $B/app/gui/kvworld --offscreen --backend cuda --model "$INIT" --world-seed 903 --frames 32 --shot-every 32 --memory --out "$R/gui_memory" > "$R/gui_memory.log" 2>&1; echo "gui memory rc=$?"
   grep -h -E '"presentation"|fps' "$R"/gui_*/summary.json | tee -a "$R/timeline.txt"
   pack
 fi

@@ -39,7 +39,7 @@ def main():
     chunk_poses = data.poses[e, Fr - 1::Fr]
     entries, worst = [], 0.0
     for c in range(K):
-        ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+        ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
         assert ctx_list == ([int(i) for i in data.recall_idx[e, c] if i >= 0] + list(range(max(0, c - cfg.window), c))), \
             (c, ctx_list, data.recall_idx[e, c])
         ctx = [entries[i] for i in ctx_list]
@@ -73,7 +73,7 @@ def main():
                                           (data.labels_neg[e:e + 1], data.cam_neg[e:e + 1]), cam_e)
         entries, prev, worst = [], None, 0.0
         for c in range(K):
-            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
             sl = slice(c * Fr, (c + 1) * Fr)
             neg = (data.labels_neg[e:e + 1, sl], data.cam_neg[e:e + 1, sl])
             moves = bool((neg[1] != data.cam[e:e + 1, sl]).any() or (neg[0] != data.labels[e:e + 1, sl]).any())

@@ -62,6 +62,7 @@ class ModelConfig:
     guidance: float = 1.0  # motion guidance of the engine's sampler (1 = off); inference only
     window: int = 3
     recall: int = 2
+    recall_first: bool = True  # chunk 0 always takes a recall slot (engine ModelConfig.recall_first)
     motion: Dict[str, float] = field(default_factory=lambda: {
         "move_per_frame": 0.25, "turn_max_deg": 3.0, "pitch_limit_deg": 60.0, "hfov_deg": 90.0})
     weights: List[str] = field(default_factory=lambda: ["model.safetensors"])
@@ -105,6 +106,7 @@ class ModelConfig:
         c.warp_eye_height = float(j["sampler"].get("warp_eye_height", 0.0))
         c.guidance = float(j["sampler"].get("guidance", 1.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
+        c.recall_first = bool(j["context"].get("recall_first", True))
         c.motion = dict(j["motion"])
         c.weights = list(j.get("weights", ["model.safetensors"]))
         assert c.heads * c.head_dim == c.hidden and sum(c.rope_axes) == c.head_dim
@@ -121,7 +123,8 @@ class ModelConfig:
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
                          "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {}),
                          **({"warp_eye_height": self.warp_eye_height} if self.warp_eye_height > 0 else {})},
-             "context": {"window": self.window, "recall": self.recall}, "motion": self.motion,
+             "context": {"window": self.window, "recall": self.recall, **({} if self.recall_first else {"recall_first": False})},
+             "motion": self.motion,
              "weights": self.weights}
         return json.dumps(j, indent=2) + "\n"
 

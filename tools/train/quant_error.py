@@ -98,13 +98,13 @@ def main():
         entries = []
         with torch.no_grad():
             for c in range(args.chunk):  # cache passes of the ground-truth chunks
-                ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+                ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
                 sl = slice(c * Fr, (c + 1) * Fr)
                 _, _, entry = M.forward_with_cache(model, rope, frames[sl][None], torch.zeros(1, Fr), data.labels[e:e + 1, sl],
                                                    data.cam[e:e + 1, sl], [entries[i] for i in ctx_list], write=True)
                 entries.append(entry)
             c = args.chunk
-            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
             ctx = [entries[i] for i in ctx_list]
             sl = slice(c * Fr, (c + 1) * Fr)
             x_t = (1 - args.t) * frames[sl][None] + args.t * (cfg.source_sigma * torch.randn(1, Fr, cfg.height, cfg.width, 3)

@@ -72,7 +72,7 @@ class EpisodeData:
         for c in range(self.K):
             cands = list(range(0, max(0, c - window)))
             slots, chosen = recall, []
-            if slots > 0 and cands and cands[0] == 0:
+            if slots > 0 and cfg.recall_first and cands and cands[0] == 0:
                 chosen.append(np.zeros(E, np.int64))
                 cands, slots = cands[1:], slots - 1
             if slots > 0 and cands:
@@ -397,7 +397,7 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
         entries = []
         chunk_poses = data.poses[e, Fr - 1::Fr]
         for c in range(chunk + 1):
-            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"])
+            ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
             ctx = [entries[i] for i in ctx_list]
             sl = slice(c * Fr, (c + 1) * Fr)
             given = frames[sl][None] if c < chunk else None

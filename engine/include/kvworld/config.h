@@ -61,6 +61,9 @@ struct ModelConfig {
     // Context defaults
     int window = 3;
     int recall = 2;
+    // Whether the first chunk (the start context) always takes a recall slot ("context": {"recall_first"}); false:
+    // every slot goes by field-of-view overlap, so a long walk is not anchored to where it started.
+    bool recall_first = true;
     MotionParams motion;
     std::vector<std::string> weight_files{"model.safetensors"};
 
