@@ -4,10 +4,12 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -257,4 +259,81 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     EXPECT_EQ(wc.at("worlds_within").get<int>(), wc_worlds);
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
+}
+
+// --mode world-change --resample-pool: a trace's actions replayed in other worlds, scored against the trace as bar 2
+// scores the model. With the pool starting at the traces' own worlds, each trace finds itself first (look distance
+// 0, every ratio exactly 1); the rest are ordered by look distance, their ratios are their statistics over the
+// trace's simulator windows, and the totals are the per-trace counts.
+TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_resample_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    // The long traces are worlds 1600000 + 7919 i (--world-base 900000); the pool the same seeds and one more.
+    const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+                            " --mode world-change --traces 2 --long-frames 8 --resample-pool 3 --resample-nearest 2"
+                            " --resample-base 1600000 --out " + out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json wc = nlohmann::json::parse(f).at("world_change");
+    const nlohmann::json& rs = wc.at("resampled");
+    ASSERT_EQ(rs.at("per_trace").size(), 2u);
+    const double tol = wc.at("tolerance").get<double>();
+    std::map<std::string, std::array<int, 4>> counted;  // windows, within, pairs within, whole within
+    for (size_t i = 0; i < 2; ++i) {
+        const nlohmann::json &t = rs.at("per_trace")[i], &own = wc.at("per_trace")[i];
+        ASSERT_EQ(t.at("world_seed"), own.at("world_seed"));
+        const nlohmann::json& nearest = t.at("nearest");
+        ASSERT_EQ(nearest.size(), 2u);
+        EXPECT_EQ(nearest[0].at("world_seed"), t.at("world_seed"));
+        EXPECT_EQ(nearest[0].at("distance").get<double>(), 0.0);
+        EXPECT_EQ(nearest[0].at("windows_within_bar").get<int>(), static_cast<int>(own.at("windows").size()));
+        for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) {
+            EXPECT_EQ(nearest[0].at("whole_trace").at(k).get<double>(), 1.0);
+            for (const nlohmann::json& w : nearest[0].at("windows")) EXPECT_EQ(w.at(k).get<double>(), 1.0);
+        }
+        EXPECT_GT(nearest[1].at("distance").get<double>(), 0.0);
+        EXPECT_LE(nearest[1].at("distance").get<double>(), t.at("median_distance").get<double>());
+        EXPECT_EQ(t.at("random").size(), 2u);
+        for (const char* kind : {"nearest", "random"}) {
+            for (const nlohmann::json& r : t.at(kind)) {
+                int within = 0;
+                for (size_t w = 0; w < r.at("windows").size(); ++w) {
+                    const nlohmann::json &rw = r.at("windows")[w], &sim = own.at("windows")[w].at("simulator");
+                    EXPECT_NEAR(rw.at("contrast_ratio").get<double>(),
+                                rw.at("resampled").at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+                    EXPECT_NEAR(rw.at("edge_ratio").get<double>(),
+                                rw.at("resampled").at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+                    bool ok = true;
+                    for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) ok &= std::fabs(rw.at(k).get<double>() - 1.0) <= tol;
+                    EXPECT_EQ(rw.at("within_bar").get<bool>(), ok);
+                    within += ok;
+                }
+                EXPECT_EQ(r.at("windows_within_bar").get<int>(), within);
+                auto& c = counted[kind];
+                c[0] += static_cast<int>(r.at("windows").size());
+                c[1] += within;
+                c[2] += within == static_cast<int>(r.at("windows").size());
+                c[3] += r.at("whole_trace").at("within_bar").get<bool>();
+            }
+        }
+    }
+    for (const char* kind : {"nearest", "random"}) {
+        const nlohmann::json& t = rs.at("totals").at(kind);
+        EXPECT_EQ(t.at("pairs").get<int>(), 4);
+        EXPECT_EQ(t.at("windows").get<int>(), counted[kind][0]);
+        EXPECT_EQ(t.at("windows_within").get<int>(), counted[kind][1]);
+        EXPECT_EQ(t.at("pairs_within").get<int>(), counted[kind][2]);
+        EXPECT_EQ(t.at("whole_trace_pairs_within").get<int>(), counted[kind][3]);
+    }
+    // Outside world-change the option is refused, with a message.
+    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+                            " --mode quality --resample-pool 3 --out " + out.string() + " > " + (out.string() + ".bad.log") + " 2>&1";
+    EXPECT_NE(std::system(bad.c_str()), 0);
+    std::ifstream bad_log(out.string() + ".bad.log");
+    const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(message.find("--resample-pool is a world-change option"), std::string::npos) << message;
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+    fs::remove(out.string() + ".bad.log");
 }

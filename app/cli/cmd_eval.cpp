@@ -11,7 +11,10 @@
 //           model that kept its start context's statistics forever (what the simulator's scene change alone
 //           costs a model that does not invent the terrain it walks into).
 // world-change : the simulator alone, over many more traces of the same kind: how often its own windows leave
-//           the bar's tolerance of its start context (the scene-keeping baseline over more worlds).
+//           the bar's tolerance of its start context (the scene-keeping baseline over more worlds). With
+//           --resample-pool, each trace's actions are also replayed in other worlds, and those whose start looks
+//           most like the trace's are scored against it as the bar scores the model: what a model that invented
+//           the unseen world as faithfully as the simulator itself, but not the same world, would score.
 #include <algorithm>
 #include <cstdarg>
 #include <cmath>
@@ -19,7 +22,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <atomic>
+#include <functional>
 #include <mutex>
+#include <numeric>
+#include <random>
 #include <thread>
 
 #include "cli_common.h"
@@ -66,11 +72,16 @@ Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const
     return r;
 }
 
-std::vector<Image> ground_truth(const Trace& trace, const ModelConfig& c, int first, int frames) {
-    sim::World world(trace.world_seed);
+// The simulator's frames of a trace's first `frames` actions (context included), in a world made already.
+std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& c, int frames) {
     Trace t = trace;
-    t.actions.resize(static_cast<size_t>(first + frames));
-    std::vector<Image> all = sim::render_trace(world, t, frontend::sim_params_for(c));
+    t.actions.resize(static_cast<size_t>(frames));
+    return sim::render_trace(world, t, frontend::sim_params_for(c));
+}
+
+std::vector<Image> ground_truth(const Trace& trace, const ModelConfig& c, int first, int frames) {
+    const sim::World world(trace.world_seed);
+    std::vector<Image> all = render_prefix(world, trace, c, first + frames);
     return std::vector<Image>(all.begin() + first, all.end());
 }
 
@@ -295,6 +306,258 @@ std::vector<Trace> held_out_traces(int count, int frames, int context_frames, ui
     return traces;
 }
 
+// ---- world-change: the simulator against itself ---------------------------------------------------------------
+
+// Runs fn(i) for every i in [0, n) on all hardware threads; the first exception comes back as an Error naming `what`.
+void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn) {
+    std::atomic<size_t> next{0};
+    std::mutex error_mutex;
+    std::string first_error;
+    auto worker = [&] {
+        for (size_t i = next++; i < n; i = next++) {
+            try {
+                fn(i);
+            } catch (const std::exception& e) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (first_error.empty()) first_error = e.what();
+            }
+        }
+    };
+    const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
+    std::vector<std::thread> pool;
+    for (unsigned k = 0; k < threads; ++k) pool.emplace_back(worker);
+    for (std::thread& t : pool) t.join();
+    if (!first_error.empty()) throw Error(what + ": " + first_error);
+}
+
+// What bar 2 reads from one simulator trace of context_frames + long_frames frames.
+struct TraceStats {
+    FrameStats start;                 // the context frames
+    FrameStats whole;                 // every frame after the context
+    std::vector<FrameStats> windows;  // the 30-s windows of the frames after the context (rollout_windows)
+};
+TraceStats trace_stats(const std::vector<Image>& all, int context_frames, int long_frames) {
+    TraceStats s;
+    s.start = frame_stats(slice(all, 0, context_frames));
+    const std::vector<Image> after = slice(all, context_frames, static_cast<int>(all.size()));
+    s.whole = frame_stats(after);
+    for (const auto& [w0, w1] : rollout_windows(long_frames, context_frames)) s.windows.push_back(frame_stats(slice(after, w0, w1)));
+    return s;
+}
+
+// The coarse look of a start context: each frame area-averaged to kStartThumb x kStartThumb RGB in [0, 1], the
+// frames concatenated ([frames][kStartThumb][kStartThumb][3]). Two starts whose looks are close have the same
+// sky/ground split, colours and layout (and the same motion over the context), not the same details.
+constexpr int kStartThumb = 16;
+std::vector<float> start_look(const std::vector<Image>& context) {
+    constexpr size_t cells = static_cast<size_t>(kStartThumb) * kStartThumb;
+    std::vector<float> look;
+    for (const Image& img : context) {
+        std::vector<double> sum(cells * 3, 0.0);
+        std::vector<int> count(cells, 0);
+        for (int y = 0; y < img.height; ++y)
+            for (int x = 0; x < img.width; ++x) {
+                const size_t cell = static_cast<size_t>(y * kStartThumb / img.height) * kStartThumb + x * kStartThumb / img.width;
+                const uint8_t* p = img.pixel(x, y);
+                for (int ch = 0; ch < 3; ++ch) sum[cell * 3 + ch] += p[ch] / 255.0;
+                ++count[cell];
+            }
+        for (size_t k = 0; k < cells * 3; ++k) look.push_back(static_cast<float>(sum[k] / std::max(1, count[k / 3])));
+    }
+    return look;
+}
+// Root-mean-square difference of two looks (0: alike; a colour channel off by 0.1 everywhere: 0.1).
+double look_distance(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || a.empty()) throw Error("look_distance: looks of different sizes");
+    double s = 0;
+    for (size_t k = 0; k < a.size(); ++k) s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
+    return std::sqrt(s / static_cast<double>(a.size()));
+}
+
+// A trace's actions from another world's own start (spawn_pose with the trace's policy seed, where make_trace puts
+// its camera): the same commands in a different world, as a model that drew another plausible world would see.
+Trace replay_in_world(const Trace& t, const sim::World& world, const ModelConfig& c) {
+    Trace r = t;
+    r.world_seed = world.seed();
+    r.start_pose = sim::spawn_pose(world, t.noise_seed, frontend::sim_params_for(c));
+    return r;
+}
+
+// Bar 2 scored for another world's windows against a trace's: per window, and over the whole trace.
+json resampled_json(uint64_t world_seed, double distance, const TraceStats& other, const TraceStats& trace) {
+    json windows = json::array();
+    int within = 0;
+    for (size_t w = 0; w < trace.windows.size(); ++w) {
+        const BarCheck b = check_bar(other.windows[w], trace.windows[w]);
+        within += b.within;
+        json wj = bar_json(b);
+        wj["resampled"] = stats_json(other.windows[w]);
+        windows.push_back(std::move(wj));
+    }
+    return {{"world_seed", world_seed}, {"distance", distance}, {"start_context", stats_json(other.start)},
+            {"windows", windows}, {"windows_within_bar", within}, {"whole_trace", bar_json(check_bar(other.whole, trace.whole))}};
+}
+
+// How a perfect world model that did not know the world would score: each trace's actions replayed in a pool of
+// other worlds; the `nearest` whose start context looks most like the trace's (start_look), and `nearest` drawn
+// from the pool at random, scored against the trace's own windows. A model sees only the start context and the
+// actions; what lies beyond the start's view it has to invent, and these worlds invent it as the simulator does.
+json resampled_report(const EvalOptions& o, const ModelConfig& c, const std::vector<Trace>& traces,
+                      const std::vector<TraceStats>& stats, const std::vector<std::vector<float>>& looks) {
+    const int F = c.chunk_frames;
+    const size_t M = static_cast<size_t>(o.resample_pool), N = traces.size();
+    const size_t K = std::min(M, static_cast<size_t>(o.resample_nearest));
+    const uint64_t base = o.resample_base != 0 ? o.resample_base : o.world_base + 50000000;
+    auto pool_seed = [&](size_t j) { return base + static_cast<uint64_t>(j) * 7919; };
+    // Screening: only the start contexts, one world at a time (its tiles serve every trace).
+    std::vector<double> distance(N * M);
+    std::atomic<size_t> screened{0};
+    parallel_for(M, "eval --mode world-change --resample-pool (screening)", [&](size_t j) {
+        const sim::World world(pool_seed(j));
+        for (size_t i = 0; i < N; ++i) {
+            const Trace r = replay_in_world(traces[i], world, c);
+            distance[i * M + j] = look_distance(start_look(render_prefix(world, r, c, F)), looks[i]);
+        }
+        const size_t done = ++screened;
+        if (done % 64 == 0 || done == M) std::fprintf(stderr, "  screened %zu of %zu pool worlds\n", done, M);
+    });
+    // Choice: nearest by look, and a seeded draw without replacement (the unconditioned pool).
+    struct Pick {
+        size_t trace, candidate;
+        bool nearest;
+    };
+    std::vector<Pick> picks;
+    std::vector<double> median_distance(N);
+    for (size_t i = 0; i < N; ++i) {
+        std::vector<size_t> order(M);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return distance[i * M + a] < distance[i * M + b]; });
+        median_distance[i] = distance[i * M + order[M / 2]];
+        for (size_t k = 0; k < K; ++k) picks.push_back({i, order[k], true});
+        std::vector<size_t> shuffled(M);
+        std::iota(shuffled.begin(), shuffled.end(), 0);
+        std::mt19937_64 rng(base ^ (0x9e3779b97f4a7c15ull * (i + 1)));
+        std::shuffle(shuffled.begin(), shuffled.end(), rng);
+        for (size_t k = 0; k < K; ++k) picks.push_back({i, shuffled[k], false});
+    }
+    std::vector<json> scored(picks.size());
+    std::atomic<size_t> rendered{0};
+    parallel_for(picks.size(), "eval --mode world-change --resample-pool (rendering)", [&](size_t p) {
+        const Pick& pk = picks[p];
+        const sim::World world(pool_seed(pk.candidate));
+        const Trace r = replay_in_world(traces[pk.trace], world, c);
+        const TraceStats other = trace_stats(render_prefix(world, r, c, F + o.long_frames), F, o.long_frames);
+        scored[p] = resampled_json(world.seed(), distance[pk.trace * M + pk.candidate], other, stats[pk.trace]);
+        const size_t done = ++rendered;
+        if (done % 16 == 0 || done == picks.size()) std::fprintf(stderr, "  rendered %zu of %zu resampled traces\n", done, picks.size());
+    });
+    // Per trace, and the totals of each kind.
+    json per_trace = json::array(), totals = json::object();
+    for (const bool nearest : {true, false}) {
+        int windows = 0, within = 0, worlds = 0, worlds_within = 0, whole_within = 0;
+        std::vector<int> by_window_within(4, 0), by_window_total(4, 0);
+        double mean_distance = 0;
+        for (size_t p = 0; p < picks.size(); ++p) {
+            if (picks[p].nearest != nearest) continue;
+            const json& r = scored[p];
+            const int n = static_cast<int>(r["windows"].size()), k = r["windows_within_bar"].get<int>();
+            windows += n;
+            within += k;
+            ++worlds;
+            worlds_within += k == n;
+            whole_within += r["whole_trace"]["within_bar"].get<bool>();
+            mean_distance += r["distance"].get<double>();
+            for (int w = 0; w < std::min(n, 4); ++w) {
+                ++by_window_total[static_cast<size_t>(w)];
+                by_window_within[static_cast<size_t>(w)] += r["windows"][static_cast<size_t>(w)]["within_bar"].get<bool>();
+            }
+        }
+        totals[nearest ? "nearest" : "random"] = {{"pairs", worlds}, {"windows", windows}, {"windows_within", within},
+                                                  {"pairs_within", worlds_within}, {"whole_trace_pairs_within", whole_within},
+                                                  {"by_window_within", by_window_within}, {"by_window_total", by_window_total},
+                                                  {"mean_distance", mean_distance / std::max(1, worlds)}};
+    }
+    for (size_t i = 0; i < N; ++i) {
+        json nearest = json::array(), random = json::array();
+        for (size_t p = 0; p < picks.size(); ++p)
+            if (picks[p].trace == i) (picks[p].nearest ? nearest : random).push_back(scored[p]);
+        per_trace.push_back({{"world_seed", traces[i].world_seed}, {"median_distance", median_distance[i]},
+                             {"nearest", nearest}, {"random", random}});
+    }
+    return {{"pool", M}, {"pool_seed_base", base}, {"pool_seed_stride", 7919}, {"per_trace_scored", K},
+            {"look", format("start context, each frame area-averaged to %dx%d RGB, RMS difference", kStartThumb, kStartThumb)},
+            {"totals", totals}, {"per_trace", per_trace}};
+}
+
+// --mode world-change: the simulator alone on the long rollouts' kind of trace (the first traces/2 are the quality
+// mode's): per 30-s window, the start context's statistics against the simulator's, i.e. how often the world itself
+// leaves the bar's tolerance of where it started; with --resample-pool, other worlds under the same actions too.
+json world_change_report(const EvalOptions& o, const ModelConfig& c) {
+    const int F = c.chunk_frames, L = o.long_frames;
+    const std::vector<Trace> longs = held_out_traces(o.traces, L, F, o.world_base + 700000, c);
+    std::vector<TraceStats> stats(longs.size());
+    std::vector<std::vector<float>> looks(longs.size());
+    parallel_for(longs.size(), "eval --mode world-change", [&](size_t i) {
+        const std::vector<Image> all = ground_truth(longs[i], c, 0, F + L);
+        stats[i] = trace_stats(all, F, L);
+        looks[i] = start_look(slice(all, 0, F));
+    });
+    json per_trace = json::array();
+    int windows_total = 0, windows_within = 0, worlds_within = 0;
+    int by_window_within[4] = {0, 0, 0, 0}, by_window_total[4] = {0, 0, 0, 0};
+    const std::vector<std::pair<int, int>> spans = rollout_windows(L, F);
+    for (size_t i = 0; i < longs.size(); ++i) {
+        json windows = json::array();
+        int keep = 0;
+        for (size_t w = 0; w < spans.size(); ++w) {
+            const BarCheck b = check_bar(stats[i].start, stats[i].windows[w]);
+            keep += b.within;
+            json wj = bar_json(b);
+            wj["from_s"] = static_cast<double>(spans[w].first) / c.fps;
+            wj["to_s"] = static_cast<double>(spans[w].second) / c.fps;
+            wj["simulator"] = stats_json(stats[i].windows[w]);
+            windows.push_back(std::move(wj));
+            if (w < 4) {
+                ++by_window_total[w];
+                by_window_within[w] += b.within;
+            }
+        }
+        const int n = static_cast<int>(windows.size());
+        windows_total += n;
+        windows_within += keep;
+        worlds_within += keep == n;
+        per_trace.push_back({{"world_seed", longs[i].world_seed}, {"start_context", stats_json(stats[i].start)},
+                             {"whole_trace", stats_json(stats[i].whole)}, {"windows", windows}, {"windows_within_bar", keep}});
+    }
+    json report = {{"traces", per_trace.size()}, {"seconds", static_cast<double>(L) / c.fps},
+                   {"tolerance", kRolloutBarTolerance}, {"windows", windows_total},
+                   {"windows_within", windows_within}, {"worlds_within", worlds_within},
+                   {"by_window_within", std::vector<int>(by_window_within, by_window_within + 4)},
+                   {"by_window_total", std::vector<int>(by_window_total, by_window_total + 4)},
+                   {"per_trace", per_trace}};
+    std::printf("world change (the simulator's windows against its start context, ±%.0f%%): %d of %d windows, %d of %zu worlds "
+                "entirely; by window %d/%d %d/%d %d/%d %d/%d\n",
+                100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, per_trace.size(), by_window_within[0],
+                by_window_total[0], by_window_within[1], by_window_total[1], by_window_within[2], by_window_total[2],
+                by_window_within[3], by_window_total[3]);
+    std::fflush(stdout);
+    if (o.resample_pool > 0) {
+        report["resampled"] = resampled_report(o, c, longs, stats, looks);
+        for (const char* kind : {"nearest", "random"}) {
+            const json& t = report["resampled"]["totals"][kind];
+            std::printf("other worlds under the same actions, %s (%s): %d of %d windows within ±%.0f%% of the trace's, %d of %d "
+                        "entirely, %d of %d over the whole trace; by window",
+                        kind, kind[0] == 'n' ? "most alike at the start" : "drawn from the pool", t["windows_within"].get<int>(),
+                        t["windows"].get<int>(), 100 * kRolloutBarTolerance, t["pairs_within"].get<int>(), t["pairs"].get<int>(),
+                        t["whole_trace_pairs_within"].get<int>(), t["pairs"].get<int>());
+            for (size_t w = 0; w < t["by_window_total"].size(); ++w)
+                std::printf(" %d/%d", t["by_window_within"][w].get<int>(), t["by_window_total"][w].get<int>());
+            std::printf("; mean look distance %.4f\n", t["mean_distance"].get<double>());
+        }
+    }
+    return report;
+}
+
 // Mean of a per-frame metric over the frames both sequences have.
 double mean_metric(const std::vector<Image>& a, const std::vector<Image>& b, double (*metric)(const Image&, const Image&)) {
     double s = 0;
@@ -339,9 +602,15 @@ std::vector<std::string> parse_strs(const std::string& s) {
 
 }  // namespace
 
-int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::string& mode, int traces_n, int frames,
-             const std::string& bits_list, const std::string& groups_list, const std::string& layouts_list,
-             const std::string& corrections_list, bool full_grid, int long_frames, uint64_t world_base) {
+int run_eval(const SessionFlags& flags, const EvalOptions& options) {
+    const std::string &out_dir = options.out_dir, &mode = options.mode;
+    const int traces_n = options.traces, frames = options.frames, long_frames = options.long_frames;
+    const uint64_t world_base = options.world_base;
+    const std::string &bits_list = options.bits, &groups_list = options.groups, &layouts_list = options.layouts,
+                      &corrections_list = options.corrections;
+    const bool full_grid = options.full_grid;
+    if (options.resample_pool > 0 && mode != "world-change")
+        throw Error("eval: --resample-pool is a world-change option (--mode world-change)");
     auto model = load_model(flags);
     const ModelConfig& c = model->config();
     fs::create_directories(out_dir);
@@ -487,70 +756,7 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         report["actions_patch_grid_removed"] = motion_report(motion_grid, "actions, patch grid pattern removed");
     }
 
-    if (mode == "world-change") {
-        // The simulator alone on the long rollouts' kind of trace (the first traces_n/2 are the quality mode's):
-        // per 30-s window, the start context's statistics against the simulator's, i.e. how often the world
-        // itself leaves the bar's tolerance of where it started. No model runs; traces render in parallel.
-        const std::vector<Trace> longs = held_out_traces(traces_n, long_frames, F, world_base + 700000, c);
-        std::vector<json> per_trace(longs.size());
-        std::atomic<size_t> next{0};
-        std::mutex error_mutex;
-        std::string first_error;
-        auto worker = [&] {
-            for (size_t i = next++; i < longs.size(); i = next++) {
-                try {
-                    const std::vector<Image> all = ground_truth(longs[i], c, 0, F + long_frames);
-                    const std::vector<Image> gt(all.begin() + F, all.end());
-                    const FrameStats start = frame_stats(std::vector<Image>(all.begin(), all.begin() + F));
-                    json windows = json::array();
-                    int keep = 0;
-                    for (const auto& [w0, w1] : rollout_windows(long_frames, F)) {
-                        const FrameStats fs_ = frame_stats(slice(gt, w0, w1));
-                        const BarCheck b = check_bar(start, fs_);
-                        keep += b.within;
-                        json w = bar_json(b);
-                        w["from_s"] = static_cast<double>(w0) / c.fps;
-                        w["to_s"] = static_cast<double>(w1) / c.fps;
-                        w["simulator"] = stats_json(fs_);
-                        windows.push_back(std::move(w));
-                    }
-                    per_trace[i] = {{"world_seed", longs[i].world_seed}, {"start_context", stats_json(start)},
-                                    {"windows", windows}, {"windows_within_bar", keep}};
-                } catch (const std::exception& e) {
-                    std::lock_guard<std::mutex> lock(error_mutex);
-                    if (first_error.empty()) first_error = e.what();
-                }
-            }
-        };
-        const unsigned n_threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(longs.size())));
-        std::vector<std::thread> pool;
-        for (unsigned k = 0; k < n_threads; ++k) pool.emplace_back(worker);
-        for (std::thread& th : pool) th.join();
-        if (!first_error.empty()) throw Error("eval --mode world-change: " + first_error);
-        int windows_total = 0, windows_within = 0, worlds_within = 0;
-        int by_window_within[4] = {0, 0, 0, 0}, by_window_total[4] = {0, 0, 0, 0};
-        for (const json& t : per_trace) {
-            const int n = static_cast<int>(t["windows"].size()), k = t["windows_within_bar"].get<int>();
-            windows_total += n;
-            windows_within += k;
-            worlds_within += k == n;
-            for (int w = 0; w < std::min(n, 4); ++w) {
-                by_window_total[w] += 1;
-                by_window_within[w] += t["windows"][static_cast<size_t>(w)]["within_bar"].get<bool>();
-            }
-        }
-        report["world_change"] = {{"traces", per_trace.size()}, {"seconds", static_cast<double>(long_frames) / c.fps},
-                                  {"tolerance", kRolloutBarTolerance}, {"windows", windows_total},
-                                  {"windows_within", windows_within}, {"worlds_within", worlds_within},
-                                  {"by_window_within", std::vector<int>(by_window_within, by_window_within + 4)},
-                                  {"by_window_total", std::vector<int>(by_window_total, by_window_total + 4)},
-                                  {"per_trace", per_trace}};
-        std::printf("world change (the simulator's windows against its start context, ±%.0f%%): %d of %d windows, %d of %zu worlds "
-                    "entirely; by window %d/%d %d/%d %d/%d %d/%d\n",
-                    100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, per_trace.size(), by_window_within[0],
-                    by_window_total[0], by_window_within[1], by_window_total[1], by_window_within[2], by_window_total[2],
-                    by_window_within[3], by_window_total[3]);
-    }
+    if (mode == "world-change") report["world_change"] = world_change_report(options, c);
 
     if (mode == "grid" || mode == "all") {
         const std::vector<Trace> traces = held_out_traces(traces_n, frames, F, world_base, c);
@@ -664,6 +870,24 @@ int run_eval(const SessionFlags& flags, const std::string& out_dir, const std::s
         for (size_t w = 0; w < wc["by_window_total"].size(); ++w)
             md += format(" %d/%d", wc["by_window_within"][w].get<int>(), wc["by_window_total"][w].get<int>());
         md += ".\n\n";
+        if (wc.contains("resampled")) {
+            const json& rs = wc["resampled"];
+            md += format("Other worlds under the same actions (a pool of %d, %d per trace of each kind), scored against each trace's "
+                          "own windows as the bar scores the model:\n\n| worlds | pairs | windows within | pairs entirely | whole trace "
+                          "| by window | mean look distance |\n|---|---|---|---|---|---|---|\n",
+                          rs["pool"].get<int>(), rs["per_trace_scored"].get<int>());
+            for (const char* kind : {"nearest", "random"}) {
+                const json& t = rs["totals"][kind];
+                std::string by;
+                for (size_t w = 0; w < t["by_window_total"].size(); ++w)
+                    by += format("%s%d/%d", w ? " " : "", t["by_window_within"][w].get<int>(), t["by_window_total"][w].get<int>());
+                md += format("| %s | %d | %d of %d | %d | %d | %s | %.4f |\n",
+                              kind[0] == 'n' ? "most alike at the start" : "drawn at random", t["pairs"].get<int>(),
+                              t["windows_within"].get<int>(), t["windows"].get<int>(), t["pairs_within"].get<int>(),
+                              t["whole_trace_pairs_within"].get<int>(), by.c_str(), t["mean_distance"].get<double>());
+            }
+            md += "\n";
+        }
     }
     // Motion by the frame pair's place in its chunk (README "Motion inside a chunk"): turn rate (image shift per
     // commanded degree, as a share of the simulator's) and the zoom per frame walking forward.

@@ -15,10 +15,12 @@
 #   tests   the GPU test suite, then compute-sanitizer memcheck + racecheck on the attention tests
 #   gui     the GUI offscreen with the CUDA backend: must name "CUDA-GL interop" as its presentation path
 #   bench   bench-attention with PyTorch's SDPA baseline (unless BENCH_ATTENTION=0), and the end-to-end benchmark
-#   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training)
+#   quality kvworld-cli eval --mode quality on the newly trained model (or INIT without training); QUALITY_ARGS: more eval flags
 #   grid    kvworld-cli eval --mode grid (GRID_ARGS, or several: GRIDS="name|args;...")
 #   film    2-minute rollouts (FILM_WORLDS), every 15 s beside the simulator, with per-second frame statistics
 #           (the README's film strip; FILM_EARLY: the same for INIT while the training runs)
+#   worldchange  on the CPU cores, beside the GPU phases: kvworld-cli eval --mode world-change WC_ARGS (default: 64
+#           traces, each replayed in a pool of 2048 other worlds, the 8 most alike at the start and 8 at random scored)
 #   sweep   several quality evaluations: SWEEP="name|model dir|extra eval args;..." (e.g. other --cache-t);
 #           SWEEP_EARLY (same form) runs while the training does; VARIANTS makes sampler variants of INIT
 # Results are packed into $OUT/results.tar.gz after every phase, so a run cut short returns what it did.
@@ -134,6 +136,13 @@ if has train; then
 fi
 stamp "build"
 nice ninja -C $B -k 0 ${BUILD_TARGETS:-} > "$R/build.log" 2>&1; echo "build rc=$?" | tee -a "$R/timeline.txt"; grep -E "error" "$R/build.log" | head
+if has worldchange; then
+  stamp "world change: eval --mode world-change ${WC_ARGS:---traces 64 --resample-pool 2048 --resample-nearest 8}"
+  (nice -n 15 timeout "${WC_TIMEOUT:-480}" $B/app/cli/kvworld-cli eval --backend cpu --model "$INIT" --mode world-change \
+    ${WC_ARGS:---traces 64 --resample-pool 2048 --resample-nearest 8} --out "$R/world_change" > "$R/world_change.txt" 2>&1
+   echo "world change rc=$?" >> "$R/world_change.txt") &
+  wc_pid=$!
+fi
 if has tests; then
   stamp "GPU tests"
   $B/tests/test_cuda_ops > "$R/gpu_tests.log" 2>&1; grep -E "^\[  (PASSED|FAILED)" "$R/gpu_tests.log" | tee -a "$R/timeline.txt"
@@ -182,7 +191,7 @@ fi
 if has quality; then
   stamp "evaluation: quality bar ($MODEL)"
   timeout "${QUALITY_TIMEOUT:-150}" $B/app/cli/kvworld-cli eval --backend cuda --model "$MODEL" --mode quality --traces "${QUALITY_TRACES:-4}" \
-    --out "$R/eval_quality" > "$R/eval_quality.txt" 2>&1; tail -12 "$R/eval_quality.txt"
+    ${QUALITY_ARGS:-} --out "$R/eval_quality" > "$R/eval_quality.txt" 2>&1; tail -12 "$R/eval_quality.txt"
   pack
 fi
 if has grid; then
@@ -202,6 +211,10 @@ if has film; then
 fi
 if has sweep; then
   run_sweep "${SWEEP:-}"
+fi
+if has worldchange; then
+  stamp "waiting for world change"
+  wait $wc_pid; grep -v -E "screened|rendered " "$R/world_change.txt" | tail -6 | tee -a "$R/timeline.txt"
 fi
 stamp "done"
 pack
