@@ -47,17 +47,23 @@ __device__ void source_position(const WarpFrame& g, int px, int py, int w, doubl
     *sy = g.horizon_from + dy / (hypot(X, Z) * cos(a_s));
 }
 
+// The source position of element i of [frames, h, w] (frame i / (w h), pixel i % (w h)): what both kernels share.
+__device__ void source_position_at(const float* __restrict__ views, size_t i, int w, int h, float hfov_deg, float eye_height,
+                                   double* sx, double* sy) {
+    const size_t pixels = static_cast<size_t>(w) * h, p = i % pixels;
+    source_position(warp_frame_of(views, static_cast<int>(i / pixels), w, h, hfov_deg, eye_height), static_cast<int>(p % w),
+                    static_cast<int>(p / w), w, sx, sy);
+}
+
 __global__ void source_maps_kernel(const float* __restrict__ views, int frames, int w, int h, float hfov_deg, float eye_height,
                                    float* __restrict__ maps) {
     const size_t pixels = static_cast<size_t>(w) * h, n = static_cast<size_t>(frames) * pixels;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        const int f = static_cast<int>(i / pixels);
-        const size_t p = i % pixels;
         double sx, sy;
-        source_position(warp_frame_of(views, f, w, h, hfov_deg, eye_height), static_cast<int>(p % w), static_cast<int>(p / w), w, &sx,
-                        &sy);
-        maps[static_cast<size_t>(f) * 2 * pixels + p] = static_cast<float>(sx);
-        maps[static_cast<size_t>(f) * 2 * pixels + pixels + p] = static_cast<float>(sy);
+        source_position_at(views, i, w, h, hfov_deg, eye_height, &sx, &sy);
+        const size_t f = i / pixels, p = i % pixels;
+        maps[f * 2 * pixels + p] = static_cast<float>(sx);
+        maps[f * 2 * pixels + pixels + p] = static_cast<float>(sy);
     }
 }
 
@@ -65,13 +71,10 @@ __global__ void source_maps_kernel(const float* __restrict__ views, int frames, 
 // the border repeated outside the source (as warp_frame on the CPU).
 __global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ views, int frames, int w, int h,
                                    float hfov_deg, float eye_height, float sigma) {
-    const size_t pixels = static_cast<size_t>(w) * h, n = static_cast<size_t>(frames) * pixels;
+    const size_t n = static_cast<size_t>(frames) * w * h;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        const int f = static_cast<int>(i / pixels);
-        const size_t p = i % pixels;
         double sx_d, sy_d;
-        source_position(warp_frame_of(views, f, w, h, hfov_deg, eye_height), static_cast<int>(p % w), static_cast<int>(p / w), w, &sx_d,
-                        &sy_d);
+        source_position_at(views, i, w, h, hfov_deg, eye_height, &sx_d, &sy_d);
         // Rounded to float first, as the host's maps are, so that the bilinear weights are the CPU's.
         const float sx = static_cast<float>(sx_d) - 0.5f, sy = static_cast<float>(sy_d) - 0.5f;
         const float fx = floorf(sx), fy = floorf(sy);
