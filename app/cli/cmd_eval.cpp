@@ -691,12 +691,14 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
             const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
             const std::vector<Image> all = ground_truth(t, c, 0, F + long_frames);  // context, then the rollout's frames
             const std::vector<Image> gt(all.begin() + F, all.end());
-            const FrameStats start = frame_stats(std::vector<Image>(all.begin(), all.begin() + F));
+            const TraceStats sim = trace_stats(all, F, long_frames);
+            const std::vector<std::pair<int, int>> spans = rollout_windows(long_frames, F);
             json windows = json::array();
             int within = 0, keep = 0;
-            for (const auto& [w0, w1] : rollout_windows(long_frames, F)) {
-                const FrameStats fg = frame_stats(slice(r.frames, w0, w1)), fs_ = frame_stats(slice(gt, w0, w1));
-                const BarCheck model_bar = check_bar(fg, fs_), keep_bar = check_bar(start, fs_);
+            for (size_t k = 0; k < spans.size(); ++k) {
+                const auto& [w0, w1] = spans[k];
+                const FrameStats fg = frame_stats(slice(r.frames, w0, w1)), &fs_ = sim.windows[k];
+                const BarCheck model_bar = check_bar(fg, fs_), keep_bar = check_bar(sim.start, fs_);
                 within += model_bar.within;
                 keep += keep_bar.within;
                 // The absolute statistics too: a failing ratio is either the model's frames changing or the
@@ -717,7 +719,7 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
             keep_windows += keep;
             keep_worlds += keep == n_windows;
             // The looser reading of the bar: the statistics of the whole trace at once.
-            const FrameStats whole_model = frame_stats(r.frames), whole_sim = frame_stats(gt);
+            const FrameStats whole_model = frame_stats(r.frames), &whole_sim = sim.whole;
             const BarCheck whole = check_bar(whole_model, whole_sim);
             whole_within += whole.within;
             json whole_json = bar_json(whole);
@@ -732,7 +734,7 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
             }
             rollouts.push_back({{"world_seed", t.world_seed}, {"seconds", static_cast<double>(long_frames) / c.fps},
                                 {"ms_per_chunk", r.ms_per_chunk}, {"windows", windows}, {"windows_within_bar", within},
-                                {"start_context", stats_json(start)}, {"keep_start_windows_within_bar", keep},
+                                {"start_context", stats_json(sim.start)}, {"keep_start_windows_within_bar", keep},
                                 {"whole_trace", whole_json}});
             std::printf("rollout of %.0f s in world %llu:", static_cast<double>(long_frames) / c.fps,
                         static_cast<unsigned long long>(t.world_seed));
