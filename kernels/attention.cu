@@ -2,19 +2,19 @@
 // correction (docs/design.md "The correction").
 //
 // One thread block = the query rows of one head (128 with the default block shape: 8 warps x 16 rows; see
-// BlockShape) over a range of key tiles (all tiles of all cached segments, then the current chunk's, optionally
-// split across blocks). Per tile the block dequantizes K (and applies RoPE at the key's reassigned position)
-// and V once into shared memory as bf16, shared by all its queries; each warp computes S = Q·K^T and
-// O += P·V with mma.sync.m16n8k16 (bf16 in, fp32 accumulate) and keeps an fp32 online softmax, with a separate
-// running sum of the mass on cached keys (P_S).
+// BlockShape) over a range of key tiles (all tiles of all cached segments, then the current chunk's,
+// optionally split across blocks). Per tile the block dequantizes K (and applies RoPE at the key's reassigned
+// position) and V once into shared memory as bf16, shared by all its queries; each warp computes S = Q·K^T
+// and O += P·V with mma.sync.m16n8k16 (bf16 in, fp32 accumulate) and keeps an fp32 online softmax, with a
+// separate running sum of the mass on cached keys (P_S).
 //
 // Pipeline (one __syncthreads per tile): every thread owns quarters of key rows of a tile (key j = u/4,
-// channels [q*hd/4, (q+1)*hd/4), q = u%4, u = tid + i*threads). Before computing tile t it issues cp.async copies of
-// its part of tile t+1 — packed codes into a private staging slot, bf16 rows straight into the other K/V
-// buffer — and loads that part's fp16 step/offset into registers; after computing tile t it waits for its
-// own copies (no barrier needed: it reads only what it copied), dequantizes and rotates its part into the
-// other buffer. Warps that finish their MMAs early thus dequantize while others still use the tensor cores.
-// Channel-layout keys (codes contiguous along tokens) are loaded per (rotation pair, 8 tokens) into
+// channels [q*hd/4, (q+1)*hd/4), q = u%4, u = tid + i*threads). Before computing tile t it issues cp.async
+// copies of its part of tile t+1 — packed codes into a private staging slot, bf16 rows straight into the
+// other K/V buffer — and loads that part's fp16 step/offset into registers; after computing tile t it waits
+// for its own copies (no barrier needed: it reads only what it copied), dequantizes and rotates its part into
+// the other buffer. Warps that finish their MMAs early thus dequantize while others still use the tensor
+// cores. Channel-layout keys (codes contiguous along tokens) are loaded per (rotation pair, 8 tokens) into
 // registers instead.
 //
 // The correction is subtracted from scores of quantized cached keys: Taylor from per-query group norms and
@@ -39,7 +39,8 @@ namespace {
 
 // Block shapes, a template parameter (SHAPE): warps, m-tiles of 16 query rows per warp, keys per tile.
 //   0: 8 warps x 16 rows = 128 rows over 64-key tiles (one block per multiprocessor);
-//   1: 4 warps x 16 rows = 64 rows over 32-key tiles (about half the shared memory: fits the 99 KB a block may
+//   1: 4 warps x 16 rows = 64 rows over 32-key tiles (about half the shared memory: fits the 99 KB a block
+//   may
 //      have on sm_86/sm_89 cards);
 //   2: 4 warps x 32 rows = 128 rows over 32-key tiles: each K/V fragment read from shared memory serves two
 //      m-tiles (half the shared-memory traffic per MMA), two blocks per multiprocessor.
@@ -61,8 +62,8 @@ template <int SHAPE>
 constexpr int rows_of() {
     return 16 * BlockShape<SHAPE>::warps * BlockShape<SHAPE>::mtiles;
 }
-constexpr int kStageBytes = 64;   // per key row quarter: K codes [0, 32), V codes [32, 64)
-constexpr int kTileRows = 64;     // P_S partial sums and the split combine work on 64-row query tiles
+constexpr int kStageBytes = 64;  // per key row quarter: K codes [0, 32), V codes [32, 64)
+constexpr int kTileRows = 64;    // P_S partial sums and the split combine work on 64-row query tiles
 constexpr int kCombineThreads = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -97,19 +98,23 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 template <int BYTES>
 __device__ __forceinline__ void cp_async(void* smem, const void* gmem) {
     static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async sizes");
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "n"(BYTES) : "memory");
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "n"(BYTES)
+                 : "memory");
 }
 // `bytes`: 4, 8 or a multiple of 16 (both addresses aligned to it).
 __device__ __forceinline__ void cp_async_bytes(void* smem, const void* gmem, int bytes) {
     if (bytes >= 16) {
-        for (int b = 0; b < bytes; b += 16) cp_async<16>(static_cast<uint8_t*>(smem) + b, static_cast<const uint8_t*>(gmem) + b);
+        for (int b = 0; b < bytes; b += 16)
+            cp_async<16>(static_cast<uint8_t*>(smem) + b, static_cast<const uint8_t*>(gmem) + b);
     } else if (bytes == 8) {
         cp_async<8>(smem, gmem);
     } else {
         cp_async<4>(smem, gmem);
     }
 }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
 // 2^x on the special-function unit, flushing denormal results to zero (exp2f adds range fix-ups we do not
 // need: arguments are <= 0 after the running maximum is subtracted; 2^-inf = 0).
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -130,7 +135,8 @@ __device__ __forceinline__ TokenPos token_pos(const AttentionParams& p, int slot
     const int f = token / p.tokens_per_frame, within = token % p.tokens_per_frame;
     return TokenPos{slot * p.chunk_frames + f, within / p.patch_cols, within % p.patch_cols};
 }
-__device__ __forceinline__ void rope_factor(const AttentionParams& p, const TokenPos& pos, int pair, float& co, float& si) {
+__device__ __forceinline__ void rope_factor(const AttentionParams& p, const TokenPos& pos, int pair,
+                                            float& co, float& si) {
     if (pair < p.rope_pairs[0]) {
         const int i = pos.t * p.rope_pairs[0] + pair;
         co = p.rope_cos[0][i];
@@ -147,7 +153,8 @@ __device__ __forceinline__ void rope_factor(const AttentionParams& p, const Toke
 }
 // Factors of the 4 rotation pairs [pair0, pair0 + 4) (pair0 a multiple of 4): one 16-byte load each of cos
 // and sin when the four lie in one axis whose table rows are 16-byte aligned, else pair by pair.
-__device__ __forceinline__ void rope_factors4(const AttentionParams& p, const TokenPos& pos, int pair0, float (&co)[4], float (&si)[4]) {
+__device__ __forceinline__ void rope_factors4(const AttentionParams& p, const TokenPos& pos, int pair0,
+                                              float (&co)[4], float (&si)[4]) {
     int axis = 0, pa = pair0;
     if (pa >= p.rope_pairs[0]) {
         pa -= p.rope_pairs[0];
@@ -172,7 +179,8 @@ __device__ __forceinline__ void rope_factors4(const AttentionParams& p, const To
     }
 }
 // Rotates 8 consecutive channels starting at channel c0 (a multiple of 8: 4 pairs) and stores them as bf16.
-__device__ __forceinline__ void rotate8_store(const AttentionParams& p, const TokenPos& pos, int c0, float (&v)[8], uint16_t* dst) {
+__device__ __forceinline__ void rotate8_store(const AttentionParams& p, const TokenPos& pos, int c0,
+                                              float (&v)[8], uint16_t* dst) {
     float co[4], si[4];
     rope_factors4(p, pos, c0 / 2, co, si);
     uint32_t out[4];
@@ -184,8 +192,8 @@ __device__ __forceinline__ void rotate8_store(const AttentionParams& p, const To
     *reinterpret_cast<uint4*>(dst) = make_uint4(out[0], out[1], out[2], out[3]);
 }
 __device__ __forceinline__ void store8(const float (&v)[8], uint16_t* dst) {
-    *reinterpret_cast<uint4*>(dst) = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]), pack_bf16x2(v[4], v[5]),
-                                                pack_bf16x2(v[6], v[7]));
+    *reinterpret_cast<uint4*>(dst) = make_uint4(pack_bf16x2(v[0], v[1]), pack_bf16x2(v[2], v[3]),
+                                                pack_bf16x2(v[4], v[5]), pack_bf16x2(v[6], v[7]));
 }
 __device__ __forceinline__ void load8_bf16(const uint16_t* src, float (&v)[8]) {
     const uint4 raw = *reinterpret_cast<const uint4*>(src);
@@ -204,14 +212,17 @@ __device__ __forceinline__ uint64_t load_codes8(const uint8_t* src, int bits) {
     return static_cast<uint64_t>(w.x) | (static_cast<uint64_t>(w.y) << 32);
 }
 
-// An unsigned code (< 2^23) as a float without the quarter-rate I2F conversion: the bits 0x4B000000 | code are
-// the float 2^23 + code exactly; subtracting 2^23 is exact.
-__device__ __forceinline__ float code_to_float(uint32_t code) { return __uint_as_float(0x4B000000u | code) - 8388608.f; }
+// An unsigned code (< 2^23) as a float without the quarter-rate I2F conversion: the bits 0x4B000000 | code
+// are the float 2^23 + code exactly; subtracting 2^23 is exact.
+__device__ __forceinline__ float code_to_float(uint32_t code) {
+    return __uint_as_float(0x4B000000u | code) - 8388608.f;
+}
 // 8 codes (from a 16-bit-aligned position) -> off + step * code.
 __device__ __forceinline__ void dequant8(uint64_t raw, int bits, float step, float off, float (&v)[8]) {
     const uint32_t mask = (1u << bits) - 1u;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = fmaf(step, code_to_float(static_cast<uint32_t>(raw >> (i * bits)) & mask), off);
+    for (int i = 0; i < 8; ++i)
+        v[i] = fmaf(step, code_to_float(static_cast<uint32_t>(raw >> (i * bits)) & mask), off);
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------------
@@ -221,7 +232,8 @@ struct TileInfo {
     bool current;
 };
 template <int kBK>
-__device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile, int tiles_per_segment, int n_seg) {
+__device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile, int tiles_per_segment,
+                                              int n_seg) {
     TileInfo ti;
     const int seg = tile / tiles_per_segment;
     ti.key0 = (tile % tiles_per_segment) * kBK;
@@ -234,7 +246,8 @@ __device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile
 }
 
 template <int HD, int KBITS, int SHAPE>
-__global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 : 2) attention_kernel(KernelArgs args) {
+__global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 : 2)
+    attention_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
     constexpr int WARPS = BlockShape<SHAPE>::warps, MT = BlockShape<SHAPE>::mtiles;
     constexpr int kThreads = WARPS * 32;
@@ -247,18 +260,20 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     constexpr int kRegion = HD / 4;  // channels of the key row quarter a thread loads
     constexpr int kTile = kBK * kStride;
     constexpr bool kKeyQuantized = KBITS < 16;
-    constexpr int kChanItems = kKeyQuantized ? kPairs * (kBK / 8) / kThreads : 0;  // (pair, 8 tokens) per thread
+    constexpr int kChanItems =
+        kKeyQuantized ? kPairs * (kBK / 8) / kThreads : 0;  // (pair, 8 tokens) per thread
     static_assert(!kKeyQuantized || kPairs * (kBK / 8) % kThreads == 0, "channel items");
     extern __shared__ __align__(16) uint8_t smem_raw[];
-    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);             // [kBQ][kStride]
-    uint16_t* Kb = Qs + kBQ * kStride;                                 // [2][kBK][kStride]
-    uint16_t* Vb = Kb + 2 * kTile;                                     // [2][kBK][kStride]
-    uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);      // [4 * kBK][kStageBytes]
-    float* kstep = reinterpret_cast<float*>(stage + 4 * kBK * kStageBytes);  // [2][kBK][4] token-layout key steps
-    float* chstep = kstep + 2 * kBK * 4;                              // [2][2][kPairs] channel layout: (token block, pair)
-    float* block_bias = chstep + 2 * 2 * kPairs;                      // [2][kBQ][2] channel-layout Taylor bias
-    float* ps_acc = block_bias + 2 * kBQ * 2;                         // [4]: per 64-row half
-    float* bias_tile = ps_acc + 4;                                    // [2][kBQ][kBK + 4] exact correction only
+    uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);         // [kBQ][kStride]
+    uint16_t* Kb = Qs + kBQ * kStride;                            // [2][kBK][kStride]
+    uint16_t* Vb = Kb + 2 * kTile;                                // [2][kBK][kStride]
+    uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);  // [4 * kBK][kStageBytes]
+    float* kstep =
+        reinterpret_cast<float*>(stage + 4 * kBK * kStageBytes);  // [2][kBK][4] token-layout key steps
+    float* chstep = kstep + 2 * kBK * 4;          // [2][2][kPairs] channel layout: (token block, pair)
+    float* block_bias = chstep + 2 * 2 * kPairs;  // [2][kBQ][2] channel-layout Taylor bias
+    float* ps_acc = block_bias + 2 * kBQ * 2;     // [4]: per 64-row half
+    float* bias_tile = ps_acc + 4;                // [2][kBQ][kBK + 4] exact correction only
 
     const int q_tile = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
@@ -292,9 +307,11 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     const int tile_begin = static_cast<int>(static_cast<long long>(total_tiles) * split / p.splits);
     const int tile_end = static_cast<int>(static_cast<long long>(total_tiles) * (split + 1) / p.splits);
 
-    // ---- stage 1 of a tile: start the copies of this thread's part (and keep its metadata in registers) ----
+    // ---- stage 1 of a tile: start the copies of this thread's part (and keep its metadata in registers)
+    // ----
     uint32_t kmeta[kRows] = {}, vmeta[kRows] = {};  // (step | offset << 16), fp16 bits
-    uint64_t craw[kChanItems > 0 ? kChanItems : 1][2];  // channel layout: 8 tokens' codes of the pair's 2 channels
+    uint64_t craw[kChanItems > 0 ? kChanItems : 1]
+                 [2];  // channel layout: 8 tokens' codes of the pair's 2 channels
     uint32_t coff[kChanItems > 0 ? kChanItems : 1][2], cstep[kChanItems > 0 ? kChanItems : 1];
     auto issue = [&](const TileInfo& ti, int buf) {
         const SegmentDesc& sd = ti.sd;
@@ -313,16 +330,20 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
             }
             const size_t key_row = static_cast<size_t>(h) * ti.T + t;
             if constexpr (!kKeyQuantized) {
-                cp_async_bytes(kdst, reinterpret_cast<const uint16_t*>(sd.k_codes) + key_row * HD + kc0, kRegion * 2);
+                cp_async_bytes(kdst, reinterpret_cast<const uint16_t*>(sd.k_codes) + key_row * HD + kc0,
+                               kRegion * 2);
             } else if (!kchan) {
-                cp_async_bytes(my_stage, sd.k_codes + key_row * (HD * KBITS / 8) + kc0 * KBITS / 8, kRegion * KBITS / 8);
+                cp_async_bytes(my_stage, sd.k_codes + key_row * (HD * KBITS / 8) + kc0 * KBITS / 8,
+                               kRegion * KBITS / 8);
                 const size_t m = key_row * (HD / group) + kc0 / group;
                 kmeta[i] = sd.k_steps[m] | (static_cast<uint32_t>(sd.k_offsets[m]) << 16);
             }
             if (vbits == 16) {
-                cp_async_bytes(vdst, reinterpret_cast<const uint16_t*>(sd.v_codes) + key_row * HD + kc0, kRegion * 2);
+                cp_async_bytes(vdst, reinterpret_cast<const uint16_t*>(sd.v_codes) + key_row * HD + kc0,
+                               kRegion * 2);
             } else {
-                cp_async_bytes(my_stage + 32, sd.v_codes + key_row * (HD * vbits / 8) + kc0 * vbits / 8, kRegion * vbits / 8);
+                cp_async_bytes(my_stage + 32, sd.v_codes + key_row * (HD * vbits / 8) + kc0 * vbits / 8,
+                               kRegion * vbits / 8);
                 const size_t m = key_row * (HD / vgroup) + kc0 / vgroup;
                 vmeta[i] = sd.v_steps[m] | (static_cast<uint32_t>(sd.v_offsets[m]) << 16);
             }
@@ -332,13 +353,16 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                 const int blocks = (ti.T + group - 1) / group;
 #pragma unroll
                 for (int i = 0; i < kChanItems; ++i) {
-                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs, tf = ti.key0 + (item / kPairs) * 8;
+                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs,
+                              tf = ti.key0 + (item / kPairs) * 8;
                     if (tf >= ti.T) continue;
                     const size_t blk = static_cast<size_t>(h) * blocks + tf / group;
 #pragma unroll
                     for (int ch = 0; ch < 2; ++ch) {
                         const int c = 2 * pr + ch;
-                        craw[i][ch] = load_codes8(sd.k_codes + (blk * HD + c) * (group * KBITS / 8) + (tf % group) * KBITS / 8, KBITS);
+                        craw[i][ch] = load_codes8(
+                            sd.k_codes + (blk * HD + c) * (group * KBITS / 8) + (tf % group) * KBITS / 8,
+                            KBITS);
                         coff[i][ch] = sd.k_offsets[blk * HD + c];
                     }
                     cstep[i] = sd.k_steps[blk * kPairs + pr];
@@ -403,7 +427,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                 // Channel layout: (pair, 8 tokens) items from registers; RoPE per token.
 #pragma unroll
                 for (int i = 0; i < kChanItems; ++i) {
-                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs, oct = item / kPairs, tf = ti.key0 + oct * 8;
+                    const int item = threadIdx.x + i * kThreads, pr = item % kPairs, oct = item / kPairs,
+                              tf = ti.key0 + oct * 8;
                     float co0 = 0.f, co1 = 0.f, s = 0.f;
                     if (tf < ti.T) {
                         co0 = f16_to_f32(coff[i][0]);
@@ -420,8 +445,10 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                             *kd = 0u;
                             continue;
                         }
-                        const float x0 = fmaf(s, code_to_float(static_cast<uint32_t>(craw[i][0] >> (e * KBITS)) & mask), co0);
-                        const float x1 = fmaf(s, code_to_float(static_cast<uint32_t>(craw[i][1] >> (e * KBITS)) & mask), co1);
+                        const float x0 = fmaf(
+                            s, code_to_float(static_cast<uint32_t>(craw[i][0] >> (e * KBITS)) & mask), co0);
+                        const float x1 = fmaf(
+                            s, code_to_float(static_cast<uint32_t>(craw[i][1] >> (e * KBITS)) & mask), co1);
                         float c, sn;
                         rope_factor(p, pos, pr, c, sn);
                         *kd = pack_bf16x2(x0 * c - x1 * sn, x0 * sn + x1 * c);
@@ -433,7 +460,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                             }
                         }
                     }
-                    // One writer per (token block, pair): the item at the block's first 8 tokens in this tile.
+                    // One writer per (token block, pair): the item at the block's first 8 tokens in this
+                    // tile.
                     const int lb = tf / group - ti.key0 / group;
                     if (corrected && (oct == 0 || tf % group == 0)) chstep[(buf * 2 + lb) * kPairs + pr] = s;
                 }
@@ -448,7 +476,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                 const int r = item / 2, lb = item % 2;
                 float acc = 0.f;
                 for (int pr = 0; pr < kPairs; ++pr) {
-                    const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                    const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]),
+                                b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
                     const float s = chstep[(buf * 2 + lb) * kPairs + pr];
                     acc += (a * a + b * b) * s * s;
                 }
@@ -465,11 +494,13 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     const TokenPos pos = token_pos(p, ti.slot, ti.key0 + j);
                     const int lb = kchan ? (ti.key0 + j) / group - ti.key0 / group : 0;
                     for (int pr = 0; pr < kPairs; ++pr) {
-                        const float s = kchan ? chstep[(buf * 2 + lb) * kPairs + pr] : kstep[(buf * kBK + j) * 4 + (2 * pr) / group];
+                        const float s = kchan ? chstep[(buf * 2 + lb) * kPairs + pr]
+                                              : kstep[(buf * kBK + j) * 4 + (2 * pr) / group];
                         if (s == 0.f) continue;
                         float co, si;
                         rope_factor(p, pos, pr, co, si);
-                        const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]), b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                        const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]),
+                                    b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
                         const float u0 = a * co + b * si, u1 = -a * si + b * co;
                         acc += log_sinhc(half_alpha * s * u0) + log_sinhc(half_alpha * s * u1);
                     }
@@ -486,7 +517,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     }
     __syncthreads();  // Q tile and the first K/V tile
 
-    // Per-thread rows (within the block's tile) of m-tile mt: row(mt, 0) = warp*16*MT + mt*16 + g, row(mt, 1) = +8.
+    // Per-thread rows (within the block's tile) of m-tile mt: row(mt, 0) = warp*16*MT + mt*16 + g, row(mt, 1)
+    // = +8.
     auto row_of = [&](int mt, int half) { return warp * 16 * MT + mt * 16 + g + 8 * half; };
     // Q fragments: kept in registers with one m-tile per warp; with two, re-read from shared memory per tile
     // (the registers go to the second accumulator).
@@ -494,7 +526,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     if constexpr (MT == 1) {
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk)
-            ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
+            ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 +
+                                    (lane / 16) * 8);
     }
     // Token-layout Taylor: per row, ||q_g||^2 of each group, pre-scaled by alpha^2/24 * log2(e).
     float qn[MT][2][4];
@@ -557,7 +590,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int nb = 0; nb < kBK / 8; ++nb) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.f;
+            for (int nb = 0; nb < kBK / 8; ++nb)
+                s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; ++kk) {
             uint32_t a[MT][4];
@@ -567,13 +601,16 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
                     for (int i = 0; i < 4; ++i) a[mt][i] = qf[kk][i];
                 } else {
-                    ldmatrix_x4(a[mt], Qs + (warp * 16 * MT + mt * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 + (lane / 16) * 8);
+                    ldmatrix_x4(
+                        a[mt], Qs + (warp * 16 * MT + mt * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride +
+                                   kk * 16 + (lane / 16) * 8);
                 }
             }
 #pragma unroll
             for (int nb2 = 0; nb2 < kBK / 16; ++nb2) {
                 uint32_t b[4];
-                ldmatrix_x4(b, Kt + (nb2 * 16 + (lane % 8) + (lane / 16) * 8) * kStride + kk * 16 + ((lane / 8) & 1) * 8);
+                ldmatrix_x4(b, Kt + (nb2 * 16 + (lane % 8) + (lane / 16) * 8) * kStride + kk * 16 +
+                                   ((lane / 8) & 1) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
                     mma_16816(s[mt][2 * nb2], a[mt], b[0], b[1]);
@@ -619,7 +656,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
             });
         } else {
             scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
-                const float4 st = *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);  // step^2 per group
+                const float4 st =
+                    *reinterpret_cast<const float4*>(kstep + (buf * kBK + j) * 4);  // step^2 per group
                 const float s2[4] = {st.x, st.y, st.z, st.w};
                 b_lo = b_hi = 0.f;
 #pragma unroll
@@ -651,7 +689,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
             float sum[2] = {0.f, 0.f};
 #pragma unroll
             for (int hf = 0; hf < 2; ++hf) {
-                for (int off = 1; off < 4; off <<= 1) mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], off));
+                for (int off = 1; off < 4; off <<= 1)
+                    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], off));
                 const float mn = fmaxf(m_run[mt][hf], mx[hf]);
                 const float cf = fast_exp2(m_run[mt][hf] - mn);
                 m_run[mt][hf] = mn;
@@ -672,7 +711,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                 if (!cur.current) lc_run[mt][hf] += sum[hf];
             }
         }
-        // ---- O += P V on tensor cores (P from the S registers, V via ldmatrix.trans, shared by the m-tiles) ----
+        // ---- O += P V on tensor cores (P from the S registers, V via ldmatrix.trans, shared by the m-tiles)
+        // ----
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {
             uint32_t a[MT][4];
@@ -686,7 +726,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
             for (int nb2 = 0; nb2 < HD / 16; ++nb2) {
                 uint32_t b[4];
-                ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + nb2 * 16 + (lane / 16) * 8);
+                ldmatrix_x4_trans(b, Vt + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + nb2 * 16 +
+                                         (lane / 16) * 8);
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
                     mma_16816(o[mt][2 * nb2], a[mt], b[0], b[1]);
@@ -719,7 +760,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
             if (p.splits == 1) {
 #pragma unroll
                 for (int nb = 0; nb < HD / 8; ++nb)
-                    *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(row) * D + h * HD + nb * 8 + 2 * tig) =
+                    *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(row) * D + h * HD + nb * 8 +
+                                                 2 * tig) =
                         pack_bf16x2(o[mt][nb][2 * hf] * inv, o[mt][nb][2 * hf + 1] * inv);
                 if (tig == 0) ps_warp += lc_run[mt][hf] * inv;
             } else {
@@ -745,12 +787,13 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
         __syncthreads();
         // One partial sum per 64-row query tile, whatever the block's height.
         const int t64 = q_tile * (kBQ / kTileRows) + static_cast<int>(threadIdx.x);
-        if (threadIdx.x < kBQ / kTileRows && t64 < args.q_tiles) p.p_cache_partial[h * args.q_tiles + t64] = ps_acc[threadIdx.x];
+        if (threadIdx.x < kBQ / kTileRows && t64 < args.q_tiles)
+            p.p_cache_partial[h * args.q_tiles + t64] = ps_acc[threadIdx.x];
     }
 }
 
-// Merges the key-range splits: O = sum_s w_s O_s / sum_s w_s, w_s = l_s 2^(m_s - M); P_S likewise. One block per
-// 64-row query tile and head; the rows' weights first, then every (row, channel) in parallel.
+// Merges the key-range splits: O = sum_s w_s O_s / sum_s w_s, w_s = l_s 2^(m_s - M); P_S likewise. One block
+// per 64-row query tile and head; the rows' weights first, then every (row, channel) in parallel.
 template <int HD>
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
@@ -764,7 +807,8 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs arg
         float ps = 0.f, inv = 0.f;
         if (r < N) {
             float M = -INFINITY;
-            for (int sp = 0; sp < p.splits; ++sp) M = fmaxf(M, p.split_stats[((static_cast<size_t>(sp) * p.heads + h) * N + r) * 3]);
+            for (int sp = 0; sp < p.splits; ++sp)
+                M = fmaxf(M, p.split_stats[((static_cast<size_t>(sp) * p.heads + h) * N + r) * 3]);
             float L = 0.f, Lc = 0.f;
             for (int sp = 0; sp < p.splits; ++sp) {
                 const float* st = p.split_stats + ((static_cast<size_t>(sp) * p.heads + h) * N + r) * 3;
@@ -785,11 +829,13 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs arg
         if (q0 + r >= N) continue;
         float a0 = 0.f, a1 = 0.f;
         for (int sp = 0; sp < p.splits; ++sp) {
-            const float2 v = *reinterpret_cast<const float2*>(p.split_o + ((static_cast<size_t>(sp) * p.heads + h) * N + q0 + r) * HD + c);
+            const float2 v = *reinterpret_cast<const float2*>(
+                p.split_o + ((static_cast<size_t>(sp) * p.heads + h) * N + q0 + r) * HD + c);
             a0 += weights[r][sp] * v.x;
             a1 += weights[r][sp] * v.y;
         }
-        *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(q0 + r) * D + h * HD + c) = pack_bf16x2(a0 * inv_total[r], a1 * inv_total[r]);
+        *reinterpret_cast<uint32_t*>(p.out + static_cast<size_t>(q0 + r) * D + h * HD + c) =
+            pack_bf16x2(a0 * inv_total[r], a1 * inv_total[r]);
     }
     if (p.p_cache_partial && threadIdx.x < 32) {
         float ps = ps_rows[threadIdx.x] + ps_rows[threadIdx.x + 32];
@@ -824,21 +870,23 @@ template <int HD, int KBITS, int SHAPE>
 void configure() {
     // A shape this device cannot hold is never chosen (attention_block_shape) and refused if forced.
     const size_t need = std::min(smem_bytes<HD, SHAPE>(true), smem_optin());
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(need)));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)));
 }
 
 template <int HD, int KBITS, int SHAPE>
 void launch(const KernelArgs& args, cudaStream_t stream) {
     const bool exact = KBITS < 16 && args.p.correction == 2;
     if (smem_bytes<HD, SHAPE>(exact) > smem_optin())
-        throw Error("CUDA attention: block shape " + std::to_string(SHAPE) + " needs " + std::to_string(smem_bytes<HD, SHAPE>(exact)) +
+        throw Error("CUDA attention: block shape " + std::to_string(SHAPE) + " needs " +
+                    std::to_string(smem_bytes<HD, SHAPE>(exact)) +
                     " bytes of shared memory; this GPU gives a block " + std::to_string(smem_optin()));
     constexpr int rows = rows_of<SHAPE>(), keys = BlockShape<SHAPE>::keys;
     const dim3 grid((args.p.n_tokens + rows - 1) / rows, args.p.heads, args.p.splits);
     KernelArgs a = args;
     a.tiles_per_segment = (a.p.n_tokens + keys - 1) / keys;
-    attention_kernel<HD, KBITS, SHAPE><<<grid, BlockShape<SHAPE>::warps * 32, smem_bytes<HD, SHAPE>(exact), stream>>>(a);
+    attention_kernel<HD, KBITS, SHAPE>
+        <<<grid, BlockShape<SHAPE>::warps * 32, smem_bytes<HD, SHAPE>(exact), stream>>>(a);
     CUDA_CHECK_LAUNCH("attention");
 }
 
@@ -851,7 +899,9 @@ void configure_shapes() {
 
 }  // namespace
 
-int attention_query_tiles(int n_tokens) { return (n_tokens + kTileRows - 1) / kTileRows; }
+int attention_query_tiles(int n_tokens) {
+    return (n_tokens + kTileRows - 1) / kTileRows;
+}
 
 int multiprocessors() {
     static const int count = [] {
@@ -863,10 +913,10 @@ int multiprocessors() {
 }
 
 int attention_block_shape(int head_dim, bool exact) {
-    // Shape 0 where the device gives a block enough shared memory for it (with the exact correction's bias tiles
-    // when it runs), else shape 1. Measured on the H200 (README, bench-attention --block-shape): shape 0 is the
-    // fastest with quantized caches at both benchmark shapes; shape 2 is 2% faster on a BF16 cache at HY-8B
-    // shapes but slower elsewhere (its quantized instantiations spill 72-124 bytes of registers).
+    // Shape 0 where the device gives a block enough shared memory for it (with the exact correction's bias
+    // tiles when it runs), else shape 1. Measured on the H200 (README, bench-attention --block-shape): shape
+    // 0 is the fastest with quantized caches at both benchmark shapes; shape 2 is 2% faster on a BF16 cache
+    // at HY-8B shapes but slower elsewhere (its quantized instantiations spill 72-124 bytes of registers).
     const size_t big = head_dim == 64 ? smem_bytes<64, 0>(exact) : smem_bytes<128, 0>(exact);
     return big <= smem_optin() ? 0 : 1;
 }
@@ -881,8 +931,10 @@ int attention_splits(int n_tokens, int heads, int shape, int sms) {
 void attention_init() {
     static std::once_flag once;
     std::call_once(once, [] {
-        configure_shapes<64, 16>(), configure_shapes<64, 8>(), configure_shapes<64, 4>(), configure_shapes<64, 2>();
-        configure_shapes<128, 16>(), configure_shapes<128, 8>(), configure_shapes<128, 4>(), configure_shapes<128, 2>();
+        configure_shapes<64, 16>(), configure_shapes<64, 8>(), configure_shapes<64, 4>(),
+            configure_shapes<64, 2>();
+        configure_shapes<128, 16>(), configure_shapes<128, 8>(), configure_shapes<128, 4>(),
+            configure_shapes<128, 2>();
     });
 }
 
@@ -891,33 +943,50 @@ size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int
 }
 
 void attention(const AttentionParams& p, void* stream) {
-    if (p.head_dim != 64 && p.head_dim != 128) throw Error("CUDA attention supports head_dim 64 and 128 (got " + std::to_string(p.head_dim) + ")");
+    if (p.head_dim != 64 && p.head_dim != 128)
+        throw Error("CUDA attention supports head_dim 64 and 128 (got " + std::to_string(p.head_dim) + ")");
     if (p.key_fmt.quantized() && p.key_fmt.group > (p.key_fmt.channel ? 128 : p.head_dim))
         throw Error("CUDA attention: group larger than the head");
-    if (p.max_segments < 0 || p.splits < 1 || p.splits > 8) throw Error("CUDA attention: splits must be 1..8");
-    if (p.splits > 1 && (!p.split_o || !p.split_stats)) throw Error("CUDA attention: split workspace missing");
-    if (p.value_fmt.quantized() && p.value_fmt.group > p.head_dim) throw Error("CUDA attention: value group larger than the head");
+    if (p.max_segments < 0 || p.splits < 1 || p.splits > 8)
+        throw Error("CUDA attention: splits must be 1..8");
+    if (p.splits > 1 && (!p.split_o || !p.split_stats))
+        throw Error("CUDA attention: split workspace missing");
+    if (p.value_fmt.quantized() && p.value_fmt.group > p.head_dim)
+        throw Error("CUDA attention: value group larger than the head");
     if (p.tokens_per_frame <= 0 || p.patch_cols <= 0 || p.tokens_per_frame % p.patch_cols)
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
-    if (p.block_shape < -1 || p.block_shape > 2) throw Error("CUDA attention: block_shape must be -1, 0, 1 or 2");
+    if (p.block_shape < -1 || p.block_shape > 2)
+        throw Error("CUDA attention: block_shape must be -1, 0, 1 or 2");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
-    const int shape = p.block_shape >= 0 ? p.block_shape : attention_block_shape(p.head_dim, p.key_fmt.quantized() && p.correction == 2);
+    const int shape = p.block_shape >= 0
+                          ? p.block_shape
+                          : attention_block_shape(p.head_dim, p.key_fmt.quantized() && p.correction == 2);
     const cudaStream_t s = as_stream(stream);
     // The one place where runtime choices become template parameters: head size, key bits, block shape.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;
 #define KVW_ATTN_CASE(HDV, KB, SV) \
     if (p.head_dim == HDV && kb == KB && shape == SV) launch<HDV, KB, SV>(args, s)
-#define KVW_ATTN_CASES(SV)                                                                                          \
-    KVW_ATTN_CASE(64, 16, SV); else KVW_ATTN_CASE(64, 8, SV); else KVW_ATTN_CASE(64, 4, SV); else KVW_ATTN_CASE(64, 2, SV); \
-    else KVW_ATTN_CASE(128, 16, SV); else KVW_ATTN_CASE(128, 8, SV); else KVW_ATTN_CASE(128, 4, SV); else KVW_ATTN_CASE(128, 2, SV)
-    KVW_ATTN_CASES(0); else KVW_ATTN_CASES(1); else KVW_ATTN_CASES(2);
+#define KVW_ATTN_CASES(SV)           \
+    KVW_ATTN_CASE(64, 16, SV);       \
+    else KVW_ATTN_CASE(64, 8, SV);   \
+    else KVW_ATTN_CASE(64, 4, SV);   \
+    else KVW_ATTN_CASE(64, 2, SV);   \
+    else KVW_ATTN_CASE(128, 16, SV); \
+    else KVW_ATTN_CASE(128, 8, SV);  \
+    else KVW_ATTN_CASE(128, 4, SV);  \
+    else KVW_ATTN_CASE(128, 2, SV)
+    KVW_ATTN_CASES(0);
+    else KVW_ATTN_CASES(1);
+    else KVW_ATTN_CASES(2);
     else throw Error("CUDA attention: unsupported key bits " + std::to_string(kb));
 #undef KVW_ATTN_CASES
 #undef KVW_ATTN_CASE
     if (p.splits > 1) {
         const dim3 grid(args.q_tiles, p.heads);
-        if (p.head_dim == 64) combine_kernel<64><<<grid, kCombineThreads, 0, s>>>(args);
-        else combine_kernel<128><<<grid, kCombineThreads, 0, s>>>(args);
+        if (p.head_dim == 64)
+            combine_kernel<64><<<grid, kCombineThreads, 0, s>>>(args);
+        else
+            combine_kernel<128><<<grid, kCombineThreads, 0, s>>>(args);
         CUDA_CHECK_LAUNCH("attention combine");
     }
 }

@@ -15,7 +15,8 @@ namespace kvw {
 
 namespace cu = kvw::cuda;
 
-std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, const std::vector<CacheSettings>& formats, int iters) {
+std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s,
+                                               const std::vector<CacheSettings>& formats, int iters) {
     std::string why;
     if (!cu::device_present(&why)) throw Error("bench-attention: " + why);
     const int hd = s.head_dim, H = s.heads, D = H * hd, tpf = s.rows * s.cols, N = tpf * s.chunk_frames;
@@ -45,7 +46,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
     cu::attention_init();
     const int sms = cu::multiprocessors();
     const int q_tiles = cu::attention_query_tiles(N);
-    const int splits = cu::attention_splits(N, H, s.block_shape >= 0 ? s.block_shape : cu::attention_block_shape(hd), sms);
+    const int splits =
+        cu::attention_splits(N, H, s.block_shape >= 0 ? s.block_shape : cu::attention_block_shape(hd), sms);
     cu::DeviceBuffer out(static_cast<size_t>(N) * D * 2), pc(static_cast<size_t>(H) * q_tiles * 4);
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
     cu::DeviceBuffer n_seg(sizeof(int));
@@ -71,7 +73,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
                 base += L.step_count * 2;
                 v.offsets = reinterpret_cast<uint16_t*>(base);
                 base += L.offset_count * 2;
-                base += (16 - reinterpret_cast<uintptr_t>(base) % 16) % 16;  // the kernel copies codes with 16-byte cp.async
+                base += (16 - reinterpret_cast<uintptr_t>(base) % 16) %
+                        16;  // the kernel copies codes with 16-byte cp.async
                 return v;
             };
             const cu::PackedView kv = place(kl), vv = place(vl);
@@ -79,9 +82,11 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
             const cu::PackedView both[2] = {kv, vv};
             cu::copy_to_device(views.get(), both, sizeof both);
             cu::quantize_segment(qkv.as<uint16_t>() + D, 3 * D, kl, views.as<cu::PackedView>(), nullptr);
-            cu::quantize_segment(qkv.as<uint16_t>() + 2 * D, 3 * D, vl, views.as<cu::PackedView>() + 1, nullptr);
+            cu::quantize_segment(qkv.as<uint16_t>() + 2 * D, 3 * D, vl, views.as<cu::PackedView>() + 1,
+                                 nullptr);
             cu::synchronize_device();
-            segs[static_cast<size_t>(i)] = cu::SegmentDesc{kv.codes, kv.steps, kv.offsets, vv.codes, vv.steps, vv.offsets, N, i};
+            segs[static_cast<size_t>(i)] =
+                cu::SegmentDesc{kv.codes, kv.steps, kv.offsets, vv.codes, vv.steps, vv.offsets, N, i};
         }
         cu::DeviceBuffer dsegs(segs.size() * sizeof(cu::SegmentDesc));
         cu::copy_to_device(dsegs.get(), segs.data(), dsegs.bytes());
@@ -115,7 +120,8 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s, con
             p.split_o = ws.as<float>();
             p.split_stats = ws.as<float>() + static_cast<size_t>(splits) * H * N * hd;
         }
-        const int n_iter = cs.correction == Correction::Exact && cs.keys_quantized() ? std::max(1, iters / 5) : iters;
+        const int n_iter =
+            cs.correction == Correction::Exact && cs.keys_quantized() ? std::max(1, iters / 5) : iters;
         for (int w = 0; w < 2; ++w) cu::attention(p, nullptr);
         CUDA_CHECK(cudaEventRecord(e0));
         for (int it = 0; it < n_iter; ++it) cu::attention(p, nullptr);

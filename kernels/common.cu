@@ -7,8 +7,8 @@ namespace kvw::cuda {
 
 [[noreturn]] void throw_cuda_error(const char* file, int line, const char* call, cudaError_t err) {
     const char* short_file = std::strstr(file, "/kernels/");
-    std::string msg = std::string(short_file ? short_file + 1 : file) + ":" + std::to_string(line) + ": " + call +
-                      " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+    std::string msg = std::string(short_file ? short_file + 1 : file) + ":" + std::to_string(line) + ": " +
+                      call + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
     if (err == cudaErrorMemoryAllocation) {
         cudaGetLastError();  // clear the sticky-free allocation error so that the caller can retry smaller
         throw OutOfMemoryError(msg + " — out of GPU memory; lower the cache budget, bits or window");
@@ -41,31 +41,43 @@ Stream::Stream() {
 Stream::~Stream() {
     if (s_) cudaStreamDestroy(as_stream(s_));
 }
-void Stream::synchronize() const { CUDA_CHECK(cudaStreamSynchronize(as_stream(s_))); }
+void Stream::synchronize() const {
+    CUDA_CHECK(cudaStreamSynchronize(as_stream(s_)));
+}
 
 void copy_to_device(void* dst, const void* src, size_t bytes, void* stream) {
     if (!bytes) return;
-    if (stream) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
-    else CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    if (stream)
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)));
+    else
+        CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 void copy_to_host(void* dst, const void* src, size_t bytes, void* stream) {
     if (!bytes) return;
-    if (stream) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
-    else CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    if (stream)
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)));
+    else
+        CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 void memset_device(void* dst, int value, size_t bytes, void* stream) {
     if (!bytes) return;
-    if (stream) CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, as_stream(stream)));
-    else CUDA_CHECK(cudaMemset(dst, value, bytes));
+    if (stream)
+        CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, as_stream(stream)));
+    else
+        CUDA_CHECK(cudaMemset(dst, value, bytes));
 }
-void synchronize_device() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void synchronize_device() {
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 bool device_present(std::string* why_not) {
     int n = 0;
     const cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess || n == 0) {
-        if (why_not) *why_not = err != cudaSuccess ? std::string("no usable CUDA device (") + cudaGetErrorString(err) + ")"
-                                                   : "no CUDA device";
+        if (why_not)
+            *why_not = err != cudaSuccess
+                           ? std::string("no usable CUDA device (") + cudaGetErrorString(err) + ")"
+                           : "no CUDA device";
         cudaGetLastError();
         return false;
     }

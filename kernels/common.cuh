@@ -18,9 +18,9 @@ namespace kvw::cuda {
 
 // Every CUDA runtime call goes through CUDA_CHECK: on failure it throws kvw::Error naming file:line, the
 // failing call's text and CUDA's message (OutOfMemoryError for allocation failures).
-#define CUDA_CHECK(call)                                                                    \
-    do {                                                                                    \
-        const cudaError_t kvw_err_ = (call);                                                \
+#define CUDA_CHECK(call)                                                                                 \
+    do {                                                                                                 \
+        const cudaError_t kvw_err_ = (call);                                                             \
         if (kvw_err_ != cudaSuccess) ::kvw::cuda::throw_cuda_error(__FILE__, __LINE__, #call, kvw_err_); \
     } while (0)
 
@@ -30,14 +30,22 @@ namespace kvw::cuda {
 namespace kvw::cuda {
 
 #if defined(__CUDACC__)
-__device__ __forceinline__ float bf16_to_f32(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
+__device__ __forceinline__ float bf16_to_f32(uint16_t b) {
+    return __uint_as_float(static_cast<uint32_t>(b) << 16);
+}
 __device__ __forceinline__ uint16_t f32_to_bf16(float f) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
-__device__ __forceinline__ float f16_to_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float f16_to_f32(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
 #endif
 
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-inline int blocks_for(size_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+inline cudaStream_t as_stream(void* s) {
+    return static_cast<cudaStream_t>(s);
+}
+inline int blocks_for(size_t n, int threads) {
+    return static_cast<int>((n + threads - 1) / threads);
+}
 
 }  // namespace kvw::cuda

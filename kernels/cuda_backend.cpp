@@ -27,7 +27,9 @@ namespace kvw {
 
 namespace cu = kvw::cuda;
 
-bool cuda_backend_available(std::string* why_not) { return cu::device_present(why_not); }
+bool cuda_backend_available(std::string* why_not) {
+    return cu::device_present(why_not);
+}
 bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {
     if (!cu::device_present(nullptr)) return false;
     const cu::MemoryInfo m = cu::memory_info();
@@ -42,7 +44,7 @@ using Clock = std::chrono::steady_clock;
 
 // Pinned host memory (RAII), for uploads that a stream (and a graph) can read asynchronously.
 class PinnedBuffer {
-public:
+  public:
     PinnedBuffer() = default;
     explicit PinnedBuffer(size_t bytes) : bytes_(bytes) {
         if (bytes) CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
@@ -57,16 +59,18 @@ public:
         return *this;
     }
     template <typename T>
-    T* as() const { return static_cast<T*>(ptr_); }
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
     size_t bytes() const { return bytes_; }
 
-private:
+  private:
     void* ptr_ = nullptr;
     size_t bytes_ = 0;
 };
 
 class Event {
-public:
+  public:
     Event() { CUDA_CHECK(cudaEventCreate(&e_)); }
     ~Event() { cudaEventDestroy(e_); }
     Event(const Event&) = delete;
@@ -78,12 +82,12 @@ public:
         return ms;
     }
 
-private:
+  private:
     cudaEvent_t e_{};
 };
 
 class Graph {
-public:
+  public:
     Graph() = default;
     ~Graph() { reset(); }
     Graph(const Graph&) = delete;
@@ -113,7 +117,7 @@ public:
     }
     void launch(cudaStream_t stream) const { CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
 
-private:
+  private:
     cudaGraph_t graph_ = nullptr;
     cudaGraphExec_t exec_ = nullptr;
 };
@@ -138,14 +142,14 @@ struct LayerWeights {
 
 class CudaBackendModel;
 
-// Device memory of the KV cache: arenas (one cudaMalloc each, whole 2 MiB pages) carved into chunk slots by an
-// OffsetAllocator. Sized against an explicit budget: with the session's memory budget set, one arena of the
-// budget is reserved up front and playing never allocates again; without one, arenas of at least 64 MiB are
-// added as the history grows. used() is what the slots take (the engine's byte accounting, rounded up to
+// Device memory of the KV cache: arenas (one cudaMalloc each, whole 2 MiB pages) carved into chunk slots by
+// an OffsetAllocator. Sized against an explicit budget: with the session's memory budget set, one arena of
+// the budget is reserved up front and playing never allocates again; without one, arenas of at least 64 MiB
+// are added as the history grows. used() is what the slots take (the engine's byte accounting, rounded up to
 // 256-byte slot alignment); reserved() what the arenas hold; measured() the drop of the device's free memory
 // when they were allocated (cudaMemGetInfo), i.e. the cache's footprint as the device sees it.
 class CachePool {
-public:
+  public:
     static constexpr size_t kPage = size_t{2} << 20;
     static constexpr size_t kGrowth = size_t{64} << 20;
 
@@ -162,7 +166,8 @@ public:
     void release(uint8_t* p) {
         for (auto& a : arenas_) {
             uint8_t* base = a->buffer.as<uint8_t>();
-            if (p >= base && p < base + a->buffer.bytes()) return a->alloc.release(static_cast<size_t>(p - base));
+            if (p >= base && p < base + a->buffer.bytes())
+                return a->alloc.release(static_cast<size_t>(p - base));
         }
         throw Error("internal: a cache slot outside the pool");
     }
@@ -178,7 +183,7 @@ public:
     }
     size_t measured() const { return measured_; }
 
-private:
+  private:
     struct Arena {
         explicit Arena(size_t bytes) : buffer(bytes), alloc(bytes) {}
         cu::DeviceBuffer buffer;
@@ -191,10 +196,11 @@ private:
         try {
             arenas_.push_back(std::make_unique<Arena>(bytes));
         } catch (const OutOfMemoryError&) {
-            throw OutOfMemoryError("KV cache: the GPU has no room for " + std::to_string(bytes >> 20) + " MiB more (the cache holds " +
-                                   std::to_string(used() >> 20) + " MiB in " + std::to_string(reserved() >> 20) +
-                                   " MiB reserved, " + std::to_string(free0 >> 20) +
-                                   " MiB free): set a memory budget, use fewer bits, or a smaller window and recall");
+            throw OutOfMemoryError(
+                "KV cache: the GPU has no room for " + std::to_string(bytes >> 20) +
+                " MiB more (the cache holds " + std::to_string(used() >> 20) + " MiB in " +
+                std::to_string(reserved() >> 20) + " MiB reserved, " + std::to_string(free0 >> 20) +
+                " MiB free): set a memory budget, use fewer bits, or a smaller window and recall");
         }
         CUDA_CHECK(cudaMemGetInfo(&free1, &total));
         measured_ += free0 > free1 ? free0 - free1 : 0;
@@ -212,11 +218,12 @@ struct DeviceSlot {
 };
 
 class CudaBackendSession final : public BackendSession {
-public:
+  public:
     explicit CudaBackendSession(const CudaBackendModel& m);
     ~CudaBackendSession() override;
     void run_chunk(const ChunkJob& job, ChunkOutput* out) override;
-    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out, std::vector<double>* p_cache) override;
+    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
+                      std::vector<double>* p_cache) override;
     void free_slot(int slot) override;
     void clear() override;
     std::vector<CacheBytes> slot_layer_bytes(int slot) const override;
@@ -226,16 +233,18 @@ public:
         return true;
     }
 
-private:
+  private:
     size_t slot_bytes(const CacheSettings& s) const;  // one chunk, every layer
     void allocate_slot(int id, const CacheSettings& s);
     void upload_context(const ChunkJob& job);
     // Conditioning rows at `times`; rows from `negative_from` on (when >= 0) take the job's negative actions.
-    void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows, int negative_from = -1);
+    void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows,
+                             int negative_from = -1);
     // Enqueues one forward pass using conditioning row `row`. write: the cache pass (no output head).
     // x0_negative: motion guidance's other prediction, extrapolated from by `guidance` before the Euler step.
     void enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler, float t, float dt,
-                         const CacheSettings& cache, const float* x0_negative = nullptr, float guidance = 1.f);
+                         const CacheSettings& cache, const float* x0_negative = nullptr,
+                         float guidance = 1.f);
     void enqueue_denoise(const ChunkJob& job, const std::vector<float>& times);
     void enqueue_cache_pass(const ChunkJob& job, bool given);
     std::vector<double> p_cache_from(int first_row, int rows) const;
@@ -247,10 +256,13 @@ private:
     CachePool pool_;
     // Work buffers
     size_t frame_floats_ = 0;
-    int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
-    cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
+    int max_rows_ =
+        0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
+    cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_,
+        rgba_, rgb_, pc_, split_ws_;
     cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_views_;
-    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_, h_frames_, h_warp_views_;
+    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_,
+        h_frames_, h_warp_views_;
     int splits_ = 1, q_tiles_ = 1;
     // Captured graphs by shape key
     std::map<std::string, std::unique_ptr<Graph>> graphs_;
@@ -258,12 +270,15 @@ private:
 };
 
 class CudaBackendModel final : public BackendModel {
-public:
-    CudaBackendModel(const ModelConfig& c, const ModelWeights& w) : config(c), host_weights(w), rope(make_rope_tables(c, kMaxContextChunks * c.chunk_frames)) {
-        if (c.head_dim != 64 && c.head_dim != 128) throw Error("the CUDA backend supports head_dim 64 and 128");
+  public:
+    CudaBackendModel(const ModelConfig& c, const ModelWeights& w)
+        : config(c), host_weights(w), rope(make_rope_tables(c, kMaxContextChunks * c.chunk_frames)) {
+        if (c.head_dim != 64 && c.head_dim != 128)
+            throw Error("the CUDA backend supports head_dim 64 and 128");
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
         if (c.absolute_position) {
-            // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one add.
+            // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one
+            // add.
             const std::vector<float>& bias = w.at("patch_embed.bias").data;
             std::vector<float> table = w.at("pos_embed").data;
             for (size_t i = 0; i < table.size(); ++i) table[i] += bias[i % bias.size()];
@@ -295,7 +310,9 @@ public:
         }
         for (const auto& b : keep) device_bytes += b.bytes();
     }
-    std::unique_ptr<BackendSession> create_session() override { return std::make_unique<CudaBackendSession>(*this); }
+    std::unique_ptr<BackendSession> create_session() override {
+        return std::make_unique<CudaBackendSession>(*this);
+    }
     uint64_t weight_bytes() const override { return device_bytes; }
 
     ModelConfig config;
@@ -303,7 +320,8 @@ public:
     RopeTables rope;
     std::vector<cu::DeviceBuffer> keep;
     uint16_t *patch_w = nullptr, *final_w = nullptr;
-    float *patch_b = nullptr, *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
+    float *patch_b = nullptr,
+          *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
     std::vector<LayerWeights> layers;
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
@@ -341,7 +359,9 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     // Split the key range when the query tiles alone leave the GPU's multiprocessors idle.
     const int sms = cu::multiprocessors();
     splits_ = cu::attention_splits(static_cast<int>(N), c.heads, cu::attention_block_shape(c.head_dim), sms);
-    if (splits_ > 1) split_ws_ = cu::DeviceBuffer(cu::attention_split_workspace_floats(splits_, c.heads, static_cast<int>(N), c.head_dim) * 4);
+    if (splits_ > 1)
+        split_ws_ = cu::DeviceBuffer(
+            cu::attention_split_workspace_floats(splits_, c.heads, static_cast<int>(N), c.head_dim) * 4);
     segments_ = cu::DeviceBuffer(static_cast<size_t>(c.depth) * kMaxContextChunks * sizeof(cu::SegmentDesc));
     h_segments_ = PinnedBuffer(segments_.bytes());
     n_segments_ = cu::DeviceBuffer(sizeof(int));
@@ -350,9 +370,10 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     h_write_views_ = PinnedBuffer(write_views_.bytes());
     seed_chunk_ = cu::DeviceBuffer(2 * sizeof(uint64_t));
     h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
-    // warp_source: each frame's ViewChange, 5 floats (uploaded with every chunk, so that a captured graph reads the
-    // chunk's own camera changes; the kernel computes the per-pixel positions from them).
-    warp_views_ = cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * cu::kViewChangeFloats * sizeof(float));
+    // warp_source: each frame's ViewChange, 5 floats (uploaded with every chunk, so that a captured graph
+    // reads the chunk's own camera changes; the kernel computes the per-pixel positions from them).
+    warp_views_ =
+        cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * cu::kViewChangeFloats * sizeof(float));
     h_warp_views_ = PinnedBuffer(warp_views_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
@@ -378,8 +399,8 @@ void CudaBackendSession::allocate_slot(int id, const CacheSettings& s) {
     const size_t per_layer = slot.k_layout.total_bytes() + slot.v_layout.total_bytes();
     slot.size = per_layer * static_cast<size_t>(c.depth);
     slot.base = pool_.allocate(slot.size);
-    // Codes of every layer first (each a multiple of 16 bytes: the attention kernel's cp.async), then the fp16
-    // metadata.
+    // Codes of every layer first (each a multiple of 16 bytes: the attention kernel's cp.async), then the
+    // fp16 metadata.
     uint8_t* base = slot.base;
     size_t off = 0;
     slot.k.resize(static_cast<size_t>(c.depth));
@@ -439,7 +460,8 @@ void CudaBackendSession::reencode(const CacheSettings& settings) {
         for (int l = 0; l < c.depth; ++l)
             for (int kv = 0; kv < 2; ++kv) {
                 const SegmentLayout& L = kv ? old.v_layout : old.k_layout;
-                const cu::PackedView& src = kv ? old.v[static_cast<size_t>(l)] : old.k[static_cast<size_t>(l)];
+                const cu::PackedView& src =
+                    kv ? old.v[static_cast<size_t>(l)] : old.k[static_cast<size_t>(l)];
                 PackedTensor p;
                 p.layout = L;
                 p.codes.resize(L.code_bytes);
@@ -456,7 +478,8 @@ void CudaBackendSession::reencode(const CacheSettings& settings) {
                 }
                 const TensorFormat fmt = kv ? value_format(settings) : key_format(settings);
                 const PackedTensor q = quantize(dense.data(), T, H, hd, c.hidden, fmt);
-                const cu::PackedView& dst = kv ? now.v[static_cast<size_t>(l)] : now.k[static_cast<size_t>(l)];
+                const cu::PackedView& dst =
+                    kv ? now.v[static_cast<size_t>(l)] : now.k[static_cast<size_t>(l)];
                 cu::copy_to_device(dst.codes, q.codes.data(), q.codes.size());
                 cu::copy_to_device(dst.steps, q.steps.data(), q.steps.size() * 2);
                 cu::copy_to_device(dst.offsets, q.offsets.data(), q.offsets.size() * 2);
@@ -468,29 +491,37 @@ void CudaBackendSession::reencode(const CacheSettings& settings) {
 void CudaBackendSession::upload_context(const ChunkJob& job) {
     const ModelConfig& c = m_.config;
     const int n_ctx = static_cast<int>(job.context_slots.size());
-    if (n_ctx + 1 > kMaxContextChunks) throw Error("context larger than " + std::to_string(kMaxContextChunks - 1) + " chunks");
+    if (n_ctx + 1 > kMaxContextChunks)
+        throw Error("context larger than " + std::to_string(kMaxContextChunks - 1) + " chunks");
     auto* segs = h_segments_.as<cu::SegmentDesc>();
     for (int l = 0; l < c.depth; ++l)
         for (int s = 0; s < n_ctx; ++s) {
             const DeviceSlot& slot = slots_.at(job.context_slots[static_cast<size_t>(s)]);
-            if (!(slot.k_layout.fmt == key_format(job.cache)) || !(slot.v_layout.fmt == value_format(job.cache)))
+            if (!(slot.k_layout.fmt == key_format(job.cache)) ||
+                !(slot.v_layout.fmt == value_format(job.cache)))
                 throw Error("internal: a cached chunk has a stale format (re-encode missing)");
             const cu::PackedView& k = slot.k[static_cast<size_t>(l)];
             const cu::PackedView& v = slot.v[static_cast<size_t>(l)];
-            segs[l * kMaxContextChunks + s] = cu::SegmentDesc{k.codes, k.steps, k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(), s};
+            segs[l * kMaxContextChunks + s] = cu::SegmentDesc{
+                k.codes, k.steps, k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(), s};
         }
     *h_n_segments_.as<int>() = n_ctx;
     h_seed_chunk_.as<uint64_t>()[0] = job.seed;
     h_seed_chunk_.as<uint64_t>()[1] = static_cast<uint64_t>(job.chunk_index);
     const cudaStream_t st = cu::as_stream(stream_.get());
-    CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.as<void>(), segments_.bytes(), cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.as<void>(), sizeof(int), cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaMemcpyAsync(seed_chunk_.get(), h_seed_chunk_.as<void>(), 2 * sizeof(uint64_t), cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.as<void>(), segments_.bytes(),
+                               cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.as<void>(), sizeof(int),
+                               cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(cudaMemcpyAsync(seed_chunk_.get(), h_seed_chunk_.as<void>(), 2 * sizeof(uint64_t),
+                               cudaMemcpyHostToDevice, st));
 }
 
-void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows, int negative_from) {
+void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows,
+                                             int negative_from) {
     const ModelConfig& c = m_.config;
-    const size_t mod_row = static_cast<size_t>(c.chunk_frames) * 6 * c.hidden, fmod_row = static_cast<size_t>(c.chunk_frames) * 2 * c.hidden;
+    const size_t mod_row = static_cast<size_t>(c.chunk_frames) * 6 * c.hidden,
+                 fmod_row = static_cast<size_t>(c.chunk_frames) * 2 * c.hidden;
     for (int r = 0; r < rows; ++r) {
         const bool negative = negative_from >= 0 && r >= negative_from;
         const Conditioning cond = compute_conditioning(c, m_.host_weights, times[static_cast<size_t>(r)],
@@ -500,14 +531,18 @@ void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vec
         std::memcpy(h_fmod_.as<float>() + r * fmod_row, cond.fmod.data(), fmod_row * 4);
     }
     const cudaStream_t st = cu::as_stream(stream_.get());
-    CUDA_CHECK(cudaMemcpyAsync(mod_.get(), h_mod_.as<void>(), rows * mod_row * 4, cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaMemcpyAsync(fmod_.get(), h_fmod_.as<void>(), rows * fmod_row * 4, cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(
+        cudaMemcpyAsync(mod_.get(), h_mod_.as<void>(), rows * mod_row * 4, cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(
+        cudaMemcpyAsync(fmod_.get(), h_fmod_.as<void>(), rows * fmod_row * 4, cudaMemcpyHostToDevice, st));
 }
 
-void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler, float t, float dt,
-                                         const CacheSettings& cache, const float* x0_negative, float guidance) {
+void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler,
+                                         float t, float dt, const CacheSettings& cache,
+                                         const float* x0_negative, float guidance) {
     const ModelConfig& c = m_.config;
-    const int N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim(), F = c.chunk_frames, tpf = c.tokens_per_frame();
+    const int N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim(), F = c.chunk_frames,
+              tpf = c.tokens_per_frame();
     void* s = stream_.get();
     const float eps = c.norm_eps;
     cu::patchify_bf16(xin, F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), s);
@@ -522,9 +557,11 @@ void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, 
     const SegmentLayout vl = segment_layout(value_format(cache), c.heads, N, c.head_dim);
     for (int l = 0; l < c.depth; ++l) {
         const LayerWeights& w = m_.layers[static_cast<size_t>(l)];
-        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod, mod + D, 6 * D, w.mod_offset, w.mod_offset + D, eps, H_.as<uint16_t>(), s);
+        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod, mod + D, 6 * D, w.mod_offset,
+                                    w.mod_offset + D, eps, H_.as<uint16_t>(), s);
         gemm_.run_bf16_out(H_.as<uint16_t>(), w.qkv_w, QKV_.as<uint16_t>(), N, D, 3 * D);
-        cu::qkv_bias_rmsnorm(QKV_.as<uint16_t>(), w.qkv_b, w.q_norm, w.k_norm, N, c.heads, c.head_dim, eps, s);
+        cu::qkv_bias_rmsnorm(QKV_.as<uint16_t>(), w.qkv_b, w.q_norm, w.k_norm, N, c.heads, c.head_dim, eps,
+                             s);
         if (write) {
             const auto* views = write_views_.as<cu::PackedView>();
             cu::quantize_segment(QKV_.as<uint16_t>() + D, 3 * D, kl, views + 2 * l, s);
@@ -559,18 +596,22 @@ void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, 
         }
         cu::attention(ap, s);
         gemm_.run_f32_out(A_.as<uint16_t>(), w.proj_w, Y_.as<float>(), N, D, D);
-        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, mod + 2 * D, w.mod_offset + 2 * D, 6 * D, N, D, tpf, s);
-        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D, w.mod_offset + 3 * D, w.mod_offset + 4 * D, eps,
-                                    H_.as<uint16_t>(), s);
+        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, mod + 2 * D, w.mod_offset + 2 * D, 6 * D,
+                           N, D, tpf, s);
+        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D,
+                                    w.mod_offset + 3 * D, w.mod_offset + 4 * D, eps, H_.as<uint16_t>(), s);
         gemm_.run_bf16_out(H_.as<uint16_t>(), w.fc1_w, M_.as<uint16_t>(), N, D, c.mlp_hidden);
         cu::bias_gelu_bf16(M_.as<uint16_t>(), w.fc1_b, N, c.mlp_hidden, s);
         gemm_.run_f32_out(M_.as<uint16_t>(), w.fc2_w, Y_.as<float>(), N, c.mlp_hidden, D);
-        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D, N, D, tpf, s);
+        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D,
+                           N, D, tpf, s);
     }
     if (write) return;
-    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, fmod, fmod + D, 2 * D, nullptr, nullptr, eps, H_.as<uint16_t>(), s);
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, fmod, fmod + D, 2 * D, nullptr, nullptr, eps,
+                                H_.as<uint16_t>(), s);
     gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, P);
-    cu::unpatchify_euler(Y_.as<float>(), m_.final_b, F, c.height, c.width, c.patch, x0, x_euler, t, dt, s, x0_negative, guidance);
+    cu::unpatchify_euler(Y_.as<float>(), m_.final_b, F, c.height, c.width, c.patch, x0, x_euler, t, dt, s,
+                         x0_negative, guidance);
 }
 
 void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<float>& times) {
@@ -579,16 +620,19 @@ void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<
     // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
     const ModelConfig& c = m_.config;
     if (job.source_previous && !job.source_view.empty())
-        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_views_.as<float>(), c.chunk_frames, c.width, c.height,
-                               c.motion.hfov_deg, c.warp_eye_height, job.source_sigma, s);
+        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_views_.as<float>(), c.chunk_frames,
+                               c.width, c.height, c.motion.hfov_deg, c.warp_eye_height, job.source_sigma, s);
     else
-        cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr, frame_floats_ / c.chunk_frames,
-                        c.chunk_frames, job.source_sigma, s);
+        cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr,
+                        frame_floats_ / c.chunk_frames, c.chunk_frames, job.source_sigma, s);
     const bool guided = job.guidance != 1.f;
     for (int i = 0; i < job.steps; ++i) {
         const float t = times[static_cast<size_t>(i)], dt = times[static_cast<size_t>(i) + 1] - t;
-        // Motion guidance: the negative pass (row steps + 1 + i) first, then the commanded pass extrapolates from it.
-        if (guided) enqueue_forward(x_.as<float>(), job.steps + 1 + i, false, x0_negative_.as<float>(), nullptr, t, dt, job.cache);
+        // Motion guidance: the negative pass (row steps + 1 + i) first, then the commanded pass extrapolates
+        // from it.
+        if (guided)
+            enqueue_forward(x_.as<float>(), job.steps + 1 + i, false, x0_negative_.as<float>(), nullptr, t,
+                            dt, job.cache);
         enqueue_forward(x_.as<float>(), i, false, x0_.as<float>(), x_.as<float>(), t, dt, job.cache,
                         guided ? x0_negative_.as<float>() : nullptr, job.guidance);
     }
@@ -599,14 +643,17 @@ void CudaBackendSession::enqueue_cache_pass(const ChunkJob& job, bool /*given*/)
     void* s = stream_.get();
     const float* xin = x0_.as<float>();
     if (job.cache_t > 0.f) {
-        cu::normal_noise(noise_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseCachePass, s);
+        cu::normal_noise(noise_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseCachePass,
+                         s);
         // x0 of a sampled chunk is already clamped; a given chunk is used as it is (as the CPU backend does).
         // (Given frames come from 8-bit images, already in [-1, 1]: the clamp inside changes nothing.)
-        cu::clamp_mix(x0_.as<float>(), noise_.as<float>(), job.cache_t, xc_.as<float>(), nullptr, frame_floats_, s);
+        cu::clamp_mix(x0_.as<float>(), noise_.as<float>(), job.cache_t, xc_.as<float>(), nullptr,
+                      frame_floats_, s);
         xin = xc_.as<float>();
     }
     enqueue_forward(xin, job.steps, true, nullptr, nullptr, 0.f, 0.f, job.cache);
-    cu::frames_to_rgba8(x0_.as<float>(), frame_floats_ / 3, job.keep_device_frames ? rgba_.as<uint8_t>() : nullptr,
+    cu::frames_to_rgba8(x0_.as<float>(), frame_floats_ / 3,
+                        job.keep_device_frames ? rgba_.as<uint8_t>() : nullptr,
                         job.keep_device_frames ? nullptr : rgb_.as<uint8_t>(), s);
 }
 
@@ -618,7 +665,8 @@ std::vector<double> CudaBackendSession::p_cache_from(int first_row, int rows) co
     for (int r = first_row; r < first_row + rows; ++r)
         for (int l = 0; l < c.depth; ++l) {
             double sum = 0;
-            for (size_t i = 0; i < per_layer; ++i) sum += h[(static_cast<size_t>(r) * c.depth + l) * per_layer + i];
+            for (size_t i = 0; i < per_layer; ++i)
+                sum += h[(static_cast<size_t>(r) * c.depth + l) * per_layer + i];
             pc[static_cast<size_t>(l)] += sum / (static_cast<double>(c.heads) * c.tokens_per_chunk()) / rows;
         }
     return pc;
@@ -630,7 +678,9 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const bool given = job.given_frames != nullptr;
     const int steps = given ? 0 : job.steps;
     const bool guided = steps > 0 && job.guidance != 1.f;
-    if (2 * steps + 1 > max_rows_) throw Error("at most " + std::to_string((max_rows_ - 1) / 2) + " denoising steps on the CUDA backend");
+    if (2 * steps + 1 > max_rows_)
+        throw Error("at most " + std::to_string((max_rows_ - 1) / 2) +
+                    " denoising steps on the CUDA backend");
     ChunkJob j = job;
     j.steps = steps;
     if (!guided) j.guidance = 1.f;
@@ -654,28 +704,36 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         views[2 * l] = slots_[job.write_slot].k[static_cast<size_t>(l)];
         views[2 * l + 1] = slots_[job.write_slot].v[static_cast<size_t>(l)];
     }
-    CUDA_CHECK(cudaMemcpyAsync(write_views_.get(), h_write_views_.as<void>(), write_views_.bytes(), cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(cudaMemcpyAsync(write_views_.get(), h_write_views_.as<void>(), write_views_.bytes(),
+                               cudaMemcpyHostToDevice, st));
     if (given) {
         std::memcpy(h_frames_.as<float>(), job.given_frames, frame_floats_ * 4);
-        CUDA_CHECK(cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(
+            cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
     }
     const bool warped = job.source_previous && !job.source_view.empty();
     if (warped) {
-        KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
+        KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames,
+                  "warp_source needs one view change per frame");
         float* views = h_warp_views_.as<float>();
         for (int f = 0; f < c.chunk_frames; ++f, views += cu::kViewChangeFloats) {
             const ViewChange& v = job.source_view[static_cast<size_t>(f)];
-            const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right};
+            const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg,
+                                                         v.forward, v.right};
             std::copy(std::begin(packed), std::end(packed), views);
         }
-        CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.as<void>(), warp_views_.bytes(), cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.as<void>(), warp_views_.bytes(),
+                                   cudaMemcpyHostToDevice, st));
     }
     // Graphs keyed by everything that is baked into kernel arguments.
     char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d%s/%.4f|g%.6f", steps, job.shift, job.cache_t, job.cache.key_bits,
-                  job.cache.value_bits, job.cache.group, static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
-                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, warped ? "w" : "", job.source_sigma, j.guidance);
-    // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for debugging).
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d%s/%.4f|g%.6f", steps, job.shift,
+                  job.cache_t, job.cache.key_bits, job.cache.value_bits, job.cache.group,
+                  static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
+                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, warped ? "w" : "",
+                  job.source_sigma, j.guidance);
+    // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for
+    // debugging).
     const bool use_graphs = std::getenv("KVW_NO_GRAPHS") == nullptr;
     auto run_stage = [&](const std::string& name, const auto& enqueue) {
         if (!use_graphs) return enqueue();
@@ -691,14 +749,17 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     CUDA_CHECK(cudaEventRecord(ev_denoised_.get(), st));
     run_stage(std::string("cache|") + key + (given ? "|given" : ""), [&] { enqueue_cache_pass(j, given); });
     CUDA_CHECK(cudaEventRecord(ev_cached_.get(), st));
-    // Frames stay on the device for CUDA-GL interop when asked (the contract of SessionParams::keep_device_frames).
+    // Frames stay on the device for CUDA-GL interop when asked (the contract of
+    // SessionParams::keep_device_frames).
     if (!job.keep_device_frames)
         CUDA_CHECK(cudaMemcpyAsync(h_rgb_.as<void>(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(), static_cast<size_t>(steps + 1) * c.depth * c.heads * q_tiles_ * 4,
+    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(),
+                               static_cast<size_t>(steps + 1) * c.depth * c.heads * q_tiles_ * 4,
                                cudaMemcpyDeviceToHost, st));
     CUDA_CHECK(cudaEventRecord(ev_done_.get(), st));
     CUDA_CHECK(cudaEventSynchronize(ev_done_.get()));
-    if (!job.keep_device_frames) out->frames_rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + frame_floats_);
+    if (!job.keep_device_frames)
+        out->frames_rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + frame_floats_);
     out->p_cache = given ? p_cache_from(0, 1) : p_cache_from(0, steps);
     out->times.denoise_ms = ev_denoised_.ms_since(ev_start_);
     out->times.cache_pass_ms = ev_cached_.ms_since(ev_denoised_);
@@ -708,16 +769,20 @@ void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         out->device_frames = DeviceFrames{rgba_.get(), c.chunk_frames, c.width, c.height, stream_.get()};
 }
 
-void CudaBackendSession::forward_once(const ChunkJob& job, const float* x, float t, float* x0_out, std::vector<double>* p_cache) {
+void CudaBackendSession::forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
+                                      std::vector<double>* p_cache) {
     const cudaStream_t st = cu::as_stream(stream_.get());
     upload_conditioning(job, {t}, 1);
     upload_context(job);
     std::memcpy(h_frames_.as<float>(), x, frame_floats_ * 4);
-    CUDA_CHECK(cudaMemcpyAsync(xc_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(
+        cudaMemcpyAsync(xc_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
     // Into noise_, not x0_: x0_ keeps the last chunk, the flow source of the next one.
     enqueue_forward(xc_.as<float>(), 0, false, noise_.as<float>(), nullptr, t, 0.f, job.cache);
-    CUDA_CHECK(cudaMemcpyAsync(h_frames_.as<void>(), noise_.get(), frame_floats_ * 4, cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(), static_cast<size_t>(m_.config.depth) * m_.config.heads * q_tiles_ * 4,
+    CUDA_CHECK(
+        cudaMemcpyAsync(h_frames_.as<void>(), noise_.get(), frame_floats_ * 4, cudaMemcpyDeviceToHost, st));
+    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(),
+                               static_cast<size_t>(m_.config.depth) * m_.config.heads * q_tiles_ * 4,
                                cudaMemcpyDeviceToHost, st));
     CUDA_CHECK(cudaStreamSynchronize(st));
     std::memcpy(x0_out, h_frames_.as<float>(), frame_floats_ * 4);

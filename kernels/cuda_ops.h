@@ -14,27 +14,31 @@ namespace kvw::cuda {
 
 // ---- device memory and streams (RAII) ---------------------------------------------------------------
 class DeviceBuffer {
-public:
+  public:
     DeviceBuffer() = default;
     explicit DeviceBuffer(size_t bytes);
     ~DeviceBuffer();
-    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+        o.ptr_ = nullptr, o.bytes_ = 0;
+    }
     DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
     DeviceBuffer(const DeviceBuffer&) = delete;
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 
     void* get() const { return ptr_; }
     template <typename T>
-    T* as() const { return static_cast<T*>(ptr_); }
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
     size_t bytes() const { return bytes_; }
 
-private:
+  private:
     void* ptr_ = nullptr;
     size_t bytes_ = 0;
 };
 
 class Stream {
-public:
+  public:
     Stream();
     ~Stream();
     Stream(const Stream&) = delete;
@@ -42,7 +46,7 @@ public:
     void* get() const { return s_; }
     void synchronize() const;
 
-private:
+  private:
     void* s_ = nullptr;
 };
 
@@ -63,45 +67,48 @@ void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* to
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream);  // x[n, :] += bias
 // out = LN(x) * (1 + scale[f] + scale_off) + shift[f] + shift_off, bf16 out. mod rows have stride mod_stride;
 // offsets (per-layer mod_offset rows) may be null.
-void layernorm_modulate_bf16(const float* x, int n, int dim, int tokens_per_frame, const float* shift, const float* scale,
-                             int mod_stride, const float* shift_off, const float* scale_off, float eps, uint16_t* out,
-                             void* stream);
+void layernorm_modulate_bf16(const float* x, int n, int dim, int tokens_per_frame, const float* shift,
+                             const float* scale, int mod_stride, const float* shift_off,
+                             const float* scale_off, float eps, uint16_t* out, void* stream);
 // qkv [n x 3*dim] bf16 in place: += bias; then per-head RMSNorm of the q and k parts with their weights.
-void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n, int heads,
-                      int head_dim, float eps, void* stream);
+void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n,
+                      int heads, int head_dim, float eps, void* stream);
 // x[n, :] += (gate[f] + gate_off) * (y[n, :] + bias)
-void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off, int gate_stride,
-                    int n, int dim, int tokens_per_frame, void* stream);
+void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off,
+                    int gate_stride, int n, int dim, int tokens_per_frame, void* stream);
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
 // From the output head: x0 = unpatchify(y + bias) (fp32 frames); with x0_negative (motion guidance)
 // x0 = x0_negative + guidance * (x0 - x0_negative); if x != null, Euler step x += dt*(x - x0)/t.
-void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x, float t, float dt,
-                      void* stream, const float* x0_negative = nullptr, float guidance = 1.f);
+void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x,
+                      float t, float dt, void* stream, const float* x0_negative = nullptr,
+                      float guidance = 1.f);
 // Noise: out[i] = normal_noise(seed, chunk, step, domain, i) — bit-identical to the CPU. seed_chunk is a
 // device array {seed, chunk} so that a captured graph draws fresh noise for every chunk.
-void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain, void* stream);
-// The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous`
-// (each frame_floats long) when previous != null.
+void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
+                  void* stream);
+// The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in
+// `previous` (each frame_floats long) when previous != null.
 void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
 // The warped flow source (sampler warp_source; kernels/source_warp.cu, formula in engine/src/source_warp.h).
 // views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
-// pitch_to_deg, forward, right). source_init_warped: frame f adds the last frame of `previous` sampled at each
-// pixel's source position; source_warp_maps writes those positions ([frames][source_x [H*W], source_y [H*W]],
-// what warp_maps returns on the host).
+// pitch_to_deg, forward, right). source_init_warped: frame f adds the last frame of `previous` sampled at
+// each pixel's source position; source_warp_maps writes those positions ([frames][source_x [H*W], source_y
+// [H*W]], what warp_maps returns on the host).
 inline constexpr int kViewChangeFloats = 5;
-void source_init_warped(float* x, const float* previous, const float* views, int frames, int width, int height, float hfov_deg,
-                        float eye_height, float sigma, void* stream);
-void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height, float* maps,
-                      void* stream);
+void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
+                        int height, float hfov_deg, float eye_height, float sigma, void* stream);
+void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height,
+                      float* maps, void* stream);
 // out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)
-void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream);
+void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n,
+               void* stream);
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
 void frames_to_rgba8(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
 
 // ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
 class Gemm {
-public:
+  public:
     Gemm();
     ~Gemm();
     Gemm(const Gemm&) = delete;
@@ -110,7 +117,7 @@ public:
     void run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out);
     void run_bf16_out(const uint16_t* x, const uint16_t* w, uint16_t* y, int n, int in, int out);
 
-private:
+  private:
     void* handle_ = nullptr;
     DeviceBuffer workspace_;
 };
@@ -124,7 +131,8 @@ struct PackedView {
 };
 // Quantizes x (bf16 rows of `row_stride`, head h at column h*hd) into the segment `*dst` (a PackedView in
 // device memory, so that a captured graph can be pointed at a new cache slot by rewriting it).
-void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& layout, const PackedView* dst, void* stream);
+void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& layout, const PackedView* dst,
+                      void* stream);
 // Dequantizes head `h` of a packed segment to fp32 [tokens x hd] (tests, re-encoding).
 void dequantize_head(const SegmentLayout& layout, PackedView src, int head, float* out, void* stream);
 
@@ -146,7 +154,7 @@ struct AttentionParams {
     const uint16_t* qkv = nullptr;
     int n_tokens = 0, heads = 0, head_dim = 0;
     const SegmentDesc* segments = nullptr;  // device array [max_segments]; n_segments read from *n_segments
-    const int* n_segments = nullptr;         // device scalar: cached segments this chunk (slot of current = it)
+    const int* n_segments = nullptr;  // device scalar: cached segments this chunk (slot of current = it)
     int max_segments = 0;
     TensorFormat key_fmt, value_fmt;
     int correction = 0;  // 0 off, 1 taylor, 2 exact
@@ -156,17 +164,18 @@ struct AttentionParams {
     const float* rope_sin[3] = {nullptr, nullptr, nullptr};
     int rope_pairs[3] = {0, 0, 0};
     int chunk_frames = 0, tokens_per_frame = 0, patch_cols = 0;
-    uint16_t* out = nullptr;        // bf16 [n_tokens x heads*hd]
+    uint16_t* out = nullptr;           // bf16 [n_tokens x heads*hd]
     float* p_cache_partial = nullptr;  // [heads * q_tiles] sums of P_S over the tile's rows (may be null)
-    int block_shape = -1;           // 0, 1, 2 (attention.cu: BlockShape); -1: attention_block_shape's choice
-    int splits = 1;                 // key-range splits (flash-decoding); >1 needs the workspace below
-    float* split_o = nullptr;       // [splits][heads][n_tokens][hd]
-    float* split_stats = nullptr;   // [splits][heads][n_tokens][3]: max, sum, cached sum
+    int block_shape = -1;          // 0, 1, 2 (attention.cu: BlockShape); -1: attention_block_shape's choice
+    int splits = 1;                // key-range splits (flash-decoding); >1 needs the workspace below
+    float* split_o = nullptr;      // [splits][heads][n_tokens][hd]
+    float* split_stats = nullptr;  // [splits][heads][n_tokens][3]: max, sum, cached sum
 };
 // 64-row query tiles: the length of p_cache_partial per head, whatever the block height.
 int attention_query_tiles(int n_tokens);
 int multiprocessors();  // of device 0
-// The block shape attention() uses when block_shape is -1, and the key-range splits that fill the GPU with it.
+// The block shape attention() uses when block_shape is -1, and the key-range splits that fill the GPU with
+// it.
 int attention_block_shape(int head_dim, bool exact = false);
 int attention_splits(int n_tokens, int heads, int shape, int sms);
 size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int head_dim);

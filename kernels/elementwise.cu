@@ -9,27 +9,34 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p, uint16_t* __restrict__ tokens) {
+__global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p,
+                                uint16_t* __restrict__ tokens) {
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
     const size_t total = static_cast<size_t>(nf) * hp * wp * pd;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const int e = static_cast<int>(i % pd);
         const size_t tok = i / pd;
-        const int c = static_cast<int>(tok % wp), r = static_cast<int>((tok / wp) % hp), f = static_cast<int>(tok / (static_cast<size_t>(wp) * hp));
+        const int c = static_cast<int>(tok % wp), r = static_cast<int>((tok / wp) % hp),
+                  f = static_cast<int>(tok / (static_cast<size_t>(wp) * hp));
         const int ch = e % 3, px = (e / 3) % p, py = e / (3 * p);
-        tokens[i] = f32_to_bf16(frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch]);
+        tokens[i] =
+            f32_to_bf16(frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch]);
     }
 }
 
 __global__ void add_bias_kernel(float* x, const float* __restrict__ bias, size_t total, int dim) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x))
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+         i += gridDim.x * static_cast<size_t>(blockDim.x))
         x[i] += bias[i % dim];
 }
 
 // One warp per row: mean and variance in fp32 over `dim` values, then the modulation of the row's frame.
-__global__ void layernorm_modulate_kernel(const float* __restrict__ x, int n, int dim, int tpf, const float* __restrict__ shift,
-                                          const float* __restrict__ scale, int mod_stride, const float* __restrict__ shift_off,
-                                          const float* __restrict__ scale_off, float eps, uint16_t* __restrict__ out) {
+__global__ void layernorm_modulate_kernel(const float* __restrict__ x, int n, int dim, int tpf,
+                                          const float* __restrict__ shift, const float* __restrict__ scale,
+                                          int mod_stride, const float* __restrict__ shift_off,
+                                          const float* __restrict__ scale_off, float eps,
+                                          uint16_t* __restrict__ out) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (warp >= n) return;
     const float* row = x + static_cast<size_t>(warp) * dim;
@@ -49,14 +56,16 @@ __global__ void layernorm_modulate_kernel(const float* __restrict__ x, int n, in
     const float* sc = scale + static_cast<size_t>(f) * mod_stride;
     uint16_t* o = out + static_cast<size_t>(warp) * dim;
     for (int c = lane; c < dim; c += 32) {
-        const float s = sc[c] + (scale_off ? scale_off[c] : 0.f), b = sh[c] + (shift_off ? shift_off[c] : 0.f);
+        const float s = sc[c] + (scale_off ? scale_off[c] : 0.f),
+                    b = sh[c] + (shift_off ? shift_off[c] : 0.f);
         o[c] = f32_to_bf16((row[c] - mean) * inv * (1.f + s) + b);
     }
 }
 
 // One warp per (row, part, head): bias for q, k, v; RMSNorm for q and k.
-__global__ void qkv_bias_rmsnorm_kernel(uint16_t* qkv, const float* __restrict__ bias, const float* __restrict__ q_norm,
-                                        const float* __restrict__ k_norm, int n, int heads, int hd, float eps) {
+__global__ void qkv_bias_rmsnorm_kernel(uint16_t* qkv, const float* __restrict__ bias,
+                                        const float* __restrict__ q_norm, const float* __restrict__ k_norm,
+                                        int n, int heads, int hd, float eps) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     const int per_row = 3 * heads;
     if (warp >= n * per_row) return;
@@ -89,9 +98,10 @@ __global__ void qkv_bias_rmsnorm_kernel(uint16_t* qkv, const float* __restrict__
 }
 
 __global__ void gated_residual_kernel(float* x, const float* __restrict__ y, const float* __restrict__ bias,
-                                      const float* __restrict__ gate, const float* __restrict__ gate_off, int gate_stride,
-                                      size_t total, int dim, int tpf) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+                                      const float* __restrict__ gate, const float* __restrict__ gate_off,
+                                      int gate_stride, size_t total, int dim, int tpf) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const int c = static_cast<int>(i % dim);
         const int f = static_cast<int>(i / dim) / tpf;
         const float g = gate[static_cast<size_t>(f) * gate_stride + c] + (gate_off ? gate_off[c] : 0.f);
@@ -100,21 +110,24 @@ __global__ void gated_residual_kernel(float* x, const float* __restrict__ y, con
 }
 
 __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, size_t total, int dim) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const float v = bf16_to_f32(y[i]) + bias[i % dim];
         y[i] = f32_to_bf16(0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))));
     }
 }
 
-__global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf, int h, int w, int p,
-                                        const float* __restrict__ x0_negative, float guidance, float* __restrict__ x0,
-                                        float* x, float t, float dt) {
+__global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf,
+                                        int h, int w, int p, const float* __restrict__ x0_negative,
+                                        float guidance, float* __restrict__ x0, float* x, float t, float dt) {
     const size_t total = static_cast<size_t>(nf) * h * w * 3;
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const int ch = static_cast<int>(i % 3);
         const size_t pix = i / 3;
-        const int xx = static_cast<int>(pix % w), yy = static_cast<int>((pix / w) % h), f = static_cast<int>(pix / (static_cast<size_t>(w) * h));
+        const int xx = static_cast<int>(pix % w), yy = static_cast<int>((pix / w) % h),
+                  f = static_cast<int>(pix / (static_cast<size_t>(w) * h));
         const size_t tok = static_cast<size_t>(f) * hp * wp + (yy / p) * wp + (xx / p);
         const int e = ((yy % p) * p + (xx % p)) * 3 + ch;
         float v = y[tok * pd + e] + bias[e];
@@ -124,23 +137,28 @@ __global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float
     }
 }
 
-__global__ void noise_kernel(float* out, size_t n, const uint64_t* __restrict__ seed_chunk, uint32_t step, uint32_t domain) {
+__global__ void noise_kernel(float* out, size_t n, const uint64_t* __restrict__ seed_chunk, uint32_t step,
+                             uint32_t domain) {
     const uint64_t seed = seed_chunk[0];
     const uint32_t chunk = static_cast<uint32_t>(seed_chunk[1]);
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x))
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += gridDim.x * static_cast<size_t>(blockDim.x))
         out[i] = ::kvw::normal_noise(seed, chunk, step, domain, static_cast<uint32_t>(i));
 }
 
-__global__ void source_init_kernel(float* x, const float* __restrict__ last, size_t frame_floats, size_t n, float sigma) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x))
+__global__ void source_init_kernel(float* x, const float* __restrict__ last, size_t frame_floats, size_t n,
+                                   float sigma) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += gridDim.x * static_cast<size_t>(blockDim.x))
         x[i] = sigma * x[i] + (last ? last[i % frame_floats] : 0.f);
 }
 
 // warp_source: x = sigma * x + the last frame sampled at frame f's warp table (engine/src/source_warp.h: per
 // frame source_x [w], row_scale [w], horizon_from, horizon_to), bilinear, the border repeated.
-__global__ void clamp_mix_kernel(const float* __restrict__ x, const float* __restrict__ noise, float tau, float* out,
-                                 float* clamped, size_t n) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+__global__ void clamp_mix_kernel(const float* __restrict__ x, const float* __restrict__ noise, float tau,
+                                 float* out, float* clamped, size_t n) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         const float c = fminf(1.f, fmaxf(-1.f, x[i]));
         if (clamped) clamped[i] = c;
         out[i] = noise ? (1.f - tau) * c + tau * noise[i] : c;
@@ -148,11 +166,13 @@ __global__ void clamp_mix_kernel(const float* __restrict__ x, const float* __res
 }
 
 __global__ void to_rgba8_kernel(const float* __restrict__ x, size_t pixels, uint8_t* rgba, uint8_t* rgb) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < pixels; i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < pixels;
+         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
         uint8_t v[3];
 #pragma unroll
         for (int c = 0; c < 3; ++c) {
-            const float s = (x[3 * i + c] + 1.f) * 127.5f;  // same rounding as the CPU: lround of a non-negative value
+            const float s =
+                (x[3 * i + c] + 1.f) * 127.5f;  // same rounding as the CPU: lround of a non-negative value
             v[c] = static_cast<uint8_t>(fminf(255.f, fmaxf(0.f, floorf(s + 0.5f))));
         }
         if (rgba) {
@@ -169,7 +189,9 @@ __global__ void to_rgba8_kernel(const float* __restrict__ x, size_t pixels, uint
     }
 }
 
-int grid_for(size_t n) { return static_cast<int>(std::min<size_t>((n + kThreads - 1) / kThreads, 65535u * 8)); }
+int grid_for(size_t n) {
+    return static_cast<int>(std::min<size_t>((n + kThreads - 1) / kThreads, 65535u * 8));
+}
 
 }  // namespace
 
@@ -183,24 +205,27 @@ void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream) {
     add_bias_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(x, bias, total, dim);
     CUDA_CHECK_LAUNCH("add_bias");
 }
-void layernorm_modulate_bf16(const float* x, int n, int dim, int tpf, const float* shift, const float* scale, int mod_stride,
-                             const float* shift_off, const float* scale_off, float eps, uint16_t* out, void* stream) {
+void layernorm_modulate_bf16(const float* x, int n, int dim, int tpf, const float* shift, const float* scale,
+                             int mod_stride, const float* shift_off, const float* scale_off, float eps,
+                             uint16_t* out, void* stream) {
     const int rows_per_block = kThreads / 32;
     layernorm_modulate_kernel<<<blocks_for(n, rows_per_block), kThreads, 0, as_stream(stream)>>>(
         x, n, dim, tpf, shift, scale, mod_stride, shift_off, scale_off, eps, out);
     CUDA_CHECK_LAUNCH("layernorm_modulate");
 }
-void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n, int heads, int hd,
-                      float eps, void* stream) {
+void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n,
+                      int heads, int hd, float eps, void* stream) {
     if (hd > 128) throw Error("qkv_bias_rmsnorm: head_dim > 128 is not supported by the CUDA backend");
     const int warps = n * 3 * heads, per_block = kThreads / 32;
-    qkv_bias_rmsnorm_kernel<<<blocks_for(warps, per_block), kThreads, 0, as_stream(stream)>>>(qkv, bias, q_norm, k_norm, n, heads, hd, eps);
+    qkv_bias_rmsnorm_kernel<<<blocks_for(warps, per_block), kThreads, 0, as_stream(stream)>>>(
+        qkv, bias, q_norm, k_norm, n, heads, hd, eps);
     CUDA_CHECK_LAUNCH("qkv_bias_rmsnorm");
 }
-void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off, int gate_stride,
-                    int n, int dim, int tpf, void* stream) {
+void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off,
+                    int gate_stride, int n, int dim, int tpf, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    gated_residual_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(x, y, bias, gate, gate_off, gate_stride, total, dim, tpf);
+    gated_residual_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(x, y, bias, gate, gate_off,
+                                                                               gate_stride, total, dim, tpf);
     CUDA_CHECK_LAUNCH("gated_residual");
 }
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream) {
@@ -208,24 +233,28 @@ void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream
     bias_gelu_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, total, dim);
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
-void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x, float t, float dt,
-                      void* stream, const float* x0_negative, float guidance) {
+void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x,
+                      float t, float dt, void* stream, const float* x0_negative, float guidance) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    unpatchify_euler_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, x0_negative, guidance, x0, x, t,
-                                                                                   dt);
+    unpatchify_euler_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
+        y, bias, f, h, w, p, x0_negative, guidance, x0, x, t, dt);
     CUDA_CHECK_LAUNCH("unpatchify_euler");
 }
-void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain, void* stream) {
+void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
+                  void* stream) {
     noise_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(out, n, seed_chunk, step, domain);
     CUDA_CHECK_LAUNCH("normal_noise");
 }
-void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream) {
+void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma,
+                 void* stream) {
     const size_t n = frame_floats * static_cast<size_t>(frames);
     source_init_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
-        x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n, sigma);
+        x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n,
+        sigma);
     CUDA_CHECK_LAUNCH("source_init");
 }
-void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n, void* stream) {
+void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n,
+               void* stream) {
     clamp_mix_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, noise, tau, out, clamped, n);
     CUDA_CHECK_LAUNCH("clamp_mix");
 }

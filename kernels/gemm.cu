@@ -5,19 +5,22 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 
-#define CUBLAS_CHECK(call)                                                                          \
-    do {                                                                                            \
-        const cublasStatus_t kvw_st_ = (call);                                                      \
-        if (kvw_st_ != CUBLAS_STATUS_SUCCESS)                                                       \
-            throw ::kvw::Error(std::string("kernels/gemm.cu:") + std::to_string(__LINE__) + ": " #call " failed: " + \
-                               cublasGetStatusString(kvw_st_));                                     \
+#define CUBLAS_CHECK(call)                                                                  \
+    do {                                                                                    \
+        const cublasStatus_t kvw_st_ = (call);                                              \
+        if (kvw_st_ != CUBLAS_STATUS_SUCCESS)                                               \
+            throw ::kvw::Error(std::string("kernels/gemm.cu:") + std::to_string(__LINE__) + \
+                               ": " #call " failed: " + cublasGetStatusString(kvw_st_));    \
     } while (0)
 
 namespace kvw::cuda {
 
 namespace {
-constexpr size_t kWorkspaceBytes = 32u << 20;  // fixed workspace: cuBLAS must not allocate during graph capture
-cublasHandle_t H(void* h) { return static_cast<cublasHandle_t>(h); }
+constexpr size_t kWorkspaceBytes = 32u
+                                   << 20;  // fixed workspace: cuBLAS must not allocate during graph capture
+cublasHandle_t H(void* h) {
+    return static_cast<cublasHandle_t>(h);
+}
 }  // namespace
 
 Gemm::Gemm() : workspace_(kWorkspaceBytes) {
@@ -38,14 +41,16 @@ void Gemm::bind(void* stream) {
 
 void Gemm::run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out) {
     const float alpha = 1.f, beta = 0.f;
-    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF,
-                              in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x,
+                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
 }
 
 void Gemm::run_bf16_out(const uint16_t* x, const uint16_t* w, uint16_t* y, int n, int in, int out) {
     const float alpha = 1.f, beta = 0.f;
-    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF,
-                              in, &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x,
+                              CUDA_R_16BF, in, &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace kvw::cuda

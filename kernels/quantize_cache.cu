@@ -23,8 +23,8 @@ __device__ __forceinline__ uint32_t pack_lanes(uint32_t bits_field, int per_byte
 }
 
 // Token layout: one warp per (token, head); lane owns channels lane + 32k (k < hd/32).
-__global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads, int hd, int bits,
-                                      int group, const PackedView* __restrict__ dst) {
+__global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads,
+                                      int hd, int bits, int group, const PackedView* __restrict__ dst) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (warp >= tokens * heads) return;
     const int t = warp / heads, h = warp % heads;
@@ -81,8 +81,9 @@ __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_st
 }
 
 // Channel layout (keys): one warp per (head, token block, rotation pair); lane owns tokens lane + 32k.
-__global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads, int hd, int bits,
-                                        int group, int blocks, const PackedView* __restrict__ dst) {
+__global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads,
+                                        int hd, int bits, int group, int blocks,
+                                        const PackedView* __restrict__ dst) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     const int pairs = hd / 2;
     if (warp >= heads * blocks * pairs) return;
@@ -97,7 +98,8 @@ __global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_
         const bool valid = k < rounds && t < t1;
 #pragma unroll
         for (int ch = 0; ch < 2; ++ch) {
-            v[ch][k] = valid ? bf16_to_f32(x[static_cast<size_t>(t) * row_stride + h * hd + 2 * pair + ch]) : 0.f;
+            v[ch][k] =
+                valid ? bf16_to_f32(x[static_cast<size_t>(t) * row_stride + h * hd + 2 * pair + ch]) : 0.f;
             if (valid) {
                 lo[ch] = fminf(lo[ch], v[ch][k]);
                 hi[ch] = fmaxf(hi[ch], v[ch][k]);
@@ -108,7 +110,9 @@ __global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_
     GroupParams gp[2];
 #pragma unroll
     for (int ch = 0; ch < 2; ++ch) gp[ch] = group_params(warp_min(lo[ch]), warp_max(hi[ch]), bits);
-    const uint16_t step_bits = f16_bits_to_f32(gp[0].step_bits) >= f16_bits_to_f32(gp[1].step_bits) ? gp[0].step_bits : gp[1].step_bits;
+    const uint16_t step_bits = f16_bits_to_f32(gp[0].step_bits) >= f16_bits_to_f32(gp[1].step_bits)
+                                   ? gp[0].step_bits
+                                   : gp[1].step_bits;
     const float step = f16_bits_to_f32(step_bits);
     if (lane == 0) {
         out.steps[(static_cast<size_t>(h) * blocks + blk) * pairs + pair] = step_bits;
@@ -120,7 +124,8 @@ __global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_
 #pragma unroll
     for (int ch = 0; ch < 2; ++ch) {
         const float off = f16_bits_to_f32(gp[ch].offset_bits);
-        uint8_t* codes = out.codes + ((static_cast<size_t>(h) * blocks + blk) * hd + 2 * pair + ch) * chan_bytes;
+        uint8_t* codes =
+            out.codes + ((static_cast<size_t>(h) * blocks + blk) * hd + 2 * pair + ch) * chan_bytes;
 #pragma unroll
         for (int k = 0; k < 4; ++k)
             if (k < rounds) {
@@ -139,29 +144,35 @@ __global__ void dequantize_head_kernel(SegmentLayout L, PackedView src, int h, f
     const int t = i / hd, c = i % hd;
     const int b = L.fmt.bits;
     if (b == 16) {
-        out[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(src.codes)[(static_cast<size_t>(h) * T + t) * hd + c]);
+        out[i] = bf16_to_f32(
+            reinterpret_cast<const uint16_t*>(src.codes)[(static_cast<size_t>(h) * T + t) * hd + c]);
         return;
     }
     const int per_byte = 8 / b;
     if (!L.fmt.channel) {
         const int groups = hd / L.fmt.group;
         const size_t m = (static_cast<size_t>(h) * T + t) * groups + c / L.fmt.group;
-        const uint8_t* codes = src.codes + (static_cast<size_t>(h) * T + t) * (static_cast<size_t>(hd) * b / 8);
+        const uint8_t* codes =
+            src.codes + (static_cast<size_t>(h) * T + t) * (static_cast<size_t>(hd) * b / 8);
         const uint32_t code = (codes[c / per_byte] >> ((c % per_byte) * b)) & ((1u << b) - 1u);
         out[i] = dequantize_value(code, f16_bits_to_f32(src.offsets[m]), f16_bits_to_f32(src.steps[m]));
     } else {
         const int g = L.fmt.group, blk = t / g, ti = t % g;
-        const uint8_t* codes = src.codes + ((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * (static_cast<size_t>(g) * b / 8);
+        const uint8_t* codes = src.codes + ((static_cast<size_t>(h) * L.blocks + blk) * hd + c) *
+                                               (static_cast<size_t>(g) * b / 8);
         const uint32_t code = (codes[ti / per_byte] >> ((ti % per_byte) * b)) & ((1u << b) - 1u);
-        out[i] = dequantize_value(code, f16_bits_to_f32(src.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]),
-                                  f16_bits_to_f32(src.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]));
+        out[i] = dequantize_value(
+            code, f16_bits_to_f32(src.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]),
+            f16_bits_to_f32(src.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]));
     }
 }
 
 }  // namespace
 
-void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L, const PackedView* dst, void* stream) {
-    if (L.head_dim % 32 || L.head_dim > 128) throw Error("quantize_segment: head_dim must be 32..128, a multiple of 32");
+void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L, const PackedView* dst,
+                      void* stream) {
+    if (L.head_dim % 32 || L.head_dim > 128)
+        throw Error("quantize_segment: head_dim must be 32..128, a multiple of 32");
     constexpr int kThreads = 256;
     if (!L.fmt.channel || !L.fmt.quantized()) {  // 16-bit is bf16 rows whatever the layout flag
         const int warps = L.tokens * L.heads;

@@ -28,17 +28,23 @@ Naive naive_attention(const cpu::AttentionInputs& in) {
         double mx = -1e300;
         for (int j = 0; j < in.nk; ++j) {
             double dot = 0;
-            for (int c = 0; c < hd; ++c) dot += static_cast<double>(q[c]) * in.k[static_cast<size_t>(j) * hd + c];
+            for (int c = 0; c < hd; ++c)
+                dot += static_cast<double>(q[c]) * in.k[static_cast<size_t>(j) * hd + c];
             double b = 0;
             if (j < in.n_cached && in.correction != 0) {
                 for (int pr = 0; pr < half; ++pr) {
-                    const double step = in.steps[static_cast<size_t>(j) * in.corr_groups + (2 * pr) / in.corr_group_width];
-                    const double co = in.key_cos[static_cast<size_t>(j) * half + pr], si = in.key_sin[static_cast<size_t>(j) * half + pr];
-                    const double u0 = q[2 * pr] * co + q[2 * pr + 1] * si, u1 = -q[2 * pr] * si + q[2 * pr + 1] * co;
+                    const double step =
+                        in.steps[static_cast<size_t>(j) * in.corr_groups + (2 * pr) / in.corr_group_width];
+                    const double co = in.key_cos[static_cast<size_t>(j) * half + pr],
+                                 si = in.key_sin[static_cast<size_t>(j) * half + pr];
+                    const double u0 = q[2 * pr] * co + q[2 * pr + 1] * si,
+                                 u1 = -q[2 * pr] * si + q[2 * pr + 1] * co;
                     for (double u : {u0, u1}) {
                         const double x = 0.5 * in.alpha * u * step;
-                        if (in.correction == 1) b += x * x / 6.0;  // = alpha^2/24 u^2 step^2
-                        else if (x != 0) b += std::log(std::sinh(x) / x);
+                        if (in.correction == 1)
+                            b += x * x / 6.0;  // = alpha^2/24 u^2 step^2
+                        else if (x != 0)
+                            b += std::log(std::sinh(x) / x);
                     }
                 }
             }
@@ -54,7 +60,8 @@ Naive naive_attention(const cpu::AttentionInputs& in) {
         r.p_cache += cached / sum;
         for (int j = 0; j < in.nk; ++j)
             for (int c = 0; c < hd; ++c)
-                r.out[static_cast<size_t>(i) * hd + c] += static_cast<float>(s[static_cast<size_t>(j)] / sum * in.v[static_cast<size_t>(j) * hd + c]);
+                r.out[static_cast<size_t>(i) * hd + c] += static_cast<float>(
+                    s[static_cast<size_t>(j)] / sum * in.v[static_cast<size_t>(j) * hd + c]);
     }
     return r;
 }
@@ -71,7 +78,8 @@ TEST_P(AttentionVsNaive, MatchesDefinition) {
     std::uniform_real_distribution<float> angle(-3.f, 3.f);
     const int groups = hd / group_width;
     std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd), v(k.size()),
-        steps(static_cast<size_t>(n_cached) * groups), co(static_cast<size_t>(n_cached) * hd / 2), si(co.size());
+        steps(static_cast<size_t>(n_cached) * groups), co(static_cast<size_t>(n_cached) * hd / 2),
+        si(co.size());
     for (float& x : q) x = 1.5f * n01(rng);
     for (float& x : k) x = n01(rng);
     for (float& x : v) x = n01(rng);
@@ -100,11 +108,13 @@ TEST_P(AttentionVsNaive, MatchesDefinition) {
     const double pc = cpu::attention_head(in, out.data());
     const Naive ref = naive_attention(in);
     test::expect_close(out, ref.out, test::kFp32Reorder,
-                       "attention hd" + std::to_string(hd) + " corr" + std::to_string(corr) + " gw" + std::to_string(group_width));
+                       "attention hd" + std::to_string(hd) + " corr" + std::to_string(corr) + " gw" +
+                           std::to_string(group_width));
     EXPECT_NEAR(pc, ref.p_cache, 1e-4 * nq);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionVsNaive,
-                         ::testing::Values(std::make_tuple(64, 0, 32), std::make_tuple(64, 1, 32), std::make_tuple(64, 2, 64),
-                                           std::make_tuple(128, 1, 128), std::make_tuple(128, 2, 32),
-                                           std::make_tuple(128, 1, 2), std::make_tuple(128, 2, 2)));
+                         ::testing::Values(std::make_tuple(64, 0, 32), std::make_tuple(64, 1, 32),
+                                           std::make_tuple(64, 2, 64), std::make_tuple(128, 1, 128),
+                                           std::make_tuple(128, 2, 32), std::make_tuple(128, 1, 2),
+                                           std::make_tuple(128, 2, 2)));

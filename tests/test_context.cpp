@@ -8,7 +8,8 @@ using namespace kvw;
 namespace {
 std::vector<StoredChunk> chunks(int n, uint64_t bytes = 100) {
     std::vector<StoredChunk> v;
-    for (int i = 0; i < n; ++i) v.push_back(StoredChunk{i, CameraPose{0, 2, 2.f * i, 0, 0}, bytes});  // walking north
+    for (int i = 0; i < n; ++i)
+        v.push_back(StoredChunk{i, CameraPose{0, 2, 2.f * i, 0, 0}, bytes});  // walking north
     return v;
 }
 MotionParams motion;
@@ -41,7 +42,8 @@ TEST(Context, WindowThenRecallFirstThenBestOverlap) {
     const ContextChoice c = choose_context(10, stored, CameraPose{0, 2, 1, 0, 0}, s, motion);
     EXPECT_EQ(c.window, (std::vector<int>{7, 8, 9}));
     EXPECT_EQ(c.recalled, (std::vector<int>{0, 4}));
-    EXPECT_EQ(c.context, (std::vector<int>{0, 4, 7, 8, 9}));  // recalled first (oldest first), then the window
+    EXPECT_EQ(c.context,
+              (std::vector<int>{0, 4, 7, 8, 9}));  // recalled first (oldest first), then the window
 
     // Early on, chunk 0 is simply in the window and nothing is recalled.
     const ContextChoice early = choose_context(2, chunks(2), CameraPose{}, s, motion);

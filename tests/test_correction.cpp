@@ -34,8 +34,8 @@ namespace {
 
 // Monte Carlo: keys k + eps with eps_c ~ U[-step_c/2, step_c/2]; returns the mean of exp(s_hat - b) / exp(s)
 // for the given correction (0 off, 1 taylor, 2 exact), over `draws` samples, for one query and key.
-double mc_ratio(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& step, float alpha,
-                int correction, int draws, uint32_t seed) {
+double mc_ratio(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& step,
+                float alpha, int correction, int draws, uint32_t seed) {
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> uni(-0.5, 0.5);
     const size_t d = q.size();
@@ -73,10 +73,10 @@ TEST(Correction, MonteCarloUnbiasedness) {
     const double exact = mc_ratio(q, k, step, alpha, 2, draws, 11);
     const double taylor = mc_ratio(q, k, step, alpha, 1, draws, 11);
     std::printf("[mc] E[exp(s_hat - b)]/exp(s): off %.4f  taylor %.4f  exact %.4f\n", off, taylor, exact);
-    EXPECT_GT(off, 1.2);                 // uncorrected: every cached key is inflated (Jensen)
-    EXPECT_NEAR(exact, 1.0, 0.01);       // exact correction: unbiased within sampling error
-    EXPECT_NEAR(taylor, 1.0, 0.03);      // second order: close, slightly over-corrected
-    EXPECT_LT(taylor, exact);            // the Taylor form over-estimates the bias (next term is negative)
+    EXPECT_GT(off, 1.2);             // uncorrected: every cached key is inflated (Jensen)
+    EXPECT_NEAR(exact, 1.0, 0.01);   // exact correction: unbiased within sampling error
+    EXPECT_NEAR(taylor, 1.0, 0.03);  // second order: close, slightly over-corrected
+    EXPECT_LT(taylor, exact);        // the Taylor form over-estimates the bias (next term is negative)
 
     // At small x the two forms agree closely.
     for (float& s : step) s = 0.05f;
@@ -97,7 +97,8 @@ TEST(Correction, TaylorPerGroupEqualsRotatedQueryForm) {
     double per_group = 0;
     for (int gi = 0; gi < hd / g; ++gi) {
         double norm = 0;
-        for (int c = gi * g; c < (gi + 1) * g; ++c) norm += q[static_cast<size_t>(c)] * q[static_cast<size_t>(c)];
+        for (int c = gi * g; c < (gi + 1) * g; ++c)
+            norm += q[static_cast<size_t>(c)] * q[static_cast<size_t>(c)];
         per_group += norm * step[static_cast<size_t>(gi)] * step[static_cast<size_t>(gi)];
     }
     for (int trial = 0; trial < 5; ++trial) {
@@ -110,7 +111,9 @@ TEST(Correction, TaylorPerGroupEqualsRotatedQueryForm) {
         }
         rope_rotate(u.data(), co.data(), si.data(), hd);
         double rotated = 0;
-        for (int c = 0; c < hd; ++c) rotated += static_cast<double>(u[static_cast<size_t>(c)]) * u[static_cast<size_t>(c)] * step[static_cast<size_t>(c / g)] * step[static_cast<size_t>(c / g)];
+        for (int c = 0; c < hd; ++c)
+            rotated += static_cast<double>(u[static_cast<size_t>(c)]) * u[static_cast<size_t>(c)] *
+                       step[static_cast<size_t>(c / g)] * step[static_cast<size_t>(c / g)];
         EXPECT_NEAR(rotated, per_group, 1e-4 * per_group);
     }
 }
@@ -125,7 +128,8 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
     const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq;
     std::mt19937 rng(static_cast<uint32_t>(bits * 7 + group + channel));
     std::normal_distribution<float> n01(0.f, 1.f);
-    std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd), v(static_cast<size_t>(nk) * hd);
+    std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd),
+        v(static_cast<size_t>(nk) * hd);
     for (float& x : q) x = q_scale * n01(rng);
     for (float& x : k) x = n01(rng);
     for (float& x : v) x = n01(rng);
@@ -133,7 +137,8 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
     std::vector<float> kq(k), steps(static_cast<size_t>(n_cached) * p.layout.corr_groups());
     dequantize_head(p, 0, kq.data());  // the cached part, the current part stays exact
     steps_head(p, 0, steps.data());
-    std::vector<float> cos(static_cast<size_t>(n_cached) * hd / 2, 1.f), sin(cos.size(), 0.f), out(static_cast<size_t>(nq) * hd);
+    std::vector<float> cos(static_cast<size_t>(n_cached) * hd / 2, 1.f), sin(cos.size(), 0.f),
+        out(static_cast<size_t>(nq) * hd);
     cpu::AttentionInputs in;
     in.q = q.data();
     in.v = v.data();
@@ -164,19 +169,20 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
 
 TEST(Correction, QuantizedCacheStealsMassAndCorrectionReturnsIt) {
     for (bool channel : {false, true}) {
-        // Query scale 2: logits with a standard deviation of about 2, an uncorrected INT2 Delta P_S near +0.1.
+        // Query scale 2: logits with a standard deviation of about 2, an uncorrected INT2 Delta P_S near
+        // +0.1.
         const StealResult r = stolen_mass(2, channel ? 64 : 128, channel, 2.f);
         std::printf("[steal] INT2 %s: P_S ref %.4f  off %+.4f  taylor %+.4f  exact %+.4f (deltas)\n",
                     channel ? "channel" : "token", r.ref, r.off - r.ref, r.taylor - r.ref, r.exact - r.ref);
-        EXPECT_GT(r.off - r.ref, 0.03);                                  // uncorrected INT2 steals attention
-        EXPECT_LT(std::fabs(r.exact - r.ref), 0.15 * (r.off - r.ref));   // corrected: most of it returned
+        EXPECT_GT(r.off - r.ref, 0.03);                                 // uncorrected INT2 steals attention
+        EXPECT_LT(std::fabs(r.exact - r.ref), 0.15 * (r.off - r.ref));  // corrected: most of it returned
         EXPECT_LT(std::fabs(r.taylor - r.ref), 0.15 * (r.off - r.ref));
     }
     // The limit the paper names: with very peaked logits a few cached keys dominate, the correction is
     // right only in expectation and the typical query is over-corrected (Delta P_S < 0). Shown, not hidden.
     const StealResult peaked = stolen_mass(2, 128, false, 3.f);
-    std::printf("[steal] INT2 token, peaked logits (q x3): off %+.4f  taylor %+.4f  exact %+.4f\n", peaked.off - peaked.ref,
-                peaked.taylor - peaked.ref, peaked.exact - peaked.ref);
+    std::printf("[steal] INT2 token, peaked logits (q x3): off %+.4f  taylor %+.4f  exact %+.4f\n",
+                peaked.off - peaked.ref, peaked.taylor - peaked.ref, peaked.exact - peaked.ref);
     EXPECT_LT(peaked.exact - peaked.ref, 0.0);
     const StealResult r8 = stolen_mass(8, 64, false, 3.f);
     EXPECT_LT(std::fabs(r8.off - r8.ref), 0.002);  // INT8: negligible

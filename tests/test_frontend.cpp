@@ -38,11 +38,12 @@ Image textured_view(double shift_px, double zoom, double seam) {
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x) {
             const double u = (x - 63.5) / zoom + 63.5 - shift_px, v = (y - 63.5) / zoom + 63.5;
-            double val = 128 + 40 * std::sin(0.21 * u + 0.7) * std::cos(0.13 * v) + 30 * std::sin(0.05 * u * 1.3 + 0.11 * v) +
-                         20 * std::cos(0.37 * u - 0.19 * v + 1.1);
+            double val = 128 + 40 * std::sin(0.21 * u + 0.7) * std::cos(0.13 * v) +
+                         30 * std::sin(0.05 * u * 1.3 + 0.11 * v) + 20 * std::cos(0.37 * u - 0.19 * v + 1.1);
             if (seam > 0 && (x % 8 == 7 || y % 8 == 7)) val *= 1 - seam;
             for (int ch = 0; ch < 3; ++ch)
-                img.rgb[3 * (static_cast<size_t>(y) * w + x) + ch] = static_cast<uint8_t>(std::clamp(std::lround(val), 0L, 255L));
+                img.rgb[3 * (static_cast<size_t>(y) * w + x) + ch] =
+                    static_cast<uint8_t>(std::clamp(std::lround(val), 0L, 255L));
         }
     return img;
 }
@@ -53,12 +54,16 @@ Image textured_view(double shift_px, double zoom, double seam) {
 TEST(MotionEstimate, GridPatternDoesNotHideMotion) {
     const double shift = 3.0, zoom = 1.02;
     EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 0), shift, 0.25);
-    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift, 0.25) << "no pattern: unchanged";
+    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift, 0.25)
+        << "no pattern: unchanged";
     const double raw = frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 0);
-    const double cleaned = frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 8);
+    const double cleaned =
+        frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 8);
     EXPECT_NEAR(cleaned, shift, 0.25);
-    EXPECT_GT(std::fabs(raw - shift), 2 * std::fabs(cleaned - shift)) << "raw " << raw << " cleaned " << cleaned;
-    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(-shift, 1, 0.25), 8), -shift, 0.25);
+    EXPECT_GT(std::fabs(raw - shift), 2 * std::fabs(cleaned - shift))
+        << "raw " << raw << " cleaned " << cleaned;
+    EXPECT_NEAR(frontend::estimate_shift(textured_view(0, 1, 0.25), textured_view(-shift, 1, 0.25), 8),
+                -shift, 0.25);
 
     EXPECT_NEAR(frontend::estimate_zoom(textured_view(0, 1, 0), textured_view(0, zoom, 0), 0), zoom, 0.003);
     const double zraw = frontend::estimate_zoom(textured_view(0, 1, 0.25), textured_view(0, zoom, 0.25), 0);
@@ -102,10 +107,10 @@ TEST(Psnr, PerPairAndPooled) {
 }
 
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
-// repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts: every
-// window's ratios are the model's statistics over the simulator's, its within-bar flag follows from them, and
-// the bar's counts are the flags'. The scene-keeping baseline and the whole-trace reading follow from the same
-// statistics, and --mode world-change reproduces the simulator's side of the first rollout.
+// repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts:
+// every window's ratios are the model's statistics over the simulator's, its within-bar flag follows from
+// them, and the bar's counts are the flags'. The scene-keeping baseline and the whole-trace reading follow
+// from the same statistics, and --mode world-change reproduces the simulator's side of the first rollout.
 TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_eval_" + std::to_string(::getpid()));
     fs::remove_all(out);
@@ -144,19 +149,27 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
         int in_world = 0, keep_in_world = 0;
         for (const nlohmann::json& w : r.at("windows")) {
             const nlohmann::json &m = w.at("model"), &sim = w.at("simulator");
-            EXPECT_NEAR(w.at("mean_ratio").get<double>(), m.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
-            EXPECT_NEAR(w.at("contrast_ratio").get<double>(), m.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
-            EXPECT_NEAR(w.at("edge_ratio").get<double>(), m.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("mean_ratio").get<double>(),
+                        m.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("contrast_ratio").get<double>(),
+                        m.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("edge_ratio").get<double>(),
+                        m.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
             bool ok = true;
-            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) ok &= std::fabs(w.at(k).get<double>() - 1.0) <= tol;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                ok &= std::fabs(w.at(k).get<double>() - 1.0) <= tol;
             EXPECT_EQ(w.at("within_bar").get<bool>(), ok);
             // The scene-keeping baseline: the start context's statistics against the same simulator window.
             const nlohmann::json &keep = w.at("keep_start"), &start = r.at("start_context");
-            EXPECT_NEAR(keep.at("contrast_ratio").get<double>(), start.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
-            EXPECT_NEAR(keep.at("mean_ratio").get<double>(), start.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
-            EXPECT_NEAR(keep.at("edge_ratio").get<double>(), start.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("contrast_ratio").get<double>(),
+                        start.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("mean_ratio").get<double>(),
+                        start.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("edge_ratio").get<double>(),
+                        start.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
             bool keep_ok = true;
-            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) keep_ok &= std::fabs(keep.at(k).get<double>() - 1.0) <= tol;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                keep_ok &= std::fabs(keep.at(k).get<double>() - 1.0) <= tol;
             EXPECT_EQ(keep.at("within_bar").get<bool>(), keep_ok);
             ++windows;
             in_world += ok;
@@ -191,14 +204,16 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     // Camera motion twice: matched on raw luma, and with the model's patch grid pattern removed.
     EXPECT_EQ(report.at("actions").at("pattern_grid_removed").get<int>(), 0);
     EXPECT_EQ(report.at("actions_patch_grid_removed").at("pattern_grid_removed").get<int>(), 8);
-    EXPECT_EQ(report.at("actions_patch_grid_removed").at("forward_frames"), report.at("actions").at("forward_frames"));
-    // The motion split by the frame pair's place in its chunk adds up to the whole: every pair of the one-chunk
-    // predictions (chunk_frames of them per world, the first after the context's last frame) and of the rollouts
-    // (all but the first frame).
+    EXPECT_EQ(report.at("actions_patch_grid_removed").at("forward_frames"),
+              report.at("actions").at("forward_frames"));
+    // The motion split by the frame pair's place in its chunk adds up to the whole: every pair of the
+    // one-chunk predictions (chunk_frames of them per world, the first after the context's last frame) and of
+    // the rollouts (all but the first frame).
     std::ifstream tiny_json(test::source_path("tests/data/tiny/model.json"));
     const int chunk_frames = nlohmann::json::parse(tiny_json).at("chunk_frames").get<int>();
-    for (const auto& [key, pairs_total] : {std::pair<const char*, int>{"one_chunk_actions", traces * chunk_frames},
-                                           std::pair<const char*, int>{"actions", -1}}) {
+    for (const auto& [key, pairs_total] :
+         {std::pair<const char*, int>{"one_chunk_actions", traces * chunk_frames},
+          std::pair<const char*, int>{"actions", -1}}) {
         const nlohmann::json& a = report.at(key);
         const nlohmann::json& places = a.at("by_frame_in_chunk");
         ASSERT_EQ(static_cast<int>(places.size()), chunk_frames) << key;
@@ -218,16 +233,18 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
         }
     }
     int rollout_pairs = 0;
-    for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk")) rollout_pairs += p.at("pairs").get<int>();
+    for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk"))
+        rollout_pairs += p.at("pairs").get<int>();
     EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
 
-    // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the quality
-    // mode's first long rollout, so its start context and its windows' simulator statistics and keep-start
-    // verdicts are the ones above, and its counts are its flags'.
+    // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the
+    // quality mode's first long rollout, so its start context and its windows' simulator statistics and
+    // keep-start verdicts are the ones above, and its counts are its flags'.
     const fs::path wc_out = out / "world_change";
-    const std::string wc_cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
-                               " --mode world-change --traces 3 --long-frames 8 --out " + wc_out.string() + " > " +
-                               (out.string() + ".log") + " 2>&1";
+    const std::string wc_cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                               test::source_path("tests/data/tiny") +
+                               " --mode world-change --traces 3 --long-frames 8 --out " + wc_out.string() +
+                               " > " + (out.string() + ".log") + " 2>&1";
     ASSERT_EQ(std::system(wc_cmd.c_str()), 0) << "see " << out.string() << ".log";
     std::ifstream wc_file(wc_out / "eval.json");
     ASSERT_TRUE(wc_file.good());
@@ -239,13 +256,15 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     ASSERT_EQ(first.at("windows").size(), rollout0.at("windows").size());
     for (size_t w = 0; w < first.at("windows").size(); ++w) {
         EXPECT_EQ(first.at("windows")[w].at("simulator"), rollout0.at("windows")[w].at("simulator"));
-        EXPECT_EQ(first.at("windows")[w].at("within_bar"), rollout0.at("windows")[w].at("keep_start").at("within_bar"));
+        EXPECT_EQ(first.at("windows")[w].at("within_bar"),
+                  rollout0.at("windows")[w].at("keep_start").at("within_bar"));
     }
     int wc_windows = 0, wc_within = 0, wc_worlds = 0;
     for (const nlohmann::json& t : wc.at("per_trace")) {
         int k = 0;
         for (const nlohmann::json& w : t.at("windows")) {
-            const double ratio = t.at("start_context").at("contrast").get<double>() / w.at("simulator").at("contrast").get<double>();
+            const double ratio = t.at("start_context").at("contrast").get<double>() /
+                                 w.at("simulator").at("contrast").get<double>();
             EXPECT_NEAR(w.at("contrast_ratio").get<double>(), ratio, 1e-9);
             k += w.at("within_bar").get<bool>();
             ++wc_windows;
@@ -261,17 +280,20 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     fs::remove(out.string() + ".log");
 }
 
-// --mode world-change --resample-pool: a trace's actions replayed in other worlds, scored against the trace as bar 2
-// scores the model. With the pool starting at the traces' own worlds, each trace finds itself first (look distance
-// 0, every ratio exactly 1); the rest are ordered by look distance, their ratios are their statistics over the
-// trace's simulator windows, and the totals are the per-trace counts.
+// --mode world-change --resample-pool: a trace's actions replayed in other worlds, scored against the trace
+// as bar 2 scores the model. With the pool starting at the traces' own worlds, each trace finds itself first
+// (look distance 0, every ratio exactly 1); the rest are ordered by look distance, their ratios are their
+// statistics over the trace's simulator windows, and the totals are the per-trace counts.
 TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_resample_" + std::to_string(::getpid()));
     fs::remove_all(out);
-    // The long traces are worlds 1600000 + 7919 i (--world-base 900000); the pool the same seeds and one more.
-    const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
-                            " --mode world-change --traces 2 --long-frames 8 --resample-pool 3 --resample-nearest 2"
-                            " --resample-base 1600000 --out " + out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    // The long traces are worlds 1600000 + 7919 i (--world-base 900000); the pool the same seeds and one
+    // more.
+    const std::string cmd =
+        std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+        " --mode world-change --traces 2 --long-frames 8 --resample-pool 3 --resample-nearest 2"
+        " --resample-base 1600000 --out " +
+        out.string() + " > " + (out.string() + ".log") + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
     std::ifstream f(out / "eval.json");
     ASSERT_TRUE(f.good());
@@ -299,13 +321,18 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
             for (const nlohmann::json& r : t.at(kind)) {
                 int within = 0;
                 for (size_t w = 0; w < r.at("windows").size(); ++w) {
-                    const nlohmann::json &rw = r.at("windows")[w], &sim = own.at("windows")[w].at("simulator");
-                    EXPECT_NEAR(rw.at("contrast_ratio").get<double>(),
-                                rw.at("resampled").at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+                    const nlohmann::json &rw = r.at("windows")[w],
+                                         &sim = own.at("windows")[w].at("simulator");
+                    EXPECT_NEAR(
+                        rw.at("contrast_ratio").get<double>(),
+                        rw.at("resampled").at("contrast").get<double>() / sim.at("contrast").get<double>(),
+                        1e-9);
                     EXPECT_NEAR(rw.at("edge_ratio").get<double>(),
-                                rw.at("resampled").at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+                                rw.at("resampled").at("edges").get<double>() / sim.at("edges").get<double>(),
+                                1e-9);
                     bool ok = true;
-                    for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) ok &= std::fabs(rw.at(k).get<double>() - 1.0) <= tol;
+                    for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                        ok &= std::fabs(rw.at(k).get<double>() - 1.0) <= tol;
                     EXPECT_EQ(rw.at("within_bar").get<bool>(), ok);
                     within += ok;
                 }
@@ -327,8 +354,10 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
         EXPECT_EQ(t.at("whole_trace_pairs_within").get<int>(), counted[kind][3]);
     }
     // Outside world-change the option is refused, with a message.
-    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
-                            " --mode quality --resample-pool 3 --out " + out.string() + " > " + (out.string() + ".bad.log") + " 2>&1";
+    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                            test::source_path("tests/data/tiny") +
+                            " --mode quality --resample-pool 3 --out " + out.string() + " > " +
+                            (out.string() + ".bad.log") + " 2>&1";
     EXPECT_NE(std::system(bad.c_str()), 0);
     std::ifstream bad_log(out.string() + ".bad.log");
     const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());

@@ -32,7 +32,8 @@ void expect_error(Fn fn, std::initializer_list<std::string> needles) {
         ADD_FAILURE() << "no error thrown";
     } catch (const Error& e) {
         const std::string msg = e.what();
-        for (const std::string& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "message \"" << msg << "\" lacks \"" << n << "\"";
+        for (const std::string& n : needles)
+            EXPECT_NE(msg.find(n), std::string::npos) << "message \"" << msg << "\" lacks \"" << n << "\"";
     }
 }
 
@@ -55,10 +56,12 @@ TEST(SafeTensors, RoundTripAllDtypes) {
 
 TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
     auto bytes = small_file();
-    expect_error([&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 5), "w.safetensors"); },
-                 {"w.safetensors", "truncated"});
-    expect_error([&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.end() - 4), "w.safetensors"); },
-                 {"w.safetensors", "\"b\"", "beyond the data"});
+    expect_error(
+        [&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + 5), "w.safetensors"); },
+        {"w.safetensors", "truncated"});
+    expect_error(
+        [&] { SafeTensors::parse(std::vector<uint8_t>(bytes.begin(), bytes.end() - 4), "w.safetensors"); },
+        {"w.safetensors", "\"b\"", "beyond the data"});
     auto huge = bytes;
     huge[7] = 0x7f;  // header length far beyond the file
     expect_error([&] { SafeTensors::parse(huge, "w.safetensors"); }, {"truncated", "header says"});
@@ -71,7 +74,8 @@ TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
     lying[0] = static_cast<uint8_t>(hdr.size());
     std::copy(hdr.begin(), hdr.end(), lying.begin() + 8);
     expect_error([&] { SafeTensors::parse(lying, "w.safetensors"); }, {"\"x\"", "needs 16"});
-    const std::string ovl = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+    const std::string ovl =
+        R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
     std::vector<uint8_t> overlap(8 + ovl.size() + 16, 0);
     overlap[0] = static_cast<uint8_t>(ovl.size());
     std::copy(ovl.begin(), ovl.end(), overlap.begin() + 8);
@@ -81,7 +85,8 @@ TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
     bad_dtype[0] = static_cast<uint8_t>(i8.size());
     std::copy(i8.begin(), i8.end(), bad_dtype.begin() + 8);
     expect_error([&] { SafeTensors::parse(bad_dtype, "w.safetensors"); }, {"unsupported dtype I8"});
-    expect_error([&] { SafeTensors::load("/nonexistent/w.safetensors"); }, {"/nonexistent/w.safetensors", "cannot open"});
+    expect_error([&] { SafeTensors::load("/nonexistent/w.safetensors"); },
+                 {"/nonexistent/w.safetensors", "cannot open"});
 }
 
 TEST(Weights, ConfigAndWeightsMustAgree) {
@@ -92,7 +97,8 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     EXPECT_NO_THROW(load_weights(dir, cfg));
     ModelConfig wider = cfg;
     wider.mlp_hidden = 512;
-    expect_error([&] { load_weights(dir, wider); }, {"model.safetensors", "blocks.0.fc1.weight", "[512, 128]"});
+    expect_error([&] { load_weights(dir, wider); },
+                 {"model.safetensors", "blocks.0.fc1.weight", "[512, 128]"});
     ModelConfig deeper = cfg;
     deeper.depth = 3;
     expect_error([&] { load_weights(dir, deeper); }, {"missing tensor \"blocks.2."});
@@ -102,7 +108,8 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     // Optional tensors the config asks for: weights without one are refused by a config that asks for it, and
     // weights with it by a config that does not. Absolute patch positions: "pos_embed" [tokens_per_frame,
     // hidden]; the motion since the flow source: "camera_cumulative" [hidden, 5].
-    auto check_optional_tensor = [&](bool ModelConfig::*flag, const std::string& name, const std::string& shape) {
+    auto check_optional_tensor = [&](bool ModelConfig::*flag, const std::string& name,
+                                     const std::string& shape) {
         ModelConfig asking = cfg;
         asking.*flag = true;
         expect_error([&] { load_weights(dir, asking); }, {"missing tensor \"" + name + "\"", shape});
@@ -131,55 +138,88 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     };
     expect_error([&] { parse_model_config("{", "m.json"); }, {"m.json", "not valid JSON"});
     expect_error([&] { parse_model_config("[]", "m.json"); }, {"m.json", "JSON object"});
-    expect_error([&] { parse_model_config(with("\"heads\": 2", "\"heads\": 3"), "m.json"); }, {"heads × head_dim"});
-    expect_error([&] { parse_model_config(with("\"patch\": 8", "\"patch\": 5"), "m.json"); }, {"multiples of patch"});
-    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": -2"), "m.json"); }, {"\"depth\"", "outside"});
-    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": \"two\""), "m.json"); }, {"\"depth\" must be an integer"});
+    expect_error([&] { parse_model_config(with("\"heads\": 2", "\"heads\": 3"), "m.json"); },
+                 {"heads × head_dim"});
+    expect_error([&] { parse_model_config(with("\"patch\": 8", "\"patch\": 5"), "m.json"); },
+                 {"multiples of patch"});
+    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": -2"), "m.json"); },
+                 {"\"depth\"", "outside"});
+    expect_error([&] { parse_model_config(with("\"depth\": 2", "\"depth\": \"two\""), "m.json"); },
+                 {"\"depth\" must be an integer"});
     expect_error([&] { parse_model_config(with("[16, 24, 24]", "[16, 24, 22]"), "m.json"); }, {"rope_axes"});
-    expect_error([&] { parse_model_config(with("\"kvworld-model\"", "\"other\""), "m.json"); }, {"not a KVWorld model config"});
-    expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 1.5"), "m.json"); }, {"cache_t"});
-    expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 0.5"), "m.json"); },
-                 {"m.json", "guidance"});
-    EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json").guidance, 2.5f);
+    expect_error([&] { parse_model_config(with("\"kvworld-model\"", "\"other\""), "m.json"); },
+                 {"not a KVWorld model config"});
+    expect_error([&] { parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 1.5"), "m.json"); },
+                 {"cache_t"});
+    expect_error(
+        [&] {
+            parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 0.5"), "m.json");
+        },
+        {"m.json", "guidance"});
+    EXPECT_EQ(parse_model_config(with("\"cache_t\": 0.0", "\"cache_t\": 0.0, \"guidance\": 2.5"), "m.json")
+                  .guidance,
+              2.5f);
     EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
     // The warped flow source: a sampler switch, only with the "previous" source.
     EXPECT_FALSE(parse_model_config(good, "m.json").warp_source) << "absent: off";
-    const ModelConfig warped = parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"source_sigma\""), "m.json");
+    const ModelConfig warped =
+        parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"source_sigma\""), "m.json");
     EXPECT_TRUE(warped.warp_source);
     EXPECT_TRUE(parse_model_config(model_config_to_json(warped), "m.json").warp_source) << "round trip";
-    expect_error([&] { parse_model_config(with("\"source_sigma\"", "\"warp_source\": 1, \"source_sigma\""), "m.json"); },
-                 {"m.json", "warp_source"});
-    expect_error([&] {
-        parse_model_config(with("\"previous\"", "\"noise\", \"warp_source\": true"), "m.json");
-    }, {"m.json", "warp_source", "previous"});
-    // Its translation: an eye height in world units, only with the warp, never negative; 0 (absent) = rotation only.
+    expect_error(
+        [&] {
+            parse_model_config(with("\"source_sigma\"", "\"warp_source\": 1, \"source_sigma\""), "m.json");
+        },
+        {"m.json", "warp_source"});
+    expect_error(
+        [&] { parse_model_config(with("\"previous\"", "\"noise\", \"warp_source\": true"), "m.json"); },
+        {"m.json", "warp_source", "previous"});
+    // Its translation: an eye height in world units, only with the warp, never negative; 0 (absent) =
+    // rotation only.
     EXPECT_EQ(warped.warp_eye_height, 0.f) << "absent: rotation only";
     const ModelConfig walked = parse_model_config(
-        with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": 2.5, \"source_sigma\""), "m.json");
+        with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": 2.5, \"source_sigma\""),
+        "m.json");
     EXPECT_EQ(walked.warp_eye_height, 2.5f);
-    EXPECT_EQ(parse_model_config(model_config_to_json(walked), "m.json").warp_eye_height, 2.5f) << "round trip";
-    expect_error([&] { parse_model_config(with("\"source_sigma\"", "\"warp_eye_height\": 2.5, \"source_sigma\""), "m.json"); },
-                 {"m.json", "warp_eye_height", "warp_source"});
-    expect_error([&] {
-        parse_model_config(with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": -1, \"source_sigma\""), "m.json");
-    }, {"m.json", "warp_eye_height"});
+    EXPECT_EQ(parse_model_config(model_config_to_json(walked), "m.json").warp_eye_height, 2.5f)
+        << "round trip";
+    expect_error(
+        [&] {
+            parse_model_config(with("\"source_sigma\"", "\"warp_eye_height\": 2.5, \"source_sigma\""),
+                               "m.json");
+        },
+        {"m.json", "warp_eye_height", "warp_source"});
+    expect_error(
+        [&] {
+            parse_model_config(
+                with("\"source_sigma\"", "\"warp_source\": true, \"warp_eye_height\": -1, \"source_sigma\""),
+                "m.json");
+        },
+        {"m.json", "warp_eye_height"});
     // The context's first-chunk recall: on when absent, false round-trips, a non-boolean names the field.
     EXPECT_TRUE(parse_model_config(good, "m.json").recall_first) << "absent: the first chunk is recalled";
-    const ModelConfig by_overlap = parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": false"), "m.json");
+    const ModelConfig by_overlap =
+        parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": false"), "m.json");
     EXPECT_FALSE(by_overlap.recall_first);
     EXPECT_FALSE(parse_model_config(model_config_to_json(by_overlap), "m.json").recall_first) << "round trip";
-    EXPECT_TRUE(parse_model_config(model_config_to_json(parse_model_config(good, "m.json")), "m.json").recall_first);
-    expect_error([&] { parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": 0"), "m.json"); },
-                 {"m.json", "recall_first"});
-    // The optional model switches: absent means off, true round-trips, anything but a boolean names the field.
-    for (const auto& [field, flag] : {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
-                                      std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {
+    EXPECT_TRUE(
+        parse_model_config(model_config_to_json(parse_model_config(good, "m.json")), "m.json").recall_first);
+    expect_error(
+        [&] { parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": 0"), "m.json"); },
+        {"m.json", "recall_first"});
+    // The optional model switches: absent means off, true round-trips, anything but a boolean names the
+    // field.
+    for (const auto& [field, flag] :
+         {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
+          std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {
         EXPECT_FALSE(parse_model_config(good, "m.json").*flag) << field << " absent: off";
-        const ModelConfig on = parse_model_config(with("\"norm_eps\"", "\"" + field + "\": true, \"norm_eps\""), "m.json");
+        const ModelConfig on =
+            parse_model_config(with("\"norm_eps\"", "\"" + field + "\": true, \"norm_eps\""), "m.json");
         EXPECT_TRUE(on.*flag) << field;
         EXPECT_TRUE(parse_model_config(model_config_to_json(on), "m.json").*flag) << field << " round trip";
-        expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"" + field + "\": 1, \"norm_eps\""), "m.json"); },
-                     {"m.json", field});
+        expect_error(
+            [&] { parse_model_config(with("\"norm_eps\"", "\"" + field + "\": 1, \"norm_eps\""), "m.json"); },
+            {"m.json", field});
     }
 }
 
@@ -203,7 +243,8 @@ TEST(Trace, RoundTripAndMalformedTraces) {
     fs::create_directories(dir / "occupied.json");
     EXPECT_THROW(save_trace(dir / "occupied.json", t), Error);
     size_t leftovers = 0;
-    for (const auto& e : fs::directory_iterator(dir)) leftovers += e.path().filename().string().find(".tmp") != std::string::npos;
+    for (const auto& e : fs::directory_iterator(dir))
+        leftovers += e.path().filename().string().find(".tmp") != std::string::npos;
     EXPECT_EQ(leftovers, 0u);
     fs::remove_all(dir);
 
@@ -215,11 +256,17 @@ TEST(Trace, RoundTripAndMalformedTraces) {
         return s.replace(at, from.size(), to);
     };
     expect_error([&] { parse_trace("not json", "t.json"); }, {"t.json", "not valid JSON"});
-    expect_error([&] { parse_trace(with("\"version\": 1", "\"version\": 9"), "t.json"); }, {"version 9 is not supported"});
-    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0.5,-1.0,0.0]"), "t.json"); }, {"actions[1]"});
-    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[7,0,0,0,0]"), "t.json"); }, {"actions[1]", "[-1, 1]"});
-    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0,0,0,\"x\",0]"), "t.json"); }, {"actions[1]", "number"});
-    expect_error([&] { parse_trace(with("\"context_frames\": 2", "\"context_frames\": 9"), "t.json"); }, {"fewer than"});
-    expect_error([&] { parse_trace(with("\"world_seed\": 77", "\"world_seed\": -1"), "t.json"); }, {"world_seed"});
+    expect_error([&] { parse_trace(with("\"version\": 1", "\"version\": 9"), "t.json"); },
+                 {"version 9 is not supported"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0.5,-1.0,0.0]"), "t.json"); },
+                 {"actions[1]"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[7,0,0,0,0]"), "t.json"); },
+                 {"actions[1]", "[-1, 1]"});
+    expect_error([&] { parse_trace(with("[0.5,-1.0,0.0,3.0,-1.5]", "[0,0,0,\"x\",0]"), "t.json"); },
+                 {"actions[1]", "number"});
+    expect_error([&] { parse_trace(with("\"context_frames\": 2", "\"context_frames\": 9"), "t.json"); },
+                 {"fewer than"});
+    expect_error([&] { parse_trace(with("\"world_seed\": 77", "\"world_seed\": -1"), "t.json"); },
+                 {"world_seed"});
     expect_error([&] { parse_trace(with("\"kvworld-trace\"", "\"x\""), "t.json"); }, {"not a KVWorld trace"});
 }

@@ -16,12 +16,14 @@ namespace {
 struct Fixture {
     ModelConfig config = load_model_config(source_path("tests/data/tiny/model.json"));
     SafeTensors rec = SafeTensors::load(source_path("tests/data/parity_tiny.safetensors"));
-    std::unique_ptr<BackendModel> model = create_cpu_backend(config, load_weights(source_path("tests/data/tiny"), config));
+    std::unique_ptr<BackendModel> model =
+        create_cpu_backend(config, load_weights(source_path("tests/data/tiny"), config));
 
     std::vector<FrameAction> actions(const std::string& name) const {
         const std::vector<float> a = rec.to_f32(name);
         std::vector<FrameAction> out;
-        for (size_t i = 0; i + 4 < a.size(); i += 5) out.push_back(FrameAction{a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4]});
+        for (size_t i = 0; i + 4 < a.size(); i += 5)
+            out.push_back(FrameAction{a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4]});
         return out;
     }
     ChunkJob job(const std::vector<FrameAction>& acts, int chunk, std::vector<int> context) const {
@@ -42,14 +44,16 @@ struct Fixture {
         return j;
     }
     uint64_t rollout_seed() const {
-        return static_cast<uint64_t>(rec.to_f32("rollout.seed_hi")[0]) * 65536 + static_cast<uint64_t>(rec.to_f32("rollout.seed_lo")[0]);
+        return static_cast<uint64_t>(rec.to_f32("rollout.seed_hi")[0]) * 65536 +
+               static_cast<uint64_t>(rec.to_f32("rollout.seed_lo")[0]);
     }
     // The recorded single forward (no context, the recorded input and t) through `model`: x0 [F, H, W, 3].
     std::vector<float> single_forward(BackendModel& model) const {
         auto session = model.create_session();
         const std::vector<float> x = rec.to_f32("single.x");
         std::vector<float> x0(x.size());
-        session->forward_once(job(actions("single.actions"), 0, {}), x.data(), rec.to_f32("single.t")[0], x0.data(), nullptr);
+        session->forward_once(job(actions("single.actions"), 0, {}), x.data(), rec.to_f32("single.t")[0],
+                              x0.data(), nullptr);
         return x0;
     }
     // The recorded rollout's chunk 0 (the given context) into slot 0 of `session`.
@@ -69,7 +73,8 @@ TEST(Parity, ActionLabelsMatchPyTorch) {
     const std::vector<float> labels = fx.rec.to_f32("single.labels");
     const auto acts = fx.actions("single.actions");
     ASSERT_EQ(labels.size(), acts.size());
-    for (size_t i = 0; i < acts.size(); ++i) EXPECT_EQ(action_label(acts[i], fx.config.motion), static_cast<int>(labels[i]));
+    for (size_t i = 0; i < acts.size(); ++i)
+        EXPECT_EQ(action_label(acts[i], fx.config.motion), static_cast<int>(labels[i]));
 }
 
 TEST(Parity, NoiseMatchesPyTorch) {
@@ -78,9 +83,11 @@ TEST(Parity, NoiseMatchesPyTorch) {
                           static_cast<uint64_t>(fx.rec.to_f32("rollout.seed_lo")[0]);
     const std::vector<float> ref = fx.rec.to_f32("rollout.noise_head");
     std::vector<float> ours(ref.size());
-    for (size_t i = 0; i < ref.size(); ++i) ours[i] = normal_noise(seed, 1, 0, kNoiseInitial, static_cast<uint32_t>(i));
+    for (size_t i = 0; i < ref.size(); ++i)
+        ours[i] = normal_noise(seed, 1, 0, kNoiseInitial, static_cast<uint32_t>(i));
     // Philox words are integers (exact); numpy's libm vs our polynomials differ by at most an ulp or so.
-    expect_close(ours, ref, Tolerance{1e-6, 1e-7, "double-precision Box-Muller, different libm"}, "noise vs numpy");
+    expect_close(ours, ref, Tolerance{1e-6, 1e-7, "double-precision Box-Muller, different libm"},
+                 "noise vs numpy");
 }
 
 TEST(Parity, SingleForwardMatchesPyTorch) {
@@ -115,10 +122,12 @@ TEST(Parity, RolloutThroughCacheMatchesPyTorch) {
     j2.seed = seed;
     ChunkOutput out2;
     session->run_chunk(j2, &out2);
-    expect_close(out2.frames, fx.rec.to_f32("rollout.frames2"), kFp32Rollout, "rollout chunk 2 frames (two cached chunks)");
+    expect_close(out2.frames, fx.rec.to_f32("rollout.frames2"), kFp32Rollout,
+                 "rollout chunk 2 frames (two cached chunks)");
     const std::vector<float> ref_p = fx.rec.to_f32("rollout.p_cache2");
     ASSERT_EQ(out2.p_cache.size(), ref_p.size());
-    for (size_t l = 0; l < ref_p.size(); ++l) EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
+    for (size_t l = 0; l < ref_p.size(); ++l)
+        EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
 }
 
 TEST(Parity, MotionGuidanceMatchesPyTorch) {
@@ -145,12 +154,14 @@ TEST(Parity, MotionGuidanceMatchesPyTorch) {
     session->run_chunk(j2, &out2);
     const std::vector<float> guided = fx.rec.to_f32("guided.frames2");
     expect_close(out2.frames, guided, kFp32Rollout, "guided chunk 2 frames");
-    // ... and it is not the unguided chunk: the recorded guidance changed the frames well beyond the tolerance.
+    // ... and it is not the unguided chunk: the recorded guidance changed the frames well beyond the
+    // tolerance.
     const std::vector<float> plain = fx.rec.to_f32("rollout.frames2");
     EXPECT_GT(compare(plain.data(), guided.data(), plain.size()).max_abs, 0.05);
     const std::vector<float> ref_p = fx.rec.to_f32("guided.p_cache2");
     ASSERT_EQ(out2.p_cache.size(), ref_p.size());
-    for (size_t l = 0; l < ref_p.size(); ++l) EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
+    for (size_t l = 0; l < ref_p.size(); ++l)
+        EXPECT_NEAR(out2.p_cache[l], ref_p[l], 1e-4) << "P_S layer " << l;
 }
 
 // The absolute patch-position embedding (ModelConfig::absolute_position): the tiny model's weights plus the
@@ -160,32 +171,40 @@ TEST(Parity, AbsolutePositionMatchesPyTorch) {
     ModelConfig config = fx.config;
     config.absolute_position = true;
     ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
-    weights.tensors["pos_embed"] = HostTensor{{config.tokens_per_frame(), config.hidden}, fx.rec.to_f32("abspos.pos_embed")};
-    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)), without = fx.rec.to_f32("single.x0");
+    weights.tensors["pos_embed"] =
+        HostTensor{{config.tokens_per_frame(), config.hidden}, fx.rec.to_f32("abspos.pos_embed")};
+    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)),
+                             without = fx.rec.to_f32("single.x0");
     expect_close(x0, fx.rec.to_f32("abspos.x0"), kFp32Reorder, "single forward x0 with absolute positions");
-    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05) << "the position embedding changed nothing";
+    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05)
+        << "the position embedding changed nothing";
     // A model.json that asks for absolute positions needs the tensor: the tiny weights lack it.
     EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error);
 }
 
-// The motion since the flow source (ModelConfig::cumulative_motion): the tiny model's weights plus the recorded
-// camera_cumulative [hidden, 5] must give PyTorch's forward (the running sum over the chunk's frames), and it
-// must matter.
+// The motion since the flow source (ModelConfig::cumulative_motion): the tiny model's weights plus the
+// recorded camera_cumulative [hidden, 5] must give PyTorch's forward (the running sum over the chunk's
+// frames), and it must matter.
 TEST(Parity, CumulativeMotionMatchesPyTorch) {
     Fixture fx;
     ModelConfig config = fx.config;
     config.cumulative_motion = true;
     ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
-    weights.tensors["camera_cumulative"] = HostTensor{{config.hidden, kCameraDim}, fx.rec.to_f32("cummot.camera_cumulative")};
-    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)), without = fx.rec.to_f32("single.x0");
-    expect_close(x0, fx.rec.to_f32("cummot.x0"), kFp32Reorder, "single forward x0 with the motion since the source");
-    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05) << "the cumulative motion changed nothing";
-    EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error) << "the config asks for camera_cumulative";
+    weights.tensors["camera_cumulative"] =
+        HostTensor{{config.hidden, kCameraDim}, fx.rec.to_f32("cummot.camera_cumulative")};
+    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)),
+                             without = fx.rec.to_f32("single.x0");
+    expect_close(x0, fx.rec.to_f32("cummot.x0"), kFp32Reorder,
+                 "single forward x0 with the motion since the source");
+    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05)
+        << "the cumulative motion changed nothing";
+    EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error)
+        << "the config asks for camera_cumulative";
 }
 
-// The warped flow source (sampler warp_source, warp_eye_height > 0): rollout chunk 1 again, the previous frame
-// turned and walked to each frame's recorded camera change before the noise is added (engine/src/source_warp.h
-// against model.warp_previous).
+// The warped flow source (sampler warp_source, warp_eye_height > 0): rollout chunk 1 again, the previous
+// frame turned and walked to each frame's recorded camera change before the noise is added
+// (engine/src/source_warp.h against model.warp_previous).
 TEST(Parity, WarpedSourceMatchesPyTorch) {
     Fixture fx;
     ModelConfig cfg = fx.config;
@@ -200,10 +219,12 @@ TEST(Parity, WarpedSourceMatchesPyTorch) {
     const std::vector<float> forward = fx.rec.to_f32("warp.forward"), right = fx.rec.to_f32("warp.right");
     const float pitch_from = fx.rec.to_f32("warp.pitch_from")[0];
     ASSERT_EQ(static_cast<int>(yaw.size()), fx.config.chunk_frames);
-    for (size_t f = 0; f < yaw.size(); ++f) j1.source_view.push_back(ViewChange{yaw[f], pitch_from, pitch_to[f], forward[f], right[f]});
+    for (size_t f = 0; f < yaw.size(); ++f)
+        j1.source_view.push_back(ViewChange{yaw[f], pitch_from, pitch_to[f], forward[f], right[f]});
     ChunkOutput out;
     session->run_chunk(j1, &out);
     const std::vector<float> ref = fx.rec.to_f32("warp.frames1"), plain = fx.rec.to_f32("rollout.frames1");
     expect_close(out.frames, ref, kFp32Rollout, "rollout chunk 1 frames, warped source");
-    EXPECT_GT(compare(out.frames.data(), plain.data(), plain.size()).max_abs, 0.05) << "the warp changed nothing";
+    EXPECT_GT(compare(out.frames.data(), plain.data(), plain.size()).max_abs, 0.05)
+        << "the warp changed nothing";
 }

@@ -19,7 +19,8 @@ std::vector<float> random_keys(int tokens, int dim, uint32_t seed, bool outliers
         const float u = (rng() >> 8) * (1.f / 16777216.f);
         const float w = (rng() >> 8) * (1.f / 16777216.f);
         x[i] = std::sqrt(-2.f * std::log(u + 1e-7f)) * std::cos(6.2831853f * w);  // ~N(0,1)
-        if (outliers && i % dim == 5) x[i] = 12.f + x[i];  // a channel with a large offset (channel-layout case)
+        if (outliers && i % dim == 5)
+            x[i] = 12.f + x[i];  // a channel with a large offset (channel-layout case)
     }
     return x;
 }
@@ -51,13 +52,15 @@ class QuantRoundTrip : public ::testing::TestWithParam<std::tuple<int, int, bool
 TEST_P(QuantRoundTrip, ErrorWithinHalfAStep) {
     const auto [bits, group, channel] = GetParam();
     const int heads = 2, hd = 128, tokens = channel ? 200 : 48;  // 200: ragged last block
-    const std::vector<float> x = random_keys(tokens, heads * hd, static_cast<uint32_t>(bits * 131 + group), channel);
+    const std::vector<float> x =
+        random_keys(tokens, heads * hd, static_cast<uint32_t>(bits * 131 + group), channel);
     const TensorFormat fmt{bits, group, channel};
     const PackedTensor p = quantize(x.data(), tokens, heads, hd, heads * hd, fmt);
     EXPECT_EQ(p.codes.size(), p.layout.code_bytes);
     EXPECT_EQ(p.steps.size(), p.layout.step_count);
     EXPECT_EQ(p.offsets.size(), p.layout.offset_count);
-    std::vector<float> deq(static_cast<size_t>(tokens) * hd), steps(static_cast<size_t>(tokens) * p.layout.corr_groups());
+    std::vector<float> deq(static_cast<size_t>(tokens) * hd),
+        steps(static_cast<size_t>(tokens) * p.layout.corr_groups());
     double worst_ratio = 0;
     for (int h = 0; h < heads; ++h) {
         dequantize_head(p, h, deq.data());
@@ -65,10 +68,12 @@ TEST_P(QuantRoundTrip, ErrorWithinHalfAStep) {
         for (int t = 0; t < tokens; ++t)
             for (int c = 0; c < hd; ++c) {
                 const float orig = x[static_cast<size_t>(t) * heads * hd + h * hd + c];
-                const float step = steps[static_cast<size_t>(t) * p.layout.corr_groups() + c / p.layout.corr_group_width()];
+                const float step =
+                    steps[static_cast<size_t>(t) * p.layout.corr_groups() + c / p.layout.corr_group_width()];
                 const float err = std::fabs(deq[static_cast<size_t>(t) * hd + c] - orig);
                 // Half a step, plus fp32 rounding of offset + step*code.
-                ASSERT_LE(err, 0.5f * step + 2e-6f * (std::fabs(orig) + 1.f)) << "h" << h << " t" << t << " c" << c;
+                ASSERT_LE(err, 0.5f * step + 2e-6f * (std::fabs(orig) + 1.f))
+                    << "h" << h << " t" << t << " c" << c;
                 if (step > 0) worst_ratio = std::max(worst_ratio, static_cast<double>(err / step));
             }
     }
@@ -76,7 +81,8 @@ TEST_P(QuantRoundTrip, ErrorWithinHalfAStep) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, QuantRoundTrip,
-                         ::testing::Combine(::testing::Values(8, 4, 2), ::testing::Values(32, 64, 128), ::testing::Bool()));
+                         ::testing::Combine(::testing::Values(8, 4, 2), ::testing::Values(32, 64, 128),
+                                            ::testing::Bool()));
 
 TEST(Quant, ConstantGroupsHaveZeroStepAndAreExact) {
     const int hd = 64;
@@ -108,17 +114,19 @@ TEST(Quant, TokenLayoutPacksLittleEndFirst) {
 }
 
 TEST(Quant, ChannelLayoutPacksTokensAndSharesPairSteps) {
-    // 32 tokens, one head of 32 channels: channel c holds token t's value t % 4 * (c + 1) (so each channel has
-    // its own range); pairs (2i, 2i+1) must share the larger step.
+    // 32 tokens, one head of 32 channels: channel c holds token t's value t % 4 * (c + 1) (so each channel
+    // has its own range); pairs (2i, 2i+1) must share the larger step.
     const int hd = 32, T = 32;
     std::vector<float> x(static_cast<size_t>(T) * hd);
     for (int t = 0; t < T; ++t)
-        for (int c = 0; c < hd; ++c) x[static_cast<size_t>(t) * hd + c] = static_cast<float>((t % 4) * (c + 1));
+        for (int c = 0; c < hd; ++c)
+            x[static_cast<size_t>(t) * hd + c] = static_cast<float>((t % 4) * (c + 1));
     const PackedTensor p = quantize(x.data(), T, 1, hd, hd, TensorFormat{2, 32, true});
     ASSERT_EQ(p.layout.blocks, 1);
     ASSERT_EQ(p.steps.size(), static_cast<size_t>(hd / 2));
     ASSERT_EQ(p.offsets.size(), static_cast<size_t>(hd));
-    for (int pair = 0; pair < hd / 2; ++pair) EXPECT_EQ(f16_bits_to_f32(p.steps[static_cast<size_t>(pair)]), static_cast<float>(2 * pair + 2));
+    for (int pair = 0; pair < hd / 2; ++pair)
+        EXPECT_EQ(f16_bits_to_f32(p.steps[static_cast<size_t>(pair)]), static_cast<float>(2 * pair + 2));
     // Channel 1 (odd channel of pair 0, step 2, its own range 0..6): codes 0,1,2,3 along tokens.
     const uint8_t* ch1 = &p.codes[1 * (T * 2 / 8)];
     EXPECT_EQ(ch1[0], 0b11100100);
@@ -139,6 +147,8 @@ TEST(Quant, LayoutBytesAreExact) {
     EXPECT_EQ(b.total_bytes(), 3u * 10 * 128 * 2);
     EXPECT_THROW(validate_format(TensorFormat{2, 128, false}, 64, true), Error);
     EXPECT_THROW(validate_format(TensorFormat{3, 64, false}, 128, true), Error);
-    EXPECT_THROW(validate_format(TensorFormat{4, 64, true}, 128, false), Error);  // channel layout is for keys
-    EXPECT_NO_THROW(validate_format(TensorFormat{2, 128, true}, 64, true));      // token blocks may exceed head_dim
+    EXPECT_THROW(validate_format(TensorFormat{4, 64, true}, 128, false),
+                 Error);  // channel layout is for keys
+    EXPECT_NO_THROW(
+        validate_format(TensorFormat{2, 128, true}, 64, true));  // token blocks may exceed head_dim
 }

@@ -27,12 +27,14 @@ TEST(Rng, DeterministicLogAndSincosAreAccurate) {
         if (x > 1) break;
         worst_log = std::max(worst_log, std::fabs(det::log_unit(x) - std::log(x)));
     }
-    worst_log = std::max(worst_log, std::fabs(det::log_unit(2.3283064365386962890625e-10) - std::log(2.3283064365386962890625e-10)));
+    worst_log = std::max(worst_log, std::fabs(det::log_unit(2.3283064365386962890625e-10) -
+                                              std::log(2.3283064365386962890625e-10)));
     for (uint32_t k = 0; k < 1u << 20; k += 13) {
         const double u = static_cast<double>(k) / (1u << 20);
         double s, c;
         det::sincos_2pi(u, &s, &c);
-        worst_trig = std::max({worst_trig, std::fabs(s - std::sin(2 * M_PI * u)), std::fabs(c - std::cos(2 * M_PI * u))});
+        worst_trig = std::max(
+            {worst_trig, std::fabs(s - std::sin(2 * M_PI * u)), std::fabs(c - std::cos(2 * M_PI * u))});
     }
     EXPECT_LT(worst_log, 1e-14);
     EXPECT_LT(worst_trig, 1e-14);

@@ -23,7 +23,8 @@ struct TinyWorld {
     std::vector<Image> context() const {
         std::vector<Image> ctx(static_cast<size_t>(cfg.chunk_frames), Image(cfg.width, cfg.height));
         for (size_t f = 0; f < ctx.size(); ++f)
-            for (size_t i = 0; i < ctx[f].rgb.size(); ++i) ctx[f].rgb[i] = static_cast<uint8_t>((i * 13 + f * 17) % 256);
+            for (size_t i = 0; i < ctx[f].rgb.size(); ++i)
+                ctx[f].rgb[i] = static_cast<uint8_t>((i * 13 + f * 17) % 256);
         return ctx;
     }
     std::vector<FrameAction> actions(int chunk) const {
@@ -32,7 +33,8 @@ struct TinyWorld {
             a.push_back(FrameAction{1.f, (chunk % 3) - 1.f, 0.f, 3.f * ((chunk + f) % 2), 0.f});
         return a;
     }
-    std::vector<std::vector<uint8_t>> run(const SessionParams& p, int chunks, std::vector<ChunkMetrics>* metrics = nullptr) const {
+    std::vector<std::vector<uint8_t>> run(const SessionParams& p, int chunks,
+                                          std::vector<ChunkMetrics>* metrics = nullptr) const {
         Session s(model, p);
         std::vector<std::vector<uint8_t>> frames;
         const auto a0 = actions(0);
@@ -74,10 +76,11 @@ TEST(Session, MotionGuidanceChangesOnlyChunksThatMove) {
     EXPECT_NE(guided, plain) << "the actions walk forward: guidance must change the frames";
     EXPECT_GT(m[0].times.denoise_ms, 0.0);
 
-    // A chunk that only turns: the negative (movement released) equals the commanded conditioning, so guidance
-    // leaves it bit-identical (and the session skips the second forward).
+    // A chunk that only turns: the negative (movement released) equals the commanded conditioning, so
+    // guidance leaves it bit-identical (and the session skips the second forward).
     Session a(w.model, SessionParams{}), b(w.model, p);
-    std::vector<FrameAction> turn(static_cast<size_t>(w.cfg.chunk_frames), FrameAction{0.f, 0.f, 0.f, 2.f, 0.f});
+    std::vector<FrameAction> turn(static_cast<size_t>(w.cfg.chunk_frames),
+                                  FrameAction{0.f, 0.f, 0.f, 2.f, 0.f});
     const auto poses = dead_reckon(CameraPose{}, turn, w.cfg.motion);
     SessionParams pa = p;
     pa.sampler.guidance = 1.f;
@@ -85,7 +88,8 @@ TEST(Session, MotionGuidanceChangesOnlyChunksThatMove) {
     a.start(w.context(), turn, poses);
     b.start(w.context(), turn, poses);
     const ChunkResult ra = a.step(turn), rb = b.step(turn);
-    for (size_t f = 0; f < ra.frames.size(); ++f) EXPECT_EQ(ra.frames[f].rgb, rb.frames[f].rgb) << "frame " << f;
+    for (size_t f = 0; f < ra.frames.size(); ++f)
+        EXPECT_EQ(ra.frames[f].rgb, rb.frames[f].rgb) << "frame " << f;
 
     p.sampler.guidance = 0.5f;
     EXPECT_THROW(Session(w.model, p), Error);
@@ -110,8 +114,9 @@ TEST(Session, CacheBytesEqualPredictionAndAllocation) {
         EXPECT_EQ(m.back().layer_bytes[0].total() * w.cfg.depth, predicted.total());
     }
     // Quantization shrinks the cache: INT2 g32 is (2 + 32/32) bits against 16.
-    const double ratio = static_cast<double>(Session::predict_cache_bytes(w.cfg, CacheSettings{2, 2, 32}, 1).total()) /
-                         Session::predict_cache_bytes(w.cfg, CacheSettings{16, 16, 64}, 1).total();
+    const double ratio =
+        static_cast<double>(Session::predict_cache_bytes(w.cfg, CacheSettings{2, 2, 32}, 1).total()) /
+        Session::predict_cache_bytes(w.cfg, CacheSettings{16, 16, 64}, 1).total();
     EXPECT_DOUBLE_EQ(ratio, 3.0 / 16.0);
 }
 
@@ -176,7 +181,6 @@ TEST(Session, MetricsReportPoseAndAttentionMass) {
     EXPECT_DOUBLE_EQ(m[1].time_s, 2.0 * w.cfg.chunk_frames / w.cfg.fps);
 }
 
-
 TEST(Session, ProgressCanCancelAChunkAndTheSessionRefusesToGoOnUntilRestarted) {
     TinyWorld w;
     SessionParams p;
@@ -209,15 +213,18 @@ TEST(Session, ProgressCanCancelAChunkAndTheSessionRefusesToGoOnUntilRestarted) {
     EXPECT_EQ(again, w.run(p, 2));
 }
 
-// The warped flow source (sampler "warp_source"): the session turns each frame's copy of the previous frame to the
-// frame's dead-reckoned camera. Walking straight there is nothing to turn (the same frames up to rounding);
-// turning, the frames change. With warp_eye_height the source also walks: then walking straight changes them.
+// The warped flow source (sampler "warp_source"): the session turns each frame's copy of the previous frame
+// to the frame's dead-reckoned camera. Walking straight there is nothing to turn (the same frames up to
+// rounding); turning, the frames change. With warp_eye_height the source also walks: then walking straight
+// changes them.
 TEST(Session, WarpedSourceFollowsTheCamera) {
     TinyWorld w;
-    const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kvw_warp_" + std::to_string(::getpid()));
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("kvw_warp_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     for (const auto& e : std::filesystem::directory_iterator(test::source_path("tests/data/tiny")))
-        std::filesystem::copy_file(e.path(), dir / e.path().filename(), std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(e.path(), dir / e.path().filename(),
+                                   std::filesystem::copy_options::overwrite_existing);
     ModelConfig warped_cfg = w.cfg;
     warped_cfg.warp_source = true;
     write_file_atomic(dir / "model.json", model_config_to_json(warped_cfg));
@@ -245,10 +252,14 @@ TEST(Session, WarpedSourceFollowsTheCamera) {
         return s / static_cast<double>(std::max<size_t>(n, 1));
     };
     const FrameAction straight{1.f, 0.f, 0.f, 0.f, 0.f}, turning{1.f, 0.f, 0.f, 3.f, 2.f};
-    EXPECT_LT(mean_abs_diff(run(warped, straight), run(w.model, straight)), 0.05) << "walking straight: nothing to turn";
-    EXPECT_GT(mean_abs_diff(run(warped, turning), run(w.model, turning)), 1.0) << "turning: the source must turn";
-    EXPECT_GT(mean_abs_diff(run(walked, straight), run(warped, straight)), 1.0) << "walking: the source must walk";
+    EXPECT_LT(mean_abs_diff(run(warped, straight), run(w.model, straight)), 0.05)
+        << "walking straight: nothing to turn";
+    EXPECT_GT(mean_abs_diff(run(warped, turning), run(w.model, turning)), 1.0)
+        << "turning: the source must turn";
+    EXPECT_GT(mean_abs_diff(run(walked, straight), run(warped, straight)), 1.0)
+        << "walking: the source must walk";
     const FrameAction standing{0.f, 0.f, 0.f, 0.f, 0.f};
-    EXPECT_LT(mean_abs_diff(run(walked, standing), run(w.model, standing)), 0.05) << "standing: nothing to move";
+    EXPECT_LT(mean_abs_diff(run(walked, standing), run(w.model, standing)), 0.05)
+        << "standing: nothing to move";
     std::filesystem::remove_all(dir);
 }

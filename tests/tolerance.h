@@ -54,11 +54,13 @@ inline ErrorStats compare(const float* a, const float* b, size_t n) {
 }
 
 // EXPECTs a within `tol` of the reference b; prints the observed error either way.
-inline ErrorStats expect_close(const float* a, const float* b, size_t n, const Tolerance& tol, const std::string& what) {
+inline ErrorStats expect_close(const float* a, const float* b, size_t n, const Tolerance& tol,
+                               const std::string& what) {
     const ErrorStats s = compare(a, b, n);
-    std::printf("[tolerance] %-40s max_abs %.3g (limit %.3g)  rel_l2 %.3g (limit %.3g)  [%s]\n", what.c_str(), s.max_abs,
-                tol.max_abs, s.rel_l2, tol.rel_l2, tol.why);
-    EXPECT_LE(s.max_abs, tol.max_abs) << what << ": worst element " << s.worst << " = " << a[s.worst] << " vs " << b[s.worst];
+    std::printf("[tolerance] %-40s max_abs %.3g (limit %.3g)  rel_l2 %.3g (limit %.3g)  [%s]\n", what.c_str(),
+                s.max_abs, tol.max_abs, s.rel_l2, tol.rel_l2, tol.why);
+    EXPECT_LE(s.max_abs, tol.max_abs)
+        << what << ": worst element " << s.worst << " = " << a[s.worst] << " vs " << b[s.worst];
     EXPECT_LE(s.rel_l2, tol.rel_l2) << what;
     return s;
 }
@@ -68,6 +70,8 @@ inline ErrorStats expect_close(const std::vector<float>& a, const std::vector<fl
     return expect_close(a.data(), b.data(), std::min(a.size(), b.size()), tol, what);
 }
 
-inline std::string source_path(const std::string& rel) { return std::string(KVW_SOURCE_DIR) + "/" + rel; }
+inline std::string source_path(const std::string& rel) {
+    return std::string(KVW_SOURCE_DIR) + "/" + rel;
+}
 
 }  // namespace kvw::test

@@ -10,30 +10,43 @@
 namespace kvw::cli {
 
 void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
-    if (with_model) cmd->add_option("--model", model_dir, "Model folder (model.json + safetensors); default: the shipped model");
+    if (with_model)
+        cmd->add_option("--model", model_dir,
+                        "Model folder (model.json + safetensors); default: the shipped model");
     cmd->add_option("--backend", backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-    cmd->add_option("--k-bits", key_bits, "Key bits: 16 (bf16), 8, 4, 2")->check(CLI::IsMember({16, 8, 4, 2}));
-    cmd->add_option("--v-bits", value_bits, "Value bits: 16 (bf16), 8, 4, 2")->check(CLI::IsMember({16, 8, 4, 2}));
-    cmd->add_option("--group", group, "Quantization group: 32, 64, 128 channels (token layout) or tokens (channel layout)")
+    cmd->add_option("--k-bits", key_bits, "Key bits: 16 (bf16), 8, 4, 2")
+        ->check(CLI::IsMember({16, 8, 4, 2}));
+    cmd->add_option("--v-bits", value_bits, "Value bits: 16 (bf16), 8, 4, 2")
+        ->check(CLI::IsMember({16, 8, 4, 2}));
+    cmd->add_option("--group", group,
+                    "Quantization group: 32, 64, 128 channels (token layout) or tokens (channel layout)")
         ->check(CLI::IsMember({32, 64, 128}));
-    cmd->add_option("--key-layout", key_layout, "token or channel (KIVI-style, keys only)")->check(CLI::IsMember({"token", "channel"}));
+    cmd->add_option("--key-layout", key_layout, "token or channel (KIVI-style, keys only)")
+        ->check(CLI::IsMember({"token", "channel"}));
     cmd->add_option("--correction", correction, "Jensen-bias correction: off, taylor, exact")
         ->check(CLI::IsMember({"off", "taylor", "exact"}));
     cmd->add_option("--steps", steps, "Denoising steps (default: the model's)")->check(CLI::Range(1, 1000));
     cmd->add_option("--seed", seed, "Noise seed (default: the trace's)")->check(CLI::Range(0LL, (1LL << 62)));
-    cmd->add_option("--window", window, "Recent chunks attended to (default: the model's)")->check(CLI::Range(0, 62));
-    cmd->add_option("--recall", recall, "Older chunks recalled: first chunk + field-of-view overlap (default: the model's)")
+    cmd->add_option("--window", window, "Recent chunks attended to (default: the model's)")
         ->check(CLI::Range(0, 62));
-    cmd->add_option("--budget-mb", budget_mb, "Cache budget in MB; the cache evicts to stay under it (0 = unlimited)")
+    cmd->add_option("--recall", recall,
+                    "Older chunks recalled: first chunk + field-of-view overlap (default: the model's)")
+        ->check(CLI::Range(0, 62));
+    cmd->add_option("--budget-mb", budget_mb,
+                    "Cache budget in MB; the cache evicts to stay under it (0 = unlimited)")
         ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--cache-t", cache_t, "Noise level of the cache pass (default: the model's)")->check(CLI::Range(0.f, 0.99f));
-    cmd->add_option("--guidance", guidance, "Motion guidance: 1 = off, up to 8 strengthens the commanded movement (default: the model's)")
+    cmd->add_option("--cache-t", cache_t, "Noise level of the cache pass (default: the model's)")
+        ->check(CLI::Range(0.f, 0.99f));
+    cmd->add_option(
+           "--guidance", guidance,
+           "Motion guidance: 1 = off, up to 8 strengthens the commanded movement (default: the model's)")
         ->check(CLI::Range(1.f, 8.f));
 }
 
 SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) const {
     SessionParams p;
-    p.cache = CacheSettings{key_bits, value_bits, group, parse_key_layout(key_layout), parse_correction(correction)};
+    p.cache = CacheSettings{key_bits, value_bits, group, parse_key_layout(key_layout),
+                            parse_correction(correction)};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
     p.context.recall_first = c.recall_first;
@@ -64,8 +77,9 @@ void ProgressBar::update(int done, const std::string& extra) {
     const int percent = total_ > 0 ? 100 * done / total_ : 100;
     if (tty_) {
         const int width = 30, filled = total_ > 0 ? width * done / total_ : width;
-        std::fprintf(stderr, "\r%s [%.*s%*s] %d/%d  %.1fs elapsed, ~%.0fs left %s\033[K", label_.c_str(), filled,
-                     "==============================", width - filled, "", done, total_, elapsed, eta, extra.c_str());
+        std::fprintf(stderr, "\r%s [%.*s%*s] %d/%d  %.1fs elapsed, ~%.0fs left %s\033[K", label_.c_str(),
+                     filled, "==============================", width - filled, "", done, total_, elapsed, eta,
+                     extra.c_str());
     } else if (percent / 10 != last_percent_ / 10 || done == total_) {
         std::fprintf(stderr, "%s %d/%d (%.1fs) %s\n", label_.c_str(), done, total_, elapsed, extra.c_str());
     }

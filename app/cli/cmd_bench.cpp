@@ -21,14 +21,16 @@ struct BenchRow {
     double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
     double denoise_ms = 0, cache_ms = 0, decode_ms = 0;
     uint64_t cache_bytes = 0;
-    int64_t session_device_bytes = -1;  // CUDA: free-memory drop over the session's life (cache, activations, graphs)
-    bool pool = false;                   // CUDA: the cache pool's figures below are valid
+    int64_t session_device_bytes =
+        -1;             // CUDA: free-memory drop over the session's life (cache, activations, graphs)
+    bool pool = false;  // CUDA: the cache pool's figures below are valid
     DeviceCacheMemory pool_memory;
 };
 
 // guidance: the session's motion guidance (1 = off: one forward a denoising step; > 1: two, the bench's
 // actions walk forward).
-BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks, float guidance) {
+BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks,
+                   float guidance) {
     const ModelConfig& c = model->config();
     SessionParams p;
     p.cache = cache;
@@ -42,7 +44,8 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     const bool on_gpu = model->backend() == BackendKind::Cuda && cuda_memory_info(&free0, &total);
     std::vector<Image> ctx(static_cast<size_t>(c.chunk_frames), Image(c.width, c.height));
     for (size_t f = 0; f < ctx.size(); ++f)
-        for (size_t i = 0; i < ctx[f].rgb.size(); ++i) ctx[f].rgb[i] = static_cast<uint8_t>((i * 31 + f * 7) % 253);
+        for (size_t i = 0; i < ctx[f].rgb.size(); ++i)
+            ctx[f].rgb[i] = static_cast<uint8_t>((i * 31 + f * 7) % 253);
     std::vector<FrameAction> acts(static_cast<size_t>(c.chunk_frames), FrameAction{1.f, 0.f, 0.f, 1.5f, 0.f});
     std::vector<CameraPose> poses;
     CameraPose pose;
@@ -85,15 +88,16 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     row.cache_ms = row_stage[1];
     row.decode_ms = row_stage[2];
     size_t free1 = 0;
-    if (on_gpu && cuda_memory_info(&free1, &total)) row.session_device_bytes = static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
+    if (on_gpu && cuda_memory_info(&free1, &total))
+        row.session_device_bytes = static_cast<int64_t>(free0) - static_cast<int64_t>(free1);
     row.pool = s.device_cache_memory(&row.pool_memory);
     return row;
 }
 
 }  // namespace
 
-int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_list, int chunks,
-              const std::string& json_out) {
+int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_list,
+              int chunks, const std::string& json_out) {
     const BackendKind kind = parse_backend(backend);
     std::vector<std::shared_ptr<Model>> models;
     if (!model_dir.empty()) {
@@ -103,7 +107,8 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
         size_t start = 0;
         while (start < list.size()) {
             const size_t end = list.find(',', start);
-            const std::string name = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
+            const std::string name =
+                list.substr(start, end == std::string::npos ? std::string::npos : end - start);
             start = end == std::string::npos ? list.size() : end + 1;
             const std::filesystem::path trained = data_root() / "assets" / "models" / name / "model.json";
             if (std::filesystem::exists(trained)) {
@@ -111,25 +116,25 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
             } else {
                 const std::filesystem::path cfgp = data_root() / "config" / ("model-" + name + ".json");
                 const ModelConfig cfg = load_model_config(cfgp);
-                std::fprintf(stderr, "bench: %s has no trained weights here; timing random weights of %s\n", name.c_str(), cfgp.c_str());
+                std::fprintf(stderr, "bench: %s has no trained weights here; timing random weights of %s\n",
+                             name.c_str(), cfgp.c_str());
                 models.push_back(make_model(cfg, random_weights(cfg, 1), kind));
             }
         }
     }
     const std::vector<CacheSettings> formats = {
-        {16, 16, 64, KeyLayout::Token, Correction::Off},     // the baseline
-        {8, 8, 64, KeyLayout::Token, Correction::Taylor},
-        {4, 4, 64, KeyLayout::Token, Correction::Off},
-        {4, 4, 64, KeyLayout::Token, Correction::Taylor},
-        {2, 2, 64, KeyLayout::Token, Correction::Off},
-        {2, 2, 64, KeyLayout::Token, Correction::Taylor},
-        {2, 2, 64, KeyLayout::Token, Correction::Exact},
+        {16, 16, 64, KeyLayout::Token, Correction::Off},  // the baseline
+        {8, 8, 64, KeyLayout::Token, Correction::Taylor}, {4, 4, 64, KeyLayout::Token, Correction::Off},
+        {4, 4, 64, KeyLayout::Token, Correction::Taylor}, {2, 2, 64, KeyLayout::Token, Correction::Off},
+        {2, 2, 64, KeyLayout::Token, Correction::Taylor}, {2, 2, 64, KeyLayout::Token, Correction::Exact},
     };
     json out = json::array();
-    std::printf("backend %s, %d measured chunks each after filling the context; ratios against BF16 of the same run\n",
-                backend.c_str(), chunks);
-    std::printf("%-18s %-36s %10s %10s %8s %8s %9s %9s %10s\n", "model", "cache", "ms/chunk", "ms/fwd", "attn%", "gemm%",
-                "frames/s", "vs BF16", "cache MB");
+    std::printf(
+        "backend %s, %d measured chunks each after filling the context; ratios against BF16 of the same "
+        "run\n",
+        backend.c_str(), chunks);
+    std::printf("%-18s %-36s %10s %10s %8s %8s %9s %9s %10s\n", "model", "cache", "ms/chunk", "ms/fwd",
+                "attn%", "gemm%", "frames/s", "vs BF16", "cache MB");
     for (const auto& m : models) {
         double baseline = 0;
         // Every format without motion guidance, then the baseline and INT2 + taylor with it (the model's
@@ -141,33 +146,50 @@ int run_bench(const std::string& backend, const std::string& model_dir, const st
         runs.emplace_back(formats[5], guidance);
         for (const auto& [f, g] : runs) {
             if (f.group > m->config().head_dim) continue;
-            if (f.correction == Correction::Exact && kind == BackendKind::Cpu && m->config().tokens_per_chunk() > 256) {
-                std::printf("%-18s %-36s   skipped: the exact correction on the CPU costs a log-sinh per score and channel\n",
-                            m->config().name.c_str(), f.label().c_str());
+            if (f.correction == Correction::Exact && kind == BackendKind::Cpu &&
+                m->config().tokens_per_chunk() > 256) {
+                std::printf(
+                    "%-18s %-36s   skipped: the exact correction on the CPU costs a log-sinh per score and "
+                    "channel\n",
+                    m->config().name.c_str(), f.label().c_str());
                 continue;
             }
             const BenchRow r = bench_one(m, f, chunks, g);
             if (baseline == 0) baseline = r.ms_chunk;
-            std::printf("%-18s %-36s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(), r.settings.c_str(),
-                        r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share, r.fps, baseline / r.ms_chunk,
-                        r.cache_bytes / 1e6);
+            std::printf("%-18s %-36s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(),
+                        r.settings.c_str(), r.ms_chunk, r.ms_forward, 100 * r.attention_share,
+                        100 * r.gemm_share, r.fps, baseline / r.ms_chunk, r.cache_bytes / 1e6);
             std::fflush(stdout);
             if (r.pool)
-                std::printf("%-18s %-36s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; action->first frame %.1f ms\n"
-                            "%-18s %-36s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot alignment); pool %.1f MB "
-                            "reserved, %.1f MB measured by the device; whole session %.1f MB\n",
-                            "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "", r.cache_bytes / 1e6,
-                            r.pool_memory.used / 1e6, 100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
-                            r.pool_memory.reserved / 1e6, r.pool_memory.measured / 1e6, r.session_device_bytes / 1e6);
-            out.push_back({{"model", r.model}, {"backend", backend}, {"settings", r.settings}, {"ms_per_chunk", r.ms_chunk},
-                           {"denoise_ms", r.denoise_ms}, {"cache_pass_ms", r.cache_ms}, {"decode_ms", r.decode_ms},
-                           {"session_device_bytes", r.session_device_bytes},
-                           {"pool_used_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.used) : -1},
-                           {"pool_reserved_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.reserved) : -1},
-                           {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
-                           {"ms_per_forward", r.ms_forward}, {"attention_share", r.attention_share},
-                           {"gemm_share", r.gemm_share}, {"generated_fps", r.fps}, {"speed_vs_bf16", baseline / r.ms_chunk},
-                           {"cache_bytes", r.cache_bytes}, {"motion_guidance", g}});
+                std::printf(
+                    "%-18s %-36s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; "
+                    "action->first frame %.1f ms\n"
+                    "%-18s %-36s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot "
+                    "alignment); pool %.1f MB "
+                    "reserved, %.1f MB measured by the device; whole session %.1f MB\n",
+                    "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "", r.cache_bytes / 1e6,
+                    r.pool_memory.used / 1e6,
+                    100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
+                    r.pool_memory.reserved / 1e6, r.pool_memory.measured / 1e6, r.session_device_bytes / 1e6);
+            out.push_back(
+                {{"model", r.model},
+                 {"backend", backend},
+                 {"settings", r.settings},
+                 {"ms_per_chunk", r.ms_chunk},
+                 {"denoise_ms", r.denoise_ms},
+                 {"cache_pass_ms", r.cache_ms},
+                 {"decode_ms", r.decode_ms},
+                 {"session_device_bytes", r.session_device_bytes},
+                 {"pool_used_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.used) : -1},
+                 {"pool_reserved_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.reserved) : -1},
+                 {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
+                 {"ms_per_forward", r.ms_forward},
+                 {"attention_share", r.attention_share},
+                 {"gemm_share", r.gemm_share},
+                 {"generated_fps", r.fps},
+                 {"speed_vs_bf16", baseline / r.ms_chunk},
+                 {"cache_bytes", r.cache_bytes},
+                 {"motion_guidance", g}});
         }
     }
     if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");
@@ -180,28 +202,36 @@ namespace kvw::cli {
 
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out) {
     std::vector<AttentionBenchShape> list;
-    if (shapes.find("default") != std::string::npos) list.push_back({"default (3x128, 1024 q, 6144 k)", 3, 128, 4, 16, 16, 5});
+    if (shapes.find("default") != std::string::npos)
+        list.push_back({"default (3x128, 1024 q, 6144 k)", 3, 128, 4, 16, 16, 5});
     if (shapes.find("hy-worldplay-8b") != std::string::npos)
         list.push_back({"HY-WorldPlay-8B (16x128, 6240 q, 37440 k)", 16, 128, 4, 30, 52, 5});
     if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
     for (AttentionBenchShape& s : list) s.block_shape = block_shape;
     const std::vector<CacheSettings> formats = {
-        {16, 16, 64, KeyLayout::Token, Correction::Off},
-        {8, 8, 64, KeyLayout::Token, Correction::Off},     {8, 8, 64, KeyLayout::Token, Correction::Taylor},
-        {4, 4, 64, KeyLayout::Token, Correction::Off},     {4, 4, 64, KeyLayout::Token, Correction::Taylor},
-        {4, 4, 64, KeyLayout::Token, Correction::Exact},   {2, 2, 128, KeyLayout::Token, Correction::Off},
-        {2, 2, 128, KeyLayout::Token, Correction::Taylor}, {2, 2, 128, KeyLayout::Token, Correction::Exact},
-        {2, 2, 64, KeyLayout::Token, Correction::Taylor},  {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
+        {16, 16, 64, KeyLayout::Token, Correction::Off},    {8, 8, 64, KeyLayout::Token, Correction::Off},
+        {8, 8, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Off},
+        {4, 4, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Exact},
+        {2, 2, 128, KeyLayout::Token, Correction::Off},     {2, 2, 128, KeyLayout::Token, Correction::Taylor},
+        {2, 2, 128, KeyLayout::Token, Correction::Exact},   {2, 2, 64, KeyLayout::Token, Correction::Taylor},
+        {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
     };
     json out = json::array();
-    std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16", "block/splits");
+    std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",
+                "block/splits");
     for (const AttentionBenchShape& s : list) {
         const std::vector<AttentionBenchRow> rows = bench_attention(s, formats, iters);
         for (const AttentionBenchRow& r : rows) {
-            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d\n", r.shape.c_str(), r.format.c_str(), r.ms, r.tflops, rows[0].ms / r.ms,
-                        r.block_shape, r.splits);
-            out.push_back({{"shape", r.shape}, {"format", r.format}, {"queries", r.queries}, {"keys", r.keys}, {"ms", r.ms},
-                           {"tflops", r.tflops}, {"speed_vs_bf16", rows[0].ms / r.ms}, {"block_shape", r.block_shape},
+            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d\n", r.shape.c_str(), r.format.c_str(), r.ms,
+                        r.tflops, rows[0].ms / r.ms, r.block_shape, r.splits);
+            out.push_back({{"shape", r.shape},
+                           {"format", r.format},
+                           {"queries", r.queries},
+                           {"keys", r.keys},
+                           {"ms", r.ms},
+                           {"tflops", r.tflops},
+                           {"speed_vs_bf16", rows[0].ms / r.ms},
+                           {"block_shape", r.block_shape},
                            {"splits", r.splits}});
         }
     }

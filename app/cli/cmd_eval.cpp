@@ -3,7 +3,8 @@
 // grid    : every cache setting of a grid against the unquantized (BF16) cache on the same traces, seeds and
 //           actions: PSNR/SSIM against the reference output and against the simulator's ground truth,
 //           Delta P_S per layer, effective bits per element, cache bytes.
-// quality : (1) one chunk after a ground-truth context, PSNR vs ground truth and vs repeating the last context
+// quality : (1) one chunk after a ground-truth context, PSNR vs ground truth and vs repeating the last
+// context
 //           frame; (2) long rollouts under the playing policy: mean, contrast and edge energy of the frames
 //           against the simulator's over the same trace; (3) actions followed: camera motion estimated from
 //           the generated frames (horizontal shift for yaw, zoom for forward) against the commanded motion.
@@ -12,20 +13,21 @@
 //           costs a model that does not invent the terrain it walks into).
 // world-change : the simulator alone, over many more traces of the same kind: how often its own windows leave
 //           the bar's tolerance of its start context (the scene-keeping baseline over more worlds). With
-//           --resample-pool, each trace's actions are also replayed in other worlds, and those whose start looks
-//           most like the trace's are scored against it as the bar scores the model: what a model that invented
-//           the unseen world as faithfully as the simulator itself, but not the same world, would score.
+//           --resample-pool, each trace's actions are also replayed in other worlds, and those whose start
+//           looks most like the trace's are scored against it as the bar scores the model: what a model that
+//           invented the unseen world as faithfully as the simulator itself, but not the same world, would
+//           score.
 #include <algorithm>
-#include <cstdarg>
-#include <cmath>
-#include <cstdio>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <atomic>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "cli_common.h"
@@ -41,13 +43,14 @@ using json = nlohmann::json;
 namespace {
 
 struct Rollout {
-    std::vector<Image> frames;           // generated frames after the context
+    std::vector<Image> frames;                 // generated frames after the context
     std::vector<std::vector<double>> p_cache;  // per chunk, per layer
     uint64_t cache_bytes = 0;
     double ms_per_chunk = 0;
 };
 
-Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const SessionParams& params, int frames) {
+Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const SessionParams& params,
+                  int frames) {
     const ModelConfig& c = model->config();
     const frontend::StartContext ctx = frontend::make_start_context(trace, c);
     Session s(model, params);
@@ -73,7 +76,8 @@ Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const
 }
 
 // The simulator's frames of a trace's first `frames` actions (context included), in a world made already.
-std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& c, int frames) {
+std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& c,
+                                 int frames) {
     Trace t = trace;
     t.actions.resize(static_cast<size_t>(frames));
     return sim::render_trace(world, t, frontend::sim_params_for(c));
@@ -89,11 +93,13 @@ struct FrameStats {
     double mean = 0, contrast = 0, edges = 0;
 };
 
-// Quality bar 2: a 30-s window of a long rollout is within the bar when its mean, contrast and edge energy are
-// all within this fraction of the simulator's on the same trace.
+// Quality bar 2: a 30-s window of a long rollout is within the bar when its mean, contrast and edge energy
+// are all within this fraction of the simulator's on the same trace.
 constexpr double kRolloutBarTolerance = 0.3;
 
-json stats_json(const FrameStats& s) { return {{"mean", s.mean}, {"contrast", s.contrast}, {"edges", s.edges}}; }
+json stats_json(const FrameStats& s) {
+    return {{"mean", s.mean}, {"contrast", s.contrast}, {"edges", s.edges}};
+}
 
 // Bar 2's test of one set of statistics against the simulator's: mean, contrast and edge ratios, all within.
 struct BarCheck {
@@ -102,12 +108,16 @@ struct BarCheck {
 };
 BarCheck check_bar(const FrameStats& s, const FrameStats& simulator) {
     BarCheck b{s.mean / simulator.mean, s.contrast / simulator.contrast, s.edges / simulator.edges, false};
-    b.within = std::fabs(b.mean - 1.0) <= kRolloutBarTolerance && std::fabs(b.contrast - 1.0) <= kRolloutBarTolerance &&
+    b.within = std::fabs(b.mean - 1.0) <= kRolloutBarTolerance &&
+               std::fabs(b.contrast - 1.0) <= kRolloutBarTolerance &&
                std::fabs(b.edges - 1.0) <= kRolloutBarTolerance;
     return b;
 }
 json bar_json(const BarCheck& b) {
-    return {{"mean_ratio", b.mean}, {"contrast_ratio", b.contrast}, {"edge_ratio", b.edges}, {"within_bar", b.within}};
+    return {{"mean_ratio", b.mean},
+            {"contrast_ratio", b.contrast},
+            {"edge_ratio", b.edges},
+            {"within_bar", b.within}};
 }
 FrameStats frame_stats(const std::vector<Image>& frames) {
     FrameStats s;
@@ -115,7 +125,8 @@ FrameStats frame_stats(const std::vector<Image>& frames) {
         double sum = 0, sum2 = 0, grad = 0;
         const int w = img.width, h = img.height;
         std::vector<double> y(static_cast<size_t>(w) * h);
-        for (size_t i = 0; i < y.size(); ++i) y[i] = 0.299 * img.rgb[3 * i] + 0.587 * img.rgb[3 * i + 1] + 0.114 * img.rgb[3 * i + 2];
+        for (size_t i = 0; i < y.size(); ++i)
+            y[i] = 0.299 * img.rgb[3 * i] + 0.587 * img.rgb[3 * i + 1] + 0.114 * img.rgb[3 * i + 2];
         for (double v : y) {
             sum += v;
             sum2 += v * v;
@@ -182,23 +193,26 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
     return m.n >= 2 && m.aa > 0 && m.bb > 0 ? m.ab / std::sqrt(m.aa * m.bb) : 0;
 }
 
-// Camera motion estimated from every pair of consecutive frames of the long rollouts, generated and simulated,
-// against the commanded motion, with one frontend motion estimator setting (`grid`: the pattern grid removed first).
-// One pair of consecutive frames, generated and simulated, measured once (estimate_zoom is about 1 ms).
+// Camera motion estimated from every pair of consecutive frames of the long rollouts, generated and
+// simulated, against the commanded motion, with one frontend motion estimator setting (`grid`: the pattern
+// grid removed first). One pair of consecutive frames, generated and simulated, measured once (estimate_zoom
+// is about 1 ms).
 struct PairMotion {
     double yaw = 0, shift_gen = 0, shift_sim = 0, zoom_gen = 1, zoom_sim = 1;
     bool forward = false, still = false;
 };
 
-PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& gen1, const Image& sim0, const Image& sim1, int grid) {
+PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& gen1, const Image& sim0,
+                        const Image& sim1, int grid) {
     PairMotion p;
     p.yaw = a.yaw_deg;
     p.shift_gen = frontend::estimate_shift(gen0, gen1, grid);
     p.shift_sim = frontend::estimate_shift(sim0, sim1, grid);
     p.forward = a.move_forward > 0.5f && std::fabs(a.yaw_deg) < 0.5f && std::fabs(a.move_right) < 0.25f;
-    p.still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f && std::fabs(a.yaw_deg) < 0.1f &&
-              std::fabs(a.move_up) < 0.1f;
-    if (p.forward || p.still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
+    p.still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f &&
+              std::fabs(a.yaw_deg) < 0.1f && std::fabs(a.move_up) < 0.1f;
+    if (p.forward ||
+        p.still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
         p.zoom_gen = frontend::estimate_zoom(gen0, gen1, grid);
         p.zoom_sim = frontend::estimate_zoom(sim0, sim1, grid);
     }
@@ -207,7 +221,8 @@ PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& ge
 
 // Every pair i (frames i-1, i) of a rollout, i = 1 .. frames-1, measured on all cores; pairs[0] is unused.
 std::vector<PairMotion> measure_rollout_pairs(const std::vector<FrameAction>& actions, size_t first_action,
-                                              const std::vector<Image>& gen, const std::vector<Image>& sim, int grid) {
+                                              const std::vector<Image>& gen, const std::vector<Image>& sim,
+                                              int grid) {
     std::vector<PairMotion> pairs(std::min(gen.size(), sim.size()));
     const size_t n = pairs.size();
     const unsigned workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
@@ -215,7 +230,8 @@ std::vector<PairMotion> measure_rollout_pairs(const std::vector<FrameAction>& ac
     for (unsigned w = 0; w < workers; ++w)
         pool.emplace_back([&, w] {
             for (size_t i = 1 + w; i < n; i += workers)
-                pairs[i] = measure_pair(actions[first_action + i], gen[i - 1], gen[i], sim[i - 1], sim[i], grid);
+                pairs[i] =
+                    measure_pair(actions[first_action + i], gen[i - 1], gen[i], sim[i - 1], sim[i], grid);
         });
     for (std::thread& t : pool) t.join();
     return pairs;
@@ -223,7 +239,8 @@ std::vector<PairMotion> measure_rollout_pairs(const std::vector<FrameAction>& ac
 
 struct MotionSamples {
     int grid = 0;
-    std::vector<double> cmd_yaw, shift_gen, shift_sim, fwd_zoom_gen, still_zoom_gen, fwd_zoom_sim, still_zoom_sim;
+    std::vector<double> cmd_yaw, shift_gen, shift_sim, fwd_zoom_gen, still_zoom_gen, fwd_zoom_sim,
+        still_zoom_sim;
 
     void add(const PairMotion& p) {
         cmd_yaw.push_back(p.yaw);
@@ -256,8 +273,8 @@ double average(const std::vector<double>& v) {
     return v.empty() ? 0.0 : s / v.size();
 }
 
-// Yaw followed (correlation and slope of image shift on commanded yaw, px/degree) and forward motion (the extra
-// zoom of walking over standing, as a fraction of the simulator's); printed as one line after `what`.
+// Yaw followed (correlation and slope of image shift on commanded yaw, px/degree) and forward motion (the
+// extra zoom of walking over standing, as a fraction of the simulator's); printed as one line after `what`.
 json motion_report(const MotionSamples& m, const char* what) {
     // Without both classes of frames there is no "extra zoom of walking over standing" to compare.
     const bool both = !m.fwd_zoom_sim.empty() && !m.still_zoom_sim.empty();
@@ -266,49 +283,62 @@ json motion_report(const MotionSamples& m, const char* what) {
     const json r = {{"pattern_grid_removed", m.grid},
                     {"yaw_shift_correlation_generated", correlation(m.cmd_yaw, m.shift_gen)},
                     {"yaw_shift_correlation_simulator", correlation(m.cmd_yaw, m.shift_sim)},
-                    {"zoom_forward_generated", average(m.fwd_zoom_gen)}, {"zoom_still_generated", average(m.still_zoom_gen)},
-                    {"zoom_forward_simulator", average(m.fwd_zoom_sim)}, {"zoom_still_simulator", average(m.still_zoom_sim)},
-                    {"forward_frames", m.fwd_zoom_gen.size()}, {"still_frames", m.still_zoom_gen.size()},
+                    {"zoom_forward_generated", average(m.fwd_zoom_gen)},
+                    {"zoom_still_generated", average(m.still_zoom_gen)},
+                    {"zoom_forward_simulator", average(m.fwd_zoom_sim)},
+                    {"zoom_still_simulator", average(m.still_zoom_sim)},
+                    {"forward_frames", m.fwd_zoom_gen.size()},
+                    {"still_frames", m.still_zoom_gen.size()},
                     {"yaw_shift_slope_generated", slope(m.cmd_yaw, m.shift_gen)},
                     {"yaw_shift_slope_simulator", slope(m.cmd_yaw, m.shift_sim)},
                     {"forward_zoom_fraction", sim_extra > 0 ? gen_extra / sim_extra : 0.0}};
-    std::printf("%s: corr(commanded yaw, image shift) generated %.2f (simulator %.2f), slope %.2f vs %.2f px/deg; zoom per frame "
-                "forward %.4f vs still %.4f (simulator %.4f vs %.4f): forward motion %.0f%% of the simulator's\n",
-                what, r["yaw_shift_correlation_generated"].get<double>(), r["yaw_shift_correlation_simulator"].get<double>(),
-                r["yaw_shift_slope_generated"].get<double>(), r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen),
-                average(m.still_zoom_gen), average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
+    std::printf(
+        "%s: corr(commanded yaw, image shift) generated %.2f (simulator %.2f), slope %.2f vs %.2f px/deg; "
+        "zoom per frame "
+        "forward %.4f vs still %.4f (simulator %.4f vs %.4f): forward motion %.0f%% of the simulator's\n",
+        what, r["yaw_shift_correlation_generated"].get<double>(),
+        r["yaw_shift_correlation_simulator"].get<double>(), r["yaw_shift_slope_generated"].get<double>(),
+        r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen), average(m.still_zoom_gen),
+        average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
     return r;
 }
 
-// The same motion figures for each place of the frame in its chunk (0: the pair across the chunk boundary, whose
-// first frame is the context's or the previous chunk's last): whether the motion fades within a chunk.
+// The same motion figures for each place of the frame in its chunk (0: the pair across the chunk boundary,
+// whose first frame is the context's or the previous chunk's last): whether the motion fades within a chunk.
 json motion_by_frame_in_chunk(const std::vector<MotionSamples>& by_place) {
     json rows = json::array();
     std::printf("  by frame in chunk (turn slope, forward zoom; generated vs simulator):");
     for (size_t p = 0; p < by_place.size(); ++p) {
         const MotionSamples& m = by_place[p];
-        rows.push_back({{"frame_in_chunk", p}, {"pairs", m.cmd_yaw.size()}, {"forward_frames", m.fwd_zoom_gen.size()},
+        rows.push_back({{"frame_in_chunk", p},
+                        {"pairs", m.cmd_yaw.size()},
+                        {"forward_frames", m.fwd_zoom_gen.size()},
                         {"yaw_shift_slope_generated", slope(m.cmd_yaw, m.shift_gen)},
                         {"yaw_shift_slope_simulator", slope(m.cmd_yaw, m.shift_sim)},
-                        {"zoom_forward_generated", average(m.fwd_zoom_gen)}, {"zoom_forward_simulator", average(m.fwd_zoom_sim)}});
-        std::printf("  [%zu: %.2f vs %.2f, %.4f vs %.4f]", p, slope(m.cmd_yaw, m.shift_gen), slope(m.cmd_yaw, m.shift_sim),
-                    average(m.fwd_zoom_gen), average(m.fwd_zoom_sim));
+                        {"zoom_forward_generated", average(m.fwd_zoom_gen)},
+                        {"zoom_forward_simulator", average(m.fwd_zoom_sim)}});
+        std::printf("  [%zu: %.2f vs %.2f, %.4f vs %.4f]", p, slope(m.cmd_yaw, m.shift_gen),
+                    slope(m.cmd_yaw, m.shift_sim), average(m.fwd_zoom_gen), average(m.fwd_zoom_sim));
     }
     std::printf("\n");
     return rows;
 }
 
-std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base, const ModelConfig& c) {
+std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base,
+                                   const ModelConfig& c) {
     std::vector<Trace> traces;
     for (int i = 0; i < count; ++i)
-        traces.push_back(sim::make_trace(world_base + static_cast<uint64_t>(i) * 7919, 4242 + static_cast<uint64_t>(i), frames,
-                                         context_frames, frontend::sim_params_for(c)));
+        traces.push_back(sim::make_trace(world_base + static_cast<uint64_t>(i) * 7919,
+                                         4242 + static_cast<uint64_t>(i), frames, context_frames,
+                                         frontend::sim_params_for(c)));
     return traces;
 }
 
-// ---- world-change: the simulator against itself ---------------------------------------------------------------
+// ---- world-change: the simulator against itself
+// ---------------------------------------------------------------
 
-// Runs fn(i) for every i in [0, n) on all hardware threads; the first exception comes back as an Error naming `what`.
+// Runs fn(i) for every i in [0, n) on all hardware threads; the first exception comes back as an Error naming
+// `what`.
 void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn) {
     std::atomic<size_t> next{0};
     std::mutex error_mutex;
@@ -323,7 +353,8 @@ void parallel_for(size_t n, const std::string& what, const std::function<void(si
             }
         }
     };
-    const unsigned threads = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
+    const unsigned threads =
+        std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
     std::vector<std::thread> pool;
     for (unsigned k = 0; k < threads; ++k) pool.emplace_back(worker);
     for (std::thread& t : pool) t.join();
@@ -341,13 +372,14 @@ TraceStats trace_stats(const std::vector<Image>& all, int context_frames, int lo
     s.start = frame_stats(slice(all, 0, context_frames));
     const std::vector<Image> after = slice(all, context_frames, static_cast<int>(all.size()));
     s.whole = frame_stats(after);
-    for (const auto& [w0, w1] : rollout_windows(long_frames, context_frames)) s.windows.push_back(frame_stats(slice(after, w0, w1)));
+    for (const auto& [w0, w1] : rollout_windows(long_frames, context_frames))
+        s.windows.push_back(frame_stats(slice(after, w0, w1)));
     return s;
 }
 
-// The coarse look of a start context: each frame area-averaged to kStartThumb x kStartThumb RGB in [0, 1], the
-// frames concatenated ([frames][kStartThumb][kStartThumb][3]). Two starts whose looks are close have the same
-// sky/ground split, colours and layout (and the same motion over the context), not the same details.
+// The coarse look of a start context: each frame area-averaged to kStartThumb x kStartThumb RGB in [0, 1],
+// the frames concatenated ([frames][kStartThumb][kStartThumb][3]). Two starts whose looks are close have the
+// same sky/ground split, colours and layout (and the same motion over the context), not the same details.
 constexpr int kStartThumb = 16;
 std::vector<float> start_look(const std::vector<Image>& context) {
     constexpr size_t cells = static_cast<size_t>(kStartThumb) * kStartThumb;
@@ -357,12 +389,14 @@ std::vector<float> start_look(const std::vector<Image>& context) {
         std::vector<int> count(cells, 0);
         for (int y = 0; y < img.height; ++y)
             for (int x = 0; x < img.width; ++x) {
-                const size_t cell = static_cast<size_t>(y * kStartThumb / img.height) * kStartThumb + x * kStartThumb / img.width;
+                const size_t cell = static_cast<size_t>(y * kStartThumb / img.height) * kStartThumb +
+                                    x * kStartThumb / img.width;
                 const uint8_t* p = img.pixel(x, y);
                 for (int ch = 0; ch < 3; ++ch) sum[cell * 3 + ch] += p[ch] / 255.0;
                 ++count[cell];
             }
-        for (size_t k = 0; k < cells * 3; ++k) look.push_back(static_cast<float>(sum[k] / std::max(1, count[k / 3])));
+        for (size_t k = 0; k < cells * 3; ++k)
+            look.push_back(static_cast<float>(sum[k] / std::max(1, count[k / 3])));
     }
     return look;
 }
@@ -370,12 +404,14 @@ std::vector<float> start_look(const std::vector<Image>& context) {
 double look_distance(const std::vector<float>& a, const std::vector<float>& b) {
     if (a.size() != b.size() || a.empty()) throw Error("look_distance: looks of different sizes");
     double s = 0;
-    for (size_t k = 0; k < a.size(); ++k) s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
+    for (size_t k = 0; k < a.size(); ++k)
+        s += (static_cast<double>(a[k]) - b[k]) * (static_cast<double>(a[k]) - b[k]);
     return std::sqrt(s / static_cast<double>(a.size()));
 }
 
-// A trace's actions from another world's own start (spawn_pose with the trace's policy seed, where make_trace puts
-// its camera): the same commands in a different world, as a model that drew another plausible world would see.
+// A trace's actions from another world's own start (spawn_pose with the trace's policy seed, where make_trace
+// puts its camera): the same commands in a different world, as a model that drew another plausible world
+// would see.
 Trace replay_in_world(const Trace& t, const sim::World& world, const ModelConfig& c) {
     Trace r = t;
     r.world_seed = world.seed();
@@ -394,14 +430,19 @@ json resampled_json(uint64_t world_seed, double distance, const TraceStats& othe
         wj["resampled"] = stats_json(other.windows[w]);
         windows.push_back(std::move(wj));
     }
-    return {{"world_seed", world_seed}, {"distance", distance}, {"start_context", stats_json(other.start)},
-            {"windows", windows}, {"windows_within_bar", within}, {"whole_trace", bar_json(check_bar(other.whole, trace.whole))}};
+    return {{"world_seed", world_seed},
+            {"distance", distance},
+            {"start_context", stats_json(other.start)},
+            {"windows", windows},
+            {"windows_within_bar", within},
+            {"whole_trace", bar_json(check_bar(other.whole, trace.whole))}};
 }
 
-// How a perfect world model that did not know the world would score: each trace's actions replayed in a pool of
-// other worlds; the `nearest` whose start context looks most like the trace's (start_look), and `nearest` drawn
-// from the pool at random, scored against the trace's own windows. A model sees only the start context and the
-// actions; what lies beyond the start's view it has to invent, and these worlds invent it as the simulator does.
+// How a perfect world model that did not know the world would score: each trace's actions replayed in a pool
+// of other worlds; the `nearest` whose start context looks most like the trace's (start_look), and `nearest`
+// drawn from the pool at random, scored against the trace's own windows. A model sees only the start context
+// and the actions; what lies beyond the start's view it has to invent, and these worlds invent it as the
+// simulator does.
 json resampled_report(const EvalOptions& o, const ModelConfig& c, const std::vector<Trace>& traces,
                       const std::vector<TraceStats>& stats, const std::vector<std::vector<float>>& looks) {
     const int F = c.chunk_frames;
@@ -431,7 +472,8 @@ json resampled_report(const EvalOptions& o, const ModelConfig& c, const std::vec
     for (size_t i = 0; i < N; ++i) {
         std::vector<size_t> order(M);
         std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return distance[i * M + a] < distance[i * M + b]; });
+        std::stable_sort(order.begin(), order.end(),
+                         [&](size_t a, size_t b) { return distance[i * M + a] < distance[i * M + b]; });
         median_distance[i] = distance[i * M + order[M / 2]];
         for (size_t k = 0; k < K; ++k) picks.push_back({i, order[k], true});
         std::vector<size_t> shuffled(M);
@@ -447,9 +489,11 @@ json resampled_report(const EvalOptions& o, const ModelConfig& c, const std::vec
         const sim::World world(pool_seed(pk.candidate));
         const Trace r = replay_in_world(traces[pk.trace], world, c);
         const TraceStats other = trace_stats(render_prefix(world, r, c, F + o.long_frames), F, o.long_frames);
-        scored[p] = resampled_json(world.seed(), distance[pk.trace * M + pk.candidate], other, stats[pk.trace]);
+        scored[p] =
+            resampled_json(world.seed(), distance[pk.trace * M + pk.candidate], other, stats[pk.trace]);
         const size_t done = ++rendered;
-        if (done % 16 == 0 || done == picks.size()) std::fprintf(stderr, "  rendered %zu of %zu resampled traces\n", done, picks.size());
+        if (done % 16 == 0 || done == picks.size())
+            std::fprintf(stderr, "  rendered %zu of %zu resampled traces\n", done, picks.size());
     });
     // Per trace, and the totals of each kind.
     json per_trace = json::array(), totals = json::object();
@@ -469,29 +513,42 @@ json resampled_report(const EvalOptions& o, const ModelConfig& c, const std::vec
             mean_distance += r["distance"].get<double>();
             for (int w = 0; w < std::min(n, 4); ++w) {
                 ++by_window_total[static_cast<size_t>(w)];
-                by_window_within[static_cast<size_t>(w)] += r["windows"][static_cast<size_t>(w)]["within_bar"].get<bool>();
+                by_window_within[static_cast<size_t>(w)] +=
+                    r["windows"][static_cast<size_t>(w)]["within_bar"].get<bool>();
             }
         }
-        totals[nearest ? "nearest" : "random"] = {{"pairs", worlds}, {"windows", windows}, {"windows_within", within},
-                                                  {"pairs_within", worlds_within}, {"whole_trace_pairs_within", whole_within},
-                                                  {"by_window_within", by_window_within}, {"by_window_total", by_window_total},
+        totals[nearest ? "nearest" : "random"] = {{"pairs", worlds},
+                                                  {"windows", windows},
+                                                  {"windows_within", within},
+                                                  {"pairs_within", worlds_within},
+                                                  {"whole_trace_pairs_within", whole_within},
+                                                  {"by_window_within", by_window_within},
+                                                  {"by_window_total", by_window_total},
                                                   {"mean_distance", mean_distance / std::max(1, worlds)}};
     }
     for (size_t i = 0; i < N; ++i) {
         json nearest = json::array(), random = json::array();
         for (size_t p = 0; p < picks.size(); ++p)
             if (picks[p].trace == i) (picks[p].nearest ? nearest : random).push_back(scored[p]);
-        per_trace.push_back({{"world_seed", traces[i].world_seed}, {"median_distance", median_distance[i]},
-                             {"nearest", nearest}, {"random", random}});
+        per_trace.push_back({{"world_seed", traces[i].world_seed},
+                             {"median_distance", median_distance[i]},
+                             {"nearest", nearest},
+                             {"random", random}});
     }
-    return {{"pool", M}, {"pool_seed_base", base}, {"pool_seed_stride", 7919}, {"per_trace_scored", K},
-            {"look", format("start context, each frame area-averaged to %dx%d RGB, RMS difference", kStartThumb, kStartThumb)},
-            {"totals", totals}, {"per_trace", per_trace}};
+    return {{"pool", M},
+            {"pool_seed_base", base},
+            {"pool_seed_stride", 7919},
+            {"per_trace_scored", K},
+            {"look", format("start context, each frame area-averaged to %dx%d RGB, RMS difference",
+                            kStartThumb, kStartThumb)},
+            {"totals", totals},
+            {"per_trace", per_trace}};
 }
 
-// --mode world-change: the simulator alone on the long rollouts' kind of trace (the first traces/2 are the quality
-// mode's): per 30-s window, the start context's statistics against the simulator's, i.e. how often the world itself
-// leaves the bar's tolerance of where it started; with --resample-pool, other worlds under the same actions too.
+// --mode world-change: the simulator alone on the long rollouts' kind of trace (the first traces/2 are the
+// quality mode's): per 30-s window, the start context's statistics against the simulator's, i.e. how often
+// the world itself leaves the bar's tolerance of where it started; with --resample-pool, other worlds under
+// the same actions too.
 json world_change_report(const EvalOptions& o, const ModelConfig& c) {
     const int F = c.chunk_frames, L = o.long_frames;
     const std::vector<Trace> longs = held_out_traces(o.traces, L, F, o.world_base + 700000, c);
@@ -526,32 +583,44 @@ json world_change_report(const EvalOptions& o, const ModelConfig& c) {
         windows_total += n;
         windows_within += keep;
         worlds_within += keep == n;
-        per_trace.push_back({{"world_seed", longs[i].world_seed}, {"start_context", stats_json(stats[i].start)},
-                             {"whole_trace", stats_json(stats[i].whole)}, {"windows", windows}, {"windows_within_bar", keep}});
+        per_trace.push_back({{"world_seed", longs[i].world_seed},
+                             {"start_context", stats_json(stats[i].start)},
+                             {"whole_trace", stats_json(stats[i].whole)},
+                             {"windows", windows},
+                             {"windows_within_bar", keep}});
     }
-    json report = {{"traces", per_trace.size()}, {"seconds", static_cast<double>(L) / c.fps},
-                   {"tolerance", kRolloutBarTolerance}, {"windows", windows_total},
-                   {"windows_within", windows_within}, {"worlds_within", worlds_within},
+    json report = {{"traces", per_trace.size()},
+                   {"seconds", static_cast<double>(L) / c.fps},
+                   {"tolerance", kRolloutBarTolerance},
+                   {"windows", windows_total},
+                   {"windows_within", windows_within},
+                   {"worlds_within", worlds_within},
                    {"by_window_within", std::vector<int>(by_window_within, by_window_within + 4)},
                    {"by_window_total", std::vector<int>(by_window_total, by_window_total + 4)},
                    {"per_trace", per_trace}};
-    std::printf("world change (the simulator's windows against its start context, ±%.0f%%): %d of %d windows, %d of %zu worlds "
-                "entirely; by window %d/%d %d/%d %d/%d %d/%d\n",
-                100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, per_trace.size(), by_window_within[0],
-                by_window_total[0], by_window_within[1], by_window_total[1], by_window_within[2], by_window_total[2],
-                by_window_within[3], by_window_total[3]);
+    std::printf(
+        "world change (the simulator's windows against its start context, ±%.0f%%): %d of %d windows, %d of "
+        "%zu worlds "
+        "entirely; by window %d/%d %d/%d %d/%d %d/%d\n",
+        100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, per_trace.size(),
+        by_window_within[0], by_window_total[0], by_window_within[1], by_window_total[1], by_window_within[2],
+        by_window_total[2], by_window_within[3], by_window_total[3]);
     std::fflush(stdout);
     if (o.resample_pool > 0) {
         report["resampled"] = resampled_report(o, c, longs, stats, looks);
         for (const char* kind : {"nearest", "random"}) {
             const json& t = report["resampled"]["totals"][kind];
-            std::printf("other worlds under the same actions, %s (%s): %d of %d windows within ±%.0f%% of the trace's, %d of %d "
-                        "entirely, %d of %d over the whole trace; by window",
-                        kind, kind[0] == 'n' ? "most alike at the start" : "drawn from the pool", t["windows_within"].get<int>(),
-                        t["windows"].get<int>(), 100 * kRolloutBarTolerance, t["pairs_within"].get<int>(), t["pairs"].get<int>(),
-                        t["whole_trace_pairs_within"].get<int>(), t["pairs"].get<int>());
+            std::printf(
+                "other worlds under the same actions, %s (%s): %d of %d windows within ±%.0f%% of the "
+                "trace's, %d of %d "
+                "entirely, %d of %d over the whole trace; by window",
+                kind, kind[0] == 'n' ? "most alike at the start" : "drawn from the pool",
+                t["windows_within"].get<int>(), t["windows"].get<int>(), 100 * kRolloutBarTolerance,
+                t["pairs_within"].get<int>(), t["pairs"].get<int>(), t["whole_trace_pairs_within"].get<int>(),
+                t["pairs"].get<int>());
             for (size_t w = 0; w < t["by_window_total"].size(); ++w)
-                std::printf(" %d/%d", t["by_window_within"][w].get<int>(), t["by_window_total"][w].get<int>());
+                std::printf(" %d/%d", t["by_window_within"][w].get<int>(),
+                            t["by_window_total"][w].get<int>());
             std::printf("; mean look distance %.4f\n", t["mean_distance"].get<double>());
         }
     }
@@ -559,14 +628,19 @@ json world_change_report(const EvalOptions& o, const ModelConfig& c) {
 }
 
 // Mean of a per-frame metric over the frames both sequences have.
-double mean_metric(const std::vector<Image>& a, const std::vector<Image>& b, double (*metric)(const Image&, const Image&)) {
+double mean_metric(const std::vector<Image>& a, const std::vector<Image>& b,
+                   double (*metric)(const Image&, const Image&)) {
     double s = 0;
     const size_t n = std::min(a.size(), b.size());
     for (size_t i = 0; i < n; ++i) s += metric(a[i], b[i]);
     return n ? s / n : 0;
 }
-double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b) { return mean_metric(a, b, frontend::psnr); }
-double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b) { return mean_metric(a, b, frontend::ssim); }
+double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b) {
+    return mean_metric(a, b, frontend::psnr);
+}
+double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b) {
+    return mean_metric(a, b, frontend::ssim);
+}
 
 std::vector<double> mean_p_cache(const Rollout& r) {
     std::vector<double> m;
@@ -606,8 +680,8 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
     const std::string &out_dir = options.out_dir, &mode = options.mode;
     const int traces_n = options.traces, frames = options.frames, long_frames = options.long_frames;
     const uint64_t world_base = options.world_base;
-    const std::string &bits_list = options.bits, &groups_list = options.groups, &layouts_list = options.layouts,
-                      &corrections_list = options.corrections;
+    const std::string &bits_list = options.bits, &groups_list = options.groups,
+                      &layouts_list = options.layouts, &corrections_list = options.corrections;
     const bool full_grid = options.full_grid;
     if (options.resample_pool > 0 && mode != "world-change")
         throw Error("eval: --resample-pool is a world-change option (--mode world-change)");
@@ -623,18 +697,18 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
     const int F = c.chunk_frames;
 
     if (mode == "quality" || mode == "all") {
-        // (1) one chunk after a ground-truth context. The headline is the PSNR of the squared error pooled over
-        // every frame of every trace (frontend::PooledPsnr): a mean of per-trace dB is dominated by a trace whose
-        // camera stands still, where repeating the last frame is exact (99 dB). The mean of per-trace dB is
-        // reported too, with the per-trace margins.
+        // (1) one chunk after a ground-truth context. The headline is the PSNR of the squared error pooled
+        // over every frame of every trace (frontend::PooledPsnr): a mean of per-trace dB is dominated by a
+        // trace whose camera stands still, where repeating the last frame is exact (99 dB). The mean of
+        // per-trace dB is reported too, with the per-trace margins.
         const std::vector<Trace> traces = held_out_traces(traces_n * 4, F, F, world_base + 500000, c);
         double p_model = 0, p_repeat = 0, s_model = 0;
         frontend::PooledPsnr pooled_model_psnr, pooled_repeat_psnr;
         std::vector<double> margins;
         int beats = 0, still = 0;
-        // Motion of the chunk predicted after a ground-truth context (the pair last context frame -> first frame,
-        // then the chunk's own pairs): whether under-turning is the model's one-step prediction or builds up in
-        // its rollouts (those are measured below).
+        // Motion of the chunk predicted after a ground-truth context (the pair last context frame -> first
+        // frame, then the chunk's own pairs): whether under-turning is the model's one-step prediction or
+        // builds up in its rollouts (those are measured below).
         MotionSamples one_chunk_motion;
         std::vector<MotionSamples> one_chunk_by_place(static_cast<size_t>(F));
         for (const Trace& t : traces) {
@@ -655,7 +729,8 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
                 pooled_repeat_psnr.add(repeat[i], gt[i]);
                 const Image& gen_prev = i == 0 ? all[static_cast<size_t>(F) - 1] : r.frames[i - 1];
                 const Image& sim_prev = i == 0 ? all[static_cast<size_t>(F) - 1] : gt[i - 1];
-                const PairMotion pm = measure_pair(t.actions[static_cast<size_t>(F) + i], gen_prev, r.frames[i], sim_prev, gt[i], 0);
+                const PairMotion pm = measure_pair(t.actions[static_cast<size_t>(F) + i], gen_prev,
+                                                   r.frames[i], sim_prev, gt[i], 0);
                 one_chunk_motion.add(pm);
                 one_chunk_by_place[i % static_cast<size_t>(F)].add(pm);
             }
@@ -664,32 +739,46 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
         const double pooled_model = pooled_model_psnr.psnr(), pooled_repeat = pooled_repeat_psnr.psnr();
         std::vector<double> sorted = margins;
         std::sort(sorted.begin(), sorted.end());
-        const double median_margin = sorted.empty() ? 0.0 : (sorted[(sorted.size() - 1) / 2] + sorted[sorted.size() / 2]) / 2;
-        report["one_chunk"] = {{"traces", traces.size()}, {"psnr_model", pooled_model}, {"psnr_repeat_last", pooled_repeat},
-                               {"margin_db", pooled_model - pooled_repeat}, {"ssim_model", s_model / n},
-                               {"mean_of_trace_psnr_model", p_model / n}, {"mean_of_trace_psnr_repeat_last", p_repeat / n},
-                               {"mean_of_trace_margin_db", (p_model - p_repeat) / n}, {"median_trace_margin_db", median_margin},
-                               {"traces_model_beats_repeat", beats}, {"traces_camera_still", still}, {"trace_margins_db", margins}};
-        std::printf("one chunk after a ground-truth context (%zu held-out worlds): PSNR %.2f dB (pooled MSE; SSIM %.3f), repeat-last %.2f dB, "
-                    "margin %+.2f dB\n  per trace: mean of dB %.2f vs %.2f (%+.2f), median margin %+.2f dB, model ahead in %d of %zu, "
-                    "camera still (repeat exact) in %d\n",
-                    traces.size(), pooled_model, s_model / n, pooled_repeat, pooled_model - pooled_repeat, p_model / n, p_repeat / n,
-                    (p_model - p_repeat) / n, median_margin, beats, traces.size(), still);
+        const double median_margin =
+            sorted.empty() ? 0.0 : (sorted[(sorted.size() - 1) / 2] + sorted[sorted.size() / 2]) / 2;
+        report["one_chunk"] = {{"traces", traces.size()},
+                               {"psnr_model", pooled_model},
+                               {"psnr_repeat_last", pooled_repeat},
+                               {"margin_db", pooled_model - pooled_repeat},
+                               {"ssim_model", s_model / n},
+                               {"mean_of_trace_psnr_model", p_model / n},
+                               {"mean_of_trace_psnr_repeat_last", p_repeat / n},
+                               {"mean_of_trace_margin_db", (p_model - p_repeat) / n},
+                               {"median_trace_margin_db", median_margin},
+                               {"traces_model_beats_repeat", beats},
+                               {"traces_camera_still", still},
+                               {"trace_margins_db", margins}};
+        std::printf(
+            "one chunk after a ground-truth context (%zu held-out worlds): PSNR %.2f dB (pooled MSE; SSIM "
+            "%.3f), repeat-last %.2f dB, "
+            "margin %+.2f dB\n  per trace: mean of dB %.2f vs %.2f (%+.2f), median margin %+.2f dB, model "
+            "ahead in %d of %zu, "
+            "camera still (repeat exact) in %d\n",
+            traces.size(), pooled_model, s_model / n, pooled_repeat, pooled_model - pooled_repeat,
+            p_model / n, p_repeat / n, (p_model - p_repeat) / n, median_margin, beats, traces.size(), still);
         std::fflush(stdout);  // a run cut short by a timeout keeps what it printed
         report["one_chunk_actions"] = motion_report(one_chunk_motion, "one chunk, actions");
         report["one_chunk_actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk(one_chunk_by_place);
         // (2) long rollouts under the playing policy, (3) action following
         json rollouts = json::array();
-        const std::vector<Trace> longs = held_out_traces(std::max(1, traces_n / 2), long_frames, F, world_base + 700000, c);
-        // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's patch grid pattern
-        // removed first (frontend::estimate_shift: fixed seams read as "no motion").
+        const std::vector<Trace> longs =
+            held_out_traces(std::max(1, traces_n / 2), long_frames, F, world_base + 700000, c);
+        // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's patch grid
+        // pattern removed first (frontend::estimate_shift: fixed seams read as "no motion").
         MotionSamples motion_raw, motion_grid;
         motion_grid.grid = c.patch;
         std::vector<MotionSamples> motion_by_place(static_cast<size_t>(F));
-        int windows_total = 0, windows_within = 0, worlds_within = 0, whole_within = 0, keep_windows = 0, keep_worlds = 0;
+        int windows_total = 0, windows_within = 0, worlds_within = 0, whole_within = 0, keep_windows = 0,
+            keep_worlds = 0;
         for (const Trace& t : longs) {
             const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
-            const std::vector<Image> all = ground_truth(t, c, 0, F + long_frames);  // context, then the rollout's frames
+            const std::vector<Image> all =
+                ground_truth(t, c, 0, F + long_frames);  // context, then the rollout's frames
             const std::vector<Image> gt(all.begin() + F, all.end());
             const TraceStats sim = trace_stats(all, F, long_frames);
             const std::vector<std::pair<int, int>> spans = rollout_windows(long_frames, F);
@@ -702,8 +791,9 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
                 within += model_bar.within;
                 keep += keep_bar.within;
                 // The absolute statistics too: a failing ratio is either the model's frames changing or the
-                // simulator's scene changing while the model's stays (README "Why the rollout bar is not met");
-                // keep_start is the window scored for the start context's statistics instead of the model's.
+                // simulator's scene changing while the model's stays (README "Why the rollout bar is not
+                // met"); keep_start is the window scored for the start context's statistics instead of the
+                // model's.
                 json w = bar_json(model_bar);
                 w["from_s"] = static_cast<double>(w0) / c.fps;
                 w["to_s"] = static_cast<double>(w1) / c.fps;
@@ -725,37 +815,52 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
             json whole_json = bar_json(whole);
             whole_json["model"] = stats_json(whole_model);
             whole_json["simulator"] = stats_json(whole_sim);
-            const std::vector<PairMotion> raw = measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, 0);
-            const std::vector<PairMotion> gridded = measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, c.patch);
+            const std::vector<PairMotion> raw =
+                measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, 0);
+            const std::vector<PairMotion> gridded =
+                measure_rollout_pairs(t.actions, static_cast<size_t>(F), r.frames, gt, c.patch);
             for (size_t i = 1; i < raw.size(); ++i) {
                 motion_raw.add(raw[i]);
                 motion_by_place[i % static_cast<size_t>(F)].add(raw[i]);
                 motion_grid.add(gridded[i]);
             }
-            rollouts.push_back({{"world_seed", t.world_seed}, {"seconds", static_cast<double>(long_frames) / c.fps},
-                                {"ms_per_chunk", r.ms_per_chunk}, {"windows", windows}, {"windows_within_bar", within},
-                                {"start_context", stats_json(sim.start)}, {"keep_start_windows_within_bar", keep},
+            rollouts.push_back({{"world_seed", t.world_seed},
+                                {"seconds", static_cast<double>(long_frames) / c.fps},
+                                {"ms_per_chunk", r.ms_per_chunk},
+                                {"windows", windows},
+                                {"windows_within_bar", within},
+                                {"start_context", stats_json(sim.start)},
+                                {"keep_start_windows_within_bar", keep},
                                 {"whole_trace", whole_json}});
             std::printf("rollout of %.0f s in world %llu:", static_cast<double>(long_frames) / c.fps,
                         static_cast<unsigned long long>(t.world_seed));
             for (const json& w : windows)
-                std::printf("  [%.0f-%.0fs mean %.2f contrast %.2f edges %.2f]", w["from_s"].get<double>(), w["to_s"].get<double>(),
-                            w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>());
+                std::printf("  [%.0f-%.0fs mean %.2f contrast %.2f edges %.2f]", w["from_s"].get<double>(),
+                            w["to_s"].get<double>(), w["mean_ratio"].get<double>(),
+                            w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>());
             std::printf("  whole trace %.2f %.2f %.2f\n", whole.mean, whole.contrast, whole.edges);
             std::fflush(stdout);
         }
         report["rollouts"] = rollouts;
-        report["rollout_bar"] = {{"tolerance", kRolloutBarTolerance}, {"windows", windows_total}, {"windows_within", windows_within},
-                                 {"worlds", rollouts.size()}, {"worlds_within", worlds_within},
+        report["rollout_bar"] = {{"tolerance", kRolloutBarTolerance},
+                                 {"windows", windows_total},
+                                 {"windows_within", windows_within},
+                                 {"worlds", rollouts.size()},
+                                 {"worlds_within", worlds_within},
                                  {"whole_trace_worlds_within", whole_within},
-                                 {"keep_start_windows_within", keep_windows}, {"keep_start_worlds_within", keep_worlds}};
-        std::printf("rollout bar (mean, contrast, edges within ±%.0f%% of the simulator's): %d of %d windows, %d of %zu worlds entirely; "
-                    "over whole traces %d of %zu worlds\n  baseline keeping the start context's statistics: %d of %d windows, %d worlds\n",
-                    100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, rollouts.size(), whole_within,
-                    rollouts.size(), keep_windows, windows_total, keep_worlds);
+                                 {"keep_start_windows_within", keep_windows},
+                                 {"keep_start_worlds_within", keep_worlds}};
+        std::printf(
+            "rollout bar (mean, contrast, edges within ±%.0f%% of the simulator's): %d of %d windows, %d of "
+            "%zu worlds entirely; "
+            "over whole traces %d of %zu worlds\n  baseline keeping the start context's statistics: %d of %d "
+            "windows, %d worlds\n",
+            100 * kRolloutBarTolerance, windows_within, windows_total, worlds_within, rollouts.size(),
+            whole_within, rollouts.size(), keep_windows, windows_total, keep_worlds);
         report["actions"] = motion_report(motion_raw, "actions");
         report["actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk(motion_by_place);
-        report["actions_patch_grid_removed"] = motion_report(motion_grid, "actions, patch grid pattern removed");
+        report["actions_patch_grid_removed"] =
+            motion_report(motion_grid, "actions, patch grid pattern removed");
     }
 
     if (mode == "world-change") report["world_change"] = world_change_report(options, c);
@@ -777,7 +882,9 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
                 SessionParams p = base;
                 p.cache = cs;
                 p.seed = traces[i].noise_seed;
-                const Rollout r = cs.key_bits == 16 && cs.value_bits == 16 ? refs[i] : run_trace(model, traces[i], p, frames);
+                const Rollout r = cs.key_bits == 16 && cs.value_bits == 16
+                                      ? refs[i]
+                                      : run_trace(model, traces[i], p, frames);
                 psnr_ref += mean_psnr(r.frames, refs[i].frames);
                 ssim_ref += mean_ssim(r.frames, refs[i].frames);
                 psnr_gt += mean_psnr(r.frames, gts[i]);
@@ -792,19 +899,32 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
             double dps_mean = 0;
             for (double d : dps) dps_mean += d / std::max<size_t>(1, dps.size());
             const PlanRow plan = plan_memory(peer_from_config(c, 0), cs, 0, 0, 0);
-            json row = {{"label", cs.label()}, {"key_bits", cs.key_bits}, {"value_bits", cs.value_bits}, {"group", cs.group},
-                        {"key_layout", to_string(cs.key_layout)}, {"correction", to_string(cs.correction)},
-                        {"bits_per_element", plan.bits_per_element}, {"cache_bytes", bytes},
-                        {"psnr_vs_ref", psnr_ref / n}, {"ssim_vs_ref", ssim_ref / n}, {"psnr_vs_gt", psnr_gt / n},
-                        {"ssim_vs_gt", ssim_gt / n}, {"delta_p_cache", dps}, {"delta_p_cache_mean", dps_mean}, {"ms_per_chunk", ms}};
-            std::printf("%-28s bits %5.2f  PSNR/ref %6.2f  SSIM/ref %.3f  PSNR/gt %6.2f  dP_S %+.4f  %.1f ms/chunk\n", cs.label().c_str(),
-                        plan.bits_per_element, psnr_ref / n, ssim_ref / n, psnr_gt / n, dps_mean, ms);
+            json row = {{"label", cs.label()},
+                        {"key_bits", cs.key_bits},
+                        {"value_bits", cs.value_bits},
+                        {"group", cs.group},
+                        {"key_layout", to_string(cs.key_layout)},
+                        {"correction", to_string(cs.correction)},
+                        {"bits_per_element", plan.bits_per_element},
+                        {"cache_bytes", bytes},
+                        {"psnr_vs_ref", psnr_ref / n},
+                        {"ssim_vs_ref", ssim_ref / n},
+                        {"psnr_vs_gt", psnr_gt / n},
+                        {"ssim_vs_gt", ssim_gt / n},
+                        {"delta_p_cache", dps},
+                        {"delta_p_cache_mean", dps_mean},
+                        {"ms_per_chunk", ms}};
+            std::printf(
+                "%-28s bits %5.2f  PSNR/ref %6.2f  SSIM/ref %.3f  PSNR/gt %6.2f  dP_S %+.4f  %.1f ms/chunk\n",
+                cs.label().c_str(), plan.bits_per_element, psnr_ref / n, ssim_ref / n, psnr_gt / n, dps_mean,
+                ms);
             std::fflush(stdout);
             rows.push_back(row);
         };
         row_for(CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off});
         const std::vector<int> bits = parse_ints(bits_list), groups = parse_ints(groups_list);
-        const std::vector<std::string> layouts = parse_strs(layouts_list), corrections = parse_strs(corrections_list);
+        const std::vector<std::string> layouts = parse_strs(layouts_list),
+                                       corrections = parse_strs(corrections_list);
         for (int kb : bits)
             for (int vb : bits) {
                 if (!full_grid && vb != kb) continue;
@@ -827,76 +947,97 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
     std::string md = "# KVWorld evaluation (" + c.name + ", " + to_string(model->backend()) + ")\n\n";
     if (report.contains("one_chunk")) {
         const json& o = report["one_chunk"];
-        md += format("One chunk after a ground-truth context (%d held-out worlds): PSNR %.2f dB over the pooled squared error, "
-                      "SSIM %.3f; repeating the last context frame: %.2f dB (margin %+.2f dB). Mean of per-trace dB: %.2f vs "
-                      "%.2f; median per-trace margin %+.2f dB; the model is ahead in %d traces; the camera stands still in %d.\n\n",
-                      o["traces"].get<int>(), o["psnr_model"].get<double>(), o["ssim_model"].get<double>(),
-                      o["psnr_repeat_last"].get<double>(), o["margin_db"].get<double>(),
-                      o["mean_of_trace_psnr_model"].get<double>(), o["mean_of_trace_psnr_repeat_last"].get<double>(),
-                      o["median_trace_margin_db"].get<double>(), o["traces_model_beats_repeat"].get<int>(),
-                      o["traces_camera_still"].get<int>());
+        md += format(
+            "One chunk after a ground-truth context (%d held-out worlds): PSNR %.2f dB over the pooled "
+            "squared error, "
+            "SSIM %.3f; repeating the last context frame: %.2f dB (margin %+.2f dB). Mean of per-trace dB: "
+            "%.2f vs "
+            "%.2f; median per-trace margin %+.2f dB; the model is ahead in %d traces; the camera stands "
+            "still in %d.\n\n",
+            o["traces"].get<int>(), o["psnr_model"].get<double>(), o["ssim_model"].get<double>(),
+            o["psnr_repeat_last"].get<double>(), o["margin_db"].get<double>(),
+            o["mean_of_trace_psnr_model"].get<double>(), o["mean_of_trace_psnr_repeat_last"].get<double>(),
+            o["median_trace_margin_db"].get<double>(), o["traces_model_beats_repeat"].get<int>(),
+            o["traces_camera_still"].get<int>());
     }
     if (report.contains("rollout_bar")) {
         const json& b = report["rollout_bar"];
-        md += format("Long rollouts: %d of %d windows within ±%.0f%% of the simulator's mean, contrast and edge energy; %d of %d "
-                      "worlds entirely; over the whole trace at once, %d of %d worlds. A baseline that kept its start context's "
-                      "statistics throughout: %d of %d windows, %d worlds (\"start kept\").\n\n"
-                      "| world | from s | mean | contrast | edges | within | model contrast | simulator contrast | start kept |\n"
-                      "|---|---|---|---|---|---|---|---|---|\n",
-                      b["windows_within"].get<int>(), b["windows"].get<int>(), 100 * b["tolerance"].get<double>(),
-                      b["worlds_within"].get<int>(), b["worlds"].get<int>(), b["whole_trace_worlds_within"].get<int>(),
-                      b["worlds"].get<int>(), b["keep_start_windows_within"].get<int>(), b["windows"].get<int>(),
-                      b["keep_start_worlds_within"].get<int>());
+        md += format(
+            "Long rollouts: %d of %d windows within ±%.0f%% of the simulator's mean, contrast and edge "
+            "energy; %d of %d "
+            "worlds entirely; over the whole trace at once, %d of %d worlds. A baseline that kept its start "
+            "context's "
+            "statistics throughout: %d of %d windows, %d worlds (\"start kept\").\n\n"
+            "| world | from s | mean | contrast | edges | within | model contrast | simulator contrast | "
+            "start kept |\n"
+            "|---|---|---|---|---|---|---|---|---|\n",
+            b["windows_within"].get<int>(), b["windows"].get<int>(), 100 * b["tolerance"].get<double>(),
+            b["worlds_within"].get<int>(), b["worlds"].get<int>(), b["whole_trace_worlds_within"].get<int>(),
+            b["worlds"].get<int>(), b["keep_start_windows_within"].get<int>(), b["windows"].get<int>(),
+            b["keep_start_worlds_within"].get<int>());
         for (const json& r : report["rollouts"]) {
             for (const json& w : r["windows"]) {
                 md += format("| %llu | %g | %.2f | %.2f | %.2f | %s | %.1f | %.1f | %s |\n",
-                              static_cast<unsigned long long>(r["world_seed"].get<uint64_t>()), w["from_s"].get<double>(),
-                              w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>(),
-                              w["within_bar"].get<bool>() ? "yes" : "**no**", w["model"]["contrast"].get<double>(),
-                              w["simulator"]["contrast"].get<double>(), w["keep_start"]["within_bar"].get<bool>() ? "yes" : "no");
+                             static_cast<unsigned long long>(r["world_seed"].get<uint64_t>()),
+                             w["from_s"].get<double>(), w["mean_ratio"].get<double>(),
+                             w["contrast_ratio"].get<double>(), w["edge_ratio"].get<double>(),
+                             w["within_bar"].get<bool>() ? "yes" : "**no**",
+                             w["model"]["contrast"].get<double>(), w["simulator"]["contrast"].get<double>(),
+                             w["keep_start"]["within_bar"].get<bool>() ? "yes" : "no");
             }
             const json& wt = r["whole_trace"];
             md += format("| %llu | whole | %.2f | %.2f | %.2f | %s | %.1f | %.1f | |\n",
-                          static_cast<unsigned long long>(r["world_seed"].get<uint64_t>()), wt["mean_ratio"].get<double>(),
-                          wt["contrast_ratio"].get<double>(), wt["edge_ratio"].get<double>(), wt["within_bar"].get<bool>() ? "yes" : "**no**",
-                          wt["model"]["contrast"].get<double>(), wt["simulator"]["contrast"].get<double>());
+                         static_cast<unsigned long long>(r["world_seed"].get<uint64_t>()),
+                         wt["mean_ratio"].get<double>(), wt["contrast_ratio"].get<double>(),
+                         wt["edge_ratio"].get<double>(), wt["within_bar"].get<bool>() ? "yes" : "**no**",
+                         wt["model"]["contrast"].get<double>(), wt["simulator"]["contrast"].get<double>());
         }
         md += "\n";
     }
     if (report.contains("world_change")) {
         const json& wc = report["world_change"];
-        md += format("World change (the simulator alone, %d traces of %.0f s): %d of %d windows keep within ±%.0f%% of the start "
-                      "context's mean, contrast and edge energy; %d of %d worlds throughout. By window:",
-                      wc["traces"].get<int>(), wc["seconds"].get<double>(), wc["windows_within"].get<int>(), wc["windows"].get<int>(),
-                      100 * wc["tolerance"].get<double>(), wc["worlds_within"].get<int>(), wc["traces"].get<int>());
+        md += format(
+            "World change (the simulator alone, %d traces of %.0f s): %d of %d windows keep within ±%.0f%% "
+            "of the start "
+            "context's mean, contrast and edge energy; %d of %d worlds throughout. By window:",
+            wc["traces"].get<int>(), wc["seconds"].get<double>(), wc["windows_within"].get<int>(),
+            wc["windows"].get<int>(), 100 * wc["tolerance"].get<double>(), wc["worlds_within"].get<int>(),
+            wc["traces"].get<int>());
         for (size_t w = 0; w < wc["by_window_total"].size(); ++w)
             md += format(" %d/%d", wc["by_window_within"][w].get<int>(), wc["by_window_total"][w].get<int>());
         md += ".\n\n";
         if (wc.contains("resampled")) {
             const json& rs = wc["resampled"];
-            md += format("Other worlds under the same actions (a pool of %d, %d per trace of each kind), scored against each trace's "
-                          "own windows as the bar scores the model:\n\n| worlds | pairs | windows within | pairs entirely | whole trace "
-                          "| by window | mean look distance |\n|---|---|---|---|---|---|---|\n",
-                          rs["pool"].get<int>(), rs["per_trace_scored"].get<int>());
+            md += format(
+                "Other worlds under the same actions (a pool of %d, %d per trace of each kind), scored "
+                "against each trace's "
+                "own windows as the bar scores the model:\n\n| worlds | pairs | windows within | pairs "
+                "entirely | whole trace "
+                "| by window | mean look distance |\n|---|---|---|---|---|---|---|\n",
+                rs["pool"].get<int>(), rs["per_trace_scored"].get<int>());
             for (const char* kind : {"nearest", "random"}) {
                 const json& t = rs["totals"][kind];
                 std::string by;
                 for (size_t w = 0; w < t["by_window_total"].size(); ++w)
-                    by += format("%s%d/%d", w ? " " : "", t["by_window_within"][w].get<int>(), t["by_window_total"][w].get<int>());
+                    by += format("%s%d/%d", w ? " " : "", t["by_window_within"][w].get<int>(),
+                                 t["by_window_total"][w].get<int>());
                 md += format("| %s | %d | %d of %d | %d | %d | %s | %.4f |\n",
-                              kind[0] == 'n' ? "most alike at the start" : "drawn at random", t["pairs"].get<int>(),
-                              t["windows_within"].get<int>(), t["windows"].get<int>(), t["pairs_within"].get<int>(),
-                              t["whole_trace_pairs_within"].get<int>(), by.c_str(), t["mean_distance"].get<double>());
+                             kind[0] == 'n' ? "most alike at the start" : "drawn at random",
+                             t["pairs"].get<int>(), t["windows_within"].get<int>(), t["windows"].get<int>(),
+                             t["pairs_within"].get<int>(), t["whole_trace_pairs_within"].get<int>(),
+                             by.c_str(), t["mean_distance"].get<double>());
             }
             md += "\n";
         }
     }
-    // Motion by the frame pair's place in its chunk (README "Motion inside a chunk"): turn rate (image shift per
-    // commanded degree, as a share of the simulator's) and the zoom per frame walking forward.
+    // Motion by the frame pair's place in its chunk (README "Motion inside a chunk"): turn rate (image shift
+    // per commanded degree, as a share of the simulator's) and the zoom per frame walking forward.
     for (const char* key : {"one_chunk_actions", "actions"}) {
         if (!report.contains(key) || !report[key].contains("by_frame_in_chunk")) continue;
-        md += std::string(key[0] == 'o' ? "Motion of the chunk predicted after a ground-truth context" : "Motion in the long rollouts") +
-              ", by frame pair in the chunk (0: across the chunk boundary):\n\n| pair | pairs | turn rate | zoom walking forward, model / simulator |\n|---|---|---|---|\n";
+        md += std::string(key[0] == 'o' ? "Motion of the chunk predicted after a ground-truth context"
+                                        : "Motion in the long rollouts") +
+              ", by frame pair in the chunk (0: across the chunk boundary):\n\n| pair | pairs | turn rate | "
+              "zoom walking forward, model / simulator |\n|---|---|---|---|\n";
         for (const json& p : report[key]["by_frame_in_chunk"]) {
             const double sim = p["yaw_shift_slope_simulator"].get<double>();
             const std::string zoom = p["forward_frames"].get<int>() > 0
@@ -904,18 +1045,22 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
                                                   p["zoom_forward_simulator"].get<double>())
                                          : "no forward pairs";
             md += format("| %d | %d | %.0f%% | %s |\n", p["frame_in_chunk"].get<int>(), p["pairs"].get<int>(),
-                          sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0, zoom.c_str());
+                         sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0,
+                         zoom.c_str());
         }
         md += "\n";
     }
     if (report.contains("grid")) {
-        md += "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of layers) | cache MB |\n";
+        md +=
+            "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
+            "layers) | cache MB |\n";
         md += "|---|---|---|---|---|---|---|---|\n";
         for (const json& r : report["grid"]["rows"]) {
-            md += format("| %s | %.2f | %.2f | %.3f | %.2f | %.3f | %+.4f | %.2f |\n", r["label"].get<std::string>().c_str(),
-                          r["bits_per_element"].get<double>(), r["psnr_vs_ref"].get<double>(), r["ssim_vs_ref"].get<double>(),
-                          r["psnr_vs_gt"].get<double>(), r["ssim_vs_gt"].get<double>(), r["delta_p_cache_mean"].get<double>(),
-                          r["cache_bytes"].get<uint64_t>() / 1e6);
+            md += format("| %s | %.2f | %.2f | %.3f | %.2f | %.3f | %+.4f | %.2f |\n",
+                         r["label"].get<std::string>().c_str(), r["bits_per_element"].get<double>(),
+                         r["psnr_vs_ref"].get<double>(), r["ssim_vs_ref"].get<double>(),
+                         r["psnr_vs_gt"].get<double>(), r["ssim_vs_gt"].get<double>(),
+                         r["delta_p_cache_mean"].get<double>(), r["cache_bytes"].get<uint64_t>() / 1e6);
         }
     }
     write_file_atomic(fs::path(out_dir) / "eval.md", md);

@@ -19,15 +19,17 @@ std::string frame_name(int index) {
 }
 }  // namespace
 
-int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir, int max_frames,
-                 bool write_ground_truth, bool write_video) {
+int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir,
+                 int max_frames, bool write_ground_truth, bool write_video) {
     const Trace trace = load_trace(trace_path);
     auto model = load_model(flags);
     const ModelConfig& cfg = model->config();
     if (trace.fps != cfg.fps)
-        std::fprintf(stderr, "warning: the trace was recorded at %d fps, the model runs at %d fps\n", trace.fps, cfg.fps);
+        std::fprintf(stderr, "warning: the trace was recorded at %d fps, the model runs at %d fps\n",
+                     trace.fps, cfg.fps);
     const SessionParams params = flags.params(cfg, trace.noise_seed);
-    const frontend::StartContext ctx = frontend::make_start_context(trace, cfg, fs::path(trace_path).parent_path());
+    const frontend::StartContext ctx =
+        frontend::make_start_context(trace, cfg, fs::path(trace_path).parent_path());
     const fs::path out(out_dir), frames_dir = out / "frames";
     fs::create_directories(frames_dir);
 
@@ -36,8 +38,9 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
     int to_generate = static_cast<int>(trace.actions.size()) - ctx.first_generated_frame;
     if (max_frames >= 0) to_generate = std::min(to_generate, max_frames);
     const int chunks = (to_generate + F - 1) / F;
-    std::fprintf(stderr, "generate: %s on %s, %s, %d frames (%d chunks) after a %d-frame context\n", cfg.name.c_str(),
-                 to_string(model->backend()), params.cache.label().c_str(), to_generate, chunks, F);
+    std::fprintf(stderr, "generate: %s on %s, %s, %d frames (%d chunks) after a %d-frame context\n",
+                 cfg.name.c_str(), to_string(model->backend()), params.cache.label().c_str(), to_generate,
+                 chunks, F);
 
     json metrics;
     metrics["model"] = cfg.name;
@@ -55,7 +58,8 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
 
     ChunkResult first = session.start(ctx.frames, ctx.actions, ctx.poses);
     const int first_index = ctx.first_generated_frame - F;
-    for (int f = 0; f < F; ++f) write_png(frames_dir / frame_name(first_index + f), first.frames[static_cast<size_t>(f)]);
+    for (int f = 0; f < F; ++f)
+        write_png(frames_dir / frame_name(first_index + f), first.frames[static_cast<size_t>(f)]);
     metrics["chunks"].push_back(json::parse(frontend::chunk_metrics_json(first.metrics)));
 
     ProgressBar bar("generate", chunks);
@@ -65,15 +69,18 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
         std::vector<FrameAction> acts(static_cast<size_t>(F));
         for (int f = 0; f < F; ++f) {
             const int idx = ctx.first_generated_frame + c * F + f;
-            if (idx < static_cast<int>(trace.actions.size())) acts[static_cast<size_t>(f)] = trace.actions[static_cast<size_t>(idx)];
+            if (idx < static_cast<int>(trace.actions.size()))
+                acts[static_cast<size_t>(f)] = trace.actions[static_cast<size_t>(idx)];
         }
         ChunkResult r = session.step(acts);
         for (int f = 0; f < F && written < to_generate; ++f, ++written)
-            write_png(frames_dir / frame_name(ctx.first_generated_frame + written), r.frames[static_cast<size_t>(f)]);
+            write_png(frames_dir / frame_name(ctx.first_generated_frame + written),
+                      r.frames[static_cast<size_t>(f)]);
         total_ms += r.metrics.times.total_ms;
         metrics["chunks"].push_back(json::parse(frontend::chunk_metrics_json(r.metrics)));
         char extra[96];
-        std::snprintf(extra, sizeof extra, "%.0f ms/chunk, cache %.2f MB", r.metrics.times.total_ms, r.metrics.cache_bytes.total() / 1e6);
+        std::snprintf(extra, sizeof extra, "%.0f ms/chunk, cache %.2f MB", r.metrics.times.total_ms,
+                      r.metrics.cache_bytes.total() / 1e6);
         bar.update(c + 1, extra);
     }
     bar.finish();
@@ -86,13 +93,15 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
         const fs::path gt = out / "ground_truth";
         fs::create_directories(gt);
         if (trace.start_image) {
-            std::fprintf(stderr, "warning: the trace starts from an image: there is no simulator ground truth\n");
+            std::fprintf(stderr,
+                         "warning: the trace starts from an image: there is no simulator ground truth\n");
         } else {
             sim::World world(trace.world_seed);
             Trace t = trace;
             t.actions.resize(static_cast<size_t>(ctx.first_generated_frame + to_generate));
             const std::vector<Image> frames = sim::render_trace(world, t, frontend::sim_params_for(cfg));
-            for (size_t i = static_cast<size_t>(first_index); i < frames.size(); ++i) write_png(gt / frame_name(static_cast<int>(i)), frames[i]);
+            for (size_t i = static_cast<size_t>(first_index); i < frames.size(); ++i)
+                write_png(gt / frame_name(static_cast<int>(i)), frames[i]);
         }
     }
     write_file_atomic(out / "metrics.json", metrics.dump(1) + "\n");
@@ -103,9 +112,9 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
         else
             std::fprintf(stderr, "video: skipped (%s)\n", why.c_str());
     }
-    std::printf("wrote %d frames to %s (%.1f ms per chunk, %.1f generated frames/s, cache %.2f MB)\n", F + to_generate,
-                frames_dir.c_str(), chunks ? total_ms / chunks : 0.0, total_ms > 0 ? 1000.0 * chunks * F / total_ms : 0.0,
-                session.cache_bytes().total() / 1e6);
+    std::printf("wrote %d frames to %s (%.1f ms per chunk, %.1f generated frames/s, cache %.2f MB)\n",
+                F + to_generate, frames_dir.c_str(), chunks ? total_ms / chunks : 0.0,
+                total_ms > 0 ? 1000.0 * chunks * F / total_ms : 0.0, session.cache_bytes().total() / 1e6);
     return 0;
 }
 

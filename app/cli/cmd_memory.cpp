@@ -18,8 +18,7 @@ std::vector<int> parse_list(const std::string& s, const char* what) {
     std::vector<int> out;
     std::stringstream ss(s);
     std::string item;
-    while (std::getline(ss, item, ','))
-        try {
+    while (std::getline(ss, item, ',')) try {
             out.push_back(std::stoi(item));
         } catch (...) {
             throw Error(std::string("--") + what + ": \"" + item + "\" is not a number");
@@ -30,21 +29,26 @@ std::vector<int> parse_list(const std::string& s, const char* what) {
 
 std::string human(double bytes) {
     char buf[32];
-    if (bytes >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e6) std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
-    else std::snprintf(buf, sizeof buf, "%.1f kB", bytes / 1e3);
+    if (bytes >= 1e9)
+        std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+    else if (bytes >= 1e6)
+        std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
+    else
+        std::snprintf(buf, sizeof buf, "%.1f kB", bytes / 1e3);
     return buf;
 }
 
 }  // namespace
 
-int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset, bool all,
-               const std::string& bits_list, const std::string& groups_list, const std::string& layout,
-               const std::string& resolution, double budget_gb, const std::string& json_out) {
+int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset,
+               bool all, const std::string& bits_list, const std::string& groups_list,
+               const std::string& layout, const std::string& resolution, double budget_gb,
+               const std::string& json_out) {
     std::vector<PeerModel> models;
     if (!model_dir.empty() || !config_path.empty()) {
-        const ModelConfig cfg = load_model_config(config_path.empty() ? std::filesystem::path(model_dir) / "model.json"
-                                                                      : std::filesystem::path(config_path));
+        const ModelConfig cfg =
+            load_model_config(config_path.empty() ? std::filesystem::path(model_dir) / "model.json"
+                                                  : std::filesystem::path(config_path));
         uint64_t params = 0;
         for (const TensorSpec& t : expected_tensors(cfg)) {
             uint64_t n = 1;
@@ -76,9 +80,11 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
     json out = json::array();
     for (const PeerModel& m : models) {
         const int h = height ? height : m.height, w = width ? width : m.width;
-        std::printf("\n%s: %d layers, %d KV heads x %d, %d tokens per latent frame at %dx%d, chunk %d / context %d latent frames%s\n",
-                    m.name.c_str(), m.layers, m.kv_heads, m.head_dim, m.tokens_per_latent_frame(h, w), h, w,
-                    m.chunk_latent_frames, m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
+        std::printf(
+            "\n%s: %d layers, %d KV heads x %d, %d tokens per latent frame at %dx%d, chunk %d / context %d "
+            "latent frames%s\n",
+            m.name.c_str(), m.layers, m.kv_heads, m.head_dim, m.tokens_per_latent_frame(h, w), h, w,
+            m.chunk_latent_frames, m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
         std::printf("  %-24s %9s %12s %12s %11s", "format", "bits/elem", "per chunk", "context", "s per GB");
         if (budget_gb > 0) std::printf(" %14s", ("s in " + human(budget_gb * 1e9)).c_str());
         std::printf("\n");
@@ -92,15 +98,26 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
                     std::printf("  %-24s (%s)\n", s.label().c_str(), e.what());
                     continue;
                 }
-                std::string label = b == 16 ? "BF16" : "INT" + std::to_string(b) + " g" + std::to_string(g) + (kl == KeyLayout::Channel ? " kchan" : "");
-                std::printf("  %-24s %9.2f %12s %12s %11.1f", label.c_str(), r.bits_per_element, human(static_cast<double>(r.chunk_bytes)).c_str(),
+                std::string label = b == 16 ? "BF16"
+                                            : "INT" + std::to_string(b) + " g" + std::to_string(g) +
+                                                  (kl == KeyLayout::Channel ? " kchan" : "");
+                std::printf("  %-24s %9.2f %12s %12s %11.1f", label.c_str(), r.bits_per_element,
+                            human(static_cast<double>(r.chunk_bytes)).c_str(),
                             human(static_cast<double>(r.context_bytes)).c_str(), r.seconds_per_gb);
                 if (budget_gb > 0) std::printf(" %14.1f", r.seconds_fit);
                 std::printf("\n");
-                out.push_back({{"model", m.id}, {"format", label}, {"bits", b}, {"group", g}, {"height", h}, {"width", w},
-                               {"bits_per_element", r.bits_per_element}, {"chunk_bytes", r.chunk_bytes},
-                               {"context_bytes", r.context_bytes}, {"seconds_per_gb", r.seconds_per_gb},
-                               {"seconds_fit", r.seconds_fit}, {"weights_gb", m.weights_gb}});
+                out.push_back({{"model", m.id},
+                               {"format", label},
+                               {"bits", b},
+                               {"group", g},
+                               {"height", h},
+                               {"width", w},
+                               {"bits_per_element", r.bits_per_element},
+                               {"chunk_bytes", r.chunk_bytes},
+                               {"context_bytes", r.context_bytes},
+                               {"seconds_per_gb", r.seconds_per_gb},
+                               {"seconds_fit", r.seconds_fit},
+                               {"weights_gb", m.weights_gb}});
             }
     }
     if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");

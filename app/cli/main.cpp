@@ -17,15 +17,21 @@ int main(int argc, char** argv) {
     std::string trace, out;
     int max_frames = -1;
     bool ground_truth = false, no_video = false;
-    auto* gen = app.add_subcommand("generate", "Generate frames from an action trace (PNG, MP4 with ffmpeg, metrics.json)");
+    auto* gen = app.add_subcommand(
+        "generate", "Generate frames from an action trace (PNG, MP4 with ffmpeg, metrics.json)");
     gen_flags.add_to(gen);
-    gen->add_option("--trace", trace, "Action trace (JSON, see README)")->required()->check(CLI::ExistingFile);
+    gen->add_option("--trace", trace, "Action trace (JSON, see README)")
+        ->required()
+        ->check(CLI::ExistingFile);
     gen->add_option("--out", out, "Output folder")->required();
-    gen->add_option("--frames", max_frames, "Generate at most this many frames after the context")->check(CLI::NonNegativeNumber);
-    gen->add_flag("--ground-truth", ground_truth, "Also render the simulator's frames for the trace into OUT/ground_truth");
+    gen->add_option("--frames", max_frames, "Generate at most this many frames after the context")
+        ->check(CLI::NonNegativeNumber);
+    gen->add_flag("--ground-truth", ground_truth,
+                  "Also render the simulator's frames for the trace into OUT/ground_truth");
     gen->add_flag("--no-video", no_video, "Skip the MP4");
 
-    std::string mem_model, mem_config, preset, bits = "16,8,4,2", groups = "32,64,128", layout = "token", resolution, mem_json;
+    std::string mem_model, mem_config, preset, bits = "16,8,4,2", groups = "32,64,128", layout = "token",
+                                               resolution, mem_json;
     bool all_presets = false;
     double budget_gb = 0;
     auto* mem = app.add_subcommand("memory", "KV-cache memory plan for a model config or peer presets");
@@ -37,49 +43,70 @@ int main(int argc, char** argv) {
     mem->add_option("--groups", groups, "Comma-separated group sizes (32,64,128)");
     mem->add_option("--key-layout", layout, "token or channel")->check(CLI::IsMember({"token", "channel"}));
     mem->add_option("--resolution", resolution, "HEIGHTxWIDTH (default: native)");
-    mem->add_option("--budget-gb", budget_gb, "Cache budget: seconds of video whose history fits")->check(CLI::NonNegativeNumber);
+    mem->add_option("--budget-gb", budget_gb, "Cache budget: seconds of video whose history fits")
+        ->check(CLI::NonNegativeNumber);
     mem->add_option("--json", mem_json, "Also write the table as JSON");
 
     std::string bench_backend = "cpu", bench_model, bench_configs = "tiny,default", bench_json;
     int bench_chunks = 3;
-    auto* bench = app.add_subcommand("bench", "Time chunks and forwards per cache format against BF16 in the same run");
+    auto* bench =
+        app.add_subcommand("bench", "Time chunks and forwards per cache format against BF16 in the same run");
     bench->add_option("--backend", bench_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     bench->add_option("--model", bench_model, "Model folder (default: --configs)");
-    bench->add_option("--configs", bench_configs, "Comma-separated: tiny, default (trained weights when present, else random)");
+    bench->add_option("--configs", bench_configs,
+                      "Comma-separated: tiny, default (trained weights when present, else random)");
     bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
     bench->add_option("--json", bench_json, "Also write the results as JSON");
 
     cli::SessionFlags eval_flags;
     cli::EvalOptions eval_opts;
-    auto* eval = app.add_subcommand("eval", "Quality table (cache grid vs BF16 and ground truth) and the quality bar, on held-out worlds");
+    auto* eval = app.add_subcommand(
+        "eval",
+        "Quality table (cache grid vs BF16 and ground truth) and the quality bar, on held-out worlds");
     eval_flags.add_to(eval);
     eval->add_option("--out", eval_opts.out_dir, "Output folder (eval.json, eval.md)")->required();
-    eval->add_option("--mode", eval_opts.mode, "grid, quality, all (both), or world-change (the simulator alone: its windows against its start)")
+    eval->add_option(
+            "--mode", eval_opts.mode,
+            "grid, quality, all (both), or world-change (the simulator alone: its windows against its start)")
         ->check(CLI::IsMember({"grid", "quality", "all", "world-change"}));
-    eval->add_option("--traces", eval_opts.traces, "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; world-change: long traces")->check(CLI::Range(1, 1000));
-    eval->add_option("--frames", eval_opts.frames, "Generated frames per grid trace")->check(CLI::Range(1, 100000));
-    eval->add_option("--long-frames", eval_opts.long_frames, "Frames of the long rollouts (1920 = 2 minutes at 16 fps)")->check(CLI::Range(1, 1000000));
+    eval->add_option("--traces", eval_opts.traces,
+                     "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; "
+                     "world-change: long traces")
+        ->check(CLI::Range(1, 1000));
+    eval->add_option("--frames", eval_opts.frames, "Generated frames per grid trace")
+        ->check(CLI::Range(1, 100000));
+    eval->add_option("--long-frames", eval_opts.long_frames,
+                     "Frames of the long rollouts (1920 = 2 minutes at 16 fps)")
+        ->check(CLI::Range(1, 1000000));
     eval->add_option("--bits", eval_opts.bits, "Bitwidths of the grid");
     eval->add_option("--groups", eval_opts.groups, "Group sizes of the grid");
     eval->add_option("--layouts", eval_opts.layouts, "Key layouts of the grid");
     eval->add_option("--corrections", eval_opts.corrections, "Corrections of the grid");
-    eval->add_flag("--full-grid", eval_opts.full_grid, "Every key bits x value bits pair (default: equal bits)");
-    eval->add_option("--world-base", eval_opts.world_base, "First held-out world seed (training uses 1000..)");
+    eval->add_flag("--full-grid", eval_opts.full_grid,
+                   "Every key bits x value bits pair (default: equal bits)");
+    eval->add_option("--world-base", eval_opts.world_base,
+                     "First held-out world seed (training uses 1000..)");
     eval->add_option("--resample-pool", eval_opts.resample_pool,
-                     "world-change: replay each trace's actions in this many other worlds and score the ones whose start looks "
+                     "world-change: replay each trace's actions in this many other worlds and score the ones "
+                     "whose start looks "
                      "most alike (and as many at random) against the trace (0: off)")
         ->check(CLI::Range(0, 100000));
-    eval->add_option("--resample-nearest", eval_opts.resample_nearest, "world-change: resampled worlds scored per trace, nearest and random each")
+    eval->add_option("--resample-nearest", eval_opts.resample_nearest,
+                     "world-change: resampled worlds scored per trace, nearest and random each")
         ->check(CLI::Range(1, 1000));
-    eval->add_option("--resample-base", eval_opts.resample_base, "world-change: first world seed of the pool (0: world base + 50,000,000)");
+    eval->add_option("--resample-base", eval_opts.resample_base,
+                     "world-change: first world seed of the pool (0: world base + 50,000,000)");
 
     std::string ba_shapes = "default,hy-worldplay-8b", ba_json;
     int ba_iters = 20, ba_block_shape = -1;
-    auto* bench_attn = app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
+    auto* bench_attn =
+        app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
     bench_attn->add_option("--shapes", ba_shapes, "default, hy-worldplay-8b");
     bench_attn->add_option("--iters", ba_iters, "Timed launches per format")->check(CLI::Range(1, 10000));
-    bench_attn->add_option("--block-shape", ba_block_shape,
-                           "Kernel block shape: 0 (8 warps x 16 rows), 1 (4 x 16), 2 (4 x 32); -1: the kernel's choice")
+    bench_attn
+        ->add_option(
+            "--block-shape", ba_block_shape,
+            "Kernel block shape: 0 (8 warps x 16 rows), 1 (4 x 16), 2 (4 x 32); -1: the kernel's choice")
         ->check(CLI::Range(-1, 2));
     bench_attn->add_option("--json", ba_json, "Also write the results as JSON");
 
@@ -102,34 +129,44 @@ int main(int argc, char** argv) {
     }
     try {
         if (*gen) return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video);
-        if (*mem) return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout, resolution, budget_gb, mem_json);
-        if (*eval)
-            return cli::run_eval(eval_flags, eval_opts);
+        if (*mem)
+            return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout,
+                                   resolution, budget_gb, mem_json);
+        if (*eval) return cli::run_eval(eval_flags, eval_opts);
         if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
-        if (*bench) return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
+        if (*bench)
+            return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
         if (*info) {
             cli::SessionFlags f;
             f.model_dir = info_model;
             auto m = cli::load_model(f);
             const ModelConfig& c = m->config();
-            std::printf("%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, MLP %d; positions: 3D RoPE%s; actions: per frame%s\n",
-                        c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
-                        c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
-                        c.cumulative_motion ? " + motion since the flow source" : "");
-            std::printf("parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion guidance %s, window %d, recall %d%s%s\n",
-                        m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()), c.tokens_per_chunk(),
-                        c.steps, c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window, c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
-                        !c.warp_source ? ""
-                        : c.warp_eye_height > 0.f
-                            ? (", flow source turned and walked to each frame's camera (ground " +
-                               std::to_string(c.warp_eye_height).substr(0, 4) + " below)").c_str()
-                            : ", flow source turned to each frame's camera");
+            std::printf(
+                "%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, "
+                "MLP %d; positions: 3D RoPE%s; actions: per frame%s\n",
+                c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
+                c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
+                c.cumulative_motion ? " + motion since the flow source" : "");
+            std::printf(
+                "parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion "
+                "guidance %s, window %d, recall %d%s%s\n",
+                m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()),
+                c.tokens_per_chunk(), c.steps,
+                c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window,
+                c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
+                !c.warp_source ? ""
+                : c.warp_eye_height > 0.f
+                    ? (", flow source turned and walked to each frame's camera (ground " +
+                       std::to_string(c.warp_eye_height).substr(0, 4) + " below)")
+                          .c_str()
+                    : ", flow source turned to each frame's camera");
             return 0;
         }
         if (*init) {
             const ModelConfig cfg = load_model_config(init_config);
             std::filesystem::create_directories(init_out);
-            save_weights(std::filesystem::path(init_out) / cfg.weight_files.front(), random_weights(cfg, init_seed), init_dtype);
+            save_weights(std::filesystem::path(init_out) / cfg.weight_files.front(),
+                         random_weights(cfg, init_seed), init_dtype);
             write_file_atomic(std::filesystem::path(init_out) / "model.json", model_config_to_json(cfg));
             std::printf("wrote %s\n", init_out.c_str());
             return 0;

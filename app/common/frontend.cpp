@@ -25,8 +25,8 @@ fs::path default_model_dir(std::string* note) {
     }
     const fs::path tiny = root / "tests" / "data" / "tiny";
     if (note)
-        *note = "NOTE: no trained default model at " + def.string() +
-                "; using the tiny random test model (" + tiny.string() + "), which shows no world";
+        *note = "NOTE: no trained default model at " + def.string() + "; using the tiny random test model (" +
+                tiny.string() + "), which shows no world";
     return tiny;
 }
 
@@ -41,8 +41,9 @@ sim::SimParams sim_params_for(const ModelConfig& c) {
 
 StartContext make_start_context(const Trace& trace, const ModelConfig& c, const fs::path& trace_dir) {
     if (trace.context_frames < c.chunk_frames)
-        throw Error("the trace has " + std::to_string(trace.context_frames) + " context frames; the model needs at least " +
-                    std::to_string(c.chunk_frames) + " (one chunk)");
+        throw Error("the trace has " + std::to_string(trace.context_frames) +
+                    " context frames; the model needs at least " + std::to_string(c.chunk_frames) +
+                    " (one chunk)");
     StartContext s;
     const int first = trace.context_frames - c.chunk_frames;
     s.first_generated_frame = trace.context_frames;
@@ -51,7 +52,8 @@ StartContext make_start_context(const Trace& trace, const ModelConfig& c, const 
         fs::path p = *trace.start_image;
         if (p.is_relative() && !trace_dir.empty()) p = trace_dir / p;
         const Image img = resize_image(read_image(p), c.width, c.height);
-        const std::vector<FrameAction> ctx_actions(trace.actions.begin(), trace.actions.begin() + trace.context_frames);
+        const std::vector<FrameAction> ctx_actions(trace.actions.begin(),
+                                                   trace.actions.begin() + trace.context_frames);
         const std::vector<CameraPose> poses = dead_reckon(trace.start_pose, ctx_actions, motion);
         for (int f = first; f < trace.context_frames; ++f) {
             s.frames.push_back(img);
@@ -98,9 +100,12 @@ std::string chunk_metrics_json(const ChunkMetrics& m, int indent) {
     json j;
     j["chunk"] = m.chunk;
     j["time_s"] = m.time_s;
-    j["cache_bytes"] = {{"codes", m.cache_bytes.codes}, {"metadata", m.cache_bytes.metadata}, {"total", m.cache_bytes.total()}};
+    j["cache_bytes"] = {{"codes", m.cache_bytes.codes},
+                        {"metadata", m.cache_bytes.metadata},
+                        {"total", m.cache_bytes.total()}};
     json layers = json::array();
-    for (const CacheBytes& b : m.layer_bytes) layers.push_back({{"codes", b.codes}, {"metadata", b.metadata}});
+    for (const CacheBytes& b : m.layer_bytes)
+        layers.push_back({{"codes", b.codes}, {"metadata", b.metadata}});
     j["layer_bytes"] = layers;
     j["p_cache"] = m.p_cache;
     j["context"] = m.context_chunks;
@@ -108,8 +113,9 @@ std::string chunk_metrics_json(const ChunkMetrics& m, int indent) {
     j["evicted"] = m.evicted_chunks;
     j["window_truncated"] = m.window_truncated;
     j["settings"] = m.settings.label();
-    j["ms"] = {{"denoise", m.times.denoise_ms}, {"cache_pass", m.times.cache_pass_ms}, {"decode", m.times.decode_ms},
-               {"attention", m.times.attention_ms}, {"gemm", m.times.gemm_ms}, {"total", m.times.total_ms}};
+    j["ms"] = {{"denoise", m.times.denoise_ms}, {"cache_pass", m.times.cache_pass_ms},
+               {"decode", m.times.decode_ms},   {"attention", m.times.attention_ms},
+               {"gemm", m.times.gemm_ms},       {"total", m.times.total_ms}};
     json poses = json::array();
     for (const CameraPose& p : m.poses) poses.push_back({p.x, p.y, p.z, p.yaw_deg, p.pitch_deg});
     j["poses"] = poses;
@@ -131,8 +137,8 @@ bool have_ffmpeg() {
     return false;
 }
 
-bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int start_number, const fs::path& out,
-                std::string* why) {
+bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int start_number,
+                const fs::path& out, std::string* why) {
     if (!have_ffmpeg()) {
         if (why) *why = "ffmpeg is not installed; frames are kept as PNG";
         return false;
@@ -144,10 +150,11 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
         return false;
     }
     if (pid == 0) {
-        const std::string rate = std::to_string(fps), start = std::to_string(start_number), in = (dir / pattern).string();
-        execlp("ffmpeg", "ffmpeg", "-loglevel", "error", "-y", "-framerate", rate.c_str(), "-start_number", start.c_str(),
-               "-i", in.c_str(), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
-               tmp.c_str(), static_cast<char*>(nullptr));
+        const std::string rate = std::to_string(fps), start = std::to_string(start_number),
+                          in = (dir / pattern).string();
+        execlp("ffmpeg", "ffmpeg", "-loglevel", "error", "-y", "-framerate", rate.c_str(), "-start_number",
+               start.c_str(), "-i", in.c_str(), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-vf",
+               "scale=trunc(iw/2)*2:trunc(ih/2)*2", tmp.c_str(), static_cast<char*>(nullptr));
         _exit(127);
     }
     int status = 0;
@@ -155,7 +162,9 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         std::error_code ec;
         fs::remove(tmp, ec);
-        if (why) *why = "ffmpeg failed (exit " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "); frames are kept as PNG";
+        if (why)
+            *why = "ffmpeg failed (exit " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                   "); frames are kept as PNG";
         return false;
     }
     std::error_code ec;
@@ -168,7 +177,9 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
 }
 
 namespace {
-double psnr_of_mse(double mse) { return mse <= 1e-12 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse); }
+double psnr_of_mse(double mse) {
+    return mse <= 1e-12 ? 99.0 : 10.0 * std::log10(255.0 * 255.0 / mse);
+}
 }  // namespace
 
 double squared_error(const Image& a, const Image& b) {
@@ -181,7 +192,9 @@ double squared_error(const Image& a, const Image& b) {
     return se;
 }
 
-double psnr(const Image& a, const Image& b) { return psnr_of_mse(squared_error(a, b) / static_cast<double>(a.rgb.size())); }
+double psnr(const Image& a, const Image& b) {
+    return psnr_of_mse(squared_error(a, b) / static_cast<double>(a.rgb.size()));
+}
 
 void PooledPsnr::add(const Image& a, const Image& b) {
     squared_error_ += squared_error(a, b);
@@ -193,7 +206,9 @@ double PooledPsnr::mse() const {
     return squared_error_ / values_;
 }
 
-double PooledPsnr::psnr() const { return psnr_of_mse(mse()); }
+double PooledPsnr::psnr() const {
+    return psnr_of_mse(mse());
+}
 
 namespace {
 std::vector<double> luma(const Image& img) {
@@ -207,7 +222,8 @@ std::vector<double> blur(const std::vector<double>& src, int w, int h, int* ow, 
     static const std::vector<double> k = [] {
         std::vector<double> g(11);
         double s = 0;
-        for (int i = 0; i < 11; ++i) s += g[static_cast<size_t>(i)] = std::exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
+        for (int i = 0; i < 11; ++i)
+            s += g[static_cast<size_t>(i)] = std::exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
         for (double& v : g) v /= s;
         return g;
     }();
@@ -216,13 +232,15 @@ std::vector<double> blur(const std::vector<double>& src, int w, int h, int* ow, 
     for (int y = 0; y < h; ++y)
         for (int x = 0; x < w2; ++x) {
             double acc = 0;
-            for (int i = 0; i < 11; ++i) acc += k[static_cast<size_t>(i)] * src[static_cast<size_t>(y) * w + x + i];
+            for (int i = 0; i < 11; ++i)
+                acc += k[static_cast<size_t>(i)] * src[static_cast<size_t>(y) * w + x + i];
             tmp[static_cast<size_t>(y) * w2 + x] = acc;
         }
     for (int y = 0; y < h2; ++y)
         for (int x = 0; x < w2; ++x) {
             double acc = 0;
-            for (int i = 0; i < 11; ++i) acc += k[static_cast<size_t>(i)] * tmp[static_cast<size_t>(y + i) * w2 + x];
+            for (int i = 0; i < 11; ++i)
+                acc += k[static_cast<size_t>(i)] * tmp[static_cast<size_t>(y + i) * w2 + x];
             out[static_cast<size_t>(y) * w2 + x] = acc;
         }
     *ow = w2;
@@ -232,7 +250,8 @@ std::vector<double> blur(const std::vector<double>& src, int w, int h, int* ow, 
 }  // namespace
 
 double ssim(const Image& a, const Image& b) {
-    if (a.width != b.width || a.height != b.height || a.width < 11 || a.height < 11) throw Error("ssim: images differ in size or are too small");
+    if (a.width != b.width || a.height != b.height || a.width < 11 || a.height < 11)
+        throw Error("ssim: images differ in size or are too small");
     const std::vector<double> x = luma(a), y = luma(b);
     std::vector<double> xx(x.size()), yy(x.size()), xy(x.size());
     for (size_t i = 0; i < x.size(); ++i) {
@@ -248,7 +267,8 @@ double ssim(const Image& a, const Image& b) {
     double total = 0;
     for (size_t i = 0; i < mx.size(); ++i) {
         const double vx = sxx[i] - mx[i] * mx[i], vy = syy[i] - my[i] * my[i], cxy = sxy[i] - mx[i] * my[i];
-        total += ((2 * mx[i] * my[i] + c1) * (2 * cxy + c2)) / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
+        total += ((2 * mx[i] * my[i] + c1) * (2 * cxy + c2)) /
+                 ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
     }
     return total / static_cast<double>(mx.size());
 }
@@ -259,7 +279,8 @@ std::vector<double> luma_without_grid_pattern(const Image& img, int grid) {
     if (grid <= 1 || w % grid || h % grid) return y;
     std::vector<double> cell(static_cast<size_t>(grid) * grid, 0.0);  // mean luma at each place in a cell
     for (int yy = 0; yy < h; ++yy)
-        for (int x = 0; x < w; ++x) cell[static_cast<size_t>(yy % grid) * grid + x % grid] += y[static_cast<size_t>(yy) * w + x];
+        for (int x = 0; x < w; ++x)
+            cell[static_cast<size_t>(yy % grid) * grid + x % grid] += y[static_cast<size_t>(yy) * w + x];
     double mean = 0;
     for (double& v : cell) {
         v /= static_cast<double>(w / grid) * (h / grid);
@@ -269,13 +290,15 @@ std::vector<double> luma_without_grid_pattern(const Image& img, int grid) {
     // Divide (rather than subtract): seams darken what lies under them by a factor, whatever its brightness.
     for (int yy = 0; yy < h; ++yy)
         for (int x = 0; x < w; ++x)
-            y[static_cast<size_t>(yy) * w + x] *= mean / std::max(cell[static_cast<size_t>(yy % grid) * grid + x % grid], 0.05 * mean);
+            y[static_cast<size_t>(yy) * w + x] *=
+                mean / std::max(cell[static_cast<size_t>(yy % grid) * grid + x % grid], 0.05 * mean);
     return y;
 }
 
 double estimate_shift(const Image& a, const Image& b, int grid) {
     if (a.width != b.width || a.height != b.height) throw Error("estimate_shift: frames differ in size");
-    const std::vector<double> ya = luma_without_grid_pattern(a, grid), yb = luma_without_grid_pattern(b, grid);
+    const std::vector<double> ya = luma_without_grid_pattern(a, grid),
+                              yb = luma_without_grid_pattern(b, grid);
     const int w = a.width, h = a.height, r = 10, y0 = h / 4, y1 = 3 * h / 4;
     std::vector<double> err(2 * r + 1);
     for (int d = -r; d <= r; ++d) {
@@ -283,7 +306,8 @@ double estimate_shift(const Image& a, const Image& b, int grid) {
         int n = 0;
         for (int y = y0; y < y1; ++y)
             for (int x = r; x < w - r; ++x) {
-                const double diff = yb[static_cast<size_t>(y) * w + x] - ya[static_cast<size_t>(y) * w + x - d];
+                const double diff =
+                    yb[static_cast<size_t>(y) * w + x] - ya[static_cast<size_t>(y) * w + x - d];
                 e += diff * diff;
                 ++n;
             }
@@ -292,7 +316,8 @@ double estimate_shift(const Image& a, const Image& b, int grid) {
     const int best = static_cast<int>(std::min_element(err.begin(), err.end()) - err.begin());
     double sub = 0;
     if (best > 0 && best < 2 * r) {
-        const double l = err[static_cast<size_t>(best - 1)], c = err[static_cast<size_t>(best)], rr = err[static_cast<size_t>(best + 1)];
+        const double l = err[static_cast<size_t>(best - 1)], c = err[static_cast<size_t>(best)],
+                     rr = err[static_cast<size_t>(best + 1)];
         const double den = l - 2 * c + rr;
         if (den > 1e-12) sub = 0.5 * (l - rr) / den;
     }
@@ -301,7 +326,8 @@ double estimate_shift(const Image& a, const Image& b, int grid) {
 
 double estimate_zoom(const Image& a, const Image& b, int grid) {
     if (a.width != b.width || a.height != b.height) throw Error("estimate_zoom: frames differ in size");
-    const std::vector<double> ya = luma_without_grid_pattern(a, grid), yb = luma_without_grid_pattern(b, grid);
+    const std::vector<double> ya = luma_without_grid_pattern(a, grid),
+                              yb = luma_without_grid_pattern(b, grid);
     const int w = a.width, h = a.height;
     const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
     double best_s = 1, best_e = 1e300;
@@ -315,7 +341,8 @@ double estimate_zoom(const Image& a, const Image& b, int grid) {
                 const int x0 = static_cast<int>(sx), y0i = static_cast<int>(sy);
                 const double fx = sx - x0, fy = sy - y0i;
                 const auto at = [&](int xx, int yy) { return ya[static_cast<size_t>(yy) * w + xx]; };
-                const double v = (1 - fy) * ((1 - fx) * at(x0, y0i) + fx * at(x0 + 1, y0i)) + fy * ((1 - fx) * at(x0, y0i + 1) + fx * at(x0 + 1, y0i + 1));
+                const double v = (1 - fy) * ((1 - fx) * at(x0, y0i) + fx * at(x0 + 1, y0i)) +
+                                 fy * ((1 - fx) * at(x0, y0i + 1) + fx * at(x0 + 1, y0i + 1));
                 const double d = yb[static_cast<size_t>(y) * w + x] - v;
                 e += d * d;
                 ++n;

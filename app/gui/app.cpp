@@ -192,7 +192,8 @@ void App::restart(bool continue_world, const std::string& reason, std::optional<
     pending_restart_ = r;
     // A continuation reads the newest chunk from the textures, so it waits for the chunk in flight; a
     // fresh start does not need to: the chunk in flight is abandoned at its next denoising step (seconds
-    // sooner on the CPU backend), and a stale chunk that still arrives is recognised by its epoch and dropped.
+    // sooner on the CPU backend), and a stale chunk that still arrives is recognised by its epoch and
+    // dropped.
     if (!r.continue_world) worker_->cancel_generation();
     if (!r.continue_world || !in_flight_) issue_pending_restart();
 }
@@ -689,7 +690,9 @@ std::string App::replay_hint() const {
             model_dir_.c_str(), to_string(backend_), c.key_bits, c.value_bits, c.group,
             to_string(c.key_layout), to_string(c.correction), shared_.context.window, shared_.context.recall,
             shared_.sampler.steps > 0 ? (" --steps " + std::to_string(shared_.sampler.steps)).c_str() : "",
-            shared_.sampler.guidance > 0 ? (" --guidance " + std::to_string(shared_.sampler.guidance).substr(0, 4)).c_str() : "",
+            shared_.sampler.guidance > 0
+                ? (" --guidance " + std::to_string(shared_.sampler.guidance).substr(0, 4)).c_str()
+                : "",
             shared_.context.budget_bytes > 0
                 ? (" --budget-mb " + std::to_string(shared_.context.budget_bytes / 1e6)).c_str()
                 : "");
@@ -723,7 +726,8 @@ void App::write_summary() {
     j["model"] = config_ ? config_->name : "";
     j["model_dir"] = model_dir_.string();
     j["backend"] = to_string(backend_);
-    j["presentation"] = presenter_.last_upload_interop() ? "CUDA-GL interop" : "host upload (" + host_upload_reason() + ")";
+    j["presentation"] =
+        presenter_.last_upload_interop() ? "CUDA-GL interop" : "host upload (" + host_upload_reason() + ")";
     j["gl"] = gl_info_;
     j["frames_shown"] = playback_ ? playback_->frames_shown() : 0;
     j["generated_frames_shown"] = shown_generated_frames_;

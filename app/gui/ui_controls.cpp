@@ -276,11 +276,14 @@ void App::draw_controls_panel() {
         const char* guidance_format = shared_.sampler.guidance == 0.f   ? default_format
                                       : shared_.sampler.guidance == 1.f ? "guidance off"
                                                                         : "guidance %.2f";
-        if (ImGui::SliderFloat("##guidance", &shared_.sampler.guidance, 0.f, 4.f, guidance_format) && shared_.sampler.guidance < 1.f)
+        if (ImGui::SliderFloat("##guidance", &shared_.sampler.guidance, 0.f, 4.f, guidance_format) &&
+            shared_.sampler.guidance < 1.f)
             shared_.sampler.guidance = shared_.sampler.guidance < 0.5f ? 0.f : 1.f;
         if (ImGui::IsItemHovered())
-            ImGui::SetTooltip("Motion guidance: each denoising step also predicts the chunk with the movement keys released\n"
-                              "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
+            ImGui::SetTooltip(
+                "Motion guidance: each denoising step also predicts the chunk with the movement keys "
+                "released\n"
+                "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
         ImGui::Spacing();
     }
 

@@ -31,13 +31,13 @@ inline TensorFormat value_format(const CacheSettings& s) {
 }
 
 struct ChunkJob {
-    int chunk_index = 0;                 // noise counter
+    int chunk_index = 0;  // noise counter
     uint64_t seed = 0;
-    std::vector<int> labels;             // per frame
+    std::vector<int> labels;                            // per frame
     std::vector<std::array<float, kCameraDim>> camera;  // per frame
-    std::vector<int> context_slots;      // cache slots attended to, in slot (time) order
-    int write_slot = -1;                 // slot that receives this chunk's K/V
-    const float* given_frames = nullptr; // ground-truth chunk [F x H x W x 3] in [-1, 1]: no sampling
+    std::vector<int> context_slots;                     // cache slots attended to, in slot (time) order
+    int write_slot = -1;                                // slot that receives this chunk's K/V
+    const float* given_frames = nullptr;  // ground-truth chunk [F x H x W x 3] in [-1, 1]: no sampling
     int steps = 4;
     float shift = 1.f;
     float cache_t = 0.f;
@@ -53,21 +53,23 @@ struct ChunkJob {
     std::vector<int> negative_labels;                            // per frame (filled when guidance > 1)
     std::vector<std::array<float, kCameraDim>> negative_camera;  // per frame
     CacheSettings cache;
-    double cache_budget_bytes = 0;  // the session's memory budget (0: none): what the device pool reserves up front
+    double cache_budget_bytes =
+        0;  // the session's memory budget (0: none): what the device pool reserves up front
     bool keep_device_frames = false;
     ProgressCallback progress;
 };
 
 struct ChunkOutput {
-    std::vector<float> frames;           // [F x H x W x 3] in [-1, 1] (host), or:
-    std::vector<uint8_t> frames_rgb8;    // [F x H x W x 3] already rounded (the CUDA backend converts on the device)
-    DeviceFrames device_frames;          // RGBA8 on the device (CUDA, keep_device_frames)
-    std::vector<double> p_cache;         // per layer
+    std::vector<float> frames;  // [F x H x W x 3] in [-1, 1] (host), or:
+    std::vector<uint8_t>
+        frames_rgb8;              // [F x H x W x 3] already rounded (the CUDA backend converts on the device)
+    DeviceFrames device_frames;   // RGBA8 on the device (CUDA, keep_device_frames)
+    std::vector<double> p_cache;  // per layer
     StageTimes times;
 };
 
 class BackendSession {
-public:
+  public:
     virtual ~BackendSession() = default;
     virtual void run_chunk(const ChunkJob& job, ChunkOutput* out) = 0;
     // One forward pass of the model on `x` (host [F x H x W x 3]) at noise level t with the job's context:
@@ -85,7 +87,7 @@ public:
 };
 
 class BackendModel {
-public:
+  public:
     virtual ~BackendModel() = default;
     virtual std::unique_ptr<BackendSession> create_session() = 0;
     virtual uint64_t weight_bytes() const = 0;
@@ -108,8 +110,8 @@ struct AttentionBenchRow {
     int block_shape = 0, splits = 1;  // as launched
     double ms = 0, tflops = 0;
 };
-std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& shape, const std::vector<CacheSettings>& formats,
-                                               int iters);
+std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& shape,
+                                               const std::vector<CacheSettings>& formats, int iters);
 
 // Flow-matching time grid (docs/design.md "Sampling"): steps+1 values from 1 to 0.
 std::vector<float> sampler_times(int steps, float shift);

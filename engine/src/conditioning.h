@@ -13,7 +13,8 @@
 namespace kvw {
 
 struct Conditioning {
-    std::vector<float> mod;   // [F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (before per-block offsets)
+    std::vector<float>
+        mod;  // [F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (before per-block offsets)
     std::vector<float> fmod;  // [F x 2D]: shift, scale of the output head
 };
 

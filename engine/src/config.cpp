@@ -9,112 +9,122 @@ using jsonu::json;
 
 ModelConfig parse_model_config(const std::string& text, const std::string& src) {
     return jsonu::guarded(src, [&]() {
-    const json j = jsonu::parse(text, src);
-    if (!j.is_object()) throw Error(src + ": a model config must be a JSON object");
-    if (!j.contains("format") || j["format"] != "kvworld-model")
-        throw Error(src + ": not a KVWorld model config (\"format\" must be \"kvworld-model\")");
-    const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
-    if (version != 1) throw Error(src + ": model config version " + std::to_string(version) + " is not supported");
-    ModelConfig c;
-    auto geti = [&](const json& obj, const char* key, int lo, int hi) {
-        return jsonu::integer(jsonu::field(obj, key, src), key, src, lo, hi);
-    };
-    auto getf = [&](const json& obj, const char* key) {
-        return static_cast<float>(jsonu::number(jsonu::field(obj, key, src), key, src));
-    };
-    c.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "unnamed";
-    c.height = geti(j, "height", 8, 4096);
-    c.width = geti(j, "width", 8, 4096);
-    c.patch = geti(j, "patch", 1, 64);
-    c.chunk_frames = geti(j, "chunk_frames", 1, 64);
-    c.fps = geti(j, "fps", 1, 240);
-    c.hidden = geti(j, "hidden", 8, 16384);
-    c.depth = geti(j, "depth", 1, 256);
-    c.heads = geti(j, "heads", 1, 256);
-    c.head_dim = geti(j, "head_dim", 8, 512);
-    c.mlp_hidden = geti(j, "mlp_hidden", 1, 65536);
-    c.time_freq_dim = geti(j, "time_freq_dim", 2, 4096);
-    const json& axes = jsonu::field(j, "rope_axes", src);
-    if (!axes.is_array() || axes.size() != 3) throw Error(src + ": \"rope_axes\" must be [time, row, column] dims");
-    for (int i = 0; i < 3; ++i) c.rope_axes[i] = jsonu::integer(axes[i], "rope_axes", src, 0, 512);
-    c.rope_theta = getf(j, "rope_theta");
-    if (j.contains("norm_eps")) c.norm_eps = getf(j, "norm_eps");
-    if (j.contains("absolute_position")) {
-        if (!j["absolute_position"].is_boolean()) throw Error(src + ": \"absolute_position\" must be true or false");
-        c.absolute_position = j["absolute_position"].get<bool>();
-    }
-    if (j.contains("cumulative_motion")) {
-        if (!j["cumulative_motion"].is_boolean()) throw Error(src + ": \"cumulative_motion\" must be true or false");
-        c.cumulative_motion = j["cumulative_motion"].get<bool>();
-    }
-    const json& s = jsonu::field(j, "sampler", src);
-    c.steps = geti(s, "steps", 1, 1000);
-    c.shift = getf(s, "shift");
-    c.cache_t = getf(s, "cache_t");
-    if (s.contains("source")) {
-        const json& kind = s["source"];
-        if (!kind.is_string() || (kind != "noise" && kind != "previous"))
-            throw Error(src + ": sampler.source must be \"noise\" or \"previous\"");
-        c.source_previous = kind == "previous";
-    }
-    if (s.contains("source_sigma")) c.source_sigma = getf(s, "source_sigma");
-    if (s.contains("warp_source")) {
-        if (!s["warp_source"].is_boolean()) throw Error(src + ": \"sampler.warp_source\" must be true or false");
-        c.warp_source = s["warp_source"].get<bool>();
-        if (c.warp_source && !c.source_previous) throw Error(src + ": \"sampler.warp_source\" needs \"source\": \"previous\"");
-    }
-    if (s.contains("warp_eye_height")) {
-        c.warp_eye_height = getf(s, "warp_eye_height");
-        if (c.warp_eye_height != 0.f && !c.warp_source)
-            throw Error(src + ": \"sampler.warp_eye_height\" needs \"warp_source\": true");
-    }
-    if (s.contains("guidance")) c.guidance = getf(s, "guidance");
-    const json& ctx = jsonu::field(j, "context", src);
-    c.window = geti(ctx, "window", 0, 1024);
-    c.recall = geti(ctx, "recall", 0, 1024);
-    if (ctx.contains("recall_first")) {
-        if (!ctx["recall_first"].is_boolean()) throw Error(src + ": \"context.recall_first\" must be true or false");
-        c.recall_first = ctx["recall_first"].get<bool>();
-    }
-    const json& m = jsonu::field(j, "motion", src);
-    c.motion.move_per_frame = getf(m, "move_per_frame");
-    c.motion.turn_max_deg = getf(m, "turn_max_deg");
-    c.motion.pitch_limit_deg = getf(m, "pitch_limit_deg");
-    c.motion.hfov_deg = getf(m, "hfov_deg");
-    if (j.contains("weights")) {
-        const json& w = j["weights"];
-        if (!w.is_array() || w.empty()) throw Error(src + ": \"weights\" must be a non-empty list of safetensors files");
-        c.weight_files.clear();
-        for (const json& f : w) {
-            if (!f.is_string() || f.get<std::string>().empty() || f.get<std::string>().find("..") != std::string::npos)
-                throw Error(src + ": \"weights\" entries must be file names inside the model folder");
-            c.weight_files.push_back(f.get<std::string>());
+        const json j = jsonu::parse(text, src);
+        if (!j.is_object()) throw Error(src + ": a model config must be a JSON object");
+        if (!j.contains("format") || j["format"] != "kvworld-model")
+            throw Error(src + ": not a KVWorld model config (\"format\" must be \"kvworld-model\")");
+        const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
+        if (version != 1)
+            throw Error(src + ": model config version " + std::to_string(version) + " is not supported");
+        ModelConfig c;
+        auto geti = [&](const json& obj, const char* key, int lo, int hi) {
+            return jsonu::integer(jsonu::field(obj, key, src), key, src, lo, hi);
+        };
+        auto getf = [&](const json& obj, const char* key) {
+            return static_cast<float>(jsonu::number(jsonu::field(obj, key, src), key, src));
+        };
+        c.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "unnamed";
+        c.height = geti(j, "height", 8, 4096);
+        c.width = geti(j, "width", 8, 4096);
+        c.patch = geti(j, "patch", 1, 64);
+        c.chunk_frames = geti(j, "chunk_frames", 1, 64);
+        c.fps = geti(j, "fps", 1, 240);
+        c.hidden = geti(j, "hidden", 8, 16384);
+        c.depth = geti(j, "depth", 1, 256);
+        c.heads = geti(j, "heads", 1, 256);
+        c.head_dim = geti(j, "head_dim", 8, 512);
+        c.mlp_hidden = geti(j, "mlp_hidden", 1, 65536);
+        c.time_freq_dim = geti(j, "time_freq_dim", 2, 4096);
+        const json& axes = jsonu::field(j, "rope_axes", src);
+        if (!axes.is_array() || axes.size() != 3)
+            throw Error(src + ": \"rope_axes\" must be [time, row, column] dims");
+        for (int i = 0; i < 3; ++i) c.rope_axes[i] = jsonu::integer(axes[i], "rope_axes", src, 0, 512);
+        c.rope_theta = getf(j, "rope_theta");
+        if (j.contains("norm_eps")) c.norm_eps = getf(j, "norm_eps");
+        if (j.contains("absolute_position")) {
+            if (!j["absolute_position"].is_boolean())
+                throw Error(src + ": \"absolute_position\" must be true or false");
+            c.absolute_position = j["absolute_position"].get<bool>();
         }
-    }
+        if (j.contains("cumulative_motion")) {
+            if (!j["cumulative_motion"].is_boolean())
+                throw Error(src + ": \"cumulative_motion\" must be true or false");
+            c.cumulative_motion = j["cumulative_motion"].get<bool>();
+        }
+        const json& s = jsonu::field(j, "sampler", src);
+        c.steps = geti(s, "steps", 1, 1000);
+        c.shift = getf(s, "shift");
+        c.cache_t = getf(s, "cache_t");
+        if (s.contains("source")) {
+            const json& kind = s["source"];
+            if (!kind.is_string() || (kind != "noise" && kind != "previous"))
+                throw Error(src + ": sampler.source must be \"noise\" or \"previous\"");
+            c.source_previous = kind == "previous";
+        }
+        if (s.contains("source_sigma")) c.source_sigma = getf(s, "source_sigma");
+        if (s.contains("warp_source")) {
+            if (!s["warp_source"].is_boolean())
+                throw Error(src + ": \"sampler.warp_source\" must be true or false");
+            c.warp_source = s["warp_source"].get<bool>();
+            if (c.warp_source && !c.source_previous)
+                throw Error(src + ": \"sampler.warp_source\" needs \"source\": \"previous\"");
+        }
+        if (s.contains("warp_eye_height")) {
+            c.warp_eye_height = getf(s, "warp_eye_height");
+            if (c.warp_eye_height != 0.f && !c.warp_source)
+                throw Error(src + ": \"sampler.warp_eye_height\" needs \"warp_source\": true");
+        }
+        if (s.contains("guidance")) c.guidance = getf(s, "guidance");
+        const json& ctx = jsonu::field(j, "context", src);
+        c.window = geti(ctx, "window", 0, 1024);
+        c.recall = geti(ctx, "recall", 0, 1024);
+        if (ctx.contains("recall_first")) {
+            if (!ctx["recall_first"].is_boolean())
+                throw Error(src + ": \"context.recall_first\" must be true or false");
+            c.recall_first = ctx["recall_first"].get<bool>();
+        }
+        const json& m = jsonu::field(j, "motion", src);
+        c.motion.move_per_frame = getf(m, "move_per_frame");
+        c.motion.turn_max_deg = getf(m, "turn_max_deg");
+        c.motion.pitch_limit_deg = getf(m, "pitch_limit_deg");
+        c.motion.hfov_deg = getf(m, "hfov_deg");
+        if (j.contains("weights")) {
+            const json& w = j["weights"];
+            if (!w.is_array() || w.empty())
+                throw Error(src + ": \"weights\" must be a non-empty list of safetensors files");
+            c.weight_files.clear();
+            for (const json& f : w) {
+                if (!f.is_string() || f.get<std::string>().empty() ||
+                    f.get<std::string>().find("..") != std::string::npos)
+                    throw Error(src + ": \"weights\" entries must be file names inside the model folder");
+                c.weight_files.push_back(f.get<std::string>());
+            }
+        }
 
-    // Consistency: every check names the fields that disagree.
-    auto fail = [&](const std::string& why) { throw Error(src + ": " + why); };
-    if (c.height % c.patch || c.width % c.patch) fail("height and width must be multiples of patch");
-    if (c.heads * c.head_dim != c.hidden) fail("heads × head_dim must equal hidden");
-    if (c.head_dim % 32) fail("head_dim must be a multiple of 32 (the smallest quantization group)");
-    if (c.rope_axes[0] + c.rope_axes[1] + c.rope_axes[2] != c.head_dim) fail("rope_axes must sum to head_dim");
-    for (int a : c.rope_axes)
-        if (a % 2) fail("every rope_axes entry must be even (rotation pairs)");
-    if (c.time_freq_dim % 2) fail("time_freq_dim must be even");
-    if (!(c.rope_theta > 1.f)) fail("rope_theta must be > 1");
-    if (!(c.norm_eps > 0.f && c.norm_eps < 1.f)) fail("norm_eps must be in (0, 1)");
-    if (!(c.shift > 0.f)) fail("sampler.shift must be > 0");
-    if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
-    if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
-    if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
-    if (!(c.warp_eye_height >= 0.f && c.warp_eye_height <= 1000.f))
-        fail("sampler.warp_eye_height must be in [0, 1000] (0 = rotation only)");
-    if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
-        !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
-        !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
-        fail("a motion parameter is out of range");
-    return c;
-});
+        // Consistency: every check names the fields that disagree.
+        auto fail = [&](const std::string& why) { throw Error(src + ": " + why); };
+        if (c.height % c.patch || c.width % c.patch) fail("height and width must be multiples of patch");
+        if (c.heads * c.head_dim != c.hidden) fail("heads × head_dim must equal hidden");
+        if (c.head_dim % 32) fail("head_dim must be a multiple of 32 (the smallest quantization group)");
+        if (c.rope_axes[0] + c.rope_axes[1] + c.rope_axes[2] != c.head_dim)
+            fail("rope_axes must sum to head_dim");
+        for (int a : c.rope_axes)
+            if (a % 2) fail("every rope_axes entry must be even (rotation pairs)");
+        if (c.time_freq_dim % 2) fail("time_freq_dim must be even");
+        if (!(c.rope_theta > 1.f)) fail("rope_theta must be > 1");
+        if (!(c.norm_eps > 0.f && c.norm_eps < 1.f)) fail("norm_eps must be in (0, 1)");
+        if (!(c.shift > 0.f)) fail("sampler.shift must be > 0");
+        if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
+        if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
+        if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
+        if (!(c.warp_eye_height >= 0.f && c.warp_eye_height <= 1000.f))
+            fail("sampler.warp_eye_height must be in [0, 1000] (0 = rotation only)");
+        if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
+            !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
+            !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
+            fail("a motion parameter is out of range");
+        return c;
+    });
 }
 
 ModelConfig load_model_config(const std::filesystem::path& path) {
@@ -142,8 +152,11 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["norm_eps"] = c.norm_eps;
     if (c.absolute_position) j["absolute_position"] = true;
     if (c.cumulative_motion) j["cumulative_motion"] = true;
-    j["sampler"] = {{"steps", c.steps}, {"shift", c.shift}, {"cache_t", c.cache_t},
-                    {"source", c.source_previous ? "previous" : "noise"}, {"source_sigma", c.source_sigma},
+    j["sampler"] = {{"steps", c.steps},
+                    {"shift", c.shift},
+                    {"cache_t", c.cache_t},
+                    {"source", c.source_previous ? "previous" : "noise"},
+                    {"source_sigma", c.source_sigma},
                     {"guidance", c.guidance}};
     if (c.warp_source) j["sampler"]["warp_source"] = true;
     if (c.warp_eye_height > 0.f) j["sampler"]["warp_eye_height"] = c.warp_eye_height;

@@ -61,8 +61,10 @@ ContextChoice choose_context(int current, const std::vector<StoredChunk>& stored
     std::vector<const StoredChunk*> candidates;
     for (const StoredChunk& c : stored) {
         if (c.index >= current) continue;
-        if (c.index >= window_start) choice.window.push_back(c.index);
-        else candidates.push_back(&c);
+        if (c.index >= window_start)
+            choice.window.push_back(c.index);
+        else
+            candidates.push_back(&c);
     }
     int slots = s.recall;
     if (slots > 0 && s.recall_first && !candidates.empty() && candidates.front()->index == 0) {
@@ -72,12 +74,14 @@ ContextChoice choose_context(int current, const std::vector<StoredChunk>& stored
     }
     if (slots > 0 && !candidates.empty()) {
         std::vector<std::pair<float, int>> scored;
-        for (const StoredChunk* c : candidates) scored.emplace_back(fov_overlap(pose, c->pose, motion), c->index);
+        for (const StoredChunk* c : candidates)
+            scored.emplace_back(fov_overlap(pose, c->pose, motion), c->index);
         // Highest overlap first; ties go to the older chunk.
         std::sort(scored.begin(), scored.end(), [](const auto& x, const auto& y) {
             return x.first != y.first ? x.first > y.first : x.second < y.second;
         });
-        for (int i = 0; i < slots && i < static_cast<int>(scored.size()); ++i) choice.recalled.push_back(scored[static_cast<size_t>(i)].second);
+        for (int i = 0; i < slots && i < static_cast<int>(scored.size()); ++i)
+            choice.recalled.push_back(scored[static_cast<size_t>(i)].second);
     }
     std::sort(choice.recalled.begin(), choice.recalled.end());
     choice.context = choice.recalled;
@@ -111,7 +115,8 @@ EvictionResult evict_for_budget(int current, std::vector<StoredChunk>& stored, c
             for (auto it = stored.begin(); it != stored.end(); ++it)
                 if (it->index != 0) {
                     victim = it;
-                    if (std::find(r.choice.window.begin(), r.choice.window.end(), it->index) != r.choice.window.end())
+                    if (std::find(r.choice.window.begin(), r.choice.window.end(), it->index) !=
+                        r.choice.window.end())
                         r.window_truncated = true;
                     break;
                 }

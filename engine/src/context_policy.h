@@ -13,12 +13,12 @@ namespace kvw {
 
 struct StoredChunk {
     int index = 0;
-    CameraPose pose;        // pose at the chunk's last frame
-    uint64_t bytes = 0;     // cache bytes of the chunk (all layers)
+    CameraPose pose;     // pose at the chunk's last frame
+    uint64_t bytes = 0;  // cache bytes of the chunk (all layers)
 };
 
 struct ContextChoice {
-    std::vector<int> context;   // chunk indices in slot order: recalled (oldest first), then the window
+    std::vector<int> context;  // chunk indices in slot order: recalled (oldest first), then the window
     std::vector<int> recalled;
     std::vector<int> window;
 };
@@ -31,9 +31,9 @@ ContextChoice choose_context(int current, const std::vector<StoredChunk>& stored
                              const ContextSettings& settings, const MotionParams& motion);
 
 struct EvictionResult {
-    std::vector<int> evicted;   // chunk indices, in eviction order
+    std::vector<int> evicted;  // chunk indices, in eviction order
     bool window_truncated = false;
-    ContextChoice choice;       // the context after eviction
+    ContextChoice choice;  // the context after eviction
 };
 
 // Evicts (from `stored`, in place) until stored bytes + new_chunk_bytes fit the budget (0 = unlimited).
@@ -41,6 +41,7 @@ struct EvictionResult {
 // context's oldest chunk other than chunk 0; then chunk 0. Throws kvw::Error if even an empty cache
 // cannot hold the new chunk.
 EvictionResult evict_for_budget(int current, std::vector<StoredChunk>& stored, const CameraPose& pose,
-                                uint64_t new_chunk_bytes, const ContextSettings& settings, const MotionParams& motion);
+                                uint64_t new_chunk_bytes, const ContextSettings& settings,
+                                const MotionParams& motion);
 
 }  // namespace kvw

@@ -30,6 +30,8 @@ KVW_HD float log_sinhc(float x) {
 
 // alpha^2 / 24: the Taylor coefficient (variance of U[-step/2, step/2] is step^2/12, and
 // log E[e^d] = Var(d)/2 to second order).
-KVW_HD float taylor_coefficient(float alpha) { return alpha * alpha / 24.f; }
+KVW_HD float taylor_coefficient(float alpha) {
+    return alpha * alpha / 24.f;
+}
 
 }  // namespace kvw

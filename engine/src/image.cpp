@@ -59,7 +59,8 @@ Image resize_image(const Image& src, int width, int height) {
         const float wy = fy - y0;
         for (int x = 0; x < width; ++x) {
             const float fx = std::max(0.f, (x + 0.5f) * sx - 0.5f);
-            const int x0 = std::min(static_cast<int>(fx), src.width - 1), x1 = std::min(x0 + 1, src.width - 1);
+            const int x0 = std::min(static_cast<int>(fx), src.width - 1),
+                      x1 = std::min(x0 + 1, src.width - 1);
             const float wx = fx - x0;
             for (int c = 0; c < 3; ++c) {
                 const float v = (1 - wy) * ((1 - wx) * src.pixel(x0, y0)[c] + wx * src.pixel(x1, y0)[c]) +

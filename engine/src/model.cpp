@@ -6,8 +6,12 @@
 
 namespace kvw {
 
-const char* to_string(BackendKind b) { return b == BackendKind::Cpu ? "cpu" : "cuda"; }
-const char* to_string(KeyLayout k) { return k == KeyLayout::Token ? "token" : "channel"; }
+const char* to_string(BackendKind b) {
+    return b == BackendKind::Cpu ? "cpu" : "cuda";
+}
+const char* to_string(KeyLayout k) {
+    return k == KeyLayout::Token ? "token" : "channel";
+}
 const char* to_string(Correction c) {
     return c == Correction::Off ? "off" : (c == Correction::Taylor ? "taylor" : "exact");
 }
@@ -30,13 +34,16 @@ Correction parse_correction(const std::string& s) {
 
 std::string CacheSettings::label() const {
     if (key_bits == 16 && value_bits == 16) return "BF16";
-    std::string s = "K" + std::to_string(key_bits) + "/V" + std::to_string(value_bits) + " g" + std::to_string(group);
+    std::string s =
+        "K" + std::to_string(key_bits) + "/V" + std::to_string(value_bits) + " g" + std::to_string(group);
     if (key_bits < 16 && key_layout == KeyLayout::Channel) s += " kchan";
     if (key_bits < 16) s += std::string(" ") + to_string(correction);
     return s;
 }
 
-bool cuda_available(std::string* why_not) { return cuda_backend_available(why_not); }
+bool cuda_available(std::string* why_not) {
+    return cuda_backend_available(why_not);
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
@@ -47,7 +54,8 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, BackendKind
     impl->kind = backend;
     const std::filesystem::path cfg = dir / "model.json";
     if (!std::filesystem::exists(cfg))
-        throw Error(cfg.string() + ": no model config here (a model folder holds model.json and its safetensors)");
+        throw Error(cfg.string() +
+                    ": no model config here (a model folder holds model.json and its safetensors)");
     impl->config = load_model_config(cfg);
     ModelWeights weights = load_weights(dir, impl->config);
     impl->parameters = weights.parameter_count();
@@ -76,9 +84,17 @@ std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weight
     return std::make_shared<Access>(std::move(impl));
 }
 
-const ModelConfig& Model::config() const { return impl_->config; }
-BackendKind Model::backend() const { return impl_->kind; }
-const std::filesystem::path& Model::directory() const { return impl_->dir; }
-uint64_t Model::weight_bytes() const { return impl_->backend->weight_bytes(); }
+const ModelConfig& Model::config() const {
+    return impl_->config;
+}
+BackendKind Model::backend() const {
+    return impl_->kind;
+}
+const std::filesystem::path& Model::directory() const {
+    return impl_->dir;
+}
+uint64_t Model::weight_bytes() const {
+    return impl_->backend->weight_bytes();
+}
 
 }  // namespace kvw

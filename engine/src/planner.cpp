@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "backend.h"
 #include "kvworld/fileio.h"
 #include "quant.h"
-#include "backend.h"
 #include "util/json_util.h"
 
 namespace kvw {
@@ -22,43 +22,46 @@ int PeerModel::tokens_per_latent_frame(int h, int w) const {
 
 PeerModel parse_peer(const std::string& text, const std::string& src) {
     return jsonu::guarded(src, [&]() {
-    const json j = jsonu::parse(text, src);
-    if (!j.is_object() || j.value("format", "") != "kvworld-peer")
-        throw Error(src + ": not a peer preset (\"format\" must be \"kvworld-peer\")");
-    PeerModel p;
-    p.source = src;
-    auto geti = [&](const char* k, int lo, int hi) { return jsonu::integer(jsonu::field(j, k, src), k, src, lo, hi); };
-    p.id = jsonu::field(j, "id", src).get<std::string>();
-    p.name = jsonu::field(j, "name", src).get<std::string>();
-    p.layers = geti("layers", 1, 1000);
-    p.hidden = geti("hidden", 1, 100000);
-    p.heads = geti("heads", 1, 1000);
-    p.kv_heads = geti("kv_heads", 1, 1000);
-    p.head_dim = geti("head_dim", 32, 1024);
-    const json& res = jsonu::field(j, "resolution", src);
-    if (!res.is_array() || res.size() != 2) throw Error(src + ": \"resolution\" must be [height, width]");
-    p.height = jsonu::integer(res[0], "resolution", src, 8, 16384);
-    p.width = jsonu::integer(res[1], "resolution", src, 8, 16384);
-    p.vae_spatial = geti("vae_spatial", 1, 64);
-    p.vae_temporal = geti("vae_temporal", 1, 64);
-    p.patch = geti("patch", 1, 64);
-    p.fps = jsonu::number(jsonu::field(j, "fps", src), "fps", src);
-    p.chunk_latent_frames = geti("chunk_latent_frames", 1, 10000);
-    p.context_latent_frames = geti("context_latent_frames", 1, 100000);
-    p.kv_branches = j.contains("kv_branches") ? geti("kv_branches", 1, 8) : 1;
-    p.weights_gb = j.contains("weights_gb") ? jsonu::number(j["weights_gb"], "weights_gb", src) : 0;
-    p.notes = j.value("notes", "");
-    if (p.head_dim % 32) throw Error(src + ": head_dim must be a multiple of 32");
-    if (!(p.fps > 0)) throw Error(src + ": fps must be > 0");
-    return p;
-});
+        const json j = jsonu::parse(text, src);
+        if (!j.is_object() || j.value("format", "") != "kvworld-peer")
+            throw Error(src + ": not a peer preset (\"format\" must be \"kvworld-peer\")");
+        PeerModel p;
+        p.source = src;
+        auto geti = [&](const char* k, int lo, int hi) {
+            return jsonu::integer(jsonu::field(j, k, src), k, src, lo, hi);
+        };
+        p.id = jsonu::field(j, "id", src).get<std::string>();
+        p.name = jsonu::field(j, "name", src).get<std::string>();
+        p.layers = geti("layers", 1, 1000);
+        p.hidden = geti("hidden", 1, 100000);
+        p.heads = geti("heads", 1, 1000);
+        p.kv_heads = geti("kv_heads", 1, 1000);
+        p.head_dim = geti("head_dim", 32, 1024);
+        const json& res = jsonu::field(j, "resolution", src);
+        if (!res.is_array() || res.size() != 2) throw Error(src + ": \"resolution\" must be [height, width]");
+        p.height = jsonu::integer(res[0], "resolution", src, 8, 16384);
+        p.width = jsonu::integer(res[1], "resolution", src, 8, 16384);
+        p.vae_spatial = geti("vae_spatial", 1, 64);
+        p.vae_temporal = geti("vae_temporal", 1, 64);
+        p.patch = geti("patch", 1, 64);
+        p.fps = jsonu::number(jsonu::field(j, "fps", src), "fps", src);
+        p.chunk_latent_frames = geti("chunk_latent_frames", 1, 10000);
+        p.context_latent_frames = geti("context_latent_frames", 1, 100000);
+        p.kv_branches = j.contains("kv_branches") ? geti("kv_branches", 1, 8) : 1;
+        p.weights_gb = j.contains("weights_gb") ? jsonu::number(j["weights_gb"], "weights_gb", src) : 0;
+        p.notes = j.value("notes", "");
+        if (p.head_dim % 32) throw Error(src + ": head_dim must be a multiple of 32");
+        if (!(p.fps > 0)) throw Error(src + ": fps must be > 0");
+        return p;
+    });
 }
 
 std::vector<PeerModel> load_peer_presets(const std::filesystem::path& dir) {
     std::vector<PeerModel> out;
     if (!std::filesystem::is_directory(dir)) throw Error(dir.string() + ": no preset folder here");
     for (const auto& e : std::filesystem::directory_iterator(dir))
-        if (e.path().extension() == ".json") out.push_back(parse_peer(read_file_text(e.path()), e.path().string()));
+        if (e.path().extension() == ".json")
+            out.push_back(parse_peer(read_file_text(e.path()), e.path().string()));
     std::sort(out.begin(), out.end(), [](const PeerModel& a, const PeerModel& b) { return a.id < b.id; });
     return out;
 }
@@ -86,7 +89,9 @@ PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int 
     validate_format(value_format(s), m.head_dim, false);
     const int h = height > 0 ? height : m.height, w = width > 0 ? width : m.width;
     const int tokens = m.tokens_per_latent_frame(h, w);
-    if (tokens <= 0) throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is below one token for " + m.name);
+    if (tokens <= 0)
+        throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is below one token for " +
+                    m.name);
     const int chunk_tokens = tokens * m.chunk_latent_frames;
     const SegmentLayout k = segment_layout(key_format(s), m.kv_heads, chunk_tokens, m.head_dim);
     const SegmentLayout v = segment_layout(value_format(s), m.kv_heads, chunk_tokens, m.head_dim);
@@ -119,6 +124,8 @@ std::filesystem::path data_root() {
 #endif
 }
 
-std::filesystem::path default_presets_dir() { return data_root() / "config" / "models"; }
+std::filesystem::path default_presets_dir() {
+    return data_root() / "config" / "models";
+}
 
 }  // namespace kvw

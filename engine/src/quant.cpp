@@ -17,8 +17,8 @@ void validate_format(const TensorFormat& f, int head_dim, bool is_key) {
     if (f.group != 32 && f.group != 64 && f.group != 128)
         throw Error("group size must be 32, 64 or 128 (got " + std::to_string(f.group) + ")");
     if (!f.channel && (f.group > head_dim || head_dim % f.group))
-        throw Error("group size " + std::to_string(f.group) + " does not divide head_dim " + std::to_string(head_dim) +
-                    " (groups stay inside one head)");
+        throw Error("group size " + std::to_string(f.group) + " does not divide head_dim " +
+                    std::to_string(head_dim) + " (groups stay inside one head)");
 }
 
 SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int tokens, int head_dim) {
@@ -57,7 +57,8 @@ uint32_t get_code(const uint8_t* bytes, int index, int bits) {
 
 }  // namespace
 
-PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_stride, const TensorFormat& fmt) {
+PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_stride,
+                      const TensorFormat& fmt) {
     PackedTensor p;
     p.layout = segment_layout(fmt, heads, tokens, hd);
     const SegmentLayout& L = p.layout;
@@ -69,7 +70,8 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
         auto* out = reinterpret_cast<uint16_t*>(p.codes.data());
         for (int h = 0; h < heads; ++h)
             for (int t = 0; t < tokens; ++t)
-                for (int c = 0; c < hd; ++c) out[(static_cast<size_t>(h) * tokens + t) * hd + c] = f32_to_bf16_bits(at(t, h, c));
+                for (int c = 0; c < hd; ++c)
+                    out[(static_cast<size_t>(h) * tokens + t) * hd + c] = f32_to_bf16_bits(at(t, h, c));
         return p;
     }
     const int b = fmt.bits, g = fmt.group;
@@ -90,7 +92,8 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
                     p.offsets[m] = gp.offset_bits;
                     p.steps[m] = gp.step_bits;
                     const float off = f16_bits_to_f32(gp.offset_bits), step = f16_bits_to_f32(gp.step_bits);
-                    for (int c = gi * g; c < (gi + 1) * g; ++c) put_code(codes, c, b, quantize_value(at(t, h, c), off, step, b));
+                    for (int c = gi * g; c < (gi + 1) * g; ++c)
+                        put_code(codes, c, b, quantize_value(at(t, h, c), off, step, b));
                 }
             }
         return p;
@@ -112,7 +115,9 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
                 }
                 // One step for both channels: the larger range decides, each channel keeps its offset.
                 const GroupParams g0 = group_params(lo[0], hi[0], b), g1 = group_params(lo[1], hi[1], b);
-                const uint16_t step_bits = f16_bits_to_f32(g0.step_bits) >= f16_bits_to_f32(g1.step_bits) ? g0.step_bits : g1.step_bits;
+                const uint16_t step_bits = f16_bits_to_f32(g0.step_bits) >= f16_bits_to_f32(g1.step_bits)
+                                               ? g0.step_bits
+                                               : g1.step_bits;
                 const float step = f16_bits_to_f32(step_bits);
                 p.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + pair] = step_bits;
                 for (int k = 0; k < 2; ++k) {
@@ -120,8 +125,10 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
                     const uint16_t off_bits = k == 0 ? g0.offset_bits : g1.offset_bits;
                     p.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c] = off_bits;
                     const float off = f16_bits_to_f32(off_bits);
-                    uint8_t* codes = &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
-                    for (int t = t0; t < t1; ++t) put_code(codes, t - t0, b, quantize_value(at(t, h, c), off, step, b));
+                    uint8_t* codes =
+                        &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
+                    for (int t = t0; t < t1; ++t)
+                        put_code(codes, t - t0, b, quantize_value(at(t, h, c), off, step, b));
                 }
             }
         }
@@ -156,9 +163,13 @@ void dequantize_head(const PackedTensor& p, int h, float* out) {
         const int t0 = blk * g, t1 = std::min(T, t0 + g);
         for (int c = 0; c < hd; ++c) {
             const float off = f16_bits_to_f32(p.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]);
-            const float step = f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]);
-            const uint8_t* codes = &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
-            for (int t = t0; t < t1; ++t) out[static_cast<size_t>(t) * hd + c] = dequantize_value(get_code(codes, t - t0, b), off, step);
+            const float step =
+                f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]);
+            const uint8_t* codes =
+                &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
+            for (int t = t0; t < t1; ++t)
+                out[static_cast<size_t>(t) * hd + c] =
+                    dequantize_value(get_code(codes, t - t0, b), off, step);
         }
     }
 }
@@ -170,13 +181,15 @@ void steps_head(const PackedTensor& p, int h, float* out) {
     if (!L.fmt.channel) {
         for (int t = 0; t < T; ++t)
             for (int gi = 0; gi < G; ++gi)
-                out[static_cast<size_t>(t) * G + gi] = f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * T + t) * G + gi]);
+                out[static_cast<size_t>(t) * G + gi] =
+                    f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * T + t) * G + gi]);
         return;
     }
     for (int t = 0; t < T; ++t) {
         const int blk = t / L.fmt.group;
         for (int pair = 0; pair < G; ++pair)
-            out[static_cast<size_t>(t) * G + pair] = f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * G + pair]);
+            out[static_cast<size_t>(t) * G + pair] =
+                f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * G + pair]);
     }
 }
 

@@ -19,17 +19,19 @@ struct TensorFormat {
 
     bool quantized() const { return bits < 16; }
     // (spelled out: this header is also compiled as CUDA C++17)
-    bool operator==(const TensorFormat& o) const { return bits == o.bits && group == o.group && channel == o.channel; }
+    bool operator==(const TensorFormat& o) const {
+        return bits == o.bits && group == o.group && channel == o.channel;
+    }
 };
 
 // Sizes of one tensor of one segment: `heads` × `tokens` × `head_dim`.
 struct SegmentLayout {
     TensorFormat fmt;
     int heads = 0, tokens = 0, head_dim = 0;
-    int blocks = 0;            // channel layout: ceil(tokens / group)
-    size_t code_bytes = 0;     // packed codes (or bf16 data)
-    size_t step_count = 0;     // fp16 steps
-    size_t offset_count = 0;   // fp16 offsets
+    int blocks = 0;           // channel layout: ceil(tokens / group)
+    size_t code_bytes = 0;    // packed codes (or bf16 data)
+    size_t step_count = 0;    // fp16 steps
+    size_t offset_count = 0;  // fp16 offsets
 
     size_t metadata_bytes() const { return 2 * (step_count + offset_count); }
     size_t total_bytes() const { return code_bytes + metadata_bytes(); }
@@ -52,7 +54,8 @@ struct PackedTensor {
 };
 
 // x: tokens rows of `row_stride` floats; head h occupies columns [h*head_dim, (h+1)*head_dim).
-PackedTensor quantize(const float* x, int tokens, int heads, int head_dim, int row_stride, const TensorFormat& fmt);
+PackedTensor quantize(const float* x, int tokens, int heads, int head_dim, int row_stride,
+                      const TensorFormat& fmt);
 // Dequantized head `h` as [tokens][head_dim] floats.
 void dequantize_head(const PackedTensor& p, int head, float* out);
 // Quantization step of every (token, correction group) of head `h`: [tokens][corr_groups] floats

@@ -31,7 +31,8 @@ void RopeTables::token_factors(int t, int row, int col, float* c_out, float* s_o
     int k = 0;
     for (int a = 0; a < 3; ++a) {
         if (pos[a] < 0 || pos[a] >= positions[a])
-            throw Error("RoPE position " + std::to_string(pos[a]) + " outside the table of axis " + std::to_string(a));
+            throw Error("RoPE position " + std::to_string(pos[a]) + " outside the table of axis " +
+                        std::to_string(a));
         const float* cs = &cos[a][static_cast<size_t>(pos[a]) * pairs[a]];
         const float* sn = &sin[a][static_cast<size_t>(pos[a]) * pairs[a]];
         for (int i = 0; i < pairs[a]; ++i, ++k) {

@@ -15,13 +15,18 @@ using jsonu::json;
 
 const char* dtype_name(DType d) {
     switch (d) {
-        case DType::F32: return "F32";
-        case DType::F16: return "F16";
-        case DType::BF16: return "BF16";
+        case DType::F32:
+            return "F32";
+        case DType::F16:
+            return "F16";
+        case DType::BF16:
+            return "BF16";
     }
     return "?";
 }
-size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+size_t dtype_size(DType d) {
+    return d == DType::F32 ? 4 : 2;
+}
 
 int64_t TensorView::numel() const {
     int64_t n = 1;
@@ -42,7 +47,9 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
     st.source_ = src;
     st.bytes_ = std::move(bytes);
     const size_t file_size = st.bytes_.size();
-    if (file_size < 8) throw Error(src + ": truncated safetensors file (" + std::to_string(file_size) + " bytes, no header)");
+    if (file_size < 8)
+        throw Error(src + ": truncated safetensors file (" + std::to_string(file_size) +
+                    " bytes, no header)");
     uint64_t header_len = 0;
     for (int i = 0; i < 8; ++i) header_len |= static_cast<uint64_t>(st.bytes_[i]) << (8 * i);
     if (header_len > file_size - 8)
@@ -71,22 +78,28 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
         const json& dt = t["dtype"];
         if (!dt.is_string()) throw Error(where + ": dtype must be a string");
         const std::string d = dt.get<std::string>();
-        if (d == "F32") v.dtype = DType::F32;
-        else if (d == "F16") v.dtype = DType::F16;
-        else if (d == "BF16") v.dtype = DType::BF16;
-        else throw Error(where + ": unsupported dtype " + d + " (F32, F16 and BF16 are read)");
+        if (d == "F32")
+            v.dtype = DType::F32;
+        else if (d == "F16")
+            v.dtype = DType::F16;
+        else if (d == "BF16")
+            v.dtype = DType::BF16;
+        else
+            throw Error(where + ": unsupported dtype " + d + " (F32, F16 and BF16 are read)");
         if (!t["shape"].is_array()) throw Error(where + ": shape must be an array");
         uint64_t numel = 1;
         for (const json& s : t["shape"]) {
             if (!s.is_number_unsigned() && !(s.is_number_integer() && s.get<int64_t>() >= 0))
                 throw Error(where + ": shape entries must be non-negative integers");
             const uint64_t dim = s.get<uint64_t>();
-            if (dim > (1ull << 40) || (dim && numel > (1ull << 40) / dim)) throw Error(where + ": shape too large");
+            if (dim > (1ull << 40) || (dim && numel > (1ull << 40) / dim))
+                throw Error(where + ": shape too large");
             numel *= dim;
             v.shape.push_back(static_cast<int64_t>(dim));
         }
         const json& off = t["data_offsets"];
-        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+            !off[1].is_number_unsigned())
             throw Error(where + ": data_offsets must be [begin, end]");
         const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         if (b > e) throw Error(where + ": data_offsets begin > end");
@@ -94,8 +107,8 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
             throw Error(where + ": data_offsets end " + std::to_string(e) + " lies beyond the data (" +
                         std::to_string(data_size) + " bytes): truncated or lying header");
         if (e - b != numel * dtype_size(v.dtype))
-            throw Error(where + ": data_offsets span " + std::to_string(e - b) + " bytes but shape × dtype needs " +
-                        std::to_string(numel * dtype_size(v.dtype)));
+            throw Error(where + ": data_offsets span " + std::to_string(e - b) +
+                        " bytes but shape × dtype needs " + std::to_string(numel * dtype_size(v.dtype)));
         v.data = data_begin + b;
         v.nbytes = e - b;
         ranges.emplace_back(b, e);
@@ -103,7 +116,8 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
     }
     std::sort(ranges.begin(), ranges.end());
     for (size_t i = 1; i < ranges.size(); ++i)
-        if (ranges[i].first < ranges[i - 1].second) throw Error(src + ": tensors overlap in the data section");
+        if (ranges[i].first < ranges[i - 1].second)
+            throw Error(src + ": tensors overlap in the data section");
     return st;
 }
 
@@ -128,7 +142,8 @@ std::vector<float> SafeTensors::to_f32(const std::string& name) const {
     }
     for (size_t i = 0; i < n; ++i)
         if (!std::isfinite(out[i]))
-            throw Error(source_ + ": tensor \"" + name + "\" holds a non-finite value at element " + std::to_string(i));
+            throw Error(source_ + ": tensor \"" + name + "\" holds a non-finite value at element " +
+                        std::to_string(i));
     return out;
 }
 
@@ -136,7 +151,9 @@ std::vector<uint8_t> serialize_safetensors(const std::map<std::string, TensorToW
     json header = json::object();
     uint64_t offset = 0;
     for (const auto& [name, t] : tensors) {
-        header[name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+        header[name] = {{"dtype", dtype_name(t.dtype)},
+                        {"shape", t.shape},
+                        {"data_offsets", {offset, offset + t.data.size()}}};
         offset += t.data.size();
     }
     std::string h = header.dump();

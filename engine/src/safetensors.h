@@ -24,7 +24,7 @@ struct TensorView {
 };
 
 class SafeTensors {
-public:
+  public:
     // Takes ownership of the file bytes; `source` names the file in errors.
     static SafeTensors parse(std::vector<uint8_t> bytes, const std::string& source);
     static SafeTensors load(const std::filesystem::path& path);
@@ -35,7 +35,7 @@ public:
     std::vector<float> to_f32(const std::string& name) const;  // any stored dtype, converted
     const std::string& source() const { return source_; }
 
-private:
+  private:
     static SafeTensors parse_unguarded(std::vector<uint8_t> bytes, const std::string& source);
     std::string source_;
     std::vector<uint8_t> bytes_;

@@ -20,15 +20,17 @@ void validate_params(const SessionParams& p, const ModelConfig& c) {
     if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
         throw Error("window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks");
     if (p.context.budget_bytes < 0) throw Error("the cache budget must be >= 0 (0 = unlimited)");
-    if (p.sampler.steps < 0 || p.sampler.steps > 1000) throw Error("steps must be in [1, 1000] (0 = model default)");
+    if (p.sampler.steps < 0 || p.sampler.steps > 1000)
+        throw Error("steps must be in [1, 1000] (0 = model default)");
     if (p.sampler.shift < 0) throw Error("shift must be > 0 (0 = model default)");
     if (p.sampler.cache_t >= 1.f) throw Error("cache_t must be < 1");
     if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
         throw Error("motion guidance must be in [1, 8] (1 = off, 0 = model default)");
     const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
     if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
-        throw Error("cache budget of " + std::to_string(p.context.budget_bytes / 1e6) + " MB cannot hold a single chunk (" +
-                    std::to_string(chunk / 1e6) + " MB at " + p.cache.label() + ")");
+        throw Error("cache budget of " + std::to_string(p.context.budget_bytes / 1e6) +
+                    " MB cannot hold a single chunk (" + std::to_string(chunk / 1e6) + " MB at " +
+                    p.cache.label() + ")");
 }
 
 std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelConfig& c) {
@@ -112,8 +114,10 @@ struct Session::Impl {
         m.layer_bytes.assign(static_cast<size_t>(c.depth), CacheBytes{});
         for (const StoredChunk& s : stored)
             for (int l = 0; l < c.depth; ++l) {
-                m.layer_bytes[static_cast<size_t>(l)].codes += layer_bytes[s.index][static_cast<size_t>(l)].codes;
-                m.layer_bytes[static_cast<size_t>(l)].metadata += layer_bytes[s.index][static_cast<size_t>(l)].metadata;
+                m.layer_bytes[static_cast<size_t>(l)].codes +=
+                    layer_bytes[s.index][static_cast<size_t>(l)].codes;
+                m.layer_bytes[static_cast<size_t>(l)].metadata +=
+                    layer_bytes[s.index][static_cast<size_t>(l)].metadata;
             }
         for (const CacheBytes& b : m.layer_bytes) {
             m.cache_bytes.codes += b.codes;
@@ -132,7 +136,8 @@ struct Session::Impl {
             for (int f = 0; f < c.chunk_frames; ++f) {
                 Image img(c.width, c.height);
                 std::copy(out.frames_rgb8.begin() + static_cast<std::ptrdiff_t>(f * per),
-                          out.frames_rgb8.begin() + static_cast<std::ptrdiff_t>((f + 1) * per), img.rgb.begin());
+                          out.frames_rgb8.begin() + static_cast<std::ptrdiff_t>((f + 1) * per),
+                          img.rgb.begin());
                 r.frames.push_back(std::move(img));
             }
         } else if (!out.frames.empty()) {
@@ -146,7 +151,8 @@ struct Session::Impl {
                 r.frames.push_back(std::move(img));
             }
         }
-        out.times.decode_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        out.times.decode_ms +=
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         out.times.total_ms += out.times.decode_ms;
         m.times = out.times;
         r.device_frames = out.device_frames;
@@ -168,7 +174,8 @@ struct Session::Impl {
     }
 };
 
-Session::Session(std::shared_ptr<Model> model, const SessionParams& params) : impl_(std::make_unique<Impl>()) {
+Session::Session(std::shared_ptr<Model> model, const SessionParams& params)
+    : impl_(std::make_unique<Impl>()) {
     KVW_CHECK(model != nullptr, "a session needs a model");
     validate_params(params, model->config());
     impl_->model = std::move(model);
@@ -183,13 +190,15 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
                            const std::vector<CameraPose>& poses) {
     Impl& s = *impl_;
     const ModelConfig& c = s.cfg();
-    if (static_cast<int>(context.size()) != c.chunk_frames || static_cast<int>(actions.size()) != c.chunk_frames ||
+    if (static_cast<int>(context.size()) != c.chunk_frames ||
+        static_cast<int>(actions.size()) != c.chunk_frames ||
         static_cast<int>(poses.size()) != c.chunk_frames)
-        throw Error("a start context needs exactly " + std::to_string(c.chunk_frames) + " frames, actions and poses");
+        throw Error("a start context needs exactly " + std::to_string(c.chunk_frames) +
+                    " frames, actions and poses");
     for (const Image& img : context)
         if (img.width != c.width || img.height != c.height)
-            throw Error("start frames must be " + std::to_string(c.width) + "x" + std::to_string(c.height) + " (got " +
-                        std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
+            throw Error("start frames must be " + std::to_string(c.width) + "x" + std::to_string(c.height) +
+                        " (got " + std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
     s.backend->clear();
     s.stored.clear();
     s.layer_bytes.clear();
@@ -199,8 +208,9 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
     const std::vector<float> frames = image_to_float(context, c);
     ChunkJob job = s.make_job(actions);
     job.given_frames = frames.data();
-    EvictionResult ev = evict_for_budget(0, s.stored, poses.back(), predict_cache_bytes(c, s.params.cache, 1).total(),
-                                         s.params.context, c.motion);
+    EvictionResult ev =
+        evict_for_budget(0, s.stored, poses.back(), predict_cache_bytes(c, s.params.cache, 1).total(),
+                         s.params.context, c.motion);
     ChunkOutput out;
     s.backend->run_chunk(job, &out);
     ChunkResult r = s.finish(job, out, poses, ev);
@@ -225,8 +235,9 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     // warp_source: each frame's copy of the flow source moved from the last frame's camera to its own.
     if (c.source_previous && c.warp_source)
         for (const CameraPose& to : poses) job.source_view.push_back(view_change(s.pose, to));
-    const EvictionResult ev = evict_for_budget(s.chunks_done, s.stored, poses.back(),
-                                               predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
+    const EvictionResult ev =
+        evict_for_budget(s.chunks_done, s.stored, poses.back(),
+                         predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
     for (int e : ev.evicted) {
         s.backend->free_slot(e);
         s.layer_bytes.erase(e);
@@ -236,7 +247,8 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     try {
         s.backend->run_chunk(job, &out);
     } catch (const Cancelled&) {
-        s.cancelled = true;  // the evictions above are done and the stored list is not: nothing valid to go on from
+        s.cancelled =
+            true;  // the evictions above are done and the stored list is not: nothing valid to go on from
         throw;
     }
     return s.finish(job, out, poses, ev);
@@ -246,12 +258,22 @@ void Session::set_params(const SessionParams& params) {
     validate_params(params, impl_->cfg());
     impl_->params = params;
 }
-const SessionParams& Session::params() const { return impl_->params; }
-int Session::chunks_done() const { return impl_->chunks_done; }
-CameraPose Session::pose() const { return impl_->pose; }
-const Model& Session::model() const { return *impl_->model; }
+const SessionParams& Session::params() const {
+    return impl_->params;
+}
+int Session::chunks_done() const {
+    return impl_->chunks_done;
+}
+CameraPose Session::pose() const {
+    return impl_->pose;
+}
+const Model& Session::model() const {
+    return *impl_->model;
+}
 
-bool Session::device_cache_memory(DeviceCacheMemory* out) const { return impl_->backend->device_cache_memory(out); }
+bool Session::device_cache_memory(DeviceCacheMemory* out) const {
+    return impl_->backend->device_cache_memory(out);
+}
 
 CacheBytes Session::cache_bytes() const {
     CacheBytes b;

@@ -12,23 +12,26 @@ ViewChange view_change(const CameraPose& from, const CameraPose& to) {
     // The target's axes (actions.h): forward = (sin yaw, cos yaw), right = (cos yaw, -sin yaw) in (x, z).
     const double yaw = static_cast<double>(to.yaw_deg) * kDegToRad;
     const double dx = static_cast<double>(to.x) - from.x, dz = static_cast<double>(to.z) - from.z;
-    return ViewChange{dyaw, from.pitch_deg, to.pitch_deg, static_cast<float>(dx * std::sin(yaw) + dz * std::cos(yaw)),
+    return ViewChange{dyaw, from.pitch_deg, to.pitch_deg,
+                      static_cast<float>(dx * std::sin(yaw) + dz * std::cos(yaw)),
                       static_cast<float>(dx * std::cos(yaw) - dz * std::sin(yaw))};
 }
 
 WarpMaps warp_maps(const ViewChange& v, int width, int height, float hfov_deg, float eye_height) {
     constexpr double kDeg = 3.14159265358979323846 / 180.0;
     const double focal = 0.5 * width / std::tan(0.5 * hfov_deg * kDeg);
-    // A source direction at or beyond 90 degrees off the source's axis is behind its image plane; keep within 85.
+    // A source direction at or beyond 90 degrees off the source's axis is behind its image plane; keep
+    // within 85.
     const double limit = 85.0 * kDeg, tan_limit = std::tan(limit);
     const double horizon_from = 0.5 * height + focal * std::tan(v.pitch_from_deg * kDeg);
     const double horizon_to = 0.5 * height + focal * std::tan(v.pitch_to_deg * kDeg);
     const double inv_ground = eye_height > 0.f ? 1.0 / (static_cast<double>(eye_height) * focal) : 0.0;
     const double yaw = v.yaw_deg * kDeg, tan_yaw = std::tan(yaw);
-    // This runs on the host for every frame of every chunk (the CUDA backend uploads the maps), so the angles are
-    // not taken per pixel: with r = X / Z, tan(a_s) = (r + tan yaw) / (1 - r tan yaw) and 1 / cos(a_s) =
-    // sqrt(1 + tan^2 a_s) while a_s stays within 85 degrees of the axis (1 - r tan yaw > 0 means |a_s| < 90 for
-    // |yaw| < 90). Anything else (a clamped direction, a large yaw) takes atan2 / tan / cos as the formula reads.
+    // This runs on the host for every frame of every chunk (the CUDA backend uploads the maps), so the angles
+    // are not taken per pixel: with r = X / Z, tan(a_s) = (r + tan yaw) / (1 - r tan yaw) and 1 / cos(a_s) =
+    // sqrt(1 + tan^2 a_s) while a_s stays within 85 degrees of the axis (1 - r tan yaw > 0 means |a_s| < 90
+    // for |yaw| < 90). Anything else (a clamped direction, a large yaw) takes atan2 / tan / cos as the
+    // formula reads.
     const bool algebraic = std::abs(yaw) < 80.0 * kDeg;
     // tan(a_s) and hypot(X, Z) cos(a_s) of the direction (X, Z).
     auto direction = [&](double px, double pz, double* tan_s, double* depth_s) {
@@ -66,7 +69,8 @@ WarpMaps warp_maps(const ViewChange& v, int width, int height, float hfov_deg, f
         float* row_y = m.source_y.data() + static_cast<size_t>(y) * width;
         if (w == 0.0) {
             std::copy(sky_x.begin(), sky_x.end(), row_x);
-            for (int x = 0; x < width; ++x) row_y[x] = static_cast<float>(horizon_from + dy * sky_row_scale[static_cast<size_t>(x)]);
+            for (int x = 0; x < width; ++x)
+                row_y[x] = static_cast<float>(horizon_from + dy * sky_row_scale[static_cast<size_t>(x)]);
             continue;
         }
         const double pz = std::max(1.0 + v.forward * w, 0.05);

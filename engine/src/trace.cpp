@@ -11,13 +11,16 @@ namespace {
 
 MotionParams parse_motion(const json& j, const std::string& src) {
     MotionParams m;
-    m.move_per_frame = static_cast<float>(jsonu::number(jsonu::field(j, "move_per_frame", src), "move_per_frame", src));
-    m.turn_max_deg = static_cast<float>(jsonu::number(jsonu::field(j, "turn_max_deg", src), "turn_max_deg", src));
+    m.move_per_frame =
+        static_cast<float>(jsonu::number(jsonu::field(j, "move_per_frame", src), "move_per_frame", src));
+    m.turn_max_deg =
+        static_cast<float>(jsonu::number(jsonu::field(j, "turn_max_deg", src), "turn_max_deg", src));
     if (j.contains("pitch_limit_deg"))
         m.pitch_limit_deg = static_cast<float>(jsonu::number(j["pitch_limit_deg"], "pitch_limit_deg", src));
-    if (j.contains("hfov_deg")) m.hfov_deg = static_cast<float>(jsonu::number(j["hfov_deg"], "hfov_deg", src));
-    if (!(m.move_per_frame > 0) || !(m.turn_max_deg > 0) || !(m.pitch_limit_deg > 0 && m.pitch_limit_deg < 90) ||
-        !(m.hfov_deg > 10 && m.hfov_deg < 170))
+    if (j.contains("hfov_deg"))
+        m.hfov_deg = static_cast<float>(jsonu::number(j["hfov_deg"], "hfov_deg", src));
+    if (!(m.move_per_frame > 0) || !(m.turn_max_deg > 0) ||
+        !(m.pitch_limit_deg > 0 && m.pitch_limit_deg < 90) || !(m.hfov_deg > 10 && m.hfov_deg < 170))
         throw Error(src + ": \"motion\" has a value out of range");
     return m;
 }
@@ -33,56 +36,65 @@ json motion_json(const MotionParams& m) {
 
 Trace parse_trace(const std::string& text, const std::string& src) {
     return jsonu::guarded(src, [&]() {
-    const json j = jsonu::parse(text, src);
-    if (!j.is_object()) throw Error(src + ": a trace must be a JSON object");
-    const json& fmt = jsonu::field(j, "format", src);
-    if (!fmt.is_string() || fmt.get<std::string>() != "kvworld-trace")
-        throw Error(src + ": not a KVWorld trace (\"format\" must be \"kvworld-trace\")");
-    const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
-    if (version != Trace::kVersion)
-        throw Error(src + ": trace version " + std::to_string(version) + " is not supported (this build reads version " +
-                    std::to_string(Trace::kVersion) + ")");
-    Trace t;
-    t.fps = jsonu::integer(jsonu::field(j, "fps", src), "fps", src, 1, 240);
-    t.world_seed = jsonu::uint64(jsonu::field(j, "world_seed", src), "world_seed", src);
-    t.noise_seed = j.contains("noise_seed") ? jsonu::uint64(j["noise_seed"], "noise_seed", src) : 0;
-    const json& sp = jsonu::field(j, "start_pose", src);
-    auto pose_num = [&](const char* k) {
-        return static_cast<float>(jsonu::number(jsonu::field(sp, k, src + " start_pose"), k, src + " start_pose"));
-    };
-    t.start_pose = CameraPose{pose_num("x"), pose_num("y"), pose_num("z"), pose_num("yaw"), pose_num("pitch")};
-    t.context_frames = jsonu::integer(jsonu::field(j, "context_frames", src), "context_frames", src, 1, 1024);
-    if (j.contains("motion")) t.motion = parse_motion(j["motion"], src + " motion");
-    if (j.contains("start_image")) {
-        if (!j["start_image"].is_string()) throw Error(src + ": \"start_image\" must be a path string");
-        t.start_image = j["start_image"].get<std::string>();
-    }
-    if (j.contains("settings")) t.settings_json = j["settings"].dump();
-    if (j.contains("note") && j["note"].is_string()) t.note = j["note"].get<std::string>();
-    const json& acts = jsonu::field(j, "actions", src);
-    if (!acts.is_array()) throw Error(src + ": \"actions\" must be an array of [forward, right, up, yaw, pitch]");
-    t.actions.reserve(acts.size());
-    for (size_t i = 0; i < acts.size(); ++i) {
-        const json& a = acts[i];
-        const std::string what = "actions[" + std::to_string(i) + "]";
-        if (!a.is_array() || a.size() != 5)
-            throw Error(src + ": " + what + " must be [forward, right, up, yaw_deg, pitch_deg]");
-        float v[5];
-        for (int k = 0; k < 5; ++k) v[k] = static_cast<float>(jsonu::number(a[k], what, src));
-        for (int k = 0; k < 3; ++k)
-            if (v[k] < -1.f || v[k] > 1.f) throw Error(src + ": " + what + ": movement components must be in [-1, 1]");
-        for (int k = 3; k < 5; ++k)
-            if (v[k] < -90.f || v[k] > 90.f) throw Error(src + ": " + what + ": a turn must be within +-90 degrees a frame");
-        t.actions.push_back(FrameAction{v[0], v[1], v[2], v[3], v[4]});
-    }
-    if (static_cast<int>(t.actions.size()) < t.context_frames)
-        throw Error(src + ": the trace has " + std::to_string(t.actions.size()) + " actions, fewer than its " +
-                    std::to_string(t.context_frames) + " context frames");
-    return t;
-});
+        const json j = jsonu::parse(text, src);
+        if (!j.is_object()) throw Error(src + ": a trace must be a JSON object");
+        const json& fmt = jsonu::field(j, "format", src);
+        if (!fmt.is_string() || fmt.get<std::string>() != "kvworld-trace")
+            throw Error(src + ": not a KVWorld trace (\"format\" must be \"kvworld-trace\")");
+        const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
+        if (version != Trace::kVersion)
+            throw Error(src + ": trace version " + std::to_string(version) +
+                        " is not supported (this build reads version " + std::to_string(Trace::kVersion) +
+                        ")");
+        Trace t;
+        t.fps = jsonu::integer(jsonu::field(j, "fps", src), "fps", src, 1, 240);
+        t.world_seed = jsonu::uint64(jsonu::field(j, "world_seed", src), "world_seed", src);
+        t.noise_seed = j.contains("noise_seed") ? jsonu::uint64(j["noise_seed"], "noise_seed", src) : 0;
+        const json& sp = jsonu::field(j, "start_pose", src);
+        auto pose_num = [&](const char* k) {
+            return static_cast<float>(
+                jsonu::number(jsonu::field(sp, k, src + " start_pose"), k, src + " start_pose"));
+        };
+        t.start_pose =
+            CameraPose{pose_num("x"), pose_num("y"), pose_num("z"), pose_num("yaw"), pose_num("pitch")};
+        t.context_frames =
+            jsonu::integer(jsonu::field(j, "context_frames", src), "context_frames", src, 1, 1024);
+        if (j.contains("motion")) t.motion = parse_motion(j["motion"], src + " motion");
+        if (j.contains("start_image")) {
+            if (!j["start_image"].is_string()) throw Error(src + ": \"start_image\" must be a path string");
+            t.start_image = j["start_image"].get<std::string>();
+        }
+        if (j.contains("settings")) t.settings_json = j["settings"].dump();
+        if (j.contains("note") && j["note"].is_string()) t.note = j["note"].get<std::string>();
+        const json& acts = jsonu::field(j, "actions", src);
+        if (!acts.is_array())
+            throw Error(src + ": \"actions\" must be an array of [forward, right, up, yaw, pitch]");
+        t.actions.reserve(acts.size());
+        for (size_t i = 0; i < acts.size(); ++i) {
+            const json& a = acts[i];
+            const std::string what = "actions[" + std::to_string(i) + "]";
+            if (!a.is_array() || a.size() != 5)
+                throw Error(src + ": " + what + " must be [forward, right, up, yaw_deg, pitch_deg]");
+            float v[5];
+            for (int k = 0; k < 5; ++k) v[k] = static_cast<float>(jsonu::number(a[k], what, src));
+            for (int k = 0; k < 3; ++k)
+                if (v[k] < -1.f || v[k] > 1.f)
+                    throw Error(src + ": " + what + ": movement components must be in [-1, 1]");
+            for (int k = 3; k < 5; ++k)
+                if (v[k] < -90.f || v[k] > 90.f)
+                    throw Error(src + ": " + what + ": a turn must be within +-90 degrees a frame");
+            t.actions.push_back(FrameAction{v[0], v[1], v[2], v[3], v[4]});
+        }
+        if (static_cast<int>(t.actions.size()) < t.context_frames)
+            throw Error(src + ": the trace has " + std::to_string(t.actions.size()) +
+                        " actions, fewer than its " + std::to_string(t.context_frames) + " context frames");
+        return t;
+    });
 }
 
-Trace load_trace(const std::filesystem::path& path) { return parse_trace(read_file_text(path), path.string()); }
+Trace load_trace(const std::filesystem::path& path) {
+    return parse_trace(read_file_text(path), path.string());
+}
 
 std::string trace_to_json(const Trace& t) {
     json j;
@@ -91,8 +103,11 @@ std::string trace_to_json(const Trace& t) {
     j["fps"] = t.fps;
     j["world_seed"] = t.world_seed;
     j["noise_seed"] = t.noise_seed;
-    j["start_pose"] = {{"x", t.start_pose.x}, {"y", t.start_pose.y}, {"z", t.start_pose.z},
-                       {"yaw", t.start_pose.yaw_deg}, {"pitch", t.start_pose.pitch_deg}};
+    j["start_pose"] = {{"x", t.start_pose.x},
+                       {"y", t.start_pose.y},
+                       {"z", t.start_pose.z},
+                       {"yaw", t.start_pose.yaw_deg},
+                       {"pitch", t.start_pose.pitch_deg}};
     j["context_frames"] = t.context_frames;
     if (t.motion) j["motion"] = motion_json(*t.motion);
     if (t.start_image) j["start_image"] = *t.start_image;

@@ -13,13 +13,19 @@ namespace kvw {
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     const int64_t D = c.hidden, P = c.patch_dim(), T = c.time_freq_dim, M = c.mlp_hidden, hd = c.head_dim;
     std::vector<TensorSpec> specs = {
-        {"patch_embed.weight", {D, P}},       {"patch_embed.bias", {D}},
-        {"time_embed.0.weight", {D, T}},      {"time_embed.0.bias", {D}},
-        {"time_embed.2.weight", {D, D}},      {"time_embed.2.bias", {D}},
+        {"patch_embed.weight", {D, P}},
+        {"patch_embed.bias", {D}},
+        {"time_embed.0.weight", {D, T}},
+        {"time_embed.0.bias", {D}},
+        {"time_embed.2.weight", {D, D}},
+        {"time_embed.2.bias", {D}},
         {"action_embed.weight", {kNumActionLabels, D}},
-        {"camera_embed.0.weight", {D, kCameraDim}}, {"camera_embed.0.bias", {D}},
-        {"camera_embed.2.weight", {D, D}},    {"camera_embed.2.bias", {D}},
-        {"modulation.weight", {6 * D, D}},    {"modulation.bias", {6 * D}},
+        {"camera_embed.0.weight", {D, kCameraDim}},
+        {"camera_embed.0.bias", {D}},
+        {"camera_embed.2.weight", {D, D}},
+        {"camera_embed.2.bias", {D}},
+        {"modulation.weight", {6 * D, D}},
+        {"modulation.bias", {6 * D}},
     };
     for (int l = 0; l < c.depth; ++l) {
         const std::string b = "blocks." + std::to_string(l) + ".";
@@ -69,7 +75,9 @@ ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& c
     std::map<std::string, const SafeTensors*> owner;
     for (const SafeTensors& st : files)
         for (const auto& [name, view] : st.tensors()) {
-            if (owner.count(name)) throw Error(st.source() + ": tensor \"" + name + "\" also appears in " + owner[name]->source());
+            if (owner.count(name))
+                throw Error(st.source() + ": tensor \"" + name + "\" also appears in " +
+                            owner[name]->source());
             owner[name] = &st;
         }
     ModelWeights w;
@@ -78,17 +86,19 @@ ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& c
         expected_names.insert(spec.name);
         auto it = owner.find(spec.name);
         if (it == owner.end())
-            throw Error((dir / config.weight_files.front()).string() + ": missing tensor \"" + spec.name + "\" " +
-                        shape_str(spec.shape) + " that the config (" + config.name + ") requires");
+            throw Error((dir / config.weight_files.front()).string() + ": missing tensor \"" + spec.name +
+                        "\" " + shape_str(spec.shape) + " that the config (" + config.name + ") requires");
         const TensorView& v = it->second->at(spec.name);
         if (v.shape != spec.shape)
-            throw Error(it->second->source() + ": tensor \"" + spec.name + "\" has shape " + shape_str(v.shape) +
-                        " but the config needs " + shape_str(spec.shape) + " (do model.json and the weights belong together?)");
+            throw Error(it->second->source() + ": tensor \"" + spec.name + "\" has shape " +
+                        shape_str(v.shape) + " but the config needs " + shape_str(spec.shape) +
+                        " (do model.json and the weights belong together?)");
         w.tensors[spec.name] = HostTensor{spec.shape, it->second->to_f32(spec.name)};
     }
     for (const auto& [name, st] : owner)
         if (!expected_names.count(name))
-            throw Error(st->source() + ": unexpected tensor \"" + name + "\" (not part of the model the config describes)");
+            throw Error(st->source() + ": unexpected tensor \"" + name +
+                        "\" (not part of the model the config describes)");
     return w;
 }
 
@@ -118,9 +128,12 @@ ModelWeights random_weights(const ModelConfig& config, uint64_t seed) {
 
 void save_weights(const std::filesystem::path& file, const ModelWeights& weights, const std::string& dtype) {
     DType d = DType::F32;
-    if (dtype == "F16" || dtype == "f16") d = DType::F16;
-    else if (dtype == "BF16" || dtype == "bf16") d = DType::BF16;
-    else if (dtype != "F32" && dtype != "f32") throw Error("save_weights: unknown dtype " + dtype);
+    if (dtype == "F16" || dtype == "f16")
+        d = DType::F16;
+    else if (dtype == "BF16" || dtype == "bf16")
+        d = DType::BF16;
+    else if (dtype != "F32" && dtype != "f32")
+        throw Error("save_weights: unknown dtype " + dtype);
     std::map<std::string, TensorToWrite> out;
     for (const auto& [name, t] : weights.tensors) out[name] = tensor_from_f32(t.data, t.shape, d);
     const std::vector<uint8_t> bytes = serialize_safetensors(out);

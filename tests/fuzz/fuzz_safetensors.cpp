@@ -9,7 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
-        const kvw::SafeTensors st = kvw::SafeTensors::parse(std::vector<uint8_t>(data, data + size), "fuzz.safetensors");
+        const kvw::SafeTensors st =
+            kvw::SafeTensors::parse(std::vector<uint8_t>(data, data + size), "fuzz.safetensors");
         for (const auto& [name, view] : st.tensors()) {
             if (view.numel() < (1 << 20)) (void)st.to_f32(name);
         }

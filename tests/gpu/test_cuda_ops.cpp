@@ -22,9 +22,9 @@ using namespace kvw;
 using namespace kvw::test;
 namespace cu = kvw::cuda;
 
-#define REQUIRE_GPU()                                                          \
-    do {                                                                       \
-        std::string why;                                                       \
+#define REQUIRE_GPU()                                                             \
+    do {                                                                          \
+        std::string why;                                                          \
         if (!cu::device_present(&why)) GTEST_SKIP() << "no CUDA device: " << why; \
     } while (0)
 
@@ -101,7 +101,8 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
     ASSERT_EQ(packed.size(), static_cast<size_t>(frames) * cu::kViewChangeFloats);
     const size_t pixels = static_cast<size_t>(w) * h;
     const std::vector<float> last = randn(pixels * 3, 0.5f);
-    cu::DeviceBuffer d_views = upload(packed), d_maps(static_cast<size_t>(frames) * 2 * pixels * sizeof(float));
+    cu::DeviceBuffer d_views = upload(packed),
+                     d_maps(static_cast<size_t>(frames) * 2 * pixels * sizeof(float));
     for (const float eye : {0.f, 2.5f}) {
         cu::source_warp_maps(d_views.as<float>(), frames, w, h, hfov, eye, d_maps.as<float>(), nullptr);
         const std::vector<float> maps = download<float>(d_maps, static_cast<size_t>(frames) * 2 * pixels);
@@ -112,9 +113,12 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
             host_maps.insert(host_maps.end(), m.source_x.begin(), m.source_x.end());
             host_maps.insert(host_maps.end(), m.source_y.begin(), m.source_y.end());
             WarpMaps dm;
-            dm.source_x.assign(maps.begin() + static_cast<long>(f * 2 * pixels), maps.begin() + static_cast<long>(f * 2 * pixels + pixels));
-            dm.source_y.assign(maps.begin() + static_cast<long>(f * 2 * pixels + pixels), maps.begin() + static_cast<long>((f + 1) * 2 * pixels));
-            warp_frame(last.data(), w, h, dm, warped_with_device_maps.data() + static_cast<size_t>(f) * pixels * 3);
+            dm.source_x.assign(maps.begin() + static_cast<long>(f * 2 * pixels),
+                               maps.begin() + static_cast<long>(f * 2 * pixels + pixels));
+            dm.source_y.assign(maps.begin() + static_cast<long>(f * 2 * pixels + pixels),
+                               maps.begin() + static_cast<long>((f + 1) * 2 * pixels));
+            warp_frame(last.data(), w, h, dm,
+                       warped_with_device_maps.data() + static_cast<size_t>(f) * pixels * 3);
         }
         const std::string eye_name = eye > 0.f ? "eye height 2.5" : "rotation only";
         expect_close(maps, host_maps, kWarpPosition, "source_warp_maps, " + eye_name);
@@ -123,14 +127,17 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
         std::vector<float> previous(pixels * 3 * frames, 0.f);
         std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
         cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
-        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h, hfov, eye, 0.f, nullptr);
-        expect_close(download<float>(d_x, device_warped.size()), warped_with_device_maps, kFp32Reorder, "source_init_warped, " + eye_name);
+        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
+                               hfov, eye, 0.f, nullptr);
+        expect_close(download<float>(d_x, device_warped.size()), warped_with_device_maps, kFp32Reorder,
+                     "source_init_warped, " + eye_name);
     }
 }
 
 TEST(CudaOps, ElementwiseOpsMatchCpu) {
     REQUIRE_GPU();
-    const int F = 2, Hh = 16, W = 24, p = 8, N = F * (Hh / p) * (W / p), D = 128, tpf = N / F, heads = 2, hd = 64;
+    const int F = 2, Hh = 16, W = 24, p = 8, N = F * (Hh / p) * (W / p), D = 128, tpf = N / F, heads = 2,
+              hd = 64;
     // patchify
     const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * 3);
     cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * 3 * p * p * 2);
@@ -139,30 +146,37 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data());
     expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op, "patchify");
     // layernorm + modulation (with per-layer offsets)
-    const std::vector<float> x = randn(static_cast<size_t>(N) * D, 2.f), mod = randn(static_cast<size_t>(F) * 6 * D, 0.3f),
+    const std::vector<float> x = randn(static_cast<size_t>(N) * D, 2.f),
+                             mod = randn(static_cast<size_t>(F) * 6 * D, 0.3f),
                              off = randn(static_cast<size_t>(6) * D, 0.1f);
     std::vector<float> modl(mod);
     for (int f = 0; f < F; ++f)
-        for (int k = 0; k < 6 * D; ++k) modl[static_cast<size_t>(f) * 6 * D + k] += off[static_cast<size_t>(k)];
+        for (int k = 0; k < 6 * D; ++k)
+            modl[static_cast<size_t>(f) * 6 * D + k] += off[static_cast<size_t>(k)];
     std::vector<float> ref_ln(static_cast<size_t>(N) * D);
     cpu::layernorm_modulate(x.data(), N, D, tpf, modl.data(), modl.data() + D, 6 * D, 1e-6f, ref_ln.data());
-    cu::DeviceBuffer d_x = upload(x), d_mod = upload(mod), d_off = upload(off), d_ln(static_cast<size_t>(N) * D * 2);
-    cu::layernorm_modulate_bf16(d_x.as<float>(), N, D, tpf, d_mod.as<float>(), d_mod.as<float>() + D, 6 * D, d_off.as<float>(),
-                                d_off.as<float>() + D, 1e-6f, d_ln.as<uint16_t>(), nullptr);
+    cu::DeviceBuffer d_x = upload(x), d_mod = upload(mod), d_off = upload(off),
+                     d_ln(static_cast<size_t>(N) * D * 2);
+    cu::layernorm_modulate_bf16(d_x.as<float>(), N, D, tpf, d_mod.as<float>(), d_mod.as<float>() + D, 6 * D,
+                                d_off.as<float>(), d_off.as<float>() + D, 1e-6f, d_ln.as<uint16_t>(),
+                                nullptr);
     expect_close(from_bf16(download<uint16_t>(d_ln, ref_ln.size())), ref_ln, kBf16Op, "layernorm_modulate");
     // qkv bias + RMSNorm
-    const std::vector<float> qkv = randn(static_cast<size_t>(N) * 3 * D), bias = randn(3 * D, 0.2f), qn = randn(hd, 0.2f), kn = randn(hd, 0.2f);
+    const std::vector<float> qkv = randn(static_cast<size_t>(N) * 3 * D), bias = randn(3 * D, 0.2f),
+                             qn = randn(hd, 0.2f), kn = randn(hd, 0.2f);
     std::vector<float> qn1(qn), kn1(kn);
     for (float& v : qn1) v += 1.f;
     for (float& v : kn1) v += 1.f;
     const std::vector<uint16_t> qkv_b16 = to_bf16(qkv);
     std::vector<float> ref_qkv = from_bf16(qkv_b16);
     for (int i = 0; i < N; ++i)
-        for (int c = 0; c < 3 * D; ++c) ref_qkv[static_cast<size_t>(i) * 3 * D + c] += bias[static_cast<size_t>(c)];
+        for (int c = 0; c < 3 * D; ++c)
+            ref_qkv[static_cast<size_t>(i) * 3 * D + c] += bias[static_cast<size_t>(c)];
     cpu::rmsnorm_heads(ref_qkv.data(), N, heads, hd, 3 * D, qn1.data(), 1e-6f);
     cpu::rmsnorm_heads(ref_qkv.data() + D, N, heads, hd, 3 * D, kn1.data(), 1e-6f);
     cu::DeviceBuffer d_qkv = upload(qkv_b16), d_bias = upload(bias), d_qn = upload(qn1), d_kn = upload(kn1);
-    cu::qkv_bias_rmsnorm(d_qkv.as<uint16_t>(), d_bias.as<float>(), d_qn.as<float>(), d_kn.as<float>(), N, heads, hd, 1e-6f, nullptr);
+    cu::qkv_bias_rmsnorm(d_qkv.as<uint16_t>(), d_bias.as<float>(), d_qn.as<float>(), d_kn.as<float>(), N,
+                         heads, hd, 1e-6f, nullptr);
     expect_close(from_bf16(download<uint16_t>(d_qkv, ref_qkv.size())), ref_qkv, kBf16Op, "qkv_bias_rmsnorm");
     // gated residual with bias and gate offsets
     const std::vector<float> y = randn(static_cast<size_t>(N) * D), b2 = randn(D, 0.1f);
@@ -171,7 +185,8 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
         for (int c = 0; c < D; ++c) yb[static_cast<size_t>(i) * D + c] += b2[static_cast<size_t>(c)];
     cpu::gated_residual(ref_x.data(), yb.data(), N, D, tpf, modl.data() + 2 * D, 6 * D);
     cu::DeviceBuffer d_y = upload(y), d_b2 = upload(b2);
-    cu::gated_residual(d_x.as<float>(), d_y.as<float>(), d_b2.as<float>(), d_mod.as<float>() + 2 * D, d_off.as<float>() + 2 * D, 6 * D, N, D, tpf, nullptr);
+    cu::gated_residual(d_x.as<float>(), d_y.as<float>(), d_b2.as<float>(), d_mod.as<float>() + 2 * D,
+                       d_off.as<float>() + 2 * D, 6 * D, N, D, tpf, nullptr);
     expect_close(download<float>(d_x, ref_x.size()), ref_x, kFp32Reorder, "gated_residual");
     // bias + GELU
     const std::vector<uint16_t> m16 = to_bf16(randn(static_cast<size_t>(N) * 256, 2.f));
@@ -185,7 +200,8 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     expect_close(from_bf16(download<uint16_t>(d_m, ref_m.size())), ref_m, kBf16Op, "bias_gelu");
     // unpatchify + bias + Euler step
     const int P = 3 * p * p;
-    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f), xt = randn(frames.size());
+    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f),
+                             xt = randn(frames.size());
     std::vector<float> hbias(head);
     for (int i = 0; i < N; ++i)
         for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
@@ -194,7 +210,8 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     const float t = 0.75f, dt = -0.25f;
     for (size_t i = 0; i < xt.size(); ++i) ref_xt[i] += dt * (xt[i] - ref_x0[i]) / t;
     cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4), d_xt = upload(xt);
-    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), d_xt.as<float>(), t, dt, nullptr);
+    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(),
+                         d_xt.as<float>(), t, dt, nullptr);
     expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
     expect_close(download<float>(d_xt, ref_xt.size()), ref_xt, kFp32Reorder, "euler step");
     // with motion guidance: x0 = x0_negative + g * (x0 - x0_negative) before the Euler step
@@ -206,16 +223,18 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
         ref_gx[i] += dt * (xt[i] - ref_g[i]) / t;
     }
     cu::DeviceBuffer d_neg = upload(neg), d_xg = upload(xt);
-    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), d_xg.as<float>(), t, dt, nullptr,
-                         d_neg.as<float>(), g);
+    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(),
+                         d_xg.as<float>(), t, dt, nullptr, d_neg.as<float>(), g);
     expect_close(download<float>(d_x0, ref_g.size()), ref_g, kFp32Reorder, "unpatchify, guided");
     expect_close(download<float>(d_xg, ref_gx.size()), ref_gx, kFp32Reorder, "euler step, guided");
 }
 
 TEST(CudaOps, GemmMatchesCpu) {
     REQUIRE_GPU();
-    for (auto [n, in, out] : {std::tuple{100, 384, 1152}, std::tuple{1024, 384, 384}, std::tuple{37, 192, 384}}) {
-        const std::vector<uint16_t> x = to_bf16(randn(static_cast<size_t>(n) * in)), w = to_bf16(randn(static_cast<size_t>(out) * in, 0.05f));
+    for (auto [n, in, out] :
+         {std::tuple{100, 384, 1152}, std::tuple{1024, 384, 384}, std::tuple{37, 192, 384}}) {
+        const std::vector<uint16_t> x = to_bf16(randn(static_cast<size_t>(n) * in)),
+                                    w = to_bf16(randn(static_cast<size_t>(out) * in, 0.05f));
         std::vector<float> ref(static_cast<size_t>(n) * out);
         const std::vector<float> xf = from_bf16(x), wf = from_bf16(w);
         cpu::linear(xf.data(), n, in, wf.data(), nullptr, out, ref.data());
@@ -223,8 +242,10 @@ TEST(CudaOps, GemmMatchesCpu) {
         cu::Gemm g;
         g.bind(nullptr);
         g.run_f32_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dy.as<float>(), n, in, out);
-        expect_close(download<float>(dy, ref.size()), ref, Tolerance{1e-3, 1e-5, "bf16 operands, fp32 accumulate and output"},
-                     "gemm f32 out " + std::to_string(n) + "x" + std::to_string(in) + "x" + std::to_string(out));
+        expect_close(
+            download<float>(dy, ref.size()), ref,
+            Tolerance{1e-3, 1e-5, "bf16 operands, fp32 accumulate and output"},
+            "gemm f32 out " + std::to_string(n) + "x" + std::to_string(in) + "x" + std::to_string(out));
         g.run_bf16_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dyb.as<uint16_t>(), n, in, out);
         expect_close(from_bf16(download<uint16_t>(dyb, ref.size())), ref, kBf16Op, "gemm bf16 out");
     }
@@ -236,15 +257,18 @@ TEST_P(CudaQuantize, BytesIdenticalToCpu) {
     REQUIRE_GPU();
     const auto [bits, group, channel, hd] = GetParam();
     if (!channel && group > hd) GTEST_SKIP() << "group > head_dim";
-    const int heads = 3, tokens = 100, stride = 3 * heads * hd;  // ragged blocks; rows inside a qkv-like buffer
+    const int heads = 3, tokens = 100,
+              stride = 3 * heads * hd;  // ragged blocks; rows inside a qkv-like buffer
     std::vector<float> x = randn(static_cast<size_t>(tokens) * stride);
-    for (int c = 0; c < hd; ++c) x[static_cast<size_t>(7) * stride + c] = 0.5f;  // a constant group (zero step)
+    for (int c = 0; c < hd; ++c)
+        x[static_cast<size_t>(7) * stride + c] = 0.5f;  // a constant group (zero step)
     const std::vector<uint16_t> xb = to_bf16(x);
     const std::vector<float> xr = from_bf16(xb);
     const TensorFormat fmt{bits, group, channel};
     const PackedTensor ref = quantize(xr.data(), tokens, heads, hd, stride, fmt);
     const SegmentLayout& L = ref.layout;
-    cu::DeviceBuffer dx = upload(xb), codes(L.code_bytes), steps(L.step_count * 2 + 2), offs(L.offset_count * 2 + 2);
+    cu::DeviceBuffer dx = upload(xb), codes(L.code_bytes), steps(L.step_count * 2 + 2),
+                     offs(L.offset_count * 2 + 2);
     const cu::PackedView view{codes.as<uint8_t>(), steps.as<uint16_t>(), offs.as<uint16_t>()};
     cu::DeviceBuffer dview = upload(std::vector<cu::PackedView>{view});
     cu::quantize_segment(dx.as<uint16_t>(), stride, L, dview.as<cu::PackedView>(), nullptr);
@@ -262,8 +286,8 @@ TEST_P(CudaQuantize, BytesIdenticalToCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaQuantize,
-                         ::testing::Combine(::testing::Values(16, 8, 4, 2), ::testing::Values(32, 64, 128), ::testing::Bool(),
-                                            ::testing::Values(64, 128)));
+                         ::testing::Combine(::testing::Values(16, 8, 4, 2), ::testing::Values(32, 64, 128),
+                                            ::testing::Bool(), ::testing::Values(64, 128)));
 
 // ---- attention --------------------------------------------------------------------------------------
 
@@ -276,7 +300,8 @@ struct AttnCase {
 };
 
 void run_attention_case(const AttnCase& ac) {
-    const int heads = 2, hd = ac.hd, D = heads * hd, F = 2, rows = 5, cols = 10, tpf = rows * cols, T = F * tpf;  // T = 100: ragged
+    const int heads = 2, hd = ac.hd, D = heads * hd, F = 2, rows = 5, cols = 10, tpf = rows * cols,
+              T = F * tpf;  // T = 100: ragged
     ModelConfig cfg;
     cfg.head_dim = hd;
     cfg.rope_axes = hd == 64 ? std::array<int, 3>{16, 24, 24} : std::array<int, 3>{32, 48, 48};
@@ -291,8 +316,10 @@ void run_attention_case(const AttnCase& ac) {
     std::vector<PackedTensor> ks, vs;
     std::vector<std::vector<float>> k_orig, v_orig;
     for (int s = 0; s < ac.n_ctx; ++s) {
-        std::vector<float> k = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D))), v = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D)));
-        for (int c = 0; c < hd; ++c) k[static_cast<size_t>(3) * D + c] = -0.25f;  // constant group -> zero step
+        std::vector<float> k = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D))),
+                           v = from_bf16(to_bf16(randn(static_cast<size_t>(T) * D)));
+        for (int c = 0; c < hd; ++c)
+            k[static_cast<size_t>(3) * D + c] = -0.25f;  // constant group -> zero step
         ks.push_back(quantize(k.data(), T, heads, hd, D, kf));
         vs.push_back(quantize(v.data(), T, heads, hd, D, vf));
         k_orig.push_back(k);
@@ -315,7 +342,8 @@ void run_attention_case(const AttnCase& ac) {
             static_cast<const uint16_t*>(up(vs[s].steps.data(), vs[s].steps.size() * 2)),
             static_cast<const uint16_t*>(up(vs[s].offsets.data(), vs[s].offsets.size() * 2)), T, s});
     segs.resize(static_cast<size_t>(ac.n_ctx) + 1);
-    cu::DeviceBuffer d_qkv = upload(qkv), d_segs = upload(segs), d_n = upload(std::vector<int>{ac.n_ctx}), d_out(static_cast<size_t>(T) * D * 2);
+    cu::DeviceBuffer d_qkv = upload(qkv), d_segs = upload(segs), d_n = upload(std::vector<int>{ac.n_ctx}),
+                     d_out(static_cast<size_t>(T) * D * 2);
     cu::AttentionParams p;
     p.qkv = d_qkv.as<uint16_t>();
     p.n_tokens = T;
@@ -329,8 +357,10 @@ void run_attention_case(const AttnCase& ac) {
     p.correction = ac.correction;
     p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
     for (int a = 0; a < 3; ++a) {
-        p.rope_cos[a] = static_cast<const float*>(up(rope.cos[static_cast<size_t>(a)].data(), rope.cos[static_cast<size_t>(a)].size() * 4));
-        p.rope_sin[a] = static_cast<const float*>(up(rope.sin[static_cast<size_t>(a)].data(), rope.sin[static_cast<size_t>(a)].size() * 4));
+        p.rope_cos[a] = static_cast<const float*>(
+            up(rope.cos[static_cast<size_t>(a)].data(), rope.cos[static_cast<size_t>(a)].size() * 4));
+        p.rope_sin[a] = static_cast<const float*>(
+            up(rope.sin[static_cast<size_t>(a)].data(), rope.sin[static_cast<size_t>(a)].size() * 4));
         p.rope_pairs[a] = rope.pairs[static_cast<size_t>(a)];
     }
     p.chunk_frames = F;
@@ -338,7 +368,8 @@ void run_attention_case(const AttnCase& ac) {
     p.patch_cols = cols;
     p.out = d_out.as<uint16_t>();
     const int qt = cu::attention_query_tiles(T);
-    cu::DeviceBuffer d_pc(static_cast<size_t>(heads) * qt * 4), d_ws(cu::attention_split_workspace_floats(ac.splits, heads, T, hd) * 4);
+    cu::DeviceBuffer d_pc(static_cast<size_t>(heads) * qt * 4),
+        d_ws(cu::attention_split_workspace_floats(ac.splits, heads, T, hd) * 4);
     p.p_cache_partial = d_pc.as<float>();
     p.splits = ac.splits;
     p.split_o = d_ws.as<float>();
@@ -349,7 +380,8 @@ void run_attention_case(const AttnCase& ac) {
     std::vector<float> gpu_out[kShapes], pc_parts[kShapes];
     for (int b = 0; b < kShapes; ++b) {
         p.block_shape = b;
-        cu::memset_device(d_out.get(), 0xff, d_out.bytes());  // poison: every output and P_S partial must be written
+        cu::memset_device(d_out.get(), 0xff,
+                          d_out.bytes());  // poison: every output and P_S partial must be written
         cu::memset_device(d_pc.get(), 0xff, d_pc.bytes());
         cu::attention(p, nullptr);
         gpu_out[b] = from_bf16(download<uint16_t>(d_out, static_cast<size_t>(T) * D));
@@ -360,19 +392,25 @@ void run_attention_case(const AttnCase& ac) {
     const int nk = (ac.n_ctx + 1) * T;
     std::vector<float> ref(static_cast<size_t>(T) * D), exact_ref(ref.size());
     double pc_ref = 0;
-    auto factors = [&](int slot, int t, float* co, float* si) { rope.token_factors(slot * F + t / tpf, (t % tpf) / cols, t % cols, co, si); };
+    auto factors = [&](int slot, int t, float* co, float* si) {
+        rope.token_factors(slot * F + t / tpf, (t % tpf) / cols, t % cols, co, si);
+    };
     for (int h = 0; h < heads; ++h) {
-        std::vector<float> q(static_cast<size_t>(T) * hd), k(static_cast<size_t>(nk) * hd), v(k.size()), korig(k.size()), vorig(k.size());
+        std::vector<float> q(static_cast<size_t>(T) * hd), k(static_cast<size_t>(nk) * hd), v(k.size()),
+            korig(k.size()), vorig(k.size());
         const SegmentLayout kl = segment_layout(kf, heads, T, hd);
         const int G = kf.quantized() ? kl.corr_groups() : 1;
-        std::vector<float> steps(static_cast<size_t>(ac.n_ctx) * T * G, 0.f), kc(static_cast<size_t>(ac.n_ctx) * T * hd / 2), ksn(kc.size());
+        std::vector<float> steps(static_cast<size_t>(ac.n_ctx) * T * G, 0.f),
+            kc(static_cast<size_t>(ac.n_ctx) * T * hd / 2), ksn(kc.size());
         std::vector<float> co(hd / 2), si(hd / 2);
         for (int t = 0; t < T; ++t) {
             factors(ac.n_ctx, t, co.data(), si.data());
             for (int c = 0; c < hd; ++c) {
                 q[static_cast<size_t>(t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + h * hd + c];
-                k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + D + h * hd + c];
-                v[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] = qkvf[static_cast<size_t>(t) * 3 * D + 2 * D + h * hd + c];
+                k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] =
+                    qkvf[static_cast<size_t>(t) * 3 * D + D + h * hd + c];
+                v[(static_cast<size_t>(ac.n_ctx) * T + t) * hd + c] =
+                    qkvf[static_cast<size_t>(t) * 3 * D + 2 * D + h * hd + c];
             }
             rope_rotate(&q[static_cast<size_t>(t) * hd], co.data(), si.data(), hd);
             rope_rotate(&k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd], co.data(), si.data(), hd);
@@ -383,8 +421,10 @@ void run_attention_case(const AttnCase& ac) {
             if (kf.quantized()) steps_head(ks[s], h, &steps[static_cast<size_t>(s) * T * G]);
             for (int t = 0; t < T; ++t) {
                 for (int c = 0; c < hd; ++c) {
-                    korig[(static_cast<size_t>(s) * T + t) * hd + c] = k_orig[s][static_cast<size_t>(t) * D + h * hd + c];
-                    vorig[(static_cast<size_t>(s) * T + t) * hd + c] = v_orig[s][static_cast<size_t>(t) * D + h * hd + c];
+                    korig[(static_cast<size_t>(s) * T + t) * hd + c] =
+                        k_orig[s][static_cast<size_t>(t) * D + h * hd + c];
+                    vorig[(static_cast<size_t>(s) * T + t) * hd + c] =
+                        v_orig[s][static_cast<size_t>(t) * D + h * hd + c];
                 }
                 float* kcp = &kc[(static_cast<size_t>(s) * T + t) * hd / 2];
                 float* ksp = &ksn[(static_cast<size_t>(s) * T + t) * hd / 2];
@@ -420,23 +460,27 @@ void run_attention_case(const AttnCase& ac) {
         std::vector<float> o(static_cast<size_t>(T) * hd);
         pc_ref += cpu::attention_head(in, o.data());
         for (int t = 0; t < T; ++t)
-            for (int c = 0; c < hd; ++c) ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
+            for (int c = 0; c < hd; ++c)
+                ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
         in.q = q.data();
         in.k = korig.data();
         in.v = vorig.data();
         in.correction = 0;
         cpu::attention_head(in, o.data());
         for (int t = 0; t < T; ++t)
-            for (int c = 0; c < hd; ++c) exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
+            for (int c = 0; c < hd; ++c)
+                exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
     }
     for (int b = 0; b < kShapes; ++b) {
         char name[160];
-        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d shape%d", hd, ac.kbits, ac.vbits, ac.group,
-                      ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx, ac.splits, b);
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d shape%d", hd,
+                      ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx,
+                      ac.splits, b);
         const std::vector<float>& gpu = gpu_out[b];
         expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
         const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
-        std::printf("[quantization] %-46s vs unquantized K/V: max_abs %.3g rel_l2 %.3g\n", name, q_err.max_abs, q_err.rel_l2);
+        std::printf("[quantization] %-46s vs unquantized K/V: max_abs %.3g rel_l2 %.3g\n", name,
+                    q_err.max_abs, q_err.rel_l2);
         double pc_gpu = 0;
         for (float v : pc_parts[b]) pc_gpu += v;
         EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
@@ -472,19 +516,22 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
     auto cpu_m = create_cpu_backend(cfg, w);
     auto gpu_m = create_cuda_backend(cfg, w);
-    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position) and the motion
-    // since the flow source (ModelConfig::cumulative_motion), as the shipped model has them.
+    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position) and the
+    // motion since the flow source (ModelConfig::cumulative_motion), as the shipped model has them.
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
     cfg_pos.cumulative_motion = true;
     cfg_pos.warp_eye_height = 2.5f;  // the warped cases below also walk the source over the ground
     ModelWeights w_pos = w;
-    w_pos.tensors["pos_embed"] = HostTensor{{cfg.tokens_per_frame(), cfg.hidden}, randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
-    w_pos.tensors["camera_cumulative"] = HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
+    w_pos.tensors["pos_embed"] =
+        HostTensor{{cfg.tokens_per_frame(), cfg.hidden},
+                   randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
+    w_pos.tensors["camera_cumulative"] =
+        HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
     auto cpu_pos = create_cpu_backend(cfg_pos, w_pos);
     auto gpu_pos = create_cuda_backend(cfg_pos, w_pos);
-    // (cache format, motion guidance, absolute positions, warped flow source): guidance > 1 adds the negative pass
-    // of every step; warped: the previous frame turned to every frame's camera (sampler warp_source)
+    // (cache format, motion guidance, absolute positions, warped flow source): guidance > 1 adds the negative
+    // pass of every step; warped: the previous frame turned to every frame's camera (sampler warp_source)
     struct Case {
         CacheSettings cs;
         float guidance;
@@ -544,16 +591,21 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             ChunkOutput oc, og;
             cs_->run_chunk(j, &oc);
             gs->run_chunk(j, &og);
-            for (float v : oc.frames) cpu_frames.push_back(static_cast<uint8_t>(std::clamp(std::lround((v + 1.f) * 127.5f), 0L, 255L)));
+            for (float v : oc.frames)
+                cpu_frames.push_back(
+                    static_cast<uint8_t>(std::clamp(std::lround((v + 1.f) * 127.5f), 0L, 255L)));
             gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
             ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
         }
         double se = 0;
-        for (size_t i = 0; i < cpu_frames.size(); ++i) se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
+        for (size_t i = 0; i < cpu_frames.size(); ++i)
+            se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
-        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") + (warped ? ", source turned and walked" : "");
-        std::printf("[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n", cs.label().c_str(),
-                    guidance, variant.c_str(), psnr);
+        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") +
+                                    (warped ? ", source turned and walked" : "");
+        std::printf(
+            "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
+            cs.label().c_str(), guidance, variant.c_str(), psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
     }
 }
@@ -564,7 +616,11 @@ TEST(CudaBackend, CachePoolMatchesAccountingAndBudget) {
     REQUIRE_GPU();
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
     const std::shared_ptr<Model> model = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
-    for (const double budget : {0.0, 3.5 * static_cast<double>(Session::predict_cache_bytes(cfg, CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1).total())}) {
+    for (const double budget :
+         {0.0,
+          3.5 * static_cast<double>(Session::predict_cache_bytes(
+                                        cfg, CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1)
+                                        .total())}) {
         SessionParams p;
         p.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
         p.context.budget_bytes = budget;
@@ -574,10 +630,12 @@ TEST(CudaBackend, CachePoolMatchesAccountingAndBudget) {
         std::vector<Image> ctx;
         for (int f = 0; f < cfg.chunk_frames; ++f) {
             Image im(cfg.width, cfg.height);
-            for (size_t i = 0; i < im.rgb.size(); ++i) im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i % n]));
+            for (size_t i = 0; i < im.rgb.size(); ++i)
+                im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i % n]));
             ctx.push_back(im);
         }
-        std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames), FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+        std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
+                                      FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
         std::vector<CameraPose> poses(acts.size());
         s.start(ctx, acts, poses);
         uint64_t reserved_after_first = 0;
@@ -587,17 +645,21 @@ TEST(CudaBackend, CachePoolMatchesAccountingAndBudget) {
             ASSERT_TRUE(s.device_cache_memory(&dm));
             const uint64_t accounted = s.cache_bytes().total(), slots = static_cast<uint64_t>(c) + 2;
             EXPECT_GE(dm.used, accounted);
-            EXPECT_LE(dm.used, accounted + 256 * slots) << "pool slots are the accounting rounded up to 256 bytes";
+            EXPECT_LE(dm.used, accounted + 256 * slots)
+                << "pool slots are the accounting rounded up to 256 bytes";
             EXPECT_GE(dm.reserved, dm.used);
             if (c == 0) reserved_after_first = dm.reserved;
             if (budget > 0) {
                 EXPECT_LE(static_cast<double>(accounted), budget);
-                EXPECT_EQ(dm.reserved, reserved_after_first) << "with a budget the pool is reserved once and never grows";
+                EXPECT_EQ(dm.reserved, reserved_after_first)
+                    << "with a budget the pool is reserved once and never grows";
                 EXPECT_GE(static_cast<double>(dm.reserved), budget);
             }
             if (c == 7)
-                std::printf("[memory] budget %.2f MB: accounting %.3f MB, pool slots %.3f MB, reserved %.1f MB, device-measured %.1f MB\n",
-                            budget / 1e6, accounted / 1e6, dm.used / 1e6, dm.reserved / 1e6, dm.measured / 1e6);
+                std::printf(
+                    "[memory] budget %.2f MB: accounting %.3f MB, pool slots %.3f MB, reserved %.1f MB, "
+                    "device-measured %.1f MB\n",
+                    budget / 1e6, accounted / 1e6, dm.used / 1e6, dm.reserved / 1e6, dm.measured / 1e6);
         }
     }
 }

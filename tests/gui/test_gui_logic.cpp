@@ -689,7 +689,8 @@ TEST(Worker, CancelGenerationAbandonsTheChunkInFlight) {
     ASSERT_NE(find_event<event::Chunk>(events), nullptr);
     std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames), FrameAction{1, 0, 0, 1, 0});
     w.post(command::Step{acts, {}});
-    for (int i = 0; i < 2000 && w.progress().done < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 2000 && w.progress().done < 1; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ASSERT_GE(w.progress().done, 1) << "the slow chunk never reported progress";
     const auto t0 = std::chrono::steady_clock::now();
     w.cancel_generation();
@@ -698,7 +699,8 @@ TEST(Worker, CancelGenerationAbandonsTheChunkInFlight) {
     again.panes = {SessionParams{}};
     w.post(command::Start{again});
     events = wait_events(w, 1);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(find_event<event::Failure>(events), nullptr);
     auto* restarted = find_event<event::Chunk>(events);
     ASSERT_NE(restarted, nullptr);

@@ -82,14 +82,15 @@ inline constexpr int kNoActionLabel = 40;
 // [forward, right, up, yaw / turn_max, pitch / turn_max].
 inline constexpr int kCameraDim = 5;
 inline std::array<float, kCameraDim> camera_vector(const FrameAction& a, const MotionParams& m) {
-    return {a.move_forward, a.move_right, a.move_up, a.yaw_deg / m.turn_max_deg, a.pitch_deg / m.turn_max_deg};
+    return {a.move_forward, a.move_right, a.move_up, a.yaw_deg / m.turn_max_deg,
+            a.pitch_deg / m.turn_max_deg};
 }
 
 // The negative conditioning of motion guidance (SessionParams' sampler.guidance): the same frame with its
 // movement (forward, right, up) released and its turns kept, so that only movement is strengthened. Why not
 // the turns too: the model's forward motion is a few percent of the simulator's while its turns reach about
-// 60%, and releasing the turns as well made them overshoot (125% at guidance 2), cancelled the gain in forward
-// motion and doubled the edge energy (README "Motion guidance").
+// 60%, and releasing the turns as well made them overshoot (125% at guidance 2), cancelled the gain in
+// forward motion and doubled the edge energy (README "Motion guidance").
 inline FrameAction motion_guidance_negative(const FrameAction& a) {
     FrameAction n = a;
     n.move_forward = n.move_right = n.move_up = 0.f;

@@ -47,12 +47,12 @@ struct ModelConfig {
     bool source_previous = false;
     float source_sigma = 1.f;
     // With source_previous: each frame's copy of the source is first turned by the rotation from the previous
-    // chunk's last camera to the frame's own (yaw and pitch dead-reckoned from the actions; engine/src/source_warp.h),
-    // so that the pull towards the source is a pull towards the commanded view.
+    // chunk's last camera to the frame's own (yaw and pitch dead-reckoned from the actions;
+    // engine/src/source_warp.h), so that the pull towards the source is a pull towards the commanded view.
     bool warp_source = false;
-    // With warp_source: > 0 also moves the source with the camera's horizontal displacement, taking the pixels
-    // below the horizon for flat ground this far below the camera (world units; the simulator's walking eye
-    // height) and those above it for infinitely far. 0: rotation only.
+    // With warp_source: > 0 also moves the source with the camera's horizontal displacement, taking the
+    // pixels below the horizon for flat ground this far below the camera (world units; the simulator's
+    // walking eye height) and those above it for infinitely far. 0: rotation only.
     float warp_eye_height = 0.f;
     // Motion guidance (docs/design.md "Motion guidance"): each denoising step also predicts x0 with the
     // chunk's movement commands zeroed and extrapolates x0 = x0_still + guidance * (x0 - x0_still).
@@ -61,8 +61,8 @@ struct ModelConfig {
     // Context defaults
     int window = 3;
     int recall = 2;
-    // Whether the first chunk (the start context) always takes a recall slot ("context": {"recall_first"}); false:
-    // every slot goes by field-of-view overlap, so a long walk is not anchored to where it started.
+    // Whether the first chunk (the start context) always takes a recall slot ("context": {"recall_first"});
+    // false: every slot goes by field-of-view overlap, so a long walk is not anchored to where it started.
     bool recall_first = true;
     MotionParams motion;
     std::vector<std::string> weight_files{"model.safetensors"};

@@ -30,8 +30,8 @@ enum class Correction { Off, Taylor, Exact };
 const char* to_string(BackendKind);
 const char* to_string(KeyLayout);
 const char* to_string(Correction);
-BackendKind parse_backend(const std::string&);  // "cpu" | "cuda"; throws kvw::Error otherwise
-KeyLayout parse_key_layout(const std::string&);  // "token" | "channel"
+BackendKind parse_backend(const std::string&);    // "cpu" | "cuda"; throws kvw::Error otherwise
+KeyLayout parse_key_layout(const std::string&);   // "token" | "channel"
 Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact"
 
 // True when this build has the CUDA backend and a usable device is present.
@@ -41,9 +41,9 @@ bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes);
 
 // How the KV cache of past chunks is stored (docs/design.md "KV-cache formats").
 struct CacheSettings {
-    int key_bits = 16;    // 16 (bf16, not quantized), 8, 4 or 2
+    int key_bits = 16;  // 16 (bf16, not quantized), 8, 4 or 2
     int value_bits = 16;
-    int group = 64;       // channels per group (token layout) or tokens per block (channel layout)
+    int group = 64;  // channels per group (token layout) or tokens per block (channel layout)
     KeyLayout key_layout = KeyLayout::Token;
     Correction correction = Correction::Taylor;
 
@@ -54,20 +54,20 @@ struct CacheSettings {
 
 // Which chunks the current chunk attends to.
 struct ContextSettings {
-    int window = 3;              // most recent chunks
-    int recall = 2;              // older chunks recalled: the first chunk, then by field-of-view overlap
-    bool recall_first = true;    // the first chunk is always recalled (when recall >= 1)
-    double budget_bytes = 0;     // 0 = unlimited; otherwise the cache evicts to stay under it
+    int window = 3;            // most recent chunks
+    int recall = 2;            // older chunks recalled: the first chunk, then by field-of-view overlap
+    bool recall_first = true;  // the first chunk is always recalled (when recall >= 1)
+    double budget_bytes = 0;   // 0 = unlimited; otherwise the cache evicts to stay under it
 
     bool operator==(const ContextSettings&) const = default;
 };
 
 struct SamplerSettings {
-    int steps = 0;           // 0 = the model config's default
-    float shift = 0.f;       // 0 = the model config's default
-    float cache_t = -1.f;    // < 0 = the model config's default (noise level of the cache pass)
-    float guidance = 0.f;    // motion guidance: 0 = the model config's default; 1 = off; (1, 8] strengthens
-                             // the commanded movement (ModelConfig::guidance) at twice the sampling cost
+    int steps = 0;         // 0 = the model config's default
+    float shift = 0.f;     // 0 = the model config's default
+    float cache_t = -1.f;  // < 0 = the model config's default (noise level of the cache pass)
+    float guidance = 0.f;  // motion guidance: 0 = the model config's default; 1 = off; (1, 8] strengthens
+                           // the commanded movement (ModelConfig::guidance) at twice the sampling cost
 
     bool operator==(const SamplerSettings&) const = default;
 };
@@ -76,7 +76,7 @@ struct SessionParams {
     CacheSettings cache;
     ContextSettings context;
     SamplerSettings sampler;
-    uint64_t seed = 0;       // noise seed: the same seed and actions give the same frames
+    uint64_t seed = 0;                // noise seed: the same seed and actions give the same frames
     bool keep_device_frames = false;  // CUDA: keep the chunk's RGBA frames on the device for interop
 
     bool operator==(const SessionParams&) const = default;
@@ -91,33 +91,34 @@ struct CacheBytes {
 
 // Device memory of the cache as the CUDA backend holds it (kernels/cuda_backend.cpp, CachePool).
 struct DeviceCacheMemory {
-    uint64_t used = 0;      // bytes of the live chunk slots (the accounting, each slot rounded up to 256 bytes)
+    uint64_t used = 0;  // bytes of the live chunk slots (the accounting, each slot rounded up to 256 bytes)
     uint64_t reserved = 0;  // bytes of the pool's arenas (whole 2 MiB pages; the budget when one is set)
-    uint64_t measured = 0;  // drop of the device's free memory when the arenas were allocated (cudaMemGetInfo)
+    uint64_t measured =
+        0;  // drop of the device's free memory when the arenas were allocated (cudaMemGetInfo)
 };
 
 struct StageTimes {
-    double denoise_ms = 0;    // all sampling steps
-    double cache_pass_ms = 0; // the pass that writes the chunk's K/V
-    double decode_ms = 0;     // frames to RGB8 (and to the host when asked)
-    double attention_ms = 0;  // of denoise + cache pass: attention (CPU backend; CUDA in bench only)
-    double gemm_ms = 0;       // of denoise + cache pass: matrix products
+    double denoise_ms = 0;     // all sampling steps
+    double cache_pass_ms = 0;  // the pass that writes the chunk's K/V
+    double decode_ms = 0;      // frames to RGB8 (and to the host when asked)
+    double attention_ms = 0;   // of denoise + cache pass: attention (CPU backend; CUDA in bench only)
+    double gemm_ms = 0;        // of denoise + cache pass: matrix products
     double total_ms = 0;
 };
 
 struct ChunkMetrics {
-    int chunk = 0;                      // chunk index (0 = the start context)
-    double time_s = 0;                  // video time at the chunk's first frame
-    CacheBytes cache_bytes;             // whole cache after this chunk was written
+    int chunk = 0;                        // chunk index (0 = the start context)
+    double time_s = 0;                    // video time at the chunk's first frame
+    CacheBytes cache_bytes;               // whole cache after this chunk was written
     std::vector<CacheBytes> layer_bytes;  // per layer
-    std::vector<int> context_chunks;    // chunks attended to, in slot order
-    std::vector<int> recalled_chunks;   // of those, the recalled ones
-    std::vector<int> evicted_chunks;    // evicted to stay within the budget before this chunk
-    bool window_truncated = false;      // the budget forced a window chunk out
-    std::vector<double> p_cache;        // P_S per layer: attention mass on cached keys (mean over steps)
-    std::vector<CameraPose> poses;      // dead-reckoned pose per frame
+    std::vector<int> context_chunks;      // chunks attended to, in slot order
+    std::vector<int> recalled_chunks;     // of those, the recalled ones
+    std::vector<int> evicted_chunks;      // evicted to stay within the budget before this chunk
+    bool window_truncated = false;        // the budget forced a window chunk out
+    std::vector<double> p_cache;          // P_S per layer: attention mass on cached keys (mean over steps)
+    std::vector<CameraPose> poses;        // dead-reckoned pose per frame
     StageTimes times;
-    CacheSettings settings;             // the settings this chunk was generated with
+    CacheSettings settings;  // the settings this chunk was generated with
 };
 
 // What a session hands back per chunk. Host frames are always filled unless the session was asked to
@@ -126,7 +127,7 @@ struct ChunkMetrics {
 struct DeviceFrames {
     const void* rgba = nullptr;  // device pointer, frames × height × width × 4 bytes
     int frames = 0, width = 0, height = 0;
-    void* stream = nullptr;      // cudaStream_t the frames were produced on
+    void* stream = nullptr;  // cudaStream_t the frames were produced on
 };
 
 struct ChunkResult {
@@ -139,7 +140,7 @@ struct ChunkResult {
 using ProgressCallback = std::function<void(const char* stage, int done, int total)>;
 
 class Model {
-public:
+  public:
     // Loads `dir/model.json` and its safetensors weights, checked against each other.
     static std::shared_ptr<Model> load(const std::filesystem::path& dir, BackendKind backend);
     virtual ~Model();
@@ -152,13 +153,13 @@ public:
     struct Impl;
     Impl& impl() const { return *impl_; }
 
-protected:
+  protected:
     explicit Model(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
 class Session {
-public:
+  public:
     Session(std::shared_ptr<Model> model, const SessionParams& params);
     ~Session();
     Session(const Session&) = delete;
@@ -179,17 +180,18 @@ public:
     void set_params(const SessionParams& params);
     const SessionParams& params() const;
 
-    int chunks_done() const;           // chunks generated or given, the start context included
-    CameraPose pose() const;           // pose after the last frame
+    int chunks_done() const;  // chunks generated or given, the start context included
+    CameraPose pose() const;  // pose after the last frame
     CacheBytes cache_bytes() const;
     // The cache's device memory on the CUDA backend; false on the CPU backend.
     bool device_cache_memory(DeviceCacheMemory* out) const;
     const Model& model() const;
 
     // Bytes the cache would hold for `chunks` chunks at `settings` (no allocation).
-    static CacheBytes predict_cache_bytes(const ModelConfig& config, const CacheSettings& settings, int chunks);
+    static CacheBytes predict_cache_bytes(const ModelConfig& config, const CacheSettings& settings,
+                                          int chunks);
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -15,13 +15,13 @@ namespace kvw {
 struct PeerModel {
     std::string id, name;
     int layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0;
-    int height = 0, width = 0;          // native resolution (pixels)
+    int height = 0, width = 0;  // native resolution (pixels)
     int vae_spatial = 1, vae_temporal = 1, patch = 1;
-    double fps = 16;                    // video frames per second
-    int chunk_latent_frames = 1;        // latent frames generated per chunk
-    int context_latent_frames = 1;     // latent frames held in the KV cache for one chunk
-    int kv_branches = 1;                // cached K/V copies (HY-WorldPlay keeps two positional branches)
-    double weights_gb = 0;              // bf16 weights, for the card chart
+    double fps = 16;                // video frames per second
+    int chunk_latent_frames = 1;    // latent frames generated per chunk
+    int context_latent_frames = 1;  // latent frames held in the KV cache for one chunk
+    int kv_branches = 1;            // cached K/V copies (HY-WorldPlay keeps two positional branches)
+    double weights_gb = 0;          // bf16 weights, for the card chart
     std::string notes, source;
 
     int tokens_per_latent_frame(int h, int w) const;  // at resolution h x w
@@ -33,16 +33,17 @@ PeerModel peer_from_config(const ModelConfig& config, double weights_gb);
 
 struct PlanRow {
     CacheSettings settings;
-    double bits_per_element = 0;    // codes + metadata, K and V together
+    double bits_per_element = 0;          // codes + metadata, K and V together
     uint64_t bytes_per_latent_frame = 0;  // all layers, branches, K and V
     uint64_t chunk_bytes = 0;
-    uint64_t context_bytes = 0;     // the cache one chunk attends to
-    double seconds_per_gb = 0;      // seconds of video history per GB of cache
-    double seconds_fit = 0;         // seconds of video whose whole history fits the budget (0 = no budget)
+    uint64_t context_bytes = 0;  // the cache one chunk attends to
+    double seconds_per_gb = 0;   // seconds of video history per GB of cache
+    double seconds_fit = 0;      // seconds of video whose whole history fits the budget (0 = no budget)
 };
 
 // `height`/`width` 0 = native. `budget_bytes` 0 = none.
-PlanRow plan_memory(const PeerModel& model, const CacheSettings& settings, int height, int width, double budget_bytes);
+PlanRow plan_memory(const PeerModel& model, const CacheSettings& settings, int height, int width,
+                    double budget_bytes);
 
 // The folder holding the peer presets (KVW_DATA_DIR/config/models or the source tree's).
 std::filesystem::path default_presets_dir();

@@ -17,12 +17,12 @@ struct Trace {
     uint64_t world_seed = 0;
     uint64_t noise_seed = 0;
     CameraPose start_pose;
-    int context_frames = 4;                 // leading actions rendered by the simulator as ground truth
-    std::optional<MotionParams> motion;     // motion units when recorded (else the model's)
-    std::optional<std::string> start_image; // PNG used as the start context instead of the simulator
-    std::string settings_json;              // cache settings when recorded (informational), may be empty
+    int context_frames = 4;                  // leading actions rendered by the simulator as ground truth
+    std::optional<MotionParams> motion;      // motion units when recorded (else the model's)
+    std::optional<std::string> start_image;  // PNG used as the start context instead of the simulator
+    std::string settings_json;               // cache settings when recorded (informational), may be empty
     std::string note;
-    std::vector<FrameAction> actions;       // one per frame, context first
+    std::vector<FrameAction> actions;  // one per frame, context first
 
     int generated_frames() const { return static_cast<int>(actions.size()) - context_frames; }
 };

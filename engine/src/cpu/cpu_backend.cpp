@@ -35,10 +35,11 @@ struct CpuSlot {
 };
 
 class CpuBackendSession final : public BackendSession {
-public:
+  public:
     explicit CpuBackendSession(const CpuBackendModel& model);
     void run_chunk(const ChunkJob& job, ChunkOutput* out) override;
-    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out, std::vector<double>* p_cache) override {
+    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
+                      std::vector<double>* p_cache) override {
         prepare_context(job);
         forward(x, condition(t, job), nullptr, job.cache, p_cache, x0_out);
     }
@@ -50,7 +51,7 @@ public:
     std::vector<CacheBytes> slot_layer_bytes(int slot) const override;
     void reencode(const CacheSettings& settings) override;
 
-private:
+  private:
     Conditioning condition(float t, const ChunkJob& job) const;
     void prepare_context(const ChunkJob& job);
     // One forward pass. Writes x0 prediction to `x0_out` unless writing the cache (then K/V go to `write`).
@@ -67,19 +68,21 @@ private:
     std::vector<std::vector<HeadContext>> ctx_;  // [layer][head]
     int n_cached_ = 0, corr_groups_ = 0, corr_group_width_ = 0;
     bool keys_quantized_ = false;
-    std::vector<float> key_cos_, key_sin_;  // [n_cached][hd/2]
-    std::vector<float> cur_cos_, cur_sin_;  // [N][hd/2]
-    std::vector<float> last_frame_;  // the previous chunk's last frame (flow source)
+    std::vector<float> key_cos_, key_sin_;   // [n_cached][hd/2]
+    std::vector<float> cur_cos_, cur_sin_;   // [N][hd/2]
+    std::vector<float> last_frame_;          // the previous chunk's last frame (flow source)
     double attention_ms_ = 0, gemm_ms_ = 0;  // accumulated over a chunk (bench's split)
     // Work buffers
     std::vector<float> tokens_, x_, h_, qkv_, attn_, o_, mlp_, qrot_, head_out_, modl_;
 };
 
 class CpuBackendModel final : public BackendModel {
-public:
+  public:
     CpuBackendModel(const ModelConfig& c, ModelWeights w)
         : config(c), weights(std::move(w)), rope(make_rope_tables(c, kMaxContextChunks * c.chunk_frames)) {}
-    std::unique_ptr<BackendSession> create_session() override { return std::make_unique<CpuBackendSession>(*this); }
+    std::unique_ptr<BackendSession> create_session() override {
+        return std::make_unique<CpuBackendSession>(*this);
+    }
     uint64_t weight_bytes() const override { return weights.parameter_count() * 4; }
 
     ModelConfig config;
@@ -107,7 +110,8 @@ std::vector<CacheBytes> CpuBackendSession::slot_layer_bytes(int slot) const {
     std::vector<CacheBytes> out(s.k.size());
     for (size_t l = 0; l < s.k.size(); ++l) {
         out[l].codes = s.k[l].codes.size() + s.v[l].codes.size();
-        out[l].metadata = 2 * (s.k[l].steps.size() + s.k[l].offsets.size() + s.v[l].steps.size() + s.v[l].offsets.size());
+        out[l].metadata =
+            2 * (s.k[l].steps.size() + s.k[l].offsets.size() + s.v[l].steps.size() + s.v[l].offsets.size());
     }
     return out;
 }
@@ -121,7 +125,8 @@ void CpuBackendSession::reencode(const CacheSettings& settings) {
         for (int h = 0; h < H; ++h) {
             dequantize_head(p, h, head.data());
             for (int t = 0; t < T; ++t)
-                std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd, &dense[static_cast<size_t>(t) * c.hidden + h * hd]);
+                std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd,
+                          &dense[static_cast<size_t>(t) * c.hidden + h * hd]);
         }
         p = quantize(dense.data(), T, H, hd, c.hidden, fmt);
     };
@@ -138,9 +143,11 @@ Conditioning CpuBackendSession::condition(float t, const ChunkJob& job) const {
 
 void CpuBackendSession::prepare_context(const ChunkJob& job) {
     const ModelConfig& c = m_.config;
-    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads, F = c.chunk_frames, tpf = c.tokens_per_frame();
+    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads, F = c.chunk_frames,
+              tpf = c.tokens_per_frame();
     const int n_ctx = static_cast<int>(job.context_slots.size());
-    KVW_CHECK(n_ctx + 1 <= kMaxContextChunks, "context of " << n_ctx << " chunks is larger than " << kMaxContextChunks - 1);
+    KVW_CHECK(n_ctx + 1 <= kMaxContextChunks,
+              "context of " << n_ctx << " chunks is larger than " << kMaxContextChunks - 1);
     n_cached_ = n_ctx * T;
     const int nk = n_cached_ + T;
     const TensorFormat kf = key_format(job.cache);
@@ -159,8 +166,11 @@ void CpuBackendSession::prepare_context(const ChunkJob& job) {
     };
     for (int s = 0; s < n_ctx; ++s)
         for (int j = 0; j < T; ++j)
-            factors(s, j, &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2], &key_sin_[(static_cast<size_t>(s) * T + j) * hd / 2]);
-    for (int j = 0; j < T; ++j) factors(n_ctx, j, &cur_cos_[static_cast<size_t>(j) * hd / 2], &cur_sin_[static_cast<size_t>(j) * hd / 2]);
+            factors(s, j, &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2],
+                    &key_sin_[(static_cast<size_t>(s) * T + j) * hd / 2]);
+    for (int j = 0; j < T; ++j)
+        factors(n_ctx, j, &cur_cos_[static_cast<size_t>(j) * hd / 2],
+                &cur_sin_[static_cast<size_t>(j) * hd / 2]);
 
     ctx_.assign(static_cast<size_t>(c.depth), std::vector<HeadContext>(static_cast<size_t>(H)));
     std::vector<float> buf(static_cast<size_t>(T) * hd);
@@ -178,7 +188,8 @@ void CpuBackendSession::prepare_context(const ChunkJob& job) {
                 float* kd = &hc.k[static_cast<size_t>(s) * T * hd];
                 dequantize_head(pk, h, kd);
                 for (int j = 0; j < T; ++j)
-                    rope_rotate(kd + static_cast<size_t>(j) * hd, &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2],
+                    rope_rotate(kd + static_cast<size_t>(j) * hd,
+                                &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2],
                                 &key_sin_[(static_cast<size_t>(s) * T + j) * hd / 2], hd);
                 dequantize_head(pv, h, &hc.v[static_cast<size_t>(s) * T * hd]);
                 if (keys_quantized_) steps_head(pk, h, &hc.steps[static_cast<size_t>(s) * T * corr_groups_]);
@@ -186,14 +197,15 @@ void CpuBackendSession::prepare_context(const ChunkJob& job) {
         }
 }
 
-void CpuBackendSession::forward(const float* frames, const Conditioning& cond, CpuSlot* write, const CacheSettings& cache,
-                                std::vector<double>* p_cache, float* x0_out) {
+void CpuBackendSession::forward(const float* frames, const Conditioning& cond, CpuSlot* write,
+                                const CacheSettings& cache, std::vector<double>* p_cache, float* x0_out) {
     const ModelConfig& c = m_.config;
     const ModelWeights& w = m_.weights;
     const int N = c.tokens_per_chunk(), D = c.hidden, H = c.heads, hd = c.head_dim, F = c.chunk_frames;
     const int tpf = c.tokens_per_frame(), P = c.patch_dim(), Mh = c.mlp_hidden;
     const float eps = c.norm_eps, alpha = 1.f / std::sqrt(static_cast<float>(hd));
-    auto linear = [this](const float* x, int n, int in, const float* wt, const float* bias, int out, float* y) {
+    auto linear = [this](const float* x, int n, int in, const float* wt, const float* bias, int out,
+                         float* y) {
         const auto t0 = Clock::now();
         cpu::linear(x, n, in, wt, bias, out, y);
         gemm_ms_ += ms_since(t0);
@@ -203,7 +215,8 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
     if (c.absolute_position) {  // + pos_embed [tokens_per_frame, D], the same for every frame of the chunk
         const float* pos = w.ptr("pos_embed");
         for (int i = 0; i < N; ++i)
-            for (int d = 0; d < D; ++d) x_[static_cast<size_t>(i) * D + d] += pos[static_cast<size_t>(i % tpf) * D + d];
+            for (int d = 0; d < D; ++d)
+                x_[static_cast<size_t>(i) * D + d] += pos[static_cast<size_t>(i % tpf) * D + d];
     }
     if (p_cache) p_cache->assign(static_cast<size_t>(c.depth), 0.0);
     for (int l = 0; l < c.depth; ++l) {
@@ -211,16 +224,20 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
         const float* offset = w.ptr(b + "mod_offset");
         for (int f = 0; f < F; ++f)
             for (int k = 0; k < 6 * D; ++k)
-                modl_[static_cast<size_t>(f) * 6 * D + k] = cond.mod[static_cast<size_t>(f) * 6 * D + k] + offset[k];
-        const float *sh1 = &modl_[0], *sc1 = &modl_[static_cast<size_t>(D)], *g1 = &modl_[2 * static_cast<size_t>(D)];
-        const float *sh2 = &modl_[3 * static_cast<size_t>(D)], *sc2 = &modl_[4 * static_cast<size_t>(D)], *g2 = &modl_[5 * static_cast<size_t>(D)];
+                modl_[static_cast<size_t>(f) * 6 * D + k] =
+                    cond.mod[static_cast<size_t>(f) * 6 * D + k] + offset[k];
+        const float *sh1 = &modl_[0], *sc1 = &modl_[static_cast<size_t>(D)],
+                    *g1 = &modl_[2 * static_cast<size_t>(D)];
+        const float *sh2 = &modl_[3 * static_cast<size_t>(D)], *sc2 = &modl_[4 * static_cast<size_t>(D)],
+                    *g2 = &modl_[5 * static_cast<size_t>(D)];
         cpu::layernorm_modulate(x_.data(), N, D, tpf, sh1, sc1, 6 * D, eps, h_.data());
         linear(h_.data(), N, D, w.ptr(b + "qkv.weight"), w.ptr(b + "qkv.bias"), 3 * D, qkv_.data());
         cpu::rmsnorm_heads(qkv_.data(), N, H, hd, 3 * D, w.ptr(b + "q_norm.weight"), eps);
         cpu::rmsnorm_heads(qkv_.data() + D, N, H, hd, 3 * D, w.ptr(b + "k_norm.weight"), eps);
         if (write) {
             write->k[static_cast<size_t>(l)] = quantize(qkv_.data() + D, N, H, hd, 3 * D, key_format(cache));
-            write->v[static_cast<size_t>(l)] = quantize(qkv_.data() + 2 * D, N, H, hd, 3 * D, value_format(cache));
+            write->v[static_cast<size_t>(l)] =
+                quantize(qkv_.data() + 2 * D, N, H, hd, 3 * D, value_format(cache));
         }
         double pc_layer = 0;
         for (int h = 0; h < H; ++h) {
@@ -232,8 +249,10 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
                 std::copy(row, row + hd, &qrot_[static_cast<size_t>(j) * hd]);
                 std::copy(row + D, row + D + hd, kcur + static_cast<size_t>(j) * hd);
                 std::copy(row + 2 * D, row + 2 * D + hd, vcur + static_cast<size_t>(j) * hd);
-                rope_rotate(&qrot_[static_cast<size_t>(j) * hd], &cur_cos_[static_cast<size_t>(j) * hd / 2], &cur_sin_[static_cast<size_t>(j) * hd / 2], hd);
-                rope_rotate(kcur + static_cast<size_t>(j) * hd, &cur_cos_[static_cast<size_t>(j) * hd / 2], &cur_sin_[static_cast<size_t>(j) * hd / 2], hd);
+                rope_rotate(&qrot_[static_cast<size_t>(j) * hd], &cur_cos_[static_cast<size_t>(j) * hd / 2],
+                            &cur_sin_[static_cast<size_t>(j) * hd / 2], hd);
+                rope_rotate(kcur + static_cast<size_t>(j) * hd, &cur_cos_[static_cast<size_t>(j) * hd / 2],
+                            &cur_sin_[static_cast<size_t>(j) * hd / 2], hd);
             }
             cpu::AttentionInputs in;
             in.q = qrot_.data();
@@ -254,7 +273,9 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
             pc_layer += cpu::attention_head(in, head_out_.data());
             attention_ms_ += ms_since(t_attn);
             for (int j = 0; j < N; ++j)
-                std::copy(&head_out_[static_cast<size_t>(j) * hd], &head_out_[static_cast<size_t>(j) * hd] + hd, &attn_[static_cast<size_t>(j) * D + h * hd]);
+                std::copy(&head_out_[static_cast<size_t>(j) * hd],
+                          &head_out_[static_cast<size_t>(j) * hd] + hd,
+                          &attn_[static_cast<size_t>(j) * D + h * hd]);
         }
         if (p_cache) (*p_cache)[static_cast<size_t>(l)] = pc_layer / (static_cast<double>(H) * N);
         linear(attn_.data(), N, D, w.ptr(b + "proj.weight"), w.ptr(b + "proj.bias"), D, o_.data());
@@ -266,7 +287,8 @@ void CpuBackendSession::forward(const float* frames, const Conditioning& cond, C
         cpu::gated_residual(x_.data(), o_.data(), N, D, tpf, g2, 6 * D);
     }
     if (!x0_out) return;
-    cpu::layernorm_modulate(x_.data(), N, D, tpf, &cond.fmod[0], &cond.fmod[static_cast<size_t>(D)], 2 * D, eps, h_.data());
+    cpu::layernorm_modulate(x_.data(), N, D, tpf, &cond.fmod[0], &cond.fmod[static_cast<size_t>(D)], 2 * D,
+                            eps, h_.data());
     linear(h_.data(), N, D, w.ptr("final_proj.weight"), w.ptr("final_proj.bias"), P, o_.data());
     cpu::unpatchify(o_.data(), F, c.height, c.width, c.patch, x0_out);
 }
@@ -277,7 +299,8 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     const size_t n = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
     KVW_CHECK(static_cast<int>(job.labels.size()) == c.chunk_frames && job.camera.size() == job.labels.size(),
               "a chunk needs " << c.chunk_frames << " actions");
-    KVW_CHECK(job.guidance == 1.f || (job.negative_labels.size() == job.labels.size() && job.negative_camera.size() == job.labels.size()),
+    KVW_CHECK(job.guidance == 1.f || (job.negative_labels.size() == job.labels.size() &&
+                                      job.negative_camera.size() == job.labels.size()),
               "motion guidance needs the negative conditioning of every frame");
     attention_ms_ = gemm_ms_ = 0;
     prepare_context(job);
@@ -289,24 +312,27 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     } else {
         // x_1: noise, or the previous chunk's last frame plus noise (flow from the last seen frame).
         const size_t frame = static_cast<size_t>(c.height) * c.width * 3;
-        // The source of frame f: the previous chunk's last frame, turned to frame f's camera with warp_source.
+        // The source of frame f: the previous chunk's last frame, turned to frame f's camera with
+        // warp_source.
         const std::vector<float>* source = nullptr;  // one frame (repeated) or, warped, one per frame
         std::vector<float> warped;
         if (job.source_previous && !last_frame_.empty()) {
             source = &last_frame_;
             if (!job.source_view.empty()) {
-                KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames, "warp_source needs one view change per frame");
+                KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames,
+                          "warp_source needs one view change per frame");
                 warped.resize(n);
                 for (int f = 0; f < c.chunk_frames; ++f)
                     warp_frame(last_frame_.data(), c.width, c.height,
-                               warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
-                                         c.warp_eye_height),
+                               warp_maps(job.source_view[static_cast<size_t>(f)], c.width, c.height,
+                                         c.motion.hfov_deg, c.warp_eye_height),
                                warped.data() + static_cast<size_t>(f) * frame);
                 source = &warped;
             }
         }
         for (size_t i = 0; i < n; ++i) {
-            x[i] = job.source_sigma * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseInitial, static_cast<uint32_t>(i));
+            x[i] = job.source_sigma * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0,
+                                                   kNoiseInitial, static_cast<uint32_t>(i));
             if (source) x[i] += (*source)[i % source->size()];
         }
         const std::vector<float> ts = sampler_times(job.steps, job.shift);
@@ -318,13 +344,14 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
             if (guided) {
                 // Motion guidance: the prediction with the movement released, then extrapolated past it
                 // towards the commanded one. P_S is reported for the commanded pass only.
-                const Conditioning neg = compute_conditioning(c, m_.weights, ts[static_cast<size_t>(s)], job.negative_labels,
-                                                              job.negative_camera);
+                const Conditioning neg = compute_conditioning(c, m_.weights, ts[static_cast<size_t>(s)],
+                                                              job.negative_labels, job.negative_camera);
                 forward(x.data(), neg, nullptr, job.cache, &pc_negative, x0_negative.data());
             }
             forward(x.data(), cond, nullptr, job.cache, &pc, x0.data());
             if (guided)
-                for (size_t i = 0; i < n; ++i) x0[i] = x0_negative[i] + job.guidance * (x0[i] - x0_negative[i]);
+                for (size_t i = 0; i < n; ++i)
+                    x0[i] = x0_negative[i] + job.guidance * (x0[i] - x0_negative[i]);
             for (size_t l = 0; l < pc.size(); ++l) pc_sum[l] += pc[l] / job.steps;
             const float t = ts[static_cast<size_t>(s)], t_next = ts[static_cast<size_t>(s) + 1];
             const float dt = t_next - t;
@@ -340,7 +367,8 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     if (job.cache_t > 0.f)
         for (size_t i = 0; i < n; ++i)
             xc[i] = (1.f - job.cache_t) * x0[i] +
-                    job.cache_t * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0, kNoiseCachePass, static_cast<uint32_t>(i));
+                    job.cache_t * normal_noise(job.seed, static_cast<uint32_t>(job.chunk_index), 0,
+                                               kNoiseCachePass, static_cast<uint32_t>(i));
     CpuSlot slot;
     slot.k.resize(static_cast<size_t>(c.depth));
     slot.v.resize(static_cast<size_t>(c.depth));
@@ -350,7 +378,8 @@ void CpuBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     slots_[job.write_slot] = std::move(slot);
     if (job.progress) job.progress("cache", 1, 1);
     out->times.cache_pass_ms = ms_since(t_cache);
-    last_frame_.assign(x0.end() - static_cast<std::ptrdiff_t>(static_cast<size_t>(c.height) * c.width * 3), x0.end());
+    last_frame_.assign(x0.end() - static_cast<std::ptrdiff_t>(static_cast<size_t>(c.height) * c.width * 3),
+                       x0.end());
     out->frames = std::move(x0);
     out->p_cache = std::move(pc_sum);
     out->times.attention_ms = attention_ms_;

@@ -16,7 +16,8 @@ void linear(const float* x, int n, int in, const float* w, const float* b, int o
     if (b) {
         for (int i = 0; i < n; ++i) std::copy(b, b + out, y + static_cast<size_t>(i) * out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, w, in, b ? 1.f : 0.f, y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.f, x, in, w, in, b ? 1.f : 0.f, y,
+                out);
 }
 
 void timestep_sinusoid(float t, int dim, float* out) {
@@ -43,8 +44,8 @@ void gelu_tanh_inplace(float* x, size_t n) {
     });
 }
 
-void layernorm_modulate(const float* x, int n, int dim, int tpf, const float* shift, const float* scale, int mod_stride,
-                        float eps, float* out) {
+void layernorm_modulate(const float* x, int n, int dim, int tpf, const float* shift, const float* scale,
+                        int mod_stride, float eps, float* out) {
     parallel_for(n, [&](int b, int e) {
         for (int i = b; i < e; ++i) {
             const float* row = x + static_cast<size_t>(i) * dim;
@@ -58,7 +59,8 @@ void layernorm_modulate(const float* x, int n, int dim, int tpf, const float* sh
             const float* sh = shift + static_cast<size_t>(f) * mod_stride;
             const float* sc = scale + static_cast<size_t>(f) * mod_stride;
             float* o = out + static_cast<size_t>(i) * dim;
-            for (int c = 0; c < dim; ++c) o[c] = (row[c] - static_cast<float>(mean)) * inv * (1.f + sc[c]) + sh[c];
+            for (int c = 0; c < dim; ++c)
+                o[c] = (row[c] - static_cast<float>(mean)) * inv * (1.f + sc[c]) + sh[c];
         }
     });
 }
@@ -118,13 +120,13 @@ namespace {
 // The softmax's three row passes, written so that the compiler vectorises them (std::exp and a running
 // double sum would not be): they were two thirds of the CPU attention's time at the default model's shapes.
 
-// e^x for x <= 0 (a score minus its row maximum): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and 2^f from
-// its Taylor series to degree 7 (truncation < 1e-8 relative; float rounding dominates, ~1e-7). Below -87 the
-// result is clamped to ~1.6e-38 instead of becoming denormal or zero: softmax weights that small vanish in
-// every sum they enter.
+// e^x for x <= 0 (a score minus its row maximum): 2^n * 2^f with n = round(x log2 e), |f| <= 1/2, and 2^f
+// from its Taylor series to degree 7 (truncation < 1e-8 relative; float rounding dominates, ~1e-7). Below -87
+// the result is clamped to ~1.6e-38 instead of becoming denormal or zero: softmax weights that small vanish
+// in every sum they enter.
 inline float exp_nonpositive(float x) {
     const float t = std::max(x, -87.f) * 1.44269504088896341f;
-    const float n = (t + 12582912.f) - 12582912.f;  // round to nearest (|t| < 2^22)
+    const float n = (t + 12582912.f) - 12582912.f;    // round to nearest (|t| < 2^22)
     const float f = (t - n) * 0.693147180559945309f;  // in [-ln2/2, ln2/2]
     float p = 1.f / 5040.f;
     p = p * f + 1.f / 720.f;
@@ -174,9 +176,11 @@ double attention_head(const AttentionInputs& in, float* out) {
     // scores [nq x nk] = alpha * Q K^T, in a buffer kept per thread: a fresh 25 MB allocation per head (the
     // default model's shapes) cost as much page-faulting and zeroing as the GEMM itself.
     thread_local std::vector<float> scores_buffer;
-    if (scores_buffer.size() < static_cast<size_t>(nq) * nk) scores_buffer.resize(static_cast<size_t>(nq) * nk);
+    if (scores_buffer.size() < static_cast<size_t>(nq) * nk)
+        scores_buffer.resize(static_cast<size_t>(nq) * nk);
     float* const scores = scores_buffer.data();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, in.alpha, in.q, hd, in.k, hd, 0.f, scores, nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, in.alpha, in.q, hd, in.k, hd, 0.f,
+                scores, nk);
     const bool correct = in.correction != 0 && in.steps != nullptr && nc > 0;
     if (correct && in.correction == 1) {
         // Taylor: b[i][j] = alpha^2/24 * sum_g ||q_ig||^2 * step_jg^2, as one GEMM on squared norms / steps.
@@ -185,12 +189,13 @@ double attention_head(const AttentionInputs& in, float* out) {
         for (int i = 0; i < nq; ++i)
             for (int g = 0; g < G; ++g) {
                 float acc = 0;
-                for (int c = g * gw; c < (g + 1) * gw; ++c) acc += in.q[static_cast<size_t>(i) * hd + c] * in.q[static_cast<size_t>(i) * hd + c];
+                for (int c = g * gw; c < (g + 1) * gw; ++c)
+                    acc += in.q[static_cast<size_t>(i) * hd + c] * in.q[static_cast<size_t>(i) * hd + c];
                 qn[static_cast<size_t>(i) * G + g] = acc;
             }
         for (size_t j = 0; j < s2.size(); ++j) s2[j] = in.steps[j] * in.steps[j];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, -taylor_coefficient(in.alpha), qn.data(), G,
-                    s2.data(), G, 1.f, scores, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, -taylor_coefficient(in.alpha),
+                    qn.data(), G, s2.data(), G, 1.f, scores, nk);
     } else if (correct && in.correction == 2) {
         // Exact: per score, u = q rotated back by the key's angle (relative rotation), then log(sinh x / x).
         const int G = in.corr_groups, gw = in.corr_group_width, half = hd / 2;
@@ -228,7 +233,8 @@ double attention_head(const AttentionInputs& in, float* out) {
             pc[static_cast<size_t>(i)] = sum_cached / sum;
         }
     });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.f, scores, nk, in.v, hd, 0.f, out, hd);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.f, scores, nk, in.v, hd, 0.f, out,
+                hd);
     double total = 0;
     for (double v : pc) total += v;
     return total;

@@ -20,14 +20,15 @@ void gelu_tanh_inplace(float* x, size_t n);
 
 // out[n, :] = LN(x[n, :]) * (1 + scale[f]) + shift[f], f = n / tokens_per_frame; LN without affine.
 // shift/scale rows have stride `mod_stride` floats.
-void layernorm_modulate(const float* x, int n, int dim, int tokens_per_frame, const float* shift, const float* scale,
-                        int mod_stride, float eps, float* out);
+void layernorm_modulate(const float* x, int n, int dim, int tokens_per_frame, const float* shift,
+                        const float* scale, int mod_stride, float eps, float* out);
 
 // Per-head RMSNorm in place: x rows of `row_stride`, heads × head_dim starting at column 0.
 void rmsnorm_heads(float* x, int n, int heads, int head_dim, int row_stride, const float* weight, float eps);
 
 // x[n, :] += gate[f] * y[n, :]
-void gated_residual(float* x, const float* y, int n, int dim, int tokens_per_frame, const float* gate, int gate_stride);
+void gated_residual(float* x, const float* y, int n, int dim, int tokens_per_frame, const float* gate,
+                    int gate_stride);
 
 // frames [F x H x W x 3] -> tokens [N x 3p^2] (patch vector in (py, px, c) order) and back.
 void patchify(const float* frames, int f, int h, int w, int p, float* tokens);
@@ -36,11 +37,11 @@ void unpatchify(const float* tokens, int f, int h, int w, int p, float* frames);
 // Attention of one head with the correction. Keys [0, n_cached) come from the cache, the rest are the
 // current chunk's own (never corrected).
 struct AttentionInputs {
-    const float* q = nullptr;      // [nq x hd], rotated
-    const float* k = nullptr;      // [nk x hd], rotated (cached first)
-    const float* v = nullptr;      // [nk x hd]
+    const float* q = nullptr;  // [nq x hd], rotated
+    const float* k = nullptr;  // [nk x hd], rotated (cached first)
+    const float* v = nullptr;  // [nk x hd]
     int nq = 0, nk = 0, n_cached = 0, head_dim = 0;
-    float alpha = 0;               // softmax scale
+    float alpha = 0;  // softmax scale
     // Correction data for cached keys (used when `correction` != 0 and steps != null):
     int correction = 0;            // 0 off, 1 taylor, 2 exact
     const float* steps = nullptr;  // [n_cached x corr_groups] quantization steps

@@ -35,9 +35,8 @@ std::string read_file_text(const fs::path& path) {
 void write_file_atomic(const fs::path& path, const void* data, size_t size) {
     static std::atomic<unsigned> counter{0};
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    const fs::path tmp =
-        dir / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()) + "_" +
-               std::to_string(counter.fetch_add(1)));
+    const fs::path tmp = dir / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()) + "_" +
+                                std::to_string(counter.fetch_add(1)));
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw Error(path.string() + ": cannot write (" + std::strerror(errno) + ")");
     const auto* p = static_cast<const uint8_t*>(data);

@@ -42,8 +42,8 @@ KVW_HD uint16_t f32_to_f16_bits(float f, RoundMode mode) {
     const bool away = (mode == RoundMode::Up && !negative) || (mode == RoundMode::Down && negative);
     const int exp = static_cast<int>(abs >> 23);
     uint32_t mant = abs & 0x7fffffu;
-    uint32_t h;          // magnitude bits before rounding
-    uint32_t rem;        // discarded bits, left-aligned so that 'half' is 0x80000000
+    uint32_t h;         // magnitude bits before rounding
+    uint32_t rem;       // discarded bits, left-aligned so that 'half' is 0x80000000
     if (exp == 0xff) {  // infinity: saturate
         return static_cast<uint16_t>(sign | 0x7bffu);
     }
@@ -58,7 +58,7 @@ KVW_HD uint16_t f32_to_f16_bits(float f, RoundMode mode) {
             h = 0;
             rem = mant ? 1u : 0u;  // nonzero but below half an ulp
         } else {
-            mant |= 0x800000u;  // implicit bit: value = mant * 2^(exp-150)
+            mant |= 0x800000u;               // implicit bit: value = mant * 2^(exp-150)
             const int shift = 1 - e_h + 13;  // bits to drop to reach units of 2^-24
             if (shift >= 32) {
                 h = 0;
@@ -100,7 +100,11 @@ KVW_HD uint16_t f32_to_bf16_bits(float f) {
     const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
     return static_cast<uint16_t>(rounded >> 16);
 }
-KVW_HD float bf16_bits_to_f32(uint16_t b) { return f32_from_bits(static_cast<uint32_t>(b) << 16); }
-KVW_HD float round_to_bf16(float f) { return bf16_bits_to_f32(f32_to_bf16_bits(f)); }
+KVW_HD float bf16_bits_to_f32(uint16_t b) {
+    return f32_from_bits(static_cast<uint32_t>(b) << 16);
+}
+KVW_HD float round_to_bf16(float f) {
+    return bf16_bits_to_f32(f32_to_bf16_bits(f));
+}
 
 }  // namespace kvw

@@ -49,8 +49,8 @@ inline int integer(const json& v, const std::string& what, const std::string& so
         throw Error(source + ": \"" + what + "\" must be an integer");
     const long long x = v.get<long long>();
     if (x < lo || x > hi)
-        throw Error(source + ": \"" + what + "\" = " + std::to_string(x) + " is outside [" + std::to_string(lo) +
-                    ", " + std::to_string(hi) + "]");
+        throw Error(source + ": \"" + what + "\" = " + std::to_string(x) + " is outside [" +
+                    std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return static_cast<int>(x);
 }
 

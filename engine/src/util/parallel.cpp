@@ -12,7 +12,7 @@ namespace kvw {
 namespace {
 
 class Pool {
-public:
+  public:
     explicit Pool(int n) {
         for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
         size_ = n;
@@ -49,7 +49,7 @@ public:
         fn_ = nullptr;
     }
 
-private:
+  private:
     void loop(int index) {
         unsigned long seen = 0;
         for (;;) {
@@ -97,7 +97,9 @@ Pool& pool() {
 
 }  // namespace
 
-int cpu_threads() { return pool().size(); }
+int cpu_threads() {
+    return pool().size();
+}
 
 void parallel_for(int n, const std::function<void(int, int)>& fn) {
     if (n <= 0) return;

@@ -95,7 +95,7 @@ KVW_HD double from_bits(int64_t i) {
 // Natural log for x in [2^-32, 1] (normal doubles), |error| ~ 1e-16.
 KVW_HD double log_unit(double x) {
     const int64_t b = bits(x);
-    int e = static_cast<int>((b >> 52) & 0x7ff) - 1022;        // x = m * 2^e, m in [0.5, 1)
+    int e = static_cast<int>((b >> 52) & 0x7ff) - 1022;  // x = m * 2^e, m in [0.5, 1)
     double m = from_bits((b & 0x000fffffffffffffLL) | 0x3fe0000000000000LL);
     if (m < 0.70710678118654752440) {  // bring m into [sqrt(1/2), sqrt(2))
         m = mul(m, 2.0);
@@ -124,7 +124,7 @@ KVW_HD void sincos_eighth(double r, double* s_out, double* c_out) {
     const double phi = mul(r, 0.78539816339744830962);
     const double p2 = mul(phi, phi);
     // sin = phi (1 - p2/3! + p2^2/5! - ... + p2^8/17!), Horner from the highest power.
-    double s = 1.0 / 355687428096000.0;          // 1/17!
+    double s = 1.0 / 355687428096000.0;           // 1/17!
     s = add(mul(s, p2), -1.0 / 1307674368000.0);  // -1/15!
     s = add(mul(s, p2), 1.0 / 6227020800.0);      // 1/13!
     s = add(mul(s, p2), -1.0 / 39916800.0);       // -1/11!
@@ -158,14 +158,38 @@ KVW_HD void sincos_2pi(double u, double* sin_out, double* cos_out) {
     sincos_eighth(rr, &sb, &cb);
     double s = 0, c = 0;
     switch (octant) {
-        case 0: s = sa; c = ca; break;
-        case 1: s = cb; c = sb; break;
-        case 2: s = ca; c = -sa; break;
-        case 3: s = sb; c = -cb; break;
-        case 4: s = -sa; c = -ca; break;
-        case 5: s = -cb; c = -sb; break;
-        case 6: s = -ca; c = sa; break;
-        default: s = -sb; c = cb; break;
+        case 0:
+            s = sa;
+            c = ca;
+            break;
+        case 1:
+            s = cb;
+            c = sb;
+            break;
+        case 2:
+            s = ca;
+            c = -sa;
+            break;
+        case 3:
+            s = sb;
+            c = -cb;
+            break;
+        case 4:
+            s = -sa;
+            c = -ca;
+            break;
+        case 5:
+            s = -cb;
+            c = -sb;
+            break;
+        case 6:
+            s = -ca;
+            c = sa;
+            break;
+        default:
+            s = -sb;
+            c = cb;
+            break;
     }
     *sin_out = s;
     *cos_out = c;
