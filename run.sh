@@ -24,7 +24,7 @@ backend=cpu
 frames=32
 if build/app/cli/kvworld-cli info --model "$model" >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then backend=cuda; frames=320; fi
 mkdir -p out/run
-build/tools/sim/kvworld-sim trace --world-seed "${WORLD_SEED:-901}" --policy-seed 7 --frames "$frames" --out out/run/trace.json
+build/sim/kvworld-sim trace --world-seed "${WORLD_SEED:-901}" --policy-seed 7 --frames "$frames" --out out/run/trace.json
 echo "run.sh: no display — generating $frames frames on the $backend backend (INT4 keys/values, groups of 64, Taylor correction)"
 build/app/cli/kvworld-cli generate --model "$model" --trace out/run/trace.json --out out/run --backend "$backend" \
   --k-bits 4 --v-bits 4 --group 64 --correction taylor --ground-truth "$@"

@@ -6,7 +6,6 @@
 #include "cli_common.h"
 #include "kvworld/fileio.h"
 #include "kvworld/planner.h"
-#include "weights.h"
 
 namespace kvw::cli {
 
@@ -49,13 +48,7 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
         const ModelConfig cfg =
             load_model_config(config_path.empty() ? std::filesystem::path(model_dir) / "model.json"
                                                   : std::filesystem::path(config_path));
-        uint64_t params = 0;
-        for (const TensorSpec& t : expected_tensors(cfg)) {
-            uint64_t n = 1;
-            for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-            params += n;
-        }
-        models.push_back(peer_from_config(cfg, params * 2 / 1e9));
+        models.push_back(peer_from_config(cfg, parameter_count(cfg) * 2 / 1e9));
     }
     if (!preset.empty() || all) {
         const std::vector<PeerModel> presets = load_peer_presets(default_presets_dir());

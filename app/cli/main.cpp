@@ -5,8 +5,6 @@
 #include "cli_common.h"
 #include "kvworld/fileio.h"
 #include "kvworld/planner.h"
-#include "model_impl.h"
-#include "weights.h"
 
 int main(int argc, char** argv) {
     using namespace kvw;
@@ -150,7 +148,7 @@ int main(int argc, char** argv) {
             std::printf(
                 "parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion "
                 "guidance %s, window %d, recall %d%s%s\n",
-                m->impl().parameters / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()),
+                m->parameter_count() / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()),
                 c.tokens_per_chunk(), c.steps,
                 c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window,
                 c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
@@ -164,10 +162,7 @@ int main(int argc, char** argv) {
         }
         if (*init) {
             const ModelConfig cfg = load_model_config(init_config);
-            std::filesystem::create_directories(init_out);
-            save_weights(std::filesystem::path(init_out) / cfg.weight_files.front(),
-                         random_weights(cfg, init_seed), init_dtype);
-            write_file_atomic(std::filesystem::path(init_out) / "model.json", model_config_to_json(cfg));
+            write_random_model(cfg, init_out, init_seed, init_dtype);
             std::printf("wrote %s\n", init_out.c_str());
             return 0;
         }

@@ -16,9 +16,6 @@
 
 namespace kvw {
 
-// The largest context (chunks attended to, the current one included) the RoPE tables cover.
-inline constexpr int kMaxContextChunks = 64;
-
 // Storage formats of K and V for the settings; normalised so that equal storage compares equal (a 16-bit
 // tensor has no group and no layout).
 inline TensorFormat key_format(const CacheSettings& s) {

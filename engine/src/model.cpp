@@ -1,8 +1,10 @@
 #include <string>
 
 #include "backend.h"
+#include "kvworld/fileio.h"
 #include "model_impl.h"
 #include "util/check.h"
+#include "weights.h"
 
 namespace kvw {
 
@@ -84,6 +86,31 @@ std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weight
     return std::make_shared<Access>(std::move(impl));
 }
 
+std::shared_ptr<Model> Model::with_random_weights(const ModelConfig& config, uint64_t seed, BackendKind backend) {
+    if (backend == BackendKind::Cuda) {
+        std::string why;
+        if (!cuda_backend_available(&why)) throw Error("the CUDA backend is not available: " + why);
+    }
+    return make_model(config, random_weights(config, seed), backend);
+}
+
+uint64_t parameter_count(const ModelConfig& config) {
+    uint64_t params = 0;
+    for (const TensorSpec& t : expected_tensors(config)) {
+        uint64_t n = 1;
+        for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+        params += n;
+    }
+    return params;
+}
+
+void write_random_model(const ModelConfig& config, const std::filesystem::path& dir, uint64_t seed,
+                        const std::string& dtype) {
+    std::filesystem::create_directories(dir);
+    save_weights(dir / config.weight_files.front(), random_weights(config, seed), dtype);
+    write_file_atomic(dir / "model.json", model_config_to_json(config));
+}
+
 const ModelConfig& Model::config() const {
     return impl_->config;
 }
@@ -92,6 +119,9 @@ BackendKind Model::backend() const {
 }
 const std::filesystem::path& Model::directory() const {
     return impl_->dir;
+}
+uint64_t Model::parameter_count() const {
+    return impl_->parameters;
 }
 uint64_t Model::weight_bytes() const {
     return impl_->backend->weight_bytes();

@@ -14,23 +14,7 @@ namespace kvw {
 namespace {
 
 void validate_params(const SessionParams& p, const ModelConfig& c) {
-    validate_format(key_format(p.cache), c.head_dim, true);
-    validate_format(value_format(p.cache), c.head_dim, false);
-    if (p.context.window < 0 || p.context.recall < 0) throw Error("window and recall must be >= 0");
-    if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
-        throw Error("window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks");
-    if (p.context.budget_bytes < 0) throw Error("the cache budget must be >= 0 (0 = unlimited)");
-    if (p.sampler.steps < 0 || p.sampler.steps > 1000)
-        throw Error("steps must be in [1, 1000] (0 = model default)");
-    if (p.sampler.shift < 0) throw Error("shift must be > 0 (0 = model default)");
-    if (p.sampler.cache_t >= 1.f) throw Error("cache_t must be < 1");
-    if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
-        throw Error("motion guidance must be in [1, 8] (1 = off, 0 = model default)");
-    const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
-    if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
-        throw Error("cache budget of " + std::to_string(p.context.budget_bytes / 1e6) +
-                    " MB cannot hold a single chunk (" + std::to_string(chunk / 1e6) + " MB at " +
-                    p.cache.label() + ")");
+    if (std::optional<std::string> problem = check_session_params(c, p)) throw Error(*problem);
 }
 
 std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelConfig& c) {
@@ -44,6 +28,29 @@ std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelC
 }
 
 }  // namespace
+
+std::optional<std::string> check_session_params(const ModelConfig& c, const SessionParams& p) {
+    try {
+        validate_format(key_format(p.cache), c.head_dim, true);
+        validate_format(value_format(p.cache), c.head_dim, false);
+    } catch (const Error& e) {
+        return std::string(e.what());
+    }
+    if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
+    if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
+        return "window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks";
+    if (!(p.context.budget_bytes >= 0)) return "the cache budget must be >= 0 (0 = unlimited)";
+    if (p.sampler.steps < 0 || p.sampler.steps > 1000) return "steps must be in [1, 1000] (0 = model default)";
+    if (!(p.sampler.shift >= 0)) return "shift must be > 0 (0 = model default)";
+    if (!(p.sampler.cache_t < 1.f)) return "cache_t must be < 1";
+    if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
+        return "motion guidance must be in [1, 8] (1 = off, 0 = model default)";
+    const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
+    if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
+        return "cache budget of " + std::to_string(p.context.budget_bytes / 1e6) + " MB cannot hold a single chunk (" +
+               std::to_string(chunk / 1e6) + " MB at " + p.cache.label() + ")";
+    return std::nullopt;
+}
 
 struct Session::Impl {
     std::shared_ptr<Model> model;

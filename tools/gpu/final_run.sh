@@ -23,7 +23,7 @@ stamp "configure"
 cmake -S . -B /tmp/kvw/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DKVW_GUI=ON > "$R/configure.log" 2>&1
 ninja -C /tmp/kvw/build kvworld-sim > "$R/build_sim.log" 2>&1 || { stamp "sim build failed"; tail -20 "$R/build_sim.log"; pack; exit 1; }
 stamp "dataset"
-/tmp/kvw/build/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-5000}" --frames 32 --seed-base 1000 \
+/tmp/kvw/build/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-5000}" --frames 32 --seed-base 1000 \
   --threads "$(nproc)" > "$R/dataset.log" 2>&1
 stamp "fine-tuning for $TRAIN_MINUTES min"
 PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init assets/models/default \

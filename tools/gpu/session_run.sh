@@ -55,7 +55,7 @@ run_film() {
   for ws in $2; do
     w=${ws%%:*}; ps=${ws#*:}; d=$R/$3_$w
     stamp "$3: world $w policy $ps, a 2-minute rollout ($1)"
-    $B/tools/sim/kvworld-sim trace --world-seed "$w" --policy-seed "$ps" --frames 1920 --context-frames 4 --out /tmp/kvw/$3_$w.json > /dev/null
+    $B/sim/kvworld-sim trace --world-seed "$w" --policy-seed "$ps" --frames 1920 --context-frames 4 --out /tmp/kvw/$3_$w.json > /dev/null
     rm -rf /tmp/kvw/$3_$w
     timeout 120 $B/app/cli/kvworld-cli generate --backend cuda --model "$1" --trace /tmp/kvw/$3_$w.json --out /tmp/kvw/$3_$w \
       --ground-truth --no-video > "$d.log" 2>&1; echo "$3 $w rc=$?"
@@ -102,7 +102,7 @@ if has parity; then
   [[ $rc == 0 ]] || { stamp "parity test failed"; tail -40 "$R/test_parity.log"; pack; exit 1; }
   rm -rf /tmp/kvw/cons_data
   # the tiny model with the source turned and walked (warp_eye_height), at its 32x32
-  $B/tools/sim/kvworld-sim dataset --out /tmp/kvw/cons_data --episodes 2 --frames 32 --seed-base 777 --threads 2 --width 32 --height 32 > /dev/null 2>&1
+  $B/sim/kvworld-sim dataset --out /tmp/kvw/cons_data --episodes 2 --frames 32 --seed-base 777 --threads 2 --width 32 --height 32 > /dev/null 2>&1
   python3 -c 'import json; j=json.load(open("config/model-tiny.json")); j["sampler"].update(warp_source=True, warp_eye_height=2.5)
 json.dump(j, open("/tmp/kvw/tiny_walked.json", "w"))'
   (cd tools/train && timeout 200 python3 check_consistency.py /tmp/kvw/cons_data /tmp/kvw/tiny_walked.json) > "$R/check_consistency.log" 2>&1
@@ -124,7 +124,7 @@ if has train; then
   if [[ "$(cat /dev/shm/kvw_data.id 2>/dev/null)" != "$data_id" ]]; then
     stamp "dataset $data_id"
     rm -rf /dev/shm/kvw_data
-    $B/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames "${EPISODE_FRAMES:-32}" --seed-base "${SEED_BASE:-1000}" \
+    $B/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames "${EPISODE_FRAMES:-32}" --seed-base "${SEED_BASE:-1000}" \
       --threads "$(nproc)" > "$R/dataset.log" 2>&1 && echo "$data_id" > /dev/shm/kvw_data.id
   fi
   stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}, degrade ${DEGRADE:-0}"

@@ -26,7 +26,7 @@ ninja -C /tmp/kvw/build kvworld-sim > "$LOG/build_sim.log" 2>&1 || { tail -30 "$
 
 if [[ "${RESUME:-0}" == 0 || ! -f /dev/shm/kvw_data/meta.json ]]; then
   stamp "dataset: $EPISODES episodes x 32 frames"
-  /tmp/kvw/build/tools/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "$EPISODES" --frames 32 \
+  /tmp/kvw/build/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "$EPISODES" --frames 32 \
     --seed-base 1000 --threads "$(nproc)" > "$LOG/dataset.log" 2>&1 || { tail "$LOG/dataset.log"; exit 1; }
   tail -1 "$LOG/dataset.log"
 fi

@@ -34,6 +34,9 @@ BackendKind parse_backend(const std::string&);    // "cpu" | "cuda"; throws kvw:
 KeyLayout parse_key_layout(const std::string&);   // "token" | "channel"
 Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact"
 
+// The largest context a session attends to, in chunks, the current one included (window + recall + 1).
+inline constexpr int kMaxContextChunks = 64;
+
 // True when this build has the CUDA backend and a usable device is present.
 bool cuda_available(std::string* why_not = nullptr);
 // Free and total memory of the CUDA device (false without one).
@@ -81,6 +84,11 @@ struct SessionParams {
 
     bool operator==(const SessionParams&) const = default;
 };
+
+// Checks session parameters against a model the way Session does (formats against the head size, window and
+// recall, sampler ranges, a budget below one chunk). Returns the problem, or nothing when a Session accepts
+// them: front ends show it at once instead of waiting for the engine's kvw::Error.
+std::optional<std::string> check_session_params(const ModelConfig& config, const SessionParams& params);
 
 // Cache bytes split the way the memory overlay draws them.
 struct CacheBytes {
@@ -143,12 +151,17 @@ class Model {
   public:
     // Loads `dir/model.json` and its safetensors weights, checked against each other.
     static std::shared_ptr<Model> load(const std::filesystem::path& dir, BackendKind backend);
+    // A model of `config` with random weights (benchmarks of configs without trained weights). The same seed
+    // gives the same weights.
+    static std::shared_ptr<Model> with_random_weights(const ModelConfig& config, uint64_t seed,
+                                                      BackendKind backend);
     virtual ~Model();
 
     const ModelConfig& config() const;
     BackendKind backend() const;
     const std::filesystem::path& directory() const;
     uint64_t weight_bytes() const;  // bytes of weights resident on the backend
+    uint64_t parameter_count() const;
 
     struct Impl;
     Impl& impl() const { return *impl_; }
@@ -157,6 +170,14 @@ class Model {
     explicit Model(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
+
+// Parameters a model of `config` has (every tensor of docs/design.md "Tensor names").
+uint64_t parameter_count(const ModelConfig& config);
+
+// Writes a model folder of `config` with random weights: model.json and its first weight file, dtype "F32",
+// "F16" or "BF16" (benchmarks and tests of configs without trained weights).
+void write_random_model(const ModelConfig& config, const std::filesystem::path& dir, uint64_t seed,
+                        const std::string& dtype);
 
 class Session {
   public:

@@ -110,7 +110,7 @@ struct DatasetOptions {
     SimParams params;
 };
 
-// The seeds of one episode (the documented mapping; see tools/sim/README.md).
+// The seeds of one episode (the documented mapping; see sim/README.md).
 struct EpisodeSeeds {
     uint64_t world = 0, policy = 0, spawn = 0;
     int warmup_frames = 0;
