@@ -30,7 +30,7 @@
 #include <mutex>
 
 #include "common.cuh"
-#include "correction.h"
+#include "kvworld/backend/correction.h"
 #include "cuda_ops.h"
 
 namespace kvw::cuda {

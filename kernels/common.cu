@@ -16,21 +16,21 @@ namespace kvw::cuda {
     throw Error(msg);
 }
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+template <>
+Buffer<Memory::Device>::Buffer(size_t bytes) : bytes_(bytes) {
     if (bytes) CUDA_CHECK(cudaMalloc(&ptr_, bytes));
 }
-DeviceBuffer::~DeviceBuffer() {
+template <>
+Buffer<Memory::Device>::~Buffer() {
     if (ptr_) cudaFree(ptr_);
 }
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-    if (this != &o) {
-        if (ptr_) cudaFree(ptr_);
-        ptr_ = o.ptr_;
-        bytes_ = o.bytes_;
-        o.ptr_ = nullptr;
-        o.bytes_ = 0;
-    }
-    return *this;
+template <>
+Buffer<Memory::PinnedHost>::Buffer(size_t bytes) : bytes_(bytes) {
+    if (bytes) CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
+}
+template <>
+Buffer<Memory::PinnedHost>::~Buffer() {
+    if (ptr_) cudaFreeHost(ptr_);
 }
 
 Stream::Stream() {

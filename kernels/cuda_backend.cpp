@@ -1,27 +1,24 @@
-// The CUDA backend: bf16 weights on the device, cuBLAS GEMMs, the fused kernels of kernels/*.cu, the packed
-// cache in device memory (same bytes as the CPU reference), and a CUDA graph per chunk shape that is
-// captured once and replayed. Per chunk only the small things travel: the conditioning vectors, the
-// context's segment descriptors, the cache-write targets, the seed — then the frames come back (or stay
-// on the device for CUDA-GL interop).
+// The CUDA backend: the backend operations (kvworld/backend/backend.h) with bf16 weights on the device, cuBLAS
+// GEMMs, the fused kernels of kernels/*.cu and the packed cache in device memory (same bytes as the CPU
+// reference). Each stage the engine's sampler runs is captured into a CUDA graph once per stage key and
+// replayed, so per chunk only the small things travel: the conditioning rows, the context's segment
+// descriptors, the cache-write targets, the seed and the view changes — then the frames come back (or stay on
+// the device for CUDA-GL interop).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 
-#include "backend.h"
 #include "common.cuh"
-#include "conditioning.h"
 #include "cuda_ops.h"
-#include "util/check.h"
-#include "util/half.h"
-#include "util/offset_allocator.h"
-#include "util/rng.h"
+#include "kvworld/backend/backend.h"
+#include "offset_allocator.h"
 
 namespace kvw {
 
@@ -30,7 +27,7 @@ namespace cu = kvw::cuda;
 bool cuda_backend_available(std::string* why_not) {
     return cu::device_present(why_not);
 }
-bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {
+bool cuda_backend_memory_info(size_t* free_bytes, size_t* total_bytes) {
     if (!cu::device_present(nullptr)) return false;
     const cu::MemoryInfo m = cu::memory_info();
     *free_bytes = m.free;
@@ -39,35 +36,6 @@ bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {
 }
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Pinned host memory (RAII), for uploads that a stream (and a graph) can read asynchronously.
-class PinnedBuffer {
-  public:
-    PinnedBuffer() = default;
-    explicit PinnedBuffer(size_t bytes) : bytes_(bytes) {
-        if (bytes) CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
-    }
-    ~PinnedBuffer() {
-        if (ptr_) cudaFreeHost(ptr_);
-    }
-    PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
-    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-        std::swap(ptr_, o.ptr_);
-        std::swap(bytes_, o.bytes_);
-        return *this;
-    }
-    template <typename T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    size_t bytes() const { return bytes_; }
-
-  private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
-};
 
 class Event {
   public:
@@ -98,7 +66,6 @@ class Graph {
         exec_ = nullptr;
         graph_ = nullptr;
     }
-    bool ready() const { return exec_ != nullptr; }
     // Captures whatever `body` enqueues on `stream`.
     template <typename Body>
     void capture(cudaStream_t stream, Body&& body) {
@@ -139,8 +106,6 @@ struct LayerWeights {
     uint16_t *qkv_w, *proj_w, *fc1_w, *fc2_w;
     float *qkv_b, *q_norm, *k_norm, *proj_b, *fc1_b, *fc2_b, *mod_offset;
 };
-
-class CudaBackendModel;
 
 // Device memory of the KV cache: arenas (one cudaMalloc each, whole 2 MiB pages) carved into chunk slots by
 // an OffsetAllocator. Sized against an explicit budget: with the session's memory budget set, one arena of
@@ -217,64 +182,106 @@ struct DeviceSlot {
     SegmentLayout k_layout, v_layout;
 };
 
+
+class CudaBackendModel;
+
 class CudaBackendSession final : public BackendSession {
   public:
     explicit CudaBackendSession(const CudaBackendModel& m);
     ~CudaBackendSession() override;
-    void run_chunk(const ChunkJob& job, ChunkOutput* out) override;
-    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
-                      std::vector<double>* p_cache) override;
+
+    void set_conditioning(const std::vector<float>& mod, const std::vector<float>& fmod, int rows) override;
+    void set_context(const std::vector<int>& slots, const CacheSettings& cache) override;
+    void set_write_slot(int slot, const CacheSettings& cache) override;
+    void set_noise_key(uint64_t seed, uint32_t chunk) override;
+    void set_source_views(const std::vector<ViewChange>& views) override;
+    void upload_frames(Frames dst, const float* host) override;
+    void download_frames(Frames src, float* host) override;
+    void reserve_cache(double budget_bytes, const CacheSettings& cache) override;
+
+    void run_stage(const std::string& key, const std::function<void()>& body) override;
+    bool eager() const override { return false; }
+    void mark(StageMark m) override {
+        CUDA_CHECK(cudaEventRecord(marks_[static_cast<size_t>(m)].get(), stream()));
+    }
+
+    void fill_noise(Frames dst, uint32_t domain) override {
+        cu::normal_noise(frames(dst), frame_floats_, seed_chunk_.as<uint64_t>(), 0, domain, stream_.get());
+    }
+    void add_flow_source(Frames x, float sigma, FlowSource source) override;
+    void embed(Frames in) override;
+    void attention_input(int layer, int row) override;
+    void write_cache(int layer) override;
+    void attention(int layer, int row) override;
+    void attention_output(int layer, int row) override;
+    void mlp(int layer, int row) override;
+    void output_head(int row, Frames out) override;
+    void guided_euler_step(float t, float dt, float guidance) override {
+        cu::guided_euler(frames(Frames::Latent), frames(Frames::Prediction),
+                         guidance != 1.f ? frames(Frames::PredictionStill) : nullptr, guidance, t, dt,
+                         frame_floats_, stream_.get());
+    }
+    void clamp(Frames src, Frames dst) override {
+        cu::clamp_frames(frames(src), frames(dst), frame_floats_, stream_.get());
+    }
+    void mix_noise(Frames src, Frames noise, float tau, Frames dst) override {
+        cu::mix_noise(frames(src), frames(noise), tau, frames(dst), frame_floats_, stream_.get());
+    }
+    void decode(Frames src, bool keep_on_device) override {
+        cu::frames_to_8bit(frames(src), frame_floats_ / 3, keep_on_device ? rgba_.as<uint8_t>() : nullptr,
+                           keep_on_device ? nullptr : rgb_.as<uint8_t>(), stream_.get());
+        decoded_ = keep_on_device ? Decoded::Device : Decoded::Host;
+    }
+    ChunkReadback finish(int rows) override;
+
     void free_slot(int slot) override;
     void clear() override;
-    std::vector<CacheBytes> slot_layer_bytes(int slot) const override;
-    void reencode(const CacheSettings& settings) override;
+    CachedChunk read_slot(int slot) override;
+    void write_slot(int slot, const CachedChunk& chunk) override;
     bool device_cache_memory(DeviceCacheMemory* out) const override {
         *out = DeviceCacheMemory{pool_.used(), pool_.reserved(), pool_.measured()};
         return true;
     }
 
   private:
-    size_t slot_bytes(const CacheSettings& s) const;  // one chunk, every layer
-    void allocate_slot(int id, const CacheSettings& s);
-    void upload_context(const ChunkJob& job);
-    // Conditioning rows at `times`; rows from `negative_from` on (when >= 0) take the job's negative actions.
-    void upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows,
-                             int negative_from = -1);
-    // Enqueues one forward pass using conditioning row `row`. write: the cache pass (no output head).
-    // x0_negative: motion guidance's other prediction, extrapolated from by `guidance` before the Euler step.
-    void enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler, float t, float dt,
-                         const CacheSettings& cache, const float* x0_negative = nullptr,
-                         float guidance = 1.f);
-    void enqueue_denoise(const ChunkJob& job, const std::vector<float>& times);
-    void enqueue_cache_pass(const ChunkJob& job, bool given);
-    std::vector<double> p_cache_from(int first_row, int rows) const;
+    cudaStream_t stream() const { return cu::as_stream(stream_.get()); }
+    float* frames(Frames f) const { return frame_buffers_[static_cast<size_t>(f)].as<float>(); }
+    DeviceSlot& allocate_slot(int id, const TensorFormat& k, const TensorFormat& v);
+    const float* modulation(int row) const {
+        const ModelConfig& c = config();
+        return mod_.as<float>() + static_cast<size_t>(row) * c.chunk_frames * 6 * c.hidden;
+    }
+    const ModelConfig& config() const;
 
     const CudaBackendModel& m_;
     cu::Stream stream_;
     cu::Gemm gemm_;
     std::map<int, DeviceSlot> slots_;
     CachePool pool_;
-    // Work buffers
     size_t frame_floats_ = 0;
-    int max_rows_ =
-        0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
-    cu::DeviceBuffer x_, x0_, x0_negative_, xc_, noise_, tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_,
-        rgba_, rgb_, pc_, split_ws_;
+    int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
+    int rows_ = 0;      // set this chunk
+    std::array<cu::DeviceBuffer, kFrameBuffers> frame_buffers_;
+    // Activations: patch tokens, residual stream X [N x D] fp32, normed H, QKV, attention out A (bf16), Y fp32,
+    // MLP hidden M (bf16).
+    cu::DeviceBuffer tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
     cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_views_;
-    PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_,
+    cu::PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_,
         h_frames_, h_warp_views_;
+    CacheSettings write_cache_;  // the write slot's format
+    CacheSettings context_cache_;  // the context's format and correction
     int splits_ = 1, q_tiles_ = 1;
-    // Captured graphs by shape key
-    std::map<std::string, std::unique_ptr<Graph>> graphs_;
-    Event ev_start_, ev_denoised_, ev_cached_, ev_done_;
+    enum class Decoded { None, Host, Device } decoded_ = Decoded::None;
+    std::map<std::string, std::unique_ptr<Graph>> graphs_;  // captured stages by key
+    std::array<Event, 4> marks_;
 };
 
 class CudaBackendModel final : public BackendModel {
   public:
-    CudaBackendModel(const ModelConfig& c, const ModelWeights& w)
-        : config(c), host_weights(w), rope(make_rope_tables(c, kMaxContextChunks * c.chunk_frames)) {
-        if (c.head_dim != 64 && c.head_dim != 128)
-            throw Error("the CUDA backend supports head_dim 64 and 128");
+    explicit CudaBackendModel(const BackendModelSpec& spec) : config(spec.config) {
+        const ModelConfig& c = spec.config;
+        const ModelWeights& w = spec.weights;
+        if (c.head_dim != 64 && c.head_dim != 128) throw Error("the CUDA backend supports head_dim 64 and 128");
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
         if (c.absolute_position) {
             // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one
@@ -305,8 +312,9 @@ class CudaBackendModel final : public BackendModel {
             layers.push_back(lw);
         }
         for (int a = 0; a < 3; ++a) {
-            rope_cos[a] = upload_f32(rope.cos[static_cast<size_t>(a)], keep);
-            rope_sin[a] = upload_f32(rope.sin[static_cast<size_t>(a)], keep);
+            rope_cos[a] = upload_f32(spec.rope.cos[static_cast<size_t>(a)], keep);
+            rope_sin[a] = upload_f32(spec.rope.sin[static_cast<size_t>(a)], keep);
+            rope_pairs[a] = spec.rope.pairs[static_cast<size_t>(a)];
         }
         for (const auto& b : keep) device_bytes += b.bytes();
     }
@@ -315,29 +323,27 @@ class CudaBackendModel final : public BackendModel {
     }
     uint64_t weight_bytes() const override { return device_bytes; }
 
-    ModelConfig config;
-    ModelWeights host_weights;  // conditioning runs on the host
-    RopeTables rope;
+    const ModelConfig& config;
     std::vector<cu::DeviceBuffer> keep;
     uint16_t *patch_w = nullptr, *final_w = nullptr;
-    float *patch_b = nullptr,
-          *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
+    float *patch_b = nullptr, *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
     std::vector<LayerWeights> layers;
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
+    int rope_pairs[3] = {};
     uint64_t device_bytes = 0;
 };
+
+const ModelConfig& CudaBackendSession::config() const {
+    return m_.config;
+}
 
 CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     const ModelConfig& c = m.config;
     const size_t N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim();
     frame_floats_ = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
     max_rows_ = 129;  // up to 64 sampling steps + the cache pass + 64 negative steps (motion guidance)
-    x_ = cu::DeviceBuffer(frame_floats_ * 4);
-    x0_ = cu::DeviceBuffer(frame_floats_ * 4);
-    x0_negative_ = cu::DeviceBuffer(frame_floats_ * 4);
-    xc_ = cu::DeviceBuffer(frame_floats_ * 4);
-    noise_ = cu::DeviceBuffer(frame_floats_ * 4);
+    for (auto& f : frame_buffers_) f = cu::DeviceBuffer(frame_floats_ * 4);
     tokens_ = cu::DeviceBuffer(N * P * 2);
     X_ = cu::DeviceBuffer(N * D * 4);
     H_ = cu::DeviceBuffer(N * D * 2);
@@ -347,15 +353,15 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     M_ = cu::DeviceBuffer(N * c.mlp_hidden * 2);
     mod_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.chunk_frames * 6 * D * 4);
     fmod_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.chunk_frames * 2 * D * 4);
-    h_mod_ = PinnedBuffer(mod_.bytes());
-    h_fmod_ = PinnedBuffer(fmod_.bytes());
+    h_mod_ = cu::PinnedBuffer(mod_.bytes());
+    h_fmod_ = cu::PinnedBuffer(fmod_.bytes());
     rgba_ = cu::DeviceBuffer(frame_floats_ / 3 * 4);
     rgb_ = cu::DeviceBuffer(frame_floats_);
-    h_rgb_ = PinnedBuffer(frame_floats_);
-    h_frames_ = PinnedBuffer(frame_floats_ * 4);
+    h_rgb_ = cu::PinnedBuffer(frame_floats_);
+    h_frames_ = cu::PinnedBuffer(frame_floats_ * 4);
     q_tiles_ = cu::attention_query_tiles(static_cast<int>(N));
     pc_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.depth * c.heads * q_tiles_ * 4);
-    h_pc_ = PinnedBuffer(pc_.bytes());
+    h_pc_ = cu::PinnedBuffer(pc_.bytes());
     // Split the key range when the query tiles alone leave the GPU's multiprocessors idle.
     const int sms = cu::multiprocessors();
     splits_ = cu::attention_splits(static_cast<int>(N), c.heads, cu::attention_block_shape(c.head_dim), sms);
@@ -363,39 +369,294 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
         split_ws_ = cu::DeviceBuffer(
             cu::attention_split_workspace_floats(splits_, c.heads, static_cast<int>(N), c.head_dim) * 4);
     segments_ = cu::DeviceBuffer(static_cast<size_t>(c.depth) * kMaxContextChunks * sizeof(cu::SegmentDesc));
-    h_segments_ = PinnedBuffer(segments_.bytes());
+    h_segments_ = cu::PinnedBuffer(segments_.bytes());
     n_segments_ = cu::DeviceBuffer(sizeof(int));
-    h_n_segments_ = PinnedBuffer(sizeof(int));
+    h_n_segments_ = cu::PinnedBuffer(sizeof(int));
     write_views_ = cu::DeviceBuffer(static_cast<size_t>(c.depth) * 2 * sizeof(cu::PackedView));
-    h_write_views_ = PinnedBuffer(write_views_.bytes());
+    h_write_views_ = cu::PinnedBuffer(write_views_.bytes());
     seed_chunk_ = cu::DeviceBuffer(2 * sizeof(uint64_t));
-    h_seed_chunk_ = PinnedBuffer(2 * sizeof(uint64_t));
+    h_seed_chunk_ = cu::PinnedBuffer(2 * sizeof(uint64_t));
     // warp_source: each frame's ViewChange, 5 floats (uploaded with every chunk, so that a captured graph
     // reads the chunk's own camera changes; the kernel computes the per-pixel positions from them).
     warp_views_ =
         cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * cu::kViewChangeFloats * sizeof(float));
-    h_warp_views_ = PinnedBuffer(warp_views_.bytes());
+    h_warp_views_ = cu::PinnedBuffer(warp_views_.bytes());
     gemm_.bind(stream_.get());
     cu::attention_init();  // kernel attributes must be set outside graph capture
 }
 
 CudaBackendSession::~CudaBackendSession() {
     graphs_.clear();
-    cudaStreamSynchronize(cu::as_stream(stream_.get()));
+    cudaStreamSynchronize(stream());
 }
 
-size_t CudaBackendSession::slot_bytes(const CacheSettings& s) const {
-    const ModelConfig& c = m_.config;
-    const SegmentLayout k = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
-    const SegmentLayout v = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
-    return (k.total_bytes() + v.total_bytes()) * static_cast<size_t>(c.depth);
+// ---- per-chunk inputs ---------------------------------------------------------------------------------------
+
+void CudaBackendSession::set_conditioning(const std::vector<float>& mod, const std::vector<float>& fmod,
+                                          int rows) {
+    if (rows > max_rows_)
+        throw Error("at most " + std::to_string((max_rows_ - 1) / 2) +
+                    " denoising steps (with motion guidance) on the CUDA backend");
+    std::memcpy(h_mod_.as<float>(), mod.data(), mod.size() * 4);
+    std::memcpy(h_fmod_.as<float>(), fmod.data(), fmod.size() * 4);
+    CUDA_CHECK(cudaMemcpyAsync(mod_.get(), h_mod_.get(), mod.size() * 4, cudaMemcpyHostToDevice, stream()));
+    CUDA_CHECK(cudaMemcpyAsync(fmod_.get(), h_fmod_.get(), fmod.size() * 4, cudaMemcpyHostToDevice, stream()));
+    rows_ = rows;
+    decoded_ = Decoded::None;
 }
 
-void CudaBackendSession::allocate_slot(int id, const CacheSettings& s) {
-    const ModelConfig& c = m_.config;
+void CudaBackendSession::set_context(const std::vector<int>& slots, const CacheSettings& cache) {
+    const ModelConfig& c = config();
+    const int n_ctx = static_cast<int>(slots.size());
+    if (n_ctx + 1 > kMaxContextChunks)
+        throw Error("context larger than " + std::to_string(kMaxContextChunks - 1) + " chunks");
+    auto* segs = h_segments_.as<cu::SegmentDesc>();
+    for (int l = 0; l < c.depth; ++l)
+        for (int s = 0; s < n_ctx; ++s) {
+            const DeviceSlot& slot = slots_.at(slots[static_cast<size_t>(s)]);
+            if (!(slot.k_layout.fmt == key_format(cache)) || !(slot.v_layout.fmt == value_format(cache)))
+                throw Error("internal: a cached chunk has a stale format (re-encode missing)");
+            const cu::PackedView& k = slot.k[static_cast<size_t>(l)];
+            const cu::PackedView& v = slot.v[static_cast<size_t>(l)];
+            segs[l * kMaxContextChunks + s] = cu::SegmentDesc{
+                k.codes, k.steps, k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(), s};
+        }
+    *h_n_segments_.as<int>() = n_ctx;
+    context_cache_ = cache;
+    CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.get(), segments_.bytes(), cudaMemcpyHostToDevice,
+                               stream()));
+    CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.get(), sizeof(int), cudaMemcpyHostToDevice,
+                               stream()));
+}
+
+void CudaBackendSession::set_write_slot(int slot, const CacheSettings& cache) {
+    const ModelConfig& c = config();
+    free_slot(slot);
+    const DeviceSlot& s = allocate_slot(slot, key_format(cache), value_format(cache));
+    auto* views = h_write_views_.as<cu::PackedView>();
+    for (int l = 0; l < c.depth; ++l) {
+        views[2 * l] = s.k[static_cast<size_t>(l)];
+        views[2 * l + 1] = s.v[static_cast<size_t>(l)];
+    }
+    write_cache_ = cache;
+    CUDA_CHECK(cudaMemcpyAsync(write_views_.get(), h_write_views_.get(), write_views_.bytes(),
+                               cudaMemcpyHostToDevice, stream()));
+}
+
+void CudaBackendSession::set_noise_key(uint64_t seed, uint32_t chunk) {
+    h_seed_chunk_.as<uint64_t>()[0] = seed;
+    h_seed_chunk_.as<uint64_t>()[1] = chunk;
+    CUDA_CHECK(cudaMemcpyAsync(seed_chunk_.get(), h_seed_chunk_.get(), 2 * sizeof(uint64_t),
+                               cudaMemcpyHostToDevice, stream()));
+}
+
+void CudaBackendSession::set_source_views(const std::vector<ViewChange>& views) {
+    if (static_cast<int>(views.size()) != config().chunk_frames)
+        throw Error("warp_source needs one view change per frame");
+    float* out = h_warp_views_.as<float>();
+    for (const ViewChange& v : views) {
+        const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right};
+        out = std::copy(std::begin(packed), std::end(packed), out);
+    }
+    CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.get(), warp_views_.bytes(), cudaMemcpyHostToDevice,
+                               stream()));
+}
+
+void CudaBackendSession::upload_frames(Frames dst, const float* host) {
+    // Through pinned memory: the copy is asynchronous, and the stream may still read the previous upload.
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    std::memcpy(h_frames_.as<float>(), host, frame_floats_ * 4);
+    CUDA_CHECK(cudaMemcpyAsync(frames(dst), h_frames_.get(), frame_floats_ * 4, cudaMemcpyHostToDevice, stream()));
+}
+
+void CudaBackendSession::download_frames(Frames src, float* host) {
+    CUDA_CHECK(cudaMemcpyAsync(h_frames_.get(), frames(src), frame_floats_ * 4, cudaMemcpyDeviceToHost, stream()));
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    std::memcpy(host, h_frames_.as<float>(), frame_floats_ * 4);
+}
+
+void CudaBackendSession::reserve_cache(double budget_bytes, const CacheSettings& cache) {
+    if (budget_bytes <= 0) return;
+    // The budget reserved at once, with room for each slot's rounding to the pool's 256-byte alignment.
+    const ModelConfig& c = config();
+    const SegmentLayout k = segment_layout(key_format(cache), c.heads, c.tokens_per_chunk(), c.head_dim);
+    const SegmentLayout v = segment_layout(value_format(cache), c.heads, c.tokens_per_chunk(), c.head_dim);
+    const size_t budget = static_cast<size_t>(budget_bytes),
+                 slot = (k.total_bytes() + v.total_bytes()) * static_cast<size_t>(c.depth);
+    pool_.reserve(budget + OffsetAllocator::kAlignment * (budget / slot + 2));
+}
+
+// ---- stages -----------------------------------------------------------------------------------------------
+
+void CudaBackendSession::run_stage(const std::string& key, const std::function<void()>& body) {
+    // KVW_NO_GRAPHS=1 launches eagerly, for debugging.
+    if (std::getenv("KVW_NO_GRAPHS") != nullptr) return body();
+    auto& g = graphs_[key];
+    if (!g) {
+        g = std::make_unique<Graph>();
+        g->capture(stream(), body);
+    }
+    g->launch(stream());
+}
+
+// ---- operations -------------------------------------------------------------------------------------------
+
+void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource source) {
+    const ModelConfig& c = config();
+    const float* previous = frames(Frames::Prediction);
+    if (source == FlowSource::Warped)
+        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.width, c.height,
+                               c.motion.hfov_deg, c.warp_eye_height, sigma, stream_.get());
+    else
+        cu::flow_source(frames(x), source == FlowSource::Last ? previous : nullptr, frame_floats_ / c.chunk_frames,
+                        c.chunk_frames, sigma, stream_.get());
+}
+
+void CudaBackendSession::embed(Frames in) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden, F = c.chunk_frames, tpf = c.tokens_per_frame();
+    cu::patchify_bf16(frames(in), F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), stream_.get());
+    gemm_.run_f32_out(tokens_.as<uint16_t>(), m_.patch_w, X_.as<float>(), N, c.patch_dim(), D);
+    if (c.absolute_position)  // every frame: + bias + pos_embed
+        cu::add_bias_f32(X_.as<float>(), m_.patch_b, F, tpf * D, stream_.get());
+    else
+        cu::add_bias_f32(X_.as<float>(), m_.patch_b, N, D, stream_.get());
+}
+
+// Modulation rows [F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (+ the layer's mod_offset rows).
+void CudaBackendSession::attention_input(int layer, int row) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden;
+    const LayerWeights& w = m_.layers[static_cast<size_t>(layer)];
+    const float* mod = modulation(row);
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), mod, mod + D, 6 * D, w.mod_offset,
+                                w.mod_offset + D, c.norm_eps, H_.as<uint16_t>(), stream_.get());
+    gemm_.run_bf16_out(H_.as<uint16_t>(), w.qkv_w, QKV_.as<uint16_t>(), N, D, 3 * D);
+    cu::qkv_bias_rmsnorm(QKV_.as<uint16_t>(), w.qkv_b, w.q_norm, w.k_norm, N, c.heads, c.head_dim, c.norm_eps,
+                         stream_.get());
+}
+
+void CudaBackendSession::write_cache(int layer) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden;
+    const SegmentLayout kl = segment_layout(key_format(write_cache_), c.heads, N, c.head_dim);
+    const SegmentLayout vl = segment_layout(value_format(write_cache_), c.heads, N, c.head_dim);
+    const auto* views = write_views_.as<cu::PackedView>();
+    cu::quantize_segment(QKV_.as<uint16_t>() + D, 3 * D, kl, views + 2 * layer, stream_.get());
+    cu::quantize_segment(QKV_.as<uint16_t>() + 2 * D, 3 * D, vl, views + 2 * layer + 1, stream_.get());
+}
+
+void CudaBackendSession::attention(int layer, int row) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk();
+    cu::AttentionParams ap;
+    ap.qkv = QKV_.as<uint16_t>();
+    ap.n_tokens = N;
+    ap.heads = c.heads;
+    ap.head_dim = c.head_dim;
+    ap.segments = segments_.as<cu::SegmentDesc>() + static_cast<size_t>(layer) * kMaxContextChunks;
+    ap.n_segments = n_segments_.as<int>();
+    ap.max_segments = kMaxContextChunks - 1;
+    ap.key_fmt = key_format(context_cache_);
+    ap.value_fmt = value_format(context_cache_);
+    ap.correction = static_cast<int>(context_cache_.correction);
+    ap.alpha = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+    for (int a = 0; a < 3; ++a) {
+        ap.rope_cos[a] = m_.rope_cos[a];
+        ap.rope_sin[a] = m_.rope_sin[a];
+        ap.rope_pairs[a] = m_.rope_pairs[a];
+    }
+    ap.chunk_frames = c.chunk_frames;
+    ap.tokens_per_frame = c.tokens_per_frame();
+    ap.patch_cols = c.patch_cols();
+    ap.out = A_.as<uint16_t>();
+    ap.p_cache_partial = pc_.as<float>() + (static_cast<size_t>(row) * c.depth + layer) * c.heads * q_tiles_;
+    ap.splits = splits_;
+    if (splits_ > 1) {
+        ap.split_o = split_ws_.as<float>();
+        ap.split_stats = split_ws_.as<float>() + static_cast<size_t>(splits_) * c.heads * N * c.head_dim;
+    }
+    cu::attention(ap, stream_.get());
+}
+
+void CudaBackendSession::attention_output(int layer, int row) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden;
+    const LayerWeights& w = m_.layers[static_cast<size_t>(layer)];
+    gemm_.run_f32_out(A_.as<uint16_t>(), w.proj_w, Y_.as<float>(), N, D, D);
+    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, modulation(row) + 2 * D, w.mod_offset + 2 * D,
+                       6 * D, N, D, c.tokens_per_frame(), stream_.get());
+}
+
+void CudaBackendSession::mlp(int layer, int row) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden, tpf = c.tokens_per_frame();
+    const LayerWeights& w = m_.layers[static_cast<size_t>(layer)];
+    const float* mod = modulation(row);
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D, w.mod_offset + 3 * D,
+                                w.mod_offset + 4 * D, c.norm_eps, H_.as<uint16_t>(), stream_.get());
+    gemm_.run_bf16_out(H_.as<uint16_t>(), w.fc1_w, M_.as<uint16_t>(), N, D, c.mlp_hidden);
+    cu::bias_gelu_bf16(M_.as<uint16_t>(), w.fc1_b, N, c.mlp_hidden, stream_.get());
+    gemm_.run_f32_out(M_.as<uint16_t>(), w.fc2_w, Y_.as<float>(), N, c.mlp_hidden, D);
+    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D, N, D,
+                       tpf, stream_.get());
+}
+
+void CudaBackendSession::output_head(int row, Frames out) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), D = c.hidden;
+    const float* fmod = fmod_.as<float>() + static_cast<size_t>(row) * c.chunk_frames * 2 * D;
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, nullptr, nullptr,
+                                c.norm_eps, H_.as<uint16_t>(), stream_.get());
+    gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, c.patch_dim());
+    cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.height, c.width, c.patch, frames(out),
+                        stream_.get());
+}
+
+ChunkReadback CudaBackendSession::finish(int rows) {
+    const ModelConfig& c = config();
+    if (rows > rows_) throw Error("internal: P_S of more rows than were conditioned");
+    ChunkReadback r;
+    if (decoded_ == Decoded::Host)
+        CUDA_CHECK(cudaMemcpyAsync(h_rgb_.get(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, stream()));
+    const size_t per_row = static_cast<size_t>(c.depth) * c.heads * q_tiles_;
+    CUDA_CHECK(cudaMemcpyAsync(h_pc_.get(), pc_.get(), static_cast<size_t>(rows) * per_row * 4,
+                               cudaMemcpyDeviceToHost, stream()));
+    mark(StageMark::Done);
+    CUDA_CHECK(cudaEventSynchronize(marks_[static_cast<size_t>(StageMark::Done)].get()));
+    if (decoded_ == Decoded::Host) r.rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + frame_floats_);
+    if (decoded_ == Decoded::Device)
+        r.device_frames = DeviceFrames{rgba_.get(), c.chunk_frames, c.width, c.height, stream_.get()};
+    // P_S of a row and layer: the kernel's partial sums over heads and query tiles, / (heads * tokens).
+    const float* h = h_pc_.as<float>();
+    r.p_cache.assign(static_cast<size_t>(rows), std::vector<double>(static_cast<size_t>(c.depth), 0.0));
+    for (int row = 0; row < rows; ++row)
+        for (int l = 0; l < c.depth; ++l) {
+            double sum = 0;
+            const size_t base = (static_cast<size_t>(row) * c.depth + l) * c.heads * q_tiles_;
+            for (size_t i = 0; i < static_cast<size_t>(c.heads) * q_tiles_; ++i) sum += h[base + i];
+            r.p_cache[static_cast<size_t>(row)][static_cast<size_t>(l)] =
+                sum / (static_cast<double>(c.heads) * c.tokens_per_chunk());
+        }
+    if (decoded_ != Decoded::None) {
+        auto between = [&](StageMark a, StageMark b) {
+            return static_cast<double>(marks_[static_cast<size_t>(b)].ms_since(marks_[static_cast<size_t>(a)]));
+        };
+        r.times.denoise_ms = between(StageMark::Start, StageMark::Denoised);
+        r.times.cache_pass_ms = between(StageMark::Denoised, StageMark::Cached);
+        r.times.decode_ms = between(StageMark::Cached, StageMark::Done);
+    }
+    decoded_ = Decoded::None;
+    return r;
+}
+
+// ---- the cache ----------------------------------------------------------------------------------------------
+
+DeviceSlot& CudaBackendSession::allocate_slot(int id, const TensorFormat& kf, const TensorFormat& vf) {
+    const ModelConfig& c = config();
     DeviceSlot slot;
-    slot.k_layout = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
-    slot.v_layout = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    slot.k_layout = segment_layout(kf, c.heads, c.tokens_per_chunk(), c.head_dim);
+    slot.v_layout = segment_layout(vf, c.heads, c.tokens_per_chunk(), c.head_dim);
     const size_t per_layer = slot.k_layout.total_bytes() + slot.v_layout.total_bytes();
     slot.size = per_layer * static_cast<size_t>(c.depth);
     slot.base = pool_.allocate(slot.size);
@@ -421,380 +682,65 @@ void CudaBackendSession::allocate_slot(int id, const CacheSettings& s) {
         place(slot.k[static_cast<size_t>(l)], slot.k_layout);
         place(slot.v[static_cast<size_t>(l)], slot.v_layout);
     }
-    slots_[id] = std::move(slot);
+    return slots_[id] = std::move(slot);
 }
 
 void CudaBackendSession::free_slot(int id) {
     auto it = slots_.find(id);
     if (it == slots_.end()) return;
+    // A chunk still running may read the slot: the pool's range is reused only after the stream is done.
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
     pool_.release(it->second.base);
     slots_.erase(it);
 }
 
 void CudaBackendSession::clear() {
-    CUDA_CHECK(cudaStreamSynchronize(cu::as_stream(stream_.get())));
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
     while (!slots_.empty()) free_slot(slots_.begin()->first);
 }
 
-std::vector<CacheBytes> CudaBackendSession::slot_layer_bytes(int id) const {
+CachedChunk CudaBackendSession::read_slot(int id) {
     const DeviceSlot& s = slots_.at(id);
-    CacheBytes b;
-    b.codes = s.k_layout.code_bytes + s.v_layout.code_bytes;
-    b.metadata = s.k_layout.metadata_bytes() + s.v_layout.metadata_bytes();
-    return std::vector<CacheBytes>(static_cast<size_t>(m_.config.depth), b);
-}
-
-void CudaBackendSession::reencode(const CacheSettings& settings) {
-    // Rare (a user toggled the format): through the host reference quantizer.
-    const ModelConfig& c = m_.config;
-    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads;
-    CUDA_CHECK(cudaStreamSynchronize(cu::as_stream(stream_.get())));
-    std::vector<int> ids;
-    for (const auto& [id, s] : slots_) ids.push_back(id);
-    std::vector<float> dense(static_cast<size_t>(T) * c.hidden), head(static_cast<size_t>(T) * hd);
-    for (int id : ids) {
-        DeviceSlot old = std::move(slots_[id]);
-        slots_.erase(id);
-        allocate_slot(id, settings);
-        DeviceSlot& now = slots_[id];
-        for (int l = 0; l < c.depth; ++l)
-            for (int kv = 0; kv < 2; ++kv) {
-                const SegmentLayout& L = kv ? old.v_layout : old.k_layout;
-                const cu::PackedView& src =
-                    kv ? old.v[static_cast<size_t>(l)] : old.k[static_cast<size_t>(l)];
-                PackedTensor p;
-                p.layout = L;
-                p.codes.resize(L.code_bytes);
-                p.steps.resize(L.step_count);
-                p.offsets.resize(L.offset_count);
-                cu::copy_to_host(p.codes.data(), src.codes, p.codes.size());
-                cu::copy_to_host(p.steps.data(), src.steps, p.steps.size() * 2);
-                cu::copy_to_host(p.offsets.data(), src.offsets, p.offsets.size() * 2);
-                for (int h = 0; h < H; ++h) {
-                    dequantize_head(p, h, head.data());
-                    for (int t = 0; t < T; ++t)
-                        std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd,
-                                  &dense[static_cast<size_t>(t) * c.hidden + h * hd]);
-                }
-                const TensorFormat fmt = kv ? value_format(settings) : key_format(settings);
-                const PackedTensor q = quantize(dense.data(), T, H, hd, c.hidden, fmt);
-                const cu::PackedView& dst =
-                    kv ? now.v[static_cast<size_t>(l)] : now.k[static_cast<size_t>(l)];
-                cu::copy_to_device(dst.codes, q.codes.data(), q.codes.size());
-                cu::copy_to_device(dst.steps, q.steps.data(), q.steps.size() * 2);
-                cu::copy_to_device(dst.offsets, q.offsets.data(), q.offsets.size() * 2);
-            }
-        pool_.release(old.base);
-    }
-}
-
-void CudaBackendSession::upload_context(const ChunkJob& job) {
-    const ModelConfig& c = m_.config;
-    const int n_ctx = static_cast<int>(job.context_slots.size());
-    if (n_ctx + 1 > kMaxContextChunks)
-        throw Error("context larger than " + std::to_string(kMaxContextChunks - 1) + " chunks");
-    auto* segs = h_segments_.as<cu::SegmentDesc>();
-    for (int l = 0; l < c.depth; ++l)
-        for (int s = 0; s < n_ctx; ++s) {
-            const DeviceSlot& slot = slots_.at(job.context_slots[static_cast<size_t>(s)]);
-            if (!(slot.k_layout.fmt == key_format(job.cache)) ||
-                !(slot.v_layout.fmt == value_format(job.cache)))
-                throw Error("internal: a cached chunk has a stale format (re-encode missing)");
-            const cu::PackedView& k = slot.k[static_cast<size_t>(l)];
-            const cu::PackedView& v = slot.v[static_cast<size_t>(l)];
-            segs[l * kMaxContextChunks + s] = cu::SegmentDesc{
-                k.codes, k.steps, k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(), s};
-        }
-    *h_n_segments_.as<int>() = n_ctx;
-    h_seed_chunk_.as<uint64_t>()[0] = job.seed;
-    h_seed_chunk_.as<uint64_t>()[1] = static_cast<uint64_t>(job.chunk_index);
-    const cudaStream_t st = cu::as_stream(stream_.get());
-    CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.as<void>(), segments_.bytes(),
-                               cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.as<void>(), sizeof(int),
-                               cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(cudaMemcpyAsync(seed_chunk_.get(), h_seed_chunk_.as<void>(), 2 * sizeof(uint64_t),
-                               cudaMemcpyHostToDevice, st));
-}
-
-void CudaBackendSession::upload_conditioning(const ChunkJob& job, const std::vector<float>& times, int rows,
-                                             int negative_from) {
-    const ModelConfig& c = m_.config;
-    const size_t mod_row = static_cast<size_t>(c.chunk_frames) * 6 * c.hidden,
-                 fmod_row = static_cast<size_t>(c.chunk_frames) * 2 * c.hidden;
-    for (int r = 0; r < rows; ++r) {
-        const bool negative = negative_from >= 0 && r >= negative_from;
-        const Conditioning cond = compute_conditioning(c, m_.host_weights, times[static_cast<size_t>(r)],
-                                                       negative ? job.negative_labels : job.labels,
-                                                       negative ? job.negative_camera : job.camera);
-        std::memcpy(h_mod_.as<float>() + r * mod_row, cond.mod.data(), mod_row * 4);
-        std::memcpy(h_fmod_.as<float>() + r * fmod_row, cond.fmod.data(), fmod_row * 4);
-    }
-    const cudaStream_t st = cu::as_stream(stream_.get());
-    CUDA_CHECK(
-        cudaMemcpyAsync(mod_.get(), h_mod_.as<void>(), rows * mod_row * 4, cudaMemcpyHostToDevice, st));
-    CUDA_CHECK(
-        cudaMemcpyAsync(fmod_.get(), h_fmod_.as<void>(), rows * fmod_row * 4, cudaMemcpyHostToDevice, st));
-}
-
-void CudaBackendSession::enqueue_forward(const float* xin, int row, bool write, float* x0, float* x_euler,
-                                         float t, float dt, const CacheSettings& cache,
-                                         const float* x0_negative, float guidance) {
-    const ModelConfig& c = m_.config;
-    const int N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim(), F = c.chunk_frames,
-              tpf = c.tokens_per_frame();
-    void* s = stream_.get();
-    const float eps = c.norm_eps;
-    cu::patchify_bf16(xin, F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), s);
-    gemm_.run_f32_out(tokens_.as<uint16_t>(), m_.patch_w, X_.as<float>(), N, P, D);
-    if (c.absolute_position)
-        cu::add_bias_f32(X_.as<float>(), m_.patch_b, F, tpf * D, s);  // every frame: + bias + pos_embed
-    else
-        cu::add_bias_f32(X_.as<float>(), m_.patch_b, N, D, s);
-    const float* mod = mod_.as<float>() + static_cast<size_t>(row) * F * 6 * D;
-    const float* fmod = fmod_.as<float>() + static_cast<size_t>(row) * F * 2 * D;
-    const SegmentLayout kl = segment_layout(key_format(cache), c.heads, N, c.head_dim);
-    const SegmentLayout vl = segment_layout(value_format(cache), c.heads, N, c.head_dim);
-    for (int l = 0; l < c.depth; ++l) {
-        const LayerWeights& w = m_.layers[static_cast<size_t>(l)];
-        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod, mod + D, 6 * D, w.mod_offset,
-                                    w.mod_offset + D, eps, H_.as<uint16_t>(), s);
-        gemm_.run_bf16_out(H_.as<uint16_t>(), w.qkv_w, QKV_.as<uint16_t>(), N, D, 3 * D);
-        cu::qkv_bias_rmsnorm(QKV_.as<uint16_t>(), w.qkv_b, w.q_norm, w.k_norm, N, c.heads, c.head_dim, eps,
-                             s);
-        if (write) {
-            const auto* views = write_views_.as<cu::PackedView>();
-            cu::quantize_segment(QKV_.as<uint16_t>() + D, 3 * D, kl, views + 2 * l, s);
-            cu::quantize_segment(QKV_.as<uint16_t>() + 2 * D, 3 * D, vl, views + 2 * l + 1, s);
-        }
-        cu::AttentionParams ap;
-        ap.qkv = QKV_.as<uint16_t>();
-        ap.n_tokens = N;
-        ap.heads = c.heads;
-        ap.head_dim = c.head_dim;
-        ap.segments = segments_.as<cu::SegmentDesc>() + static_cast<size_t>(l) * kMaxContextChunks;
-        ap.n_segments = n_segments_.as<int>();
-        ap.max_segments = kMaxContextChunks - 1;
-        ap.key_fmt = key_format(cache);
-        ap.value_fmt = value_format(cache);
-        ap.correction = static_cast<int>(cache.correction);
-        ap.alpha = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-        for (int a = 0; a < 3; ++a) {
-            ap.rope_cos[a] = m_.rope_cos[a];
-            ap.rope_sin[a] = m_.rope_sin[a];
-            ap.rope_pairs[a] = m_.rope.pairs[static_cast<size_t>(a)];
-        }
-        ap.chunk_frames = F;
-        ap.tokens_per_frame = tpf;
-        ap.patch_cols = c.patch_cols();
-        ap.out = A_.as<uint16_t>();
-        ap.p_cache_partial = pc_.as<float>() + (static_cast<size_t>(row) * c.depth + l) * c.heads * q_tiles_;
-        ap.splits = splits_;
-        if (splits_ > 1) {
-            ap.split_o = split_ws_.as<float>();
-            ap.split_stats = split_ws_.as<float>() + static_cast<size_t>(splits_) * c.heads * N * c.head_dim;
-        }
-        cu::attention(ap, s);
-        gemm_.run_f32_out(A_.as<uint16_t>(), w.proj_w, Y_.as<float>(), N, D, D);
-        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, mod + 2 * D, w.mod_offset + 2 * D, 6 * D,
-                           N, D, tpf, s);
-        cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D,
-                                    w.mod_offset + 3 * D, w.mod_offset + 4 * D, eps, H_.as<uint16_t>(), s);
-        gemm_.run_bf16_out(H_.as<uint16_t>(), w.fc1_w, M_.as<uint16_t>(), N, D, c.mlp_hidden);
-        cu::bias_gelu_bf16(M_.as<uint16_t>(), w.fc1_b, N, c.mlp_hidden, s);
-        gemm_.run_f32_out(M_.as<uint16_t>(), w.fc2_w, Y_.as<float>(), N, c.mlp_hidden, D);
-        cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D,
-                           N, D, tpf, s);
-    }
-    if (write) return;
-    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, fmod, fmod + D, 2 * D, nullptr, nullptr, eps,
-                                H_.as<uint16_t>(), s);
-    gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, P);
-    cu::unpatchify_euler(Y_.as<float>(), m_.final_b, F, c.height, c.width, c.patch, x0, x_euler, t, dt, s,
-                         x0_negative, guidance);
-}
-
-void CudaBackendSession::enqueue_denoise(const ChunkJob& job, const std::vector<float>& times) {
-    void* s = stream_.get();
-    cu::normal_noise(x_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseInitial, s);
-    // x_1 = sigma * noise (+ the previous chunk's last frame, still in x0_ from the last chunk)
-    const ModelConfig& c = m_.config;
-    if (job.source_previous && !job.source_view.empty())
-        cu::source_init_warped(x_.as<float>(), x0_.as<float>(), warp_views_.as<float>(), c.chunk_frames,
-                               c.width, c.height, c.motion.hfov_deg, c.warp_eye_height, job.source_sigma, s);
-    else
-        cu::source_init(x_.as<float>(), job.source_previous ? x0_.as<float>() : nullptr,
-                        frame_floats_ / c.chunk_frames, c.chunk_frames, job.source_sigma, s);
-    const bool guided = job.guidance != 1.f;
-    for (int i = 0; i < job.steps; ++i) {
-        const float t = times[static_cast<size_t>(i)], dt = times[static_cast<size_t>(i) + 1] - t;
-        // Motion guidance: the negative pass (row steps + 1 + i) first, then the commanded pass extrapolates
-        // from it.
-        if (guided)
-            enqueue_forward(x_.as<float>(), job.steps + 1 + i, false, x0_negative_.as<float>(), nullptr, t,
-                            dt, job.cache);
-        enqueue_forward(x_.as<float>(), i, false, x0_.as<float>(), x_.as<float>(), t, dt, job.cache,
-                        guided ? x0_negative_.as<float>() : nullptr, job.guidance);
-    }
-    cu::clamp_mix(x_.as<float>(), nullptr, 0.f, x0_.as<float>(), nullptr, frame_floats_, s);
-}
-
-void CudaBackendSession::enqueue_cache_pass(const ChunkJob& job, bool /*given*/) {
-    void* s = stream_.get();
-    const float* xin = x0_.as<float>();
-    if (job.cache_t > 0.f) {
-        cu::normal_noise(noise_.as<float>(), frame_floats_, seed_chunk_.as<uint64_t>(), 0, kNoiseCachePass,
-                         s);
-        // x0 of a sampled chunk is already clamped; a given chunk is used as it is (as the CPU backend does).
-        // (Given frames come from 8-bit images, already in [-1, 1]: the clamp inside changes nothing.)
-        cu::clamp_mix(x0_.as<float>(), noise_.as<float>(), job.cache_t, xc_.as<float>(), nullptr,
-                      frame_floats_, s);
-        xin = xc_.as<float>();
-    }
-    enqueue_forward(xin, job.steps, true, nullptr, nullptr, 0.f, 0.f, job.cache);
-    cu::frames_to_rgba8(x0_.as<float>(), frame_floats_ / 3,
-                        job.keep_device_frames ? rgba_.as<uint8_t>() : nullptr,
-                        job.keep_device_frames ? nullptr : rgb_.as<uint8_t>(), s);
-}
-
-std::vector<double> CudaBackendSession::p_cache_from(int first_row, int rows) const {
-    const ModelConfig& c = m_.config;
-    std::vector<double> pc(static_cast<size_t>(c.depth), 0.0);
-    const float* h = h_pc_.as<float>();
-    const size_t per_layer = static_cast<size_t>(c.heads) * q_tiles_;
-    for (int r = first_row; r < first_row + rows; ++r)
-        for (int l = 0; l < c.depth; ++l) {
-            double sum = 0;
-            for (size_t i = 0; i < per_layer; ++i)
-                sum += h[(static_cast<size_t>(r) * c.depth + l) * per_layer + i];
-            pc[static_cast<size_t>(l)] += sum / (static_cast<double>(c.heads) * c.tokens_per_chunk()) / rows;
-        }
-    return pc;
-}
-
-void CudaBackendSession::run_chunk(const ChunkJob& job, ChunkOutput* out) {
-    const ModelConfig& c = m_.config;
-    const auto t_host = Clock::now();
-    const bool given = job.given_frames != nullptr;
-    const int steps = given ? 0 : job.steps;
-    const bool guided = steps > 0 && job.guidance != 1.f;
-    if (2 * steps + 1 > max_rows_)
-        throw Error("at most " + std::to_string((max_rows_ - 1) / 2) +
-                    " denoising steps on the CUDA backend");
-    ChunkJob j = job;
-    j.steps = steps;
-    if (!guided) j.guidance = 1.f;
-    // The budget reserved at once, with room for each slot's rounding to the pool's 256-byte alignment.
-    if (job.cache_budget_bytes > 0) {
-        const size_t budget = static_cast<size_t>(job.cache_budget_bytes), slot = slot_bytes(job.cache);
-        pool_.reserve(budget + OffsetAllocator::kAlignment * (budget / slot + 2));
-    }
-    const cudaStream_t st = cu::as_stream(stream_.get());
-    // Per-chunk uploads: conditioning of every step and the cache pass, the context, the write targets.
-    std::vector<float> times = steps > 0 ? sampler_times(steps, job.shift) : std::vector<float>{};
-    std::vector<float> rows(times.begin(), times.begin() + steps);
-    rows.push_back(job.cache_t);
-    if (guided) rows.insert(rows.end(), times.begin(), times.begin() + steps);
-    upload_conditioning(j, rows, static_cast<int>(rows.size()), guided ? steps + 1 : -1);
-    upload_context(j);
-    if (slots_.count(job.write_slot)) free_slot(job.write_slot);
-    allocate_slot(job.write_slot, job.cache);
-    auto* views = h_write_views_.as<cu::PackedView>();
-    for (int l = 0; l < c.depth; ++l) {
-        views[2 * l] = slots_[job.write_slot].k[static_cast<size_t>(l)];
-        views[2 * l + 1] = slots_[job.write_slot].v[static_cast<size_t>(l)];
-    }
-    CUDA_CHECK(cudaMemcpyAsync(write_views_.get(), h_write_views_.as<void>(), write_views_.bytes(),
-                               cudaMemcpyHostToDevice, st));
-    if (given) {
-        std::memcpy(h_frames_.as<float>(), job.given_frames, frame_floats_ * 4);
-        CUDA_CHECK(
-            cudaMemcpyAsync(x0_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
-    }
-    const bool warped = job.source_previous && !job.source_view.empty();
-    if (warped) {
-        KVW_CHECK(static_cast<int>(job.source_view.size()) == c.chunk_frames,
-                  "warp_source needs one view change per frame");
-        float* views = h_warp_views_.as<float>();
-        for (int f = 0; f < c.chunk_frames; ++f, views += cu::kViewChangeFloats) {
-            const ViewChange& v = job.source_view[static_cast<size_t>(f)];
-            const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg,
-                                                         v.forward, v.right};
-            std::copy(std::begin(packed), std::end(packed), views);
-        }
-        CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.as<void>(), warp_views_.bytes(),
-                                   cudaMemcpyHostToDevice, st));
-    }
-    // Graphs keyed by everything that is baked into kernel arguments.
-    char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d|%d%s/%.4f|g%.6f", steps, job.shift,
-                  job.cache_t, job.cache.key_bits, job.cache.value_bits, job.cache.group,
-                  static_cast<int>(job.cache.key_layout), static_cast<int>(job.cache.correction),
-                  job.keep_device_frames ? 1 : 0, job.source_previous ? 1 : 0, warped ? "w" : "",
-                  job.source_sigma, j.guidance);
-    // Each stage is captured once per shape key and replayed (KVW_NO_GRAPHS=1 launches eagerly, for
-    // debugging).
-    const bool use_graphs = std::getenv("KVW_NO_GRAPHS") == nullptr;
-    auto run_stage = [&](const std::string& name, const auto& enqueue) {
-        if (!use_graphs) return enqueue();
-        auto& g = graphs_[name];
-        if (!g) {
-            g = std::make_unique<Graph>();
-            g->capture(st, enqueue);
-        }
-        g->launch(st);
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    CachedChunk chunk;
+    auto read = [](const cu::PackedView& src, const SegmentLayout& L) {
+        PackedTensor p;
+        p.layout = L;
+        p.codes.resize(L.code_bytes);
+        p.steps.resize(L.step_count);
+        p.offsets.resize(L.offset_count);
+        cu::copy_to_host(p.codes.data(), src.codes, p.codes.size());
+        cu::copy_to_host(p.steps.data(), src.steps, p.steps.size() * 2);
+        cu::copy_to_host(p.offsets.data(), src.offsets, p.offsets.size() * 2);
+        return p;
     };
-    CUDA_CHECK(cudaEventRecord(ev_start_.get(), st));
-    if (steps > 0) run_stage(std::string("denoise|") + key, [&] { enqueue_denoise(j, times); });
-    CUDA_CHECK(cudaEventRecord(ev_denoised_.get(), st));
-    run_stage(std::string("cache|") + key + (given ? "|given" : ""), [&] { enqueue_cache_pass(j, given); });
-    CUDA_CHECK(cudaEventRecord(ev_cached_.get(), st));
-    // Frames stay on the device for CUDA-GL interop when asked (the contract of
-    // SessionParams::keep_device_frames).
-    if (!job.keep_device_frames)
-        CUDA_CHECK(cudaMemcpyAsync(h_rgb_.as<void>(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(),
-                               static_cast<size_t>(steps + 1) * c.depth * c.heads * q_tiles_ * 4,
-                               cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaEventRecord(ev_done_.get(), st));
-    CUDA_CHECK(cudaEventSynchronize(ev_done_.get()));
-    if (!job.keep_device_frames)
-        out->frames_rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + frame_floats_);
-    out->p_cache = given ? p_cache_from(0, 1) : p_cache_from(0, steps);
-    out->times.denoise_ms = ev_denoised_.ms_since(ev_start_);
-    out->times.cache_pass_ms = ev_cached_.ms_since(ev_denoised_);
-    out->times.decode_ms = ev_done_.ms_since(ev_cached_);
-    out->times.total_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_host).count();
-    if (job.keep_device_frames)
-        out->device_frames = DeviceFrames{rgba_.get(), c.chunk_frames, c.width, c.height, stream_.get()};
+    for (size_t l = 0; l < s.k.size(); ++l) {
+        chunk.k.push_back(read(s.k[l], s.k_layout));
+        chunk.v.push_back(read(s.v[l], s.v_layout));
+    }
+    return chunk;
 }
 
-void CudaBackendSession::forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
-                                      std::vector<double>* p_cache) {
-    const cudaStream_t st = cu::as_stream(stream_.get());
-    upload_conditioning(job, {t}, 1);
-    upload_context(job);
-    std::memcpy(h_frames_.as<float>(), x, frame_floats_ * 4);
-    CUDA_CHECK(
-        cudaMemcpyAsync(xc_.get(), h_frames_.as<void>(), frame_floats_ * 4, cudaMemcpyHostToDevice, st));
-    // Into noise_, not x0_: x0_ keeps the last chunk, the flow source of the next one.
-    enqueue_forward(xc_.as<float>(), 0, false, noise_.as<float>(), nullptr, t, 0.f, job.cache);
-    CUDA_CHECK(
-        cudaMemcpyAsync(h_frames_.as<void>(), noise_.get(), frame_floats_ * 4, cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaMemcpyAsync(h_pc_.as<void>(), pc_.get(),
-                               static_cast<size_t>(m_.config.depth) * m_.config.heads * q_tiles_ * 4,
-                               cudaMemcpyDeviceToHost, st));
-    CUDA_CHECK(cudaStreamSynchronize(st));
-    std::memcpy(x0_out, h_frames_.as<float>(), frame_floats_ * 4);
-    if (p_cache) *p_cache = p_cache_from(0, 1);
+void CudaBackendSession::write_slot(int id, const CachedChunk& chunk) {
+    free_slot(id);
+    const DeviceSlot& s = allocate_slot(id, chunk.k.at(0).layout.fmt, chunk.v.at(0).layout.fmt);
+    auto write = [](const cu::PackedView& dst, const PackedTensor& p) {
+        cu::copy_to_device(dst.codes, p.codes.data(), p.codes.size());
+        cu::copy_to_device(dst.steps, p.steps.data(), p.steps.size() * 2);
+        cu::copy_to_device(dst.offsets, p.offsets.data(), p.offsets.size() * 2);
+    };
+    for (size_t l = 0; l < s.k.size(); ++l) {
+        write(s.k[l], chunk.k.at(l));
+        write(s.v[l], chunk.v.at(l));
+    }
 }
 
 }  // namespace
 
-std::unique_ptr<BackendModel> create_cuda_backend(const ModelConfig& config, const ModelWeights& weights) {
+std::unique_ptr<BackendModel> create_cuda_backend(const BackendModelSpec& spec) {
     std::string why;
     if (!cu::device_present(&why)) throw Error("the CUDA backend is not available: " + why);
-    return std::make_unique<CudaBackendModel>(config, weights);
+    return std::make_unique<CudaBackendModel>(spec);
 }
 
 }  // namespace kvw

@@ -6,24 +6,32 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "quant.h"
+#include "kvworld/backend/cache_format.h"
 
 namespace kvw::cuda {
 
 // ---- device memory and streams (RAII) ---------------------------------------------------------------
-class DeviceBuffer {
+enum class Memory {
+    Device,      // cudaMalloc
+    PinnedHost,  // cudaMallocHost: page-locked, so that async copies (and captured graphs) can read it
+};
+template <Memory kind>
+class Buffer {
   public:
-    DeviceBuffer() = default;
-    explicit DeviceBuffer(size_t bytes);
-    ~DeviceBuffer();
-    DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
-        o.ptr_ = nullptr, o.bytes_ = 0;
+    Buffer() = default;
+    explicit Buffer(size_t bytes);  // common.cu
+    ~Buffer();
+    Buffer(Buffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+    Buffer& operator=(Buffer&& o) noexcept {
+        std::swap(ptr_, o.ptr_);
+        std::swap(bytes_, o.bytes_);
+        return *this;
     }
-    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
 
     void* get() const { return ptr_; }
     template <typename T>
@@ -36,6 +44,17 @@ class DeviceBuffer {
     void* ptr_ = nullptr;
     size_t bytes_ = 0;
 };
+// Allocation and release per kind (common.cu).
+template <>
+Buffer<Memory::Device>::Buffer(size_t bytes);
+template <>
+Buffer<Memory::Device>::~Buffer();
+template <>
+Buffer<Memory::PinnedHost>::Buffer(size_t bytes);
+template <>
+Buffer<Memory::PinnedHost>::~Buffer();
+using DeviceBuffer = Buffer<Memory::Device>;
+using PinnedBuffer = Buffer<Memory::PinnedHost>;
 
 class Stream {
   public:
@@ -78,21 +97,28 @@ void gated_residual(float* x, const float* y, const float* bias, const float* ga
                     int gate_stride, int n, int dim, int tokens_per_frame, void* stream);
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
-// From the output head: x0 = unpatchify(y + bias) (fp32 frames); with x0_negative (motion guidance)
-// x0 = x0_negative + guidance * (x0 - x0_negative); if x != null, Euler step x += dt*(x - x0)/t.
-void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x,
-                      float t, float dt, void* stream, const float* x0_negative = nullptr,
-                      float guidance = 1.f);
-// Noise: out[i] = normal_noise(seed, chunk, step, domain, i) — bit-identical to the CPU. seed_chunk is a
-// device array {seed, chunk} so that a captured graph draws fresh noise for every chunk.
+// frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias): the output head's x0 prediction.
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames, void* stream);
+
+// ---- the sampler's element-wise ops (sampling.cu; arithmetic in kvworld/backend/sampling.h) -------------------
+// out[i] = normal_noise(seed, chunk, step, domain, i), bit-identical to the CPU. seed_chunk is a device array
+// {seed, chunk} so that a captured graph draws fresh noise for every chunk.
 void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
                   void* stream);
-// The flow source in place: x = sigma * x (x holds unit noise), plus the last of `frames` frames in
-// `previous` (each frame_floats long) when previous != null.
-void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
-// The warped flow source (sampler warp_source; kernels/source_warp.cu, formula in engine/src/source_warp.h).
+// x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous` (each frame_floats long)
+// when previous != null.
+void flow_source(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
+// With x0_still (motion guidance): x0 = guided_prediction(x0, x0_still, guidance); then x = euler_step(x, x0, t, dt).
+void guided_euler(float* x, float* x0, const float* x0_still, float guidance, float t, float dt, size_t n,
+                  void* stream);
+void clamp_frames(const float* x, float* out, size_t n, void* stream);                         // clamp_unit
+void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n, void* stream);  // cache_pass_input
+// [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
+void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
+
+// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h) --------------------------------
 // views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
-// pitch_to_deg, forward, right). source_init_warped: frame f adds the last frame of `previous` sampled at
+// pitch_to_deg, forward, right). source_init_warped: x = sigma * x + the last frame of `previous` sampled at
 // each pixel's source position; source_warp_maps writes those positions ([frames][source_x [H*W], source_y
 // [H*W]], what warp_maps returns on the host).
 inline constexpr int kViewChangeFloats = 5;
@@ -100,11 +126,6 @@ void source_init_warped(float* x, const float* previous, const float* views, int
                         int height, float hfov_deg, float eye_height, float sigma, void* stream);
 void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height,
                       float* maps, void* stream);
-// out = clamp(x, -1, 1); if noise: out = (1 - tau) * clamp(x) + tau * noise (cache-pass input)
-void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n,
-               void* stream);
-// [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
-void frames_to_rgba8(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
 
 // ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
 class Gemm {

@@ -1,7 +1,6 @@
-// Element-wise kernels of the forward pass (see cpu/ops.h for the reference of each).
+// Element-wise kernels of the forward pass (engine/src/cpu/ops.h has the reference of each).
 #include "common.cuh"
 #include "cuda_ops.h"
-#include "util/rng.h"
 
 namespace kvw::cuda {
 
@@ -117,9 +116,9 @@ __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, si
     }
 }
 
-__global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf,
-                                        int h, int w, int p, const float* __restrict__ x0_negative,
-                                        float guidance, float* __restrict__ x0, float* x, float t, float dt) {
+// frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias [3p^2]): the output head's x0 prediction.
+__global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf, int h,
+                                       int w, int p, float* __restrict__ frames) {
     const size_t total = static_cast<size_t>(nf) * h * w * 3;
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
@@ -130,62 +129,7 @@ __global__ void unpatchify_euler_kernel(const float* __restrict__ y, const float
                   f = static_cast<int>(pix / (static_cast<size_t>(w) * h));
         const size_t tok = static_cast<size_t>(f) * hp * wp + (yy / p) * wp + (xx / p);
         const int e = ((yy % p) * p + (xx % p)) * 3 + ch;
-        float v = y[tok * pd + e] + bias[e];
-        if (x0_negative) v = x0_negative[i] + guidance * (v - x0_negative[i]);  // motion guidance
-        x0[i] = v;
-        if (x) x[i] += dt * (x[i] - v) / t;
-    }
-}
-
-__global__ void noise_kernel(float* out, size_t n, const uint64_t* __restrict__ seed_chunk, uint32_t step,
-                             uint32_t domain) {
-    const uint64_t seed = seed_chunk[0];
-    const uint32_t chunk = static_cast<uint32_t>(seed_chunk[1]);
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += gridDim.x * static_cast<size_t>(blockDim.x))
-        out[i] = ::kvw::normal_noise(seed, chunk, step, domain, static_cast<uint32_t>(i));
-}
-
-__global__ void source_init_kernel(float* x, const float* __restrict__ last, size_t frame_floats, size_t n,
-                                   float sigma) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += gridDim.x * static_cast<size_t>(blockDim.x))
-        x[i] = sigma * x[i] + (last ? last[i % frame_floats] : 0.f);
-}
-
-// warp_source: x = sigma * x + the last frame sampled at frame f's warp table (engine/src/source_warp.h: per
-// frame source_x [w], row_scale [w], horizon_from, horizon_to), bilinear, the border repeated.
-__global__ void clamp_mix_kernel(const float* __restrict__ x, const float* __restrict__ noise, float tau,
-                                 float* out, float* clamped, size_t n) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        const float c = fminf(1.f, fmaxf(-1.f, x[i]));
-        if (clamped) clamped[i] = c;
-        out[i] = noise ? (1.f - tau) * c + tau * noise[i] : c;
-    }
-}
-
-__global__ void to_rgba8_kernel(const float* __restrict__ x, size_t pixels, uint8_t* rgba, uint8_t* rgb) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < pixels;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        uint8_t v[3];
-#pragma unroll
-        for (int c = 0; c < 3; ++c) {
-            const float s =
-                (x[3 * i + c] + 1.f) * 127.5f;  // same rounding as the CPU: lround of a non-negative value
-            v[c] = static_cast<uint8_t>(fminf(255.f, fmaxf(0.f, floorf(s + 0.5f))));
-        }
-        if (rgba) {
-            rgba[4 * i] = v[0];
-            rgba[4 * i + 1] = v[1];
-            rgba[4 * i + 2] = v[2];
-            rgba[4 * i + 3] = 255;
-        }
-        if (rgb) {
-            rgb[3 * i] = v[0];
-            rgb[3 * i + 1] = v[1];
-            rgb[3 * i + 2] = v[2];
-        }
+        frames[i] = y[tok * pd + e] + bias[e];
     }
 }
 
@@ -233,34 +177,10 @@ void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream
     bias_gelu_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, total, dim);
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
-void unpatchify_euler(const float* y, const float* bias, int f, int h, int w, int p, float* x0, float* x,
-                      float t, float dt, void* stream, const float* x0_negative, float guidance) {
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames, void* stream) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    unpatchify_euler_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(
-        y, bias, f, h, w, p, x0_negative, guidance, x0, x, t, dt);
-    CUDA_CHECK_LAUNCH("unpatchify_euler");
-}
-void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
-                  void* stream) {
-    noise_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(out, n, seed_chunk, step, domain);
-    CUDA_CHECK_LAUNCH("normal_noise");
-}
-void source_init(float* x, const float* previous, size_t frame_floats, int frames, float sigma,
-                 void* stream) {
-    const size_t n = frame_floats * static_cast<size_t>(frames);
-    source_init_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(
-        x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n,
-        sigma);
-    CUDA_CHECK_LAUNCH("source_init");
-}
-void clamp_mix(const float* x, const float* noise, float tau, float* out, float* clamped, size_t n,
-               void* stream) {
-    clamp_mix_kernel<<<grid_for(n), kThreads, 0, as_stream(stream)>>>(x, noise, tau, out, clamped, n);
-    CUDA_CHECK_LAUNCH("clamp_mix");
-}
-void frames_to_rgba8(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream) {
-    to_rgba8_kernel<<<grid_for(pixels), kThreads, 0, as_stream(stream)>>>(x, pixels, rgba, rgb);
-    CUDA_CHECK_LAUNCH("frames_to_rgba8");
+    unpatchify_bias_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, frames);
+    CUDA_CHECK_LAUNCH("unpatchify_bias");
 }
 
 }  // namespace kvw::cuda

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "correction.h"
+#include "kvworld/backend/correction.h"
 #include "cpu/ops.h"
 #include "tolerance.h"
 

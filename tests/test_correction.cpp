@@ -7,12 +7,12 @@
 #include <cstring>
 #include <random>
 
-#include "backend.h"
-#include "correction.h"
+#include "kvworld/backend/correction.h"
 #include "cpu/ops.h"
 #include "model_impl.h"
 #include "quant.h"
 #include "rope.h"
+#include "weights.h"
 #include "tolerance.h"
 
 using namespace kvw;
@@ -192,12 +192,12 @@ TEST(Correction, NothingQuantizedMeansBitIdenticalOutput) {
     // A 16-bit cache has no quantized keys: correction off / taylor / exact give the same float bits, for
     // every sampled chunk and for P_S.
     const ModelConfig cfg = load_model_config(test::source_path("config/model-tiny.json"));
-    auto backend = create_cpu_backend(cfg, random_weights(cfg, 5));
+    const auto model = make_model(cfg, random_weights(cfg, 5), BackendKind::Cpu);
     std::vector<std::vector<float>> results;
     std::vector<float> ctx(static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3);
     for (size_t i = 0; i < ctx.size(); ++i) ctx[i] = static_cast<float>((i * 7) % 251) / 125.f - 1.f;
     for (Correction corr : {Correction::Off, Correction::Taylor, Correction::Exact}) {
-        auto session = backend->create_session();
+        const auto sampler = make_sampler(*model);
         std::vector<float> all;
         for (int c = 0; c < 3; ++c) {
             ChunkJob job;
@@ -210,8 +210,9 @@ TEST(Correction, NothingQuantizedMeansBitIdenticalOutput) {
             job.given_frames = c == 0 ? ctx.data() : nullptr;
             job.steps = 2;
             job.cache = CacheSettings{16, 16, 64, KeyLayout::Token, corr};
+            job.read_float_frames = true;
             ChunkOutput out;
-            session->run_chunk(job, &out);
+            sampler->run_chunk(job, &out);
             all.insert(all.end(), out.frames.begin(), out.frames.end());
             for (double p : out.p_cache) all.push_back(static_cast<float>(p));
         }

@@ -105,22 +105,16 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     ModelConfig shallower = cfg;
     shallower.depth = 1;
     expect_error([&] { load_weights(dir, shallower); }, {"unexpected tensor \"blocks.1."});
-    // Optional tensors the config asks for: weights without one are refused by a config that asks for it, and
-    // weights with it by a config that does not. Absolute patch positions: "pos_embed" [tokens_per_frame,
-    // hidden]; the motion since the flow source: "camera_cumulative" [hidden, 5].
-    auto check_optional_tensor = [&](bool ModelConfig::*flag, const std::string& name,
-                                     const std::string& shape) {
-        ModelConfig asking = cfg;
-        asking.*flag = true;
-        expect_error([&] { load_weights(dir, asking); }, {"missing tensor \"" + name + "\"", shape});
-        const fs::path dir_with = temp_dir("weights_" + name);
-        save_weights(dir_with / "model.safetensors", random_weights(asking, 1), "BF16");
-        EXPECT_NO_THROW(load_weights(dir_with, asking));
-        expect_error([&] { load_weights(dir_with, cfg); }, {"unexpected tensor \"" + name + "\""});
-        fs::remove_all(dir_with);
-    };
-    check_optional_tensor(&ModelConfig::absolute_position, "pos_embed", "[16, 128]");
-    check_optional_tensor(&ModelConfig::cumulative_motion, "camera_cumulative", "[128, 5]");
+    // The optional tensor a config asks for (absolute patch positions, "pos_embed" [tokens_per_frame, hidden]):
+    // weights without it are refused by a config that asks for it, and weights with it by a config that does not.
+    ModelConfig positioned = cfg;
+    positioned.absolute_position = true;
+    expect_error([&] { load_weights(dir, positioned); }, {"missing tensor \"pos_embed\"", "[16, 128]"});
+    const fs::path dir_with = temp_dir("weights_pos_embed");
+    save_weights(dir_with / "model.safetensors", random_weights(positioned, 1), "BF16");
+    EXPECT_NO_THROW(load_weights(dir_with, positioned));
+    expect_error([&] { load_weights(dir_with, cfg); }, {"unexpected tensor \"pos_embed\""});
+    fs::remove_all(dir_with);
     w.tensors["final_proj.bias"].data[0] = std::nanf("");
     save_weights(dir / "model.safetensors", w, "F32");
     expect_error([&] { load_weights(dir, cfg); }, {"final_proj.bias", "non-finite"});
@@ -207,20 +201,19 @@ TEST(Config, InvalidConfigsNameTheProblem) {
     expect_error(
         [&] { parse_model_config(with("\"recall\": 1", "\"recall\": 1, \"recall_first\": 0"), "m.json"); },
         {"m.json", "recall_first"});
-    // The optional model switches: absent means off, true round-trips, anything but a boolean names the
-    // field.
-    for (const auto& [field, flag] :
-         {std::pair{std::string("absolute_position"), &ModelConfig::absolute_position},
-          std::pair{std::string("cumulative_motion"), &ModelConfig::cumulative_motion}}) {
-        EXPECT_FALSE(parse_model_config(good, "m.json").*flag) << field << " absent: off";
-        const ModelConfig on =
-            parse_model_config(with("\"norm_eps\"", "\"" + field + "\": true, \"norm_eps\""), "m.json");
-        EXPECT_TRUE(on.*flag) << field;
-        EXPECT_TRUE(parse_model_config(model_config_to_json(on), "m.json").*flag) << field << " round trip";
-        expect_error(
-            [&] { parse_model_config(with("\"norm_eps\"", "\"" + field + "\": 1, \"norm_eps\""), "m.json"); },
-            {"m.json", field});
-    }
+    // The optional model switch: absent means off, true round-trips, anything but a boolean names the field.
+    EXPECT_FALSE(parse_model_config(good, "m.json").absolute_position);
+    const ModelConfig on =
+        parse_model_config(with("\"norm_eps\"", "\"absolute_position\": true, \"norm_eps\""), "m.json");
+    EXPECT_TRUE(on.absolute_position);
+    EXPECT_TRUE(parse_model_config(model_config_to_json(on), "m.json").absolute_position) << "round trip";
+    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
+                 {"m.json", "absolute_position"});
+    // A retired experiment's switch is refused by name, not ignored.
+    expect_error(
+        [&] { parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": true, \"norm_eps\""), "m.json"); },
+        {"m.json", "cumulative_motion", "no longer supported"});
+    EXPECT_NO_THROW(parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": false, \"norm_eps\""), "m.json"));
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {

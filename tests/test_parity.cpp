@@ -2,10 +2,10 @@
 // backend must reproduce them (tolerances in tolerance.h).
 #include <gtest/gtest.h>
 
-#include "backend.h"
+#include "model_impl.h"
 #include "safetensors.h"
 #include "tolerance.h"
-#include "util/rng.h"
+#include "kvworld/backend/rng.h"
 #include "weights.h"
 
 using namespace kvw;
@@ -16,8 +16,8 @@ namespace {
 struct Fixture {
     ModelConfig config = load_model_config(source_path("tests/data/tiny/model.json"));
     SafeTensors rec = SafeTensors::load(source_path("tests/data/parity_tiny.safetensors"));
-    std::unique_ptr<BackendModel> model =
-        create_cpu_backend(config, load_weights(source_path("tests/data/tiny"), config));
+    std::shared_ptr<Model> model =
+        make_model(config, load_weights(source_path("tests/data/tiny"), config), BackendKind::Cpu);
 
     std::vector<FrameAction> actions(const std::string& name) const {
         const std::vector<float> a = rec.to_f32(name);
@@ -41,6 +41,7 @@ struct Fixture {
         j.source_previous = config.source_previous;
         j.source_sigma = config.source_sigma;
         j.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Taylor};
+        j.read_float_frames = true;
         return j;
     }
     uint64_t rollout_seed() const {
@@ -48,8 +49,8 @@ struct Fixture {
                static_cast<uint64_t>(rec.to_f32("rollout.seed_lo")[0]);
     }
     // The recorded single forward (no context, the recorded input and t) through `model`: x0 [F, H, W, 3].
-    std::vector<float> single_forward(BackendModel& model) const {
-        auto session = model.create_session();
+    std::vector<float> single_forward(const Model& model) const {
+        auto session = make_sampler(model);
         const std::vector<float> x = rec.to_f32("single.x");
         std::vector<float> x0(x.size());
         session->forward_once(job(actions("single.actions"), 0, {}), x.data(), rec.to_f32("single.t")[0],
@@ -57,7 +58,7 @@ struct Fixture {
         return x0;
     }
     // The recorded rollout's chunk 0 (the given context) into slot 0 of `session`.
-    void start_rollout(BackendSession& session, const std::vector<float>& context) const {
+    void start_rollout(Sampler& session, const std::vector<float>& context) const {
         ChunkJob j0 = job(actions("rollout.actions0"), 0, {});
         j0.seed = rollout_seed();
         j0.given_frames = context.data();
@@ -97,7 +98,7 @@ TEST(Parity, SingleForwardMatchesPyTorch) {
 
 TEST(Parity, RolloutThroughCacheMatchesPyTorch) {
     Fixture fx;
-    auto session = fx.model->create_session();
+    auto session = make_sampler(*fx.model);
     const uint64_t seed = fx.rollout_seed();
     const std::vector<float> context = fx.rec.to_f32("rollout.context");
     fx.start_rollout(*session, context);
@@ -134,7 +135,7 @@ TEST(Parity, MotionGuidanceMatchesPyTorch) {
     // Chunks 0 and 1 as in the rollout above, then chunk 2 with motion guidance: every step also predicts x0
     // with the movement released and extrapolates from it by the recorded guidance.
     Fixture fx;
-    auto session = fx.model->create_session();
+    auto session = make_sampler(*fx.model);
     const uint64_t seed = fx.rollout_seed();
     const std::vector<float> context = fx.rec.to_f32("rollout.context");
     fx.start_rollout(*session, context);
@@ -173,33 +174,13 @@ TEST(Parity, AbsolutePositionMatchesPyTorch) {
     ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
     weights.tensors["pos_embed"] =
         HostTensor{{config.tokens_per_frame(), config.hidden}, fx.rec.to_f32("abspos.pos_embed")};
-    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)),
+    const std::vector<float> x0 = fx.single_forward(*make_model(config, weights, BackendKind::Cpu)),
                              without = fx.rec.to_f32("single.x0");
     expect_close(x0, fx.rec.to_f32("abspos.x0"), kFp32Reorder, "single forward x0 with absolute positions");
     EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05)
         << "the position embedding changed nothing";
     // A model.json that asks for absolute positions needs the tensor: the tiny weights lack it.
     EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error);
-}
-
-// The motion since the flow source (ModelConfig::cumulative_motion): the tiny model's weights plus the
-// recorded camera_cumulative [hidden, 5] must give PyTorch's forward (the running sum over the chunk's
-// frames), and it must matter.
-TEST(Parity, CumulativeMotionMatchesPyTorch) {
-    Fixture fx;
-    ModelConfig config = fx.config;
-    config.cumulative_motion = true;
-    ModelWeights weights = load_weights(source_path("tests/data/tiny"), fx.config);
-    weights.tensors["camera_cumulative"] =
-        HostTensor{{config.hidden, kCameraDim}, fx.rec.to_f32("cummot.camera_cumulative")};
-    const std::vector<float> x0 = fx.single_forward(*create_cpu_backend(config, weights)),
-                             without = fx.rec.to_f32("single.x0");
-    expect_close(x0, fx.rec.to_f32("cummot.x0"), kFp32Reorder,
-                 "single forward x0 with the motion since the source");
-    EXPECT_GT(compare(x0.data(), without.data(), x0.size()).max_abs, 0.05)
-        << "the cumulative motion changed nothing";
-    EXPECT_THROW(load_weights(source_path("tests/data/tiny"), config), Error)
-        << "the config asks for camera_cumulative";
 }
 
 // The warped flow source (sampler warp_source, warp_eye_height > 0): rollout chunk 1 again, the previous
@@ -210,8 +191,8 @@ TEST(Parity, WarpedSourceMatchesPyTorch) {
     ModelConfig cfg = fx.config;
     cfg.warp_source = true;
     cfg.warp_eye_height = fx.rec.to_f32("warp.eye_height")[0];
-    auto model = create_cpu_backend(cfg, load_weights(source_path("tests/data/tiny"), cfg));
-    auto session = model->create_session();
+    const auto model = make_model(cfg, load_weights(source_path("tests/data/tiny"), cfg), BackendKind::Cpu);
+    auto session = make_sampler(*model);
     fx.start_rollout(*session, fx.rec.to_f32("rollout.context"));
     ChunkJob j1 = fx.job(fx.actions("rollout.actions1"), 1, {0});
     j1.seed = fx.rollout_seed();

@@ -4,7 +4,7 @@
 #include <random>
 #include <vector>
 
-#include "util/offset_allocator.h"
+#include "offset_allocator.h"
 
 using kvw::OffsetAllocator;
 

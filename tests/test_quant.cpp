@@ -6,7 +6,7 @@
 
 #include "kvworld/error.h"
 #include "quant.h"
-#include "util/half.h"
+#include "kvworld/backend/half.h"
 
 using namespace kvw;
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "util/rng.h"
+#include "kvworld/backend/rng.h"
 
 using namespace kvw;
 

@@ -3,18 +3,21 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "backend.h"
 #include "cli_common.h"
 #include "kvworld/fileio.h"
+#if defined(KVW_WITH_KERNEL_BENCH)
+#include "kvworld/kernel_bench.h"
+#endif
 
 namespace kvw::cli {
 
 using json = nlohmann::json;
 
-}  // namespace kvw::cli
-
-namespace kvw::cli {
-
+#if !defined(KVW_WITH_KERNEL_BENCH)
+int run_bench_attention(const std::string&, int, int, const std::string&) {
+    throw Error("bench-attention needs the CUDA backend (this build has none)");
+}
+#else
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out) {
     std::vector<AttentionBenchShape> list;
     if (shapes.find("default") != std::string::npos)
@@ -53,5 +56,6 @@ int run_bench_attention(const std::string& shapes, int iters, int block_shape, c
     if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");
     return 0;
 }
+#endif
 
 }  // namespace kvw::cli

@@ -141,10 +141,9 @@ int main(int argc, char** argv) {
             const ModelConfig& c = m->config();
             std::printf(
                 "%s: %dx%d frames, patch %d, %d frames a chunk at %d fps; D=%d, %d blocks, %d heads x %d, "
-                "MLP %d; positions: 3D RoPE%s; actions: per frame%s\n",
+                "MLP %d; positions: 3D RoPE%s; actions: per frame\n",
                 c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
-                c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "",
-                c.cumulative_motion ? " + motion since the flow source" : "");
+                c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "");
             std::printf(
                 "parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion "
                 "guidance %s, window %d, recall %d%s%s\n",

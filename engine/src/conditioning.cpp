@@ -26,19 +26,6 @@ Conditioning compute_conditioning(const ModelConfig& c, const ModelWeights& w, f
                 camera[static_cast<size_t>(f)][static_cast<size_t>(k)];
     cpu::linear(cam.data(), F, kCameraDim, w.ptr("camera_embed.0.weight"), w.ptr("camera_embed.0.bias"), D,
                 ch1.data());
-    if (c.cumulative_motion) {
-        // + camera_cumulative [D, 5] · (sum of the chunk's camera vectors up to frame f) / F: how far frame f
-        // lies from the flow source, the previous chunk's last frame.
-        std::vector<float> since(static_cast<size_t>(F) * kCameraDim), extra(static_cast<size_t>(F) * D);
-        for (int f = 0; f < F; ++f)
-            for (int k = 0; k < kCameraDim; ++k)
-                since[static_cast<size_t>(f) * kCameraDim + k] =
-                    (f > 0 ? since[static_cast<size_t>(f - 1) * kCameraDim + k] : 0.f) +
-                    cam[static_cast<size_t>(f) * kCameraDim + k];
-        for (float& x : since) x /= static_cast<float>(F);
-        cpu::linear(since.data(), F, kCameraDim, w.ptr("camera_cumulative"), nullptr, D, extra.data());
-        for (size_t i = 0; i < ch1.size(); ++i) ch1[i] += extra[i];
-    }
     cpu::silu_inplace(ch1.data(), ch1.size());
     cpu::linear(ch1.data(), F, D, w.ptr("camera_embed.2.weight"), w.ptr("camera_embed.2.bias"), D,
                 cemb.data());

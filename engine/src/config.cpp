@@ -46,11 +46,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
                 throw Error(src + ": \"absolute_position\" must be true or false");
             c.absolute_position = j["absolute_position"].get<bool>();
         }
-        if (j.contains("cumulative_motion")) {
-            if (!j["cumulative_motion"].is_boolean())
-                throw Error(src + ": \"cumulative_motion\" must be true or false");
-            c.cumulative_motion = j["cumulative_motion"].get<bool>();
-        }
+        // An experiment of 2026-11-29 that no shipped model uses (docs/experiments): refused by name rather than
+        // ignored, so that such weights do not fail later as an unexplained extra tensor.
+        if (j.contains("cumulative_motion") && j["cumulative_motion"] != false)
+            throw Error(src + ": \"cumulative_motion\" is no longer supported (no shipped model uses it)");
         const json& s = jsonu::field(j, "sampler", src);
         c.steps = geti(s, "steps", 1, 1000);
         c.shift = getf(s, "shift");
@@ -151,7 +150,6 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["rope_theta"] = c.rope_theta;
     j["norm_eps"] = c.norm_eps;
     if (c.absolute_position) j["absolute_position"] = true;
-    if (c.cumulative_motion) j["cumulative_motion"] = true;
     j["sampler"] = {{"steps", c.steps},
                     {"shift", c.shift},
                     {"cache_t", c.cache_t},

@@ -1,6 +1,5 @@
 #include <string>
 
-#include "backend.h"
 #include "kvworld/fileio.h"
 #include "model_impl.h"
 #include "util/check.h"
@@ -46,40 +45,36 @@ std::string CacheSettings::label() const {
 bool cuda_available(std::string* why_not) {
     return cuda_backend_available(why_not);
 }
+bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {
+    return cuda_backend_memory_info(free_bytes, total_bytes);
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, BackendKind backend) {
-    auto impl = std::make_unique<Impl>();
-    impl->dir = dir;
-    impl->kind = backend;
     const std::filesystem::path cfg = dir / "model.json";
     if (!std::filesystem::exists(cfg))
         throw Error(cfg.string() +
                     ": no model config here (a model folder holds model.json and its safetensors)");
-    impl->config = load_model_config(cfg);
-    ModelWeights weights = load_weights(dir, impl->config);
-    impl->parameters = weights.parameter_count();
-    if (backend == BackendKind::Cuda) {
-        std::string why;
-        if (!cuda_backend_available(&why)) throw Error("the CUDA backend is not available: " + why);
-        impl->backend = create_cuda_backend(impl->config, weights);
-    } else {
-        impl->backend = create_cpu_backend(impl->config, std::move(weights));
-    }
-    return std::shared_ptr<Model>(new Model(std::move(impl)));
+    const ModelConfig config = load_model_config(cfg);
+    return make_model(config, load_weights(dir, config), backend, dir);
 }
 
 std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weights, BackendKind backend,
                                   const std::filesystem::path& dir) {
+    if (backend == BackendKind::Cuda) {
+        std::string why;
+        if (!cuda_backend_available(&why)) throw Error("the CUDA backend is not available: " + why);
+    }
     auto impl = std::make_unique<Model::Impl>();
     impl->dir = dir;
     impl->kind = backend;
     impl->config = config;
-    impl->parameters = weights.parameter_count();
-    impl->backend = backend == BackendKind::Cuda ? create_cuda_backend(config, weights)
-                                                 : create_cpu_backend(config, std::move(weights));
+    impl->weights = std::move(weights);
+    impl->rope = make_rope_tables(config, kMaxContextChunks * config.chunk_frames);
+    const BackendModelSpec spec{impl->config, impl->weights, impl->rope};
+    impl->backend = backend == BackendKind::Cuda ? create_cuda_backend(spec) : create_cpu_backend(spec);
     struct Access : Model {
         explicit Access(std::unique_ptr<Impl> i) : Model(std::move(i)) {}
     };
@@ -87,10 +82,6 @@ std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weight
 }
 
 std::shared_ptr<Model> Model::with_random_weights(const ModelConfig& config, uint64_t seed, BackendKind backend) {
-    if (backend == BackendKind::Cuda) {
-        std::string why;
-        if (!cuda_backend_available(&why)) throw Error("the CUDA backend is not available: " + why);
-    }
     return make_model(config, random_weights(config, seed), backend);
 }
 
@@ -121,7 +112,7 @@ const std::filesystem::path& Model::directory() const {
     return impl_->dir;
 }
 uint64_t Model::parameter_count() const {
-    return impl_->parameters;
+    return impl_->weights.parameter_count();
 }
 uint64_t Model::weight_bytes() const {
     return impl_->backend->weight_bytes();

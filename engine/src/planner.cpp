@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "backend.h"
+#include "kvworld/backend/backend.h"
 #include "kvworld/fileio.h"
 #include "quant.h"
 #include "util/json_util.h"

@@ -21,29 +21,6 @@ void validate_format(const TensorFormat& f, int head_dim, bool is_key) {
                     std::to_string(head_dim) + " (groups stay inside one head)");
 }
 
-SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int tokens, int head_dim) {
-    SegmentLayout L;
-    L.fmt = fmt;
-    L.heads = heads;
-    L.tokens = tokens;
-    L.head_dim = head_dim;
-    const size_t H = heads, T = tokens, hd = head_dim;
-    if (!fmt.quantized()) {
-        L.code_bytes = H * T * hd * 2;
-        return L;
-    }
-    if (fmt.channel) {
-        L.blocks = (tokens + fmt.group - 1) / fmt.group;
-        L.code_bytes = H * L.blocks * hd * (static_cast<size_t>(fmt.group) * fmt.bits / 8);
-        L.step_count = H * L.blocks * (hd / 2);
-        L.offset_count = H * L.blocks * hd;
-    } else {
-        L.code_bytes = H * T * (hd * fmt.bits / 8);
-        L.step_count = L.offset_count = H * T * (hd / fmt.group);
-    }
-    return L;
-}
-
 namespace {
 
 void put_code(uint8_t* bytes, int index, int bits, uint32_t code) {

@@ -1,27 +1,9 @@
-// 3D rotary positions (docs/design.md "3D RoPE"): interleaved pairs, grouped by axis (time, row, column).
-// cos/sin tables are computed once on the host in double precision; the CUDA backend uploads the same
-// tables, so both backends rotate with identical factors.
+// RoPE on the CPU: the tables (kvworld/backend/rope.h) and the rotation of one head's vector.
 #pragma once
 
-#include <array>
-#include <vector>
-
-#include "kvworld/config.h"
+#include "kvworld/backend/rope.h"
 
 namespace kvw {
-
-struct RopeTables {
-    int head_dim = 0;
-    std::array<int, 3> pairs{};      // rotation pairs per axis
-    std::array<int, 3> positions{};  // table length per axis (time, row, column)
-    // cos/sin per axis: [position][pair of that axis]
-    std::array<std::vector<float>, 3> cos, sin;
-
-    // cos/sin of every pair of a token at (t, r, c): out arrays of head_dim/2.
-    void token_factors(int t, int r, int c, float* cos_out, float* sin_out) const;
-};
-
-RopeTables make_rope_tables(const ModelConfig& config, int max_time_positions);
 
 // Rotates pairs of x (head_dim floats) in place with per-pair factors.
 inline void rope_rotate(float* x, const float* cosf_, const float* sinf_, int head_dim) {

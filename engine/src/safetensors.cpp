@@ -6,7 +6,7 @@
 
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
-#include "util/half.h"
+#include "kvworld/backend/half.h"
 #include "util/json_util.h"
 
 namespace kvw {

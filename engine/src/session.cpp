@@ -2,10 +2,10 @@
 #include <chrono>
 #include <cmath>
 
-#include "backend.h"
 #include "context_policy.h"
 #include "model_impl.h"
 #include "quant.h"
+#include "sampler.h"
 #include "source_warp.h"
 #include "util/check.h"
 
@@ -15,6 +15,36 @@ namespace {
 
 void validate_params(const SessionParams& p, const ModelConfig& c) {
     if (std::optional<std::string> problem = check_session_params(c, p)) throw Error(*problem);
+}
+
+// Bytes of one layer of one cached chunk at `s` (every layer is alike).
+CacheBytes chunk_layer_bytes(const ModelConfig& c, const CacheSettings& s) {
+    const SegmentLayout k = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    const SegmentLayout v = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
+    return CacheBytes{k.code_bytes + v.code_bytes, k.metadata_bytes() + v.metadata_bytes()};
+}
+
+// Re-encodes a stored chunk into `to`: each tensor whose format changes is dequantized to floats and quantized
+// again by the CPU reference, so that a raised bitwidth keeps the earlier loss.
+void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, const CacheSettings& to) {
+    CachedChunk chunk = backend.read_slot(slot);
+    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads;
+    std::vector<float> dense(static_cast<size_t>(T) * c.hidden), head(static_cast<size_t>(T) * hd);
+    auto convert = [&](PackedTensor& p, const TensorFormat& fmt) {
+        if (p.layout.fmt == fmt) return;
+        for (int h = 0; h < H; ++h) {
+            dequantize_head(p, h, head.data());
+            for (int t = 0; t < T; ++t)
+                std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd,
+                          &dense[static_cast<size_t>(t) * c.hidden + h * hd]);
+        }
+        p = quantize(dense.data(), T, H, hd, c.hidden, fmt);
+    };
+    for (int l = 0; l < c.depth; ++l) {
+        convert(chunk.k[static_cast<size_t>(l)], key_format(to));
+        convert(chunk.v[static_cast<size_t>(l)], value_format(to));
+    }
+    backend.write_slot(slot, chunk);
 }
 
 std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelConfig& c) {
@@ -55,7 +85,7 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
 struct Session::Impl {
     std::shared_ptr<Model> model;
     SessionParams params;
-    std::unique_ptr<BackendSession> backend;
+    std::unique_ptr<Sampler> sampler;
     bool cancelled = false;  // a step was cancelled: the session is spent
     std::vector<StoredChunk> stored;
     std::map<int, std::vector<CacheBytes>> layer_bytes;
@@ -108,7 +138,7 @@ struct Session::Impl {
         StoredChunk rec;
         rec.index = job.chunk_index;
         rec.pose = poses.back();
-        layer_bytes[rec.index] = backend->slot_layer_bytes(job.write_slot);
+        layer_bytes[rec.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, job.cache));
         for (const CacheBytes& b : layer_bytes[rec.index]) rec.bytes += b.total();
         stored.push_back(rec);
         pose = poses.back();
@@ -137,7 +167,6 @@ struct Session::Impl {
         m.p_cache = out.p_cache;
         m.poses = poses;
         m.settings = job.cache;
-        const auto t0 = std::chrono::steady_clock::now();
         if (!out.frames_rgb8.empty()) {
             const size_t per = static_cast<size_t>(c.height) * c.width * 3;
             for (int f = 0; f < c.chunk_frames; ++f) {
@@ -147,20 +176,7 @@ struct Session::Impl {
                           img.rgb.begin());
                 r.frames.push_back(std::move(img));
             }
-        } else if (!out.frames.empty()) {
-            const size_t per = static_cast<size_t>(c.height) * c.width * 3;
-            for (int f = 0; f < c.chunk_frames; ++f) {
-                Image img(c.width, c.height);
-                for (size_t i = 0; i < per; ++i) {
-                    const float v = (out.frames[static_cast<size_t>(f) * per + i] + 1.f) * 127.5f;
-                    img.rgb[i] = static_cast<uint8_t>(std::clamp(std::lround(v), 0L, 255L));
-                }
-                r.frames.push_back(std::move(img));
-            }
         }
-        out.times.decode_ms +=
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        out.times.total_ms += out.times.decode_ms;
         m.times = out.times;
         r.device_frames = out.device_frames;
         return r;
@@ -170,9 +186,10 @@ struct Session::Impl {
         if (encoded == params.cache) return;
         const TensorFormat old_k = key_format(encoded), old_v = value_format(encoded);
         if (!(old_k == key_format(params.cache) && old_v == value_format(params.cache))) {
-            backend->reencode(params.cache);
+            const ModelConfig& c = cfg();
             for (StoredChunk& s : stored) {
-                layer_bytes[s.index] = backend->slot_layer_bytes(s.index);
+                reencode_slot(sampler->backend(), s.index, c, params.cache);
+                layer_bytes[s.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, params.cache));
                 s.bytes = 0;
                 for (const CacheBytes& b : layer_bytes[s.index]) s.bytes += b.total();
             }
@@ -188,7 +205,7 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params)
     impl_->model = std::move(model);
     impl_->params = params;
     impl_->encoded = params.cache;
-    impl_->backend = impl_->model->impl().backend->create_session();
+    impl_->sampler = make_sampler(*impl_->model);
 }
 
 Session::~Session() = default;
@@ -206,7 +223,7 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
         if (img.width != c.width || img.height != c.height)
             throw Error("start frames must be " + std::to_string(c.width) + "x" + std::to_string(c.height) +
                         " (got " + std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
-    s.backend->clear();
+    s.sampler->backend().clear();
     s.stored.clear();
     s.layer_bytes.clear();
     s.chunks_done = 0;
@@ -219,7 +236,7 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
         evict_for_budget(0, s.stored, poses.back(), predict_cache_bytes(c, s.params.cache, 1).total(),
                          s.params.context, c.motion);
     ChunkOutput out;
-    s.backend->run_chunk(job, &out);
+    s.sampler->run_chunk(job, &out);
     ChunkResult r = s.finish(job, out, poses, ev);
     r.frames = context;  // the ground truth, exactly
     return r;
@@ -246,13 +263,13 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
         evict_for_budget(s.chunks_done, s.stored, poses.back(),
                          predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
     for (int e : ev.evicted) {
-        s.backend->free_slot(e);
+        s.sampler->backend().free_slot(e);
         s.layer_bytes.erase(e);
     }
     job.context_slots = ev.choice.context;
     ChunkOutput out;
     try {
-        s.backend->run_chunk(job, &out);
+        s.sampler->run_chunk(job, &out);
     } catch (const Cancelled&) {
         s.cancelled =
             true;  // the evictions above are done and the stored list is not: nothing valid to go on from
@@ -279,7 +296,7 @@ const Model& Session::model() const {
 }
 
 bool Session::device_cache_memory(DeviceCacheMemory* out) const {
-    return impl_->backend->device_cache_memory(out);
+    return impl_->sampler->backend().device_cache_memory(out);
 }
 
 CacheBytes Session::cache_bytes() const {
@@ -293,12 +310,9 @@ CacheBytes Session::cache_bytes() const {
 }
 
 CacheBytes Session::predict_cache_bytes(const ModelConfig& c, const CacheSettings& s, int chunks) {
-    const SegmentLayout k = segment_layout(key_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
-    const SegmentLayout v = segment_layout(value_format(s), c.heads, c.tokens_per_chunk(), c.head_dim);
-    CacheBytes b;
-    b.codes = static_cast<uint64_t>(chunks) * c.depth * (k.code_bytes + v.code_bytes);
-    b.metadata = static_cast<uint64_t>(chunks) * c.depth * (k.metadata_bytes() + v.metadata_bytes());
-    return b;
+    const CacheBytes layer = chunk_layer_bytes(c, s);
+    return CacheBytes{static_cast<uint64_t>(chunks) * c.depth * layer.codes,
+                      static_cast<uint64_t>(chunks) * c.depth * layer.metadata};
 }
 
 }  // namespace kvw

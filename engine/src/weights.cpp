@@ -6,7 +6,7 @@
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
 #include "safetensors.h"
-#include "util/rng.h"
+#include "kvworld/backend/rng.h"
 
 namespace kvw {
 
@@ -47,20 +47,7 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     specs.push_back({"final_proj.bias", {P}});
     // Last, so that random_weights draws the other tensors the same with or without it.
     if (c.absolute_position) specs.push_back({"pos_embed", {c.tokens_per_frame(), D}});
-    if (c.cumulative_motion) specs.push_back({"camera_cumulative", {D, kCameraDim}});
     return specs;
-}
-
-const HostTensor& ModelWeights::at(const std::string& name) const {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw Error("model weights: missing tensor \"" + name + "\"");
-    return it->second;
-}
-
-uint64_t ModelWeights::parameter_count() const {
-    uint64_t n = 0;
-    for (const auto& [name, t] : tensors) n += t.data.size();
-    return n;
 }
 
 static std::string shape_str(const std::vector<int64_t>& s) {

@@ -3,10 +3,10 @@
 #pragma once
 
 #include <filesystem>
-#include <map>
 #include <string>
 #include <vector>
 
+#include "kvworld/backend/model_weights.h"
 #include "kvworld/config.h"
 
 namespace kvw {
@@ -18,18 +18,6 @@ struct TensorSpec {
 
 // Every tensor a model with this config has, in a stable order (docs/design.md "Tensor names").
 std::vector<TensorSpec> expected_tensors(const ModelConfig& config);
-
-struct HostTensor {
-    std::vector<int64_t> shape;
-    std::vector<float> data;
-};
-
-struct ModelWeights {
-    std::map<std::string, HostTensor> tensors;
-    const HostTensor& at(const std::string& name) const;
-    const float* ptr(const std::string& name) const { return at(name).data.data(); }
-    uint64_t parameter_count() const;
-};
 
 // Reads the config's weight files from `dir` and checks names and shapes: missing, extra and mis-shaped
 // tensors are errors naming the file and the tensor.

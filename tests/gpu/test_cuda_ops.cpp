@@ -6,7 +6,6 @@
 #include <cstring>
 #include <random>
 
-#include "backend.h"
 #include "cpu/ops.h"
 #include "cuda_ops.h"
 #include "model_impl.h"
@@ -14,8 +13,9 @@
 #include "rope.h"
 #include "source_warp.h"
 #include "tolerance.h"
-#include "util/half.h"
-#include "util/rng.h"
+#include "kvworld/backend/half.h"
+#include "kvworld/backend/rng.h"
+#include "kvworld/backend/sampling.h"
 #include "weights.h"
 
 using namespace kvw;
@@ -198,35 +198,75 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     cu::DeviceBuffer d_m = upload(m16), d_b3 = upload(b3);
     cu::bias_gelu_bf16(d_m.as<uint16_t>(), d_b3.as<float>(), N, 256, nullptr);
     expect_close(from_bf16(download<uint16_t>(d_m, ref_m.size())), ref_m, kBf16Op, "bias_gelu");
-    // unpatchify + bias + Euler step
+    // unpatchify + bias (the output head's x0)
     const int P = 3 * p * p;
-    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f),
-                             xt = randn(frames.size());
+    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f);
     std::vector<float> hbias(head);
     for (int i = 0; i < N; ++i)
         for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
-    std::vector<float> ref_x0(frames.size()), ref_xt(xt);
+    std::vector<float> ref_x0(frames.size());
     cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data());
-    const float t = 0.75f, dt = -0.25f;
-    for (size_t i = 0; i < xt.size(); ++i) ref_xt[i] += dt * (xt[i] - ref_x0[i]) / t;
-    cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4), d_xt = upload(xt);
-    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(),
-                         d_xt.as<float>(), t, dt, nullptr);
+    cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4);
+    cu::unpatchify_bias(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), nullptr);
     expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
-    expect_close(download<float>(d_xt, ref_xt.size()), ref_xt, kFp32Reorder, "euler step");
-    // with motion guidance: x0 = x0_negative + g * (x0 - x0_negative) before the Euler step
-    const std::vector<float> neg = randn(frames.size());
-    const float g = 2.5f;
-    std::vector<float> ref_g(ref_x0), ref_gx(xt);
-    for (size_t i = 0; i < ref_g.size(); ++i) {
-        ref_g[i] = neg[i] + g * (ref_x0[i] - neg[i]);
-        ref_gx[i] += dt * (xt[i] - ref_g[i]) / t;
+}
+
+// The sampler's element-wise ops against the same formulas on the host (kvworld/backend/sampling.h, what the
+// CPU backend runs).
+TEST(CudaOps, SamplerOpsMatchCpu) {
+    REQUIRE_GPU();
+    const int frames = 3;
+    const size_t frame_floats = 16 * 24 * 3, n = frame_floats * frames;
+    const std::vector<float> x = randn(n), x0 = randn(n), still = randn(n), noise = randn(n);
+    const float t = 0.75f, dt = -0.25f, g = 2.5f, sigma = 0.5f, tau = 0.3f;
+    // Euler step, plain and with motion guidance (x0 extrapolated from the still prediction first)
+    for (const bool guided : {false, true}) {
+        std::vector<float> ref_x(n), ref_x0(x0);
+        for (size_t i = 0; i < n; ++i) {
+            if (guided) ref_x0[i] = guided_prediction(x0[i], still[i], g);
+            ref_x[i] = euler_step(x[i], ref_x0[i], t, dt);
+        }
+        cu::DeviceBuffer d_x = upload(x), d_x0 = upload(x0), d_still = upload(still);
+        cu::guided_euler(d_x.as<float>(), d_x0.as<float>(), guided ? d_still.as<float>() : nullptr, g, t, dt, n,
+                         nullptr);
+        const std::string what = guided ? ", guided" : "";
+        expect_close(download<float>(d_x0, n), ref_x0, kFp32Reorder, "x0" + what);
+        expect_close(download<float>(d_x, n), ref_x, kFp32Reorder, "euler step" + what);
     }
-    cu::DeviceBuffer d_neg = upload(neg), d_xg = upload(xt);
-    cu::unpatchify_euler(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(),
-                         d_xg.as<float>(), t, dt, nullptr, d_neg.as<float>(), g);
-    expect_close(download<float>(d_x0, ref_g.size()), ref_g, kFp32Reorder, "unpatchify, guided");
-    expect_close(download<float>(d_xg, ref_gx.size()), ref_gx, kFp32Reorder, "euler step, guided");
+    // The flow source: sigma * noise + the last frame of the previous chunk (or nothing)
+    for (const bool with_source : {false, true}) {
+        std::vector<float> ref(n);
+        for (size_t i = 0; i < n; ++i)
+            ref[i] = with_source ? flow_source_start(noise[i], sigma, x0[(frames - 1) * frame_floats + i % frame_floats])
+                                 : sigma * noise[i];
+        cu::DeviceBuffer d_x = upload(noise), d_prev = upload(x0);
+        cu::flow_source(d_x.as<float>(), with_source ? d_prev.as<float>() : nullptr, frame_floats, frames, sigma,
+                        nullptr);
+        expect_close(download<float>(d_x, n), ref, kFp32Reorder, with_source ? "flow source" : "noise only");
+    }
+    // clamp, the cache pass's input, 8-bit frames: bit-identical (no operation to contract)
+    std::vector<float> big = randn(n, 1.5f);
+    big[0] = std::nanf("");
+    std::vector<float> ref_clamp(n), ref_mix(n);
+    std::vector<uint8_t> ref_rgb(n), ref_rgba(n / 3 * 4);
+    for (size_t i = 0; i < n; ++i) {
+        ref_clamp[i] = clamp_unit(big[i]);
+        ref_mix[i] = cache_pass_input(x0[i], noise[i], tau);
+        ref_rgb[i] = unit_to_u8(big[i]);
+        ref_rgba[i / 3 * 4 + i % 3] = ref_rgb[i];
+    }
+    for (size_t p = 0; p < n / 3; ++p) ref_rgba[p * 4 + 3] = 255;
+    cu::DeviceBuffer d_big = upload(big), d_out(n * 4), d_x0 = upload(x0), d_noise = upload(noise), d_rgb(n),
+                     d_rgba(n / 3 * 4);
+    cu::clamp_frames(d_big.as<float>(), d_out.as<float>(), n, nullptr);
+    const std::vector<float> clamped = download<float>(d_out, n);
+    EXPECT_TRUE(std::isnan(clamped[0]));
+    EXPECT_EQ(0, std::memcmp(clamped.data() + 1, ref_clamp.data() + 1, (n - 1) * 4)) << "clamp";
+    cu::mix_noise(d_x0.as<float>(), d_noise.as<float>(), tau, d_out.as<float>(), n, nullptr);
+    EXPECT_EQ(0, std::memcmp(download<float>(d_out, n).data(), ref_mix.data(), n * 4)) << "cache pass input";
+    cu::frames_to_8bit(d_big.as<float>(), n / 3, d_rgba.as<uint8_t>(), d_rgb.as<uint8_t>(), nullptr);
+    EXPECT_EQ(download<uint8_t>(d_rgb, n), ref_rgb) << "RGB8";
+    EXPECT_EQ(download<uint8_t>(d_rgba, n / 3 * 4), ref_rgba) << "RGBA8";
 }
 
 TEST(CudaOps, GemmMatchesCpu) {
@@ -514,22 +554,19 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     REQUIRE_GPU();
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
-    auto cpu_m = create_cpu_backend(cfg, w);
-    auto gpu_m = create_cuda_backend(cfg, w);
-    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position) and the
-    // motion since the flow source (ModelConfig::cumulative_motion), as the shipped model has them.
+    const auto cpu_m = make_model(cfg, w, BackendKind::Cpu);
+    const auto gpu_m = make_model(cfg, w, BackendKind::Cuda);
+    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position), as the shipped
+    // model has it.
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
-    cfg_pos.cumulative_motion = true;
     cfg_pos.warp_eye_height = 2.5f;  // the warped cases below also walk the source over the ground
     ModelWeights w_pos = w;
     w_pos.tensors["pos_embed"] =
         HostTensor{{cfg.tokens_per_frame(), cfg.hidden},
                    randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
-    w_pos.tensors["camera_cumulative"] =
-        HostTensor{{cfg.hidden, kCameraDim}, randn(static_cast<size_t>(cfg.hidden) * kCameraDim, 0.5f)};
-    auto cpu_pos = create_cpu_backend(cfg_pos, w_pos);
-    auto gpu_pos = create_cuda_backend(cfg_pos, w_pos);
+    const auto cpu_pos = make_model(cfg_pos, w_pos, BackendKind::Cpu);
+    const auto gpu_pos = make_model(cfg_pos, w_pos, BackendKind::Cuda);
     // (cache format, motion guidance, absolute positions, warped flow source): guidance > 1 adds the negative
     // pass of every step; warped: the previous frame turned to every frame's camera (sampler warp_source)
     struct Case {
@@ -548,8 +585,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, false},
           Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, true},
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, true}}) {
-        auto cs_ = (positioned ? cpu_pos : cpu_m)->create_session();
-        auto gs = (positioned ? gpu_pos : gpu_m)->create_session();
+        auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
+        auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
         std::vector<float> ctx = randn(n, 0.5f);
         for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
@@ -591,9 +628,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             ChunkOutput oc, og;
             cs_->run_chunk(j, &oc);
             gs->run_chunk(j, &og);
-            for (float v : oc.frames)
-                cpu_frames.push_back(
-                    static_cast<uint8_t>(std::clamp(std::lround((v + 1.f) * 127.5f), 0L, 255L)));
+            cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
             gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
             ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
         }
@@ -601,7 +636,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         for (size_t i = 0; i < cpu_frames.size(); ++i)
             se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
         const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
-        const std::string variant = std::string(positioned ? " absolute positions, cumulative motion" : "") +
+        const std::string variant = std::string(positioned ? " absolute positions" : "") +
                                     (warped ? ", source turned and walked" : "");
         std::printf(
             "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",

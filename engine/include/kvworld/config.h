@@ -32,12 +32,6 @@ struct ModelConfig {
     // to the patch embeddings. RoPE gives attention only relative offsets; this tells the model where the top
     // of the frame is (docs/design.md "Absolute patch positions").
     bool absolute_position = false;
-    // Each frame's conditioning also gets the motion since its chunk's flow source (the previous chunk's last
-    // frame): the running sum of the chunk's camera vectors up to this frame, / chunk_frames, through
-    // "camera_cumulative" [hidden, 5]. Without it a frame knows only its own action and must work out through
-    // attention how far it lies from the source; the later frames of a chunk under-moved (docs/design.md
-    // "Motion since the flow source").
-    bool cumulative_motion = false;
     // Sampler defaults
     int steps = 4;
     float shift = 1.f;

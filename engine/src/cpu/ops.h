@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "correction.h"
+#include "kvworld/backend/correction.h"
 
 namespace kvw::cpu {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "util/hostdevice.h"
+#include "kvworld/backend/hostdevice.h"
 
 namespace kvw {
 
@@ -73,30 +73,12 @@ KVW_HD double sqrt_rn(double a) {
     return __builtin_sqrt(a);
 #endif
 }
-KVW_HD int64_t bits(double d) {
-#if defined(__CUDA_ARCH__)
-    return __double_as_longlong(d);
-#else
-    int64_t i;
-    __builtin_memcpy(&i, &d, 8);
-    return i;
-#endif
-}
-KVW_HD double from_bits(int64_t i) {
-#if defined(__CUDA_ARCH__)
-    return __longlong_as_double(i);
-#else
-    double d;
-    __builtin_memcpy(&d, &i, 8);
-    return d;
-#endif
-}
 
 // Natural log for x in [2^-32, 1] (normal doubles), |error| ~ 1e-16.
 KVW_HD double log_unit(double x) {
-    const int64_t b = bits(x);
+    const int64_t b = bit_cast<int64_t>(x);
     int e = static_cast<int>((b >> 52) & 0x7ff) - 1022;  // x = m * 2^e, m in [0.5, 1)
-    double m = from_bits((b & 0x000fffffffffffffLL) | 0x3fe0000000000000LL);
+    double m = bit_cast<double>((b & 0x000fffffffffffffLL) | 0x3fe0000000000000LL);
     if (m < 0.70710678118654752440) {  // bring m into [sqrt(1/2), sqrt(2))
         m = mul(m, 2.0);
         e -= 1;

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "util/hostdevice.h"
+#include "kvworld/backend/hostdevice.h"
 
 namespace kvw {
 

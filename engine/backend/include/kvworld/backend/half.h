@@ -4,36 +4,16 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
-#include "util/hostdevice.h"
+#include "kvworld/backend/hostdevice.h"
 
 namespace kvw {
 
 enum class RoundMode { Nearest, Down, Up };  // Down: toward -inf, Up: toward +inf
 
-KVW_HD uint32_t f32_bits(float f) {
-#if defined(__CUDA_ARCH__)
-    return __float_as_uint(f);
-#else
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u;
-#endif
-}
-KVW_HD float f32_from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-    return __uint_as_float(u);
-#else
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-#endif
-}
-
 // fp32 -> fp16 bits. Finite inputs saturate to +-65504 instead of overflowing to infinity; NaN -> NaN.
 KVW_HD uint16_t f32_to_f16_bits(float f, RoundMode mode) {
-    const uint32_t u = f32_bits(f);
+    const uint32_t u = bit_cast<uint32_t>(f);
     const uint32_t sign = (u >> 16) & 0x8000u;
     const uint32_t abs = u & 0x7fffffffu;
     if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
@@ -89,19 +69,19 @@ KVW_HD float f16_bits_to_f32(uint16_t h) {
         const float v = static_cast<float>(m) * 5.9604644775390625e-08f;
         return sign ? -v : v;
     }
-    if (e == 31) return f32_from_bits(sign | 0x7f800000u | (m << 13));
-    return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));
+    if (e == 31) return bit_cast<float>(sign | 0x7f800000u | (m << 13));
+    return bit_cast<float>(sign | ((e + 112u) << 23) | (m << 13));
 }
 
 // fp32 -> bf16 bits, round to nearest even; NaN stays NaN.
 KVW_HD uint16_t f32_to_bf16_bits(float f) {
-    const uint32_t u = f32_bits(f);
+    const uint32_t u = bit_cast<uint32_t>(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
     const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
     return static_cast<uint16_t>(rounded >> 16);
 }
 KVW_HD float bf16_bits_to_f32(uint16_t b) {
-    return f32_from_bits(static_cast<uint32_t>(b) << 16);
+    return bit_cast<float>(static_cast<uint32_t>(b) << 16);
 }
 KVW_HD float round_to_bf16(float f) {
     return bf16_bits_to_f32(f32_to_bf16_bits(f));

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <random>
 
-#include "backend.h"
 #include "common.cuh"
 #include "cuda_ops.h"
-#include "util/half.h"
+#include "kvworld/backend/backend.h"
+#include "kvworld/kernel_bench.h"
 
 namespace kvw {
 
@@ -58,8 +58,6 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s,
     std::vector<AttentionBenchRow> rows;
     for (const CacheSettings& cs : formats) {
         const TensorFormat kf = key_format(cs), vf = value_format(cs);
-        validate_format(kf, hd, true);
-        validate_format(vf, hd, false);
         const SegmentLayout kl = segment_layout(kf, H, N, hd), vl = segment_layout(vf, H, N, hd);
         cu::DeviceBuffer store((kl.total_bytes() + vl.total_bytes()) * static_cast<size_t>(s.n_ctx) + 256);
         std::vector<cu::SegmentDesc> segs(static_cast<size_t>(s.n_ctx) + 1);

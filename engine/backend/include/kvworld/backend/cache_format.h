@@ -1,0 +1,106 @@
+// KV-cache formats shared by the engine and every backend (docs/design.md "KV-cache formats"): how one tensor
+// of a cached chunk is stored, its exact byte layout, and the scalar group quantizer. Compiled as C++20 on
+// the host and as CUDA C++17 by the kernels, so it is written in the common subset.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kvworld/backend/half.h"
+#include "kvworld/backend/hostdevice.h"
+
+namespace kvw {
+
+// How one tensor (K or V) of a segment is stored.
+struct TensorFormat {
+    int bits = 16;         // 16 = bf16, else 8, 4, 2
+    int group = 64;        // channels per group (token layout) or tokens per block (channel layout)
+    bool channel = false;  // channel (KIVI) layout; keys only
+
+    bool quantized() const { return bits < 16; }
+    // (spelled out: this header is also compiled as CUDA C++17)
+    bool operator==(const TensorFormat& o) const {
+        return bits == o.bits && group == o.group && channel == o.channel;
+    }
+};
+
+// Sizes of one tensor of one segment: `heads` × `tokens` × `head_dim`.
+struct SegmentLayout {
+    TensorFormat fmt;
+    int heads = 0, tokens = 0, head_dim = 0;
+    int blocks = 0;           // channel layout: ceil(tokens / group)
+    size_t code_bytes = 0;    // packed codes (or bf16 data)
+    size_t step_count = 0;    // fp16 steps
+    size_t offset_count = 0;  // fp16 offsets
+
+    size_t metadata_bytes() const { return 2 * (step_count + offset_count); }
+    size_t total_bytes() const { return code_bytes + metadata_bytes(); }
+    // Correction groups per key: channels sharing one step (token: hd/g groups of g; channel: hd/2 pairs).
+    int corr_groups() const { return fmt.channel ? head_dim / 2 : head_dim / fmt.group; }
+    int corr_group_width() const { return fmt.channel ? 2 : fmt.group; }
+    size_t head_code_bytes() const { return code_bytes / static_cast<size_t>(heads); }
+};
+
+// The exact sizes of a tensor of `heads` x `tokens` x `head_dim` in format `fmt` (which the engine validated).
+inline SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int tokens, int head_dim) {
+    SegmentLayout L;
+    L.fmt = fmt;
+    L.heads = heads;
+    L.tokens = tokens;
+    L.head_dim = head_dim;
+    const size_t H = heads, T = tokens, hd = head_dim;
+    if (!fmt.quantized()) {
+        L.code_bytes = H * T * hd * 2;
+        return L;
+    }
+    if (fmt.channel) {
+        L.blocks = (tokens + fmt.group - 1) / fmt.group;
+        L.code_bytes = H * L.blocks * hd * (static_cast<size_t>(fmt.group) * fmt.bits / 8);
+        L.step_count = H * L.blocks * (hd / 2);
+        L.offset_count = H * L.blocks * hd;
+    } else {
+        L.code_bytes = H * T * (hd * fmt.bits / 8);
+        L.step_count = L.offset_count = H * T * (hd / fmt.group);
+    }
+    return L;
+}
+
+// Packed storage of one tensor of one segment.
+struct PackedTensor {
+    SegmentLayout layout;
+    std::vector<uint8_t> codes;     // code_bytes (bf16 data for 16-bit)
+    std::vector<uint16_t> steps;    // fp16 bits
+    std::vector<uint16_t> offsets;  // fp16 bits
+};
+
+// One cached chunk as the host sees it: every layer's packed K and V ([depth] each). Backends hand slots out
+// and take them back in this form when the engine re-encodes the cache into another format.
+struct CachedChunk {
+    std::vector<PackedTensor> k, v;
+};
+
+// Scalar group quantizer shared by the CPU reference and the CUDA kernel.
+struct GroupParams {
+    uint16_t offset_bits;  // fp16, rounded down from the minimum
+    uint16_t step_bits;    // fp16, rounded up from (max - offset) / levels
+};
+KVW_HD GroupParams group_params(float lo, float hi, int bits) {
+    const float levels = static_cast<float>((1 << bits) - 1);
+    const uint16_t off = f32_to_f16_bits(lo, RoundMode::Down);
+    const float range = hi - f16_bits_to_f32(off);
+    const uint16_t step = f32_to_f16_bits(range > 0.f ? range / levels : 0.f, RoundMode::Up);
+    return {off, step};
+}
+KVW_HD uint32_t quantize_value(float x, float offset, float step, int bits) {
+    if (!(step > 0.f)) return 0u;
+    const float q = std::floor((x - offset) / step + 0.5f);
+    const float hi = static_cast<float>((1 << bits) - 1);
+    return static_cast<uint32_t>(q < 0.f ? 0.f : (q > hi ? hi : q));
+}
+KVW_HD float dequantize_value(uint32_t code, float offset, float step) {
+    return offset + step * static_cast<float>(code);
+}
+
+}  // namespace kvw
