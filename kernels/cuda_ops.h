@@ -118,14 +118,11 @@ void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, 
 
 // ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h) --------------------------------
 // views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
-// pitch_to_deg, forward, right). source_init_warped: x = sigma * x + the last frame of `previous` sampled at
-// each pixel's source position; source_warp_maps writes those positions ([frames][source_x [H*W], source_y
-// [H*W]], what warp_maps returns on the host).
+// pitch_to_deg, forward, right). x = sigma * x + the last frame of `previous` sampled at each pixel's source
+// position.
 inline constexpr int kViewChangeFloats = 5;
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
                         int height, float hfov_deg, float eye_height, float sigma, void* stream);
-void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height,
-                      float* maps, void* stream);
 
 // ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
 class Gemm {
@@ -154,8 +151,6 @@ struct PackedView {
 // device memory, so that a captured graph can be pointed at a new cache slot by rewriting it).
 void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& layout, const PackedView* dst,
                       void* stream);
-// Dequantizes head `h` of a packed segment to fp32 [tokens x hd] (tests, re-encoding).
-void dequantize_head(const SegmentLayout& layout, PackedView src, int head, float* out, void* stream);
 
 // ---- attention (attention.cu) ----------------------------------------------------------------------------
 // One cached segment of the current layer (device pointers), or the current chunk (raw bf16 K/V).

@@ -137,36 +137,6 @@ __global__ void quantize_channel_kernel(const uint16_t* __restrict__ x, int row_
     }
 }
 
-__global__ void dequantize_head_kernel(SegmentLayout L, PackedView src, int h, float* out) {
-    const int hd = L.head_dim, T = L.tokens;
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= T * hd) return;
-    const int t = i / hd, c = i % hd;
-    const int b = L.fmt.bits;
-    if (b == 16) {
-        out[i] = bf16_to_f32(
-            reinterpret_cast<const uint16_t*>(src.codes)[(static_cast<size_t>(h) * T + t) * hd + c]);
-        return;
-    }
-    const int per_byte = 8 / b;
-    if (!L.fmt.channel) {
-        const int groups = hd / L.fmt.group;
-        const size_t m = (static_cast<size_t>(h) * T + t) * groups + c / L.fmt.group;
-        const uint8_t* codes =
-            src.codes + (static_cast<size_t>(h) * T + t) * (static_cast<size_t>(hd) * b / 8);
-        const uint32_t code = (codes[c / per_byte] >> ((c % per_byte) * b)) & ((1u << b) - 1u);
-        out[i] = dequantize_value(code, f16_bits_to_f32(src.offsets[m]), f16_bits_to_f32(src.steps[m]));
-    } else {
-        const int g = L.fmt.group, blk = t / g, ti = t % g;
-        const uint8_t* codes = src.codes + ((static_cast<size_t>(h) * L.blocks + blk) * hd + c) *
-                                               (static_cast<size_t>(g) * b / 8);
-        const uint32_t code = (codes[ti / per_byte] >> ((ti % per_byte) * b)) & ((1u << b) - 1u);
-        out[i] = dequantize_value(
-            code, f16_bits_to_f32(src.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]),
-            f16_bits_to_f32(src.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]));
-    }
-}
-
 }  // namespace
 
 void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L, const PackedView* dst,
@@ -184,12 +154,6 @@ void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L,
             x, row_stride, L.tokens, L.heads, L.head_dim, L.fmt.bits, L.fmt.group, L.blocks, dst);
     }
     CUDA_CHECK_LAUNCH("quantize_segment");
-}
-
-void dequantize_head(const SegmentLayout& L, PackedView src, int head, float* out, void* stream) {
-    const int n = L.tokens * L.head_dim;
-    dequantize_head_kernel<<<blocks_for(n, 256), 256, 0, as_stream(stream)>>>(L, src, head, out);
-    CUDA_CHECK_LAUNCH("dequantize_head");
 }
 
 }  // namespace kvw::cuda

@@ -1,9 +1,6 @@
 // The warped flow source (sampler "warp_source"; the formula is kvworld/backend/warp.h, shared with the CPU
 // backend): where each pixel of a chunk's frame samples the previous chunk's last frame, computed on the device
 // from five numbers per frame (the frame's ViewChange) instead of per-pixel maps made on the host.
-//
-// Kernels: source_maps_kernel writes the positions (what the CPU's warp_maps returns; tested against it), and
-// source_warp_kernel computes the same position and samples the source bilinearly into the noise.
 #include <algorithm>
 
 #include "common.cuh"
@@ -27,19 +24,6 @@ __device__ void source_position_at(const float* __restrict__ views, size_t i, in
                          static_cast<int>(p / w), w, sx, sy);
 }
 
-__global__ void source_maps_kernel(const float* __restrict__ views, int frames, int w, int h, float hfov_deg,
-                                   float eye_height, float* __restrict__ maps) {
-    const size_t pixels = static_cast<size_t>(w) * h, n = static_cast<size_t>(frames) * pixels;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
-        float sx, sy;
-        source_position_at(views, i, w, h, hfov_deg, eye_height, &sx, &sy);
-        const size_t f = i / pixels, p = i % pixels;
-        maps[f * 2 * pixels + p] = sx;
-        maps[f * 2 * pixels + pixels + p] = sy;
-    }
-}
-
 // x [frames, h, w, 3] = sigma * x (unit noise) + last [h, w, 3] sampled bilinearly at each pixel's source
 // position, the border repeated outside the source (as warp_frame on the CPU).
 __global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ views,
@@ -59,13 +43,6 @@ int grid_for(size_t n) {
 }
 
 }  // namespace
-
-void source_warp_maps(const float* views, int frames, int width, int height, float hfov_deg, float eye_height,
-                      float* maps, void* stream) {
-    source_maps_kernel<<<grid_for(static_cast<size_t>(frames) * width * height), kThreads, 0,
-                         as_stream(stream)>>>(views, frames, width, height, hfov_deg, eye_height, maps);
-    CUDA_CHECK_LAUNCH("source_warp_maps");
-}
 
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
                         int height, float hfov_deg, float eye_height, float sigma, void* stream) {

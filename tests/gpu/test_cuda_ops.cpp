@@ -85,6 +85,9 @@ TEST(CudaOps, NoiseIsBitIdenticalToCpu) {
 // changes: turns small and large (wrapped, clamped at 85 degrees), pitches, walking forward, back past the
 // ground under the camera and to the side, eye heights 0 (rotation only) and above. Positions first, then the
 // sampling with the device's own positions (so the two checks do not share an error).
+// The warped flow source: the device evaluates the shared formula (kvworld/backend/warp.h) per pixel; the CPU's
+// maps and bilinear sample are the reference. Positions may differ in their last bits (the device contracts
+// multiply-adds), so the samples agree to the warp-position bound times the source's gradient.
 TEST(CudaOps, SourceWarpMatchesCpu) {
     REQUIRE_GPU();
     const int frames = 24, w = 40, h = 32;
@@ -101,36 +104,20 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
     ASSERT_EQ(packed.size(), static_cast<size_t>(frames) * cu::kViewChangeFloats);
     const size_t pixels = static_cast<size_t>(w) * h;
     const std::vector<float> last = randn(pixels * 3, 0.5f);
-    cu::DeviceBuffer d_views = upload(packed),
-                     d_maps(static_cast<size_t>(frames) * 2 * pixels * sizeof(float));
+    cu::DeviceBuffer d_views = upload(packed);
     for (const float eye : {0.f, 2.5f}) {
-        cu::source_warp_maps(d_views.as<float>(), frames, w, h, hfov, eye, d_maps.as<float>(), nullptr);
-        const std::vector<float> maps = download<float>(d_maps, static_cast<size_t>(frames) * 2 * pixels);
-        std::vector<float> host_maps, device_warped(pixels * 3 * frames);
-        std::vector<float> warped_with_device_maps(pixels * 3 * frames);
-        for (int f = 0; f < frames; ++f) {
-            const WarpMaps m = warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye);
-            host_maps.insert(host_maps.end(), m.source_x.begin(), m.source_x.end());
-            host_maps.insert(host_maps.end(), m.source_y.begin(), m.source_y.end());
-            WarpMaps dm;
-            dm.source_x.assign(maps.begin() + static_cast<long>(f * 2 * pixels),
-                               maps.begin() + static_cast<long>(f * 2 * pixels + pixels));
-            dm.source_y.assign(maps.begin() + static_cast<long>(f * 2 * pixels + pixels),
-                               maps.begin() + static_cast<long>((f + 1) * 2 * pixels));
-            warp_frame(last.data(), w, h, dm,
-                       warped_with_device_maps.data() + static_cast<size_t>(f) * pixels * 3);
-        }
-        const std::string eye_name = eye > 0.f ? "eye height 2.5" : "rotation only";
-        expect_close(maps, host_maps, kWarpPosition, "source_warp_maps, " + eye_name);
-        // The fused kernel: x = 0 * noise + the last previous frame warped (previous holds frames copies; the
-        // last is the source).
+        std::vector<float> host_warped(pixels * 3 * frames);
+        for (int f = 0; f < frames; ++f)
+            warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
+                       host_warped.data() + static_cast<size_t>(f) * pixels * 3);
+        // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the source)
         std::vector<float> previous(pixels * 3 * frames, 0.f);
         std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
         cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
-        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
-                               hfov, eye, 0.f, nullptr);
-        expect_close(download<float>(d_x, device_warped.size()), warped_with_device_maps, kFp32Reorder,
-                     "source_init_warped, " + eye_name);
+        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h, hfov,
+                               eye, 0.f, nullptr);
+        expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
+                     std::string("source_init_warped, ") + (eye > 0.f ? "eye height 2.5" : "rotation only"));
     }
 }
 
@@ -315,14 +302,6 @@ TEST_P(CudaQuantize, BytesIdenticalToCpu) {
     EXPECT_EQ(download<uint8_t>(codes, L.code_bytes), ref.codes) << "codes";
     EXPECT_EQ(download<uint16_t>(steps, L.step_count), ref.steps) << "steps";
     EXPECT_EQ(download<uint16_t>(offs, L.offset_count), ref.offsets) << "offsets";
-    // Device dequantization equals the CPU's.
-    cu::DeviceBuffer out(static_cast<size_t>(tokens) * hd * 4);
-    std::vector<float> cpu_deq(static_cast<size_t>(tokens) * hd);
-    for (int h = 0; h < heads; ++h) {
-        cu::dequantize_head(L, view, h, out.as<float>(), nullptr);
-        dequantize_head(ref, h, cpu_deq.data());
-        EXPECT_EQ(download<float>(out, cpu_deq.size()), cpu_deq) << "head " << h;
-    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaQuantize,
