@@ -567,7 +567,6 @@ void App::save_ui_screenshot(Image image) {
         if (last) write_png(dir / "final.png", image);
         return std::string();
     });
-    ++scripted_shots_;
     if (finishing_) {
         write_summary();
         writer_.wait_idle();

@@ -191,7 +191,6 @@ class App {
     std::optional<PendingRestart> pending_restart_;
     int newest_slot_ = -1;
     render::Filter filter_ = render::Filter::Nearest;
-    bool host_frames_for_psnr_ = false;
 
     // Measurements
     RollingStat latency_ms_{64};
@@ -236,7 +235,6 @@ class App {
     // Scripted mode
     bool ui_screenshot_due_ = false;
     bool window_shot_requested_ = false;
-    int scripted_shots_ = 0;
     int ui_frames_ = 0;
     int shown_generated_frames_ = 0;
     int requested_generated_frames_ = 0;
