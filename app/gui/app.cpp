@@ -434,7 +434,7 @@ void App::sync_params() {
     if (desired.size() != panes_.size() || desired == sent_params_) return;
     if (desired == rejected_params_) return;  // the engine said no; wait for the next edit
     for (size_t i = 0; i < desired.size(); ++i) {
-        if (auto problem = check_params(*config_, desired[i])) {
+        if (auto problem = check_session_params(*config_, desired[i])) {
             param_error_ = "Not applied: " +
                            (panes_.size() > 1 ? "pane " + std::to_string(i + 1) + ": " : std::string()) +
                            *problem;
