@@ -1,10 +1,11 @@
-// The app: world state, the worker, presentation and every panel. Platform-neutral: the windowed loop
-// (main_window.cpp, GLFW) and the offscreen loop (main_offscreen.cpp, EGL) both call frame() between
-// ImGui::NewFrame() and ImGui::Render(), with the input of that frame.
+// The app: the frame loop, presentation and every panel, around a GuiController (controller.h) that holds
+// the world, its settings and the worker. Panels read the controller and call its commands. Platform-
+// neutral: the windowed loop (main_window.cpp, GLFW) and the offscreen loop (main_offscreen.cpp, EGL) both
+// call frame() between ImGui::NewFrame() and ImGui::Render(), with the input of that frame.
 //
-// Implementation split: app.cpp (state, worker events, playback, commands), ui_controls.cpp (the side
-// panel), ui_overlays.cpp (world view, HUD, status bar, help, messages), ui_memory.cpp (memory overlay and
-// planner window).
+// Implementation split: app.cpp (the frame, keys, captures, summary), ui_controls.cpp (the side panel),
+// ui_overlays.cpp (world view, HUD, status bar, help, messages), ui_memory.cpp (memory overlay and planner
+// window).
 #pragma once
 
 #include <array>
@@ -16,17 +17,15 @@
 #include <string>
 #include <vector>
 
-#include "ab_stats.h"
+#include "controller.h"
 #include "input.h"
 #include "keymap.h"
 #include "kvworld/planner.h"
 #include "kvworld/render/cuda_gl.h"
 #include "kvworld/render/presenter.h"
 #include "memory_math.h"
-#include "playback.h"
+#include "presenter_frames.h"
 #include "recording.h"
-#include "settings.h"
-#include "worker.h"
 
 namespace kvw::gui {
 
@@ -76,24 +75,17 @@ class App {
 
     // Scripted mode: block (briefly) until the next frame can be shown, so no UI frame is wasted while
     // the worker generates. Returns false when nothing more will come.
-    bool wait_for_next_frame(std::chrono::milliseconds timeout);
+    bool wait_for_next_frame(std::chrono::milliseconds timeout) {
+        return controller_->wait_for_next_frame(timeout);
+    }
     bool finished() const { return finished_; }
     int exit_code() const { return exit_code_; }
     bool quit_requested() const { return quit_requested_; }
     const Keymap& keymap() const { return keymap_.keymap; }
 
   private:
-    enum class RunState { Loading, Running, Failed };
-    struct PendingRestart {
-        bool continue_world = false;              // from the frames on screen, else from the start trace
-        std::optional<BackendKind> load_backend;  // (re)load the model on this backend first
-        std::string reason;
-    };
-    struct PaneView {
-        PaneSpec spec;
-        std::optional<ChunkMetrics> last;  // latest chunk of this pane
-        SessionParams applied;
-    };
+    using RunState = GuiController::RunState;
+    using PaneView = GuiController::PaneView;
     struct Toast {
         std::string text;
         bool error = false;
@@ -101,33 +93,15 @@ class App {
     };
 
     // app.cpp
-    void load_config_and_start();
-    void build_start_trace();
-    StartSpec make_start_spec(bool continue_world);
-    std::vector<SessionParams> desired_params() const;
-    bool keep_device_frames() const;
+    void handle_keys(const FrameInput& in);
+    void on_frame_shown();
+    // Shows the controller's messages and refreshes the seed fields when it changed the seeds.
+    void sync_with_controller();
+    void notify(const std::string& text, bool error = false);
     // Why frames go through host memory: shown beside "host upload" in the HUD and in summary.json.
     std::string host_upload_reason() const;
-    void restart(bool continue_world, const std::string& reason,
-                 std::optional<BackendKind> load_backend = std::nullopt);
-    void issue_pending_restart();
-    void process_events(double now);
-    void on_chunk(event::Chunk& chunk, double now);
-    void handle_keys(const FrameInput& in);
-    void advance_playback(const FrameInput& in);
-    void request_next_chunk();
-    void sync_params();
-    void new_world(std::optional<uint64_t> world_seed);
-    void load_trace_file(const std::string& path);
-    void save_trace_file(const std::string& path);
     void take_screenshot();
     void toggle_video();
-    void toggle_correction();
-    void set_ab(bool enabled);
-    void notify(const std::string& text, bool error = false);
-    std::string replay_hint() const;
-    std::string settings_json_now() const;
-    int frames_per_chunk() const { return config_ ? config_->chunk_frames : 1; }
     std::filesystem::path out_dir() const;
     void write_summary();
 
@@ -136,7 +110,9 @@ class App {
     void draw_menu_bar();
     void draw_world(const FrameInput& in);
     void draw_controls_panel();
+    void draw_world_section();
     void draw_cache_editor(const char* id, CacheSettings* cache, bool compact);
+    void draw_context_section();
     void draw_ab_section();
     void draw_recording_section();
     void draw_hud(const FrameInput& in);
@@ -153,62 +129,25 @@ class App {
 
     AppOptions options_;
     KeymapLoad keymap_;
-    std::string model_note_;
-    std::filesystem::path model_dir_;
-    BackendKind backend_ = BackendKind::Cpu;  // what the user asked for / what runs
-    std::string cuda_unavailable_;
-    std::optional<ModelConfig> config_;
-    std::optional<ModelInfo> model_;
-    RunState state_ = RunState::Loading;
-    std::string fatal_error_;
 
-    // World and settings
-    uint64_t world_seed_ = 0;
-    Trace start_trace_;  // head: context actions, seeds, start pose
-    std::filesystem::path start_trace_dir_;
-    std::vector<FrameAction> replay_;  // generated actions of a loaded trace still to play
-    size_t replay_pos_ = 0;
-    bool replaying_ = false;
-    SharedSettings shared_;
-    CacheSettings main_cache_;
-    AbSettings ab_;
-    bool correction_on_ = true;
-    std::vector<PaneView> panes_;
-    std::vector<SessionParams> sent_params_;
-    std::vector<SessionParams> rejected_params_;
-    std::string param_error_;
-    int params_request_ = 0;
+    // The world: the controller and the textures it plays its chunks into. ~App ends the controller (and
+    // its worker, which may be waiting for us to consume device frames) before anything else; the textures
+    // go later, while the GL context is still current (the platform loop destroys the app first).
+    render::Presenter presenter_;
+    PresenterFrames presenter_frames_{presenter_};
+    std::unique_ptr<GuiController> controller_;
+    // The seed fields as typed, and the seeds they were last written from.
     char world_seed_text_[24] = {};
     char seed_text_[24] = {};
-
-    // Worker and presentation
-    std::unique_ptr<Worker> worker_;
-    render::Presenter presenter_;
-    std::unique_ptr<Playback> playback_;
-    std::unique_ptr<ActionCollector> collector_;
-    int epoch_ = 0;
-    bool in_flight_ = false;
-    std::optional<PendingRestart> pending_restart_;
-    int newest_slot_ = -1;
-    render::Filter filter_ = render::Filter::Nearest;
-    bool host_frames_for_psnr_ = false;
+    uint64_t world_seed_shown_ = 0, seed_shown_ = 0;
 
     // Measurements
-    RollingStat latency_ms_{64};
-    RollingStat generated_fps_{32};
     RollingStat ui_fps_{120};
-    std::deque<float> chunk_ms_history_;
-    std::deque<float> cache_timeline_mb_;
-    double stall_since_ = -1;
-    bool stalled_ = false;
-    AbStats ab_stats_;
     std::optional<render::GpuMemoryInfo> gpu_memory_;
     std::string gpu_memory_error_;
     double gpu_memory_at_ = -10;
-    int chunks_received_ = 0;
 
     // Recording
-    TraceRecorder recorder_;
     FileWriter writer_;
     VideoRecorder video_{writer_};
     std::string last_screenshot_;
@@ -229,17 +168,13 @@ class App {
     // Layout of this frame (pixels): the world area between menu bar, side panel and status bar.
     float world_x0_ = 0, world_y0_ = 0, world_x1_ = 0, world_y1_ = 0;
     float menu_height_ = 0, status_height_ = 0, panel_width_ = 0, memory_width_ = 0;
-    float hud_width_ = 0, hud_height_ = 0;
-    std::vector<std::array<float, 4>> pane_rects_;  // where each pane's frame was drawn (x0, y0, x1, y1)  //
-                                                    // last frame's HUD size (frames avoid it when they can)
+    float hud_width_ = 0, hud_height_ = 0;          // last frame's HUD size (frames avoid it when they can)
+    std::vector<std::array<float, 4>> pane_rects_;  // where each pane's frame was drawn (x0, y0, x1, y1)
 
     // Scripted mode
     bool ui_screenshot_due_ = false;
     bool window_shot_requested_ = false;
-    int scripted_shots_ = 0;
     int ui_frames_ = 0;
-    int shown_generated_frames_ = 0;
-    int requested_generated_frames_ = 0;
     bool finishing_ = false;
     bool finished_ = false;
     int exit_code_ = 0;

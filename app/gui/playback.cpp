@@ -21,14 +21,6 @@ void Playback::reset() {
     frames_shown_ = 0;
 }
 
-std::vector<int> Playback::drain_slots() {
-    std::vector<int> slots;
-    for (const ChunkEntry& e : queue_)
-        if (e.slot >= 0) slots.push_back(e.slot);
-    reset();
-    return slots;
-}
-
 void Playback::set_paused(bool paused) {
     paused_ = paused;
     if (!paused) stepping_ = false;
@@ -123,10 +115,6 @@ void RollingStat::add(double v) {
 double RollingStat::mean() const {
     if (values_.empty()) return 0;
     return std::accumulate(values_.begin(), values_.end(), 0.0) / static_cast<double>(values_.size());
-}
-
-double RollingStat::max() const {
-    return values_.empty() ? 0 : *std::max_element(values_.begin(), values_.end());
 }
 
 }  // namespace kvw::gui

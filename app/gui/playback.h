@@ -33,8 +33,7 @@ class Playback {
   public:
     Playback(int frames_per_chunk, double fps);
 
-    void reset();  // drops every queued chunk (their slots must be released by the caller: see drain())
-    std::vector<int> drain_slots();  // slots of every chunk still held; the playback is empty afterwards
+    void reset();  // drops every queued chunk (the caller releases their slots)
 
     void set_paused(bool paused);
     bool paused() const { return paused_; }
@@ -59,9 +58,7 @@ class Playback {
     const ChunkEntry& current() const { return queue_.front(); }
     int frame() const { return frame_; }
     bool next_frame_available() const;
-    int queued_chunks() const { return static_cast<int>(queue_.size()); }
     int frames_shown() const { return frames_shown_; }
-    double frame_period() const { return period_; }
 
   private:
     Tick show_next(double now);
@@ -93,7 +90,7 @@ class ActionCollector {
     std::vector<double> times_;
 };
 
-// Rolling statistics for the HUD (latency, fps): last value, mean of the last N, count.
+// Rolling statistics for the HUD (latency, fps): last value and mean of the last N.
 class RollingStat {
   public:
     explicit RollingStat(size_t window = 64) : window_(window) {}
@@ -102,8 +99,6 @@ class RollingStat {
     bool empty() const { return values_.empty(); }
     double last() const { return values_.empty() ? 0 : values_.back(); }
     double mean() const;
-    double max() const;
-    const std::deque<double>& values() const { return values_; }
 
   private:
     size_t window_;

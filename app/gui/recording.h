@@ -91,7 +91,6 @@ class VideoRecorder {
     void stop();
     bool recording() const { return recording_; }
     int frames() const { return frames_; }
-    const std::filesystem::path& folder() const { return folder_; }
 
   private:
     FileWriter& writer_;

@@ -1,8 +1,7 @@
 #include "settings.h"
 
+#include <algorithm>
 #include <random>
-
-#include "kvworld/planner.h"
 
 namespace kvw::gui {
 
@@ -48,27 +47,6 @@ SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared,
     p.seed = shared.seed;
     p.keep_device_frames = keep_device_frames;
     return p;
-}
-
-std::optional<std::string> check_params(const ModelConfig& config, const SessionParams& p) {
-    try {
-        // plan_memory validates both formats against the head size exactly as the engine's cache does.
-        plan_memory(peer_from_config(config, 0), p.cache, 0, 0, 0);
-    } catch (const Error& e) {
-        return std::string(e.what());
-    }
-    if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
-    if (p.context.window + p.context.recall + 1 > 64) return "window + recall must stay below 64 chunks";
-    if (p.sampler.steps < 0 || p.sampler.steps > 1000) return "steps must be in [1, 1000]";
-    if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
-        return "motion guidance must be in [1, 8] (1 = off, 0 = model default)";
-    if (p.context.budget_bytes < 0) return "the cache budget must be >= 0 (0 = unlimited)";
-    const uint64_t chunk = Session::predict_cache_bytes(config, p.cache, 1).total();
-    if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
-        return "a budget of " + std::to_string(p.context.budget_bytes / 1e6).substr(0, 6) +
-               " MB cannot hold one chunk (" + std::to_string(chunk / 1e6).substr(0, 6) + " MB at " +
-               p.cache.label() + ")";
-    return std::nullopt;
 }
 
 std::string pane_label(const PaneSpec& pane, bool correction_master_on) {

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <array>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,11 +49,6 @@ CacheSettings effective_cache(const CacheSettings& configured, bool correction_m
 
 SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool correction_master_on,
                              bool keep_device_frames);
-
-// Checks parameters against a model the way the engine will (group vs head_dim, bits, layouts, window and
-// recall range, a budget below one chunk) so the UI can show the problem at once. Returns the message, or
-// nothing when the engine will accept them. The engine stays the authority: its kvw::Error is shown too.
-std::optional<std::string> check_params(const ModelConfig& config, const SessionParams& params);
 
 // A seed people can read and type back (9 digits) from std::random_device.
 uint64_t random_seed();

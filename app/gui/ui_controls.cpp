@@ -1,6 +1,6 @@
 // The side panel: world, cache format, context and sampler, A/B panes, recording and view settings.
-// Edits change the app's settings; App::sync_params() sends them to the sessions, which apply them from
-// the next chunk.
+// Edits go to the controller (GuiController::set_*), which sends them to the sessions; they apply from the
+// next chunk.
 #include <imgui.h>
 #include <imgui_stdlib.h>
 
@@ -114,106 +114,39 @@ void App::draw_controls_panel() {
     ImGui::PopStyleVar();
     const float column = 96;
     const Keymap& k = keymap_.keymap;
+    GuiController& world = *controller_;
+    const std::optional<ModelConfig>& config = world.config();
 
-    // ---- World ----------------------------------------------------------------------------------
-    if (ImGui::CollapsingHeader("World", ImGuiTreeNodeFlags_DefaultOpen)) {
-        if (config_) {
-            ImGui::TextUnformatted(config_->name.c_str());
-            ImGui::SameLine();
-            ImGui::TextDisabled("%dx%d, %d frames/chunk, %d fps", config_->width, config_->height,
-                                config_->chunk_frames, config_->fps);
-        }
-        int backend = static_cast<int>(backend_);
-        ui::form_label("Backend", column);
-        const bool busy = state_ == RunState::Loading || pending_restart_.has_value();
-        if (busy) ImGui::BeginDisabled();
-        ui::segmented("backend", &backend, {{0, " CPU "}}, true);
-        ImGui::SameLine(0, 2);
-        const bool cuda_ok = cuda_unavailable_.empty();
-        int cuda_choice = backend;
-        ui::segmented("backend_cuda", &cuda_choice, {{1, " CUDA "}}, cuda_ok);
-        if (!cuda_ok && ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
-            ImGui::SetTooltip("CUDA unavailable: %s", cuda_unavailable_.c_str());
-        if (busy) ImGui::EndDisabled();
-        if (cuda_choice != backend) backend = cuda_choice;
-        if (backend != static_cast<int>(backend_) && !busy) {
-            const BackendKind target = static_cast<BackendKind>(backend);
-            notify(std::string("Switching to the ") + to_string(target) +
-                   " backend; the world continues from the frames on screen");
-            restart(true, std::string("switch to ") + to_string(target), target);
-        }
-        ui::form_label("World seed", column);
-        ImGui::SetNextItemWidth(110);
-        ImGui::InputText("##wseed", world_seed_text_, sizeof world_seed_text_,
-                         ImGuiInputTextFlags_CharsDecimal);
-        ImGui::SameLine(0, 4);
-        if (ImGui::Button("Go##wseed")) {
-            uint64_t seed = 0;
-            if (parse_seed(world_seed_text_, &seed))
-                new_world(seed);
-            else
-                notify("The world seed must be a whole number", true);
-        }
-        ImGui::SameLine(0, 4);
-        if (ImGui::Button("Random##wseed")) new_world(std::nullopt);
-        ui::form_label("Noise seed", column);
-        ImGui::SetNextItemWidth(110);
-        ImGui::InputText("##nseed", seed_text_, sizeof seed_text_, ImGuiInputTextFlags_CharsDecimal);
-        ImGui::SameLine(0, 4);
-        if (ImGui::Button("Set##nseed")) {
-            uint64_t seed = 0;
-            if (parse_seed(seed_text_, &seed))
-                shared_.seed = seed;
-            else
-                notify("The noise seed must be a whole number", true);
-        }
-        ImGui::SameLine(0, 4);
-        if (ImGui::Button("Random##nseed")) {
-            shared_.seed = random_seed();
-            std::snprintf(seed_text_, sizeof seed_text_, "%llu",
-                          static_cast<unsigned long long>(shared_.seed));
-        }
-        ui::help_marker(
-            "The noise seed changes the sampling noise from the next chunk on; the world seed "
-            "(terrain and start) restarts the world.");
-        const bool paused = playback_ && playback_->paused();
-        if (ImGui::Button(paused ? "Play" : "Pause", ImVec2(80, 0)) && playback_)
-            playback_->set_paused(!paused);
-        ImGui::SameLine();
-        if (!paused) ImGui::BeginDisabled();
-        if (ImGui::Button("Step", ImVec2(80, 0))) playback_->request_step();
-        if (!paused) ImGui::EndDisabled();
-        ImGui::SameLine();
-        if (ImGui::Button("Restart", ImVec2(80, 0))) restart(false, "restart");
-        ImGui::TextDisabled("%s pause  %s step  %s restart", k.describe(Command::Pause).c_str(),
-                            k.describe(Command::Step).c_str(), k.describe(Command::Reset).c_str());
-        ImGui::Spacing();
-    }
+    if (ImGui::CollapsingHeader("World", ImGuiTreeNodeFlags_DefaultOpen)) draw_world_section();
 
     // ---- KV cache -------------------------------------------------------------------------------
     if (ImGui::CollapsingHeader("KV cache", ImGuiTreeNodeFlags_DefaultOpen)) {
-        if (ab_.enabled) {
+        if (world.ab().enabled) {
             ImGui::TextDisabled("A/B view: each pane has its own cache below.");
         } else {
-            draw_cache_editor("main", &main_cache_, false);
-            if (!panes_.empty()) {
+            CacheSettings cache = world.main_cache();
+            draw_cache_editor("main", &cache, false);
+            if (!(cache == world.main_cache())) world.set_main_cache(cache);
+            const bool correction_on = world.correction_on();
+            if (!world.panes().empty()) {
+                const PaneView& running = world.panes()[0];
                 ImGui::TextDisabled("Running");
                 ImGui::SameLine();
                 ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s",
-                                   panes_[0].applied.cache.label().c_str());
-                const CacheSettings wanted = effective_cache(main_cache_, correction_on_);
-                if (!(wanted == panes_[0].applied.cache) && param_error_.empty()) {
+                                   running.applied.cache.label().c_str());
+                const CacheSettings wanted = effective_cache(cache, correction_on);
+                if (!(wanted == running.applied.cache) && world.param_error().empty()) {
                     ImGui::SameLine();
                     ImGui::TextDisabled("-> %s next chunk", wanted.label().c_str());
                 }
-                if (!correction_on_ && main_cache_.keys_quantized())
+                if (!correction_on && cache.keys_quantized())
                     ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Correction switched off (%s)",
                                        k.describe(Command::ToggleCorrection).c_str());
             }
-            if (config_) {
+            if (config) {
                 const CacheBytes chunk =
-                    Session::predict_cache_bytes(*config_, effective_cache(main_cache_, correction_on_), 1);
-                const CacheBytes bf16 = Session::predict_cache_bytes(*config_, CacheSettings{}, 1);
+                    Session::predict_cache_bytes(*config, effective_cache(cache, correction_on), 1);
+                const CacheBytes bf16 = Session::predict_cache_bytes(*config, CacheSettings{}, 1);
                 ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %.1fx smaller than BF16",
                                   format_bytes(static_cast<double>(chunk.total())).c_str(),
                                   format_bytes(static_cast<double>(chunk.codes)).c_str(),
@@ -221,83 +154,26 @@ void App::draw_controls_panel() {
                                   chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0);
             }
         }
-        if (!param_error_.empty()) {
+        if (!world.param_error().empty()) {
             ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kBad));
-            ImGui::TextWrapped("%s", param_error_.c_str());
+            ImGui::TextWrapped("%s", world.param_error().c_str());
             ImGui::PopStyleColor();
         }
         ImGui::Spacing();
     }
 
-    // ---- Context and sampler --------------------------------------------------------------------
-    if (ImGui::CollapsingHeader("Context and sampler", ImGuiTreeNodeFlags_DefaultOpen)) {
-        ui::form_label("Window", column);
-        ImGui::SetNextItemWidth(-1);
-        ImGui::SliderInt("##window", &shared_.context.window, 0, 16, "%d recent chunks");
-        ui::form_label("Recall", column);
-        ImGui::SetNextItemWidth(-1);
-        ImGui::SliderInt("##recall", &shared_.context.recall, 0, 8, "%d older chunks");
-        ImGui::Dummy(ImVec2(column - 8, 0));
-        ImGui::SameLine(column);
-        ImGui::Checkbox("always recall the first chunk", &shared_.context.recall_first);
-        bool limited = shared_.context.budget_bytes > 0;
-        const double chunk_bytes =
-            config_ ? static_cast<double>(Session::predict_cache_bytes(
-                                              *config_, effective_cache(main_cache_, correction_on_), 1)
-                                              .total())
-                    : 1e6;
-        ui::form_label("Budget", column);
-        if (ImGui::Checkbox("##budgeton", &limited))
-            shared_.context.budget_bytes = limited ? std::max(chunk_bytes * 12, 1e6) : 0;
-        ImGui::SameLine();
-        if (limited) {
-            float mb = static_cast<float>(shared_.context.budget_bytes / 1e6);
-            const float lo = static_cast<float>(chunk_bytes / 1e6), hi = std::max(lo * 500.0f, 1000.0f);
-            ImGui::SetNextItemWidth(-1);
-            if (ImGui::SliderFloat("##budget", &mb, lo, hi, mb < 10 ? "%.3f MB" : "%.1f MB",
-                                   ImGuiSliderFlags_Logarithmic))
-                shared_.context.budget_bytes = std::max<double>(mb, lo) * 1e6;
-        } else {
-            ImGui::TextDisabled("unlimited");
-        }
-        const int model_steps = config_ ? config_->steps : 0;
-        ui::form_label("Steps", column);
-        ImGui::SetNextItemWidth(-1);
-        const std::string steps_format = shared_.sampler.steps == 0
-                                             ? "model default (" + std::to_string(model_steps) + ")"
-                                             : "%d denoising steps";
-        ImGui::SliderInt("##steps", &shared_.sampler.steps, 0, 50, steps_format.c_str());
-        // Motion guidance: 0 = the model's default, 1 = off; values between snap to the nearer of the two.
-        const float model_guidance = config_ ? config_->guidance : 1.f;
-        ui::form_label("Motion", column);
-        ImGui::SetNextItemWidth(-1);
-        char default_format[64];
-        std::snprintf(default_format, sizeof default_format, "model default (%.1f)", model_guidance);
-        const char* guidance_format = shared_.sampler.guidance == 0.f   ? default_format
-                                      : shared_.sampler.guidance == 1.f ? "guidance off"
-                                                                        : "guidance %.2f";
-        if (ImGui::SliderFloat("##guidance", &shared_.sampler.guidance, 0.f, 4.f, guidance_format) &&
-            shared_.sampler.guidance < 1.f)
-            shared_.sampler.guidance = shared_.sampler.guidance < 0.5f ? 0.f : 1.f;
-        if (ImGui::IsItemHovered())
-            ImGui::SetTooltip(
-                "Motion guidance: each denoising step also predicts the chunk with the movement keys "
-                "released\n"
-                "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
-        ImGui::Spacing();
-    }
+    if (ImGui::CollapsingHeader("Context and sampler", ImGuiTreeNodeFlags_DefaultOpen))
+        draw_context_section();
 
     draw_ab_section();
     draw_recording_section();
 
     // ---- View -----------------------------------------------------------------------------------
     if (ImGui::CollapsingHeader("View")) {
-        int filter = static_cast<int>(filter_);
+        int filter = static_cast<int>(presenter_.filter());
         ui::form_label("Filtering", column);
-        if (ui::segmented("filter", &filter, {{0, "nearest"}, {1, "linear"}})) {
-            filter_ = static_cast<render::Filter>(filter);
-            presenter_.set_filter(filter_);
-        }
+        if (ui::segmented("filter", &filter, {{0, "nearest"}, {1, "linear"}}))
+            presenter_.set_filter(static_cast<render::Filter>(filter));
         ImGui::Checkbox("Performance HUD", &show_hud_);
         ImGui::SameLine();
         ImGui::Checkbox("Memory", &show_memory_);
@@ -308,46 +184,179 @@ void App::draw_controls_panel() {
     ImGui::End();
 }
 
+void App::draw_world_section() {
+    const float column = 96;
+    const Keymap& k = keymap_.keymap;
+    GuiController& world = *controller_;
+    if (const std::optional<ModelConfig>& config = world.config()) {
+        ImGui::TextUnformatted(config->name.c_str());
+        ImGui::SameLine();
+        ImGui::TextDisabled("%dx%d, %d frames/chunk, %d fps", config->width, config->height,
+                            config->chunk_frames, config->fps);
+    }
+    int backend = static_cast<int>(world.backend());
+    ui::form_label("Backend", column);
+    const bool busy = world.busy();
+    if (busy) ImGui::BeginDisabled();
+    ui::segmented("backend", &backend, {{0, " CPU "}}, true);
+    ImGui::SameLine(0, 2);
+    const bool cuda_ok = world.cuda_unavailable().empty();
+    int cuda_choice = backend;
+    ui::segmented("backend_cuda", &cuda_choice, {{1, " CUDA "}}, cuda_ok);
+    if (!cuda_ok && ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("CUDA unavailable: %s", world.cuda_unavailable().c_str());
+    if (busy) ImGui::EndDisabled();
+    if (cuda_choice != backend) backend = cuda_choice;
+    if (backend != static_cast<int>(world.backend())) world.switch_backend(static_cast<BackendKind>(backend));
+    ui::form_label("World seed", column);
+    ImGui::SetNextItemWidth(110);
+    ImGui::InputText("##wseed", world_seed_text_, sizeof world_seed_text_, ImGuiInputTextFlags_CharsDecimal);
+    ImGui::SameLine(0, 4);
+    if (ImGui::Button("Go##wseed")) {
+        uint64_t seed = 0;
+        if (parse_seed(world_seed_text_, &seed))
+            world.new_world(seed);
+        else
+            notify("The world seed must be a whole number", true);
+    }
+    ImGui::SameLine(0, 4);
+    if (ImGui::Button("Random##wseed")) world.new_world(std::nullopt);
+    ui::form_label("Noise seed", column);
+    ImGui::SetNextItemWidth(110);
+    ImGui::InputText("##nseed", seed_text_, sizeof seed_text_, ImGuiInputTextFlags_CharsDecimal);
+    ImGui::SameLine(0, 4);
+    if (ImGui::Button("Set##nseed")) {
+        uint64_t seed = 0;
+        if (parse_seed(seed_text_, &seed))
+            world.set_noise_seed(seed);
+        else
+            notify("The noise seed must be a whole number", true);
+    }
+    ImGui::SameLine(0, 4);
+    if (ImGui::Button("Random##nseed")) world.set_noise_seed(random_seed());
+    ui::help_marker(
+        "The noise seed changes the sampling noise from the next chunk on; the world seed "
+        "(terrain and start) restarts the world.");
+    const bool paused = world.paused();
+    if (ImGui::Button(paused ? "Play" : "Pause", ImVec2(80, 0))) world.set_paused(!paused);
+    ImGui::SameLine();
+    if (!paused) ImGui::BeginDisabled();
+    if (ImGui::Button("Step", ImVec2(80, 0))) world.step_one_chunk();
+    if (!paused) ImGui::EndDisabled();
+    ImGui::SameLine();
+    if (ImGui::Button("Restart", ImVec2(80, 0))) world.restart_world();
+    ImGui::TextDisabled("%s pause  %s step  %s restart", k.describe(Command::Pause).c_str(),
+                        k.describe(Command::Step).c_str(), k.describe(Command::Reset).c_str());
+    ImGui::Spacing();
+}
+
+void App::draw_context_section() {
+    const float column = 96;
+    GuiController& world = *controller_;
+    const std::optional<ModelConfig>& config = world.config();
+    ContextSettings context = world.shared().context;
+    SamplerSettings sampler = world.shared().sampler;
+    ui::form_label("Window", column);
+    ImGui::SetNextItemWidth(-1);
+    ImGui::SliderInt("##window", &context.window, 0, 16, "%d recent chunks");
+    ui::form_label("Recall", column);
+    ImGui::SetNextItemWidth(-1);
+    ImGui::SliderInt("##recall", &context.recall, 0, 8, "%d older chunks");
+    ImGui::Dummy(ImVec2(column - 8, 0));
+    ImGui::SameLine(column);
+    ImGui::Checkbox("always recall the first chunk", &context.recall_first);
+    bool limited = context.budget_bytes > 0;
+    const double chunk_bytes =
+        config
+            ? static_cast<double>(Session::predict_cache_bytes(
+                                      *config, effective_cache(world.main_cache(), world.correction_on()), 1)
+                                      .total())
+            : 1e6;
+    ui::form_label("Budget", column);
+    if (ImGui::Checkbox("##budgeton", &limited))
+        context.budget_bytes = limited ? std::max(chunk_bytes * 12, 1e6) : 0;
+    ImGui::SameLine();
+    if (limited) {
+        float mb = static_cast<float>(context.budget_bytes / 1e6);
+        const float lo = static_cast<float>(chunk_bytes / 1e6), hi = std::max(lo * 500.0f, 1000.0f);
+        ImGui::SetNextItemWidth(-1);
+        if (ImGui::SliderFloat("##budget", &mb, lo, hi, mb < 10 ? "%.3f MB" : "%.1f MB",
+                               ImGuiSliderFlags_Logarithmic))
+            context.budget_bytes = std::max<double>(mb, lo) * 1e6;
+    } else {
+        ImGui::TextDisabled("unlimited");
+    }
+    const int model_steps = config ? config->steps : 0;
+    ui::form_label("Steps", column);
+    ImGui::SetNextItemWidth(-1);
+    const std::string steps_format =
+        sampler.steps == 0 ? "model default (" + std::to_string(model_steps) + ")" : "%d denoising steps";
+    ImGui::SliderInt("##steps", &sampler.steps, 0, 50, steps_format.c_str());
+    // Motion guidance: 0 = the model's default, 1 = off; values between snap to the nearer of the two.
+    const float model_guidance = config ? config->guidance : 1.f;
+    ui::form_label("Motion", column);
+    ImGui::SetNextItemWidth(-1);
+    char default_format[64];
+    std::snprintf(default_format, sizeof default_format, "model default (%.1f)", model_guidance);
+    const char* guidance_format = sampler.guidance == 0.f   ? default_format
+                                  : sampler.guidance == 1.f ? "guidance off"
+                                                            : "guidance %.2f";
+    if (ImGui::SliderFloat("##guidance", &sampler.guidance, 0.f, 4.f, guidance_format) &&
+        sampler.guidance < 1.f)
+        sampler.guidance = sampler.guidance < 0.5f ? 0.f : 1.f;
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip(
+            "Motion guidance: each denoising step also predicts the chunk with the movement keys "
+            "released\n"
+            "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
+    if (!(context == world.shared().context)) world.set_context(context);
+    if (!(sampler == world.shared().sampler)) world.set_sampler(sampler);
+    ImGui::Spacing();
+}
+
 void App::draw_ab_section() {
-    if (!ImGui::CollapsingHeader("A/B compare", ab_.enabled ? ImGuiTreeNodeFlags_DefaultOpen : 0)) return;
-    bool enabled = ab_.enabled;
-    if (ImGui::Checkbox("Compare panes side by side", &enabled)) set_ab(enabled);
+    GuiController& world = *controller_;
+    AbSettings ab = world.ab();
+    if (!ImGui::CollapsingHeader("A/B compare", ab.enabled ? ImGuiTreeNodeFlags_DefaultOpen : 0)) return;
+    ImGui::Checkbox("Compare panes side by side", &ab.enabled);
     ImGui::SameLine();
     ImGui::TextDisabled("(%s)", keymap_.keymap.describe(Command::ToggleAb).c_str());
-    if (!ab_.enabled) ImGui::BeginDisabled();
+    const bool enabled = ab.enabled;
+    if (!enabled) ImGui::BeginDisabled();
     const float column = 96;
     ui::form_label("Panes", column);
-    ui::segmented("panes", &ab_.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
-    ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab_.reference);
+    ui::segmented("panes", &ab.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
+    ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab.reference);
     ui::form_label("Correction", column);
-    int master = correction_on_ ? 1 : 0;
-    if (ui::segmented("master", &master, {{1, " on "}, {0, " off "}}) && (master == 1) != correction_on_)
-        toggle_correction();
+    int master = world.correction_on() ? 1 : 0;
+    if (ui::segmented("master", &master, {{1, " on "}, {0, " off "}})) world.set_correction(master == 1);
     ImGui::SameLine();
     ImGui::TextDisabled("all quantized panes (%s)",
                         keymap_.keymap.describe(Command::ToggleCorrection).c_str());
-    const int compared = ab_.compared_panes();
+    const int compared = ab.compared_panes();
     for (int i = 0; i < compared; ++i) {
-        const int pane_index = i + (ab_.reference ? 1 : 0);
+        const int pane_index = i + (ab.reference ? 1 : 0);
         ui::legend(ui::color::pane(pane_index), std::to_string(pane_index + 1).c_str());
         ImGui::SameLine(0, 8);
-        draw_cache_editor(("ab" + std::to_string(i)).c_str(), &ab_.cache[static_cast<size_t>(i)], true);
+        draw_cache_editor(("ab" + std::to_string(i)).c_str(), &ab.cache[static_cast<size_t>(i)], true);
     }
-    if (!ab_.enabled) ImGui::EndDisabled();
+    if (!enabled) ImGui::EndDisabled();
     ImGui::TextDisabled("Same actions, same noise, one shared model.");
     ImGui::Spacing();
+    if (!(ab == world.ab())) world.set_ab(ab);
 }
 
 void App::draw_recording_section() {
     if (!ImGui::CollapsingHeader("Recording", ImGuiTreeNodeFlags_DefaultOpen)) return;
-    if (recorder_.active()) {
-        ImGui::Text("Trace: %d generated frames", recorder_.generated_frames());
+    const TraceRecorder& recorder = controller_->recorder();
+    if (recorder.active()) {
+        ImGui::Text("Trace: %d generated frames", recorder.generated_frames());
         ImGui::SameLine();
-        if (recorder_.exact_replay()) {
+        if (recorder.exact_replay()) {
             ImGui::TextColored(ui::color::vec(ui::color::kGood), "exact replay");
         } else {
             ImGui::TextColored(ui::color::vec(ui::color::kWarn), "not exact");
-            if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", recorder_.divergence().c_str());
+            if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", recorder.divergence().c_str());
         }
     }
     if (ImGui::Button("Save trace...", ImVec2(120, 0))) {

@@ -48,6 +48,8 @@ void App::refresh_gpu_memory(double now) {
 }
 
 void App::draw_memory_overlay() {
+    const GuiController& world = *controller_;
+    const std::vector<PaneView>& panes = world.panes();
     // A column on the left of the world (the world re-centres beside it), like the controls panel.
     const ImGuiIO& io = ImGui::GetIO();
     ImGui::SetNextWindowPos(ImVec2(0, menu_height_));
@@ -72,7 +74,7 @@ void App::draw_memory_overlay() {
     const float bar_w = ImGui::GetContentRegionAvail().x;
 
     // Device (or host) memory.
-    if (backend_ == BackendKind::Cuda) {
+    if (world.backend() == BackendKind::Cuda) {
         refresh_gpu_memory(now_);
         if (gpu_memory_) {
             const double used = static_cast<double>(gpu_memory_->total_bytes - gpu_memory_->free_bytes);
@@ -93,21 +95,21 @@ void App::draw_memory_overlay() {
                           format_bytes(host.total).c_str(), format_bytes(host.rss).c_str());
         ui::stacked_bar(ImVec2(bar_w, 8), {{host.total - host.available, ui::color::kWeights}}, host.total);
     }
-    if (model_)
+    if (world.model())
         ImGui::TextDisabled("Model weights %s",
-                            format_bytes(static_cast<double>(model_->weight_bytes)).c_str());
+                            format_bytes(static_cast<double>(world.model()->weight_bytes)).c_str());
     ImGui::Separator();
 
-    if (panes_.empty() || !panes_[0].last || !config_) {
+    if (panes.empty() || !panes[0].last || !world.config()) {
         ImGui::TextDisabled("The cache fills as chunks are generated.");
         ImGui::End();
         return;
     }
-    const ChunkMetrics& m = *panes_[0].last;
-    const CacheSettings running = panes_[0].applied.cache;
-    const double budget = panes_[0].applied.context.budget_bytes;
+    const ChunkMetrics& m = *panes[0].last;
+    const CacheSettings running = panes[0].applied.cache;
+    const double budget = panes[0].applied.context.budget_bytes;
     const double total = static_cast<double>(m.cache_bytes.total());
-    const uint64_t chunk_bytes = Session::predict_cache_bytes(*config_, running, 1).total();
+    const uint64_t chunk_bytes = Session::predict_cache_bytes(*world.config(), running, 1).total();
 
     ImGui::Text("KV cache %s", format_bytes(total).c_str());
     ImGui::SameLine();
@@ -129,7 +131,7 @@ void App::draw_memory_overlay() {
     }
 
     // How long the current setting lasts.
-    const double chunk_seconds = config_->chunk_seconds();
+    const double chunk_seconds = world.config()->chunk_seconds();
     if (budget > 0) {
         const double left = seconds_left(budget, m.cache_bytes.total(), chunk_bytes, chunk_seconds);
         ImGui::Text("%s of play left", format_seconds(left).c_str());
@@ -139,7 +141,7 @@ void App::draw_memory_overlay() {
         if (!m.evicted_chunks.empty() || m.window_truncated)
             ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Evicting%s",
                                m.window_truncated ? ": the budget cuts into the window" : "");
-    } else if (gpu_memory_ && backend_ == BackendKind::Cuda) {
+    } else if (gpu_memory_ && world.backend() == BackendKind::Cuda) {
         const double left =
             seconds_left(static_cast<double>(gpu_memory_->free_bytes), 0, chunk_bytes, chunk_seconds);
         ImGui::Text("%s of play fit in free GPU memory", format_seconds(left).c_str());
@@ -173,10 +175,10 @@ void App::draw_memory_overlay() {
     }
 
     // Over time, with the budget line.
-    if (!cache_timeline_mb_.empty()) {
+    if (!world.cache_timeline_mb().empty()) {
         ImGui::Spacing();
         ui::section_title("CACHE PER CHUNK (MB)");
-        std::vector<float> v(cache_timeline_mb_.begin(), cache_timeline_mb_.end());
+        std::vector<float> v(world.cache_timeline_mb().begin(), world.cache_timeline_mb().end());
         const float top =
             std::max(*std::max_element(v.begin(), v.end()), static_cast<float>(budget / 1e6)) * 1.1f;
         const ImVec2 p = ImGui::GetCursorScreenPos();
@@ -192,16 +194,16 @@ void App::draw_memory_overlay() {
     }
 
     // A/B: every pane's cache now.
-    if (panes_.size() > 1) {
+    if (panes.size() > 1) {
         ImGui::Spacing();
         ui::section_title("PANES");
         double most = 1;
-        for (const PaneView& p : panes_)
+        for (const PaneView& p : panes)
             if (p.last) most = std::max(most, static_cast<double>(p.last->cache_bytes.total()));
-        for (size_t i = 0; i < panes_.size(); ++i) {
-            if (!panes_[i].last) continue;
-            const CacheBytes& b = panes_[i].last->cache_bytes;
-            ui::legend(ui::color::pane(static_cast<int>(i)), panes_[i].applied.cache.label().c_str());
+        for (size_t i = 0; i < panes.size(); ++i) {
+            if (!panes[i].last) continue;
+            const CacheBytes& b = panes[i].last->cache_bytes;
+            ui::legend(ui::color::pane(static_cast<int>(i)), panes[i].applied.cache.label().c_str());
             ImGui::SameLine(170);
             ImGui::TextDisabled("%9s", format_bytes(static_cast<double>(b.total())).c_str());
             ImGui::SameLine(250);
@@ -215,6 +217,7 @@ void App::draw_memory_overlay() {
 }
 
 void App::draw_planner() {
+    const GuiController& world = *controller_;
     const ImGuiIO& io = ImGui::GetIO();
     ImGui::SetNextWindowPos(ImVec2((world_x0_ + world_x1_) * 0.5f, (world_y0_ + world_y1_) * 0.5f),
                             ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
@@ -226,8 +229,10 @@ void App::draw_planner() {
     }
     // Models: the peer presets and the model running here.
     std::vector<PeerModel> models = presets_;
-    if (config_)
-        models.insert(models.begin(), peer_from_config(*config_, model_ ? model_->weight_bytes / 1e9 : 0));
+    if (world.config())
+        models.insert(
+            models.begin(),
+            peer_from_config(*world.config(), world.model() ? world.model()->weight_bytes / 1e9 : 0));
     if (models.empty()) {
         ImGui::TextColored(ui::color::vec(ui::color::kBad), "No presets: %s", presets_error_.c_str());
         ImGui::End();

@@ -56,9 +56,10 @@ std::string fmt(const char* format, double v) {
 }  // namespace
 
 float App::ab_strip_height() const {
+    const GuiController& world = *controller_;
     // Room for a plot row per compared pane, never more than a third of the world area.
-    const int rows =
-        std::max(1, static_cast<int>(panes_.size()) - (ab_stats_.reference_index() >= 0 ? 1 : 0));
+    const int rows = std::max(
+        1, static_cast<int>(world.panes().size()) - (world.ab_stats().reference_index() >= 0 ? 1 : 0));
     const float wanted = 2.2f * ImGui::GetFrameHeightWithSpacing() + rows * 46.0f;
     return std::clamp(wanted, 120.0f, (world_y1_ - world_y0_) * 0.34f);
 }
@@ -85,6 +86,7 @@ void App::draw_ui(const FrameInput& in) {
 }
 
 void App::draw_menu_bar() {
+    GuiController& world = *controller_;
     if (!ImGui::BeginMainMenuBar()) return;
     menu_height_ = ImGui::GetWindowSize().y;
     ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kAccent));
@@ -97,7 +99,7 @@ void App::draw_menu_bar() {
             path_prompt_ = PathPrompt::LoadTrace;
             path_buffer_ = (out_dir() / "trace.json").string();
         }
-        if (ImGui::MenuItem("Save trace...", nullptr, false, recorder_.active())) {
+        if (ImGui::MenuItem("Save trace...", nullptr, false, world.recorder().active())) {
             path_prompt_ = PathPrompt::SaveTrace;
             path_buffer_ = (out_dir() / (timestamp_name("trace") + ".json")).string();
         }
@@ -111,16 +113,17 @@ void App::draw_menu_bar() {
         ImGui::EndMenu();
     }
     if (ImGui::BeginMenu("World")) {
-        const bool paused = playback_ && playback_->paused();
-        if (ImGui::MenuItem(paused ? "Play" : "Pause", k.describe(Command::Pause).c_str()) && playback_)
-            playback_->set_paused(!paused);
+        const bool paused = world.paused();
+        if (ImGui::MenuItem(paused ? "Play" : "Pause", k.describe(Command::Pause).c_str()))
+            world.set_paused(!paused);
         if (ImGui::MenuItem("Step one chunk", k.describe(Command::Step).c_str(), false, paused))
-            playback_->request_step();
-        if (ImGui::MenuItem("Restart", k.describe(Command::Reset).c_str())) restart(false, "restart");
-        if (ImGui::MenuItem("New random world")) new_world(std::nullopt);
+            world.step_one_chunk();
+        if (ImGui::MenuItem("Restart", k.describe(Command::Reset).c_str())) world.restart_world();
+        if (ImGui::MenuItem("New random world")) world.new_world(std::nullopt);
         ImGui::Separator();
-        if (ImGui::MenuItem("Correction on", k.describe(Command::ToggleCorrection).c_str(), correction_on_))
-            toggle_correction();
+        if (ImGui::MenuItem("Correction on", k.describe(Command::ToggleCorrection).c_str(),
+                            world.correction_on()))
+            world.toggle_correction();
         ImGui::EndMenu();
     }
     if (ImGui::BeginMenu("View")) {
@@ -128,17 +131,15 @@ void App::draw_menu_bar() {
         ImGui::MenuItem("Performance HUD", k.describe(Command::ToggleHud).c_str(), &show_hud_);
         ImGui::MenuItem("Memory overlay", k.describe(Command::ToggleMemory).c_str(), &show_memory_);
         ImGui::MenuItem("Memory planner", nullptr, &show_planner_);
-        bool ab = ab_.enabled;
-        if (ImGui::MenuItem("A/B compare", k.describe(Command::ToggleAb).c_str(), &ab)) set_ab(ab);
+        bool ab = world.ab().enabled;
+        if (ImGui::MenuItem("A/B compare", k.describe(Command::ToggleAb).c_str(), &ab))
+            world.set_ab_enabled(ab);
         ImGui::Separator();
-        if (ImGui::MenuItem("Nearest filtering", nullptr, filter_ == render::Filter::Nearest)) {
-            filter_ = render::Filter::Nearest;
-            presenter_.set_filter(filter_);
-        }
-        if (ImGui::MenuItem("Linear filtering", nullptr, filter_ == render::Filter::Linear)) {
-            filter_ = render::Filter::Linear;
-            presenter_.set_filter(filter_);
-        }
+        const render::Filter filter = presenter_.filter();
+        if (ImGui::MenuItem("Nearest filtering", nullptr, filter == render::Filter::Nearest))
+            presenter_.set_filter(render::Filter::Nearest);
+        if (ImGui::MenuItem("Linear filtering", nullptr, filter == render::Filter::Linear))
+            presenter_.set_filter(render::Filter::Linear);
         ImGui::EndMenu();
     }
     if (ImGui::BeginMenu("Help")) {
@@ -146,8 +147,8 @@ void App::draw_menu_bar() {
         ImGui::EndMenu();
     }
     // Right side: what runs where.
-    std::string right = std::string(to_string(backend_)) + " backend";
-    if (config_) right = config_->name + "  |  " + right;
+    std::string right = std::string(to_string(world.backend())) + " backend";
+    if (world.config()) right = world.config()->name + "  |  " + right;
     const float w = ImGui::CalcTextSize(right.c_str()).x;
     ImGui::SameLine(ImGui::GetWindowWidth() - w - 16);
     ImGui::TextDisabled("%s", right.c_str());
@@ -155,42 +156,45 @@ void App::draw_menu_bar() {
 }
 
 void App::draw_world(const FrameInput&) {
+    const GuiController& world = *controller_;
     ImDrawList* dl = ImGui::GetBackgroundDrawList();
     const ImVec2 a(world_x0_, world_y0_), b(world_x1_, world_y1_);
     dl->AddRectFilled(a, b, ui::color::kWorldBackground);
     float y1 = world_y1_;
-    const bool ab_view = ab_.enabled && panes_.size() > 1;
+    const bool ab_view = world.ab().enabled && world.panes().size() > 1;
     if (ab_view) {
         y1 = world_y1_ - ab_strip_height();
         draw_ab_plots();
     }
-    if (!config_ || state_ == RunState::Failed) {
+    if (!world.config() || world.state() == RunState::Failed) {
         centered_text(dl, ImVec2((a.x + b.x) * 0.5f, (a.y + y1) * 0.5f), ui::color::kBad,
-                      fatal_error_.empty() ? "No model" : fatal_error_.c_str());
+                      world.fatal_error().empty() ? "No model" : world.fatal_error().c_str());
         return;
     }
-    if (!playback_ || !playback_->has_frame()) {
-        const Progress p = worker_->progress();
+    if (!world.playback() || !world.playback()->has_frame()) {
+        const Progress p = world.worker_progress();
         const std::string text = p.activity.empty() ? "Starting..." : p.activity + "...";
         centered_text(dl, ImVec2((a.x + b.x) * 0.5f, (a.y + y1) * 0.5f), ui::color::kMuted, text.c_str());
         return;
     }
+    const Playback& playback = *world.playback();
+    const ModelConfig& config = *world.config();
     // State banner on the world: paused or replaying. In the A/B grid it gets its own band on top.
     const float mid = (a.x + b.x) * 0.5f;
     std::string banner;
     ImU32 banner_color = ui::color::kWarn;
-    if (playback_->paused()) {
+    if (playback.paused()) {
         banner = "PAUSED   " + keymap_.keymap.describe(Command::Pause) + " play   " +
                  keymap_.keymap.describe(Command::Step) + " step one chunk";
-    } else if (replaying_) {
-        banner = "REPLAYING TRACE   " + std::to_string(std::min(replay_pos_, replay_.size())) + " / " +
-                 std::to_string(replay_.size()) + " frames";
+    } else if (world.replaying()) {
+        banner = "REPLAYING TRACE   " + std::to_string(world.replay_position()) + " / " +
+                 std::to_string(world.replay_length()) + " frames";
         banner_color = ui::color::kAccent;
     }
     const float banner_band = !banner.empty() && ab_view ? ImGui::GetTextLineHeight() + 24 : 0;
 
-    const int n = static_cast<int>(panes_.size());
-    const float aspect = static_cast<float>(config_->width) / config_->height;
+    const int n = static_cast<int>(world.panes().size());
+    const float aspect = static_cast<float>(config.width) / config.height;
     const float margin = ab_view ? 8.0f : 0.0f;
     // Where the frames go: the whole area (the HUD then overlays them), or the area beside or below the
     // HUD when that costs the frames little; whichever gives the largest pane, preferring not to overlap.
@@ -228,7 +232,7 @@ void App::draw_world(const FrameInput&) {
     const float cell_w = pane_w + 2 * gap, cell_h = pane_w / aspect + 2 * gap;
     const float grid_x = region.x0 + margin + (area_w - cols * cell_w) * 0.5f;
     const float grid_y = region.y0 + margin + (area_h - rows * cell_h) * 0.5f;
-    const ChunkEntry& entry = playback_->current();
+    const ChunkEntry& entry = playback.current();
     pane_rects_.clear();
     for (int i = 0; i < n; ++i) {
         const int c = i % cols, r = i / cols;
@@ -237,16 +241,16 @@ void App::draw_world(const FrameInput&) {
         const ImVec2 p0(std::floor(cx - w * 0.5f), std::floor(cy - h * 0.5f)),
             p1(p0.x + std::floor(w), p0.y + std::floor(h));
         const auto tex = reinterpret_cast<ImTextureID>(
-            static_cast<intptr_t>(presenter_.texture(entry.slot, i, playback_->frame())));
+            static_cast<intptr_t>(presenter_.texture(entry.slot, i, playback.frame())));
         dl->AddImage(tex, p0, p1);
         pane_rects_.push_back({p0.x, p0.y, p1.x, p1.y});
         if (!ab_view) continue;
         dl->AddRect(ImVec2(p0.x - 1, p0.y - 1), ImVec2(p1.x + 1, p1.y + 1), ui::color::pane(i), 0, 0, 1.5f);
-        const PaneView& pane = panes_[static_cast<size_t>(i)];
+        const PaneView& pane = world.panes()[static_cast<size_t>(i)];
         chip(dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i),
              pane.spec.reference ? "REFERENCE  " + pane.applied.cache.label() : pane.applied.cache.label());
-        if (i < ab_stats_.panes()) {
-            const PaneSeries& s = ab_stats_.series(i);
+        if (i < world.ab_stats().panes()) {
+            const PaneSeries& s = world.ab_stats().series(i);
             std::string stats;
             if (!s.psnr.empty() && std::isfinite(s.psnr.back())) stats += fmt("PSNR %.1f dB", s.psnr.back());
             if (!s.delta_ps.empty() && std::isfinite(s.delta_ps.back()))
@@ -273,20 +277,21 @@ void App::draw_world(const FrameInput&) {
         dl->AddText(ImVec2(p.x + 22, p.y + 6), ui::color::kBad, rec.c_str());
     }
     const bool generating_visible =
-        (stalled_ && stall_since_ >= 0 && now_ - stall_since_ > 0.12) || pending_restart_;
-    if ((generating_visible || state_ == RunState::Loading) && !show_help_) {
-        const Progress p = worker_->progress();
+        (world.stalled() && world.stall_since() >= 0 && now_ - world.stall_since() > 0.12) ||
+        world.restart_pending();
+    if ((generating_visible || world.state() == RunState::Loading) && !show_help_) {
+        const Progress p = world.worker_progress();
         ImGui::SetNextWindowPos(ImVec2(mid, y1 - 16), ImGuiCond_Always, ImVec2(0.5f, 1.0f));
         ImGui::SetNextWindowBgAlpha(0.85f);
         if (ImGui::Begin("##generating", nullptr, kOverlayFlags | ImGuiWindowFlags_NoInputs)) {
-            const double waited = stall_since_ >= 0 ? now_ - stall_since_ : 0;
+            const double waited = world.stall_since() >= 0 ? now_ - world.stall_since() : 0;
             ImGui::Text("%s...", p.activity.empty() ? "Waiting for the worker" : p.activity.c_str());
             ImGui::SameLine();
             ImGui::TextDisabled("%.1f s", waited);
-            if (pending_restart_)
+            if (world.restart_pending())
                 ImGui::TextColored(ui::color::vec(ui::color::kWarn),
                                    "then: %s (continuing from the newest frames)",
-                                   pending_restart_->reason.c_str());
+                                   world.pending_restart_reason().c_str());
             float fraction = 0;
             std::string overlay;
             if (p.total > 0) {
@@ -322,6 +327,9 @@ void App::draw_hud(const FrameInput&) {
 }
 
 void App::draw_hud_contents() {
+    const GuiController& world = *controller_;
+    const std::vector<PaneView>& panes = world.panes();
+    const std::optional<ModelConfig>& config = world.config();
     ui::section_title("PERFORMANCE");
     ImGui::PushFont(ui::mono_font());
     const float col = ImGui::CalcTextSize("Generated ").x + 6;
@@ -331,25 +339,25 @@ void App::draw_hud_contents() {
     };
     row("UI");
     ImGui::Text("%5.0f fps", ui_fps_.mean());
-    if (config_) {
+    if (config) {
         row("Video");
-        ImGui::Text("%5d fps  frame %d", config_->fps,
-                    playback_ ? std::max(0, playback_->frames_shown() - 1) : 0);
+        ImGui::Text("%5d fps  frame %d", config->fps,
+                    world.playback() ? std::max(0, world.playback()->frames_shown() - 1) : 0);
     }
     row("Generated");
-    if (generated_fps_.empty()) {
+    if (world.generated_fps().empty()) {
         ImGui::TextDisabled("  --");
     } else {
-        const double fps = generated_fps_.last();
-        const ImU32 c = config_ && fps >= config_->fps ? ui::color::kGood : ui::color::kWarn;
+        const double fps = world.generated_fps().last();
+        const ImU32 c = config && fps >= config->fps ? ui::color::kGood : ui::color::kWarn;
         ImGui::TextColored(ui::color::vec(c), "%5.1f fps", fps);
-        if (panes_.size() > 1) {
+        if (panes.size() > 1) {
             ImGui::SameLine();
-            ImGui::TextDisabled("(%zu panes)", panes_.size());
+            ImGui::TextDisabled("(%zu panes)", panes.size());
         }
     }
-    if (!panes_.empty() && panes_[0].last && panes_[0].last->chunk > 0) {
-        const StageTimes& t = panes_[0].last->times;
+    if (!panes.empty() && panes[0].last && panes[0].last->chunk > 0) {
+        const StageTimes& t = panes[0].last->times;
         row("Chunk");
         ImGui::Text("%5.0f ms", t.total_ms);
         ImGui::SameLine();
@@ -374,16 +382,16 @@ void App::draw_hud_contents() {
                 "decode (frames to RGB)");
     }
     row("Latency");
-    if (latency_ms_.empty())
+    if (world.latency_ms().empty())
         ImGui::TextDisabled("  --");
     else
-        ImGui::Text("%5.0f ms  (mean %.0f)", latency_ms_.last(), latency_ms_.mean());
+        ImGui::Text("%5.0f ms  (mean %.0f)", world.latency_ms().last(), world.latency_ms().mean());
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip(
             "Action to frame: from the moment an action is sampled (one per shown frame)\n"
             "to the moment the frame generated from it is on screen. By design one chunk\n"
             "(%d frames = %.0f ms) plus any generation overrun.",
-            frames_per_chunk(), config_ ? 1000.0 * config_->chunk_seconds() : 0.0);
+            world.frames_per_chunk(), config ? 1000.0 * config->chunk_seconds() : 0.0);
     ImGui::PopFont();
     row("Path");
     const bool interop = presenter_.last_upload_interop();
@@ -395,8 +403,8 @@ void App::draw_hud_contents() {
         ImGui::SameLine(0, 4);
         ImGui::TextDisabled("(%s)", reason.c_str());
     }
-    if (chunk_ms_history_.size() > 1) {
-        std::vector<float> v(chunk_ms_history_.begin(), chunk_ms_history_.end());
+    if (world.chunk_ms_history().size() > 1) {
+        std::vector<float> v(world.chunk_ms_history().begin(), world.chunk_ms_history().end());
         ImGui::PlotLines("##chunkms", v.data(), static_cast<int>(v.size()), 0, nullptr, 0.0f, FLT_MAX,
                          ImVec2(ImGui::GetContentRegionAvail().x, 28));
         if (ImGui::IsItemHovered()) ImGui::SetTooltip("ms per chunk, last %zu chunks", v.size());
@@ -404,6 +412,7 @@ void App::draw_hud_contents() {
 }
 
 void App::draw_status_bar() {
+    const GuiController& world = *controller_;
     const ImGuiIO& io = ImGui::GetIO();
     ImGui::SetNextWindowPos(ImVec2(0, io.DisplaySize.y - status_height_));
     ImGui::SetNextWindowSize(ImVec2(io.DisplaySize.x, status_height_));
@@ -413,21 +422,22 @@ void App::draw_status_bar() {
     ImGui::Begin("##status", nullptr, kOverlayFlags & ~ImGuiWindowFlags_AlwaysAutoResize);
     ImGui::PopStyleColor();
     ImGui::PopStyleVar(2);
-    const Progress p = worker_->progress();
-    if (state_ == RunState::Failed)
+    const Progress p = world.worker_progress();
+    if (world.state() == RunState::Failed)
         ui::state_chip(ui::color::kBad, "STOPPED");
-    else if (state_ == RunState::Loading)
+    else if (world.state() == RunState::Loading)
         ui::state_chip(ui::color::kWarn, "LOADING");
-    else if (stalled_)
+    else if (world.stalled())
         ui::state_chip(ui::color::kWarn, "GENERATING");
-    else if (playback_ && playback_->paused())
+    else if (world.paused())
         ui::state_chip(ui::color::kWarn, "PAUSED");
     else
         ui::state_chip(ui::color::kGood, "PLAYING");
     ImGui::SameLine(0, 14);
-    if (playback_ && playback_->has_frame() && config_) {
-        const double t = static_cast<double>(std::max(0, playback_->frames_shown() - 1)) / config_->fps;
-        ImGui::Text("chunk %d   %d:%04.1f", playback_->current().chunk, static_cast<int>(t / 60),
+    if (world.playback() && world.playback()->has_frame() && world.config()) {
+        const double t =
+            static_cast<double>(std::max(0, world.playback()->frames_shown() - 1)) / world.config()->fps;
+        ImGui::Text("chunk %d   %d:%04.1f", world.playback()->current().chunk, static_cast<int>(t / 60),
                     std::fmod(t, 60.0));
         ImGui::SameLine(0, 14);
     }
@@ -438,17 +448,18 @@ void App::draw_status_bar() {
         ImGui::ProgressBar(fraction, ImVec2(140, ImGui::GetTextLineHeight() + 2),
                            p.stage.empty() ? "" : p.stage.c_str());
         ImGui::SameLine(0, 8);
-        ImGui::TextDisabled("%s%s", p.activity.c_str(),
-                            pending_restart_ ? (", then " + pending_restart_->reason).c_str() : "");
+        ImGui::TextDisabled(
+            "%s%s", p.activity.c_str(),
+            world.restart_pending() ? (", then " + world.pending_restart_reason()).c_str() : "");
         ImGui::SameLine(0, 14);
     }
-    const bool tiny_note = model_note_.rfind("NOTE", 0) == 0;
+    const bool tiny_note = world.model_note().rfind("NOTE", 0) == 0;
     if (tiny_note) {
         ImGui::TextColored(ui::color::vec(ui::color::kWarn),
                            "No trained default model: the tiny random test model shows no world");
-        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", model_note_.c_str());
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", world.model_note().c_str());
     } else {
-        ImGui::TextDisabled("%s", model_note_.c_str());
+        ImGui::TextDisabled("%s", world.model_note().c_str());
     }
     // Right: presentation path and gamepad.
     std::string right = presenter_.last_upload_interop() ? "CUDA-GL interop" : "host upload";
@@ -557,6 +568,7 @@ void App::draw_help() {
 }
 
 void App::draw_ab_plots() {
+    const GuiController& world = *controller_;
     const float height = ab_strip_height();
     ImGui::SetNextWindowPos(ImVec2(world_x0_, world_y1_ - height));
     ImGui::SetNextWindowSize(ImVec2(world_x1_ - world_x0_, height));
@@ -564,15 +576,15 @@ void App::draw_ab_plots() {
     ImGui::Begin("##abplots", nullptr,
                  ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove);
     ImGui::PopStyleVar();
-    const int ref = ab_stats_.reference_index();
+    const int ref = world.ab_stats().reference_index();
     const bool have_ref = ref >= 0;
     ui::section_title(have_ref ? "A/B AGAINST THE BF16 REFERENCE (per chunk)"
                                : "A/B (no reference pane: attention mass on the cache)");
     ImGui::SameLine();
-    ImGui::TextDisabled("   correction %s (%s)", correction_on_ ? "ON" : "OFF",
+    ImGui::TextDisabled("   correction %s (%s)", world.correction_on() ? "ON" : "OFF",
                         keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const float plot_h = std::max(40.0f, (height - 3 * ImGui::GetFrameHeightWithSpacing()) /
-                                                 std::max(1, ab_stats_.panes() - (have_ref ? 1 : 0)) -
+                                                 std::max(1, world.ab_stats().panes() - (have_ref ? 1 : 0)) -
                                              4);
     const int columns = have_ref ? 3 : 2;
     if (ImGui::BeginTable("##ab", columns,
@@ -585,9 +597,9 @@ void App::draw_ab_plots() {
             ImGui::TableSetupColumn("P_S: attention mass on cached keys (mean over layers)");
         }
         ImGui::TableHeadersRow();
-        for (int i = 0; i < ab_stats_.panes(); ++i) {
+        for (int i = 0; i < world.ab_stats().panes(); ++i) {
             if (i == ref) continue;
-            const PaneSeries& s = ab_stats_.series(i);
+            const PaneSeries& s = world.ab_stats().series(i);
             ImGui::TableNextRow();
             ImGui::TableNextColumn();
             ui::legend(ui::color::pane(i), s.label.c_str());
@@ -621,6 +633,7 @@ void App::draw_ab_plots() {
 }
 
 void App::draw_path_popup() {
+    const GuiController& world = *controller_;
     const char* title = path_prompt_ == PathPrompt::SaveTrace ? "Save trace" : "Load trace";
     if (path_prompt_ != PathPrompt::None && !ImGui::IsPopupOpen(title)) ImGui::OpenPopup(title);
     ImGui::SetNextWindowSize(ImVec2(560, 0));
@@ -629,10 +642,10 @@ void App::draw_path_popup() {
     if (path_prompt_ == PathPrompt::SaveTrace) {
         ImGui::TextWrapped(
             "Every action since the world started (%d generated frames) with its seeds and start pose.",
-            recorder_.generated_frames());
-        if (!recorder_.exact_replay())
+            world.recorder().generated_frames());
+        if (!world.recorder().exact_replay())
             ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Not an exact replay: %s",
-                               recorder_.divergence().c_str());
+                               world.recorder().divergence().c_str());
     } else {
         ImGui::TextWrapped("A kvworld trace (JSON). The world restarts from it and replays its actions.");
     }
@@ -649,9 +662,9 @@ void App::draw_path_popup() {
     const bool cancel = ImGui::Button("Cancel", ImVec2(100, 0));
     if (ok) {
         if (path_prompt_ == PathPrompt::SaveTrace)
-            save_trace_file(path_buffer_);
+            controller_->save_trace(path_buffer_);
         else
-            load_trace_file(path_buffer_);
+            controller_->load_trace(path_buffer_);
     }
     if (ok || cancel || path_prompt_ == PathPrompt::None) {
         path_prompt_ = PathPrompt::None;

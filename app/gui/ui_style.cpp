@@ -24,9 +24,6 @@ ImU32 color::pane(int index) {
     return colors[static_cast<size_t>(index) % (sizeof colors / sizeof colors[0])];
 }
 
-bool unicode_font() {
-    return g_unicode;
-}
 ImFont* mono_font() {
     return g_mono ? g_mono : ImGui::GetFont();
 }

@@ -30,9 +30,8 @@ ImU32 pane(int index);  // distinct color per pane (labels, plot lines)
 // present (never required), else ImGui's built-in font.
 void apply_theme(float scale);
 void load_fonts(float scale);
-bool unicode_font();          // a TTF with Greek and symbols is loaded (else "dP_S" instead of "ΔP_S")
 ImFont* mono_font();          // numbers in the HUD (the default font when no TTF)
-const char* delta_ps_name();  // "ΔP_S" or "dP_S"
+const char* delta_ps_name();  // "ΔP_S" with a TTF that has Greek, else "dP_S"
 
 // A row of toggle buttons; returns true when the value changed.
 bool segmented(const char* id, int* value, const std::vector<std::pair<int, std::string>>& options,

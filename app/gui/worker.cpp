@@ -66,11 +66,6 @@ void Worker::cancel_generation() {
     if (running_command_) cancel_ = true;
 }
 
-bool Worker::idle() const {
-    std::lock_guard lock(mutex_);
-    return commands_.empty() && !running_command_;
-}
-
 void Worker::emit(WorkerEvent e) {
     {
         std::lock_guard lock(mutex_);
@@ -85,7 +80,6 @@ void Worker::set_progress(bool busy, const std::string& activity) {
     progress_.activity = activity;
     progress_.stage.clear();
     progress_.done = progress_.total = 0;
-    progress_.since = std::chrono::steady_clock::now();
 }
 
 void Worker::emit_chunk(event::Chunk chunk, std::stop_token stop) {
@@ -126,9 +120,9 @@ void Worker::run(std::stop_token stop) {
             sessions_.reset();  // a cancelled chunk leaves its sessions unable to go on; a new start follows
         } catch (const OutOfMemoryError& e) {
             emit(event::Failure{std::string(e.what()) + " — try fewer bits, a smaller window or a budget",
-                                false, true});
+                                false});
         } catch (const std::exception& e) {
-            emit(event::Failure{e.what(), false, false});
+            emit(event::Failure{e.what(), false});
         }
         set_progress(false, "");
         std::lock_guard lock(mutex_);
@@ -148,12 +142,12 @@ void Worker::handle(command::LoadModel& c, std::stop_token stop) {
         const std::string why =
             std::string("could not load ") + c.dir.string() + " on " + to_string(c.backend) + ": " + e.what();
         if (!model_) {
-            emit(event::Failure{why, true, false});
+            emit(event::Failure{why, true});
             return;
         }
         // The world goes on with the model it had: the UI already moved to the new epoch, so the old
         // sessions restart from the same frames there.
-        emit(event::Failure{why + "; staying on " + to_string(model_->backend()), false, false});
+        emit(event::Failure{why + "; staying on " + to_string(model_->backend()), false});
         start_sessions(model_, c.start, stop);
         return;
     }
@@ -161,7 +155,7 @@ void Worker::handle(command::LoadModel& c, std::stop_token stop) {
     // continuation takes its actions and poses from them.
     model_ = model;
     ModelInfo info{model->config(), model->backend(), model->directory(), model->weight_bytes()};
-    emit(event::ModelLoaded{info, ""});
+    emit(event::ModelLoaded{info});
     start_sessions(model_, c.start, stop);
 }
 

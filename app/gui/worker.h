@@ -74,7 +74,6 @@ struct PaneChunk {
 namespace event {
 struct ModelLoaded {
     ModelInfo info;
-    std::string note;
 };
 struct Chunk {
     int epoch = 0;
@@ -94,7 +93,6 @@ struct ParamsResult {
 struct Failure {
     std::string message;
     bool sessions_lost = false;  // a start failed: nothing is running until the next start
-    bool out_of_memory = false;
 };
 }  // namespace event
 using WorkerEvent = std::variant<event::ModelLoaded, event::Chunk, event::ParamsResult, event::Failure>;
@@ -105,7 +103,6 @@ struct Progress {
     std::string stage;     // "denoise", "cache"
     int pane = 0, panes = 0;
     int done = 0, total = 0;
-    std::chrono::steady_clock::time_point since;
 };
 
 class Worker {
@@ -120,7 +117,6 @@ class Worker {
     // Blocks until an event is ready or the timeout passes (the offscreen mode waits for chunks).
     bool wait_for_event(std::chrono::milliseconds timeout);
     Progress progress() const;
-    bool idle() const;  // nothing queued and nothing running
     // Abandons the chunk being generated, if any, at its next denoising step (the CPU backend reports one
     // every second or so for the default model) and drops the queued steps: for a restart, a backend switch
     // or quitting, which replace the sessions anyway. Commands posted afterwards run normally.

@@ -91,12 +91,6 @@ void Texture::upload_rgb(const uint8_t* rgb) {
     glPixelStorei(GL_UNPACK_ALIGNMENT, 4);
 }
 
-void Texture::upload_rgba(const uint8_t* rgba) {
-    glBindTexture(GL_TEXTURE_2D, id_);
-    glPixelStorei(GL_UNPACK_ROW_LENGTH, 0);
-    KVW_GL(glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, width_, height_, GL_RGBA, GL_UNSIGNED_BYTE, rgba));
-}
-
 Image Texture::read_rgb() const {
     Image out(width_, height_);
     glBindTexture(GL_TEXTURE_2D, id_);

@@ -1,7 +1,5 @@
 #include "kvworld/render/presenter.h"
 
-#include <chrono>
-
 #include "kvworld/render/cuda_gl.h"
 
 namespace kvw::render {
@@ -82,12 +80,6 @@ void Presenter::release_all() {
     for (auto& s : slots_) s->in_use = false;
 }
 
-int Presenter::free_slots() const {
-    int n = 0;
-    for (const auto& s : slots_) n += s->in_use ? 0 : 1;
-    return n;
-}
-
 Presenter::Slot& Presenter::slot_ref(int slot) {
     if (slot < 0 || slot >= static_cast<int>(slots_.size()))
         throw Error("presenter: no slot " + std::to_string(slot));
@@ -103,7 +95,6 @@ void Presenter::upload(int slot, int pane, const ChunkResult& result) {
     Slot& s = slot_ref(slot);
     if (pane < 0 || pane >= layout_.panes) throw Error("presenter: no pane " + std::to_string(pane));
     auto& textures = s.textures[static_cast<size_t>(pane)];
-    const auto t0 = std::chrono::steady_clock::now();
     if (!result.frames.empty()) {
         if (static_cast<int>(result.frames.size()) != layout_.frames_per_chunk)
             throw Error("presenter: a chunk of " + std::to_string(result.frames.size()) +
@@ -132,8 +123,6 @@ void Presenter::upload(int slot, int pane, const ChunkResult& result) {
     } else {
         throw Error("presenter: the chunk has neither host nor device frames");
     }
-    last_upload_ms_ =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 unsigned Presenter::texture(int slot, int pane, int frame) const {

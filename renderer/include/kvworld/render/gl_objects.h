@@ -26,15 +26,11 @@ class Texture {
     Texture& operator=(const Texture&) = delete;
 
     GLuint id() const { return id_; }
-    int width() const { return width_; }
-    int height() const { return height_; }
-    explicit operator bool() const { return id_ != 0; }
 
     void set_filter(Filter filter);
-    // Whole-texture uploads from host memory, rows top to bottom (row 0 lands at texture row 0, which is
+    // Whole-texture upload from host memory, rows top to bottom (row 0 lands at texture row 0, which is
     // what ImGui's uv (0,0) addresses).
     void upload_rgb(const uint8_t* rgb);
-    void upload_rgba(const uint8_t* rgba);
     // Reads the texture back as RGB8 (screenshots, video, continuing the world on another backend).
     Image read_rgb() const;
 
@@ -55,8 +51,6 @@ class Framebuffer {
     Framebuffer& operator=(const Framebuffer&) = delete;
 
     void bind() const;
-    int width() const { return width_; }
-    int height() const { return height_; }
 
   private:
     GLuint framebuffer_ = 0, color_ = 0;

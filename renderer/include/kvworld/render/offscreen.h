@@ -26,8 +26,6 @@ class OffscreenContext {
     OffscreenContext(const OffscreenContext&) = delete;
     OffscreenContext& operator=(const OffscreenContext&) = delete;
 
-    int width() const { return width_; }
-    int height() const { return height_; }
     // "EGL device 0/2 (NVIDIA, EGL_NV_device_cuda), pbuffer; NVIDIA H200/PCIe/SSE2 ..."
     const std::string& description() const { return description_; }
 

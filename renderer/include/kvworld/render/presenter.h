@@ -50,12 +50,10 @@ class Presenter {
     std::string interop_unavailable_reason() const;
     // What the latest chunk took: true = interop, false = host upload.
     bool last_upload_interop() const { return last_upload_interop_; }
-    double last_upload_ms() const { return last_upload_ms_; }
 
     int acquire_slot();  // throws kvw::Error when all slots are in use
     void release_slot(int slot);
     void release_all();
-    int free_slots() const;
 
     // Puts one pane's chunk into a slot: host frames when the result has them, else its device frames.
     void upload(int slot, int pane, const ChunkResult& result);
@@ -80,7 +78,6 @@ class Presenter {
     bool interop_ok_ = false;
     std::string interop_error_;
     bool last_upload_interop_ = false;
-    double last_upload_ms_ = 0;
 };
 
 }  // namespace kvw::render

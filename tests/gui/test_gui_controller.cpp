@@ -1,0 +1,507 @@
+// The app's controller (app/gui/controller.h) on the tiny model and the CPU backend, without GL or ImGui:
+// frames go into memory instead of textures, and the test plays the UI's part (one update per video
+// frame period, the player holding "forward"). Starting and stepping the world, restarts with other
+// seeds, settings that apply from the next chunk, settings the engine would refuse, the A/B panes, the
+// correction master switch, and failures that become state and messages instead of aborts.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+
+#include "controller.h"
+#include "kvworld/fileio.h"
+
+namespace kvw::gui {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kTiny = fs::path(KVW_SOURCE_DIR) / "tests" / "data" / "tiny";
+const FrameAction kForward{1.f, 0.f, 0.f, 0.f, 0.f};
+
+fs::path temp_dir(const std::string& name) {
+    const fs::path d =
+        fs::temp_directory_path() / ("kvw_gui_controller_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// What the presenter does with textures, in memory and with host frames only. Keeps a log of every
+// chunk uploaded (pane 0), so tests can compare worlds.
+class MemoryFrames final : public FrameStore {
+  public:
+    struct Upload {
+        int chunk = 0;
+        std::vector<Image> frames;
+        CacheSettings settings;
+    };
+
+    void configure(const FrameLayout& layout, bool) override {
+        if (layout.width <= 0 || layout.height <= 0 || layout.frames_per_chunk <= 0 || layout.panes <= 0 ||
+            layout.slots <= 0)
+            throw Error("memory frames: invalid layout");
+        if (layout == layout_ && !slots_.empty()) return;
+        layout_ = layout;
+        slots_.assign(static_cast<size_t>(layout.slots), Slot{});
+        for (Slot& s : slots_) s.panes.resize(static_cast<size_t>(layout.panes));
+    }
+    bool accepts_device_frames() const override { return false; }
+    int acquire_slot() override {
+        for (size_t s = 0; s < slots_.size(); ++s)
+            if (!slots_[s].in_use) {
+                slots_[s].in_use = true;
+                return static_cast<int>(s);
+            }
+        throw Error("memory frames: every slot is in use");
+    }
+    void release_slot(int slot) override { slots_.at(static_cast<size_t>(slot)).in_use = false; }
+    void release_all() override {
+        for (Slot& s : slots_) s.in_use = false;
+    }
+    void upload(int slot, int pane, const ChunkResult& result) override {
+        if (result.frames.empty()) throw Error("memory frames: no host frames");
+        slots_.at(static_cast<size_t>(slot)).panes.at(static_cast<size_t>(pane)) = result.frames;
+        if (pane == 0) log_.push_back(Upload{result.metrics.chunk, result.frames, result.metrics.settings});
+    }
+    Image read_frame(int slot, int pane, int frame) const override {
+        return slots_.at(static_cast<size_t>(slot))
+            .panes.at(static_cast<size_t>(pane))
+            .at(static_cast<size_t>(frame));
+    }
+
+    const FrameLayout& layout() const { return layout_; }
+    const std::vector<Upload>& log() const { return log_; }
+
+  private:
+    struct Slot {
+        bool in_use = false;
+        std::vector<std::vector<Image>> panes;
+    };
+    FrameLayout layout_;
+    std::vector<Slot> slots_;
+    std::vector<Upload> log_;
+};
+
+ControllerOptions tiny_options() {
+    ControllerOptions o;
+    o.model_dir = kTiny.string();
+    o.backend = BackendKind::Cpu;
+    o.world_seed = 5;
+    o.seed = 7;
+    return o;
+}
+
+// The UI's side: one update per video frame period, the player holding "forward".
+struct Ui {
+    MemoryFrames frames;
+    GuiController world;
+    double now = 0;
+    int actions_sampled = 0;
+    std::vector<GuiController::Notice> notices;
+
+    explicit Ui(const ControllerOptions& options) : world(options, frames) { take_notices(); }
+
+    void take_notices() {
+        for (GuiController::Notice& n : world.take_notices()) notices.push_back(std::move(n));
+    }
+    FrameTick frame() {
+        world.process_worker_events();
+        const double period = 1.0 / 16;  // the tiny model's fps
+        now += period;
+        const FrameTick tick = world.update(period, now, [&] {
+            ++actions_sampled;
+            return kForward;
+        });
+        take_notices();
+        return tick;
+    }
+    // UI frames until `done` (waiting for the worker when no frame is due); false after `timeout_s`.
+    bool run_until(const std::function<bool()>& done, double timeout_s = 60) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            frame();
+            if (!world.playback() || !world.playback()->next_frame_available())
+                world.wait_for_next_frame(std::chrono::milliseconds(5));
+        }
+        return true;
+    }
+    void frames_for(int count) {
+        for (int i = 0; i < count; ++i) frame();
+    }
+    // The chunk on screen (-1 before the first).
+    int chunk_shown() const {
+        const Playback* p = world.playback();
+        return p && p->has_frame() ? p->current().chunk : -1;
+    }
+    bool has_error_containing(const std::string& text) const {
+        for (const auto& n : notices)
+            if (n.error && n.text.find(text) != std::string::npos) return true;
+        return false;
+    }
+    std::string all_notices() const {
+        std::string s;
+        for (const auto& n : notices) s += (n.error ? "[error] " : "") + n.text + "\n";
+        return s;
+    }
+    // Uploads (pane 0) of the world started last: from its most recent chunk 0 on.
+    std::vector<MemoryFrames::Upload> current_world() const {
+        const auto& log = frames.log();
+        size_t start = 0;
+        for (size_t i = 0; i < log.size(); ++i)
+            if (log[i].chunk == 0) start = i;
+        return {log.begin() + static_cast<std::ptrdiff_t>(start), log.end()};
+    }
+};
+
+TEST(GuiController, StartsPlaysAndGeneratesFromThePlayersActions) {
+    Ui ui(tiny_options());
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Loading);
+    ASSERT_TRUE(ui.world.ready());
+    EXPECT_EQ(ui.world.world_seed(), 5u);
+    EXPECT_EQ(ui.world.shared().seed, 7u);
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 3; })) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+    ASSERT_TRUE(ui.world.model().has_value());
+    EXPECT_EQ(ui.world.model()->backend, BackendKind::Cpu);
+    EXPECT_EQ(ui.world.backend(), BackendKind::Cpu);
+    const ModelConfig& cfg = *ui.world.config();
+    EXPECT_EQ(ui.frames.layout(), (FrameLayout{cfg.width, cfg.height, cfg.chunk_frames, 1, 3}));
+    ASSERT_EQ(ui.world.panes().size(), 1u);
+    ASSERT_TRUE(ui.world.panes()[0].last.has_value());
+    EXPECT_GE(ui.world.panes()[0].last->chunk, 3);
+    EXPECT_GT(ui.actions_sampled, 0);
+    EXPECT_GT(ui.world.generated_frames_shown(), 0);
+    EXPECT_FALSE(ui.world.latency_ms().empty());
+    EXPECT_FALSE(ui.world.generated_fps().empty());
+    EXPECT_TRUE(ui.world.param_error().empty());
+    EXPECT_TRUE(ui.notices.empty()) << ui.all_notices();
+
+    // Every generated chunk was made from the actions the player gave, and the recording holds them.
+    const TraceRecorder& recorder = ui.world.recorder();
+    ASSERT_TRUE(recorder.active());
+    EXPECT_TRUE(recorder.exact_replay());
+    const Trace trace = recorder.trace();
+    ASSERT_GE(recorder.generated_frames(), 3 * cfg.chunk_frames);
+    for (size_t i = static_cast<size_t>(trace.context_frames); i < trace.actions.size(); ++i)
+        EXPECT_EQ(trace.actions[i], kForward) << "action " << i;
+    EXPECT_EQ(trace.world_seed, 5u);
+    EXPECT_EQ(trace.noise_seed, 7u);
+}
+
+TEST(GuiController, StepWhilePausedPlaysExactlyOneChunk) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    EXPECT_FALSE(ui.world.step_one_chunk()) << "step only works while paused";
+    ui.world.set_paused(true);
+    ASSERT_TRUE(ui.world.paused());
+    const int shown = ui.world.playback()->frames_shown();
+    const int chunk = ui.chunk_shown();
+    ui.frames_for(20);
+    EXPECT_EQ(ui.world.playback()->frames_shown(), shown) << "paused: nothing plays";
+
+    ASSERT_TRUE(ui.world.step_one_chunk());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() == chunk + 1; })) << ui.all_notices();
+    ui.frames_for(20);
+    EXPECT_EQ(ui.chunk_shown(), chunk + 1) << "the step stops at the first frame of the next chunk";
+    EXPECT_EQ(ui.world.playback()->frame(), 0);
+    EXPECT_TRUE(ui.world.paused());
+
+    ui.world.set_paused(false);
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= chunk + 3; })) << ui.all_notices();
+}
+
+TEST(GuiController, RestartReplaysTheWorldAndAnotherSeedStartsAnotherOne) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.current_world().size() >= 3; })) << ui.all_notices();
+    const std::vector<MemoryFrames::Upload> first = ui.current_world();
+
+    // R: the same world and seeds from the start. The same actions give the same frames.
+    ui.world.restart_world();
+    EXPECT_EQ(ui.world.playback()->frames_shown(), 0) << "a fresh start drops what was playing";
+    EXPECT_EQ(ui.world.recorder().generated_frames(), 0);
+    ASSERT_TRUE(ui.run_until([&] { return ui.current_world().size() >= 3 && ui.chunk_shown() >= 1; }))
+        << ui.all_notices();
+    const std::vector<MemoryFrames::Upload> again = ui.current_world();
+    for (size_t c = 0; c < 3; ++c) {
+        EXPECT_EQ(again[c].chunk, static_cast<int>(c));
+        ASSERT_EQ(again[c].frames.size(), first[c].frames.size());
+        for (size_t f = 0; f < again[c].frames.size(); ++f)
+            EXPECT_EQ(again[c].frames[f].rgb, first[c].frames[f].rgb) << "chunk " << c << " frame " << f;
+    }
+
+    // Another world seed: another world.
+    ui.world.new_world(99);
+    EXPECT_EQ(ui.world.world_seed(), 99u);
+    ASSERT_TRUE(ui.run_until([&] { return ui.current_world().size() >= 2 && ui.chunk_shown() >= 1; }))
+        << ui.all_notices();
+    const std::vector<MemoryFrames::Upload> other = ui.current_world();
+    EXPECT_NE(other[0].frames[0].rgb, first[0].frames[0].rgb);
+    EXPECT_EQ(ui.world.recorder().trace().world_seed, 99u);
+    EXPECT_TRUE(ui.world.recorder().exact_replay());
+
+    // Another noise seed applies from the next chunk, without a restart.
+    const int chunk = ui.chunk_shown();
+    ui.world.set_noise_seed(1234);
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[0].applied.seed == 1234u; })) << ui.all_notices();
+    EXPECT_GE(ui.chunk_shown(), chunk) << "the world went on";
+    EXPECT_EQ(ui.world.world_seed(), 99u);
+    EXPECT_FALSE(ui.world.recorder().exact_replay()) << "settings changed mid-run";
+}
+
+TEST(GuiController, SettingsApplyFromTheNextChunk) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    const CacheSettings before = ui.world.panes()[0].applied.cache;
+    const CacheSettings wanted{4, 4, 32, KeyLayout::Token, Correction::Taylor};
+    ASSERT_FALSE(before == wanted);
+    const size_t uploads_before = ui.frames.log().size();
+    const int last_chunk_before = ui.frames.log().back().chunk;
+
+    ui.world.set_main_cache(wanted);
+    EXPECT_TRUE(ui.world.panes()[0].applied.cache == before) << "nothing changes before the next chunk";
+    ContextSettings context = ui.world.shared().context;
+    context.window = 1;
+    ui.world.set_context(context);
+    SamplerSettings sampler = ui.world.shared().sampler;
+    sampler.steps = 2;
+    ui.world.set_sampler(sampler);
+    ASSERT_TRUE(ui.run_until([&] { return ui.frames.log().back().settings == wanted; })) << ui.all_notices();
+
+    // The sessions went on (no restart), and every chunk after the first new one uses the new settings.
+    const auto& log = ui.frames.log();
+    bool switched = false;
+    for (size_t i = uploads_before; i < log.size(); ++i) {
+        EXPECT_EQ(log[i].chunk, last_chunk_before + static_cast<int>(i - uploads_before) + 1);
+        if (log[i].settings == wanted) switched = true;
+        if (switched) {
+            EXPECT_TRUE(log[i].settings == wanted) << "chunk " << log[i].chunk;
+        }
+    }
+    const SessionParams& applied = ui.world.panes()[0].applied;
+    EXPECT_TRUE(applied.cache == wanted);
+    EXPECT_EQ(applied.context.window, 1);
+    EXPECT_EQ(applied.sampler.steps, 2);
+    EXPECT_TRUE(ui.world.param_error().empty());
+    EXPECT_FALSE(ui.world.recorder().exact_replay());
+}
+
+TEST(GuiController, InvalidSettingsAreShownAndNotApplied) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    const SessionParams running = ui.world.panes()[0].applied;
+
+    CacheSettings bad = running.cache;
+    bad.key_bits = 4;
+    bad.group = 128;  // > head_dim 64 of the tiny model
+    ui.world.set_main_cache(bad);
+    ui.frame();
+    EXPECT_EQ(ui.world.param_error().rfind("Not applied: ", 0), 0u) << ui.world.param_error();
+    EXPECT_NE(ui.world.param_error().find("head_dim"), std::string::npos) << ui.world.param_error();
+    EXPECT_EQ(ui.world.main_cache(), bad) << "the panel keeps what the user chose";
+    // The world goes on with the settings it had.
+    const int chunk = ui.chunk_shown();
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= chunk + 2; })) << ui.all_notices();
+    EXPECT_TRUE(ui.world.panes()[0].applied == running);
+    EXPECT_TRUE(ui.frames.log().back().settings == running.cache);
+    EXPECT_FALSE(ui.world.param_error().empty());
+
+    // The engine's own limit on the context, with its message.
+    ui.world.set_main_cache(running.cache);
+    ContextSettings context = running.context;
+    context.window = kMaxContextChunks;
+    ui.world.set_context(context);
+    ui.frame();
+    EXPECT_NE(ui.world.param_error().find(std::to_string(kMaxContextChunks)), std::string::npos)
+        << ui.world.param_error();
+
+    // Fixed: the message goes and the (valid) settings apply.
+    context.window = 1;
+    ui.world.set_context(context);
+    ui.frame();
+    EXPECT_TRUE(ui.world.param_error().empty()) << ui.world.param_error();
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[0].applied.context.window == 1; }))
+        << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+}
+
+TEST(GuiController, AbPanesComeAndGoAndTheWorldContinues) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+
+    // On: the default three panes, the first a BF16 reference, continuing from the frames on screen.
+    ui.world.set_ab_enabled(true);
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.panes().size() == 3 && ui.world.panes()[2].last &&
+               ui.world.panes()[2].last->chunk >= 1;
+    })) << ui.all_notices();
+    EXPECT_EQ(ui.frames.layout().panes, 3);
+    EXPECT_TRUE(ui.world.panes()[0].spec.reference);
+    EXPECT_EQ(ui.world.panes()[0].applied.cache.key_bits, 16);
+    EXPECT_EQ(ui.world.ab_stats().reference_index(), 0);
+    ASSERT_TRUE(ui.run_until([&] { return !ui.world.ab_stats().series(1).psnr.empty(); }))
+        << ui.all_notices();
+    EXPECT_FALSE(ui.world.recorder().exact_replay());
+    EXPECT_NE(ui.world.recorder().divergence().find("A/B panes changed"), std::string::npos)
+        << ui.world.recorder().divergence();
+    EXPECT_EQ(ui.world.world_seed(), 5u);
+
+    // An A/B pane's settings are checked like the main cache's, naming the pane.
+    AbSettings ab = ui.world.ab();
+    ab.cache[0].group = 128;
+    ui.world.set_ab(ab);
+    ui.frame();
+    EXPECT_NE(ui.world.param_error().find("pane 2: "), std::string::npos) << ui.world.param_error();
+    ab.cache[0].group = 64;
+
+    // Two panes without a reference.
+    ab.panes = 2;
+    ab.reference = false;
+    ui.world.set_ab(ab);
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.panes().size() == 2 && ui.world.panes()[1].last &&
+               ui.world.panes()[1].last->chunk >= 1;
+    })) << ui.all_notices();
+    EXPECT_FALSE(ui.world.panes()[0].spec.reference);
+    EXPECT_EQ(ui.frames.layout().panes, 2);
+    EXPECT_EQ(ui.world.ab_stats().reference_index(), -1);
+    EXPECT_TRUE(ui.world.param_error().empty()) << ui.world.param_error();
+
+    // Off: the main cache alone again.
+    ui.world.set_ab_enabled(false);
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes().size() == 1 && ui.chunk_shown() >= 1; }))
+        << ui.all_notices();
+    EXPECT_EQ(ui.frames.layout().panes, 1);
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+    EXPECT_FALSE(ui.has_error_containing("")) << ui.all_notices();
+}
+
+TEST(GuiController, CorrectionMasterSwitchTurnsQuantizedPanesOffAndBack) {
+    ControllerOptions options = tiny_options();
+    options.ab = true;  // a reference, K2/V2 taylor, K2/V2 off
+    Ui ui(options);
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    ASSERT_EQ(ui.world.panes().size(), 3u);
+    EXPECT_EQ(ui.world.panes()[1].applied.cache.correction, Correction::Taylor);
+
+    ui.world.toggle_correction();
+    EXPECT_FALSE(ui.world.correction_on());
+    ui.take_notices();
+    ASSERT_FALSE(ui.notices.empty());
+    EXPECT_NE(ui.notices.back().text.find("correction OFF"), std::string::npos) << ui.all_notices();
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 off");
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[1].applied.cache.correction == Correction::Off; }))
+        << ui.all_notices();
+    EXPECT_EQ(ui.world.panes()[0].applied.cache.key_bits, 16) << "the reference is not touched";
+    EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Taylor) << "each pane keeps its own mode";
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.frames.log().back().chunk >= 1 &&
+               ui.world.panes()[1].last->settings.correction == Correction::Off;
+    })) << ui.all_notices();
+
+    ui.world.set_correction(true);
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.panes()[1].applied.cache.correction == Correction::Taylor;
+    })) << ui.all_notices();
+    EXPECT_EQ(ui.world.panes()[2].applied.cache.correction, Correction::Off) << "a deliberate off stays off";
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor");
+}
+
+TEST(GuiController, ScriptedRunPlaysTheAutopilotThenStops) {
+    ControllerOptions options = tiny_options();
+    options.scripted = true;
+    options.frames = 6;
+    Ui ui(options);
+    EXPECT_TRUE(ui.world.replaying()) << "the simulator's player policy drives a scripted run";
+    EXPECT_EQ(ui.world.scripted_frame_target(), 6);
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.generated_frames_shown() >= 6; })) << ui.all_notices();
+    ui.frames_for(40);
+    EXPECT_EQ(ui.actions_sampled, 0) << "scripted runs take no player input";
+    EXPECT_EQ(ui.world.recorder().generated_frames(), 6) << "nothing is generated beyond the target";
+    EXPECT_EQ(ui.world.chunks_received(), 1 + 6 / ui.world.frames_per_chunk());
+}
+
+TEST(GuiController, RecordedTraceLoadsReplaysAndHandsOver) {
+    Ui ui(tiny_options());
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.recorder().generated_frames() >= 4; }))
+        << ui.all_notices();
+    const fs::path dir = temp_dir("trace");
+    ui.world.save_trace((dir / "played").string());
+    ASSERT_TRUE(fs::exists(dir / "played.json")) << ui.all_notices();
+    const Trace saved = load_trace(dir / "played.json");
+    const size_t generated = saved.actions.size() - static_cast<size_t>(saved.context_frames);
+
+    ui.world.new_world(1);
+    ui.world.load_trace((dir / "played.json").string());
+    EXPECT_TRUE(ui.world.replaying());
+    EXPECT_EQ(ui.world.replay_length(), generated);
+    EXPECT_EQ(ui.world.world_seed(), 5u);
+    EXPECT_EQ(ui.world.shared().seed, 7u);
+    const int sampled = ui.actions_sampled;
+    ASSERT_TRUE(ui.run_until([&] { return !ui.world.replaying(); })) << ui.all_notices();
+    EXPECT_EQ(ui.actions_sampled, sampled + 1) << "the player takes over after the trace";
+    bool handed_over = false;
+    for (const auto& n : ui.notices) handed_over |= n.text.find("controls are yours") != std::string::npos;
+    EXPECT_TRUE(handed_over) << ui.all_notices();
+
+    ui.world.load_trace((dir / "missing.json").string());
+    ui.take_notices();
+    EXPECT_TRUE(ui.has_error_containing("Could not load the trace")) << ui.all_notices();
+    fs::remove_all(dir);
+}
+
+TEST(GuiController, FailuresBecomeStateAndMessages) {
+    // No model config at all: nothing can run, and the reason is shown.
+    {
+        ControllerOptions options = tiny_options();
+        options.model_dir = "/nonexistent/model";
+        Ui ui(options);
+        EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+        EXPECT_FALSE(ui.world.ready());
+        EXPECT_NE(ui.world.fatal_error().find("Cannot read the model config"), std::string::npos);
+        EXPECT_TRUE(ui.has_error_containing("Cannot read the model config")) << ui.all_notices();
+        EXPECT_FALSE(ui.world.wait_for_next_frame(std::chrono::milliseconds(1)));
+        ui.world.restart_world();
+        ui.world.new_world(3);
+        ui.world.switch_backend(BackendKind::Cuda);
+        ui.frames_for(3);
+        EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+    }
+    // A config without weights: the worker fails to load it; the failure is state, not a crash.
+    {
+        const fs::path dir = temp_dir("noweights");
+        fs::copy_file(kTiny / "model.json", dir / "model.json");
+        ControllerOptions options = tiny_options();
+        options.model_dir = dir.string();
+        Ui ui(options);
+        ASSERT_TRUE(ui.run_until([&] { return ui.world.state() == GuiController::RunState::Failed; }, 30))
+            << ui.all_notices();
+        EXPECT_NE(ui.world.fatal_error().find("could not load"), std::string::npos) << ui.world.fatal_error();
+        EXPECT_TRUE(ui.has_error_containing("could not load")) << ui.all_notices();
+        EXPECT_FALSE(ui.world.wait_for_next_frame(std::chrono::milliseconds(1)));
+        ui.world.set_main_cache(CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Taylor});
+        ui.frames_for(3);
+        EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+        fs::remove_all(dir);
+    }
+    // A backend that does not load (CUDA in a build or on a machine without it): the world stays on the
+    // CPU, continuing from its frames.
+    if (!cuda_available()) {
+        Ui ui(tiny_options());
+        ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+        ui.world.switch_backend(BackendKind::Cuda);
+        EXPECT_TRUE(ui.world.busy());
+        ASSERT_TRUE(ui.run_until([&] { return ui.has_error_containing("staying on cpu"); }))
+            << ui.all_notices();
+        ASSERT_TRUE(ui.run_until([&] { return !ui.world.busy() && ui.chunk_shown() >= 1; }))
+            << ui.all_notices();
+        EXPECT_EQ(ui.world.backend(), BackendKind::Cpu);
+        EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+        EXPECT_NE(ui.world.recorder().divergence().find("switch to cuda"), std::string::npos)
+            << ui.world.recorder().divergence();
+    }
+}
+
+}  // namespace
+}  // namespace kvw::gui
