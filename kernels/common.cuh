@@ -41,6 +41,17 @@ __device__ __forceinline__ float f16_to_f32(uint16_t h) {
 }
 #endif
 
+// Element-wise kernels: a grid-stride loop over n elements with kElementwiseThreads a block and a capped grid
+// (each thread takes several elements of a large tensor).
+inline constexpr int kElementwiseThreads = 256;
+inline int elementwise_blocks(size_t n) {
+    const size_t blocks = (n + kElementwiseThreads - 1) / kElementwiseThreads;
+    return static_cast<int>(blocks < 65535u * 8 ? blocks : 65535u * 8);
+}
+#define KVW_GRID_STRIDE(i, n)                                                                        \
+    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < (n); \
+         i += gridDim.x * static_cast<size_t>(blockDim.x))
+
 inline cudaStream_t as_stream(void* s) {
     return static_cast<cudaStream_t>(s);
 }

@@ -6,14 +6,12 @@ namespace kvw::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 
 __global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p,
                                 uint16_t* __restrict__ tokens) {
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
     const size_t total = static_cast<size_t>(nf) * hp * wp * pd;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    KVW_GRID_STRIDE(i, total) {
         const int e = static_cast<int>(i % pd);
         const size_t tok = i / pd;
         const int c = static_cast<int>(tok % wp), r = static_cast<int>((tok / wp) % hp),
@@ -25,8 +23,7 @@ __global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h,
 }
 
 __global__ void add_bias_kernel(float* x, const float* __restrict__ bias, size_t total, int dim) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-         i += gridDim.x * static_cast<size_t>(blockDim.x))
+    KVW_GRID_STRIDE(i, total)
         x[i] += bias[i % dim];
 }
 
@@ -99,8 +96,7 @@ __global__ void qkv_bias_rmsnorm_kernel(uint16_t* qkv, const float* __restrict__
 __global__ void gated_residual_kernel(float* x, const float* __restrict__ y, const float* __restrict__ bias,
                                       const float* __restrict__ gate, const float* __restrict__ gate_off,
                                       int gate_stride, size_t total, int dim, int tpf) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    KVW_GRID_STRIDE(i, total) {
         const int c = static_cast<int>(i % dim);
         const int f = static_cast<int>(i / dim) / tpf;
         const float g = gate[static_cast<size_t>(f) * gate_stride + c] + (gate_off ? gate_off[c] : 0.f);
@@ -109,8 +105,7 @@ __global__ void gated_residual_kernel(float* x, const float* __restrict__ y, con
 }
 
 __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, size_t total, int dim) {
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    KVW_GRID_STRIDE(i, total) {
         const float v = bf16_to_f32(y[i]) + bias[i % dim];
         y[i] = f32_to_bf16(0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v))));
     }
@@ -121,8 +116,7 @@ __global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float*
                                        int w, int p, float* __restrict__ frames) {
     const size_t total = static_cast<size_t>(nf) * h * w * 3;
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    KVW_GRID_STRIDE(i, total) {
         const int ch = static_cast<int>(i % 3);
         const size_t pix = i / 3;
         const int xx = static_cast<int>(pix % w), yy = static_cast<int>((pix / w) % h),
@@ -133,53 +127,49 @@ __global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float*
     }
 }
 
-int grid_for(size_t n) {
-    return static_cast<int>(std::min<size_t>((n + kThreads - 1) / kThreads, 65535u * 8));
-}
-
 }  // namespace
 
 void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    patchify_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(frames, f, h, w, p, tokens);
+    patchify_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(frames, f, h, w, p, tokens);
     CUDA_CHECK_LAUNCH("patchify");
 }
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    add_bias_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(x, bias, total, dim);
+    add_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(x, bias, total, dim);
     CUDA_CHECK_LAUNCH("add_bias");
 }
 void layernorm_modulate_bf16(const float* x, int n, int dim, int tpf, const float* shift, const float* scale,
                              int mod_stride, const float* shift_off, const float* scale_off, float eps,
                              uint16_t* out, void* stream) {
-    const int rows_per_block = kThreads / 32;
-    layernorm_modulate_kernel<<<blocks_for(n, rows_per_block), kThreads, 0, as_stream(stream)>>>(
+    const int rows_per_block = kElementwiseThreads / 32;
+    layernorm_modulate_kernel<<<blocks_for(n, rows_per_block), kElementwiseThreads, 0, as_stream(stream)>>>(
         x, n, dim, tpf, shift, scale, mod_stride, shift_off, scale_off, eps, out);
     CUDA_CHECK_LAUNCH("layernorm_modulate");
 }
 void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, const float* k_norm, int n,
                       int heads, int hd, float eps, void* stream) {
     if (hd > 128) throw Error("qkv_bias_rmsnorm: head_dim > 128 is not supported by the CUDA backend");
-    const int warps = n * 3 * heads, per_block = kThreads / 32;
-    qkv_bias_rmsnorm_kernel<<<blocks_for(warps, per_block), kThreads, 0, as_stream(stream)>>>(
+    const int warps = n * 3 * heads, per_block = kElementwiseThreads / 32;
+    qkv_bias_rmsnorm_kernel<<<blocks_for(warps, per_block), kElementwiseThreads, 0, as_stream(stream)>>>(
         qkv, bias, q_norm, k_norm, n, heads, hd, eps);
     CUDA_CHECK_LAUNCH("qkv_bias_rmsnorm");
 }
 void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off,
                     int gate_stride, int n, int dim, int tpf, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    gated_residual_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(x, y, bias, gate, gate_off,
+    gated_residual_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(x, y, bias, gate, gate_off,
                                                                                gate_stride, total, dim, tpf);
     CUDA_CHECK_LAUNCH("gated_residual");
 }
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    bias_gelu_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, total, dim);
+    bias_gelu_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(y, bias, total, dim);
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
 void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames, void* stream) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    unpatchify_bias_kernel<<<grid_for(total), kThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, frames);
+    unpatchify_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, frames);
     CUDA_CHECK_LAUNCH("unpatchify_bias");
 }
 

@@ -12,7 +12,6 @@ namespace kvw::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 // The source position of element i of [frames, h, w] (frame i / (w h), pixel i % (w h)).
 // views: [frames, kViewChangeFloats] = yaw_deg (target - source), pitch_from_deg, pitch_to_deg, forward, right.
 __device__ void source_position_at(const float* __restrict__ views, size_t i, int w, int h, float hfov_deg,
@@ -29,8 +28,7 @@ __device__ void source_position_at(const float* __restrict__ views, size_t i, in
 __global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ views,
                                    int frames, int w, int h, float hfov_deg, float eye_height, float sigma) {
     const size_t n = static_cast<size_t>(frames) * w * h;
-    for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-         i += gridDim.x * static_cast<size_t>(blockDim.x)) {
+    KVW_GRID_STRIDE(i, n) {
         float sx, sy;
         source_position_at(views, i, w, h, hfov_deg, eye_height, &sx, &sy);
         for (int ch = 0; ch < 3; ++ch)
@@ -38,16 +36,12 @@ __global__ void source_warp_kernel(float* x, const float* __restrict__ last, con
     }
 }
 
-int grid_for(size_t n) {
-    return static_cast<int>(std::min<size_t>((n + kThreads - 1) / kThreads, 65535u * 8));
-}
-
 }  // namespace
 
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
                         int height, float hfov_deg, float eye_height, float sigma, void* stream) {
     const size_t frame_floats = static_cast<size_t>(width) * height * 3;
-    source_warp_kernel<<<grid_for(static_cast<size_t>(frames) * width * height), kThreads, 0,
+    source_warp_kernel<<<elementwise_blocks(static_cast<size_t>(frames) * width * height), kElementwiseThreads, 0,
                          as_stream(stream)>>>(x, previous + frame_floats * static_cast<size_t>(frames - 1),
                                               views, frames, width, height, hfov_deg, eye_height, sigma);
     CUDA_CHECK_LAUNCH("source_init_warped");
