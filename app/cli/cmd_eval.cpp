@@ -32,6 +32,7 @@
 
 #include "cli_common.h"
 #include "frontend.h"
+#include "kvworld/eval/image_metrics.h"
 #include "kvworld/fileio.h"
 #include "kvworld/planner.h"
 
@@ -194,7 +195,7 @@ double correlation(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 // Camera motion estimated from every pair of consecutive frames of the long rollouts, generated and
-// simulated, against the commanded motion, with one frontend motion estimator setting (`grid`: the pattern
+// simulated, against the commanded motion, with one motion estimator setting (`grid`: the pattern
 // grid removed first). One pair of consecutive frames, generated and simulated, measured once (estimate_zoom
 // is about 1 ms).
 struct PairMotion {
@@ -206,15 +207,15 @@ PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& ge
                         const Image& sim1, int grid) {
     PairMotion p;
     p.yaw = a.yaw_deg;
-    p.shift_gen = frontend::estimate_shift(gen0, gen1, grid);
-    p.shift_sim = frontend::estimate_shift(sim0, sim1, grid);
+    p.shift_gen = eval::estimate_shift(gen0, gen1, grid);
+    p.shift_sim = eval::estimate_shift(sim0, sim1, grid);
     p.forward = a.move_forward > 0.5f && std::fabs(a.yaw_deg) < 0.5f && std::fabs(a.move_right) < 0.25f;
     p.still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f &&
               std::fabs(a.yaw_deg) < 0.1f && std::fabs(a.move_up) < 0.1f;
     if (p.forward ||
         p.still) {  // every pair: at each position in the chunk (not only across chunk boundaries)
-        p.zoom_gen = frontend::estimate_zoom(gen0, gen1, grid);
-        p.zoom_sim = frontend::estimate_zoom(sim0, sim1, grid);
+        p.zoom_gen = eval::estimate_zoom(gen0, gen1, grid);
+        p.zoom_sim = eval::estimate_zoom(sim0, sim1, grid);
     }
     return p;
 }
@@ -639,7 +640,7 @@ double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b) {
     return mean_metric(a, b, frontend::psnr);
 }
 double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b) {
-    return mean_metric(a, b, frontend::ssim);
+    return mean_metric(a, b, eval::ssim);
 }
 
 std::vector<double> mean_p_cache(const Rollout& r) {
@@ -698,12 +699,12 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
 
     if (mode == "quality" || mode == "all") {
         // (1) one chunk after a ground-truth context. The headline is the PSNR of the squared error pooled
-        // over every frame of every trace (frontend::PooledPsnr): a mean of per-trace dB is dominated by a
+        // over every frame of every trace (eval::PooledPsnr): a mean of per-trace dB is dominated by a
         // trace whose camera stands still, where repeating the last frame is exact (99 dB). The mean of
         // per-trace dB is reported too, with the per-trace margins.
         const std::vector<Trace> traces = held_out_traces(traces_n * 4, F, F, world_base + 500000, c);
         double p_model = 0, p_repeat = 0, s_model = 0;
-        frontend::PooledPsnr pooled_model_psnr, pooled_repeat_psnr;
+        eval::PooledPsnr pooled_model_psnr, pooled_repeat_psnr;
         std::vector<double> margins;
         int beats = 0, still = 0;
         // Motion of the chunk predicted after a ground-truth context (the pair last context frame -> first
@@ -769,7 +770,7 @@ int run_eval(const SessionFlags& flags, const EvalOptions& options) {
         const std::vector<Trace> longs =
             held_out_traces(std::max(1, traces_n / 2), long_frames, F, world_base + 700000, c);
         // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's patch grid
-        // pattern removed first (frontend::estimate_shift: fixed seams read as "no motion").
+        // pattern removed first (eval::estimate_shift: fixed seams read as "no motion").
         MotionSamples motion_raw, motion_grid;
         motion_grid.grid = c.patch;
         std::vector<MotionSamples> motion_by_place(static_cast<size_t>(F));
