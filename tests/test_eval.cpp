@@ -17,6 +17,8 @@
 #include "frontend.h"
 #include "kvworld/error.h"
 #include "kvworld/eval/image_metrics.h"
+#include "kvworld/eval/motion.h"
+#include "kvworld/eval/rollout_bar.h"
 #include "tolerance.h"
 
 using namespace kvw;
@@ -118,6 +120,103 @@ TEST(PooledPsnr, PoolsSquaredErrorOverPairs) {
     EXPECT_EQ(same.psnr(), 99.0);
     EXPECT_THROW(eval::PooledPsnr().psnr(), Error);
     EXPECT_THROW(pooled.add(a, flat(4, 4, 100)), Error);
+}
+
+// Bar 2's windows: four equal ones of the frames after the context, at least a chunk each (whole windows
+// only).
+TEST(RolloutBar, WindowsAreFourEqualSpansOfAtLeastAChunk) {
+    using Spans = std::vector<std::pair<int, int>>;
+    EXPECT_EQ(eval::rollout_windows(1920, 16), (Spans{{0, 480}, {480, 960}, {960, 1440}, {1440, 1920}}));
+    EXPECT_EQ(eval::rollout_windows(32, 8), (Spans{{0, 8}, {8, 16}, {16, 24}, {24, 32}}));
+    EXPECT_EQ(eval::rollout_windows(8, 8), (Spans{{0, 8}}));
+    EXPECT_EQ(eval::rollout_windows(20, 8), (Spans{{0, 8}, {8, 16}}));
+    EXPECT_TRUE(eval::rollout_windows(4, 8).empty());
+}
+
+// Mean, contrast and edge energy of luma, averaged over the frames; the bar holds each ratio within 30%.
+TEST(RolloutBar, FrameStatsAndTheCheck) {
+    const eval::FrameStats grey = eval::frame_stats({flat(16, 16, 90)});
+    EXPECT_NEAR(grey.mean, 90.0, 1e-9);
+    EXPECT_NEAR(grey.contrast, 0.0, 1e-6);
+    EXPECT_EQ(grey.edges, 0.0);
+    // Left half black, right half white: contrast 127.5; one column of 15 gradients of 255 in 15x15.
+    Image split = flat(16, 16, 0);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 8; x < 16; ++x) std::fill(split.pixel(x, y), split.pixel(x, y) + 3, 255);
+    const eval::FrameStats halves = eval::frame_stats({split});
+    EXPECT_NEAR(halves.mean, 127.5, 1e-9);
+    EXPECT_NEAR(halves.contrast, 127.5, 1e-9);
+    EXPECT_NEAR(halves.edges, 255.0 * 15 / (15.0 * 15), 1e-9);
+    const eval::FrameStats both = eval::frame_stats({flat(16, 16, 90), split});
+    EXPECT_NEAR(both.mean, (90.0 + 127.5) / 2, 1e-9);
+    EXPECT_NEAR(both.edges, halves.edges / 2, 1e-9);
+
+    const eval::FrameStats sim{100, 40, 10};
+    const eval::BarCheck near = eval::check_bar({129, 30, 7.1}, sim);
+    EXPECT_NEAR(near.mean, 1.29, 1e-12);
+    EXPECT_NEAR(near.contrast, 0.75, 1e-12);
+    EXPECT_NEAR(near.edges, 0.71, 1e-12);
+    EXPECT_TRUE(near.within);
+    EXPECT_FALSE(eval::check_bar({131, 40, 10}, sim).within);
+    EXPECT_FALSE(eval::check_bar({100, 27, 10}, sim).within);
+    EXPECT_FALSE(eval::check_bar({100, 40, 13.5}, sim).within);
+}
+
+// A simulator trace's statistics: its context frames, everything after them, and each window of that (windows
+// of at least a context's length).
+TEST(RolloutBar, TraceStatsSplitContextAndWindows) {
+    std::vector<Image> all(4, flat(16, 16, 50));
+    for (int v : {60, 70, 80, 90, 100, 110, 120, 130}) all.push_back(flat(16, 16, static_cast<uint8_t>(v)));
+    const eval::TraceStats s = eval::trace_stats(all, 4, 8);
+    EXPECT_NEAR(s.start.mean, 50.0, 1e-9);
+    EXPECT_NEAR(s.whole.mean, 95.0, 1e-9);
+    ASSERT_EQ(s.windows.size(), 2u);
+    EXPECT_NEAR(s.windows[0].mean, 75.0, 1e-9);
+    EXPECT_NEAR(s.windows[1].mean, 115.0, 1e-9);
+}
+
+TEST(Motion, SlopeAndCorrelation) {
+    const std::vector<double> yaw = {-2, -1, 0, 1, 2}, shift = {4.2, 2, 0, -2, -3.8};
+    EXPECT_NEAR(eval::slope(yaw, {-4, -2, 0, 2, 4}), 2.0, 1e-12);
+    EXPECT_NEAR(eval::correlation(yaw, {-4, -2, 0, 2, 4}), 1.0, 1e-12);
+    EXPECT_NEAR(eval::slope(yaw, shift), -2.0, 1e-12);
+    EXPECT_LT(eval::correlation(yaw, shift), -0.99);
+    EXPECT_EQ(eval::slope({1}, {2}), 0.0) << "one sample";
+    EXPECT_EQ(eval::slope({1, 1, 1}, {1, 2, 3}), 0.0) << "no spread in the commands";
+    EXPECT_EQ(eval::correlation({1, 2, 3}, {5, 5, 5}), 0.0) << "no spread in the shifts";
+    EXPECT_NEAR(eval::slope({0, 1, 2, 99}, {0, 3, 6}), 3.0, 1e-12) << "the common length";
+}
+
+// Every pair of a rollout measured under the action of its second frame; pair 0 stays unmeasured. Forward and
+// still pairs get a zoom (generated and simulated), turning ones do not.
+TEST(Motion, RolloutPairsFollowTheirActions) {
+    const std::vector<Image> gen = {textured_view(0, 1, 0), textured_view(2, 1, 0), textured_view(2, 1.02, 0),
+                                    textured_view(2, 1.02, 0)};
+    const std::vector<Image> sim = {textured_view(0, 1, 0), textured_view(3, 1, 0), textured_view(3, 1.02, 0),
+                                    textured_view(3, 1.02, 0)};
+    std::vector<FrameAction> actions(2 + gen.size());  // two context actions first
+    actions[3].yaw_deg = -1.5f;
+    actions[4].move_forward = 1.f;
+    const std::vector<eval::PairMotion> pairs = eval::measure_rollout_pairs(actions, 2, gen, sim, 0);
+    ASSERT_EQ(pairs.size(), 4u);
+    EXPECT_EQ(pairs[0].shift_gen, 0.0);
+    EXPECT_NEAR(pairs[1].shift_gen, 2.0, 0.25);
+    EXPECT_NEAR(pairs[1].shift_sim, 3.0, 0.25);
+    EXPECT_EQ(pairs[1].yaw, -1.5);
+    EXPECT_FALSE(pairs[1].forward || pairs[1].still);
+    EXPECT_EQ(pairs[1].zoom_gen, 1.0) << "not measured";
+    EXPECT_TRUE(pairs[2].forward);
+    EXPECT_NEAR(pairs[2].zoom_gen, 1.02, 0.003);
+    EXPECT_NEAR(pairs[2].zoom_sim, 1.02, 0.003);
+    EXPECT_TRUE(pairs[3].still);
+    EXPECT_NEAR(pairs[3].zoom_gen, 1.0, 0.003);
+
+    eval::MotionSamples samples;
+    for (size_t i = 1; i < pairs.size(); ++i) samples.add(pairs[i]);
+    EXPECT_EQ(samples.cmd_yaw.size(), 3u);
+    EXPECT_EQ(samples.fwd_zoom_gen.size(), 1u);
+    EXPECT_EQ(samples.still_zoom_sim.size(), 1u);
+    EXPECT_EQ(samples.fwd_zoom_sim[0], pairs[2].zoom_sim);
 }
 
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
