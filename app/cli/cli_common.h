@@ -1,5 +1,5 @@
 // Shared by the kvworld-cli subcommands: cache/context/sampler flags, comma-separated lists, model loading, a
-// terminal progress bar; each subcommand's entry point (eval calls the lab's library, eval/).
+// terminal progress bar; each subcommand's entry point (eval and bench call the lab's library, eval/).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -70,7 +70,8 @@ struct EvalFlags {
 };
 int run_eval(const SessionFlags& session_flags, const EvalFlags& eval_flags);
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out);
-int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_path,
+// kvworld-cli bench: --model, or the models named by --configs (eval::bench_models), on --backend.
+int run_bench(const std::string& backend, const std::string& model_dir, const std::string& configs,
               int chunks, const std::string& json_out);
 
 }  // namespace kvw::cli
