@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "frontend.h"
+#include "kvworld/eval/image_metrics.h"
 #include "kvworld/kvworld.h"
 #include "kvworld/sim.h"
 #include "kvworld/trace.h"
@@ -51,7 +52,7 @@ TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
     const Image& last = ctx.frames.back();
     for (size_t i = 0; i < last.rgb.size(); ++i) mean[i % 3] += last.rgb[i] / (last.rgb.size() / 3.0);
     for (size_t i = 0; i < flat.rgb.size(); ++i) flat.rgb[i] = static_cast<uint8_t>(mean[i % 3] + 0.5);
-    frontend::PooledPsnr bf16_vs_truth, int2_vs_truth, int2_vs_bf16, flat_vs_truth, repeat_vs_truth;
+    eval::PooledPsnr bf16_vs_truth, int2_vs_truth, int2_vs_bf16, flat_vs_truth, repeat_vs_truth;
     for (int f = 0; f < F; ++f) {
         const Image& gt = truth[static_cast<size_t>(F + f)];
         bf16_vs_truth.add(bf16.frames[static_cast<size_t>(f)], gt);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <sstream>
 
 #include "frontend.h"
 
@@ -66,6 +67,25 @@ std::shared_ptr<Model> load_model(const SessionFlags& flags) {
         std::fprintf(stderr, "model: %s\n", note.c_str());
     }
     return Model::load(dir, parse_backend(flags.backend));
+}
+
+std::vector<std::string> split_list(const std::string& value, const char* flag) {
+    std::vector<std::string> items;
+    std::stringstream ss(value);
+    std::string item;
+    while (std::getline(ss, item, ',')) items.push_back(item);
+    if (items.empty()) throw Error(std::string("--") + flag + " is empty");
+    return items;
+}
+
+std::vector<int> parse_int_list(const std::string& value, const char* flag) {
+    std::vector<int> numbers;
+    for (const std::string& item : split_list(value, flag)) try {
+            numbers.push_back(std::stoi(item));
+        } catch (...) {
+            throw Error(std::string("--") + flag + ": \"" + item + "\" is not a number");
+        }
+    return numbers;
 }
 
 ProgressBar::ProgressBar(const std::string& label, int total)

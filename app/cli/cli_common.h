@@ -1,12 +1,14 @@
-// Shared by the kvworld-cli subcommands: cache/context/sampler flags, model loading, a terminal
-// progress bar.
+// Shared by the kvworld-cli subcommands: cache/context/sampler flags, comma-separated lists, model loading, a
+// terminal progress bar; each subcommand's entry point (eval and bench call the lab's library, eval/).
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
+#include "kvworld/eval/evaluation.h"
 #include "kvworld/kvworld.h"
 
 namespace kvw::cli {
@@ -30,6 +32,11 @@ struct SessionFlags {
 // Loads --model (or the default model, printing which) on --backend.
 std::shared_ptr<Model> load_model(const SessionFlags& flags);
 
+// The items of a comma-separated flag value; throws kvw::Error naming --`flag` when there are none.
+std::vector<std::string> split_list(const std::string& value, const char* flag);
+// The same for a list of numbers; throws kvw::Error naming --`flag` for an item that is not one.
+std::vector<int> parse_int_list(const std::string& value, const char* flag);
+
 class ProgressBar {
   public:
     ProgressBar(const std::string& label, int total);
@@ -50,28 +57,21 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
                bool all, const std::string& bits_list, const std::string& groups_list,
                const std::string& layout, const std::string& resolution, double budget_gb,
                const std::string& json_out);
-// kvworld-cli eval's settings (cmd_eval.cpp says what each mode measures).
-struct EvalOptions {
-    std::string out_dir;
-    std::string mode = "all";  // grid, quality, all, world-change
-    int traces =
-        4;  // grid: traces; quality: 4x one-chunk worlds, /2 long rollouts; world-change: long traces
-    int frames = 48;         // generated frames per grid trace
-    int long_frames = 1920;  // frames of a long rollout (2 minutes at 16 fps)
+// kvworld-cli eval's own flags (the session's are SessionFlags): the library's EvalOptions as the command
+// line spells them (comma-separated lists, the mode by name).
+struct EvalFlags {
+    std::string out_dir, mode = "all";
     std::string bits = "8,4,2", groups = "32,64,128", layouts = "token,channel",
                 corrections = "off,taylor,exact";
-    bool full_grid = false;  // every key bits x value bits pair, not only equal bits
-    uint64_t world_base = 900000;
-    // world-change only: each long trace's actions replayed in resample_pool other worlds (seeds
-    // resample_base + 7919 j); the resample_nearest whose start context looks most like the trace's, and as
-    // many drawn at random, are scored against the trace's own windows. 0: off.
-    int resample_pool = 0;
-    int resample_nearest = 8;
-    uint64_t resample_base = 0;  // 0: world_base + 50,000,000
+    eval::EvalOptions options;  // the numbers and switches, bound to their flags as they are
+
+    void add_to(CLI::App* cmd);
+    eval::EvalOptions parse() const;  // `options` with the folder, the mode and the lists; throws kvw::Error
 };
-int run_eval(const SessionFlags& flags, const EvalOptions& options);
+int run_eval(const SessionFlags& session_flags, const EvalFlags& eval_flags);
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out);
-int run_bench(const std::string& backend, const std::string& model_dir, const std::string& config_path,
+// kvworld-cli bench: --model, or the models named by --configs (eval::bench_models), on --backend.
+int run_bench(const std::string& backend, const std::string& model_dir, const std::string& configs,
               int chunks, const std::string& json_out);
 
 }  // namespace kvw::cli

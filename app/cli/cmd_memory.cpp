@@ -1,7 +1,6 @@
 // kvworld-cli memory: plan KV-cache memory for our model or a peer preset at any format.
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli_common.h"
 #include "kvworld/fileio.h"
@@ -12,19 +11,6 @@ namespace kvw::cli {
 using json = nlohmann::json;
 
 namespace {
-
-std::vector<int> parse_list(const std::string& s, const char* what) {
-    std::vector<int> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ',')) try {
-            out.push_back(std::stoi(item));
-        } catch (...) {
-            throw Error(std::string("--") + what + ": \"" + item + "\" is not a number");
-        }
-    if (out.empty()) throw Error(std::string("--") + what + " is empty");
-    return out;
-}
 
 std::string human(double bytes) {
     char buf[32];
@@ -68,7 +54,8 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
     int height = 0, width = 0;
     if (!resolution.empty() && std::sscanf(resolution.c_str(), "%dx%d", &height, &width) != 2)
         throw Error("--resolution must be HEIGHTxWIDTH, e.g. 480x832");
-    const std::vector<int> bits = parse_list(bits_list, "bits"), groups = parse_list(groups_list, "groups");
+    const std::vector<int> bits = parse_int_list(bits_list, "bits"),
+                           groups = parse_int_list(groups_list, "groups");
     const KeyLayout kl = parse_key_layout(layout);
     json out = json::array();
     for (const PeerModel& m : models) {

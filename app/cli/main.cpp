@@ -56,44 +56,13 @@ int main(int argc, char** argv) {
     bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
     bench->add_option("--json", bench_json, "Also write the results as JSON");
 
-    cli::SessionFlags eval_flags;
-    cli::EvalOptions eval_opts;
+    cli::SessionFlags eval_session_flags;
+    cli::EvalFlags eval_flags;
     auto* eval = app.add_subcommand(
         "eval",
         "Quality table (cache grid vs BF16 and ground truth) and the quality bar, on held-out worlds");
+    eval_session_flags.add_to(eval);
     eval_flags.add_to(eval);
-    eval->add_option("--out", eval_opts.out_dir, "Output folder (eval.json, eval.md)")->required();
-    eval->add_option(
-            "--mode", eval_opts.mode,
-            "grid, quality, all (both), or world-change (the simulator alone: its windows against its start)")
-        ->check(CLI::IsMember({"grid", "quality", "all", "world-change"}));
-    eval->add_option("--traces", eval_opts.traces,
-                     "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; "
-                     "world-change: long traces")
-        ->check(CLI::Range(1, 1000));
-    eval->add_option("--frames", eval_opts.frames, "Generated frames per grid trace")
-        ->check(CLI::Range(1, 100000));
-    eval->add_option("--long-frames", eval_opts.long_frames,
-                     "Frames of the long rollouts (1920 = 2 minutes at 16 fps)")
-        ->check(CLI::Range(1, 1000000));
-    eval->add_option("--bits", eval_opts.bits, "Bitwidths of the grid");
-    eval->add_option("--groups", eval_opts.groups, "Group sizes of the grid");
-    eval->add_option("--layouts", eval_opts.layouts, "Key layouts of the grid");
-    eval->add_option("--corrections", eval_opts.corrections, "Corrections of the grid");
-    eval->add_flag("--full-grid", eval_opts.full_grid,
-                   "Every key bits x value bits pair (default: equal bits)");
-    eval->add_option("--world-base", eval_opts.world_base,
-                     "First held-out world seed (training uses 1000..)");
-    eval->add_option("--resample-pool", eval_opts.resample_pool,
-                     "world-change: replay each trace's actions in this many other worlds and score the ones "
-                     "whose start looks "
-                     "most alike (and as many at random) against the trace (0: off)")
-        ->check(CLI::Range(0, 100000));
-    eval->add_option("--resample-nearest", eval_opts.resample_nearest,
-                     "world-change: resampled worlds scored per trace, nearest and random each")
-        ->check(CLI::Range(1, 1000));
-    eval->add_option("--resample-base", eval_opts.resample_base,
-                     "world-change: first world seed of the pool (0: world base + 50,000,000)");
 
     std::string ba_shapes = "default,hy-worldplay-8b", ba_json;
     int ba_iters = 20, ba_block_shape = -1;
@@ -130,7 +99,7 @@ int main(int argc, char** argv) {
         if (*mem)
             return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout,
                                    resolution, budget_gb, mem_json);
-        if (*eval) return cli::run_eval(eval_flags, eval_opts);
+        if (*eval) return cli::run_eval(eval_session_flags, eval_flags);
         if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
         if (*bench)
             return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);

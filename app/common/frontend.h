@@ -41,38 +41,10 @@ bool have_ffmpeg();
 bool encode_mp4(const std::filesystem::path& dir, const std::string& pattern, int fps, int start_number,
                 const std::filesystem::path& out, std::string* why);
 
-// Image quality metrics (RGB8, same size).
+// Image quality (RGB8, same size): what the app's A/B meter shows. The evaluation's metrics (SSIM, PSNR
+// pooled over frames, motion estimates) are the lab's (eval/include/kvworld/eval/image_metrics.h).
 double psnr(const Image& a, const Image& b);           // of 8-bit RGB; 99 dB (the cap) for identical images
-double ssim(const Image& a, const Image& b);           // mean SSIM of luma, 11x11 Gaussian window (sigma 1.5)
 double squared_error(const Image& a, const Image& b);  // summed over every channel value
-
-// Camera motion estimated from two consecutive frames (the evaluation's action-following measure), on luma
-// with any pattern locked to a `grid`-pixel grid removed first (grid 0: none). Why: the model draws its
-// frames in 8x8 patches, and seams or shading that stay at the same place on the screen pull a matcher
-// towards "no motion" (seams darkened by 15% on the simulator's frames measured a turn at 65-78% of its true
-// rate and 44% of the forward zoom; with the pattern removed, 100% of both). The same estimator runs on the
-// simulator's frames, which it leaves as they are. Horizontal shift in pixels (+ = content moved right; a yaw
-// to the right moves content left): the best integer shift of the central band, refined with a parabola.
-double estimate_shift(const Image& a, const Image& b, int grid);
-// Zoom about the image centre (> 1: content grows, the camera moved forward), in steps of 0.002.
-double estimate_zoom(const Image& a, const Image& b, int grid);
-// Luma [height * width] divided by the frame's mean grid-cell pattern relative to its mean (the average of
-// its grid x grid cells, over that average's mean): what darkens or brightens every cell of the grid at the
-// same place, such as patch seams, is gone; a frame without such a pattern keeps its luma up to sampling
-// noise.
-std::vector<double> luma_without_grid_pattern(const Image& img, int grid);
-
-// PSNR of a set of frame pairs from their pooled squared error. Why: a mean of per-pair (or per-trace) dB is
-// dominated by a pair of identical frames, whose PSNR is the 99 dB cap — e.g. a held-out trace whose camera
-// stands still, where repeating the last frame is exact. Throws kvw::Error on a size mismatch or when empty.
-class PooledPsnr {
-  public:
-    void add(const Image& a, const Image& b);
-    double mse() const;
-    double psnr() const;  // 99 dB when every pair is identical, like psnr()
-
-  private:
-    double squared_error_ = 0, values_ = 0;
-};
+double psnr_of_mse(double mse);  // of a mean squared error of 8-bit values; the same cap
 
 }  // namespace kvw::frontend

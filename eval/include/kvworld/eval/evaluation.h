@@ -1,0 +1,65 @@
+// The evaluation behind kvworld-cli eval: the quality table and the quality bar on held-out worlds.
+//
+// grid    : every cache setting of a grid against the unquantized (BF16) cache on the same traces, seeds and
+//           actions: PSNR/SSIM against the reference output and against the simulator's ground truth,
+//           Delta P_S per layer, effective bits per element, cache bytes.
+// quality : (1) one chunk after a ground-truth context, PSNR vs ground truth and vs repeating the last
+//           context frame; (2) long rollouts under the playing policy: mean, contrast and edge energy of the
+//           frames against the simulator's over the same trace (rollout_bar.h); (3) actions followed: camera
+//           motion estimated from the generated frames (horizontal shift for yaw, zoom for forward) against
+//           the commanded motion (motion.h). Bar 2 is read per 30-s window (strict) and over the whole trace,
+//           and scored for a baseline too: a model that kept its start context's statistics forever (what
+//           the simulator's scene change alone costs a model that does not invent the terrain it walks into).
+// world-change : the simulator alone, over many more traces of the same kind: how often its own windows leave
+//           the bar's tolerance of its start context (the scene-keeping baseline over more worlds). With
+//           resample_pool, each trace's actions are also replayed in other worlds, and those whose start
+//           looks most like the trace's are scored against it as the bar scores the model: what a model that
+//           invented the unseen world as faithfully as the simulator itself, but not the same world, would
+//           score.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvworld/kvworld.h"
+
+namespace kvw::eval {
+
+enum class EvalMode { Grid, Quality, All, WorldChange };  // All: grid and quality
+EvalMode parse_eval_mode(const std::string& name);        // "grid" | "quality" | "all" | "world-change"
+
+struct EvalOptions {
+    std::filesystem::path out_dir;  // eval.json and eval.md are written here (created when missing)
+    EvalMode mode = EvalMode::All;
+    // Held-out traces: the grid's; quality: 4x as many one-chunk worlds, half as many long rollouts (at least
+    // one); world-change: long traces.
+    int traces = 4;
+    int frames = 48;         // generated frames per grid trace
+    int long_frames = 1920;  // frames of a long rollout (2 minutes at 16 fps)
+    // The grid: every bits x groups x key layouts x corrections (corrections only with quantized keys).
+    std::vector<int> bits = {8, 4, 2};
+    std::vector<int> groups = {32, 64, 128};
+    std::vector<KeyLayout> key_layouts = {KeyLayout::Token, KeyLayout::Channel};
+    std::vector<Correction> corrections = {Correction::Off, Correction::Taylor, Correction::Exact};
+    bool full_grid = false;        // every key bits x value bits pair, not only equal bits
+    uint64_t world_base = 900000;  // first held-out world seed (training uses 1000..)
+    // world-change only: each long trace's actions replayed in resample_pool other worlds (seeds
+    // resample_base + 7919 j); the resample_nearest whose start context looks most like the trace's, and as
+    // many drawn at random, are scored against the trace's own windows. 0: off.
+    int resample_pool = 0;
+    int resample_nearest = 8;
+    uint64_t resample_base = 0;  // 0: world_base + 50,000,000
+};
+
+// Throws kvw::Error when the options do not go together (before any model is loaded).
+void check_eval_options(const EvalOptions& options);
+
+// Runs the evaluation of `options.mode` with `model`, printing progress lines, and writes
+// options.out_dir/eval.json and eval.md. `base`: the session parameters every rollout starts from (context,
+// sampler); each comparison sets its own cache settings and the trace's noise seed.
+void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& options);
+
+}  // namespace kvw::eval

@@ -1,0 +1,45 @@
+#include "kvworld/eval/evaluation.h"
+
+#include <cstdio>
+
+#include "kvworld/fileio.h"
+#include "report_sections.h"
+
+namespace kvw::eval {
+
+EvalMode parse_eval_mode(const std::string& name) {
+    if (name == "grid") return EvalMode::Grid;
+    if (name == "quality") return EvalMode::Quality;
+    if (name == "all") return EvalMode::All;
+    if (name == "world-change") return EvalMode::WorldChange;
+    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change)");
+}
+
+void check_eval_options(const EvalOptions& options) {
+    if (options.resample_pool > 0 && options.mode != EvalMode::WorldChange)
+        throw Error("eval: --resample-pool is a world-change option (--mode world-change)");
+}
+
+void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& options) {
+    check_eval_options(options);
+    const ModelConfig& c = model->config();
+    std::filesystem::create_directories(options.out_dir);
+    json report;
+    report["model"] = c.name;
+    report["backend"] = to_string(model->backend());
+    report["world_seed_base"] = options.world_base;
+    report["motion_guidance"] = base.sampler.guidance > 0 ? base.sampler.guidance : c.guidance;
+    const bool quality = options.mode == EvalMode::Quality || options.mode == EvalMode::All;
+    const bool grid = options.mode == EvalMode::Grid || options.mode == EvalMode::All;
+    if (quality) {
+        add_one_chunk_report(report, model, base, options);
+        add_long_rollout_report(report, model, base, options);
+    }
+    if (options.mode == EvalMode::WorldChange) report["world_change"] = world_change_report(options, c);
+    if (grid) report["grid"] = cache_grid_report(model, base, options);
+    write_file_atomic(options.out_dir / "eval.json", report.dump(1) + "\n");
+    write_file_atomic(options.out_dir / "eval.md", markdown_report(report, c.name, model->backend()));
+    std::printf("wrote %s/eval.json and eval.md\n", options.out_dir.c_str());
+}
+
+}  // namespace kvw::eval

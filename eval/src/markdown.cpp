@@ -1,0 +1,148 @@
+// eval.md: the report's sections as prose lines and Markdown tables, read back from eval.json's content.
+#include <string>
+
+#include "report_sections.h"
+
+namespace kvw::eval {
+
+namespace {
+
+std::string one_chunk_markdown(const json& o) {
+    return format(
+        "One chunk after a ground-truth context (%d held-out worlds): PSNR %.2f dB over the pooled "
+        "squared error, "
+        "SSIM %.3f; repeating the last context frame: %.2f dB (margin %+.2f dB). Mean of per-trace dB: "
+        "%.2f vs "
+        "%.2f; median per-trace margin %+.2f dB; the model is ahead in %d traces; the camera stands "
+        "still in %d.\n\n",
+        o["traces"].get<int>(), o["psnr_model"].get<double>(), o["ssim_model"].get<double>(),
+        o["psnr_repeat_last"].get<double>(), o["margin_db"].get<double>(),
+        o["mean_of_trace_psnr_model"].get<double>(), o["mean_of_trace_psnr_repeat_last"].get<double>(),
+        o["median_trace_margin_db"].get<double>(), o["traces_model_beats_repeat"].get<int>(),
+        o["traces_camera_still"].get<int>());
+}
+
+// A row of the rollout table: `from` the window's first second (or "whole"), `check` its bar check with both
+// sides' statistics, `kept` the start-kept baseline's verdict (empty for the whole trace).
+std::string rollout_row(const json& rollout, const std::string& from, const json& check,
+                        const std::string& kept) {
+    return format("| %llu | %s | %.2f | %.2f | %.2f | %s | %.1f | %.1f |",
+                  static_cast<unsigned long long>(rollout["world_seed"].get<uint64_t>()), from.c_str(),
+                  check["mean_ratio"].get<double>(), check["contrast_ratio"].get<double>(),
+                  check["edge_ratio"].get<double>(), check["within_bar"].get<bool>() ? "yes" : "**no**",
+                  check["model"]["contrast"].get<double>(), check["simulator"]["contrast"].get<double>()) +
+           (kept.empty() ? " |\n" : " " + kept + " |\n");
+}
+
+std::string rollouts_markdown(const json& b, const json& rollouts) {
+    std::string md = format(
+        "Long rollouts: %d of %d windows within ±%.0f%% of the simulator's mean, contrast and edge "
+        "energy; %d of %d "
+        "worlds entirely; over the whole trace at once, %d of %d worlds. A baseline that kept its start "
+        "context's "
+        "statistics throughout: %d of %d windows, %d worlds (\"start kept\").\n\n"
+        "| world | from s | mean | contrast | edges | within | model contrast | simulator contrast | "
+        "start kept |\n"
+        "|---|---|---|---|---|---|---|---|---|\n",
+        b["windows_within"].get<int>(), b["windows"].get<int>(), 100 * b["tolerance"].get<double>(),
+        b["worlds_within"].get<int>(), b["worlds"].get<int>(), b["whole_trace_worlds_within"].get<int>(),
+        b["worlds"].get<int>(), b["keep_start_windows_within"].get<int>(), b["windows"].get<int>(),
+        b["keep_start_worlds_within"].get<int>());
+    for (const json& r : rollouts) {
+        for (const json& w : r["windows"])
+            md += rollout_row(r, format("%g", w["from_s"].get<double>()), w,
+                              w["keep_start"]["within_bar"].get<bool>() ? "yes" : "no");
+        md += rollout_row(r, "whole", r["whole_trace"], "");
+    }
+    return md + "\n";
+}
+
+// "a/b c/d ...": windows within the bar of all windows, per window (by_window_within, by_window_total).
+std::string by_window(const json& counts) {
+    std::string out;
+    for (size_t w = 0; w < counts["by_window_total"].size(); ++w)
+        out += format("%s%d/%d", w ? " " : "", counts["by_window_within"][w].get<int>(),
+                      counts["by_window_total"][w].get<int>());
+    return out;
+}
+
+std::string resampled_markdown(const json& rs) {
+    std::string md = format(
+        "Other worlds under the same actions (a pool of %d, %d per trace of each kind), scored "
+        "against each trace's "
+        "own windows as the bar scores the model:\n\n| worlds | pairs | windows within | pairs "
+        "entirely | whole trace "
+        "| by window | mean look distance |\n|---|---|---|---|---|---|---|\n",
+        rs["pool"].get<int>(), rs["per_trace_scored"].get<int>());
+    for (const char* kind : {"nearest", "random"}) {
+        const json& t = rs["totals"][kind];
+        md += format("| %s | %d | %d of %d | %d | %d | %s | %.4f |\n",
+                     kind[0] == 'n' ? "most alike at the start" : "drawn at random", t["pairs"].get<int>(),
+                     t["windows_within"].get<int>(), t["windows"].get<int>(), t["pairs_within"].get<int>(),
+                     t["whole_trace_pairs_within"].get<int>(), by_window(t).c_str(),
+                     t["mean_distance"].get<double>());
+    }
+    return md + "\n";
+}
+
+std::string world_change_markdown(const json& wc) {
+    std::string md = format(
+        "World change (the simulator alone, %d traces of %.0f s): %d of %d windows keep within ±%.0f%% "
+        "of the start "
+        "context's mean, contrast and edge energy; %d of %d worlds throughout. By window: %s.\n\n",
+        wc["traces"].get<int>(), wc["seconds"].get<double>(), wc["windows_within"].get<int>(),
+        wc["windows"].get<int>(), 100 * wc["tolerance"].get<double>(), wc["worlds_within"].get<int>(),
+        wc["traces"].get<int>(), by_window(wc).c_str());
+    if (wc.contains("resampled")) md += resampled_markdown(wc["resampled"]);
+    return md;
+}
+
+// Motion by the frame pair's place in its chunk (README "Motion inside a chunk"): turn rate (image shift per
+// commanded degree, as a share of the simulator's) and the zoom per frame walking forward.
+std::string motion_by_place_markdown(const char* title, const json& by_place) {
+    std::string md = std::string(title) +
+                     ", by frame pair in the chunk (0: across the chunk boundary):\n\n| pair | pairs | turn "
+                     "rate | zoom walking forward, model / simulator |\n|---|---|---|---|\n";
+    for (const json& p : by_place) {
+        const double sim = p["yaw_shift_slope_simulator"].get<double>();
+        const std::string zoom = p["forward_frames"].get<int>() > 0
+                                     ? format("%.4f / %.4f", p["zoom_forward_generated"].get<double>(),
+                                              p["zoom_forward_simulator"].get<double>())
+                                     : "no forward pairs";
+        md += format("| %d | %d | %.0f%% | %s |\n", p["frame_in_chunk"].get<int>(), p["pairs"].get<int>(),
+                     sim != 0 ? 100 * p["yaw_shift_slope_generated"].get<double>() / sim : 0.0, zoom.c_str());
+    }
+    return md + "\n";
+}
+
+std::string grid_markdown(const json& rows) {
+    std::string md =
+        "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
+        "layers) | cache MB |\n"
+        "|---|---|---|---|---|---|---|---|\n";
+    for (const json& r : rows)
+        md += format("| %s | %.2f | %.2f | %.3f | %.2f | %.3f | %+.4f | %.2f |\n",
+                     r["label"].get<std::string>().c_str(), r["bits_per_element"].get<double>(),
+                     r["psnr_vs_ref"].get<double>(), r["ssim_vs_ref"].get<double>(),
+                     r["psnr_vs_gt"].get<double>(), r["ssim_vs_gt"].get<double>(),
+                     r["delta_p_cache_mean"].get<double>(), r["cache_bytes"].get<uint64_t>() / 1e6);
+    return md;
+}
+
+}  // namespace
+
+std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend) {
+    std::string md = "# KVWorld evaluation (" + model_name + ", " + to_string(backend) + ")\n\n";
+    if (report.contains("one_chunk")) md += one_chunk_markdown(report["one_chunk"]);
+    if (report.contains("rollout_bar")) md += rollouts_markdown(report["rollout_bar"], report["rollouts"]);
+    if (report.contains("world_change")) md += world_change_markdown(report["world_change"]);
+    if (report.contains("one_chunk_actions") && report["one_chunk_actions"].contains("by_frame_in_chunk"))
+        md += motion_by_place_markdown("Motion of the chunk predicted after a ground-truth context",
+                                       report["one_chunk_actions"]["by_frame_in_chunk"]);
+    if (report.contains("actions") && report["actions"].contains("by_frame_in_chunk"))
+        md += motion_by_place_markdown("Motion in the long rollouts", report["actions"]["by_frame_in_chunk"]);
+    if (report.contains("grid")) md += grid_markdown(report["grid"]["rows"]);
+    return md;
+}
+
+}  // namespace kvw::eval

@@ -1,0 +1,18 @@
+// The evaluation's one thread helper. It runs whole units of the lab's work on threads: a simulator trace
+// rendered and measured, a pool world screened, a pair of frames matched for motion. Why its own: the
+// engine's thread pool is internal (the CPU backend's loops) and not public, and one unit here is
+// milliseconds to seconds of work, so a plain counter that hands out indices is all the balancing needed.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace kvw::eval {
+
+// Runs fn(i) for every i in [0, n) on all hardware threads (at most n), each index once, in no set order;
+// fn must write only what index i owns. Returns when every call has finished. The first exception thrown by
+// fn comes back as a kvw::Error naming `what`; the other indices still run.
+void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn);
+
+}  // namespace kvw::eval

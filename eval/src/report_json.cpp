@@ -1,0 +1,86 @@
+#include "report_json.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+
+namespace kvw::eval {
+
+std::string format(const char* fmt, ...) {
+    va_list args, again;
+    va_start(args, fmt);
+    va_copy(again, args);
+    const int n = std::vsnprintf(nullptr, 0, fmt, args);
+    va_end(args);
+    std::string out(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+    std::vsnprintf(out.data(), out.size(), fmt, again);
+    va_end(again);
+    out.pop_back();
+    return out;
+}
+
+double average(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0.0 : s / v.size();
+}
+
+json stats_json(const FrameStats& s) {
+    return {{"mean", s.mean}, {"contrast", s.contrast}, {"edges", s.edges}};
+}
+
+json bar_json(const BarCheck& b) {
+    return {{"mean_ratio", b.mean},
+            {"contrast_ratio", b.contrast},
+            {"edge_ratio", b.edges},
+            {"within_bar", b.within}};
+}
+
+json motion_json(const MotionSamples& m, const char* what) {
+    // Without both classes of frames there is no "extra zoom of walking over standing" to compare.
+    const bool both = !m.fwd_zoom_sim.empty() && !m.still_zoom_sim.empty();
+    const double sim_extra = both ? average(m.fwd_zoom_sim) - average(m.still_zoom_sim) : 0.0;
+    const double gen_extra = both ? average(m.fwd_zoom_gen) - average(m.still_zoom_gen) : 0.0;
+    const json r = {{"pattern_grid_removed", m.grid},
+                    {"yaw_shift_correlation_generated", correlation(m.cmd_yaw, m.shift_gen)},
+                    {"yaw_shift_correlation_simulator", correlation(m.cmd_yaw, m.shift_sim)},
+                    {"zoom_forward_generated", average(m.fwd_zoom_gen)},
+                    {"zoom_still_generated", average(m.still_zoom_gen)},
+                    {"zoom_forward_simulator", average(m.fwd_zoom_sim)},
+                    {"zoom_still_simulator", average(m.still_zoom_sim)},
+                    {"forward_frames", m.fwd_zoom_gen.size()},
+                    {"still_frames", m.still_zoom_gen.size()},
+                    {"yaw_shift_slope_generated", slope(m.cmd_yaw, m.shift_gen)},
+                    {"yaw_shift_slope_simulator", slope(m.cmd_yaw, m.shift_sim)},
+                    {"forward_zoom_fraction", sim_extra > 0 ? gen_extra / sim_extra : 0.0}};
+    std::printf(
+        "%s: corr(commanded yaw, image shift) generated %.2f (simulator %.2f), slope %.2f vs %.2f px/deg; "
+        "zoom per frame "
+        "forward %.4f vs still %.4f (simulator %.4f vs %.4f): forward motion %.0f%% of the simulator's\n",
+        what, r["yaw_shift_correlation_generated"].get<double>(),
+        r["yaw_shift_correlation_simulator"].get<double>(), r["yaw_shift_slope_generated"].get<double>(),
+        r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen), average(m.still_zoom_gen),
+        average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
+    return r;
+}
+
+json motion_by_frame_in_chunk_json(const std::vector<MotionSamples>& by_place) {
+    json rows = json::array();
+    std::printf("  by frame in chunk (turn slope, forward zoom; generated vs simulator):");
+    for (size_t p = 0; p < by_place.size(); ++p) {
+        const MotionSamples& m = by_place[p];
+        rows.push_back({{"frame_in_chunk", p},
+                        {"pairs", m.cmd_yaw.size()},
+                        {"forward_frames", m.fwd_zoom_gen.size()},
+                        {"yaw_shift_slope_generated", slope(m.cmd_yaw, m.shift_gen)},
+                        {"yaw_shift_slope_simulator", slope(m.cmd_yaw, m.shift_sim)},
+                        {"zoom_forward_generated", average(m.fwd_zoom_gen)},
+                        {"zoom_forward_simulator", average(m.fwd_zoom_sim)}});
+        std::printf("  [%zu: %.2f vs %.2f, %.4f vs %.4f]", p, slope(m.cmd_yaw, m.shift_gen),
+                    slope(m.cmd_yaw, m.shift_sim), average(m.fwd_zoom_gen), average(m.fwd_zoom_sim));
+    }
+    std::printf("\n");
+    return rows;
+}
+
+}  // namespace kvw::eval

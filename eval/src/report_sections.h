@@ -1,0 +1,31 @@
+// The sections of eval.json, one per part of the evaluation (evaluation.h says what each measures), and
+// eval.md made from them.
+#pragma once
+
+#include <memory>
+
+#include "kvworld/eval/evaluation.h"
+#include "report_json.h"
+
+namespace kvw::eval {
+
+// Quality (1): one chunk after a ground-truth context; adds "one_chunk" and "one_chunk_actions".
+void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
+                          const EvalOptions& options);
+
+// Quality (2) and (3): long rollouts under the playing policy; adds "rollouts", "rollout_bar", "actions" and
+// "actions_patch_grid_removed".
+void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
+                             const EvalOptions& options);
+
+// The grid of cache settings against the BF16 cache: the "grid" section.
+json cache_grid_report(const std::shared_ptr<Model>& model, const SessionParams& base,
+                       const EvalOptions& options);
+
+// The simulator alone on the long rollouts' kind of trace: the "world_change" section.
+json world_change_report(const EvalOptions& options, const ModelConfig& config);
+
+// eval.md: the tables of whichever sections the report has.
+std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend);
+
+}  // namespace kvw::eval

@@ -1,0 +1,51 @@
+// Rollouts and their references: held-out traces, the model's frames for a trace, the simulator's frames
+// (ground truth), and the per-frame comparisons every mode uses.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kvworld/kvworld.h"
+#include "kvworld/sim.h"
+#include "kvworld/trace.h"
+
+namespace kvw::eval {
+
+// What a session generated for a trace after its start context.
+struct Rollout {
+    std::vector<Image> frames;                 // generated frames after the context
+    std::vector<std::vector<double>> p_cache;  // [chunk][layer] attention mass on cached keys
+    uint64_t cache_bytes = 0;                  // the whole cache after the last chunk
+    double ms_per_chunk = 0;
+};
+
+// The first `frames` frames the model generates after the trace's start context, under the trace's actions
+// (actions past the trace's end are zero).
+Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const SessionParams& params,
+                  int frames);
+
+// The reference of every comparison: the unquantized (BF16) cache, the trace's own noise seed.
+SessionParams reference_params(const SessionParams& base, const Trace& trace);
+
+// `count` held-out traces of context_frames + frames actions under the playing policy: worlds world_base +
+// 7919 i, policy seeds 4242 + i.
+std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base,
+                                   const ModelConfig& config);
+
+// The simulator's frames of a trace's first `frames` actions (context included), in a world made already.
+std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& config,
+                                 int frames);
+// The simulator's frames [first, first + frames) of a trace, in the trace's own world.
+std::vector<Image> ground_truth(const Trace& trace, const ModelConfig& config, int first, int frames);
+
+// Frames [from, to) of a sequence.
+std::vector<Image> slice(const std::vector<Image>& frames, int from, int to);
+
+// Mean PSNR (frontend::psnr) and SSIM over the frame pairs both sequences have (0 when none).
+double mean_psnr(const std::vector<Image>& a, const std::vector<Image>& b);
+double mean_ssim(const std::vector<Image>& a, const std::vector<Image>& b);
+
+// Attention mass on cached keys per layer, averaged over the rollout's chunks.
+std::vector<double> mean_p_cache(const Rollout& rollout);
+
+}  // namespace kvw::eval

@@ -1,0 +1,481 @@
+// The evaluation library (kvworld_eval): its image metrics (motion estimators, SSIM, PSNR pooled over
+// frames), the rollout bar's statistics and the motion figures, and the reports kvworld-cli eval writes with
+// them on the tiny model (quality, world change, resampled worlds).
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "frontend.h"
+#include "kvworld/error.h"
+#include "kvworld/eval/image_metrics.h"
+#include "kvworld/eval/motion.h"
+#include "kvworld/eval/rollout_bar.h"
+#include "tolerance.h"
+
+using namespace kvw;
+namespace fs = std::filesystem;
+
+namespace {
+Image flat(int w, int h, uint8_t v) {
+    Image img(w, h);
+    std::fill(img.rgb.begin(), img.rgb.end(), v);
+    return img;
+}
+double psnr_of_mse(double mse) {
+    return 10.0 * std::log10(255.0 * 255.0 / mse);
+}
+// A smooth random texture seen through a camera that turns by `shift_px` or zooms by `zoom` about the centre,
+// optionally with seams darkened by `seam` on every 8th row and column at fixed places on the screen (the
+// patch grid of a model that draws 8x8 patches).
+Image textured_view(double shift_px, double zoom, double seam) {
+    const int w = 128, h = 128;
+    Image img(w, h);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const double u = (x - 63.5) / zoom + 63.5 - shift_px, v = (y - 63.5) / zoom + 63.5;
+            double val = 128 + 40 * std::sin(0.21 * u + 0.7) * std::cos(0.13 * v) +
+                         30 * std::sin(0.05 * u * 1.3 + 0.11 * v) + 20 * std::cos(0.37 * u - 0.19 * v + 1.1);
+            if (seam > 0 && (x % 8 == 7 || y % 8 == 7)) val *= 1 - seam;
+            for (int ch = 0; ch < 3; ++ch)
+                img.rgb[3 * (static_cast<size_t>(y) * w + x) + ch] =
+                    static_cast<uint8_t>(std::clamp(std::lround(val), 0L, 255L));
+        }
+    return img;
+}
+}  // namespace
+
+// The motion estimators see through a pattern locked to the patch grid: matched raw, seams that stay on the
+// screen pull the shift and the zoom towards "no motion"; with the grid pattern removed they do not.
+TEST(MotionEstimate, GridPatternDoesNotHideMotion) {
+    const double shift = 3.0, zoom = 1.02;
+    EXPECT_NEAR(eval::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 0), shift, 0.25);
+    EXPECT_NEAR(eval::estimate_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift, 0.25)
+        << "no pattern: unchanged";
+    const double raw = eval::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 0);
+    const double cleaned = eval::estimate_shift(textured_view(0, 1, 0.25), textured_view(shift, 1, 0.25), 8);
+    EXPECT_NEAR(cleaned, shift, 0.25);
+    EXPECT_GT(std::fabs(raw - shift), 2 * std::fabs(cleaned - shift))
+        << "raw " << raw << " cleaned " << cleaned;
+    EXPECT_NEAR(eval::estimate_shift(textured_view(0, 1, 0.25), textured_view(-shift, 1, 0.25), 8), -shift,
+                0.25);
+
+    EXPECT_NEAR(eval::estimate_zoom(textured_view(0, 1, 0), textured_view(0, zoom, 0), 0), zoom, 0.003);
+    const double zraw = eval::estimate_zoom(textured_view(0, 1, 0.25), textured_view(0, zoom, 0.25), 0);
+    const double zclean = eval::estimate_zoom(textured_view(0, 1, 0.25), textured_view(0, zoom, 0.25), 8);
+    EXPECT_NEAR(zclean, zoom, 0.003);
+    EXPECT_GT(std::fabs(zraw - zoom), std::fabs(zclean - zoom)) << "raw " << zraw << " cleaned " << zclean;
+
+    // A frame without a grid pattern keeps its luma: a flat one stays flat.
+    const std::vector<double> y = eval::luma_without_grid_pattern(flat(16, 16, 90), 8);
+    for (double v : y) EXPECT_NEAR(v, 90.0, 1e-9);
+    EXPECT_THROW(eval::estimate_shift(flat(16, 16, 1), flat(8, 16, 1), 8), Error);
+}
+
+TEST(Ssim, OneForIdenticalFramesLessForOthers) {
+    const Image view = textured_view(0, 1, 0);
+    EXPECT_NEAR(eval::ssim(view, view), 1.0, 1e-12);
+    EXPECT_NEAR(eval::ssim(flat(16, 16, 90), flat(16, 16, 90)), 1.0, 1e-12);
+    // Flat frames of other brightness differ in the luminance term only: (2 xy + c1) / (x^2 + y^2 + c1).
+    const double c1 = (0.01 * 255) * (0.01 * 255);
+    EXPECT_NEAR(eval::ssim(flat(16, 16, 100), flat(16, 16, 110)),
+                (2 * 100.0 * 110 + c1) / (100.0 * 100 + 110.0 * 110 + c1), 1e-9);
+    const double turned = eval::ssim(view, textured_view(3, 1, 0));
+    EXPECT_LT(turned, 0.95);
+    EXPECT_GT(turned, -1.0);
+    EXPECT_NEAR(eval::ssim(view, textured_view(3, 1, 0)), eval::ssim(textured_view(3, 1, 0), view), 1e-12)
+        << "symmetric";
+    EXPECT_THROW(eval::ssim(flat(8, 8, 1), flat(8, 8, 1)), Error) << "smaller than the 11x11 window";
+    EXPECT_THROW(eval::ssim(flat(16, 16, 1), flat(16, 12, 1)), Error);
+}
+
+TEST(PooledPsnr, PoolsSquaredErrorOverPairs) {
+    const Image a = flat(8, 4, 100), b = flat(8, 4, 110), c = flat(8, 4, 130);
+    // A still camera (identical frames) next to a moving one: the mean of per-pair dB is dragged up by the
+    // cap, the pooled PSNR is the PSNR of the mean squared error.
+    eval::PooledPsnr pooled;
+    pooled.add(a, a);
+    pooled.add(a, b);
+    EXPECT_NEAR(pooled.mse(), 50.0, 1e-12);
+    EXPECT_NEAR(pooled.psnr(), psnr_of_mse(50.0), 1e-12);
+    const double mean_of_db = (frontend::psnr(a, a) + frontend::psnr(a, b)) / 2;
+    EXPECT_GT(mean_of_db - pooled.psnr(), 30.0);
+
+    // Pairs weigh by their size: one 900-MSE pair of 8x4 and one 0-MSE pair of 16x8 -> 900 / 5.
+    eval::PooledPsnr weighted;
+    weighted.add(a, c);
+    weighted.add(flat(16, 8, 7), flat(16, 8, 7));
+    EXPECT_NEAR(weighted.mse(), 900.0 / 5, 1e-9);
+
+    eval::PooledPsnr same;
+    same.add(c, c);
+    EXPECT_EQ(same.psnr(), 99.0);
+    EXPECT_THROW(eval::PooledPsnr().psnr(), Error);
+    EXPECT_THROW(pooled.add(a, flat(4, 4, 100)), Error);
+}
+
+// Bar 2's windows: four equal ones of the frames after the context, at least a chunk each (whole windows
+// only).
+TEST(RolloutBar, WindowsAreFourEqualSpansOfAtLeastAChunk) {
+    using Spans = std::vector<std::pair<int, int>>;
+    EXPECT_EQ(eval::rollout_windows(1920, 16), (Spans{{0, 480}, {480, 960}, {960, 1440}, {1440, 1920}}));
+    EXPECT_EQ(eval::rollout_windows(32, 8), (Spans{{0, 8}, {8, 16}, {16, 24}, {24, 32}}));
+    EXPECT_EQ(eval::rollout_windows(8, 8), (Spans{{0, 8}}));
+    EXPECT_EQ(eval::rollout_windows(20, 8), (Spans{{0, 8}, {8, 16}}));
+    EXPECT_TRUE(eval::rollout_windows(4, 8).empty());
+}
+
+// Mean, contrast and edge energy of luma, averaged over the frames; the bar holds each ratio within 30%.
+TEST(RolloutBar, FrameStatsAndTheCheck) {
+    const eval::FrameStats grey = eval::frame_stats({flat(16, 16, 90)});
+    EXPECT_NEAR(grey.mean, 90.0, 1e-9);
+    EXPECT_NEAR(grey.contrast, 0.0, 1e-6);
+    EXPECT_EQ(grey.edges, 0.0);
+    // Left half black, right half white: contrast 127.5; one column of 15 gradients of 255 in 15x15.
+    Image split = flat(16, 16, 0);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 8; x < 16; ++x) std::fill(split.pixel(x, y), split.pixel(x, y) + 3, 255);
+    const eval::FrameStats halves = eval::frame_stats({split});
+    EXPECT_NEAR(halves.mean, 127.5, 1e-9);
+    EXPECT_NEAR(halves.contrast, 127.5, 1e-9);
+    EXPECT_NEAR(halves.edges, 255.0 * 15 / (15.0 * 15), 1e-9);
+    const eval::FrameStats both = eval::frame_stats({flat(16, 16, 90), split});
+    EXPECT_NEAR(both.mean, (90.0 + 127.5) / 2, 1e-9);
+    EXPECT_NEAR(both.edges, halves.edges / 2, 1e-9);
+
+    const eval::FrameStats sim{100, 40, 10};
+    const eval::BarCheck near = eval::check_bar({129, 30, 7.1}, sim);
+    EXPECT_NEAR(near.mean, 1.29, 1e-12);
+    EXPECT_NEAR(near.contrast, 0.75, 1e-12);
+    EXPECT_NEAR(near.edges, 0.71, 1e-12);
+    EXPECT_TRUE(near.within);
+    EXPECT_FALSE(eval::check_bar({131, 40, 10}, sim).within);
+    EXPECT_FALSE(eval::check_bar({100, 27, 10}, sim).within);
+    EXPECT_FALSE(eval::check_bar({100, 40, 13.5}, sim).within);
+}
+
+// A simulator trace's statistics: its context frames, everything after them, and each window of that (windows
+// of at least a context's length).
+TEST(RolloutBar, TraceStatsSplitContextAndWindows) {
+    std::vector<Image> all(4, flat(16, 16, 50));
+    for (int v : {60, 70, 80, 90, 100, 110, 120, 130}) all.push_back(flat(16, 16, static_cast<uint8_t>(v)));
+    const eval::TraceStats s = eval::trace_stats(all, 4, 8);
+    EXPECT_NEAR(s.start.mean, 50.0, 1e-9);
+    EXPECT_NEAR(s.whole.mean, 95.0, 1e-9);
+    ASSERT_EQ(s.windows.size(), 2u);
+    EXPECT_NEAR(s.windows[0].mean, 75.0, 1e-9);
+    EXPECT_NEAR(s.windows[1].mean, 115.0, 1e-9);
+}
+
+TEST(Motion, SlopeAndCorrelation) {
+    const std::vector<double> yaw = {-2, -1, 0, 1, 2}, shift = {4.2, 2, 0, -2, -3.8};
+    EXPECT_NEAR(eval::slope(yaw, {-4, -2, 0, 2, 4}), 2.0, 1e-12);
+    EXPECT_NEAR(eval::correlation(yaw, {-4, -2, 0, 2, 4}), 1.0, 1e-12);
+    EXPECT_NEAR(eval::slope(yaw, shift), -2.0, 1e-12);
+    EXPECT_LT(eval::correlation(yaw, shift), -0.99);
+    EXPECT_EQ(eval::slope({1}, {2}), 0.0) << "one sample";
+    EXPECT_EQ(eval::slope({1, 1, 1}, {1, 2, 3}), 0.0) << "no spread in the commands";
+    EXPECT_EQ(eval::correlation({1, 2, 3}, {5, 5, 5}), 0.0) << "no spread in the shifts";
+    EXPECT_NEAR(eval::slope({0, 1, 2, 99}, {0, 3, 6}), 3.0, 1e-12) << "the common length";
+}
+
+// Every pair of a rollout measured under the action of its second frame; pair 0 stays unmeasured. Forward and
+// still pairs get a zoom (generated and simulated), turning ones do not.
+TEST(Motion, RolloutPairsFollowTheirActions) {
+    const std::vector<Image> gen = {textured_view(0, 1, 0), textured_view(2, 1, 0), textured_view(2, 1.02, 0),
+                                    textured_view(2, 1.02, 0)};
+    const std::vector<Image> sim = {textured_view(0, 1, 0), textured_view(3, 1, 0), textured_view(3, 1.02, 0),
+                                    textured_view(3, 1.02, 0)};
+    std::vector<FrameAction> actions(2 + gen.size());  // two context actions first
+    actions[3].yaw_deg = -1.5f;
+    actions[4].move_forward = 1.f;
+    const std::vector<eval::PairMotion> pairs = eval::measure_rollout_pairs(actions, 2, gen, sim, 0);
+    ASSERT_EQ(pairs.size(), 4u);
+    EXPECT_EQ(pairs[0].shift_gen, 0.0);
+    EXPECT_NEAR(pairs[1].shift_gen, 2.0, 0.25);
+    EXPECT_NEAR(pairs[1].shift_sim, 3.0, 0.25);
+    EXPECT_EQ(pairs[1].yaw, -1.5);
+    EXPECT_FALSE(pairs[1].forward || pairs[1].still);
+    EXPECT_EQ(pairs[1].zoom_gen, 1.0) << "not measured";
+    EXPECT_TRUE(pairs[2].forward);
+    EXPECT_NEAR(pairs[2].zoom_gen, 1.02, 0.003);
+    EXPECT_NEAR(pairs[2].zoom_sim, 1.02, 0.003);
+    EXPECT_TRUE(pairs[3].still);
+    EXPECT_NEAR(pairs[3].zoom_gen, 1.0, 0.003);
+
+    eval::MotionSamples samples;
+    for (size_t i = 1; i < pairs.size(); ++i) samples.add(pairs[i]);
+    EXPECT_EQ(samples.cmd_yaw.size(), 3u);
+    EXPECT_EQ(samples.fwd_zoom_gen.size(), 1u);
+    EXPECT_EQ(samples.still_zoom_sim.size(), 1u);
+    EXPECT_EQ(samples.fwd_zoom_sim[0], pairs[2].zoom_sim);
+}
+
+// The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
+// repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts:
+// every window's ratios are the model's statistics over the simulator's, its within-bar flag follows from
+// them, and the bar's counts are the flags'. The scene-keeping baseline and the whole-trace reading follow
+// from the same statistics, and --mode world-change reproduces the simulator's side of the first rollout.
+TEST(EvalReport, QualityReportIsPooledAndConsistent) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_eval_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                            test::source_path("tests/data/tiny") +
+                            " --mode quality --traces 1 --long-frames 8 --out " + out.string() + " > " +
+                            (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json report = nlohmann::json::parse(f);
+    const nlohmann::json& o = report.at("one_chunk");
+    const int traces = o.at("traces").get<int>();
+    EXPECT_EQ(traces, 4);  // --traces 1 -> 4 worlds for the one-chunk criterion
+    EXPECT_NEAR(o.at("margin_db").get<double>(),
+                o.at("psnr_model").get<double>() - o.at("psnr_repeat_last").get<double>(), 1e-9);
+    const std::vector<double> margins = o.at("trace_margins_db").get<std::vector<double>>();
+    ASSERT_EQ(static_cast<int>(margins.size()), traces);
+    EXPECT_NEAR(std::accumulate(margins.begin(), margins.end(), 0.0) / traces,
+                o.at("mean_of_trace_margin_db").get<double>(), 1e-9);
+    const int beats =
+        static_cast<int>(std::count_if(margins.begin(), margins.end(), [](double m) { return m > 0; }));
+    EXPECT_EQ(o.at("traces_model_beats_repeat").get<int>(), beats);
+    EXPECT_LE(o.at("traces_camera_still").get<int>(), traces);
+    // Pooled PSNR never exceeds the mean of per-trace dB (Jensen: -log of a mean <= mean of -logs).
+    EXPECT_LE(o.at("psnr_model").get<double>(), o.at("mean_of_trace_psnr_model").get<double>() + 1e-9);
+    EXPECT_LE(o.at("psnr_repeat_last").get<double>(),
+              o.at("mean_of_trace_psnr_repeat_last").get<double>() + 1e-9);
+    EXPECT_GT(o.at("psnr_model").get<double>(), 0.0);
+
+    const nlohmann::json& bar = report.at("rollout_bar");
+    const double tol = bar.at("tolerance").get<double>();
+    EXPECT_EQ(tol, 0.3);
+    int windows = 0, within = 0, worlds_within = 0, keep_within = 0, keep_worlds = 0, whole_within = 0;
+    for (const nlohmann::json& r : report.at("rollouts")) {
+        int in_world = 0, keep_in_world = 0;
+        for (const nlohmann::json& w : r.at("windows")) {
+            const nlohmann::json &m = w.at("model"), &sim = w.at("simulator");
+            EXPECT_NEAR(w.at("mean_ratio").get<double>(),
+                        m.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("contrast_ratio").get<double>(),
+                        m.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(w.at("edge_ratio").get<double>(),
+                        m.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            bool ok = true;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                ok &= std::fabs(w.at(k).get<double>() - 1.0) <= tol;
+            EXPECT_EQ(w.at("within_bar").get<bool>(), ok);
+            // The scene-keeping baseline: the start context's statistics against the same simulator window.
+            const nlohmann::json &keep = w.at("keep_start"), &start = r.at("start_context");
+            EXPECT_NEAR(keep.at("contrast_ratio").get<double>(),
+                        start.at("contrast").get<double>() / sim.at("contrast").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("mean_ratio").get<double>(),
+                        start.at("mean").get<double>() / sim.at("mean").get<double>(), 1e-9);
+            EXPECT_NEAR(keep.at("edge_ratio").get<double>(),
+                        start.at("edges").get<double>() / sim.at("edges").get<double>(), 1e-9);
+            bool keep_ok = true;
+            for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                keep_ok &= std::fabs(keep.at(k).get<double>() - 1.0) <= tol;
+            EXPECT_EQ(keep.at("within_bar").get<bool>(), keep_ok);
+            ++windows;
+            in_world += ok;
+            keep_in_world += keep_ok;
+        }
+        EXPECT_EQ(r.at("windows_within_bar").get<int>(), in_world);
+        EXPECT_EQ(r.at("keep_start_windows_within_bar").get<int>(), keep_in_world);
+        within += in_world;
+        keep_within += keep_in_world;
+        worlds_within += in_world == static_cast<int>(r.at("windows").size());
+        keep_worlds += keep_in_world == static_cast<int>(r.at("windows").size());
+        // The whole trace at once: with equal windows covering it, its statistics are the windows' average.
+        const nlohmann::json& whole = r.at("whole_trace");
+        double model_contrast = 0, sim_contrast = 0;
+        for (const nlohmann::json& w : r.at("windows")) {
+            model_contrast += w.at("model").at("contrast").get<double>() / r.at("windows").size();
+            sim_contrast += w.at("simulator").at("contrast").get<double>() / r.at("windows").size();
+        }
+        EXPECT_NEAR(whole.at("model").at("contrast").get<double>(), model_contrast, 1e-6 * model_contrast);
+        EXPECT_NEAR(whole.at("simulator").at("contrast").get<double>(), sim_contrast, 1e-6 * sim_contrast);
+        EXPECT_NEAR(whole.at("contrast_ratio").get<double>(), model_contrast / sim_contrast, 1e-6);
+        whole_within += whole.at("within_bar").get<bool>();
+    }
+    EXPECT_GT(windows, 0);
+    EXPECT_EQ(bar.at("windows").get<int>(), windows);
+    EXPECT_EQ(bar.at("windows_within").get<int>(), within);
+    EXPECT_EQ(bar.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
+    EXPECT_EQ(bar.at("worlds_within").get<int>(), worlds_within);
+    EXPECT_EQ(bar.at("keep_start_windows_within").get<int>(), keep_within);
+    EXPECT_EQ(bar.at("keep_start_worlds_within").get<int>(), keep_worlds);
+    EXPECT_EQ(bar.at("whole_trace_worlds_within").get<int>(), whole_within);
+    // Camera motion twice: matched on raw luma, and with the model's patch grid pattern removed.
+    EXPECT_EQ(report.at("actions").at("pattern_grid_removed").get<int>(), 0);
+    EXPECT_EQ(report.at("actions_patch_grid_removed").at("pattern_grid_removed").get<int>(), 8);
+    EXPECT_EQ(report.at("actions_patch_grid_removed").at("forward_frames"),
+              report.at("actions").at("forward_frames"));
+    // The motion split by the frame pair's place in its chunk adds up to the whole: every pair of the
+    // one-chunk predictions (chunk_frames of them per world, the first after the context's last frame) and of
+    // the rollouts (all but the first frame).
+    std::ifstream tiny_json(test::source_path("tests/data/tiny/model.json"));
+    const int chunk_frames = nlohmann::json::parse(tiny_json).at("chunk_frames").get<int>();
+    for (const auto& [key, pairs_total] :
+         {std::pair<const char*, int>{"one_chunk_actions", traces * chunk_frames},
+          std::pair<const char*, int>{"actions", -1}}) {
+        const nlohmann::json& a = report.at(key);
+        const nlohmann::json& places = a.at("by_frame_in_chunk");
+        ASSERT_EQ(static_cast<int>(places.size()), chunk_frames) << key;
+        int pairs = 0, forward = 0;
+        for (size_t p = 0; p < places.size(); ++p) {
+            EXPECT_EQ(places[p].at("frame_in_chunk").get<size_t>(), p);
+            pairs += places[p].at("pairs").get<int>();
+            forward += places[p].at("forward_frames").get<int>();
+        }
+        if (pairs_total >= 0) {
+            EXPECT_EQ(pairs, pairs_total) << key;
+        }
+        EXPECT_EQ(forward, a.at("forward_frames").get<int>()) << key;
+        // Without frames that stand still there is no extra zoom of walking to compare: the fraction is 0.
+        if (a.at("still_frames").get<int>() == 0) {
+            EXPECT_EQ(a.at("forward_zoom_fraction").get<double>(), 0.0) << key;
+        }
+    }
+    int rollout_pairs = 0;
+    for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk"))
+        rollout_pairs += p.at("pairs").get<int>();
+    EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
+
+    // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the
+    // quality mode's first long rollout, so its start context and its windows' simulator statistics and
+    // keep-start verdicts are the ones above, and its counts are its flags'.
+    const fs::path wc_out = out / "world_change";
+    const std::string wc_cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                               test::source_path("tests/data/tiny") +
+                               " --mode world-change --traces 3 --long-frames 8 --out " + wc_out.string() +
+                               " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(wc_cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream wc_file(wc_out / "eval.json");
+    ASSERT_TRUE(wc_file.good());
+    const nlohmann::json wc = nlohmann::json::parse(wc_file).at("world_change");
+    ASSERT_EQ(wc.at("per_trace").size(), 3u);
+    const nlohmann::json &first = wc.at("per_trace")[0], &rollout0 = report.at("rollouts")[0];
+    EXPECT_EQ(first.at("world_seed"), rollout0.at("world_seed"));
+    EXPECT_EQ(first.at("start_context"), rollout0.at("start_context"));
+    ASSERT_EQ(first.at("windows").size(), rollout0.at("windows").size());
+    for (size_t w = 0; w < first.at("windows").size(); ++w) {
+        EXPECT_EQ(first.at("windows")[w].at("simulator"), rollout0.at("windows")[w].at("simulator"));
+        EXPECT_EQ(first.at("windows")[w].at("within_bar"),
+                  rollout0.at("windows")[w].at("keep_start").at("within_bar"));
+    }
+    int wc_windows = 0, wc_within = 0, wc_worlds = 0;
+    for (const nlohmann::json& t : wc.at("per_trace")) {
+        int k = 0;
+        for (const nlohmann::json& w : t.at("windows")) {
+            const double ratio = t.at("start_context").at("contrast").get<double>() /
+                                 w.at("simulator").at("contrast").get<double>();
+            EXPECT_NEAR(w.at("contrast_ratio").get<double>(), ratio, 1e-9);
+            k += w.at("within_bar").get<bool>();
+            ++wc_windows;
+        }
+        EXPECT_EQ(t.at("windows_within_bar").get<int>(), k);
+        wc_within += k;
+        wc_worlds += k == static_cast<int>(t.at("windows").size());
+    }
+    EXPECT_EQ(wc.at("windows").get<int>(), wc_windows);
+    EXPECT_EQ(wc.at("windows_within").get<int>(), wc_within);
+    EXPECT_EQ(wc.at("worlds_within").get<int>(), wc_worlds);
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+}
+
+// --mode world-change --resample-pool: a trace's actions replayed in other worlds, scored against the trace
+// as bar 2 scores the model. With the pool starting at the traces' own worlds, each trace finds itself first
+// (look distance 0, every ratio exactly 1); the rest are ordered by look distance, their ratios are their
+// statistics over the trace's simulator windows, and the totals are the per-trace counts.
+TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_resample_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    // The long traces are worlds 1600000 + 7919 i (--world-base 900000); the pool the same seeds and one
+    // more.
+    const std::string cmd =
+        std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+        " --mode world-change --traces 2 --long-frames 8 --resample-pool 3 --resample-nearest 2"
+        " --resample-base 1600000 --out " +
+        out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json wc = nlohmann::json::parse(f).at("world_change");
+    const nlohmann::json& rs = wc.at("resampled");
+    ASSERT_EQ(rs.at("per_trace").size(), 2u);
+    const double tol = wc.at("tolerance").get<double>();
+    std::map<std::string, std::array<int, 4>> counted;  // windows, within, pairs within, whole within
+    for (size_t i = 0; i < 2; ++i) {
+        const nlohmann::json &t = rs.at("per_trace")[i], &own = wc.at("per_trace")[i];
+        ASSERT_EQ(t.at("world_seed"), own.at("world_seed"));
+        const nlohmann::json& nearest = t.at("nearest");
+        ASSERT_EQ(nearest.size(), 2u);
+        EXPECT_EQ(nearest[0].at("world_seed"), t.at("world_seed"));
+        EXPECT_EQ(nearest[0].at("distance").get<double>(), 0.0);
+        EXPECT_EQ(nearest[0].at("windows_within_bar").get<int>(), static_cast<int>(own.at("windows").size()));
+        for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"}) {
+            EXPECT_EQ(nearest[0].at("whole_trace").at(k).get<double>(), 1.0);
+            for (const nlohmann::json& w : nearest[0].at("windows")) EXPECT_EQ(w.at(k).get<double>(), 1.0);
+        }
+        EXPECT_GT(nearest[1].at("distance").get<double>(), 0.0);
+        EXPECT_LE(nearest[1].at("distance").get<double>(), t.at("median_distance").get<double>());
+        EXPECT_EQ(t.at("random").size(), 2u);
+        for (const char* kind : {"nearest", "random"}) {
+            for (const nlohmann::json& r : t.at(kind)) {
+                int within = 0;
+                for (size_t w = 0; w < r.at("windows").size(); ++w) {
+                    const nlohmann::json &rw = r.at("windows")[w],
+                                         &sim = own.at("windows")[w].at("simulator");
+                    EXPECT_NEAR(
+                        rw.at("contrast_ratio").get<double>(),
+                        rw.at("resampled").at("contrast").get<double>() / sim.at("contrast").get<double>(),
+                        1e-9);
+                    EXPECT_NEAR(rw.at("edge_ratio").get<double>(),
+                                rw.at("resampled").at("edges").get<double>() / sim.at("edges").get<double>(),
+                                1e-9);
+                    bool ok = true;
+                    for (const char* k : {"mean_ratio", "contrast_ratio", "edge_ratio"})
+                        ok &= std::fabs(rw.at(k).get<double>() - 1.0) <= tol;
+                    EXPECT_EQ(rw.at("within_bar").get<bool>(), ok);
+                    within += ok;
+                }
+                EXPECT_EQ(r.at("windows_within_bar").get<int>(), within);
+                auto& c = counted[kind];
+                c[0] += static_cast<int>(r.at("windows").size());
+                c[1] += within;
+                c[2] += within == static_cast<int>(r.at("windows").size());
+                c[3] += r.at("whole_trace").at("within_bar").get<bool>();
+            }
+        }
+    }
+    for (const char* kind : {"nearest", "random"}) {
+        const nlohmann::json& t = rs.at("totals").at(kind);
+        EXPECT_EQ(t.at("pairs").get<int>(), 4);
+        EXPECT_EQ(t.at("windows").get<int>(), counted[kind][0]);
+        EXPECT_EQ(t.at("windows_within").get<int>(), counted[kind][1]);
+        EXPECT_EQ(t.at("pairs_within").get<int>(), counted[kind][2]);
+        EXPECT_EQ(t.at("whole_trace_pairs_within").get<int>(), counted[kind][3]);
+    }
+    // Outside world-change the option is refused, with a message.
+    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                            test::source_path("tests/data/tiny") +
+                            " --mode quality --resample-pool 3 --out " + out.string() + " > " +
+                            (out.string() + ".bad.log") + " 2>&1";
+    EXPECT_NE(std::system(bad.c_str()), 0);
+    std::ifstream bad_log(out.string() + ".bad.log");
+    const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(message.find("--resample-pool is a world-change option"), std::string::npos) << message;
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+    fs::remove(out.string() + ".bad.log");
+}
