@@ -1,61 +1,13 @@
-// kvworld-cli bench-attention: the fused attention kernel timed per cache format at the default model's shape
-// and HY-WorldPlay-8B's (CUDA).
-#include <cstdio>
-#include <nlohmann/json.hpp>
-
+// kvworld-cli bench-attention: the fused attention kernel timed per cache format (the lab's library,
+// kvworld/eval/attention_bench.h).
 #include "cli_common.h"
-#include "kvworld/fileio.h"
-#if defined(KVW_WITH_KERNEL_BENCH)
-#include "kvworld/kernel_bench.h"
-#endif
+#include "kvworld/eval/attention_bench.h"
 
 namespace kvw::cli {
 
-using json = nlohmann::json;
-
-#if !defined(KVW_WITH_KERNEL_BENCH)
-int run_bench_attention(const std::string&, int, int, const std::string&) {
-    throw Error("bench-attention needs the CUDA backend (this build has none)");
-}
-#else
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out) {
-    std::vector<AttentionBenchShape> list;
-    if (shapes.find("default") != std::string::npos)
-        list.push_back({"default (3x128, 1024 q, 6144 k)", 3, 128, 4, 16, 16, 5});
-    if (shapes.find("hy-worldplay-8b") != std::string::npos)
-        list.push_back({"HY-WorldPlay-8B (16x128, 6240 q, 37440 k)", 16, 128, 4, 30, 52, 5});
-    if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
-    for (AttentionBenchShape& s : list) s.block_shape = block_shape;
-    const std::vector<CacheSettings> formats = {
-        {16, 16, 64, KeyLayout::Token, Correction::Off},    {8, 8, 64, KeyLayout::Token, Correction::Off},
-        {8, 8, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Off},
-        {4, 4, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Exact},
-        {2, 2, 128, KeyLayout::Token, Correction::Off},     {2, 2, 128, KeyLayout::Token, Correction::Taylor},
-        {2, 2, 128, KeyLayout::Token, Correction::Exact},   {2, 2, 64, KeyLayout::Token, Correction::Taylor},
-        {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
-    };
-    json out = json::array();
-    std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",
-                "block/splits");
-    for (const AttentionBenchShape& s : list) {
-        const std::vector<AttentionBenchRow> rows = bench_attention(s, formats, iters);
-        for (const AttentionBenchRow& r : rows) {
-            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d\n", r.shape.c_str(), r.format.c_str(), r.ms,
-                        r.tflops, rows[0].ms / r.ms, r.block_shape, r.splits);
-            out.push_back({{"shape", r.shape},
-                           {"format", r.format},
-                           {"queries", r.queries},
-                           {"keys", r.keys},
-                           {"ms", r.ms},
-                           {"tflops", r.tflops},
-                           {"speed_vs_bf16", rows[0].ms / r.ms},
-                           {"block_shape", r.block_shape},
-                           {"splits", r.splits}});
-        }
-    }
-    if (!json_out.empty()) write_file_atomic(json_out, out.dump(1) + "\n");
+    eval::run_attention_bench(eval::AttentionBenchOptions{shapes, iters, block_shape, json_out});
     return 0;
 }
-#endif
 
 }  // namespace kvw::cli

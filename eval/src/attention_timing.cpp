@@ -9,13 +9,13 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 #include "kvworld/backend/backend.h"
-#include "kvworld/kernel_bench.h"
+#include "kvworld/eval/attention_bench.h"
 
-namespace kvw {
+namespace kvw::eval {
 
 namespace cu = kvw::cuda;
 
-std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s,
+std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
                                                const std::vector<CacheSettings>& formats, int iters) {
     std::string why;
     if (!cu::device_present(&why)) throw Error("bench-attention: " + why);
@@ -143,4 +143,4 @@ std::vector<AttentionBenchRow> bench_attention(const AttentionBenchShape& s,
     return rows;
 }
 
-}  // namespace kvw
+}  // namespace kvw::eval
