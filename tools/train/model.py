@@ -41,11 +41,6 @@ class ModelConfig:
     # it the model cannot tell the top of the frame from the bottom and, once a long rollout's context is
     # damaged, can paint the ground above the sky.
     absolute_position: bool = False
-    # Each frame's conditioning also gets the motion since its chunk's flow source (the previous chunk's last
-    # frame): the running sum of the chunk's camera vectors up to the frame, / chunk_frames, through
-    # "camera_cumulative" [hidden, 5]. Why: a frame otherwise knows only its own action and has to work out
-    # through attention how far it lies from the source; the later frames of a chunk under-moved.
-    cumulative_motion: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     steps: int = 4
@@ -98,7 +93,7 @@ class ModelConfig:
                 setattr(c, k, j[k])
         c.rope_axes = tuple(j["rope_axes"])
         c.absolute_position = bool(j.get("absolute_position", False))
-        c.cumulative_motion = bool(j.get("cumulative_motion", False))
+        assert not j.get("cumulative_motion", False), "cumulative_motion is no longer supported"
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
         c.source_sigma = float(j["sampler"].get("source_sigma", 1.0))
@@ -118,7 +113,6 @@ class ModelConfig:
              "depth": self.depth, "heads": self.heads, "head_dim": self.head_dim, "mlp_hidden": self.mlp_hidden,
              "time_freq_dim": self.time_freq_dim, "rope_axes": list(self.rope_axes), "rope_theta": self.rope_theta,
              "norm_eps": self.norm_eps, **({"absolute_position": True} if self.absolute_position else {}),
-             **({"cumulative_motion": True} if self.cumulative_motion else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
                          "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {}),
@@ -235,8 +229,6 @@ class KVWorldModel(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(T, D), nn.SiLU(), nn.Linear(D, D))
         self.action_embed = nn.Embedding(NUM_ACTION_LABELS, D)
         self.camera_embed = nn.Sequential(nn.Linear(CAMERA_DIM, D), nn.SiLU(), nn.Linear(D, D))
-        if cfg.cumulative_motion:
-            self.camera_cumulative = nn.Parameter(torch.zeros(D, CAMERA_DIM))  # zero: starts as without it
         self.modulation = nn.Linear(D, 6 * D)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.final_modulation = nn.Linear(D, 2 * D)
@@ -260,23 +252,10 @@ class KVWorldModel(nn.Module):
             x = x + self.pos_embed.to(x.dtype).repeat(frames, 1)
         return x
 
-    def camera_features(self, cam: torch.Tensor) -> torch.Tensor:
-        """cam [B, F, 5] (whole chunks, F a multiple of chunk_frames) -> [B, F, D]: the camera MLP, with
-        cumulative_motion fed also the motion since the chunk's flow source (running sum within the chunk / Fr)."""
-        lin0, act, lin2 = self.camera_embed
-        h = lin0(cam)
-        if self.cfg.cumulative_motion:
-            B, Fn, C = cam.shape
-            Fr = self.cfg.chunk_frames
-            assert Fn % Fr == 0, "camera vectors of whole chunks"
-            since = cam.reshape(B, Fn // Fr, Fr, C).cumsum(dim=2).reshape(B, Fn, C) / Fr
-            h = h + since @ self.camera_cumulative.to(cam.dtype).t()
-        return lin2(act(h))
-
     def conditioning(self, t: torch.Tensor, labels: torch.Tensor, cam: torch.Tensor):
         """t [B, F] (noise level per frame), labels [B, F], cam [B, F, 5] -> mod [B, F, 6D], fmod [B, F, 2D]."""
         c = self.time_embed(timestep_sinusoid(t, self.cfg.time_freq_dim).to(cam.dtype))
-        c = c + self.action_embed(labels) + self.camera_features(cam)
+        c = c + self.action_embed(labels) + self.camera_embed(cam)
         c = F.silu(c)
         return self.modulation(c), self.final_modulation(c)
 

@@ -8,7 +8,6 @@ and tests/data/parity_tiny.safetensors records inputs and PyTorch outputs:
               through the bf16 cache, Euler, fixed seed), frames and P_S per layer
   guided.*  : rollout chunk 2 again with motion guidance 2.5 (negative: the movement released)
   abspos.*  : the single forward again with an absolute patch-position embedding (absolute_position: true)
-  cummot.*  : the single forward again with the motion since the flow source (cumulative_motion: true)
   warp.*    : rollout chunk 1 again with the flow source moved to each frame's camera (warp_source: true,
               warp_eye_height > 0: turned and walked)
 Run from the repository root:  python3 tools/train/parity.py
@@ -126,15 +125,6 @@ def main():
     model_pos.eval()
     x0p, _, _ = M.forward_with_cache(model_pos, rope, x, t, labels, cam, [])
     rec.update({"abspos.pos_embed": pos, "abspos.x0": x0p[0]})
-    # And with the motion since the flow source fed to the camera MLP (camera_cumulative drawn last).
-    cfg_cum = copy.deepcopy(cfg)
-    cfg_cum.cumulative_motion = True
-    model_cum = M.KVWorldModel(cfg_cum)
-    cum = torch.randn(cfg.hidden, 5) * 0.5
-    model_cum.load_state_dict({**model.state_dict(), "camera_cumulative": cum})
-    model_cum.eval()
-    x0c, _, _ = M.forward_with_cache(model_cum, rope, x, t, labels, cam, [])
-    rec.update({"cummot.camera_cumulative": cum, "cummot.x0": x0c[0]})
     M.save_safetensors(os.path.join(root, "tests", "data", "parity_tiny.safetensors"),
                        {k: v.contiguous().float() for k, v in rec.items()})
     print("wrote", out_dir, "and tests/data/parity_tiny.safetensors;",

@@ -118,34 +118,6 @@ def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarr
 # ---------------------------------------------------------------------------------------------------
 # The teacher-forced forward
 
-def degrade(x: torch.Tensor, prob: float, gen: torch.Generator) -> torch.Tensor:
-    """Rollout-like damage for the context: x [B, K, F, H, W, 3] in [-1, 1]. With probability `prob` per
-    (episode, chunk): blur (a mix of x and its Gaussian blur, sigma 1.2 px, by a ~ U[0, 1]), contrast about
-    the chunk mean scaled by U[0.8, 1.2] and brightness shifted by U[-0.08, 0.08]. Why: at inference the
-    context and the flow source are the model's own frames, which drift soft and off in tone over long
-    rollouts; a model that has only seen ground truth there carries that drift on (exposure bias). The
-    targets stay clean, so the model learns to restore rather than copy. Applied at training time only:
-    the engine's inference is unchanged."""
-    if prob <= 0:
-        return x
-    B, K = x.shape[:2]
-    dev = x.device
-    r = torch.arange(-3, 4, device=dev, dtype=torch.float32)
-    k1 = torch.exp(-0.5 * (r / 1.2) ** 2)
-    k1 = k1 / k1.sum()
-    img = x.reshape(-1, x.shape[3], x.shape[4], 3).permute(0, 3, 1, 2).float()  # [B*K*F, 3, H, W]
-    img_p = F.pad(img, (3, 3, 3, 3), mode="replicate")
-    blur = F.conv2d(img_p.reshape(-1, 1, *img_p.shape[2:]), k1.view(1, 1, 1, 7))
-    blur = F.conv2d(blur, k1.view(1, 1, 7, 1)).view_as(img).permute(0, 2, 3, 1).reshape(x.shape)
-    def u(lo, hi):
-        return lo + (hi - lo) * torch.rand(B, K, 1, 1, 1, 1, device=dev, generator=gen)
-    on = (torch.rand(B, K, 1, 1, 1, 1, device=dev, generator=gen) < prob).float()
-    a, c, b = u(0, 1) * on, 1 + (u(0.8, 1.2) - 1) * on, u(-0.08, 0.08) * on
-    y = x + a * (blur.to(x.dtype) - x)
-    mean = y.mean(dim=(2, 3, 4, 5), keepdim=True)
-    return ((y - mean) * c + mean + b).clamp(-1, 1)
-
-
 def source_views(camera: torch.Tensor, Fr: int):
     """camera [B, K*Fr, 5] (the episode's poses: x, y, z, yaw, pitch; degrees) -> for chunks 1..K-1 the change from
     the previous chunk's last camera to each frame's (engine/src/source_warp.cpp view_change, what the engine's
@@ -274,10 +246,8 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
 
 
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
-                        recall: int, tau_max: float, gen: torch.Generator, degrade_prob: float = 0.0,
-                        self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0):
+                        recall: int, tau_max: float, gen: torch.Generator, self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0):
     """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
-    degrade_prob > 0 damages the context and the flow source like a long rollout would (see degrade);
     self_fraction > 0: that fraction of the batch's episodes sees the model's own rollout (rollout_chunks, from
     ground-truth chunk 0 under the episode's actions) as context and flow source, the targets staying the
     ground truth; rollout_steps: its Euler steps (0: the config's sampler); rollout_guidance: its motion guidance."""
@@ -293,7 +263,7 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     tau = torch.where(torch.rand(B, K, device=dev, generator=gen) < 0.5, torch.zeros_like(tau), tau)
     e1 = torch.randn(x0.shape, device=dev, generator=gen)
     e2 = torch.randn(x0.shape, device=dev, generator=gen)
-    x_ctx = degrade(x0, degrade_prob, gen)
+    x_ctx = x0
     n_self = int(round(self_fraction * B))
     if n_self > 0:
         sel = slice(0, n_self)  # the batch is drawn at random: its first episodes are a random subset
@@ -436,8 +406,6 @@ def main():
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--total-steps", type=int, default=6000, help="schedule length (cosine) across resumes")
     ap.add_argument("--tau-max", type=float, default=0.1)
-    ap.add_argument("--degrade", type=float, default=0.0,
-                    help="probability per chunk of rollout-like damage to the context and flow source (see degrade)")
     ap.add_argument("--self-context", type=float, default=0.0,
                     help="fraction of each batch whose context and flow source are the model's own rollout "
                          "(see rollout_chunks)")
@@ -448,9 +416,6 @@ def main():
     ap.add_argument("--absolute-position", action="store_true",
                     help="add the learned absolute patch-position embedding (model.py ModelConfig.absolute_position); "
                          "with --init from a model without it, it starts at zero")
-    ap.add_argument("--cumulative-motion", action="store_true",
-                    help="feed each frame the motion since its chunk's flow source (model.py ModelConfig.cumulative_motion); "
-                         "with --init from a model without it, camera_cumulative starts at zero")
     ap.add_argument("--warp-source", action="store_true",
                     help="turn each frame's flow source to its camera (model.py ModelConfig.warp_source): the sampler "
                          "option, trained with it (no new weights)")
@@ -459,7 +424,7 @@ def main():
                          "horizontal displacement, the pixels below the horizon taken for flat ground this far below "
                          "the camera (ModelConfig.warp_eye_height; 0 = rotation only)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
-                    help="learning-rate multiplier of the tensors --init did not have (pos_embed, camera_cumulative)")
+                    help="learning-rate multiplier of the tensors --init did not have (pos_embed)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -476,8 +441,6 @@ def main():
         cfg = M.ModelConfig.from_json(f.read())
     if args.absolute_position:
         cfg.absolute_position = True
-    if args.cumulative_motion:
-        cfg.cumulative_motion = True
     if args.warp_source:
         assert cfg.source_previous, "--warp-source needs the source \"previous\""
         cfg.warp_source = True
@@ -501,7 +464,7 @@ def main():
             sd.update(M.load_safetensors(f))
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
         # Only newly added tensors may be missing; they start at zero, so the model starts as the one loaded.
-        assert not unexpected and set(missing) <= {"pos_embed", "camera_cumulative"}, (missing, unexpected)
+        assert not unexpected and set(missing) <= {"pos_embed"}, (missing, unexpected)
         new_params = sorted(missing)
         print(f"initialised from {args.init} ({len(sd)} tensors; new: {', '.join(new_params) or 'none'})", flush=True)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
@@ -526,9 +489,9 @@ def main():
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed * 1000003 + step)
     run = {"start_step": step, "batch": args.batch, "episodes": n_train, "device": str(dev), "lr": args.lr,
-           "degrade": args.degrade, "self_context": args.self_context, "tau_max": args.tau_max,
+           "self_context": args.self_context, "tau_max": args.tau_max,
            "rollout_steps": args.rollout_steps or cfg.steps, "rollout_guidance": rollout_guidance,
-           "absolute_position": cfg.absolute_position, "cumulative_motion": cfg.cumulative_motion,
+           "absolute_position": cfg.absolute_position,
            "warp_source": cfg.warp_source, "warp_eye_height": cfg.warp_eye_height,
            "new_params": new_params, "new_lr_mult": args.new_lr_mult if new_params else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
@@ -544,7 +507,7 @@ def main():
         idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
-                                            args.degrade, args.self_context, args.rollout_steps, rollout_guidance)
+                                            args.self_context, args.rollout_steps, rollout_guidance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
