@@ -30,8 +30,8 @@
 #include <mutex>
 
 #include "common.cuh"
-#include "kvworld/backend/correction.h"
 #include "cuda_ops.h"
+#include "kvworld/backend/correction.h"
 
 namespace kvw::cuda {
 

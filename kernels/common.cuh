@@ -48,7 +48,7 @@ inline int elementwise_blocks(size_t n) {
     const size_t blocks = (n + kElementwiseThreads - 1) / kElementwiseThreads;
     return static_cast<int>(blocks < 65535u * 8 ? blocks : 65535u * 8);
 }
-#define KVW_GRID_STRIDE(i, n)                                                                        \
+#define KVW_GRID_STRIDE(i, n)                                                            \
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < (n); \
          i += gridDim.x * static_cast<size_t>(blockDim.x))
 

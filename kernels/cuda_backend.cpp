@@ -1,9 +1,9 @@
-// The CUDA backend: the backend operations (kvworld/backend/backend.h) with bf16 weights on the device, cuBLAS
-// GEMMs, the fused kernels of kernels/*.cu and the packed cache in device memory (same bytes as the CPU
-// reference). Each stage the engine's sampler runs is captured into a CUDA graph once per stage key and
+// The CUDA backend: the backend operations (kvworld/backend/backend.h) with bf16 weights on the device,
+// cuBLAS GEMMs, the fused kernels of kernels/*.cu and the packed cache in device memory (same bytes as the
+// CPU reference). Each stage the engine's sampler runs is captured into a CUDA graph once per stage key and
 // replayed, so per chunk only the small things travel: the conditioning rows, the context's segment
-// descriptors, the cache-write targets, the seed and the view changes — then the frames come back (or stay on
-// the device for CUDA-GL interop).
+// descriptors, the cache-write targets, the seed and the view changes. Then the frames come back, or stay
+// on the device for CUDA-GL interop.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -182,7 +182,6 @@ struct DeviceSlot {
     SegmentLayout k_layout, v_layout;
 };
 
-
 class CudaBackendModel;
 
 class CudaBackendSession final : public BackendSession {
@@ -259,16 +258,17 @@ class CudaBackendSession final : public BackendSession {
     std::map<int, DeviceSlot> slots_;
     CachePool pool_;
     size_t frame_floats_ = 0;
-    int max_rows_ = 0;  // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
-    int rows_ = 0;      // set this chunk
+    int max_rows_ =
+        0;          // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
+    int rows_ = 0;  // set this chunk
     std::array<cu::DeviceBuffer, kFrameBuffers> frame_buffers_;
-    // Activations: patch tokens, residual stream X [N x D] fp32, normed H, QKV, attention out A (bf16), Y fp32,
-    // MLP hidden M (bf16).
+    // Activations: patch tokens, residual stream X [N x D] fp32, normed H, QKV, attention out A (bf16), Y
+    // fp32, MLP hidden M (bf16).
     cu::DeviceBuffer tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
     cu::DeviceBuffer segments_, n_segments_, write_views_, seed_chunk_, warp_views_;
-    cu::PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_, h_pc_,
-        h_frames_, h_warp_views_;
-    CacheSettings write_cache_;  // the write slot's format
+    cu::PinnedBuffer h_mod_, h_fmod_, h_segments_, h_n_segments_, h_write_views_, h_seed_chunk_, h_rgb_,
+        h_pc_, h_frames_, h_warp_views_;
+    CacheSettings write_cache_;    // the write slot's format
     CacheSettings context_cache_;  // the context's format and correction
     int splits_ = 1, q_tiles_ = 1;
     enum class Decoded { None, Host, Device } decoded_ = Decoded::None;
@@ -281,7 +281,8 @@ class CudaBackendModel final : public BackendModel {
     explicit CudaBackendModel(const BackendModelSpec& spec) : config(spec.config) {
         const ModelConfig& c = spec.config;
         const ModelWeights& w = spec.weights;
-        if (c.head_dim != 64 && c.head_dim != 128) throw Error("the CUDA backend supports head_dim 64 and 128");
+        if (c.head_dim != 64 && c.head_dim != 128)
+            throw Error("the CUDA backend supports head_dim 64 and 128");
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
         if (c.absolute_position) {
             // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one
@@ -326,7 +327,8 @@ class CudaBackendModel final : public BackendModel {
     const ModelConfig& config;
     std::vector<cu::DeviceBuffer> keep;
     uint16_t *patch_w = nullptr, *final_w = nullptr;
-    float *patch_b = nullptr, *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
+    float *patch_b = nullptr,
+          *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
     std::vector<LayerWeights> layers;
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
@@ -390,7 +392,8 @@ CudaBackendSession::~CudaBackendSession() {
     cudaStreamSynchronize(stream());
 }
 
-// ---- per-chunk inputs ---------------------------------------------------------------------------------------
+// ---- per-chunk inputs
+// ---------------------------------------------------------------------------------------
 
 void CudaBackendSession::set_conditioning(const std::vector<float>& mod, const std::vector<float>& fmod,
                                           int rows) {
@@ -400,7 +403,8 @@ void CudaBackendSession::set_conditioning(const std::vector<float>& mod, const s
     std::memcpy(h_mod_.as<float>(), mod.data(), mod.size() * 4);
     std::memcpy(h_fmod_.as<float>(), fmod.data(), fmod.size() * 4);
     CUDA_CHECK(cudaMemcpyAsync(mod_.get(), h_mod_.get(), mod.size() * 4, cudaMemcpyHostToDevice, stream()));
-    CUDA_CHECK(cudaMemcpyAsync(fmod_.get(), h_fmod_.get(), fmod.size() * 4, cudaMemcpyHostToDevice, stream()));
+    CUDA_CHECK(
+        cudaMemcpyAsync(fmod_.get(), h_fmod_.get(), fmod.size() * 4, cudaMemcpyHostToDevice, stream()));
     rows_ = rows;
     decoded_ = Decoded::None;
 }
@@ -455,22 +459,25 @@ void CudaBackendSession::set_source_views(const std::vector<ViewChange>& views) 
         throw Error("warp_source needs one view change per frame");
     float* out = h_warp_views_.as<float>();
     for (const ViewChange& v : views) {
-        const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right};
+        const float packed[cu::kViewChangeFloats] = {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward,
+                                                     v.right};
         out = std::copy(std::begin(packed), std::end(packed), out);
     }
-    CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.get(), warp_views_.bytes(), cudaMemcpyHostToDevice,
-                               stream()));
+    CUDA_CHECK(cudaMemcpyAsync(warp_views_.get(), h_warp_views_.get(), warp_views_.bytes(),
+                               cudaMemcpyHostToDevice, stream()));
 }
 
 void CudaBackendSession::upload_frames(Frames dst, const float* host) {
     // Through pinned memory: the copy is asynchronous, and the stream may still read the previous upload.
     CUDA_CHECK(cudaStreamSynchronize(stream()));
     std::memcpy(h_frames_.as<float>(), host, frame_floats_ * 4);
-    CUDA_CHECK(cudaMemcpyAsync(frames(dst), h_frames_.get(), frame_floats_ * 4, cudaMemcpyHostToDevice, stream()));
+    CUDA_CHECK(
+        cudaMemcpyAsync(frames(dst), h_frames_.get(), frame_floats_ * 4, cudaMemcpyHostToDevice, stream()));
 }
 
 void CudaBackendSession::download_frames(Frames src, float* host) {
-    CUDA_CHECK(cudaMemcpyAsync(h_frames_.get(), frames(src), frame_floats_ * 4, cudaMemcpyDeviceToHost, stream()));
+    CUDA_CHECK(
+        cudaMemcpyAsync(h_frames_.get(), frames(src), frame_floats_ * 4, cudaMemcpyDeviceToHost, stream()));
     CUDA_CHECK(cudaStreamSynchronize(stream()));
     std::memcpy(host, h_frames_.as<float>(), frame_floats_ * 4);
 }
@@ -505,11 +512,11 @@ void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource sourc
     const ModelConfig& c = config();
     const float* previous = frames(Frames::Prediction);
     if (source == FlowSource::Warped)
-        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.width, c.height,
-                               c.motion.hfov_deg, c.warp_eye_height, sigma, stream_.get());
+        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.width,
+                               c.height, c.motion.hfov_deg, c.warp_eye_height, sigma, stream_.get());
     else
-        cu::flow_source(frames(x), source == FlowSource::Last ? previous : nullptr, frame_floats_ / c.chunk_frames,
-                        c.chunk_frames, sigma, stream_.get());
+        cu::flow_source(frames(x), source == FlowSource::Last ? previous : nullptr,
+                        frame_floats_ / c.chunk_frames, c.chunk_frames, sigma, stream_.get());
 }
 
 void CudaBackendSession::embed(Frames in) {
@@ -584,8 +591,8 @@ void CudaBackendSession::attention_output(int layer, int row) {
     const int N = c.tokens_per_chunk(), D = c.hidden;
     const LayerWeights& w = m_.layers[static_cast<size_t>(layer)];
     gemm_.run_f32_out(A_.as<uint16_t>(), w.proj_w, Y_.as<float>(), N, D, D);
-    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, modulation(row) + 2 * D, w.mod_offset + 2 * D,
-                       6 * D, N, D, c.tokens_per_frame(), stream_.get());
+    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.proj_b, modulation(row) + 2 * D,
+                       w.mod_offset + 2 * D, 6 * D, N, D, c.tokens_per_frame(), stream_.get());
 }
 
 void CudaBackendSession::mlp(int layer, int row) {
@@ -593,21 +600,22 @@ void CudaBackendSession::mlp(int layer, int row) {
     const int N = c.tokens_per_chunk(), D = c.hidden, tpf = c.tokens_per_frame();
     const LayerWeights& w = m_.layers[static_cast<size_t>(layer)];
     const float* mod = modulation(row);
-    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D, w.mod_offset + 3 * D,
-                                w.mod_offset + 4 * D, c.norm_eps, H_.as<uint16_t>(), stream_.get());
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, tpf, mod + 3 * D, mod + 4 * D, 6 * D,
+                                w.mod_offset + 3 * D, w.mod_offset + 4 * D, c.norm_eps, H_.as<uint16_t>(),
+                                stream_.get());
     gemm_.run_bf16_out(H_.as<uint16_t>(), w.fc1_w, M_.as<uint16_t>(), N, D, c.mlp_hidden);
     cu::bias_gelu_bf16(M_.as<uint16_t>(), w.fc1_b, N, c.mlp_hidden, stream_.get());
     gemm_.run_f32_out(M_.as<uint16_t>(), w.fc2_w, Y_.as<float>(), N, c.mlp_hidden, D);
-    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D, N, D,
-                       tpf, stream_.get());
+    cu::gated_residual(X_.as<float>(), Y_.as<float>(), w.fc2_b, mod + 5 * D, w.mod_offset + 5 * D, 6 * D, N,
+                       D, tpf, stream_.get());
 }
 
 void CudaBackendSession::output_head(int row, Frames out) {
     const ModelConfig& c = config();
     const int N = c.tokens_per_chunk(), D = c.hidden;
     const float* fmod = fmod_.as<float>() + static_cast<size_t>(row) * c.chunk_frames * 2 * D;
-    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, nullptr, nullptr,
-                                c.norm_eps, H_.as<uint16_t>(), stream_.get());
+    cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, nullptr,
+                                nullptr, c.norm_eps, H_.as<uint16_t>(), stream_.get());
     gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, c.patch_dim());
     cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.height, c.width, c.patch, frames(out),
                         stream_.get());
@@ -618,7 +626,8 @@ ChunkReadback CudaBackendSession::finish(int rows) {
     if (rows > rows_) throw Error("internal: P_S of more rows than were conditioned");
     ChunkReadback r;
     if (decoded_ == Decoded::Host)
-        CUDA_CHECK(cudaMemcpyAsync(h_rgb_.get(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, stream()));
+        CUDA_CHECK(
+            cudaMemcpyAsync(h_rgb_.get(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, stream()));
     const size_t per_row = static_cast<size_t>(c.depth) * c.heads * q_tiles_;
     CUDA_CHECK(cudaMemcpyAsync(h_pc_.get(), pc_.get(), static_cast<size_t>(rows) * per_row * 4,
                                cudaMemcpyDeviceToHost, stream()));
@@ -640,7 +649,8 @@ ChunkReadback CudaBackendSession::finish(int rows) {
         }
     if (decoded_ != Decoded::None) {
         auto between = [&](StageMark a, StageMark b) {
-            return static_cast<double>(marks_[static_cast<size_t>(b)].ms_since(marks_[static_cast<size_t>(a)]));
+            return static_cast<double>(
+                marks_[static_cast<size_t>(b)].ms_since(marks_[static_cast<size_t>(a)]));
         };
         r.times.denoise_ms = between(StageMark::Start, StageMark::Denoised);
         r.times.cache_pass_ms = between(StageMark::Denoised, StageMark::Cached);
@@ -650,7 +660,8 @@ ChunkReadback CudaBackendSession::finish(int rows) {
     return r;
 }
 
-// ---- the cache ----------------------------------------------------------------------------------------------
+// ---- the cache
+// ----------------------------------------------------------------------------------------------
 
 DeviceSlot& CudaBackendSession::allocate_slot(int id, const TensorFormat& kf, const TensorFormat& vf) {
     const ModelConfig& c = config();

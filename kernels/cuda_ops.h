@@ -98,28 +98,31 @@ void gated_residual(float* x, const float* y, const float* bias, const float* ga
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
 // frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias): the output head's x0 prediction.
-void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames, void* stream);
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames,
+                     void* stream);
 
-// ---- the sampler's element-wise ops (sampling.cu; arithmetic in kvworld/backend/sampling.h) -------------------
-// out[i] = normal_noise(seed, chunk, step, domain, i), bit-identical to the CPU. seed_chunk is a device array
-// {seed, chunk} so that a captured graph draws fresh noise for every chunk.
+// ---- the sampler's element-wise ops (sampling.cu; arithmetic in kvworld/backend/sampling.h)
+// ------------------- out[i] = normal_noise(seed, chunk, step, domain, i), bit-identical to the CPU.
+// seed_chunk is a device array {seed, chunk} so that a captured graph draws fresh noise for every chunk.
 void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
                   void* stream);
 // x = sigma * x (x holds unit noise), plus the last of `frames` frames in `previous` (each frame_floats long)
 // when previous != null.
 void flow_source(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream);
-// With x0_still (motion guidance): x0 = guided_prediction(x0, x0_still, guidance); then x = euler_step(x, x0, t, dt).
+// With x0_still (motion guidance): x0 = guided_prediction(x0, x0_still, guidance); then x = euler_step(x, x0,
+// t, dt).
 void guided_euler(float* x, float* x0, const float* x0_still, float guidance, float t, float dt, size_t n,
                   void* stream);
-void clamp_frames(const float* x, float* out, size_t n, void* stream);                         // clamp_unit
-void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n, void* stream);  // cache_pass_input
+void clamp_frames(const float* x, float* out, size_t n, void* stream);  // clamp_unit
+void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n,
+               void* stream);  // cache_pass_input
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
 void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
 
-// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h) --------------------------------
-// views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
-// pitch_to_deg, forward, right). x = sigma * x + the last frame of `previous` sampled at each pixel's source
-// position.
+// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h)
+// -------------------------------- views: device [frames, kViewChangeFloats] = the ViewChange of each frame
+// (yaw_deg, pitch_from_deg, pitch_to_deg, forward, right). x = sigma * x + the last frame of `previous`
+// sampled at each pixel's source position.
 inline constexpr int kViewChangeFloats = 5;
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
                         int height, float hfov_deg, float eye_height, float sigma, void* stream);

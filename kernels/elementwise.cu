@@ -6,7 +6,6 @@ namespace kvw::cuda {
 
 namespace {
 
-
 __global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p,
                                 uint16_t* __restrict__ tokens) {
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
@@ -24,7 +23,7 @@ __global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h,
 
 __global__ void add_bias_kernel(float* x, const float* __restrict__ bias, size_t total, int dim) {
     KVW_GRID_STRIDE(i, total)
-        x[i] += bias[i % dim];
+    x[i] += bias[i % dim];
 }
 
 // One warp per row: mean and variance in fp32 over `dim` values, then the modulation of the row's frame.
@@ -112,8 +111,8 @@ __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, si
 }
 
 // frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias [3p^2]): the output head's x0 prediction.
-__global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf, int h,
-                                       int w, int p, float* __restrict__ frames) {
+__global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf,
+                                       int h, int w, int p, float* __restrict__ frames) {
     const size_t total = static_cast<size_t>(nf) * h * w * 3;
     const int hp = h / p, wp = w / p, pd = 3 * p * p;
     KVW_GRID_STRIDE(i, total) {
@@ -131,12 +130,14 @@ __global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float*
 
 void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    patchify_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(frames, f, h, w, p, tokens);
+    patchify_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(frames, f, h, w,
+                                                                                              p, tokens);
     CUDA_CHECK_LAUNCH("patchify");
 }
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    add_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(x, bias, total, dim);
+    add_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(x, bias, total,
+                                                                                              dim);
     CUDA_CHECK_LAUNCH("add_bias");
 }
 void layernorm_modulate_bf16(const float* x, int n, int dim, int tpf, const float* shift, const float* scale,
@@ -158,18 +159,21 @@ void qkv_bias_rmsnorm(uint16_t* qkv, const float* bias, const float* q_norm, con
 void gated_residual(float* x, const float* y, const float* bias, const float* gate, const float* gate_off,
                     int gate_stride, int n, int dim, int tpf, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    gated_residual_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(x, y, bias, gate, gate_off,
-                                                                               gate_stride, total, dim, tpf);
+    gated_residual_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(
+        x, y, bias, gate, gate_off, gate_stride, total, dim, tpf);
     CUDA_CHECK_LAUNCH("gated_residual");
 }
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream) {
     const size_t total = static_cast<size_t>(n) * dim;
-    bias_gelu_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(y, bias, total, dim);
+    bias_gelu_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(y, bias, total,
+                                                                                               dim);
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
-void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames, void* stream) {
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames,
+                     void* stream) {
     const size_t total = static_cast<size_t>(f) * h * w * 3;
-    unpatchify_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(y, bias, f, h, w, p, frames);
+    unpatchify_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(
+        y, bias, f, h, w, p, frames);
     CUDA_CHECK_LAUNCH("unpatchify_bias");
 }
 

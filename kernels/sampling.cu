@@ -12,7 +12,6 @@ namespace kvw::cuda {
 
 namespace {
 
-
 // seed_chunk: device {seed, chunk}, rewritten every chunk, so that a captured graph draws fresh noise.
 __global__ void noise_kernel(float* out, size_t n, const uint64_t* __restrict__ seed_chunk, uint32_t step,
                              uint32_t domain) {
@@ -68,18 +67,22 @@ __global__ void to_8bit_kernel(const float* __restrict__ x, size_t pixels, uint8
 
 void normal_noise(float* out, size_t n, const uint64_t* seed_chunk, uint32_t step, uint32_t domain,
                   void* stream) {
-    noise_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(out, n, seed_chunk, step, domain);
+    noise_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(out, n, seed_chunk,
+                                                                                       step, domain);
     CUDA_CHECK_LAUNCH("normal_noise");
 }
-void flow_source(float* x, const float* previous, size_t frame_floats, int frames, float sigma, void* stream) {
+void flow_source(float* x, const float* previous, size_t frame_floats, int frames, float sigma,
+                 void* stream) {
     const size_t n = frame_floats * static_cast<size_t>(frames);
     flow_source_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(
-        x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n, sigma);
+        x, previous ? previous + frame_floats * static_cast<size_t>(frames - 1) : nullptr, frame_floats, n,
+        sigma);
     CUDA_CHECK_LAUNCH("flow_source");
 }
 void guided_euler(float* x, float* x0, const float* x0_still, float guidance, float t, float dt, size_t n,
                   void* stream) {
-    guided_euler_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(x, x0, x0_still, guidance, t, dt, n);
+    guided_euler_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(
+        x, x0, x0_still, guidance, t, dt, n);
     CUDA_CHECK_LAUNCH("guided_euler");
 }
 void clamp_frames(const float* x, float* out, size_t n, void* stream) {
@@ -87,11 +90,13 @@ void clamp_frames(const float* x, float* out, size_t n, void* stream) {
     CUDA_CHECK_LAUNCH("clamp_frames");
 }
 void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n, void* stream) {
-    mix_noise_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(x, noise, tau, out, n);
+    mix_noise_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(x, noise, tau, out,
+                                                                                           n);
     CUDA_CHECK_LAUNCH("mix_noise");
 }
 void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream) {
-    to_8bit_kernel<<<elementwise_blocks(pixels), kElementwiseThreads, 0, as_stream(stream)>>>(x, pixels, rgba, rgb);
+    to_8bit_kernel<<<elementwise_blocks(pixels), kElementwiseThreads, 0, as_stream(stream)>>>(x, pixels, rgba,
+                                                                                              rgb);
     CUDA_CHECK_LAUNCH("frames_to_8bit");
 }
 

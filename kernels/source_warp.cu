@@ -1,6 +1,6 @@
 // The warped flow source (sampler "warp_source"; the formula is kvworld/backend/warp.h, shared with the CPU
-// backend): where each pixel of a chunk's frame samples the previous chunk's last frame, computed on the device
-// from five numbers per frame (the frame's ViewChange) instead of per-pixel maps made on the host.
+// backend): where each pixel of a chunk's frame samples the previous chunk's last frame, computed on the
+// device from five numbers per frame (the frame's ViewChange) instead of per-pixel maps made on the host.
 #include <algorithm>
 
 #include "common.cuh"
@@ -13,7 +13,8 @@ namespace kvw::cuda {
 namespace {
 
 // The source position of element i of [frames, h, w] (frame i / (w h), pixel i % (w h)).
-// views: [frames, kViewChangeFloats] = yaw_deg (target - source), pitch_from_deg, pitch_to_deg, forward, right.
+// views: [frames, kViewChangeFloats] = yaw_deg (target - source), pitch_from_deg, pitch_to_deg, forward,
+// right.
 __device__ void source_position_at(const float* __restrict__ views, size_t i, int w, int h, float hfov_deg,
                                    float eye_height, float* sx, float* sy) {
     const size_t pixels = static_cast<size_t>(w) * h, p = i % pixels;
@@ -41,9 +42,10 @@ __global__ void source_warp_kernel(float* x, const float* __restrict__ last, con
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
                         int height, float hfov_deg, float eye_height, float sigma, void* stream) {
     const size_t frame_floats = static_cast<size_t>(width) * height * 3;
-    source_warp_kernel<<<elementwise_blocks(static_cast<size_t>(frames) * width * height), kElementwiseThreads, 0,
-                         as_stream(stream)>>>(x, previous + frame_floats * static_cast<size_t>(frames - 1),
-                                              views, frames, width, height, hfov_deg, eye_height, sigma);
+    source_warp_kernel<<<elementwise_blocks(static_cast<size_t>(frames) * width * height),
+                         kElementwiseThreads, 0, as_stream(stream)>>>(
+        x, previous + frame_floats * static_cast<size_t>(frames - 1), views, frames, width, height, hfov_deg,
+        eye_height, sigma);
     CUDA_CHECK_LAUNCH("source_init_warped");
 }
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <random>
 
-#include "kvworld/backend/correction.h"
 #include "cpu/ops.h"
+#include "kvworld/backend/correction.h"
 #include "tolerance.h"
 
 using namespace kvw;

@@ -7,13 +7,13 @@
 #include <cstring>
 #include <random>
 
-#include "kvworld/backend/correction.h"
 #include "cpu/ops.h"
+#include "kvworld/backend/correction.h"
 #include "model_impl.h"
 #include "quant.h"
 #include "rope.h"
-#include "weights.h"
 #include "tolerance.h"
+#include "weights.h"
 
 using namespace kvw;
 

@@ -74,8 +74,8 @@ TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
     lying[0] = static_cast<uint8_t>(hdr.size());
     std::copy(hdr.begin(), hdr.end(), lying.begin() + 8);
     expect_error([&] { SafeTensors::parse(lying, "w.safetensors"); }, {"\"x\"", "needs 16"});
-    const std::string ovl =
-        R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+    const std::string ovl = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                            R"("y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
     std::vector<uint8_t> overlap(8 + ovl.size() + 16, 0);
     overlap[0] = static_cast<uint8_t>(ovl.size());
     std::copy(ovl.begin(), ovl.end(), overlap.begin() + 8);
@@ -105,8 +105,9 @@ TEST(Weights, ConfigAndWeightsMustAgree) {
     ModelConfig shallower = cfg;
     shallower.depth = 1;
     expect_error([&] { load_weights(dir, shallower); }, {"unexpected tensor \"blocks.1."});
-    // The optional tensor a config asks for (absolute patch positions, "pos_embed" [tokens_per_frame, hidden]):
-    // weights without it are refused by a config that asks for it, and weights with it by a config that does not.
+    // The optional tensor a config asks for (absolute patch positions, "pos_embed" [tokens_per_frame,
+    // hidden]): weights without it are refused by a config that asks for it, and weights with it by a config
+    // that does not.
     ModelConfig positioned = cfg;
     positioned.absolute_position = true;
     expect_error([&] { load_weights(dir, positioned); }, {"missing tensor \"pos_embed\"", "[16, 128]"});
@@ -207,13 +208,17 @@ TEST(Config, InvalidConfigsNameTheProblem) {
         parse_model_config(with("\"norm_eps\"", "\"absolute_position\": true, \"norm_eps\""), "m.json");
     EXPECT_TRUE(on.absolute_position);
     EXPECT_TRUE(parse_model_config(model_config_to_json(on), "m.json").absolute_position) << "round trip";
-    expect_error([&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
-                 {"m.json", "absolute_position"});
+    expect_error(
+        [&] { parse_model_config(with("\"norm_eps\"", "\"absolute_position\": 1, \"norm_eps\""), "m.json"); },
+        {"m.json", "absolute_position"});
     // A retired experiment's switch is refused by name, not ignored.
     expect_error(
-        [&] { parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": true, \"norm_eps\""), "m.json"); },
+        [&] {
+            parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": true, \"norm_eps\""), "m.json");
+        },
         {"m.json", "cumulative_motion", "no longer supported"});
-    EXPECT_NO_THROW(parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": false, \"norm_eps\""), "m.json"));
+    EXPECT_NO_THROW(
+        parse_model_config(with("\"norm_eps\"", "\"cumulative_motion\": false, \"norm_eps\""), "m.json"));
 }
 
 TEST(Trace, RoundTripAndMalformedTraces) {

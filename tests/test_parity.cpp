@@ -2,10 +2,10 @@
 // backend must reproduce them (tolerances in tolerance.h).
 #include <gtest/gtest.h>
 
+#include "kvworld/backend/rng.h"
 #include "model_impl.h"
 #include "safetensors.h"
 #include "tolerance.h"
-#include "kvworld/backend/rng.h"
 #include "weights.h"
 
 using namespace kvw;

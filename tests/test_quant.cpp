@@ -4,9 +4,9 @@
 #include <cmath>
 #include <random>
 
+#include "kvworld/backend/half.h"
 #include "kvworld/error.h"
 #include "quant.h"
-#include "kvworld/backend/half.h"
 
 using namespace kvw;
 

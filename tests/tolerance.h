@@ -29,9 +29,9 @@ inline constexpr Tolerance kBf16Forward{1.5e-1, 2.5e-2, "bf16 model forward vs f
 inline constexpr Tolerance kAttentionKernel{2e-2, 6e-3, "bf16 P·V and scores, fp32 softmax"};
 
 // The warped flow source, sampled: host and device evaluate the same position formula in double
-// (kvworld/backend/warp.h), the device with contracted multiply-adds and its own libm, then round to float (an
-// ulp of 256 px is 3e-5); a position that rounds differently moves a bilinear sample by that much times the
-// source's gradient.
+// (kvworld/backend/warp.h), the device with contracted multiply-adds and its own libm, then round to float
+// (an ulp of 256 px is 3e-5); a position that rounds differently moves a bilinear sample by that much times
+// the source's gradient.
 inline constexpr Tolerance kWarpSample{1e-3, 1e-5, "warp positions in double on host and device, sampled"};
 
 struct ErrorStats {

@@ -46,8 +46,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
                 throw Error(src + ": \"absolute_position\" must be true or false");
             c.absolute_position = j["absolute_position"].get<bool>();
         }
-        // An experiment of 2026-11-29 that no shipped model uses (docs/experiments): refused by name rather than
-        // ignored, so that such weights do not fail later as an unexplained extra tensor.
+        // An experiment of 2026-11-29 that no shipped model uses (docs/experiments): refused by name rather
+        // than ignored, so that such weights do not fail later as an unexplained extra tensor.
         if (j.contains("cumulative_motion") && j["cumulative_motion"] != false)
             throw Error(src + ": \"cumulative_motion\" is no longer supported (no shipped model uses it)");
         const json& s = jsonu::field(j, "sampler", src);

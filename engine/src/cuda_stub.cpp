@@ -5,7 +5,8 @@ namespace kvw {
 
 #ifndef KVW_WITH_CUDA
 namespace {
-constexpr const char* kNoCuda = "this build has no CUDA backend (no CUDA toolkit was found when it was configured)";
+constexpr const char* kNoCuda =
+    "this build has no CUDA backend (no CUDA toolkit was found when it was configured)";
 }
 bool cuda_backend_memory_info(size_t*, size_t*) {
     return false;

@@ -81,7 +81,8 @@ std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weight
     return std::make_shared<Access>(std::move(impl));
 }
 
-std::shared_ptr<Model> Model::with_random_weights(const ModelConfig& config, uint64_t seed, BackendKind backend) {
+std::shared_ptr<Model> Model::with_random_weights(const ModelConfig& config, uint64_t seed,
+                                                  BackendKind backend) {
     return make_model(config, random_weights(config, seed), backend);
 }
 

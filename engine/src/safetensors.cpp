@@ -4,9 +4,9 @@
 #include <cstring>
 #include <limits>
 
+#include "kvworld/backend/half.h"
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
-#include "kvworld/backend/half.h"
 #include "util/json_util.h"
 
 namespace kvw {

@@ -18,7 +18,8 @@ std::vector<float> sampler_times(int steps, float shift) {
     return t;
 }
 
-Sampler::Sampler(const ModelConfig& config, const ModelWeights& weights, std::unique_ptr<BackendSession> backend)
+Sampler::Sampler(const ModelConfig& config, const ModelWeights& weights,
+                 std::unique_ptr<BackendSession> backend)
     : config_(config), weights_(weights), backend_(std::move(backend)) {}
 
 void Sampler::forward(Frames in, int row, bool write_cache, Frames out) {
@@ -38,9 +39,9 @@ void Sampler::set_conditioning(const ChunkJob& job, const std::vector<float>& ti
     std::vector<float> mod, fmod;
     for (size_t r = 0; r < times.size(); ++r) {
         const bool negative = negative_from >= 0 && static_cast<int>(r) >= negative_from;
-        const Conditioning c = compute_conditioning(config_, weights_, times[r],
-                                                    negative ? job.negative_labels : job.labels,
-                                                    negative ? job.negative_camera : job.camera);
+        const Conditioning c =
+            compute_conditioning(config_, weights_, times[r], negative ? job.negative_labels : job.labels,
+                                 negative ? job.negative_camera : job.camera);
         mod.insert(mod.end(), c.mod.begin(), c.mod.end());
         fmod.insert(fmod.end(), c.fmod.begin(), c.fmod.end());
     }
@@ -52,7 +53,7 @@ void Sampler::denoise(const ChunkJob& job, const std::vector<float>& times) {
     BackendSession& b = *backend_;
     const bool guided = job.guidance != 1.f;
     b.fill_noise(Frames::Latent, kNoiseInitial);
-    const FlowSource source = !job.source_previous     ? FlowSource::None
+    const FlowSource source = !job.source_previous      ? FlowSource::None
                               : job.source_view.empty() ? FlowSource::Last
                                                         : FlowSource::Warped;
     b.add_flow_source(Frames::Latent, job.source_sigma, source);
@@ -131,14 +132,16 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     } else {
         for (int s = 0; s < j.steps; ++s)
             for (int l = 0; l < c.depth; ++l)
-                out->p_cache[static_cast<size_t>(l)] += r.p_cache[static_cast<size_t>(s)][static_cast<size_t>(l)] / j.steps;
+                out->p_cache[static_cast<size_t>(l)] +=
+                    r.p_cache[static_cast<size_t>(s)][static_cast<size_t>(l)] / j.steps;
     }
     if (j.read_float_frames) {
         out->frames.resize(static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3);
         b.download_frames(Frames::Prediction, out->frames.data());
     }
     out->times = r.times;
-    out->times.total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_host).count();
+    out->times.total_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_host).count();
 }
 
 void Sampler::forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,

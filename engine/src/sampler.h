@@ -1,7 +1,7 @@
 // The one sampler and the one model definition (docs/design.md "Sampling", "The model"): how a chunk is made
 // from noise — or taken from given frames — and written to the cache, as a sequence of backend operations
-// (kvworld/backend/backend.h). The CPU backend runs them as they come; the CUDA backend captures each stage into
-// a graph once and replays it.
+// (kvworld/backend/backend.h). The CPU backend runs them as they come; the CUDA backend captures each stage
+// into a graph once and replays it.
 #pragma once
 
 #include <array>
@@ -41,7 +41,7 @@ struct ChunkJob {
     double cache_budget_bytes = 0;  // the session's memory budget (0: none): what a device pool reserves
     bool keep_device_frames = false;
     bool read_float_frames = false;  // also hand back the chunk as floats (tests)
-    ProgressCallback progress;       // after each denoising step and the cache pass, where the backend is eager
+    ProgressCallback progress;  // after each denoising step and the cache pass, where the backend is eager
 };
 
 struct ChunkOutput {
@@ -60,7 +60,8 @@ class Sampler {
     void run_chunk(const ChunkJob& job, ChunkOutput* out);
     // One forward pass on `x` (host [F x H x W x 3]) at noise level t with the job's context and commanded
     // actions: the x0 prediction, unclamped (parity and backend-comparison tests).
-    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out, std::vector<double>* p_cache);
+    void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
+                      std::vector<double>* p_cache);
 
     BackendSession& backend() { return *backend_; }
 

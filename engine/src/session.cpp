@@ -24,8 +24,8 @@ CacheBytes chunk_layer_bytes(const ModelConfig& c, const CacheSettings& s) {
     return CacheBytes{k.code_bytes + v.code_bytes, k.metadata_bytes() + v.metadata_bytes()};
 }
 
-// Re-encodes a stored chunk into `to`: each tensor whose format changes is dequantized to floats and quantized
-// again by the CPU reference, so that a raised bitwidth keeps the earlier loss.
+// Re-encodes a stored chunk into `to`: each tensor whose format changes is dequantized to floats and
+// quantized again by the CPU reference, so that a raised bitwidth keeps the earlier loss.
 void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, const CacheSettings& to) {
     CachedChunk chunk = backend.read_slot(slot);
     const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads;
@@ -70,15 +70,17 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
     if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
         return "window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks";
     if (!(p.context.budget_bytes >= 0)) return "the cache budget must be >= 0 (0 = unlimited)";
-    if (p.sampler.steps < 0 || p.sampler.steps > 1000) return "steps must be in [1, 1000] (0 = model default)";
+    if (p.sampler.steps < 0 || p.sampler.steps > 1000)
+        return "steps must be in [1, 1000] (0 = model default)";
     if (!(p.sampler.shift >= 0)) return "shift must be > 0 (0 = model default)";
     if (!(p.sampler.cache_t < 1.f)) return "cache_t must be < 1";
     if (p.sampler.guidance != 0.f && !(p.sampler.guidance >= 1.f && p.sampler.guidance <= 8.f))
         return "motion guidance must be in [1, 8] (1 = off, 0 = model default)";
     const uint64_t chunk = Session::predict_cache_bytes(c, p.cache, 1).total();
     if (p.context.budget_bytes > 0 && p.context.budget_bytes < static_cast<double>(chunk))
-        return "cache budget of " + std::to_string(p.context.budget_bytes / 1e6) + " MB cannot hold a single chunk (" +
-               std::to_string(chunk / 1e6) + " MB at " + p.cache.label() + ")";
+        return "cache budget of " + std::to_string(p.context.budget_bytes / 1e6) +
+               " MB cannot hold a single chunk (" + std::to_string(chunk / 1e6) + " MB at " +
+               p.cache.label() + ")";
     return std::nullopt;
 }
 

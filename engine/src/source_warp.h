@@ -6,10 +6,10 @@
 // - Rotation: for the simulator's camera (a column ray caster whose pitch shifts the horizon) a change of yaw
 //   and pitch maps pixels independently of depth, so this part is exact.
 // - Translation (sampler "warp_eye_height" > 0): depth is unknown, so the pixels below the horizon are taken
-//   to be flat ground at warp_eye_height below the camera, and those above it to be infinitely far (sky, distant
-//   hills: they do not move). Walking forward then enlarges the ground towards the bottom of the frame, as
-//   the simulator's frames do; terrain that rises above the ground plane moves less than it should, and the
-//   model repaints what the approximation gets wrong.
+//   to be flat ground at warp_eye_height below the camera, and those above it to be infinitely far (sky,
+//   distant hills: they do not move). Walking forward then enlarges the ground towards the bottom of the
+//   frame, as the simulator's frames do; terrain that rises above the ground plane moves less than it should,
+//   and the model repaints what the approximation gets wrong.
 #pragma once
 
 #include <vector>
@@ -21,8 +21,8 @@ namespace kvw {
 
 ViewChange view_change(const CameraPose& from, const CameraPose& to);
 
-// Where each target pixel samples the source (the formula of kvworld/backend/warp.h): maps [height * width] in
-// pixel-centre coordinates.
+// Where each target pixel samples the source (the formula of kvworld/backend/warp.h): maps [height * width]
+// in pixel-centre coordinates.
 struct WarpMaps {
     std::vector<float> source_x;  // [height * width]
     std::vector<float> source_y;  // [height * width]

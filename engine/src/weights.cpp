@@ -3,10 +3,10 @@
 #include <cmath>
 #include <set>
 
+#include "kvworld/backend/rng.h"
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
 #include "safetensors.h"
-#include "kvworld/backend/rng.h"
 
 namespace kvw {
 

@@ -11,7 +11,8 @@ namespace kvw::eval {
 using json = nlohmann::json;
 
 #if !defined(KVW_WITH_CUDA)
-std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape&, const std::vector<CacheSettings>&, int) {
+std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape&, const std::vector<CacheSettings>&,
+                                              int) {
     throw Error("bench-attention needs the CUDA backend (this build has none)");
 }
 #endif

@@ -16,7 +16,7 @@ namespace kvw::eval {
 namespace cu = kvw::cuda;
 
 std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
-                                               const std::vector<CacheSettings>& formats, int iters) {
+                                              const std::vector<CacheSettings>& formats, int iters) {
     std::string why;
     if (!cu::device_present(&why)) throw Error("bench-attention: " + why);
     const int hd = s.head_dim, H = s.heads, D = H * hd, tpf = s.rows * s.cols, N = tpf * s.chunk_frames;

@@ -8,14 +8,14 @@
 
 #include "cpu/ops.h"
 #include "cuda_ops.h"
+#include "kvworld/backend/half.h"
+#include "kvworld/backend/rng.h"
+#include "kvworld/backend/sampling.h"
 #include "model_impl.h"
 #include "quant.h"
 #include "rope.h"
 #include "source_warp.h"
 #include "tolerance.h"
-#include "kvworld/backend/half.h"
-#include "kvworld/backend/rng.h"
-#include "kvworld/backend/sampling.h"
 #include "weights.h"
 
 using namespace kvw;
@@ -85,9 +85,9 @@ TEST(CudaOps, NoiseIsBitIdenticalToCpu) {
 // changes: turns small and large (wrapped, clamped at 85 degrees), pitches, walking forward, back past the
 // ground under the camera and to the side, eye heights 0 (rotation only) and above. Positions first, then the
 // sampling with the device's own positions (so the two checks do not share an error).
-// The warped flow source: the device evaluates the shared formula (kvworld/backend/warp.h) per pixel; the CPU's
-// maps and bilinear sample are the reference. Positions may differ in their last bits (the device contracts
-// multiply-adds), so the samples agree to the warp-position bound times the source's gradient.
+// The warped flow source: the device evaluates the shared formula (kvworld/backend/warp.h) per pixel; the
+// CPU's maps and bilinear sample are the reference. Positions may differ in their last bits (the device
+// contracts multiply-adds), so the samples agree to the warp-position bound times the source's gradient.
 TEST(CudaOps, SourceWarpMatchesCpu) {
     REQUIRE_GPU();
     const int frames = 24, w = 40, h = 32;
@@ -110,12 +110,13 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
         for (int f = 0; f < frames; ++f)
             warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
                        host_warped.data() + static_cast<size_t>(f) * pixels * 3);
-        // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the source)
+        // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the
+        // source)
         std::vector<float> previous(pixels * 3 * frames, 0.f);
         std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
         cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
-        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h, hfov,
-                               eye, 0.f, nullptr);
+        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
+                               hfov, eye, 0.f, nullptr);
         expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
                      std::string("source_init_warped, ") + (eye > 0.f ? "eye height 2.5" : "rotation only"));
     }
@@ -214,8 +215,8 @@ TEST(CudaOps, SamplerOpsMatchCpu) {
             ref_x[i] = euler_step(x[i], ref_x0[i], t, dt);
         }
         cu::DeviceBuffer d_x = upload(x), d_x0 = upload(x0), d_still = upload(still);
-        cu::guided_euler(d_x.as<float>(), d_x0.as<float>(), guided ? d_still.as<float>() : nullptr, g, t, dt, n,
-                         nullptr);
+        cu::guided_euler(d_x.as<float>(), d_x0.as<float>(), guided ? d_still.as<float>() : nullptr, g, t, dt,
+                         n, nullptr);
         const std::string what = guided ? ", guided" : "";
         expect_close(download<float>(d_x0, n), ref_x0, kFp32Reorder, "x0" + what);
         expect_close(download<float>(d_x, n), ref_x, kFp32Reorder, "euler step" + what);
@@ -224,11 +225,12 @@ TEST(CudaOps, SamplerOpsMatchCpu) {
     for (const bool with_source : {false, true}) {
         std::vector<float> ref(n);
         for (size_t i = 0; i < n; ++i)
-            ref[i] = with_source ? flow_source_start(noise[i], sigma, x0[(frames - 1) * frame_floats + i % frame_floats])
+            ref[i] = with_source ? flow_source_start(noise[i], sigma,
+                                                     x0[(frames - 1) * frame_floats + i % frame_floats])
                                  : sigma * noise[i];
         cu::DeviceBuffer d_x = upload(noise), d_prev = upload(x0);
-        cu::flow_source(d_x.as<float>(), with_source ? d_prev.as<float>() : nullptr, frame_floats, frames, sigma,
-                        nullptr);
+        cu::flow_source(d_x.as<float>(), with_source ? d_prev.as<float>() : nullptr, frame_floats, frames,
+                        sigma, nullptr);
         expect_close(download<float>(d_x, n), ref, kFp32Reorder, with_source ? "flow source" : "noise only");
     }
     // clamp, the cache pass's input, 8-bit frames: bit-identical (no operation to contract)
@@ -535,8 +537,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     const ModelWeights w = load_weights(source_path("tests/data/tiny"), cfg);
     const auto cpu_m = make_model(cfg, w, BackendKind::Cpu);
     const auto gpu_m = make_model(cfg, w, BackendKind::Cuda);
-    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position), as the shipped
-    // model has it.
+    // The same model with an absolute patch-position embedding (ModelConfig::absolute_position), as the
+    // shipped model has it.
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
     cfg_pos.warp_eye_height = 2.5f;  // the warped cases below also walk the source over the ground

@@ -121,7 +121,8 @@ class CpuBackendSession final : public BackendSession {
 
 class CpuBackendModel final : public BackendModel {
   public:
-    explicit CpuBackendModel(const BackendModelSpec& s) : config(s.config), weights(s.weights), rope(s.rope) {}
+    explicit CpuBackendModel(const BackendModelSpec& s)
+        : config(s.config), weights(s.weights), rope(s.rope) {}
     std::unique_ptr<BackendSession> create_session() override {
         return std::make_unique<CpuBackendSession>(*this);
     }
@@ -134,7 +135,8 @@ class CpuBackendModel final : public BackendModel {
 
 CpuBackendSession::CpuBackendSession(const CpuBackendModel& model)
     : m_(model),
-      frame_floats_(static_cast<size_t>(model.config.chunk_frames) * model.config.height * model.config.width * 3) {
+      frame_floats_(static_cast<size_t>(model.config.chunk_frames) * model.config.height *
+                    model.config.width * 3) {
     const ModelConfig& c = m_.config;
     const size_t N = c.tokens_per_chunk(), D = c.hidden;
     for (auto& f : frames_) f.assign(frame_floats_, 0.f);
@@ -178,7 +180,8 @@ void CpuBackendSession::set_write_slot(int slot, const CacheSettings& cache) {
 
 void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSettings& cache) {
     const ModelConfig& c = m_.config;
-    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads, F = c.chunk_frames, tpf = c.tokens_per_frame();
+    const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads, F = c.chunk_frames,
+              tpf = c.tokens_per_frame();
     const int n_ctx = static_cast<int>(slots.size());
     KVW_CHECK(n_ctx + 1 <= kMaxContextChunks,
               "context of " << n_ctx << " chunks is larger than " << kMaxContextChunks - 1);
@@ -204,7 +207,8 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
             factors(s, j, &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2],
                     &key_sin_[(static_cast<size_t>(s) * T + j) * hd / 2]);
     for (int j = 0; j < T; ++j)
-        factors(n_ctx, j, &cur_cos_[static_cast<size_t>(j) * hd / 2], &cur_sin_[static_cast<size_t>(j) * hd / 2]);
+        factors(n_ctx, j, &cur_cos_[static_cast<size_t>(j) * hd / 2],
+                &cur_sin_[static_cast<size_t>(j) * hd / 2]);
 
     ctx_.assign(static_cast<size_t>(c.depth), std::vector<HeadContext>(static_cast<size_t>(H)));
     for (int l = 0; l < c.depth; ++l)
@@ -232,7 +236,8 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
 
 void CpuBackendSession::fill_noise(Frames dst, uint32_t domain) {
     std::vector<float>& x = frames(dst);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = normal_noise(seed_, chunk_, 0, domain, static_cast<uint32_t>(i));
+    for (size_t i = 0; i < x.size(); ++i)
+        x[i] = normal_noise(seed_, chunk_, 0, domain, static_cast<uint32_t>(i));
 }
 
 void CpuBackendSession::add_flow_source(Frames dst, float sigma, FlowSource source) {
@@ -266,7 +271,8 @@ void CpuBackendSession::embed(Frames in) {
     const ModelWeights& w = m_.weights;
     const int N = c.tokens_per_chunk(), D = c.hidden, tpf = c.tokens_per_frame();
     cpu::patchify(frames(in).data(), c.chunk_frames, c.height, c.width, c.patch, tokens_.data());
-    linear(tokens_.data(), N, c.patch_dim(), w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D, x_.data());
+    linear(tokens_.data(), N, c.patch_dim(), w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D,
+           x_.data());
     if (c.absolute_position) {  // + pos_embed [tokens_per_frame, D], the same for every frame of the chunk
         const float* pos = w.ptr("pos_embed");
         for (int i = 0; i < N; ++i)
@@ -297,10 +303,12 @@ void CpuBackendSession::attention_input(int layer, int row) {
     const int N = c.tokens_per_chunk(), D = c.hidden;
     const std::string b = "blocks." + std::to_string(layer) + ".";
     const float* modl = layer_modulation(layer, row);
-    cpu::layernorm_modulate(x_.data(), N, D, c.tokens_per_frame(), modl, modl + D, 6 * D, c.norm_eps, h_.data());
+    cpu::layernorm_modulate(x_.data(), N, D, c.tokens_per_frame(), modl, modl + D, 6 * D, c.norm_eps,
+                            h_.data());
     linear(h_.data(), N, D, w.ptr(b + "qkv.weight"), w.ptr(b + "qkv.bias"), 3 * D, qkv_.data());
     cpu::rmsnorm_heads(qkv_.data(), N, c.heads, c.head_dim, 3 * D, w.ptr(b + "q_norm.weight"), c.norm_eps);
-    cpu::rmsnorm_heads(qkv_.data() + D, N, c.heads, c.head_dim, 3 * D, w.ptr(b + "k_norm.weight"), c.norm_eps);
+    cpu::rmsnorm_heads(qkv_.data() + D, N, c.heads, c.head_dim, 3 * D, w.ptr(b + "k_norm.weight"),
+                       c.norm_eps);
 }
 
 void CpuBackendSession::write_cache(int layer) {
@@ -362,7 +370,8 @@ void CpuBackendSession::attention_output(int layer, int row) {
     const int N = c.tokens_per_chunk(), D = c.hidden;
     const std::string b = "blocks." + std::to_string(layer) + ".";
     const float* modl = layer_modulation(layer, row);
-    linear(attn_.data(), N, D, m_.weights.ptr(b + "proj.weight"), m_.weights.ptr(b + "proj.bias"), D, o_.data());
+    linear(attn_.data(), N, D, m_.weights.ptr(b + "proj.weight"), m_.weights.ptr(b + "proj.bias"), D,
+           o_.data());
     cpu::gated_residual(x_.data(), o_.data(), N, D, c.tokens_per_frame(), modl + 2 * D, 6 * D);
 }
 
@@ -384,9 +393,10 @@ void CpuBackendSession::output_head(int row, Frames out) {
     const int N = c.tokens_per_chunk(), D = c.hidden;
     KVW_CHECK(row >= 0 && row < rows_, "conditioning row " << row << " of " << rows_);
     const float* fmod = fmod_.data() + static_cast<size_t>(row) * c.chunk_frames * 2 * D;
-    cpu::layernorm_modulate(x_.data(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, c.norm_eps, h_.data());
-    linear(h_.data(), N, D, m_.weights.ptr("final_proj.weight"), m_.weights.ptr("final_proj.bias"), c.patch_dim(),
-           o_.data());
+    cpu::layernorm_modulate(x_.data(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, c.norm_eps,
+                            h_.data());
+    linear(h_.data(), N, D, m_.weights.ptr("final_proj.weight"), m_.weights.ptr("final_proj.bias"),
+           c.patch_dim(), o_.data());
     cpu::unpatchify(o_.data(), c.chunk_frames, c.height, c.width, c.patch, frames(out).data());
 }
 
@@ -428,7 +438,8 @@ ChunkReadback CpuBackendSession::finish(int rows) {
     rgb8_.clear();
     r.p_cache.assign(p_rows_.begin(), p_rows_.begin() + rows);
     auto between = [&](StageMark a, StageMark b) {
-        return std::chrono::duration<double, std::milli>(marks_[static_cast<size_t>(b)] - marks_[static_cast<size_t>(a)])
+        return std::chrono::duration<double, std::milli>(marks_[static_cast<size_t>(b)] -
+                                                         marks_[static_cast<size_t>(a)])
             .count();
     };
     r.times.denoise_ms = between(StageMark::Start, StageMark::Denoised);

@@ -21,7 +21,8 @@ struct AttentionBenchRow {
     int block_shape = 0, splits = 1;  // as launched
     double ms = 0, tflops = 0;
 };
-// The kernel at one shape, every format; CUDA events around `iters` launches (fewer for the exact correction).
+// The kernel at one shape, every format; CUDA events around `iters` launches (fewer for the exact
+// correction).
 std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& shape,
                                               const std::vector<CacheSettings>& formats, int iters);
 

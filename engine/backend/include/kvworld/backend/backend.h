@@ -1,7 +1,7 @@
 // The backend interface: the operations a backend (the CPU reference in engine/src/cpu/, CUDA in kernels/)
 // provides to the engine's one sampler and one model definition (engine/src/sampler.cpp). The engine decides
-// what runs in which order — the flow source, motion guidance, Euler steps, the cache pass, which chunks are
-// attended to, what is re-encoded — and a backend only carries out the operations on its own memory.
+// what runs in which order — the flow source, motion guidance, Euler steps, the cache pass, which chunks
+// are attended to, what is re-encoded — and a backend only carries out the operations on its own memory.
 //
 // Everything a backend needs from the engine is in the headers of this folder (header-only), so that the
 // dependency goes one way: backends -> this interface, never into engine internals.
@@ -69,10 +69,10 @@ enum class StageMark { Start, Denoised, Cached, Done };
 
 // What comes back after a chunk (finish()).
 struct ChunkReadback {
-    std::vector<uint8_t> rgb8;                  // [F x H x W x 3], unless the frames stay on the device
-    DeviceFrames device_frames;                 // RGBA8 on the device (CUDA with keep_device_frames)
-    std::vector<std::vector<double>> p_cache;   // [row][layer]: mean attention mass on cached keys
-    StageTimes times;                           // denoise / cache pass / decode from the marks; CPU splits
+    std::vector<uint8_t> rgb8;                 // [F x H x W x 3], unless the frames stay on the device
+    DeviceFrames device_frames;                // RGBA8 on the device (CUDA with keep_device_frames)
+    std::vector<std::vector<double>> p_cache;  // [row][layer]: mean attention mass on cached keys
+    StageTimes times;                          // denoise / cache pass / decode from the marks; CPU splits
 };
 
 class BackendSession {
@@ -82,7 +82,8 @@ class BackendSession {
     // ---- per-chunk inputs (outside stages) ----------------------------------------------------------------
     // adaLN modulation of every row a chunk uses: mod [rows][F x 6D], fmod [rows][F x 2D] (before per-block
     // offsets). Rows are the sampler's: denoising steps, the cache pass, motion guidance's negative steps.
-    virtual void set_conditioning(const std::vector<float>& mod, const std::vector<float>& fmod, int rows) = 0;
+    virtual void set_conditioning(const std::vector<float>& mod, const std::vector<float>& fmod,
+                                  int rows) = 0;
     // The cached chunks attended to, in slot (time) order, all stored in `cache`'s format; `cache` also sets
     // the correction.
     virtual void set_context(const std::vector<int>& slots, const CacheSettings& cache) = 0;
@@ -98,27 +99,29 @@ class BackendSession {
     // The device pool's reservation for a session budget (bytes; 0: none). Backends without a pool ignore it.
     virtual void reserve_cache(double budget_bytes, const CacheSettings& cache) = 0;
 
-    // ---- stages ----------------------------------------------------------------------------------------------
-    // Runs `body` (CPU) or replays the graph captured from it under `key` (CUDA).
+    // ---- stages
+    // ---------------------------------------------------------------------------------------------- Runs
+    // `body` (CPU) or replays the graph captured from it under `key` (CUDA).
     virtual void run_stage(const std::string& key, const std::function<void()>& body) = 0;
     // True when operations run as they are called, so that the host may report progress between them.
     virtual bool eager() const = 0;
     virtual void mark(StageMark mark) = 0;
 
-    // ---- operations --------------------------------------------------------------------------------------------
-    // dst = unit normal noise(seed, chunk, 0, domain, index) (kvworld/backend/rng.h).
+    // ---- operations
+    // -------------------------------------------------------------------------------------------- dst = unit
+    // normal noise(seed, chunk, 0, domain, index) (kvworld/backend/rng.h).
     virtual void fill_noise(Frames dst, uint32_t domain) = 0;
     // x = flow_source_start(x, sigma, source) (kvworld/backend/sampling.h); x holds unit noise.
     virtual void add_flow_source(Frames x, float sigma, FlowSource source) = 0;
     // The transformer (docs/design.md "The model"), one operation per part of a block. The residual stream
     // [N x D] and the current chunk's q/k/v [N x 3D] are the backend's own; `row` picks the conditioning.
-    virtual void embed(Frames in) = 0;                    // patches of `in` -> stream (+ bias, positions)
+    virtual void embed(Frames in) = 0;                     // patches of `in` -> stream (+ bias, positions)
     virtual void attention_input(int layer, int row) = 0;  // LN-modulate, QKV, bias, q/k RMSNorm
     virtual void write_cache(int layer) = 0;               // this chunk's K/V -> the write slot
-    virtual void attention(int layer, int row) = 0;        // RoPE, context + own keys, the correction; P_S of row
-    virtual void attention_output(int layer, int row) = 0; // projection, gated residual
-    virtual void mlp(int layer, int row) = 0;              // LN-modulate, fc1, GELU, fc2, gated residual
-    virtual void output_head(int row, Frames out) = 0;     // final LN-modulate, projection, unpatchify
+    virtual void attention(int layer, int row) = 0;  // RoPE, context + own keys, the correction; P_S of row
+    virtual void attention_output(int layer, int row) = 0;  // projection, gated residual
+    virtual void mlp(int layer, int row) = 0;               // LN-modulate, fc1, GELU, fc2, gated residual
+    virtual void output_head(int row, Frames out) = 0;      // final LN-modulate, projection, unpatchify
     // Latent = euler_step(Latent, x0, t, dt) with x0 = Prediction, or, with guidance != 1, Prediction =
     // guided_prediction(Prediction, PredictionStill, guidance) first.
     virtual void guided_euler_step(float t, float dt, float guidance) = 0;
@@ -128,15 +131,18 @@ class BackendSession {
     // src as 8-bit frames: read back by finish(), or kept on the device as RGBA for interop.
     virtual void decode(Frames src, bool keep_on_device) = 0;
 
-    // ---- after a chunk -----------------------------------------------------------------------------------------
-    // Waits for the chunk; P_S of rows [0, rows).
+    // ---- after a chunk
+    // ----------------------------------------------------------------------------------------- Waits for the
+    // chunk; P_S of rows [0, rows).
     virtual ChunkReadback finish(int rows) = 0;
 
-    // ---- the cache -----------------------------------------------------------------------------------------------
+    // ---- the cache
+    // -----------------------------------------------------------------------------------------------
     virtual void free_slot(int slot) = 0;
     virtual void clear() = 0;  // every slot
     virtual CachedChunk read_slot(int slot) = 0;
-    virtual void write_slot(int slot, const CachedChunk& chunk) = 0;  // replaces the slot, in the chunk's format
+    virtual void write_slot(int slot,
+                            const CachedChunk& chunk) = 0;  // replaces the slot, in the chunk's format
     virtual bool device_cache_memory(DeviceCacheMemory*) const { return false; }
 };
 

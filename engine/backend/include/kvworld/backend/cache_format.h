@@ -43,7 +43,8 @@ struct SegmentLayout {
     size_t head_code_bytes() const { return code_bytes / static_cast<size_t>(heads); }
 };
 
-// The exact sizes of a tensor of `heads` x `tokens` x `head_dim` in format `fmt` (which the engine validated).
+// The exact sizes of a tensor of `heads` x `tokens` x `head_dim` in format `fmt` (which the engine
+// validated).
 inline SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int tokens, int head_dim) {
     SegmentLayout L;
     L.fmt = fmt;

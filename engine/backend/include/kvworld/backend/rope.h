@@ -1,6 +1,6 @@
 // 3D rotary positions (docs/design.md "3D RoPE"): interleaved pairs, grouped by axis (time, row, column).
-// cos/sin tables are computed once on the host in double precision and handed to the backend, so every backend
-// rotates with identical factors.
+// cos/sin tables are computed once on the host in double precision and handed to the backend, so every
+// backend rotates with identical factors.
 #pragma once
 
 #include <array>

@@ -7,9 +7,9 @@
 //   u = (x + 0.5 - width/2) / f,  dy = y + 0.5 - horizon_to,
 //   w = max(dy, 0) / (eye_height f)        inverse depth of the ground below the horizon (0: infinitely far,
 //                                          and for eye_height 0, rotation only)
-//   (X, Z) = (u + right w, 1 + forward w)  the point seen from the source position, in the target's axes, times w
-//   a_s = atan2(X, Z) + yaw,  source column x_s = width/2 + f tan(a_s),
-//   source row y_s = horizon_from + dy / (hypot(X, Z) cos(a_s)).
+//   (X, Z) = (u + right w, 1 + forward w)  the point seen from the source position, in the target's axes,
+//   times w a_s = atan2(X, Z) + yaw,  source column x_s = width/2 + f tan(a_s), source row y_s = horizon_from
+//   + dy / (hypot(X, Z) cos(a_s)).
 // With w = 0 this is the pure rotation. a_s is kept within 85 degrees of the source's axis, and Z at least
 // 0.05 (a point behind the source lands below its frame). Positions are pixel-centre coordinates (the
 // bilinear sample is at x_s - 0.5, y_s - 0.5), computed in double and rounded to float.
@@ -42,15 +42,18 @@ struct ViewChange {
 // What every pixel of a frame shares.
 struct WarpGeometry {
     double focal, horizon_from, horizon_to, inv_ground, yaw, tan_yaw, limit, tan_limit, forward, right;
-    // tan(a_s) and 1 / cos(a_s) without angles while the yaw stays well inside 90 degrees (see warp_direction).
+    // tan(a_s) and 1 / cos(a_s) without angles while the yaw stays well inside 90 degrees (see
+    // warp_direction).
     bool algebraic;
 };
 
-KVW_HD WarpGeometry warp_geometry(const ViewChange& v, int width, int height, float hfov_deg, float eye_height) {
+KVW_HD WarpGeometry warp_geometry(const ViewChange& v, int width, int height, float hfov_deg,
+                                  float eye_height) {
     const double deg = 3.14159265358979323846 / 180.0;
     WarpGeometry g;
     g.focal = 0.5 * width / tan(0.5 * hfov_deg * deg);
-    // A source direction at or beyond 90 degrees off the source's axis is behind its image plane: keep within 85.
+    // A source direction at or beyond 90 degrees off the source's axis is behind its image plane: keep
+    // within 85.
     g.limit = 85.0 * deg;
     g.tan_limit = tan(g.limit);
     g.horizon_from = 0.5 * height + g.focal * tan(v.pitch_from_deg * deg);
@@ -64,10 +67,10 @@ KVW_HD WarpGeometry warp_geometry(const ViewChange& v, int width, int height, fl
     return g;
 }
 
-// tan(a_s) and hypot(X, Z) cos(a_s) of the direction (X, Z) = (px, pz). With r = X / Z, tan(a_s) = (r + tan yaw)
-// / (1 - r tan yaw) and 1 / cos(a_s) = sqrt(1 + tan^2 a_s) while a_s stays within 85 degrees of the axis
-// (1 - r tan yaw > 0 means |a_s| < 90 for |yaw| < 90): no angle per pixel. Anything else (a clamped direction,
-// a large yaw) takes atan2 / tan / cos as the formula reads.
+// tan(a_s) and hypot(X, Z) cos(a_s) of the direction (X, Z) = (px, pz). With r = X / Z, tan(a_s) = (r + tan
+// yaw) / (1 - r tan yaw) and 1 / cos(a_s) = sqrt(1 + tan^2 a_s) while a_s stays within 85 degrees of the axis
+// (1 - r tan yaw > 0 means |a_s| < 90 for |yaw| < 90): no angle per pixel. Anything else (a clamped
+// direction, a large yaw) takes atan2 / tan / cos as the formula reads.
 KVW_HD void warp_direction(const WarpGeometry& g, double px, double pz, double* tan_s, double* depth_s) {
     if (g.algebraic) {
         const double r = px / pz, den = 1.0 - r * g.tan_yaw;
