@@ -8,7 +8,7 @@
 #           command when either fails
 #   train   fine-tune the model in INIT (assets/models/default) for TRAIN_MINUTES with the model's own rollouts
 #           (ROLLOUT_STEPS Euler steps) as context for a fraction SELF_CONTEXT of each batch (--self-context)
-#           and/or synthetic context damage (--degrade DEGRADE) while everything else builds and runs beside it;
+#           while everything else builds and runs beside it;
 #           exported to $OUT/model. Data: EPISODES episodes of EPISODE_FRAMES frames, worlds SEED_BASE.. ;
 #           batch BATCH; TRAIN_ARGS: more train.py flags (e.g. --absolute-position). A checkpoint left by the previous command on a still-warm machine
 #           (/tmp/kvw/ckpt_s2.pt) is resumed instead of INIT.
@@ -127,10 +127,10 @@ if has train; then
     $B/sim/kvworld-sim dataset --out /dev/shm/kvw_data --episodes "${EPISODES:-6000}" --frames "${EPISODE_FRAMES:-32}" --seed-base "${SEED_BASE:-1000}" \
       --threads "$(nproc)" > "$R/dataset.log" 2>&1 && echo "$data_id" > /dev/shm/kvw_data.id
   fi
-  stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}, degrade ${DEGRADE:-0}"
+  stamp "fine-tuning from $INIT for ${TRAIN_MINUTES:-6} min, self-context ${SELF_CONTEXT:-0.5}"
   PYTHONUNBUFFERED=1 python3 tools/train/train.py --data /dev/shm/kvw_data --config config/model-default.json --init "$INIT" \
     --ckpt /tmp/kvw/ckpt_s2.pt --export /tmp/kvw/model --log "$R/train_log.json" --minutes "${TRAIN_MINUTES:-6}" --batch "${BATCH:-16}" \
-    --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --degrade "${DEGRADE:-0}" --self-context "${SELF_CONTEXT:-0.5}" \
+    --lr "${LR:-2e-4}" --warmup 50 --ema 0.995 --total-steps "${TOTAL_STEPS:-1000}" --self-context "${SELF_CONTEXT:-0.5}" \
     --rollout-steps "${ROLLOUT_STEPS:-4}" --eval-episodes 16 ${TRAIN_ARGS:-} > "$R/train.log" 2>&1 &
   train_pid=$!
 fi
