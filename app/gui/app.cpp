@@ -15,19 +15,6 @@ using json = nlohmann::json;
 
 namespace {
 
-ControllerOptions controller_options(const AppOptions& o) {
-    ControllerOptions c;
-    c.model_dir = o.model_dir;
-    c.backend = o.backend;
-    c.world_seed = o.world_seed;
-    c.seed = o.seed;
-    c.trace_path = o.trace_path;
-    c.scripted = o.scripted;
-    c.frames = o.frames;
-    c.ab = o.ab;
-    return c;
-}
-
 void write_seed(char (&text)[24], uint64_t seed) {
     std::snprintf(text, sizeof text, "%llu", static_cast<unsigned long long>(seed));
 }
@@ -47,7 +34,7 @@ App::App(const AppOptions& options) : options_(options) {
     }
     show_memory_ = options.memory;
     show_help_ = options.help;
-    controller_ = std::make_unique<GuiController>(controller_options(options_), presenter_frames_);
+    controller_ = std::make_unique<GuiController>(options_.world, presenter_frames_);
     if (const auto& config = controller_->config())
         presenter_.set_filter(config->width <= 256 ? render::Filter::Nearest : render::Filter::Linear);
     world_seed_shown_ = controller_->world_seed();

@@ -30,18 +30,11 @@
 namespace kvw::gui {
 
 struct AppOptions {
-    std::string model_dir;               // empty: the shipped default (or the tiny model, with a note)
-    std::optional<BackendKind> backend;  // default: CUDA when available
-    std::optional<uint64_t> world_seed;  // default: random
-    std::optional<uint64_t> seed;        // noise seed; default: random (or the trace's)
-    std::string keymap_path;             // default: <data root>/config/keymap.json
-    std::string trace_path;              // replay these actions
-    std::string out_dir;                 // screenshots, traces, videos (scripted mode: where frames go)
-    int frames = -1;                     // scripted mode: stop after this many generated frames
-    int shot_every = 1;                  // scripted mode: a UI screenshot every this many frames
-    bool scripted = false;               // play the trace deterministically, write screenshots, then quit
+    ControllerOptions world;  // model, backend, seeds, trace, scripted play, A/B at start
+    std::string keymap_path;  // default: <data root>/config/keymap.json
+    std::string out_dir;      // screenshots, traces, videos (scripted mode: where frames go)
+    int shot_every = 1;       // scripted mode: a UI screenshot every this many frames
     bool offscreen = false;
-    bool ab = false;
     bool memory = false;
     bool help = false;
 };

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
     gui::WindowSize size;
     std::string backend, resolution;
     uint64_t world_seed = 0, seed = 0;
-    cli.add_option("--model", options.model_dir,
+    cli.add_option("--model", options.world.model_dir,
                    "Model folder (model.json + weights); default: the shipped model");
     cli.add_option("--backend", backend, "cpu or cuda (default: cuda when available)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
@@ -20,9 +20,9 @@ int main(int argc, char** argv) {
         cli.add_option("--world-seed", world_seed, "World seed (terrain and start); default: random");
     auto* seed_opt = cli.add_option("--seed", seed, "Noise seed; default: random (or the trace's)");
     cli.add_option("--keymap", options.keymap_path, "Key bindings (JSON); default: config/keymap.json");
-    cli.add_option("--trace", options.trace_path, "Replay this action trace")->check(CLI::ExistingFile);
+    cli.add_option("--trace", options.world.trace_path, "Replay this action trace")->check(CLI::ExistingFile);
     cli.add_option(
-           "--frames", options.frames,
+           "--frames", options.world.frames,
            "Scripted run: play this many generated frames (trace actions, else the simulator's autopilot), "
            "write UI screenshots to --out, then quit")
         ->check(CLI::NonNegativeNumber);
@@ -33,15 +33,15 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber);
     cli.add_flag("--offscreen", options.offscreen,
                  "No window: render through EGL into a framebuffer (servers, tests)");
-    cli.add_flag("--ab", options.ab, "Open in the A/B compare view");
+    cli.add_flag("--ab", options.world.ab, "Open in the A/B compare view");
     cli.add_flag("--memory", options.memory, "Open with the memory overlay");
     cli.add_flag("--show-help", options.help, "Open with the help overlay");
     cli.add_option("--size", resolution, "Window or framebuffer size WIDTHxHEIGHT (default 1280x720)");
     try {
         cli.parse(argc, argv);
-        if (!backend.empty()) options.backend = parse_backend(backend);
-        if (*world_seed_opt) options.world_seed = world_seed;
-        if (*seed_opt) options.seed = seed;
+        if (!backend.empty()) options.world.backend = parse_backend(backend);
+        if (*world_seed_opt) options.world.world_seed = world_seed;
+        if (*seed_opt) options.world.seed = seed;
         if (!resolution.empty() && std::sscanf(resolution.c_str(), "%dx%d", &size.width, &size.height) != 2)
             throw CLI::ValidationError("--size", "expected WIDTHxHEIGHT, e.g. 1600x900");
         if (size.width < 640 || size.height < 400 || size.width > 8192 || size.height > 8192)
@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kvworld: %s\n", e.what());
         return 2;
     }
-    options.scripted = options.offscreen || options.frames >= 0;
-    if (options.offscreen && options.frames < 0 && options.trace_path.empty()) {
+    options.world.scripted = options.offscreen || options.world.frames >= 0;
+    if (options.offscreen && options.world.frames < 0 && options.world.trace_path.empty()) {
         std::fprintf(stderr, "kvworld: --offscreen needs --trace or --frames (what to play)\n");
         return 2;
     }

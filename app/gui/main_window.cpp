@@ -76,7 +76,7 @@ int run_window(const AppOptions& options, WindowSize size) {
     if (!window) throw Error("cannot open an OpenGL 3.3 core window (" + g_glfw_error + ")");
     glfwSetWindowSizeLimits(window.get(), 960, 600, GLFW_DONT_CARE, GLFW_DONT_CARE);
     glfwMakeContextCurrent(window.get());
-    glfwSwapInterval(options.scripted ? 0 : 1);
+    glfwSwapInterval(options.world.scripted ? 0 : 1);
     glfwSetKeyCallback(window.get(), on_key);
     float scale_x = 1, scale_y = 1;
     glfwGetWindowContentScale(window.get(), &scale_x, &scale_y);
@@ -93,7 +93,7 @@ int run_window(const AppOptions& options, WindowSize size) {
     bool looking = false;
     double cursor_x = 0, cursor_y = 0;
     while (!glfwWindowShouldClose(window.get()) && !app.quit_requested() && !app.finished()) {
-        if (options.scripted) app.wait_for_next_frame(std::chrono::milliseconds(20));
+        if (options.world.scripted) app.wait_for_next_frame(std::chrono::milliseconds(20));
         glfwPollEvents();
         FrameInput in;
         in.now = std::chrono::duration<double>(clock::now() - t0).count();
@@ -151,7 +151,7 @@ int run_window(const AppOptions& options, WindowSize size) {
         glfwSwapBuffers(window.get());
         // Vsync does not throttle everywhere (Xvfb, some remote X servers): cap the UI at about 60 fps so
         // a software GL does not take the CPU the generation worker needs.
-        if (!options.scripted) {
+        if (!options.world.scripted) {
             const double frame_s = std::chrono::duration<double>(clock::now() - t0).count() - in.now;
             if (frame_s < 1.0 / 62)
                 std::this_thread::sleep_for(std::chrono::duration<double>(1.0 / 62 - frame_s));
