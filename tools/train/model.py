@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autoencoder import DOWNSAMPLE, Autoencoder, AutoencoderConfig
+
 NUM_ACTION_LABELS = 81
 CAMERA_DIM = 5
 
@@ -61,14 +63,39 @@ class ModelConfig:
     motion: Dict[str, float] = field(default_factory=lambda: {
         "move_per_frame": 0.25, "turn_max_deg": 3.0, "pitch_limit_deg": 60.0, "hfov_deg": 90.0})
     weights: List[str] = field(default_factory=lambda: ["model.safetensors"])
+    # With an autoencoder the transformer, the flow source and the sampler work on its latent grid (h x w x C,
+    # h = height / 8) instead of pixels (docs/design.md "The latent space").
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+    # The grid diffusion runs on: pixels, or the autoencoder's latents.
+    @property
+    def grid_height(self) -> int:
+        return self.height // DOWNSAMPLE if self.autoencoder.enabled else self.height
+
+    @property
+    def grid_width(self) -> int:
+        return self.width // DOWNSAMPLE if self.autoencoder.enabled else self.width
+
+    @property
+    def grid_channels(self) -> int:
+        return self.autoencoder.latent_channels if self.autoencoder.enabled else 3
+
+    @property
+    def grid_shape(self) -> Tuple[int, int, int]:
+        return self.grid_height, self.grid_width, self.grid_channels
+
+    @property
+    def clip(self) -> float:
+        """Finished chunks are clamped to [-clip, clip]: pixels to [-1, 1], latents to the config's latent_clip."""
+        return self.autoencoder.latent_clip if self.autoencoder.enabled else 1.0
 
     @property
     def patch_rows(self) -> int:
-        return self.height // self.patch
+        return self.grid_height // self.patch
 
     @property
     def patch_cols(self) -> int:
-        return self.width // self.patch
+        return self.grid_width // self.patch
 
     @property
     def tokens_per_frame(self) -> int:
@@ -80,7 +107,7 @@ class ModelConfig:
 
     @property
     def patch_dim(self) -> int:
-        return 3 * self.patch * self.patch
+        return self.grid_channels * self.patch * self.patch
 
     @staticmethod
     def from_json(text: str) -> "ModelConfig":
@@ -93,6 +120,7 @@ class ModelConfig:
                 setattr(c, k, j[k])
         c.rope_axes = tuple(j["rope_axes"])
         c.absolute_position = bool(j.get("absolute_position", False))
+        c.autoencoder = AutoencoderConfig.from_json(j.get("autoencoder"))
         assert not j.get("cumulative_motion", False), "cumulative_motion is no longer supported"
         c.steps, c.shift, c.cache_t = j["sampler"]["steps"], j["sampler"]["shift"], j["sampler"]["cache_t"]
         c.source_previous = j["sampler"].get("source", "noise") == "previous"
@@ -113,6 +141,7 @@ class ModelConfig:
              "depth": self.depth, "heads": self.heads, "head_dim": self.head_dim, "mlp_hidden": self.mlp_hidden,
              "time_freq_dim": self.time_freq_dim, "rope_axes": list(self.rope_axes), "rope_theta": self.rope_theta,
              "norm_eps": self.norm_eps, **({"absolute_position": True} if self.absolute_position else {}),
+             **({"autoencoder": self.autoencoder.to_json()} if self.autoencoder.enabled else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
                          "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {}),
@@ -181,10 +210,11 @@ def patchify(frames: torch.Tensor, p: int) -> torch.Tensor:
 
 
 def unpatchify(tokens: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """[B, N, p*p*c] -> [B, F, grid_height, grid_width, c]."""
     B = tokens.shape[0]
-    p, hp, wp = cfg.patch, cfg.patch_rows, cfg.patch_cols
-    x = tokens.reshape(B, cfg.chunk_frames, hp, wp, p, p, 3).permute(0, 1, 2, 4, 3, 5, 6)
-    return x.reshape(B, cfg.chunk_frames, cfg.height, cfg.width, 3)
+    p, hp, wp, c = cfg.patch, cfg.patch_rows, cfg.patch_cols, cfg.grid_channels
+    x = tokens.reshape(B, cfg.chunk_frames, hp, wp, p, p, c).permute(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(B, cfg.chunk_frames, cfg.grid_height, cfg.grid_width, c)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -234,6 +264,11 @@ class KVWorldModel(nn.Module):
         self.final_modulation = nn.Linear(D, 2 * D)
         self.final_proj = nn.Linear(D, P)
         self.reset_parameters()
+        if cfg.autoencoder.enabled:
+            # Trained on its own (train_ae.py) and frozen while the transformer trains: the latent space the
+            # transformer learns must not move under it.
+            self.autoencoder = Autoencoder(cfg.autoencoder)
+            self.autoencoder.requires_grad_(False)
 
     def reset_parameters(self):
         # adaLN-zero: modulation starts at zero (every block the identity), the output head at zero.
@@ -388,7 +423,7 @@ def warp_previous(prev: torch.Tensor, yaw_deg: torch.Tensor, pitch_from_deg: tor
     seen from the source position (X, Z) = (u + right w, max(1 + forward w, 0.05)); a_s = atan2(X, Z) + yaw
     (within 85 degrees); x_s = W/2 + f tan(a_s), y_s = horizon_from + dy / (hypot(X, Z) cos a_s); bilinear,
     border repeated. For the simulator's camera (column ray caster, pitch shifts the horizon) the rotation is exact."""
-    B, H, W, _ = prev.shape
+    B, H, W, C = prev.shape
     Fr = yaw_deg.shape[1]
     dev = prev.device
     deg = math.pi / 180.0
@@ -412,11 +447,11 @@ def warp_previous(prev: torch.Tensor, yaw_deg: torch.Tensor, pitch_from_deg: tor
     fx, fy = torch.floor(sx), torch.floor(sy)
     wx, wy = (sx - fx)[..., None], (sy - fy)[..., None]
     x0, y0 = fx.long(), fy.long()
-    flat = prev.reshape(B, H * W, 3)
+    flat = prev.reshape(B, H * W, C)
 
     def at(xi, yi):
-        idx = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).reshape(B, -1, 1).expand(-1, -1, 3)
-        return torch.gather(flat, 1, idx).reshape(*xi.shape, 3)
+        idx = (yi.clamp(0, H - 1) * W + xi.clamp(0, W - 1)).reshape(B, -1, 1).expand(-1, -1, C)
+        return torch.gather(flat, 1, idx).reshape(*xi.shape, C)
 
     a, b, c, d = at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1)
     top, bottom = a + wx * (b - a), c + wx * (d - c)
@@ -436,7 +471,7 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
     [1, F]]) moves `prev` to each frame's camera (the translation with cfg.warp_eye_height > 0)."""
     cfg = model.cfg
     dev = labels.device
-    shape = (1, cfg.chunk_frames, cfg.height, cfg.width, 3)
+    shape = (1, cfg.chunk_frames, *cfg.grid_shape)
     n = int(np.prod(shape))
     p_mean = None
     if given is None:
@@ -456,7 +491,7 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
                 x0 = x0n + guidance * (x0 - x0n)
             p_mean = [a + b / steps for a, b in zip(p_mean, pc)]
             x = x + (ts[s + 1] - ts[s]) * (x - x0) / ts[s]
-        x0 = x.clamp(-1, 1)
+        x0 = x.clamp(-cfg.clip, cfg.clip)
     else:
         x0 = given
     xc = x0

@@ -43,7 +43,8 @@ class EpisodeData:
     """A kvworld-sim dataset on the training device: frames uint8 [E, T, H, W, 3], labels, camera vectors,
     and the recalled chunks of every (episode, chunk) under the context policy."""
 
-    def __init__(self, path: str, cfg: M.ModelConfig, device, window: int, recall: int, max_episodes: int = 0):
+    def __init__(self, path: str, cfg: M.ModelConfig, device, window: int, recall: int, max_episodes: int = 0,
+                 autoencoder=None, holdout: int = 0):
         with open(os.path.join(path, "meta.json")) as f:
             meta = json.load(f)
         E, T, H, W = meta["episodes"], meta["frames"], meta["height"], meta["width"]
@@ -52,11 +53,34 @@ class EpisodeData:
         assert (H, W) == (cfg.height, cfg.width), f"dataset is {H}x{W}, model {cfg.height}x{cfg.width}"
         assert T % cfg.chunk_frames == 0, "episode length must be a multiple of chunk_frames"
         self.E, self.T, self.K = E, T, T // cfg.chunk_frames
-        frames = np.fromfile(os.path.join(path, "frames.u8"), dtype=np.uint8, count=E * T * H * W * 3)
+        self.latent = cfg.autoencoder.enabled
+        frames = np.memmap(os.path.join(path, "frames.u8"), dtype=np.uint8, mode="r", shape=(E, T, H, W, 3))
+        if not self.latent:
+            self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+            self.pixels = self.frames  # the simulator's frames, for evaluation
+        else:
+            # The frozen encoder once over every frame, a slice of episodes at a time (the pixels of a long
+            # 256x256 dataset do not fit on the device): latents [E, T, h, w, C] in bf16.
+            assert autoencoder is not None, "a latent model needs its autoencoder to encode the dataset"
+            h, w, C = cfg.grid_shape
+            self.frames = torch.empty(E, T, h, w, C, dtype=torch.bfloat16, device=device)
+            step = max(1, 4096 // T)
+            with torch.no_grad(), torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                                                 enabled=torch.device(device).type == "cuda"):
+                for e0 in range(0, E, step):
+                    px = torch.from_numpy(np.array(frames[e0:e0 + step])).to(device)
+                    x = px.reshape(-1, H, W, 3).float().div_(127.5).sub_(1.0)
+                    for b0 in range(0, x.shape[0], 256):
+                        z = autoencoder.encode(x[b0:b0 + 256])
+                        self.frames.view(-1, h, w, C)[e0 * T + b0:e0 * T + b0 + z.shape[0]] = z.to(torch.bfloat16)
+            # The held-out episodes keep their pixels: quality is measured against the simulator, not against
+            # the autoencoder's reconstruction of it.
+            self.pixels = torch.from_numpy(np.ascontiguousarray(frames[E - holdout:])).to(device) if holdout else None
+            self.pixel_base = E - holdout
+        del frames
         actions = np.fromfile(os.path.join(path, "actions.f32"), dtype=np.float32, count=E * T * 5).reshape(E, T, 5)
         poses = np.fromfile(os.path.join(path, "poses.f32"), dtype=np.float32, count=E * T * 5).reshape(E, T, 5)
         tm = cfg.motion["turn_max_deg"]
-        self.frames = torch.from_numpy(frames.reshape(E, T, H, W, 3)).to(device)
         self.labels = torch.from_numpy(M.action_label(actions, tm)).to(device)
         self.cam = torch.from_numpy(M.camera_vector(actions, tm)).to(device)
         # Motion guidance's negative (the movement keys released, turns kept), for rollouts sampled as the engine
@@ -86,6 +110,15 @@ class EpisodeData:
                 self.recall_idx[:, c, :rec.shape[1]] = rec
         self.recall_idx_t = torch.from_numpy(self.recall_idx).to(device)
 
+    def grid(self, idx) -> torch.Tensor:
+        """Episodes `idx` as the model's grid, float: pixels in [-1, 1] or normalised latents [.., T, h, w, C]."""
+        x = self.frames[idx]
+        return x.float() if self.latent else x.float().div_(127.5).sub_(1.0)
+
+    def pixel_frames(self, e: int) -> torch.Tensor:
+        """The simulator's frames of episode e, uint8 [T, H, W, 3] (held-out episodes only for latent models)."""
+        return self.pixels[e] if not self.latent else self.pixels[e - self.pixel_base]
+
 
 def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarray:
     """context.fov_overlap for arrays of poses [n, 5] (float64 here; selection ties are rare)."""
@@ -113,6 +146,17 @@ def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarr
                 seen += ok
                 total += 1
     return seen / total
+
+
+def load_autoencoder(ae, folder: str):
+    """Loads train_ae.py's export (safetensors shards, names with or without the "autoencoder." prefix)."""
+    import glob
+    sd = {}
+    for f in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
+        sd.update({k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
+                   for k, v in M.load_safetensors(f).items()})
+    ae.load_state_dict(sd)
+    print(f"autoencoder from {folder} ({len(sd)} tensors)", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,7 +282,7 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
                     x0n = forward(x, ts[s], c, False, negative)
                     x0p = x0n + guidance * (x0p - x0n)
                 x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
-            out[:, c] = x.clamp(-1, 1)
+            out[:, c] = x.clamp(-cfg.clip, cfg.clip)
         if c < K - 1:
             # cache_t > 0 would noise the cache pass as the engine does; the shipped configs use 0.
             forward(out[:, c], cfg.cache_t, c, True)
@@ -254,8 +298,7 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
-    x0 = data.frames[idx].float().div_(127.5).sub_(1.0)  # [B, T, H, W, 3]
-    x0 = x0.view(B, K, Fr, cfg.height, cfg.width, 3)
+    x0 = data.grid(idx).view(B, K, Fr, *cfg.grid_shape)  # [B, K, F, h, w, c]: pixels or latents
     # Noise levels: the noisy stream's t per chunk ~ U[0.02, 1]; the context's tau: half of the chunks
     # exactly clean, the rest U[0, tau_max].
     t = 0.02 + 0.98 * torch.rand(B, K, device=dev, generator=gen)
@@ -319,8 +362,8 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     modn, fmodn = model.conditioning(tf, labels[:, Fr:], cam[:, Fr:])
     modn, fmodn = model.per_token(modn), model.per_token(fmodn)
 
-    xc = model.embed_patches(M.patchify(x_clean[:, :Kc].reshape(B * Kc, Fr, cfg.height, cfg.width, 3), cfg.patch))
-    xn = model.embed_patches(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, cfg.height, cfg.width, 3), cfg.patch))
+    xc = model.embed_patches(M.patchify(x_clean[:, :Kc].reshape(B * Kc, Fr, *cfg.grid_shape), cfg.patch))
+    xn = model.embed_patches(M.patchify(x_noisy[:, 1:].reshape(B * (K - 1), Fr, *cfg.grid_shape), cfg.patch))
     xc = xc.view(B, Kc * N, D)
     xn = xn.view(B, (K - 1) * N, D)
 
@@ -347,7 +390,7 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
         xn = model.block_finish(blk, xn, an, termn)
 
     x0_hat = model.output(xn.reshape(B * (K - 1), N, D), fmodn.reshape(B * (K - 1), N, -1))
-    return x0_hat.view(B, K - 1, Fr, cfg.height, cfg.width, 3).float()
+    return x0_hat.view(B, K - 1, Fr, *cfg.grid_shape).float()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -362,7 +405,8 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
     psnr_model, psnr_repeat = [], []
     Fr = cfg.chunk_frames
     for e in episodes:
-        frames = data.frames[e].float().div(127.5).sub(1.0)  # [T, H, W, 3]
+        frames = data.grid(e)  # [T, h, w, c]: pixels or latents
+        pixels = data.pixel_frames(e).float()  # [T, H, W, 3] in 0..255: the simulator's
         lab, cam = data.labels[e], data.cam[e]
         entries = []
         chunk_poses = data.poses[e, Fr - 1::Fr]
@@ -378,9 +422,10 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
             out, _, entry = M.generate_chunk(model, rope, ctx, lab[sl][None], cam[sl][None], 1, c, steps, cfg.shift,
                                              cfg.cache_t, given=given, prev=prev, rotation=rotation)
             entries.append(entry)
-        gt = (frames[chunk * Fr:(chunk + 1) * Fr] + 1) * 127.5
-        gen = ((out[0] + 1) * 127.5).round().clamp(0, 255)
-        rep = ((frames[chunk * Fr - 1] + 1) * 127.5)[None].expand_as(gt)
+        gt = pixels[chunk * Fr:(chunk + 1) * Fr]
+        gen = out[0] if not cfg.autoencoder.enabled else model.autoencoder.decode(out[0])
+        gen = ((gen + 1) * 127.5).round().clamp(0, 255)
+        rep = pixels[chunk * Fr - 1][None].expand_as(gt)
         def psnr(a, b):
             mse = (a - b).pow(2).mean().item()
             return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
@@ -397,6 +442,9 @@ def main():
     ap.add_argument("--config", required=True, help="model config (config/model-default.json)")
     ap.add_argument("--ckpt", required=True, help="checkpoint file (resumed from when it exists)")
     ap.add_argument("--export", help="export EMA weights + model.json here at the end")
+    ap.add_argument("--export-fp32", help="also write the EMA weights in fp32 (dit-NN.safetensors shards of at most "
+                                          "15 MiB, the autoencoder left out) and train_state.json here: what --init "
+                                          "takes to continue on a fresh machine")
     ap.add_argument("--init", help="start from an exported model folder (fine-tuning) instead of a fresh init")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
@@ -425,6 +473,7 @@ def main():
                          "the camera (ModelConfig.warp_eye_height; 0 = rotation only)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
                     help="learning-rate multiplier of the tensors --init did not have (pos_embed)")
+    ap.add_argument("--autoencoder", help="a latent model's trained autoencoder (train_ae.py --export folder)")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -447,36 +496,60 @@ def main():
     if args.warp_eye_height is not None:
         assert cfg.warp_source or args.warp_eye_height == 0, "--warp-eye-height needs the warped source"
         cfg.warp_eye_height = args.warp_eye_height
-    data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes)
+    model = M.KVWorldModel(cfg).to(dev)
+    if cfg.autoencoder.enabled:
+        assert args.autoencoder, "a latent config needs --autoencoder (train_ae.py's export)"
+        load_autoencoder(model.autoencoder, args.autoencoder)
+        model.autoencoder.eval()
+    data = EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, args.max_episodes,
+                       model.autoencoder if cfg.autoencoder.enabled else None, args.holdout)
     n_train = data.E - args.holdout
     assert n_train > 0
     print(f"data: {data.E} episodes x {data.T} frames ({data.K} chunks), {n_train} for training, "
-          f"{args.holdout} held out; loaded in {time.time() - t_start:.1f}s", flush=True)
+          f"{args.holdout} held out; loaded{' and encoded' if data.latent else ''} in {time.time() - t_start:.1f}s",
+          flush=True)
 
-    model = M.KVWorldModel(cfg).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     ck = torch.load(args.ckpt, map_location=dev) if os.path.exists(args.ckpt) else None
     new_params = ck["log"].get("new_params", ["pos_embed"] if cfg.absolute_position else []) if ck else []
+    init_state = None
     if args.init and ck is None:
         import glob
         sd = {}
         for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
             sd.update(M.load_safetensors(f))
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
-        # Only newly added tensors may be missing; they start at zero, so the model starts as the one loaded.
-        assert not unexpected and set(missing) <= {"pos_embed"}, (missing, unexpected)
+        own = model.state_dict()
+        # A model of another grid (a pixel model's weights for a latent one) shares the transformer: the patch
+        # embedding and the output head, whose shapes follow the grid, start fresh (the output head at zero,
+        # adaLN-zero) and count as new tensors.
+        reshaped = sorted(k for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
+        sd = {k: v.float() for k, v in sd.items() if k not in reshaped and not k.startswith("autoencoder.")}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not k.startswith("autoencoder.")]
+        # Only newly added tensors may be missing: pos_embed starts at zero (the model starts as the one loaded),
+        # the re-shaped ones as initialised.
+        assert not unexpected and set(missing) <= {"pos_embed"} | set(reshaped), (missing, unexpected)
         new_params = sorted(missing)
         print(f"initialised from {args.init} ({len(sd)} tensors; new: {', '.join(new_params) or 'none'})", flush=True)
+        state_file = os.path.join(args.init, "train_state.json")
+        if os.path.exists(state_file):  # an --export-fp32 folder: the schedule and the log go on
+            with open(state_file) as f:
+                state = json.load(f)
+            init_state = state
+            new_params = state["log"].get("new_params", new_params)
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     # Tensors new beside trained weights start at zero: they get new_lr_mult x the learning rate (and no weight
     # decay) so that a short fine-tuning run can grow them.
-    new = [p for n, p in model.named_parameters() if n in new_params]
-    rest = [p for n, p in model.named_parameters() if n not in new_params]
+    new = [p for n, p in model.named_parameters() if n in new_params and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if n not in new_params and p.requires_grad]
     groups = [{"params": rest, "lr_mult": 1.0}] + ([{"params": new, "lr_mult": args.new_lr_mult, "weight_decay": 0.0}] if new else [])
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
                             **({"fused": True} if dev.type == "cuda" else {}))
     step, log = 0, {"config": json.loads(cfg.to_json()), "parameters": n_params, "runs": [], "points": [],
                     "new_params": new_params}
+    if init_state is not None:
+        step, log = init_state["step"], init_state["log"]
+        print(f"continuing at step {step} (the optimizer restarts)", flush=True)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
@@ -547,6 +620,13 @@ def main():
     if args.export:
         M.export_model(ema_model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20)
         print("exported", args.export, flush=True)
+    if args.export_fp32:
+        from train_ae import save_shards
+        names = save_shards({k: v for k, v in ema_model.state_dict().items() if not k.startswith("autoencoder.")},
+                            args.export_fp32, "dit")
+        with open(os.path.join(args.export_fp32, "train_state.json"), "w") as f:
+            json.dump({"step": step, "log": log, "files": names}, f)
+        print("exported fp32", args.export_fp32, names, flush=True)
     if args.log:
         with open(args.log, "w") as f:
             json.dump(log, f, indent=1)

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Training the latent model (config/model-v2.json) on the GPU machine, one device command a call, resumable in
+# pieces across calls and sessions. Needs no build there: the simulator binary travels prebuilt (it links only
+# the C and C++ runtimes) in the carried folder .v2/ (kept out of git by .git/info/exclude):
+#   .v2/kvworld-sim      build/sim/kvworld-sim from this machine
+#   .v2/ae/              (phase dit) the trained autoencoder: train_ae.py's export, or bf16 shards of it
+#   .v2/init/            (optional) where to continue from: an --export folder of an earlier call
+# Phases (PHASES, space-separated):
+#   ae    simulator frames at 256x256 (AE_EPISODES x 8 frames, worlds AE_SEED_BASE..), then train_ae.py for
+#         AE_MINUTES (continues from .v2/init/ae when it holds an earlier export); the fp32 EMA weights, the
+#         log and a strip of held-out reconstructions come back under $OUT/ae
+#   dit   simulator episodes at 256x256 (EPISODES x EPISODE_FRAMES, worlds SEED_BASE..), encoded once with
+#         .v2/ae, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
+#         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
+#         log come back under $OUT/dit. TRAIN_ARGS: more train.py flags.
+# A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+PHASES=" ${PHASES:-ae} "
+has() { [[ "$PHASES" == *" $1 "* ]]; }
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+SIM=.v2/kvworld-sim
+chmod +x "$SIM"
+mkdir -p /tmp/kvw "$OUT"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+export PYTHONUNBUFFERED=1
+
+# dataset NAME EPISODES FRAMES SEED_BASE: a 256x256 simulator dataset in /dev/shm (kept while the machine is warm)
+dataset() {
+  local id="$2x$3@$4"
+  if [[ "$(cat /dev/shm/$1.id 2>/dev/null)" != "$id" ]]; then
+    stamp "dataset $1: $id"
+    rm -rf "/dev/shm/$1"
+    "$SIM" dataset --out "/dev/shm/$1" --episodes "$2" --frames "$3" --seed-base "$4" --width 256 --height 256 \
+      --threads "$(nproc)" > "/tmp/kvw/$1.log" 2>&1 && echo "$id" > "/dev/shm/$1.id" || { tail -5 "/tmp/kvw/$1.log"; exit 1; }
+  fi
+}
+
+if has ae; then
+  dataset ae_data "${AE_EPISODES:-4000}" 8 "${AE_SEED_BASE:-200000}"
+  init=(); [[ -d .v2/init/ae && ! -f /tmp/kvw/ae.pt ]] && init=(--init .v2/init/ae)
+  stamp "autoencoder ${AE_MINUTES:-6} min ${init[*]}"
+  python3 tools/train/train_ae.py --data /dev/shm/ae_data --config config/model-v2.json --ckpt /tmp/kvw/ae.pt \
+    "${init[@]}" --export "$OUT/ae" --log "$OUT/ae/train_ae_log.json" --minutes "${AE_MINUTES:-6}" \
+    --batch "${AE_BATCH:-32}" --grad-weight "${AE_GRAD_WEIGHT:-1.0}" --total-steps "${AE_TOTAL_STEPS:-20000}" \
+    > /tmp/kvw/train_ae.txt 2>&1
+  echo "train_ae rc=$?"; grep -E '"step"' /tmp/kvw/train_ae.txt | tail -3; tail -3 /tmp/kvw/train_ae.txt
+  cp /tmp/kvw/train_ae.txt "$OUT/ae/"
+  # Held-out reconstructions beside the simulator's frames (top: simulator, bottom: autoencoder).
+  python3 - <<'EOF'
+import glob, json, os, sys
+import numpy as np, torch
+sys.path.insert(0, "tools/train")
+import autoencoder as A, model as M
+cfg = M.ModelConfig.from_json(open("config/model-v2.json").read())
+ae = A.Autoencoder(cfg.autoencoder).cuda().eval()
+sd = {}
+for f in sorted(glob.glob(os.path.join(os.environ["OUT"], "ae", "*.safetensors"))):
+    sd.update({k[len("autoencoder."):]: v.float() for k, v in M.load_safetensors(f).items()})
+ae.load_state_dict(sd)
+meta = json.load(open("/dev/shm/ae_data/meta.json"))
+n = meta["episodes"] * meta["frames"]
+fr = np.memmap("/dev/shm/ae_data/frames.u8", dtype=np.uint8, mode="r", shape=(n, 256, 256, 3))
+sel = np.array(fr[[n - 1, n - 60, n - 120, n - 200]])
+with torch.no_grad():
+    x = torch.from_numpy(sel).cuda().float() / 127.5 - 1
+    rec = ((ae.decode_raw(ae.encode_raw(x)).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+strip = np.concatenate([np.concatenate(list(sel), 1), np.concatenate(list(rec), 1)], 0)
+import matplotlib.image
+matplotlib.image.imsave(os.path.join(os.environ["OUT"], "ae", "reconstructions.png"), strip)
+print("reconstructions.png written")
+EOF
+fi
+
+if has dit; then
+  dataset dit_data "${EPISODES:-4000}" "${EPISODE_FRAMES:-32}" "${SEED_BASE:-100000}"
+  init=(--init "${INIT:-assets/models/default}")
+  [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
+  [[ -f /tmp/kvw/dit.pt ]] && init=()
+  stamp "latent model ${DIT_MINUTES:-6} min ${init[*]}"
+  python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder .v2/ae \
+    --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
+    --log "$OUT/dit/train_log.json" --minutes "${DIT_MINUTES:-6}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
+    --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
+    ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
+  echo "train rc=$?"; grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
+  mkdir -p "$OUT/dit" && cp /tmp/kvw/train_dit.txt "$OUT/dit/"
+fi
+stamp "done"
