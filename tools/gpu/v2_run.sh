@@ -3,14 +3,15 @@
 # pieces across calls and sessions. Needs no build there: the simulator binary travels prebuilt (it links only
 # the C and C++ runtimes) in the carried folder .v2/ (kept out of git by .git/info/exclude):
 #   .v2/kvworld-sim      build/sim/kvworld-sim from this machine
-#   .v2/ae/              (phase dit) the trained autoencoder: train_ae.py's export, or bf16 shards of it
-#   .v2/init/            (optional) where to continue from: an --export folder of an earlier call
+#   .v2/init/ae, .v2/init/dit   (optional) where to continue from: an --export (ae) or --export-fp32 (dit) folder
+#                        of an earlier call
+# The autoencoder the latent model trains on is AE_DIR (default assets/models/v2, the committed one).
 # Phases (PHASES, space-separated):
 #   ae    simulator frames at 256x256 (AE_EPISODES x 8 frames, worlds AE_SEED_BASE..), then train_ae.py for
 #         AE_MINUTES (continues from .v2/init/ae when it holds an earlier export); the fp32 EMA weights, the
 #         log and a strip of held-out reconstructions come back under $OUT/ae
 #   dit   simulator episodes at 256x256 (EPISODES x EPISODE_FRAMES, worlds SEED_BASE..), encoded once with
-#         .v2/ae, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
+#         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
 #         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
 #         log come back under $OUT/dit. TRAIN_ARGS: more train.py flags.
 # A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
@@ -40,7 +41,9 @@ dataset() {
 
 if has ae; then
   dataset ae_data "${AE_EPISODES:-4000}" 8 "${AE_SEED_BASE:-200000}"
-  init=(); [[ -d .v2/init/ae && ! -f /tmp/kvw/ae.pt ]] && init=(--init .v2/init/ae)
+  init=(); [[ -n "${AE_INIT:-}" ]] && init=(--init "$AE_INIT")  # e.g. assets/models/v2 (bf16, with its state)
+  [[ -d .v2/init/ae ]] && init=(--init .v2/init/ae)
+  [[ -f /tmp/kvw/ae.pt ]] && init=()
   stamp "autoencoder ${AE_MINUTES:-6} min ${init[*]}"
   python3 tools/train/train_ae.py --data /dev/shm/ae_data --config config/model-v2.json --ckpt /tmp/kvw/ae.pt \
     "${init[@]}" --export "$OUT/ae" --log "$OUT/ae/train_ae_log.json" --minutes "${AE_MINUTES:-6}" \
@@ -80,7 +83,7 @@ if has dit; then
   [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
   [[ -f /tmp/kvw/dit.pt ]] && init=()
   stamp "latent model ${DIT_MINUTES:-6} min ${init[*]}"
-  python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder .v2/ae \
+  python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
     --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
     --log "$OUT/dit/train_log.json" --minutes "${DIT_MINUTES:-6}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
     --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \

@@ -56,7 +56,7 @@ class EpisodeData:
         self.latent = cfg.autoencoder.enabled
         frames = np.memmap(os.path.join(path, "frames.u8"), dtype=np.uint8, mode="r", shape=(E, T, H, W, 3))
         if not self.latent:
-            self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+            self.frames = torch.from_numpy(np.array(frames)).to(device)
             self.pixels = self.frames  # the simulator's frames, for evaluation
         else:
             # The frozen encoder once over every frame, a slice of episodes at a time (the pixels of a long
@@ -75,7 +75,7 @@ class EpisodeData:
                         self.frames.view(-1, h, w, C)[e0 * T + b0:e0 * T + b0 + z.shape[0]] = z.to(torch.bfloat16)
             # The held-out episodes keep their pixels: quality is measured against the simulator, not against
             # the autoencoder's reconstruction of it.
-            self.pixels = torch.from_numpy(np.ascontiguousarray(frames[E - holdout:])).to(device) if holdout else None
+            self.pixels = torch.from_numpy(np.array(frames[E - holdout:])).to(device) if holdout else None
             self.pixel_base = E - holdout
         del frames
         actions = np.fromfile(os.path.join(path, "actions.f32"), dtype=np.float32, count=E * T * 5).reshape(E, T, 5)
