@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "expect_error.h"
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
 #include "kvworld/trace.h"
@@ -13,6 +14,7 @@
 #include "weights.h"
 
 using namespace kvw;
+using kvw::test::expect_error;
 namespace fs = std::filesystem;
 
 namespace {
@@ -22,19 +24,6 @@ fs::path temp_dir(const std::string& name) {
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
-}
-
-// Expects `fn` to throw kvw::Error whose message contains every needle.
-template <typename Fn>
-void expect_error(Fn fn, std::initializer_list<std::string> needles) {
-    try {
-        fn();
-        ADD_FAILURE() << "no error thrown";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        for (const std::string& n : needles)
-            EXPECT_NE(msg.find(n), std::string::npos) << "message \"" << msg << "\" lacks \"" << n << "\"";
-    }
 }
 
 std::vector<uint8_t> small_file() {

@@ -34,6 +34,14 @@ inline constexpr Tolerance kAttentionKernel{2e-2, 6e-3, "bf16 P·V and scores, f
 // the source's gradient.
 inline constexpr Tolerance kWarpSample{1e-3, 1e-5, "warp positions in double on host and device, sampled"};
 
+// GroupNorm (engine/src/cpu/conv_ops.h) against the same in double: the statistics are accumulated in double,
+// but (x − mean)·scale is applied in fp32 with the mean rounded to float, an error of up to
+// |mean|·2⁻²⁴/std in normalised units (the tests offset their inputs by 60 standard deviations).
+inline constexpr Tolerance kGroupNormFp32{1e-5, 4e-6, "fp32 (x - mean) with the mean rounded to float"};
+// The autoencoder's whole encoder or decoder in fp32 (some 20 convolutions and group norms) against the same
+// layers in double: rounding only, carried through the layers.
+inline constexpr Tolerance kFp32Autoencoder{1e-5, 5e-6, "fp32 encoder/decoder vs the same layers in double"};
+
 struct ErrorStats {
     double max_abs = 0, rel_l2 = 0;
     size_t worst = 0;

@@ -113,6 +113,15 @@ int main(int argc, char** argv) {
                 "MLP %d; positions: 3D RoPE%s; actions: per frame\n",
                 c.name.c_str(), c.height, c.width, c.patch, c.chunk_frames, c.fps, c.hidden, c.depth, c.heads,
                 c.head_dim, c.mlp_hidden, c.absolute_position ? " + absolute patch embedding" : "");
+            if (c.autoencoder.enabled()) {
+                const AutoencoderConfig& ae = c.autoencoder;
+                std::printf(
+                    "latent grid %dx%dx%d (autoencoder widths %d, %d, %d, %d, %d groups; latents clamped to "
+                    "+-%g); a token covers %dx%d pixels\n",
+                    c.grid_height(), c.grid_width(), c.grid_channels(), ae.channels[0], ae.channels[1],
+                    ae.channels[2], ae.channels[3], ae.groups, ae.latent_clip, c.patch_pixels(),
+                    c.patch_pixels());
+            }
             std::printf(
                 "parameters %.2f M (%.1f MB as loaded on %s); %d tokens a chunk; defaults: %d steps, motion "
                 "guidance %s, window %d, recall %d%s%s\n",

@@ -7,6 +7,45 @@ namespace kvw {
 
 using jsonu::json;
 
+namespace {
+
+// The "autoencoder" object (docs/design.md "The latent space"). Its own fields only; how they fit the frame
+// size is checked with the rest of the config. Unknown keys are refused: a misspelt optional field would
+// otherwise fall back to its default silently and fail later as mis-shaped weights.
+AutoencoderConfig parse_autoencoder(const json& a, const std::string& src) {
+    if (!a.is_object()) throw Error(src + ": \"autoencoder\" must be a JSON object");
+    for (const auto& [key, value] : a.items())
+        if (key != "latent_channels" && key != "channels" && key != "groups" && key != "latent_clip")
+            throw Error(src + ": unknown field \"autoencoder." + key +
+                        "\" (expected latent_channels, channels, groups, latent_clip)");
+    AutoencoderConfig ae;
+    ae.latent_channels =
+        jsonu::integer(jsonu::field(a, "latent_channels", src), "autoencoder.latent_channels", src, 1, 256);
+    if (a.contains("channels")) {
+        const json& widths = a["channels"];
+        if (!widths.is_array() || widths.size() != 4)
+            throw Error(src +
+                        ": \"autoencoder.channels\" must list 4 widths (full, 1/2, 1/4, 1/8 resolution)");
+        for (int i = 0; i < 4; ++i)
+            ae.channels[i] =
+                jsonu::integer(widths[i], "autoencoder.channels[" + std::to_string(i) + "]", src, 1, 4096);
+    }
+    if (a.contains("groups")) ae.groups = jsonu::integer(a["groups"], "autoencoder.groups", src, 1, 4096);
+    if (a.contains("latent_clip")) {
+        ae.latent_clip = static_cast<float>(jsonu::number(a["latent_clip"], "autoencoder.latent_clip", src));
+        if (!(ae.latent_clip > 0.f && std::isfinite(ae.latent_clip)))
+            throw Error(src + ": \"autoencoder.latent_clip\" must be a finite number > 0");
+    }
+    for (int i = 0; i < 4; ++i)
+        if (ae.channels[i] % ae.groups)
+            throw Error(src + ": \"autoencoder.channels[" + std::to_string(i) +
+                        "]\" = " + std::to_string(ae.channels[i]) +
+                        " is not a multiple of \"autoencoder.groups\" = " + std::to_string(ae.groups));
+    return ae;
+}
+
+}  // namespace
+
 ModelConfig parse_model_config(const std::string& text, const std::string& src) {
     return jsonu::guarded(src, [&]() {
         const json j = jsonu::parse(text, src);
@@ -87,6 +126,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         c.motion.turn_max_deg = getf(m, "turn_max_deg");
         c.motion.pitch_limit_deg = getf(m, "pitch_limit_deg");
         c.motion.hfov_deg = getf(m, "hfov_deg");
+        if (j.contains("autoencoder")) c.autoencoder = parse_autoencoder(j["autoencoder"], src);
         if (j.contains("weights")) {
             const json& w = j["weights"];
             if (!w.is_array() || w.empty())
@@ -103,6 +143,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         // Consistency: every check names the fields that disagree.
         auto fail = [&](const std::string& why) { throw Error(src + ": " + why); };
         if (c.height % c.patch || c.width % c.patch) fail("height and width must be multiples of patch");
+        const int token_pixels = c.patch_pixels();
+        if (c.autoencoder.enabled() && (c.height % token_pixels || c.width % token_pixels))
+            fail("height and width must be multiples of 8 × patch = " + std::to_string(token_pixels) +
+                 " with an \"autoencoder\" (patch counts cells of the latent grid, height/8 × width/8)");
         if (c.heads * c.head_dim != c.hidden) fail("heads × head_dim must equal hidden");
         if (c.head_dim % 32) fail("head_dim must be a multiple of 32 (the smallest quantization group)");
         if (c.rope_axes[0] + c.rope_axes[1] + c.rope_axes[2] != c.head_dim)
@@ -164,6 +208,11 @@ std::string model_config_to_json(const ModelConfig& c) {
                    {"turn_max_deg", c.motion.turn_max_deg},
                    {"pitch_limit_deg", c.motion.pitch_limit_deg},
                    {"hfov_deg", c.motion.hfov_deg}};
+    if (c.autoencoder.enabled())
+        j["autoencoder"] = {{"latent_channels", c.autoencoder.latent_channels},
+                            {"channels", c.autoencoder.channels},
+                            {"groups", c.autoencoder.groups},
+                            {"latent_clip", c.autoencoder.latent_clip}};
     j["weights"] = c.weight_files;
     return j.dump(2) + "\n";
 }

@@ -76,6 +76,7 @@ PeerModel peer_from_config(const ModelConfig& c, double weights_gb) {
     p.head_dim = c.head_dim;
     p.height = c.height;
     p.width = c.width;
+    p.vae_spatial = c.autoencoder.enabled() ? AutoencoderConfig::kDownsample : 1;
     p.patch = c.patch;
     p.fps = c.fps;
     p.chunk_latent_frames = c.chunk_frames;

@@ -1,8 +1,10 @@
 #include "weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "autoencoder.h"
 #include "kvworld/backend/rng.h"
 #include "kvworld/error.h"
 #include "kvworld/fileio.h"
@@ -47,6 +49,8 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
     specs.push_back({"final_proj.bias", {P}});
     // Last, so that random_weights draws the other tensors the same with or without it.
     if (c.absolute_position) specs.push_back({"pos_embed", {c.tokens_per_frame(), D}});
+    if (c.autoencoder.enabled())
+        for (TensorSpec& spec : autoencoder_tensors(c.autoencoder)) specs.push_back(std::move(spec));
     return specs;
 }
 
@@ -89,6 +93,34 @@ ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& c
     return w;
 }
 
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// An autoencoder tensor as PyTorch initialises it: a convolution's weights with the spread of its default
+// kaiming_uniform(a=√5), std 1/√(3·fan_in) with fan_in = in·9 (drawn normal here), biases small, GroupNorms
+// weight 1 and bias 0; the latents unnormalised (mean 0, std 1).
+void fill_autoencoder_tensor(const TensorSpec& spec, uint64_t seed, uint32_t tensor_index, float* data,
+                             size_t n) {
+    const std::string& name = spec.name;
+    const bool is_norm = name.find(".norm") != std::string::npos;
+    float constant = -1.f;  // >= 0: every value
+    if (ends_with(name, "latent_mean") || (is_norm && ends_with(name, ".bias"))) constant = 0.f;
+    if (ends_with(name, "latent_std") || (is_norm && ends_with(name, ".weight"))) constant = 1.f;
+    if (constant >= 0.f) {
+        std::fill(data, data + n, constant);
+        return;
+    }
+    const float scale = spec.shape.size() == 4 ? 1.f / std::sqrt(3.f * static_cast<float>(spec.shape[1] * 9))
+                                               : 0.02f;  // a convolution's weight or bias
+    for (size_t i = 0; i < n; ++i)
+        data[i] = scale * normal_noise(seed, tensor_index, 0, 7, static_cast<uint32_t>(i));
+}
+
+}  // namespace
+
 ModelWeights random_weights(const ModelConfig& config, uint64_t seed) {
     ModelWeights w;
     uint32_t tensor_index = 0;
@@ -98,6 +130,11 @@ ModelWeights random_weights(const ModelConfig& config, uint64_t seed) {
         int64_t n = 1;
         for (int64_t s : spec.shape) n *= s;
         t.data.resize(static_cast<size_t>(n));
+        if (spec.name.rfind(kAutoencoderPrefix, 0) == 0) {
+            fill_autoencoder_tensor(spec, seed, tensor_index++, t.data.data(), t.data.size());
+            w.tensors[spec.name] = std::move(t);
+            continue;
+        }
         const bool is_norm = spec.name.find("_norm.weight") != std::string::npos;
         const bool is_bias = spec.name.size() > 5 && spec.name.compare(spec.name.size() - 5, 5, ".bias") == 0;
         const bool is_offset = spec.name.find("mod_offset") != std::string::npos;

@@ -74,7 +74,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's patch grid
     // pattern removed first (estimate_shift: fixed seams read as "no motion").
     MotionSamples motion_raw, motion_grid;
-    motion_grid.grid = c.patch;
+    motion_grid.grid = c.patch_pixels();
     std::vector<MotionSamples> motion_by_place(static_cast<size_t>(F));
     json rollouts = json::array();
     int windows_total = 0, windows_within = 0, worlds_within = 0, whole_within = 0, keep_windows = 0,
@@ -95,7 +95,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
         const size_t first_action = static_cast<size_t>(F);
         const std::vector<PairMotion> raw = measure_rollout_pairs(t.actions, first_action, r.frames, gt, 0),
                                       gridded = measure_rollout_pairs(t.actions, first_action, r.frames, gt,
-                                                                      c.patch);
+                                                                      c.patch_pixels());
         for (size_t i = 1; i < raw.size(); ++i) {
             motion_raw.add(raw[i]);
             motion_by_place[i % static_cast<size_t>(F)].add(raw[i]);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -10,6 +11,18 @@
 #include "kvworld/actions.h"
 
 namespace kvw {
+
+// The optional autoencoder of a latent model (docs/design.md "The latent space"): frames H x W x 3 become a
+// latent grid H/8 x W/8 x latent_channels, and the transformer, the flow source and the cache work on that
+// grid. Absent from model.json (latent_channels 0): the model works on pixels.
+struct AutoencoderConfig {
+    int latent_channels = 0;                        // C; 0: no autoencoder (the model works on pixels)
+    std::array<int, 4> channels{32, 64, 128, 256};  // widths at full, 1/2, 1/4, 1/8 resolution
+    int groups = 8;                                 // GroupNorm groups (divides every width)
+    float latent_clip = 1.f;                        // the sampler clamps finished latents to +-latent_clip
+    static constexpr int kDownsample = 8;           // three stride-2 convolutions
+    bool enabled() const { return latent_channels > 0; }
+};
 
 struct ModelConfig {
     std::string name;
@@ -59,14 +72,28 @@ struct ModelConfig {
     // false: every slot goes by field-of-view overlap, so a long walk is not anchored to where it started.
     bool recall_first = true;
     MotionParams motion;
+    AutoencoderConfig autoencoder;
     std::vector<std::string> weight_files{"model.safetensors"};
 
-    // Derived
-    int patch_rows() const { return height / patch; }
-    int patch_cols() const { return width / patch; }
+    // Derived. The grid is what the transformer tokenizes and the sampler flows on: the latent grid with an
+    // autoencoder, the frame's pixels without one. height and width stay the frame's pixels.
+    int grid_height() const {
+        return autoencoder.enabled() ? height / AutoencoderConfig::kDownsample : height;
+    }
+    int grid_width() const { return autoencoder.enabled() ? width / AutoencoderConfig::kDownsample : width; }
+    int grid_channels() const { return autoencoder.enabled() ? autoencoder.latent_channels : 3; }
+    size_t grid_floats_per_frame() const {
+        return static_cast<size_t>(grid_height()) * grid_width() * grid_channels();
+    }
+    int patch_rows() const { return grid_height() / patch; }
+    int patch_cols() const { return grid_width() / patch; }
     int tokens_per_frame() const { return patch_rows() * patch_cols(); }
     int tokens_per_chunk() const { return tokens_per_frame() * chunk_frames; }
-    int patch_dim() const { return 3 * patch * patch; }
+    int patch_dim() const { return grid_channels() * patch * patch; }  // a patch vector, (py, px, channel)
+    // The side of the square of frame pixels one token covers (where patch seams fall in a frame).
+    int patch_pixels() const {
+        return autoencoder.enabled() ? patch * AutoencoderConfig::kDownsample : patch;
+    }
     double chunk_seconds() const { return static_cast<double>(chunk_frames) / fps; }
 };
 

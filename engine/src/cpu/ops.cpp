@@ -31,12 +31,13 @@ void timestep_sinusoid(float t, int dim, float* out) {
 }
 
 void silu_inplace(float* x, size_t n) {
-    for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+    parallel_for_elements(n, [&](size_t lo, size_t hi) {
+        for (size_t i = lo; i < hi; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+    });
 }
 
 void gelu_tanh_inplace(float* x, size_t n) {
-    parallel_for(static_cast<int>((n + 4095) / 4096), [&](int b, int e) {
-        const size_t lo = static_cast<size_t>(b) * 4096, hi = std::min(n, static_cast<size_t>(e) * 4096);
+    parallel_for_elements(n, [&](size_t lo, size_t hi) {
         for (size_t i = lo; i < hi; ++i) {
             const float v = x[i];
             x[i] = 0.5f * v * (1.f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));

@@ -106,4 +106,15 @@ void parallel_for(int n, const std::function<void(int, int)>& fn) {
     pool().run(n, fn);
 }
 
+void parallel_for_elements(size_t n, const std::function<void(size_t, size_t)>& fn, size_t block) {
+    const size_t blocks = (n + block - 1) / block;
+    if (blocks <= 1) {
+        if (n) fn(0, n);
+        return;
+    }
+    parallel_for(static_cast<int>(blocks), [&](int b, int e) {
+        fn(static_cast<size_t>(b) * block, std::min(n, static_cast<size_t>(e) * block));
+    });
+}
+
 }  // namespace kvw
