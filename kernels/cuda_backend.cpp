@@ -196,6 +196,7 @@ class CudaBackendSession final : public BackendSession {
     void set_source_views(const std::vector<ViewChange>& views) override;
     void upload_frames(Frames dst, const float* host) override;
     void download_frames(Frames src, float* host) override;
+    void encode_frames(Frames dst, const float* host_pixels) override { upload_frames(dst, host_pixels); }
     void reserve_cache(double budget_bytes, const CacheSettings& cache) override;
 
     void run_stage(const std::string& key, const std::function<void()>& body) override;
@@ -220,8 +221,8 @@ class CudaBackendSession final : public BackendSession {
                          guidance != 1.f ? frames(Frames::PredictionStill) : nullptr, guidance, t, dt,
                          frame_floats_, stream_.get());
     }
-    void clamp(Frames src, Frames dst) override {
-        cu::clamp_frames(frames(src), frames(dst), frame_floats_, stream_.get());
+    void clamp(Frames src, Frames dst, float limit) override {
+        cu::clamp_frames(frames(src), frames(dst), frame_floats_, limit, stream_.get());
     }
     void mix_noise(Frames src, Frames noise, float tau, Frames dst) override {
         cu::mix_noise(frames(src), frames(noise), tau, frames(dst), frame_floats_, stream_.get());
@@ -283,6 +284,10 @@ class CudaBackendModel final : public BackendModel {
         const ModelWeights& w = spec.weights;
         if (c.head_dim != 64 && c.head_dim != 128)
             throw Error("the CUDA backend supports head_dim 64 and 128");
+        if (c.autoencoder.enabled())
+            throw Error(c.name +
+                        ": the CUDA backend does not run latent models (an \"autoencoder\") yet; "
+                        "use the CPU backend");
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
         if (c.absolute_position) {
             // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one

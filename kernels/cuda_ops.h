@@ -113,7 +113,7 @@ void flow_source(float* x, const float* previous, size_t frame_floats, int frame
 // t, dt).
 void guided_euler(float* x, float* x0, const float* x0_still, float guidance, float t, float dt, size_t n,
                   void* stream);
-void clamp_frames(const float* x, float* out, size_t n, void* stream);  // clamp_unit
+void clamp_frames(const float* x, float* out, size_t n, float limit, void* stream);  // clamp_range
 void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n,
                void* stream);  // cache_pass_input
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)

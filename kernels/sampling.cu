@@ -35,8 +35,8 @@ __global__ void guided_euler_kernel(float* x, float* x0, const float* __restrict
     }
 }
 
-__global__ void clamp_kernel(const float* __restrict__ x, float* out, size_t n) {
-    KVW_GRID_STRIDE(i, n) out[i] = clamp_unit(x[i]);
+__global__ void clamp_kernel(const float* __restrict__ x, float* out, size_t n, float limit) {
+    KVW_GRID_STRIDE(i, n) out[i] = clamp_range(x[i], limit);
 }
 
 __global__ void mix_noise_kernel(const float* __restrict__ x, const float* __restrict__ noise, float tau,
@@ -85,8 +85,8 @@ void guided_euler(float* x, float* x0, const float* x0_still, float guidance, fl
         x, x0, x0_still, guidance, t, dt, n);
     CUDA_CHECK_LAUNCH("guided_euler");
 }
-void clamp_frames(const float* x, float* out, size_t n, void* stream) {
-    clamp_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(x, out, n);
+void clamp_frames(const float* x, float* out, size_t n, float limit, void* stream) {
+    clamp_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, as_stream(stream)>>>(x, out, n, limit);
     CUDA_CHECK_LAUNCH("clamp_frames");
 }
 void mix_noise(const float* x, const float* noise, float tau, float* out, size_t n, void* stream) {

@@ -33,7 +33,7 @@ __global__ void source_warp_kernel(float* x, const float* __restrict__ last, con
         float sx, sy;
         source_position_at(views, i, w, h, hfov_deg, eye_height, &sx, &sy);
         for (int ch = 0; ch < 3; ++ch)
-            x[i * 3 + ch] = flow_source_start(x[i * 3 + ch], sigma, warp_sample(last, w, h, sx, sy, ch));
+            x[i * 3 + ch] = flow_source_start(x[i * 3 + ch], sigma, warp_sample(last, w, h, 3, sx, sy, ch));
     }
 }
 

@@ -66,7 +66,8 @@ void Sampler::denoise(const ChunkJob& job, const std::vector<float>& times) {
         b.guided_euler_step(t, dt, job.guidance);
         if (job.progress && b.eager()) job.progress("denoise", s + 1, job.steps);
     }
-    b.clamp(Frames::Latent, Frames::Prediction);
+    b.clamp(Frames::Latent, Frames::Prediction,
+            config_.autoencoder.enabled() ? config_.autoencoder.latent_clip : 1.f);
 }
 
 void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
@@ -99,7 +100,7 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     b.set_write_slot(j.write_slot, j.cache);
     b.set_noise_key(j.seed, static_cast<uint32_t>(j.chunk_index));
     if (warped) b.set_source_views(j.source_view);
-    if (given) b.upload_frames(Frames::Prediction, j.given_frames);
+    if (given) b.encode_frames(Frames::Prediction, j.given_frames);
 
     // Stages keyed by everything baked into the operations' arguments.
     char key[192];
@@ -136,7 +137,7 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
                     r.p_cache[static_cast<size_t>(s)][static_cast<size_t>(l)] / j.steps;
     }
     if (j.read_float_frames) {
-        out->frames.resize(static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3);
+        out->frames.resize(static_cast<size_t>(c.chunk_frames) * c.grid_floats_per_frame());
         b.download_frames(Frames::Prediction, out->frames.data());
     }
     out->times = r.times;

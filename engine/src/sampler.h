@@ -23,7 +23,7 @@ struct ChunkJob {
     std::vector<std::array<float, kCameraDim>> camera;  // per frame
     std::vector<int> context_slots;                     // cache slots attended to, in slot (time) order
     int write_slot = -1;                                // slot that receives this chunk's K/V
-    const float* given_frames = nullptr;  // ground-truth chunk [F x H x W x 3] in [-1, 1]: no sampling
+    const float* given_frames = nullptr;  // ground-truth chunk, pixels [F x H x W x 3] in [-1, 1]: no sampling
     int steps = 4;
     float shift = 1.f;
     float cache_t = 0.f;
@@ -45,7 +45,7 @@ struct ChunkJob {
 };
 
 struct ChunkOutput {
-    std::vector<float> frames;         // [F x H x W x 3] in [-1, 1], with job.read_float_frames
+    std::vector<float> frames;         // [F x grid] (pixels in [-1, 1] or latents), with job.read_float_frames
     std::vector<uint8_t> frames_rgb8;  // [F x H x W x 3], unless the frames stay on the device
     DeviceFrames device_frames;        // RGBA8 on the device (CUDA, keep_device_frames)
     std::vector<double> p_cache;       // per layer: mean over the denoising steps (the cache pass for given)
@@ -58,7 +58,7 @@ class Sampler {
     Sampler(const ModelConfig& config, const ModelWeights& weights, std::unique_ptr<BackendSession> backend);
 
     void run_chunk(const ChunkJob& job, ChunkOutput* out);
-    // One forward pass on `x` (host [F x H x W x 3]) at noise level t with the job's context and commanded
+    // One forward pass on `x` (host [F x grid]) at noise level t with the job's context and commanded
     // actions: the x0 prediction, unclamped (parity and backend-comparison tests).
     void forward_once(const ChunkJob& job, const float* x, float t, float* x0_out,
                       std::vector<double>* p_cache);

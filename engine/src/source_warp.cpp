@@ -29,10 +29,11 @@ WarpMaps warp_maps(const ViewChange& v, int width, int height, float hfov_deg, f
     return m;
 }
 
-void warp_frame(const float* src, int width, int height, const WarpMaps& m, float* dst) {
+void warp_frame(const float* src, int width, int height, const WarpMaps& m, float* dst, int channels) {
     for (size_t i = 0; i < m.source_x.size(); ++i)
-        for (int ch = 0; ch < 3; ++ch)
-            dst[i * 3 + ch] = warp_sample(src, width, height, m.source_x[i], m.source_y[i], ch);
+        for (int ch = 0; ch < channels; ++ch)
+            dst[i * channels + ch] =
+                warp_sample(src, width, height, channels, m.source_x[i], m.source_y[i], ch);
 }
 
 }  // namespace kvw

@@ -29,8 +29,8 @@ struct WarpMaps {
 };
 WarpMaps warp_maps(const ViewChange& v, int width, int height, float hfov_deg, float eye_height);
 
-// dst [height, width, 3] = src [height, width, 3] sampled bilinearly at the maps' positions, the border
+// dst [height, width, C] = src [height, width, C] sampled bilinearly at the maps' positions, the border
 // repeated outside the source.
-void warp_frame(const float* src, int width, int height, const WarpMaps& m, float* dst);
+void warp_frame(const float* src, int width, int height, const WarpMaps& m, float* dst, int channels = 3);
 
 }  // namespace kvw

@@ -239,7 +239,7 @@ TEST(CudaOps, SamplerOpsMatchCpu) {
     std::vector<float> ref_clamp(n), ref_mix(n);
     std::vector<uint8_t> ref_rgb(n), ref_rgba(n / 3 * 4);
     for (size_t i = 0; i < n; ++i) {
-        ref_clamp[i] = clamp_unit(big[i]);
+        ref_clamp[i] = clamp_range(big[i], 1.f);
         ref_mix[i] = cache_pass_input(x0[i], noise[i], tau);
         ref_rgb[i] = unit_to_u8(big[i]);
         ref_rgba[i / 3 * 4 + i % 3] = ref_rgb[i];
@@ -247,7 +247,7 @@ TEST(CudaOps, SamplerOpsMatchCpu) {
     for (size_t p = 0; p < n / 3; ++p) ref_rgba[p * 4 + 3] = 255;
     cu::DeviceBuffer d_big = upload(big), d_out(n * 4), d_x0 = upload(x0), d_noise = upload(noise), d_rgb(n),
                      d_rgba(n / 3 * 4);
-    cu::clamp_frames(d_big.as<float>(), d_out.as<float>(), n, nullptr);
+    cu::clamp_frames(d_big.as<float>(), d_out.as<float>(), n, 1.f, nullptr);
     const std::vector<float> clamped = download<float>(d_out, n);
     EXPECT_TRUE(std::isnan(clamped[0]));
     EXPECT_EQ(0, std::memcmp(clamped.data() + 1, ref_clamp.data() + 1, (n - 1) * 4)) << "clamp";

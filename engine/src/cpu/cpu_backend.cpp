@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 
+#include "autoencoder.h"
 #include "cpu/ops.h"
 #include "kvworld/backend/backend.h"
 #include "kvworld/backend/rng.h"
@@ -44,6 +46,7 @@ class CpuBackendSession final : public BackendSession {
     void download_frames(Frames src, float* host) override {
         std::copy(frames(src).begin(), frames(src).end(), host);
     }
+    void encode_frames(Frames dst, const float* host_pixels) override;
     void reserve_cache(double, const CacheSettings&) override {}
 
     void run_stage(const std::string&, const std::function<void()>& body) override { body(); }
@@ -60,7 +63,7 @@ class CpuBackendSession final : public BackendSession {
     void mlp(int layer, int row) override;
     void output_head(int row, Frames out) override;
     void guided_euler_step(float t, float dt, float guidance) override;
-    void clamp(Frames src, Frames dst) override;
+    void clamp(Frames src, Frames dst, float limit) override;
     void mix_noise(Frames src, Frames noise, float tau, Frames dst) override;
     void decode(Frames src, bool keep_on_device) override;
     ChunkReadback finish(int rows) override;
@@ -113,6 +116,8 @@ class CpuBackendSession final : public BackendSession {
     std::array<Clock::time_point, 4> marks_{};
     double attention_ms_ = 0, gemm_ms_ = 0, decode_ms_ = 0;
     std::vector<uint8_t> rgb8_;
+    std::unique_ptr<CpuAutoencoder> autoencoder_;  // latent models: start contexts in, frames out
+    std::vector<float> pixels_;                    // one decoded frame [H x W x 3]
     // The modulation of (layer, row) as last computed.
     int mod_layer_ = -1, mod_row_ = -1;
     // Work buffers
@@ -135,8 +140,7 @@ class CpuBackendModel final : public BackendModel {
 
 CpuBackendSession::CpuBackendSession(const CpuBackendModel& model)
     : m_(model),
-      frame_floats_(static_cast<size_t>(model.config.chunk_frames) * model.config.height *
-                    model.config.width * 3) {
+      frame_floats_(static_cast<size_t>(model.config.chunk_frames) * model.config.grid_floats_per_frame()) {
     const ModelConfig& c = m_.config;
     const size_t N = c.tokens_per_chunk(), D = c.hidden;
     for (auto& f : frames_) f.assign(frame_floats_, 0.f);
@@ -150,6 +154,18 @@ CpuBackendSession::CpuBackendSession(const CpuBackendModel& model)
     qrot_.resize(N * c.head_dim);
     head_out_.resize(N * c.head_dim);
     modl_.resize(static_cast<size_t>(c.chunk_frames) * 6 * D);
+    if (c.autoencoder.enabled()) {
+        autoencoder_ = std::make_unique<CpuAutoencoder>(c, m_.weights);
+        pixels_.resize(static_cast<size_t>(c.height) * c.width * 3);
+    }
+}
+
+void CpuBackendSession::encode_frames(Frames dst, const float* host_pixels) {
+    const ModelConfig& c = m_.config;
+    if (!autoencoder_) return upload_frames(dst, host_pixels);
+    const size_t pixels = static_cast<size_t>(c.height) * c.width * 3, grid = c.grid_floats_per_frame();
+    for (int f = 0; f < c.chunk_frames; ++f)
+        autoencoder_->encode(host_pixels + f * pixels, frames(dst).data() + f * grid);
 }
 
 void CpuBackendSession::linear(const float* x, int n, int in, const float* w, const float* bias, int out,
@@ -247,8 +263,9 @@ void CpuBackendSession::add_flow_source(Frames dst, float sigma, FlowSource sour
         for (float& v : x) v = sigma * v;
         return;
     }
-    // The source of frame f: the previous chunk's last frame, moved to frame f's camera when warped.
-    const size_t frame = static_cast<size_t>(c.height) * c.width * 3;
+    // The source of frame f: the previous chunk's last frame, moved to frame f's camera when warped (a latent
+    // grid like a smaller frame with the same field of view).
+    const size_t frame = c.grid_floats_per_frame();
     const std::vector<float>& previous = frames(Frames::Prediction);
     const float* last = previous.data() + previous.size() - frame;
     std::vector<float> warped;
@@ -257,10 +274,10 @@ void CpuBackendSession::add_flow_source(Frames dst, float sigma, FlowSource sour
                   "warp_source needs one view change per frame");
         warped.resize(x.size());
         for (int f = 0; f < c.chunk_frames; ++f)
-            warp_frame(last, c.width, c.height,
-                       warp_maps(source_views_[static_cast<size_t>(f)], c.width, c.height, c.motion.hfov_deg,
-                                 c.warp_eye_height),
-                       warped.data() + static_cast<size_t>(f) * frame);
+            warp_frame(last, c.grid_width(), c.grid_height(),
+                       warp_maps(source_views_[static_cast<size_t>(f)], c.grid_width(), c.grid_height(),
+                                 c.motion.hfov_deg, c.warp_eye_height),
+                       warped.data() + static_cast<size_t>(f) * frame, c.grid_channels());
     }
     for (size_t i = 0; i < x.size(); ++i)
         x[i] = flow_source_start(x[i], sigma, warped.empty() ? last[i % frame] : warped[i]);
@@ -270,7 +287,8 @@ void CpuBackendSession::embed(Frames in) {
     const ModelConfig& c = m_.config;
     const ModelWeights& w = m_.weights;
     const int N = c.tokens_per_chunk(), D = c.hidden, tpf = c.tokens_per_frame();
-    cpu::patchify(frames(in).data(), c.chunk_frames, c.height, c.width, c.patch, tokens_.data());
+    cpu::patchify(frames(in).data(), c.chunk_frames, c.grid_height(), c.grid_width(), c.patch, tokens_.data(),
+                  c.grid_channels());
     linear(tokens_.data(), N, c.patch_dim(), w.ptr("patch_embed.weight"), w.ptr("patch_embed.bias"), D,
            x_.data());
     if (c.absolute_position) {  // + pos_embed [tokens_per_frame, D], the same for every frame of the chunk
@@ -397,7 +415,8 @@ void CpuBackendSession::output_head(int row, Frames out) {
                             h_.data());
     linear(h_.data(), N, D, m_.weights.ptr("final_proj.weight"), m_.weights.ptr("final_proj.bias"),
            c.patch_dim(), o_.data());
-    cpu::unpatchify(o_.data(), c.chunk_frames, c.height, c.width, c.patch, frames(out).data());
+    cpu::unpatchify(o_.data(), c.chunk_frames, c.grid_height(), c.grid_width(), c.patch, frames(out).data(),
+                    c.grid_channels());
 }
 
 void CpuBackendSession::guided_euler_step(float t, float dt, float guidance) {
@@ -410,10 +429,10 @@ void CpuBackendSession::guided_euler_step(float t, float dt, float guidance) {
     for (size_t i = 0; i < x.size(); ++i) x[i] = euler_step(x[i], x0[i], t, dt);
 }
 
-void CpuBackendSession::clamp(Frames src, Frames dst) {
+void CpuBackendSession::clamp(Frames src, Frames dst, float limit) {
     const std::vector<float>& x = frames(src);
     std::vector<float>& y = frames(dst);
-    for (size_t i = 0; i < x.size(); ++i) y[i] = clamp_unit(x[i]);
+    for (size_t i = 0; i < x.size(); ++i) y[i] = clamp_range(x[i], limit);
 }
 
 void CpuBackendSession::mix_noise(Frames src, Frames noise, float tau, Frames dst) {
@@ -426,8 +445,18 @@ void CpuBackendSession::mix_noise(Frames src, Frames noise, float tau, Frames ds
 void CpuBackendSession::decode(Frames src, bool) {
     const auto t0 = Clock::now();
     const std::vector<float>& x = frames(src);
-    rgb8_.resize(x.size());
-    for (size_t i = 0; i < x.size(); ++i) rgb8_[i] = unit_to_u8(x[i]);
+    if (!autoencoder_) {
+        rgb8_.resize(x.size());
+        for (size_t i = 0; i < x.size(); ++i) rgb8_[i] = unit_to_u8(x[i]);
+    } else {
+        const ModelConfig& c = m_.config;
+        rgb8_.resize(static_cast<size_t>(c.chunk_frames) * pixels_.size());
+        for (int f = 0; f < c.chunk_frames; ++f) {
+            autoencoder_->decode(x.data() + f * c.grid_floats_per_frame(), pixels_.data());
+            for (size_t i = 0; i < pixels_.size(); ++i)
+                rgb8_[f * pixels_.size() + i] = unit_to_u8(pixels_[i]);
+        }
+    }
     decode_ms_ += ms_since(t0);
 }
 

@@ -88,31 +88,33 @@ void gated_residual(float* x, const float* y, int n, int dim, int tpf, const flo
     }
 }
 
-void patchify(const float* frames, int nf, int h, int w, int p, float* tokens) {
-    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+void patchify(const float* frames, int nf, int h, int w, int p, float* tokens, int channels) {
+    const int hp = h / p, wp = w / p, pd = channels * p * p;
     for (int f = 0; f < nf; ++f)
         for (int r = 0; r < hp; ++r)
             for (int c = 0; c < wp; ++c) {
                 float* tok = tokens + (static_cast<size_t>(f) * hp * wp + r * wp + c) * pd;
                 for (int py = 0; py < p; ++py)
                     for (int px = 0; px < p; ++px)
-                        for (int ch = 0; ch < 3; ++ch)
-                            tok[(py * p + px) * 3 + ch] =
-                                frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch];
+                        for (int ch = 0; ch < channels; ++ch)
+                            tok[(py * p + px) * channels + ch] =
+                                frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) *
+                                           channels +
+                                       ch];
             }
 }
 
-void unpatchify(const float* tokens, int nf, int h, int w, int p, float* frames) {
-    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+void unpatchify(const float* tokens, int nf, int h, int w, int p, float* frames, int channels) {
+    const int hp = h / p, wp = w / p, pd = channels * p * p;
     for (int f = 0; f < nf; ++f)
         for (int r = 0; r < hp; ++r)
             for (int c = 0; c < wp; ++c) {
                 const float* tok = tokens + (static_cast<size_t>(f) * hp * wp + r * wp + c) * pd;
                 for (int py = 0; py < p; ++py)
                     for (int px = 0; px < p; ++px)
-                        for (int ch = 0; ch < 3; ++ch)
-                            frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch] =
-                                tok[(py * p + px) * 3 + ch];
+                        for (int ch = 0; ch < channels; ++ch)
+                            frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * channels +
+                                   ch] = tok[(py * p + px) * channels + ch];
             }
 }
 

@@ -30,9 +30,10 @@ void rmsnorm_heads(float* x, int n, int heads, int head_dim, int row_stride, con
 void gated_residual(float* x, const float* y, int n, int dim, int tokens_per_frame, const float* gate,
                     int gate_stride);
 
-// frames [F x H x W x 3] -> tokens [N x 3p^2] (patch vector in (py, px, c) order) and back.
-void patchify(const float* frames, int f, int h, int w, int p, float* tokens);
-void unpatchify(const float* tokens, int f, int h, int w, int p, float* frames);
+// frames [F x H x W x C] -> tokens [N x Cp^2] (patch vector in (py, px, c) order) and back. C: 3 for pixels,
+// the latent channels on an autoencoder's grid.
+void patchify(const float* frames, int f, int h, int w, int p, float* tokens, int channels = 3);
+void unpatchify(const float* tokens, int f, int h, int w, int p, float* frames, int channels = 3);
 
 // Attention of one head with the correction. Keys [0, n_cached) come from the cache, the rest are the
 // current chunk's own (never corrected).

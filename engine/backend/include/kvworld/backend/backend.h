@@ -46,8 +46,9 @@ struct BackendModelSpec {
     const RopeTables& rope;       // kMaxContextChunks * chunk_frames time positions
 };
 
-// Frame-sized buffers of a backend session, each [chunk_frames, height, width, 3] floats in [-1, 1] (model
-// space). Prediction keeps the finished chunk until the next chunk's first forward: the flow source.
+// Frame-sized buffers of a backend session, each [chunk_frames, grid_height, grid_width, grid_channels]
+// floats: pixels in [-1, 1], or with an autoencoder its normalised latents (ModelConfig::grid_*). Prediction
+// keeps the finished chunk until the next chunk's first forward: the flow source.
 enum class Frames {
     Latent,           // x_t, denoised in place
     Prediction,       // the x0 prediction; after a chunk, the chunk's frames
@@ -93,8 +94,11 @@ class BackendSession {
     virtual void set_noise_key(uint64_t seed, uint32_t chunk) = 0;
     // FlowSource::Warped: the view change of each frame of the chunk ([chunk_frames]).
     virtual void set_source_views(const std::vector<ViewChange>& views) = 0;
-    // A frame buffer from the host ([F x H x W x 3]), and back (synchronous).
+    // A frame buffer from the host ([F x grid]), and back (synchronous).
     virtual void upload_frames(Frames dst, const float* host) = 0;
+    // Pixel frames from the host ([F x H x W x 3] in [-1, 1]) into `dst` on the model's grid: the
+    // autoencoder's encoder for latent models (a start context), a copy for pixel models.
+    virtual void encode_frames(Frames dst, const float* host_pixels) = 0;
     virtual void download_frames(Frames src, float* host) = 0;
     // The device pool's reservation for a session budget (bytes; 0: none). Backends without a pool ignore it.
     virtual void reserve_cache(double budget_bytes, const CacheSettings& cache) = 0;
@@ -125,10 +129,11 @@ class BackendSession {
     // Latent = euler_step(Latent, x0, t, dt) with x0 = Prediction, or, with guidance != 1, Prediction =
     // guided_prediction(Prediction, PredictionStill, guidance) first.
     virtual void guided_euler_step(float t, float dt, float guidance) = 0;
-    virtual void clamp(Frames src, Frames dst) = 0;  // dst = clamp_unit(src)
+    virtual void clamp(Frames src, Frames dst, float limit) = 0;  // dst = clamp_range(src, limit)
     // dst = cache_pass_input(src, noise, tau)
     virtual void mix_noise(Frames src, Frames noise, float tau, Frames dst) = 0;
-    // src as 8-bit frames: read back by finish(), or kept on the device as RGBA for interop.
+    // src as 8-bit frames (through the autoencoder's decoder for latent models): read back by finish(), or
+    // kept on the device as RGBA for interop.
     virtual void decode(Frames src, bool keep_on_device) = 0;
 
     // ---- after a chunk

@@ -26,9 +26,10 @@ KVW_HD float euler_step(float x, float x0, float t, float dt) {
     return x + dt * (x - x0) / t;
 }
 
-// The finished chunk: x clamped to [-1, 1] (NaN stays NaN, as std::clamp leaves it).
-KVW_HD float clamp_unit(float x) {
-    return x < -1.f ? -1.f : (1.f < x ? 1.f : x);
+// The finished chunk: x clamped to [-limit, limit] (1 for pixels, the autoencoder's latent_clip for latents;
+// NaN stays NaN, as std::clamp leaves it).
+KVW_HD float clamp_range(float x, float limit) {
+    return x < -limit ? -limit : (limit < x ? limit : x);
 }
 
 // The cache pass's input: the finished chunk moved to noise level tau.

@@ -107,9 +107,10 @@ KVW_HD void warp_source_position(const WarpGeometry& g, int x, int y, int width,
     *sy = static_cast<float>(g.horizon_from + dy / depth);
 }
 
-// Channel `ch` of src [height, width, 3] sampled bilinearly at pixel-centre position (sx, sy), the border
-// repeated outside the source (those pixels show what the source never saw; the model repaints them).
-KVW_HD float warp_sample(const float* src, int width, int height, float sx, float sy, int ch) {
+// Channel `ch` of src [height, width, channels] sampled bilinearly at pixel-centre position (sx, sy), the
+// border repeated outside the source (those pixels show what the source never saw; the model repaints them).
+// A latent grid is warped like pixels: its cells are pixels of a smaller frame with the same field of view.
+KVW_HD float warp_sample(const float* src, int width, int height, int channels, float sx, float sy, int ch) {
     sx -= 0.5f;
     sy -= 0.5f;
     const float fx = floorf(sx), fy = floorf(sy);
@@ -119,7 +120,9 @@ KVW_HD float warp_sample(const float* src, int width, int height, float sx, floa
     const int xb = x0 + 1 < 0 ? 0 : (x0 + 1 > width - 1 ? width - 1 : x0 + 1);
     const int ya = y0 < 0 ? 0 : (y0 > height - 1 ? height - 1 : y0);
     const int yb = y0 + 1 < 0 ? 0 : (y0 + 1 > height - 1 ? height - 1 : y0 + 1);
-    const auto at = [&](int px, int py) { return src[(static_cast<size_t>(py) * width + px) * 3 + ch]; };
+    const auto at = [&](int px, int py) {
+        return src[(static_cast<size_t>(py) * width + px) * channels + ch];
+    };
     const float top = at(xa, ya) + wx * (at(xb, ya) - at(xa, ya));
     const float bottom = at(xa, yb) + wx * (at(xb, yb) - at(xa, yb));
     return top + wy * (bottom - top);
