@@ -2,6 +2,7 @@
 // backend must reproduce them (tolerances in tolerance.h).
 #include <gtest/gtest.h>
 
+#include "autoencoder.h"
 #include "kvworld/backend/rng.h"
 #include "model_impl.h"
 #include "safetensors.h"
@@ -208,4 +209,24 @@ TEST(Parity, WarpedSourceMatchesPyTorch) {
     expect_close(out.frames, ref, kFp32Rollout, "rollout chunk 1 frames, warped source");
     EXPECT_GT(compare(out.frames.data(), plain.data(), plain.size()).max_abs, 0.05)
         << "the warp changed nothing";
+}
+
+// The latent autoencoder (docs/design.md "The latent space"): tools/train/parity_autoencoder.py recorded
+// PyTorch's encoder and decoder (computed in double from float32 weights) on config/model-tiny-latent.json's
+// widths; the CPU autoencoder must reproduce the normalised latent of the recorded frame and the decoding of
+// the recorded latent.
+TEST(Parity, AutoencoderMatchesPyTorch) {
+    const ModelConfig config = load_model_config(source_path("config/model-tiny-latent.json"));
+    const SafeTensors rec = SafeTensors::load(source_path("tests/data/parity_autoencoder.safetensors"));
+    ModelWeights weights;
+    for (const TensorSpec& t : autoencoder_tensors(config.autoencoder))
+        weights.tensors[t.name] = HostTensor{t.shape, rec.to_f32(t.name)};
+    CpuAutoencoder ae(config, weights);
+    const std::vector<float> input = rec.to_f32("input"), latent_ref = rec.to_f32("latent"),
+                             decoded_ref = rec.to_f32("decoded");
+    std::vector<float> latent(latent_ref.size()), decoded(decoded_ref.size());
+    ae.encode(input.data(), latent.data());
+    ae.decode(latent_ref.data(), decoded.data());
+    expect_close(latent, latent_ref, kFp32Autoencoder, "autoencoder encode vs PyTorch");
+    expect_close(decoded, decoded_ref, kFp32Autoencoder, "autoencoder decode vs PyTorch");
 }
