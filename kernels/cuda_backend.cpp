@@ -517,8 +517,9 @@ void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource sourc
     const ModelConfig& c = config();
     const float* previous = frames(Frames::Prediction);
     if (source == FlowSource::Warped)
-        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.width,
-                               c.height, c.motion.hfov_deg, c.warp_eye_height, sigma, stream_.get());
+        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.grid_width(),
+                               c.grid_height(), c.grid_channels(), c.motion.hfov_deg, c.warp_eye_height,
+                               sigma, stream_.get());
     else
         cu::flow_source(frames(x), source == FlowSource::Last ? previous : nullptr,
                         frame_floats_ / c.chunk_frames, c.chunk_frames, sigma, stream_.get());
@@ -527,7 +528,8 @@ void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource sourc
 void CudaBackendSession::embed(Frames in) {
     const ModelConfig& c = config();
     const int N = c.tokens_per_chunk(), D = c.hidden, F = c.chunk_frames, tpf = c.tokens_per_frame();
-    cu::patchify_bf16(frames(in), F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), stream_.get());
+    cu::patchify_bf16(frames(in), F, c.grid_height(), c.grid_width(), c.patch, c.grid_channels(),
+                      tokens_.as<uint16_t>(), stream_.get());
     gemm_.run_f32_out(tokens_.as<uint16_t>(), m_.patch_w, X_.as<float>(), N, c.patch_dim(), D);
     if (c.absolute_position)  // every frame: + bias + pos_embed
         cu::add_bias_f32(X_.as<float>(), m_.patch_b, F, tpf * D, stream_.get());
@@ -622,8 +624,8 @@ void CudaBackendSession::output_head(int row, Frames out) {
     cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, nullptr,
                                 nullptr, c.norm_eps, H_.as<uint16_t>(), stream_.get());
     gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, c.patch_dim());
-    cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.height, c.width, c.patch, frames(out),
-                        stream_.get());
+    cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.grid_height(), c.grid_width(), c.patch,
+                        c.grid_channels(), frames(out), stream_.get());
 }
 
 ChunkReadback CudaBackendSession::finish(int rows) {

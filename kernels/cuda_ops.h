@@ -81,8 +81,11 @@ MemoryInfo memory_info();
 std::string device_name();
 
 // ---- element-wise ops (elementwise.cu) -----------------------------------------------------------------
-// Shapes as in cpu/ops.h. bf16 tensors are uint16_t bit patterns on the device.
-void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream);
+// Shapes as in cpu/ops.h. bf16 tensors are uint16_t bit patterns on the device. Frames are the model's grid:
+// [F, h, w, channels] (pixels: 3 channels; latents: the autoencoder's).
+// tokens [F·(h/p)·(w/p), channels·p²] (patch vectors in (py, px, channel) order) = patches of frames.
+void patchify_bf16(const float* frames, int f, int h, int w, int p, int channels, uint16_t* tokens,
+                   void* stream);
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream);  // x[n, :] += bias
 // out = LN(x) * (1 + scale[f] + scale_off) + shift[f] + shift_off, bf16 out. mod rows have stride mod_stride;
 // offsets (per-layer mod_offset rows) may be null.
@@ -97,9 +100,9 @@ void gated_residual(float* x, const float* y, const float* bias, const float* ga
                     int gate_stride, int n, int dim, int tokens_per_frame, void* stream);
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
-// frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias): the output head's x0 prediction.
-void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames,
-                     void* stream);
+// frames [F, h, w, channels] = unpatchify(y [N x channels·p^2] + bias): the output head's x0 prediction.
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, int channels,
+                     float* frames, void* stream);
 
 // ---- the sampler's element-wise ops (sampling.cu; arithmetic in kvworld/backend/sampling.h)
 // ------------------- out[i] = normal_noise(seed, chunk, step, domain, i), bit-identical to the CPU.
@@ -119,13 +122,15 @@ void mix_noise(const float* x, const float* noise, float tau, float* out, size_t
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
 void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
 
-// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h)
-// -------------------------------- views: device [frames, kViewChangeFloats] = the ViewChange of each frame
-// (yaw_deg, pitch_from_deg, pitch_to_deg, forward, right). x = sigma * x + the last frame of `previous`
-// sampled at each pixel's source position.
+// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h) --------------------------
+// views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
+// pitch_to_deg, forward, right). x [frames, height, width, channels] = sigma * x + the last frame of
+// `previous` sampled at each cell's source position (a latent grid is warped like a smaller frame with the
+// same view).
 inline constexpr int kViewChangeFloats = 5;
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
-                        int height, float hfov_deg, float eye_height, float sigma, void* stream);
+                        int height, int channels, float hfov_deg, float eye_height, float sigma,
+                        void* stream);
 
 // ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
 class Gemm {

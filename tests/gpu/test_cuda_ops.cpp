@@ -102,23 +102,56 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
         packed.insert(packed.end(), {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right});
     }
     ASSERT_EQ(packed.size(), static_cast<size_t>(frames) * cu::kViewChangeFloats);
-    const size_t pixels = static_cast<size_t>(w) * h;
-    const std::vector<float> last = randn(pixels * 3, 0.5f);
+    const size_t cells = static_cast<size_t>(w) * h;
     cu::DeviceBuffer d_views = upload(packed);
-    for (const float eye : {0.f, 2.5f}) {
-        std::vector<float> host_warped(pixels * 3 * frames);
-        for (int f = 0; f < frames; ++f)
-            warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
-                       host_warped.data() + static_cast<size_t>(f) * pixels * 3);
-        // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the
-        // source)
-        std::vector<float> previous(pixels * 3 * frames, 0.f);
-        std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
-        cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
-        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
-                               hfov, eye, 0.f, nullptr);
-        expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
-                     std::string("source_init_warped, ") + (eye > 0.f ? "eye height 2.5" : "rotation only"));
+    // Pixels (3 channels) and a latent grid (4): the same positions, every channel sampled.
+    for (const int channels : {3, 4})
+        for (const float eye : {0.f, 2.5f}) {
+            const size_t frame_floats = cells * channels;
+            const std::vector<float> last = randn(frame_floats, 0.5f);
+            std::vector<float> host_warped(frame_floats * frames);
+            for (int f = 0; f < frames; ++f)
+                warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
+                           host_warped.data() + static_cast<size_t>(f) * frame_floats, channels);
+            // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the
+            // source)
+            std::vector<float> previous(frame_floats * frames, 0.f);
+            std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(frame_floats));
+            cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(frame_floats * frames));
+            cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
+                                   channels, hfov, eye, 0.f, nullptr);
+            expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
+                         "source_init_warped, " + std::to_string(channels) + " channels, " +
+                             (eye > 0.f ? "eye height 2.5" : "rotation only"));
+        }
+}
+
+// Patch vectors of pixel frames (3 channels) and of latent grids (8): (py, px, channel) order, and back with
+// the output head's bias.
+TEST(CudaOps, PatchifyAndUnpatchifyMatchCpu) {
+    REQUIRE_GPU();
+    const int F = 2, Hh = 16, W = 24, p = 4, N = F * (Hh / p) * (W / p);
+    for (const int channels : {3, 8}) {
+        const int P = channels * p * p;
+        const std::string what = " " + std::to_string(channels) + " channels";
+        const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * channels);
+        cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * P * 2);
+        cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, channels, d_tok.as<uint16_t>(), nullptr);
+        std::vector<float> ref_tok(static_cast<size_t>(N) * P);
+        cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data(), channels);
+        expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op,
+                     "patchify" + what);
+        // unpatchify + bias (the output head's x0)
+        const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f);
+        std::vector<float> hbias(head);
+        for (int i = 0; i < N; ++i)
+            for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
+        std::vector<float> ref_x0(frames.size());
+        cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data(), channels);
+        cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4);
+        cu::unpatchify_bias(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, channels, d_x0.as<float>(),
+                            nullptr);
+        expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify" + what);
     }
 }
 
@@ -126,13 +159,6 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     REQUIRE_GPU();
     const int F = 2, Hh = 16, W = 24, p = 8, N = F * (Hh / p) * (W / p), D = 128, tpf = N / F, heads = 2,
               hd = 64;
-    // patchify
-    const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * 3);
-    cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * 3 * p * p * 2);
-    cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, d_tok.as<uint16_t>(), nullptr);
-    std::vector<float> ref_tok(static_cast<size_t>(N) * 3 * p * p);
-    cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data());
-    expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op, "patchify");
     // layernorm + modulation (with per-layer offsets)
     const std::vector<float> x = randn(static_cast<size_t>(N) * D, 2.f),
                              mod = randn(static_cast<size_t>(F) * 6 * D, 0.3f),
@@ -186,17 +212,6 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     cu::DeviceBuffer d_m = upload(m16), d_b3 = upload(b3);
     cu::bias_gelu_bf16(d_m.as<uint16_t>(), d_b3.as<float>(), N, 256, nullptr);
     expect_close(from_bf16(download<uint16_t>(d_m, ref_m.size())), ref_m, kBf16Op, "bias_gelu");
-    // unpatchify + bias (the output head's x0)
-    const int P = 3 * p * p;
-    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f);
-    std::vector<float> hbias(head);
-    for (int i = 0; i < N; ++i)
-        for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
-    std::vector<float> ref_x0(frames.size());
-    cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data());
-    cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4);
-    cu::unpatchify_bias(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), nullptr);
-    expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
 }
 
 // The sampler's element-wise ops against the same formulas on the host (kvworld/backend/sampling.h, what the
