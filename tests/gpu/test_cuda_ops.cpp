@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "cpu/conv_ops.h"
 #include "cpu/ops.h"
 #include "cuda_ops.h"
 #include "kvworld/backend/half.h"
@@ -292,6 +293,178 @@ TEST(CudaOps, GemmMatchesCpu) {
             "gemm f32 out " + std::to_string(n) + "x" + std::to_string(in) + "x" + std::to_string(out));
         g.run_bf16_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dyb.as<uint16_t>(), n, in, out);
         expect_close(from_bf16(download<uint16_t>(dyb, ref.size())), ref, kBf16Op, "gemm bf16 out");
+    }
+}
+
+// ---- the autoencoder's ops (conv.cu) against the CPU's (engine/src/cpu/conv_ops.h) ----------------------
+
+namespace {
+
+// The CPU reference of a batched convolution: each frame of x [frames, h, w, cin] (upsampled 2× first for
+// Up2) through cpu::conv3x3.
+std::vector<float> cpu_conv_frames(const std::vector<float>& x, int frames, int h, int w, int cin,
+                                   const std::vector<float>& weight, const float* bias, int cout,
+                                   cu::Resample resample) {
+    const int stride = resample == cu::Resample::Down2 ? 2 : 1, up = resample == cu::Resample::Up2 ? 2 : 1;
+    const int in_h = h * up, in_w = w * up, out_h = (in_h - 1) / stride + 1, out_w = (in_w - 1) / stride + 1;
+    const size_t in_floats = static_cast<size_t>(h) * w * cin,
+                 out_floats = static_cast<size_t>(out_h) * out_w * cout;
+    std::vector<float> out(out_floats * frames), upsampled(static_cast<size_t>(in_h) * in_w * cin);
+    for (int f = 0; f < frames; ++f) {
+        const float* frame = x.data() + f * in_floats;
+        if (up == 2) cpu::upsample_nearest2x(frame, h, w, cin, upsampled.data());
+        cpu::conv3x3(up == 2 ? upsampled.data() : frame, in_h, in_w, cin, weight.data(), bias, cout, stride,
+                     out.data() + f * out_floats);
+    }
+    return out;
+}
+
+// The CPU reference of a batched GroupNorm (+ SiLU): each frame of x [frames, h, w, c] on its own.
+std::vector<float> cpu_group_norm_frames(const std::vector<float>& x, int frames, int h, int w, int c,
+                                         int groups, const std::vector<float>& weight,
+                                         const std::vector<float>& bias, bool silu) {
+    const size_t frame_floats = static_cast<size_t>(h) * w * c;
+    std::vector<float> out(x.size());
+    for (int f = 0; f < frames; ++f)
+        cpu::group_norm(x.data() + f * frame_floats, h, w, c, groups, weight.data(), bias.data(), 1e-6f,
+                        out.data() + f * frame_floats);
+    if (silu) cpu::silu_inplace(out.data(), out.size());
+    return out;
+}
+
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+    for (float& x : v) x = round_to_bf16(x);
+    return v;
+}
+
+const char* resample_name(cu::Resample r) {
+    return r == cu::Resample::Down2 ? "stride 2" : r == cu::Resample::Up2 ? "2x up, stride 1" : "stride 1";
+}
+
+}  // namespace
+
+// Stride 1 and 2, and stride 1 after nearest 2× upsampling, over frames of several sizes and widths (cin % 8:
+// the vectorised gather; else the scalar one with zero-padded columns): against the CPU on the same fp32
+// inputs (the bf16 bound), and on inputs and weights already rounded to bf16 (then only the summation order
+// differs, so a wrong window or a stray padding column shows at once). Then the same in bands of two output
+// rows (which straddle frames), accumulating onto a residual, and from an input that is not 16-byte aligned.
+TEST(CudaConv, Conv3x3MatchesCpu) {
+    REQUIRE_GPU();
+    struct Case {
+        int frames, h, w, cin, cout;
+    };
+    const Case cases[] = {{1, 1, 1, 3, 4},     {2, 5, 7, 3, 8},   {1, 8, 6, 8, 16},    {3, 9, 9, 16, 4},
+                          {2, 12, 10, 24, 24}, {1, 7, 16, 32, 8}, {2, 16, 16, 64, 32}, {2, 20, 20, 12, 3},
+                          {1, 32, 24, 4, 8},   {4, 8, 8, 256, 8}};
+    cu::Gemm gemm;
+    gemm.bind(nullptr);
+    for (const Case& c : cases)
+        for (const cu::Resample resample : {cu::Resample::None, cu::Resample::Down2, cu::Resample::Up2}) {
+            const std::vector<float> x = randn(static_cast<size_t>(c.frames) * c.h * c.w * c.cin);
+            const std::vector<float> weight =
+                randn(static_cast<size_t>(c.cout) * c.cin * 9, 1.f / std::sqrt(9.f * c.cin));
+            const std::vector<float> bias = randn(static_cast<size_t>(c.cout), 0.1f);
+            const cu::ConvInput shape{nullptr, c.frames, c.h, c.w, resample, {}};
+            const int out_h = cu::conv3x3_output_size(c.h, resample),
+                      out_w = cu::conv3x3_output_size(c.w, resample);
+            const size_t out_floats = static_cast<size_t>(c.frames) * out_h * out_w * c.cout;
+            const size_t whole = cu::conv3x3_all_elements(shape, c.cin),
+                         row = cu::conv3x3_row_elements(shape, c.cin);
+            ASSERT_EQ(row, static_cast<size_t>(out_w) * cu::conv3x3_columns(c.cin));
+            cu::DeviceBuffer d_cols(whole * 2), d_bias = upload(bias), d_out(out_floats * 4);
+            char name[96];
+            std::snprintf(name, sizeof name, "conv3x3 %dx%dx%d %d->%d %s", c.frames, c.h, c.w, c.cin, c.cout,
+                          resample_name(resample));
+            // x, weights -> out with a workspace of `cols` elements; input x at float offset `offset`
+            auto run = [&](const std::vector<float>& xs, const std::vector<float>& ws, size_t cols,
+                           bool accumulate, const std::vector<float>& out0, size_t offset) {
+                std::vector<float> shifted(offset, 0.f);
+                shifted.insert(shifted.end(), xs.begin(), xs.end());
+                cu::DeviceBuffer d_x = upload(shifted),
+                                 d_w = upload(cu::pack_conv3x3_weight(ws.data(), c.cin, c.cout));
+                cu::copy_to_device(d_out.get(), out0.data(), out_floats * 4);
+                const cu::ConvInput in{d_x.as<float>() + offset, c.frames, c.h, c.w, resample, {}};
+                cu::conv3x3(in, cu::ConvWeights{d_w.as<uint16_t>(), d_bias.as<float>(), c.cin, c.cout},
+                            d_out.as<float>(), accumulate, d_cols.as<uint16_t>(), cols, gemm, nullptr);
+                return download<float>(d_out, out_floats);
+            };
+            const std::vector<float> zeros(out_floats, 0.f),
+                ref = cpu_conv_frames(x, c.frames, c.h, c.w, c.cin, weight, bias.data(), c.cout, resample);
+            expect_close(run(x, weight, whole, false, zeros, 0), ref, kBf16Conv, name);
+            const std::vector<float> xr = rounded_to_bf16(x), wr = rounded_to_bf16(weight);
+            expect_close(run(xr, wr, whole, false, zeros, 0),
+                         cpu_conv_frames(xr, c.frames, c.h, c.w, c.cin, wr, bias.data(), c.cout, resample),
+                         kBf16OperandsFp32Sums, std::string(name) + ", bf16 inputs");
+            const std::vector<float> residual = randn(out_floats);
+            std::vector<float> ref_sum(ref);
+            for (size_t i = 0; i < ref_sum.size(); ++i) ref_sum[i] += residual[i];
+            expect_close(run(x, weight, 2 * row, true, residual, 1), ref_sum, kBf16Conv,
+                         std::string(name) + ", bands of 2 rows, += residual, x unaligned");
+        }
+}
+
+// GroupNorm over frames of several sizes (one to several slices of pixels per frame) and group widths, each
+// frame far from zero and far from the others (the statistics are per frame, and the variance must not come
+// from raw second moments in float); with and without SiLU, out of place and in place; then fused into a
+// convolution's gather, against the CPU's norm, SiLU and convolution.
+TEST(CudaConv, GroupNormMatchesCpu) {
+    REQUIRE_GPU();
+    struct Case {
+        int frames, h, w, c, groups;
+    };
+    const Case cases[] = {{1, 1, 1, 4, 1},    {2, 5, 7, 8, 4},    {2, 8, 8, 16, 8},
+                          {1, 9, 4, 12, 12},  {3, 16, 16, 32, 1}, {1, 3, 5, 64, 8},
+                          {2, 40, 33, 32, 8}, {1, 64, 64, 32, 8}, {2, 32, 32, 256, 8}};
+    cu::Gemm gemm;
+    gemm.bind(nullptr);
+    for (const Case& c : cases) {
+        const size_t frame_floats = static_cast<size_t>(c.h) * c.w * c.c, n = frame_floats * c.frames;
+        std::vector<float> x = randn(n, 0.5f);
+        for (size_t i = 0; i < n; ++i) x[i] += 30.f + 10.f * static_cast<float>(i / frame_floats);
+        std::vector<float> weight = randn(c.c, 0.3f);
+        for (float& v : weight) v += 1.f;
+        const std::vector<float> bias = randn(c.c, 0.3f);
+        cu::DeviceBuffer d_x = upload(x), d_weight = upload(weight), d_bias = upload(bias), d_out(n * 4),
+                         d_ws(cu::group_norm_workspace_bytes(c.frames, c.h, c.w, c.c)),
+                         d_table(static_cast<size_t>(c.frames) * c.c * 2 * 4);
+        cu::group_norm_statistics(d_x.as<float>(), c.frames, c.h, c.w, c.c, c.groups, d_weight.as<float>(),
+                                  1e-6f, d_ws.get(), d_table.as<float>(), nullptr);
+        char name[96];
+        std::snprintf(name, sizeof name, "group_norm %dx%dx%dx%d in %d groups", c.frames, c.h, c.w, c.c,
+                      c.groups);
+        for (const bool silu : {false, true}) {
+            const cu::ChannelNorm norm{d_table.as<float>(), d_bias.as<float>(), silu};
+            const std::vector<float> ref =
+                cpu_group_norm_frames(x, c.frames, c.h, c.w, c.c, c.groups, weight, bias, silu);
+            cu::apply_channel_norm(d_x.as<float>(), c.frames, c.h, c.w, c.c, norm, d_out.as<float>(),
+                                   nullptr);
+            const std::vector<float> out = download<float>(d_out, n);
+            expect_close(out, ref, kGroupNormDevice, std::string(name) + (silu ? ", SiLU" : ""));
+            cu::DeviceBuffer d_in_place = upload(x);
+            cu::apply_channel_norm(d_in_place.as<float>(), c.frames, c.h, c.w, c.c, norm,
+                                   d_in_place.as<float>(), nullptr);
+            EXPECT_EQ(download<float>(d_in_place, n), out) << name << ": in place";
+        }
+        // conv3x3(silu(norm(x))) with the norm applied by the gather
+        const int cout = 8;
+        const std::vector<float> cw = randn(static_cast<size_t>(cout) * c.c * 9, 1.f / std::sqrt(9.f * c.c)),
+                                 cb = randn(cout, 0.1f);
+        const cu::ConvInput in{d_x.as<float>(),
+                               c.frames,
+                               c.h,
+                               c.w,
+                               cu::Resample::None,
+                               cu::ChannelNorm{d_table.as<float>(), d_bias.as<float>(), true}};
+        cu::DeviceBuffer d_w = upload(cu::pack_conv3x3_weight(cw.data(), c.c, cout)), d_cb = upload(cb),
+                         d_cols(cu::conv3x3_all_elements(in, c.c) * 2),
+                         d_conv(static_cast<size_t>(c.frames) * c.h * c.w * cout * 4);
+        cu::conv3x3(in, cu::ConvWeights{d_w.as<uint16_t>(), d_cb.as<float>(), c.c, cout}, d_conv.as<float>(),
+                    false, d_cols.as<uint16_t>(), cu::conv3x3_all_elements(in, c.c), gemm, nullptr);
+        const std::vector<float> ref_conv =
+            cpu_conv_frames(cpu_group_norm_frames(x, c.frames, c.h, c.w, c.c, c.groups, weight, bias, true),
+                            c.frames, c.h, c.w, c.c, cw, cb.data(), cout, cu::Resample::None);
+        expect_close(download<float>(d_conv, ref_conv.size()), ref_conv, kBf16Conv,
+                     std::string(name) + ", SiLU, into conv3x3");
     }
 }
 
