@@ -2,12 +2,16 @@
 // Without a CUDA device every test reports itself skipped.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "autoencoder.h"
 #include "cpu/conv_ops.h"
 #include "cpu/ops.h"
+#include "cuda_autoencoder.h"
 #include "cuda_ops.h"
 #include "kvworld/backend/half.h"
 #include "kvworld/backend/rng.h"
@@ -719,6 +723,47 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
 
+namespace {
+
+// Chunk c of a test rollout: every frame walks and turns (left and right in turn), `pose` dead-reckoned as a
+// session does it for the warped source; the context is every earlier chunk; chunk 0 is `given` (pixels).
+ChunkJob rollout_job(const ModelConfig& cfg, int c, CameraPose& pose, const CacheSettings& cs, float guidance,
+                     bool warped, const float* given) {
+    ChunkJob j;
+    j.chunk_index = c;
+    j.seed = 99;
+    const CameraPose chunk_start = pose;
+    for (int f = 0; f < cfg.chunk_frames; ++f) {
+        const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
+        pose = integrate_pose(pose, a, cfg.motion);
+        if (warped && c > 0) j.source_view.push_back(view_change(chunk_start, pose));
+        j.labels.push_back(action_label(a, cfg.motion));
+        j.camera.push_back(camera_vector(a, cfg.motion));
+        if (guidance != 1.f) {
+            j.negative_labels.push_back(action_label(motion_guidance_negative(a), cfg.motion));
+            j.negative_camera.push_back(camera_vector(motion_guidance_negative(a), cfg.motion));
+        }
+    }
+    j.guidance = guidance;
+    for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
+    j.write_slot = c;
+    j.given_frames = c == 0 ? given : nullptr;
+    j.steps = 3;
+    j.cache = cs;
+    j.source_previous = cfg.source_previous || warped;
+    j.source_sigma = cfg.source_sigma;
+    return j;
+}
+
+double psnr_8bit(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double se = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) se += (a[i] - b[i]) * (a[i] - b[i]);
+    return 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / static_cast<double>(a.size())));
+}
+
+}  // namespace
+
 TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     REQUIRE_GPU();
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
@@ -762,29 +807,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         std::vector<uint8_t> cpu_frames, gpu_frames;
         CameraPose pose;  // dead-reckoned like the session does, for the warped source
         for (int c = 0; c < 4; ++c) {
-            ChunkJob j;
-            j.chunk_index = c;
-            j.seed = 99;
-            const CameraPose chunk_start = pose;
-            for (int f = 0; f < cfg.chunk_frames; ++f) {
-                const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
-                pose = integrate_pose(pose, a, cfg.motion);
-                if (warped && c > 0) j.source_view.push_back(view_change(chunk_start, pose));
-                j.labels.push_back(action_label(a, cfg.motion));
-                j.camera.push_back(camera_vector(a, cfg.motion));
-                if (guidance != 1.f) {
-                    j.negative_labels.push_back(action_label(motion_guidance_negative(a), cfg.motion));
-                    j.negative_camera.push_back(camera_vector(motion_guidance_negative(a), cfg.motion));
-                }
-            }
-            j.guidance = guidance;
-            for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
-            j.write_slot = c;
-            j.given_frames = c == 0 ? ctx.data() : nullptr;
-            j.steps = 3;
-            j.cache = cs;
-            j.source_previous = cfg.source_previous || warped;
-            j.source_sigma = cfg.source_sigma;
+            const ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
             if (c == 2) {  // one raw forward with context, unclamped
                 const std::vector<float> x = randn(n, 0.7f);
                 std::vector<float> a(n), b(n);
@@ -801,16 +824,215 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
             ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
         }
-        double se = 0;
-        for (size_t i = 0; i < cpu_frames.size(); ++i)
-            se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
-        const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
+        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
         const std::string variant = std::string(positioned ? " absolute positions" : "") +
                                     (warped ? ", source turned and walked" : "");
         std::printf(
             "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
             cs.label().c_str(), guidance, variant.c_str(), psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
+    }
+}
+
+// ---- the autoencoder and latent models: CUDA against the CPU --------------------------------------------
+
+namespace {
+
+// config/model-tiny-latent.json, or its frame and widths scaled up to the design's: 256×256, widths
+// [32, 64, 128, 256], C 8, 8 groups, chunks of 4 frames.
+ModelConfig latent_config(bool full_size) {
+    ModelConfig c = load_model_config(source_path("config/model-tiny-latent.json"));
+    if (full_size) {
+        c.height = c.width = 256;
+        c.chunk_frames = 4;
+        c.autoencoder.latent_channels = 8;
+        c.autoencoder.channels = {32, 64, 128, 256};
+        c.autoencoder.groups = 8;
+    }
+    return c;
+}
+
+// Random weights whose norms and latent statistics are not the identity (a norm weight or a latent statistic
+// read in the wrong place shows).
+ModelWeights perturbed_autoencoder_weights(const ModelConfig& config, uint64_t seed) {
+    ModelWeights w = random_weights(config, seed);
+    for (auto& [name, t] : w.tensors) {
+        if (name.rfind(kAutoencoderPrefix, 0) != 0) continue;
+        const bool norm = name.find(".norm") != std::string::npos,
+                   scale = name.find(".weight") != std::string::npos;
+        if (norm || name.find("latent_mean") != std::string::npos) {
+            const std::vector<float> r = randn(t.data.size(), 0.2f);
+            for (size_t i = 0; i < r.size(); ++i) t.data[i] = (norm && scale ? 1.f : 0.f) + r[i];
+        }
+        if (name.find("latent_std") != std::string::npos)
+            for (float& v : t.data) v = std::exp(0.3f * randn(1)[0]);
+    }
+    return w;
+}
+
+std::vector<float> random_pixels(size_t n) {
+    std::vector<float> px = randn(n, 0.5f);
+    for (float& v : px) v = std::max(-1.f, std::min(1.f, v));
+    return px;
+}
+
+}  // namespace
+
+// The whole encoder and decoder (a chunk's frames as one batch) against CpuAutoencoder frame by frame, on the
+// tiny latent config and at the design's size (where the im2col runs in bands); the decoder must leave its
+// input alone (it is the next chunk's flow source).
+TEST(CudaAutoencoder, EncoderAndDecoderMatchCpu) {
+    REQUIRE_GPU();
+    for (const bool full_size : {false, true}) {
+        const ModelConfig cfg = latent_config(full_size);
+        const ModelWeights w = perturbed_autoencoder_weights(cfg, 17);
+        const int F = cfg.chunk_frames;
+        const size_t pixel_floats = static_cast<size_t>(cfg.height) * cfg.width * 3,
+                     grid = cfg.grid_floats_per_frame();
+        const std::vector<float> pixels = random_pixels(pixel_floats * F), z = randn(grid * F);
+        std::vector<float> ref_latents(grid * F), ref_pixels(pixel_floats * F);
+        CpuAutoencoder cpu_ae(cfg, w);
+        for (int f = 0; f < F; ++f) {
+            cpu_ae.encode(pixels.data() + f * pixel_floats, ref_latents.data() + f * grid);
+            cpu_ae.decode(z.data() + f * grid, ref_pixels.data() + f * pixel_floats);
+        }
+        cu::Stream stream;
+        cu::Gemm gemm;
+        gemm.bind(stream.get());
+        const cu::AutoencoderWeights weights(cfg, w);
+        cu::Autoencoder ae(weights, F, cfg.height, cfg.width, gemm, stream.get());
+        cu::DeviceBuffer d_pixels = upload(pixels), d_latents(grid * F * 4), d_z = upload(z),
+                         d_out(pixel_floats * F * 4);
+        ae.encode(d_pixels.as<float>(), d_latents.as<float>());
+        ae.decode(d_z.as<float>(), d_out.as<float>());
+        stream.synchronize();
+        const std::string what =
+            std::to_string(F) + "x" + std::to_string(cfg.height) + "x" + std::to_string(cfg.width);
+        std::printf("[memory] autoencoder %s: weights %.2f MB, session buffers %.1f MB\n", what.c_str(),
+                    weights.bytes() / 1e6, ae.device_bytes() / 1e6);
+        expect_close(download<float>(d_latents, ref_latents.size()), ref_latents, kBf16AutoencoderLatents,
+                     "encode " + what);
+        expect_close(download<float>(d_out, ref_pixels.size()), ref_pixels, kBf16AutoencoderPixels,
+                     "decode " + what);
+        EXPECT_EQ(download<float>(d_z, z.size()), z) << "the decoder's input is left untouched";
+    }
+}
+
+// Milliseconds to decode (and encode) one chunk of four 256×256 frames, printed for the record: the
+// autoencoder alone (launched as it is called, best and mean of 20 after a warm-up), and inside the engine
+// (a chunk's decode stage, replayed from its CUDA graph, with the 8-bit conversion and the readback).
+TEST(CudaAutoencoder, TimeDecode256) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = latent_config(true);
+    const ModelWeights w = random_weights(cfg, 3);
+    const int F = cfg.chunk_frames;
+    const size_t pixel_floats = static_cast<size_t>(cfg.height) * cfg.width * 3 * F;
+    cu::Stream stream;
+    cu::Gemm gemm;
+    gemm.bind(stream.get());
+    const cu::AutoencoderWeights weights(cfg, w);
+    cu::Autoencoder ae(weights, F, cfg.height, cfg.width, gemm, stream.get());
+    cu::DeviceBuffer d_pixels = upload(random_pixels(pixel_floats)),
+                     d_latents(cfg.grid_floats_per_frame() * F * 4), d_out(pixel_floats * 4);
+    auto time_ms = [&](auto&& fn, double& best, double& mean) {
+        fn();  // warm-up: cuBLAS's kernel choice, first launches
+        stream.synchronize();
+        best = 1e30, mean = 0;
+        for (int r = 0; r < 20; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            fn();
+            stream.synchronize();
+            const double ms =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            best = std::min(best, ms);
+            mean += ms / 20;
+        }
+    };
+    double decode_best = 0, decode_mean = 0, encode_best = 0, encode_mean = 0;
+    time_ms([&] { ae.decode(d_latents.as<float>(), d_out.as<float>()); }, decode_best, decode_mean);
+    time_ms([&] { ae.encode(d_pixels.as<float>(), d_latents.as<float>()); }, encode_best, encode_mean);
+    // In the engine: a given chunk (encode, cache pass, decode), then sampled chunks; decode_ms is the time
+    // between the cache pass's end and the frames' readback.
+    const auto model = make_model(cfg, w, BackendKind::Cuda);
+    auto sampler = make_sampler(*model);
+    const std::vector<float> ctx = random_pixels(pixel_floats);
+    CameraPose pose;
+    double engine_best = 1e30;
+    for (int c = 0; c < 6; ++c) {
+        ChunkJob j = rollout_job(cfg, c, pose, CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor},
+                                 1.f, false, ctx.data());
+        j.context_slots.clear();  // no context: the decode is what is timed
+        j.write_slot = 0;
+        ChunkOutput out;
+        sampler->run_chunk(j, &out);
+        ASSERT_EQ(out.frames_rgb8.size(), pixel_floats);
+        if (c >= 2) engine_best = std::min(engine_best, out.times.decode_ms);
+    }
+    std::printf(
+        "[timing] %s: decode of one chunk (4 frames 256x256, widths 32-256, C 8): best %.2f ms, mean %.2f ms "
+        "(encode: best %.2f ms, mean %.2f ms); in the engine (graph replay, 8-bit readback): %.2f ms\n",
+        cu::device_name().c_str(), decode_best, decode_mean, encode_best, encode_mean, engine_best);
+}
+
+// A latent model rolled out on both backends (as CudaBackend.ForwardAndRolloutMatchCpu does for pixel
+// models): a given start chunk encoded, then chunks sampled from the last frame as the flow source, plain or
+// warped to each frame's camera on the latent grid, with motion guidance and a quantized cache; the frames as
+// decoded must agree. The start chunk's latents (the encoder through encode_frames) are compared too, and the
+// last chunk is read from the device's RGBA frames (the interop path).
+TEST(CudaBackend, LatentRolloutMatchesCpu) {
+    REQUIRE_GPU();
+    ModelConfig cfg = latent_config(false);
+    cfg.warp_eye_height = 2.5f;
+    const ModelWeights w = perturbed_autoencoder_weights(cfg, 11);
+    const auto cpu_m = make_model(cfg, w, BackendKind::Cpu);
+    const auto gpu_m = make_model(cfg, w, BackendKind::Cuda);
+    struct Case {
+        CacheSettings cs;
+        float guidance;
+        bool warped;
+    };
+    for (const auto& [cs, guidance, warped] :
+         {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false},
+          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true}}) {
+        auto cpu_s = make_sampler(*cpu_m);
+        auto gpu_s = make_sampler(*gpu_m);
+        const size_t pixel_floats = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+        const std::vector<float> ctx = random_pixels(pixel_floats);
+        std::vector<uint8_t> cpu_frames, gpu_frames;
+        CameraPose pose;
+        for (int c = 0; c < 4; ++c) {
+            ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
+            j.read_float_frames = c == 0;
+            ChunkOutput oc, og;
+            cpu_s->run_chunk(j, &oc);
+            j.keep_device_frames = c == 3;
+            gpu_s->run_chunk(j, &og);
+            if (c == 0)
+                expect_close(og.frames, oc.frames, kBf16AutoencoderLatents,
+                             "start chunk encoded, " + cs.label());
+            std::vector<uint8_t> gpu_rgb = og.frames_rgb8;
+            if (j.keep_device_frames) {  // RGBA on the device -> RGB
+                ASSERT_NE(og.device_frames.rgba, nullptr);
+                EXPECT_EQ(og.device_frames.width, cfg.width);
+                EXPECT_EQ(og.device_frames.height, cfg.height);
+                std::vector<uint8_t> rgba(pixel_floats / 3 * 4);
+                cu::synchronize_device();
+                cu::copy_to_host(rgba.data(), og.device_frames.rgba, rgba.size());
+                gpu_rgb.clear();
+                for (size_t i = 0; i < rgba.size(); ++i)
+                    if (i % 4 != 3) gpu_rgb.push_back(rgba[i]);
+            }
+            ASSERT_EQ(gpu_rgb.size(), oc.frames_rgb8.size()) << "chunk " << c;
+            cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
+            gpu_frames.insert(gpu_frames.end(), gpu_rgb.begin(), gpu_rgb.end());
+        }
+        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
+        std::printf(
+            "[tolerance] tiny latent rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB "
+            "(limit 30 dB)\n",
+            cs.label().c_str(), guidance, warped ? ", source warped" : "", psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (warped ? " warped" : "");
     }
 }
 
