@@ -3,7 +3,8 @@
 // CPU reference). Each stage the engine's sampler runs is captured into a CUDA graph once per stage key and
 // replayed, so per chunk only the small things travel: the conditioning rows, the context's segment
 // descriptors, the cache-write targets, the seed and the view changes. Then the frames come back, or stay
-// on the device for CUDA-GL interop.
+// on the device for CUDA-GL interop. A latent model's frame buffers hold latents on its grid; the autoencoder
+// (cuda_autoencoder.h) encodes start contexts into them and decodes each finished chunk into pixels.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <memory>
 
 #include "common.cuh"
+#include "cuda_autoencoder.h"
 #include "cuda_ops.h"
 #include "kvworld/backend/backend.h"
 #include "offset_allocator.h"
@@ -196,7 +198,7 @@ class CudaBackendSession final : public BackendSession {
     void set_source_views(const std::vector<ViewChange>& views) override;
     void upload_frames(Frames dst, const float* host) override;
     void download_frames(Frames src, float* host) override;
-    void encode_frames(Frames dst, const float* host_pixels) override { upload_frames(dst, host_pixels); }
+    void encode_frames(Frames dst, const float* host_pixels) override;
     void reserve_cache(double budget_bytes, const CacheSettings& cache) override;
 
     void run_stage(const std::string& key, const std::function<void()>& body) override;
@@ -227,11 +229,7 @@ class CudaBackendSession final : public BackendSession {
     void mix_noise(Frames src, Frames noise, float tau, Frames dst) override {
         cu::mix_noise(frames(src), frames(noise), tau, frames(dst), frame_floats_, stream_.get());
     }
-    void decode(Frames src, bool keep_on_device) override {
-        cu::frames_to_8bit(frames(src), frame_floats_ / 3, keep_on_device ? rgba_.as<uint8_t>() : nullptr,
-                           keep_on_device ? nullptr : rgb_.as<uint8_t>(), stream_.get());
-        decoded_ = keep_on_device ? Decoded::Device : Decoded::Host;
-    }
+    void decode(Frames src, bool keep_on_device) override;
     ChunkReadback finish(int rows) override;
 
     void free_slot(int slot) override;
@@ -246,6 +244,8 @@ class CudaBackendSession final : public BackendSession {
   private:
     cudaStream_t stream() const { return cu::as_stream(stream_.get()); }
     float* frames(Frames f) const { return frame_buffers_[static_cast<size_t>(f)].as<float>(); }
+    // A chunk's pixels from the host ([F x H x W x 3]) into pixels_, through the pinned staging buffer.
+    void upload_pixels(const float* host);
     DeviceSlot& allocate_slot(int id, const TensorFormat& k, const TensorFormat& v);
     const float* modulation(int row) const {
         const ModelConfig& c = config();
@@ -258,11 +258,16 @@ class CudaBackendSession final : public BackendSession {
     cu::Gemm gemm_;
     std::map<int, DeviceSlot> slots_;
     CachePool pool_;
-    size_t frame_floats_ = 0;
+    size_t frame_floats_ = 0;  // a frame buffer: [F, grid_height, grid_width, grid_channels]
+    size_t pixel_count_ = 0;   // a chunk's pixels: F·H·W
     int max_rows_ =
         0;          // conditioning rows: sampling steps + the cache pass + motion guidance's negative steps
     int rows_ = 0;  // set this chunk
     std::array<cu::DeviceBuffer, kFrameBuffers> frame_buffers_;
+    // Latent models: the autoencoder's session buffers, and a chunk's pixels [F, H, W, 3] fp32 (encoded from,
+    // decoded into).
+    std::unique_ptr<cu::Autoencoder> autoencoder_;
+    cu::DeviceBuffer pixels_;
     // Activations: patch tokens, residual stream X [N x D] fp32, normed H, QKV, attention out A (bf16), Y
     // fp32, MLP hidden M (bf16).
     cu::DeviceBuffer tokens_, X_, H_, QKV_, A_, Y_, M_, mod_, fmod_, rgba_, rgb_, pc_, split_ws_;
@@ -284,10 +289,7 @@ class CudaBackendModel final : public BackendModel {
         const ModelWeights& w = spec.weights;
         if (c.head_dim != 64 && c.head_dim != 128)
             throw Error("the CUDA backend supports head_dim 64 and 128");
-        if (c.autoencoder.enabled())
-            throw Error(c.name +
-                        ": the CUDA backend does not run latent models (an \"autoencoder\") yet; "
-                        "use the CPU backend");
+        if (c.autoencoder.enabled()) autoencoder = std::make_unique<cu::AutoencoderWeights>(c, w);
         patch_w = upload_bf16(w.at("patch_embed.weight").data, keep);
         if (c.absolute_position) {
             // The patch bias and the position embedding as one per-frame table [tokens_per_frame, D]: one
@@ -323,6 +325,7 @@ class CudaBackendModel final : public BackendModel {
             rope_pairs[a] = spec.rope.pairs[static_cast<size_t>(a)];
         }
         for (const auto& b : keep) device_bytes += b.bytes();
+        if (autoencoder) device_bytes += autoencoder->bytes();
     }
     std::unique_ptr<BackendSession> create_session() override {
         return std::make_unique<CudaBackendSession>(*this);
@@ -335,6 +338,7 @@ class CudaBackendModel final : public BackendModel {
     float *patch_b = nullptr,
           *final_b = nullptr;  // patch_b: [D], or [tokens_per_frame, D] with absolute_position
     std::vector<LayerWeights> layers;
+    std::unique_ptr<cu::AutoencoderWeights> autoencoder;  // latent models
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
     int rope_pairs[3] = {};
@@ -348,7 +352,8 @@ const ModelConfig& CudaBackendSession::config() const {
 CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     const ModelConfig& c = m.config;
     const size_t N = c.tokens_per_chunk(), D = c.hidden, P = c.patch_dim();
-    frame_floats_ = static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3;
+    frame_floats_ = static_cast<size_t>(c.chunk_frames) * c.grid_floats_per_frame();
+    pixel_count_ = static_cast<size_t>(c.chunk_frames) * c.height * c.width;
     max_rows_ = 129;  // up to 64 sampling steps + the cache pass + 64 negative steps (motion guidance)
     for (auto& f : frame_buffers_) f = cu::DeviceBuffer(frame_floats_ * 4);
     tokens_ = cu::DeviceBuffer(N * P * 2);
@@ -362,10 +367,11 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     fmod_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.chunk_frames * 2 * D * 4);
     h_mod_ = cu::PinnedBuffer(mod_.bytes());
     h_fmod_ = cu::PinnedBuffer(fmod_.bytes());
-    rgba_ = cu::DeviceBuffer(frame_floats_ / 3 * 4);
-    rgb_ = cu::DeviceBuffer(frame_floats_);
-    h_rgb_ = cu::PinnedBuffer(frame_floats_);
-    h_frames_ = cu::PinnedBuffer(frame_floats_ * 4);
+    rgba_ = cu::DeviceBuffer(pixel_count_ * 4);
+    rgb_ = cu::DeviceBuffer(pixel_count_ * 3);
+    h_rgb_ = cu::PinnedBuffer(pixel_count_ * 3);
+    // Staging for frame buffers and for a chunk's pixels (encode_frames).
+    h_frames_ = cu::PinnedBuffer(std::max(frame_floats_, pixel_count_ * 3) * 4);
     q_tiles_ = cu::attention_query_tiles(static_cast<int>(N));
     pc_ = cu::DeviceBuffer(static_cast<size_t>(max_rows_) * c.depth * c.heads * q_tiles_ * 4);
     h_pc_ = cu::PinnedBuffer(pc_.bytes());
@@ -389,6 +395,11 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
         cu::DeviceBuffer(static_cast<size_t>(c.chunk_frames) * cu::kViewChangeFloats * sizeof(float));
     h_warp_views_ = cu::PinnedBuffer(warp_views_.bytes());
     gemm_.bind(stream_.get());
+    if (m.autoencoder) {
+        autoencoder_ = std::make_unique<cu::Autoencoder>(*m.autoencoder, c.chunk_frames, c.height, c.width,
+                                                         gemm_, stream_.get());
+        pixels_ = cu::DeviceBuffer(pixel_count_ * 3 * sizeof(float));
+    }
     cu::attention_init();  // kernel attributes must be set outside graph capture
 }
 
@@ -480,6 +491,19 @@ void CudaBackendSession::upload_frames(Frames dst, const float* host) {
         cudaMemcpyAsync(frames(dst), h_frames_.get(), frame_floats_ * 4, cudaMemcpyHostToDevice, stream()));
 }
 
+void CudaBackendSession::upload_pixels(const float* host) {
+    CUDA_CHECK(cudaStreamSynchronize(stream()));  // the previous upload may still read the staging buffer
+    std::memcpy(h_frames_.as<float>(), host, pixel_count_ * 3 * 4);
+    CUDA_CHECK(cudaMemcpyAsync(pixels_.get(), h_frames_.get(), pixel_count_ * 3 * 4, cudaMemcpyHostToDevice,
+                               stream()));
+}
+
+void CudaBackendSession::encode_frames(Frames dst, const float* host_pixels) {
+    if (!autoencoder_) return upload_frames(dst, host_pixels);
+    upload_pixels(host_pixels);
+    autoencoder_->encode(pixels_.as<float>(), frames(dst));
+}
+
 void CudaBackendSession::download_frames(Frames src, float* host) {
     CUDA_CHECK(
         cudaMemcpyAsync(h_frames_.get(), frames(src), frame_floats_ * 4, cudaMemcpyDeviceToHost, stream()));
@@ -517,8 +541,9 @@ void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource sourc
     const ModelConfig& c = config();
     const float* previous = frames(Frames::Prediction);
     if (source == FlowSource::Warped)
-        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.width,
-                               c.height, c.motion.hfov_deg, c.warp_eye_height, sigma, stream_.get());
+        cu::source_init_warped(frames(x), previous, warp_views_.as<float>(), c.chunk_frames, c.grid_width(),
+                               c.grid_height(), c.grid_channels(), c.motion.hfov_deg, c.warp_eye_height,
+                               sigma, stream_.get());
     else
         cu::flow_source(frames(x), source == FlowSource::Last ? previous : nullptr,
                         frame_floats_ / c.chunk_frames, c.chunk_frames, sigma, stream_.get());
@@ -527,7 +552,8 @@ void CudaBackendSession::add_flow_source(Frames x, float sigma, FlowSource sourc
 void CudaBackendSession::embed(Frames in) {
     const ModelConfig& c = config();
     const int N = c.tokens_per_chunk(), D = c.hidden, F = c.chunk_frames, tpf = c.tokens_per_frame();
-    cu::patchify_bf16(frames(in), F, c.height, c.width, c.patch, tokens_.as<uint16_t>(), stream_.get());
+    cu::patchify_bf16(frames(in), F, c.grid_height(), c.grid_width(), c.patch, c.grid_channels(),
+                      tokens_.as<uint16_t>(), stream_.get());
     gemm_.run_f32_out(tokens_.as<uint16_t>(), m_.patch_w, X_.as<float>(), N, c.patch_dim(), D);
     if (c.absolute_position)  // every frame: + bias + pos_embed
         cu::add_bias_f32(X_.as<float>(), m_.patch_b, F, tpf * D, stream_.get());
@@ -622,8 +648,31 @@ void CudaBackendSession::output_head(int row, Frames out) {
     cu::layernorm_modulate_bf16(X_.as<float>(), N, D, c.tokens_per_frame(), fmod, fmod + D, 2 * D, nullptr,
                                 nullptr, c.norm_eps, H_.as<uint16_t>(), stream_.get());
     gemm_.run_f32_out(H_.as<uint16_t>(), m_.final_w, Y_.as<float>(), N, D, c.patch_dim());
-    cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.height, c.width, c.patch, frames(out),
-                        stream_.get());
+    cu::unpatchify_bias(Y_.as<float>(), m_.final_b, c.chunk_frames, c.grid_height(), c.grid_width(), c.patch,
+                        c.grid_channels(), frames(out), stream_.get());
+}
+
+// Pixel models: the frames as they are; latent models: decoded into pixels_ first. Outside a stage the work
+// is captured into a graph of its own once per (source, destination) and replayed: the decoder is some
+// hundred launches.
+void CudaBackendSession::decode(Frames src, bool keep_on_device) {
+    auto body = [this, src, keep_on_device] {
+        const float* pixels = frames(src);
+        if (autoencoder_) {
+            autoencoder_->decode(frames(src), pixels_.as<float>());
+            pixels = pixels_.as<float>();
+        }
+        cu::frames_to_8bit(pixels, pixel_count_, keep_on_device ? rgba_.as<uint8_t>() : nullptr,
+                           keep_on_device ? nullptr : rgb_.as<uint8_t>(), stream_.get());
+    };
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream(), &capturing));
+    if (autoencoder_ && capturing == cudaStreamCaptureStatusNone)
+        run_stage("decode|" + std::to_string(static_cast<int>(src)) + (keep_on_device ? "|device" : "|host"),
+                  body);
+    else
+        body();
+    decoded_ = keep_on_device ? Decoded::Device : Decoded::Host;
 }
 
 ChunkReadback CudaBackendSession::finish(int rows) {
@@ -632,13 +681,14 @@ ChunkReadback CudaBackendSession::finish(int rows) {
     ChunkReadback r;
     if (decoded_ == Decoded::Host)
         CUDA_CHECK(
-            cudaMemcpyAsync(h_rgb_.get(), rgb_.get(), frame_floats_, cudaMemcpyDeviceToHost, stream()));
+            cudaMemcpyAsync(h_rgb_.get(), rgb_.get(), pixel_count_ * 3, cudaMemcpyDeviceToHost, stream()));
     const size_t per_row = static_cast<size_t>(c.depth) * c.heads * q_tiles_;
     CUDA_CHECK(cudaMemcpyAsync(h_pc_.get(), pc_.get(), static_cast<size_t>(rows) * per_row * 4,
                                cudaMemcpyDeviceToHost, stream()));
     mark(StageMark::Done);
     CUDA_CHECK(cudaEventSynchronize(marks_[static_cast<size_t>(StageMark::Done)].get()));
-    if (decoded_ == Decoded::Host) r.rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + frame_floats_);
+    if (decoded_ == Decoded::Host)
+        r.rgb8.assign(h_rgb_.as<uint8_t>(), h_rgb_.as<uint8_t>() + pixel_count_ * 3);
     if (decoded_ == Decoded::Device)
         r.device_frames = DeviceFrames{rgba_.get(), c.chunk_frames, c.width, c.height, stream_.get()};
     // P_S of a row and layer: the kernel's partial sums over heads and query tiles, / (heads * tokens).

@@ -81,8 +81,11 @@ MemoryInfo memory_info();
 std::string device_name();
 
 // ---- element-wise ops (elementwise.cu) -----------------------------------------------------------------
-// Shapes as in cpu/ops.h. bf16 tensors are uint16_t bit patterns on the device.
-void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream);
+// Shapes as in cpu/ops.h. bf16 tensors are uint16_t bit patterns on the device. Frames are the model's grid:
+// [F, h, w, channels] (pixels: 3 channels; latents: the autoencoder's).
+// tokens [F·(h/p)·(w/p), channels·p²] (patch vectors in (py, px, channel) order) = patches of frames.
+void patchify_bf16(const float* frames, int f, int h, int w, int p, int channels, uint16_t* tokens,
+                   void* stream);
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream);  // x[n, :] += bias
 // out = LN(x) * (1 + scale[f] + scale_off) + shift[f] + shift_off, bf16 out. mod rows have stride mod_stride;
 // offsets (per-layer mod_offset rows) may be null.
@@ -97,9 +100,9 @@ void gated_residual(float* x, const float* y, const float* bias, const float* ga
                     int gate_stride, int n, int dim, int tokens_per_frame, void* stream);
 // y = gelu_tanh(y + bias), bf16 in place
 void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream);
-// frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias): the output head's x0 prediction.
-void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames,
-                     void* stream);
+// frames [F, h, w, channels] = unpatchify(y [N x channels·p^2] + bias): the output head's x0 prediction.
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, int channels,
+                     float* frames, void* stream);
 
 // ---- the sampler's element-wise ops (sampling.cu; arithmetic in kvworld/backend/sampling.h)
 // ------------------- out[i] = normal_noise(seed, chunk, step, domain, i), bit-identical to the CPU.
@@ -119,13 +122,15 @@ void mix_noise(const float* x, const float* noise, float tau, float* out, size_t
 // [-1, 1] frames -> RGBA8 (alpha 255) and/or RGB8 (either may be null)
 void frames_to_8bit(const float* x, size_t pixels, uint8_t* rgba, uint8_t* rgb, void* stream);
 
-// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h)
-// -------------------------------- views: device [frames, kViewChangeFloats] = the ViewChange of each frame
-// (yaw_deg, pitch_from_deg, pitch_to_deg, forward, right). x = sigma * x + the last frame of `previous`
-// sampled at each pixel's source position.
+// ---- the warped flow source (source_warp.cu; formula in kvworld/backend/warp.h) --------------------------
+// views: device [frames, kViewChangeFloats] = the ViewChange of each frame (yaw_deg, pitch_from_deg,
+// pitch_to_deg, forward, right). x [frames, height, width, channels] = sigma * x + the last frame of
+// `previous` sampled at each cell's source position (a latent grid is warped like a smaller frame with the
+// same view).
 inline constexpr int kViewChangeFloats = 5;
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
-                        int height, float hfov_deg, float eye_height, float sigma, void* stream);
+                        int height, int channels, float hfov_deg, float eye_height, float sigma,
+                        void* stream);
 
 // ---- GEMM (gemm.cu): y[n x out] = x[n x in] · W[out x in]^T, bf16 operands, fp32 accumulation -------
 class Gemm {
@@ -135,13 +140,76 @@ class Gemm {
     Gemm(const Gemm&) = delete;
     Gemm& operator=(const Gemm&) = delete;
     void bind(void* stream);
-    void run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out);
+    // accumulate: y += x · W^T (a residual connection) instead of y = x · W^T.
+    void run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out,
+                     bool accumulate = false);
     void run_bf16_out(const uint16_t* x, const uint16_t* w, uint16_t* y, int n, int in, int out);
 
   private:
     void* handle_ = nullptr;
     DeviceBuffer workspace_;
 };
+
+// ---- the autoencoder's convolutions (conv.cu; CPU references in engine/src/cpu/conv_ops.h) ---------------
+// Activations are fp32, channels last: [frames, h, w, c]. A 3×3 convolution (padding 1, PyTorch's Conv2d)
+// gathers its windows into a bf16 workspace (im2col, in bands of output rows that fit it) and multiplies them
+// with the packed weights on cuBLAS (bf16 operands, fp32 accumulation). On the way in it may apply a
+// GroupNorm
+// (+ SiLU) to each value and repeat each cell 2×2 (nearest upsampling).
+
+// A GroupNorm as a per-channel affine: value -> (value − mean)·scale + bias, then SiLU when `silu`.
+struct ChannelNorm {
+    const float* mean_scale = nullptr;  // [frames, c, 2]: the channel's group mean, weight/sqrt(var + eps)
+    const float* bias = nullptr;        // [c]
+    bool silu = false;
+};
+enum class Resample {
+    None,   // stride 1: [h, w] -> [h, w]
+    Down2,  // stride 2: [h, w] -> [ceil(h/2), ceil(w/2)]
+    Up2,    // nearest 2× first, then stride 1: [h, w] -> [2h, 2w]
+};
+struct ConvInput {
+    const float* x = nullptr;  // [frames, h, w, cin]
+    int frames = 0, h = 0, w = 0;
+    Resample resample = Resample::None;
+    ChannelNorm norm;  // applied to every value of x first; mean_scale null: x as it is
+};
+struct ConvWeights {
+    const uint16_t* packed = nullptr;  // [cout, conv3x3_columns(cin)] bf16 (pack_conv3x3_weight)
+    const float* bias = nullptr;       // [cout], or null
+    int cin = 0, cout = 0;
+};
+// A window's columns in the im2col matrix and in a packed weight row: 9·cin in (ky, kx, ci) order, padded
+// with zeros to a multiple of 8 (16-byte rows for the tensor cores).
+int conv3x3_columns(int cin);
+int conv3x3_output_size(int size, Resample resample);
+// weight [cout, cin, 3, 3] fp32 (PyTorch's layout) -> [cout, conv3x3_columns(cin)] bf16 bits.
+std::vector<uint16_t> pack_conv3x3_weight(const float* weight, int cin, int cout);
+// im2col elements of one output row of `in`, and of the whole output (every frame): a workspace between the
+// two runs the convolution in bands.
+size_t conv3x3_row_elements(const ConvInput& in, int cin);
+size_t conv3x3_all_elements(const ConvInput& in, int cin);
+// out [frames, oh, ow, cout] = conv3x3(norm(resample(x))) + bias, or += with `accumulate` (a residual
+// connection). cols: a bf16 workspace of cols_elements (at least conv3x3_row_elements). gemm must be bound to
+// `stream`. out must not overlap x.
+void conv3x3(const ConvInput& in, const ConvWeights& w, float* out, bool accumulate, uint16_t* cols,
+             size_t cols_elements, Gemm& gemm, void* stream);
+
+// GroupNorm's statistics of x [frames, h, w, c] in `groups` groups of consecutive channels (PyTorch: biased
+// variance), sums in double: mean_scale [frames, c, 2] for a ChannelNorm with the norm's weight folded in.
+// workspace: group_norm_workspace_bytes.
+size_t group_norm_workspace_bytes(int frames, int h, int w, int c);
+void group_norm_statistics(const float* x, int frames, int h, int w, int c, int groups, const float* weight,
+                           float eps, void* workspace, float* mean_scale, void* stream);
+// out = norm(x) for x [frames, h, w, c]; out may equal x.
+void apply_channel_norm(const float* x, int frames, int h, int w, int c, const ChannelNorm& norm, float* out,
+                        void* stream);
+// The latent statistics, per channel of [cells, c]: z = (x − mean) / std, and back x = z·std + mean. out may
+// equal the input.
+void normalise_latents(const float* x, size_t cells, int c, const float* mean, const float* std, float* out,
+                       void* stream);
+void denormalise_latents(const float* z, size_t cells, int c, const float* mean, const float* std, float* out,
+                         void* stream);
 
 // ---- cache write (quantize_cache.cu) -------------------------------------------------------------------
 // Where one tensor of one segment lives on the device (same byte layout as PackedTensor).

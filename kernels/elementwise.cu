@@ -6,18 +6,19 @@ namespace kvw::cuda {
 
 namespace {
 
-__global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p,
+// frames [nf, h, w, channels] -> tokens [nf·(h/p)·(w/p), channels·p²], patch vectors in (py, px, ch) order.
+__global__ void patchify_kernel(const float* __restrict__ frames, int nf, int h, int w, int p, int channels,
                                 uint16_t* __restrict__ tokens) {
-    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+    const int hp = h / p, wp = w / p, pd = channels * p * p;
     const size_t total = static_cast<size_t>(nf) * hp * wp * pd;
     KVW_GRID_STRIDE(i, total) {
         const int e = static_cast<int>(i % pd);
         const size_t tok = i / pd;
         const int c = static_cast<int>(tok % wp), r = static_cast<int>((tok / wp) % hp),
                   f = static_cast<int>(tok / (static_cast<size_t>(wp) * hp));
-        const int ch = e % 3, px = (e / 3) % p, py = e / (3 * p);
+        const int ch = e % channels, px = (e / channels) % p, py = e / (channels * p);
         tokens[i] =
-            f32_to_bf16(frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * 3 + ch]);
+            f32_to_bf16(frames[((static_cast<size_t>(f) * h + r * p + py) * w + c * p + px) * channels + ch]);
     }
 }
 
@@ -110,28 +111,30 @@ __global__ void bias_gelu_kernel(uint16_t* y, const float* __restrict__ bias, si
     }
 }
 
-// frames [F, H, W, 3] = unpatchify(y [N x 3p^2] + bias [3p^2]): the output head's x0 prediction.
+// frames [F, h, w, channels] = unpatchify(y [N x channels·p^2] + bias [channels·p^2]): the output head's x0
+// prediction.
 __global__ void unpatchify_bias_kernel(const float* __restrict__ y, const float* __restrict__ bias, int nf,
-                                       int h, int w, int p, float* __restrict__ frames) {
-    const size_t total = static_cast<size_t>(nf) * h * w * 3;
-    const int hp = h / p, wp = w / p, pd = 3 * p * p;
+                                       int h, int w, int p, int channels, float* __restrict__ frames) {
+    const size_t total = static_cast<size_t>(nf) * h * w * channels;
+    const int hp = h / p, wp = w / p, pd = channels * p * p;
     KVW_GRID_STRIDE(i, total) {
-        const int ch = static_cast<int>(i % 3);
-        const size_t pix = i / 3;
+        const int ch = static_cast<int>(i % channels);
+        const size_t pix = i / channels;
         const int xx = static_cast<int>(pix % w), yy = static_cast<int>((pix / w) % h),
                   f = static_cast<int>(pix / (static_cast<size_t>(w) * h));
         const size_t tok = static_cast<size_t>(f) * hp * wp + (yy / p) * wp + (xx / p);
-        const int e = ((yy % p) * p + (xx % p)) * 3 + ch;
+        const int e = ((yy % p) * p + (xx % p)) * channels + ch;
         frames[i] = y[tok * pd + e] + bias[e];
     }
 }
 
 }  // namespace
 
-void patchify_bf16(const float* frames, int f, int h, int w, int p, uint16_t* tokens, void* stream) {
-    const size_t total = static_cast<size_t>(f) * h * w * 3;
-    patchify_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(frames, f, h, w,
-                                                                                              p, tokens);
+void patchify_bf16(const float* frames, int f, int h, int w, int p, int channels, uint16_t* tokens,
+                   void* stream) {
+    const size_t total = static_cast<size_t>(f) * h * w * channels;
+    patchify_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(
+        frames, f, h, w, p, channels, tokens);
     CUDA_CHECK_LAUNCH("patchify");
 }
 void add_bias_f32(float* x, const float* bias, int n, int dim, void* stream) {
@@ -169,11 +172,11 @@ void bias_gelu_bf16(uint16_t* y, const float* bias, int n, int dim, void* stream
                                                                                                dim);
     CUDA_CHECK_LAUNCH("bias_gelu");
 }
-void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, float* frames,
-                     void* stream) {
-    const size_t total = static_cast<size_t>(f) * h * w * 3;
+void unpatchify_bias(const float* y, const float* bias, int f, int h, int w, int p, int channels,
+                     float* frames, void* stream) {
+    const size_t total = static_cast<size_t>(f) * h * w * channels;
     unpatchify_bias_kernel<<<elementwise_blocks(total), kElementwiseThreads, 0, as_stream(stream)>>>(
-        y, bias, f, h, w, p, frames);
+        y, bias, f, h, w, p, channels, frames);
     CUDA_CHECK_LAUNCH("unpatchify_bias");
 }
 

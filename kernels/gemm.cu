@@ -21,6 +21,14 @@ constexpr size_t kWorkspaceBytes = 32u
 cublasHandle_t H(void* h) {
     return static_cast<cublasHandle_t>(h);
 }
+// y [n x out] (of y_type) = x [n x in] · w [out x in]^T + beta · y
+void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, void* y, cudaDataType_t y_type, int n,
+               int in, int out, float beta) {
+    const float alpha = 1.f;
+    CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x,
+                              CUDA_R_16BF, in, &beta, y, y_type, out, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
 }  // namespace
 
 Gemm::Gemm() : workspace_(kWorkspaceBytes) {
@@ -39,18 +47,13 @@ void Gemm::bind(void* stream) {
     CUBLAS_CHECK(cublasSetWorkspace(H(handle_), workspace_.get(), workspace_.bytes()));
 }
 
-void Gemm::run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out) {
-    const float alpha = 1.f, beta = 0.f;
-    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x,
-                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+void Gemm::run_f32_out(const uint16_t* x, const uint16_t* w, float* y, int n, int in, int out,
+                       bool accumulate) {
+    gemm_bf16(H(handle_), x, w, y, CUDA_R_32F, n, in, out, accumulate ? 1.f : 0.f);
 }
 
 void Gemm::run_bf16_out(const uint16_t* x, const uint16_t* w, uint16_t* y, int n, int in, int out) {
-    const float alpha = 1.f, beta = 0.f;
-    CUBLAS_CHECK(cublasGemmEx(H(handle_), CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x,
-                              CUDA_R_16BF, in, &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+    gemm_bf16(H(handle_), x, w, y, CUDA_R_16BF, n, in, out, 0.f);
 }
 
 }  // namespace kvw::cuda

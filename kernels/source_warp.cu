@@ -24,28 +24,31 @@ __device__ void source_position_at(const float* __restrict__ views, size_t i, in
                          static_cast<int>(p / w), w, sx, sy);
 }
 
-// x [frames, h, w, 3] = sigma * x (unit noise) + last [h, w, 3] sampled bilinearly at each pixel's source
-// position, the border repeated outside the source (as warp_frame on the CPU).
+// x [frames, h, w, channels] = sigma * x (unit noise) + last [h, w, channels] sampled bilinearly at each
+// cell's source position, the border repeated outside the source (as warp_frame on the CPU).
 __global__ void source_warp_kernel(float* x, const float* __restrict__ last, const float* __restrict__ views,
-                                   int frames, int w, int h, float hfov_deg, float eye_height, float sigma) {
+                                   int frames, int w, int h, int channels, float hfov_deg, float eye_height,
+                                   float sigma) {
     const size_t n = static_cast<size_t>(frames) * w * h;
     KVW_GRID_STRIDE(i, n) {
         float sx, sy;
         source_position_at(views, i, w, h, hfov_deg, eye_height, &sx, &sy);
-        for (int ch = 0; ch < 3; ++ch)
-            x[i * 3 + ch] = flow_source_start(x[i * 3 + ch], sigma, warp_sample(last, w, h, 3, sx, sy, ch));
+        float* cell = x + i * channels;
+        for (int ch = 0; ch < channels; ++ch)
+            cell[ch] = flow_source_start(cell[ch], sigma, warp_sample(last, w, h, channels, sx, sy, ch));
     }
 }
 
 }  // namespace
 
 void source_init_warped(float* x, const float* previous, const float* views, int frames, int width,
-                        int height, float hfov_deg, float eye_height, float sigma, void* stream) {
-    const size_t frame_floats = static_cast<size_t>(width) * height * 3;
+                        int height, int channels, float hfov_deg, float eye_height, float sigma,
+                        void* stream) {
+    const size_t frame_floats = static_cast<size_t>(width) * height * channels;
     source_warp_kernel<<<elementwise_blocks(static_cast<size_t>(frames) * width * height),
                          kElementwiseThreads, 0, as_stream(stream)>>>(
-        x, previous + frame_floats * static_cast<size_t>(frames - 1), views, frames, width, height, hfov_deg,
-        eye_height, sigma);
+        x, previous + frame_floats * static_cast<size_t>(frames - 1), views, frames, width, height, channels,
+        hfov_deg, eye_height, sigma);
     CUDA_CHECK_LAUNCH("source_init_warped");
 }
 

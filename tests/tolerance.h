@@ -42,6 +42,27 @@ inline constexpr Tolerance kGroupNormFp32{1e-5, 4e-6, "fp32 (x - mean) with the 
 // layers in double: rounding only, carried through the layers.
 inline constexpr Tolerance kFp32Autoencoder{1e-5, 5e-6, "fp32 encoder/decoder vs the same layers in double"};
 
+// The autoencoder on the CUDA backend (kernels/conv.cu) against the fp32 CPU reference. A convolution rounds
+// its inputs and weights to bf16 (8 significant bits: a relative error of up to 2^-9 each) and sums the
+// products in fp32: over K = 9·cin terms the rounding errors add up like sqrt(K)·2^-9·|x||w| while the output
+// grows like sqrt(K)·|x||w|, so every output keeps an error near 2^-9 ≈ 2e-3 of the output's scale (the
+// tests' inputs and outputs are of unit scale; the maximum is the tail over 10^4 to 10^5 outputs).
+inline constexpr Tolerance kBf16Conv{3e-2, 6e-3, "bf16 inputs and weights, fp32 accumulation"};
+// The same convolution on inputs and weights that are bf16 numbers already: the products are exact, only the
+// order of the fp32 sums differs (tensor-core tiles against OpenBLAS), as in the GEMM test.
+inline constexpr Tolerance kBf16OperandsFp32Sums{1e-3, 2e-5,
+                                                 "bf16 operands exact, fp32 sums in another order"};
+// GroupNorm on the device: statistics in double like the CPU's, applied in fp32 with contracted multiply-adds
+// and the device's expf; the group mean is rounded to float on both sides, so the bound is kGroupNormFp32's
+// (|mean|·2⁻²⁴/std, with inputs 30 to 50 from zero at std 0.5) plus a few ulps of the output.
+inline constexpr Tolerance kGroupNormDevice{2e-5, 5e-6, "fp32 apply, statistics in double on both sides"};
+// The whole encoder or decoder: kBf16Conv's error at each of its 20-odd convolutions, carried through the
+// residual stream and rescaled by the GroupNorms, on latents and pixels of unit scale. An emulation of the
+// kernels on the CPU (the same bf16 rounding, fp32 sums) measured rel_l2 0.006 to 0.009 (encoder) and 0.008
+// to 0.013 (decoder), max_abs 0.013 to 0.033 over eight draws: the bounds leave about twice that.
+inline constexpr Tolerance kBf16AutoencoderLatents{6e-2, 2e-2, "bf16 convolutions through the encoder"};
+inline constexpr Tolerance kBf16AutoencoderPixels{8e-2, 2.5e-2, "bf16 convolutions through the decoder"};
+
 struct ErrorStats {
     double max_abs = 0, rel_l2 = 0;
     size_t worst = 0;

@@ -10,36 +10,6 @@ namespace kvw {
 
 using Kind = AutoencoderLayer::Kind;
 
-std::vector<AutoencoderLayer> autoencoder_encoder_layers(const AutoencoderConfig& a) {
-    const std::array<int, 4>& c = a.channels;
-    std::vector<AutoencoderLayer> layers = {{Kind::Conv, "encoder.conv_in", 3, c[0]}};
-    for (int r = 0; r < 3; ++r) {  // resolution 1/2^r: res(c_r), then down to 1/2^(r+1) at c_(r+1)
-        const std::string level = std::to_string(r);
-        layers.push_back({Kind::Residual, "encoder.res" + level, c[r], c[r]});
-        layers.push_back({Kind::Down, "encoder.down" + level, c[r], c[r + 1]});
-    }
-    layers.push_back({Kind::Residual, "encoder.res3a", c[3], c[3]});
-    layers.push_back({Kind::Residual, "encoder.res3b", c[3], c[3]});
-    layers.push_back({Kind::NormSilu, "encoder.norm_out", c[3], c[3]});
-    layers.push_back({Kind::Conv, "encoder.conv_out", c[3], a.latent_channels});
-    return layers;
-}
-
-std::vector<AutoencoderLayer> autoencoder_decoder_layers(const AutoencoderConfig& a) {
-    const std::array<int, 4>& c = a.channels;
-    std::vector<AutoencoderLayer> layers = {{Kind::Conv, "decoder.conv_in", a.latent_channels, c[3]},
-                                            {Kind::Residual, "decoder.res3a", c[3], c[3]},
-                                            {Kind::Residual, "decoder.res3b", c[3], c[3]}};
-    for (int r = 2; r >= 0; --r) {  // up from 1/2^(r+1) to 1/2^r at c_r, then res(c_r)
-        const std::string level = std::to_string(r);
-        layers.push_back({Kind::Up, "decoder.up" + level, c[r + 1], c[r]});
-        layers.push_back({Kind::Residual, "decoder.res" + level, c[r], c[r]});
-    }
-    layers.push_back({Kind::NormSilu, "decoder.norm_out", c[0], c[0]});
-    layers.push_back({Kind::Conv, "decoder.conv_out", c[0], 3});
-    return layers;
-}
-
 std::vector<TensorSpec> autoencoder_tensors(const AutoencoderConfig& a) {
     std::vector<TensorSpec> specs;
     auto conv = [&](const std::string& name, int64_t in, int64_t out) {

@@ -1,40 +1,18 @@
 // The latent model's autoencoder on the CPU (docs/design.md "The latent space"): frames [H, W, 3] in [-1, 1]
-// to normalised latents [H/8, W/8, C] and back, HWC fp32, one frame at a time. The layer list below is the
-// one definition of the architecture: the tensors the loader expects and the forward both follow it.
+// to normalised latents [H/8, W/8, C] and back, HWC fp32, one frame at a time. The layer lists
+// (kvworld/backend/autoencoder_layers.h, shared with the CUDA backend) are the one definition of the
+// architecture: the tensors the loader expects and the forward both follow them.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "kvworld/backend/autoencoder_layers.h"
 #include "kvworld/backend/model_weights.h"
 #include "kvworld/config.h"
 #include "weights.h"
 
 namespace kvw {
-
-// The prefix of every autoencoder tensor name.
-inline constexpr const char* kAutoencoderPrefix = "autoencoder.";
-// GroupNorm's eps in every norm of the autoencoder (fixed by the design, unlike the transformer's norm_eps).
-inline constexpr float kAutoencoderNormEps = 1e-6f;
-
-// One step of the encoder or the decoder. Tensors: autoencoder.<name>.{weight, bias}; a residual block's
-// autoencoder.<name>.{norm1, conv1, norm2, conv2}.{weight, bias}.
-struct AutoencoderLayer {
-    enum class Kind {
-        Conv,      // 3×3 convolution, stride 1: [h, w, in] -> [h, w, out]
-        Down,      // 3×3 convolution, stride 2: [h, w, in] -> [h/2, w/2, out]
-        Up,        // nearest 2×, then a 3×3 convolution: [h, w, in] -> [2h, 2w, out]
-        Residual,  // res(c) = x + conv2(silu(norm2(conv1(silu(norm1(x)))))): [h, w, c] -> [h, w, c]
-        NormSilu,  // GroupNorm, then SiLU: [h, w, c] -> [h, w, c]
-    };
-    Kind kind;
-    std::string name;  // e.g. "encoder.down0"
-    int in_channels, out_channels;
-};
-
-// encoder: [H, W, 3] -> [H/8, W/8, C] (unnormalised); decoder: [H/8, W/8, C] (denormalised) -> [H, W, 3].
-std::vector<AutoencoderLayer> autoencoder_encoder_layers(const AutoencoderConfig& config);
-std::vector<AutoencoderLayer> autoencoder_decoder_layers(const AutoencoderConfig& config);
 
 // Every autoencoder tensor, full names, in the layer lists' order, then latent_mean and latent_std [C].
 std::vector<TensorSpec> autoencoder_tensors(const AutoencoderConfig& config);

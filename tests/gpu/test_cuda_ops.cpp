@@ -2,11 +2,16 @@
 // Without a CUDA device every test reports itself skipped.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include "autoencoder.h"
+#include "cpu/conv_ops.h"
 #include "cpu/ops.h"
+#include "cuda_autoencoder.h"
 #include "cuda_ops.h"
 #include "kvworld/backend/half.h"
 #include "kvworld/backend/rng.h"
@@ -102,23 +107,56 @@ TEST(CudaOps, SourceWarpMatchesCpu) {
         packed.insert(packed.end(), {v.yaw_deg, v.pitch_from_deg, v.pitch_to_deg, v.forward, v.right});
     }
     ASSERT_EQ(packed.size(), static_cast<size_t>(frames) * cu::kViewChangeFloats);
-    const size_t pixels = static_cast<size_t>(w) * h;
-    const std::vector<float> last = randn(pixels * 3, 0.5f);
+    const size_t cells = static_cast<size_t>(w) * h;
     cu::DeviceBuffer d_views = upload(packed);
-    for (const float eye : {0.f, 2.5f}) {
-        std::vector<float> host_warped(pixels * 3 * frames);
-        for (int f = 0; f < frames; ++f)
-            warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
-                       host_warped.data() + static_cast<size_t>(f) * pixels * 3);
-        // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the
-        // source)
-        std::vector<float> previous(pixels * 3 * frames, 0.f);
-        std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(pixels * 3));
-        cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(pixels * 3 * frames));
-        cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
-                               hfov, eye, 0.f, nullptr);
-        expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
-                     std::string("source_init_warped, ") + (eye > 0.f ? "eye height 2.5" : "rotation only"));
+    // Pixels (3 channels) and a latent grid (4): the same positions, every channel sampled.
+    for (const int channels : {3, 4})
+        for (const float eye : {0.f, 2.5f}) {
+            const size_t frame_floats = cells * channels;
+            const std::vector<float> last = randn(frame_floats, 0.5f);
+            std::vector<float> host_warped(frame_floats * frames);
+            for (int f = 0; f < frames; ++f)
+                warp_frame(last.data(), w, h, warp_maps(views[static_cast<size_t>(f)], w, h, hfov, eye),
+                           host_warped.data() + static_cast<size_t>(f) * frame_floats, channels);
+            // x = 0 * noise + the last previous frame warped (previous holds `frames` frames; the last is the
+            // source)
+            std::vector<float> previous(frame_floats * frames, 0.f);
+            std::copy(last.begin(), last.end(), previous.end() - static_cast<long>(frame_floats));
+            cu::DeviceBuffer d_prev_all = upload(previous), d_x = upload(randn(frame_floats * frames));
+            cu::source_init_warped(d_x.as<float>(), d_prev_all.as<float>(), d_views.as<float>(), frames, w, h,
+                                   channels, hfov, eye, 0.f, nullptr);
+            expect_close(download<float>(d_x, host_warped.size()), host_warped, kWarpSample,
+                         "source_init_warped, " + std::to_string(channels) + " channels, " +
+                             (eye > 0.f ? "eye height 2.5" : "rotation only"));
+        }
+}
+
+// Patch vectors of pixel frames (3 channels) and of latent grids (8): (py, px, channel) order, and back with
+// the output head's bias.
+TEST(CudaOps, PatchifyAndUnpatchifyMatchCpu) {
+    REQUIRE_GPU();
+    const int F = 2, Hh = 16, W = 24, p = 4, N = F * (Hh / p) * (W / p);
+    for (const int channels : {3, 8}) {
+        const int P = channels * p * p;
+        const std::string what = " " + std::to_string(channels) + " channels";
+        const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * channels);
+        cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * P * 2);
+        cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, channels, d_tok.as<uint16_t>(), nullptr);
+        std::vector<float> ref_tok(static_cast<size_t>(N) * P);
+        cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data(), channels);
+        expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op,
+                     "patchify" + what);
+        // unpatchify + bias (the output head's x0)
+        const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f);
+        std::vector<float> hbias(head);
+        for (int i = 0; i < N; ++i)
+            for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
+        std::vector<float> ref_x0(frames.size());
+        cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data(), channels);
+        cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4);
+        cu::unpatchify_bias(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, channels, d_x0.as<float>(),
+                            nullptr);
+        expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify" + what);
     }
 }
 
@@ -126,13 +164,6 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     REQUIRE_GPU();
     const int F = 2, Hh = 16, W = 24, p = 8, N = F * (Hh / p) * (W / p), D = 128, tpf = N / F, heads = 2,
               hd = 64;
-    // patchify
-    const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * 3);
-    cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * 3 * p * p * 2);
-    cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, d_tok.as<uint16_t>(), nullptr);
-    std::vector<float> ref_tok(static_cast<size_t>(N) * 3 * p * p);
-    cpu::patchify(frames.data(), F, Hh, W, p, ref_tok.data());
-    expect_close(from_bf16(download<uint16_t>(d_tok, ref_tok.size())), ref_tok, kBf16Op, "patchify");
     // layernorm + modulation (with per-layer offsets)
     const std::vector<float> x = randn(static_cast<size_t>(N) * D, 2.f),
                              mod = randn(static_cast<size_t>(F) * 6 * D, 0.3f),
@@ -186,17 +217,6 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
     cu::DeviceBuffer d_m = upload(m16), d_b3 = upload(b3);
     cu::bias_gelu_bf16(d_m.as<uint16_t>(), d_b3.as<float>(), N, 256, nullptr);
     expect_close(from_bf16(download<uint16_t>(d_m, ref_m.size())), ref_m, kBf16Op, "bias_gelu");
-    // unpatchify + bias (the output head's x0)
-    const int P = 3 * p * p;
-    const std::vector<float> head = randn(static_cast<size_t>(N) * P), hb = randn(P, 0.1f);
-    std::vector<float> hbias(head);
-    for (int i = 0; i < N; ++i)
-        for (int e = 0; e < P; ++e) hbias[static_cast<size_t>(i) * P + e] += hb[static_cast<size_t>(e)];
-    std::vector<float> ref_x0(frames.size());
-    cpu::unpatchify(hbias.data(), F, Hh, W, p, ref_x0.data());
-    cu::DeviceBuffer d_head = upload(head), d_hb = upload(hb), d_x0(frames.size() * 4);
-    cu::unpatchify_bias(d_head.as<float>(), d_hb.as<float>(), F, Hh, W, p, d_x0.as<float>(), nullptr);
-    expect_close(download<float>(d_x0, ref_x0.size()), ref_x0, kFp32Reorder, "unpatchify");
 }
 
 // The sampler's element-wise ops against the same formulas on the host (kvworld/backend/sampling.h, what the
@@ -277,6 +297,178 @@ TEST(CudaOps, GemmMatchesCpu) {
             "gemm f32 out " + std::to_string(n) + "x" + std::to_string(in) + "x" + std::to_string(out));
         g.run_bf16_out(dx.as<uint16_t>(), dw.as<uint16_t>(), dyb.as<uint16_t>(), n, in, out);
         expect_close(from_bf16(download<uint16_t>(dyb, ref.size())), ref, kBf16Op, "gemm bf16 out");
+    }
+}
+
+// ---- the autoencoder's ops (conv.cu) against the CPU's (engine/src/cpu/conv_ops.h) ----------------------
+
+namespace {
+
+// The CPU reference of a batched convolution: each frame of x [frames, h, w, cin] (upsampled 2× first for
+// Up2) through cpu::conv3x3.
+std::vector<float> cpu_conv_frames(const std::vector<float>& x, int frames, int h, int w, int cin,
+                                   const std::vector<float>& weight, const float* bias, int cout,
+                                   cu::Resample resample) {
+    const int stride = resample == cu::Resample::Down2 ? 2 : 1, up = resample == cu::Resample::Up2 ? 2 : 1;
+    const int in_h = h * up, in_w = w * up, out_h = (in_h - 1) / stride + 1, out_w = (in_w - 1) / stride + 1;
+    const size_t in_floats = static_cast<size_t>(h) * w * cin,
+                 out_floats = static_cast<size_t>(out_h) * out_w * cout;
+    std::vector<float> out(out_floats * frames), upsampled(static_cast<size_t>(in_h) * in_w * cin);
+    for (int f = 0; f < frames; ++f) {
+        const float* frame = x.data() + f * in_floats;
+        if (up == 2) cpu::upsample_nearest2x(frame, h, w, cin, upsampled.data());
+        cpu::conv3x3(up == 2 ? upsampled.data() : frame, in_h, in_w, cin, weight.data(), bias, cout, stride,
+                     out.data() + f * out_floats);
+    }
+    return out;
+}
+
+// The CPU reference of a batched GroupNorm (+ SiLU): each frame of x [frames, h, w, c] on its own.
+std::vector<float> cpu_group_norm_frames(const std::vector<float>& x, int frames, int h, int w, int c,
+                                         int groups, const std::vector<float>& weight,
+                                         const std::vector<float>& bias, bool silu) {
+    const size_t frame_floats = static_cast<size_t>(h) * w * c;
+    std::vector<float> out(x.size());
+    for (int f = 0; f < frames; ++f)
+        cpu::group_norm(x.data() + f * frame_floats, h, w, c, groups, weight.data(), bias.data(), 1e-6f,
+                        out.data() + f * frame_floats);
+    if (silu) cpu::silu_inplace(out.data(), out.size());
+    return out;
+}
+
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+    for (float& x : v) x = round_to_bf16(x);
+    return v;
+}
+
+const char* resample_name(cu::Resample r) {
+    return r == cu::Resample::Down2 ? "stride 2" : r == cu::Resample::Up2 ? "2x up, stride 1" : "stride 1";
+}
+
+}  // namespace
+
+// Stride 1 and 2, and stride 1 after nearest 2× upsampling, over frames of several sizes and widths (cin % 8:
+// the vectorised gather; else the scalar one with zero-padded columns): against the CPU on the same fp32
+// inputs (the bf16 bound), and on inputs and weights already rounded to bf16 (then only the summation order
+// differs, so a wrong window or a stray padding column shows at once). Then the same in bands of two output
+// rows (which straddle frames), accumulating onto a residual, and from an input that is not 16-byte aligned.
+TEST(CudaConv, Conv3x3MatchesCpu) {
+    REQUIRE_GPU();
+    struct Case {
+        int frames, h, w, cin, cout;
+    };
+    const Case cases[] = {{1, 1, 1, 3, 4},     {2, 5, 7, 3, 8},   {1, 8, 6, 8, 16},    {3, 9, 9, 16, 4},
+                          {2, 12, 10, 24, 24}, {1, 7, 16, 32, 8}, {2, 16, 16, 64, 32}, {2, 20, 20, 12, 3},
+                          {1, 32, 24, 4, 8},   {4, 8, 8, 256, 8}};
+    cu::Gemm gemm;
+    gemm.bind(nullptr);
+    for (const Case& c : cases)
+        for (const cu::Resample resample : {cu::Resample::None, cu::Resample::Down2, cu::Resample::Up2}) {
+            const std::vector<float> x = randn(static_cast<size_t>(c.frames) * c.h * c.w * c.cin);
+            const std::vector<float> weight =
+                randn(static_cast<size_t>(c.cout) * c.cin * 9, 1.f / std::sqrt(9.f * c.cin));
+            const std::vector<float> bias = randn(static_cast<size_t>(c.cout), 0.1f);
+            const cu::ConvInput shape{nullptr, c.frames, c.h, c.w, resample, {}};
+            const int out_h = cu::conv3x3_output_size(c.h, resample),
+                      out_w = cu::conv3x3_output_size(c.w, resample);
+            const size_t out_floats = static_cast<size_t>(c.frames) * out_h * out_w * c.cout;
+            const size_t whole = cu::conv3x3_all_elements(shape, c.cin),
+                         row = cu::conv3x3_row_elements(shape, c.cin);
+            ASSERT_EQ(row, static_cast<size_t>(out_w) * cu::conv3x3_columns(c.cin));
+            cu::DeviceBuffer d_cols(whole * 2), d_bias = upload(bias), d_out(out_floats * 4);
+            char name[96];
+            std::snprintf(name, sizeof name, "conv3x3 %dx%dx%d %d->%d %s", c.frames, c.h, c.w, c.cin, c.cout,
+                          resample_name(resample));
+            // x, weights -> out with a workspace of `cols` elements; input x at float offset `offset`
+            auto run = [&](const std::vector<float>& xs, const std::vector<float>& ws, size_t cols,
+                           bool accumulate, const std::vector<float>& out0, size_t offset) {
+                std::vector<float> shifted(offset, 0.f);
+                shifted.insert(shifted.end(), xs.begin(), xs.end());
+                cu::DeviceBuffer d_x = upload(shifted),
+                                 d_w = upload(cu::pack_conv3x3_weight(ws.data(), c.cin, c.cout));
+                cu::copy_to_device(d_out.get(), out0.data(), out_floats * 4);
+                const cu::ConvInput in{d_x.as<float>() + offset, c.frames, c.h, c.w, resample, {}};
+                cu::conv3x3(in, cu::ConvWeights{d_w.as<uint16_t>(), d_bias.as<float>(), c.cin, c.cout},
+                            d_out.as<float>(), accumulate, d_cols.as<uint16_t>(), cols, gemm, nullptr);
+                return download<float>(d_out, out_floats);
+            };
+            const std::vector<float> zeros(out_floats, 0.f),
+                ref = cpu_conv_frames(x, c.frames, c.h, c.w, c.cin, weight, bias.data(), c.cout, resample);
+            expect_close(run(x, weight, whole, false, zeros, 0), ref, kBf16Conv, name);
+            const std::vector<float> xr = rounded_to_bf16(x), wr = rounded_to_bf16(weight);
+            expect_close(run(xr, wr, whole, false, zeros, 0),
+                         cpu_conv_frames(xr, c.frames, c.h, c.w, c.cin, wr, bias.data(), c.cout, resample),
+                         kBf16OperandsFp32Sums, std::string(name) + ", bf16 inputs");
+            const std::vector<float> residual = randn(out_floats);
+            std::vector<float> ref_sum(ref);
+            for (size_t i = 0; i < ref_sum.size(); ++i) ref_sum[i] += residual[i];
+            expect_close(run(x, weight, 2 * row, true, residual, 1), ref_sum, kBf16Conv,
+                         std::string(name) + ", bands of 2 rows, += residual, x unaligned");
+        }
+}
+
+// GroupNorm over frames of several sizes (one to several slices of pixels per frame) and group widths, each
+// frame far from zero and far from the others (the statistics are per frame, and the variance must not come
+// from raw second moments in float); with and without SiLU, out of place and in place; then fused into a
+// convolution's gather, against the CPU's norm, SiLU and convolution.
+TEST(CudaConv, GroupNormMatchesCpu) {
+    REQUIRE_GPU();
+    struct Case {
+        int frames, h, w, c, groups;
+    };
+    const Case cases[] = {{1, 1, 1, 4, 1},    {2, 5, 7, 8, 4},    {2, 8, 8, 16, 8},
+                          {1, 9, 4, 12, 12},  {3, 16, 16, 32, 1}, {1, 3, 5, 64, 8},
+                          {2, 40, 33, 32, 8}, {1, 64, 64, 32, 8}, {2, 32, 32, 256, 8}};
+    cu::Gemm gemm;
+    gemm.bind(nullptr);
+    for (const Case& c : cases) {
+        const size_t frame_floats = static_cast<size_t>(c.h) * c.w * c.c, n = frame_floats * c.frames;
+        std::vector<float> x = randn(n, 0.5f);
+        for (size_t i = 0; i < n; ++i) x[i] += 30.f + 10.f * static_cast<float>(i / frame_floats);
+        std::vector<float> weight = randn(c.c, 0.3f);
+        for (float& v : weight) v += 1.f;
+        const std::vector<float> bias = randn(c.c, 0.3f);
+        cu::DeviceBuffer d_x = upload(x), d_weight = upload(weight), d_bias = upload(bias), d_out(n * 4),
+                         d_ws(cu::group_norm_workspace_bytes(c.frames, c.h, c.w, c.c)),
+                         d_table(static_cast<size_t>(c.frames) * c.c * 2 * 4);
+        cu::group_norm_statistics(d_x.as<float>(), c.frames, c.h, c.w, c.c, c.groups, d_weight.as<float>(),
+                                  1e-6f, d_ws.get(), d_table.as<float>(), nullptr);
+        char name[96];
+        std::snprintf(name, sizeof name, "group_norm %dx%dx%dx%d in %d groups", c.frames, c.h, c.w, c.c,
+                      c.groups);
+        for (const bool silu : {false, true}) {
+            const cu::ChannelNorm norm{d_table.as<float>(), d_bias.as<float>(), silu};
+            const std::vector<float> ref =
+                cpu_group_norm_frames(x, c.frames, c.h, c.w, c.c, c.groups, weight, bias, silu);
+            cu::apply_channel_norm(d_x.as<float>(), c.frames, c.h, c.w, c.c, norm, d_out.as<float>(),
+                                   nullptr);
+            const std::vector<float> out = download<float>(d_out, n);
+            expect_close(out, ref, kGroupNormDevice, std::string(name) + (silu ? ", SiLU" : ""));
+            cu::DeviceBuffer d_in_place = upload(x);
+            cu::apply_channel_norm(d_in_place.as<float>(), c.frames, c.h, c.w, c.c, norm,
+                                   d_in_place.as<float>(), nullptr);
+            EXPECT_EQ(download<float>(d_in_place, n), out) << name << ": in place";
+        }
+        // conv3x3(silu(norm(x))) with the norm applied by the gather
+        const int cout = 8;
+        const std::vector<float> cw = randn(static_cast<size_t>(cout) * c.c * 9, 1.f / std::sqrt(9.f * c.c)),
+                                 cb = randn(cout, 0.1f);
+        const cu::ConvInput in{d_x.as<float>(),
+                               c.frames,
+                               c.h,
+                               c.w,
+                               cu::Resample::None,
+                               cu::ChannelNorm{d_table.as<float>(), d_bias.as<float>(), true}};
+        cu::DeviceBuffer d_w = upload(cu::pack_conv3x3_weight(cw.data(), c.c, cout)), d_cb = upload(cb),
+                         d_cols(cu::conv3x3_all_elements(in, c.c) * 2),
+                         d_conv(static_cast<size_t>(c.frames) * c.h * c.w * cout * 4);
+        cu::conv3x3(in, cu::ConvWeights{d_w.as<uint16_t>(), d_cb.as<float>(), c.c, cout}, d_conv.as<float>(),
+                    false, d_cols.as<uint16_t>(), cu::conv3x3_all_elements(in, c.c), gemm, nullptr);
+        const std::vector<float> ref_conv =
+            cpu_conv_frames(cpu_group_norm_frames(x, c.frames, c.h, c.w, c.c, c.groups, weight, bias, true),
+                            c.frames, c.h, c.w, c.c, cw, cb.data(), cout, cu::Resample::None);
+        expect_close(download<float>(d_conv, ref_conv.size()), ref_conv, kBf16Conv,
+                     std::string(name) + ", SiLU, into conv3x3");
     }
 }
 
@@ -531,6 +723,47 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
 
+namespace {
+
+// Chunk c of a test rollout: every frame walks and turns (left and right in turn), `pose` dead-reckoned as a
+// session does it for the warped source; the context is every earlier chunk; chunk 0 is `given` (pixels).
+ChunkJob rollout_job(const ModelConfig& cfg, int c, CameraPose& pose, const CacheSettings& cs, float guidance,
+                     bool warped, const float* given) {
+    ChunkJob j;
+    j.chunk_index = c;
+    j.seed = 99;
+    const CameraPose chunk_start = pose;
+    for (int f = 0; f < cfg.chunk_frames; ++f) {
+        const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
+        pose = integrate_pose(pose, a, cfg.motion);
+        if (warped && c > 0) j.source_view.push_back(view_change(chunk_start, pose));
+        j.labels.push_back(action_label(a, cfg.motion));
+        j.camera.push_back(camera_vector(a, cfg.motion));
+        if (guidance != 1.f) {
+            j.negative_labels.push_back(action_label(motion_guidance_negative(a), cfg.motion));
+            j.negative_camera.push_back(camera_vector(motion_guidance_negative(a), cfg.motion));
+        }
+    }
+    j.guidance = guidance;
+    for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
+    j.write_slot = c;
+    j.given_frames = c == 0 ? given : nullptr;
+    j.steps = 3;
+    j.cache = cs;
+    j.source_previous = cfg.source_previous || warped;
+    j.source_sigma = cfg.source_sigma;
+    return j;
+}
+
+double psnr_8bit(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double se = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) se += (a[i] - b[i]) * (a[i] - b[i]);
+    return 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / static_cast<double>(a.size())));
+}
+
+}  // namespace
+
 TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     REQUIRE_GPU();
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
@@ -574,29 +807,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         std::vector<uint8_t> cpu_frames, gpu_frames;
         CameraPose pose;  // dead-reckoned like the session does, for the warped source
         for (int c = 0; c < 4; ++c) {
-            ChunkJob j;
-            j.chunk_index = c;
-            j.seed = 99;
-            const CameraPose chunk_start = pose;
-            for (int f = 0; f < cfg.chunk_frames; ++f) {
-                const FrameAction a{1.f, 0.f, 0.f, c % 2 ? 3.f : -3.f, c == 1 ? 2.f : -1.f};
-                pose = integrate_pose(pose, a, cfg.motion);
-                if (warped && c > 0) j.source_view.push_back(view_change(chunk_start, pose));
-                j.labels.push_back(action_label(a, cfg.motion));
-                j.camera.push_back(camera_vector(a, cfg.motion));
-                if (guidance != 1.f) {
-                    j.negative_labels.push_back(action_label(motion_guidance_negative(a), cfg.motion));
-                    j.negative_camera.push_back(camera_vector(motion_guidance_negative(a), cfg.motion));
-                }
-            }
-            j.guidance = guidance;
-            for (int s = 0; s < c; ++s) j.context_slots.push_back(s);
-            j.write_slot = c;
-            j.given_frames = c == 0 ? ctx.data() : nullptr;
-            j.steps = 3;
-            j.cache = cs;
-            j.source_previous = cfg.source_previous || warped;
-            j.source_sigma = cfg.source_sigma;
+            const ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
             if (c == 2) {  // one raw forward with context, unclamped
                 const std::vector<float> x = randn(n, 0.7f);
                 std::vector<float> a(n), b(n);
@@ -613,16 +824,215 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
             ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
         }
-        double se = 0;
-        for (size_t i = 0; i < cpu_frames.size(); ++i)
-            se += (cpu_frames[i] - gpu_frames[i]) * (cpu_frames[i] - gpu_frames[i]);
-        const double psnr = 10 * std::log10(255.0 * 255.0 / std::max(1e-9, se / cpu_frames.size()));
+        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
         const std::string variant = std::string(positioned ? " absolute positions" : "") +
                                     (warped ? ", source turned and walked" : "");
         std::printf(
             "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
             cs.label().c_str(), guidance, variant.c_str(), psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
+    }
+}
+
+// ---- the autoencoder and latent models: CUDA against the CPU --------------------------------------------
+
+namespace {
+
+// config/model-tiny-latent.json, or its frame and widths scaled up to the design's: 256×256, widths
+// [32, 64, 128, 256], C 8, 8 groups, chunks of 4 frames.
+ModelConfig latent_config(bool full_size) {
+    ModelConfig c = load_model_config(source_path("config/model-tiny-latent.json"));
+    if (full_size) {
+        c.height = c.width = 256;
+        c.chunk_frames = 4;
+        c.autoencoder.latent_channels = 8;
+        c.autoencoder.channels = {32, 64, 128, 256};
+        c.autoencoder.groups = 8;
+    }
+    return c;
+}
+
+// Random weights whose norms and latent statistics are not the identity (a norm weight or a latent statistic
+// read in the wrong place shows).
+ModelWeights perturbed_autoencoder_weights(const ModelConfig& config, uint64_t seed) {
+    ModelWeights w = random_weights(config, seed);
+    for (auto& [name, t] : w.tensors) {
+        if (name.rfind(kAutoencoderPrefix, 0) != 0) continue;
+        const bool norm = name.find(".norm") != std::string::npos,
+                   scale = name.find(".weight") != std::string::npos;
+        if (norm || name.find("latent_mean") != std::string::npos) {
+            const std::vector<float> r = randn(t.data.size(), 0.2f);
+            for (size_t i = 0; i < r.size(); ++i) t.data[i] = (norm && scale ? 1.f : 0.f) + r[i];
+        }
+        if (name.find("latent_std") != std::string::npos)
+            for (float& v : t.data) v = std::exp(0.3f * randn(1)[0]);
+    }
+    return w;
+}
+
+std::vector<float> random_pixels(size_t n) {
+    std::vector<float> px = randn(n, 0.5f);
+    for (float& v : px) v = std::max(-1.f, std::min(1.f, v));
+    return px;
+}
+
+}  // namespace
+
+// The whole encoder and decoder (a chunk's frames as one batch) against CpuAutoencoder frame by frame, on the
+// tiny latent config and at the design's size (where the im2col runs in bands); the decoder must leave its
+// input alone (it is the next chunk's flow source).
+TEST(CudaAutoencoder, EncoderAndDecoderMatchCpu) {
+    REQUIRE_GPU();
+    for (const bool full_size : {false, true}) {
+        const ModelConfig cfg = latent_config(full_size);
+        const ModelWeights w = perturbed_autoencoder_weights(cfg, 17);
+        const int F = cfg.chunk_frames;
+        const size_t pixel_floats = static_cast<size_t>(cfg.height) * cfg.width * 3,
+                     grid = cfg.grid_floats_per_frame();
+        const std::vector<float> pixels = random_pixels(pixel_floats * F), z = randn(grid * F);
+        std::vector<float> ref_latents(grid * F), ref_pixels(pixel_floats * F);
+        CpuAutoencoder cpu_ae(cfg, w);
+        for (int f = 0; f < F; ++f) {
+            cpu_ae.encode(pixels.data() + f * pixel_floats, ref_latents.data() + f * grid);
+            cpu_ae.decode(z.data() + f * grid, ref_pixels.data() + f * pixel_floats);
+        }
+        cu::Stream stream;
+        cu::Gemm gemm;
+        gemm.bind(stream.get());
+        const cu::AutoencoderWeights weights(cfg, w);
+        cu::Autoencoder ae(weights, F, cfg.height, cfg.width, gemm, stream.get());
+        cu::DeviceBuffer d_pixels = upload(pixels), d_latents(grid * F * 4), d_z = upload(z),
+                         d_out(pixel_floats * F * 4);
+        ae.encode(d_pixels.as<float>(), d_latents.as<float>());
+        ae.decode(d_z.as<float>(), d_out.as<float>());
+        stream.synchronize();
+        const std::string what =
+            std::to_string(F) + "x" + std::to_string(cfg.height) + "x" + std::to_string(cfg.width);
+        std::printf("[memory] autoencoder %s: weights %.2f MB, session buffers %.1f MB\n", what.c_str(),
+                    weights.bytes() / 1e6, ae.device_bytes() / 1e6);
+        expect_close(download<float>(d_latents, ref_latents.size()), ref_latents, kBf16AutoencoderLatents,
+                     "encode " + what);
+        expect_close(download<float>(d_out, ref_pixels.size()), ref_pixels, kBf16AutoencoderPixels,
+                     "decode " + what);
+        EXPECT_EQ(download<float>(d_z, z.size()), z) << "the decoder's input is left untouched";
+    }
+}
+
+// Milliseconds to decode (and encode) one chunk of four 256×256 frames, printed for the record: the
+// autoencoder alone (launched as it is called, best and mean of 20 after a warm-up), and inside the engine
+// (a chunk's decode stage, replayed from its CUDA graph, with the 8-bit conversion and the readback).
+TEST(CudaAutoencoder, TimeDecode256) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = latent_config(true);
+    const ModelWeights w = random_weights(cfg, 3);
+    const int F = cfg.chunk_frames;
+    const size_t pixel_floats = static_cast<size_t>(cfg.height) * cfg.width * 3 * F;
+    cu::Stream stream;
+    cu::Gemm gemm;
+    gemm.bind(stream.get());
+    const cu::AutoencoderWeights weights(cfg, w);
+    cu::Autoencoder ae(weights, F, cfg.height, cfg.width, gemm, stream.get());
+    cu::DeviceBuffer d_pixels = upload(random_pixels(pixel_floats)),
+                     d_latents(cfg.grid_floats_per_frame() * F * 4), d_out(pixel_floats * 4);
+    auto time_ms = [&](auto&& fn, double& best, double& mean) {
+        fn();  // warm-up: cuBLAS's kernel choice, first launches
+        stream.synchronize();
+        best = 1e30, mean = 0;
+        for (int r = 0; r < 20; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            fn();
+            stream.synchronize();
+            const double ms =
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            best = std::min(best, ms);
+            mean += ms / 20;
+        }
+    };
+    double decode_best = 0, decode_mean = 0, encode_best = 0, encode_mean = 0;
+    time_ms([&] { ae.decode(d_latents.as<float>(), d_out.as<float>()); }, decode_best, decode_mean);
+    time_ms([&] { ae.encode(d_pixels.as<float>(), d_latents.as<float>()); }, encode_best, encode_mean);
+    // In the engine: a given chunk (encode, cache pass, decode), then sampled chunks; decode_ms is the time
+    // between the cache pass's end and the frames' readback.
+    const auto model = make_model(cfg, w, BackendKind::Cuda);
+    auto sampler = make_sampler(*model);
+    const std::vector<float> ctx = random_pixels(pixel_floats);
+    CameraPose pose;
+    double engine_best = 1e30;
+    for (int c = 0; c < 6; ++c) {
+        ChunkJob j = rollout_job(cfg, c, pose, CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor},
+                                 1.f, false, ctx.data());
+        j.context_slots.clear();  // no context: the decode is what is timed
+        j.write_slot = 0;
+        ChunkOutput out;
+        sampler->run_chunk(j, &out);
+        ASSERT_EQ(out.frames_rgb8.size(), pixel_floats);
+        if (c >= 2) engine_best = std::min(engine_best, out.times.decode_ms);
+    }
+    std::printf(
+        "[timing] %s: decode of one chunk (4 frames 256x256, widths 32-256, C 8): best %.2f ms, mean %.2f ms "
+        "(encode: best %.2f ms, mean %.2f ms); in the engine (graph replay, 8-bit readback): %.2f ms\n",
+        cu::device_name().c_str(), decode_best, decode_mean, encode_best, encode_mean, engine_best);
+}
+
+// A latent model rolled out on both backends (as CudaBackend.ForwardAndRolloutMatchCpu does for pixel
+// models): a given start chunk encoded, then chunks sampled from the last frame as the flow source, plain or
+// warped to each frame's camera on the latent grid, with motion guidance and a quantized cache; the frames as
+// decoded must agree. The start chunk's latents (the encoder through encode_frames) are compared too, and the
+// last chunk is read from the device's RGBA frames (the interop path).
+TEST(CudaBackend, LatentRolloutMatchesCpu) {
+    REQUIRE_GPU();
+    ModelConfig cfg = latent_config(false);
+    cfg.warp_eye_height = 2.5f;
+    const ModelWeights w = perturbed_autoencoder_weights(cfg, 11);
+    const auto cpu_m = make_model(cfg, w, BackendKind::Cpu);
+    const auto gpu_m = make_model(cfg, w, BackendKind::Cuda);
+    struct Case {
+        CacheSettings cs;
+        float guidance;
+        bool warped;
+    };
+    for (const auto& [cs, guidance, warped] :
+         {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false},
+          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true}}) {
+        auto cpu_s = make_sampler(*cpu_m);
+        auto gpu_s = make_sampler(*gpu_m);
+        const size_t pixel_floats = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+        const std::vector<float> ctx = random_pixels(pixel_floats);
+        std::vector<uint8_t> cpu_frames, gpu_frames;
+        CameraPose pose;
+        for (int c = 0; c < 4; ++c) {
+            ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
+            j.read_float_frames = c == 0;
+            ChunkOutput oc, og;
+            cpu_s->run_chunk(j, &oc);
+            j.keep_device_frames = c == 3;
+            gpu_s->run_chunk(j, &og);
+            if (c == 0)
+                expect_close(og.frames, oc.frames, kBf16AutoencoderLatents,
+                             "start chunk encoded, " + cs.label());
+            std::vector<uint8_t> gpu_rgb = og.frames_rgb8;
+            if (j.keep_device_frames) {  // RGBA on the device -> RGB
+                ASSERT_NE(og.device_frames.rgba, nullptr);
+                EXPECT_EQ(og.device_frames.width, cfg.width);
+                EXPECT_EQ(og.device_frames.height, cfg.height);
+                std::vector<uint8_t> rgba(pixel_floats / 3 * 4);
+                cu::synchronize_device();
+                cu::copy_to_host(rgba.data(), og.device_frames.rgba, rgba.size());
+                gpu_rgb.clear();
+                for (size_t i = 0; i < rgba.size(); ++i)
+                    if (i % 4 != 3) gpu_rgb.push_back(rgba[i]);
+            }
+            ASSERT_EQ(gpu_rgb.size(), oc.frames_rgb8.size()) << "chunk " << c;
+            cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
+            gpu_frames.insert(gpu_frames.end(), gpu_rgb.begin(), gpu_rgb.end());
+        }
+        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
+        std::printf(
+            "[tolerance] tiny latent rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB "
+            "(limit 30 dB)\n",
+            cs.label().c_str(), guidance, warped ? ", source warped" : "", psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (warped ? " warped" : "");
     }
 }
 
