@@ -1,6 +1,7 @@
 // The evaluation library (kvworld_eval): its image metrics (motion estimators, SSIM, PSNR pooled over
-// frames), the rollout bar's statistics and the motion figures, and the reports kvworld-cli eval writes with
-// them on the tiny model (quality, world change, resampled worlds).
+// frames), the rollout bar's statistics and the motion figures, the seam index and the bootstrap over
+// worlds, and the reports kvworld-cli eval writes with them on the tiny model (quality, world change,
+// resampled worlds).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -13,12 +14,16 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 
 #include "frontend.h"
 #include "kvworld/error.h"
+#include "kvworld/eval/bootstrap.h"
 #include "kvworld/eval/image_metrics.h"
 #include "kvworld/eval/motion.h"
 #include "kvworld/eval/rollout_bar.h"
+#include "kvworld/eval/token_grid.h"
+#include "kvworld/sim.h"
 #include "tolerance.h"
 
 using namespace kvw;
@@ -219,6 +224,116 @@ TEST(Motion, RolloutPairsFollowTheirActions) {
     EXPECT_EQ(samples.fwd_zoom_sim[0], pairs[2].zoom_sim);
 }
 
+// ---- The token grid and the seam index ---------------------------------------------------------------
+
+namespace {
+// The simulator's frames of a held-out policy trace at 128x128 (world 1600000, the first long rollout's).
+std::vector<Image> simulator_frames(int frames) {
+    const sim::SimParams params;
+    const Trace trace = sim::make_trace(1600000, 4242, frames, 1, params);
+    return sim::render_trace(sim::World(trace.world_seed), trace, params);
+}
+
+// Every `period` x `period` block of each frame brightened or darkened by its own offset (uniform in
+// [-amplitude, amplitude] luma levels, the same in each channel): what a model whose tokens do not join up
+// draws, at a period of its grid or of another.
+std::vector<Image> with_block_offsets(std::vector<Image> frames, int period, double amplitude) {
+    std::mt19937 rng(17);
+    std::uniform_real_distribution<double> offset(-amplitude, amplitude);
+    for (Image& img : frames) {
+        const int cols = (img.width + period - 1) / period, rows = (img.height + period - 1) / period;
+        std::vector<double> block(static_cast<size_t>(cols) * rows);
+        for (double& b : block) b = offset(rng);
+        for (int y = 0; y < img.height; ++y)
+            for (int x = 0; x < img.width; ++x)
+                for (int ch = 0; ch < 3; ++ch) {
+                    uint8_t& v = img.pixel(x, y)[ch];
+                    v = static_cast<uint8_t>(std::clamp(
+                        std::lround(v + block[static_cast<size_t>(y / period) * cols + x / period]), 0L,
+                        255L));
+                }
+    }
+    return frames;
+}
+}  // namespace
+
+TEST(SeamIndex, TokenGridIsThePatchOfAPixelModel) {
+    ModelConfig config;
+    config.patch = 8;
+    EXPECT_EQ(eval::token_grid_pixels(config), 8);
+    config.patch = 16;
+    EXPECT_EQ(eval::token_grid_pixels(config), 16);
+}
+
+// Neighbour pairs split by the grid: a 16x16 frame at grid 8 has one boundary column pair per row (x = 7|8)
+// and one boundary row pair per column; the ratio compares their mean absolute difference with the rest's.
+TEST(SeamIndex, GradientsAcrossBoundariesAgainstElsewhere) {
+    Image img = flat(16, 16, 100);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 8; x < 16; ++x) std::fill(img.pixel(x, y), img.pixel(x, y) + 3, 140);  // an edge at 7|8
+    eval::GridGradients g;
+    g.add(img, 8);
+    EXPECT_EQ(g.boundary_pairs, 16.0 + 16.0);
+    EXPECT_EQ(g.interior_pairs, 15.0 * 16 + 16 * 15 - 32);
+    EXPECT_NEAR(g.boundary_sum, 16 * 40.0, 1e-9);
+    EXPECT_EQ(g.interior_sum, 0.0);
+    EXPECT_EQ(g.ratio(), 0.0) << "nothing elsewhere to compare with";
+    // The same edge one pixel to the left (6|7) is interior.
+    Image off = flat(16, 16, 100);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 7; x < 16; ++x) std::fill(off.pixel(x, y), off.pixel(x, y) + 3, 140);
+    const eval::GridGradients both = eval::grid_gradients({img, off}, 8);
+    EXPECT_NEAR(both.ratio(), (16 * 40.0 / both.boundary_pairs) / (16 * 40.0 / both.interior_pairs), 1e-12);
+    EXPECT_THROW(g.add(img, 1), Error);
+}
+
+// The simulator against itself is exactly 1 (its own frames have no grid: their boundary ratio is near 1
+// too); a grid painted in at the token period raises the index far past the bar; the same pattern at another
+// period (7 px: only 2 of its 18 seams per row fall on the 8-px grid, about the share of interior pairs) does
+// not.
+TEST(SeamIndex, OneForTheSimulatorAboveOneForAPaintedGridNotFooledByAnotherPeriod) {
+    const std::vector<Image> sim = simulator_frames(6);
+    const eval::GridGradients g = eval::grid_gradients(sim, 8);
+    EXPECT_EQ(eval::seam_index(g, g), 1.0);
+    EXPECT_NEAR(g.ratio(), 1.0, 0.1) << "the simulator draws no 8-px grid";
+
+    const double painted = eval::seam_index(eval::grid_gradients(with_block_offsets(sim, 8, 6), 8), g);
+    EXPECT_GT(painted, 1.3);
+    // Seams darkened on every 8th row and column (the other way a grid shows): above the bar too.
+    const double seams =
+        eval::seam_index(eval::grid_gradients({textured_view(0, 1, 0.1), textured_view(2, 1, 0.1)}, 8),
+                         eval::grid_gradients({textured_view(0, 1, 0), textured_view(2, 1, 0)}, 8));
+    EXPECT_GT(seams, 1.3);
+
+    const std::vector<Image> other = with_block_offsets(sim, 7, 6);
+    EXPECT_NEAR(eval::seam_index(eval::grid_gradients(other, 8), g), 1.0, 0.05) << "a 7-px pattern at grid 8";
+    EXPECT_GT(eval::seam_index(eval::grid_gradients(other, 7), eval::grid_gradients(sim, 7)), 1.3)
+        << "the same pattern is visible at its own period";
+    EXPECT_EQ(eval::seam_index(eval::GridGradients{}, g), 0.0);
+}
+
+// ---- Intervals over worlds ------------------------------------------------------------------------------
+
+TEST(Bootstrap, ResamplesWorldsNotPairs) {
+    eval::WorldSums sums(3);
+    sums.numerator = {1, 4, 0};
+    sums.denominator = {2, 4, 0};  // the third world has no pairs
+    EXPECT_NEAR(sums.ratio(), 5.0 / 6, 1e-12);
+    EXPECT_NEAR(sums.ratio({1, 1, 2}), 1.0, 1e-12);
+    EXPECT_TRUE(std::isnan(sums.ratio({2, 2, 2})));
+    const eval::Interval ci = eval::bootstrap_ratio(sums);
+    EXPECT_GE(ci.low, 0.5 - 1e-12) << "no draw is below the lowest world's ratio";
+    EXPECT_LE(ci.high, 1.0 + 1e-12);
+    EXPECT_LT(ci.low, sums.ratio());
+    EXPECT_GT(ci.high, sums.ratio());
+    const eval::Interval again = eval::bootstrap_ratio(sums);
+    EXPECT_EQ(again.low, ci.low) << "deterministic";
+    const eval::Interval db = eval::bootstrap_ratio(sums, [](double r) { return 10 * r; });
+    EXPECT_NEAR(db.low, 10 * ci.low, 1e-9);
+    EXPECT_TRUE(
+        std::isnan(eval::bootstrap_over_worlds(0, [](const std::vector<size_t>&) { return 1.0; }).low));
+}
+
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
 // repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts:
 // every window's ratios are the model's statistics over the simulator's, its within-bar flag follows from
@@ -349,6 +464,36 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
     for (const nlohmann::json& p : report.at("actions").at("by_frame_in_chunk"))
         rollout_pairs += p.at("pairs").get<int>();
     EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
+
+    // The seam index: the model's boundary ratio over the simulator's, pooled over the one-chunk worlds and
+    // per window of each rollout (and pooled over the rollouts per window), with the bar's verdict.
+    auto check_seams = [](const nlohmann::json& s) {
+        EXPECT_EQ(s.at("token_grid_pixels").get<int>(), 8);
+        EXPECT_NEAR(
+            s.at("seam_index").get<double>(),
+            s.at("model_boundary_ratio").get<double>() / s.at("simulator_boundary_ratio").get<double>(),
+            1e-12);
+        EXPECT_EQ(s.at("bar").get<double>(), 1.05);
+        EXPECT_EQ(s.at("within_bar").get<bool>(), s.at("seam_index").get<double>() <= 1.05);
+    };
+    const nlohmann::json& one_chunk_seams = report.at("one_chunk_seams");
+    check_seams(one_chunk_seams);
+    EXPECT_EQ(one_chunk_seams.at("worlds").get<int>(), traces);
+    const nlohmann::json& seam_ci = one_chunk_seams.at("seam_index_ci95");
+    EXPECT_LE(seam_ci[0].get<double>(), seam_ci[1].get<double>());
+    const nlohmann::json& rollout_seams = report.at("rollout_seams");
+    for (const nlohmann::json& r : report.at("rollouts")) {
+        ASSERT_EQ(r.at("windows").size(), rollout_seams.at("windows").size());
+        for (const nlohmann::json& w : r.at("windows")) {
+            check_seams(w.at("seams"));
+            EXPECT_EQ(w.at("seams").at("worlds").get<int>(), 1);
+        }
+    }
+    for (const nlohmann::json& w : rollout_seams.at("windows")) {
+        check_seams(w);
+        EXPECT_EQ(w.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
+    }
+    check_seams(rollout_seams.at("whole"));
 
     // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the
     // quality mode's first long rollout, so its start context and its windows' simulator statistics and

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <limits>
 
 namespace kvw::eval {
 
@@ -61,6 +62,41 @@ json motion_json(const MotionSamples& m, const char* what) {
         r["yaw_shift_correlation_simulator"].get<double>(), r["yaw_shift_slope_generated"].get<double>(),
         r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen), average(m.still_zoom_gen),
         average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
+    return r;
+}
+
+double number_or_nan(const json& value) {
+    return value.is_number() ? value.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+json interval_json(const Interval& interval) {
+    return json::array({interval.low, interval.high});  // NaN is written as null
+}
+
+json seams_json(const std::vector<GridGradients>& model, const std::vector<GridGradients>& simulator,
+                int grid, bool with_interval) {
+    GridGradients model_all, simulator_all;
+    for (const GridGradients& g : model) model_all.add(g);
+    for (const GridGradients& g : simulator) simulator_all.add(g);
+    const double index = seam_index(model_all, simulator_all);
+    json r = {{"token_grid_pixels", grid},
+              {"worlds", model.size()},
+              {"model_boundary_ratio", model_all.ratio()},
+              {"simulator_boundary_ratio", simulator_all.ratio()},
+              {"seam_index", index},
+              {"bar", kSeamIndexBar},
+              {"within_bar", index <= kSeamIndexBar}};
+    if (with_interval)
+        r["seam_index_ci95"] =
+            interval_json(bootstrap_over_worlds(model.size(), [&](const std::vector<size_t>& draw) {
+                GridGradients m, s;
+                for (size_t w : draw) {
+                    m.add(model[w]);
+                    s.add(simulator[w]);
+                }
+                const double v = seam_index(m, s);
+                return v > 0 ? v : std::numeric_limits<double>::quiet_NaN();
+            }));
     return r;
 }
 
