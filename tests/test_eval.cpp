@@ -1,6 +1,6 @@
 // The evaluation library (kvworld_eval): its image metrics (motion estimators, SSIM, PSNR pooled over
-// frames), the rollout bar's statistics and the motion figures, the seam index and the bootstrap over
-// worlds, and the reports kvworld-cli eval writes with them on the tiny model (quality, world change,
+// frames), the rollout bar's statistics, the motion and walking figures, the seam index and the bootstrap
+// over worlds, and the reports kvworld-cli eval writes with them on the tiny model (quality, world change,
 // resampled worlds).
 #include <gtest/gtest.h>
 
@@ -23,6 +23,7 @@
 #include "kvworld/eval/motion.h"
 #include "kvworld/eval/rollout_bar.h"
 #include "kvworld/eval/token_grid.h"
+#include "kvworld/eval/walking.h"
 #include "kvworld/sim.h"
 #include "tolerance.h"
 
@@ -312,6 +313,93 @@ TEST(SeamIndex, OneForTheSimulatorAboveOneForAPaintedGridNotFooledByAnotherPerio
     EXPECT_EQ(eval::seam_index(eval::GridGradients{}, g), 0.0);
 }
 
+// ---- Walking --------------------------------------------------------------------------------------------
+
+TEST(Walking, CommandedWalks) {
+    using eval::Walk;
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 0, 0}), Walk::Forward);
+    EXPECT_EQ(eval::commanded_walk({0.6f, 0.05f, 0, 0, 0}), Walk::Forward);
+    EXPECT_EQ(eval::commanded_walk({-0.5f, 0, 0, 0, 0}), Walk::Back);
+    EXPECT_EQ(eval::commanded_walk({0, 1, 0, 0, 0}), Walk::StrafeRight);
+    EXPECT_EQ(eval::commanded_walk({0, -0.7f, 0, 0, 0}), Walk::StrafeLeft);
+    EXPECT_EQ(eval::commanded_walk({0, 0, 0, 0, 0}), Walk::Standing);
+    EXPECT_EQ(eval::commanded_walk({0.05f, 0, 0, 0.05f, 0}), Walk::Standing);
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 1.5f, 0}), Walk::Other) << "turning";
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 0, -0.2f}), Walk::Other) << "tilting";
+    EXPECT_EQ(eval::commanded_walk({1, 0.3f, 0, 0, 0}), Walk::Other) << "diagonal";
+    EXPECT_EQ(eval::commanded_walk({1, 0, -1, 0, 0}), Walk::Other) << "sinking";
+    EXPECT_EQ(eval::commanded_walk({0.3f, 0, 0, 0, 0}), Walk::Other) << "a slow shuffle";
+    EXPECT_STREQ(eval::to_string(Walk::StrafeLeft), "strafe_left");
+    EXPECT_EQ(eval::walk_signal(Walk::Back, 0.99, 0), 1 - 0.99);
+    EXPECT_EQ(eval::walk_signal(Walk::StrafeRight, 1, -2.5), 2.5);
+}
+
+// The estimators recover a known zoom (either way, past the old 0.98 limit) and a known shift of the lower
+// half.
+TEST(Walking, EstimatorsRecoverKnownMotion) {
+    for (double zoom : {1.009, 1.02, 0.985, 0.97})
+        EXPECT_NEAR(eval::estimate_zoom(textured_view(0, 1, 0), textured_view(0, zoom, 0), 8), zoom, 0.0007);
+    EXPECT_EQ(eval::estimate_zoom(textured_view(1, 1, 0), textured_view(1, 1, 0), 0), 1.0) << "identical";
+    for (double shift : {-3.0, 1.5, 2.3})
+        EXPECT_NEAR(eval::estimate_lower_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift,
+                    0.1);
+}
+
+// Synthetic pairs with a known answer: in every direction the "model" moves half as far as the "simulator",
+// so each fraction is 0.5 with an interval of one point (every world the same). Pairs where the simulator's
+// frames do not move are commanded but not counted, whatever the model does.
+TEST(Walking, RecoversTheModelsShareAndIgnoresPairsWhereTheSimulatorStands) {
+    const Image still = textured_view(0, 1, 0);
+    struct Case {
+        FrameAction action;
+        double sim_shift, sim_zoom, gen_shift, gen_zoom;
+    };
+    const std::vector<Case> cases = {
+        {{1, 0, 0, 0, 0}, 0, 1.02, 0, 1.01},   // forward: content grows
+        {{-1, 0, 0, 0, 0}, 0, 0.98, 0, 0.99},  // back: content shrinks
+        {{0, 1, 0, 0, 0}, -3, 1, -1.5, 1},     // strafing right: the ground moves left
+        {{0, -1, 0, 0, 0}, 2, 1, 1, 1},        // strafing left: it moves right
+    };
+    eval::WalkingSamples samples(8);
+    for (size_t world = 0; world < 3; ++world) {
+        for (const Case& c : cases)
+            samples.add(world, eval::measure_pair(c.action, still, textured_view(c.gen_shift, c.gen_zoom, 0),
+                                                  still, textured_view(c.sim_shift, c.sim_zoom, 0), 8));
+        // The simulator stands although walking is commanded (a step towards the sky); the model zooms.
+        samples.add(world,
+                    eval::measure_pair({1, 0, 0, 0, 0}, still, textured_view(0, 1.03, 0), still, still, 8));
+        // A standing pair: both frames still.
+        samples.add(world, eval::measure_pair({0, 0, 0, 0, 0}, still, still, still, still, 8));
+    }
+    samples.at_least_worlds(4);  // a fourth world without pairs still counts in the bootstrap
+    EXPECT_EQ(samples.worlds(), 4u);
+    const eval::WalkThresholds t = samples.thresholds();
+    EXPECT_EQ(t.standing_pairs, 3);
+    EXPECT_LT(t.standing_zoom_q99, 1e-3);
+    EXPECT_EQ(t.zoom, eval::kWalkZoomFloor);
+    EXPECT_EQ(t.shift_px, eval::kWalkShiftFloorPx);
+    for (eval::Walk walk : eval::kWalks) {
+        const eval::WalkFigure f = samples.figure(walk, t);
+        const bool forward = walk == eval::Walk::Forward;
+        EXPECT_EQ(f.commanded_pairs, forward ? 6 : 3) << eval::to_string(walk);
+        EXPECT_EQ(f.pairs, 3) << eval::to_string(walk);
+        EXPECT_EQ(f.worlds, 3);
+        EXPECT_NEAR(f.fraction, 0.5, 0.05) << eval::to_string(walk);
+        EXPECT_NEAR(f.fraction, f.model_mean / f.simulator_mean, 1e-12);
+        EXPECT_NEAR(f.fraction_ci.low, f.fraction, 1e-9) << "every world alike";
+        EXPECT_NEAR(f.fraction_ci.high, f.fraction, 1e-9);
+    }
+    // The model's drift where nothing moves: none here.
+    EXPECT_NEAR(samples.standing_model_zoom(), 0.0, 1e-3);
+
+    // Standing pairs that move raise the threshold to their 99th percentile.
+    eval::WalkingSamples shaky(8);
+    for (int k = 0; k < 5; ++k)
+        shaky.add(0, eval::measure_pair({0, 0, 0, 0, 0}, still, still, still, textured_view(0, 1.01, 0), 8));
+    EXPECT_NEAR(shaky.thresholds().zoom, 0.01, 0.0007);
+    EXPECT_TRUE(std::isnan(shaky.figure(eval::Walk::Back, shaky.thresholds()).fraction_ci.low)) << "no pairs";
+}
+
 // ---- Intervals over worlds ------------------------------------------------------------------------------
 
 TEST(Bootstrap, ResamplesWorldsNotPairs) {
@@ -494,6 +582,39 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
         EXPECT_EQ(w.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
     }
     check_seams(rollout_seams.at("whole"));
+    // Walking: per direction, the pairs counted are among the pairs commanded, the fraction is the model's
+    // mean signal over the simulator's (0 without pairs), the simulator's mean clears the threshold (every
+    // counted pair does), and the thresholds are at least the floors. No more pairs are classed than exist.
+    for (const auto& [key, pairs_total] :
+         {std::pair<const char*, int>{"one_chunk_walking", traces * chunk_frames},
+          std::pair<const char*, int>{"walking", static_cast<int>(report.at("rollouts").size()) * (8 - 1)}}) {
+        const nlohmann::json& w = report.at(key);
+        const nlohmann::json& t = w.at("thresholds");
+        EXPECT_GE(t.at("zoom").get<double>(), 0.004) << key;
+        EXPECT_GE(t.at("lower_shift_px").get<double>(), 0.5) << key;
+        EXPECT_EQ(t.at("zoom").get<double>(), std::max(0.004, t.at("standing_zoom_q99").get<double>()));
+        EXPECT_EQ(w.at("pattern_grid_removed").get<int>(), 8);
+        int classed = t.at("standing_pairs").get<int>();
+        EXPECT_EQ(w.at("model_standing").at("pairs"), t.at("standing_pairs"));
+        for (const char* walk : {"forward", "back", "strafe_left", "strafe_right"}) {
+            const nlohmann::json& d = w.at("directions").at(walk);
+            const int counted = d.at("pairs").get<int>();
+            EXPECT_LE(counted, d.at("commanded_pairs").get<int>()) << key << " " << walk;
+            EXPECT_LE(d.at("worlds").get<int>(), w.at("worlds").get<int>());
+            classed += d.at("commanded_pairs").get<int>();
+            if (counted == 0) {
+                EXPECT_EQ(d.at("fraction").get<double>(), 0.0);
+                EXPECT_TRUE(d.at("fraction_ci95")[0].is_null());
+                continue;
+            }
+            EXPECT_NEAR(d.at("fraction").get<double>(),
+                        d.at("model_mean").get<double>() / d.at("simulator_mean").get<double>(), 1e-12);
+            const bool zoom = std::string(walk) == "forward" || std::string(walk) == "back";
+            EXPECT_GT(d.at("simulator_mean").get<double>(),
+                      zoom ? t.at("zoom").get<double>() : t.at("lower_shift_px").get<double>());
+        }
+        EXPECT_LE(classed, pairs_total) << key;
+    }
 
     // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the
     // quality mode's first long rollout, so its start context and its windows' simulator statistics and

@@ -1,6 +1,6 @@
 // Quality (2) and (3): long rollouts under the playing policy, held against the simulator on the same trace
 // per 30-s window (bar 2, rollout_bar.h, and the seam index, token_grid.h), and the camera motion of every
-// pair of their frames (bar 3, motion.h).
+// pair of their frames (bar 3, motion.h and walking.h).
 #include <algorithm>
 #include <cstdio>
 
@@ -78,10 +78,12 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     const std::vector<Trace> longs =
         held_out_traces(std::max(1, options.traces / 2), long_frames, F, options.world_base + 700000, c);
     // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's token grid
-    // pattern removed first (estimate_shift: fixed seams read as "no motion").
+    // pattern removed first (estimate_shift: fixed seams read as "no motion"); walking on the latter.
     const int grid = token_grid_pixels(c);
     MotionSamples motion_raw, motion_grid;
     motion_grid.grid = grid;
+    WalkingSamples walking(grid);
+    walking.at_least_worlds(longs.size());
     const std::vector<std::pair<int, int>> spans = rollout_windows(long_frames, F);
     std::vector<WindowSeams> seams_by_window(spans.size());  // [window], pooled over rollouts
     WindowSeams seams_whole;
@@ -121,6 +123,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
             motion_raw.add(raw[i]);
             motion_by_place[i % static_cast<size_t>(F)].add(raw[i]);
             motion_grid.add(gridded[i]);
+            walking.add(world, gridded[i]);
         }
         rollouts.push_back({{"world_seed", t.world_seed},
                             {"seconds", static_cast<double>(long_frames) / c.fps},
@@ -151,6 +154,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     report["actions"] = motion_json(motion_raw, "actions");
     report["actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk_json(motion_by_place);
     report["actions_patch_grid_removed"] = motion_json(motion_grid, "actions, patch grid pattern removed");
+    report["walking"] = walking_json(walking, "long rollouts, walking");
     // The seam index per window, pooled over the rollouts (each rollout's own is in its windows' "seams").
     json seam_windows = json::array();
     std::printf("long rollouts, seam index by window (bar <= %.2f):", kSeamIndexBar);

@@ -154,6 +154,35 @@ std::string rollout_seams_markdown(const json& rs) {
     return md + row("whole", "", rs["whole"]) + "\n";
 }
 
+std::string walking_markdown(const char* title, const json& w) {
+    const json& t = w["thresholds"];
+    std::string md = format(
+        "%s (%d worlds): the model's image motion as a fraction of the simulator's on the same frame pairs, "
+        "counting only pairs where the simulator's own motion exceeds the threshold (zoom %.4f, lower-half "
+        "shift %.2f px; the 99th percentiles of its %d standing pairs: %.4f and %.2f px); ratio of means, "
+        "95%% interval resampling worlds. Where nothing is commanded, the model's frames zoom %+.4f "
+        "and shift %+.2f px a pair (%d pairs).\n\n"
+        "| walk | pairs counted / commanded | worlds | simulator | model | fraction |\n"
+        "|---|---|---|---|---|---|\n",
+        title, w["worlds"].get<int>(), t["zoom"].get<double>(), t["lower_shift_px"].get<double>(),
+        t["standing_pairs"].get<int>(), t["standing_zoom_q99"].get<double>(),
+        t["standing_lower_shift_q99"].get<double>(), w["model_standing"]["zoom_minus_1"].get<double>(),
+        w["model_standing"]["lower_shift_px"].get<double>(), w["model_standing"]["pairs"].get<int>());
+    for (const char* walk : {"forward", "back", "strafe_left", "strafe_right"}) {
+        const std::string name = walk;
+        const json& d = w["directions"][name];
+        const bool zoom = name == "forward" || name == "back";
+        md += format("| %s | %d / %d | %d | %s | %s | %s |\n", name.c_str(), d["pairs"].get<int>(),
+                     d["commanded_pairs"].get<int>(), d["worlds"].get<int>(),
+                     format(zoom ? "%.4f" : "%.2f px", d["simulator_mean"].get<double>()).c_str(),
+                     format(zoom ? "%.4f" : "%.2f px", d["model_mean"].get<double>()).c_str(),
+                     d["pairs"].get<int>() > 0
+                         ? with_interval("%.0f%%", d["fraction"], d["fraction_ci95"], 100).c_str()
+                         : "no pairs");
+    }
+    return md + "\n";
+}
+
 std::string grid_markdown(const json& rows) {
     std::string md =
         "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
@@ -174,8 +203,12 @@ std::string markdown_report(const json& report, const std::string& model_name, B
     std::string md = "# KVWorld evaluation (" + model_name + ", " + to_string(backend) + ")\n\n";
     if (report.contains("one_chunk")) md += one_chunk_markdown(report["one_chunk"]);
     if (report.contains("one_chunk_seams")) md += one_chunk_seams_markdown(report["one_chunk_seams"]);
+    if (report.contains("one_chunk_walking"))
+        md += walking_markdown("Walking in the chunk predicted after a ground-truth context",
+                               report["one_chunk_walking"]);
     if (report.contains("rollout_bar")) md += rollouts_markdown(report["rollout_bar"], report["rollouts"]);
     if (report.contains("rollout_seams")) md += rollout_seams_markdown(report["rollout_seams"]);
+    if (report.contains("walking")) md += walking_markdown("Walking in the long rollouts", report["walking"]);
     if (report.contains("world_change")) md += world_change_markdown(report["world_change"]);
     if (report.contains("one_chunk_actions") && report["one_chunk_actions"].contains("by_frame_in_chunk"))
         md += motion_by_place_markdown("Motion of the chunk predicted after a ground-truth context",

@@ -100,6 +100,44 @@ json seams_json(const std::vector<GridGradients>& model, const std::vector<GridG
     return r;
 }
 
+json walking_json(const WalkingSamples& samples, const char* what) {
+    const WalkThresholds t = samples.thresholds();
+    json directions = json::object();
+    std::printf(
+        "%s (model's motion as a fraction of the simulator's on the pairs where the simulator walks):", what);
+    for (Walk walk : kWalks) {
+        const WalkFigure f = samples.figure(walk, t);
+        directions[to_string(walk)] = {{"commanded_pairs", f.commanded_pairs},
+                                       {"pairs", f.pairs},
+                                       {"worlds", f.worlds},
+                                       {"simulator_mean", f.simulator_mean},
+                                       {"model_mean", f.model_mean},
+                                       {"fraction", f.fraction},
+                                       {"fraction_ci95", interval_json(f.fraction_ci)}};
+        std::printf("  %s %.0f%% [%.0f%%, %.0f%%] (%d of %d pairs, %d worlds)", to_string(walk),
+                    100 * f.fraction, 100 * f.fraction_ci.low, 100 * f.fraction_ci.high, f.pairs,
+                    f.commanded_pairs, f.worlds);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    return {{"measure",
+             "ratio of means: the model's walk signal over the simulator's, summed over the pairs where the "
+             "simulator's signal exceeds the threshold; 95% interval resampling worlds"},
+            {"pattern_grid_removed", samples.grid()},
+            {"worlds", samples.worlds()},
+            {"thresholds",
+             {{"standing_pairs", t.standing_pairs},
+              {"standing_zoom_q99", t.standing_zoom_q99},
+              {"standing_lower_shift_q99", t.standing_shift_q99},
+              {"zoom", t.zoom},
+              {"lower_shift_px", t.shift_px}}},
+            {"model_standing",
+             {{"pairs", samples.standing_pairs()},
+              {"zoom_minus_1", samples.standing_model_zoom()},
+              {"lower_shift_px", samples.standing_model_shift()}}},
+            {"directions", directions}};
+}
+
 json motion_by_frame_in_chunk_json(const std::vector<MotionSamples>& by_place) {
     json rows = json::array();
     std::printf("  by frame in chunk (turn slope, forward zoom; generated vs simulator):");

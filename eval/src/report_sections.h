@@ -9,13 +9,13 @@
 
 namespace kvw::eval {
 
-// Quality (1): one chunk after a ground-truth context; adds "one_chunk", "one_chunk_actions" and
-// "one_chunk_seams".
+// Quality (1): one chunk after a ground-truth context; adds "one_chunk", "one_chunk_actions",
+// "one_chunk_walking" and "one_chunk_seams".
 void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
                           const EvalOptions& options);
 
 // Quality (2) and (3): long rollouts under the playing policy; adds "rollouts" (each window with its
-// "seams"), "rollout_bar", "rollout_seams", "actions" and "actions_patch_grid_removed".
+// "seams"), "rollout_bar", "rollout_seams", "actions", "actions_patch_grid_removed" and "walking".
 void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
                              const EvalOptions& options);
 

@@ -7,11 +7,12 @@
 //           context frame; (2) long rollouts under the playing policy: mean, contrast and edge energy of the
 //           frames against the simulator's over the same trace (rollout_bar.h); (3) actions followed: camera
 //           motion estimated from the generated frames (horizontal shift for yaw, zoom for forward) against
-//           the commanded motion (motion.h). Both (1) and (2) also report the seam index, how visible the
-//           token grid is against the simulator's frames (token_grid.h). Bar 2 is read per 30-s window
-//           (strict) and over the whole trace, and scored for a baseline too: a model that kept its start
-//           context's statistics forever (what the simulator's scene change alone costs a model that does not
-//           invent the terrain it walks into).
+//           the commanded motion (motion.h), and walking forward, back and to the sides against the
+//           simulator's own walking on the same frame pairs (walking.h). Both (1) and (2) also report the
+//           seam index, how visible the token grid is against the simulator's frames (token_grid.h). Bar 2 is
+//           read per 30-s window (strict) and over the whole trace, and scored for a baseline too: a model
+//           that kept its start context's statistics forever (what the simulator's scene change alone costs a
+//           model that does not invent the terrain it walks into).
 // world-change : the simulator alone, over many more traces of the same kind: how often its own windows leave
 //           the bar's tolerance of its start context (the scene-keeping baseline over more worlds). With
 //           resample_pool, each trace's actions are also replayed in other worlds, and those whose start
