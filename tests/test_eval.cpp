@@ -1,7 +1,7 @@
 // The evaluation library (kvworld_eval): its image metrics (motion estimators, SSIM, PSNR pooled over
-// frames), the rollout bar's statistics, the motion and walking figures, the seam index and the bootstrap
-// over worlds, and the reports kvworld-cli eval writes with them on the tiny model (quality, world change,
-// resampled worlds).
+// frames), the rollout bar's statistics, the motion and walking figures, the seam index, the revisit matcher
+// and the bootstrap over worlds, and the reports kvworld-cli eval writes with them on the tiny model
+// (quality, world change, resampled worlds, revisits).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -21,6 +21,7 @@
 #include "kvworld/eval/bootstrap.h"
 #include "kvworld/eval/image_metrics.h"
 #include "kvworld/eval/motion.h"
+#include "kvworld/eval/revisit.h"
 #include "kvworld/eval/rollout_bar.h"
 #include "kvworld/eval/token_grid.h"
 #include "kvworld/eval/walking.h"
@@ -422,6 +423,79 @@ TEST(Bootstrap, ResamplesWorldsNotPairs) {
         std::isnan(eval::bootstrap_over_worlds(0, [](const std::vector<size_t>&) { return 1.0; }).low));
 }
 
+// ---- Revisits ---------------------------------------------------------------------------------------------
+
+namespace {
+CameraPose pose_at(float x, float z, float yaw = 0, float pitch = 0, float y = 2) {
+    CameraPose p;
+    p.x = x;
+    p.y = y;
+    p.z = z;
+    p.yaw_deg = yaw;
+    p.pitch_deg = pitch;
+    return p;
+}
+// 161 poses at 16 fps: the first is `first`, the last `last` (10 s later), every other one far from both
+// and from each other.
+std::vector<CameraPose> first_and_last(const CameraPose& first, const CameraPose& last) {
+    std::vector<CameraPose> poses;
+    poses.push_back(first);
+    for (int i = 1; i < 160; ++i) poses.push_back(pose_at(100.f + 5.f * i, 100.f));
+    poses.push_back(last);
+    return poses;
+}
+}  // namespace
+
+// A walk out along +z for 10 s and back the same way, walking backwards (the same heading): each frame on the
+// way back revisits its mirror on the way out once that is 10 s old (frames 240..319, exact poses); the four
+// before them (236..239) find the oldest allowed frame within 2 units instead.
+TEST(Revisit, FindsPlantedRevisits) {
+    std::vector<CameraPose> poses;
+    for (int i = 0; i < 160; ++i) poses.push_back(pose_at(0, 0.25f * i));
+    for (int i = 160; i < 320; ++i) poses.push_back(pose_at(0, 0.25f * (319 - i)));
+    const std::vector<eval::Revisit> found = eval::find_revisits(poses, 16);
+    ASSERT_EQ(found.size(), 84u);
+    EXPECT_EQ(found.front(), (eval::Revisit{236, 76}));
+    for (const eval::Revisit& r : found) {
+        if (r.frame >= 240) {
+            EXPECT_EQ(r.earlier, 319 - r.frame);
+        } else {
+            EXPECT_EQ(r.earlier, r.frame - 160);
+        }
+    }
+    EXPECT_TRUE(eval::find_revisits(std::vector<CameraPose>(poses.begin(), poses.begin() + 236), 16).empty());
+}
+
+// The limits: 10 s (160 frames at 16 fps, not 159), 2 units in (x, z) (height not compared), 15 degrees of
+// yaw (wrapped across +-180) and of pitch; the nearest candidate wins.
+TEST(Revisit, RespectsTheTimeDistanceAndAngleLimits) {
+    const CameraPose home = pose_at(3, 4, 170, 5);
+    auto matches = [&](const CameraPose& last) {
+        return !eval::find_revisits(first_and_last(home, last), 16).empty();
+    };
+    EXPECT_EQ(eval::find_revisits(first_and_last(home, home), 16), (std::vector<eval::Revisit>{{160, 0}}));
+    std::vector<CameraPose> early = first_and_last(home, home);
+    early.pop_back();
+    early.back() = home;  // 159 frames after the first
+    EXPECT_TRUE(eval::find_revisits(early, 16).empty());
+    EXPECT_EQ(eval::find_revisits(first_and_last(home, home), 32).size(), 0u)
+        << "at 32 fps 10 s is 320 frames";
+
+    EXPECT_TRUE(matches(pose_at(3 + 1.4f, 4 + 1.4f, 170, 5)));  // 1.98 units
+    EXPECT_FALSE(matches(pose_at(3 + 2.01f, 4, 170, 5)));
+    EXPECT_TRUE(matches(pose_at(3, 4, 170, 5, 40)));   // 38 units higher: height is not compared
+    EXPECT_TRUE(matches(pose_at(3, 4, -175.1f, 5)));   // 14.9 degrees across +-180
+    EXPECT_FALSE(matches(pose_at(3, 4, -174.9f, 5)));  // 15.1
+    EXPECT_TRUE(matches(pose_at(3, 4, 170, -9.9f)));   // pitch 14.9 apart
+    EXPECT_FALSE(matches(pose_at(3, 4, 170, 20.1f)));  // 15.1
+
+    // Two candidates old enough: the nearer pose is the match, whichever is older.
+    std::vector<CameraPose> two = first_and_last(pose_at(3, 5.5f, 170, 5), home);
+    two[1] = pose_at(3, 4.2f, 172, 5);
+    two.push_back(home);
+    EXPECT_EQ(eval::find_revisits(two, 16), (std::vector<eval::Revisit>{{160, 0}, {161, 1}}));
+}
+
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
 // repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts:
 // every window's ratios are the model's statistics over the simulator's, its within-bar flag follows from
@@ -744,4 +818,86 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
     fs::remove(out.string() + ".bad.log");
+}
+
+// --mode revisit on the tiny model: the frames that revisit a pose are those find_revisits finds on the
+// trace's poses, the simulator's PSNR (the ceiling) is the pooled PSNR of those pairs of its own frames, and
+// each cache's floor-to-ceiling fraction and verdict follow from its PSNRs. The survey's counts grow with the
+// length and its 2-minute traces begin with the rollouts' own.
+TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_revisit_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    // 37.5 s: the second world (1607919) comes back to a place at 33.8 s, the first does not.
+    const std::string cmd =
+        std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+        " --mode revisit --traces 2 --long-frames 600 --revisit-bits 16,2 --revisit-survey 2"
+        " --out " +
+        out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json r = nlohmann::json::parse(f).at("revisit");
+    EXPECT_EQ(r.at("limits").at("min_seconds").get<double>(), 10.0);
+    EXPECT_EQ(r.at("limits").at("max_distance").get<double>(), 2.0);
+    EXPECT_EQ(r.at("limits").at("max_angle_deg").get<double>(), 15.0);
+    ASSERT_EQ(r.at("per_world").size(), 2u);
+
+    const ModelConfig config = load_model_config(test::source_path("tests/data/tiny/model.json"));
+    const sim::SimParams params = frontend::sim_params_for(config);
+    const int F = config.chunk_frames, L = 600;
+    int pairs = 0, worlds_with = 0;
+    eval::PooledPsnr ceiling;
+    for (int i = 0; i < 2; ++i) {
+        const Trace t = sim::make_trace(1600000 + 7919 * static_cast<uint64_t>(i), 4242 + i, L, F, params);
+        const nlohmann::json& w = r.at("per_world")[static_cast<size_t>(i)];
+        EXPECT_EQ(w.at("world_seed").get<uint64_t>(), t.world_seed);
+        const std::vector<CameraPose> all = dead_reckon(t.start_pose, t.actions, params.motion);
+        const std::vector<eval::Revisit> found =
+            eval::find_revisits(std::vector<CameraPose>(all.begin() + F, all.end()), config.fps);
+        EXPECT_EQ(w.at("pairs").get<int>(), static_cast<int>(found.size()));
+        pairs += static_cast<int>(found.size());
+        worlds_with += !found.empty();
+        if (found.empty()) {
+            EXPECT_TRUE(w.at("first_revisit_s").is_null());
+            continue;
+        }
+        EXPECT_NEAR(w.at("first_revisit_s").get<double>(), found[0].frame / 16.0, 1e-12);
+        const std::vector<Image> frames = sim::render_trace(sim::World(t.world_seed), t, params);
+        for (const eval::Revisit& p : found)
+            ceiling.add(frames[static_cast<size_t>(F + p.frame)], frames[static_cast<size_t>(F + p.earlier)]);
+    }
+    EXPECT_EQ(r.at("pairs").get<int>(), pairs);
+    EXPECT_EQ(r.at("worlds_with_pairs").get<int>(), worlds_with);
+    ASSERT_GT(pairs, 0) << "the test needs a revisit";
+    EXPECT_NEAR(r.at("simulator").at("psnr").get<double>(), ceiling.psnr(), 1e-9);
+
+    ASSERT_EQ(r.at("caches").size(), 2u);
+    EXPECT_EQ(r.at("caches")[0].at("label").get<std::string>(), "BF16");
+    EXPECT_EQ(r.at("caches")[1].at("key_bits").get<int>(), 2);
+    EXPECT_EQ(r.at("caches")[1].at("group").get<int>(), 64);
+    EXPECT_EQ(r.at("caches")[1].at("correction").get<std::string>(), "taylor");
+    for (const nlohmann::json& c : r.at("caches")) {
+        const double model = c.at("model").at("psnr").get<double>(),
+                     floor = c.at("recall_off").at("psnr").get<double>(),
+                     top = r.at("simulator").at("psnr").get<double>();
+        EXPECT_NEAR(c.at("floor_to_ceiling").get<double>(), (model - floor) / (top - floor), 1e-9);
+        EXPECT_EQ(c.at("within_bar").get<bool>(), c.at("floor_to_ceiling").get<double>() >= 0.5);
+        EXPECT_LE(c.at("model").at("psnr_ci95")[0].get<double>(),
+                  c.at("model").at("psnr_ci95")[1].get<double>());
+        EXPECT_GT(c.at("recall").get<int>(), 0) << "the floor turns recall off; the model keeps its own";
+    }
+    const nlohmann::json& survey = r.at("survey");
+    EXPECT_EQ(survey.at("traces").get<int>(), 2);
+    ASSERT_EQ(survey.at("lengths").size(), 4u);
+    int previous = 0;
+    for (const nlohmann::json& l : survey.at("lengths")) {
+        EXPECT_GE(l.at("pairs").get<int>(), previous);
+        previous = l.at("pairs").get<int>();
+        EXPECT_LE(l.at("traces_with_pairs").get<int>(), 2);
+    }
+    // The survey's traces begin with the rollouts' traces, so its first minute holds every pair the 37.5-s
+    // rollouts found (and those of the next 22.5 s).
+    EXPECT_GE(survey.at("lengths")[0].at("pairs").get<int>(), pairs);
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
 }

@@ -183,6 +183,39 @@ std::string walking_markdown(const char* title, const json& w) {
     return md + "\n";
 }
 
+std::string revisit_markdown(const json& r) {
+    const json& lim = r["limits"];
+    std::string md = format(
+        "Revisits (%d worlds of %.0f s): %d frames in %d worlds come back within %g units and %g degrees of "
+        "a pose seen at least %g s earlier. PSNR of each against that earlier frame of the same rollout, "
+        "pooled over the pairs (95%% interval resampling worlds); the simulator's frames give the ceiling "
+        "(**%s dB**), the model with recall off the floor.\n\n",
+        r["worlds"].get<int>(), r["seconds"].get<double>(), r["pairs"].get<int>(),
+        r["worlds_with_pairs"].get<int>(), lim["max_distance"].get<double>(),
+        lim["max_angle_deg"].get<double>(), lim["min_seconds"].get<double>(),
+        with_interval("%.2f", r["simulator"]["psnr"], r["simulator"]["psnr_ci95"]).c_str());
+    if (r["caches"].empty())
+        md += "No model rows (`--revisit-bits none`): the simulator's side alone.\n";
+    else
+        md += "| cache | model dB | recall off dB | floor to ceiling | bar >= 50% |\n|---|---|---|---|---|\n";
+    for (const json& c : r["caches"])
+        md += format("| %s | %s | %s | %s | %s |\n", c["label"].get<std::string>().c_str(),
+                     with_interval("%.2f", c["model"]["psnr"], c["model"]["psnr_ci95"]).c_str(),
+                     with_interval("%.2f", c["recall_off"]["psnr"], c["recall_off"]["psnr_ci95"]).c_str(),
+                     with_interval("%.0f%%", c["floor_to_ceiling"], c["floor_to_ceiling_ci95"], 100).c_str(),
+                     c["within_bar"].get<bool>() ? "yes" : "**no**");
+    if (r.contains("survey")) {
+        md += format(
+            "\nHow often the policy revisits (%d traces of the same kind, poses only):\n\n"
+            "| minutes | frames revisiting | share of frames | traces with a revisit |\n|---|---|---|---|\n",
+            r["survey"]["traces"].get<int>());
+        for (const json& l : r["survey"]["lengths"])
+            md += format("| %d | %d | %.1f%% | %d |\n", l["minutes"].get<int>(), l["pairs"].get<int>(),
+                         100 * l["share_of_frames"].get<double>(), l["traces_with_pairs"].get<int>());
+    }
+    return md + "\n";
+}
+
 std::string grid_markdown(const json& rows) {
     std::string md =
         "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
@@ -209,6 +242,7 @@ std::string markdown_report(const json& report, const std::string& model_name, B
     if (report.contains("rollout_bar")) md += rollouts_markdown(report["rollout_bar"], report["rollouts"]);
     if (report.contains("rollout_seams")) md += rollout_seams_markdown(report["rollout_seams"]);
     if (report.contains("walking")) md += walking_markdown("Walking in the long rollouts", report["walking"]);
+    if (report.contains("revisit")) md += revisit_markdown(report["revisit"]);
     if (report.contains("world_change")) md += world_change_markdown(report["world_change"]);
     if (report.contains("one_chunk_actions") && report["one_chunk_actions"].contains("by_frame_in_chunk"))
         md += motion_by_place_markdown("Motion of the chunk predicted after a ground-truth context",

@@ -26,6 +26,10 @@ json cache_grid_report(const std::shared_ptr<Model>& model, const SessionParams&
 // The simulator alone on the long rollouts' kind of trace: the "world_change" section.
 json world_change_report(const EvalOptions& options, const ModelConfig& config);
 
+// Memory of places at several caches, recall on and off, against the simulator: the "revisit" section.
+json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& base,
+                    const EvalOptions& options);
+
 // eval.md: the tables of whichever sections the report has.
 std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend);
 
