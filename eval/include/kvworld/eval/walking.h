@@ -23,10 +23,10 @@ double walk_signal(Walk walk, double zoom, double lower_shift);
 
 // The simulator's motion a pair must show to count as a walk: above what its standing pairs show (their
 // 99th percentile), and never below a floor. Standing pairs (every command below 0.1) still move a little in
-// the simulator (analog input easing off), and the estimators read a little on identical frames: over the
-// 771 standing pairs of the first 8 two-minute evaluation traces the 99th percentiles were 0.0034 (|zoom -
-// 1|) and 0.26 px (|lower shift|). The floors sit just above those, so that a section with few standing pairs
-// (the one-chunk predictions) still has a threshold.
+// the simulator (analog input easing off). Over the 771 standing pairs of the first 8 two-minute evaluation
+// traces the 99th percentiles were 0.0033 of zoom and 0.26 px of lower shift (identical frames read 0). The
+// floors sit just above those, so that a section with few standing pairs (the one-chunk predictions) still
+// has a threshold.
 inline constexpr double kWalkZoomFloor = 0.004;
 inline constexpr double kWalkShiftFloorPx = 0.5;
 struct WalkThresholds {
