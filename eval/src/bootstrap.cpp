@@ -53,7 +53,13 @@ double WorldSums::ratio() const {
     return ratio(all);
 }
 
+size_t WorldSums::contributing_worlds() const {
+    return static_cast<size_t>(
+        std::count_if(denominator.begin(), denominator.end(), [](double d) { return d != 0; }));
+}
+
 Interval bootstrap_ratio(const WorldSums& sums, const std::function<double(double)>& transform) {
+    if (sums.contributing_worlds() < 2) return {kNaN, kNaN};
     return bootstrap_over_worlds(sums.worlds(), [&](const std::vector<size_t>& draw) {
         const double r = sums.ratio(draw);
         return transform && std::isfinite(r) ? transform(r) : r;

@@ -120,12 +120,15 @@ std::string motion_by_place_markdown(const char* title, const json& by_place) {
     return md + "\n";
 }
 
-// "1.234 [1.100, 1.300]" of a figure and its interval (null ends: "n/a"); `scale` multiplies all three.
+// "1.234 [1.100, 1.300]" of a figure and its interval (null: "n/a"; a figure without an interval, from one
+// world: "1.234 (one world)"); `scale` multiplies all three.
 std::string with_interval(const char* fmt, const json& value, const json& interval, double scale = 1) {
     const auto one = [&](const json& v) {
         const double x = number_or_nan(v);
         return std::isfinite(x) ? format(fmt, scale * x) : std::string("n/a");
     };
+    if (std::isfinite(number_or_nan(value)) && !std::isfinite(number_or_nan(interval[0])))
+        return one(value) + " (one world)";
     return one(value) + " [" + one(interval[0]) + ", " + one(interval[1]) + "]";
 }
 

@@ -86,7 +86,10 @@ json seams_json(const std::vector<GridGradients>& model, const std::vector<GridG
               {"seam_index", index},
               {"bar", kSeamIndexBar},
               {"within_bar", index <= kSeamIndexBar}};
-    if (with_interval)
+    if (with_interval && model.size() < 2)  // one world: every draw would be that world
+        r["seam_index_ci95"] = interval_json(
+            {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()});
+    else if (with_interval)
         r["seam_index_ci95"] =
             interval_json(bootstrap_over_worlds(model.size(), [&](const std::vector<size_t>& draw) {
                 GridGradients m, s;

@@ -39,7 +39,7 @@ json interval_json(const Interval& interval);
 
 // The seam index of the worlds' frames pooled ([world] boundary sums of the model's and the simulator's
 // frames): {token_grid_pixels, worlds, model_boundary_ratio, simulator_boundary_ratio, seam_index, bar,
-// within_bar}, and seam_index_ci95 (resampling worlds) when with_interval.
+// within_bar}, and seam_index_ci95 (resampling worlds; null ends for one world) when with_interval.
 json seams_json(const std::vector<GridGradients>& model, const std::vector<GridGradients>& simulator,
                 int grid, bool with_interval);
 

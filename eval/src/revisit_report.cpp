@@ -54,11 +54,9 @@ double pooled_psnr(const WorldSums& sums, const std::vector<size_t>& draw) {
 }
 
 json psnr_json(const WorldSums& sums) {
-    std::vector<size_t> all(sums.worlds());
-    for (size_t w = 0; w < all.size(); ++w) all[w] = w;
-    const Interval ci = bootstrap_over_worlds(
-        sums.worlds(), [&](const std::vector<size_t>& draw) { return pooled_psnr(sums, draw); });
-    return {{"psnr", pooled_psnr(sums, all)}, {"psnr_ci95", interval_json(ci)}};
+    const double mse = sums.ratio();
+    return {{"psnr", std::isfinite(mse) ? frontend::psnr_of_mse(mse) : kNaN},
+            {"psnr_ci95", interval_json(bootstrap_ratio(sums, frontend::psnr_of_mse))}};
 }
 
 // Where the model's revisit PSNR lies between the floor (0) and the ceiling (1), in dB.
@@ -147,10 +145,14 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
         const json on = psnr_json(recall_on), off = psnr_json(recall_off);
         const double fraction = floor_to_ceiling(number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
                                                  number_or_nan(ceiling["psnr"]));
-        const Interval fraction_ci = bootstrap_over_worlds(worlds, [&](const std::vector<size_t>& draw) {
-            return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
-                                    pooled_psnr(simulator, draw));
-        });
+        // An interval needs two worlds with revisits (with one, every draw would be that world).
+        const Interval fraction_ci =
+            worlds_with_pairs < 2
+                ? Interval{kNaN, kNaN}
+                : bootstrap_over_worlds(worlds, [&](const std::vector<size_t>& draw) {
+                      return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
+                                              pooled_psnr(simulator, draw));
+                  });
         caches.push_back({{"label", cache.label()},
                           {"key_bits", cache.key_bits},
                           {"value_bits", cache.value_bits},

@@ -10,7 +10,9 @@
 
 namespace kvw::eval {
 
-// A 95% interval; NaN ends when the statistic had no defined value in any draw.
+// A 95% interval; NaN ends when it is undefined: no draw gave the statistic a value, or (bootstrap_ratio and
+// the figures built on it) fewer than two worlds contribute, where every draw would give the one world's
+// value.
 struct Interval {
     double low = 0, high = 0;
 };
@@ -33,10 +35,12 @@ struct WorldSums {
     // Sum of numerators over sum of denominators of `draw` (world indices, repeats counted); NaN when the
     // denominators sum to 0.
     double ratio(const std::vector<size_t>& draw) const;
-    double ratio() const;  // over every world once
+    double ratio() const;                // over every world once
+    size_t contributing_worlds() const;  // worlds with a denominator other than 0
 };
 
-// The bootstrap interval of `transform(sums.ratio(draw))` (identity when no transform is given).
+// The bootstrap interval of `transform(sums.ratio(draw))` (identity when no transform is given); NaN ends
+// with fewer than two contributing worlds.
 Interval bootstrap_ratio(const WorldSums& sums, const std::function<double(double)>& transform = {});
 
 }  // namespace kvw::eval

@@ -41,7 +41,8 @@ struct WalkThresholds {
 
 // One direction's figure. fraction = model_mean / simulator_mean over the counted pairs (a ratio of means:
 // the model's total motion over the simulator's on the same pairs), with a 95% interval from resampling
-// worlds (every world of the evaluation, those without such pairs too).
+// worlds (every world of the evaluation, those without such pairs too; none when the pairs come from one
+// world).
 struct WalkFigure {
     Walk walk = Walk::Other;
     int commanded_pairs = 0;  // pairs whose action commands this walk
