@@ -1,6 +1,7 @@
 // The evaluation library (kvworld_eval): its image metrics (motion estimators, SSIM, PSNR pooled over
-// frames), the rollout bar's statistics and the motion figures, and the reports kvworld-cli eval writes with
-// them on the tiny model (quality, world change, resampled worlds).
+// frames), the rollout bar's statistics, the motion and walking figures, the seam index, the revisit matcher
+// and the bootstrap over worlds, and the reports kvworld-cli eval writes with them on the tiny model
+// (quality, world change, resampled worlds, revisits).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -13,12 +14,18 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 
 #include "frontend.h"
 #include "kvworld/error.h"
+#include "kvworld/eval/bootstrap.h"
 #include "kvworld/eval/image_metrics.h"
 #include "kvworld/eval/motion.h"
+#include "kvworld/eval/revisit.h"
 #include "kvworld/eval/rollout_bar.h"
+#include "kvworld/eval/token_grid.h"
+#include "kvworld/eval/walking.h"
+#include "kvworld/sim.h"
 #include "tolerance.h"
 
 using namespace kvw;
@@ -219,6 +226,284 @@ TEST(Motion, RolloutPairsFollowTheirActions) {
     EXPECT_EQ(samples.fwd_zoom_sim[0], pairs[2].zoom_sim);
 }
 
+// ---- The token grid and the seam index ---------------------------------------------------------------
+
+namespace {
+// The simulator's frames of a held-out policy trace at 128x128 (world 1600000, the first long rollout's).
+std::vector<Image> simulator_frames(int frames) {
+    const sim::SimParams params;
+    const Trace trace = sim::make_trace(1600000, 4242, frames, 1, params);
+    return sim::render_trace(sim::World(trace.world_seed), trace, params);
+}
+
+// Every `period` x `period` block of each frame brightened or darkened by its own offset (uniform in
+// [-amplitude, amplitude] luma levels, the same in each channel): what a model whose tokens do not join up
+// draws, at a period of its grid or of another.
+std::vector<Image> with_block_offsets(std::vector<Image> frames, int period, double amplitude) {
+    std::mt19937 rng(17);
+    std::uniform_real_distribution<double> offset(-amplitude, amplitude);
+    for (Image& img : frames) {
+        const int cols = (img.width + period - 1) / period, rows = (img.height + period - 1) / period;
+        std::vector<double> block(static_cast<size_t>(cols) * rows);
+        for (double& b : block) b = offset(rng);
+        for (int y = 0; y < img.height; ++y)
+            for (int x = 0; x < img.width; ++x)
+                for (int ch = 0; ch < 3; ++ch) {
+                    uint8_t& v = img.pixel(x, y)[ch];
+                    v = static_cast<uint8_t>(std::clamp(
+                        std::lround(v + block[static_cast<size_t>(y / period) * cols + x / period]), 0L,
+                        255L));
+                }
+    }
+    return frames;
+}
+}  // namespace
+
+TEST(SeamIndex, TokenGridIsThePatchOfAPixelModel) {
+    ModelConfig config;
+    config.patch = 8;
+    EXPECT_EQ(eval::token_grid_pixels(config), 8);
+    config.patch = 16;
+    EXPECT_EQ(eval::token_grid_pixels(config), 16);
+}
+
+// Neighbour pairs split by the grid: a 16x16 frame at grid 8 has one boundary column pair per row (x = 7|8)
+// and one boundary row pair per column; the ratio compares their mean absolute difference with the rest's.
+TEST(SeamIndex, GradientsAcrossBoundariesAgainstElsewhere) {
+    Image img = flat(16, 16, 100);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 8; x < 16; ++x) std::fill(img.pixel(x, y), img.pixel(x, y) + 3, 140);  // an edge at 7|8
+    eval::GridGradients g;
+    g.add(img, 8);
+    EXPECT_EQ(g.boundary_pairs, 16.0 + 16.0);
+    EXPECT_EQ(g.interior_pairs, 15.0 * 16 + 16 * 15 - 32);
+    EXPECT_NEAR(g.boundary_sum, 16 * 40.0, 1e-9);
+    EXPECT_EQ(g.interior_sum, 0.0);
+    EXPECT_EQ(g.ratio(), 0.0) << "nothing elsewhere to compare with";
+    // The same edge one pixel to the left (6|7) is interior.
+    Image off = flat(16, 16, 100);
+    for (int y = 0; y < 16; ++y)
+        for (int x = 7; x < 16; ++x) std::fill(off.pixel(x, y), off.pixel(x, y) + 3, 140);
+    const eval::GridGradients both = eval::grid_gradients({img, off}, 8);
+    EXPECT_NEAR(both.ratio(), (16 * 40.0 / both.boundary_pairs) / (16 * 40.0 / both.interior_pairs), 1e-12);
+    EXPECT_THROW(g.add(img, 1), Error);
+}
+
+// The simulator against itself is exactly 1 (its own frames have no grid: their boundary ratio is near 1
+// too); a grid painted in at the token period raises the index far past the bar; the same pattern at another
+// period (7 px: only 2 of its 18 seams per row fall on the 8-px grid, about the share of interior pairs) does
+// not.
+TEST(SeamIndex, OneForTheSimulatorAboveOneForAPaintedGridNotFooledByAnotherPeriod) {
+    const std::vector<Image> sim = simulator_frames(6);
+    const eval::GridGradients g = eval::grid_gradients(sim, 8);
+    EXPECT_EQ(eval::seam_index(g, g), 1.0);
+    EXPECT_NEAR(g.ratio(), 1.0, 0.1) << "the simulator draws no 8-px grid";
+
+    const double painted = eval::seam_index(eval::grid_gradients(with_block_offsets(sim, 8, 6), 8), g);
+    EXPECT_GT(painted, 1.3);
+    // Seams darkened on every 8th row and column (the other way a grid shows): above the bar too.
+    const double seams =
+        eval::seam_index(eval::grid_gradients({textured_view(0, 1, 0.1), textured_view(2, 1, 0.1)}, 8),
+                         eval::grid_gradients({textured_view(0, 1, 0), textured_view(2, 1, 0)}, 8));
+    EXPECT_GT(seams, 1.3);
+
+    const std::vector<Image> other = with_block_offsets(sim, 7, 6);
+    EXPECT_NEAR(eval::seam_index(eval::grid_gradients(other, 8), g), 1.0, 0.05) << "a 7-px pattern at grid 8";
+    EXPECT_GT(eval::seam_index(eval::grid_gradients(other, 7), eval::grid_gradients(sim, 7)), 1.3)
+        << "the same pattern is visible at its own period";
+    EXPECT_EQ(eval::seam_index(eval::GridGradients{}, g), 0.0);
+}
+
+// ---- Walking --------------------------------------------------------------------------------------------
+
+TEST(Walking, CommandedWalks) {
+    using eval::Walk;
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 0, 0}), Walk::Forward);
+    EXPECT_EQ(eval::commanded_walk({0.6f, 0.05f, 0, 0, 0}), Walk::Forward);
+    EXPECT_EQ(eval::commanded_walk({-0.5f, 0, 0, 0, 0}), Walk::Back);
+    EXPECT_EQ(eval::commanded_walk({0, 1, 0, 0, 0}), Walk::StrafeRight);
+    EXPECT_EQ(eval::commanded_walk({0, -0.7f, 0, 0, 0}), Walk::StrafeLeft);
+    EXPECT_EQ(eval::commanded_walk({0, 0, 0, 0, 0}), Walk::Standing);
+    EXPECT_EQ(eval::commanded_walk({0.05f, 0, 0, 0.05f, 0}), Walk::Standing);
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 1.5f, 0}), Walk::Other) << "turning";
+    EXPECT_EQ(eval::commanded_walk({1, 0, 0, 0, -0.2f}), Walk::Other) << "tilting";
+    EXPECT_EQ(eval::commanded_walk({1, 0.3f, 0, 0, 0}), Walk::Other) << "diagonal";
+    EXPECT_EQ(eval::commanded_walk({1, 0, -1, 0, 0}), Walk::Other) << "sinking";
+    EXPECT_EQ(eval::commanded_walk({0.3f, 0, 0, 0, 0}), Walk::Other) << "a slow shuffle";
+    EXPECT_STREQ(eval::to_string(Walk::StrafeLeft), "strafe_left");
+    EXPECT_EQ(eval::walk_signal(Walk::Back, 0.99, 0), 1 - 0.99);
+    EXPECT_EQ(eval::walk_signal(Walk::StrafeRight, 1, -2.5), 2.5);
+}
+
+// The estimators recover a known zoom (either way, past the old 0.98 limit) and a known shift of the lower
+// half.
+TEST(Walking, EstimatorsRecoverKnownMotion) {
+    for (double zoom : {1.009, 1.02, 0.985, 0.97})
+        EXPECT_NEAR(eval::estimate_zoom(textured_view(0, 1, 0), textured_view(0, zoom, 0), 8), zoom, 0.0007);
+    EXPECT_EQ(eval::estimate_zoom(textured_view(1, 1, 0), textured_view(1, 1, 0), 0), 1.0) << "identical";
+    for (double shift : {-3.0, 1.5, 2.3})
+        EXPECT_NEAR(eval::estimate_lower_shift(textured_view(0, 1, 0), textured_view(shift, 1, 0), 8), shift,
+                    0.1);
+}
+
+// Synthetic pairs with a known answer: in every direction the "model" moves half as far as the "simulator",
+// so each fraction is 0.5 with an interval of one point (every world the same). Pairs where the simulator's
+// frames do not move are commanded but not counted, whatever the model does.
+TEST(Walking, RecoversTheModelsShareAndIgnoresPairsWhereTheSimulatorStands) {
+    const Image still = textured_view(0, 1, 0);
+    struct Case {
+        FrameAction action;
+        double sim_shift, sim_zoom, gen_shift, gen_zoom;
+    };
+    const std::vector<Case> cases = {
+        {{1, 0, 0, 0, 0}, 0, 1.02, 0, 1.01},   // forward: content grows
+        {{-1, 0, 0, 0, 0}, 0, 0.98, 0, 0.99},  // back: content shrinks
+        {{0, 1, 0, 0, 0}, -3, 1, -1.5, 1},     // strafing right: the ground moves left
+        {{0, -1, 0, 0, 0}, 2, 1, 1, 1},        // strafing left: it moves right
+    };
+    eval::WalkingSamples samples(8);
+    for (size_t world = 0; world < 3; ++world) {
+        for (const Case& c : cases)
+            samples.add(world, eval::measure_pair(c.action, still, textured_view(c.gen_shift, c.gen_zoom, 0),
+                                                  still, textured_view(c.sim_shift, c.sim_zoom, 0), 8));
+        // The simulator stands although walking is commanded (a step towards the sky); the model zooms.
+        samples.add(world,
+                    eval::measure_pair({1, 0, 0, 0, 0}, still, textured_view(0, 1.03, 0), still, still, 8));
+        // A standing pair: both frames still.
+        samples.add(world, eval::measure_pair({0, 0, 0, 0, 0}, still, still, still, still, 8));
+    }
+    samples.at_least_worlds(4);  // a fourth world without pairs still counts in the bootstrap
+    EXPECT_EQ(samples.worlds(), 4u);
+    const eval::WalkThresholds t = samples.thresholds();
+    EXPECT_EQ(t.standing_pairs, 3);
+    EXPECT_LT(t.standing_zoom_q99, 1e-3);
+    EXPECT_EQ(t.zoom, eval::kWalkZoomFloor);
+    EXPECT_EQ(t.shift_px, eval::kWalkShiftFloorPx);
+    for (eval::Walk walk : eval::kWalks) {
+        const eval::WalkFigure f = samples.figure(walk, t);
+        const bool forward = walk == eval::Walk::Forward;
+        EXPECT_EQ(f.commanded_pairs, forward ? 6 : 3) << eval::to_string(walk);
+        EXPECT_EQ(f.pairs, 3) << eval::to_string(walk);
+        EXPECT_EQ(f.worlds, 3);
+        EXPECT_NEAR(f.fraction, 0.5, 0.05) << eval::to_string(walk);
+        EXPECT_NEAR(f.fraction, f.model_mean / f.simulator_mean, 1e-12);
+        EXPECT_NEAR(f.fraction_ci.low, f.fraction, 1e-9) << "every world alike";
+        EXPECT_NEAR(f.fraction_ci.high, f.fraction, 1e-9);
+    }
+    // The model's drift where nothing moves: none here.
+    EXPECT_NEAR(samples.standing_model_zoom(), 0.0, 1e-3);
+
+    // Standing pairs that move raise the threshold to their 99th percentile.
+    eval::WalkingSamples shaky(8);
+    for (int k = 0; k < 5; ++k)
+        shaky.add(0, eval::measure_pair({0, 0, 0, 0, 0}, still, still, still, textured_view(0, 1.01, 0), 8));
+    EXPECT_NEAR(shaky.thresholds().zoom, 0.01, 0.0007);
+    EXPECT_TRUE(std::isnan(shaky.figure(eval::Walk::Back, shaky.thresholds()).fraction_ci.low)) << "no pairs";
+}
+
+// ---- Intervals over worlds ------------------------------------------------------------------------------
+
+TEST(Bootstrap, ResamplesWorldsNotPairs) {
+    eval::WorldSums sums(3);
+    sums.numerator = {1, 4, 0};
+    sums.denominator = {2, 4, 0};  // the third world has no pairs
+    EXPECT_NEAR(sums.ratio(), 5.0 / 6, 1e-12);
+    EXPECT_NEAR(sums.ratio({1, 1, 2}), 1.0, 1e-12);
+    EXPECT_TRUE(std::isnan(sums.ratio({2, 2, 2})));
+    const eval::Interval ci = eval::bootstrap_ratio(sums);
+    EXPECT_GE(ci.low, 0.5 - 1e-12) << "no draw is below the lowest world's ratio";
+    EXPECT_LE(ci.high, 1.0 + 1e-12);
+    EXPECT_LT(ci.low, sums.ratio());
+    EXPECT_GT(ci.high, sums.ratio());
+    const eval::Interval again = eval::bootstrap_ratio(sums);
+    EXPECT_EQ(again.low, ci.low) << "deterministic";
+    const eval::Interval db = eval::bootstrap_ratio(sums, [](double r) { return 10 * r; });
+    EXPECT_NEAR(db.low, 10 * ci.low, 1e-9);
+    EXPECT_TRUE(
+        std::isnan(eval::bootstrap_over_worlds(0, [](const std::vector<size_t>&) { return 1.0; }).low));
+    // One world with pairs: every draw that has a value is that world's, so there is no interval.
+    eval::WorldSums one(3);
+    one.numerator = {0, 3, 0};
+    one.denominator = {0, 4, 0};
+    EXPECT_EQ(one.contributing_worlds(), 1u);
+    EXPECT_NEAR(one.ratio(), 0.75, 1e-12);
+    EXPECT_TRUE(std::isnan(eval::bootstrap_ratio(one).low));
+    EXPECT_EQ(sums.contributing_worlds(), 2u);
+}
+
+// ---- Revisits ---------------------------------------------------------------------------------------------
+
+namespace {
+CameraPose pose_at(float x, float z, float yaw = 0, float pitch = 0, float y = 2) {
+    CameraPose p;
+    p.x = x;
+    p.y = y;
+    p.z = z;
+    p.yaw_deg = yaw;
+    p.pitch_deg = pitch;
+    return p;
+}
+// 161 poses at 16 fps: the first is `first`, the last `last` (10 s later), every other one far from both
+// and from each other.
+std::vector<CameraPose> first_and_last(const CameraPose& first, const CameraPose& last) {
+    std::vector<CameraPose> poses;
+    poses.push_back(first);
+    for (int i = 1; i < 160; ++i) poses.push_back(pose_at(100.f + 5.f * i, 100.f));
+    poses.push_back(last);
+    return poses;
+}
+}  // namespace
+
+// A walk out along +z for 10 s and back the same way, walking backwards (the same heading): each frame on the
+// way back revisits its mirror on the way out once that is 10 s old (frames 240..319, exact poses); the four
+// before them (236..239) find the oldest allowed frame within 2 units instead.
+TEST(Revisit, FindsPlantedRevisits) {
+    std::vector<CameraPose> poses;
+    for (int i = 0; i < 160; ++i) poses.push_back(pose_at(0, 0.25f * i));
+    for (int i = 160; i < 320; ++i) poses.push_back(pose_at(0, 0.25f * (319 - i)));
+    const std::vector<eval::Revisit> found = eval::find_revisits(poses, 16);
+    ASSERT_EQ(found.size(), 84u);
+    EXPECT_EQ(found.front(), (eval::Revisit{236, 76}));
+    for (const eval::Revisit& r : found) {
+        if (r.frame >= 240) {
+            EXPECT_EQ(r.earlier, 319 - r.frame);
+        } else {
+            EXPECT_EQ(r.earlier, r.frame - 160);
+        }
+    }
+    EXPECT_TRUE(eval::find_revisits(std::vector<CameraPose>(poses.begin(), poses.begin() + 236), 16).empty());
+}
+
+// The limits: 10 s (160 frames at 16 fps, not 159), 2 units in (x, z) (height not compared), 15 degrees of
+// yaw (wrapped across +-180) and of pitch; the nearest candidate wins.
+TEST(Revisit, RespectsTheTimeDistanceAndAngleLimits) {
+    const CameraPose home = pose_at(3, 4, 170, 5);
+    auto matches = [&](const CameraPose& last) {
+        return !eval::find_revisits(first_and_last(home, last), 16).empty();
+    };
+    EXPECT_EQ(eval::find_revisits(first_and_last(home, home), 16), (std::vector<eval::Revisit>{{160, 0}}));
+    std::vector<CameraPose> early = first_and_last(home, home);
+    early.pop_back();
+    early.back() = home;  // 159 frames after the first
+    EXPECT_TRUE(eval::find_revisits(early, 16).empty());
+    EXPECT_EQ(eval::find_revisits(first_and_last(home, home), 32).size(), 0u)
+        << "at 32 fps 10 s is 320 frames";
+
+    EXPECT_TRUE(matches(pose_at(3 + 1.4f, 4 + 1.4f, 170, 5)));  // 1.98 units
+    EXPECT_FALSE(matches(pose_at(3 + 2.01f, 4, 170, 5)));
+    EXPECT_TRUE(matches(pose_at(3, 4, 170, 5, 40)));   // 38 units higher: height is not compared
+    EXPECT_TRUE(matches(pose_at(3, 4, -175.1f, 5)));   // 14.9 degrees across +-180
+    EXPECT_FALSE(matches(pose_at(3, 4, -174.9f, 5)));  // 15.1
+    EXPECT_TRUE(matches(pose_at(3, 4, 170, -9.9f)));   // pitch 14.9 apart
+    EXPECT_FALSE(matches(pose_at(3, 4, 170, 20.1f)));  // 15.1
+
+    // Two candidates old enough: the nearer pose is the match, whichever is older.
+    std::vector<CameraPose> two = first_and_last(pose_at(3, 5.5f, 170, 5), home);
+    two[1] = pose_at(3, 4.2f, 172, 5);
+    two.push_back(home);
+    EXPECT_EQ(eval::find_revisits(two, 16), (std::vector<eval::Revisit>{{160, 0}, {161, 1}}));
+}
+
 // The quality report is self-consistent. One chunk: the headline margin is pooled model PSNR minus pooled
 // repeat PSNR, the per-trace margins average to the mean-of-dB margin, and the counts fit. Long rollouts:
 // every window's ratios are the model's statistics over the simulator's, its within-bar flag follows from
@@ -350,6 +635,69 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
         rollout_pairs += p.at("pairs").get<int>();
     EXPECT_EQ(rollout_pairs, static_cast<int>(report.at("rollouts").size()) * (8 - 1)) << "--long-frames 8";
 
+    // The seam index: the model's boundary ratio over the simulator's, pooled over the one-chunk worlds and
+    // per window of each rollout (and pooled over the rollouts per window), with the bar's verdict.
+    auto check_seams = [](const nlohmann::json& s) {
+        EXPECT_EQ(s.at("token_grid_pixels").get<int>(), 8);
+        EXPECT_NEAR(
+            s.at("seam_index").get<double>(),
+            s.at("model_boundary_ratio").get<double>() / s.at("simulator_boundary_ratio").get<double>(),
+            1e-12);
+        EXPECT_EQ(s.at("bar").get<double>(), 1.05);
+        EXPECT_EQ(s.at("within_bar").get<bool>(), s.at("seam_index").get<double>() <= 1.05);
+    };
+    const nlohmann::json& one_chunk_seams = report.at("one_chunk_seams");
+    check_seams(one_chunk_seams);
+    EXPECT_EQ(one_chunk_seams.at("worlds").get<int>(), traces);
+    const nlohmann::json& seam_ci = one_chunk_seams.at("seam_index_ci95");
+    EXPECT_LE(seam_ci[0].get<double>(), seam_ci[1].get<double>());
+    const nlohmann::json& rollout_seams = report.at("rollout_seams");
+    for (const nlohmann::json& r : report.at("rollouts")) {
+        ASSERT_EQ(r.at("windows").size(), rollout_seams.at("windows").size());
+        for (const nlohmann::json& w : r.at("windows")) {
+            check_seams(w.at("seams"));
+            EXPECT_EQ(w.at("seams").at("worlds").get<int>(), 1);
+        }
+    }
+    for (const nlohmann::json& w : rollout_seams.at("windows")) {
+        check_seams(w);
+        EXPECT_EQ(w.at("worlds").get<int>(), static_cast<int>(report.at("rollouts").size()));
+    }
+    check_seams(rollout_seams.at("whole"));
+    // Walking: per direction, the pairs counted are among the pairs commanded, the fraction is the model's
+    // mean signal over the simulator's (0 without pairs), the simulator's mean clears the threshold (every
+    // counted pair does), and the thresholds are at least the floors. No more pairs are classed than exist.
+    for (const auto& [key, pairs_total] :
+         {std::pair<const char*, int>{"one_chunk_walking", traces * chunk_frames},
+          std::pair<const char*, int>{"walking", static_cast<int>(report.at("rollouts").size()) * (8 - 1)}}) {
+        const nlohmann::json& w = report.at(key);
+        const nlohmann::json& t = w.at("thresholds");
+        EXPECT_GE(t.at("zoom").get<double>(), 0.004) << key;
+        EXPECT_GE(t.at("lower_shift_px").get<double>(), 0.5) << key;
+        EXPECT_EQ(t.at("zoom").get<double>(), std::max(0.004, t.at("standing_zoom_q99").get<double>()));
+        EXPECT_EQ(w.at("pattern_grid_removed").get<int>(), 8);
+        int classed = t.at("standing_pairs").get<int>();
+        EXPECT_EQ(w.at("model_standing").at("pairs"), t.at("standing_pairs"));
+        for (const char* walk : {"forward", "back", "strafe_left", "strafe_right"}) {
+            const nlohmann::json& d = w.at("directions").at(walk);
+            const int counted = d.at("pairs").get<int>();
+            EXPECT_LE(counted, d.at("commanded_pairs").get<int>()) << key << " " << walk;
+            EXPECT_LE(d.at("worlds").get<int>(), w.at("worlds").get<int>());
+            classed += d.at("commanded_pairs").get<int>();
+            if (counted == 0) {
+                EXPECT_EQ(d.at("fraction").get<double>(), 0.0);
+                EXPECT_TRUE(d.at("fraction_ci95")[0].is_null());
+                continue;
+            }
+            EXPECT_NEAR(d.at("fraction").get<double>(),
+                        d.at("model_mean").get<double>() / d.at("simulator_mean").get<double>(), 1e-12);
+            const bool zoom = std::string(walk) == "forward" || std::string(walk) == "back";
+            EXPECT_GT(d.at("simulator_mean").get<double>(),
+                      zoom ? t.at("zoom").get<double>() : t.at("lower_shift_px").get<double>());
+        }
+        EXPECT_LE(classed, pairs_total) << key;
+    }
+
     // --mode world-change scores the simulator alone on the same kind of trace: its first trace is the
     // quality mode's first long rollout, so its start context and its windows' simulator statistics and
     // keep-start verdicts are the ones above, and its counts are its flags'.
@@ -478,4 +826,88 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
     fs::remove(out.string() + ".bad.log");
+}
+
+// --mode revisit on the tiny model: the frames that revisit a pose are those find_revisits finds on the
+// trace's poses, the simulator's PSNR (the ceiling) is the pooled PSNR of those pairs of its own frames, and
+// each cache's floor-to-ceiling fraction and verdict follow from its PSNRs. The survey's counts grow with the
+// length and its 2-minute traces begin with the rollouts' own.
+TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_revisit_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    // 37.5 s: the second world (1607919) comes back to a place at 33.8 s, the first does not.
+    const std::string cmd =
+        std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+        " --mode revisit --traces 2 --long-frames 600 --revisit-bits 16,2 --revisit-survey 2"
+        " --out " +
+        out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json r = nlohmann::json::parse(f).at("revisit");
+    EXPECT_EQ(r.at("limits").at("min_seconds").get<double>(), 10.0);
+    EXPECT_EQ(r.at("limits").at("max_distance").get<double>(), 2.0);
+    EXPECT_EQ(r.at("limits").at("max_angle_deg").get<double>(), 15.0);
+    ASSERT_EQ(r.at("per_world").size(), 2u);
+
+    const ModelConfig config = load_model_config(test::source_path("tests/data/tiny/model.json"));
+    const sim::SimParams params = frontend::sim_params_for(config);
+    const int F = config.chunk_frames, L = 600;
+    int pairs = 0, worlds_with = 0;
+    eval::PooledPsnr ceiling;
+    for (int i = 0; i < 2; ++i) {
+        const Trace t = sim::make_trace(1600000 + 7919 * static_cast<uint64_t>(i), 4242 + i, L, F, params);
+        const nlohmann::json& w = r.at("per_world")[static_cast<size_t>(i)];
+        EXPECT_EQ(w.at("world_seed").get<uint64_t>(), t.world_seed);
+        const std::vector<CameraPose> all = dead_reckon(t.start_pose, t.actions, params.motion);
+        const std::vector<eval::Revisit> found =
+            eval::find_revisits(std::vector<CameraPose>(all.begin() + F, all.end()), config.fps);
+        EXPECT_EQ(w.at("pairs").get<int>(), static_cast<int>(found.size()));
+        pairs += static_cast<int>(found.size());
+        worlds_with += !found.empty();
+        if (found.empty()) {
+            EXPECT_TRUE(w.at("first_revisit_s").is_null());
+            continue;
+        }
+        EXPECT_NEAR(w.at("first_revisit_s").get<double>(), found[0].frame / 16.0, 1e-12);
+        const std::vector<Image> frames = sim::render_trace(sim::World(t.world_seed), t, params);
+        for (const eval::Revisit& p : found)
+            ceiling.add(frames[static_cast<size_t>(F + p.frame)], frames[static_cast<size_t>(F + p.earlier)]);
+    }
+    EXPECT_EQ(r.at("pairs").get<int>(), pairs);
+    EXPECT_EQ(r.at("worlds_with_pairs").get<int>(), worlds_with);
+    ASSERT_GT(pairs, 0) << "the test needs a revisit";
+    EXPECT_NEAR(r.at("simulator").at("psnr").get<double>(), ceiling.psnr(), 1e-9);
+
+    ASSERT_EQ(r.at("caches").size(), 2u);
+    EXPECT_EQ(r.at("caches")[0].at("label").get<std::string>(), "BF16");
+    EXPECT_EQ(r.at("caches")[1].at("key_bits").get<int>(), 2);
+    EXPECT_EQ(r.at("caches")[1].at("group").get<int>(), 64);
+    EXPECT_EQ(r.at("caches")[1].at("correction").get<std::string>(), "taylor");
+    for (const nlohmann::json& c : r.at("caches")) {
+        const double model = c.at("model").at("psnr").get<double>(),
+                     floor = c.at("recall_off").at("psnr").get<double>(),
+                     top = r.at("simulator").at("psnr").get<double>();
+        EXPECT_NEAR(c.at("floor_to_ceiling").get<double>(), (model - floor) / (top - floor), 1e-9);
+        EXPECT_EQ(c.at("within_bar").get<bool>(), c.at("floor_to_ceiling").get<double>() >= 0.5);
+        // An interval needs two worlds with revisits; here one has them.
+        for (const char* side : {"model", "recall_off"})
+            EXPECT_EQ(c.at(side).at("psnr_ci95")[0].is_null(), worlds_with < 2) << side;
+        EXPECT_EQ(c.at("floor_to_ceiling_ci95")[1].is_null(), worlds_with < 2);
+        EXPECT_GT(c.at("recall").get<int>(), 0) << "the floor turns recall off; the model keeps its own";
+    }
+    const nlohmann::json& survey = r.at("survey");
+    EXPECT_EQ(survey.at("traces").get<int>(), 2);
+    ASSERT_EQ(survey.at("lengths").size(), 4u);
+    int previous = 0;
+    for (const nlohmann::json& l : survey.at("lengths")) {
+        EXPECT_GE(l.at("pairs").get<int>(), previous);
+        previous = l.at("pairs").get<int>();
+        EXPECT_LE(l.at("traces_with_pairs").get<int>(), 2);
+    }
+    // The survey's traces begin with the rollouts' traces, so its first minute holds every pair the 37.5-s
+    // rollouts found (and those of the next 22.5 s).
+    EXPECT_GE(survey.at("lengths")[0].at("pairs").get<int>(), pairs);
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
 }

@@ -6,13 +6,13 @@ namespace kvw::cli {
 
 void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--out", out_dir, "Output folder (eval.json, eval.md)")->required();
-    cmd->add_option(
-           "--mode", mode,
-           "grid, quality, all (both), or world-change (the simulator alone: its windows against its start)")
-        ->check(CLI::IsMember({"grid", "quality", "all", "world-change"}));
+    cmd->add_option("--mode", mode,
+                    "grid, quality, all (both), world-change (the simulator alone: its windows against its "
+                    "start), or revisit (memory of places: revisited poses against their earlier frames)")
+        ->check(CLI::IsMember({"grid", "quality", "all", "world-change", "revisit"}));
     cmd->add_option("--traces", options.traces,
                     "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; "
-                    "world-change: long traces")
+                    "world-change and revisit: long traces")
         ->check(CLI::Range(1, 1000));
     cmd->add_option("--frames", options.frames, "Generated frames per grid trace")
         ->check(CLI::Range(1, 100000));
@@ -35,6 +35,17 @@ void EvalFlags::add_to(CLI::App* cmd) {
         ->check(CLI::Range(1, 1000));
     cmd->add_option("--resample-base", options.resample_base,
                     "world-change: first world seed of the pool (0: world base + 50,000,000)");
+    cmd->add_option_function<std::string>(
+        "--revisit-bits",
+        [this](const std::string& value) {
+            options.revisit_bits =
+                value == "none" ? std::vector<int>{} : parse_int_list(value, "revisit-bits");
+        },
+        "revisit: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor; default 16,4,2), or "
+        "none (the simulator's side alone: the ceiling and the survey)");
+    cmd->add_option("--revisit-survey", options.revisit_survey,
+                    "revisit: traces of the survey of how often the policy revisits (poses only; 0: none)")
+        ->check(CLI::Range(0, 100000));
 }
 
 eval::EvalOptions EvalFlags::parse() const {

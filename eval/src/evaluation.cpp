@@ -12,12 +12,16 @@ EvalMode parse_eval_mode(const std::string& name) {
     if (name == "quality") return EvalMode::Quality;
     if (name == "all") return EvalMode::All;
     if (name == "world-change") return EvalMode::WorldChange;
-    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change)");
+    if (name == "revisit") return EvalMode::Revisit;
+    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change, revisit)");
 }
 
 void check_eval_options(const EvalOptions& options) {
     if (options.resample_pool > 0 && options.mode != EvalMode::WorldChange)
         throw Error("eval: --resample-pool is a world-change option (--mode world-change)");
+    for (int bits : options.revisit_bits)
+        if (bits != 16 && bits != 8 && bits != 4 && bits != 2)
+            throw Error("eval: --revisit-bits takes 16, 8, 4 and 2 (or none)");
 }
 
 void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& options) {
@@ -36,6 +40,7 @@ void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, co
         add_long_rollout_report(report, model, base, options);
     }
     if (options.mode == EvalMode::WorldChange) report["world_change"] = world_change_report(options, c);
+    if (options.mode == EvalMode::Revisit) report["revisit"] = revisit_report(model, base, options);
     if (grid) report["grid"] = cache_grid_report(model, base, options);
     write_file_atomic(options.out_dir / "eval.json", report.dump(1) + "\n");
     write_file_atomic(options.out_dir / "eval.md", markdown_report(report, c.name, model->backend()));

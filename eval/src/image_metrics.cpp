@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "frontend.h"
 #include "kvworld/error.h"
@@ -16,6 +17,18 @@ std::vector<double> luma(const Image& img) {
 }
 
 namespace {
+// Offset in (-0.5, 0.5) of the vertex of the parabola through err[best - 1], err[best], err[best + 1] from
+// best; 0 at either end of err, where the three do not curve upwards, and where best matches exactly (an
+// error of 0: identical frames, whose error curve is a V, not a parabola, would otherwise read a motion).
+double parabola_vertex(const std::vector<double>& err, int best) {
+    if (best <= 0 || best + 1 >= static_cast<int>(err.size()) || err[static_cast<size_t>(best)] == 0)
+        return 0;
+    const double l = err[static_cast<size_t>(best - 1)], c = err[static_cast<size_t>(best)],
+                 r = err[static_cast<size_t>(best + 1)];
+    const double den = l - 2 * c + r;
+    return den > 1e-12 ? 0.5 * (l - r) / den : 0;
+}
+
 // Separable 11-tap Gaussian (sigma 1.5), 'valid' region: [h - 10][w - 10] of [h][w], sizes in *ow, *oh.
 std::vector<double> blur(const std::vector<double>& src, int w, int h, int* ow, int* oh) {
     static const std::vector<double> k = [] {
@@ -94,11 +107,15 @@ std::vector<double> luma_without_grid_pattern(const Image& img, int grid) {
     return y;
 }
 
-double estimate_shift(const Image& a, const Image& b, int grid) {
-    if (a.width != b.width || a.height != b.height) throw Error("estimate_shift: frames differ in size");
+namespace {
+// The best integer shift d in [-r, r] of rows [y0, y1) (b(x) = a(x - d)), refined with a parabola through the
+// mean squared errors of d - 1, d, d + 1.
+double band_shift(const Image& a, const Image& b, int grid, int y0, int y1, const char* what) {
+    if (a.width != b.width || a.height != b.height)
+        throw Error(std::string(what) + ": frames differ in size");
     const std::vector<double> ya = luma_without_grid_pattern(a, grid),
                               yb = luma_without_grid_pattern(b, grid);
-    const int w = a.width, h = a.height, r = 10, y0 = h / 4, y1 = 3 * h / 4;
+    const int w = a.width, r = 10;
     std::vector<double> err(2 * r + 1);
     for (int d = -r; d <= r; ++d) {
         double e = 0;
@@ -113,25 +130,27 @@ double estimate_shift(const Image& a, const Image& b, int grid) {
         err[static_cast<size_t>(d + r)] = e / n;
     }
     const int best = static_cast<int>(std::min_element(err.begin(), err.end()) - err.begin());
-    double sub = 0;
-    if (best > 0 && best < 2 * r) {
-        const double l = err[static_cast<size_t>(best - 1)], c = err[static_cast<size_t>(best)],
-                     rr = err[static_cast<size_t>(best + 1)];
-        const double den = l - 2 * c + rr;
-        if (den > 1e-12) sub = 0.5 * (l - rr) / den;
-    }
-    return best - r + sub;
+    return best - r + parabola_vertex(err, best);
+}
+}  // namespace
+
+double estimate_shift(const Image& a, const Image& b, int grid) {
+    return band_shift(a, b, grid, a.height / 4, 3 * a.height / 4, "estimate_shift");
+}
+
+double estimate_lower_shift(const Image& a, const Image& b, int grid) {
+    return band_shift(a, b, grid, a.height / 2, a.height, "estimate_lower_shift");
 }
 
 double estimate_zoom(const Image& a, const Image& b, int grid) {
     if (a.width != b.width || a.height != b.height) throw Error("estimate_zoom: frames differ in size");
     const std::vector<double> ya = luma_without_grid_pattern(a, grid),
                               yb = luma_without_grid_pattern(b, grid);
-    const int w = a.width, h = a.height;
-    const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0;
-    double best_s = 1, best_e = 1e300;
-    for (int k = -10; k <= 30; ++k) {
-        const double s = 1.0 + 0.002 * k;
+    const int w = a.width, h = a.height, steps = 30;
+    const double cx = (w - 1) / 2.0, cy = (h - 1) / 2.0, step = 0.002;
+    std::vector<double> err(2 * steps + 1);
+    for (int k = -steps; k <= steps; ++k) {
+        const double s = 1.0 + step * k;
         double e = 0;
         int n = 0;
         for (int y = h / 6; y < 5 * h / 6; ++y)
@@ -146,12 +165,11 @@ double estimate_zoom(const Image& a, const Image& b, int grid) {
                 e += d * d;
                 ++n;
             }
-        if (e / n < best_e) {
-            best_e = e / n;
-            best_s = s;
-        }
+        err[static_cast<size_t>(k + steps)] = e / n;
     }
-    return best_s;
+    // The first of equal minima, as before the refinement (identical frames: exactly 1).
+    const int best = static_cast<int>(std::min_element(err.begin(), err.end()) - err.begin());
+    return 1.0 + step * (best - steps + parabola_vertex(err, best));
 }
 
 void PooledPsnr::add(const Image& a, const Image& b) {

@@ -1,6 +1,6 @@
 // Quality (2) and (3): long rollouts under the playing policy, held against the simulator on the same trace
-// per 30-s window (bar 2, rollout_bar.h), and the camera motion of every pair of their frames (bar 3,
-// motion.h).
+// per 30-s window (bar 2, rollout_bar.h, and the seam index, token_grid.h), and the camera motion of every
+// pair of their frames (bar 3, motion.h and walking.h).
 #include <algorithm>
 #include <cstdio>
 
@@ -18,6 +18,12 @@ struct RolloutBarReading {
     int keep_start = 0;            // windows within the bar for the start context's statistics instead
     BarCheck whole;                // the whole trace at once
     json whole_trace;              // its check with both sides' statistics
+};
+
+// One window's (or the whole trace's) seams, pooled over the rollouts: [rollout] gradient sums of the model's
+// frames and of the simulator's.
+struct WindowSeams {
+    std::vector<GridGradients> model, simulator;
 };
 
 RolloutBarReading read_rollout_bar(const std::vector<Image>& frames, const TraceStats& sim, int long_frames,
@@ -71,20 +77,37 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     const int F = c.chunk_frames, long_frames = options.long_frames;
     const std::vector<Trace> longs =
         held_out_traces(std::max(1, options.traces / 2), long_frames, F, options.world_base + 700000, c);
-    // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's patch grid
-    // pattern removed first (estimate_shift: fixed seams read as "no motion").
+    // Matched on raw luma (as every result before 2026-11-29 evening), and with the model's token grid
+    // pattern removed first (estimate_shift: fixed seams read as "no motion"); walking on the latter.
+    const int grid = token_grid_pixels(c);
     MotionSamples motion_raw, motion_grid;
-    motion_grid.grid = c.patch_pixels();
+    motion_grid.grid = grid;
+    WalkingSamples walking(grid);
+    walking.at_least_worlds(longs.size());
+    const std::vector<std::pair<int, int>> spans = rollout_windows(long_frames, F);
+    std::vector<WindowSeams> seams_by_window(spans.size());  // [window], pooled over rollouts
+    WindowSeams seams_whole;
     std::vector<MotionSamples> motion_by_place(static_cast<size_t>(F));
     json rollouts = json::array();
     int windows_total = 0, windows_within = 0, worlds_within = 0, whole_within = 0, keep_windows = 0,
         keep_worlds = 0;
-    for (const Trace& t : longs) {
+    for (size_t world = 0; world < longs.size(); ++world) {
+        const Trace& t = longs[world];
         const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
         const std::vector<Image> all = ground_truth(t, c, 0, F + long_frames);  // the context, then the rest
         const std::vector<Image> gt(all.begin() + F, all.end());
         const TraceStats sim = trace_stats(all, F, long_frames);
-        const RolloutBarReading bar = read_rollout_bar(r.frames, sim, long_frames, c);
+        RolloutBarReading bar = read_rollout_bar(r.frames, sim, long_frames, c);
+        for (size_t k = 0; k < spans.size(); ++k) {
+            const auto& [w0, w1] = spans[k];
+            const GridGradients m = grid_gradients(slice(r.frames, w0, w1), grid),
+                                s = grid_gradients(slice(gt, w0, w1), grid);
+            bar.windows[k]["seams"] = seams_json({m}, {s}, grid, false);
+            seams_by_window[k].model.push_back(m);
+            seams_by_window[k].simulator.push_back(s);
+        }
+        seams_whole.model.push_back(grid_gradients(r.frames, grid));
+        seams_whole.simulator.push_back(grid_gradients(gt, grid));
         const int n_windows = static_cast<int>(bar.windows.size());
         windows_total += n_windows;
         windows_within += bar.within;
@@ -94,12 +117,13 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
         whole_within += bar.whole.within;
         const size_t first_action = static_cast<size_t>(F);
         const std::vector<PairMotion> raw = measure_rollout_pairs(t.actions, first_action, r.frames, gt, 0),
-                                      gridded = measure_rollout_pairs(t.actions, first_action, r.frames, gt,
-                                                                      c.patch_pixels());
+                                      gridded =
+                                          measure_rollout_pairs(t.actions, first_action, r.frames, gt, grid);
         for (size_t i = 1; i < raw.size(); ++i) {
             motion_raw.add(raw[i]);
             motion_by_place[i % static_cast<size_t>(F)].add(raw[i]);
             motion_grid.add(gridded[i]);
+            walking.add(world, gridded[i]);
         }
         rollouts.push_back({{"world_seed", t.world_seed},
                             {"seconds", static_cast<double>(long_frames) / c.fps},
@@ -130,6 +154,22 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     report["actions"] = motion_json(motion_raw, "actions");
     report["actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk_json(motion_by_place);
     report["actions_patch_grid_removed"] = motion_json(motion_grid, "actions, patch grid pattern removed");
+    report["walking"] = walking_json(walking, "long rollouts, walking");
+    // The seam index per window, pooled over the rollouts (each rollout's own is in its windows' "seams").
+    json seam_windows = json::array();
+    std::printf("long rollouts, seam index by window (bar <= %.2f):", kSeamIndexBar);
+    for (size_t k = 0; k < spans.size(); ++k) {
+        json w = seams_json(seams_by_window[k].model, seams_by_window[k].simulator, grid, true);
+        w["from_s"] = static_cast<double>(spans[k].first) / c.fps;
+        w["to_s"] = static_cast<double>(spans[k].second) / c.fps;
+        std::printf("  [%.0f-%.0fs %.3f]", w["from_s"].get<double>(), w["to_s"].get<double>(),
+                    w["seam_index"].get<double>());
+        seam_windows.push_back(std::move(w));
+    }
+    report["rollout_seams"] = {{"windows", seam_windows},
+                               {"whole", seams_json(seams_whole.model, seams_whole.simulator, grid, true)}};
+    std::printf("  whole %.3f\n", report["rollout_seams"]["whole"]["seam_index"].get<double>());
+    std::fflush(stdout);
 }
 
 }  // namespace kvw::eval

@@ -1,4 +1,5 @@
 // eval.md: the report's sections as prose lines and Markdown tables, read back from eval.json's content.
+#include <cmath>
 #include <string>
 
 #include "report_sections.h"
@@ -24,13 +25,17 @@ std::string one_chunk_markdown(const json& o) {
 
 // A row of the rollout table: `from` the window's first second (or "whole"), `check` its bar check with both
 // sides' statistics, `kept` the start-kept baseline's verdict (empty for the whole trace).
+// The window's seam index ("seams", see token_grid.h), or "" where the check has none (the whole trace).
 std::string rollout_row(const json& rollout, const std::string& from, const json& check,
                         const std::string& kept) {
-    return format("| %llu | %s | %.2f | %.2f | %.2f | %s | %.1f | %.1f |",
+    const std::string seams =
+        check.contains("seams") ? format("%.3f", check["seams"]["seam_index"].get<double>()) : "";
+    return format("| %llu | %s | %.2f | %.2f | %.2f | %s | %.1f | %.1f | %s |",
                   static_cast<unsigned long long>(rollout["world_seed"].get<uint64_t>()), from.c_str(),
                   check["mean_ratio"].get<double>(), check["contrast_ratio"].get<double>(),
                   check["edge_ratio"].get<double>(), check["within_bar"].get<bool>() ? "yes" : "**no**",
-                  check["model"]["contrast"].get<double>(), check["simulator"]["contrast"].get<double>()) +
+                  check["model"]["contrast"].get<double>(), check["simulator"]["contrast"].get<double>(),
+                  seams.c_str()) +
            (kept.empty() ? " |\n" : " " + kept + " |\n");
 }
 
@@ -42,8 +47,8 @@ std::string rollouts_markdown(const json& b, const json& rollouts) {
         "context's "
         "statistics throughout: %d of %d windows, %d worlds (\"start kept\").\n\n"
         "| world | from s | mean | contrast | edges | within | model contrast | simulator contrast | "
-        "start kept |\n"
-        "|---|---|---|---|---|---|---|---|---|\n",
+        "seam index | start kept |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n",
         b["windows_within"].get<int>(), b["windows"].get<int>(), 100 * b["tolerance"].get<double>(),
         b["worlds_within"].get<int>(), b["worlds"].get<int>(), b["whole_trace_worlds_within"].get<int>(),
         b["worlds"].get<int>(), b["keep_start_windows_within"].get<int>(), b["windows"].get<int>(),
@@ -115,6 +120,105 @@ std::string motion_by_place_markdown(const char* title, const json& by_place) {
     return md + "\n";
 }
 
+// "1.234 [1.100, 1.300]" of a figure and its interval (null: "n/a"; a figure without an interval, from one
+// world: "1.234 (one world)"); `scale` multiplies all three.
+std::string with_interval(const char* fmt, const json& value, const json& interval, double scale = 1) {
+    const auto one = [&](const json& v) {
+        const double x = number_or_nan(v);
+        return std::isfinite(x) ? format(fmt, scale * x) : std::string("n/a");
+    };
+    if (std::isfinite(number_or_nan(value)) && !std::isfinite(number_or_nan(interval[0])))
+        return one(value) + " (one world)";
+    return one(value) + " [" + one(interval[0]) + ", " + one(interval[1]) + "]";
+}
+
+std::string one_chunk_seams_markdown(const json& s) {
+    return format(
+        "Seam index of the one-chunk predictions (%d worlds, token grid %d px; the model's mean luma "
+        "difference across grid boundaries over elsewhere, %.3f, divided by the simulator's on the same "
+        "frames, %.3f; bar <= %.2f): **%s**.\n\n",
+        s["worlds"].get<int>(), s["token_grid_pixels"].get<int>(), s["model_boundary_ratio"].get<double>(),
+        s["simulator_boundary_ratio"].get<double>(), s["bar"].get<double>(),
+        with_interval("%.3f", s["seam_index"], s["seam_index_ci95"]).c_str());
+}
+
+std::string rollout_seams_markdown(const json& rs) {
+    std::string md =
+        "Seam index of the long rollouts by window, pooled over the rollouts (interval: resampling "
+        "rollouts):\n\n| from s | to s | seam index | model boundary ratio | simulator boundary ratio |\n"
+        "|---|---|---|---|---|\n";
+    auto row = [](const std::string& from, const std::string& to, const json& w) {
+        return format("| %s | %s | %s | %.3f | %.3f |\n", from.c_str(), to.c_str(),
+                      with_interval("%.3f", w["seam_index"], w["seam_index_ci95"]).c_str(),
+                      w["model_boundary_ratio"].get<double>(), w["simulator_boundary_ratio"].get<double>());
+    };
+    for (const json& w : rs["windows"])
+        md += row(format("%g", w["from_s"].get<double>()), format("%g", w["to_s"].get<double>()), w);
+    return md + row("whole", "", rs["whole"]) + "\n";
+}
+
+std::string walking_markdown(const char* title, const json& w) {
+    const json& t = w["thresholds"];
+    std::string md = format(
+        "%s (%d worlds): the model's image motion as a fraction of the simulator's on the same frame pairs, "
+        "counting only pairs where the simulator's own motion exceeds the threshold (zoom %.4f, lower-half "
+        "shift %.2f px; the 99th percentiles of its %d standing pairs: %.4f and %.2f px); ratio of means, "
+        "95%% interval resampling worlds. Where nothing is commanded, the model's frames zoom %+.4f "
+        "and shift %+.2f px a pair (%d pairs).\n\n"
+        "| walk | pairs counted / commanded | worlds | simulator | model | fraction |\n"
+        "|---|---|---|---|---|---|\n",
+        title, w["worlds"].get<int>(), t["zoom"].get<double>(), t["lower_shift_px"].get<double>(),
+        t["standing_pairs"].get<int>(), t["standing_zoom_q99"].get<double>(),
+        t["standing_lower_shift_q99"].get<double>(), w["model_standing"]["zoom_minus_1"].get<double>(),
+        w["model_standing"]["lower_shift_px"].get<double>(), w["model_standing"]["pairs"].get<int>());
+    for (const char* walk : {"forward", "back", "strafe_left", "strafe_right"}) {
+        const std::string name = walk;
+        const json& d = w["directions"][name];
+        const bool zoom = name == "forward" || name == "back";
+        md += format("| %s | %d / %d | %d | %s | %s | %s |\n", name.c_str(), d["pairs"].get<int>(),
+                     d["commanded_pairs"].get<int>(), d["worlds"].get<int>(),
+                     format(zoom ? "%.4f" : "%.2f px", d["simulator_mean"].get<double>()).c_str(),
+                     format(zoom ? "%.4f" : "%.2f px", d["model_mean"].get<double>()).c_str(),
+                     d["pairs"].get<int>() > 0
+                         ? with_interval("%.0f%%", d["fraction"], d["fraction_ci95"], 100).c_str()
+                         : "no pairs");
+    }
+    return md + "\n";
+}
+
+std::string revisit_markdown(const json& r) {
+    const json& lim = r["limits"];
+    std::string md = format(
+        "Revisits (%d worlds of %.0f s): %d frames in %d worlds come back within %g units and %g degrees of "
+        "a pose seen at least %g s earlier. PSNR of each against that earlier frame of the same rollout, "
+        "pooled over the pairs (95%% interval resampling worlds); the simulator's frames give the ceiling "
+        "(**%s dB**), the model with recall off the floor.\n\n",
+        r["worlds"].get<int>(), r["seconds"].get<double>(), r["pairs"].get<int>(),
+        r["worlds_with_pairs"].get<int>(), lim["max_distance"].get<double>(),
+        lim["max_angle_deg"].get<double>(), lim["min_seconds"].get<double>(),
+        with_interval("%.2f", r["simulator"]["psnr"], r["simulator"]["psnr_ci95"]).c_str());
+    if (r["caches"].empty())
+        md += "No model rows (`--revisit-bits none`): the simulator's side alone.\n";
+    else
+        md += "| cache | model dB | recall off dB | floor to ceiling | bar >= 50% |\n|---|---|---|---|---|\n";
+    for (const json& c : r["caches"])
+        md += format("| %s | %s | %s | %s | %s |\n", c["label"].get<std::string>().c_str(),
+                     with_interval("%.2f", c["model"]["psnr"], c["model"]["psnr_ci95"]).c_str(),
+                     with_interval("%.2f", c["recall_off"]["psnr"], c["recall_off"]["psnr_ci95"]).c_str(),
+                     with_interval("%.0f%%", c["floor_to_ceiling"], c["floor_to_ceiling_ci95"], 100).c_str(),
+                     c["within_bar"].get<bool>() ? "yes" : "**no**");
+    if (r.contains("survey")) {
+        md += format(
+            "\nHow often the policy revisits (%d traces of the same kind, poses only):\n\n"
+            "| minutes | frames revisiting | share of frames | traces with a revisit |\n|---|---|---|---|\n",
+            r["survey"]["traces"].get<int>());
+        for (const json& l : r["survey"]["lengths"])
+            md += format("| %d | %d | %.1f%% | %d |\n", l["minutes"].get<int>(), l["pairs"].get<int>(),
+                         100 * l["share_of_frames"].get<double>(), l["traces_with_pairs"].get<int>());
+    }
+    return md + "\n";
+}
+
 std::string grid_markdown(const json& rows) {
     std::string md =
         "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
@@ -134,7 +238,14 @@ std::string grid_markdown(const json& rows) {
 std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend) {
     std::string md = "# KVWorld evaluation (" + model_name + ", " + to_string(backend) + ")\n\n";
     if (report.contains("one_chunk")) md += one_chunk_markdown(report["one_chunk"]);
+    if (report.contains("one_chunk_seams")) md += one_chunk_seams_markdown(report["one_chunk_seams"]);
+    if (report.contains("one_chunk_walking"))
+        md += walking_markdown("Walking in the chunk predicted after a ground-truth context",
+                               report["one_chunk_walking"]);
     if (report.contains("rollout_bar")) md += rollouts_markdown(report["rollout_bar"], report["rollouts"]);
+    if (report.contains("rollout_seams")) md += rollout_seams_markdown(report["rollout_seams"]);
+    if (report.contains("walking")) md += walking_markdown("Walking in the long rollouts", report["walking"]);
+    if (report.contains("revisit")) md += revisit_markdown(report["revisit"]);
     if (report.contains("world_change")) md += world_change_markdown(report["world_change"]);
     if (report.contains("one_chunk_actions") && report["one_chunk_actions"].contains("by_frame_in_chunk"))
         md += motion_by_place_markdown("Motion of the chunk predicted after a ground-truth context",

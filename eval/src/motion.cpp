@@ -8,9 +8,38 @@
 
 namespace kvw::eval {
 
+Walk commanded_walk(const FrameAction& a) {
+    const double f = a.move_forward, r = a.move_right, u = a.move_up;
+    const bool no_turn = std::fabs(a.yaw_deg) < 0.1f && std::fabs(a.pitch_deg) < 0.1f;
+    if (!no_turn || std::fabs(u) >= 0.1) return Walk::Other;
+    if (std::fabs(f) < 0.1 && std::fabs(r) < 0.1) return Walk::Standing;
+    if (std::fabs(f) >= 0.5 && std::fabs(r) < 0.1) return f > 0 ? Walk::Forward : Walk::Back;
+    if (std::fabs(r) >= 0.5 && std::fabs(f) < 0.1) return r > 0 ? Walk::StrafeRight : Walk::StrafeLeft;
+    return Walk::Other;
+}
+
+const char* to_string(Walk walk) {
+    switch (walk) {
+        case Walk::Standing:
+            return "standing";
+        case Walk::Forward:
+            return "forward";
+        case Walk::Back:
+            return "back";
+        case Walk::StrafeLeft:
+            return "strafe_left";
+        case Walk::StrafeRight:
+            return "strafe_right";
+        case Walk::Other:
+            break;
+    }
+    return "other";
+}
+
 PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& gen1, const Image& sim0,
                         const Image& sim1, int grid) {
     PairMotion p;
+    p.walk = commanded_walk(a);
     p.yaw = a.yaw_deg;
     p.shift_gen = estimate_shift(gen0, gen1, grid);
     p.shift_sim = estimate_shift(sim0, sim1, grid);
@@ -18,9 +47,14 @@ PairMotion measure_pair(const FrameAction& a, const Image& gen0, const Image& ge
     p.still = std::fabs(a.move_forward) < 0.1f && std::fabs(a.move_right) < 0.1f &&
               std::fabs(a.yaw_deg) < 0.1f && std::fabs(a.move_up) < 0.1f;
     // Every pair: at each position in the chunk (not only across chunk boundaries).
-    if (p.forward || p.still) {
+    const bool standing = p.walk == Walk::Standing;
+    if (p.forward || p.still || standing || p.walk == Walk::Forward || p.walk == Walk::Back) {
         p.zoom_gen = estimate_zoom(gen0, gen1, grid);
         p.zoom_sim = estimate_zoom(sim0, sim1, grid);
+    }
+    if (standing || p.walk == Walk::StrafeLeft || p.walk == Walk::StrafeRight) {
+        p.lower_shift_gen = estimate_lower_shift(gen0, gen1, grid);
+        p.lower_shift_sim = estimate_lower_shift(sim0, sim1, grid);
     }
     return p;
 }

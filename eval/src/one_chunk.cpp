@@ -1,5 +1,6 @@
 // Quality (1): one chunk after a ground-truth context, against the simulator's next chunk and against
-// repeating the last context frame; and the camera motion of that one predicted chunk.
+// repeating the last context frame; the camera motion of that one predicted chunk (turns, and walking against
+// the simulator's walking on the same pairs), and how visible the token grid is in it (the seam index).
 #include <algorithm>
 #include <cstdio>
 
@@ -27,7 +28,14 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
     // up in its rollouts (those are measured in long_rollouts.cpp).
     MotionSamples one_chunk_motion;
     std::vector<MotionSamples> one_chunk_by_place(static_cast<size_t>(F));
-    for (const Trace& t : traces) {
+    // Walking, measured with the token grid's pattern removed (estimate_shift: fixed seams read as "no
+    // motion"), and the seams themselves: [world] gradient sums of the model's frames and the simulator's.
+    const int grid = token_grid_pixels(c);
+    WalkingSamples walking(grid);
+    walking.at_least_worlds(traces.size());
+    std::vector<GridGradients> seams_model, seams_simulator;
+    for (size_t world = 0; world < traces.size(); ++world) {
+        const Trace& t = traces[world];
         const Rollout r = run_trace(model, t, reference_params(base, t), F);
         // One render of context + chunk: the last context frame is the repeat baseline.
         const std::vector<Image> all = ground_truth(t, c, 0, 2 * F);
@@ -50,7 +58,11 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
                                                    r.frames[i], sim_prev, gt[i], 0);
             one_chunk_motion.add(motion);
             one_chunk_by_place[i % static_cast<size_t>(F)].add(motion);
+            walking.add(world, measure_pair(t.actions[static_cast<size_t>(F) + i], gen_prev, r.frames[i],
+                                            sim_prev, gt[i], grid));
         }
+        seams_model.push_back(grid_gradients(r.frames, grid));
+        seams_simulator.push_back(grid_gradients(gt, grid));
     }
     const double n = static_cast<double>(traces.size());
     const double pooled_model = pooled_model_psnr.psnr(), pooled_repeat = pooled_repeat_psnr.psnr();
@@ -81,6 +93,15 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
     std::fflush(stdout);  // a run cut short by a timeout keeps what it printed
     report["one_chunk_actions"] = motion_json(one_chunk_motion, "one chunk, actions");
     report["one_chunk_actions"]["by_frame_in_chunk"] = motion_by_frame_in_chunk_json(one_chunk_by_place);
+    report["one_chunk_walking"] = walking_json(walking, "one chunk, walking");
+    report["one_chunk_seams"] = seams_json(seams_model, seams_simulator, grid, true);
+    const json& seams = report["one_chunk_seams"];
+    std::printf(
+        "one chunk, seam index %.3f [%.3f, %.3f] (boundary ratio %.3f, simulator %.3f; bar <= %.2f)\n",
+        seams["seam_index"].get<double>(), number_or_nan(seams["seam_index_ci95"][0]),
+        number_or_nan(seams["seam_index_ci95"][1]), seams["model_boundary_ratio"].get<double>(),
+        seams["simulator_boundary_ratio"].get<double>(), kSeamIndexBar);
+    std::fflush(stdout);
 }
 
 }  // namespace kvw::eval

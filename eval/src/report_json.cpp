@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <limits>
 
 namespace kvw::eval {
 
@@ -62,6 +63,82 @@ json motion_json(const MotionSamples& m, const char* what) {
         r["yaw_shift_slope_simulator"].get<double>(), average(m.fwd_zoom_gen), average(m.still_zoom_gen),
         average(m.fwd_zoom_sim), average(m.still_zoom_sim), 100 * r["forward_zoom_fraction"].get<double>());
     return r;
+}
+
+double number_or_nan(const json& value) {
+    return value.is_number() ? value.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+json interval_json(const Interval& interval) {
+    return json::array({interval.low, interval.high});  // NaN is written as null
+}
+
+json seams_json(const std::vector<GridGradients>& model, const std::vector<GridGradients>& simulator,
+                int grid, bool with_interval) {
+    GridGradients model_all, simulator_all;
+    for (const GridGradients& g : model) model_all.add(g);
+    for (const GridGradients& g : simulator) simulator_all.add(g);
+    const double index = seam_index(model_all, simulator_all);
+    json r = {{"token_grid_pixels", grid},
+              {"worlds", model.size()},
+              {"model_boundary_ratio", model_all.ratio()},
+              {"simulator_boundary_ratio", simulator_all.ratio()},
+              {"seam_index", index},
+              {"bar", kSeamIndexBar},
+              {"within_bar", index <= kSeamIndexBar}};
+    if (with_interval && model.size() < 2)  // one world: every draw would be that world
+        r["seam_index_ci95"] = interval_json(
+            {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()});
+    else if (with_interval)
+        r["seam_index_ci95"] =
+            interval_json(bootstrap_over_worlds(model.size(), [&](const std::vector<size_t>& draw) {
+                GridGradients m, s;
+                for (size_t w : draw) {
+                    m.add(model[w]);
+                    s.add(simulator[w]);
+                }
+                const double v = seam_index(m, s);
+                return v > 0 ? v : std::numeric_limits<double>::quiet_NaN();
+            }));
+    return r;
+}
+
+json walking_json(const WalkingSamples& samples, const char* what) {
+    const WalkThresholds t = samples.thresholds();
+    json directions = json::object();
+    std::printf(
+        "%s (model's motion as a fraction of the simulator's on the pairs where the simulator walks):", what);
+    for (Walk walk : kWalks) {
+        const WalkFigure f = samples.figure(walk, t);
+        directions[to_string(walk)] = {{"commanded_pairs", f.commanded_pairs},
+                                       {"pairs", f.pairs},
+                                       {"worlds", f.worlds},
+                                       {"simulator_mean", f.simulator_mean},
+                                       {"model_mean", f.model_mean},
+                                       {"fraction", f.fraction},
+                                       {"fraction_ci95", interval_json(f.fraction_ci)}};
+        std::printf("  %s %.0f%% [%.0f%%, %.0f%%] (%d of %d pairs, %d worlds)", to_string(walk),
+                    100 * f.fraction, 100 * f.fraction_ci.low, 100 * f.fraction_ci.high, f.pairs,
+                    f.commanded_pairs, f.worlds);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    return {{"measure",
+             "ratio of means: the model's walk signal over the simulator's, summed over the pairs where the "
+             "simulator's signal exceeds the threshold; 95% interval resampling worlds"},
+            {"pattern_grid_removed", samples.grid()},
+            {"worlds", samples.worlds()},
+            {"thresholds",
+             {{"standing_pairs", t.standing_pairs},
+              {"standing_zoom_q99", t.standing_zoom_q99},
+              {"standing_lower_shift_q99", t.standing_shift_q99},
+              {"zoom", t.zoom},
+              {"lower_shift_px", t.shift_px}}},
+            {"model_standing",
+             {{"pairs", samples.standing_pairs()},
+              {"zoom_minus_1", samples.standing_model_zoom()},
+              {"lower_shift_px", samples.standing_model_shift()}}},
+            {"directions", directions}};
 }
 
 json motion_by_frame_in_chunk_json(const std::vector<MotionSamples>& by_place) {

@@ -9,12 +9,13 @@
 
 namespace kvw::eval {
 
-// Quality (1): one chunk after a ground-truth context; adds "one_chunk" and "one_chunk_actions".
+// Quality (1): one chunk after a ground-truth context; adds "one_chunk", "one_chunk_actions",
+// "one_chunk_walking" and "one_chunk_seams".
 void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
                           const EvalOptions& options);
 
-// Quality (2) and (3): long rollouts under the playing policy; adds "rollouts", "rollout_bar", "actions" and
-// "actions_patch_grid_removed".
+// Quality (2) and (3): long rollouts under the playing policy; adds "rollouts" (each window with its
+// "seams"), "rollout_bar", "rollout_seams", "actions", "actions_patch_grid_removed" and "walking".
 void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
                              const EvalOptions& options);
 
@@ -24,6 +25,10 @@ json cache_grid_report(const std::shared_ptr<Model>& model, const SessionParams&
 
 // The simulator alone on the long rollouts' kind of trace: the "world_change" section.
 json world_change_report(const EvalOptions& options, const ModelConfig& config);
+
+// Memory of places at several caches, recall on and off, against the simulator: the "revisit" section.
+json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& base,
+                    const EvalOptions& options);
 
 // eval.md: the tables of whichever sections the report has.
 std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend);

@@ -44,10 +44,13 @@ std::vector<Trace> held_out_traces(int count, int frames, int context_frames, ui
                                    const ModelConfig& c) {
     std::vector<Trace> traces;
     for (int i = 0; i < count; ++i)
-        traces.push_back(sim::make_trace(world_base + static_cast<uint64_t>(i) * 7919,
-                                         4242 + static_cast<uint64_t>(i), frames, context_frames,
-                                         frontend::sim_params_for(c)));
+        traces.push_back(held_out_trace(i, frames, context_frames, world_base, c));
     return traces;
+}
+
+Trace held_out_trace(int i, int frames, int context_frames, uint64_t world_base, const ModelConfig& c) {
+    return sim::make_trace(world_base + static_cast<uint64_t>(i) * 7919, 4242 + static_cast<uint64_t>(i),
+                           frames, context_frames, frontend::sim_params_for(c));
 }
 
 std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& c,

@@ -28,9 +28,11 @@ Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const
 SessionParams reference_params(const SessionParams& base, const Trace& trace);
 
 // `count` held-out traces of context_frames + frames actions under the playing policy: worlds world_base +
-// 7919 i, policy seeds 4242 + i.
+// 7919 i, policy seeds 4242 + i. held_out_trace: the i-th alone (the policy does not look ahead, so a longer
+// trace of the same i begins with the shorter one's actions).
 std::vector<Trace> held_out_traces(int count, int frames, int context_frames, uint64_t world_base,
                                    const ModelConfig& config);
+Trace held_out_trace(int i, int frames, int context_frames, uint64_t world_base, const ModelConfig& config);
 
 // The simulator's frames of a trace's first `frames` actions (context included), in a world made already.
 std::vector<Image> render_prefix(const sim::World& world, const Trace& trace, const ModelConfig& config,

@@ -7,15 +7,22 @@
 //           context frame; (2) long rollouts under the playing policy: mean, contrast and edge energy of the
 //           frames against the simulator's over the same trace (rollout_bar.h); (3) actions followed: camera
 //           motion estimated from the generated frames (horizontal shift for yaw, zoom for forward) against
-//           the commanded motion (motion.h). Bar 2 is read per 30-s window (strict) and over the whole trace,
-//           and scored for a baseline too: a model that kept its start context's statistics forever (what
-//           the simulator's scene change alone costs a model that does not invent the terrain it walks into).
+//           the commanded motion (motion.h), and walking forward, back and to the sides against the
+//           simulator's own walking on the same frame pairs (walking.h). Both (1) and (2) also report the
+//           seam index, how visible the token grid is against the simulator's frames (token_grid.h). Bar 2 is
+//           read per 30-s window (strict) and over the whole trace, and scored for a baseline too: a model
+//           that kept its start context's statistics forever (what the simulator's scene change alone costs a
+//           model that does not invent the terrain it walks into).
 // world-change : the simulator alone, over many more traces of the same kind: how often its own windows leave
 //           the bar's tolerance of its start context (the scene-keeping baseline over more worlds). With
 //           resample_pool, each trace's actions are also replayed in other worlds, and those whose start
 //           looks most like the trace's are scored against it as the bar scores the model: what a model that
 //           invented the unseen world as faithfully as the simulator itself, but not the same world, would
 //           score.
+// revisit : memory of places (revisit.h): `traces` long rollouts at the revisit_bits caches, with recall on
+//           and off, each frame that comes back to a pose seen at least 10 s earlier against that earlier
+//           frame; the simulator's frames give the ceiling, recall off the floor. And a survey of how often
+//           the policy's traces revisit, from their poses alone.
 #pragma once
 
 #include <cstdint>
@@ -28,14 +35,15 @@
 
 namespace kvw::eval {
 
-enum class EvalMode { Grid, Quality, All, WorldChange };  // All: grid and quality
-EvalMode parse_eval_mode(const std::string& name);        // "grid" | "quality" | "all" | "world-change"
+enum class EvalMode { Grid, Quality, All, WorldChange, Revisit };  // All: grid and quality
+// "grid" | "quality" | "all" | "world-change" | "revisit"
+EvalMode parse_eval_mode(const std::string& name);
 
 struct EvalOptions {
     std::filesystem::path out_dir;  // eval.json and eval.md are written here (created when missing)
     EvalMode mode = EvalMode::All;
     // Held-out traces: the grid's; quality: 4x as many one-chunk worlds, half as many long rollouts (at least
-    // one); world-change: long traces.
+    // one); world-change and revisit: long traces (revisit: the quality mode's long rollouts are its first).
     int traces = 4;
     int frames = 48;         // generated frames per grid trace
     int long_frames = 1920;  // frames of a long rollout (2 minutes at 16 fps)
@@ -52,6 +60,11 @@ struct EvalOptions {
     int resample_pool = 0;
     int resample_nearest = 8;
     uint64_t resample_base = 0;  // 0: world_base + 50,000,000
+    // revisit only: the caches compared, by bits (16: BF16; 8, 4, 2: keys and values at those bits, groups of
+    // 64 per token, the Taylor correction; none: the simulator's side alone), and the traces of the revisit
+    // survey (0: none).
+    std::vector<int> revisit_bits = {16, 4, 2};
+    int revisit_survey = 32;
 };
 
 // Throws kvw::Error when the options do not go together (before any model is loaded).

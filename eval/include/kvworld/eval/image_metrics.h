@@ -23,7 +23,13 @@ double ssim(const Image& a, const Image& b);
 // simulator's frames, which it leaves as they are. Horizontal shift in pixels (+ = content moved right; a yaw
 // to the right moves content left): the best integer shift of the central band, refined with a parabola.
 double estimate_shift(const Image& a, const Image& b, int grid);
-// Zoom about the image centre (> 1: content grows, the camera moved forward), in steps of 0.002.
+// The same shift of the lower half of the frame (rows h/2 .. h): below the horizon of a level camera, the
+// ground near the camera, which moves across the screen when the camera steps to the side (strafing right
+// moves it left: a negative shift) while the distant view barely moves.
+double estimate_lower_shift(const Image& a, const Image& b, int grid);
+// Zoom about the image centre (> 1: content grows, the camera moved forward; < 1: it moved back), searched
+// over 0.94 .. 1.06 in steps of 0.002 and refined with a parabola (before 2026-12-04: 0.98 .. 1.06, not
+// refined).
 double estimate_zoom(const Image& a, const Image& b, int grid);
 // Luma [height * width] divided by the frame's mean grid-cell pattern relative to its mean (the average of
 // its grid x grid cells, over that average's mean): what darkens or brightens every cell of the grid at the

@@ -1,0 +1,191 @@
+// eval --mode revisit: memory of places. Long rollouts under the playing policy at several cache formats,
+// with recall on (the session's context) and off (ContextSettings::recall = 0: the floor), and the
+// simulator's frames of the same traces (the ceiling); each frame that revisits a pose seen at least 10 s
+// earlier (revisit.h) is compared with that earlier frame of the same rollout. Beside it, a survey of how
+// often the policy's traces revisit at all, from their poses alone (no frames), for lengths up to 8 minutes.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "frontend.h"
+#include "kvworld/eval/revisit.h"
+#include "parallel.h"
+#include "report_sections.h"
+#include "rollouts.h"
+
+namespace kvw::eval {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The cache of a revisit row: BF16 for 16 bits, else keys and values at `bits`, groups of 64 per token, the
+// Taylor correction.
+CacheSettings revisit_cache(int bits) {
+    if (bits == 16) return CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
+    return CacheSettings{bits, bits, 64, KeyLayout::Token, Correction::Taylor};
+}
+
+// The poses of the frames a rollout generates (after the trace's context), as the simulator moves the camera
+// in x, z, yaw and pitch (it only ever changes the height on top of dead reckoning).
+std::vector<CameraPose> generated_poses(const Trace& trace, const ModelConfig& c) {
+    const std::vector<CameraPose> all =
+        dead_reckon(trace.start_pose, trace.actions, trace.motion.value_or(c.motion));
+    return std::vector<CameraPose>(all.begin() + trace.context_frames, all.end());
+}
+
+// Adds world `world`'s revisit pairs of `frames` (each revisiting frame against its earlier frame) to the
+// pooled squared error: numerator squared error, denominator values compared.
+void add_revisit_errors(const std::vector<Image>& frames, const std::vector<Revisit>& pairs, size_t world,
+                        WorldSums& sums) {
+    for (const Revisit& p : pairs) {
+        const Image &now = frames[static_cast<size_t>(p.frame)],
+                    &then = frames[static_cast<size_t>(p.earlier)];
+        sums.numerator[world] += frontend::squared_error(now, then);
+        sums.denominator[world] += static_cast<double>(now.rgb.size());
+    }
+}
+
+// PSNR of pooled squared errors over a draw of worlds; NaN without pairs.
+double pooled_psnr(const WorldSums& sums, const std::vector<size_t>& draw) {
+    const double mse = sums.ratio(draw);
+    return std::isfinite(mse) ? frontend::psnr_of_mse(mse) : kNaN;
+}
+
+json psnr_json(const WorldSums& sums) {
+    const double mse = sums.ratio();
+    return {{"psnr", std::isfinite(mse) ? frontend::psnr_of_mse(mse) : kNaN},
+            {"psnr_ci95", interval_json(bootstrap_ratio(sums, frontend::psnr_of_mse))}};
+}
+
+// Where the model's revisit PSNR lies between the floor (0) and the ceiling (1), in dB.
+double floor_to_ceiling(double model, double floor, double ceiling) {
+    return ceiling != floor ? (model - floor) / (ceiling - floor) : kNaN;
+}
+
+// How often the policy revisits: `count` traces of the rollouts' kind (their first are the rollouts' own,
+// longer), the frames with a revisit within the first 1, 2, 4 and 8 minutes.
+json revisit_survey(const EvalOptions& o, const ModelConfig& c) {
+    const std::vector<int> minutes = {1, 2, 4, 8};
+    const int longest = minutes.back() * 60 * c.fps;
+    std::vector<std::vector<Revisit>> found(static_cast<size_t>(o.revisit_survey));
+    parallel_for(found.size(), "eval --mode revisit: survey", [&](size_t i) {
+        const Trace t =
+            held_out_trace(static_cast<int>(i), longest, c.chunk_frames, o.world_base + 700000, c);
+        found[i] = find_revisits(generated_poses(t, c), c.fps);
+    });
+    json lengths = json::array();
+    for (int m : minutes) {
+        const int frames = m * 60 * c.fps;
+        int pairs = 0, traces_with = 0;
+        for (const std::vector<Revisit>& f : found) {
+            const int n = static_cast<int>(
+                std::count_if(f.begin(), f.end(), [&](const Revisit& r) { return r.frame < frames; }));
+            pairs += n;
+            traces_with += n > 0;
+        }
+        lengths.push_back(
+            {{"minutes", m},
+             {"frames", frames},
+             {"pairs", pairs},
+             {"traces_with_pairs", traces_with},
+             {"share_of_frames", static_cast<double>(pairs) / (static_cast<double>(frames) * found.size())}});
+        std::printf("revisit survey, %d min: %d frames revisit (%.1f%% of frames), in %d of %zu traces\n", m,
+                    pairs, 100.0 * pairs / (static_cast<double>(frames) * found.size()), traces_with,
+                    found.size());
+    }
+    json first = json::array();  // seconds after the context of each trace's first revisit (null: none)
+    for (const std::vector<Revisit>& f : found)
+        first.push_back(f.empty() ? kNaN : f[0].frame / static_cast<double>(c.fps));
+    return {{"traces", found.size()}, {"lengths", lengths}, {"first_revisit_s", first}};
+}
+
+}  // namespace
+
+json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& o) {
+    const ModelConfig& c = model->config();
+    const int F = c.chunk_frames, L = o.long_frames;
+    const RevisitLimits limits;
+    const std::vector<Trace> traces = held_out_traces(o.traces, L, F, o.world_base + 700000, c);
+    const size_t worlds = traces.size();
+    std::vector<std::vector<Revisit>> pairs(worlds);
+    WorldSums simulator(worlds);
+    json per_world = json::array();
+    int total_pairs = 0, worlds_with_pairs = 0;
+    for (size_t w = 0; w < worlds; ++w) {
+        pairs[w] = find_revisits(generated_poses(traces[w], c), c.fps, limits);
+        if (!pairs[w].empty()) add_revisit_errors(ground_truth(traces[w], c, F, L), pairs[w], w, simulator);
+        total_pairs += static_cast<int>(pairs[w].size());
+        worlds_with_pairs += !pairs[w].empty();
+        per_world.push_back(
+            {{"world_seed", traces[w].world_seed},
+             {"pairs", pairs[w].size()},
+             {"first_revisit_s", pairs[w].empty() ? kNaN : pairs[w][0].frame / static_cast<double>(c.fps)}});
+    }
+    std::printf(
+        "revisits (a pose within %.0f units and %.0f degrees of one at least %.0f s earlier): %d frames in "
+        "%d of %zu worlds of %.0f s\n",
+        limits.max_distance, limits.max_angle_deg, limits.min_seconds, total_pairs, worlds_with_pairs, worlds,
+        static_cast<double>(L) / c.fps);
+    std::fflush(stdout);
+    const json ceiling = psnr_json(simulator);
+    json caches = json::array();
+    for (int bits : o.revisit_bits) {
+        const CacheSettings cache = revisit_cache(bits);
+        WorldSums recall_on(worlds), recall_off(worlds);
+        for (size_t w = 0; w < worlds; ++w) {
+            if (pairs[w].empty()) continue;  // no revisit: nothing of this world's rollouts is compared
+            SessionParams p = reference_params(base, traces[w]);
+            p.cache = cache;
+            add_revisit_errors(run_trace(model, traces[w], p, L).frames, pairs[w], w, recall_on);
+            p.context.recall = 0;
+            add_revisit_errors(run_trace(model, traces[w], p, L).frames, pairs[w], w, recall_off);
+        }
+        const json on = psnr_json(recall_on), off = psnr_json(recall_off);
+        const double fraction = floor_to_ceiling(number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
+                                                 number_or_nan(ceiling["psnr"]));
+        // An interval needs two worlds with revisits (with one, every draw would be that world).
+        const Interval fraction_ci =
+            worlds_with_pairs < 2
+                ? Interval{kNaN, kNaN}
+                : bootstrap_over_worlds(worlds, [&](const std::vector<size_t>& draw) {
+                      return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
+                                              pooled_psnr(simulator, draw));
+                  });
+        caches.push_back({{"label", cache.label()},
+                          {"key_bits", cache.key_bits},
+                          {"value_bits", cache.value_bits},
+                          {"group", cache.group},
+                          {"correction", to_string(cache.correction)},
+                          {"recall", base.context.recall},
+                          {"model", on},
+                          {"recall_off", off},
+                          {"floor_to_ceiling", fraction},
+                          {"floor_to_ceiling_ci95", interval_json(fraction_ci)},
+                          {"bar", kRevisitBar},
+                          {"within_bar", std::isfinite(fraction) && fraction >= kRevisitBar}});
+        std::printf(
+            "revisit PSNR, %s: model %.2f dB, recall off %.2f dB, simulator %.2f dB: %.0f%% of the way from "
+            "floor to ceiling [%.0f%%, %.0f%%]\n",
+            cache.label().c_str(), number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
+            number_or_nan(ceiling["psnr"]), 100 * fraction, 100 * fraction_ci.low, 100 * fraction_ci.high);
+        std::fflush(stdout);
+    }
+    json report = {{"limits",
+                    {{"min_seconds", limits.min_seconds},
+                     {"max_distance", limits.max_distance},
+                     {"max_angle_deg", limits.max_angle_deg}}},
+                   {"frames", L},
+                   {"seconds", static_cast<double>(L) / c.fps},
+                   {"worlds", worlds},
+                   {"pairs", total_pairs},
+                   {"worlds_with_pairs", worlds_with_pairs},
+                   {"per_world", per_world},
+                   {"simulator", ceiling},
+                   {"caches", caches}};
+    if (o.revisit_survey > 0) report["survey"] = revisit_survey(o, c);
+    return report;
+}
+
+}  // namespace kvw::eval
