@@ -196,6 +196,7 @@ class CudaBackendSession final : public BackendSession {
     void set_write_slot(int slot, const CacheSettings& cache) override;
     void set_noise_key(uint64_t seed, uint32_t chunk) override;
     void set_source_views(const std::vector<ViewChange>& views) override;
+    void set_row_corrections(const std::vector<uint8_t>& corrected) override { row_corrected_ = corrected; }
     void upload_frames(Frames dst, const float* host) override;
     void download_frames(Frames src, float* host) override;
     void encode_frames(Frames dst, const float* host_pixels) override;
@@ -276,6 +277,9 @@ class CudaBackendSession final : public BackendSession {
         h_pc_, h_frames_, h_warp_views_;
     CacheSettings write_cache_;    // the write slot's format
     CacheSettings context_cache_;  // the context's format and correction
+    // [rows]: the correction's noise-level schedule. Baked into the captured attention launches; the
+    // sampler's stage key holds correction_max_t.
+    std::vector<uint8_t> row_corrected_;
     int splits_ = 1, q_tiles_ = 1;
     enum class Decoded { None, Host, Device } decoded_ = Decoded::None;
     std::map<std::string, std::unique_ptr<Graph>> graphs_;  // captured stages by key
@@ -597,7 +601,8 @@ void CudaBackendSession::attention(int layer, int row) {
     ap.max_segments = kMaxContextChunks - 1;
     ap.key_fmt = key_format(context_cache_);
     ap.value_fmt = value_format(context_cache_);
-    ap.correction = static_cast<int>(context_cache_.correction);
+    const bool corrected = row >= static_cast<int>(row_corrected_.size()) || row_corrected_[row] != 0;
+    ap.correction = corrected ? static_cast<int>(context_cache_.correction) : 0;
     ap.alpha = 1.f / std::sqrt(static_cast<float>(c.head_dim));
     for (int a = 0; a < 3; ++a) {
         ap.rope_cos[a] = m_.rope_cos[a];

@@ -911,3 +911,79 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
 }
+
+// The paired comparison: every row a fork of one BF16 session given the simulator's frames; the report's
+// PSNRs are recomputed here from the public API, and the gains are the rows' differences.
+TEST(EvalReport, PairedReportComparesForksOfOneContext) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_paired_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    const std::string cmd =
+        std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+        " --mode paired --traces 2 --bits 2 --groups 32 --layouts token --corrections off,taylor"
+        " --correction-below-ts 1,0.25 --paired-context-chunks 2 --paired-chunks 2 --out " +
+        out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json p = nlohmann::json::parse(f).at("paired");
+    const nlohmann::json& rows = p.at("rows");
+    ASSERT_EQ(rows.size(), 4u);  // BF16, K2/V2 off, taylor, taylor t<=0.25
+    EXPECT_EQ(rows[0].at("label"), "BF16");
+    EXPECT_EQ(rows[1].at("label"), "K2/V2 g32 off");
+    EXPECT_EQ(rows[3].at("label"), "K2/V2 g32 taylor t<=0.25");
+    EXPECT_FALSE(rows[1].contains("one_chunk_gain_over_uncorrected"));
+
+    // The same, by hand: a BF16 session given two chunks, forked at BF16 and at K2/V2 off.
+    const std::shared_ptr<Model> model = Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu);
+    const ModelConfig& c = model->config();
+    const sim::SimParams params = frontend::sim_params_for(c);
+    const int F = c.chunk_frames;
+    double squared = 0, values = 0;
+    for (int i = 0; i < 2; ++i) {
+        const Trace t =
+            sim::make_trace(2000000 + 7919 * static_cast<uint64_t>(i), 4242 + i, 2 * F, 2 * F, params);
+        EXPECT_EQ(p.at("world_seeds")[static_cast<size_t>(i)].get<uint64_t>(), t.world_seed);
+        std::vector<CameraPose> poses;
+        const std::vector<Image> truth = sim::render_trace(sim::World(t.world_seed), t, params, &poses);
+        auto part = [&](const auto& all, int chunk) {
+            return std::vector(all.begin() + chunk * F, all.begin() + (chunk + 1) * F);
+        };
+        SessionParams sp;
+        sp.context.window = c.window;
+        sp.context.recall = c.recall;
+        sp.seed = t.noise_seed;
+        sp.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
+        Session reference(model, sp);
+        reference.start(part(truth, 0), part(t.actions, 0), part(poses, 0));
+        reference.observe(part(truth, 1), part(t.actions, 1), part(poses, 1));
+        SessionParams k2 = sp;
+        k2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Off};
+        const ChunkResult a = reference.fork(sp)->step(part(t.actions, 2));
+        const ChunkResult b = reference.fork(k2)->step(part(t.actions, 2));
+        for (int fr = 0; fr < F; ++fr)
+            for (size_t v = 0; v < a.frames[fr].rgb.size(); ++v) {
+                const double d = double(a.frames[fr].rgb[v]) - double(b.frames[fr].rgb[v]);
+                squared += d * d;
+                values += 1;
+            }
+    }
+    const double psnr = 10 * std::log10(255.0 * 255.0 / (squared / values));
+    EXPECT_NEAR(rows[1].at("one_chunk_vs_bf16").at("psnr").get<double>(), psnr, 1e-9);
+    for (int r = 2; r <= 3; ++r) {
+        const double gain = rows[r].at("one_chunk_gain_over_uncorrected").at("db").get<double>();
+        EXPECT_NEAR(gain,
+                    rows[r].at("one_chunk_vs_bf16").at("psnr").get<double>() -
+                        rows[1].at("one_chunk_vs_bf16").at("psnr").get<double>(),
+                    1e-9);
+        const nlohmann::json& by_step = rows[r].at("delta_p_cache_by_step");
+        ASSERT_EQ(by_step.size(), static_cast<size_t>(c.steps));
+        EXPECT_EQ(by_step[0].size(), static_cast<size_t>(c.depth));
+    }
+    // Above t = 0.25 the scheduled row is the uncorrected one on the same x_t: its first step's mass is
+    // off's.
+    EXPECT_EQ(rows[3].at("delta_p_cache_by_step")[0], rows[1].at("delta_p_cache_by_step")[0]);
+    EXPECT_NE(rows[2].at("delta_p_cache_by_step")[0], rows[1].at("delta_p_cache_by_step")[0]);
+    EXPECT_EQ(rows[0].at("delta_p_cache_max_abs").get<double>(), 0.0);
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+}

@@ -164,6 +164,109 @@ TEST(Session, BudgetKeepsTheCacheUnderItAndReportsEvictions) {
     EXPECT_THROW(Session(w.model, p), Error);
 }
 
+// The correction's noise-level schedule: passes above correction_max_t run uncorrected, the others corrected.
+TEST(Session, CorrectionScheduleCorrectsOnlyPassesAtOrBelowItsNoiseLevel) {
+    TinyWorld w;
+    SessionParams p;
+    p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
+    p.sampler.steps = 4;  // noise levels 1, 0.75, 0.5, 0.25
+    p.seed = 3;
+    auto first_chunk = [&](const CacheSettings& cache, std::vector<ChunkMetrics>* m) {
+        SessionParams q = p;
+        q.cache = cache;
+        std::vector<std::vector<uint8_t>> frames = w.run(q, 1, m);
+        return frames;
+    };
+    CacheSettings off = p.cache, taylor = p.cache, late = p.cache, none = p.cache;
+    off.correction = Correction::Off;
+    late.correction_max_t = 0.5f;  // steps 2 and 3
+    none.correction_max_t = 0.2f;  // no denoising step (the cache pass at t = 0 only)
+    std::vector<ChunkMetrics> m_off, m_taylor, m_late, m_none;
+    const auto f_off = first_chunk(off, &m_off), f_taylor = first_chunk(taylor, &m_taylor);
+    const auto f_late = first_chunk(late, &m_late), f_none = first_chunk(none, &m_none);
+    EXPECT_EQ(f_none, f_off);  // the cache pass writes the cache after the frames are made
+    EXPECT_NE(f_late, f_off);
+    EXPECT_NE(f_late, f_taylor);
+    ASSERT_EQ(m_late[0].p_cache_steps.size(), 4u);
+    for (int l = 0; l < w.cfg.depth; ++l) {
+        for (int s = 0; s < 2; ++s) {  // uncorrected and on the same x_t as off: the same mass
+            EXPECT_EQ(m_late[0].p_cache_steps[s][l], m_off[0].p_cache_steps[s][l]) << "step " << s;
+            EXPECT_LT(m_taylor[0].p_cache_steps[s][l], m_off[0].p_cache_steps[s][l]) << "step " << s;
+        }
+        // Step 2 sees the same x_t as off (steps 0-1 were alike); the correction alone lowers the stolen
+        // mass.
+        EXPECT_LT(m_late[0].p_cache_steps[2][l], m_off[0].p_cache_steps[2][l]);
+    }
+    EXPECT_EQ(late.label(), "K2/V2 g32 taylor t<=0.5");
+    p.cache.correction_max_t = 1.5f;
+    EXPECT_THROW(Session(w.model, p), Error);
+    p.cache.correction_max_t = std::nanf("");
+    EXPECT_THROW(Session(w.model, p), Error);
+}
+
+// A fork goes on exactly as its parent would, under its own settings, and leaves the parent as it was.
+TEST(Session, ForkGoesOnFromTheSameContext) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 21;
+    Session parent(w.model, p);
+    const auto a0 = w.actions(0);
+    parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    for (int c = 1; c <= 2; ++c) parent.step(w.actions(c));
+    SessionParams int4 = p;
+    int4.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
+    std::unique_ptr<Session> same = parent.fork(p), quantized = parent.fork(int4);
+    EXPECT_EQ(same->chunks_done(), 3);
+    EXPECT_EQ(quantized->params(), int4);
+    // What the parent would have made after set_params(int4) at this point: a twin run to the same chunk.
+    Session twin(w.model, p);
+    twin.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    for (int c = 1; c <= 2; ++c) twin.step(w.actions(c));
+    twin.set_params(int4);
+    for (int c = 3; c <= 4; ++c) {
+        const ChunkResult from_parent = parent.step(w.actions(c)), from_fork = same->step(w.actions(c));
+        const ChunkResult from_twin = twin.step(w.actions(c)), from_quantized = quantized->step(w.actions(c));
+        ASSERT_EQ(from_fork.frames.size(), from_parent.frames.size());
+        for (size_t f = 0; f < from_parent.frames.size(); ++f) {
+            EXPECT_EQ(from_fork.frames[f].rgb, from_parent.frames[f].rgb) << "chunk " << c;
+            EXPECT_EQ(from_quantized.frames[f].rgb, from_twin.frames[f].rgb) << "chunk " << c;
+        }
+        EXPECT_EQ(from_fork.metrics.p_cache, from_parent.metrics.p_cache);
+        EXPECT_EQ(from_quantized.metrics.cache_bytes.total(), from_twin.metrics.cache_bytes.total());
+    }
+    SessionParams bad = p;
+    bad.cache.key_bits = 3;
+    EXPECT_THROW(parent.fork(bad), Error);
+}
+
+// observe() caches a given chunk as start() does, and the session goes on from it.
+TEST(Session, ObservedChunksAreCachedAndAttendedTo) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 5;
+    Session s(w.model, p), plain(w.model, p);
+    const auto a0 = w.actions(0), a1 = w.actions(1);
+    const auto poses0 = dead_reckon(CameraPose{}, a0, w.cfg.motion);
+    s.start(w.context(), a0, poses0);
+    plain.start(w.context(), a0, poses0);
+    EXPECT_THROW(plain.observe(std::vector<Image>(1, Image(w.cfg.width, w.cfg.height)), a1,
+                               dead_reckon(poses0.back(), a1, w.cfg.motion)),
+                 Error);
+    std::vector<Image> given = w.context();
+    for (Image& img : given)
+        for (uint8_t& v : img.rgb) v = static_cast<uint8_t>(255 - v);
+    const ChunkResult r = s.observe(given, a1, dead_reckon(poses0.back(), a1, w.cfg.motion));
+    EXPECT_EQ(r.frames[0].rgb, given[0].rgb);
+    EXPECT_EQ(s.chunks_done(), 2);
+    EXPECT_EQ(r.metrics.context_chunks, std::vector<int>{0});
+    EXPECT_EQ(s.cache_bytes().total(), 2 * Session::predict_cache_bytes(w.cfg, p.cache, 1).total());
+    const ChunkResult next = s.step(w.actions(2));
+    EXPECT_EQ(next.metrics.chunk, 2);
+    EXPECT_EQ(next.metrics.context_chunks, (std::vector<int>{0, 1}));
+    Session unstarted(w.model, p);
+    EXPECT_THROW(unstarted.observe(given, a1, poses0), Error);
+}
+
 TEST(Session, MetricsReportPoseAndAttentionMass) {
     TinyWorld w;
     SessionParams p;

@@ -26,6 +26,10 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
         ->check(CLI::IsMember({"token", "channel"}));
     cmd->add_option("--correction", correction, "Jensen-bias correction: off, taylor, exact")
         ->check(CLI::IsMember({"off", "taylor", "exact"}));
+    cmd->add_option(
+           "--correction-below-t", correction_max_t,
+           "Correct only the denoising passes at noise level t <= this (1 = every pass, the paper's)")
+        ->check(CLI::Range(0.f, 1.f));
     cmd->add_option("--steps", steps, "Denoising steps (default: the model's)")->check(CLI::Range(1, 1000));
     cmd->add_option("--seed", seed, "Noise seed (default: the trace's)")->check(CLI::Range(0LL, (1LL << 62)));
     cmd->add_option("--window", window, "Recent chunks attended to (default: the model's)")
@@ -46,8 +50,9 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
 
 SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) const {
     SessionParams p;
-    p.cache = CacheSettings{key_bits, value_bits, group, parse_key_layout(key_layout),
-                            parse_correction(correction)};
+    p.cache = CacheSettings{
+        key_bits,        value_bits, group, parse_key_layout(key_layout), parse_correction(correction),
+        correction_max_t};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
     p.context.recall_first = c.recall_first;

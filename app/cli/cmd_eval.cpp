@@ -1,15 +1,19 @@
 // kvworld-cli eval: the quality table and the quality bar on held-out worlds. The flags and the model are the
 // CLI's; the evaluation is the lab's library (eval/, kvworld/eval/evaluation.h says what each mode measures).
+#include <cstdlib>
+
 #include "cli_common.h"
 
 namespace kvw::cli {
 
 void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--out", out_dir, "Output folder (eval.json, eval.md)")->required();
-    cmd->add_option("--mode", mode,
-                    "grid, quality, all (both), world-change (the simulator alone: its windows against its "
-                    "start), or revisit (memory of places: revisited poses against their earlier frames)")
-        ->check(CLI::IsMember({"grid", "quality", "all", "world-change", "revisit"}));
+    cmd->add_option(
+           "--mode", mode,
+           "grid, quality, all (both), world-change (the simulator alone: its windows against its "
+           "start), revisit (memory of places: revisited poses against their earlier frames), or "
+           "paired (the grid's settings forked from one BF16 context: the cache's differences alone)")
+        ->check(CLI::IsMember({"grid", "quality", "all", "world-change", "revisit", "paired"}));
     cmd->add_option("--traces", options.traces,
                     "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; "
                     "world-change and revisit: long traces")
@@ -23,6 +27,14 @@ void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--groups", groups, "Group sizes of the grid");
     cmd->add_option("--layouts", layouts, "Key layouts of the grid");
     cmd->add_option("--corrections", corrections, "Corrections of the grid");
+    cmd->add_option("--correction-below-ts", correction_max_ts,
+                    "Noise-level limits each correction of the grid runs at (1: every pass, the paper's)");
+    cmd->add_option("--paired-context-chunks", options.paired_context_chunks,
+                    "paired: chunks of the simulator's frames the BF16 context is built from")
+        ->check(CLI::Range(1, 62));
+    cmd->add_option("--paired-chunks", options.paired_chunks,
+                    "paired: chunks each setting generates (the first: one chunk after the given context)")
+        ->check(CLI::Range(1, 10000));
     cmd->add_flag("--full-grid", options.full_grid, "Every key bits x value bits pair (default: equal bits)");
     cmd->add_option("--world-base", options.world_base, "First held-out world seed (training uses 1000..)");
     cmd->add_option("--resample-pool", options.resample_pool,
@@ -60,6 +72,14 @@ eval::EvalOptions EvalFlags::parse() const {
     parsed.corrections.clear();
     for (const std::string& correction : split_list(corrections, "corrections"))
         parsed.corrections.push_back(parse_correction(correction));
+    parsed.correction_max_ts.clear();
+    for (const std::string& t : split_list(correction_max_ts, "correction-below-ts")) {
+        char* end = nullptr;
+        const float value = std::strtof(t.c_str(), &end);
+        if (t.empty() || *end != '\0' || !(value >= 0.f && value <= 1.f))
+            throw Error("--correction-below-ts: \"" + t + "\" is not a noise level in [0, 1]");
+        parsed.correction_max_ts.push_back(value);
+    }
     return parsed;
 }
 

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <string>
 
 #include "kvworld/fileio.h"
@@ -39,6 +40,11 @@ std::string CacheSettings::label() const {
         "K" + std::to_string(key_bits) + "/V" + std::to_string(value_bits) + " g" + std::to_string(group);
     if (key_bits < 16 && key_layout == KeyLayout::Channel) s += " kchan";
     if (key_bits < 16) s += std::string(" ") + to_string(correction);
+    if (key_bits < 16 && correction != Correction::Off && correction_max_t < 1.f) {
+        char t[32];
+        std::snprintf(t, sizeof t, " t<=%g", static_cast<double>(correction_max_t));
+        s += t;
+    }
     return s;
 }
 

@@ -18,6 +18,12 @@ std::vector<float> sampler_times(int steps, float shift) {
     return t;
 }
 
+std::vector<uint8_t> row_corrections(const CacheSettings& cache, const std::vector<float>& row_times) {
+    std::vector<uint8_t> corrected;
+    for (float t : row_times) corrected.push_back(cache.corrects_at(t) ? 1 : 0);
+    return corrected;
+}
+
 Sampler::Sampler(const ModelConfig& config, const ModelWeights& weights,
                  std::unique_ptr<BackendSession> backend)
     : config_(config), weights_(weights), backend_(std::move(backend)) {}
@@ -97,6 +103,7 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     set_conditioning(j, rows, guided ? j.steps + 1 : -1);
     b.reserve_cache(j.cache_budget_bytes, j.cache);
     b.set_context(j.context_slots, j.cache);
+    b.set_row_corrections(row_corrections(j.cache, rows));
     b.set_write_slot(j.write_slot, j.cache);
     b.set_noise_key(j.seed, static_cast<uint32_t>(j.chunk_index));
     if (warped) b.set_source_views(j.source_view);
@@ -104,10 +111,11 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
 
     // Stages keyed by everything baked into the operations' arguments.
     char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d|%d%s/%.4f|g%.6f", j.steps, j.shift, j.cache_t,
-                  j.cache.key_bits, j.cache.value_bits, j.cache.group, static_cast<int>(j.cache.key_layout),
-                  static_cast<int>(j.cache.correction), j.source_previous ? 1 : 0, warped ? "w" : "",
-                  j.source_sigma, j.guidance);
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d|%d<%.6f|%d%s/%.4f|g%.6f", j.steps, j.shift,
+                  j.cache_t, j.cache.key_bits, j.cache.value_bits, j.cache.group,
+                  static_cast<int>(j.cache.key_layout), static_cast<int>(j.cache.correction),
+                  j.cache.correction_max_t, j.source_previous ? 1 : 0, warped ? "w" : "", j.source_sigma,
+                  j.guidance);
     b.mark(StageMark::Start);
     if (j.steps > 0) b.run_stage(std::string("denoise|") + key, [&] { denoise(j, times); });
     b.mark(StageMark::Denoised);
@@ -131,6 +139,7 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     if (given) {
         out->p_cache = r.p_cache[0];  // no denoising steps: the cache pass
     } else {
+        out->p_cache_steps.assign(r.p_cache.begin(), r.p_cache.begin() + j.steps);
         for (int s = 0; s < j.steps; ++s)
             for (int l = 0; l < c.depth; ++l)
                 out->p_cache[static_cast<size_t>(l)] +=
@@ -150,6 +159,7 @@ void Sampler::forward_once(const ChunkJob& job, const float* x, float t, float* 
     BackendSession& b = *backend_;
     set_conditioning(job, {t}, -1);
     b.set_context(job.context_slots, job.cache);
+    b.set_row_corrections(row_corrections(job.cache, {t}));
     b.upload_frames(Frames::CacheInput, x);
     // Into Noise, not Prediction: Prediction keeps the last chunk, the flow source of the next one.
     forward(Frames::CacheInput, 0, false, Frames::Noise);

@@ -15,6 +15,9 @@ namespace kvw {
 // Flow-matching time grid: steps + 1 values from 1 to 0 (shifted: t = s u / (1 + (s - 1) u)).
 std::vector<float> sampler_times(int steps, float shift);
 
+// Per conditioning row at noise level row_times[r]: whether its attention to the context is corrected.
+std::vector<uint8_t> row_corrections(const CacheSettings& cache, const std::vector<float>& row_times);
+
 // One chunk to generate (or to take as given) and cache.
 struct ChunkJob {
     int chunk_index = 0;  // noise counter
@@ -23,7 +26,8 @@ struct ChunkJob {
     std::vector<std::array<float, kCameraDim>> camera;  // per frame
     std::vector<int> context_slots;                     // cache slots attended to, in slot (time) order
     int write_slot = -1;                                // slot that receives this chunk's K/V
-    const float* given_frames = nullptr;  // ground-truth chunk, pixels [F x H x W x 3] in [-1, 1]: no sampling
+    const float* given_frames =
+        nullptr;  // ground-truth chunk, pixels [F x H x W x 3] in [-1, 1]: no sampling
     int steps = 4;
     float shift = 1.f;
     float cache_t = 0.f;
@@ -45,10 +49,11 @@ struct ChunkJob {
 };
 
 struct ChunkOutput {
-    std::vector<float> frames;         // [F x grid] (pixels in [-1, 1] or latents), with job.read_float_frames
+    std::vector<float> frames;  // [F x grid] (pixels in [-1, 1] or latents), with job.read_float_frames
     std::vector<uint8_t> frames_rgb8;  // [F x H x W x 3], unless the frames stay on the device
     DeviceFrames device_frames;        // RGBA8 on the device (CUDA, keep_device_frames)
     std::vector<double> p_cache;       // per layer: mean over the denoising steps (the cache pass for given)
+    std::vector<std::vector<double>> p_cache_steps;  // [step][layer]: each denoising step's (none for given)
     StageTimes times;
 };
 

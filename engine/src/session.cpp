@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <sstream>
 
 #include "context_policy.h"
 #include "model_impl.h"
@@ -66,6 +67,8 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
     } catch (const Error& e) {
         return std::string(e.what());
     }
+    if (!(p.cache.correction_max_t >= 0.f && p.cache.correction_max_t <= 1.f))
+        return "the correction's noise-level limit must be in [0, 1] (1 = every step)";
     if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
     if (p.context.window + p.context.recall + 1 > kMaxContextChunks)
         return "window + recall must stay below " + std::to_string(kMaxContextChunks) + " chunks";
@@ -167,6 +170,7 @@ struct Session::Impl {
         m.evicted_chunks = ev.evicted;
         m.window_truncated = ev.window_truncated;
         m.p_cache = out.p_cache;
+        m.p_cache_steps = out.p_cache_steps;
         m.poses = poses;
         m.settings = job.cache;
         if (!out.frames_rgb8.empty()) {
@@ -183,6 +187,10 @@ struct Session::Impl {
         r.device_frames = out.device_frames;
         return r;
     }
+
+    // A ground-truth chunk cached after the budget's evictions (start and observe).
+    ChunkResult given_chunk(const std::vector<Image>& frames, const std::vector<FrameAction>& actions,
+                            const std::vector<CameraPose>& poses);
 
     void sync_format() {
         if (encoded == params.cache) return;
@@ -212,36 +220,91 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params)
 
 Session::~Session() = default;
 
+namespace {
+
+void check_given_chunk(const ModelConfig& c, const std::vector<Image>& frames,
+                       const std::vector<FrameAction>& actions, const std::vector<CameraPose>& poses,
+                       const char* what) {
+    std::ostringstream problem;
+    if (static_cast<int>(frames.size()) != c.chunk_frames ||
+        static_cast<int>(actions.size()) != c.chunk_frames ||
+        static_cast<int>(poses.size()) != c.chunk_frames)
+        problem << what << " needs exactly " << c.chunk_frames << " frames, actions and poses";
+    for (const Image& img : frames)
+        if (problem.tellp() == 0 && (img.width != c.width || img.height != c.height))
+            problem << what << ": frames must be " << c.width << "x" << c.height << " (got " << img.width
+                    << "x" << img.height << ")";
+    if (problem.tellp() > 0) throw Error(problem.str());
+}
+
+}  // namespace
+
+ChunkResult Session::Impl::given_chunk(const std::vector<Image>& frames,
+                                       const std::vector<FrameAction>& actions,
+                                       const std::vector<CameraPose>& poses) {
+    const ModelConfig& c = cfg();
+    const std::vector<float> pixels = image_to_float(frames, c);
+    ChunkJob job = make_job(actions);
+    job.given_frames = pixels.data();
+    const EvictionResult ev =
+        evict_for_budget(chunks_done, stored, poses.back(),
+                         Session::predict_cache_bytes(c, params.cache, 1).total(), params.context, c.motion);
+    for (int e : ev.evicted) {
+        sampler->backend().free_slot(e);
+        layer_bytes.erase(e);
+    }
+    job.context_slots = ev.choice.context;
+    ChunkOutput out;
+    sampler->run_chunk(job, &out);
+    ChunkResult r = finish(job, out, poses, ev);
+    r.frames = frames;  // the ground truth, exactly
+    return r;
+}
+
 ChunkResult Session::start(const std::vector<Image>& context, const std::vector<FrameAction>& actions,
                            const std::vector<CameraPose>& poses) {
     Impl& s = *impl_;
-    const ModelConfig& c = s.cfg();
-    if (static_cast<int>(context.size()) != c.chunk_frames ||
-        static_cast<int>(actions.size()) != c.chunk_frames ||
-        static_cast<int>(poses.size()) != c.chunk_frames)
-        throw Error("a start context needs exactly " + std::to_string(c.chunk_frames) +
-                    " frames, actions and poses");
-    for (const Image& img : context)
-        if (img.width != c.width || img.height != c.height)
-            throw Error("start frames must be " + std::to_string(c.width) + "x" + std::to_string(c.height) +
-                        " (got " + std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
+    check_given_chunk(s.cfg(), context, actions, poses, "a start context");
     s.sampler->backend().clear();
     s.stored.clear();
     s.layer_bytes.clear();
     s.chunks_done = 0;
     s.cancelled = false;  // a fresh start leaves nothing of a cancelled chunk behind
     s.encoded = s.params.cache;
-    const std::vector<float> frames = image_to_float(context, c);
-    ChunkJob job = s.make_job(actions);
-    job.given_frames = frames.data();
-    EvictionResult ev =
-        evict_for_budget(0, s.stored, poses.back(), predict_cache_bytes(c, s.params.cache, 1).total(),
-                         s.params.context, c.motion);
-    ChunkOutput out;
-    s.sampler->run_chunk(job, &out);
-    ChunkResult r = s.finish(job, out, poses, ev);
-    r.frames = context;  // the ground truth, exactly
-    return r;
+    return s.given_chunk(context, actions, poses);
+}
+
+ChunkResult Session::observe(const std::vector<Image>& frames, const std::vector<FrameAction>& actions,
+                             const std::vector<CameraPose>& poses) {
+    Impl& s = *impl_;
+    if (s.chunks_done == 0) throw Error("start the session from a context before observing a chunk");
+    if (s.cancelled) throw Error("this session's last chunk was cancelled: start it again from a context");
+    check_given_chunk(s.cfg(), frames, actions, poses, "an observed chunk");
+    s.sync_format();
+    return s.given_chunk(frames, actions, poses);
+}
+
+std::unique_ptr<Session> Session::fork(const SessionParams& params) const {
+    const Impl& s = *impl_;
+    if (s.cancelled) throw Error("this session's last chunk was cancelled: there is nothing to fork");
+    auto forked = std::make_unique<Session>(s.model, s.params);
+    forked->set_params(params);  // validates; the copied chunks are re-encoded at the first step
+    Impl& d = *forked->impl_;
+    d.stored = s.stored;
+    d.layer_bytes = s.layer_bytes;
+    d.chunks_done = s.chunks_done;
+    d.pose = s.pose;
+    d.encoded = s.encoded;
+    BackendSession& from = s.sampler->backend();
+    BackendSession& to = d.sampler->backend();
+    for (const StoredChunk& chunk : s.stored) to.write_slot(chunk.index, from.read_slot(chunk.index));
+    if (s.chunks_done > 0) {  // the last chunk's frames: the next chunk's flow source
+        const ModelConfig& c = s.cfg();
+        std::vector<float> last(static_cast<size_t>(c.chunk_frames) * c.grid_floats_per_frame());
+        from.download_frames(Frames::Prediction, last.data());
+        to.upload_frames(Frames::Prediction, last.data());
+    }
+    return forked;
 }
 
 ChunkResult Session::step(const std::vector<FrameAction>& actions, const ProgressCallback& progress) {

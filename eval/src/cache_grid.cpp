@@ -67,8 +67,8 @@ json grid_row(const std::shared_ptr<Model>& model, const SessionParams& base, co
             {"ms_per_chunk", ms}};
 }
 
-// The grid's settings after the BF16 row: bits (equal key and value bits unless full_grid) x groups x key
-// layouts x corrections; corrections other than off only where the keys are quantized.
+}  // namespace
+
 std::vector<CacheSettings> grid_settings(const EvalOptions& o) {
     std::vector<CacheSettings> settings;
     for (int kb : o.bits)
@@ -76,16 +76,18 @@ std::vector<CacheSettings> grid_settings(const EvalOptions& o) {
             if (!o.full_grid && vb != kb) continue;
             for (int g : o.groups)
                 for (KeyLayout layout : o.key_layouts)
-                    for (Correction correction : o.corrections) {
-                        const CacheSettings cs{kb, vb, g, layout, correction};
-                        if (!cs.keys_quantized() && cs.correction != Correction::Off) continue;
-                        settings.push_back(cs);
-                    }
+                    for (Correction correction : o.corrections)
+                        for (float max_t : o.correction_max_ts) {
+                            const CacheSettings cs{kb, vb, g, layout, correction, max_t};
+                            if (!cs.keys_quantized() && cs.correction != Correction::Off) continue;
+                            // a schedule only where something is corrected; the paper's (1) once
+                            if (max_t < 1.f && (!cs.keys_quantized() || correction == Correction::Off))
+                                continue;
+                            settings.push_back(cs);
+                        }
         }
     return settings;
 }
-
-}  // namespace
 
 json cache_grid_report(const std::shared_ptr<Model>& model, const SessionParams& base,
                        const EvalOptions& options) {

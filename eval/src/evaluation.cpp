@@ -13,7 +13,8 @@ EvalMode parse_eval_mode(const std::string& name) {
     if (name == "all") return EvalMode::All;
     if (name == "world-change") return EvalMode::WorldChange;
     if (name == "revisit") return EvalMode::Revisit;
-    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change, revisit)");
+    if (name == "paired") return EvalMode::Paired;
+    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change, revisit, paired)");
 }
 
 void check_eval_options(const EvalOptions& options) {
@@ -22,6 +23,10 @@ void check_eval_options(const EvalOptions& options) {
     for (int bits : options.revisit_bits)
         if (bits != 16 && bits != 8 && bits != 4 && bits != 2)
             throw Error("eval: --revisit-bits takes 16, 8, 4 and 2 (or none)");
+    for (float t : options.correction_max_ts)
+        if (!(t >= 0.f && t <= 1.f)) throw Error("eval: --correction-below-ts takes noise levels in [0, 1]");
+    if (options.mode == EvalMode::Paired && (options.paired_context_chunks < 1 || options.paired_chunks < 1))
+        throw Error("eval: --paired-context-chunks and --paired-chunks must be at least 1");
 }
 
 void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& options) {
@@ -42,6 +47,7 @@ void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, co
     if (options.mode == EvalMode::WorldChange) report["world_change"] = world_change_report(options, c);
     if (options.mode == EvalMode::Revisit) report["revisit"] = revisit_report(model, base, options);
     if (grid) report["grid"] = cache_grid_report(model, base, options);
+    if (options.mode == EvalMode::Paired) report["paired"] = paired_report(model, base, options);
     write_file_atomic(options.out_dir / "eval.json", report.dump(1) + "\n");
     write_file_atomic(options.out_dir / "eval.md", markdown_report(report, c.name, model->backend()));
     std::printf("wrote %s/eval.json and eval.md\n", options.out_dir.c_str());

@@ -219,6 +219,38 @@ std::string revisit_markdown(const json& r) {
     return md + "\n";
 }
 
+std::string paired_markdown(const json& p) {
+    std::string md = format(
+        "## Paired comparison of cache settings\n\n%d worlds; every setting forked from one BF16 session "
+        "given "
+        "%d chunks of the simulator's frames (identical context, positions and noise); PSNR against the BF16 "
+        "fork pooled over the worlds, 95%% intervals resampling worlds; gain: over the same format "
+        "uncorrected; ΔP_S: the first chunk's, mean over steps, the layer furthest from 0.\n\n",
+        p["worlds"].get<int>(), p["given_chunks"].get<int>());
+    md += format(
+        "| cache | bits/elem | one chunk vs BF16 (dB) | gain | %d-chunk rollout vs BF16 (dB) | gain | "
+        "max \\|ΔP_S\\| |\n|---|---|---|---|---|---|---|\n",
+        p["generated_chunks"].get<int>());
+    for (const json& r : p["rows"]) {
+        const std::string label = r["label"].get<std::string>();
+        if (r["key_bits"].get<int>() == 16 && r["value_bits"].get<int>() == 16) {  // the reference itself
+            md += format("| %s | %.2f | reference | | reference | | 0 |\n", label.c_str(),
+                         r["bits_per_element"].get<double>());
+            continue;
+        }
+        const auto gain = [&](const char* key) {
+            return r.contains(key) ? with_interval("%+.2f", r[key]["db"], r[key]["ci95"]) : std::string("");
+        };
+        md += format(
+            "| %s | %.2f | %s | %s | %s | %s | %.4f |\n", label.c_str(), r["bits_per_element"].get<double>(),
+            with_interval("%.2f", r["one_chunk_vs_bf16"]["psnr"], r["one_chunk_vs_bf16"]["ci95"]).c_str(),
+            gain("one_chunk_gain_over_uncorrected").c_str(),
+            with_interval("%.2f", r["rollout_vs_bf16"]["psnr"], r["rollout_vs_bf16"]["ci95"]).c_str(),
+            gain("rollout_gain_over_uncorrected").c_str(), r["delta_p_cache_max_abs"].get<double>());
+    }
+    return md + "\n";
+}
+
 std::string grid_markdown(const json& rows) {
     std::string md =
         "| cache | bits/elem | PSNR vs BF16 | SSIM vs BF16 | PSNR vs GT | SSIM vs GT | ΔP_S (mean of "
@@ -253,6 +285,7 @@ std::string markdown_report(const json& report, const std::string& model_name, B
     if (report.contains("actions") && report["actions"].contains("by_frame_in_chunk"))
         md += motion_by_place_markdown("Motion in the long rollouts", report["actions"]["by_frame_in_chunk"]);
     if (report.contains("grid")) md += grid_markdown(report["grid"]["rows"]);
+    if (report.contains("paired")) md += paired_markdown(report["paired"]);
     return md;
 }
 

@@ -19,6 +19,15 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
 void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, const SessionParams& base,
                              const EvalOptions& options);
 
+// The grid's settings after the BF16 row: bits (equal key and value bits unless full_grid) x groups x key
+// layouts x corrections x the correction's noise-level limits; corrections other than off only where the keys
+// are quantized, limits below 1 only where something is corrected.
+std::vector<CacheSettings> grid_settings(const EvalOptions& options);
+
+// The paired comparison of cache settings on identical contexts: the "paired" section.
+json paired_report(const std::shared_ptr<Model>& model, const SessionParams& base,
+                   const EvalOptions& options);
+
 // The grid of cache settings against the BF16 cache: the "grid" section.
 json cache_grid_report(const std::shared_ptr<Model>& model, const SessionParams& base,
                        const EvalOptions& options);

@@ -16,6 +16,7 @@
 #include "kvworld/backend/half.h"
 #include "kvworld/backend/rng.h"
 #include "kvworld/backend/sampling.h"
+#include "kvworld/trace.h"
 #include "model_impl.h"
 #include "quant.h"
 #include "rope.h"
@@ -798,7 +799,9 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
           Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, false},
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, false},
           Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, true},
-          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, true}}) {
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, true},
+          // the correction's noise-level schedule: steps above t = 0.5 uncorrected, the negative passes too
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.5f}, 2.5f, true, true}}) {
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
@@ -823,6 +826,11 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
             gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
             ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
+            ASSERT_EQ(og.p_cache_steps.size(), oc.p_cache_steps.size());
+            for (size_t s = 0; s < oc.p_cache_steps.size(); ++s)  // each step corrected or not alike
+                for (size_t l = 0; l < oc.p_cache_steps[s].size(); ++l)
+                    EXPECT_NEAR(og.p_cache_steps[s][l], oc.p_cache_steps[s][l], 0.02)
+                        << cs.label() << " step " << s << " layer " << l;
         }
         const double psnr = psnr_8bit(cpu_frames, gpu_frames);
         const std::string variant = std::string(positioned ? " absolute positions" : "") +
@@ -1034,6 +1042,54 @@ TEST(CudaBackend, LatentRolloutMatchesCpu) {
             cs.label().c_str(), guidance, warped ? ", source warped" : "", psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (warped ? " warped" : "");
     }
+}
+
+// ---- sessions forked on the device: the paired evaluation's contexts ------------------------------------
+
+// A CUDA fork (slots read back and written into a fresh session, the flow source copied) goes on as its
+// parent does, and a quantized fork as the CPU's quantized fork.
+TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
+    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
+    std::vector<Image> ctx;
+    const std::vector<float> px = randn(static_cast<size_t>(cfg.height) * cfg.width * 3, 0.4f);
+    for (int f = 0; f < cfg.chunk_frames; ++f) {
+        Image im(cfg.width, cfg.height);
+        for (size_t i = 0; i < im.rgb.size(); ++i)
+            im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i]));
+        ctx.push_back(im);
+    }
+    const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
+                                        FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+    SessionParams p;
+    p.seed = 9;
+    SessionParams int2 = p;
+    int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
+    std::vector<uint8_t> frames[4];  // gpu parent, gpu fork, gpu int2 fork, cpu int2 fork
+    auto append = [](std::vector<uint8_t>& to, const ChunkResult& r) {
+        for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
+    };
+    Session gpu_parent(gpu, p), cpu_parent(cpu, p);
+    for (Session* s : {&gpu_parent, &cpu_parent}) {
+        s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
+        s->step(acts);
+    }
+    std::unique_ptr<Session> gpu_same = gpu_parent.fork(p), gpu_int2 = gpu_parent.fork(int2);
+    std::unique_ptr<Session> cpu_int2 = cpu_parent.fork(int2);
+    for (int c = 0; c < 3; ++c) {
+        append(frames[0], gpu_parent.step(acts));
+        append(frames[1], gpu_same->step(acts));
+        append(frames[2], gpu_int2->step(acts));
+        append(frames[3], cpu_int2->step(acts));
+    }
+    const double same = psnr_8bit(frames[0], frames[1]), quantized = psnr_8bit(frames[3], frames[2]);
+    std::printf(
+        "fork on the device: same settings %.2f dB from the parent; K2/V2 fork %.2f dB from the CPU's\n",
+        same, quantized);
+    EXPECT_GT(same, 60.0);
+    EXPECT_GT(quantized, 30.0);
 }
 
 // ---- the cache's device memory: pool against the engine's accounting --------------------------------

@@ -49,10 +49,17 @@ struct CacheSettings {
     int group = 64;  // channels per group (token layout) or tokens per block (channel layout)
     KeyLayout key_layout = KeyLayout::Token;
     Correction correction = Correction::Taylor;
+    // The noise-level schedule of the correction (docs/design.md "The correction's noise-level schedule"): it
+    // applies only to forward passes at noise level t <= correction_max_t. 1 = every pass (the paper's).
+    float correction_max_t = 1.f;
 
     bool operator==(const CacheSettings&) const = default;
     bool keys_quantized() const { return key_bits < 16; }
-    std::string label() const;  // e.g. "K2/V2 g128 token taylor", "BF16"
+    // Whether a forward pass at noise level t is corrected.
+    bool corrects_at(float t) const {
+        return keys_quantized() && correction != Correction::Off && t <= correction_max_t;
+    }
+    std::string label() const;  // e.g. "K2/V2 g128 token taylor", "K2/V2 g128 taylor t<=0.5", "BF16"
 };
 
 // Which chunks the current chunk attends to.
@@ -124,7 +131,8 @@ struct ChunkMetrics {
     std::vector<int> evicted_chunks;      // evicted to stay within the budget before this chunk
     bool window_truncated = false;        // the budget forced a window chunk out
     std::vector<double> p_cache;          // P_S per layer: attention mass on cached keys (mean over steps)
-    std::vector<CameraPose> poses;        // dead-reckoned pose per frame
+    std::vector<std::vector<double>> p_cache_steps;  // [denoising step][layer] P_S (empty for a given chunk)
+    std::vector<CameraPose> poses;                   // dead-reckoned pose per frame
     StageTimes times;
     CacheSettings settings;  // the settings this chunk was generated with
 };
@@ -190,6 +198,16 @@ class Session {
     // that produced them and their poses (the last pose is where generation continues from).
     ChunkResult start(const std::vector<Image>& context, const std::vector<FrameAction>& actions,
                       const std::vector<CameraPose>& poses);
+
+    // Continue from a ground-truth chunk instead of generating one: chunk_frames frames with the actions that
+    // produced them and their poses, cached like a generated chunk (evaluation after a longer given context).
+    ChunkResult observe(const std::vector<Image>& frames, const std::vector<FrameAction>& actions,
+                        const std::vector<CameraPose>& poses);
+
+    // A new session that goes on from where this one is (its cached chunks, positions, pose and flow source
+    // copied) under `params`: a changed cache format re-encodes the copied chunks at its first step, as
+    // set_params does. Paired comparisons: every fork of one session sees the identical context.
+    std::unique_ptr<Session> fork(const SessionParams& params) const;
 
     // Generate the next chunk from chunk_frames actions. `progress` is called after each denoising step (CPU
     // backend); it may throw kvw::Cancelled to abandon the chunk, which step() rethrows: the session then

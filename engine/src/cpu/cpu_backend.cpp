@@ -40,6 +40,7 @@ class CpuBackendSession final : public BackendSession {
         chunk_ = chunk;
     }
     void set_source_views(const std::vector<ViewChange>& views) override { source_views_ = views; }
+    void set_row_corrections(const std::vector<uint8_t>& corrected) override { row_corrected_ = corrected; }
     void upload_frames(Frames dst, const float* host) override {
         std::copy(host, host + frame_floats_, frames(dst).begin());
     }
@@ -110,6 +111,7 @@ class CpuBackendSession final : public BackendSession {
     int n_cached_ = 0, corr_groups_ = 0, corr_group_width_ = 0;
     bool keys_quantized_ = false;
     Correction correction_ = Correction::Off;
+    std::vector<uint8_t> row_corrected_;    // [rows]: the noise-level schedule
     std::vector<float> key_cos_, key_sin_;  // [n_cached][hd/2]
     std::vector<float> cur_cos_, cur_sin_;  // [N][hd/2]
     // Timing of the chunk: stage marks, attention and GEMM shares, decode.
@@ -366,7 +368,8 @@ void CpuBackendSession::attention(int layer, int row) {
         in.n_cached = n_cached_;
         in.head_dim = hd;
         in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
-        in.correction = keys_quantized_ ? static_cast<int>(correction_) : 0;
+        const bool corrected = row >= static_cast<int>(row_corrected_.size()) || row_corrected_[row] != 0;
+        in.correction = keys_quantized_ && corrected ? static_cast<int>(correction_) : 0;
         in.steps = keys_quantized_ ? hc.steps.data() : nullptr;
         in.corr_groups = corr_groups_;
         in.corr_group_width = corr_group_width_;

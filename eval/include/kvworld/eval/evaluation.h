@@ -19,6 +19,11 @@
 //           looks most like the trace's are scored against it as the bar scores the model: what a model that
 //           invented the unseen world as faithfully as the simulator itself, but not the same world, would
 //           score.
+// paired  : every setting of the grid (and each correction at each noise-level limit) forked from one BF16
+//           session that was given `paired_context_chunks` chunks of the simulator's frames: identical
+//           context, positions and noise, so differences are the cache's alone. One chunk and a rollout of
+//           `paired_chunks` against the BF16 fork (PSNR with intervals over worlds, the gain of each
+//           correction over the same format uncorrected) and Delta P_S per layer and denoising step.
 // revisit : memory of places (revisit.h): `traces` long rollouts at the revisit_bits caches, with recall on
 //           and off, each frame that comes back to a pose seen at least 10 s earlier against that earlier
 //           frame; the simulator's frames give the ceiling, recall off the floor. And a survey of how often
@@ -35,8 +40,8 @@
 
 namespace kvw::eval {
 
-enum class EvalMode { Grid, Quality, All, WorldChange, Revisit };  // All: grid and quality
-// "grid" | "quality" | "all" | "world-change" | "revisit"
+enum class EvalMode { Grid, Quality, All, WorldChange, Revisit, Paired };  // All: grid and quality
+// "grid" | "quality" | "all" | "world-change" | "revisit" | "paired"
 EvalMode parse_eval_mode(const std::string& name);
 
 struct EvalOptions {
@@ -52,6 +57,8 @@ struct EvalOptions {
     std::vector<int> groups = {32, 64, 128};
     std::vector<KeyLayout> key_layouts = {KeyLayout::Token, KeyLayout::Channel};
     std::vector<Correction> corrections = {Correction::Off, Correction::Taylor, Correction::Exact};
+    // The correction's noise-level limits (CacheSettings::correction_max_t) each correction is run at.
+    std::vector<float> correction_max_ts = {1.f};
     bool full_grid = false;        // every key bits x value bits pair, not only equal bits
     uint64_t world_base = 900000;  // first held-out world seed (training uses 1000..)
     // world-change only: each long trace's actions replayed in resample_pool other worlds (seeds
@@ -65,6 +72,10 @@ struct EvalOptions {
     // survey (0: none).
     std::vector<int> revisit_bits = {16, 4, 2};
     int revisit_survey = 32;
+    // paired only: chunks of the simulator's frames given to the BF16 session that every setting forks from,
+    // and chunks each setting then generates (the first: one chunk after a ground-truth context).
+    int paired_context_chunks = 4;
+    int paired_chunks = 8;
 };
 
 // Throws kvw::Error when the options do not go together (before any model is loaded).

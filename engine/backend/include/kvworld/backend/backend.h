@@ -88,6 +88,10 @@ class BackendSession {
     // The cached chunks attended to, in slot (time) order, all stored in `cache`'s format; `cache` also sets
     // the correction.
     virtual void set_context(const std::vector<int>& slots, const CacheSettings& cache) = 0;
+    // Per conditioning row: 1 where attention to the context applies the correction set_context chose, 0
+    // where it does not (the correction's noise-level schedule, CacheSettings::corrects_at). Set after
+    // set_conditioning, for as many rows.
+    virtual void set_row_corrections(const std::vector<uint8_t>& corrected) = 0;
     // Where write_cache() stores this chunk's K/V (a new slot in `cache`'s format; an old one is replaced).
     virtual void set_write_slot(int slot, const CacheSettings& cache) = 0;
     // The counter of fill_noise(): seed and chunk (docs/design.md "Noise").
