@@ -120,13 +120,17 @@ TEST(Correction, TaylorPerGroupEqualsRotatedQueryForm) {
 
 namespace {
 
-// P_S for a random current chunk + quantized cache, averaged over queries.
+// P_S for a random current chunk + quantized cache, averaged over queries, and the attention output's error
+// against the unquantized cache's output (mean squared error over the outputs' values). With `rotated`, the
+// keys are cached before RoPE and rotated after dequantization at positions of a real context (as the engine
+// does: 3D time/row/column angles), the queries at the current chunk's positions.
 struct StealResult {
-    double ref, off, taylor, exact;
+    double ref, off, taylor, exact;         // P_S
+    double out_off, out_taylor, out_exact;  // output MSE against the unquantized cache's
 };
-StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
-    const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq;
-    std::mt19937 rng(static_cast<uint32_t>(bits * 7 + group + channel));
+StealResult stolen_mass(int bits, int group, bool channel, float q_scale, bool rotated = false) {
+    const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq, half = hd / 2;
+    std::mt19937 rng(static_cast<uint32_t>(bits * 7 + group + channel + 100 * rotated));
     std::normal_distribution<float> n01(0.f, 1.f);
     std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd),
         v(static_cast<size_t>(nk) * hd);
@@ -137,8 +141,34 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
     std::vector<float> kq(k), steps(static_cast<size_t>(n_cached) * p.layout.corr_groups());
     dequantize_head(p, 0, kq.data());  // the cached part, the current part stays exact
     steps_head(p, 0, steps.data());
-    std::vector<float> cos(static_cast<size_t>(n_cached) * hd / 2, 1.f), sin(cos.size(), 0.f),
-        out(static_cast<size_t>(nq) * hd);
+    // RoPE factors per token: cached keys at time positions 0..(n_cached/tokens_per_chunk - 1), the queries
+    // (and the current keys) at the next chunk's; 16x16 tokens a frame, 4 frames a chunk, so 1,024 tokens a
+    // chunk: the 512 cached keys are half a chunk of frames 0-1, the current 256 a frame of chunk 2.
+    const RopeTables tables = [&] {
+        ModelConfig c;  // the shipped model's head and token grid
+        c.height = c.width = 128;
+        c.patch = 8;
+        c.head_dim = hd;
+        c.rope_axes = {32, 48, 48};
+        c.rope_theta = 10000.f;
+        return make_rope_tables(c, 16);
+    }();
+    std::vector<float> cos(static_cast<size_t>(nk) * half, 1.f), sin(cos.size(), 0.f);
+    if (rotated)
+        for (int j = 0; j < nk; ++j) {
+            const int token = j < n_cached ? j : j - n_cached, frame = j < n_cached ? token / 256 : 8;
+            tables.token_factors(frame, (token % 256) / 16, token % 16, &cos[static_cast<size_t>(j) * half],
+                                 &sin[static_cast<size_t>(j) * half]);
+        }
+    auto rotate_all = [&](std::vector<float>& x, int rows, int first) {
+        for (int j = 0; j < rows; ++j)
+            rope_rotate(&x[static_cast<size_t>(j) * hd], &cos[static_cast<size_t>(first + j) * half],
+                        &sin[static_cast<size_t>(first + j) * half], hd);
+    };
+    rotate_all(k, nk, 0);
+    rotate_all(kq, nk, 0);
+    rotate_all(q, nq, n_cached);  // the queries are the current chunk's tokens
+    std::vector<float> out(static_cast<size_t>(nq) * hd), ref_out(out.size());
     cpu::AttentionInputs in;
     in.q = q.data();
     in.v = v.data();
@@ -152,16 +182,24 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale) {
     in.corr_group_width = p.layout.corr_group_width();
     in.key_cos = cos.data();
     in.key_sin = sin.data();
+    auto mse = [&] {
+        double e = 0;
+        for (size_t i = 0; i < out.size(); ++i) e += (out[i] - ref_out[i]) * (out[i] - ref_out[i]);
+        return e / static_cast<double>(out.size());
+    };
     StealResult r{};
     in.k = k.data();
     in.correction = 0;
-    r.ref = cpu::attention_head(in, out.data()) / nq;
+    r.ref = cpu::attention_head(in, ref_out.data()) / nq;
     in.k = kq.data();
     r.off = cpu::attention_head(in, out.data()) / nq;
+    r.out_off = mse();
     in.correction = 1;
     r.taylor = cpu::attention_head(in, out.data()) / nq;
+    r.out_taylor = mse();
     in.correction = 2;
     r.exact = cpu::attention_head(in, out.data()) / nq;
+    r.out_exact = mse();
     return r;
 }
 
@@ -186,6 +224,26 @@ TEST(Correction, QuantizedCacheStealsMassAndCorrectionReturnsIt) {
     EXPECT_LT(peaked.exact - peaked.ref, 0.0);
     const StealResult r8 = stolen_mass(8, 64, false, 3.f);
     EXPECT_LT(std::fabs(r8.off - r8.ref), 0.002);  // INT8: negligible
+}
+
+// The same with real RoPE: keys cached before the rotation, rotated after dequantization at a context's
+// positions (the engine's layout). Per token, every rotation pair lies inside a group, so the per-group
+// Taylor form needs no rotated query; per channel, the exact form rotates the query back by each key's angle.
+// And the output, not only the mass: the corrected attention output is nearer the unquantized cache's.
+TEST(Correction, WithRopeTheMassAndTheOutputComeBack) {
+    for (bool channel : {false, true}) {
+        const StealResult r = stolen_mass(2, channel ? 64 : 128, channel, 2.f, true);
+        std::printf(
+            "[steal+rope] INT2 %s: dP_S off %+.4f taylor %+.4f exact %+.4f; output MSE off %.3e "
+            "taylor %.3e exact %.3e\n",
+            channel ? "channel" : "token", r.off - r.ref, r.taylor - r.ref, r.exact - r.ref, r.out_off,
+            r.out_taylor, r.out_exact);
+        EXPECT_GT(r.off - r.ref, 0.03);
+        EXPECT_LT(std::fabs(r.exact - r.ref), 0.15 * (r.off - r.ref));
+        EXPECT_LT(std::fabs(r.taylor - r.ref), 0.15 * (r.off - r.ref));
+        EXPECT_LT(r.out_taylor, r.out_off);
+        EXPECT_LT(r.out_exact, r.out_off);
+    }
 }
 
 TEST(Correction, NothingQuantizedMeansBitIdenticalOutput) {
