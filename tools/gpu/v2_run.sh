@@ -14,6 +14,13 @@
 #         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
 #         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
 #         log come back under $OUT/dit. TRAIN_ARGS: more train.py flags.
+#   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b; needs the Debian
+#         packages carried in .debs (../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev
+#         libstb-dev libgtest-dev); the log comes back as $OUT/build.log
+#   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
+#         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model) or of MODEL_DIR;
+#         then the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
+#   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
 # A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,6 +45,16 @@ dataset() {
       --threads "$(nproc)" > "/tmp/kvw/$1.log" 2>&1 && echo "$id" > "/dev/shm/$1.id" || { tail -5 "/tmp/kvw/$1.log"; exit 1; }
   fi
 }
+
+if has build && [[ ! -x /tmp/b/app/cli/kvworld-cli ]]; then
+  stamp "build kvworld-cli (background)"
+  ( bash .debs/unpack-debs.sh .debs > /dev/null 2>&1
+    cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVW_GUI=OFF -DKVW_TESTS=OFF \
+      -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/kvw/build.log 2>&1 &&
+    nice ninja -C /tmp/b -j "$(( $(nproc) / 2 ))" kvworld-cli >> /tmp/kvw/build.log 2>&1
+    echo "build rc=$?" >> /tmp/kvw/build.log ) &
+  build_pid=$!
+fi
 
 if has ae; then
   dataset ae_data "${AE_EPISODES:-4000}" 8 "${AE_SEED_BASE:-200000}"
@@ -90,5 +107,26 @@ if has dit; then
     ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
   echo "train rc=$?"; grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
   mkdir -p "$OUT/dit" && cp /tmp/kvw/train_dit.txt "$OUT/dit/"
+fi
+if [[ -n "${build_pid:-}" ]]; then wait "$build_pid"; stamp "$(tail -1 /tmp/kvw/build.log)"; cp /tmp/kvw/build.log "$OUT/"; fi
+CLI=/tmp/b/app/cli/kvworld-cli
+V2=${MODEL_DIR:-/tmp/kvw/v2model}
+if has eval; then
+  stamp "eval quality of $V2"
+  mkdir -p "$OUT/eval"
+  timeout "${EVAL_TIMEOUT:-420}" "$CLI" eval --backend cuda --model "$V2" --mode quality ${EVAL_ARGS:---traces 32} \
+    --out "$OUT/eval/quality" > "$OUT/eval/quality.txt" 2>&1; echo "eval rc=$?"; tail -25 "$OUT/eval/quality.txt"
+  if [[ "${PAIRED:-0}" == 1 ]]; then
+    stamp "paired caches of $V2"
+    timeout "${PAIRED_TIMEOUT:-240}" "$CLI" eval --backend cuda --model "$V2" --mode paired \
+      ${PAIRED_ARGS:---traces 64 --bits 8,4,2 --groups 64,128 --layouts token --corrections off,taylor --correction-below-ts 1,0.5} \
+      --out "$OUT/eval/paired" > "$OUT/eval/paired.txt" 2>&1; echo "paired rc=$?"; tail -20 "$OUT/eval/paired.txt"
+  fi
+fi
+if has bench; then
+  stamp "bench $V2"
+  mkdir -p "$OUT/bench"
+  "$CLI" bench --backend cuda --model "$V2" --chunks 20 --json "$OUT/bench/bench.json" > "$OUT/bench/bench.txt" 2>&1
+  echo "bench rc=$?"; tail -20 "$OUT/bench/bench.txt"
 fi
 stamp "done"
