@@ -267,6 +267,27 @@ TEST(Session, ObservedChunksAreCachedAndAttendedTo) {
     EXPECT_THROW(unstarted.observe(given, a1, poses0), Error);
 }
 
+// The measured correction: its bytes are counted, it corrects (less mass on the cache than uncorrected), and
+// the channel layout refuses it.
+TEST(Session, MeasuredCorrectionIsCountedAndCorrects) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 4;
+    p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Off};
+    std::vector<ChunkMetrics> off, measured;
+    w.run(p, 2, &off);
+    p.cache.correction = Correction::Measured;
+    w.run(p, 2, &measured);
+    const uint64_t groups =
+        static_cast<uint64_t>(w.cfg.heads) * w.cfg.tokens_per_chunk() * (w.cfg.head_dim / 32);
+    EXPECT_EQ(measured[0].cache_bytes.metadata, off[0].cache_bytes.metadata + 2 * w.cfg.depth * 2 * groups);
+    EXPECT_EQ(Session::predict_cache_bytes(w.cfg, p.cache, 2).total(), measured[0].cache_bytes.total());
+    for (int l = 0; l < w.cfg.depth; ++l) EXPECT_LT(measured[0].p_cache[l], off[0].p_cache[l]);
+    EXPECT_EQ(p.cache.label(), "K2/V2 g32 measured");
+    p.cache.key_layout = KeyLayout::Channel;
+    EXPECT_THROW(Session(w.model, p), Error);
+}
+
 TEST(Session, MetricsReportPoseAndAttentionMass) {
     TinyWorld w;
     SessionParams p;

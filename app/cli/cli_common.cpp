@@ -24,8 +24,10 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
         ->check(CLI::IsMember({32, 64, 128}));
     cmd->add_option("--key-layout", key_layout, "token or channel (KIVI-style, keys only)")
         ->check(CLI::IsMember({"token", "channel"}));
-    cmd->add_option("--correction", correction, "Jensen-bias correction: off, taylor, exact")
-        ->check(CLI::IsMember({"off", "taylor", "exact"}));
+    cmd->add_option("--correction", correction,
+                    "Jensen-bias correction: off, taylor, exact (the paper's), measured (Taylor on each "
+                    "group's measured rounding error; CPU)")
+        ->check(CLI::IsMember({"off", "taylor", "exact", "measured"}));
     cmd->add_option(
            "--correction-below-t", correction_max_t,
            "Correct only the denoising passes at noise level t <= this (1 = every pass, the paper's)")

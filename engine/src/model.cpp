@@ -15,7 +15,17 @@ const char* to_string(KeyLayout k) {
     return k == KeyLayout::Token ? "token" : "channel";
 }
 const char* to_string(Correction c) {
-    return c == Correction::Off ? "off" : (c == Correction::Taylor ? "taylor" : "exact");
+    switch (c) {
+        case Correction::Off:
+            return "off";
+        case Correction::Taylor:
+            return "taylor";
+        case Correction::Exact:
+            return "exact";
+        case Correction::Measured:
+            return "measured";
+    }
+    return "?";
 }
 BackendKind parse_backend(const std::string& s) {
     if (s == "cpu") return BackendKind::Cpu;
@@ -31,7 +41,8 @@ Correction parse_correction(const std::string& s) {
     if (s == "off") return Correction::Off;
     if (s == "taylor") return Correction::Taylor;
     if (s == "exact") return Correction::Exact;
-    throw Error("unknown correction \"" + s + "\" (off, taylor or exact)");
+    if (s == "measured") return Correction::Measured;
+    throw Error("unknown correction \"" + s + "\" (off, taylor, exact or measured)");
 }
 
 std::string CacheSettings::label() const {

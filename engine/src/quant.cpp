@@ -13,6 +13,8 @@ void validate_format(const TensorFormat& f, int head_dim, bool is_key) {
     if (f.bits != 16 && f.bits != 8 && f.bits != 4 && f.bits != 2)
         throw Error(what + " bits must be 16, 8, 4 or 2 (got " + std::to_string(f.bits) + ")");
     if (f.channel && !is_key) throw Error("the channel layout is for keys only; values use the token layout");
+    if (f.measured && (!is_key || f.channel || !f.quantized()))
+        throw Error("the measured correction needs quantized keys per token (the token layout)");
     if (!f.quantized()) return;
     if (f.group != 32 && f.group != 64 && f.group != 128)
         throw Error("group size must be 32, 64 or 128 (got " + std::to_string(f.group) + ")");
@@ -42,6 +44,7 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
     p.codes.assign(L.code_bytes, 0);
     p.steps.assign(L.step_count, 0);
     p.offsets.assign(L.offset_count, 0);
+    p.corr_steps.assign(L.corr_step_count, 0);
     auto at = [&](int t, int h, int c) { return x[static_cast<size_t>(t) * row_stride + h * hd + c]; };
     if (!fmt.quantized()) {
         auto* out = reinterpret_cast<uint16_t*>(p.codes.data());
@@ -69,8 +72,14 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
                     p.offsets[m] = gp.offset_bits;
                     p.steps[m] = gp.step_bits;
                     const float off = f16_bits_to_f32(gp.offset_bits), step = f16_bits_to_f32(gp.step_bits);
-                    for (int c = gi * g; c < (gi + 1) * g; ++c)
-                        put_code(codes, c, b, quantize_value(at(t, h, c), off, step, b));
+                    double squared_error = 0;
+                    for (int c = gi * g; c < (gi + 1) * g; ++c) {
+                        const uint32_t code = quantize_value(at(t, h, c), off, step, b);
+                        put_code(codes, c, b, code);
+                        const double e = static_cast<double>(at(t, h, c)) - dequantize_value(code, off, step);
+                        squared_error += e * e;
+                    }
+                    if (fmt.measured) p.corr_steps[m] = measured_correction_step(squared_error, g);
                 }
             }
         return p;
@@ -156,10 +165,11 @@ void steps_head(const PackedTensor& p, int h, float* out) {
     const int T = L.tokens, G = L.fmt.quantized() ? L.corr_groups() : 0;
     if (!L.fmt.quantized()) return;
     if (!L.fmt.channel) {
+        const std::vector<uint16_t>& steps = L.fmt.measured ? p.corr_steps : p.steps;
         for (int t = 0; t < T; ++t)
             for (int gi = 0; gi < G; ++gi)
                 out[static_cast<size_t>(t) * G + gi] =
-                    f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * T + t) * G + gi]);
+                    f16_bits_to_f32(steps[(static_cast<size_t>(h) * T + t) * G + gi]);
         return;
     }
     for (int t = 0; t < T; ++t) {

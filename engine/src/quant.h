@@ -18,8 +18,9 @@ PackedTensor quantize(const float* x, int tokens, int heads, int head_dim, int r
                       const TensorFormat& fmt);
 // Dequantized head `h` as [tokens][head_dim] floats.
 void dequantize_head(const PackedTensor& p, int head, float* out);
-// Quantization step of every (token, correction group) of head `h`: [tokens][corr_groups] floats
-// (all zero for 16-bit). The correction uses their squares.
+// The correction's step of every (token, correction group) of head `h`: [tokens][corr_groups] floats (all
+// zero for 16-bit): the quantization step, or with fmt.measured the measured step. The correction uses their
+// squares.
 void steps_head(const PackedTensor& p, int head, float* out);
 
 }  // namespace kvw

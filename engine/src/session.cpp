@@ -39,7 +39,12 @@ void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, cons
                 std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd,
                           &dense[static_cast<size_t>(t) * c.hidden + h * hd]);
         }
+        const bool was_quantized = p.layout.fmt.quantized();
         p = quantize(dense.data(), T, H, hd, c.hidden, fmt);
+        // Measured steps need the values before rounding: from a tensor already rounded, requantizing
+        // measures only the second rounding, so such chunks keep the uniform model (the quantization step
+        // itself).
+        if (was_quantized && fmt.measured) p.corr_steps = p.steps;
     };
     for (int l = 0; l < c.depth; ++l) {
         convert(chunk.k[static_cast<size_t>(l)], key_format(to));
@@ -212,6 +217,8 @@ Session::Session(std::shared_ptr<Model> model, const SessionParams& params)
     : impl_(std::make_unique<Impl>()) {
     KVW_CHECK(model != nullptr, "a session needs a model");
     validate_params(params, model->config());
+    if (model->backend() == BackendKind::Cuda && params.cache.correction == Correction::Measured)
+        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
     impl_->model = std::move(model);
     impl_->params = params;
     impl_->encoded = params.cache;
@@ -345,6 +352,8 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
 
 void Session::set_params(const SessionParams& params) {
     validate_params(params, impl_->cfg());
+    if (impl_->model->backend() == BackendKind::Cuda && params.cache.correction == Correction::Measured)
+        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
     impl_->params = params;
 }
 const SessionParams& Session::params() const {

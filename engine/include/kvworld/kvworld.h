@@ -25,14 +25,16 @@ namespace kvw {
 
 enum class BackendKind { Cpu, Cuda };
 enum class KeyLayout { Token, Channel };
-enum class Correction { Off, Taylor, Exact };
+// Taylor and Exact: the paper's bias for uniform rounding error. Measured: the Taylor form with each group's
+// error energy measured when the key is written (keys per token; two more bytes a group).
+enum class Correction { Off, Taylor, Exact, Measured };
 
 const char* to_string(BackendKind);
 const char* to_string(KeyLayout);
 const char* to_string(Correction);
 BackendKind parse_backend(const std::string&);    // "cpu" | "cuda"; throws kvw::Error otherwise
 KeyLayout parse_key_layout(const std::string&);   // "token" | "channel"
-Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact"
+Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact" | "measured"
 
 // The largest context a session attends to, in chunks, the current one included (window + recall + 1).
 inline constexpr int kMaxContextChunks = 64;

@@ -369,7 +369,9 @@ void CpuBackendSession::attention(int layer, int row) {
         in.head_dim = hd;
         in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
         const bool corrected = row >= static_cast<int>(row_corrected_.size()) || row_corrected_[row] != 0;
-        in.correction = keys_quantized_ && corrected ? static_cast<int>(correction_) : 0;
+        // Measured is the Taylor form on the measured steps (steps_head hands those out).
+        const Correction form = correction_ == Correction::Measured ? Correction::Taylor : correction_;
+        in.correction = keys_quantized_ && corrected ? static_cast<int>(form) : 0;
         in.steps = keys_quantized_ ? hc.steps.data() : nullptr;
         in.corr_groups = corr_groups_;
         in.corr_group_width = corr_group_width_;

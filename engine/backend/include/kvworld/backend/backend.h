@@ -31,12 +31,13 @@ namespace kvw {
 // Storage formats of K and V for the settings; normalised so that equal storage compares equal (a 16-bit
 // tensor has no group and no layout).
 inline TensorFormat key_format(const CacheSettings& s) {
-    if (s.key_bits >= 16) return TensorFormat{16, 0, false};
-    return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel};
+    if (s.key_bits >= 16) return TensorFormat{16, 0, false, false};
+    return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel,
+                        s.correction == Correction::Measured};
 }
 inline TensorFormat value_format(const CacheSettings& s) {
-    if (s.value_bits >= 16) return TensorFormat{16, 0, false};
-    return TensorFormat{s.value_bits, s.group, false};
+    if (s.value_bits >= 16) return TensorFormat{16, 0, false, false};
+    return TensorFormat{s.value_bits, s.group, false, false};
 }
 
 // What a backend model is built from; owned by the engine's Model and outliving the backend.

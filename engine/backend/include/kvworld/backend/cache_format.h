@@ -18,11 +18,14 @@ struct TensorFormat {
     int bits = 16;         // 16 = bf16, else 8, 4, 2
     int group = 64;        // channels per group (token layout) or tokens per block (channel layout)
     bool channel = false;  // channel (KIVI) layout; keys only
+    // Keys per token only: each group also stores the correction's step measured at write time (fp16
+    // sqrt(12 x the mean squared rounding error), docs/design.md "The measured correction").
+    bool measured = false;
 
     bool quantized() const { return bits < 16; }
     // (spelled out: this header is also compiled as CUDA C++17)
     bool operator==(const TensorFormat& o) const {
-        return bits == o.bits && group == o.group && channel == o.channel;
+        return bits == o.bits && group == o.group && channel == o.channel && measured == o.measured;
     }
 };
 
@@ -30,12 +33,13 @@ struct TensorFormat {
 struct SegmentLayout {
     TensorFormat fmt;
     int heads = 0, tokens = 0, head_dim = 0;
-    int blocks = 0;           // channel layout: ceil(tokens / group)
-    size_t code_bytes = 0;    // packed codes (or bf16 data)
-    size_t step_count = 0;    // fp16 steps
-    size_t offset_count = 0;  // fp16 offsets
+    int blocks = 0;              // channel layout: ceil(tokens / group)
+    size_t code_bytes = 0;       // packed codes (or bf16 data)
+    size_t step_count = 0;       // fp16 steps
+    size_t offset_count = 0;     // fp16 offsets
+    size_t corr_step_count = 0;  // fp16 measured correction steps (fmt.measured)
 
-    size_t metadata_bytes() const { return 2 * (step_count + offset_count); }
+    size_t metadata_bytes() const { return 2 * (step_count + offset_count + corr_step_count); }
     size_t total_bytes() const { return code_bytes + metadata_bytes(); }
     // Correction groups per key: channels sharing one step (token: hd/g groups of g; channel: hd/2 pairs).
     int corr_groups() const { return fmt.channel ? head_dim / 2 : head_dim / fmt.group; }
@@ -64,6 +68,7 @@ inline SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int toke
     } else {
         L.code_bytes = H * T * (hd * fmt.bits / 8);
         L.step_count = L.offset_count = H * T * (hd / fmt.group);
+        if (fmt.measured) L.corr_step_count = L.step_count;
     }
     return L;
 }
@@ -71,9 +76,10 @@ inline SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int toke
 // Packed storage of one tensor of one segment.
 struct PackedTensor {
     SegmentLayout layout;
-    std::vector<uint8_t> codes;     // code_bytes (bf16 data for 16-bit)
-    std::vector<uint16_t> steps;    // fp16 bits
-    std::vector<uint16_t> offsets;  // fp16 bits
+    std::vector<uint8_t> codes;        // code_bytes (bf16 data for 16-bit)
+    std::vector<uint16_t> steps;       // fp16 bits
+    std::vector<uint16_t> offsets;     // fp16 bits
+    std::vector<uint16_t> corr_steps;  // fp16 bits, layout.corr_step_count (the steps' order)
 };
 
 // One cached chunk as the host sees it: every layer's packed K and V ([depth] each). Backends hand slots out
@@ -102,6 +108,12 @@ KVW_HD uint32_t quantize_value(float x, float offset, float step, int bits) {
 }
 KVW_HD float dequantize_value(uint32_t code, float offset, float step) {
     return offset + step * static_cast<float>(code);
+}
+// The measured correction's step of a group from the sum of its squared rounding errors over `count` values:
+// the step a uniform error of the same energy would have (E[e^2] = step^2 / 12), so that the Taylor form
+// alpha^2/24 step^2 ||q_g||^2 becomes alpha^2/2 E[e^2] ||q_g||^2. Rounded up to fp16.
+KVW_HD uint16_t measured_correction_step(double squared_error_sum, int count) {
+    return f32_to_f16_bits(static_cast<float>(sqrt(12.0 * squared_error_sum / count)), RoundMode::Up);
 }
 
 }  // namespace kvw
