@@ -8,8 +8,10 @@ cd "$(dirname "$0")"
 headless=0
 if [[ "${1:-}" == "--headless" ]]; then headless=1; shift; fi
 scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C build kvworld-cli kvworld-sim $( [[ -f build/build.ninja ]] && grep -q '^build app/gui/kvworld:' build/build.ninja && echo kvworld )
+# The same build tree and commands as test.sh and a user's `cmake -S . -B build && cmake --build build`
+# (no -G: a second generator on the same tree would be refused); only the programs run.sh needs.
+cmake -S . -B build >/dev/null
+cmake --build build -j "$(nproc)" --target kvworld-cli kvworld-sim $( [[ -d build/app/gui/CMakeFiles/kvworld.dir ]] && echo kvworld )
 
 model=assets/models/default
 [[ -f $model/model.json ]] || { echo "run.sh: no trained model at $model; using the tiny test model (it shows no world)"; model=tests/data/tiny; }

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
-#   1. the release build (CUDA too when nvcc is present; GPU tests report "skipped" without a device),
-#      all CTest tests, including the GUI smoke test under Xvfb + Mesa;
-#   2. an ASan + UBSan build of the CPU tests;
-#   3. libFuzzer targets for the safetensors, config and trace parsers, each for a bounded time.
+#   1. the release build, configured and built by the two commands users type first
+#      (`cmake -S . -B build && cmake --build build`: default generator, no options; CUDA too when nvcc is
+#      present, GPU tests report "skipped" without a device), all CTest tests, including the GUI smoke test
+#      under Xvfb + Mesa;
+#   2. `cmake --install` of that build into a temporary prefix, checked with the build tree moved away
+#      (scripts/check-install.sh);
+#   3. an ASan + UBSan build of the CPU tests;
+#   4. libFuzzer targets for the safetensors, config and trace parsers, each for a bounded time.
 # Environment: KVW_JOBS (parallel jobs), KVW_FUZZ_SECONDS (per target, default 30),
 #              KVW_CUDA_ARCH (CUDA architectures for this build, default 90 to keep CI fast).
 set -euo pipefail
@@ -14,11 +18,16 @@ cuda_arch=${KVW_CUDA_ARCH:-90}
 
 scripts/install-deps.sh
 
-echo "== release build"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$cuda_arch" >/dev/null
-ninja -C build -j "$jobs"
+echo "== release build: cmake -S . -B build && cmake --build build"
+# Exactly what a user types (Release is the default build type): the release build is also the check that the
+# plain commands work, at no extra build time. CUDAARCHS (CMake's own variable) only matters where nvcc is.
+CUDAARCHS="$cuda_arch" cmake -S . -B build >/dev/null
+cmake --build build -j "$jobs"
 echo "== tests"
 ctest --test-dir build --output-on-failure -j "$jobs" --timeout 900
+
+echo "== install: cmake --install build --prefix <temporary>, run from there without the build tree"
+scripts/check-install.sh build
 
 echo "== ASan + UBSan build of the CPU tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKVW_SANITIZE=ON -DKVW_CUDA=OFF -DKVW_GUI=OFF \

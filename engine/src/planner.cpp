@@ -1,10 +1,7 @@
 #include "kvworld/planner.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "kvworld/backend/backend.h"
 #include "kvworld/fileio.h"
@@ -108,21 +105,6 @@ PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int 
     r.seconds_per_gb = 1e9 / static_cast<double>(r.chunk_bytes) * chunk_seconds;
     r.seconds_fit = budget > 0 ? std::floor(budget / static_cast<double>(r.chunk_bytes)) * chunk_seconds : 0;
     return r;
-}
-
-std::filesystem::path data_root() {
-    namespace fs = std::filesystem;
-    if (const char* env = std::getenv("KVW_DATA_DIR")) return env;
-    // Installed layout or build tree: walk up from the executable looking for config/models.
-    std::error_code ec;
-    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    for (fs::path p = exe.parent_path(); !ec && !p.empty() && p != p.root_path(); p = p.parent_path())
-        if (fs::exists(p / "config" / "models") && fs::exists(p / "assets")) return p;
-#ifdef KVW_SOURCE_DIR
-    return KVW_SOURCE_DIR;
-#else
-    return fs::current_path();
-#endif
 }
 
 std::filesystem::path default_presets_dir() {

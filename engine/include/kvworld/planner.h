@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvworld/config.h"
+#include "kvworld/data_root.h"  // data_root(), which callers of the planner also use
 #include "kvworld/kvworld.h"
 
 namespace kvw {
@@ -45,9 +46,7 @@ struct PlanRow {
 PlanRow plan_memory(const PeerModel& model, const CacheSettings& settings, int height, int width,
                     double budget_bytes);
 
-// The folder holding the peer presets (KVW_DATA_DIR/config/models or the source tree's).
+// The folder holding the peer presets: data_root()/config/models.
 std::filesystem::path default_presets_dir();
-// The project's data root (config/, assets/), found from KVW_DATA_DIR, the executable, or the source tree.
-std::filesystem::path data_root();
 
 }  // namespace kvw
