@@ -30,10 +30,11 @@
 namespace kvw::gui {
 
 struct AppOptions {
-    ControllerOptions world;  // model, backend, seeds, trace, scripted play, A/B at start
-    std::string keymap_path;  // default: <data root>/config/keymap.json
-    std::string out_dir;      // screenshots, traces, videos (scripted mode: where frames go)
-    int shot_every = 1;       // scripted mode: a UI screenshot every this many frames
+    ControllerOptions world;   // model, backend, seeds, trace, scripted play, A/B at start
+    std::string keymap_path;   // default: <data root>/config/keymap.json
+    std::string input_script;  // scripted keyboard input (InputScript, input.h) instead of the autopilot
+    std::string out_dir;       // screenshots, traces, videos (scripted mode: where frames go)
+    int shot_every = 1;        // scripted mode: a UI screenshot every this many frames
     bool offscreen = false;
     bool memory = false;
     bool help = false;
@@ -113,6 +114,14 @@ class App {
     void draw_status_bar();
     void draw_help();
     void draw_toasts(double now);
+    void draw_input_strip();
+    // Where each element of this frame went, for summary.json: tests check that no two "layout" elements
+    // overlap (modal windows, like help or the menu, cover the rest on purpose; a pane's chips belong to
+    // their pane, named "pane_N/...").
+    void note_widget(const std::string& name, float x0, float y0, float x1, float y1, bool modal = false);
+    void note_window(const std::string& name, bool modal = false);  // the current ImGui window
+    // Held now / held or tapped since the last chunk request, as key names ("W Right").
+    std::string held_keys_text(const std::array<bool, kCommandCount>& held) const;
     void draw_ab_plots();
     float ab_strip_height() const;
     void draw_memory_overlay();
@@ -157,17 +166,24 @@ class App {
     float planner_seconds_ = 60;
     CacheSettings planner_cache_{4, 4, 64, KeyLayout::Token, Correction::Taylor};
     double now_ = 0;
-    float look_dx_ = 0, look_dy_ = 0;  // mouse look since the last sampled action
+    InputScript input_script_;
     // Layout of this frame (pixels): the world area between menu bar, side panel and status bar.
     float world_x0_ = 0, world_y0_ = 0, world_x1_ = 0, world_y1_ = 0;
     float menu_height_ = 0, status_height_ = 0, panel_width_ = 0, memory_width_ = 0;
-    float hud_width_ = 0, hud_height_ = 0;          // last frame's HUD size (frames avoid it when they can)
-    std::vector<std::array<float, 4>> pane_rects_;  // where each pane's frame was drawn (x0, y0, x1, y1)
+    float hud_width_ = 0, hud_height_ = 0;  // last frame's HUD size (frames avoid it when they can)
+    std::vector<std::array<float, 4>> pane_rects_;
+    struct WidgetRect {
+        std::string name;
+        std::array<float, 4> rect;  // x0, y0, x1, y1
+        bool modal = false;
+    };
+    std::vector<WidgetRect> widgets_;  // where each pane's frame was drawn (x0, y0, x1, y1)
 
     // Scripted mode
     bool ui_screenshot_due_ = false;
     bool window_shot_requested_ = false;
     int ui_frames_ = 0;
+    int frames_shown_ = 0;  // video frames shown in a scripted run: screenshot names
     bool finishing_ = false;
     bool finished_ = false;
     int exit_code_ = 0;

@@ -4,6 +4,7 @@
 #include <imgui_impl_glfw.h>
 #include <imgui_impl_opengl3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -104,12 +105,13 @@ int run_window(const AppOptions& options, WindowSize size) {
         in.gamepad_status = gamepad.status();
         if (!io.WantTextInput) {
             in.pressed_keys = g_pressed;
-            for (int c = 0; c < kCommandCount; ++c) {
-                if (!command_is_held(static_cast<Command>(c))) continue;
-                for (int key : app.keymap().bound(static_cast<Command>(c)))
-                    if (glfwGetKey(window.get(), key) == GLFW_PRESS)
-                        in.input.held[static_cast<size_t>(c)] = true;
-            }
+            in.input.held = held_commands(
+                app.keymap(), [&](int key) { return glfwGetKey(window.get(), key) == GLFW_PRESS; });
+            // A key pressed and released between two polls (a tap) still counts, in its stretch of time.
+            in.input.tapped = held_commands(app.keymap(), [&](int key) {
+                return glfwGetKey(window.get(), key) != GLFW_PRESS &&
+                       std::find(g_pressed.begin(), g_pressed.end(), key) != g_pressed.end();
+            });
         }
         g_pressed.clear();
         // Mouse look: hold the right button over the world (not over a panel); the cursor is captured

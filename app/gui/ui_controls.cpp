@@ -73,9 +73,11 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         combo("##layout", &layout, {{0, "tok"}, {1, "chan"}}, 42, cache->key_bits < 16);
         cache->key_layout = static_cast<KeyLayout>(layout);
         ImGui::SameLine(0, 6);
-        int corr = static_cast<int>(cache->correction);
-        combo("##corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, cache->key_bits < 16);
-        cache->correction = static_cast<Correction>(corr);
+        // BF16 keys: nothing to correct, so no mode is shown as if it ran.
+        const bool corrects = correction_applies(*cache);
+        int corr = corrects ? static_cast<int>(cache->correction) : -1;
+        combo("##corr", &corr, {{-1, "n/a"}, {0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, corrects);
+        if (corrects) cache->correction = static_cast<Correction>(corr);
         ImGui::PopID();
         return;
     }
@@ -93,10 +95,16 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     ui::form_label("Key layout", column);
     if (ui::segmented("layout", &layout, {{0, "token"}, {1, "channel"}}, cache->key_bits < 16))
         cache->key_layout = static_cast<KeyLayout>(layout);
-    int corr = static_cast<int>(cache->correction);
+    // The one correction control (C switches it too). BF16 keys: greyed with nothing lit.
+    const bool corrects = correction_applies(*cache);
+    int corr = corrects ? static_cast<int>(cache->correction) : -1;
     ui::form_label("Correction", column);
-    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, cache->key_bits < 16))
+    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, corrects))
         cache->correction = static_cast<Correction>(corr);
+    if (!corrects) {
+        ImGui::SameLine();
+        ImGui::TextDisabled("BF16 keys");
+    }
     ui::help_marker(
         "Removes the Jensen bias: quantization noise on cached keys inflates their attention on "
         "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x).");
@@ -113,7 +121,6 @@ void App::draw_controls_panel() {
                      ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoCollapse);
     ImGui::PopStyleVar();
     const float column = 96;
-    const Keymap& k = keymap_.keymap;
     GuiController& world = *controller_;
     const std::optional<ModelConfig>& config = world.config();
 
@@ -127,25 +134,20 @@ void App::draw_controls_panel() {
             CacheSettings cache = world.main_cache();
             draw_cache_editor("main", &cache, false);
             if (!(cache == world.main_cache())) world.set_main_cache(cache);
-            const bool correction_on = world.correction_on();
             if (!world.panes().empty()) {
                 const PaneView& running = world.panes()[0];
                 ImGui::TextDisabled("Running");
                 ImGui::SameLine();
                 ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s",
                                    running.applied.cache.label().c_str());
-                const CacheSettings wanted = effective_cache(cache, correction_on);
+                const CacheSettings wanted = effective_cache(cache);
                 if (!(wanted == running.applied.cache) && world.param_error().empty()) {
                     ImGui::SameLine();
                     ImGui::TextDisabled("-> %s next chunk", wanted.label().c_str());
                 }
-                if (!correction_on && cache.keys_quantized())
-                    ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Correction switched off (%s)",
-                                       k.describe(Command::ToggleCorrection).c_str());
             }
             if (config) {
-                const CacheBytes chunk =
-                    Session::predict_cache_bytes(*config, effective_cache(cache, correction_on), 1);
+                const CacheBytes chunk = Session::predict_cache_bytes(*config, effective_cache(cache), 1);
                 const CacheBytes bf16 = Session::predict_cache_bytes(*config, CacheSettings{}, 1);
                 ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %.1fx smaller than BF16",
                                   format_bytes(static_cast<double>(chunk.total())).c_str(),
@@ -267,11 +269,9 @@ void App::draw_context_section() {
     ImGui::Checkbox("always recall the first chunk", &context.recall_first);
     bool limited = context.budget_bytes > 0;
     const double chunk_bytes =
-        config
-            ? static_cast<double>(Session::predict_cache_bytes(
-                                      *config, effective_cache(world.main_cache(), world.correction_on()), 1)
-                                      .total())
-            : 1e6;
+        config ? static_cast<double>(
+                     Session::predict_cache_bytes(*config, effective_cache(world.main_cache()), 1).total())
+               : 1e6;
     ui::form_label("Budget", column);
     if (ImGui::Checkbox("##budgeton", &limited))
         context.budget_bytes = limited ? std::max(chunk_bytes * 12, 1e6) : 0;
@@ -327,11 +327,7 @@ void App::draw_ab_section() {
     ui::form_label("Panes", column);
     ui::segmented("panes", &ab.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
     ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab.reference);
-    ui::form_label("Correction", column);
-    int master = world.correction_on() ? 1 : 0;
-    if (ui::segmented("master", &master, {{1, " on "}, {0, " off "}})) world.set_correction(master == 1);
-    ImGui::SameLine();
-    ImGui::TextDisabled("all quantized panes (%s)",
+    ImGui::TextDisabled("K, V bits, group, key layout, correction (%s: off/on for every quantized pane)",
                         keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const int compared = ab.compared_panes();
     for (int i = 0; i < compared; ++i) {

@@ -222,11 +222,13 @@ void App::draw_planner() {
     ImGui::SetNextWindowPos(ImVec2((world_x0_ + world_x1_) * 0.5f, (world_y0_ + world_y1_) * 0.5f),
                             ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
     ImGui::SetNextWindowSize(ImVec2(std::min(640.0f, io.DisplaySize.x - 40), 0), ImGuiCond_Appearing);
+    ImGui::SetNextWindowBgAlpha(1.0f);  // a window of its own, not an overlay: nothing shows through
     if (!ImGui::Begin("Memory planner", &show_planner_,
                       ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_AlwaysAutoResize)) {
         ImGui::End();
         return;
     }
+    note_window("planner", true);
     // Models: the peer presets and the model running here.
     std::vector<PeerModel> models = presets_;
     if (world.config())

@@ -1,6 +1,7 @@
 // The frame of the UI: menu bar, the world view (one pane or the A/B grid), overlays on it (HUD,
 // generating/paused/replay state), the status bar, messages, help and the path prompt.
 #include <imgui.h>
+#include <imgui_internal.h>  // ImRect
 
 #include <algorithm>
 #include <cmath>
@@ -36,15 +37,16 @@ void centered_text(ImDrawList* dl, ImVec2 center, ImU32 col, const char* text) {
     dl->AddText(ImVec2(center.x - size.x * 0.5f, center.y - size.y * 0.5f), col, text);
 }
 
-// A label chip drawn on top of a pane.
-void chip(ImDrawList* dl, ImVec2 pos, ImU32 accent, const std::string& text) {
+// A label chip drawn on top of a pane; returns where it went.
+ImRect chip(ImDrawList* dl, ImVec2 pos, ImU32 accent, const std::string& text) {
     const ImVec2 size = ImGui::CalcTextSize(text.c_str());
     const float pad = 5;
-    dl->AddRectFilled(pos, ImVec2(pos.x + size.x + 2 * pad + 6, pos.y + size.y + 2 * pad),
-                      IM_COL32(10, 12, 16, 200), 4);
+    const ImVec2 end(pos.x + size.x + 2 * pad + 6, pos.y + size.y + 2 * pad);
+    dl->AddRectFilled(pos, end, IM_COL32(10, 12, 16, 200), 4);
     dl->AddRectFilled(pos, ImVec2(pos.x + 4, pos.y + size.y + 2 * pad), accent, 4,
                       ImDrawFlags_RoundCornersLeft);
     dl->AddText(ImVec2(pos.x + pad + 6, pos.y + pad), IM_COL32(235, 236, 240, 255), text.c_str());
+    return ImRect(pos, end);
 }
 
 std::string fmt(const char* format, double v) {
@@ -66,7 +68,9 @@ float App::ab_strip_height() const {
 
 void App::draw_ui(const FrameInput& in) {
     const ImGuiIO& io = ImGui::GetIO();
+    widgets_.clear();
     draw_menu_bar();
+    note_widget("menu_bar", 0, 0, io.DisplaySize.x, menu_height_);
     status_height_ = ImGui::GetFrameHeight() + 12;
     panel_width_ = show_panel_ ? std::clamp(io.DisplaySize.x * 0.28f, 340.0f, 440.0f) : 0.0f;
     memory_width_ = show_memory_ ? std::clamp(io.DisplaySize.x * 0.25f, 300.0f, 400.0f) : 0.0f;
@@ -75,11 +79,19 @@ void App::draw_ui(const FrameInput& in) {
     world_x1_ = io.DisplaySize.x - panel_width_;
     world_y1_ = io.DisplaySize.y - status_height_;
     draw_world(in);
-    if (show_panel_) draw_controls_panel();
+    if (show_panel_) {
+        draw_controls_panel();
+        note_widget("controls_panel", world_x1_, world_y0_, io.DisplaySize.x, world_y1_);
+    }
     if (show_hud_) draw_hud(in);
-    if (show_memory_) draw_memory_overlay();
+    if (show_memory_) {
+        draw_memory_overlay();
+        note_widget("memory_panel", 0, world_y0_, memory_width_, world_y1_);
+    }
     if (show_planner_) draw_planner();
+    draw_input_strip();
     draw_status_bar();
+    note_widget("status_bar", 0, world_y1_, io.DisplaySize.x, io.DisplaySize.y);
     draw_toasts(in.now);
     if (show_help_) draw_help();
     draw_path_popup();
@@ -121,8 +133,10 @@ void App::draw_menu_bar() {
         if (ImGui::MenuItem("Restart", k.describe(Command::Reset).c_str())) world.restart_world();
         if (ImGui::MenuItem("New random world")) world.new_world(std::nullopt);
         ImGui::Separator();
-        if (ImGui::MenuItem("Correction on", k.describe(Command::ToggleCorrection).c_str(),
-                            world.correction_on()))
+        using Correction = GuiController::CorrectionState;
+        const Correction correction = world.correction_state();
+        if (ImGui::MenuItem("Correction", k.describe(Command::ToggleCorrection).c_str(),
+                            correction == Correction::On, correction != Correction::NothingToCorrect))
             world.toggle_correction();
         ImGui::EndMenu();
     }
@@ -244,11 +258,15 @@ void App::draw_world(const FrameInput&) {
             static_cast<intptr_t>(presenter_.texture(entry.slot, i, playback.frame())));
         dl->AddImage(tex, p0, p1);
         pane_rects_.push_back({p0.x, p0.y, p1.x, p1.y});
+        const std::string pane_name = "pane_" + std::to_string(i + 1);
+        note_widget(pane_name, p0.x, p0.y, p1.x, p1.y);
         if (!ab_view) continue;
         dl->AddRect(ImVec2(p0.x - 1, p0.y - 1), ImVec2(p1.x + 1, p1.y + 1), ui::color::pane(i), 0, 0, 1.5f);
         const PaneView& pane = world.panes()[static_cast<size_t>(i)];
-        chip(dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i),
-             pane.spec.reference ? "REFERENCE  " + pane.applied.cache.label() : pane.applied.cache.label());
+        const ImRect label = chip(
+            dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i),
+            pane.spec.reference ? "REFERENCE  " + pane.applied.cache.label() : pane.applied.cache.label());
+        note_widget(pane_name + "/label", label.Min.x, label.Min.y, label.Max.x, label.Max.y);
         if (i < world.ab_stats().panes()) {
             const PaneSeries& s = world.ab_stats().series(i);
             std::string stats;
@@ -256,8 +274,11 @@ void App::draw_world(const FrameInput&) {
             if (!s.delta_ps.empty() && std::isfinite(s.delta_ps.back()))
                 stats += (stats.empty() ? "" : "   ") + std::string(ui::delta_ps_name()) +
                          fmt(" %+.4f", s.delta_ps.back());
-            if (!stats.empty())
-                chip(dl, ImVec2(p0.x + 8, p1.y - ImGui::GetTextLineHeight() - 18), ui::color::pane(i), stats);
+            if (!stats.empty()) {
+                const ImRect r = chip(dl, ImVec2(p0.x + 8, p1.y - ImGui::GetTextLineHeight() - 18),
+                                      ui::color::pane(i), stats);
+                note_widget(pane_name + "/stats", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
+            }
         }
     }
 
@@ -266,6 +287,7 @@ void App::draw_world(const FrameInput&) {
         const ImVec2 p(mid - size.x * 0.5f - 12, a.y + 12);
         dl->AddRectFilled(p, ImVec2(p.x + size.x + 24, p.y + size.y + 12), IM_COL32(10, 12, 16, 210), 6);
         dl->AddText(ImVec2(p.x + 12, p.y + 6), banner_color, banner.c_str());
+        note_widget("banner", p.x, p.y, p.x + size.x + 24, p.y + size.y + 12);
     }
     if (video_.recording()) {
         const std::string rec = "REC  " + std::to_string(video_.frames()) + " frames";
@@ -275,6 +297,7 @@ void App::draw_world(const FrameInput&) {
         if (std::fmod(now_, 1.0) < 0.6)
             dl->AddCircleFilled(ImVec2(p.x + 12, p.y + 6 + size.y * 0.5f), 5, ui::color::kBad);
         dl->AddText(ImVec2(p.x + 22, p.y + 6), ui::color::kBad, rec.c_str());
+        note_widget("recording_badge", p.x, p.y, p.x + size.x + 30, p.y + size.y + 12);
     }
     const bool generating_visible =
         (world.stalled() && world.stall_since() >= 0 && now_ - world.stall_since() > 0.12) ||
@@ -302,9 +325,32 @@ void App::draw_world(const FrameInput&) {
                     overlay += "   pane " + std::to_string(p.pane + 1) + "/" + std::to_string(p.panes);
             }
             ImGui::ProgressBar(fraction, ImVec2(280, 0), overlay.c_str());
+            note_window("progress");
         }
         ImGui::End();
     }
+}
+
+void App::draw_input_strip() {
+    const GuiController& world = *controller_;
+    if (!world.ready() || !world.takes_player_input()) return;
+    const InputTimeline& input = world.input_timeline();
+    const std::string held = held_keys_text(input.latest().held);
+    const std::string queued = held_keys_text(input.pending());
+    if (held.empty() && queued.empty()) return;
+    // Which keys the next chunk will carry, so that on a slow backend the player sees the input is kept.
+    std::string text = "held: " + (held.empty() ? std::string("-") : held);
+    if (!queued.empty()) {
+        text += "    next chunk: " + queued;
+        const double waited = now_ - input.pending_since();
+        if (waited >= 1.0) text += fmt("  (%.0f s of input)", waited);
+    }
+    const bool ab_view = world.ab().enabled && world.panes().size() > 1;
+    const float bottom = ab_view ? world_y1_ - ab_strip_height() : world_y1_;
+    ImDrawList* dl = ImGui::GetForegroundDrawList();
+    const float line = ImGui::GetTextLineHeight();
+    const ImRect r = chip(dl, ImVec2(world_x0_ + 10, bottom - line - 20), ui::color::kAccent, text);
+    note_widget("input_strip", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
 }
 
 void App::draw_hud(const FrameInput&) {
@@ -323,6 +369,7 @@ void App::draw_hud(const FrameInput&) {
     draw_hud_contents();
     hud_width_ = ImGui::GetWindowWidth();
     hud_height_ = ImGui::GetWindowHeight();
+    note_window("hud");
     ImGui::End();
 }
 
@@ -489,6 +536,7 @@ void App::draw_toasts(double now) {
         }
         ImGui::PopTextWrapPos();
         if (ImGui::IsWindowHovered() && ImGui::IsMouseClicked(ImGuiMouseButton_Left)) toasts_.clear();
+        note_window("notifications");
     }
     ImGui::End();
     ImGui::PopStyleVar();
@@ -558,12 +606,15 @@ void App::draw_help() {
             ui::delta_ps_name());
         ImGui::Spacing();
         ImGui::TextUnformatted(
-            "Actions: one is sampled per shown frame; the actions sampled while a chunk plays drive the next "
-            "chunk. Latency (HUD) is sample-to-display time: one chunk plus any generation overrun. Every "
+            "Actions: the keys are read every UI frame; what was held or tapped since the previous chunk "
+            "request (bottom left: held / next chunk) becomes the next chunk's actions, however long the "
+            "chunk takes. Latency (HUD) is sample-to-display time: one chunk plus any generation overrun. "
+            "Every "
             "setting applies from the next chunk; A/B panes run the same actions and noise in lockstep.");
         ImGui::PopTextWrapPos();
         ImGui::EndTable();
     }
+    note_window("help", true);
     ImGui::End();
 }
 
@@ -580,9 +631,6 @@ void App::draw_ab_plots() {
     const bool have_ref = ref >= 0;
     ui::section_title(have_ref ? "A/B AGAINST THE BF16 REFERENCE (per chunk)"
                                : "A/B (no reference pane: attention mass on the cache)");
-    ImGui::SameLine();
-    ImGui::TextDisabled("   correction %s (%s)", world.correction_on() ? "ON" : "OFF",
-                        keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const float plot_h = std::max(40.0f, (height - 3 * ImGui::GetFrameHeightWithSpacing()) /
                                                  std::max(1, world.ab_stats().panes() - (have_ref ? 1 : 0)) -
                                              4);
@@ -629,6 +677,7 @@ void App::draw_ab_plots() {
         }
         ImGui::EndTable();
     }
+    note_window("ab_table");
     ImGui::End();
 }
 
@@ -670,6 +719,7 @@ void App::draw_path_popup() {
         path_prompt_ = PathPrompt::None;
         ImGui::CloseCurrentPopup();
     }
+    note_window("path_prompt", true);
     ImGui::EndPopup();
 }
 
