@@ -87,13 +87,31 @@ void App::handle_keys(const FrameInput& in) {
     GuiController& world = *controller_;
     for (int key : in.pressed_keys) {
         if (key == key_from_name("Escape")) {
-            if (path_prompt_ != PathPrompt::None)
+            // Esc closes what is open, innermost first; with nothing open it opens (or closes) the menu.
+            if (browser_open_) {
+                browser_open_ = false;
+            } else if (path_prompt_ != PathPrompt::None) {
                 path_prompt_ = PathPrompt::None;
-            else if (show_help_)
+            } else if (show_help_) {
                 show_help_ = false;
-            else if (show_planner_)
+            } else if (show_planner_) {
                 show_planner_ = false;
+            } else if (escape_menu_) {
+                escape_menu_ = false;  // draw_escape_menu resumes the world
+            } else {
+                escape_menu_ = true;
+                start_hint_ = false;
+                paused_before_menu_ = world.paused();
+                world.set_paused(true);
+            }
             continue;
+        }
+        if (escape_menu_) continue;  // the menu is modal: no world keys behind it
+        // A/B view: 1-4 enlarge a pane, the same digit (or 0) brings the grid back.
+        for (int digit = 0; digit <= AbSettings::kMaxPanes; ++digit) {
+            if (key != key_from_name(std::to_string(digit)) || !world.ab().enabled) continue;
+            const int pane = digit - 1;
+            enlarged_pane_ = digit == 0 || enlarged_pane_ == pane ? -1 : pane;
         }
         for (int c = 0; c < kCommandCount; ++c) {
             const Command cmd = static_cast<Command>(c);
@@ -285,7 +303,8 @@ std::string App::held_keys_text(const std::array<bool, kCommandCount>& held) con
         if (!held[static_cast<size_t>(c)] || !command_is_held(static_cast<Command>(c))) continue;
         const std::vector<int>& keys = keymap_.keymap.bound(static_cast<Command>(c));
         if (keys.empty()) continue;
-        text += (text.empty() ? "" : " ") + key_name(keys.front());
+        if (!text.empty()) text += ' ';
+        text.append(key_name(keys.front()));  // not `" " + name`: GCC 12 misreports it (-Wrestrict)
     }
     return text;
 }

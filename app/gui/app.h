@@ -114,8 +114,17 @@ class App {
     void draw_status_bar();
     void draw_help();
     void draw_toasts(double now);
-    void draw_input_strip();
-    // Where each element of this frame went, for summary.json: tests check that no two "layout" elements
+    void draw_world_footer(float y0, float y1);
+    void draw_world_failure(float top, float bottom);
+    float compact_hud_height() const;
+    // The first candidate that fits `width` pixels as a chip, or "" when none does.
+    std::string first_fitting(const std::vector<std::string>& candidates, float width) const;
+    enum class BrowserPurpose { LoadTrace, OpenModel };
+    void open_browser(BrowserPurpose purpose);
+    void draw_browser();
+    void draw_escape_menu();
+    void draw_start_hint();  // Where each element of this frame went, for summary.json: tests check that no
+                             // two "layout" elements
     // overlap (modal windows, like help or the menu, cover the rest on purpose; a pane's chips belong to
     // their pane, named "pane_N/...").
     void note_widget(const std::string& name, float x0, float y0, float x1, float y1, bool modal = false);
@@ -170,7 +179,21 @@ class App {
     // Layout of this frame (pixels): the world area between menu bar, side panel and status bar.
     float world_x0_ = 0, world_y0_ = 0, world_x1_ = 0, world_y1_ = 0;
     float menu_height_ = 0, status_height_ = 0, panel_width_ = 0, memory_width_ = 0;
-    float hud_width_ = 0, hud_height_ = 0;  // last frame's HUD size (frames avoid it when they can)
+    // The floating HUD's largest size since it was shown: the frames keep out of it.
+    float hud_reserved_w_ = 0, hud_reserved_h_ = 0;
+    bool compact_hud_ = false;  // small windows: the HUD is one line in a band above the frames
+    int enlarged_pane_ = -1;    // A/B view: the pane drawn alone (clicked), -1 for the grid
+    // File browser (File > Open model, Load trace)
+    bool browser_open_ = false;
+    BrowserPurpose browser_purpose_ = BrowserPurpose::LoadTrace;
+    std::filesystem::path browser_folder_;
+    std::string browser_selected_;
+    // Esc menu; the world pauses while it is open
+    bool escape_menu_ = false;
+    bool paused_before_menu_ = false;
+    // The hint line shown until the player first moves
+    bool start_hint_ = true;
+    float hint_y_ = 0;
     std::vector<std::array<float, 4>> pane_rects_;
     struct WidgetRect {
         std::string name;

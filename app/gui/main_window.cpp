@@ -33,6 +33,20 @@ void on_key(GLFWwindow*, int key, int, int action, int) {
     if (action == GLFW_PRESS && key != GLFW_KEY_UNKNOWN) g_pressed.push_back(key);
 }
 
+void toggle_fullscreen(GLFWwindow* window) {
+    static int saved_x = 0, saved_y = 0, saved_w = 1280, saved_h = 720;
+    if (glfwGetWindowMonitor(window)) {
+        glfwSetWindowMonitor(window, nullptr, saved_x, saved_y, saved_w, saved_h, GLFW_DONT_CARE);
+        return;
+    }
+    glfwGetWindowPos(window, &saved_x, &saved_y);
+    glfwGetWindowSize(window, &saved_w, &saved_h);
+    GLFWmonitor* monitor = glfwGetPrimaryMonitor();
+    const GLFWvidmode* mode = monitor ? glfwGetVideoMode(monitor) : nullptr;
+    if (!mode) return;  // nothing to fill (some virtual displays): stay windowed
+    glfwSetWindowMonitor(window, monitor, 0, 0, mode->width, mode->height, mode->refreshRate);
+}
+
 struct GlfwLibrary {
     GlfwLibrary() {
         glfwSetErrorCallback(on_glfw_error);
@@ -113,6 +127,9 @@ int run_window(const AppOptions& options, WindowSize size) {
                        std::find(g_pressed.begin(), g_pressed.end(), key) != g_pressed.end();
             });
         }
+        // F11: full screen on the primary monitor, and back to the window it was.
+        if (std::find(g_pressed.begin(), g_pressed.end(), GLFW_KEY_F11) != g_pressed.end())
+            toggle_fullscreen(window.get());
         g_pressed.clear();
         // Mouse look: hold the right button over the world (not over a panel); the cursor is captured
         // meanwhile so the look never hits the screen edge.

@@ -32,6 +32,15 @@ std::vector<PaneSpec> pane_specs(const CacheSettings& main_cache, const AbSettin
     return panes;
 }
 
+const std::vector<CachePreset>& cache_presets() {
+    static const std::vector<CachePreset> presets = {
+        {"BF16", CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}},
+        {"INT4", CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Off}},
+        {"INT2 + correction", CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}},
+    };
+    return presets;
+}
+
 bool correction_applies(const CacheSettings& cache) {
     return cache.keys_quantized();
 }

@@ -49,6 +49,13 @@ CacheSettings effective_cache(const CacheSettings& configured);
 
 SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool keep_device_frames);
 
+// The presets of the Esc menu: what people compare first.
+struct CachePreset {
+    const char* name;
+    CacheSettings cache;
+};
+const std::vector<CachePreset>& cache_presets();  // BF16, INT4, INT2 + correction
+
 // A seed people can read and type back (9 digits) from std::random_device.
 uint64_t random_seed();
 

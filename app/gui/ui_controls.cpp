@@ -124,6 +124,15 @@ void App::draw_controls_panel() {
     GuiController& world = *controller_;
     const std::optional<ModelConfig>& config = world.config();
 
+    // Without a model config nothing here can act: say what to do instead of offering dead controls.
+    if (!config) {
+        ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kBad));
+        ImGui::TextWrapped("No model is loaded.");
+        ImGui::PopStyleColor();
+        if (ImGui::Button("Open model...")) open_browser(BrowserPurpose::OpenModel);
+        ImGui::Separator();
+        ImGui::BeginDisabled();
+    }
     if (ImGui::CollapsingHeader("World", ImGuiTreeNodeFlags_DefaultOpen)) draw_world_section();
 
     // ---- KV cache -------------------------------------------------------------------------------
@@ -149,11 +158,13 @@ void App::draw_controls_panel() {
             if (config) {
                 const CacheBytes chunk = Session::predict_cache_bytes(*config, effective_cache(cache), 1);
                 const CacheBytes bf16 = Session::predict_cache_bytes(*config, CacheSettings{}, 1);
-                ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %.1fx smaller than BF16",
+                const double ratio = chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0;
+                char versus[48] = "the size of BF16";
+                if (ratio >= 1.05) std::snprintf(versus, sizeof versus, "%.1fx smaller than BF16", ratio);
+                ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %s",
                                   format_bytes(static_cast<double>(chunk.total())).c_str(),
                                   format_bytes(static_cast<double>(chunk.codes)).c_str(),
-                                  format_bytes(static_cast<double>(chunk.metadata)).c_str(),
-                                  chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0);
+                                  format_bytes(static_cast<double>(chunk.metadata)).c_str(), versus);
             }
         }
         if (!world.param_error().empty()) {
@@ -164,11 +175,11 @@ void App::draw_controls_panel() {
         ImGui::Spacing();
     }
 
+    // Recording before the longer sections, so that it is in view at 1280x720.
+    draw_recording_section();
+    draw_ab_section();
     if (ImGui::CollapsingHeader("Context and sampler", ImGuiTreeNodeFlags_DefaultOpen))
         draw_context_section();
-
-    draw_ab_section();
-    draw_recording_section();
 
     // ---- View -----------------------------------------------------------------------------------
     if (ImGui::CollapsingHeader("View")) {
@@ -183,6 +194,7 @@ void App::draw_controls_panel() {
         ImGui::Checkbox("Planner", &show_planner_);
         if (!gl_info_.empty()) ImGui::TextDisabled("GL: %s", gl_info_.c_str());
     }
+    if (!config) ImGui::EndDisabled();
     ImGui::End();
 }
 
@@ -260,10 +272,12 @@ void App::draw_context_section() {
     SamplerSettings sampler = world.shared().sampler;
     ui::form_label("Window", column);
     ImGui::SetNextItemWidth(-1);
-    ImGui::SliderInt("##window", &context.window, 0, 16, "%d recent chunks");
+    ImGui::SliderInt("##window", &context.window, 0, 16,
+                     context.window == 1 ? "%d recent chunk" : "%d recent chunks");
     ui::form_label("Recall", column);
     ImGui::SetNextItemWidth(-1);
-    ImGui::SliderInt("##recall", &context.recall, 0, 8, "%d older chunks");
+    ImGui::SliderInt("##recall", &context.recall, 0, 8,
+                     context.recall == 1 ? "%d older chunk" : "%d older chunks");
     ImGui::Dummy(ImVec2(column - 8, 0));
     ImGui::SameLine(column);
     ImGui::Checkbox("always recall the first chunk", &context.recall_first);
@@ -327,8 +341,8 @@ void App::draw_ab_section() {
     ui::form_label("Panes", column);
     ui::segmented("panes", &ab.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
     ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab.reference);
-    ImGui::TextDisabled("K, V bits, group, key layout, correction (%s: off/on for every quantized pane)",
-                        keymap_.keymap.describe(Command::ToggleCorrection).c_str());
+    ui::muted_wrapped("K, V bits, group, key layout, correction (%s: off/on for every quantized pane)",
+                      keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const int compared = ab.compared_panes();
     for (int i = 0; i < compared; ++i) {
         const int pane_index = i + (ab.reference ? 1 : 0);
@@ -360,10 +374,7 @@ void App::draw_recording_section() {
         path_buffer_ = (out_dir() / (timestamp_name("trace") + ".json")).string();
     }
     ImGui::SameLine();
-    if (ImGui::Button("Load trace...", ImVec2(120, 0))) {
-        path_prompt_ = PathPrompt::LoadTrace;
-        path_buffer_ = (out_dir() / "trace.json").string();
-    }
+    if (ImGui::Button("Load trace...", ImVec2(120, 0))) open_browser(BrowserPurpose::LoadTrace);
     if (ImGui::Button("Screenshot", ImVec2(120, 0))) take_screenshot();
     ImGui::SameLine();
     if (video_.recording()) {

@@ -537,6 +537,32 @@ TEST(GuiController, KeysTappedWhileTheNextChunkIsGeneratedReachIt) {
     EXPECT_EQ(first_right, generated_before + f) << "the first frame of the chunk requested after the tap";
 }
 
+// A bad --model is not a dead end: the world shows as failed (nothing runs, no config), File > Open
+// model with a folder that is no model says why and changes nothing, and a real model starts a world.
+TEST(GuiController, OpenModelRecoversFromABadModelFolder) {
+    ControllerOptions options = tiny_options();
+    const fs::path empty = temp_dir("not_a_model");
+    options.model_dir = empty.string();
+    Ui ui(options);
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+    EXPECT_FALSE(ui.world.ready());
+    EXPECT_NE(ui.world.fatal_error().find("Open another model"), std::string::npos) << ui.world.fatal_error();
+    ui.frames_for(3);  // nothing to do, nothing breaks
+
+    ui.world.open_model(empty / "still_not");
+    ui.take_notices();
+    EXPECT_TRUE(ui.has_error_containing("Could not open the model")) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+
+    ui.world.open_model(kTiny);
+    EXPECT_TRUE(ui.world.ready());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+    EXPECT_TRUE(ui.world.fatal_error().empty());
+    EXPECT_EQ(ui.world.model_dir(), kTiny);
+    fs::remove_all(empty);
+}
+
 TEST(GuiController, ScriptedRunPlaysTheAutopilotThenStops) {
     ControllerOptions options = tiny_options();
     options.scripted = true;

@@ -361,6 +361,19 @@ TEST(Settings, CorrectionRunsAsConfiguredAndOnlyOnQuantizedKeys) {
     EXPECT_EQ(pane_label(PaneSpec{bf16_keys, false}).find("taylor"), std::string::npos);
 }
 
+TEST(Settings, MenuPresetsAreWhatTheySay) {
+    const std::vector<CachePreset>& presets = cache_presets();
+    ASSERT_EQ(presets.size(), 3u);
+    EXPECT_STREQ(presets[0].name, "BF16");
+    EXPECT_FALSE(presets[0].cache.keys_quantized());
+    EXPECT_EQ(presets[1].cache.key_bits, 4);
+    EXPECT_EQ(presets[1].cache.value_bits, 4);
+    EXPECT_EQ(presets[2].cache.key_bits, 2);
+    EXPECT_NE(presets[2].cache.correction, Correction::Off) << "INT2 + correction";
+    for (const CachePreset& p : presets)
+        EXPECT_EQ(effective_cache(p.cache), p.cache) << p.name << " runs as named";
+}
+
 TEST(Settings, SessionParamsCarryEverything) {
     SharedSettings shared;
     shared.context.window = 5;

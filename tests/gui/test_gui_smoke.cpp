@@ -3,6 +3,7 @@
 // must show the world where the frames were drawn and the panels where they were drawn (the app reports
 // both in summary.json). Skips when Xvfb (xvfb-run) is not installed.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -201,6 +202,91 @@ TEST(GuiSmoke, AbViewOpenedMidRunKeepsAPicture) {
     }
     EXPECT_GE(checked, 16);
     fs::remove_all(out);
+}
+
+// A scripted run whose world cannot start (the trace's start image is missing) ends with an error
+// instead of waiting forever; so does one with a folder that is no model.
+TEST(GuiSmoke, ScriptedRunEndsWhenTheWorldCannotStart) {
+    if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed: no Mesa GL stack assumed";
+    const fs::path dir = fresh_dir("bad_start");
+    json t = {{"format", "kvworld-trace"},
+              {"version", 1},
+              {"fps", 16},
+              {"world_seed", 9},
+              {"noise_seed", 4},
+              {"start_image", "missing.png"},
+              {"start_pose", {{"x", 0}, {"y", 14}, {"z", 0}, {"yaw", 30}, {"pitch", 0}}},
+              {"context_frames", 2},
+              {"actions", json::array()}};
+    for (int i = 0; i < 10; ++i) t["actions"].push_back({1.0, 0.0, 0.0, 0.0, 0.0});
+    kvw::write_file_atomic(dir / "trace.json", t.dump());
+    for (const std::string& mode : {std::string("--offscreen"), std::string("")}) {
+        const std::string launcher = mode.empty() ? "xvfb-run -a -s '-screen 0 1280x720x24' " : "";
+        const std::string cmd = "timeout 60 " + launcher + KVW_GUI_EXE + " " + mode +
+                                " --backend cpu --model " + KVW_SOURCE_DIR + "/tests/data/tiny --trace " +
+                                (dir / "trace.json").string() + " --frames 8 --out " +
+                                (dir / "shots").string() + " > " + (dir / "log.txt").string() + " 2>&1";
+        const int rc = std::system(cmd.c_str());
+        const std::string log = kvw::read_file_text(dir / "log.txt");
+        EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 1) << "mode '" << mode << "' rc " << rc << "\n"
+                                                           << log;
+        EXPECT_NE(log.find("Cannot start the world"), std::string::npos) << log;
+    }
+    const std::string cmd = "timeout 60 " + std::string(KVW_GUI_EXE) + " --offscreen --backend cpu --model " +
+                            dir.string() + " --frames 8 --out " + (dir / "shots2").string() + " > " +
+                            (dir / "log2.txt").string() + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 1) << rc << kvw::read_file_text(dir / "log2.txt");
+    fs::remove_all(dir);
+}
+
+// No element of the UI overlaps another at a small and a large window: the app reports where it drew
+// each one (summary.json, layout.widgets); modal windows cover the rest on purpose, and a pane's chips
+// belong to their pane.
+void check_no_overlap(const fs::path& shots, const std::string& size) {
+    const json summary = json::parse(kvw::read_file_text(shots / "summary.json"));
+    const json& widgets = summary["layout"]["widgets"];
+    ASSERT_GT(widgets.size(), 6u) << size;
+    std::set<std::string> names;
+    for (const json& w : widgets) names.insert(w["name"].get<std::string>());
+    for (const char* expected : {"menu_bar", "status_bar", "controls_panel", "hud", "ab_table", "pane_1",
+                                 "pane_3", "pane_2/label", "status_bar/notifications", "input_strip"})
+        EXPECT_TRUE(names.count(expected)) << size << ": " << expected << " not drawn";
+    const double display_w = summary["layout"]["display"][0], display_h = summary["layout"]["display"][1];
+    auto owner = [](const std::string& name) { return name.substr(0, name.find('/')); };
+    for (size_t i = 0; i < widgets.size(); ++i) {
+        const json& a = widgets[i];
+        const json& ra = a["rect"];
+        EXPECT_GE(ra[0].get<double>(), -0.5) << size << ": " << a.dump();
+        EXPECT_GE(ra[1].get<double>(), -0.5) << size << ": " << a.dump();
+        EXPECT_LE(ra[2].get<double>(), display_w + 0.5) << size << ": " << a.dump();
+        EXPECT_LE(ra[3].get<double>(), display_h + 0.5) << size << ": " << a.dump();
+        if (a["modal"].get<bool>()) continue;
+        for (size_t j = i + 1; j < widgets.size(); ++j) {
+            const json& b = widgets[j];
+            if (b["modal"].get<bool>()) continue;
+            const std::string na = a["name"], nb = b["name"];
+            if (owner(na) == owner(nb)) continue;
+            const json& rb = b["rect"];
+            const double w = std::min(ra[2].get<double>(), rb[2].get<double>()) -
+                             std::max(ra[0].get<double>(), rb[0].get<double>());
+            const double h = std::min(ra[3].get<double>(), rb[3].get<double>()) -
+                             std::max(ra[1].get<double>(), rb[1].get<double>());
+            EXPECT_FALSE(w > 0.5 && h > 0.5) << size << ": " << a.dump() << " overlaps " << b.dump();
+        }
+    }
+}
+
+TEST(GuiSmoke, NoElementOverlapsAnother) {
+    if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed: no Mesa GL stack assumed";
+    // The A/B view with its table, the HUD, a notification (C: correction) and the input strip (W held).
+    const std::string input = R"([{"frame": 0, "down": ["W"]}, {"frame": 10, "tap": ["C"]}])";
+    for (const std::string size : {"900x560", "1920x1080"}) {
+        const fs::path out =
+            run_offscreen("layout_" + size, "--ab --frames 12 --shot-every 12 --size " + size, input);
+        check_no_overlap(out / "shots", size);
+        fs::remove_all(out);
+    }
 }
 
 }  // namespace
