@@ -327,6 +327,8 @@ void App::write_summary() {
     j["gl"] = gl_info_;
     j["frames_shown"] = world.playback() ? world.playback()->frames_shown() : 0;
     j["generated_frames_shown"] = world.generated_frames_shown();
+    j["paused"] = world.paused();
+    j["escape_menu"] = escape_menu_;
     j["chunks"] = world.chunks_received();
     j["generated_fps_mean"] = world.generated_fps().mean();
     j["action_to_frame_latency_ms_mean"] = world.latency_ms().mean();

@@ -89,7 +89,7 @@ int run_window(const AppOptions& options, WindowSize size) {
     std::unique_ptr<GLFWwindow, WindowDeleter> window(
         glfwCreateWindow(size.width, size.height, "KVWorld", nullptr, nullptr));
     if (!window) throw Error("cannot open an OpenGL 3.3 core window (" + g_glfw_error + ")");
-    glfwSetWindowSizeLimits(window.get(), 960, 600, GLFW_DONT_CARE, GLFW_DONT_CARE);
+    glfwSetWindowSizeLimits(window.get(), 800, 500, GLFW_DONT_CARE, GLFW_DONT_CARE);  // 900x560 is laid out
     glfwMakeContextCurrent(window.get());
     glfwSwapInterval(options.world.scripted ? 0 : 1);
     glfwSetKeyCallback(window.get(), on_key);

@@ -411,7 +411,8 @@ void App::draw_world_footer(float y0, float y1) {
 }
 
 float App::compact_hud_height() const {
-    return ImGui::GetTextLineHeight() + 14;
+    // ImGui makes no window smaller than the style's minimum: reserve what it will draw.
+    return std::max(ImGui::GetTextLineHeight() + 14, ImGui::GetStyle().WindowMinSize.y);
 }
 
 void App::draw_hud(const FrameInput&) {

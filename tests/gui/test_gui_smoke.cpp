@@ -240,18 +240,44 @@ TEST(GuiSmoke, ScriptedRunEndsWhenTheWorldCannotStart) {
     fs::remove_all(dir);
 }
 
+// Game-like keys through the app's input layer: 2 enlarges the second A/B pane (drawn alone), Esc opens
+// the menu and pauses the world (a scripted run still plays to its end).
+TEST(GuiSmoke, DigitEnlargesAPaneAndEscOpensTheMenu) {
+    if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed: no Mesa GL stack assumed";
+    const fs::path out = run_offscreen("menu", "--ab --frames 12 --shot-every 12",
+                                       R"([{"frame": 0, "down": ["W"]}, {"frame": 6, "tap": ["2"]},
+                                           {"frame": 8, "tap": ["Escape"]}])");
+    const json summary = json::parse(kvw::read_file_text(out / "shots" / "summary.json"));
+    EXPECT_EQ(summary["layout"]["frames"].size(), 1u) << "one pane drawn, enlarged";
+    std::set<std::string> names;
+    for (const json& w : summary["layout"]["widgets"]) names.insert(w["name"].get<std::string>());
+    EXPECT_TRUE(names.count("pane_2")) << summary["layout"]["widgets"].dump();
+    EXPECT_FALSE(names.count("pane_1"));
+    EXPECT_TRUE(names.count("escape_menu"));
+    EXPECT_TRUE(summary["escape_menu"].get<bool>());
+    EXPECT_TRUE(summary["paused"].get<bool>()) << "the world waits while the menu is open";
+    const json& world_area = summary["layout"]["world_area"];
+    const json& pane = summary["layout"]["frames"][0];
+    EXPECT_GT(pane[2].get<double>() - pane[0].get<double>(),
+              0.4 * (world_area[2].get<double>() - world_area[0].get<double>()))
+        << "enlarged: much wider than a third of the area";
+    fs::remove_all(out);
+}
+
 // No element of the UI overlaps another at a small and a large window: the app reports where it drew
 // each one (summary.json, layout.widgets); modal windows cover the rest on purpose, and a pane's chips
 // belong to their pane.
-void check_no_overlap(const fs::path& shots, const std::string& size) {
+void check_no_overlap(const fs::path& shots, const std::string& size,
+                      const std::vector<std::string>& expected) {
     const json summary = json::parse(kvw::read_file_text(shots / "summary.json"));
     const json& widgets = summary["layout"]["widgets"];
     ASSERT_GT(widgets.size(), 6u) << size;
     std::set<std::string> names;
     for (const json& w : widgets) names.insert(w["name"].get<std::string>());
-    for (const char* expected : {"menu_bar", "status_bar", "controls_panel", "hud", "ab_table", "pane_1",
-                                 "pane_3", "pane_2/label", "status_bar/notifications", "input_strip"})
-        EXPECT_TRUE(names.count(expected)) << size << ": " << expected << " not drawn";
+    for (const std::string& name : expected)
+        EXPECT_TRUE(names.count(name)) << size << ": " << name << " not drawn";
+    for (const char* always : {"menu_bar", "status_bar", "controls_panel", "status_bar/notifications"})
+        EXPECT_TRUE(names.count(always)) << size << ": " << always << " not drawn";
     const double display_w = summary["layout"]["display"][0], display_h = summary["layout"]["display"][1];
     auto owner = [](const std::string& name) { return name.substr(0, name.find('/')); };
     for (size_t i = 0; i < widgets.size(); ++i) {
@@ -279,13 +305,27 @@ void check_no_overlap(const fs::path& shots, const std::string& size) {
 
 TEST(GuiSmoke, NoElementOverlapsAnother) {
     if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed: no Mesa GL stack assumed";
-    // The A/B view with its table, the HUD, a notification (C: correction) and the input strip (W held).
-    const std::string input = R"([{"frame": 0, "down": ["W"]}, {"frame": 10, "tap": ["C"]}])";
+    // The A/B view with its table, the HUD, a notification (C: correction) and the held keys (W); the
+    // single view with the start hint (nobody moves) and the HUD; the memory column.
+    const std::string moving = R"([{"frame": 0, "down": ["W"]}, {"frame": 10, "tap": ["C"]}])";
+    const std::string idle = R"([{"frame": 0, "up": ["W"]}, {"frame": 10, "tap": ["C"]}])";
+    struct Case {
+        std::string args, input;
+        std::vector<std::string> expected;
+    };
+    const std::vector<Case> cases = {
+        {"--ab", moving, {"hud", "ab_table", "pane_1", "pane_3", "pane_2/label", "input_strip"}},
+        {"", idle, {"hud", "pane_1", "start_hint"}},
+        {"--memory --ab", moving, {"memory_panel", "ab_table", "pane_3"}},
+    };
     for (const std::string size : {"900x560", "1920x1080"}) {
-        const fs::path out =
-            run_offscreen("layout_" + size, "--ab --frames 12 --shot-every 12 --size " + size, input);
-        check_no_overlap(out / "shots", size);
-        fs::remove_all(out);
+        for (size_t i = 0; i < cases.size(); ++i) {
+            const fs::path out =
+                run_offscreen("layout_" + size + "_" + std::to_string(i),
+                              cases[i].args + " --frames 12 --shot-every 12 --size " + size, cases[i].input);
+            check_no_overlap(out / "shots", size + " " + cases[i].args, cases[i].expected);
+            fs::remove_all(out);
+        }
     }
 }
 
