@@ -17,7 +17,8 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-FolderListing list_folder(const fs::path& folder, const std::vector<std::string>& extensions) {
+FolderListing list_folder(const fs::path& folder, const std::vector<std::string>& extensions,
+                          bool files_too) {
     FolderListing listing;
     std::error_code ec;
     listing.folder = fs::weakly_canonical(fs::absolute(folder, ec), ec);
@@ -36,6 +37,8 @@ FolderListing list_folder(const fs::path& folder, const std::vector<std::string>
         std::error_code type_ec;
         if (it->is_directory(type_ec)) {
             folders.push_back(FolderEntry{name, true, fs::exists(path / "model.json", type_ec)});
+        } else if (!files_too) {
+            continue;
         } else if (extensions.empty() || std::find(extensions.begin(), extensions.end(),
                                                    lower(path.extension().string())) != extensions.end()) {
             files.push_back(FolderEntry{name, false, false});

@@ -20,9 +20,10 @@ struct FolderListing {
     std::string error;  // the folder could not be read (entries is empty then)
 };
 
-// `folder`'s entries: ".." first (except at the root), then folders, then the files whose extension is in
-// `extensions` (".json"; empty: every file), each group sorted by name ignoring case. Hidden entries (a
-// leading dot) are left out. Never throws: a missing or unreadable folder gives an error.
-FolderListing list_folder(const std::filesystem::path& folder, const std::vector<std::string>& extensions);
+// `folder`'s entries: ".." first (except at the root), then folders, then (with `files`) the files whose
+// extension is in `extensions` (".json"; empty: every file), each group sorted by name ignoring case.
+// Hidden entries (a leading dot) are left out. Never throws: a missing or unreadable folder gives an error.
+FolderListing list_folder(const std::filesystem::path& folder, const std::vector<std::string>& extensions,
+                          bool files = true);
 
 }  // namespace kvw::gui

@@ -34,8 +34,8 @@ void App::draw_browser() {
     if (!ImGui::BeginPopupModal(title, nullptr, ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoSavedSettings))
         return;
     const bool model = browser_purpose_ == BrowserPurpose::OpenModel;
-    const FolderListing listing =
-        list_folder(browser_folder_, model ? std::vector<std::string>{} : std::vector<std::string>{".json"});
+    // Models are folders: their files are of no use here.
+    const FolderListing listing = list_folder(browser_folder_, {".json"}, !model);
     ImGui::TextWrapped("%s", model ? "A model is a folder with model.json and its weights (marked [model])."
                                    : "A kvworld trace (JSON): the world restarts from it and replays it.");
     ImGui::TextDisabled("%s", listing.folder.string().c_str());

@@ -746,6 +746,7 @@ TEST(FileBrowser, ListsFoldersThenMatchingFilesAndMarksModels) {
     EXPECT_FALSE(listing.entries[3].folder);
 
     EXPECT_EQ(list_folder(dir, {}).entries.size(), 6u) << "no filter: every file";
+    EXPECT_EQ(list_folder(dir, {}, false).entries.size(), 3u) << "folders only (models)";
     const FolderListing missing = list_folder(dir / "nope", {".json"});
     EXPECT_FALSE(missing.error.empty());
     EXPECT_TRUE(missing.entries.empty());
