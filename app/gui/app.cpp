@@ -179,8 +179,9 @@ void App::frame(const FrameInput& platform_in) {
     // Every UI frame, not only when a video frame is shown: a chunk may take seconds to generate and
     // whatever is held or tapped meanwhile belongs to the next one.
     world.observe_input(in.now, in.input);
+    // Keys work without a world too (Esc: the menu, to open another model or quit).
+    handle_keys(in);
     if (world.ready()) {
-        handle_keys(in);
         const auto to_action = [&](const InputState& input) {
             return action_from_input(input, keymap_.keymap, world.config()->motion);
         };

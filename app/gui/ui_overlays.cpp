@@ -522,7 +522,7 @@ void App::draw_hud_contents() {
         ImGui::Text("%5.0f ms  (mean %.0f)", world.latency_ms().last(), world.latency_ms().mean());
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip(
-            "Action to frame: from the moment an action is sampled (one per shown frame)\n"
+            "Action to frame: from the end of the stretch of input an action was made from\n"
             "to the moment the frame generated from it is on screen. By design one chunk\n"
             "(%d frames = %.0f ms) plus any generation overrun.",
             world.frames_per_chunk(), config ? 1000.0 * config->chunk_seconds() : 0.0);
