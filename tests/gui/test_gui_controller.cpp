@@ -391,10 +391,10 @@ TEST(GuiController, AbViewOpensAtOnceAndKeepsAPictureOnScreen) {
     Ui ui(options);
     // Many denoising steps: a chunk takes long enough to be caught in flight.
     SamplerSettings slow = ui.world.shared().sampler;
-    slow.steps = 40;
+    slow.steps = 200;
     ui.world.set_sampler(slow);
     ASSERT_TRUE(ui.run_until([&] {
-        return ui.chunk_shown() >= 1 && ui.world.panes()[0].applied.sampler.steps == 40;
+        return ui.chunk_shown() >= 1 && ui.world.panes()[0].applied.sampler.steps == 200;
     })) << ui.all_notices();
     const int f = ui.world.frames_per_chunk();
     ASSERT_TRUE(ui.run_until([&] {
