@@ -188,9 +188,14 @@ void App::frame(const FrameInput& platform_in) {
         // Scripted runs let ImGui settle its window sizes before the first frame is shown.
         if (world.update(in.dt, in.now, to_action, ui_frames_ <= 2).advanced) on_frame_shown();
     }
-    if (world.scripted() && world.state() == RunState::Failed) {
-        finished_ = true;
-        exit_code_ = 1;
+    if (world.scripted() && world.state() == RunState::Failed && !finishing_) {
+        // A scripted run that cannot go on ends with exit code 1, after drawing the error for a few frames
+        // (ImGui sizes a new window on its first) and saving that screen (final.png, summary.json).
+        if (++failed_frames_ >= 3) {
+            finishing_ = true;
+            ui_screenshot_due_ = true;
+            exit_code_ = 1;
+        }
     }
     sync_with_controller();
     draw_ui(in);

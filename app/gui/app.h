@@ -206,7 +206,8 @@ class App {
     bool ui_screenshot_due_ = false;
     bool window_shot_requested_ = false;
     int ui_frames_ = 0;
-    int frames_shown_ = 0;  // video frames shown in a scripted run: screenshot names
+    int frames_shown_ = 0;   // video frames shown in a scripted run: screenshot names
+    int failed_frames_ = 0;  // scripted run: frames drawn since the world failed
     bool finishing_ = false;
     bool finished_ = false;
     int exit_code_ = 0;

@@ -237,6 +237,12 @@ TEST(GuiSmoke, ScriptedRunEndsWhenTheWorldCannotStart) {
                             (dir / "log2.txt").string() + " 2>&1";
     const int rc = std::system(cmd.c_str());
     EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 1) << rc << kvw::read_file_text(dir / "log2.txt");
+    // The screen it ended on says why, with the way out.
+    ASSERT_TRUE(fs::exists(dir / "shots2" / "summary.json"));
+    std::set<std::string> names;
+    const json summary = json::parse(kvw::read_file_text(dir / "shots2" / "summary.json"));
+    for (const json& w : summary["layout"]["widgets"]) names.insert(w["name"].get<std::string>());
+    EXPECT_TRUE(names.count("failure")) << summary["layout"]["widgets"].dump();
     fs::remove_all(dir);
 }
 
