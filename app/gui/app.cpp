@@ -106,6 +106,7 @@ void App::handle_keys(const FrameInput& in) {
             }
             continue;
         }
+        if (key == key_from_name("F11")) fullscreen_requested_ = true;
         if (escape_menu_) continue;  // the menu is modal: no world keys behind it
         // A/B view: 1-4 enlarge a pane, the same digit (or 0) brings the grid back.
         for (int digit = 0; digit <= AbSettings::kMaxPanes; ++digit) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "controller.h"
@@ -75,6 +76,8 @@ class App {
     bool finished() const { return finished_; }
     int exit_code() const { return exit_code_; }
     bool quit_requested() const { return quit_requested_; }
+    // F11 was pressed (the windowed platform loop switches full screen; offscreen there is no screen).
+    bool take_fullscreen_request() { return std::exchange(fullscreen_requested_, false); }
     const Keymap& keymap() const { return keymap_.keymap; }
 
   private:
@@ -212,6 +215,7 @@ class App {
     bool finished_ = false;
     int exit_code_ = 0;
     bool quit_requested_ = false;
+    bool fullscreen_requested_ = false;
     std::string gl_info_;
     std::string gamepad_status_;
 };

@@ -33,6 +33,7 @@ void on_key(GLFWwindow*, int key, int, int action, int) {
     if (action == GLFW_PRESS && key != GLFW_KEY_UNKNOWN) g_pressed.push_back(key);
 }
 
+// F11: full screen on the primary monitor, and back to the window it was.
 void toggle_fullscreen(GLFWwindow* window) {
     static int saved_x = 0, saved_y = 0, saved_w = 1280, saved_h = 720;
     if (glfwGetWindowMonitor(window)) {
@@ -127,9 +128,6 @@ int run_window(const AppOptions& options, WindowSize size) {
                        std::find(g_pressed.begin(), g_pressed.end(), key) != g_pressed.end();
             });
         }
-        // F11: full screen on the primary monitor, and back to the window it was.
-        if (std::find(g_pressed.begin(), g_pressed.end(), GLFW_KEY_F11) != g_pressed.end())
-            toggle_fullscreen(window.get());
         g_pressed.clear();
         // Mouse look: hold the right button over the world (not over a panel); the cursor is captured
         // meanwhile so the look never hits the screen edge.
@@ -168,6 +166,7 @@ int run_window(const AppOptions& options, WindowSize size) {
             if (app.window_screenshot_requested()) app.save_window_screenshot(std::move(shot));
         }
         glfwSwapBuffers(window.get());
+        if (app.take_fullscreen_request()) toggle_fullscreen(window.get());
         // Vsync does not throttle everywhere (Xvfb, some remote X servers): cap the UI at about 60 fps so
         // a software GL does not take the CPU the generation worker needs.
         if (!options.world.scripted) {

@@ -270,6 +270,28 @@ TEST(GuiSmoke, DigitEnlargesAPaneAndEscOpensTheMenu) {
     fs::remove_all(out);
 }
 
+// F11 through the app's input layer switches the window to full screen (the Xvfb screen is larger than the
+// window), and the layout follows the new size.
+TEST(GuiSmoke, F11FillsTheScreen) {
+    if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed";
+    const fs::path out = fresh_dir("fullscreen");
+    kvw::write_file_atomic(out / "input.json", R"([{"frame": 3, "tap": ["F11"]}])");
+    const std::string cmd =
+        "timeout 120 xvfb-run -a -s '-screen 0 1600x900x24' " + std::string(KVW_GUI_EXE) +
+        " --backend cpu --model " + KVW_SOURCE_DIR +
+        "/tests/data/tiny --world-seed 5 --seed 1 --frames 12 --shot-every 12 --size 1000x600"
+        " --input " +
+        (out / "input.json").string() + " --out " + (out / "shots").string() + " > " +
+        (out / "log.txt").string() + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << kvw::read_file_text(out / "log.txt");
+    const json summary = json::parse(kvw::read_file_text(out / "shots" / "summary.json"));
+    EXPECT_EQ(summary["layout"]["display"][0].get<int>(), 1600) << kvw::read_file_text(out / "log.txt");
+    EXPECT_EQ(summary["layout"]["display"][1].get<int>(), 900);
+    const kvw::Image shot = kvw::read_image(out / "shots" / "final.png");
+    EXPECT_EQ(shot.width, 1600);
+    fs::remove_all(out);
+}
+
 // No element of the UI overlaps another at a small and a large window: the app reports where it drew
 // each one (summary.json, layout.widgets); modal windows cover the rest on purpose, and a pane's chips
 // belong to their pane.
