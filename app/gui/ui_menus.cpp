@@ -180,7 +180,7 @@ void App::draw_start_hint() {
     // In the top band of the world area, above the frames (they are laid out below it while it shows).
     const float x = (world_x0_ + world_x1_ - size.x) * 0.5f - 10;
     const float y = hint_y_;
-    ImDrawList* dl = ImGui::GetForegroundDrawList();
+    ImDrawList* dl = ImGui::GetBackgroundDrawList();  // under the help and the menus
     dl->AddRectFilled(ImVec2(x, y), ImVec2(x + size.x + 20, y + size.y + 10), IM_COL32(10, 12, 16, 230), 5);
     dl->AddText(ImVec2(x + 10, y + 5), ui::color::kAccent, text.c_str());
     note_widget("start_hint", x, y, x + size.x + 20, y + size.y + 10);

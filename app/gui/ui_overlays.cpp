@@ -344,7 +344,8 @@ void App::draw_world_footer(float y0, float y1) {
     // Left: the keys held and queued for the next chunk; centre: paused / replaying / generating;
     // right: the video being recorded. Each one a chip in the band, so none covers a picture.
     const GuiController& world = *controller_;
-    ImDrawList* dl = ImGui::GetForegroundDrawList();
+    // Under any window (help, menus): the band itself is kept free of the layout's other elements.
+    ImDrawList* dl = ImGui::GetBackgroundDrawList();
     const float line = ImGui::GetTextLineHeight();
     const float chip_y = y0 + (y1 - y0 - line - 10) * 0.5f;
     float left = world_x0_ + 10, right = world_x1_ - 10;
@@ -676,7 +677,7 @@ void App::draw_help() {
                 ImGui::TableNextColumn();
                 ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s", key);
                 ImGui::TableNextColumn();
-                ImGui::TextUnformatted(what);
+                ImGui::TextWrapped("%s", what);
             }
             ImGui::TableNextColumn();
             ImGui::TextColored(ui::color::vec(ui::color::kAccent), "Right mouse");
