@@ -448,8 +448,10 @@ void App::draw_hud(const FrameInput&) {
     }
     const float pad = 10;
     ImGui::SetNextWindowPos(ImVec2(world_x0_ + pad, world_y0_ + pad), ImGuiCond_Always);
+    // A fixed width (the height follows the rows): the frames beside it stay where they are.
+    ImGui::SetNextWindowSize(ImVec2(23 * ImGui::GetFontSize(), 0));
     ImGui::SetNextWindowBgAlpha(0.80f);
-    if (!ImGui::Begin("##hud", nullptr, kOverlayFlags)) {
+    if (!ImGui::Begin("##hud", nullptr, kOverlayFlags & ~ImGuiWindowFlags_AlwaysAutoResize)) {
         ImGui::End();
         return;
     }
@@ -536,7 +538,9 @@ void App::draw_hud_contents() {
         const std::string reason = host_upload_reason();
         ImGui::TextUnformatted("host upload");
         ImGui::SameLine(0, 4);
-        ImGui::TextDisabled("(%s)", reason.c_str());
+        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+        ImGui::TextWrapped("(%s)", reason.c_str());
+        ImGui::PopStyleColor();
     }
     if (world.chunk_ms_history().size() > 1) {
         std::vector<float> v(world.chunk_ms_history().begin(), world.chunk_ms_history().end());

@@ -292,6 +292,34 @@ TEST(GuiSmoke, F11FillsTheScreen) {
     fs::remove_all(out);
 }
 
+// The HUD gains rows once chunks are generated; the picture beside it must not move (it jumped sideways
+// when the HUD grew). The left edge of the picture on a row below the HUD, first screenshot vs last.
+TEST(GuiSmoke, PictureStaysPutWhileTheHudGrows) {
+    if (!on_path("xvfb-run")) GTEST_SKIP() << "Xvfb (xvfb-run) is not installed: no Mesa GL stack assumed";
+    const fs::path out = run_offscreen("hud", "--frames 12 --shot-every 11 --size 1280x720");
+    const json summary = json::parse(kvw::read_file_text(out / "shots" / "summary.json"));
+    const json& pane = summary["layout"]["frames"][0];
+    const int row = static_cast<int>((pane[1].get<double>() + pane[3].get<double>()) * 0.5);
+    auto left_edge = [&](const fs::path& png) {
+        const kvw::Image shot = kvw::read_image(png);
+        const uint8_t* background = shot.pixel(2, row);  // the world area's left end
+        for (int x = 0; x < shot.width; ++x) {
+            const uint8_t* p = shot.pixel(x, row);
+            if (std::abs(p[0] - background[0]) + std::abs(p[1] - background[1]) +
+                    std::abs(p[2] - background[2]) >
+                30)
+                return x;
+        }
+        return -1;
+    };
+    const int first = left_edge(out / "shots" / "ui_00000.png");
+    const int last = left_edge(out / "shots" / "final.png");
+    EXPECT_GT(first, 0);
+    EXPECT_EQ(first, last) << "the picture moved sideways";
+    EXPECT_NEAR(last, pane[0].get<double>(), 1.0);
+    fs::remove_all(out);
+}
+
 // No element of the UI overlaps another at a small and a large window: the app reports where it drew
 // each one (summary.json, layout.widgets); modal windows cover the rest on purpose, and a pane's chips
 // belong to their pane.
