@@ -68,9 +68,16 @@ void InputTimeline::observe(double now, const InputState& state) {
     latest_ = state;
     samples_.push_back(Sample{now, state});
     if (samples_.size() > kMaxSamples) {
-        Sample oldest = samples_.front();
-        samples_.pop_front();
-        merge_input(samples_.front().state, oldest.state);
+        // Halve the time resolution evenly (each pair becomes one sample at the later time) rather than
+        // folding the oldest into its neighbour, which would drag early input towards the present.
+        std::deque<Sample> halved;
+        for (size_t i = 0; i + 1 < samples_.size(); i += 2) {
+            Sample pair = samples_[i + 1];
+            merge_input(pair.state, samples_[i].state);
+            halved.push_back(std::move(pair));
+        }
+        if (samples_.size() % 2) halved.push_back(samples_.back());
+        samples_ = std::move(halved);
     }
 }
 

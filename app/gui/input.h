@@ -68,7 +68,7 @@ class InputTimeline {
         double time = 0;
         InputState state;
     };
-    // Bounded memory while nothing is taken (a long pause): beyond this, the two oldest samples merge.
+    // Bounded memory while nothing is taken (a long pause): beyond this, neighbouring samples merge.
     static constexpr size_t kMaxSamples = 4096;
 
     std::deque<Sample> samples_;

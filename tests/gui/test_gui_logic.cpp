@@ -248,6 +248,23 @@ TEST(InputTimeline, ATapIsOneStretchEvenBeforeAHitch) {
     for (size_t i = 1; i < stretches.size(); ++i) EXPECT_FALSE(stretches[i].is_held(Command::MoveLeft)) << i;
 }
 
+TEST(InputTimeline, MemoryStaysBoundedOverALongWaitAndKeepsWhatHappened) {
+    // A pause of minutes at 60 UI frames per second: old samples merge instead of piling up, and a tap
+    // early on is still in the first stretch.
+    InputTimeline t;
+    t.reset(0);
+    for (int i = 1; i <= 60 * 600; ++i) {
+        InputState s;
+        s.tapped[static_cast<size_t>(Command::LookUp)] = i == 30;
+        s.mouse_dx = 1;
+        t.observe(i / 60.0, s);
+    }
+    const std::vector<InputState> stretches = t.take(600, 2);
+    EXPECT_TRUE(stretches[0].is_held(Command::LookUp));
+    EXPECT_FALSE(stretches[1].is_held(Command::LookUp));
+    EXPECT_FLOAT_EQ(stretches[0].mouse_dx + stretches[1].mouse_dx, 60 * 600) << "no movement lost in merging";
+}
+
 TEST(InputTimeline, MouseIsSummedPerStretchAndNotCarried) {
     InputTimeline t;
     t.reset(0);
