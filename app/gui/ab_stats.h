@@ -33,7 +33,7 @@ class AbStats {
 
     // Starts over with these panes; reference_index < 0 when there is no reference pane.
     void reset(const std::vector<std::string>& labels, int reference_index);
-    // Relabels (the correction switch changes labels, not the series).
+    // Relabels (new settings of a pane change its label, not its series).
     void relabel(const std::vector<std::string>& labels);
 
     // One generated chunk of every pane, in pane order. `psnr` per pane (NaN where unknown, e.g. the

@@ -34,6 +34,14 @@ App::App(const AppOptions& options) : options_(options) {
     }
     show_memory_ = options.memory;
     show_help_ = options.help;
+    if (!options.input_script.empty()) {
+        try {
+            input_script_ = InputScript::load(options.input_script);
+            options_.world.scripted_input = true;
+        } catch (const std::exception& e) {
+            notify(std::string("Input script not used: ") + e.what(), true);
+        }
+    }
     controller_ = std::make_unique<GuiController>(options_.world, presenter_frames_);
     if (const auto& config = controller_->config())
         presenter_.set_filter(config->width <= 256 ? render::Filter::Nearest : render::Filter::Linear);
@@ -79,13 +87,32 @@ void App::handle_keys(const FrameInput& in) {
     GuiController& world = *controller_;
     for (int key : in.pressed_keys) {
         if (key == key_from_name("Escape")) {
-            if (path_prompt_ != PathPrompt::None)
+            // Esc closes what is open, innermost first; with nothing open it opens (or closes) the menu.
+            if (browser_open_) {
+                browser_open_ = false;
+            } else if (path_prompt_ != PathPrompt::None) {
                 path_prompt_ = PathPrompt::None;
-            else if (show_help_)
+            } else if (show_help_) {
                 show_help_ = false;
-            else if (show_planner_)
+            } else if (show_planner_) {
                 show_planner_ = false;
+            } else if (escape_menu_) {
+                escape_menu_ = false;  // draw_escape_menu resumes the world
+            } else {
+                escape_menu_ = true;
+                start_hint_ = false;
+                paused_before_menu_ = world.paused();
+                world.set_paused(true);
+            }
             continue;
+        }
+        if (key == key_from_name("F11")) fullscreen_requested_ = true;
+        if (escape_menu_) continue;  // the menu is modal: no world keys behind it
+        // A/B view: 1-4 enlarge a pane, the same digit (or 0) brings the grid back.
+        for (int digit = 0; digit <= AbSettings::kMaxPanes; ++digit) {
+            if (key != key_from_name(std::to_string(digit)) || !world.ab().enabled) continue;
+            const int pane = digit - 1;
+            enlarged_pane_ = digit == 0 || enlarged_pane_ == pane ? -1 : pane;
         }
         for (int c = 0; c < kCommandCount; ++c) {
             const Command cmd = static_cast<Command>(c);
@@ -133,32 +160,43 @@ void App::handle_keys(const FrameInput& in) {
     }
 }
 
-void App::frame(const FrameInput& in) {
+void App::frame(const FrameInput& platform_in) {
+    FrameInput in = platform_in;
+    if (!input_script_.empty()) {
+        // Scripted keys go the way the window's keys go: through the keymap into held commands and presses.
+        InputScript::FrameKeys keys = input_script_.advance(ui_frames_);
+        in.input.held = held_commands(keymap_.keymap, keys.down);
+        in.input.tapped = held_commands(keymap_.keymap, keys.tapped);
+        in.pressed_keys.insert(in.pressed_keys.end(), keys.pressed.begin(), keys.pressed.end());
+    }
     now_ = in.now;
     ++ui_frames_;
     gl_info_ = in.gl_info;
     gamepad_status_ = in.gamepad_status;
     if (in.dt > 0) ui_fps_.add(1.0 / in.dt);
-    // The mouse moves at display rate, actions are sampled at video rate: sum the look in between.
-    look_dx_ += in.input.mouse_dx;
-    look_dy_ += in.input.mouse_dy;
     GuiController& world = *controller_;
     world.process_worker_events();
     for (const FileWriter::Message& m : writer_.take_messages()) notify(m.text, m.error);
+    // Every UI frame, not only when a video frame is shown: a chunk may take seconds to generate and
+    // whatever is held or tapped meanwhile belongs to the next one.
+    world.observe_input(in.now, in.input);
+    // Keys work without a world too (Esc: the menu, to open another model or quit).
+    handle_keys(in);
     if (world.ready()) {
-        handle_keys(in);
-        const auto sample_action = [&] {
-            InputState input = in.input;
-            input.mouse_dx = look_dx_;
-            input.mouse_dy = look_dy_;
+        const auto to_action = [&](const InputState& input) {
             return action_from_input(input, keymap_.keymap, world.config()->motion);
         };
         // Scripted runs let ImGui settle its window sizes before the first frame is shown.
-        if (world.update(in.dt, in.now, sample_action, ui_frames_ <= 2).advanced) on_frame_shown();
+        if (world.update(in.dt, in.now, to_action, ui_frames_ <= 2).advanced) on_frame_shown();
     }
-    if (world.scripted() && world.state() == RunState::Failed) {
-        finished_ = true;
-        exit_code_ = 1;
+    if (world.scripted() && world.state() == RunState::Failed && !finishing_) {
+        // A scripted run that cannot go on ends with exit code 1, after drawing the error for a few frames
+        // (ImGui sizes a new window on its first) and saving that screen (final.png, summary.json).
+        if (++failed_frames_ >= 3) {
+            finishing_ = true;
+            ui_screenshot_due_ = true;
+            exit_code_ = 1;
+        }
     }
     sync_with_controller();
     draw_ui(in);
@@ -167,7 +205,6 @@ void App::frame(const FrameInput& in) {
 void App::on_frame_shown() {
     const GuiController& world = *controller_;
     const Playback& playback = *world.playback();
-    look_dx_ = look_dy_ = 0;
     if (video_.recording()) {
         try {
             video_.add_frame(presenter_.read_frame(playback.current().slot, 0, playback.frame()));
@@ -176,7 +213,7 @@ void App::on_frame_shown() {
         }
     }
     if (world.scripted()) {
-        const int index = playback.frames_shown() - 1;
+        const int index = frames_shown_++;  // across restarts (playback counts from each one)
         const bool last = world.generated_frames_shown() >= world.scripted_frame_target();
         ui_screenshot_due_ = last || index % std::max(1, options_.shot_every) == 0;
         if (last) finishing_ = true;
@@ -186,8 +223,7 @@ void App::on_frame_shown() {
 void App::save_ui_screenshot(Image image) {
     ui_screenshot_due_ = false;
     const fs::path dir = out_dir();
-    const Playback* playback = controller_->playback();
-    const int index = playback ? playback->frames_shown() - 1 : 0;
+    const int index = std::max(0, frames_shown_ - 1);
     char name[32];
     std::snprintf(name, sizeof name, "ui_%05d.png", index);
     const bool last = finishing_;
@@ -198,6 +234,8 @@ void App::save_ui_screenshot(Image image) {
         return std::string();
     });
     if (finishing_) {
+        // What was played, as a trace: scripted input can be checked against it (and replayed).
+        if (controller_->recorder().active()) controller_->save_trace((dir / "played_trace.json").string());
         write_summary();
         writer_.wait_idle();
         finished_ = true;
@@ -245,14 +283,37 @@ void App::take_screenshot() {
 void App::toggle_video() {
     if (video_.recording()) {
         video_.stop();
-        notify("Video stopped: encoding " + std::to_string(video_.frames()) + " frames" +
-               (frontend::have_ffmpeg() ? " with ffmpeg" : " (no ffmpeg: PNG frames are kept)"));
+        // Without frames the writer says so (and nothing is left on disk).
+        if (video_.frames() > 0)
+            notify("Video stopped: encoding " + std::to_string(video_.frames()) + " frames" +
+                   (frontend::have_ffmpeg() ? " with ffmpeg" : " (no ffmpeg: PNG frames are kept)"));
         return;
     }
     const fs::path folder = out_dir() / timestamp_name("kvworld_video");
     const auto& config = controller_->config();
     video_.start(folder, config ? config->fps : 16);
     notify("Recording video into " + folder.string());
+}
+
+void App::note_widget(const std::string& name, float x0, float y0, float x1, float y1, bool modal) {
+    if (x1 > x0 && y1 > y0) widgets_.push_back(WidgetRect{name, {x0, y0, x1, y1}, modal});
+}
+
+void App::note_window(const std::string& name, bool modal) {
+    const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+    note_widget(name, pos.x, pos.y, pos.x + size.x, pos.y + size.y, modal);
+}
+
+std::string App::held_keys_text(const std::array<bool, kCommandCount>& held) const {
+    std::string text;
+    for (int c = 0; c < kCommandCount; ++c) {
+        if (!held[static_cast<size_t>(c)] || !command_is_held(static_cast<Command>(c))) continue;
+        const std::vector<int>& keys = keymap_.keymap.bound(static_cast<Command>(c));
+        if (keys.empty()) continue;
+        if (!text.empty()) text += ' ';
+        text.append(key_name(keys.front()));  // not `" " + name`: GCC 12 misreports it (-Wrestrict)
+    }
+    return text;
 }
 
 std::string App::host_upload_reason() const {
@@ -273,6 +334,8 @@ void App::write_summary() {
     j["gl"] = gl_info_;
     j["frames_shown"] = world.playback() ? world.playback()->frames_shown() : 0;
     j["generated_frames_shown"] = world.generated_frames_shown();
+    j["paused"] = world.paused();
+    j["escape_menu"] = escape_menu_;
     j["chunks"] = world.chunks_received();
     j["generated_fps_mean"] = world.generated_fps().mean();
     j["action_to_frame_latency_ms_mean"] = world.latency_ms().mean();
@@ -280,7 +343,7 @@ void App::write_summary() {
     const std::vector<PaneView>& views = world.panes();
     for (size_t i = 0; i < views.size(); ++i) {
         json p;
-        p["label"] = pane_label(views[i].spec, world.correction_on());
+        p["label"] = pane_label(views[i].spec);
         if (views[i].last) p["last_chunk"] = json::parse(frontend::chunk_metrics_json(*views[i].last));
         if (static_cast<int>(i) < world.ab_stats().panes()) {
             const PaneSeries& s = world.ab_stats().series(static_cast<int>(i));
@@ -290,6 +353,8 @@ void App::write_summary() {
         panes.push_back(p);
     }
     j["panes"] = panes;
+    j["input"] = {{"held", held_keys_text(world.input_timeline().latest().held)},
+                  {"queued", held_keys_text(world.input_timeline().pending())}};
     // Where things were drawn, for tests that check the screenshots' pixels.
     const ImGuiIO& io = ImGui::GetIO();
     json layout;
@@ -303,6 +368,10 @@ void App::write_summary() {
     json rects = json::array();
     for (const auto& r : pane_rects_) rects.push_back({r[0], r[1], r[2], r[3]});
     layout["frames"] = rects;
+    json widgets = json::array();
+    for (const WidgetRect& w : widgets_)
+        widgets.push_back({{"name", w.name}, {"rect", w.rect}, {"modal", w.modal}});
+    layout["widgets"] = widgets;
     j["layout"] = layout;
     const fs::path path = out_dir() / "summary.json";
     writer_.post([path, text = j.dump(1) + "\n"] {

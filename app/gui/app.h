@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "controller.h"
@@ -30,10 +31,11 @@
 namespace kvw::gui {
 
 struct AppOptions {
-    ControllerOptions world;  // model, backend, seeds, trace, scripted play, A/B at start
-    std::string keymap_path;  // default: <data root>/config/keymap.json
-    std::string out_dir;      // screenshots, traces, videos (scripted mode: where frames go)
-    int shot_every = 1;       // scripted mode: a UI screenshot every this many frames
+    ControllerOptions world;   // model, backend, seeds, trace, scripted play, A/B at start
+    std::string keymap_path;   // default: <data root>/config/keymap.json
+    std::string input_script;  // scripted keyboard input (InputScript, input.h) instead of the autopilot
+    std::string out_dir;       // screenshots, traces, videos (scripted mode: where frames go)
+    int shot_every = 1;        // scripted mode: a UI screenshot every this many frames
     bool offscreen = false;
     bool memory = false;
     bool help = false;
@@ -74,6 +76,8 @@ class App {
     bool finished() const { return finished_; }
     int exit_code() const { return exit_code_; }
     bool quit_requested() const { return quit_requested_; }
+    // F11 was pressed (the windowed platform loop switches full screen; offscreen there is no screen).
+    bool take_fullscreen_request() { return std::exchange(fullscreen_requested_, false); }
     const Keymap& keymap() const { return keymap_.keymap; }
 
   private:
@@ -113,6 +117,23 @@ class App {
     void draw_status_bar();
     void draw_help();
     void draw_toasts(double now);
+    void draw_world_footer(float y0, float y1);
+    void draw_world_failure(float top, float bottom);
+    float compact_hud_height() const;
+    // The first candidate that fits `width` pixels as a chip, or "" when none does.
+    std::string first_fitting(const std::vector<std::string>& candidates, float width) const;
+    enum class BrowserPurpose { LoadTrace, OpenModel };
+    void open_browser(BrowserPurpose purpose);
+    void draw_browser();
+    void draw_escape_menu();
+    void draw_start_hint();  // Where each element of this frame went, for summary.json: tests check that no
+                             // two "layout" elements
+    // overlap (modal windows, like help or the menu, cover the rest on purpose; a pane's chips belong to
+    // their pane, named "pane_N/...").
+    void note_widget(const std::string& name, float x0, float y0, float x1, float y1, bool modal = false);
+    void note_window(const std::string& name, bool modal = false);  // the current ImGui window
+    // Held now / held or tapped since the last chunk request, as key names ("W Right").
+    std::string held_keys_text(const std::array<bool, kCommandCount>& held) const;
     void draw_ab_plots();
     float ab_strip_height() const;
     void draw_memory_overlay();
@@ -157,21 +178,44 @@ class App {
     float planner_seconds_ = 60;
     CacheSettings planner_cache_{4, 4, 64, KeyLayout::Token, Correction::Taylor};
     double now_ = 0;
-    float look_dx_ = 0, look_dy_ = 0;  // mouse look since the last sampled action
+    InputScript input_script_;
     // Layout of this frame (pixels): the world area between menu bar, side panel and status bar.
     float world_x0_ = 0, world_y0_ = 0, world_x1_ = 0, world_y1_ = 0;
     float menu_height_ = 0, status_height_ = 0, panel_width_ = 0, memory_width_ = 0;
-    float hud_width_ = 0, hud_height_ = 0;          // last frame's HUD size (frames avoid it when they can)
-    std::vector<std::array<float, 4>> pane_rects_;  // where each pane's frame was drawn (x0, y0, x1, y1)
+    // The floating HUD's largest size since it was shown: the frames keep out of it.
+    float hud_reserved_w_ = 0, hud_reserved_h_ = 0;
+    bool compact_hud_ = false;  // small windows: the HUD is one line in a band above the frames
+    int enlarged_pane_ = -1;    // A/B view: the pane drawn alone (clicked), -1 for the grid
+    // File browser (File > Open model, Load trace)
+    bool browser_open_ = false;
+    BrowserPurpose browser_purpose_ = BrowserPurpose::LoadTrace;
+    std::filesystem::path browser_folder_;
+    std::string browser_selected_;
+    // Esc menu; the world pauses while it is open
+    bool escape_menu_ = false;
+    bool paused_before_menu_ = false;
+    // The hint line shown until the player first moves
+    bool start_hint_ = true;
+    float hint_y_ = 0;
+    std::vector<std::array<float, 4>> pane_rects_;
+    struct WidgetRect {
+        std::string name;
+        std::array<float, 4> rect;  // x0, y0, x1, y1
+        bool modal = false;
+    };
+    std::vector<WidgetRect> widgets_;  // where each pane's frame was drawn (x0, y0, x1, y1)
 
     // Scripted mode
     bool ui_screenshot_due_ = false;
     bool window_shot_requested_ = false;
     int ui_frames_ = 0;
+    int frames_shown_ = 0;   // video frames shown in a scripted run: screenshot names
+    int failed_frames_ = 0;  // scripted run: frames drawn since the world failed
     bool finishing_ = false;
     bool finished_ = false;
     int exit_code_ = 0;
     bool quit_requested_ = false;
+    bool fullscreen_requested_ = false;
     std::string gl_info_;
     std::string gamepad_status_;
 };

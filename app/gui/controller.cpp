@@ -30,7 +30,10 @@ constexpr size_t kMaxNotices = 64;
 }  // namespace
 
 GuiController::GuiController(const ControllerOptions& options, FrameStore& frames)
-    : frames_(frames), scripted_(options.scripted), scripted_frames_(options.frames) {
+    : frames_(frames),
+      scripted_(options.scripted),
+      scripted_input_(options.scripted && options.scripted_input),
+      scripted_frames_(options.frames) {
     ab_ = AbSettings::defaults();
     ab_.enabled = options.ab;
     worker_ = std::make_unique<Worker>();
@@ -60,15 +63,7 @@ void GuiController::load_config_and_start(const ControllerOptions& options) {
         model_dir_ = options.model_dir;
         model_note_ = "model " + model_dir_.string();
     }
-    try {
-        config_ = load_model_config(model_dir_ / "model.json");
-    } catch (const std::exception& e) {
-        state_ = RunState::Failed;
-        fatal_error_ = std::string("Cannot read the model config: ") + e.what();
-        notify(fatal_error_, true);
-        return;
-    }
-    const ModelConfig& cfg = *config_;
+    // The backend first: File > Open model uses it when this model's config cannot be read.
     const bool have_cuda = cuda_available(&cuda_unavailable_);
     if (options.backend) {
         backend_ = *options.backend;
@@ -79,6 +74,16 @@ void GuiController::load_config_and_start(const ControllerOptions& options) {
     } else {
         backend_ = have_cuda ? BackendKind::Cuda : BackendKind::Cpu;
     }
+    try {
+        config_ = load_model_config(model_dir_ / "model.json");
+    } catch (const std::exception& e) {
+        state_ = RunState::Failed;
+        fatal_error_ = std::string("Cannot read the model config: ") + e.what() +
+                       ". Open another model (File > Open model...)";
+        notify(fatal_error_, true);
+        return;
+    }
+    const ModelConfig& cfg = *config_;
     shared_.context.window = cfg.window;
     shared_.context.recall = cfg.recall;
     shared_.context.recall_first = cfg.recall_first;
@@ -113,8 +118,9 @@ void GuiController::load_config_and_start(const ControllerOptions& options) {
 
 void GuiController::build_start_trace() {
     const ModelConfig& cfg = *config_;
-    // Scripted runs without a trace get the simulator's player policy as an autopilot.
-    const int frames = scripted_ && scripted_frames_ > 0 ? scripted_frames_ : 0;
+    // Scripted runs without a trace get the simulator's player policy as an autopilot (unless their input
+    // is scripted too).
+    const int frames = scripted_ && !scripted_input_ && scripted_frames_ > 0 ? scripted_frames_ : 0;
     Trace t =
         sim::make_trace(world_seed_, world_seed_, frames, cfg.chunk_frames, frontend::sim_params_for(cfg));
     t.noise_seed = shared_.seed;
@@ -154,7 +160,7 @@ std::vector<SessionParams> GuiController::desired_params() const {
     std::vector<SessionParams> out;
     const bool keep = frames_stay_on_device();
     for (const PaneSpec& spec : pane_specs(main_cache_, ab_))
-        out.push_back(session_params(spec, shared_, correction_on_, keep));
+        out.push_back(session_params(spec, shared_, keep));
     return out;
 }
 
@@ -172,6 +178,8 @@ StartSpec GuiController::make_start_spec(bool continue_world) {
     if (continue_world && newest_slot_ >= 0) {
         for (int f = 0; f < frames_per_chunk(); ++f)
             spec.continue_frames.push_back(frames_.read_frame(newest_slot_, 0, f));
+        spec.continue_actions = newest_actions_;
+        spec.continue_poses = newest_poses_;
     }
     return spec;
 }
@@ -186,12 +194,12 @@ void GuiController::restart(bool continue_world, const std::string& reason,
         r.continue_world = r.continue_world && pending_restart_->continue_world;
     }
     pending_restart_ = r;
-    // A continuation reads the newest chunk from the frame store, so it waits for the chunk in flight; a
-    // fresh start does not need to: the chunk in flight is abandoned at its next denoising step (seconds
-    // sooner on the CPU backend), and a stale chunk that still arrives is recognised by its epoch and
-    // dropped.
-    if (!r.continue_world) worker_->cancel_generation();
-    if (!r.continue_world || !in_flight_) issue_pending_restart();
+    // The chunk in flight is abandoned at its next denoising step (on the CPU backend a chunk can take a
+    // minute; nobody should wait for it to open the A/B view): a continuation goes on from the newest
+    // chunk received, with the actions and poses that made it, and a stale chunk that still arrives is
+    // recognised by its epoch and dropped.
+    worker_->cancel_generation();
+    issue_pending_restart();
 }
 
 void GuiController::issue_pending_restart() {
@@ -209,23 +217,31 @@ void GuiController::issue_pending_restart() {
         spec = make_start_spec(false);
     }
     if (!spec.continue_frames.empty()) {
-        // Replayed actions collected for the abandoned chunk are played again.
-        replay_pos_ -= std::min(replay_pos_, static_cast<size_t>(collector_->size()));
+        // Replayed actions after the newest chunk received (collected for the next chunk, or sent with
+        // the abandoned one) are played again.
+        if (replaying_) replay_pos_ = std::min(replay_pos_, replay_pos_received_);
+        if (in_flight_) requested_generated_frames_ -= in_flight_frames_;
     } else if (replaying_ || !replay_.empty()) {
         replay_pos_ = 0;
         replaying_ = !replay_.empty();
     }
+    if (spec.continue_frames.empty()) replay_pos_received_ = replay_pos_requested_ = 0;
     playback_->reset();
     frames_.release_all();
     collector_->clear();
+    input_.reset(last_now_);
     newest_slot_ = -1;
     in_flight_ = false;
     stalled_ = false;
     stall_since_ = -1;
     chunk_ms_history_.clear();
     cache_timeline_mb_.clear();
-    shown_generated_frames_ = 0;
-    if (spec.continue_frames.empty()) requested_generated_frames_ = 0;
+    // A continuation goes on with the same world, its first chunk showing the newest frames received
+    // again: every frame received counts as shown (a scripted run ends when its frames are generated).
+    if (spec.continue_frames.empty())
+        shown_generated_frames_ = requested_generated_frames_ = 0;
+    else
+        shown_generated_frames_ = requested_generated_frames_;
 
     panes_.clear();
     std::vector<std::string> labels;
@@ -233,7 +249,7 @@ void GuiController::issue_pending_restart() {
         PaneView v;
         v.spec = s;
         panes_.push_back(v);
-        labels.push_back(pane_label(s, correction_on_));
+        labels.push_back(pane_label(s));
     }
     for (size_t i = 0; i < panes_.size(); ++i) panes_[i].applied = spec.panes[i];
     ab_stats_.reset(labels, spec.reference);
@@ -253,6 +269,7 @@ void GuiController::issue_pending_restart() {
         return;
     }
 
+    if (!spec.continue_frames.empty()) hold_picture(spec.continue_frames.back());
     if (spec.continue_frames.empty()) {
         recorder_.begin(start_trace_, settings_json(), replay_hint());
     } else {
@@ -265,6 +282,23 @@ void GuiController::issue_pending_restart() {
         if (state_ == RunState::Failed && model_) state_ = RunState::Loading;
         worker_->post(command::Start{std::move(spec)});
     }
+}
+
+void GuiController::hold_picture(const Image& last_frame) {
+    // Until the restarted sessions deliver their first chunk (the continuation's context is encoded
+    // first: seconds on the CPU backend), every pane shows the newest frame instead of a blank area.
+    int slot = -1;
+    try {
+        slot = frames_.acquire_slot();
+        ChunkResult held;
+        held.frames.assign(static_cast<size_t>(frames_per_chunk()), last_frame);
+        for (int p = 0; p < frame_layout_.panes; ++p) frames_.upload(slot, p, held);
+    } catch (const std::exception& e) {
+        if (slot >= 0) frames_.release_slot(slot);
+        notify(std::string("Could not keep the picture during the restart: ") + e.what(), true);
+        return;
+    }
+    playback_->push(ChunkEntry{kHeldPictureChunk, slot, 1, {}});
 }
 
 void GuiController::process_worker_events() {
@@ -323,7 +357,10 @@ void GuiController::on_chunk(event::Chunk& chunk) {
         if (chunk.consumed) chunk.consumed->set_value();
     }};
     if (chunk.epoch != epoch_) return;  // from sessions replaced since
-    if (chunk.chunk > 0) in_flight_ = false;
+    if (chunk.chunk > 0) {
+        in_flight_ = false;
+        replay_pos_received_ = replay_pos_requested_;
+    }
     state_ = RunState::Running;
     int slot = -1;
     try {
@@ -336,6 +373,8 @@ void GuiController::on_chunk(event::Chunk& chunk) {
         return;
     }
     newest_slot_ = slot;
+    newest_actions_ = chunk.actions;
+    newest_poses_ = chunk.panes[0].result.metrics.poses;
     playback_->push(ChunkEntry{chunk.chunk, slot, frames_per_chunk(), chunk.sampled_at});
     ++chunks_received_;
 
@@ -358,13 +397,18 @@ void GuiController::on_chunk(event::Chunk& chunk) {
     }
 }
 
-FrameTick GuiController::update(double dt, double now, const ActionSampler& sample_action, bool settling) {
+void GuiController::observe_input(double now, const InputState& input) {
+    input_.observe(now, input);
+}
+
+FrameTick GuiController::update(double dt, double now, const ActionMapper& to_action, bool settling) {
+    last_now_ = now;
     if (!ready()) return {};
     restart_on_layout_change();
     sync_params();
     if (pending_restart_ && !in_flight_) issue_pending_restart();
-    const FrameTick tick = advance_playback(dt, now, sample_action, settling);
-    request_next_chunk();
+    const FrameTick tick = advance_playback(dt, now, settling);
+    request_next_chunk(now, to_action);
     return tick;
 }
 
@@ -397,11 +441,15 @@ void GuiController::sync_params() {
     worker_->post(command::SetParams{desired, ++params_request_});
     sent_params_ = desired;
     const std::vector<PaneSpec> specs = pane_specs(main_cache_, ab_);
-    for (size_t i = 0; i < panes_.size(); ++i) panes_[i].spec = specs[i];
+    std::vector<std::string> labels;
+    for (size_t i = 0; i < panes_.size(); ++i) {
+        panes_[i].spec = specs[i];
+        labels.push_back(pane_label(specs[i]));
+    }
+    ab_stats_.relabel(labels);
 }
 
-FrameTick GuiController::advance_playback(double dt, double now, const ActionSampler& sample_action,
-                                          bool settling) {
+FrameTick GuiController::advance_playback(double dt, double now, bool settling) {
     Playback::Tick t;
     if (scripted_) {
         if (!settling) t = playback_->advance(now);
@@ -418,28 +466,47 @@ FrameTick GuiController::advance_playback(double dt, double now, const ActionSam
         stall_since_ = -1;
     }
     if (!t.advanced) return {};
+    if (playback_->current().chunk == kHeldPictureChunk) return FrameTick{true};  // no action slot
 
     if (playback_->current().chunk > 0) ++shown_generated_frames_;
-    FrameAction action;
     if (replaying_ && replay_pos_ < replay_.size()) {
-        action = replay_[replay_pos_++];
-    } else {
-        if (replaying_ && !scripted_) {
-            replaying_ = false;
-            notify("The trace has been played; the controls are yours");
-        }
-        if (!scripted_ && sample_action) action = sample_action();
+        collector_->add(replay_[replay_pos_++], now);
+        return FrameTick{true};
     }
-    collector_->add(action, now);
+    if (replaying_ && !scripted_) {
+        replaying_ = false;
+        notify("The trace has been played; the controls are yours");
+        input_.reset(now);  // keys pressed while the trace played were not meant for the world
+    }
+    // The player's slot (or an idle one in a scripted run without input): filled at request time.
+    collector_->add(FrameAction{}, now, takes_player_input());
     return FrameTick{true};
 }
 
-void GuiController::request_next_chunk() {
+void GuiController::request_next_chunk(double now, const ActionMapper& to_action) {
     if (state_ != RunState::Running || in_flight_ || pending_restart_ || !collector_->full()) return;
     if (scripted_ && requested_generated_frames_ >= scripted_frame_target()) return;
     command::Step step;
-    collector_->take(&step.actions, &step.sampled_at);
+    std::vector<bool> live;
+    collector_->take(&step.actions, &step.sampled_at, &live);
+    const int live_count = static_cast<int>(std::count(live.begin(), live.end(), true));
+    if (live_count > 0) {
+        // The player's slots get the input since the previous request, in order, one stretch each; a
+        // stretch's action was "sampled" when the stretch ended.
+        const double since = input_.pending_since();
+        const std::vector<InputState> stretches = input_.take(now, live_count);
+        int k = 0;
+        for (size_t i = 0; i < live.size(); ++i) {
+            if (!live[i]) continue;
+            step.actions[i] = to_action ? to_action(stretches[static_cast<size_t>(k)]) : FrameAction{};
+            step.sampled_at[i] = since + (now - since) * (k + 1) / live_count;
+            ++k;
+        }
+    }
     requested_generated_frames_ += static_cast<int>(step.actions.size());
+    in_flight_frames_ = static_cast<int>(step.actions.size());
+    // Replayed actions already collected beyond this request belong to the one after.
+    replay_pos_requested_ = replay_pos_ - std::min(replay_pos_, static_cast<size_t>(collector_->size()));
     worker_->post(std::move(step));
     in_flight_ = true;
 }
@@ -463,6 +530,38 @@ void GuiController::new_world(std::optional<uint64_t> world_seed) {
     replaying_ = false;
     replay_.clear();
     restart(false, "new world");
+}
+
+void GuiController::open_model(const fs::path& dir) {
+    ModelConfig cfg;
+    try {
+        cfg = load_model_config(dir / "model.json");
+    } catch (const std::exception& e) {
+        notify(std::string("Could not open the model: ") + e.what(), true);
+        return;  // whatever ran before goes on
+    }
+    worker_->cancel_generation();
+    model_dir_ = dir;
+    model_note_ = "model " + dir.string();
+    config_ = cfg;
+    model_.reset();
+    fatal_error_.clear();
+    state_ = RunState::Loading;
+    shared_.context.window = cfg.window;
+    shared_.context.recall = cfg.recall;
+    shared_.context.recall_first = cfg.recall_first;
+    // A new world on the new model: no trace to replay (its frames were another model's), no autopilot.
+    scripted_ = false;
+    build_start_trace();
+    replay_.clear();
+    replaying_ = false;
+    if (playback_) frames_.release_all();
+    playback_ = std::make_unique<Playback>(cfg.chunk_frames, cfg.fps);
+    collector_ = std::make_unique<ActionCollector>(cfg.chunk_frames);
+    newest_slot_ = -1;
+    pending_restart_ = PendingRestart{false, backend_, "model opened"};
+    issue_pending_restart();
+    notify("Opening " + dir.string() + " (" + cfg.name + ")");
 }
 
 void GuiController::set_noise_seed(uint64_t seed) {
@@ -496,18 +595,59 @@ void GuiController::set_ab_enabled(bool enabled) {
     ab_.enabled = enabled;
 }
 
-void GuiController::set_correction(bool on) {
-    if (on == correction_on_) return;
-    correction_on_ = on;
-    notify(std::string("Jensen-bias correction ") + (correction_on_ ? "ON" : "OFF") +
-           " for every quantized pane (from the next chunk)");
-    std::vector<std::string> labels;
-    for (const PaneView& p : panes_) labels.push_back(pane_label(p.spec, correction_on_));
-    ab_stats_.relabel(labels);
+std::vector<size_t> GuiController::correction_slots() const {
+    std::vector<size_t> slots;
+    if (ab_.enabled) {
+        for (int i = 0; i < ab_.compared_panes(); ++i) slots.push_back(static_cast<size_t>(i) + 1);
+    } else {
+        slots.push_back(0);
+    }
+    std::erase_if(slots, [&](size_t slot) { return !correction_applies(cache_in_slot(slot)); });
+    return slots;
+}
+
+const CacheSettings& GuiController::cache_in_slot(size_t slot) const {
+    return slot == 0 ? main_cache_ : ab_.cache[slot - 1];
+}
+
+GuiController::CorrectionState GuiController::correction_state() const {
+    const std::vector<size_t> slots = correction_slots();
+    if (slots.empty()) return CorrectionState::NothingToCorrect;
+    return std::any_of(slots.begin(), slots.end(),
+                       [&](size_t slot) { return cache_in_slot(slot).correction != Correction::Off; })
+               ? CorrectionState::On
+               : CorrectionState::Off;
+}
+
+void GuiController::toggle_correction() {
+    const std::vector<size_t> slots = correction_slots();
+    if (slots.empty()) {
+        notify("Nothing to correct: the keys are BF16 (the correction acts on quantized keys)");
+        return;
+    }
+    const bool any_on = correction_state() == CorrectionState::On;
+    // Back on, each cache gets the mode it had when C switched it off (a pane deliberately off stays off
+    // in A/B); when none had one (first use, or turned off by hand), taylor for all.
+    const bool any_remembered = std::any_of(
+        slots.begin(), slots.end(), [&](size_t slot) { return correction_memory_[slot] != Correction::Off; });
+    for (size_t slot : slots) {
+        CacheSettings& cache = slot == 0 ? main_cache_ : ab_.cache[slot - 1];
+        if (any_on) {
+            correction_memory_[slot] = cache.correction;
+            cache.correction = Correction::Off;
+        } else {
+            cache.correction = any_remembered ? correction_memory_[slot] : Correction::Taylor;
+        }
+    }
+    notify(std::string("Jensen-bias correction ") + (any_on ? "off" : "on") +
+           (ab_.enabled ? " for every quantized pane" : "") + " (from the next chunk)");
 }
 
 void GuiController::set_paused(bool paused) {
-    if (playback_) playback_->set_paused(paused);
+    if (!playback_) return;
+    // Input held while paused was not meant for the world: the next chunk starts from the moment play does.
+    if (!paused && playback_->paused()) input_.reset(last_now_);
+    playback_->set_paused(paused);
 }
 
 bool GuiController::step_one_chunk() {
@@ -549,7 +689,7 @@ std::string GuiController::replay_hint() const {
     std::string hint;
     const std::vector<PaneSpec> specs = pane_specs(main_cache_, ab_);
     for (size_t i = 0; i < specs.size(); ++i) {
-        const CacheSettings c = effective_cache(specs[i].cache, correction_on_);
+        const CacheSettings c = effective_cache(specs[i].cache);
         char buf[512];
         std::snprintf(
             buf, sizeof buf,
@@ -571,13 +711,13 @@ std::string GuiController::replay_hint() const {
 }
 
 std::string GuiController::settings_json() const {
-    SessionParams main = session_params(pane_specs(main_cache_, ab_)[0], shared_, correction_on_, false);
+    SessionParams main = session_params(pane_specs(main_cache_, ab_)[0], shared_, false);
     json j = json::parse(frontend::settings_json(main));
     j["backend"] = to_string(backend_);
     if (config_) j["model"] = config_->name;
     if (ab_.enabled) {
         json panes = json::array();
-        for (const PaneSpec& s : pane_specs(main_cache_, ab_)) panes.push_back(pane_label(s, correction_on_));
+        for (const PaneSpec& s : pane_specs(main_cache_, ab_)) panes.push_back(pane_label(s));
         j["ab_panes"] = panes;
     }
     return j.dump();

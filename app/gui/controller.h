@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "ab_stats.h"
+#include "input.h"
 #include "playback.h"
 #include "recording.h"
 #include "settings.h"
@@ -52,6 +54,9 @@ class FrameStore {
     virtual Image read_frame(int slot, int pane, int frame) const = 0;
 };
 
+// The chunk index of the picture held on screen while the world restarts from it (hold_picture).
+inline constexpr int kHeldPictureChunk = -1;
+
 struct ControllerOptions {
     std::string model_dir;               // empty: the shipped default (or the tiny model, with a note)
     std::optional<BackendKind> backend;  // default: CUDA when available
@@ -63,6 +68,9 @@ struct ControllerOptions {
     bool scripted = false;
     int frames = -1;  // scripted: generated frames to play (-1: the trace's)
     bool ab = false;  // start in the A/B view
+    // Scripted runs without a trace: actions from the player's input (a scripted input file in the app)
+    // instead of the simulator's autopilot.
+    bool scripted_input = false;
 };
 
 // What update() did with the video frame on screen.
@@ -83,8 +91,9 @@ class GuiController {
         std::string text;
         bool error = false;
     };
-    // The player's action for the frame being shown (not asked while a trace replays or when scripted).
-    using ActionSampler = std::function<FrameAction()>;
+    // The action for one stretch of the player's input (not asked while a trace replays, nor in scripted
+    // runs without scripted input).
+    using ActionMapper = std::function<FrameAction(const InputState&)>;
 
     // Reads the model config and asks the worker to load the model and start the world.
     GuiController(const ControllerOptions& options, FrameStore& frames);
@@ -93,12 +102,15 @@ class GuiController {
     GuiController& operator=(const GuiController&) = delete;
 
     // ---- Each UI frame, in this order -------------------------------------------------------------
+    // What the player holds now (keys tapped since the previous UI frame count as held): kept until the
+    // next chunk request turns it into actions, however long generation takes.
+    void observe_input(double now, const InputState& input);
     // Takes the worker's chunks (into the frame store), parameter results and failures.
     void process_worker_events();
     // Restarts for a new pane layout, sends changed settings, issues a restart that waited for the chunk
     // in flight, shows the next video frame when due (`dt` seconds after the last update; scripted: when
     // there is one, unless `settling`) and asks for the next chunk once its actions are collected.
-    FrameTick update(double dt, double now, const ActionSampler& sample_action, bool settling = false);
+    FrameTick update(double dt, double now, const ActionMapper& to_action, bool settling = false);
     // Scripted mode: blocks (briefly) until a frame can be shown. False when nothing more will come.
     bool wait_for_next_frame(std::chrono::milliseconds timeout);
 
@@ -114,14 +126,22 @@ class GuiController {
     // A/B view. Another pane layout (on/off, pane count, reference) continues the world from its frames.
     void set_ab(const AbSettings& ab);
     void set_ab_enabled(bool enabled);
-    // The correction master switch: off runs every quantized pane without correction.
-    void set_correction(bool on);
-    void toggle_correction() { set_correction(!correction_on_); }
+    // The correction shortcut (C): switches the correction of the cache(s) on screen off, or back to the
+    // mode they had (taylor the first time), by editing their own settings: the controls show exactly
+    // what runs. Main view: the main cache; A/B view: every quantized compared pane. Caches with BF16
+    // keys have nothing to correct and are left alone (with a message when nothing else changed).
+    void toggle_correction();
+    // What C acts on, as the controls show it: any of those caches corrected, none, or all BF16 keys.
+    enum class CorrectionState { NothingToCorrect, Off, On };
+    CorrectionState correction_state() const;
     void set_paused(bool paused);
     bool paused() const { return playback_ && playback_->paused(); }
     // While paused: plays up to the first frame of the next chunk. False (nothing done) when not paused.
     bool step_one_chunk();
     void load_trace(const std::string& path);  // restarts from it and replays its actions
+    // Loads another model (a folder with model.json) and starts a new world on it; a folder that is not a
+    // model leaves whatever runs as it is, with a message. Also the way out of a bad --model.
+    void open_model(const std::filesystem::path& dir);
     void save_trace(const std::string& path);  // what was played so far
 
     std::vector<Notice> take_notices();
@@ -147,7 +167,6 @@ class GuiController {
     const SharedSettings& shared() const { return shared_; }
     const CacheSettings& main_cache() const { return main_cache_; }
     const AbSettings& ab() const { return ab_; }
-    bool correction_on() const { return correction_on_; }
     const std::vector<PaneView>& panes() const { return panes_; }
     const std::string& param_error() const { return param_error_; }  // settings the sessions do not run
     // Chunks carry device frames for interop (no PSNR then: it needs host frames of every pane).
@@ -174,6 +193,10 @@ class GuiController {
     int chunks_received() const { return chunks_received_; }
 
     const TraceRecorder& recorder() const { return recorder_; }
+    // The player's input since the last chunk request (held now, queued for the next chunk).
+    const InputTimeline& input_timeline() const { return input_; }
+    // Whether the next chunk's actions come from the player (not from a trace or the autopilot).
+    bool takes_player_input() const { return !replaying_ && (!scripted_ || scripted_input_); }
     // The kvworld-cli command that replays a recorded trace with the current settings.
     std::string replay_hint() const;
     std::string settings_json() const;  // pane 0's session settings, the backend and model (A/B panes)
@@ -194,13 +217,18 @@ class GuiController {
     void restart(bool continue_world, const std::string& reason,
                  std::optional<BackendKind> load_backend = std::nullopt);
     void issue_pending_restart();
+    void hold_picture(const Image& last_frame);
     void on_chunk(event::Chunk& chunk);
     void on_params_result(const event::ParamsResult& result);
     void on_failure(const event::Failure& failure);
     void restart_on_layout_change();
     void sync_params();
-    FrameTick advance_playback(double dt, double now, const ActionSampler& sample_action, bool settling);
-    void request_next_chunk();
+    FrameTick advance_playback(double dt, double now, bool settling);
+    void request_next_chunk(double now, const ActionMapper& to_action);
+    // The caches the correction shortcut acts on (quantized keys only), as slots: 0 the main cache,
+    // 1.. the compared A/B panes; correction_memory_ is indexed the same way.
+    std::vector<size_t> correction_slots() const;
+    const CacheSettings& cache_in_slot(size_t slot) const;
 
     FrameStore& frames_;
     std::string model_note_;
@@ -215,6 +243,7 @@ class GuiController {
 
     // World and settings
     bool scripted_ = false;
+    bool scripted_input_ = false;
     int scripted_frames_ = -1;
     uint64_t world_seed_ = 0;
     Trace start_trace_;  // head: context actions, seeds, start pose
@@ -225,7 +254,8 @@ class GuiController {
     SharedSettings shared_;
     CacheSettings main_cache_;
     AbSettings ab_;
-    bool correction_on_ = true;
+    // Per cache (main, then the A/B panes): the mode C switches back to.
+    std::array<Correction, 1 + AbSettings::kMaxPanes> correction_memory_{};
     std::vector<PaneView> panes_;
     std::vector<SessionParams> sent_params_;
     std::vector<SessionParams> rejected_params_;
@@ -240,6 +270,12 @@ class GuiController {
     bool in_flight_ = false;
     std::optional<PendingRestart> pending_restart_;
     int newest_slot_ = -1;
+    std::vector<FrameAction> newest_actions_;  // what made the newest chunk (a continuation carries them)
+    std::vector<CameraPose> newest_poses_;
+    int in_flight_frames_ = 0;  // frames of the chunk in flight (requested again if it is abandoned)
+    // Replay positions after the chunk in flight and after the newest chunk received: a continuation
+    // replays from the latter.
+    size_t replay_pos_requested_ = 0, replay_pos_received_ = 0;
     int shown_generated_frames_ = 0;
     int requested_generated_frames_ = 0;
 
@@ -254,6 +290,8 @@ class GuiController {
     int chunks_received_ = 0;
 
     TraceRecorder recorder_;
+    InputTimeline input_;
+    double last_now_ = 0;  // the clock of the latest update: restarts forget input from before
 
     std::unique_ptr<Worker> worker_;  // reset first in the destructor
 };

@@ -39,7 +39,7 @@ const std::array<CommandInfo, kCommandCount>& command_table() {
         {"pause", "Pause / play", false, {GLFW_KEY_P}},
         {"reset", "Restart the world", false, {GLFW_KEY_R}},
         {"step", "Step one chunk (paused)", false, {GLFW_KEY_N}},
-        {"toggle_correction", "Correction on/off (quantized panes)", false, {GLFW_KEY_C}},
+        {"toggle_correction", "Correction off / back on", false, {GLFW_KEY_C}},
         {"toggle_memory", "Memory overlay", false, {GLFW_KEY_M}},
         {"toggle_help", "Help", false, {GLFW_KEY_F1}},
         {"toggle_hud", "Performance HUD", false, {GLFW_KEY_H}},

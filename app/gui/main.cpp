@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
            "Scripted run: play this many generated frames (trace actions, else the simulator's autopilot), "
            "write UI screenshots to --out, then quit")
         ->check(CLI::NonNegativeNumber);
+    cli.add_option(
+           "--input", options.input_script,
+           "Scripted run: keyboard input by UI frame (JSON: [{\"frame\": 0, \"down\": [\"W\"]}, ...]) "
+           "instead of the autopilot")
+        ->check(CLI::ExistingFile);
     cli.add_option("--out", options.out_dir,
                    "Folder for screenshots, traces and videos (default: ./kvworld-captures)");
     cli.add_option("--shot-every", options.shot_every,

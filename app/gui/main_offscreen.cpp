@@ -34,10 +34,9 @@ int run_offscreen(const AppOptions& options, WindowSize size) {
         const auto t0 = clock::now();
         double last = 0;
         while (!app.finished()) {
-            if (!app.wait_for_next_frame(std::chrono::milliseconds(100))) {
-                // Nothing more will come (the model or the start failed): draw the error once and stop.
-                exit_code = 1;
-            }
+            // False when nothing more will come (the model or the start failed): the app then draws the
+            // error for a few frames, saves it (final.png, summary.json) and finishes with exit code 1.
+            app.wait_for_next_frame(std::chrono::milliseconds(100));
             FrameInput in;
             in.now = std::chrono::duration<double>(clock::now() - t0).count();
             in.dt = last > 0 ? std::max(1e-4, in.now - last) : 1.0 / 60;
@@ -54,12 +53,8 @@ int run_offscreen(const AppOptions& options, WindowSize size) {
             glClear(GL_COLOR_BUFFER_BIT);
             ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
             if (app.ui_screenshot_due()) app.save_ui_screenshot(context.read_pixels());
-            if (exit_code != 0) {
-                app.save_ui_screenshot(context.read_pixels());
-                break;
-            }
         }
-        if (exit_code == 0) exit_code = app.exit_code();
+        exit_code = app.exit_code();
     }
     return exit_code;
 }

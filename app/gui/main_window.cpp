@@ -4,6 +4,7 @@
 #include <imgui_impl_glfw.h>
 #include <imgui_impl_opengl3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -30,6 +31,21 @@ void on_glfw_error(int code, const char* description) {
 // Installed before ImGui's callbacks, which chain to it.
 void on_key(GLFWwindow*, int key, int, int action, int) {
     if (action == GLFW_PRESS && key != GLFW_KEY_UNKNOWN) g_pressed.push_back(key);
+}
+
+// F11: full screen on the primary monitor, and back to the window it was.
+void toggle_fullscreen(GLFWwindow* window) {
+    static int saved_x = 0, saved_y = 0, saved_w = 1280, saved_h = 720;
+    if (glfwGetWindowMonitor(window)) {
+        glfwSetWindowMonitor(window, nullptr, saved_x, saved_y, saved_w, saved_h, GLFW_DONT_CARE);
+        return;
+    }
+    glfwGetWindowPos(window, &saved_x, &saved_y);
+    glfwGetWindowSize(window, &saved_w, &saved_h);
+    GLFWmonitor* monitor = glfwGetPrimaryMonitor();
+    const GLFWvidmode* mode = monitor ? glfwGetVideoMode(monitor) : nullptr;
+    if (!mode) return;  // nothing to fill (some virtual displays): stay windowed
+    glfwSetWindowMonitor(window, monitor, 0, 0, mode->width, mode->height, mode->refreshRate);
 }
 
 struct GlfwLibrary {
@@ -74,7 +90,7 @@ int run_window(const AppOptions& options, WindowSize size) {
     std::unique_ptr<GLFWwindow, WindowDeleter> window(
         glfwCreateWindow(size.width, size.height, "KVWorld", nullptr, nullptr));
     if (!window) throw Error("cannot open an OpenGL 3.3 core window (" + g_glfw_error + ")");
-    glfwSetWindowSizeLimits(window.get(), 960, 600, GLFW_DONT_CARE, GLFW_DONT_CARE);
+    glfwSetWindowSizeLimits(window.get(), 800, 500, GLFW_DONT_CARE, GLFW_DONT_CARE);  // 900x560 is laid out
     glfwMakeContextCurrent(window.get());
     glfwSwapInterval(options.world.scripted ? 0 : 1);
     glfwSetKeyCallback(window.get(), on_key);
@@ -104,12 +120,13 @@ int run_window(const AppOptions& options, WindowSize size) {
         in.gamepad_status = gamepad.status();
         if (!io.WantTextInput) {
             in.pressed_keys = g_pressed;
-            for (int c = 0; c < kCommandCount; ++c) {
-                if (!command_is_held(static_cast<Command>(c))) continue;
-                for (int key : app.keymap().bound(static_cast<Command>(c)))
-                    if (glfwGetKey(window.get(), key) == GLFW_PRESS)
-                        in.input.held[static_cast<size_t>(c)] = true;
-            }
+            in.input.held = held_commands(
+                app.keymap(), [&](int key) { return glfwGetKey(window.get(), key) == GLFW_PRESS; });
+            // A key pressed and released between two polls (a tap) still counts, in its stretch of time.
+            in.input.tapped = held_commands(app.keymap(), [&](int key) {
+                return glfwGetKey(window.get(), key) != GLFW_PRESS &&
+                       std::find(g_pressed.begin(), g_pressed.end(), key) != g_pressed.end();
+            });
         }
         g_pressed.clear();
         // Mouse look: hold the right button over the world (not over a panel); the cursor is captured
@@ -149,6 +166,7 @@ int run_window(const AppOptions& options, WindowSize size) {
             if (app.window_screenshot_requested()) app.save_window_screenshot(std::move(shot));
         }
         glfwSwapBuffers(window.get());
+        if (app.take_fullscreen_request()) toggle_fullscreen(window.get());
         // Vsync does not throttle everywhere (Xvfb, some remote X servers): cap the UI at about 60 fps so
         // a software GL does not take the CPU the generation worker needs.
         if (!options.world.scripted) {

@@ -94,17 +94,21 @@ Playback::Tick Playback::advance(double now) {
     return show_next(now);
 }
 
-void ActionCollector::add(const FrameAction& action, double sampled_at) {
+void ActionCollector::add(const FrameAction& action, double sampled_at, bool live) {
     actions_.push_back(action);
     times_.push_back(sampled_at);
+    live_.push_back(live);
 }
 
-void ActionCollector::take(std::vector<FrameAction>* actions, std::vector<double>* times) {
+void ActionCollector::take(std::vector<FrameAction>* actions, std::vector<double>* times,
+                           std::vector<bool>* live) {
     const size_t n = std::min(actions_.size(), static_cast<size_t>(frames_per_chunk_));
     actions->assign(actions_.begin(), actions_.begin() + static_cast<long>(n));
     times->assign(times_.begin(), times_.begin() + static_cast<long>(n));
+    if (live) live->assign(live_.begin(), live_.begin() + static_cast<long>(n));
     actions_.erase(actions_.begin(), actions_.begin() + static_cast<long>(n));
     times_.erase(times_.begin(), times_.begin() + static_cast<long>(n));
+    live_.erase(live_.begin(), live_.begin() + static_cast<long>(n));
 }
 
 void RollingStat::add(double v) {

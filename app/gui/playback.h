@@ -4,14 +4,14 @@
 // Chunks arrive from the worker F frames at a time; Playback shows them one frame per 1/fps (never in
 // bursts: a late frame delays the ones after it instead of being skipped over).
 //
-// Actions (the documented choice): one FrameAction is sampled from the input each time a new frame is
-// shown, and the F actions sampled while chunk c plays become the actions of chunk c+1, requested the
-// moment the last of them is sampled. So the player steers while watching, the request goes out one
-// frame period before chunk c+1 is due, and an action sampled when frame f of chunk c appears shows up in
-// frame f of chunk c+1: F/fps later (250 ms for 4 frames at 16 fps) plus however long generation
-// overruns that frame period. The app measures exactly that (sample time to display time) and shows it
-// in the HUD. Sampling at chunk start instead would add up to another chunk of latency and ignore input
-// given mid-chunk.
+// Actions (the documented choice): each time a new frame is shown, the chunk being collected gains an
+// action slot, and the F slots filled while chunk c plays become the actions of chunk c+1, requested the
+// moment the last of them is filled. The player's slots are built at request time from everything held or
+// tapped since the previous request (InputTimeline, input.h), that time split into F equal stretches: when
+// generation keeps up, a stretch is one frame period (an action sampled when frame f of chunk c appears
+// shows up in frame f of chunk c+1: F/fps later, 250 ms for 4 frames at 16 fps, plus any overrun); when a
+// chunk takes seconds (the CPU backend), nothing the player did while it was generated is lost. The app
+// measures sample (stretch end) to display time and shows it in the HUD.
 #pragma once
 
 #include <deque>
@@ -73,21 +73,24 @@ class Playback {
     int frames_shown_ = 0;
 };
 
-// Collects the actions for the next chunk, one per shown frame, each with its sample time.
+// Collects the actions for the next chunk, one per shown frame, each with its sample time. A `live` slot is
+// the player's: its action is made from the input when the chunk is requested.
 class ActionCollector {
   public:
     explicit ActionCollector(int frames_per_chunk) : frames_per_chunk_(frames_per_chunk) {}
-    void add(const FrameAction& action, double sampled_at);
+    void add(const FrameAction& action, double sampled_at, bool live = false);
     bool full() const { return static_cast<int>(actions_.size()) >= frames_per_chunk_; }
     int size() const { return static_cast<int>(actions_.size()); }
-    void clear() { actions_.clear(), times_.clear(); }
-    // Takes the first F actions (and their times) for a request.
-    void take(std::vector<FrameAction>* actions, std::vector<double>* times);
+    void clear() { actions_.clear(), times_.clear(), live_.clear(); }
+    // Takes the first F actions (and their times, and which slots are live) for a request.
+    void take(std::vector<FrameAction>* actions, std::vector<double>* times,
+              std::vector<bool>* live = nullptr);
 
   private:
     int frames_per_chunk_;
     std::vector<FrameAction> actions_;
     std::vector<double> times_;
+    std::vector<bool> live_;
 };
 
 // Rolling statistics for the HUD (latency, fps): last value and mean of the last N.

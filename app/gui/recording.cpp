@@ -128,10 +128,7 @@ void VideoRecorder::start(const fs::path& folder, int fps) {
     fps_ = fps;
     frames_ = 0;
     recording_ = true;
-    writer_.post([folder] {
-        fs::create_directories(folder);
-        return std::string();
-    });
+    // The folder is made with the first frame: a video stopped before any frame leaves nothing behind.
 }
 
 void VideoRecorder::add_frame(Image frame) {
@@ -140,6 +137,7 @@ void VideoRecorder::add_frame(Image frame) {
     writer_.post([folder = folder_, index, frame = std::move(frame)] {
         char name[32];
         std::snprintf(name, sizeof name, "frame_%05d.png", index);
+        if (index == 0) fs::create_directories(folder);
         write_png(folder / name, frame);
         return std::string();
     });

@@ -32,16 +32,28 @@ std::vector<PaneSpec> pane_specs(const CacheSettings& main_cache, const AbSettin
     return panes;
 }
 
-CacheSettings effective_cache(const CacheSettings& configured, bool correction_master_on) {
+const std::vector<CachePreset>& cache_presets() {
+    static const std::vector<CachePreset> presets = {
+        {"BF16", CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}},
+        {"INT4", CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Off}},
+        {"INT2 + correction", CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}},
+    };
+    return presets;
+}
+
+bool correction_applies(const CacheSettings& cache) {
+    return cache.keys_quantized();
+}
+
+CacheSettings effective_cache(const CacheSettings& configured) {
     CacheSettings c = configured;
-    if (!correction_master_on && c.keys_quantized()) c.correction = Correction::Off;
+    if (!correction_applies(c)) c.correction = Correction::Off;
     return c;
 }
 
-SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool correction_master_on,
-                             bool keep_device_frames) {
+SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool keep_device_frames) {
     SessionParams p;
-    p.cache = effective_cache(pane.cache, correction_master_on);
+    p.cache = effective_cache(pane.cache);
     p.context = shared.context;
     p.sampler = shared.sampler;
     p.seed = shared.seed;
@@ -49,9 +61,9 @@ SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared,
     return p;
 }
 
-std::string pane_label(const PaneSpec& pane, bool correction_master_on) {
+std::string pane_label(const PaneSpec& pane) {
     if (pane.reference) return "reference " + pane.cache.label();
-    return effective_cache(pane.cache, correction_master_on).label();
+    return effective_cache(pane.cache).label();
 }
 
 }  // namespace kvw::gui

@@ -34,7 +34,7 @@ struct AbSettings {
 };
 
 struct PaneSpec {
-    CacheSettings cache;  // as configured (the correction master switch is applied on top)
+    CacheSettings cache;  // as configured
     bool reference = false;
     bool operator==(const PaneSpec&) const = default;
 };
@@ -42,18 +42,24 @@ struct PaneSpec {
 // The panes the worker runs: the main cache alone, or the A/B set.
 std::vector<PaneSpec> pane_specs(const CacheSettings& main_cache, const AbSettings& ab);
 
-// The presenter key (C) toggles a master switch instead of rewriting each pane: with it off every quantized
-// pane runs without correction, with it on each pane runs its own configured mode (so a deliberate
-// "off" pane stays off). BF16 panes have nothing to correct either way.
-CacheSettings effective_cache(const CacheSettings& configured, bool correction_master_on);
+// The correction has one state: each cache's own mode. It acts on quantized keys only, so a cache with
+// BF16 keys runs (and is shown) without it, whatever mode was last chosen for it.
+bool correction_applies(const CacheSettings& cache);
+CacheSettings effective_cache(const CacheSettings& configured);
 
-SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool correction_master_on,
-                             bool keep_device_frames);
+SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared, bool keep_device_frames);
+
+// The presets of the Esc menu: what people compare first.
+struct CachePreset {
+    const char* name;
+    CacheSettings cache;
+};
+const std::vector<CachePreset>& cache_presets();  // BF16, INT4, INT2 + correction
 
 // A seed people can read and type back (9 digits) from std::random_device.
 uint64_t random_seed();
 
 // Short label for a pane: CacheSettings::label() with "reference" for the BF16 reference.
-std::string pane_label(const PaneSpec& pane, bool correction_master_on);
+std::string pane_label(const PaneSpec& pane);
 
 }  // namespace kvw::gui

@@ -73,9 +73,11 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         combo("##layout", &layout, {{0, "tok"}, {1, "chan"}}, 42, cache->key_bits < 16);
         cache->key_layout = static_cast<KeyLayout>(layout);
         ImGui::SameLine(0, 6);
-        int corr = static_cast<int>(cache->correction);
-        combo("##corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, cache->key_bits < 16);
-        cache->correction = static_cast<Correction>(corr);
+        // BF16 keys: nothing to correct, so no mode is shown as if it ran.
+        const bool corrects = correction_applies(*cache);
+        int corr = corrects ? static_cast<int>(cache->correction) : -1;
+        combo("##corr", &corr, {{-1, "n/a"}, {0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, corrects);
+        if (corrects) cache->correction = static_cast<Correction>(corr);
         ImGui::PopID();
         return;
     }
@@ -93,10 +95,16 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     ui::form_label("Key layout", column);
     if (ui::segmented("layout", &layout, {{0, "token"}, {1, "channel"}}, cache->key_bits < 16))
         cache->key_layout = static_cast<KeyLayout>(layout);
-    int corr = static_cast<int>(cache->correction);
+    // The one correction control (C switches it too). BF16 keys: greyed with nothing lit.
+    const bool corrects = correction_applies(*cache);
+    int corr = corrects ? static_cast<int>(cache->correction) : -1;
     ui::form_label("Correction", column);
-    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, cache->key_bits < 16))
+    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, corrects))
         cache->correction = static_cast<Correction>(corr);
+    if (!corrects) {
+        ImGui::SameLine();
+        ImGui::TextDisabled("BF16 keys");
+    }
     ui::help_marker(
         "Removes the Jensen bias: quantization noise on cached keys inflates their attention on "
         "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x).");
@@ -113,10 +121,18 @@ void App::draw_controls_panel() {
                      ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoCollapse);
     ImGui::PopStyleVar();
     const float column = 96;
-    const Keymap& k = keymap_.keymap;
     GuiController& world = *controller_;
     const std::optional<ModelConfig>& config = world.config();
 
+    // Without a model config nothing here can act: say what to do instead of offering dead controls.
+    if (!config) {
+        ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kBad));
+        ImGui::TextWrapped("No model is loaded.");
+        ImGui::PopStyleColor();
+        if (ImGui::Button("Open model...")) open_browser(BrowserPurpose::OpenModel);
+        ImGui::Separator();
+        ImGui::BeginDisabled();
+    }
     if (ImGui::CollapsingHeader("World", ImGuiTreeNodeFlags_DefaultOpen)) draw_world_section();
 
     // ---- KV cache -------------------------------------------------------------------------------
@@ -127,31 +143,28 @@ void App::draw_controls_panel() {
             CacheSettings cache = world.main_cache();
             draw_cache_editor("main", &cache, false);
             if (!(cache == world.main_cache())) world.set_main_cache(cache);
-            const bool correction_on = world.correction_on();
             if (!world.panes().empty()) {
                 const PaneView& running = world.panes()[0];
                 ImGui::TextDisabled("Running");
                 ImGui::SameLine();
                 ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s",
                                    running.applied.cache.label().c_str());
-                const CacheSettings wanted = effective_cache(cache, correction_on);
+                const CacheSettings wanted = effective_cache(cache);
                 if (!(wanted == running.applied.cache) && world.param_error().empty()) {
                     ImGui::SameLine();
                     ImGui::TextDisabled("-> %s next chunk", wanted.label().c_str());
                 }
-                if (!correction_on && cache.keys_quantized())
-                    ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Correction switched off (%s)",
-                                       k.describe(Command::ToggleCorrection).c_str());
             }
             if (config) {
-                const CacheBytes chunk =
-                    Session::predict_cache_bytes(*config, effective_cache(cache, correction_on), 1);
+                const CacheBytes chunk = Session::predict_cache_bytes(*config, effective_cache(cache), 1);
                 const CacheBytes bf16 = Session::predict_cache_bytes(*config, CacheSettings{}, 1);
-                ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %.1fx smaller than BF16",
+                const double ratio = chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0;
+                char versus[48] = "the size of BF16";
+                if (ratio >= 1.05) std::snprintf(versus, sizeof versus, "%.1fx smaller than BF16", ratio);
+                ui::muted_wrapped("Per chunk %s (codes %s + metadata %s), %s",
                                   format_bytes(static_cast<double>(chunk.total())).c_str(),
                                   format_bytes(static_cast<double>(chunk.codes)).c_str(),
-                                  format_bytes(static_cast<double>(chunk.metadata)).c_str(),
-                                  chunk.total() ? static_cast<double>(bf16.total()) / chunk.total() : 0.0);
+                                  format_bytes(static_cast<double>(chunk.metadata)).c_str(), versus);
             }
         }
         if (!world.param_error().empty()) {
@@ -162,11 +175,11 @@ void App::draw_controls_panel() {
         ImGui::Spacing();
     }
 
+    // Recording before the longer sections, so that it is in view at 1280x720.
+    draw_recording_section();
+    draw_ab_section();
     if (ImGui::CollapsingHeader("Context and sampler", ImGuiTreeNodeFlags_DefaultOpen))
         draw_context_section();
-
-    draw_ab_section();
-    draw_recording_section();
 
     // ---- View -----------------------------------------------------------------------------------
     if (ImGui::CollapsingHeader("View")) {
@@ -181,6 +194,7 @@ void App::draw_controls_panel() {
         ImGui::Checkbox("Planner", &show_planner_);
         if (!gl_info_.empty()) ImGui::TextDisabled("GL: %s", gl_info_.c_str());
     }
+    if (!config) ImGui::EndDisabled();
     ImGui::End();
 }
 
@@ -258,20 +272,20 @@ void App::draw_context_section() {
     SamplerSettings sampler = world.shared().sampler;
     ui::form_label("Window", column);
     ImGui::SetNextItemWidth(-1);
-    ImGui::SliderInt("##window", &context.window, 0, 16, "%d recent chunks");
+    ImGui::SliderInt("##window", &context.window, 0, 16,
+                     context.window == 1 ? "%d recent chunk" : "%d recent chunks");
     ui::form_label("Recall", column);
     ImGui::SetNextItemWidth(-1);
-    ImGui::SliderInt("##recall", &context.recall, 0, 8, "%d older chunks");
+    ImGui::SliderInt("##recall", &context.recall, 0, 8,
+                     context.recall == 1 ? "%d older chunk" : "%d older chunks");
     ImGui::Dummy(ImVec2(column - 8, 0));
     ImGui::SameLine(column);
     ImGui::Checkbox("always recall the first chunk", &context.recall_first);
     bool limited = context.budget_bytes > 0;
     const double chunk_bytes =
-        config
-            ? static_cast<double>(Session::predict_cache_bytes(
-                                      *config, effective_cache(world.main_cache(), world.correction_on()), 1)
-                                      .total())
-            : 1e6;
+        config ? static_cast<double>(
+                     Session::predict_cache_bytes(*config, effective_cache(world.main_cache()), 1).total())
+               : 1e6;
     ui::form_label("Budget", column);
     if (ImGui::Checkbox("##budgeton", &limited))
         context.budget_bytes = limited ? std::max(chunk_bytes * 12, 1e6) : 0;
@@ -327,12 +341,8 @@ void App::draw_ab_section() {
     ui::form_label("Panes", column);
     ui::segmented("panes", &ab.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
     ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab.reference);
-    ui::form_label("Correction", column);
-    int master = world.correction_on() ? 1 : 0;
-    if (ui::segmented("master", &master, {{1, " on "}, {0, " off "}})) world.set_correction(master == 1);
-    ImGui::SameLine();
-    ImGui::TextDisabled("all quantized panes (%s)",
-                        keymap_.keymap.describe(Command::ToggleCorrection).c_str());
+    ui::muted_wrapped("K, V bits, group, key layout, correction (%s: off/on for every quantized pane)",
+                      keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const int compared = ab.compared_panes();
     for (int i = 0; i < compared; ++i) {
         const int pane_index = i + (ab.reference ? 1 : 0);
@@ -364,10 +374,7 @@ void App::draw_recording_section() {
         path_buffer_ = (out_dir() / (timestamp_name("trace") + ".json")).string();
     }
     ImGui::SameLine();
-    if (ImGui::Button("Load trace...", ImVec2(120, 0))) {
-        path_prompt_ = PathPrompt::LoadTrace;
-        path_buffer_ = (out_dir() / "trace.json").string();
-    }
+    if (ImGui::Button("Load trace...", ImVec2(120, 0))) open_browser(BrowserPurpose::LoadTrace);
     if (ImGui::Button("Screenshot", ImVec2(120, 0))) take_screenshot();
     ImGui::SameLine();
     if (video_.recording()) {

@@ -114,7 +114,8 @@ void App::draw_memory_overlay() {
     ImGui::Text("KV cache %s", format_bytes(total).c_str());
     ImGui::SameLine();
     const double stored = chunk_bytes ? total / static_cast<double>(chunk_bytes) : 0;
-    ImGui::TextDisabled("%s, %.0f chunks", running.label().c_str(), std::round(stored));
+    ImGui::TextDisabled("%s, %.0f chunk%s", running.label().c_str(), std::round(stored),
+                        std::round(stored) == 1 ? "" : "s");
     const double scale = budget > 0 ? std::max(budget, total) * 1.05 : std::max(total * 1.25, 1.0);
     ui::stacked_bar(ImVec2(bar_w, 12),
                     {{static_cast<double>(m.cache_bytes.codes), ui::color::kAccent},
@@ -222,11 +223,13 @@ void App::draw_planner() {
     ImGui::SetNextWindowPos(ImVec2((world_x0_ + world_x1_) * 0.5f, (world_y0_ + world_y1_) * 0.5f),
                             ImGuiCond_Appearing, ImVec2(0.5f, 0.5f));
     ImGui::SetNextWindowSize(ImVec2(std::min(640.0f, io.DisplaySize.x - 40), 0), ImGuiCond_Appearing);
+    ImGui::SetNextWindowBgAlpha(1.0f);  // a window of its own, not an overlay: nothing shows through
     if (!ImGui::Begin("Memory planner", &show_planner_,
                       ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_AlwaysAutoResize)) {
         ImGui::End();
         return;
     }
+    note_window("planner", true);
     // Models: the peer presets and the model running here.
     std::vector<PeerModel> models = presets_;
     if (world.config())
@@ -306,7 +309,8 @@ void App::draw_planner() {
                 plan.chunk_seconds);
     ImGui::SameLine(0, 20);
     ImGui::Text("context %s", format_bytes(static_cast<double>(plan.row.context_bytes)).c_str());
-    ImGui::Text("%.0f s of history = %d chunks = ", planner_seconds_, plan.chunks);
+    ImGui::Text("%.0f s of history = %d chunk%s = ", planner_seconds_, plan.chunks,
+                plan.chunks == 1 ? "" : "s");
     ImGui::SameLine(0, 0);
     ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s of cache",
                        format_bytes(plan.history_gb * kBytesPerGB).c_str());

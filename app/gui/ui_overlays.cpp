@@ -1,6 +1,7 @@
 // The frame of the UI: menu bar, the world view (one pane or the A/B grid), overlays on it (HUD,
 // generating/paused/replay state), the status bar, messages, help and the path prompt.
 #include <imgui.h>
+#include <imgui_internal.h>  // ImRect
 
 #include <algorithm>
 #include <cmath>
@@ -36,15 +37,16 @@ void centered_text(ImDrawList* dl, ImVec2 center, ImU32 col, const char* text) {
     dl->AddText(ImVec2(center.x - size.x * 0.5f, center.y - size.y * 0.5f), col, text);
 }
 
-// A label chip drawn on top of a pane.
-void chip(ImDrawList* dl, ImVec2 pos, ImU32 accent, const std::string& text) {
+// A label chip drawn on top of a pane; returns where it went.
+ImRect chip(ImDrawList* dl, ImVec2 pos, ImU32 accent, const std::string& text) {
     const ImVec2 size = ImGui::CalcTextSize(text.c_str());
     const float pad = 5;
-    dl->AddRectFilled(pos, ImVec2(pos.x + size.x + 2 * pad + 6, pos.y + size.y + 2 * pad),
-                      IM_COL32(10, 12, 16, 200), 4);
+    const ImVec2 end(pos.x + size.x + 2 * pad + 6, pos.y + size.y + 2 * pad);
+    dl->AddRectFilled(pos, end, IM_COL32(10, 12, 16, 200), 4);
     dl->AddRectFilled(pos, ImVec2(pos.x + 4, pos.y + size.y + 2 * pad), accent, 4,
                       ImDrawFlags_RoundCornersLeft);
     dl->AddText(ImVec2(pos.x + pad + 6, pos.y + pad), IM_COL32(235, 236, 240, 255), text.c_str());
+    return ImRect(pos, end);
 }
 
 std::string fmt(const char* format, double v) {
@@ -66,7 +68,9 @@ float App::ab_strip_height() const {
 
 void App::draw_ui(const FrameInput& in) {
     const ImGuiIO& io = ImGui::GetIO();
+    widgets_.clear();
     draw_menu_bar();
+    note_widget("menu_bar", 0, 0, io.DisplaySize.x, menu_height_);
     status_height_ = ImGui::GetFrameHeight() + 12;
     panel_width_ = show_panel_ ? std::clamp(io.DisplaySize.x * 0.28f, 340.0f, 440.0f) : 0.0f;
     memory_width_ = show_memory_ ? std::clamp(io.DisplaySize.x * 0.25f, 300.0f, 400.0f) : 0.0f;
@@ -75,12 +79,22 @@ void App::draw_ui(const FrameInput& in) {
     world_x1_ = io.DisplaySize.x - panel_width_;
     world_y1_ = io.DisplaySize.y - status_height_;
     draw_world(in);
-    if (show_panel_) draw_controls_panel();
+    if (show_panel_) {
+        draw_controls_panel();
+        note_widget("controls_panel", world_x1_, world_y0_, io.DisplaySize.x, world_y1_);
+    }
     if (show_hud_) draw_hud(in);
-    if (show_memory_) draw_memory_overlay();
+    if (show_memory_) {
+        draw_memory_overlay();
+        note_widget("memory_panel", 0, world_y0_, memory_width_, world_y1_);
+    }
     if (show_planner_) draw_planner();
+    draw_start_hint();
     draw_status_bar();
+    note_widget("status_bar", 0, world_y1_, io.DisplaySize.x, io.DisplaySize.y);
     draw_toasts(in.now);
+    draw_escape_menu();
+    draw_browser();
     if (show_help_) draw_help();
     draw_path_popup();
 }
@@ -95,10 +109,9 @@ void App::draw_menu_bar() {
     ImGui::Spacing();
     const Keymap& k = keymap_.keymap;
     if (ImGui::BeginMenu("File")) {
-        if (ImGui::MenuItem("Load trace...")) {
-            path_prompt_ = PathPrompt::LoadTrace;
-            path_buffer_ = (out_dir() / "trace.json").string();
-        }
+        if (ImGui::MenuItem("Open model...")) open_browser(BrowserPurpose::OpenModel);
+        if (ImGui::MenuItem("Load trace...", nullptr, false, world.ready()))
+            open_browser(BrowserPurpose::LoadTrace);
         if (ImGui::MenuItem("Save trace...", nullptr, false, world.recorder().active())) {
             path_prompt_ = PathPrompt::SaveTrace;
             path_buffer_ = (out_dir() / (timestamp_name("trace") + ".json")).string();
@@ -112,7 +125,7 @@ void App::draw_menu_bar() {
         if (ImGui::MenuItem("Quit")) quit_requested_ = true;
         ImGui::EndMenu();
     }
-    if (ImGui::BeginMenu("World")) {
+    if (ImGui::BeginMenu("World", world.config().has_value())) {
         const bool paused = world.paused();
         if (ImGui::MenuItem(paused ? "Play" : "Pause", k.describe(Command::Pause).c_str()))
             world.set_paused(!paused);
@@ -121,8 +134,10 @@ void App::draw_menu_bar() {
         if (ImGui::MenuItem("Restart", k.describe(Command::Reset).c_str())) world.restart_world();
         if (ImGui::MenuItem("New random world")) world.new_world(std::nullopt);
         ImGui::Separator();
-        if (ImGui::MenuItem("Correction on", k.describe(Command::ToggleCorrection).c_str(),
-                            world.correction_on()))
+        using Correction = GuiController::CorrectionState;
+        const Correction correction = world.correction_state();
+        if (ImGui::MenuItem("Correction", k.describe(Command::ToggleCorrection).c_str(),
+                            correction == Correction::On, correction != Correction::NothingToCorrect))
             world.toggle_correction();
         ImGui::EndMenu();
     }
@@ -166,38 +181,42 @@ void App::draw_world(const FrameInput&) {
         y1 = world_y1_ - ab_strip_height();
         draw_ab_plots();
     }
+    // Bands of their own, so that nothing is ever drawn over a picture: on top the compact HUD (small
+    // windows), at the bottom the footer (held keys, state, recording).
+    compact_hud_ = show_hud_ && !show_memory_ && (b.x - a.x < 760 || b.y - a.y < 600);
+    const float top = a.y + (compact_hud_ ? compact_hud_height() : 0.0f);
+    const float footer_h = ImGui::GetTextLineHeight() + 18;
+    float bottom = y1 - footer_h;
+    draw_world_footer(bottom, y1);
+    if (start_hint_ && world.ready() && world.takes_player_input() && world.state() == RunState::Running) {
+        bottom -= footer_h;  // the start hint's band (draw_start_hint), above the footer
+        hint_y_ = bottom + 4;
+    }
     if (!world.config() || world.state() == RunState::Failed) {
-        centered_text(dl, ImVec2((a.x + b.x) * 0.5f, (a.y + y1) * 0.5f), ui::color::kBad,
-                      world.fatal_error().empty() ? "No model" : world.fatal_error().c_str());
+        draw_world_failure(top, bottom);
         return;
     }
     if (!world.playback() || !world.playback()->has_frame()) {
         const Progress p = world.worker_progress();
         const std::string text = p.activity.empty() ? "Starting..." : p.activity + "...";
-        centered_text(dl, ImVec2((a.x + b.x) * 0.5f, (a.y + y1) * 0.5f), ui::color::kMuted, text.c_str());
+        centered_text(dl, ImVec2((a.x + b.x) * 0.5f, (top + bottom) * 0.5f), ui::color::kMuted, text.c_str());
         return;
     }
     const Playback& playback = *world.playback();
     const ModelConfig& config = *world.config();
-    // State banner on the world: paused or replaying. In the A/B grid it gets its own band on top.
-    const float mid = (a.x + b.x) * 0.5f;
-    std::string banner;
-    ImU32 banner_color = ui::color::kWarn;
-    if (playback.paused()) {
-        banner = "PAUSED   " + keymap_.keymap.describe(Command::Pause) + " play   " +
-                 keymap_.keymap.describe(Command::Step) + " step one chunk";
-    } else if (world.replaying()) {
-        banner = "REPLAYING TRACE   " + std::to_string(world.replay_position()) + " / " +
-                 std::to_string(world.replay_length()) + " frames";
-        banner_color = ui::color::kAccent;
-    }
-    const float banner_band = !banner.empty() && ab_view ? ImGui::GetTextLineHeight() + 24 : 0;
-
-    const int n = static_cast<int>(world.panes().size());
+    // A pane enlarged by a click (A/B view) is drawn alone, in the whole area.
+    std::vector<int> shown_panes;
+    const int pane_count = static_cast<int>(world.panes().size());
+    if (ab_view && enlarged_pane_ >= 0 && enlarged_pane_ < pane_count)
+        shown_panes.push_back(enlarged_pane_);
+    else
+        for (int i = 0; i < pane_count; ++i) shown_panes.push_back(i);
+    const int n = static_cast<int>(shown_panes.size());
     const float aspect = static_cast<float>(config.width) / config.height;
     const float margin = ab_view ? 8.0f : 0.0f;
-    // Where the frames go: the whole area (the HUD then overlays them), or the area beside or below the
-    // HUD when that costs the frames little; whichever gives the largest pane, preferring not to overlap.
+    // Where the frames go: the area left of the HUD's column or below it, whichever gives the larger
+    // pane; never under it. The HUD's size only grows while it is shown (hud_reserved_*), so the picture
+    // does not move sideways when a line of it gets longer.
     struct Region {
         float x0, y0, x1, y1;
     };
@@ -207,14 +226,12 @@ void App::draw_world(const FrameInput&) {
         pane_grid(n, w, h, aspect, cols, rows);
         return std::min(w / *cols, h / *rows * aspect);
     };
-    Region region{a.x, a.y + banner_band, b.x, y1};
+    Region region{a.x, top, b.x, bottom};
     int cols = 1, rows = 1;
-    const float full = pane_size(region, &cols, &rows);
-    if (show_hud_ && hud_width_ > 0) {
-        // Frames a little smaller but fully visible beat frames under the HUD.
-        float best = 0.8f * full;
-        for (const Region& r : {Region{a.x + hud_width_ + 16, a.y + banner_band, b.x, y1},
-                                Region{a.x, a.y + std::max(banner_band, hud_height_ + 16), b.x, y1}}) {
+    if (show_hud_ && !compact_hud_ && hud_reserved_w_ > 0) {
+        float best = -1;
+        for (const Region& r : {Region{a.x + hud_reserved_w_ + 20, top, b.x, bottom},
+                                Region{a.x, top + hud_reserved_h_ + 20, b.x, bottom}}) {
             int c = 1, rr = 1;
             const float size = pane_size(r, &c, &rr);
             if (size > best) {
@@ -224,105 +241,225 @@ void App::draw_world(const FrameInput&) {
                 rows = rr;
             }
         }
+    } else {
+        pane_size(region, &cols, &rows);
     }
     const float area_w = region.x1 - region.x0 - 2 * margin, area_h = region.y1 - region.y0 - 2 * margin;
     // Cells as large as the panes and the grid centred as a block (no wide gaps between columns).
     const float gap = ab_view ? 4.0f : 0.0f;
-    const float pane_w = std::min(area_w / cols - 2 * gap, (area_h / rows - 2 * gap) * aspect);
+    const float pane_w =
+        std::max(1.0f, std::floor(std::min(area_w / cols - 2 * gap, (area_h / rows - 2 * gap) * aspect)));
     const float cell_w = pane_w + 2 * gap, cell_h = pane_w / aspect + 2 * gap;
     const float grid_x = region.x0 + margin + (area_w - cols * cell_w) * 0.5f;
     const float grid_y = region.y0 + margin + (area_h - rows * cell_h) * 0.5f;
     const ChunkEntry& entry = playback.current();
     pane_rects_.clear();
-    for (int i = 0; i < n; ++i) {
-        const int c = i % cols, r = i / cols;
-        const float w = pane_w, h = pane_w / aspect;
+    const ImGuiIO& io = ImGui::GetIO();
+    const bool clicked = ab_view && ImGui::IsMouseClicked(ImGuiMouseButton_Left) && !io.WantCaptureMouse;
+    bool click_used = false;
+    for (int k = 0; k < n; ++k) {
+        const int i = shown_panes[static_cast<size_t>(k)];
+        const int c = k % cols, r = k / cols;
+        const float w = pane_w, h = std::floor(pane_w / aspect);
         const float cx = grid_x + (c + 0.5f) * cell_w, cy = grid_y + (r + 0.5f) * cell_h;
-        const ImVec2 p0(std::floor(cx - w * 0.5f), std::floor(cy - h * 0.5f)),
-            p1(p0.x + std::floor(w), p0.y + std::floor(h));
+        const ImVec2 p0(std::floor(cx - w * 0.5f), std::floor(cy - h * 0.5f)), p1(p0.x + w, p0.y + h);
         const auto tex = reinterpret_cast<ImTextureID>(
             static_cast<intptr_t>(presenter_.texture(entry.slot, i, playback.frame())));
         dl->AddImage(tex, p0, p1);
         pane_rects_.push_back({p0.x, p0.y, p1.x, p1.y});
+        const std::string pane_name = "pane_" + std::to_string(i + 1);
+        note_widget(pane_name, p0.x, p0.y, p1.x, p1.y);
         if (!ab_view) continue;
+        if (clicked && !click_used && ImGui::IsMouseHoveringRect(p0, p1, false)) {
+            // A click enlarges a pane; a click on the enlarged one brings the grid back.
+            enlarged_pane_ = enlarged_pane_ == i ? -1 : i;
+            click_used = true;
+        }
         dl->AddRect(ImVec2(p0.x - 1, p0.y - 1), ImVec2(p1.x + 1, p1.y + 1), ui::color::pane(i), 0, 0, 1.5f);
         const PaneView& pane = world.panes()[static_cast<size_t>(i)];
-        chip(dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i),
-             pane.spec.reference ? "REFERENCE  " + pane.applied.cache.label() : pane.applied.cache.label());
-        if (i < world.ab_stats().panes()) {
+        // Chips inside their pane only: the longest text that fits, or none.
+        const float room = w - 16;
+        const std::string label = pane.applied.cache.label();
+        const std::string label_text =
+            first_fitting({pane.spec.reference ? "REFERENCE  " + label : label,
+                           pane.spec.reference ? "REF " + label : label, std::to_string(i + 1)},
+                          room);
+        if (!label_text.empty()) {
+            const ImRect chip_rect = chip(dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i), label_text);
+            note_widget(pane_name + "/label", chip_rect.Min.x, chip_rect.Min.y, chip_rect.Max.x,
+                        chip_rect.Max.y);
+        }
+        if (i < world.ab_stats().panes() && h > 3 * (ImGui::GetTextLineHeight() + 10) + 16) {
             const PaneSeries& s = world.ab_stats().series(i);
-            std::string stats;
-            if (!s.psnr.empty() && std::isfinite(s.psnr.back())) stats += fmt("PSNR %.1f dB", s.psnr.back());
+            std::string psnr, delta;
+            if (!s.psnr.empty() && std::isfinite(s.psnr.back())) psnr = fmt("PSNR %.1f dB", s.psnr.back());
             if (!s.delta_ps.empty() && std::isfinite(s.delta_ps.back()))
-                stats += (stats.empty() ? "" : "   ") + std::string(ui::delta_ps_name()) +
-                         fmt(" %+.4f", s.delta_ps.back());
-            if (!stats.empty())
-                chip(dl, ImVec2(p0.x + 8, p1.y - ImGui::GetTextLineHeight() - 18), ui::color::pane(i), stats);
-        }
-    }
-
-    if (!banner.empty()) {
-        const ImVec2 size = ImGui::CalcTextSize(banner.c_str());
-        const ImVec2 p(mid - size.x * 0.5f - 12, a.y + 12);
-        dl->AddRectFilled(p, ImVec2(p.x + size.x + 24, p.y + size.y + 12), IM_COL32(10, 12, 16, 210), 6);
-        dl->AddText(ImVec2(p.x + 12, p.y + 6), banner_color, banner.c_str());
-    }
-    if (video_.recording()) {
-        const std::string rec = "REC  " + std::to_string(video_.frames()) + " frames";
-        const ImVec2 size = ImGui::CalcTextSize(rec.c_str());
-        const ImVec2 p(b.x - size.x - 40, a.y + 12);
-        dl->AddRectFilled(p, ImVec2(p.x + size.x + 30, p.y + size.y + 12), IM_COL32(10, 12, 16, 210), 6);
-        if (std::fmod(now_, 1.0) < 0.6)
-            dl->AddCircleFilled(ImVec2(p.x + 12, p.y + 6 + size.y * 0.5f), 5, ui::color::kBad);
-        dl->AddText(ImVec2(p.x + 22, p.y + 6), ui::color::kBad, rec.c_str());
-    }
-    const bool generating_visible =
-        (world.stalled() && world.stall_since() >= 0 && now_ - world.stall_since() > 0.12) ||
-        world.restart_pending();
-    if ((generating_visible || world.state() == RunState::Loading) && !show_help_) {
-        const Progress p = world.worker_progress();
-        ImGui::SetNextWindowPos(ImVec2(mid, y1 - 16), ImGuiCond_Always, ImVec2(0.5f, 1.0f));
-        ImGui::SetNextWindowBgAlpha(0.85f);
-        if (ImGui::Begin("##generating", nullptr, kOverlayFlags | ImGuiWindowFlags_NoInputs)) {
-            const double waited = world.stall_since() >= 0 ? now_ - world.stall_since() : 0;
-            ImGui::Text("%s...", p.activity.empty() ? "Waiting for the worker" : p.activity.c_str());
-            ImGui::SameLine();
-            ImGui::TextDisabled("%.1f s", waited);
-            if (world.restart_pending())
-                ImGui::TextColored(ui::color::vec(ui::color::kWarn),
-                                   "then: %s (continuing from the newest frames)",
-                                   world.pending_restart_reason().c_str());
-            float fraction = 0;
-            std::string overlay;
-            if (p.total > 0) {
-                fraction = (static_cast<float>(p.pane) + static_cast<float>(p.done) / p.total) /
-                           std::max(1, p.panes);
-                overlay = p.stage + " " + std::to_string(p.done) + "/" + std::to_string(p.total);
-                if (p.panes > 1)
-                    overlay += "   pane " + std::to_string(p.pane + 1) + "/" + std::to_string(p.panes);
+                delta = std::string(ui::delta_ps_name()) + fmt(" %+.4f", s.delta_ps.back());
+            const std::string stats =
+                first_fitting({psnr.empty() || delta.empty() ? psnr + delta : psnr + "   " + delta,
+                               psnr.empty() ? delta : psnr},
+                              room);
+            if (!stats.empty()) {
+                const ImRect r = chip(dl, ImVec2(p0.x + 8, p1.y - ImGui::GetTextLineHeight() - 18),
+                                      ui::color::pane(i), stats);
+                note_widget(pane_name + "/stats", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
             }
-            ImGui::ProgressBar(fraction, ImVec2(280, 0), overlay.c_str());
         }
-        ImGui::End();
     }
+    if (clicked && !click_used && enlarged_pane_ >= 0 &&
+        ImGui::IsMouseHoveringRect(ImVec2(a.x, top), ImVec2(b.x, bottom), false))
+        enlarged_pane_ = -1;
+}
+
+std::string App::first_fitting(const std::vector<std::string>& candidates, float width) const {
+    for (const std::string& text : candidates)
+        if (!text.empty() && ImGui::CalcTextSize(text.c_str()).x + 16 <= width) return text;
+    return "";
+}
+
+void App::draw_world_failure(float top, float bottom) {
+    // The way out of a model that cannot be read (a bad --model): say why and offer another one.
+    const GuiController& world = *controller_;
+    const std::string text = world.fatal_error().empty() ? "No model" : world.fatal_error();
+    const float width = std::min(world_x1_ - world_x0_ - 40, 620.0f);
+    ImGui::SetNextWindowPos(ImVec2((world_x0_ + world_x1_) * 0.5f, (top + bottom) * 0.5f), ImGuiCond_Always,
+                            ImVec2(0.5f, 0.5f));
+    ImGui::SetNextWindowSize(ImVec2(width, 0));
+    if (ImGui::Begin("##failure", nullptr, kOverlayFlags & ~ImGuiWindowFlags_AlwaysAutoResize)) {
+        ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kBad));
+        ImGui::TextWrapped("%s", text.c_str());
+        ImGui::PopStyleColor();
+        ImGui::Spacing();
+        if (ImGui::Button("Open model...")) open_browser(BrowserPurpose::OpenModel);
+        if (world.config()) {
+            ImGui::SameLine();
+            if (ImGui::Button("Restart the world")) controller_->restart_world();
+        }
+        note_window("failure");
+    }
+    ImGui::End();
+}
+
+void App::draw_world_footer(float y0, float y1) {
+    // Left: the keys held and queued for the next chunk; centre: paused / replaying / generating;
+    // right: the video being recorded. Each one a chip in the band, so none covers a picture.
+    const GuiController& world = *controller_;
+    // Under any window (help, menus): the band itself is kept free of the layout's other elements.
+    ImDrawList* dl = ImGui::GetBackgroundDrawList();
+    const float line = ImGui::GetTextLineHeight();
+    const float chip_y = y0 + (y1 - y0 - line - 10) * 0.5f;
+    float left = world_x0_ + 10, right = world_x1_ - 10;
+    if (video_.recording()) {
+        const std::string rec = "REC " + std::to_string(video_.frames()) + " frames";
+        const float w = ImGui::CalcTextSize(rec.c_str()).x + 22;
+        const ImRect r = chip(dl, ImVec2(right - w, chip_y), ui::color::kBad, rec);
+        note_widget("recording_badge", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
+        right = r.Min.x - 10;
+    }
+    if (world.ready() && world.takes_player_input()) {
+        const InputTimeline& input = world.input_timeline();
+        const std::string held = held_keys_text(input.latest().held);
+        const std::string queued = held_keys_text(input.pending());
+        if (!held.empty() || !queued.empty()) {
+            // Which keys the next chunk will carry: on a slow backend the player sees the input is kept.
+            std::string text = "held: " + (held.empty() ? std::string("-") : held);
+            if (!queued.empty()) {
+                text += "   next chunk: " + queued;
+                const double waited = now_ - input.pending_since();
+                if (waited >= 1.0) text += fmt(" (%.0f s of input)", waited);
+            }
+            const std::string fitted = first_fitting({text, "next: " + queued, held}, (right - left) * 0.5f);
+            if (!fitted.empty()) {
+                const ImRect r = chip(dl, ImVec2(left, chip_y), ui::color::kAccent, fitted);
+                note_widget("input_strip", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
+                left = r.Max.x + 10;
+            }
+        }
+    }
+    std::string state;
+    ImU32 color = ui::color::kWarn;
+    const Playback* playback = world.playback();
+    const bool generating =
+        (world.stalled() && world.stall_since() >= 0 && now_ - world.stall_since() > 0.12) ||
+        world.restart_pending() || world.state() == RunState::Loading;
+    if (playback && playback->paused()) {
+        state = "PAUSED  " + keymap_.keymap.describe(Command::Pause) + " play  " +
+                keymap_.keymap.describe(Command::Step) + " step";
+    } else if (generating) {
+        const Progress p = world.worker_progress();
+        const double waited = world.stall_since() >= 0 ? now_ - world.stall_since() : 0;
+        state = (p.activity.empty() ? std::string("waiting for the worker") : p.activity) +
+                fmt("...  %.1f s", waited);
+        if (p.total > 0)
+            state +=
+                "  " + p.stage + " " + std::to_string(p.done) + "/" + std::to_string(p.total) +
+                (p.panes > 1 ? "  pane " + std::to_string(p.pane + 1) + "/" + std::to_string(p.panes) : "");
+        color = ui::color::kMuted;
+    } else if (world.replaying()) {
+        state = "REPLAYING TRACE  " + std::to_string(world.replay_position()) + " / " +
+                std::to_string(world.replay_length()) + " frames";
+        color = ui::color::kAccent;
+    }
+    if (!state.empty()) {
+        const std::string fitted = first_fitting({state, state.substr(0, state.find("  "))}, right - left);
+        if (!fitted.empty()) {
+            const float w = ImGui::CalcTextSize(fitted.c_str()).x + 22;
+            const float x = std::clamp((world_x0_ + world_x1_ - w) * 0.5f, left, right - w);
+            const ImRect r = chip(dl, ImVec2(x, chip_y), color, fitted);
+            note_widget("state", r.Min.x, r.Min.y, r.Max.x, r.Max.y);
+        }
+    }
+}
+
+float App::compact_hud_height() const {
+    // ImGui makes no window smaller than the style's minimum: reserve what it will draw.
+    return std::max(ImGui::GetTextLineHeight() + 14, ImGui::GetStyle().WindowMinSize.y);
 }
 
 void App::draw_hud(const FrameInput&) {
     if (show_memory_) {
         // The memory column is open: the HUD is its first section instead of floating over the frames.
-        hud_width_ = hud_height_ = 0;
+        hud_reserved_w_ = hud_reserved_h_ = 0;
+        return;
+    }
+    if (compact_hud_) {
+        // A small window: one line in a band of its own above the frames.
+        const GuiController& world = *controller_;
+        ImGui::SetNextWindowPos(ImVec2(world_x0_, world_y0_), ImGuiCond_Always);
+        ImGui::SetNextWindowSize(ImVec2(world_x1_ - world_x0_, compact_hud_height()));
+        ImGui::PushStyleVar(ImGuiStyleVar_WindowPadding, ImVec2(10, 6));
+        ImGui::PushStyleVar(ImGuiStyleVar_WindowRounding, 0);
+        if (ImGui::Begin("##hud", nullptr, kOverlayFlags & ~ImGuiWindowFlags_AlwaysAutoResize)) {
+            std::string line = fmt("UI %.0f fps", ui_fps_.mean());
+            if (!world.generated_fps().empty())
+                line += fmt("   generated %.1f fps", world.generated_fps().last());
+            if (!world.chunk_ms_history().empty())
+                line += fmt("   chunk %.0f ms", world.chunk_ms_history().back());
+            if (!world.latency_ms().empty()) line += fmt("   latency %.0f ms", world.latency_ms().last());
+            line += presenter_.last_upload_interop() ? "   CUDA-GL interop" : "   host upload";
+            ImGui::TextUnformatted(
+                first_fitting({line, line.substr(0, line.find("   latency"))}, world_x1_ - world_x0_ - 4)
+                    .c_str());
+            note_window("hud");
+        }
+        ImGui::End();
+        ImGui::PopStyleVar(2);
         return;
     }
     const float pad = 10;
     ImGui::SetNextWindowPos(ImVec2(world_x0_ + pad, world_y0_ + pad), ImGuiCond_Always);
+    // A fixed width (the height follows the rows): the frames beside it stay where they are.
+    ImGui::SetNextWindowSize(ImVec2(23 * ImGui::GetFontSize(), 0));
     ImGui::SetNextWindowBgAlpha(0.80f);
-    if (!ImGui::Begin("##hud", nullptr, kOverlayFlags)) {
+    if (!ImGui::Begin("##hud", nullptr, kOverlayFlags & ~ImGuiWindowFlags_AlwaysAutoResize)) {
         ImGui::End();
         return;
     }
     draw_hud_contents();
-    hud_width_ = ImGui::GetWindowWidth();
-    hud_height_ = ImGui::GetWindowHeight();
+    // Reserved space only grows while the HUD is shown: the frames beside it do not move with its text.
+    hud_reserved_w_ = std::max(hud_reserved_w_, ImGui::GetWindowWidth());
+    hud_reserved_h_ = std::max(hud_reserved_h_, ImGui::GetWindowHeight());
+    note_window("hud");
     ImGui::End();
 }
 
@@ -388,7 +525,7 @@ void App::draw_hud_contents() {
         ImGui::Text("%5.0f ms  (mean %.0f)", world.latency_ms().last(), world.latency_ms().mean());
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip(
-            "Action to frame: from the moment an action is sampled (one per shown frame)\n"
+            "Action to frame: from the end of the stretch of input an action was made from\n"
             "to the moment the frame generated from it is on screen. By design one chunk\n"
             "(%d frames = %.0f ms) plus any generation overrun.",
             world.frames_per_chunk(), config ? 1000.0 * config->chunk_seconds() : 0.0);
@@ -401,7 +538,9 @@ void App::draw_hud_contents() {
         const std::string reason = host_upload_reason();
         ImGui::TextUnformatted("host upload");
         ImGui::SameLine(0, 4);
-        ImGui::TextDisabled("(%s)", reason.c_str());
+        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+        ImGui::TextWrapped("(%s)", reason.c_str());
+        ImGui::PopStyleColor();
     }
     if (world.chunk_ms_history().size() > 1) {
         std::vector<float> v(world.chunk_ms_history().begin(), world.chunk_ms_history().end());
@@ -453,45 +592,55 @@ void App::draw_status_bar() {
             world.restart_pending() ? (", then " + world.pending_restart_reason()).c_str() : "");
         ImGui::SameLine(0, 14);
     }
-    const bool tiny_note = world.model_note().rfind("NOTE", 0) == 0;
-    if (tiny_note) {
-        ImGui::TextColored(ui::color::vec(ui::color::kWarn),
-                           "No trained default model: the tiny random test model shows no world");
-        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", world.model_note().c_str());
-    } else {
-        ImGui::TextDisabled("%s", world.model_note().c_str());
-    }
-    // Right: presentation path and gamepad.
+    // Right: presentation path and gamepad; the middle gets what is left, so texts never run into each
+    // other: the newest message (errors in red; all recent ones on hover), else the model note.
     std::string right = presenter_.last_upload_interop() ? "CUDA-GL interop" : "host upload";
     if (!gamepad_status_.empty()) right = gamepad_status_ + "   |   " + right;
-    const float w = ImGui::CalcTextSize(right.c_str()).x;
-    ImGui::SameLine(std::max(ImGui::GetCursorPosX() + 20, io.DisplaySize.x - w - 14));
+    const float right_w = ImGui::CalcTextSize(right.c_str()).x;
+    const float room = io.DisplaySize.x - right_w - 34 - ImGui::GetCursorPosX();
+    auto elided = [&](const std::string& text) {
+        if (ImGui::CalcTextSize(text.c_str()).x <= room) return text;
+        std::string cut = text;
+        while (!cut.empty() && ImGui::CalcTextSize((cut + "...").c_str()).x > room) cut.pop_back();
+        return cut.empty() ? cut : cut + "...";
+    };
+    if (!toasts_.empty()) {
+        const Toast& newest = toasts_.back();
+        const std::string text = elided(newest.text);
+        ImGui::TextColored(ui::color::vec(newest.error ? ui::color::kBad : ui::color::kAccent), "%s",
+                           text.c_str());
+        if (ImGui::IsItemHovered()) {
+            ImGui::BeginTooltip();
+            ImGui::PushTextWrapPos(std::min(640.0f, io.DisplaySize.x * 0.8f));
+            for (const Toast& t : toasts_) {
+                if (t.error)
+                    ImGui::TextColored(ui::color::vec(ui::color::kBad), "%s", t.text.c_str());
+                else
+                    ImGui::TextUnformatted(t.text.c_str());
+            }
+            ImGui::PopTextWrapPos();
+            ImGui::EndTooltip();
+        }
+        note_widget("status_bar/notifications", ImGui::GetItemRectMin().x, ImGui::GetItemRectMin().y,
+                    ImGui::GetItemRectMax().x, ImGui::GetItemRectMax().y);
+    } else if (world.model_note().rfind("NOTE", 0) == 0) {
+        ImGui::TextColored(
+            ui::color::vec(ui::color::kWarn), "%s",
+            elided("No trained default model: the tiny random test model shows no world").c_str());
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", world.model_note().c_str());
+    } else {
+        ImGui::TextDisabled("%s", elided(world.model_note()).c_str());
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", world.model_note().c_str());
+    }
+    ImGui::SameLine(std::max(ImGui::GetCursorPosX() + 20, io.DisplaySize.x - right_w - 14));
     ImGui::TextDisabled("%s", right.c_str());
     ImGui::End();
 }
 
 void App::draw_toasts(double now) {
-    while (!toasts_.empty() && now - toasts_.front().shown_at > (toasts_.front().error ? 14.0 : 6.0))
+    // Messages live in the status bar (draw_status_bar): they never cover the world or a panel.
+    while (!toasts_.empty() && now - toasts_.front().shown_at > (toasts_.front().error ? 20.0 : 8.0))
         toasts_.pop_front();
-    if (toasts_.empty()) return;
-    ImGui::SetNextWindowPos(ImVec2(world_x1_ - 12, world_y1_ - 12), ImGuiCond_Always, ImVec2(1, 1));
-    ImGui::SetNextWindowBgAlpha(0.92f);
-    ImGui::PushStyleVar(ImGuiStyleVar_WindowPadding, ImVec2(12, 8));
-    if (ImGui::Begin("##toasts", nullptr, kOverlayFlags)) {
-        ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + std::min(520.0f, (world_x1_ - world_x0_) * 0.6f));
-        for (const Toast& t : toasts_) {
-            ui::state_chip(t.error ? ui::color::kBad : ui::color::kAccent, "");
-            ImGui::SameLine(0, 2);
-            if (t.error)
-                ImGui::TextColored(ui::color::vec(ui::color::kBad), "%s", t.text.c_str());
-            else
-                ImGui::TextWrapped("%s", t.text.c_str());
-        }
-        ImGui::PopTextWrapPos();
-        if (ImGui::IsWindowHovered() && ImGui::IsMouseClicked(ImGuiMouseButton_Left)) toasts_.clear();
-    }
-    ImGui::End();
-    ImGui::PopStyleVar();
 }
 
 void App::draw_help() {
@@ -522,6 +671,17 @@ void App::draw_help() {
                                    k.describe(static_cast<Command>(c)).c_str());
                 ImGui::TableNextColumn();
                 ImGui::TextUnformatted(command_title(static_cast<Command>(c)));
+            }
+            const std::pair<const char*, const char*> more[] = {
+                {"Esc", "Menu: resume, cache presets, settings, quit"},
+                {"F11", "Full screen"},
+                {"1-4 / click", "A/B view: enlarge a pane (again: all panes)"},
+            };
+            for (const auto& [key, what] : more) {
+                ImGui::TableNextColumn();
+                ImGui::TextColored(ui::color::vec(ui::color::kAccent), "%s", key);
+                ImGui::TableNextColumn();
+                ImGui::TextWrapped("%s", what);
             }
             ImGui::TableNextColumn();
             ImGui::TextColored(ui::color::vec(ui::color::kAccent), "Right mouse");
@@ -558,12 +718,15 @@ void App::draw_help() {
             ui::delta_ps_name());
         ImGui::Spacing();
         ImGui::TextUnformatted(
-            "Actions: one is sampled per shown frame; the actions sampled while a chunk plays drive the next "
-            "chunk. Latency (HUD) is sample-to-display time: one chunk plus any generation overrun. Every "
+            "Actions: the keys are read every UI frame; what was held or tapped since the previous chunk "
+            "request (bottom left: held / next chunk) becomes the next chunk's actions, however long the "
+            "chunk takes. Latency (HUD) is sample-to-display time: one chunk plus any generation overrun. "
+            "Every "
             "setting applies from the next chunk; A/B panes run the same actions and noise in lockstep.");
         ImGui::PopTextWrapPos();
         ImGui::EndTable();
     }
+    note_window("help", true);
     ImGui::End();
 }
 
@@ -580,9 +743,6 @@ void App::draw_ab_plots() {
     const bool have_ref = ref >= 0;
     ui::section_title(have_ref ? "A/B AGAINST THE BF16 REFERENCE (per chunk)"
                                : "A/B (no reference pane: attention mass on the cache)");
-    ImGui::SameLine();
-    ImGui::TextDisabled("   correction %s (%s)", world.correction_on() ? "ON" : "OFF",
-                        keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const float plot_h = std::max(40.0f, (height - 3 * ImGui::GetFrameHeightWithSpacing()) /
                                                  std::max(1, world.ab_stats().panes() - (have_ref ? 1 : 0)) -
                                              4);
@@ -629,6 +789,7 @@ void App::draw_ab_plots() {
         }
         ImGui::EndTable();
     }
+    note_window("ab_table");
     ImGui::End();
 }
 
@@ -643,9 +804,11 @@ void App::draw_path_popup() {
         ImGui::TextWrapped(
             "Every action since the world started (%d generated frames) with its seeds and start pose.",
             world.recorder().generated_frames());
-        if (!world.recorder().exact_replay())
-            ImGui::TextColored(ui::color::vec(ui::color::kWarn), "Not an exact replay: %s",
-                               world.recorder().divergence().c_str());
+        if (!world.recorder().exact_replay()) {
+            ImGui::PushStyleColor(ImGuiCol_Text, ui::color::vec(ui::color::kWarn));
+            ImGui::TextWrapped("Not an exact replay: %s", world.recorder().divergence().c_str());
+            ImGui::PopStyleColor();
+        }
     } else {
         ImGui::TextWrapped("A kvworld trace (JSON). The world restarts from it and replays its actions.");
     }
@@ -670,6 +833,7 @@ void App::draw_path_popup() {
         path_prompt_ = PathPrompt::None;
         ImGui::CloseCurrentPopup();
     }
+    note_window("path_prompt", true);
     ImGui::EndPopup();
 }
 

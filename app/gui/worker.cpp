@@ -165,6 +165,25 @@ void Worker::handle(command::Start& c, std::stop_token stop) {
 }
 
 void Worker::start_sessions(const std::shared_ptr<Model>& model, StartSpec& spec, std::stop_token stop) {
+    // A start that fails (a bad start image, a refused setting) leaves nothing running: say so, so that
+    // the UI shows a failed world instead of waiting for chunk 0 (and a scripted run ends).
+    try {
+        start_sessions_or_throw(model, spec, stop);
+    } catch (const Cancelled&) {
+        throw;
+    } catch (const OutOfMemoryError& e) {
+        sessions_.reset();
+        emit(event::Failure{std::string("Cannot start the world: ") + e.what() +
+                                " — try fewer bits, a smaller window or a budget",
+                            true});
+    } catch (const std::exception& e) {
+        sessions_.reset();
+        emit(event::Failure{std::string("Cannot start the world: ") + e.what(), true});
+    }
+}
+
+void Worker::start_sessions_or_throw(const std::shared_ptr<Model>& model, StartSpec& spec,
+                                     std::stop_token stop) {
     set_progress(true, "starting the world");
     const ModelConfig& cfg = model->config();
     const int F = cfg.chunk_frames;
@@ -172,14 +191,20 @@ void Worker::start_sessions(const std::shared_ptr<Model>& model, StartSpec& spec
     std::vector<FrameAction> actions;
     std::vector<CameraPose> poses;
     if (!spec.continue_frames.empty()) {
-        if (!sessions_ || static_cast<int>(sessions_->last_actions.size()) != F)
-            throw Error("cannot continue the world: no earlier chunk to continue from");
         if (static_cast<int>(spec.continue_frames.size()) != F)
             throw Error("cannot continue the world: " + std::to_string(spec.continue_frames.size()) +
                         " frames, need " + std::to_string(F));
         frames = spec.continue_frames;
-        actions = sessions_->last_actions;
-        poses = sessions_->last_poses;
+        if (static_cast<int>(spec.continue_actions.size()) == F && !spec.continue_poses.empty()) {
+            // Carried by the UI with the frames: right even when the chunk in flight was abandoned.
+            actions = spec.continue_actions;
+            poses = spec.continue_poses;
+        } else {
+            if (!sessions_ || static_cast<int>(sessions_->last_actions.size()) != F)
+                throw Error("cannot continue the world: no earlier chunk to continue from");
+            actions = sessions_->last_actions;
+            poses = sessions_->last_poses;
+        }
     } else {
         frontend::StartContext ctx = frontend::make_start_context(spec.trace, cfg, spec.trace_dir);
         frames = std::move(ctx.frames);

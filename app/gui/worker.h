@@ -42,6 +42,10 @@ struct StartSpec {
     Trace trace;                         // context_frames leading actions, seeds, start pose
     std::filesystem::path trace_dir;     // for a relative start_image
     std::vector<Image> continue_frames;  // non-empty: continue from these (the last chunk of pane 0)
+    // The actions and poses that made continue_frames. Empty: the running sessions' last chunk (which
+    // is only right when no chunk was abandoned since the frames were shown).
+    std::vector<FrameAction> continue_actions;
+    std::vector<CameraPose> continue_poses;
     std::vector<SessionParams> panes;
     int reference = -1;  // index of the BF16 reference pane, -1 for none
 };
@@ -130,6 +134,7 @@ class Worker {
     void handle(command::SetParams& c, std::stop_token stop);
     void handle(command::Step& c, std::stop_token stop);
     void start_sessions(const std::shared_ptr<Model>& model, StartSpec& spec, std::stop_token stop);
+    void start_sessions_or_throw(const std::shared_ptr<Model>& model, StartSpec& spec, std::stop_token stop);
     void emit(WorkerEvent e);
     void emit_chunk(event::Chunk chunk, std::stop_token stop);
     void set_progress(bool busy, const std::string& activity);

@@ -2,7 +2,7 @@
 // frames go into memory instead of textures, and the test plays the UI's part (one update per video
 // frame period, the player holding "forward"). Starting and stepping the world, restarts with other
 // seeds, settings that apply from the next chunk, settings the engine would refuse, the A/B panes, the
-// correction master switch, and failures that become state and messages instead of aborts.
+// correction control, and failures that become state and messages instead of aborts.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -99,19 +99,25 @@ struct Ui {
     double now = 0;
     int actions_sampled = 0;
     std::vector<GuiController::Notice> notices;
+    // The player's input: observed every UI frame. With map_input the actions come from it through the
+    // app's mapping (default keys); otherwise every player action is "forward".
+    InputState input;
+    bool map_input = false;
 
     explicit Ui(const ControllerOptions& options) : world(options, frames) { take_notices(); }
 
     void take_notices() {
         for (GuiController::Notice& n : world.take_notices()) notices.push_back(std::move(n));
     }
-    FrameTick frame() {
+    // One UI frame `dt` seconds after the previous one (default: the tiny model's video frame period).
+    FrameTick frame(double dt = 1.0 / 16) {
         world.process_worker_events();
-        const double period = 1.0 / 16;  // the tiny model's fps
-        now += period;
-        const FrameTick tick = world.update(period, now, [&] {
+        now += dt;
+        world.observe_input(now, input);
+        const FrameTick tick = world.update(dt, now, [&](const InputState& stretch) {
             ++actions_sampled;
-            return kForward;
+            return map_input ? action_from_input(stretch, Keymap::defaults(), world.config()->motion)
+                             : kForward;
         });
         take_notices();
         return tick;
@@ -377,35 +383,184 @@ TEST(GuiController, AbPanesComeAndGoAndTheWorldContinues) {
     EXPECT_FALSE(ui.has_error_containing("")) << ui.all_notices();
 }
 
-TEST(GuiController, CorrectionMasterSwitchTurnsQuantizedPanesOffAndBack) {
+// Opening or closing the A/B view must not wait for the chunk in flight (about 90 s on the CPU backend
+// with the default model) nor blank the picture: the chunk is abandoned, the world continues from the
+// newest chunk received, and its newest frame stays on screen in every pane until the new panes play.
+TEST(GuiController, AbViewOpensAtOnceAndKeepsAPictureOnScreen) {
+    ControllerOptions options = tiny_options();
+    Ui ui(options);
+    // Many denoising steps: a chunk takes long enough to be caught in flight.
+    SamplerSettings slow = ui.world.shared().sampler;
+    slow.steps = 200;
+    ui.world.set_sampler(slow);
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.chunk_shown() >= 1 && ui.world.panes()[0].applied.sampler.steps == 200;
+    })) << ui.all_notices();
+    const int f = ui.world.frames_per_chunk();
+    ASSERT_TRUE(ui.run_until([&] {
+        const Playback* p = ui.world.playback();
+        return p->has_frame() && p->frame() == f - 1 && !p->next_frame_available();
+    })) << ui.all_notices();
+    const Image on_screen = ui.frames.read_frame(ui.world.playback()->current().slot, 0, f - 1);
+    const int received = ui.world.chunks_received();
+
+    ui.world.set_ab_enabled(true);
+    ui.frame(0.004);
+    EXPECT_EQ(ui.world.chunks_received(), received) << "the chunk in flight was not waited for";
+    ASSERT_EQ(ui.world.panes().size(), 3u) << "the panes change at once";
+    ASSERT_TRUE(ui.world.playback()->has_frame()) << "a picture stays on screen";
+    EXPECT_EQ(ui.world.playback()->current().chunk, kHeldPictureChunk);
+    for (int pane = 0; pane < 3; ++pane) {
+        const Image held = ui.frames.read_frame(ui.world.playback()->current().slot, pane, 0);
+        EXPECT_EQ(held.rgb, on_screen.rgb) << "pane " << pane << " shows the newest frame";
+    }
+    // The new panes play on from there, the world unchanged.
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.panes()[2].last && ui.world.panes()[2].last->chunk >= 1 && ui.chunk_shown() >= 1;
+    })) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+    EXPECT_FALSE(ui.has_error_containing("")) << ui.all_notices();
+
+    // Closing it: the same, back to one pane.
+    ASSERT_TRUE(ui.run_until([&] {
+        const Playback* p = ui.world.playback();
+        return p->has_frame() && p->frame() == f - 1 && !p->next_frame_available();
+    })) << ui.all_notices();
+    ui.world.set_ab_enabled(false);
+    ui.frame(0.004);
+    ASSERT_EQ(ui.world.panes().size(), 1u);
+    EXPECT_TRUE(ui.world.playback()->has_frame());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    EXPECT_FALSE(ui.has_error_containing("")) << ui.all_notices();
+}
+
+TEST(GuiController, TheCorrectionHasOneStateTheControlsShow) {
+    Ui ui(tiny_options());
+    ui.world.set_main_cache(CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Exact});
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    using State = GuiController::CorrectionState;
+    EXPECT_EQ(ui.world.correction_state(), State::On);
+
+    // C switches the cache's own setting: the control shows off, and off runs.
+    ui.world.toggle_correction();
+    EXPECT_EQ(ui.world.main_cache().correction, Correction::Off);
+    EXPECT_EQ(ui.world.correction_state(), State::Off);
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[0].applied.cache.correction == Correction::Off; }))
+        << ui.all_notices();
+    // C again brings back the mode it had.
+    ui.world.toggle_correction();
+    EXPECT_EQ(ui.world.main_cache().correction, Correction::Exact);
+    // The reported bug: after C, choosing taylor in the buttons must run taylor (no hidden switch).
+    ui.world.toggle_correction();
+    CacheSettings cache = ui.world.main_cache();
+    cache.correction = Correction::Taylor;
+    ui.world.set_main_cache(cache);
+    EXPECT_EQ(ui.world.correction_state(), State::On);
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.panes()[0].applied.cache.correction == Correction::Taylor &&
+               ui.world.panes()[0].last->settings.correction == Correction::Taylor;
+    })) << ui.all_notices();
+
+    // BF16 keys: nothing to correct; C changes nothing and says why, and nothing runs as corrected.
+    cache.key_bits = 16;
+    ui.world.set_main_cache(cache);
+    EXPECT_EQ(ui.world.correction_state(), State::NothingToCorrect);
+    ui.world.toggle_correction();
+    EXPECT_EQ(ui.world.main_cache(), cache);
+    ui.take_notices();
+    ASSERT_FALSE(ui.notices.empty());
+    EXPECT_NE(ui.notices.back().text.find("Nothing to correct"), std::string::npos) << ui.all_notices();
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[0].applied.cache.key_bits == 16; }))
+        << ui.all_notices();
+    EXPECT_EQ(ui.world.panes()[0].applied.cache.correction, Correction::Off);
+}
+
+TEST(GuiController, CorrectionShortcutInTheAbViewKeepsEachPanesMode) {
     ControllerOptions options = tiny_options();
     options.ab = true;  // a reference, K2/V2 taylor, K2/V2 off
     Ui ui(options);
     ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
     ASSERT_EQ(ui.world.panes().size(), 3u);
-    EXPECT_EQ(ui.world.panes()[1].applied.cache.correction, Correction::Taylor);
-
     ui.world.toggle_correction();
-    EXPECT_FALSE(ui.world.correction_on());
-    ui.take_notices();
-    ASSERT_FALSE(ui.notices.empty());
-    EXPECT_NE(ui.notices.back().text.find("correction OFF"), std::string::npos) << ui.all_notices();
-    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 off");
+    EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Off) << "the pane's own setting shows it";
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor") << "relabelled when it runs";
     ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[1].applied.cache.correction == Correction::Off; }))
         << ui.all_notices();
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 off");
     EXPECT_EQ(ui.world.panes()[0].applied.cache.key_bits, 16) << "the reference is not touched";
-    EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Taylor) << "each pane keeps its own mode";
-    ASSERT_TRUE(ui.run_until([&] {
-        return ui.frames.log().back().chunk >= 1 &&
-               ui.world.panes()[1].last->settings.correction == Correction::Off;
-    })) << ui.all_notices();
-
-    ui.world.set_correction(true);
+    ui.world.toggle_correction();
+    EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Taylor);
+    EXPECT_EQ(ui.world.ab().cache[1].correction, Correction::Off) << "a deliberate off stays off";
     ASSERT_TRUE(ui.run_until([&] {
         return ui.world.panes()[1].applied.cache.correction == Correction::Taylor;
     })) << ui.all_notices();
-    EXPECT_EQ(ui.world.panes()[2].applied.cache.correction, Correction::Off) << "a deliberate off stays off";
-    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor");
+}
+
+TEST(GuiController, KeysTappedWhileTheNextChunkIsGeneratedReachIt) {
+    Ui ui(tiny_options());
+    ui.map_input = true;
+    ui.input.set_held(Command::MoveForward, true);  // W held the whole time, across every chunk boundary
+    ASSERT_TRUE(ui.run_until([&] { return ui.world.recorder().generated_frames() >= 4; }))
+        << ui.all_notices();
+    // Wait for the moment a request has just gone out: the last frame of a chunk on screen.
+    const int f = ui.world.frames_per_chunk();
+    ASSERT_TRUE(ui.run_until([&] {
+        const Playback* p = ui.world.playback();
+        return p->has_frame() && p->frame() == f - 1 && !p->next_frame_available();
+    })) << ui.all_notices();
+    const int generated_before = ui.world.recorder().generated_frames();
+    // D tapped between two video frames (UI frames too short to show one): no frame is shown while it is
+    // down, so sampling only when frames are shown would lose it.
+    const int shown = ui.world.playback()->frames_shown();
+    ui.input.set_held(Command::MoveRight, true);
+    ui.frame(0.004);
+    ui.input.set_held(Command::MoveRight, false);
+    ui.frame(0.004);
+    ASSERT_EQ(ui.world.playback()->frames_shown(), shown) << "the tap must fall between video frames";
+    EXPECT_NE(ui.world.input_timeline().pending()[static_cast<size_t>(Command::MoveRight)], false)
+        << "the tap is queued for the next chunk";
+    // The chunk after the one in flight carries it.
+    ASSERT_TRUE(ui.run_until([&] {
+        return ui.world.recorder().generated_frames() >= generated_before + 2 * f;
+    })) << ui.all_notices();
+    const Trace& trace = ui.world.recorder().trace();
+    int with_right = 0, first_right = -1;
+    for (size_t i = static_cast<size_t>(trace.context_frames); i < trace.actions.size(); ++i) {
+        const FrameAction& a = trace.actions[i];
+        EXPECT_EQ(a.move_forward, 1.f) << "generated frame " << i - trace.context_frames << ": W was held";
+        if (a.move_right > 0) {
+            ++with_right;
+            if (first_right < 0) first_right = static_cast<int>(i) - trace.context_frames;
+        }
+    }
+    EXPECT_EQ(with_right, 1) << "a tap is one frame's action";
+    EXPECT_EQ(first_right, generated_before + f) << "the first frame of the chunk requested after the tap";
+}
+
+// A bad --model is not a dead end: the world shows as failed (nothing runs, no config), File > Open
+// model with a folder that is no model says why and changes nothing, and a real model starts a world.
+TEST(GuiController, OpenModelRecoversFromABadModelFolder) {
+    ControllerOptions options = tiny_options();
+    const fs::path empty = temp_dir("not_a_model");
+    options.model_dir = empty.string();
+    Ui ui(options);
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+    EXPECT_FALSE(ui.world.ready());
+    EXPECT_NE(ui.world.fatal_error().find("Open another model"), std::string::npos) << ui.world.fatal_error();
+    ui.frames_for(3);  // nothing to do, nothing breaks
+
+    ui.world.open_model(empty / "still_not");
+    ui.take_notices();
+    EXPECT_TRUE(ui.has_error_containing("Could not open the model")) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Failed);
+
+    ui.world.open_model(kTiny);
+    EXPECT_TRUE(ui.world.ready());
+    ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
+    EXPECT_EQ(ui.world.state(), GuiController::RunState::Running);
+    EXPECT_TRUE(ui.world.fatal_error().empty());
+    EXPECT_EQ(ui.world.model_dir(), kTiny);
+    fs::remove_all(empty);
 }
 
 TEST(GuiController, ScriptedRunPlaysTheAutopilotThenStops) {
@@ -440,7 +595,11 @@ TEST(GuiController, RecordedTraceLoadsReplaysAndHandsOver) {
     EXPECT_EQ(ui.world.shared().seed, 7u);
     const int sampled = ui.actions_sampled;
     ASSERT_TRUE(ui.run_until([&] { return !ui.world.replaying(); })) << ui.all_notices();
-    EXPECT_EQ(ui.actions_sampled, sampled + 1) << "the player takes over after the trace";
+    EXPECT_EQ(ui.actions_sampled, sampled) << "no player input while the trace plays";
+    EXPECT_TRUE(ui.world.takes_player_input()) << "the player takes over after the trace";
+    ASSERT_TRUE(ui.run_until([&] { return ui.actions_sampled > sampled; }))
+        << "the next request carries the player's actions\n"
+        << ui.all_notices();
     bool handed_over = false;
     for (const auto& n : ui.notices) handed_over |= n.text.find("controls are yours") != std::string::npos;
     EXPECT_TRUE(handed_over) << ui.all_notices();

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ab_stats.h"
+#include "file_browser.h"
 #include "frontend.h"
 #include "input.h"
 #include "keymap.h"
@@ -182,6 +183,135 @@ TEST(Input, MouseLookScalesClampsAndInverts) {
     EXPECT_NEAR(a.pitch_deg, -2.0f, 1e-6);
 }
 
+// ---- input over time (InputTimeline) ----------------------------------------------------------------
+
+InputState holding(std::initializer_list<Command> commands) {
+    InputState s;
+    for (Command c : commands) s.set_held(c, true);
+    return s;
+}
+
+TEST(InputTimeline, KeysHeldAcrossRequestsReachEveryStretch) {
+    InputTimeline t;
+    t.reset(0);
+    // 60 UI frames per second, W held all along, Right from 0.5 s on.
+    for (int i = 1; i <= 60; ++i) {
+        const bool right = i > 30;
+        t.observe(i / 60.0, right ? holding({Command::MoveForward, Command::LookRight})
+                                  : holding({Command::MoveForward}));
+    }
+    std::vector<InputState> stretches = t.take(1.0, 4);
+    ASSERT_EQ(stretches.size(), 4u);
+    for (const InputState& s : stretches) EXPECT_TRUE(s.is_held(Command::MoveForward));
+    EXPECT_FALSE(stretches[0].is_held(Command::LookRight));
+    EXPECT_FALSE(stretches[1].is_held(Command::LookRight));
+    EXPECT_TRUE(stretches[2].is_held(Command::LookRight));
+    EXPECT_TRUE(stretches[3].is_held(Command::LookRight));
+    // Across the request: a long stretch without a UI frame (a hitch) keeps the held keys.
+    t.observe(5.0, holding({Command::MoveForward, Command::LookRight}));
+    stretches = t.take(5.0, 4);
+    for (const InputState& s : stretches) {
+        EXPECT_TRUE(s.is_held(Command::MoveForward));
+        EXPECT_TRUE(s.is_held(Command::LookRight));
+    }
+}
+
+TEST(InputTimeline, ATapDuringALongChunkIsKeptInItsStretch) {
+    InputTimeline t;
+    t.reset(10);
+    // 40 s of a chunk being generated: nothing held but one tap of D at 25 s (one UI frame).
+    for (int i = 1; i <= 2400; ++i) {
+        const double now = 10 + i / 60.0;
+        InputState tap;
+        tap.tapped[static_cast<size_t>(Command::MoveRight)] = i == 900;
+        t.observe(now, tap);
+    }
+    EXPECT_TRUE(t.pending()[static_cast<size_t>(Command::MoveRight)]) << "queued, shown on screen";
+    const std::vector<InputState> stretches = t.take(50, 4);
+    EXPECT_FALSE(stretches[0].is_held(Command::MoveRight));
+    EXPECT_TRUE(stretches[1].is_held(Command::MoveRight)) << "10 + 15 s falls in the second 10 s stretch";
+    EXPECT_FALSE(stretches[2].is_held(Command::MoveRight));
+    EXPECT_FALSE(stretches[3].is_held(Command::MoveRight));
+    EXPECT_FALSE(t.pending()[static_cast<size_t>(Command::MoveRight)]) << "taken";
+    // Released keys are not carried into the next request.
+    EXPECT_FALSE(t.take(51, 4)[0].is_held(Command::MoveRight));
+}
+
+TEST(InputTimeline, ATapIsOneStretchEvenBeforeAHitch) {
+    InputTimeline t;
+    t.reset(0);
+    InputState tap;
+    tap.tapped[static_cast<size_t>(Command::MoveLeft)] = true;
+    t.observe(0.1, tap);  // then no UI frame until the request (a hitch)
+    const std::vector<InputState> stretches = t.take(1.0, 4);
+    EXPECT_TRUE(stretches[0].is_held(Command::MoveLeft));
+    for (size_t i = 1; i < stretches.size(); ++i) EXPECT_FALSE(stretches[i].is_held(Command::MoveLeft)) << i;
+}
+
+TEST(InputTimeline, MemoryStaysBoundedOverALongWaitAndKeepsWhatHappened) {
+    // A pause of minutes at 60 UI frames per second: old samples merge instead of piling up, and a tap
+    // early on is still in the first stretch.
+    InputTimeline t;
+    t.reset(0);
+    for (int i = 1; i <= 60 * 600; ++i) {
+        InputState s;
+        s.tapped[static_cast<size_t>(Command::LookUp)] = i == 30;
+        s.mouse_dx = 1;
+        t.observe(i / 60.0, s);
+    }
+    const std::vector<InputState> stretches = t.take(600, 2);
+    EXPECT_TRUE(stretches[0].is_held(Command::LookUp));
+    EXPECT_FALSE(stretches[1].is_held(Command::LookUp));
+    EXPECT_FLOAT_EQ(stretches[0].mouse_dx + stretches[1].mouse_dx, 60 * 600) << "no movement lost in merging";
+}
+
+TEST(InputTimeline, MouseIsSummedPerStretchAndNotCarried) {
+    InputTimeline t;
+    t.reset(0);
+    InputState move;
+    move.mouse_dx = 5;
+    t.observe(0.1, move);
+    t.observe(0.2, move);
+    t.observe(0.3, InputState{});
+    const std::vector<InputState> stretches = t.take(1.0, 4);  // stretches of 0.25 s
+    EXPECT_FLOAT_EQ(stretches[0].mouse_dx, 10);
+    EXPECT_FLOAT_EQ(stretches[1].mouse_dx, 0);
+    EXPECT_FLOAT_EQ(stretches[2].mouse_dx, 0) << "an empty stretch keeps keys, not movement";
+}
+
+TEST(InputTimeline, ResetForgetsOldInput) {
+    InputTimeline t;
+    t.observe(1, holding({Command::MoveLeft}));
+    t.observe(2, InputState{});
+    t.reset(2);
+    const std::vector<InputState> stretches = t.take(3, 2);
+    EXPECT_FALSE(stretches[0].is_held(Command::MoveLeft));
+    EXPECT_FALSE(stretches[1].is_held(Command::MoveLeft));
+}
+
+TEST(InputScript, KeysGoThroughTheKeymap) {
+    InputScript script = InputScript::parse(
+        R"([{"frame": 0, "down": ["W"]}, {"frame": 2, "tap": ["D", "B"]}, {"frame": 4, "up": ["W"]}])",
+        "s.json");
+    const Keymap k = Keymap::defaults();
+    auto held = [&](int frame, Command c) {
+        return held_commands(k, script.advance(frame).down)[static_cast<size_t>(c)];
+    };
+    EXPECT_TRUE(held(0, Command::MoveForward));
+    EXPECT_TRUE(held(1, Command::MoveForward));
+    InputScript::FrameKeys tap = script.advance(2);
+    EXPECT_TRUE(tap.tapped(GLFW_KEY_D));
+    EXPECT_FALSE(tap.down(GLFW_KEY_D));
+    ASSERT_EQ(tap.pressed.size(), 2u);
+    EXPECT_EQ(tap.pressed[1], GLFW_KEY_B) << "taps of command keys arrive as presses";
+    EXPECT_FALSE(held(3, Command::MoveRight)) << "a tap lasts one frame";
+    EXPECT_TRUE(held(3, Command::MoveForward));
+    EXPECT_FALSE(held(4, Command::MoveForward));
+    EXPECT_THROW(InputScript::parse(R"([{"frame": 0, "down": ["NoSuchKey"]}])", "s.json"), Error);
+    EXPECT_THROW(InputScript::parse(R"({"frame": 0})", "s.json"), Error);
+    EXPECT_THROW(InputScript::parse(R"([{"down": ["W"]}])", "s.json"), Error);
+}
+
 TEST(Input, GamepadSticksTriggersAndDeadzone) {
     Keymap k = Keymap::defaults();
     k.gamepad_deadzone = 0.2f;
@@ -234,14 +364,31 @@ TEST(Settings, PaneSpecsForSingleAndAbViews) {
     EXPECT_EQ(specs[3].cache, ab.cache[3]);
 }
 
-TEST(Settings, CorrectionMasterSwitchOnlyTouchesQuantizedKeys) {
+TEST(Settings, CorrectionRunsAsConfiguredAndOnlyOnQuantizedKeys) {
     const CacheSettings q{2, 2, 64, KeyLayout::Token, Correction::Exact};
-    EXPECT_EQ(effective_cache(q, true).correction, Correction::Exact);
-    EXPECT_EQ(effective_cache(q, false).correction, Correction::Off);
+    EXPECT_TRUE(correction_applies(q));
+    EXPECT_EQ(effective_cache(q), q) << "one state: what is configured runs";
     const CacheSettings deliberately_off{2, 2, 64, KeyLayout::Token, Correction::Off};
-    EXPECT_EQ(effective_cache(deliberately_off, true).correction, Correction::Off);
-    const CacheSettings bf16{16, 4, 64, KeyLayout::Token, Correction::Taylor};
-    EXPECT_EQ(effective_cache(bf16, false), bf16);
+    EXPECT_EQ(effective_cache(deliberately_off).correction, Correction::Off);
+    // BF16 keys have nothing to correct: the mode chosen earlier neither runs nor shows.
+    const CacheSettings bf16_keys{16, 4, 64, KeyLayout::Token, Correction::Taylor};
+    EXPECT_FALSE(correction_applies(bf16_keys));
+    EXPECT_EQ(effective_cache(bf16_keys).correction, Correction::Off);
+    EXPECT_EQ(effective_cache(bf16_keys).value_bits, 4);
+    EXPECT_EQ(pane_label(PaneSpec{bf16_keys, false}).find("taylor"), std::string::npos);
+}
+
+TEST(Settings, MenuPresetsAreWhatTheySay) {
+    const std::vector<CachePreset>& presets = cache_presets();
+    ASSERT_EQ(presets.size(), 3u);
+    EXPECT_STREQ(presets[0].name, "BF16");
+    EXPECT_FALSE(presets[0].cache.keys_quantized());
+    EXPECT_EQ(presets[1].cache.key_bits, 4);
+    EXPECT_EQ(presets[1].cache.value_bits, 4);
+    EXPECT_EQ(presets[2].cache.key_bits, 2);
+    EXPECT_NE(presets[2].cache.correction, Correction::Off) << "INT2 + correction";
+    for (const CachePreset& p : presets)
+        EXPECT_EQ(effective_cache(p.cache), p.cache) << p.name << " runs as named";
 }
 
 TEST(Settings, SessionParamsCarryEverything) {
@@ -252,18 +399,18 @@ TEST(Settings, SessionParamsCarryEverything) {
     shared.sampler.steps = 7;
     shared.seed = 99;
     const PaneSpec pane{CacheSettings{4, 2, 32, KeyLayout::Channel, Correction::Taylor}, false};
-    const SessionParams p = session_params(pane, shared, false, true);
+    const SessionParams p = session_params(pane, shared, true);
     EXPECT_EQ(p.cache.key_bits, 4);
     EXPECT_EQ(p.cache.value_bits, 2);
     EXPECT_EQ(p.cache.group, 32);
     EXPECT_EQ(p.cache.key_layout, KeyLayout::Channel);
-    EXPECT_EQ(p.cache.correction, Correction::Off);  // master switch off
+    EXPECT_EQ(p.cache.correction, Correction::Taylor);
     EXPECT_EQ(p.context, shared.context);
     EXPECT_EQ(p.sampler.steps, 7);
     EXPECT_EQ(p.seed, 99u);
     EXPECT_TRUE(p.keep_device_frames);
-    EXPECT_EQ(pane_label(pane, true), "K4/V2 g32 kchan taylor");
-    EXPECT_EQ(pane_label(PaneSpec{CacheSettings{}, true}, true), "reference BF16");
+    EXPECT_EQ(pane_label(pane), "K4/V2 g32 kchan taylor");
+    EXPECT_EQ(pane_label(PaneSpec{CacheSettings{}, true}), "reference BF16");
 }
 
 // The app shows kvw::check_session_params' verdict instead of sending settings: it must predict
@@ -577,6 +724,49 @@ TEST(Recording, FileWriterReportsResultsAndErrors) {
         EXPECT_NE(messages[0].text.find("video"), std::string::npos);
     }
     EXPECT_TRUE(fs::exists(dir / "video" / "frame_00002.png"));
+    {
+        // Stopped before any frame: a message, and no empty folder left behind.
+        FileWriter w;
+        VideoRecorder video(w);
+        video.start(dir / "empty_video", 16);
+        video.stop();
+        w.wait_idle();
+        const auto messages = w.take_messages();
+        ASSERT_EQ(messages.size(), 1u);
+        EXPECT_NE(messages[0].text.find("no frames"), std::string::npos);
+    }
+    EXPECT_FALSE(fs::exists(dir / "empty_video"));
+    fs::remove_all(dir);
+}
+
+// ---- the file browser's folder listing ---------------------------------------------------------------
+
+TEST(FileBrowser, ListsFoldersThenMatchingFilesAndMarksModels) {
+    const fs::path dir = fs::temp_directory_path() / ("kvw_gui_browser_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir / "zeta");
+    fs::create_directories(dir / "Alpha_model");
+    write_file_atomic(dir / "Alpha_model" / "model.json", "{}");
+    fs::create_directories(dir / ".hidden");
+    write_file_atomic(dir / "b_trace.json", "{}");
+    write_file_atomic(dir / "A_trace.JSON", "{}");
+    write_file_atomic(dir / "notes.txt", "x");
+    const FolderListing listing = list_folder(dir / "zeta" / "..", {".json"});
+    EXPECT_TRUE(listing.error.empty()) << listing.error;
+    EXPECT_EQ(listing.folder, fs::weakly_canonical(dir));
+    std::vector<std::string> names;
+    for (const FolderEntry& e : listing.entries) names.push_back(e.name);
+    EXPECT_EQ(names, (std::vector<std::string>{"..", "Alpha_model", "zeta", "A_trace.JSON", "b_trace.json"}));
+    EXPECT_TRUE(listing.entries[1].folder);
+    EXPECT_TRUE(listing.entries[1].model);
+    EXPECT_FALSE(listing.entries[2].model);
+    EXPECT_FALSE(listing.entries[3].folder);
+
+    EXPECT_EQ(list_folder(dir, {}).entries.size(), 6u) << "no filter: every file";
+    EXPECT_EQ(list_folder(dir, {}, false).entries.size(), 3u) << "folders only (models)";
+    const FolderListing missing = list_folder(dir / "nope", {".json"});
+    EXPECT_FALSE(missing.error.empty());
+    EXPECT_TRUE(missing.entries.empty());
     fs::remove_all(dir);
 }
 
