@@ -694,9 +694,13 @@ std::string GuiController::replay_hint() const {
         std::snprintf(
             buf, sizeof buf,
             "kvworld-cli generate --trace TRACE --model %s --backend %s --k-bits %d --v-bits %d --group %d "
-            "--key-layout %s --correction %s --window %d --recall %d%s%s%s --out OUT",
+            "--key-layout %s --correction %s%s --window %d --recall %d%s%s%s --out OUT",
             model_dir_.c_str(), to_string(backend_), c.key_bits, c.value_bits, c.group,
-            to_string(c.key_layout), to_string(c.correction), shared_.context.window, shared_.context.recall,
+            to_string(c.key_layout), to_string(c.correction),
+            c.correction_max_t < 1.f
+                ? (" --correction-below-t " + std::to_string(c.correction_max_t).substr(0, 5)).c_str()
+                : "",
+            shared_.context.window, shared_.context.recall,
             shared_.sampler.steps > 0 ? (" --steps " + std::to_string(shared_.sampler.steps)).c_str() : "",
             shared_.sampler.guidance > 0
                 ? (" --guidance " + std::to_string(shared_.sampler.guidance).substr(0, 4)).c_str()

@@ -76,7 +76,8 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         // BF16 keys: nothing to correct, so no mode is shown as if it ran.
         const bool corrects = correction_applies(*cache);
         int corr = corrects ? static_cast<int>(cache->correction) : -1;
-        combo("##corr", &corr, {{-1, "n/a"}, {0, "off"}, {1, "taylor"}, {2, "exact"}}, 56, corrects);
+        combo("##corr", &corr, {{-1, "n/a"}, {0, "off"}, {1, "taylor"}, {2, "exact"}, {3, "measured"}}, 56,
+              corrects);
         if (corrects) cache->correction = static_cast<Correction>(corr);
         ImGui::PopID();
         return;
@@ -99,15 +100,32 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     const bool corrects = correction_applies(*cache);
     int corr = corrects ? static_cast<int>(cache->correction) : -1;
     ui::form_label("Correction", column);
-    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}}, corrects))
-        cache->correction = static_cast<Correction>(corr);
+    if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}, {3, "measured"}}, corrects)) {
+        // measured: keys per token, and only the CPU backend carries the measured steps so far
+        const bool measured_runs =
+            cache->key_layout == KeyLayout::Token && controller_->backend() == BackendKind::Cpu;
+        if (corr == static_cast<int>(Correction::Measured) && !measured_runs)
+            notify("the measured correction needs keys per token on the CPU backend", true);
+        else
+            cache->correction = static_cast<Correction>(corr);
+    }
     if (!corrects) {
         ImGui::SameLine();
         ImGui::TextDisabled("BF16 keys");
     }
     ui::help_marker(
         "Removes the Jensen bias: quantization noise on cached keys inflates their attention on "
-        "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x).");
+        "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x); measured: taylor on "
+        "each group's rounding error measured when the key was written (CPU).");
+    // The noise-level schedule: only the denoising passes at t <= this are corrected (1: every pass).
+    ui::form_label("Correct t <=", column);
+    if (!corrects || cache->correction == Correction::Off) ImGui::BeginDisabled();
+    ImGui::SetNextItemWidth(120);
+    ImGui::SliderFloat("##corr_t", &cache->correction_max_t, 0.f, 1.f, "%.3f");
+    if (!corrects || cache->correction == Correction::Off) ImGui::EndDisabled();
+    ui::help_marker(
+        "The correction's noise-level schedule: passes at noise level t above this run uncorrected "
+        "(1 = every pass, the paper's). The early, high-noise steps decide what a chunk keeps.");
     ImGui::PopID();
 }
 
