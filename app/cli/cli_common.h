@@ -65,7 +65,7 @@ class ProgressBar {
 };
 
 int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir,
-                 int max_frames, bool write_ground_truth, bool write_video);
+                 int max_frames, bool write_ground_truth, bool write_video, bool overwrite);
 int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset,
                bool all, const std::string& bits_list, const std::string& groups_list,
                const std::string& layout, const std::string& resolution, double budget_gb,

@@ -14,19 +14,24 @@ int main(int argc, char** argv) {
     cli::SessionFlags gen_flags;
     std::string trace, out;
     int max_frames = -1;
-    bool ground_truth = false, no_video = false;
+    bool ground_truth = false, no_video = false, overwrite = false;
     auto* gen = app.add_subcommand(
         "generate", "Generate frames from an action trace (PNG, MP4 with ffmpeg, metrics.json)");
     gen_flags.add_to(gen);
     gen->add_option("--trace", trace, "Action trace (JSON, see README)")
         ->required()
         ->check(CLI::ExistingFile);
-    gen->add_option("--out", out, "Output folder")->required()->check(cli::non_empty_path());
+    gen->add_option("--out", out,
+                    "Output folder: created, or an empty one, or with --overwrite an earlier run's (replaced "
+                    "as a whole once the run has finished)")
+        ->required()
+        ->check(cli::non_empty_path());
     gen->add_option("--frames", max_frames, "Generate at most this many frames after the context")
         ->check(CLI::NonNegativeNumber);
     gen->add_flag("--ground-truth", ground_truth,
                   "Also render the simulator's frames for the trace into OUT/ground_truth");
     gen->add_flag("--no-video", no_video, "Skip the MP4");
+    gen->add_flag("--overwrite", overwrite, "Replace an earlier run's output in --out");
 
     std::string mem_model, mem_config, preset, bits = "16,8,4,2", groups = "32,64,128", layout = "token",
                                                resolution, mem_json;
@@ -95,7 +100,8 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        if (*gen) return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video);
+        if (*gen)
+            return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video, overwrite);
         if (*mem)
             return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout,
                                    resolution, budget_gb, mem_json);
