@@ -262,6 +262,9 @@ TEST(Planner, ArgumentsThatWouldOverflowAreErrors) {
     PeerModel odd = m;
     odd.chunk_latent_frames = 2000000000;
     expect_error([&] { plan_memory(odd, bf16, 0, 0, 0); }, {"chunk_latent_frames", "outside"});
+    odd = m;  // a native resolution that no preset has (found by fuzz_planner: tokens overflowed int64)
+    odd.height = odd.width = 2000000000;
+    expect_error([&] { plan_memory(odd, bf16, 0, 0, 0); }, {"2000000000x2000000000", "outside"});
     odd = m;
     odd.vae_spatial = -1;
     expect_error([&] { plan_memory(odd, bf16, 0, 0, 0); }, {"vae_spatial"});

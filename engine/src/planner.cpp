@@ -94,9 +94,6 @@ PeerModel peer_from_config(const ModelConfig& c, double weights_gb) {
 PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int width, double budget) {
     validate_format(key_format(s), m.head_dim, true);
     validate_format(value_format(s), m.head_dim, false);
-    if (height < 0 || width < 0 || height > kMaxPlanSide || width > kMaxPlanSide)
-        throw Error("resolution " + std::to_string(height) + "x" + std::to_string(width) + " is outside 1.." +
-                    std::to_string(kMaxPlanSide) + " pixels a side");
     if (!(budget >= 0 && std::isfinite(budget)))
         throw Error("the cache budget must be a finite number of bytes >= 0 (0 = none)");
     // The model's sizes within the ranges a preset or a model config can have (a PeerModel can also be
@@ -116,16 +113,22 @@ PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int 
     in(m.context_latent_frames, 1, 1 << 20, "context_latent_frames");
     in(m.kv_branches, 1, 8, "kv_branches");
     if (!(m.fps > 0 && std::isfinite(m.fps))) throw Error(m.name + ": fps must be a finite number > 0");
-    const int h = height > 0 ? height : m.height, w = width > 0 ? width : m.width;
-    const int64_t tokens = m.tokens_per_latent_frame(h, w);
+    // The resolution as planned (0: the model's native one, which a PeerModel filled in code may not check).
+    const int h = height != 0 ? height : m.height, w = width != 0 ? width : m.width;
+    if (h < 1 || w < 1 || h > kMaxPlanSide || w > kMaxPlanSide)
+        throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is outside 1.." +
+                    std::to_string(kMaxPlanSide) + " pixels a side");
+    const int64_t tokens = m.tokens_per_latent_frame(h, w);  // at most 2^40
     if (tokens <= 0)
         throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is below one token for " +
                     m.name);
-    const int64_t chunk_tokens64 = tokens * m.chunk_latent_frames;
-    if (chunk_tokens64 > kMaxPlanChunkTokens)
+    if (tokens > kMaxPlanChunkTokens / m.chunk_latent_frames)
         throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " gives " +
-                    std::to_string(chunk_tokens64) + " tokens a chunk for " + m.name + ", more than the " +
-                    std::to_string(kMaxPlanChunkTokens) + " the planner accounts for");
+                    std::to_string(tokens) + " tokens a latent frame, " +
+                    std::to_string(m.chunk_latent_frames) + " frames a chunk for " + m.name +
+                    ": more than the " + std::to_string(kMaxPlanChunkTokens) +
+                    " tokens a chunk the planner accounts for");
+    const int64_t chunk_tokens64 = tokens * m.chunk_latent_frames;
     const int chunk_tokens = static_cast<int>(chunk_tokens64);
     const SegmentLayout k = segment_layout(key_format(s), m.kv_heads, chunk_tokens, m.head_dim);
     const SegmentLayout v = segment_layout(value_format(s), m.kv_heads, chunk_tokens, m.head_dim);
