@@ -313,6 +313,17 @@ TEST(OutputFolder, ARunReplacesAnEarlierOneWholeOrNotAtAll) {
     EXPECT_EQ(read_file_text(out / "notes.txt"), "mine");
     write_file_atomic(dir / "file", std::string("x"));
     expect_error([&] { frontend::OutputFolder(dir / "file", true, entries); }, {"not a folder"});
+    // A link to an earlier run's folder stays a link; the new run replaces what it points to.
+    fs::remove(out / "notes.txt");
+    fs::create_directory_symlink(out, dir / "link");
+    {
+        frontend::OutputFolder o(dir / "link", true, entries);
+        write_file_atomic(o.staging() / "metrics.json", std::string("{\"run\": 4}"));
+        o.commit();
+    }
+    EXPECT_TRUE(fs::is_symlink(dir / "link"));
+    EXPECT_EQ(read_file_text(dir / "link" / "metrics.json"), "{\"run\": 4}");
+    fs::remove(dir / "link");
     // An empty folder takes a run; a killed run's staging folder (its process gone) is cleared away.
     fs::create_directories(dir / "empty");
     fs::create_directories(dir / ".empty.partial-999999999-0");

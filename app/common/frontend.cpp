@@ -184,9 +184,12 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
 
 namespace {
 
-// "name" of a path given as "runs/out/" or "runs/out": the folder itself, absolute.
+// The folder a path names ("runs/out/" or "runs/out"), absolute, with symbolic links resolved: a link to a
+// folder elsewhere stays a link, and the run is swapped in where it points.
 fs::path folder_path(const fs::path& p) {
-    fs::path abs = fs::absolute(p).lexically_normal();
+    std::error_code ec;
+    fs::path abs = fs::weakly_canonical(fs::absolute(p), ec);
+    if (ec) abs = fs::absolute(p).lexically_normal();
     if (!abs.has_filename()) abs = abs.parent_path();
     return abs;
 }
