@@ -25,9 +25,10 @@ fi
 backend=cpu
 frames=32
 if build/app/cli/kvworld-cli info --model "$model" >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then backend=cuda; frames=320; fi
-mkdir -p out/run
-build/sim/kvworld-sim trace --world-seed "${WORLD_SEED:-901}" --policy-seed 7 --frames "$frames" --out out/run/trace.json
+# The trace sits beside the run's folder: generate replaces out/run as a whole (--overwrite: a rerun's).
+mkdir -p out && rm -f out/run/trace.json  # where earlier versions kept it
+build/sim/kvworld-sim trace --world-seed "${WORLD_SEED:-901}" --policy-seed 7 --frames "$frames" --out out/trace.json
 echo "run.sh: no display — generating $frames frames on the $backend backend (INT4 keys/values, groups of 64, Taylor correction)"
-build/app/cli/kvworld-cli generate --model "$model" --trace out/run/trace.json --out out/run --backend "$backend" \
-  --k-bits 4 --v-bits 4 --group 64 --correction taylor --ground-truth "$@"
+build/app/cli/kvworld-cli generate --model "$model" --trace out/trace.json --out out/run --overwrite \
+  --backend "$backend" --k-bits 4 --v-bits 4 --group 64 --correction taylor --ground-truth "$@"
 echo "run.sh: frames in out/run/frames, the simulator's ground truth in out/run/ground_truth, metrics in out/run/metrics.json"

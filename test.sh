@@ -7,7 +7,8 @@
 #   2. `cmake --install` of that build into a temporary prefix, checked with the build tree moved away
 #      (scripts/check-install.sh);
 #   3. an ASan + UBSan build of the CPU tests;
-#   4. libFuzzer targets for the safetensors, config and trace parsers, each for a bounded time.
+#   4. libFuzzer targets for the safetensors, config and trace parsers, a model folder (config, weights index,
+#      weights) and the memory planner's arguments, each for a bounded time.
 # Environment: KVW_JOBS (parallel jobs), KVW_FUZZ_SECONDS (per target, default 30),
 #              KVW_CUDA_ARCH (CUDA architectures for this build, default 90 to keep CI fast).
 set -euo pipefail
@@ -39,11 +40,13 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== fuzzing the parsers (${fuzz_seconds}s each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVW_FUZZ=ON -DKVW_CUDA=OFF \
       -DKVW_GUI=OFF -DKVW_TESTS=OFF >/dev/null
-ninja -C build-fuzz -j "$jobs" fuzz_safetensors fuzz_config fuzz_trace
-for target in fuzz_safetensors fuzz_config fuzz_trace; do
+fuzz_targets="fuzz_safetensors fuzz_config fuzz_trace fuzz_model fuzz_planner"
+ninja -C build-fuzz -j "$jobs" $fuzz_targets
+for target in $fuzz_targets; do
   corpus=build-fuzz/corpus_$target
   mkdir -p "$corpus"
   cp -n tests/fuzz/seeds/$target/* "$corpus"/ 2>/dev/null || true
-  build-fuzz/tests/fuzz/$target -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 "$corpus" 2>&1 | tail -2
+  # halt_on_error: undefined behaviour (an overflow in the planner) fails the run instead of being printed.
+  UBSAN_OPTIONS=halt_on_error=1 build-fuzz/tests/fuzz/$target -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 "$corpus" 2>&1 | tail -2
 done
 echo "== all tests passed"

@@ -282,10 +282,19 @@ int main(int argc, char** argv) {
     map->add_option("--world-seed", world_seed, "World seed")->required();
     map->add_option("--out", out, "Output PNG")->required();
     map->add_option("--size", map_size, "Pixels per side")->check(CLI::Range(16, 8192));
+    // CLI11's Range compares with < and >, which NaN passes: float flags are also checked to be finite.
+    const CLI::Validator finite(
+        [](std::string& input) -> std::string {
+            double v = 0;
+            return CLI::detail::lexical_cast(input, v) && std::isfinite(v)
+                       ? std::string()
+                       : "\"" + input + "\" is not a finite number";
+        },
+        "FINITE");
     map->add_option("--units-per-pixel", units_per_pixel, "World units per pixel")
-        ->check(CLI::Range(0.5f, 64.f));
-    map->add_option("--x", center_x, "Centre x");
-    map->add_option("--z", center_z, "Centre z");
+        ->check(finite & CLI::Range(0.5f, 64.f));
+    map->add_option("--x", center_x, "Centre x")->check(finite & CLI::Range(-1e7f, 1e7f));
+    map->add_option("--z", center_z, "Centre z")->check(finite & CLI::Range(-1e7f, 1e7f));
 
     try {
         app.parse(argc, argv);

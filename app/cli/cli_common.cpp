@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <sstream>
@@ -41,13 +42,13 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
         ->check(CLI::Range(0, 62));
     cmd->add_option("--budget-mb", budget_mb,
                     "Cache budget in MB; the cache evicts to stay under it (0 = unlimited)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(finite_range(0, 1e12));
     cmd->add_option("--cache-t", cache_t, "Noise level of the cache pass (default: the model's)")
-        ->check(CLI::Range(0.f, 0.99f));
+        ->check(finite_range(0, 0.99));
     cmd->add_option(
            "--guidance", guidance,
            "Motion guidance: 1 = off, up to 8 strengthens the commanded movement (default: the model's)")
-        ->check(CLI::Range(1.f, 8.f));
+        ->check(finite_range(1, 8));
 }
 
 SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) const {
@@ -76,6 +77,48 @@ std::shared_ptr<Model> load_model(const SessionFlags& flags) {
     return Model::load(dir, parse_backend(flags.backend));
 }
 
+CLI::Validator finite_range(double lo, double hi) {
+    auto text = [](double v) {
+        std::ostringstream o;
+        o << v;
+        return o.str();
+    };
+    const std::string range = "[" + text(lo) + ", " + text(hi) + "]";
+    return CLI::Validator(
+        [lo, hi, range](std::string& input) -> std::string {
+            double v = 0;
+            if (!CLI::detail::lexical_cast(input, v)) return "\"" + input + "\" is not a number";
+            if (!std::isfinite(v)) return "\"" + input + "\" is not a finite number (expected " + range + ")";
+            if (v < lo || v > hi) return input + " is outside " + range;
+            return {};
+        },
+        "NUMBER in " + range);
+}
+
+CLI::Validator non_empty_path() {
+    return CLI::Validator(
+        [](std::string& input) -> std::string { return input.empty() ? "an empty path is not a place" : ""; },
+        "PATH");
+}
+
+std::pair<int, int> parse_resolution(const std::string& value, const char* flag) {
+    const std::string usage = std::string("--") + flag +
+                              " must be HEIGHTxWIDTH with sides in [1, 65536], e.g. " + "480x832, not \"" +
+                              value + "\"";
+    const size_t x = value.find('x');
+    if (x == std::string::npos) throw Error(usage);
+    auto side = [&](const std::string& digits) {
+        // Digits only: sscanf and stoi would take "-16", " 16" or "480junk".
+        if (digits.empty() || digits.size() > 5 ||
+            digits.find_first_not_of("0123456789") != std::string::npos)
+            throw Error(usage);
+        const int v = std::stoi(digits);
+        if (v < 1 || v > 65536) throw Error(usage);
+        return v;
+    };
+    return {side(value.substr(0, x)), side(value.substr(x + 1))};
+}
+
 std::vector<std::string> split_list(const std::string& value, const char* flag) {
     std::vector<std::string> items;
     std::stringstream ss(value);
@@ -85,13 +128,26 @@ std::vector<std::string> split_list(const std::string& value, const char* flag) 
     return items;
 }
 
-std::vector<int> parse_int_list(const std::string& value, const char* flag) {
+std::vector<int> parse_int_list(const std::string& value, const char* flag, const std::vector<int>& allowed) {
     std::vector<int> numbers;
-    for (const std::string& item : split_list(value, flag)) try {
-            numbers.push_back(std::stoi(item));
+    for (const std::string& item : split_list(value, flag)) {
+        // The whole item must be the number: stoi alone reads "3junk" as 3.
+        size_t used = 0;
+        int n = 0;
+        try {
+            n = std::stoi(item, &used);
         } catch (...) {
-            throw Error(std::string("--") + flag + ": \"" + item + "\" is not a number");
+            used = 0;
         }
+        if (used == 0 || used != item.size())
+            throw Error(std::string("--") + flag + ": \"" + item + "\" is not a number");
+        if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), n) == allowed.end()) {
+            std::string list;
+            for (int a : allowed) list += (list.empty() ? "" : ", ") + std::to_string(a);
+            throw Error(std::string("--") + flag + ": " + item + " is not one of " + list);
+        }
+        numbers.push_back(n);
+    }
     return numbers;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvworld/eval/evaluation.h"
@@ -33,10 +34,22 @@ struct SessionFlags {
 // Loads --model (or the default model, printing which) on --backend.
 std::shared_ptr<Model> load_model(const SessionFlags& flags);
 
+// Validators for flag values, checked where they enter (CLI11 then names the flag in its error).
+// CLI11's Range and NonNegativeNumber compare with < and >, which NaN passes ("--budget-mb nan" would mean
+// unlimited): every floating-point flag goes through finite_range instead.
+CLI::Validator finite_range(double lo, double hi);
+// An output path: "" would write into the current folder.
+CLI::Validator non_empty_path();
+
+// "HEIGHTxWIDTH", both in [1, 65536], nothing else around it; throws kvw::Error naming --`flag`.
+std::pair<int, int> parse_resolution(const std::string& value, const char* flag);
+
 // The items of a comma-separated flag value; throws kvw::Error naming --`flag` when there are none.
 std::vector<std::string> split_list(const std::string& value, const char* flag);
-// The same for a list of numbers; throws kvw::Error naming --`flag` for an item that is not one.
-std::vector<int> parse_int_list(const std::string& value, const char* flag);
+// The same for a list of numbers; throws kvw::Error naming --`flag` for an item that is not one, or (when
+// `allowed` is given) is not one of those.
+std::vector<int> parse_int_list(const std::string& value, const char* flag,
+                                const std::vector<int>& allowed = {});
 
 class ProgressBar {
   public:
@@ -53,7 +66,7 @@ class ProgressBar {
 };
 
 int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir,
-                 int max_frames, bool write_ground_truth, bool write_video);
+                 int max_frames, bool write_ground_truth, bool write_video, bool overwrite);
 int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset,
                bool all, const std::string& bits_list, const std::string& groups_list,
                const std::string& layout, const std::string& resolution, double budget_gb,

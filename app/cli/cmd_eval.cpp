@@ -7,7 +7,9 @@
 namespace kvw::cli {
 
 void EvalFlags::add_to(CLI::App* cmd) {
-    cmd->add_option("--out", out_dir, "Output folder (eval.json, eval.md)")->required();
+    cmd->add_option("--out", out_dir, "Output folder (eval.json, eval.md)")
+        ->required()
+        ->check(non_empty_path());
     cmd->add_option(
            "--mode", mode,
            "grid, quality, all (both), world-change (the simulator alone: its windows against its "
@@ -64,8 +66,8 @@ eval::EvalOptions EvalFlags::parse() const {
     eval::EvalOptions parsed = options;
     parsed.out_dir = out_dir;
     parsed.mode = eval::parse_eval_mode(mode);
-    parsed.bits = parse_int_list(bits, "bits");
-    parsed.groups = parse_int_list(groups, "groups");
+    parsed.bits = parse_int_list(bits, "bits", {16, 8, 4, 2});
+    parsed.groups = parse_int_list(groups, "groups", {32, 64, 128});
     parsed.key_layouts.clear();
     for (const std::string& layout : split_list(layouts, "layouts"))
         parsed.key_layouts.push_back(parse_key_layout(layout));

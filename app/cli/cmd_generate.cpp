@@ -20,7 +20,10 @@ std::string frame_name(int index) {
 }  // namespace
 
 int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir,
-                 int max_frames, bool write_ground_truth, bool write_video) {
+                 int max_frames, bool write_ground_truth, bool write_video, bool overwrite) {
+    // The output folder first: a folder that cannot take the run is refused before the model loads.
+    frontend::OutputFolder output(out_dir, overwrite,
+                                  {"frames", "ground_truth", "metrics.json", "video.mp4"});
     const Trace trace = load_trace(trace_path);
     auto model = load_model(flags);
     const ModelConfig& cfg = model->config();
@@ -30,7 +33,7 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
     const SessionParams params = flags.params(cfg, trace.noise_seed);
     const frontend::StartContext ctx =
         frontend::make_start_context(trace, cfg, fs::path(trace_path).parent_path());
-    const fs::path out(out_dir), frames_dir = out / "frames";
+    const fs::path out = output.staging(), frames_dir = out / "frames";
     fs::create_directories(frames_dir);
 
     Session session(model, params);
@@ -104,16 +107,29 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
                 write_png(gt / frame_name(static_cast<int>(i)), frames[i]);
         }
     }
-    write_file_atomic(out / "metrics.json", metrics.dump(1) + "\n");
+    // Paths are written as given; one that is not UTF-8 (a legal file name) cannot be JSON text, and the
+    // metrics of a finished run must not be lost for it: such bytes become U+FFFD.
+    write_file_atomic(out / "metrics.json",
+                      metrics.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
+    std::string video_error;
     if (write_video) {
         std::string why;
-        if (frontend::encode_mp4(frames_dir, "frame_%05d.png", cfg.fps, first_index, out / "video.mp4", &why))
-            std::fprintf(stderr, "video: %s\n", (out / "video.mp4").c_str());
-        else
-            std::fprintf(stderr, "video: skipped (%s)\n", why.c_str());
+        if (!frontend::have_ffmpeg())
+            std::fprintf(stderr, "video: skipped (ffmpeg is not installed; the frames are PNG files)\n");
+        else if (!frontend::encode_mp4(frames_dir, "frame_%05d.png", cfg.fps, first_index, out / "video.mp4",
+                                       &why))
+            video_error = why;
     }
+    // The run is one unit: it replaces an earlier output only now, whole.
+    output.commit();
+    const fs::path final_frames = output.target() / "frames";
+    if (!video_error.empty())
+        throw Error(out_dir + ": the video could not be encoded: " + video_error +
+                    " (the frames and metrics.json of this run are in " + output.target().string() + ")");
+    if (write_video && frontend::have_ffmpeg())
+        std::fprintf(stderr, "video: %s\n", (output.target() / "video.mp4").c_str());
     std::printf("wrote %d frames to %s (%.1f ms per chunk, %.1f generated frames/s, cache %.2f MB)\n",
-                F + to_generate, frames_dir.c_str(), chunks ? total_ms / chunks : 0.0,
+                F + to_generate, final_frames.c_str(), chunks ? total_ms / chunks : 0.0,
                 total_ms > 0 ? 1000.0 * chunks * F / total_ms : 0.0, session.cache_bytes().total() / 1e6);
     return 0;
 }

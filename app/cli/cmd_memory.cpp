@@ -1,6 +1,7 @@
 // kvworld-cli memory: plan KV-cache memory for our model or a peer preset at any format.
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cli_common.h"
 #include "kvworld/fileio.h"
@@ -51,20 +52,27 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
         }
     }
     if (models.empty()) throw Error("give --model DIR, --config FILE, --preset NAME or --all-presets");
-    int height = 0, width = 0;
-    if (!resolution.empty() && std::sscanf(resolution.c_str(), "%dx%d", &height, &width) != 2)
-        throw Error("--resolution must be HEIGHTxWIDTH, e.g. 480x832");
-    const std::vector<int> bits = parse_int_list(bits_list, "bits"),
-                           groups = parse_int_list(groups_list, "groups");
+    int height = 0, width = 0;  // 0: each model's native resolution
+    if (!resolution.empty()) std::tie(height, width) = parse_resolution(resolution, "resolution");
+    const std::vector<int> bits = parse_int_list(bits_list, "bits", {16, 8, 4, 2}),
+                           groups = parse_int_list(groups_list, "groups", {32, 64, 128});
     const KeyLayout kl = parse_key_layout(layout);
     json out = json::array();
     for (const PeerModel& m : models) {
         const int h = height ? height : m.height, w = width ? width : m.width;
+        // The resolution against this model (below one token, or beyond the planner's range) is an error of
+        // the command, not of one format: checked at BF16, which every head size takes.
+        try {
+            (void)plan_memory(m, CacheSettings{}, h, w, budget_gb * 1e9);
+        } catch (const Error& e) {
+            throw Error(std::string("--resolution: ") + e.what());
+        }
         std::printf(
-            "\n%s: %d layers, %d KV heads x %d, %d tokens per latent frame at %dx%d, chunk %d / context %d "
+            "\n%s: %d layers, %d KV heads x %d, %lld tokens per latent frame at %dx%d, chunk %d / context %d "
             "latent frames%s\n",
-            m.name.c_str(), m.layers, m.kv_heads, m.head_dim, m.tokens_per_latent_frame(h, w), h, w,
-            m.chunk_latent_frames, m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
+            m.name.c_str(), m.layers, m.kv_heads, m.head_dim,
+            static_cast<long long>(m.tokens_per_latent_frame(h, w)), h, w, m.chunk_latent_frames,
+            m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
         std::printf("  %-24s %9s %12s %12s %11s", "format", "bits/elem", "per chunk", "context", "s per GB");
         if (budget_gb > 0) std::printf(" %14s", ("s in " + human(budget_gb * 1e9)).c_str());
         std::printf("\n");

@@ -14,19 +14,24 @@ int main(int argc, char** argv) {
     cli::SessionFlags gen_flags;
     std::string trace, out;
     int max_frames = -1;
-    bool ground_truth = false, no_video = false;
+    bool ground_truth = false, no_video = false, overwrite = false;
     auto* gen = app.add_subcommand(
         "generate", "Generate frames from an action trace (PNG, MP4 with ffmpeg, metrics.json)");
     gen_flags.add_to(gen);
     gen->add_option("--trace", trace, "Action trace (JSON, see README)")
         ->required()
         ->check(CLI::ExistingFile);
-    gen->add_option("--out", out, "Output folder")->required();
+    gen->add_option("--out", out,
+                    "Output folder: created, or an empty one, or with --overwrite an earlier run's (replaced "
+                    "as a whole once the run has finished)")
+        ->required()
+        ->check(cli::non_empty_path());
     gen->add_option("--frames", max_frames, "Generate at most this many frames after the context")
         ->check(CLI::NonNegativeNumber);
     gen->add_flag("--ground-truth", ground_truth,
                   "Also render the simulator's frames for the trace into OUT/ground_truth");
     gen->add_flag("--no-video", no_video, "Skip the MP4");
+    gen->add_flag("--overwrite", overwrite, "Replace an earlier run's output in --out");
 
     std::string mem_model, mem_config, preset, bits = "16,8,4,2", groups = "32,64,128", layout = "token",
                                                resolution, mem_json;
@@ -42,8 +47,8 @@ int main(int argc, char** argv) {
     mem->add_option("--key-layout", layout, "token or channel")->check(CLI::IsMember({"token", "channel"}));
     mem->add_option("--resolution", resolution, "HEIGHTxWIDTH (default: native)");
     mem->add_option("--budget-gb", budget_gb, "Cache budget: seconds of video whose history fits")
-        ->check(CLI::NonNegativeNumber);
-    mem->add_option("--json", mem_json, "Also write the table as JSON");
+        ->check(cli::finite_range(0, 1e9));
+    mem->add_option("--json", mem_json, "Also write the table as JSON")->check(cli::non_empty_path());
 
     std::string bench_backend = "cpu", bench_model, bench_configs = "tiny,default", bench_json;
     int bench_chunks = 3;
@@ -54,7 +59,7 @@ int main(int argc, char** argv) {
     bench->add_option("--configs", bench_configs,
                       "Comma-separated: tiny, default (trained weights when present, else random)");
     bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
-    bench->add_option("--json", bench_json, "Also write the results as JSON");
+    bench->add_option("--json", bench_json, "Also write the results as JSON")->check(cli::non_empty_path());
 
     cli::SessionFlags eval_session_flags;
     cli::EvalFlags eval_flags;
@@ -75,7 +80,7 @@ int main(int argc, char** argv) {
             "--block-shape", ba_block_shape,
             "Kernel block shape: 0 (8 warps x 16 rows), 1 (4 x 16), 2 (4 x 32); -1: the kernel's choice")
         ->check(CLI::Range(-1, 2));
-    bench_attn->add_option("--json", ba_json, "Also write the results as JSON");
+    bench_attn->add_option("--json", ba_json, "Also write the results as JSON")->check(cli::non_empty_path());
 
     std::string info_model;
     auto* info = app.add_subcommand("info", "Describe a model folder");
@@ -85,7 +90,7 @@ int main(int argc, char** argv) {
     uint64_t init_seed = 1;
     auto* init = app.add_subcommand("init-model", "Write a randomly initialised model (benchmarks, tests)");
     init->add_option("--config", init_config, "Model config")->required()->check(CLI::ExistingFile);
-    init->add_option("--out", init_out, "Output folder")->required();
+    init->add_option("--out", init_out, "Output folder")->required()->check(cli::non_empty_path());
     init->add_option("--seed", init_seed, "Seed");
     init->add_option("--dtype", init_dtype, "F32, F16 or BF16")->check(CLI::IsMember({"F32", "F16", "BF16"}));
 
@@ -95,7 +100,8 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        if (*gen) return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video);
+        if (*gen)
+            return cli::run_generate(gen_flags, trace, out, max_frames, ground_truth, !no_video, overwrite);
         if (*mem)
             return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout,
                                    resolution, budget_gb, mem_json);

@@ -1,10 +1,17 @@
 #include "frontend.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "kvworld/fileio.h"
@@ -173,6 +180,111 @@ bool encode_mp4(const fs::path& dir, const std::string& pattern, int fps, int st
         return false;
     }
     return true;
+}
+
+namespace {
+
+// The folder a path names ("runs/out/" or "runs/out"), absolute, with symbolic links resolved: a link to a
+// folder elsewhere stays a link, and the run is swapped in where it points.
+fs::path folder_path(const fs::path& p) {
+    std::error_code ec;
+    fs::path abs = fs::weakly_canonical(fs::absolute(p), ec);
+    if (ec) abs = fs::absolute(p).lexically_normal();
+    if (!abs.has_filename()) abs = abs.parent_path();
+    return abs;
+}
+
+std::string staging_prefix(const fs::path& target) {
+    return "." + target.filename().string() + ".partial-";
+}
+
+}  // namespace
+
+OutputFolder::OutputFolder(const fs::path& target, bool overwrite, std::vector<std::string> run_entries)
+    : target_(folder_path(target)), overwrite_(overwrite), run_entries_(std::move(run_entries)) {
+    if (target_ == target_.root_path()) throw Error(target.string() + ": refusing to write a run into /");
+    check_target();
+    const fs::path parent = target_.parent_path();
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) throw Error(parent.string() + ": cannot create the folder (" + ec.message() + ")");
+    // Staging folders of runs that were killed (their process is gone) are removed: they hold nothing but
+    // an unfinished run's output, and would otherwise pile up beside the target.
+    const std::string prefix = staging_prefix(target_);
+    for (const auto& e : fs::directory_iterator(parent, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind(prefix, 0) != 0) continue;
+        const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            std::error_code ignored;
+            fs::remove_all(e.path(), ignored);
+        }
+    }
+    static std::atomic<unsigned> counter{0};
+    staging_ = parent / (prefix + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
+    fs::remove_all(staging_, ec);
+    if (!fs::create_directory(staging_, ec) || ec)
+        throw Error(staging_.string() + ": cannot create the run's folder (" + ec.message() + ")");
+}
+
+OutputFolder::~OutputFolder() {
+    if (committed_) return;
+    std::error_code ec;
+    fs::remove_all(staging_, ec);
+}
+
+void OutputFolder::check_target() const {
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(target_, ec);
+    if (!fs::exists(st)) return;
+    if (!fs::is_directory(st))
+        throw Error(target_.string() + ": exists and is not a folder; choose another output folder");
+    std::vector<std::string> found;
+    for (const auto& e : fs::directory_iterator(target_, ec)) found.push_back(e.path().filename().string());
+    if (ec) throw Error(target_.string() + ": cannot list the folder (" + ec.message() + ")");
+    if (found.empty()) return;
+    if (!overwrite_)
+        throw Error(
+            target_.string() +
+            ": the folder is not empty (an earlier run?); give --overwrite to replace an earlier run's "
+            "output, or another folder");
+    for (const std::string& name : found)
+        if (std::find(run_entries_.begin(), run_entries_.end(), name) == run_entries_.end())
+            throw Error(target_.string() + ": holds \"" + name +
+                        "\", which no run writes; refusing to replace the folder (choose another one)");
+}
+
+void OutputFolder::commit() {
+    if (committed_) throw Error(target_.string() + ": the run's output was already put in place");
+    check_target();  // again: the folder may have changed while the run ran
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(target_, ec))) {
+        if (::rename(staging_.c_str(), target_.c_str()) != 0)
+            throw Error(target_.string() + ": cannot put the run's output in place (" + std::strerror(errno) +
+                        "); it is in " + staging_.string());
+        committed_ = true;
+        return;
+    }
+    // One rename exchanges the folders, so that the target always holds one whole run; the earlier run then
+    // sits in the staging folder and is removed.
+    if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) != 0) {
+        // File systems without the exchange: move the old one aside first.
+        const fs::path aside = staging_.string() + "-old";
+        if (::rename(target_.c_str(), aside.c_str()) != 0)
+            throw Error(target_.string() + ": cannot replace the earlier output (" + std::strerror(errno) +
+                        "); the new run is in " + staging_.string());
+        if (::rename(staging_.c_str(), target_.c_str()) != 0) {
+            const std::string why = std::strerror(errno);
+            ::rename(aside.c_str(), target_.c_str());
+            throw Error(target_.string() + ": cannot put the run's output in place (" + why +
+                        "); the new run is in " + staging_.string());
+        }
+        fs::remove_all(aside, ec);
+        committed_ = true;
+        return;
+    }
+    committed_ = true;
+    fs::remove_all(staging_, ec);  // the earlier run
 }
 
 double psnr_of_mse(double mse) {

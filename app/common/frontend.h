@@ -41,6 +41,34 @@ bool have_ffmpeg();
 bool encode_mp4(const std::filesystem::path& dir, const std::string& pattern, int fps, int start_number,
                 const std::filesystem::path& out, std::string* why);
 
+// A run's output folder as one unit. Everything is written into a fresh hidden folder beside `target`
+// (`staging()`), which replaces the target only at commit(): an interrupted or failed run leaves an earlier
+// output as it was, and a finished one never mixes its files with an earlier run's (old frames in the new
+// video, an old video beside new metrics).
+class OutputFolder {
+  public:
+    // Refuses, with kvw::Error naming the folder, a target that is not a folder, or one that holds anything
+    // unless `overwrite` and it holds nothing but the entries a run writes (`run_entries`): what the user
+    // made there is never replaced. Removes the staging folders of earlier runs that were killed.
+    OutputFolder(const std::filesystem::path& target, bool overwrite, std::vector<std::string> run_entries);
+    ~OutputFolder();  // removes the staging folder unless committed
+    OutputFolder(const OutputFolder&) = delete;
+    OutputFolder& operator=(const OutputFolder&) = delete;
+
+    const std::filesystem::path& staging() const { return staging_; }
+    const std::filesystem::path& target() const { return target_; }
+    // Puts the staging folder in the target's place (exchanged in one rename where the file system can) and
+    // removes the earlier output. Throws kvw::Error naming the target.
+    void commit();
+
+  private:
+    void check_target() const;
+    std::filesystem::path target_, staging_;
+    bool overwrite_;
+    std::vector<std::string> run_entries_;
+    bool committed_ = false;
+};
+
 // Image quality (RGB8, same size): what the app's A/B meter shows. The evaluation's metrics (SSIM, PSNR
 // pooled over frames, motion estimates) are the lab's (eval/include/kvworld/eval/image_metrics.h).
 double psnr(const Image& a, const Image& b);           // of 8-bit RGB; 99 dB (the cap) for identical images

@@ -32,7 +32,7 @@ AutoencoderConfig parse_autoencoder(const json& a, const std::string& src) {
     }
     if (a.contains("groups")) ae.groups = jsonu::integer(a["groups"], "autoencoder.groups", src, 1, 4096);
     if (a.contains("latent_clip")) {
-        ae.latent_clip = static_cast<float>(jsonu::number(a["latent_clip"], "autoencoder.latent_clip", src));
+        ae.latent_clip = jsonu::float32(a["latent_clip"], "autoencoder.latent_clip", src);
         if (!(ae.latent_clip > 0.f && std::isfinite(ae.latent_clip)))
             throw Error(src + ": \"autoencoder.latent_clip\" must be a finite number > 0");
     }
@@ -60,7 +60,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
             return jsonu::integer(jsonu::field(obj, key, src), key, src, lo, hi);
         };
         auto getf = [&](const json& obj, const char* key) {
-            return static_cast<float>(jsonu::number(jsonu::field(obj, key, src), key, src));
+            return jsonu::float32(jsonu::field(obj, key, src), key, src);
         };
         c.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : "unnamed";
         c.height = geti(j, "height", 8, 4096);
@@ -133,9 +133,15 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
                 throw Error(src + ": \"weights\" must be a non-empty list of safetensors files");
             c.weight_files.clear();
             for (const json& f : w) {
-                if (!f.is_string() || f.get<std::string>().empty() ||
-                    f.get<std::string>().find("..") != std::string::npos)
-                    throw Error(src + ": \"weights\" entries must be file names inside the model folder");
+                // Weights are read from the model folder only: an absolute path or one that climbs out
+                // would load whatever file it names, and a folder of ours is self-contained.
+                const bool named = f.is_string() && !f.get<std::string>().empty();
+                const std::filesystem::path file = named ? f.get<std::string>() : std::string();
+                bool inside = named && file.is_relative() && !file.has_root_name();
+                for (const auto& part : file) inside = inside && part != "..";
+                if (!inside)
+                    throw Error(src + ": \"weights\" entry " + f.dump() +
+                                " must be a file name inside the model folder (no absolute path, no \"..\")");
                 c.weight_files.push_back(f.get<std::string>());
             }
         }
@@ -154,18 +160,15 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         for (int a : c.rope_axes)
             if (a % 2) fail("every rope_axes entry must be even (rotation pairs)");
         if (c.time_freq_dim % 2) fail("time_freq_dim must be even");
-        if (!(c.rope_theta > 1.f)) fail("rope_theta must be > 1");
+        if (!(c.rope_theta > 1.f && c.rope_theta <= 1e9f)) fail("rope_theta must be in (1, 1e9]");
         if (!(c.norm_eps > 0.f && c.norm_eps < 1.f)) fail("norm_eps must be in (0, 1)");
-        if (!(c.shift > 0.f)) fail("sampler.shift must be > 0");
+        if (!(c.shift > 0.f && c.shift <= 100.f)) fail("sampler.shift must be in (0, 100]");
         if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
         if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
         if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
         if (!(c.warp_eye_height >= 0.f && c.warp_eye_height <= 1000.f))
             fail("sampler.warp_eye_height must be in [0, 1000] (0 = rotation only)");
-        if (!(c.motion.move_per_frame > 0) || !(c.motion.turn_max_deg > 0) ||
-            !(c.motion.pitch_limit_deg > 0 && c.motion.pitch_limit_deg < 90) ||
-            !(c.motion.hfov_deg > 10 && c.motion.hfov_deg < 170))
-            fail("a motion parameter is out of range");
+        jsonu::check_motion(c.motion, src + ": \"motion\"");
         return c;
     });
 }

@@ -23,6 +23,10 @@
 
 namespace kvw {
 
+namespace {
+constexpr uint64_t kMaxImagePixels = uint64_t{16384} * 16384;
+}  // namespace
+
 void write_png(const std::filesystem::path& path, const Image& image) {
     if (image.width <= 0 || image.height <= 0 ||
         image.rgb.size() != static_cast<size_t>(image.width) * image.height * 3)
@@ -38,9 +42,14 @@ void write_png(const std::filesystem::path& path, const Image& image) {
 }
 
 Image read_image(const std::filesystem::path& path) {
-    const std::vector<uint8_t> bytes = read_file_bytes(path);
-    if (bytes.size() > static_cast<size_t>(1) << 30) throw Error(path.string() + ": image file too large");
+    const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxImageFileBytes);
     int w = 0, h = 0, n = 0;
+    // The header's size is checked before decoding: a small file can claim a picture of gigabytes.
+    if (bytes.size() <= static_cast<size_t>(INT32_MAX) &&
+        stbi_info_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n) &&
+        static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > kMaxImagePixels)
+        throw Error(path.string() + ": the image is " + std::to_string(w) + "x" + std::to_string(h) +
+                    " pixels, more than the " + std::to_string(kMaxImagePixels) + " a start image may have");
     uint8_t* data = stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &n, 3);
     if (!data) throw Error(path.string() + ": not a readable image (" + stbi_failure_reason() + ")");
     Image img(w, h);

@@ -66,6 +66,39 @@ bool cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {
     return cuda_backend_memory_info(free_bytes, total_bytes);
 }
 
+namespace {
+
+// What a model of `config` needs in host memory at the least, estimated from the config alone before anything
+// is allocated: its weights as float32 (parameter_count) and one session's working set for a chunk (the
+// activations of its tokens, the attended context dequantized to float32, and its BF16 cache for window +
+// recall + 1 chunks, as the session predicts it). Each size can be in range while together they are absurd
+// (terabytes of weights, millions of tokens a chunk): refused here, with the estimate, rather than by
+// std::bad_alloc halfway through loading.
+void check_memory_estimate(const ModelConfig& c, const std::string& source) {
+    const double params = static_cast<double>(parameter_count(c));
+    const double weights = 4.0 * params;
+    const double tokens = static_cast<double>(c.tokens_per_frame()) * c.chunk_frames;
+    const double context_chunks = c.window + c.recall + 1.0;
+    const double per_token = c.patch_dim() + 8.0 * c.hidden + c.mlp_hidden + 2.0 * c.head_dim;
+    const double activations = 4.0 * tokens * per_token + 4.0 * kFrameBuffers *
+                                                              static_cast<double>(c.grid_floats_per_frame()) *
+                                                              c.chunk_frames;
+    const double context = 4.0 * 2.0 * context_chunks * tokens * c.hidden * c.depth;
+    const double cache = static_cast<double>(
+        Session::predict_cache_bytes(c, CacheSettings{}, static_cast<int>(context_chunks)).total());
+    const double total = weights + activations + context + cache;
+    const double have = static_cast<double>(host_memory_bytes());
+    if (total > have)
+        throw OutOfMemoryError(source + ": this model needs about " + format_bytes(total) +
+                               " of memory (weights " + format_bytes(weights) + " for " +
+                               std::to_string(static_cast<uint64_t>(params)) + " parameters; " +
+                               std::to_string(static_cast<uint64_t>(tokens)) + " tokens a chunk need " +
+                               format_bytes(activations + context + cache) + "), more than this machine's " +
+                               format_bytes(have) + "; check the sizes in the config");
+}
+
+}  // namespace
+
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
@@ -75,6 +108,7 @@ std::shared_ptr<Model> Model::load(const std::filesystem::path& dir, BackendKind
         throw Error(cfg.string() +
                     ": no model config here (a model folder holds model.json and its safetensors)");
     const ModelConfig config = load_model_config(cfg);
+    check_memory_estimate(config, cfg.string());
     return make_model(config, load_weights(dir, config), backend, dir);
 }
 
@@ -100,6 +134,7 @@ std::shared_ptr<Model> make_model(const ModelConfig& config, ModelWeights weight
 
 std::shared_ptr<Model> Model::with_random_weights(const ModelConfig& config, uint64_t seed,
                                                   BackendKind backend) {
+    check_memory_estimate(config, "model \"" + config.name + "\"");
     return make_model(config, random_weights(config, seed), backend);
 }
 
@@ -115,6 +150,7 @@ uint64_t parameter_count(const ModelConfig& config) {
 
 void write_random_model(const ModelConfig& config, const std::filesystem::path& dir, uint64_t seed,
                         const std::string& dtype) {
+    check_memory_estimate(config, "model \"" + config.name + "\"");
     std::filesystem::create_directories(dir);
     save_weights(dir / config.weight_files.front(), random_weights(config, seed), dtype);
     write_file_atomic(dir / "model.json", model_config_to_json(config));

@@ -12,9 +12,15 @@ namespace kvw {
 
 using jsonu::json;
 
-int PeerModel::tokens_per_latent_frame(int h, int w) const {
-    const int div = vae_spatial * patch;
-    return (h / div) * (w / div);
+namespace {
+constexpr int kMaxPlanSide = 1 << 20;
+constexpr int64_t kMaxPlanChunkTokens = int64_t{1} << 30;
+}  // namespace
+
+int64_t PeerModel::tokens_per_latent_frame(int h, int w) const {
+    // In 64 bits: a frame of 2000000 x 2000000 pixels has more tokens than an int holds.
+    const int64_t div = static_cast<int64_t>(vae_spatial) * patch;
+    return div > 0 ? (h / div) * (w / div) : 0;
 }
 
 PeerModel parse_peer(const std::string& text, const std::string& src) {
@@ -85,20 +91,56 @@ PeerModel peer_from_config(const ModelConfig& c, double weights_gb) {
 PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int width, double budget) {
     validate_format(key_format(s), m.head_dim, true);
     validate_format(value_format(s), m.head_dim, false);
-    const int h = height > 0 ? height : m.height, w = width > 0 ? width : m.width;
-    const int tokens = m.tokens_per_latent_frame(h, w);
+    if (!(budget >= 0 && std::isfinite(budget)))
+        throw Error("the cache budget must be a finite number of bytes >= 0 (0 = none)");
+    // The model's sizes within the ranges a preset or a model config can have (a PeerModel can also be
+    // filled in code): the arithmetic below stays far from overflow.
+    auto in = [&](int v, int lo, int hi, const char* what) {
+        if (v < lo || v > hi)
+            throw Error(m.name + ": " + what + " = " + std::to_string(v) + " is outside [" +
+                        std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    };
+    in(m.layers, 1, 1000, "layers");
+    in(m.kv_heads, 1, 1000, "kv_heads");
+    in(m.head_dim, 1, 1024, "head_dim");
+    in(m.vae_spatial, 1, 64, "vae_spatial");
+    in(m.vae_temporal, 1, 64, "vae_temporal");
+    in(m.patch, 1, 64, "patch");
+    in(m.chunk_latent_frames, 1, 10000, "chunk_latent_frames");
+    in(m.context_latent_frames, 1, 1 << 20, "context_latent_frames");
+    in(m.kv_branches, 1, 8, "kv_branches");
+    if (!(m.fps > 0 && std::isfinite(m.fps))) throw Error(m.name + ": fps must be a finite number > 0");
+    // The resolution as planned (0: the model's native one, which a PeerModel filled in code may not check).
+    const int h = height != 0 ? height : m.height, w = width != 0 ? width : m.width;
+    if (h < 1 || w < 1 || h > kMaxPlanSide || w > kMaxPlanSide)
+        throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is outside 1.." +
+                    std::to_string(kMaxPlanSide) + " pixels a side");
+    const int64_t tokens = m.tokens_per_latent_frame(h, w);  // at most 2^40
     if (tokens <= 0)
         throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " is below one token for " +
                     m.name);
-    const int chunk_tokens = tokens * m.chunk_latent_frames;
+    if (tokens > kMaxPlanChunkTokens / m.chunk_latent_frames)
+        throw Error("resolution " + std::to_string(h) + "x" + std::to_string(w) + " gives " +
+                    std::to_string(tokens) + " tokens a latent frame, " +
+                    std::to_string(m.chunk_latent_frames) + " frames a chunk for " + m.name +
+                    ": more than the " + std::to_string(kMaxPlanChunkTokens) +
+                    " tokens a chunk the planner accounts for");
+    const int64_t chunk_tokens64 = tokens * m.chunk_latent_frames;
+    const int chunk_tokens = static_cast<int>(chunk_tokens64);
     const SegmentLayout k = segment_layout(key_format(s), m.kv_heads, chunk_tokens, m.head_dim);
     const SegmentLayout v = segment_layout(value_format(s), m.kv_heads, chunk_tokens, m.head_dim);
+    const int context_chunks = (m.context_latent_frames + m.chunk_latent_frames - 1) / m.chunk_latent_frames;
+    // Byte counts are uint64: anything near 2^64 is no plan of a real machine, and would wrap.
+    const double context_estimate =
+        (static_cast<double>(k.total_bytes()) + v.total_bytes()) * m.layers * m.kv_branches * context_chunks;
+    if (context_estimate > 1e18)
+        throw Error(m.name + " at " + std::to_string(h) + "x" + std::to_string(w) + ": a context of " +
+                    format_bytes(context_estimate) + " is beyond any plan");
     PlanRow r;
     r.settings = s;
     const uint64_t per_segment = k.total_bytes() + v.total_bytes();
     r.chunk_bytes = per_segment * static_cast<uint64_t>(m.layers) * m.kv_branches;
     r.bytes_per_latent_frame = r.chunk_bytes / m.chunk_latent_frames;
-    const int context_chunks = (m.context_latent_frames + m.chunk_latent_frames - 1) / m.chunk_latent_frames;
     r.context_bytes = r.chunk_bytes * static_cast<uint64_t>(context_chunks);
     r.bits_per_element = 8.0 * per_segment / (2.0 * m.kv_heads * chunk_tokens * m.head_dim);
     const double chunk_seconds = static_cast<double>(m.chunk_latent_frames) * m.vae_temporal / m.fps;

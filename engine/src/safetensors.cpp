@@ -59,7 +59,7 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
     const std::string header(reinterpret_cast<const char*>(st.bytes_.data() + 8), header_len);
     json j;
     try {
-        j = json::parse(header);
+        j = jsonu::parse_nested(header, src + ": safetensors header");
     } catch (const json::exception& e) {
         throw Error(src + ": corrupt safetensors header (not JSON: " + e.what() + ")");
     }

@@ -11,17 +11,12 @@ namespace {
 
 MotionParams parse_motion(const json& j, const std::string& src) {
     MotionParams m;
-    m.move_per_frame =
-        static_cast<float>(jsonu::number(jsonu::field(j, "move_per_frame", src), "move_per_frame", src));
-    m.turn_max_deg =
-        static_cast<float>(jsonu::number(jsonu::field(j, "turn_max_deg", src), "turn_max_deg", src));
+    m.move_per_frame = jsonu::float32(jsonu::field(j, "move_per_frame", src), "move_per_frame", src);
+    m.turn_max_deg = jsonu::float32(jsonu::field(j, "turn_max_deg", src), "turn_max_deg", src);
     if (j.contains("pitch_limit_deg"))
-        m.pitch_limit_deg = static_cast<float>(jsonu::number(j["pitch_limit_deg"], "pitch_limit_deg", src));
-    if (j.contains("hfov_deg"))
-        m.hfov_deg = static_cast<float>(jsonu::number(j["hfov_deg"], "hfov_deg", src));
-    if (!(m.move_per_frame > 0) || !(m.turn_max_deg > 0) ||
-        !(m.pitch_limit_deg > 0 && m.pitch_limit_deg < 90) || !(m.hfov_deg > 10 && m.hfov_deg < 170))
-        throw Error(src + ": \"motion\" has a value out of range");
+        m.pitch_limit_deg = jsonu::float32(j["pitch_limit_deg"], "pitch_limit_deg", src);
+    if (j.contains("hfov_deg")) m.hfov_deg = jsonu::float32(j["hfov_deg"], "hfov_deg", src);
+    jsonu::check_motion(m, src);
     return m;
 }
 
@@ -52,8 +47,7 @@ Trace parse_trace(const std::string& text, const std::string& src) {
         t.noise_seed = j.contains("noise_seed") ? jsonu::uint64(j["noise_seed"], "noise_seed", src) : 0;
         const json& sp = jsonu::field(j, "start_pose", src);
         auto pose_num = [&](const char* k) {
-            return static_cast<float>(
-                jsonu::number(jsonu::field(sp, k, src + " start_pose"), k, src + " start_pose"));
+            return jsonu::float32(jsonu::field(sp, k, src + " start_pose"), k, src + " start_pose");
         };
         t.start_pose =
             CameraPose{pose_num("x"), pose_num("y"), pose_num("z"), pose_num("yaw"), pose_num("pitch")};
@@ -76,7 +70,7 @@ Trace parse_trace(const std::string& text, const std::string& src) {
             if (!a.is_array() || a.size() != 5)
                 throw Error(src + ": " + what + " must be [forward, right, up, yaw_deg, pitch_deg]");
             float v[5];
-            for (int k = 0; k < 5; ++k) v[k] = static_cast<float>(jsonu::number(a[k], what, src));
+            for (int k = 0; k < 5; ++k) v[k] = jsonu::float32(a[k], what, src);
             for (int k = 0; k < 3; ++k)
                 if (v[k] < -1.f || v[k] > 1.f)
                     throw Error(src + ": " + what + ": movement components must be in [-1, 1]");
@@ -111,10 +105,19 @@ std::string trace_to_json(const Trace& t) {
     j["context_frames"] = t.context_frames;
     if (t.motion) j["motion"] = motion_json(*t.motion);
     if (t.start_image) j["start_image"] = *t.start_image;
-    if (!t.settings_json.empty()) j["settings"] = json::parse(t.settings_json, nullptr, false);
+    // settings_json comes from the app or from a parsed trace; parsed with the same depth limit, so that a
+    // Trace built in code cannot overflow the stack below either.
+    if (!t.settings_json.empty()) {
+        try {
+            j["settings"] = jsonu::parse_nested(t.settings_json, "the trace's settings");
+        } catch (const json::exception& e) {
+            throw Error(std::string("the trace's settings are not valid JSON (") + e.what() + ")");
+        }
+    }
     if (!t.note.empty()) j["note"] = t.note;
-    // One action per line keeps recorded traces readable and diffable.
-    std::string out = j.dump(2);
+    // One action per line keeps recorded traces readable and diffable. A start image path or a note that
+    // is not UTF-8 cannot be written as JSON: refused by name rather than as the library's exception.
+    std::string out = jsonu::guarded("the trace", [&] { return j.dump(2); });
     out.erase(out.find_last_of('}'));
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     out += ",\n  \"actions\": [\n";

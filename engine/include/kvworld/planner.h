@@ -25,7 +25,7 @@ struct PeerModel {
     double weights_gb = 0;          // bf16 weights, for the card chart
     std::string notes, source;
 
-    int tokens_per_latent_frame(int h, int w) const;  // at resolution h x w
+    int64_t tokens_per_latent_frame(int h, int w) const;  // at resolution h x w
 };
 
 PeerModel parse_peer(const std::string& json_text, const std::string& source);
@@ -42,7 +42,8 @@ struct PlanRow {
     double seconds_fit = 0;      // seconds of video whose whole history fits the budget (0 = no budget)
 };
 
-// `height`/`width` 0 = native. `budget_bytes` 0 = none.
+// `height`/`width` 0 = native. `budget_bytes` 0 = none. Throws kvw::Error for a format the head size does not
+// take, a resolution below one token or beyond the planner's range, or a model of non-positive sizes.
 PlanRow plan_memory(const PeerModel& model, const CacheSettings& settings, int height, int width,
                     double budget_bytes);
 

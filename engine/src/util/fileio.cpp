@@ -1,12 +1,13 @@
 #include "kvworld/fileio.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "kvworld/error.h"
 
@@ -14,21 +15,59 @@ namespace kvw {
 
 namespace fs = std::filesystem;
 
-std::vector<uint8_t> read_file_bytes(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open for reading (" + std::strerror(errno) + ")");
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) throw Error(path.string() + ": cannot determine the file size");
-    in.seekg(0, std::ios::beg);
+uint64_t host_memory_bytes() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return uint64_t{1} << 40;  // unknown: no practical limit
+    return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+}
+
+std::string format_bytes(double bytes) {
+    char buf[48];
+    if (bytes >= 1e12)
+        std::snprintf(buf, sizeof buf, "%.2f TB", bytes / 1e12);
+    else if (bytes >= 1e9)
+        std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+    else if (bytes >= 1e6)
+        std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+    else
+        std::snprintf(buf, sizeof buf, "%.0f bytes", bytes);
+    return buf;
+}
+
+std::vector<uint8_t> read_file_bytes(const fs::path& path, uint64_t max_bytes) {
+    if (max_bytes == 0) max_bytes = host_memory_bytes();
+    // The type and the size are checked on the open descriptor, before anything is allocated: a directory
+    // opens fine and reports a nonsense size, and a FIFO or a device never ends.
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) throw Error(path.string() + ": cannot open for reading (" + std::strerror(errno) + ")");
+    struct FdCloser {
+        int fd;
+        ~FdCloser() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw Error(path.string() + ": cannot read (" + std::strerror(errno) + ")");
+    if (S_ISDIR(st.st_mode)) throw Error(path.string() + ": is a directory, not a file");
+    if (!S_ISREG(st.st_mode)) throw Error(path.string() + ": is not a regular file");
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size > max_bytes)
+        throw Error(path.string() + ": the file is " + format_bytes(static_cast<double>(size)) +
+                    ", more than the " + format_bytes(static_cast<double>(max_bytes)) +
+                    " such a file may have; is it the right file?");
     std::vector<uint8_t> data(static_cast<size_t>(size));
-    if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
-        throw Error(path.string() + ": read failed");
+    size_t done = 0;
+    while (done < data.size()) {
+        const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw Error(path.string() + ": read failed (" + std::strerror(errno) + ")");
+        if (n == 0) throw Error(path.string() + ": the file shrank while it was read");
+        done += static_cast<size_t>(n);
+    }
     return data;
 }
 
-std::string read_file_text(const fs::path& path) {
-    auto bytes = read_file_bytes(path);
+std::string read_file_text(const fs::path& path, uint64_t max_bytes) {
+    auto bytes = read_file_bytes(path, max_bytes);
     return std::string(bytes.begin(), bytes.end());
 }
 
