@@ -352,6 +352,8 @@ TEST(CommandLine, FlagValuesThatMeanNothingAreRefusedNamingTheFlag) {
         {gen + out + " --budget-mb inf", "--budget-mb"},
         {gen + out + " --cache-t nan", "--cache-t"},
         {gen + out + " --guidance nan", "--guidance"},
+        {gen + out + " --correction-below-t nan", "--correction-below-t"},
+        {gen + out + " --correction-below-t 1.5", "--correction-below-t"},
         {gen + " --out ''", "--out"},
         {cli() + " memory --preset self-forcing --resolution 0x0", "--resolution"},
         {cli() + " memory --preset self-forcing --resolution -16x-16", "--resolution"},

@@ -32,7 +32,7 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
     cmd->add_option(
            "--correction-below-t", correction_max_t,
            "Correct only the denoising passes at noise level t <= this (1 = every pass, the paper's)")
-        ->check(CLI::Range(0.f, 1.f));
+        ->check(finite_range(0, 1));
     cmd->add_option("--steps", steps, "Denoising steps (default: the model's)")->check(CLI::Range(1, 1000));
     cmd->add_option("--seed", seed, "Noise seed (default: the trace's)")->check(CLI::Range(0LL, (1LL << 62)));
     cmd->add_option("--window", window, "Recent chunks attended to (default: the model's)")
