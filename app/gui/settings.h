@@ -13,6 +13,10 @@
 
 namespace kvw::gui {
 
+// The correction's noise-level limit the app's corrected 2-bit caches use: the best measured on the shipped
+// model (docs/quality.md "The correction on identical contexts").
+inline constexpr float kBestCorrectionMaxT = 0.5f;
+
 struct SharedSettings {
     ContextSettings context;
     SamplerSettings sampler;
