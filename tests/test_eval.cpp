@@ -969,6 +969,11 @@ TEST(EvalReport, PairedReportComparesForksOfOneContext) {
     }
     const double psnr = 10 * std::log10(255.0 * 255.0 / (squared / values));
     EXPECT_NEAR(rows[1].at("one_chunk_vs_bf16").at("psnr").get<double>(), psnr, 1e-9);
+    ASSERT_EQ(rows[1].at("one_chunk_vs_bf16").at("per_world").size(), 2u);
+    const double w0 = rows[1].at("one_chunk_vs_bf16").at("per_world")[0].get<double>(),
+                 w1 = rows[1].at("one_chunk_vs_bf16").at("per_world")[1].get<double>();
+    EXPECT_GE(psnr, std::min(w0, w1));  // the pooled figure lies between the worlds' own
+    EXPECT_LE(psnr, std::max(w0, w1));
     for (int r = 2; r <= 3; ++r) {
         const double gain = rows[r].at("one_chunk_gain_over_uncorrected").at("db").get<double>();
         EXPECT_NEAR(gain,

@@ -60,8 +60,13 @@ CacheSettings uncorrected(CacheSettings c) {
     return c;
 }
 
+// The pooled PSNR with its interval, and each world's own (so that runs on the same worlds can be compared).
 json psnr_json(const WorldSums& sums) {
-    return {{"psnr", psnr_of_mse(sums.ratio())}, {"ci95", interval_json(bootstrap_ratio(sums, psnr_of_mse))}};
+    json per_world = json::array();
+    for (size_t w = 0; w < sums.worlds(); ++w) per_world.push_back(psnr_of_mse(sums.ratio({w})));
+    return {{"psnr", psnr_of_mse(sums.ratio())},
+            {"ci95", interval_json(bootstrap_ratio(sums, psnr_of_mse))},
+            {"per_world", per_world}};
 }
 
 // PSNR(a) - PSNR(b) in dB, pooled over the same worlds, with its interval from resampling worlds.
