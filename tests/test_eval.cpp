@@ -941,7 +941,7 @@ TEST(EvalReport, PairedReportComparesForksOfOneContext) {
     double squared = 0, values = 0;
     for (int i = 0; i < 2; ++i) {
         const Trace t =
-            sim::make_trace(2000000 + 7919 * static_cast<uint64_t>(i), 4242 + i, 2 * F, 2 * F, params);
+            sim::make_trace(900000 + 7919 * static_cast<uint64_t>(i), 4242 + i, 2 * F, 2 * F, params);
         EXPECT_EQ(p.at("world_seeds")[static_cast<size_t>(i)].get<uint64_t>(), t.world_seed);
         std::vector<CameraPose> poses;
         const std::vector<Image> truth = sim::render_trace(sim::World(t.world_seed), t, params, &poses);
