@@ -92,7 +92,14 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
         held_out_traces(options.traces, chunks * F, given * F, options.world_base, c);
     std::vector<SettingSums> rows;
     rows.emplace_back(CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, worlds);
-    for (const CacheSettings& cs : grid_settings(options)) rows.emplace_back(cs, worlds);
+    for (const CacheSettings& cs : grid_settings(options)) {
+        SessionParams p = base;
+        p.cache = cs;
+        if (std::optional<std::string> problem = check_session_params(c, p))
+            std::printf("%-32s skipped: %s\n", cs.label().c_str(), problem->c_str());  // as the grid skips it
+        else
+            rows.emplace_back(cs, worlds);
+    }
     std::printf("paired: %zu worlds, %d given chunks, %d generated, %zu settings\n", worlds, given, chunks,
                 rows.size());
 
