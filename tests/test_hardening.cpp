@@ -147,6 +147,10 @@ TEST(Json, DeepNestingIsRefusedWhereverItIs) {
     Trace t = small_trace();
     t.settings_json = deep;
     expect_error([&] { trace_to_json(t); }, {"settings", "nested deeper"});
+    // Front ends that parse files of their own check the text first; brackets inside strings do not count.
+    expect_error([&] { check_json_nesting(deep, "keymap.json"); }, {"keymap.json", "nested deeper than 64"});
+    EXPECT_NO_THROW(check_json_nesting("{\"a\": \"" + std::string(1000, '[') + "\\\"[\"}", "s.json"));
+    EXPECT_NO_THROW(check_json_nesting(nested(64), "s.json"));
     // Nesting within the limit still round-trips.
     t.settings_json = "{\"a\": " + nested(60) + "}";
     EXPECT_EQ(parse_trace(trace_to_json(t), "t.json").settings_json, json::parse(t.settings_json).dump());

@@ -134,6 +134,7 @@ std::vector<InputState> InputTimeline::take(double now, int count) {
 InputScript InputScript::parse(const std::string& json_text, const std::string& source) {
     using json = nlohmann::json;
     InputScript script;
+    check_json_nesting(json_text, source);
     json j;
     try {
         j = json::parse(json_text);

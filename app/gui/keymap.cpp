@@ -190,6 +190,7 @@ std::string Keymap::describe(Command c) const {
 }
 
 Keymap parse_keymap(const std::string& text, const std::string& source) {
+    check_json_nesting(text, source);
     json j;
     try {
         j = json::parse(text);

@@ -102,6 +102,8 @@ void expect_rejected(const std::string& text, const std::string& fragment) {
 TEST(Keymap, BadFilesSayWhatIsWrong) {
     expect_rejected("{ not json", "not valid JSON");
     expect_rejected("[1, 2]", "must be a JSON object");
+    expect_rejected("{\"keys\": " + std::string(100000, '[') + std::string(100000, ']') + "}",
+                    "nested deeper");
     expect_rejected(R"({"format": "something-else"})", "kvworld-keymap");
     expect_rejected(R"({"version": 7})", "version");
     expect_rejected(R"({"keys": {"fly": ["W"]}})", "unknown command \"fly\"");
@@ -309,6 +311,7 @@ TEST(InputScript, KeysGoThroughTheKeymap) {
     EXPECT_FALSE(held(4, Command::MoveForward));
     EXPECT_THROW(InputScript::parse(R"([{"frame": 0, "down": ["NoSuchKey"]}])", "s.json"), Error);
     EXPECT_THROW(InputScript::parse(R"({"frame": 0})", "s.json"), Error);
+    EXPECT_THROW(InputScript::parse(std::string(100000, '[') + std::string(100000, ']'), "s.json"), Error);
     EXPECT_THROW(InputScript::parse(R"([{"down": ["W"]}])", "s.json"), Error);
 }
 

@@ -28,6 +28,11 @@ inline void write_file_atomic(const std::filesystem::path& path, std::string_vie
     write_file_atomic(path, text.data(), text.size());
 }
 
+// Throws kvw::Error naming `source` when JSON `text` nests arrays or objects deeper than the engine's parsers
+// allow (64 levels): for front ends that parse a file of their own (a keymap, an input script) with their own
+// JSON library, before they parse it. Brackets inside strings do not count.
+void check_json_nesting(std::string_view text, const std::string& source);
+
 // Physical memory of this machine in bytes (what no single allocation of ours may exceed).
 uint64_t host_memory_bytes();
 // "1.50 GB", "12.0 MB": byte counts in messages.

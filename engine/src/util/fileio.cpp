@@ -10,10 +10,37 @@
 #include <cstring>
 
 #include "kvworld/error.h"
+#include "util/json_util.h"
 
 namespace kvw {
 
 namespace fs = std::filesystem;
+
+void check_json_nesting(std::string_view text, const std::string& source) {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > jsonu::kMaxDepth) {
+                std::string problem = source;
+                problem.append(": JSON nested deeper than ").append(std::to_string(jsonu::kMaxDepth));
+                problem.append(" levels (arrays or objects inside each other); not a file of ours");
+                throw Error(problem);
+            }
+        } else if (c == ']' || c == '}') {
+            depth = depth > 0 ? depth - 1 : 0;
+        }
+    }
+}
 
 uint64_t host_memory_bytes() {
     const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
