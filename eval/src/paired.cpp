@@ -22,6 +22,8 @@ namespace kvw::eval {
 
 namespace {
 
+using frontend::psnr_of_mse;  // 99 dB for identical frames, NaN where no world contributes
+
 // Squared 8-bit differences of two frame sequences: sum and count over every value of the pairs both have.
 void add_squared_error(const std::vector<Image>& a, const std::vector<Image>& b, double* sum, double* count) {
     for (size_t f = 0; f < std::min(a.size(), b.size()); ++f)
@@ -30,10 +32,6 @@ void add_squared_error(const std::vector<Image>& a, const std::vector<Image>& b,
             *sum += d * d;
             *count += 1;
         }
-}
-
-double psnr_of_mse(double mse) {
-    return std::isfinite(mse) ? 10.0 * std::log10(255.0 * 255.0 / std::max(mse, 1e-10)) : NAN;
 }
 
 // What one setting made in every world, against the BF16 fork and the simulator.
