@@ -14,8 +14,8 @@ AbSettings AbSettings::defaults() {
     AbSettings ab;
     // Chosen to show the Jensen bias at a glance: the same 2-bit cache with and without the correction,
     // then a 4-bit and an 8-bit cache. The 2-bit cache is corrected the best measured way: Taylor on the
-    // passes at t <= 0.5 (paired, 8 worlds: +0.48 dB over uncorrected on a chunk, where the paper's
-    // every-pass Taylor loses 0.78 dB; docs/quality.md "The correction on identical contexts").
+    // passes at t <= kBestCorrectionMaxT, where the paper's every-pass Taylor loses on a sampled chunk
+    // (docs/quality.md "The correction on identical contexts").
     ab.cache[0] = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, kBestCorrectionMaxT};
     ab.cache[1] = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Off};
     ab.cache[2] = CacheSettings{4, 4, 64, KeyLayout::Token, Correction::Taylor};

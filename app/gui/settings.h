@@ -13,9 +13,10 @@
 
 namespace kvw::gui {
 
-// The correction's noise-level limit the app's corrected 2-bit caches use: the best measured on the shipped
-// model (docs/quality.md "The correction on identical contexts").
-inline constexpr float kBestCorrectionMaxT = 0.5f;
+// The correction's noise-level limit the app's corrected 2-bit caches use, calibrated on training worlds (the
+// best of 1, 0.75, 0.5, 0.25 in the paired evaluation of INT2 g128 on worlds 100000 + 7919 i; docs/quality.md
+// "The correction on identical contexts").
+inline constexpr float kBestCorrectionMaxT = 0.75f;
 
 struct SharedSettings {
     ContextSettings context;

@@ -483,7 +483,7 @@ TEST(GuiController, CorrectionShortcutInTheAbViewKeepsEachPanesMode) {
     ASSERT_EQ(ui.world.panes().size(), 3u);
     ui.world.toggle_correction();
     EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Off) << "the pane's own setting shows it";
-    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor t<=0.5") << "relabelled when it runs";
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor t<=0.75") << "relabelled when it runs";
     ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[1].applied.cache.correction == Correction::Off; }))
         << ui.all_notices();
     EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 off");
