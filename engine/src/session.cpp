@@ -14,8 +14,10 @@ namespace kvw {
 
 namespace {
 
-void validate_params(const SessionParams& p, const ModelConfig& c) {
-    if (std::optional<std::string> problem = check_session_params(c, p)) throw Error(*problem);
+void validate_params(const SessionParams& p, const Model& model) {
+    if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
+    if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
+        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
 }
 
 // Bytes of one layer of one cached chunk at `s` (every layer is alike).
@@ -216,9 +218,7 @@ struct Session::Impl {
 Session::Session(std::shared_ptr<Model> model, const SessionParams& params)
     : impl_(std::make_unique<Impl>()) {
     KVW_CHECK(model != nullptr, "a session needs a model");
-    validate_params(params, model->config());
-    if (model->backend() == BackendKind::Cuda && params.cache.correction == Correction::Measured)
-        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
+    validate_params(params, *model);
     impl_->model = std::move(model);
     impl_->params = params;
     impl_->encoded = params.cache;
@@ -351,9 +351,7 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
 }
 
 void Session::set_params(const SessionParams& params) {
-    validate_params(params, impl_->cfg());
-    if (impl_->model->backend() == BackendKind::Cuda && params.cache.correction == Correction::Measured)
-        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
+    validate_params(params, *impl_->model);
     impl_->params = params;
 }
 const SessionParams& Session::params() const {
