@@ -195,6 +195,20 @@ struct Session::Impl {
         return r;
     }
 
+    // Evicts what the budget needs before the next chunk (ending at pose `last`) is cached, freeing the
+    // slots; the choice of context comes with it.
+    EvictionResult make_room(const CameraPose& last) {
+        const ModelConfig& c = cfg();
+        const EvictionResult ev = evict_for_budget(chunks_done, stored, last,
+                                                   Session::predict_cache_bytes(c, params.cache, 1).total(),
+                                                   params.context, c.motion);
+        for (int e : ev.evicted) {
+            sampler->backend().free_slot(e);
+            layer_bytes.erase(e);
+        }
+        return ev;
+    }
+
     // A ground-truth chunk cached after the budget's evictions (start and observe).
     ChunkResult given_chunk(const std::vector<Image>& frames, const std::vector<FrameAction>& actions,
                             const std::vector<CameraPose>& poses);
@@ -253,13 +267,7 @@ ChunkResult Session::Impl::given_chunk(const std::vector<Image>& frames,
     const std::vector<float> pixels = image_to_float(frames, c);
     ChunkJob job = make_job(actions);
     job.given_frames = pixels.data();
-    const EvictionResult ev =
-        evict_for_budget(chunks_done, stored, poses.back(),
-                         Session::predict_cache_bytes(c, params.cache, 1).total(), params.context, c.motion);
-    for (int e : ev.evicted) {
-        sampler->backend().free_slot(e);
-        layer_bytes.erase(e);
-    }
+    const EvictionResult ev = make_room(poses.back());
     job.context_slots = ev.choice.context;
     ChunkOutput out;
     sampler->run_chunk(job, &out);
@@ -331,13 +339,7 @@ ChunkResult Session::step(const std::vector<FrameAction>& actions, const Progres
     // warp_source: each frame's copy of the flow source moved from the last frame's camera to its own.
     if (c.source_previous && c.warp_source)
         for (const CameraPose& to : poses) job.source_view.push_back(view_change(s.pose, to));
-    const EvictionResult ev =
-        evict_for_budget(s.chunks_done, s.stored, poses.back(),
-                         predict_cache_bytes(c, s.params.cache, 1).total(), s.params.context, c.motion);
-    for (int e : ev.evicted) {
-        s.sampler->backend().free_slot(e);
-        s.layer_bytes.erase(e);
-    }
+    const EvictionResult ev = s.make_room(poses.back());
     job.context_slots = ev.choice.context;
     ChunkOutput out;
     try {
