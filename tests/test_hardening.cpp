@@ -5,8 +5,10 @@
 // it works; nothing crashes, allocates without end, or mixes two runs' output.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -99,7 +101,7 @@ TEST(Files, DirectoriesFifosAndHugeSparseFilesAreRefusedBeforeReading) {
     expect_error([&] { load_trace(dir / "fifo"); }, {"fifo", "not a regular file"});
     // Terabytes that take no disk: refused by size, naming the file and both sizes.
     const fs::path huge = sparse_file(dir / "huge", uintmax_t{1} << 42);
-    expect_error([&] { load_model_config(huge); }, {huge.string(), "4.40 TB", "more than the 67.1 MB"});
+    expect_error([&] { load_model_config(huge); }, {huge.string(), "4.40 TB", "more than the 67.11 MB"});
     expect_error([&] { load_trace(huge); }, {huge.string(), "more than"});
     expect_error([&] { read_image(huge); }, {huge.string(), "more than the 1.07 GB"});
     expect_error([&] { SafeTensors::load(huge); }, {huge.string(), "more than"});
@@ -444,5 +446,47 @@ TEST(CommandLine, GenerateWritesOneRunAndRefusesToMixTwo) {
     EXPECT_EQ(r.rc, 1) << r.output;
     EXPECT_NE(r.output.find("is a directory"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(dir / "image_out"));
+    fs::remove_all(dir);
+}
+
+// Ctrl-C during generate: the run stops at the next denoising step, removes its staging folder and exits 130;
+// the earlier output is as it was.
+TEST(CommandLine, InterruptedGenerateLeavesNothingAndKeepsTheEarlierOutput) {
+    const fs::path dir = temp_dir("interrupt");
+    const fs::path log = dir / "log.txt", out = dir / "out", trace = dir / "trace.json";
+    Trace long_trace = small_trace();
+    long_trace.actions.assign(4000, FrameAction{1, 0, 0, 1, 0});
+    save_trace(trace, long_trace);
+    const std::string gen = cli() + " generate --no-video --model " + test::source_path("tests/data/tiny") +
+                            " --trace " + trace.string() + " --out " + out.string();
+    ASSERT_EQ(run(gen + " --frames 2", log).rc, 0);
+    const std::string earlier = read_file_text(out / "metrics.json");
+
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        const std::string cmd = "exec " + gen + " --overwrite > '" + log.string() + "' 2>&1";
+        ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    // Wait until the run has written frames into its staging folder, then interrupt it.
+    fs::path staging;
+    for (int i = 0; i < 1200 && staging.empty(); ++i) {
+        for (const auto& e : fs::directory_iterator(dir))
+            if (e.path().filename().string().rfind(".out.partial-", 0) == 0 &&
+                fs::exists(e.path() / "frames" / "frame_00004.png"))
+                staging = e.path();
+        if (staging.empty()) ::usleep(50000);
+    }
+    ASSERT_FALSE(staging.empty()) << "the run never started writing";
+    ASSERT_EQ(::kill(pid, SIGINT), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal instead of stopping";
+    EXPECT_EQ(WEXITSTATUS(status), 130) << read_file_text(log);
+    EXPECT_NE(read_file_text(log).find("interrupted"), std::string::npos) << read_file_text(log);
+    EXPECT_FALSE(fs::exists(staging)) << "the staging folder was left behind";
+    EXPECT_EQ(read_file_text(out / "metrics.json"), earlier) << "the earlier output changed";
+    EXPECT_FALSE(fs::exists(out / "frames" / "frame_00004.png"));
     fs::remove_all(dir);
 }

@@ -1,4 +1,5 @@
 // kvworld-cli generate: replay an action trace through a session and write frames, metrics and a video.
+#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,35 @@ std::string frame_name(int index) {
     std::snprintf(buf, sizeof buf, "frame_%05d.png", index);
     return buf;
 }
+
+// Ctrl-C (or a SIGTERM) during a run: the handler only raises this flag; the run stops at the next denoising
+// step or chunk and unwinds, so that its staging folder is removed and an earlier output stays as it was.
+volatile std::sig_atomic_t interrupted = 0;
+extern "C" void on_interrupt(int) {
+    interrupted = 1;
+}
+// Installs on_interrupt for SIGINT and SIGTERM for the lifetime of a run, and puts the earlier handlers back.
+class InterruptScope {
+  public:
+    InterruptScope() {
+        interrupted = 0;
+        previous_int_ = std::signal(SIGINT, on_interrupt);
+        previous_term_ = std::signal(SIGTERM, on_interrupt);
+    }
+    ~InterruptScope() {
+        std::signal(SIGINT, previous_int_);
+        std::signal(SIGTERM, previous_term_);
+    }
+    InterruptScope(const InterruptScope&) = delete;
+    InterruptScope& operator=(const InterruptScope&) = delete;
+    static void check() {
+        if (interrupted) throw Cancelled("interrupted: nothing was written (an earlier output is as it was)");
+    }
+
+  private:
+    void (*previous_int_)(int) = SIG_DFL;
+    void (*previous_term_)(int) = SIG_DFL;
+};
 }  // namespace
 
 int run_generate(const SessionFlags& flags, const std::string& trace_path, const std::string& out_dir,
@@ -36,6 +66,7 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
     const fs::path out = output.staging(), frames_dir = out / "frames";
     fs::create_directories(frames_dir);
 
+    const InterruptScope interrupt_scope;
     Session session(model, params);
     const int F = cfg.chunk_frames;
     int to_generate = static_cast<int>(trace.actions.size()) - ctx.first_generated_frame;
@@ -75,7 +106,8 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
             if (idx < static_cast<int>(trace.actions.size()))
                 acts[static_cast<size_t>(f)] = trace.actions[static_cast<size_t>(idx)];
         }
-        ChunkResult r = session.step(acts);
+        InterruptScope::check();
+        ChunkResult r = session.step(acts, [](const char*, int, int) { InterruptScope::check(); });
         for (int f = 0; f < F && written < to_generate; ++f, ++written)
             write_png(frames_dir / frame_name(ctx.first_generated_frame + written),
                       r.frames[static_cast<size_t>(f)]);
@@ -121,6 +153,7 @@ int run_generate(const SessionFlags& flags, const std::string& trace_path, const
             video_error = why;
     }
     // The run is one unit: it replaces an earlier output only now, whole.
+    InterruptScope::check();
     output.commit();
     const fs::path final_frames = output.target() / "frames";
     if (!video_error.empty())

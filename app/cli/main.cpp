@@ -82,6 +82,23 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(-1, 2));
     bench_attn->add_option("--json", ba_json, "Also write the results as JSON")->check(cli::non_empty_path());
 
+    cli::SessionFlags cal_flags;
+    int cal_worlds = 16, cal_given = 2, cal_generated = 2;
+    uint64_t cal_world_base = 100000;
+    auto* cal = app.add_subcommand("calibrate",
+                                   "Calibrate the cache's reconstruction points on simulator worlds (BF16 "
+                                   "sessions) and write them beside "
+                                   "the model's weights (cache_calibration.json, named in model.json)");
+    cal->add_option("--model", cal_flags.model_dir, "Model folder (default: the shipped model)");
+    cal->add_option("--backend", cal_flags.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+    cal->add_option("--worlds", cal_worlds, "Simulator worlds")->check(CLI::Range(1, 10000));
+    cal->add_option("--world-base", cal_world_base,
+                    "First world seed (worlds world_base + 7919 i; the evaluation uses 900000 on)");
+    cal->add_option("--given-chunks", cal_given, "Chunks of the simulator's frames each session starts from")
+        ->check(CLI::Range(1, 62));
+    cal->add_option("--chunks", cal_generated, "Chunks each session then generates")
+        ->check(CLI::Range(0, 62));
+
     std::string info_model;
     auto* info = app.add_subcommand("info", "Describe a model folder");
     info->add_option("--model", info_model, "Model folder (default: the shipped model)");
@@ -106,6 +123,7 @@ int main(int argc, char** argv) {
             return cli::run_memory(mem_model, mem_config, preset, all_presets, bits, groups, layout,
                                    resolution, budget_gb, mem_json);
         if (*eval) return cli::run_eval(eval_session_flags, eval_flags);
+        if (*cal) return cli::run_calibrate(cal_flags, cal_worlds, cal_world_base, cal_given, cal_generated);
         if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
         if (*bench)
             return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
@@ -149,6 +167,9 @@ int main(int argc, char** argv) {
             std::printf("wrote %s\n", init_out.c_str());
             return 0;
         }
+    } catch (const kvw::Cancelled& e) {  // Ctrl-C during a run that stops cleanly (generate)
+        std::fprintf(stderr, "%s\n", e.what());
+        return 130;
     } catch (const kvw::Error& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;
