@@ -11,21 +11,6 @@ namespace kvw::cli {
 
 using json = nlohmann::json;
 
-namespace {
-
-std::string human(double bytes) {
-    char buf[32];
-    if (bytes >= 1e9)
-        std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e6)
-        std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
-    else
-        std::snprintf(buf, sizeof buf, "%.1f kB", bytes / 1e3);
-    return buf;
-}
-
-}  // namespace
-
 int run_memory(const std::string& model_dir, const std::string& config_path, const std::string& preset,
                bool all, const std::string& bits_list, const std::string& groups_list,
                const std::string& layout, const std::string& resolution, double budget_gb,
@@ -74,7 +59,7 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
             static_cast<long long>(m.tokens_per_latent_frame(h, w)), h, w, m.chunk_latent_frames,
             m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
         std::printf("  %-24s %9s %12s %12s %11s", "format", "bits/elem", "per chunk", "context", "s per GB");
-        if (budget_gb > 0) std::printf(" %14s", ("s in " + human(budget_gb * 1e9)).c_str());
+        if (budget_gb > 0) std::printf(" %14s", ("s in " + format_bytes(budget_gb * 1e9)).c_str());
         std::printf("\n");
         for (int b : bits)
             for (int g : (b == 16 ? std::vector<int>{64} : groups)) {
@@ -90,8 +75,8 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
                                             : "INT" + std::to_string(b) + " g" + std::to_string(g) +
                                                   (kl == KeyLayout::Channel ? " kchan" : "");
                 std::printf("  %-24s %9.2f %12s %12s %11.1f", label.c_str(), r.bits_per_element,
-                            human(static_cast<double>(r.chunk_bytes)).c_str(),
-                            human(static_cast<double>(r.context_bytes)).c_str(), r.seconds_per_gb);
+                            format_bytes(static_cast<double>(r.chunk_bytes)).c_str(),
+                            format_bytes(static_cast<double>(r.context_bytes)).c_str(), r.seconds_per_gb);
                 if (budget_gb > 0) std::printf(" %14.1f", r.seconds_fit);
                 std::printf("\n");
                 out.push_back({{"model", m.id},

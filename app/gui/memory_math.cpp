@@ -45,19 +45,6 @@ PlannerResult plan_for_seconds(const PeerModel& model, const CacheSettings& sett
     return r;
 }
 
-std::string format_bytes(double bytes) {
-    char buf[32];
-    if (bytes < 1e3)
-        std::snprintf(buf, sizeof buf, "%.0f B", bytes);
-    else if (bytes < 1e6)
-        std::snprintf(buf, sizeof buf, "%.1f KB", bytes / 1e3);
-    else if (bytes < 1e9)
-        std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
-    else
-        std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
-    return buf;
-}
-
 std::string format_seconds(double s) {
     char buf[48];
     if (!std::isfinite(s)) return "unlimited";

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kvworld/fileio.h"  // format_bytes
 #include "kvworld/planner.h"
 
 namespace kvw::gui {
@@ -44,7 +45,6 @@ double peer_chunk_seconds(const PeerModel& model);
 PlannerResult plan_for_seconds(const PeerModel& model, const CacheSettings& settings, int height, int width,
                                double seconds, const std::vector<double>& cards_gb);
 
-std::string format_bytes(double bytes);      // "812 KB", "28.3 MB", "1.42 GB"
 std::string format_seconds(double seconds);  // "42 s", "3 min 20 s", "1 h 05 min"
 
 }  // namespace kvw::gui

@@ -520,7 +520,8 @@ TEST(Planner, ShippedPresetsPlanAtEveryFormat) {
 }
 
 TEST(Planner, Formatting) {
-    EXPECT_EQ(format_bytes(512), "512 B");
+    EXPECT_EQ(format_bytes(512), "512 bytes");
+    EXPECT_EQ(format_bytes(812e3), "812.0 kB");
     EXPECT_EQ(format_bytes(28.31e6), "28.31 MB");
     EXPECT_EQ(format_bytes(1.5e9), "1.50 GB");
     EXPECT_EQ(format_seconds(42), "42.0 s");

@@ -55,7 +55,9 @@ std::string format_bytes(double bytes) {
     else if (bytes >= 1e9)
         std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
     else if (bytes >= 1e6)
-        std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
+        std::snprintf(buf, sizeof buf, "%.2f MB", bytes / 1e6);
+    else if (bytes >= 1e3)
+        std::snprintf(buf, sizeof buf, "%.1f kB", bytes / 1e3);
     else
         std::snprintf(buf, sizeof buf, "%.0f bytes", bytes);
     return buf;
@@ -101,8 +103,13 @@ std::string read_file_text(const fs::path& path, uint64_t max_bytes) {
 void write_file_atomic(const fs::path& path, const void* data, size_t size) {
     static std::atomic<unsigned> counter{0};
     const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-    const fs::path tmp = dir / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()) + "_" +
-                                std::to_string(counter.fetch_add(1)));
+    std::string name = path.filename().string();
+    name.insert(0, 1, '.');
+    name.append(".tmp")
+        .append(std::to_string(::getpid()))
+        .append("_")
+        .append(std::to_string(counter.fetch_add(1)));
+    const fs::path tmp = dir / name;
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw Error(path.string() + ": cannot write (" + std::strerror(errno) + ")");
     const auto* p = static_cast<const uint8_t*>(data);
