@@ -224,6 +224,14 @@ __device__ __forceinline__ void dequant8(uint64_t raw, int bits, float step, flo
     for (int i = 0; i < 8; ++i)
         v[i] = fmaf(step, code_to_float(static_cast<uint32_t>(raw >> (i * bits)) & mask), off);
 }
+// The same at calibrated levels (shared memory, [2^bits]): off + step * levels[code].
+__device__ __forceinline__ void dequant8_levels(uint64_t raw, int bits, float step, float off,
+                                                const float* levels, float (&v)[8]) {
+    const uint32_t mask = (1u << bits) - 1u;
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+        v[i] = fmaf(step, levels[static_cast<uint32_t>(raw >> (i * bits)) & mask], off);
+}
 
 // ---- the kernel ---------------------------------------------------------------------------------------
 struct TileInfo {
@@ -273,7 +281,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     float* chstep = kstep + 2 * kBK * 4;          // [2][2][kPairs] channel layout: (token block, pair)
     float* block_bias = chstep + 2 * 2 * kPairs;  // [2][kBQ][2] channel-layout Taylor bias
     float* ps_acc = block_bias + 2 * kBQ * 2;     // [4]: per 64-row half
-    float* bias_tile = ps_acc + 4;                // [2][kBQ][kBK + 4] exact correction only
+    float* levels = ps_acc + 4;                   // [2][16]: calibrated levels of K and V codes
+    float* bias_tile = levels + 32;               // [2][kBQ][kBK + 4] exact correction only
 
     const int q_tile = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
@@ -287,6 +296,20 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     const int patch_rows = p.tokens_per_frame / p.patch_cols;
     // The thread's quarter key rows of every tile: u = tid + i * kThreads, key u / 4, channels from kc0.
     const int kc0 = (threadIdx.x % 4) * kRegion;
+    // Calibrated levels (uniform per launch): the tables into shared memory before the first tile uses them.
+    const bool k_calibrated = kKeyQuantized && p.k_levels != nullptr, v_calibrated = p.v_levels != nullptr;
+    if (k_calibrated || v_calibrated) {
+        if (threadIdx.x < 32) {
+            const int code = threadIdx.x % 16;
+            const bool value = threadIdx.x >= 16;
+            const int codes = value ? (vbits < 16 ? 1 << vbits : 0) : (kKeyQuantized ? 1 << KBITS : 0);
+            const float* table = value ? p.v_levels : p.k_levels;
+            levels[threadIdx.x] = table != nullptr && code < codes ? table[code] : static_cast<float>(code);
+        }
+        __syncthreads();
+    }
+    const float* k_levels = levels;
+    const float* v_levels = levels + 16;
 
     // Q tile: rotate with the current chunk's positions (slot n_seg), store bf16.
     for (int item = threadIdx.x; item < kBQ * (HD / 8); item += kThreads) {
@@ -402,7 +425,11 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
                     for (int c = 0; c < kRegion; c += 8) {
                         float v[8];
-                        dequant8(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off, v);
+                        if (k_calibrated)
+                            dequant8_levels(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off,
+                                            k_levels, v);
+                        else
+                            dequant8(load_codes8(my_stage + c * KBITS / 8, KBITS), KBITS, step, off, v);
                         rotate8_store(p, pos, kc0 + c, v, kdst + c);
                     }
                 }
@@ -411,7 +438,11 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
                     for (int c = 0; c < kRegion; c += 8) {
                         float v[8];
-                        dequant8(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step, off, v);
+                        if (v_calibrated)
+                            dequant8_levels(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step,
+                                            off, v_levels, v);
+                        else
+                            dequant8(load_codes8(my_stage + 32 + c * vbits / 8, vbits), vbits, step, off, v);
                         store8(v, vdst + c);
                     }
                 }
@@ -445,10 +476,10 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                             *kd = 0u;
                             continue;
                         }
-                        const float x0 = fmaf(
-                            s, code_to_float(static_cast<uint32_t>(craw[i][0] >> (e * KBITS)) & mask), co0);
-                        const float x1 = fmaf(
-                            s, code_to_float(static_cast<uint32_t>(craw[i][1] >> (e * KBITS)) & mask), co1);
+                        const uint32_t c0 = static_cast<uint32_t>(craw[i][0] >> (e * KBITS)) & mask,
+                                       c1 = static_cast<uint32_t>(craw[i][1] >> (e * KBITS)) & mask;
+                        const float x0 = fmaf(s, k_calibrated ? k_levels[c0] : code_to_float(c0), co0);
+                        const float x1 = fmaf(s, k_calibrated ? k_levels[c1] : code_to_float(c1), co1);
                         float c, sn;
                         rope_factor(p, pos, pr, c, sn);
                         *kd = pack_bf16x2(x0 * c - x1 * sn, x0 * sn + x1 * c);
@@ -470,8 +501,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
         if (!corrected || (corr == 1 && !kchan)) return;
         __syncthreads();  // (uniform) the tile's steps from every thread
         if (corr == 1) {
-            // Taylor, channel layout: one bias per (query row, token block of the tile).
-            const float scale = taylor_coefficient(p.alpha) * kLog2e;
+            // Taylor, channel layout: one bias per (query row, token block of the tile), subtracted.
+            const float scale = -p.taylor_factor * kLog2e;
             for (int item = threadIdx.x; item < kBQ * 2; item += kThreads) {
                 const int r = item / 2, lb = item % 2;
                 float acc = 0.f;
@@ -529,7 +560,8 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
             ldmatrix_x4(qf[kk], Qs + (warp * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * kStride + kk * 16 +
                                     (lane / 16) * 8);
     }
-    // Token-layout Taylor: per row, ||q_g||^2 of each group, pre-scaled by alpha^2/24 * log2(e).
+    // Token-layout Taylor: per row, ||q_g||^2 of each group, pre-scaled by -taylor_factor * log2(e) (the
+    // paper's alpha^2/24), subtracted from the scores.
     float qn[MT][2][4];
     const int groups = kchan || !kKeyQuantized ? 0 : HD / group;
 #pragma unroll
@@ -539,7 +571,7 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
             for (int k = 0; k < 4; ++k) qn[mt][hf][k] = 0.f;
     if (corr == 1 && !kchan) {
-        const float scale = taylor_coefficient(p.alpha) * kLog2e;
+        const float scale = -p.taylor_factor * kLog2e;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -851,7 +883,7 @@ size_t smem_bytes(bool exact) {
     const int bq = rows_of<SHAPE>(), kBK = BlockShape<SHAPE>::keys;
     const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(bq + 4 * kBK) * (HD + 8);
     const size_t stage = static_cast<size_t>(4 * kBK) * kStageBytes;
-    const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4);
+    const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4 + 32);
     const size_t bias = exact ? sizeof(float) * 2 * bq * (kBK + 4) : 0;
     return tiles + stage + small + bias;
 }
@@ -957,6 +989,13 @@ void attention(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention: tokens_per_frame must be a multiple of patch_cols");
     if (p.block_shape < -1 || p.block_shape > 2)
         throw Error("CUDA attention: block_shape must be -1, 0, 1 or 2");
+    if (p.key_fmt.quantized() && p.correction == 1 && !std::isfinite(p.taylor_factor))
+        throw Error("CUDA attention: the Taylor correction needs its factor (taylor_factor)");
+    auto levels_fit = [](const float* levels, const TensorFormat& f) {
+        return levels == nullptr || (f.quantized() && (f.bits == 2 || f.bits == 4));
+    };
+    if (!levels_fit(p.k_levels, p.key_fmt) || !levels_fit(p.v_levels, p.value_fmt))
+        throw Error("CUDA attention: calibrated levels are for 2- and 4-bit codes only");
     KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
     const int shape = p.block_shape >= 0
                           ? p.block_shape

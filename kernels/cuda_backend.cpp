@@ -20,6 +20,7 @@
 #include "cuda_autoencoder.h"
 #include "cuda_ops.h"
 #include "kvworld/backend/backend.h"
+#include "kvworld/backend/correction.h"
 #include "offset_allocator.h"
 
 namespace kvw {
@@ -328,8 +329,30 @@ class CudaBackendModel final : public BackendModel {
             rope_sin[a] = upload_f32(spec.rope.sin[static_cast<size_t>(a)], keep);
             rope_pairs[a] = spec.rope.pairs[static_cast<size_t>(a)];
         }
+        // Calibrated reconstruction points: every table's levels, [depth][2^bits] floats each.
+        for (const CodeTable& t : c.cache_calibration.tables) {
+            std::vector<float> flat;
+            for (const std::vector<float>& layer : t.levels)
+                flat.insert(flat.end(), layer.begin(), layer.end());
+            level_tables.push_back({&t, upload_f32(flat, keep)});
+        }
         for (const auto& b : keep) device_bytes += b.bytes();
         if (autoencoder) device_bytes += autoencoder->bytes();
+    }
+    // The device levels of layer `layer` for a tensor in `fmt`, or null (midpoints) where the cache is not
+    // calibrated or the tensor has no 2- or 4-bit codes; `table` gets the host table.
+    const float* levels(const CacheSettings& cache, bool key, int layer, const CodeTable** table) const {
+        *table = nullptr;
+        const TensorFormat f = key ? key_format(cache) : value_format(cache);
+        if (cache.reconstruction != Reconstruction::Calibrated || (f.bits != 2 && f.bits != 4))
+            return nullptr;
+        for (const auto& [t, device] : level_tables)
+            if (t->key == key && t->bits == f.bits && t->group == f.group && t->channel == f.channel) {
+                *table = t;
+                return device + static_cast<size_t>(layer) * (size_t{1} << f.bits);
+            }
+        throw Error("no calibrated levels for the cache's " + std::string(key ? "keys" : "values") +
+                    " (the session checks this first)");
     }
     std::unique_ptr<BackendSession> create_session() override {
         return std::make_unique<CudaBackendSession>(*this);
@@ -346,6 +369,8 @@ class CudaBackendModel final : public BackendModel {
     float* rope_cos[3] = {};
     float* rope_sin[3] = {};
     int rope_pairs[3] = {};
+    std::vector<std::pair<const CodeTable*, float*>>
+        level_tables;  // config.cache_calibration's, on the device
     uint64_t device_bytes = 0;
 };
 
@@ -604,6 +629,12 @@ void CudaBackendSession::attention(int layer, int row) {
     const bool corrected = row >= static_cast<int>(row_corrected_.size()) || row_corrected_[row] != 0;
     ap.correction = corrected ? static_cast<int>(context_cache_.correction) : 0;
     ap.alpha = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+    const CodeTable *key_table = nullptr, *value_table = nullptr;
+    ap.k_levels = m_.levels(context_cache_, true, layer, &key_table);
+    ap.v_levels = m_.levels(context_cache_, false, layer, &value_table);
+    ap.taylor_factor =
+        key_table ? taylor_score_factor(ap.alpha, true, key_table->error_variance[static_cast<size_t>(layer)])
+                  : taylor_score_factor(ap.alpha, false, 0.f);
     for (int a = 0; a < 3; ++a) {
         ap.rope_cos[a] = m_.rope_cos[a];
         ap.rope_sin[a] = m_.rope_sin[a];

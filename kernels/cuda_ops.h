@@ -3,6 +3,7 @@
 // in its own .cu/.cuh: kernel -> launcher with an explicit stream -> the checked entry point here.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -246,6 +247,13 @@ struct AttentionParams {
     TensorFormat key_fmt, value_fmt;
     int correction = 0;  // 0 off, 1 taylor, 2 exact
     float alpha = 0;
+    // Taylor: the factor on sum_g step_g^2 ||q_g||^2 added to each cached score (taylor_score_factor:
+    // -alpha^2/24 for midpoints, +alpha^2/2 * error variance for calibrated levels). Required with taylor.
+    float taylor_factor = NAN;
+    // Calibrated reconstruction points of 2- and 4-bit codes, device [2^bits] floats for this layer (null:
+    // midpoints): a code stands for offset + step * levels[code].
+    const float* k_levels = nullptr;
+    const float* v_levels = nullptr;
     // RoPE tables on the device (as RopeTables): cos/sin per axis [positions][pairs]
     const float* rope_cos[3] = {nullptr, nullptr, nullptr};
     const float* rope_sin[3] = {nullptr, nullptr, nullptr};

@@ -98,6 +98,7 @@ TEST_P(AttentionVsNaive, MatchesDefinition) {
     in.n_cached = n_cached;
     in.head_dim = hd;
     in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    in.taylor_factor = taylor_score_factor(in.alpha, false, 0.f);
     in.correction = corr;
     in.steps = steps.data();
     in.corr_groups = groups;

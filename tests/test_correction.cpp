@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "calibration.h"
 #include "cpu/ops.h"
 #include "kvworld/backend/correction.h"
 #include "model_impl.h"
@@ -177,6 +178,7 @@ StealResult stolen_mass(int bits, int group, bool channel, float q_scale, bool r
     in.n_cached = n_cached;
     in.head_dim = hd;
     in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    in.taylor_factor = taylor_score_factor(in.alpha, false, 0.f);
     in.steps = steps.data();
     in.corr_groups = p.layout.corr_groups();
     in.corr_group_width = p.layout.corr_group_width();
@@ -330,4 +332,111 @@ TEST(Correction, MeasuredStepsFollowTheRealRoundingError) {
     }
     EXPECT_THROW(validate_format(TensorFormat{2, 64, true, true}, hd, true), Error);    // keys per channel
     EXPECT_THROW(validate_format(TensorFormat{2, 64, false, true}, hd, false), Error);  // values
+}
+
+// Calibrated reconstruction points (docs/design.md "Calibrated reconstruction points"), by Monte Carlo
+// against their own error model. Keys drawn from a normal distribution, as real keys are peaked within a
+// group: the inner codes of INT2 hold values nearer the group's centre than their midpoints. The levels come
+// from the engine's calibration (CodeStatistics over BF16 chunks of a one-layer, one-head config) on keys
+// other than the test's. Then: the calibrated levels cut the keys' squared error; the cache is under-weighted
+// without a correction (Delta P_S < 0, the sign flipped from midpoints'); the bias derived for the levels
+// (taylor_score_factor, calibrated) returns most of the mass; and the attention output is nearer the
+// unquantized cache's than with midpoints.
+TEST(Correction, CalibratedLevelsCutTheErrorAndTheirBiasPointsTheOtherWay) {
+    const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq;
+    ModelConfig c;  // one layer, one head of 128, 64 tokens a chunk (32x32 frames of 8x8 patches, 4 frames)
+    c.height = c.width = 32;
+    c.patch = 8;
+    c.depth = 1;
+    c.heads = 1;
+    c.head_dim = hd;
+    c.hidden = hd;
+    c.rope_axes = {32, 48, 48};
+    const int T = c.tokens_per_chunk();
+    std::mt19937 rng(77);
+    std::normal_distribution<float> n01(0.f, 1.f);
+    CodeStatistics statistics(c);
+    for (int chunk = 0; chunk < 16; ++chunk) {
+        std::vector<float> x(static_cast<size_t>(T) * hd);
+        for (float& v : x) v = n01(rng);
+        CachedChunk cc;
+        cc.k.push_back(quantize(x.data(), T, 1, hd, hd, TensorFormat{16, 0, false, false}));
+        cc.v.push_back(cc.k.back());
+        statistics.impl().add_chunk(cc);
+    }
+    const CacheCalibration cal = statistics.calibration();
+    const CodeTable* table = cal.find(true, 2, 128, false);
+    ASSERT_NE(table, nullptr);
+    const std::vector<float>& levels = table->levels[0];
+    const float variance = table->error_variance[0];
+    std::printf("[calibrated] INT2 g128 levels %.3f %.3f %.3f %.3f, error variance %.4f step^2\n", levels[0],
+                levels[1], levels[2], levels[3], variance);
+    // Inner codes pulled towards the centre, outer codes inwards from the extremes they hold.
+    EXPECT_GT(levels[1], 1.05f);
+    EXPECT_LT(levels[2], 1.95f);
+    EXPECT_GT(levels[0], 0.f);
+    EXPECT_LT(levels[3], 3.f);
+    EXPECT_LT(variance, 1.f / 12);
+
+    std::vector<float> q(static_cast<size_t>(nq) * hd), k(static_cast<size_t>(nk) * hd),
+        v(static_cast<size_t>(nk) * hd);
+    for (float& x : q) x = 2.f * n01(rng);
+    for (float& x : k) x = n01(rng);
+    for (float& x : v) x = n01(rng);
+    const PackedTensor p = quantize(k.data(), n_cached, 1, hd, hd, TensorFormat{2, 128, false, false});
+    std::vector<float> k_mid(k), k_cal(k), steps(static_cast<size_t>(n_cached) * p.layout.corr_groups());
+    dequantize_head(p, 0, k_mid.data());
+    dequantize_head(p, 0, k_cal.data(), levels.data());
+    steps_head(p, 0, steps.data());
+    double err_mid = 0, err_cal = 0;
+    for (size_t i = 0; i < static_cast<size_t>(n_cached) * hd; ++i) {
+        err_mid += (k_mid[i] - k[i]) * (k_mid[i] - k[i]);
+        err_cal += (k_cal[i] - k[i]) * (k_cal[i] - k[i]);
+    }
+    std::printf("[calibrated] key squared error: calibrated / midpoints = %.3f\n", err_cal / err_mid);
+    EXPECT_LT(err_cal, 0.8 * err_mid);
+
+    cpu::AttentionInputs in;
+    in.q = q.data();
+    in.v = v.data();
+    in.nq = nq;
+    in.nk = nk;
+    in.n_cached = n_cached;
+    in.head_dim = hd;
+    in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    in.steps = steps.data();
+    in.corr_groups = p.layout.corr_groups();
+    in.corr_group_width = p.layout.corr_group_width();
+    std::vector<float> ref_out(static_cast<size_t>(nq) * hd), out(ref_out.size());
+    auto run = [&](const std::vector<float>& keys, int correction, float factor, double* out_mse) {
+        in.k = keys.data();
+        in.correction = correction;
+        in.taylor_factor = factor;
+        const double ps = cpu::attention_head(in, out.data()) / nq;
+        double e = 0;
+        for (size_t i = 0; i < out.size(); ++i) e += (out[i] - ref_out[i]) * (out[i] - ref_out[i]);
+        *out_mse = e / static_cast<double>(out.size());
+        return ps;
+    };
+    in.k = k.data();
+    in.correction = 0;
+    const double ref = cpu::attention_head(in, ref_out.data()) / nq;
+    double mse_mid = 0, mse_mid_taylor = 0, mse_cal = 0, mse_cal_taylor = 0;
+    const double mid = run(k_mid, 0, 0.f, &mse_mid);
+    const double mid_taylor = run(k_mid, 1, taylor_score_factor(in.alpha, false, 0.f), &mse_mid_taylor);
+    const double cal_off = run(k_cal, 0, 0.f, &mse_cal);
+    const double cal_taylor = run(k_cal, 1, taylor_score_factor(in.alpha, true, variance), &mse_cal_taylor);
+    std::printf(
+        "[calibrated] dP_S midpoints %+.4f (taylor %+.4f), calibrated %+.4f (its bias %+.4f); output MSE "
+        "%.3e %.3e %.3e %.3e\n",
+        mid - ref, mid_taylor - ref, cal_off - ref, cal_taylor - ref, mse_mid, mse_mid_taylor, mse_cal,
+        mse_cal_taylor);
+    EXPECT_GT(mid - ref, 0.02);        // midpoints: over-weighted
+    EXPECT_LT(cal_off - ref, -0.005);  // calibrated: under-weighted
+    // Its bias returns most of the mass, over-correcting by about a quarter here: the keys that carry the
+    // mass hold the outer codes in the channels that matter, whose error variance is below the mean.
+    EXPECT_LT(std::fabs(cal_taylor - ref), 0.35 * std::fabs(cal_off - ref));
+    EXPECT_LT(mse_cal, mse_mid);
+    EXPECT_LT(mse_cal_taylor, mse_cal);
+    EXPECT_LT(mse_cal_taylor, mse_mid_taylor);
 }

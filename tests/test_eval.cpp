@@ -25,6 +25,7 @@
 #include "kvworld/eval/rollout_bar.h"
 #include "kvworld/eval/token_grid.h"
 #include "kvworld/eval/walking.h"
+#include "kvworld/fileio.h"
 #include "kvworld/sim.h"
 #include "tolerance.h"
 
@@ -991,4 +992,68 @@ TEST(EvalReport, PairedReportComparesForksOfOneContext) {
     EXPECT_EQ(rows[0].at("delta_p_cache_max_abs").get<double>(), 0.0);
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
+}
+
+// kvworld-cli calibrate writes the levels beside a model's weights and names them in its model.json; the
+// paired evaluation then compares calibrated settings with midpoints on the same context.
+TEST(EvalReport, CalibrateWritesTheLevelsAndPairedComparesThem) {
+    const fs::path base = fs::temp_directory_path() / ("kvw_test_calibrate_" + std::to_string(::getpid()));
+    const fs::path model_dir = base / "tiny", out = base / "paired";
+    fs::remove_all(base);
+    fs::create_directories(base);
+    fs::copy(test::source_path("tests/data/tiny"), model_dir);
+    const std::string log = " >> " + (base / "log.txt").string() + " 2>&1";
+    const std::string cli = std::string(KVW_CLI_EXE);
+    ASSERT_EQ(std::system((cli + " calibrate --model " + model_dir.string() +
+                           " --worlds 2 --given-chunks 1 --chunks 1" + log)
+                              .c_str()),
+              0)
+        << "see " << base / "log.txt";
+    const ModelConfig c = load_model_config(model_dir / "model.json");
+    EXPECT_EQ(c.cache_calibration_file, "cache_calibration.json");
+    // Every 2- and 4-bit format the head size takes: keys and values per token in the groups that divide
+    // head_dim, keys per channel in blocks of 32, 64 and 128 tokens.
+    size_t token_groups = 0;
+    for (int g : {32, 64, 128}) token_groups += c.head_dim % g == 0 ? 1 : 0;
+    EXPECT_EQ(c.cache_calibration.tables.size(), 2u * (2 * token_groups + 3));
+    ASSERT_EQ(std::system((cli + " eval --backend cpu --model " + model_dir.string() +
+                           " --mode paired --traces 2 --bits 2 --groups 32 --layouts token --corrections "
+                           "off,taylor --reconstructions midpoint,calibrated --paired-context-chunks 1 "
+                           "--paired-chunks 1 --out " +
+                           out.string() + log)
+                              .c_str()),
+              0)
+        << "see " << base / "log.txt";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json rows = nlohmann::json::parse(f).at("paired").at("rows");
+    ASSERT_EQ(rows.size(), 5u);  // BF16; off midpoint, off calibrated; taylor midpoint, taylor calibrated
+    EXPECT_EQ(rows[2].at("label"), "K2/V2 g32 calibrated off");
+    EXPECT_EQ(rows[2].at("reconstruction"), "calibrated");
+    EXPECT_EQ(rows[4].at("label"), "K2/V2 g32 calibrated taylor");
+    for (int r : {2, 4}) {
+        const double gain = rows[r].at("one_chunk_gain_over_midpoint_uncorrected").at("db").get<double>();
+        EXPECT_NEAR(gain,
+                    rows[r].at("one_chunk_vs_bf16").at("psnr").get<double>() -
+                        rows[1].at("one_chunk_vs_bf16").at("psnr").get<double>(),
+                    1e-9);
+    }
+    EXPECT_FALSE(rows[3].contains("one_chunk_gain_over_midpoint_uncorrected"));
+    // Calibrated taylor is held against calibrated off.
+    EXPECT_NEAR(rows[4].at("one_chunk_gain_over_uncorrected").at("db").get<double>(),
+                rows[4].at("one_chunk_vs_bf16").at("psnr").get<double>() -
+                    rows[2].at("one_chunk_vs_bf16").at("psnr").get<double>(),
+                1e-9);
+    // A model without levels: the calibrated settings are skipped with the reason, the rest is evaluated.
+    const std::string plain_log = (base / "plain.txt").string();
+    ASSERT_EQ(
+        std::system((cli + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
+                     " --mode paired --traces 1 --bits 2 --groups 32 --layouts token --corrections off "
+                     "--reconstructions midpoint,calibrated --paired-context-chunks 1 --paired-chunks 1 "
+                     "--out " +
+                     (base / "plain").string() + " > " + plain_log + " 2>&1")
+                        .c_str()),
+        0);
+    EXPECT_NE(read_file_text(plain_log).find("no cache calibration"), std::string::npos);
+    fs::remove_all(base);
 }

@@ -257,3 +257,83 @@ TEST(Trace, RoundTripAndMalformedTraces) {
                  {"world_seed"});
     expect_error([&] { parse_trace(with("\"kvworld-trace\"", "\"x\""), "t.json"); }, {"not a KVWorld trace"});
 }
+
+// A cache calibration file (kvworld-cli calibrate): round trip, and every bad file named with its problem.
+TEST(CacheCalibration, RoundTripAndBadFilesNameTheProblem) {
+    ModelConfig c = parse_model_config(read_file_text(test::source_path("config/model-tiny.json")), "m.json");
+    CacheCalibration cal;
+    CodeTable t;
+    t.key = true;
+    t.bits = 2;
+    t.group = 32;
+    for (int l = 0; l < c.depth; ++l) {
+        t.levels.push_back({0.2f, 1.1f, 1.9f, 2.8f});
+        t.error_variance.push_back(0.06f);
+    }
+    cal.tables.push_back(t);
+    t.key = false;
+    cal.tables.push_back(t);
+    const std::string good = cache_calibration_to_json(cal, c.name);
+    const CacheCalibration back = parse_cache_calibration(good, "cal.json", c);
+    ASSERT_EQ(back.tables.size(), 2u);
+    ASSERT_NE(back.find(false, 2, 32, false), nullptr);
+    EXPECT_EQ(back.find(true, 2, 32, false)->levels, t.levels);
+    EXPECT_EQ(back.find(true, 4, 32, false), nullptr);
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::string s = good;
+        const size_t at = s.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        return s.replace(at, from.size(), to);
+    };
+    expect_error([&] { parse_cache_calibration("{", "cal.json", c); }, {"cal.json", "not valid JSON"});
+    expect_error([&] { parse_cache_calibration(with("kvworld-cache-calibration", "x"), "cal.json", c); },
+                 {"cal.json", "not a KVWorld cache calibration"});
+    expect_error([&] { parse_cache_calibration(with("\"bits\": 2", "\"bits\": 3"), "cal.json", c); },
+                 {"cal.json", "bits must be 2 or 4"});
+    expect_error([&] { parse_cache_calibration(with("\"group\": 32", "\"group\": 48"), "cal.json", c); },
+                 {"cal.json", "group must be 32, 64 or 128"});
+    expect_error([&] { parse_cache_calibration(with("0.2, 1.1", "0.2, 1.7"), "cal.json", c); },
+                 {"cal.json", "more than half a step from its code 1"});
+    expect_error([&] { parse_cache_calibration(with("0.2, 1.1", "0.2, NaN"), "cal.json", c); },
+                 {"cal.json", "not valid JSON"});
+    expect_error([&] { parse_cache_calibration(with("[0.06", "[-0.06"), "cal.json", c); },
+                 {"cal.json", "error_variance[0]", "outside [0, 1/4]"});
+    expect_error([&] { parse_cache_calibration(with("[0.2, 1.1, 1.9, 2.8], ", ""), "cal.json", c); },
+                 {"cal.json", "each of the model's " + std::to_string(c.depth) + " layers"});
+    expect_error(
+        [&] { parse_cache_calibration(with("[0.2, 1.1, 1.9, 2.8]", "[0.2, 1.1, 1.9]"), "cal.json", c); },
+        {"cal.json", "must list 4 levels"});
+    expect_error([&] { parse_cache_calibration(with("\"value\"", "\"key\""), "cal.json", c); },
+                 {"cal.json", "repeats a format"});
+    expect_error(
+        [&] {
+            parse_cache_calibration(with("\"value\", \"bits\": 2, \"group\": 32, \"layout\": \"token\"",
+                                         "\"value\", \"bits\": 2, \"group\": 32, \"layout\": \"channel\""),
+                                    "cal.json", c);
+        },
+        {"cal.json", "values have no channel layout"});
+    expect_error(
+        [&] { parse_cache_calibration(std::string(100, '[') + std::string(100, ']'), "cal.json", c); },
+        {"cal.json", "nested deeper"});
+
+    // model.json names the file: inside the model folder only, and it must exist.
+    const std::string config = read_file_text(test::source_path("config/model-tiny.json"));
+    const size_t at = config.rfind('}');
+    auto naming = [&](const std::string& value) {
+        return config.substr(0, at) + ", \"cache_calibration\": " + value + "\n}\n";
+    };
+    EXPECT_EQ(parse_model_config(naming("\"cal.json\""), "m.json").cache_calibration_file, "cal.json");
+    expect_error([&] { parse_model_config(naming("\"/etc/passwd\""), "m.json"); },
+                 {"m.json", "\"cache_calibration\"", "inside the model folder"});
+    expect_error([&] { parse_model_config(naming("\"../cal.json\""), "m.json"); },
+                 {"m.json", "inside the model folder"});
+    const fs::path dir = temp_dir("calibration");
+    write_file_atomic(dir / "model.json", naming("\"cal.json\""));
+    expect_error([&] { load_model_config(dir / "model.json"); },
+                 {"model.json", "cal.json", "does not exist"});
+    write_file_atomic(dir / "cal.json", with("\"bits\": 2", "\"bits\": 8"));
+    expect_error([&] { load_model_config(dir / "model.json"); }, {"cal.json", "bits"});
+    write_file_atomic(dir / "cal.json", good);
+    EXPECT_EQ(load_model_config(dir / "model.json").cache_calibration.tables.size(), 2u);
+    fs::remove_all(dir);
+}

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -428,4 +429,90 @@ TEST(Session, LatentModelRunsOnTheCpuBackend) {
     EXPECT_EQ(a, b);
     EXPECT_NE(a, other);
     // The CUDA backend against this one: CudaBackend.LatentRolloutMatchesCpu (tests/gpu/test_cuda_ops.cpp).
+}
+
+// Calibrated reconstruction points end to end on the tiny model: calibrated from its own BF16 cache, written
+// beside a copy of its weights and loaded with it; a calibrated 2-bit cache makes other frames than midpoints
+// (same bytes), its derived bias adds mass to the cache, 8-bit caches are untouched, and the settings a
+// calibration cannot serve are refused by name.
+TEST(Session, CalibratedReconstructionIsLoadedAppliedAndChecked) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 9;
+    p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Off, 1.f, Reconstruction::Calibrated};
+    const std::optional<std::string> none = check_session_params(w.cfg, p);
+    ASSERT_TRUE(none.has_value());
+    EXPECT_NE(none->find("no cache calibration"), std::string::npos) << *none;
+
+    // Calibrate on a BF16 session of the model itself.
+    SessionParams bf16 = p;
+    bf16.cache = CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
+    Session reference(w.model, bf16);
+    const auto a0 = w.actions(0);
+    reference.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    reference.step(w.actions(1));
+    CodeStatistics statistics(w.cfg);
+    reference.collect_code_statistics(&statistics);
+    EXPECT_EQ(statistics.values(), 2ull * w.cfg.tokens_per_chunk() * w.cfg.hidden);
+    const CacheCalibration cal = statistics.calibration();
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("kvw_test_calibrated_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::copy(test::source_path("tests/data/tiny"), dir);
+    write_cache_calibration(dir, cal);
+    const std::shared_ptr<Model> model = Model::load(dir, BackendKind::Cpu);
+    EXPECT_EQ(model->config().cache_calibration_file, "cache_calibration.json");
+    ASSERT_EQ(model->config().cache_calibration.tables.size(), cal.tables.size());
+    const CodeTable* k2 = model->config().cache_calibration.find(true, 2, 32, false);
+    ASSERT_NE(k2, nullptr);
+    EXPECT_NEAR(k2->levels[0][1], cal.find(true, 2, 32, false)->levels[0][1], 1e-4);
+    EXPECT_EQ(check_session_params(model->config(), p), std::nullopt);
+
+    auto run = [&](const SessionParams& params, std::vector<ChunkMetrics>* metrics) {
+        Session s(model, params);
+        std::vector<std::vector<uint8_t>> frames;
+        s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+        for (int c = 1; c <= 2; ++c) {
+            ChunkResult r = s.step(w.actions(c));
+            for (Image& img : r.frames) frames.push_back(img.rgb);
+            metrics->push_back(r.metrics);
+        }
+        return frames;
+    };
+    std::vector<ChunkMetrics> m_cal, m_cal_again, m_mid, m_cal_taylor;
+    const auto calibrated = run(p, &m_cal);
+    EXPECT_EQ(run(p, &m_cal_again), calibrated) << "deterministic";
+    SessionParams midpoint = p;
+    midpoint.cache.reconstruction = Reconstruction::Midpoint;
+    EXPECT_NE(run(midpoint, &m_mid), calibrated);
+    EXPECT_EQ(m_cal[0].cache_bytes.total(), m_mid[0].cache_bytes.total()) << "the same bytes";
+    SessionParams taylor = p;
+    taylor.cache.correction = Correction::Taylor;
+    run(taylor, &m_cal_taylor);
+    for (int l = 0; l < w.cfg.depth; ++l)
+        EXPECT_GT(m_cal_taylor[0].p_cache[l], m_cal[0].p_cache[l])
+            << "the derived bias adds mass, layer " << l;
+    EXPECT_EQ(taylor.cache.label(), "K2/V2 g32 calibrated taylor");
+
+    // 8-bit codes keep their midpoints: calibrated or not, the same frames.
+    SessionParams k8 = p, k8_mid = midpoint;
+    k8.cache.key_bits = k8.cache.value_bits = k8_mid.cache.key_bits = k8_mid.cache.value_bits = 8;
+    std::vector<ChunkMetrics> ignore;
+    EXPECT_EQ(run(k8, &ignore), run(k8_mid, &ignore));
+
+    // What a calibration cannot serve is refused by name.
+    SessionParams exact = p;
+    exact.cache.correction = Correction::Exact;
+    EXPECT_NE(check_session_params(model->config(), exact).value_or("").find("Taylor correction or none"),
+              std::string::npos);
+    ModelConfig partial = model->config();
+    partial.cache_calibration.tables.erase(
+        std::remove_if(partial.cache_calibration.tables.begin(), partial.cache_calibration.tables.end(),
+                       [](const CodeTable& t) { return !t.key && t.group == 32 && t.bits == 2; }),
+        partial.cache_calibration.tables.end());
+    const std::string missing = check_session_params(partial, p).value_or("");
+    EXPECT_NE(missing.find("cache_calibration.json has no levels for 2-bit values in groups of 32"),
+              std::string::npos)
+        << missing;
+    std::filesystem::remove_all(dir);
 }

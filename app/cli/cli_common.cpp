@@ -29,6 +29,10 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
                     "Jensen-bias correction: off, taylor, exact (the paper's), measured (Taylor on each "
                     "group's measured rounding error; CPU)")
         ->check(CLI::IsMember({"off", "taylor", "exact", "measured"}));
+    cmd->add_option("--reconstruction", reconstruction,
+                    "What 2- and 4-bit codes stand for: midpoint (the paper's) or calibrated (the model's "
+                    "calibrated levels and the Taylor bias derived for them; CPU)")
+        ->check(CLI::IsMember({"midpoint", "calibrated"}));
     cmd->add_option(
            "--correction-below-t", correction_max_t,
            "Correct only the denoising passes at noise level t <= this (1 = every pass, the paper's)")
@@ -53,9 +57,13 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
 
 SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) const {
     SessionParams p;
-    p.cache = CacheSettings{
-        key_bits,        value_bits, group, parse_key_layout(key_layout), parse_correction(correction),
-        correction_max_t};
+    p.cache = CacheSettings{key_bits,
+                            value_bits,
+                            group,
+                            parse_key_layout(key_layout),
+                            parse_correction(correction),
+                            correction_max_t,
+                            parse_reconstruction(reconstruction)};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
     p.context.recall_first = c.recall_first;

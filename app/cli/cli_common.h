@@ -18,7 +18,7 @@ struct SessionFlags {
     std::string model_dir;
     std::string backend = "cpu";
     int key_bits = 16, value_bits = 16, group = 64;
-    std::string key_layout = "token", correction = "taylor";
+    std::string key_layout = "token", correction = "taylor", reconstruction = "midpoint";
     float correction_max_t = 1.f;
     int steps = 0, window = -1, recall = -1;
     double budget_mb = 0;
@@ -76,13 +76,16 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
 struct EvalFlags {
     std::string out_dir, mode = "all";
     std::string bits = "8,4,2", groups = "32,64,128", layouts = "token,channel",
-                corrections = "off,taylor,exact", correction_max_ts = "1";
+                corrections = "off,taylor,exact", correction_max_ts = "1", reconstructions = "midpoint";
     eval::EvalOptions options;  // the numbers and switches, bound to their flags as they are
 
     void add_to(CLI::App* cmd);
     eval::EvalOptions parse() const;  // `options` with the folder, the mode and the lists; throws kvw::Error
 };
 int run_eval(const SessionFlags& session_flags, const EvalFlags& eval_flags);
+// kvworld-cli calibrate: the model's cache calibration (eval::calibrate_cache) written beside its weights.
+int run_calibrate(const SessionFlags& flags, int worlds, uint64_t world_base, int given_chunks,
+                  int generated_chunks);
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out);
 // kvworld-cli bench: --model, or the models named by --configs (eval::bench_models), on --backend.
 int run_bench(const std::string& backend, const std::string& model_dir, const std::string& configs,

@@ -31,6 +31,9 @@ void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--corrections", corrections, "Corrections of the grid");
     cmd->add_option("--correction-below-ts", correction_max_ts,
                     "Noise-level limits each correction of the grid runs at (1: every pass, the paper's)");
+    cmd->add_option("--reconstructions", reconstructions,
+                    "Reconstructions of the grid: midpoint, calibrated (2- and 4-bit settings with off or "
+                    "taylor)");
     cmd->add_option("--paired-context-chunks", options.paired_context_chunks,
                     "paired: chunks of the simulator's frames the BF16 context is built from")
         ->check(CLI::Range(1, 62));
@@ -74,6 +77,9 @@ eval::EvalOptions EvalFlags::parse() const {
     parsed.corrections.clear();
     for (const std::string& correction : split_list(corrections, "corrections"))
         parsed.corrections.push_back(parse_correction(correction));
+    parsed.reconstructions.clear();
+    for (const std::string& r : split_list(reconstructions, "reconstructions"))
+        parsed.reconstructions.push_back(parse_reconstruction(r));
     parsed.correction_max_ts.clear();
     for (const std::string& t : split_list(correction_max_ts, "correction-below-ts")) {
         char* end = nullptr;

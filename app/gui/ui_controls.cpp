@@ -106,6 +106,9 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
             cache->key_layout == KeyLayout::Token && controller_->backend() == BackendKind::Cpu;
         if (corr == static_cast<int>(Correction::Measured) && !measured_runs)
             notify("the measured correction needs keys per token on the CPU backend", true);
+        else if (corr >= static_cast<int>(Correction::Exact) &&
+                 cache->reconstruction == Reconstruction::Calibrated)
+            notify("calibrated codes take the Taylor correction or none", true);
         else
             cache->correction = static_cast<Correction>(corr);
     }
@@ -126,6 +129,37 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     ui::help_marker(
         "The correction's noise-level schedule: passes at noise level t above this run uncorrected "
         "(1 = every pass, the paper's). The early, high-noise steps decide what a chunk keeps.");
+    // What 2- and 4-bit codes stand for: midpoints, or the model's calibrated levels
+    // (cache_calibration.json).
+    const bool low_bits =
+        cache->key_bits == 2 || cache->key_bits == 4 || cache->value_bits == 2 || cache->value_bits == 4;
+    const bool calibrated_model = controller_->config() && !controller_->config()->cache_calibration.empty();
+    int reconstruction = static_cast<int>(cache->reconstruction);
+    ui::form_label("Codes", column);
+    if (ui::segmented("codes", &reconstruction, {{0, "midpoint"}, {1, "calibrated"}}, low_bits)) {
+        const CacheSettings wanted = [&] {
+            CacheSettings c = *cache;
+            c.reconstruction = static_cast<Reconstruction>(reconstruction);
+            return c;
+        }();
+        SessionParams check;
+        check.cache = wanted;
+        const std::optional<std::string> problem =
+            controller_->config() ? check_session_params(*controller_->config(), check) : std::nullopt;
+        if (wanted.reconstruction == Reconstruction::Calibrated && !calibrated_model)
+            notify("this model has no cache calibration (kvworld-cli calibrate makes one)", true);
+        else if (wanted.reconstruction == Reconstruction::Calibrated &&
+                 controller_->backend() != BackendKind::Cpu)
+            notify("calibrated codes run on the CPU backend only so far", true);
+        else if (problem)
+            notify(*problem, true);
+        else
+            *cache = wanted;
+    }
+    ui::help_marker(
+        "midpoint: a code stands for the middle of its step (the paper's). calibrated: for the mean of the "
+        "values it held on the model's calibration worlds, and taylor then adds the bias derived for those "
+        "levels (the cache is under-weighted, not over-weighted). 2- and 4-bit codes; CPU.");
     ImGui::PopID();
 }
 

@@ -1,5 +1,8 @@
 #include "kvworld/config.h"
 
+#include <cmath>
+#include <cstdio>
+
 #include "kvworld/fileio.h"
 #include "util/json_util.h"
 
@@ -42,6 +45,19 @@ AutoencoderConfig parse_autoencoder(const json& a, const std::string& src) {
                         "]\" = " + std::to_string(ae.channels[i]) +
                         " is not a multiple of \"autoencoder.groups\" = " + std::to_string(ae.groups));
     return ae;
+}
+
+// A file a model.json names: read from the model folder only. An absolute path or one that climbs out would
+// load whatever file it names, and a folder of ours is self-contained.
+std::string file_in_model_folder(const json& f, const std::string& what, const std::string& src) {
+    const bool named = f.is_string() && !f.get<std::string>().empty();
+    const std::filesystem::path file = named ? f.get<std::string>() : std::string();
+    bool inside = named && file.is_relative() && !file.has_root_name();
+    for (const auto& part : file) inside = inside && part != "..";
+    if (!inside)
+        throw Error(src + ": " + what + " " + f.dump() +
+                    " must be a file name inside the model folder (no absolute path, no \"..\")");
+    return f.get<std::string>();
 }
 
 }  // namespace
@@ -132,19 +148,12 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
             if (!w.is_array() || w.empty())
                 throw Error(src + ": \"weights\" must be a non-empty list of safetensors files");
             c.weight_files.clear();
-            for (const json& f : w) {
-                // Weights are read from the model folder only: an absolute path or one that climbs out
-                // would load whatever file it names, and a folder of ours is self-contained.
-                const bool named = f.is_string() && !f.get<std::string>().empty();
-                const std::filesystem::path file = named ? f.get<std::string>() : std::string();
-                bool inside = named && file.is_relative() && !file.has_root_name();
-                for (const auto& part : file) inside = inside && part != "..";
-                if (!inside)
-                    throw Error(src + ": \"weights\" entry " + f.dump() +
-                                " must be a file name inside the model folder (no absolute path, no \"..\")");
-                c.weight_files.push_back(f.get<std::string>());
-            }
+            for (const json& f : w)
+                c.weight_files.push_back(file_in_model_folder(f, "\"weights\" entry", src));
         }
+        if (j.contains("cache_calibration"))
+            c.cache_calibration_file =
+                file_in_model_folder(j["cache_calibration"], "\"cache_calibration\"", src);
 
         // Consistency: every check names the fields that disagree.
         auto fail = [&](const std::string& why) { throw Error(src + ": " + why); };
@@ -174,7 +183,133 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
 }
 
 ModelConfig load_model_config(const std::filesystem::path& path) {
-    return parse_model_config(read_file_text(path), path.string());
+    ModelConfig c = parse_model_config(read_file_text(path), path.string());
+    if (!c.cache_calibration_file.empty()) {
+        const std::filesystem::path file = path.parent_path() / c.cache_calibration_file;
+        if (!std::filesystem::exists(file))
+            throw Error(path.string() + ": \"cache_calibration\" names " + file.string() +
+                        ", which does not exist (make it with kvworld-cli calibrate, or remove the field)");
+        c.cache_calibration = parse_cache_calibration(read_file_text(file), file.string(), c);
+    }
+    return c;
+}
+
+CacheCalibration parse_cache_calibration(const std::string& text, const std::string& src,
+                                         const ModelConfig& c) {
+    return jsonu::guarded(src, [&]() {
+        const json j = jsonu::parse(text, src);
+        if (!j.is_object() || !j.contains("format") || j["format"] != "kvworld-cache-calibration")
+            throw Error(
+                src + ": not a KVWorld cache calibration (\"format\" must be \"kvworld-cache-calibration\")");
+        const int version = jsonu::integer(jsonu::field(j, "version", src), "version", src, 1, 1000000);
+        if (version != 1)
+            throw Error(src + ": cache calibration version " + std::to_string(version) + " is not supported");
+        const json& tables = jsonu::field(j, "tables", src);
+        if (!tables.is_array()) throw Error(src + ": \"tables\" must be a list");
+        CacheCalibration cal;
+        for (size_t i = 0; i < tables.size(); ++i) {
+            const json& t = tables[i];
+            const std::string at = "tables[" + std::to_string(i) + "]";
+            if (!t.is_object()) throw Error(src + ": " + at + " must be an object");
+            CodeTable table;
+            const json& tensor = jsonu::field(t, "tensor", src);
+            if (tensor != "key" && tensor != "value")
+                throw Error(src + ": " + at + ".tensor must be \"key\" or \"value\"");
+            table.key = tensor == "key";
+            table.bits = jsonu::integer(jsonu::field(t, "bits", src), at + ".bits", src, 2, 4);
+            if (table.bits != 2 && table.bits != 4) throw Error(src + ": " + at + ".bits must be 2 or 4");
+            table.group = jsonu::integer(jsonu::field(t, "group", src), at + ".group", src, 32, 128);
+            if (table.group != 32 && table.group != 64 && table.group != 128)
+                throw Error(src + ": " + at + ".group must be 32, 64 or 128");
+            const json& layout = jsonu::field(t, "layout", src);
+            if (layout != "token" && layout != "channel")
+                throw Error(src + ": " + at + ".layout must be \"token\" or \"channel\"");
+            table.channel = layout == "channel";
+            if (table.channel && !table.key) throw Error(src + ": " + at + ": values have no channel layout");
+            if (cal.find(table.key, table.bits, table.group, table.channel))
+                throw Error(src + ": " + at + " repeats a format already listed");
+            const json& levels = jsonu::field(t, "levels", src);
+            const json& variance = jsonu::field(t, "error_variance", src);
+            if (!levels.is_array() || levels.size() != static_cast<size_t>(c.depth) || !variance.is_array() ||
+                variance.size() != static_cast<size_t>(c.depth))
+                throw Error(src + ": " + at +
+                            " must list levels and error_variance for each of the model's " +
+                            std::to_string(c.depth) + " layers");
+            const int codes = 1 << table.bits;
+            for (int l = 0; l < c.depth; ++l) {
+                const std::string lat = at + ".levels[" + std::to_string(l) + "]";
+                const json& row = levels[static_cast<size_t>(l)];
+                if (!row.is_array() || row.size() != static_cast<size_t>(codes))
+                    throw Error(src + ": " + lat + " must list " + std::to_string(codes) + " levels");
+                std::vector<float> lv;
+                for (int k = 0; k < codes; ++k) {
+                    const float v = jsonu::float32(row[static_cast<size_t>(k)], lat, src);
+                    // A level stays within half a step of its code: values rounded to code k lie in
+                    // [k - 1/2, k + 1/2] steps (the outer codes in [0, 1/2] and [L - 1/2, L]).
+                    if (!(v >= k - 0.5f && v <= k + 0.5f))
+                        throw Error(src + ": " + lat + "[" + std::to_string(k) + "] = " + std::to_string(v) +
+                                    " is more than half a step from its code " + std::to_string(k));
+                    lv.push_back(v);
+                }
+                table.levels.push_back(lv);
+                const float ev =
+                    jsonu::float32(variance[static_cast<size_t>(l)], at + ".error_variance", src);
+                if (!(ev >= 0.f && ev <= 0.25f))
+                    throw Error(src + ": " + at + ".error_variance[" + std::to_string(l) +
+                                "] = " + std::to_string(ev) + " is outside [0, 1/4] (squared steps)");
+                table.error_variance.push_back(ev);
+            }
+            cal.tables.push_back(std::move(table));
+        }
+        return cal;
+    });
+}
+
+std::string cache_calibration_to_json(const CacheCalibration& cal, const std::string& model_name) {
+    // One table a line; positions to 5 significant digits, far below what they are known to.
+    auto list = [](const std::vector<float>& values) {
+        std::string s = "[";
+        for (size_t i = 0; i < values.size(); ++i) {
+            char v[32];
+            std::snprintf(v, sizeof v, "%s%.5g", i ? ", " : "", static_cast<double>(values[i]));
+            s += v;
+        }
+        return s + "]";
+    };
+    std::string out =
+        "{\"format\": \"kvworld-cache-calibration\", \"version\": 1, \"model\": " + json(model_name).dump() +
+        ",\n \"tables\": [";
+    for (size_t i = 0; i < cal.tables.size(); ++i) {
+        const CodeTable& t = cal.tables[i];
+        std::string levels = "[";
+        for (size_t l = 0; l < t.levels.size(); ++l) levels += (l ? ", " : "") + list(t.levels[l]);
+        char head[160];
+        std::snprintf(head, sizeof head,
+                      "{\"tensor\": \"%s\", \"bits\": %d, \"group\": %d, \"layout\": \"%s\", ",
+                      t.key ? "key" : "value", t.bits, t.group, t.channel ? "channel" : "token");
+        out += std::string(i ? ",\n  " : "\n  ") + head + "\"error_variance\": " + list(t.error_variance) +
+               ", \"levels\": " + levels + "]}";
+    }
+    return out + "\n ]}\n";
+}
+
+void write_cache_calibration(const std::filesystem::path& dir, const CacheCalibration& calibration) {
+    const std::filesystem::path config_path = dir / "model.json";
+    const std::string src = config_path.string();
+    const std::string text = read_file_text(config_path);
+    const ModelConfig config = parse_model_config(text, src);
+    for (const CodeTable& t : calibration.tables)
+        if (t.levels.size() != static_cast<size_t>(config.depth))
+            throw Error(src + ": the calibration has " + std::to_string(t.levels.size()) +
+                        " layers, the model " + std::to_string(config.depth));
+    const std::string file = "cache_calibration.json";
+    write_file_atomic(dir / file, cache_calibration_to_json(calibration, config.name));
+    // The config's own order and fields are kept: only "cache_calibration" is set.
+    nlohmann::ordered_json j = jsonu::guarded(src, [&]() { return nlohmann::ordered_json::parse(text); });
+    if (!j.contains("cache_calibration") || j["cache_calibration"] != file) {
+        j["cache_calibration"] = file;
+        write_file_atomic(config_path, j.dump(2) + "\n");
+    }
 }
 
 std::string model_config_to_json(const ModelConfig& c) {
@@ -217,6 +352,7 @@ std::string model_config_to_json(const ModelConfig& c) {
                             {"groups", c.autoencoder.groups},
                             {"latent_clip", c.autoencoder.latent_clip}};
     j["weights"] = c.weight_files;
+    if (!c.cache_calibration_file.empty()) j["cache_calibration"] = c.cache_calibration_file;
     return j.dump(2) + "\n";
 }
 

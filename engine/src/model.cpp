@@ -27,6 +27,9 @@ const char* to_string(Correction c) {
     }
     return "?";
 }
+const char* to_string(Reconstruction r) {
+    return r == Reconstruction::Midpoint ? "midpoint" : "calibrated";
+}
 BackendKind parse_backend(const std::string& s) {
     if (s == "cpu") return BackendKind::Cpu;
     if (s == "cuda") return BackendKind::Cuda;
@@ -45,11 +48,19 @@ Correction parse_correction(const std::string& s) {
     throw Error("unknown correction \"" + s + "\" (off, taylor, exact or measured)");
 }
 
+Reconstruction parse_reconstruction(const std::string& s) {
+    if (s == "midpoint") return Reconstruction::Midpoint;
+    if (s == "calibrated") return Reconstruction::Calibrated;
+    throw Error("unknown reconstruction \"" + s + "\" (midpoint or calibrated)");
+}
+
 std::string CacheSettings::label() const {
     if (key_bits == 16 && value_bits == 16) return "BF16";
-    std::string s =
-        "K" + std::to_string(key_bits) + "/V" + std::to_string(value_bits) + " g" + std::to_string(group);
+    char head[64];
+    std::snprintf(head, sizeof head, "K%d/V%d g%d", key_bits, value_bits, group);
+    std::string s = head;
     if (key_bits < 16 && key_layout == KeyLayout::Channel) s += " kchan";
+    if (reconstruction == Reconstruction::Calibrated) s += std::string(" ") + to_string(reconstruction);
     if (key_bits < 16) s += std::string(" ") + to_string(correction);
     if (key_bits < 16 && correction != Correction::Off && correction_max_t < 1.f) {
         char t[32];

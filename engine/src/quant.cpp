@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kvworld/error.h"
+#include "util/check.h"
 
 namespace kvw {
 
@@ -121,7 +122,7 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
     return p;
 }
 
-void dequantize_head(const PackedTensor& p, int h, float* out) {
+void dequantize_head(const PackedTensor& p, int h, float* out, const float* levels) {
     const SegmentLayout& L = p.layout;
     const int T = L.tokens, hd = L.head_dim;
     if (!L.fmt.quantized()) {
@@ -139,7 +140,9 @@ void dequantize_head(const PackedTensor& p, int h, float* out) {
                 const size_t m = (static_cast<size_t>(h) * T + t) * groups + gi;
                 const float off = f16_bits_to_f32(p.offsets[m]), step = f16_bits_to_f32(p.steps[m]);
                 for (int c = gi * g; c < (gi + 1) * g; ++c)
-                    out[static_cast<size_t>(t) * hd + c] = dequantize_value(get_code(codes, c, b), off, step);
+                    out[static_cast<size_t>(t) * hd + c] =
+                        levels ? dequantize_level(get_code(codes, c, b), off, step, levels)
+                               : dequantize_value(get_code(codes, c, b), off, step);
             }
         }
         return;
@@ -155,7 +158,49 @@ void dequantize_head(const PackedTensor& p, int h, float* out) {
                 &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
             for (int t = t0; t < t1; ++t)
                 out[static_cast<size_t>(t) * hd + c] =
-                    dequantize_value(get_code(codes, t - t0, b), off, step);
+                    levels ? dequantize_level(get_code(codes, t - t0, b), off, step, levels)
+                           : dequantize_value(get_code(codes, t - t0, b), off, step);
+        }
+    }
+}
+
+void add_code_positions(const PackedTensor& p, int h, const float* x, double* count, double* sum,
+                        double* sum2) {
+    const SegmentLayout& L = p.layout;
+    KVW_CHECK(L.fmt.quantized(), "code positions of a 16-bit tensor");
+    const int T = L.tokens, hd = L.head_dim, b = L.fmt.bits, g = L.fmt.group;
+    auto add = [&](uint32_t code, float value, float off, float step) {
+        if (!(step > 0.f)) return;  // a constant group: every value is exact
+        const double u = (static_cast<double>(value) - off) / step;
+        count[code] += 1;
+        sum[code] += u;
+        sum2[code] += u * u;
+    };
+    if (!L.fmt.channel) {
+        const int groups = hd / g;
+        const size_t row_bytes = static_cast<size_t>(hd) * b / 8;
+        for (int t = 0; t < T; ++t) {
+            const uint8_t* codes = &p.codes[(static_cast<size_t>(h) * T + t) * row_bytes];
+            for (int gi = 0; gi < groups; ++gi) {
+                const size_t m = (static_cast<size_t>(h) * T + t) * groups + gi;
+                const float off = f16_bits_to_f32(p.offsets[m]), step = f16_bits_to_f32(p.steps[m]);
+                for (int c = gi * g; c < (gi + 1) * g; ++c)
+                    add(get_code(codes, c, b), x[static_cast<size_t>(t) * hd + c], off, step);
+            }
+        }
+        return;
+    }
+    const size_t chan_bytes = static_cast<size_t>(g) * b / 8;
+    for (int blk = 0; blk < L.blocks; ++blk) {
+        const int t0 = blk * g, t1 = std::min(T, t0 + g);
+        for (int c = 0; c < hd; ++c) {
+            const float off = f16_bits_to_f32(p.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]);
+            const float step =
+                f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]);
+            const uint8_t* codes =
+                &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
+            for (int t = t0; t < t1; ++t)
+                add(get_code(codes, t - t0, b), x[static_cast<size_t>(t) * hd + c], off, step);
         }
     }
 }

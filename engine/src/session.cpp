@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "calibration.h"
 #include "context_policy.h"
 #include "model_impl.h"
 #include "quant.h"
@@ -18,6 +19,30 @@ void validate_params(const SessionParams& p, const Model& model) {
     if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
     if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
         throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
+    if (model.backend() == BackendKind::Cuda && p.cache.reconstruction == Reconstruction::Calibrated)
+        throw Error("calibrated reconstruction runs on the CPU backend only so far (CUDA: midpoint)");
+}
+
+// The problem with calibrated reconstruction at `s` on a model of `c`, if any.
+std::optional<std::string> check_calibrated(const ModelConfig& c, const CacheSettings& s) {
+    if (s.reconstruction != Reconstruction::Calibrated) return std::nullopt;
+    if (s.correction == Correction::Exact || s.correction == Correction::Measured)
+        return std::string(
+            "calibrated reconstruction takes the Taylor correction or none (exact and measured "
+            "assume rounding to midpoints)");
+    if (c.cache_calibration.empty())
+        return "the model has no cache calibration (kvworld-cli calibrate makes one; model.json names it as "
+               "\"cache_calibration\")";
+    const TensorFormat k = key_format(s), v = value_format(s);
+    auto covered = [&](const TensorFormat& f, bool key) -> std::optional<std::string> {
+        if (f.bits != 2 && f.bits != 4) return std::nullopt;  // 8 and 16 bits: midpoints
+        if (c.cache_calibration.find(key, f.bits, f.group, f.channel)) return std::nullopt;
+        return c.cache_calibration_file + " has no levels for " + std::to_string(f.bits) + "-bit " +
+               (key ? "keys" : "values") + " in groups of " + std::to_string(f.group) +
+               (f.channel ? " per channel" : "") + " (run kvworld-cli calibrate again)";
+    };
+    if (std::optional<std::string> problem = covered(k, true)) return problem;
+    return covered(v, false);
 }
 
 // Bytes of one layer of one cached chunk at `s` (every layer is alike).
@@ -74,6 +99,7 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
     } catch (const Error& e) {
         return std::string(e.what());
     }
+    if (std::optional<std::string> problem = check_calibrated(c, p.cache)) return problem;
     if (!(p.cache.correction_max_t >= 0.f && p.cache.correction_max_t <= 1.f))
         return "the correction's noise-level limit must be in [0, 1] (1 = every step)";
     if (p.context.window < 0 || p.context.recall < 0) return "window and recall must be >= 0";
@@ -367,6 +393,12 @@ CameraPose Session::pose() const {
 }
 const Model& Session::model() const {
     return *impl_->model;
+}
+
+void Session::collect_code_statistics(CodeStatistics* statistics) const {
+    const Impl& s = *impl_;
+    BackendSession& backend = s.sampler->backend();
+    for (const StoredChunk& chunk : s.stored) statistics->impl().add_chunk(backend.read_slot(chunk.index));
 }
 
 bool Session::device_cache_memory(DeviceCacheMemory* out) const {

@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 #include "kvworld/backend/backend.h"
+#include "kvworld/backend/correction.h"
 #include "kvworld/eval/attention_bench.h"
 
 namespace kvw::eval {
@@ -100,6 +101,7 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         p.value_fmt = vf;
         p.correction = static_cast<int>(cs.correction);
         p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+        p.taylor_factor = taylor_score_factor(p.alpha, false, 0.f);
         for (int a = 0; a < 3; ++a) {
             p.rope_cos[a] = tables[static_cast<size_t>(2 * a)];
             p.rope_sin[a] = tables[static_cast<size_t>(2 * a + 1)];

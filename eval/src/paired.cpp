@@ -58,6 +58,12 @@ CacheSettings uncorrected(CacheSettings c) {
     c.correction_max_t = 1.f;
     return c;
 }
+// The paper's baseline of a setting: the same format, uncorrected, codes at their midpoints.
+CacheSettings plain(CacheSettings c) {
+    c = uncorrected(c);
+    c.reconstruction = Reconstruction::Midpoint;
+    return c;
+}
 
 // The pooled PSNR with its interval, and each world's own (so that runs on the same worlds can be compared).
 json psnr_json(const WorldSums& sums) {
@@ -176,6 +182,7 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                   {"key_layout", to_string(row.cache.key_layout)},
                   {"correction", to_string(row.cache.correction)},
                   {"correction_max_t", row.cache.correction_max_t},
+                  {"reconstruction", to_string(row.cache.reconstruction)},
                   {"bits_per_element", plan.bits_per_element},
                   {"one_chunk_vs_bf16", psnr_json(row.one_chunk_vs_bf16)},
                   {"rollout_vs_bf16", psnr_json(row.rollout_vs_bf16)},
@@ -193,6 +200,14 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                 r["one_chunk_gain_over_uncorrected"] =
                     gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
                 r["rollout_gain_over_uncorrected"] = gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
+            }
+        // A calibrated setting against the same format with midpoints, uncorrected.
+        for (const SettingSums& other : rows)
+            if (row.cache.reconstruction == Reconstruction::Calibrated && other.cache == plain(row.cache)) {
+                r["one_chunk_gain_over_midpoint_uncorrected"] =
+                    gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
+                r["rollout_gain_over_midpoint_uncorrected"] =
+                    gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
             }
         std::printf("%-32s bits %5.2f  one chunk %6.2f dB  rollout %6.2f dB vs BF16  max|dP_S| %.4f\n",
                     row.cache.label().c_str(), plan.bits_per_element,

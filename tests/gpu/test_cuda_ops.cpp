@@ -13,6 +13,7 @@
 #include "cpu/ops.h"
 #include "cuda_autoencoder.h"
 #include "cuda_ops.h"
+#include "kvworld/backend/correction.h"
 #include "kvworld/backend/half.h"
 #include "kvworld/backend/rng.h"
 #include "kvworld/backend/sampling.h"
@@ -139,7 +140,7 @@ TEST(CudaOps, PatchifyAndUnpatchifyMatchCpu) {
     const int F = 2, Hh = 16, W = 24, p = 4, N = F * (Hh / p) * (W / p);
     for (const int channels : {3, 8}) {
         const int P = channels * p * p;
-        const std::string what = " " + std::to_string(channels) + " channels";
+        const std::string what = std::string(" ").append(std::to_string(channels)).append(" channels");
         const std::vector<float> frames = randn(static_cast<size_t>(F) * Hh * W * channels);
         cu::DeviceBuffer d_frames = upload(frames), d_tok(static_cast<size_t>(N) * P * 2);
         cu::patchify_bf16(d_frames.as<float>(), F, Hh, W, p, channels, d_tok.as<uint16_t>(), nullptr);
@@ -511,7 +512,15 @@ struct AttnCase {
     int hd, kbits, vbits, group;
     bool channel;
     int correction, n_ctx, splits;
+    bool calibrated = false;  // 2- and 4-bit codes at calibrated levels, taylor with their bias
 };
+
+// Levels a calibration could give: each code's within half a step of it, none at its midpoint.
+std::vector<float> test_levels(int bits) {
+    std::vector<float> levels;
+    for (int k = 0; k < (1 << bits); ++k) levels.push_back(k + 0.3f * std::sin(1.7f * k + 0.5f));
+    return levels;
+}
 
 void run_attention_case(const AttnCase& ac) {
     const int heads = 2, hd = ac.hd, D = heads * hd, F = 2, rows = 5, cols = 10, tpf = rows * cols,
@@ -570,6 +579,14 @@ void run_attention_case(const AttnCase& ac) {
     p.value_fmt = vf;
     p.correction = ac.correction;
     p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    const bool k_cal = ac.calibrated && (ac.kbits == 2 || ac.kbits == 4),
+               v_cal = ac.calibrated && (ac.vbits == 2 || ac.vbits == 4);
+    const std::vector<float> k_levels = test_levels(ac.kbits < 16 ? ac.kbits : 2),
+                             v_levels = test_levels(ac.vbits < 16 ? ac.vbits : 2);
+    const float error_variance = 0.06f;
+    p.taylor_factor = taylor_score_factor(p.alpha, k_cal, error_variance);
+    if (k_cal) p.k_levels = static_cast<const float*>(up(k_levels.data(), k_levels.size() * 4));
+    if (v_cal) p.v_levels = static_cast<const float*>(up(v_levels.data(), v_levels.size() * 4));
     for (int a = 0; a < 3; ++a) {
         p.rope_cos[a] = static_cast<const float*>(
             up(rope.cos[static_cast<size_t>(a)].data(), rope.cos[static_cast<size_t>(a)].size() * 4));
@@ -630,8 +647,8 @@ void run_attention_case(const AttnCase& ac) {
             rope_rotate(&k[(static_cast<size_t>(ac.n_ctx) * T + t) * hd], co.data(), si.data(), hd);
         }
         for (int s = 0; s < ac.n_ctx; ++s) {
-            dequantize_head(ks[s], h, &k[static_cast<size_t>(s) * T * hd]);
-            dequantize_head(vs[s], h, &v[static_cast<size_t>(s) * T * hd]);
+            dequantize_head(ks[s], h, &k[static_cast<size_t>(s) * T * hd], k_cal ? k_levels.data() : nullptr);
+            dequantize_head(vs[s], h, &v[static_cast<size_t>(s) * T * hd], v_cal ? v_levels.data() : nullptr);
             if (kf.quantized()) steps_head(ks[s], h, &steps[static_cast<size_t>(s) * T * G]);
             for (int t = 0; t < T; ++t) {
                 for (int c = 0; c < hd; ++c) {
@@ -665,6 +682,7 @@ void run_attention_case(const AttnCase& ac) {
         in.n_cached = ac.n_ctx * T;
         in.head_dim = hd;
         in.alpha = p.alpha;
+        in.taylor_factor = p.taylor_factor;
         in.correction = kf.quantized() ? ac.correction : 0;
         in.steps = steps.data();
         in.corr_groups = G;
@@ -687,9 +705,9 @@ void run_attention_case(const AttnCase& ac) {
     }
     for (int b = 0; b < kShapes; ++b) {
         char name[160];
-        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d ctx%d split%d shape%d", hd,
-                      ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction, ac.n_ctx,
-                      ac.splits, b);
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s ctx%d split%d shape%d", hd,
+                      ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction,
+                      ac.calibrated ? " calibrated" : "", ac.n_ctx, ac.splits, b);
         const std::vector<float>& gpu = gpu_out[b];
         expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
         const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
@@ -712,15 +730,20 @@ TEST_P(CudaAttention, MatchesCpuOnDequantizedKV) {
 
 INSTANTIATE_TEST_SUITE_P(
     Formats, CudaAttention,
-    ::testing::Values(AttnCase{64, 16, 16, 64, false, 0, 2, 1}, AttnCase{128, 16, 16, 64, false, 1, 2, 1},
-                      AttnCase{128, 8, 8, 64, false, 1, 3, 1}, AttnCase{128, 4, 4, 32, false, 1, 3, 1},
-                      AttnCase{128, 2, 2, 128, false, 1, 3, 1}, AttnCase{128, 2, 2, 128, false, 0, 3, 1},
-                      AttnCase{128, 2, 4, 64, false, 2, 2, 1}, AttnCase{64, 2, 2, 32, false, 1, 2, 1},
-                      AttnCase{64, 4, 2, 64, false, 2, 2, 1}, AttnCase{128, 2, 2, 32, true, 1, 3, 1},
-                      AttnCase{128, 4, 8, 64, true, 2, 2, 1}, AttnCase{128, 2, 16, 128, true, 1, 2, 1},
-                      AttnCase{64, 2, 2, 64, true, 1, 2, 1}, AttnCase{128, 2, 2, 64, false, 1, 3, 3},
-                      AttnCase{128, 4, 4, 64, true, 1, 5, 4}, AttnCase{128, 2, 2, 128, false, 1, 20, 2},
-                      AttnCase{64, 8, 8, 32, false, 1, 0, 1}));
+    ::testing::Values(
+        AttnCase{64, 16, 16, 64, false, 0, 2, 1}, AttnCase{128, 16, 16, 64, false, 1, 2, 1},
+        AttnCase{128, 8, 8, 64, false, 1, 3, 1}, AttnCase{128, 4, 4, 32, false, 1, 3, 1},
+        AttnCase{128, 2, 2, 128, false, 1, 3, 1}, AttnCase{128, 2, 2, 128, false, 0, 3, 1},
+        AttnCase{128, 2, 4, 64, false, 2, 2, 1}, AttnCase{64, 2, 2, 32, false, 1, 2, 1},
+        AttnCase{64, 4, 2, 64, false, 2, 2, 1}, AttnCase{128, 2, 2, 32, true, 1, 3, 1},
+        AttnCase{128, 4, 8, 64, true, 2, 2, 1}, AttnCase{128, 2, 16, 128, true, 1, 2, 1},
+        AttnCase{64, 2, 2, 64, true, 1, 2, 1}, AttnCase{128, 2, 2, 64, false, 1, 3, 3},
+        AttnCase{128, 4, 4, 64, true, 1, 5, 4}, AttnCase{128, 2, 2, 128, false, 1, 20, 2},
+        AttnCase{64, 8, 8, 32, false, 1, 0, 1},
+        // calibrated levels: keys per token and per channel, 2 and 4 bits, taylor or off
+        AttnCase{128, 2, 2, 128, false, 1, 3, 1, true}, AttnCase{128, 4, 2, 64, false, 0, 2, 1, true},
+        AttnCase{128, 2, 4, 32, true, 1, 3, 1, true}, AttnCase{64, 2, 8, 64, false, 1, 2, 1, true},
+        AttnCase{128, 16, 2, 64, false, 0, 2, 2, true}, AttnCase{128, 2, 2, 64, true, 1, 5, 4, true}));
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
 
@@ -776,6 +799,18 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     ModelConfig cfg_pos = cfg;
     cfg_pos.absolute_position = true;
     cfg_pos.warp_eye_height = 2.5f;  // the warped cases below also walk the source over the ground
+    // Calibrated levels of 2-bit codes in groups of 64 (keys per token, values), for the calibrated case.
+    for (bool key : {true, false}) {
+        CodeTable t;
+        t.key = key;
+        t.bits = 2;
+        t.group = 64;
+        for (int l = 0; l < cfg.depth; ++l) {
+            t.levels.push_back(test_levels(2));
+            t.error_variance.push_back(0.05f + 0.005f * l);
+        }
+        cfg_pos.cache_calibration.tables.push_back(t);
+    }
     ModelWeights w_pos = w;
     w_pos.tensors["pos_embed"] =
         HostTensor{{cfg.tokens_per_frame(), cfg.hidden},
@@ -801,7 +836,10 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
           Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, true},
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true, true},
           // the correction's noise-level schedule: steps above t = 0.5 uncorrected, the negative passes too
-          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.5f}, 2.5f, true, true}}) {
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.5f}, 2.5f, true, true},
+          // calibrated reconstruction points and their bias
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Calibrated},
+               2.5f, true, true}}) {
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;

@@ -24,6 +24,33 @@ struct AutoencoderConfig {
     bool enabled() const { return latent_channels > 0; }
 };
 
+// Calibrated reconstruction points of one quantized tensor format (docs/design.md "Calibrated reconstruction
+// points"): per layer, where the values stored under each code lie on average, in steps above the group's
+// offset. Rounding to the nearest code is unchanged; only the value a code stands for moves from the code's
+// midpoint (0, 1, 2, ...) to the mean of the values it held on the calibration worlds.
+struct CodeTable {
+    bool key = true;                         // keys (else values)
+    int bits = 2;                            // 2 or 4
+    int group = 64;                          // as TensorFormat::group
+    bool channel = false;                    // keys per channel
+    std::vector<std::vector<float>> levels;  // [depth][2^bits], increasing
+    // [depth] mean squared distance of the values from their level, in step^2 (uniform rounding: 1/12);
+    // the bias of the Taylor correction for these levels (docs/design.md) uses it.
+    std::vector<float> error_variance;
+};
+
+// The code tables of a model (its "cache_calibration" file), made by `kvworld-cli calibrate`.
+struct CacheCalibration {
+    std::vector<CodeTable> tables;
+    // The table of that format, or null.
+    const CodeTable* find(bool key, int bits, int group, bool channel) const {
+        for (const CodeTable& t : tables)
+            if (t.key == key && t.bits == bits && t.group == group && t.channel == channel) return &t;
+        return nullptr;
+    }
+    bool empty() const { return tables.empty(); }
+};
+
 struct ModelConfig {
     std::string name;
     // Frames
@@ -74,6 +101,10 @@ struct ModelConfig {
     MotionParams motion;
     AutoencoderConfig autoencoder;
     std::vector<std::string> weight_files{"model.safetensors"};
+    // The cache's calibrated reconstruction points: a JSON file in the model folder ("cache_calibration" in
+    // model.json; empty: none) and its tables, read by load_model_config and checked against the config.
+    std::string cache_calibration_file;
+    CacheCalibration cache_calibration;
 
     // Derived. The grid is what the transformer tokenizes and the sampler flows on: the latent grid with an
     // autoencoder, the frame's pixels without one. height and width stay the frame's pixels.
@@ -99,7 +130,15 @@ struct ModelConfig {
 
 // Parses and validates; `source` names the file in error messages.
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source);
+// Reads model.json and, when it names one, the cache calibration file beside it.
 ModelConfig load_model_config(const std::filesystem::path& path);
+// Parses a cache calibration file (its tables checked against `config`); `source` names the file in errors.
+CacheCalibration parse_cache_calibration(const std::string& json_text, const std::string& source,
+                                         const ModelConfig& config);
+std::string cache_calibration_to_json(const CacheCalibration& calibration, const std::string& model_name);
+// Writes `calibration` to model_dir/cache_calibration.json and names it in model_dir/model.json (the rest of
+// model.json kept as it is), each file replaced whole.
+void write_cache_calibration(const std::filesystem::path& model_dir, const CacheCalibration& calibration);
 std::string model_config_to_json(const ModelConfig& config);
 
 }  // namespace kvw

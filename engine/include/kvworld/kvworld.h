@@ -28,13 +28,19 @@ enum class KeyLayout { Token, Channel };
 // Taylor and Exact: the paper's bias for uniform rounding error. Measured: the Taylor form with each group's
 // error energy measured when the key is written (keys per token; two more bytes a group).
 enum class Correction { Off, Taylor, Exact, Measured };
+// The value a 2- or 4-bit code stands for: its midpoint (offset + code x step, the paper's), or the model's
+// calibrated level for it (ModelConfig::cache_calibration; docs/design.md "Calibrated reconstruction
+// points"). 8-bit codes are reconstructed at their midpoints either way.
+enum class Reconstruction { Midpoint, Calibrated };
 
 const char* to_string(BackendKind);
 const char* to_string(KeyLayout);
 const char* to_string(Correction);
-BackendKind parse_backend(const std::string&);    // "cpu" | "cuda"; throws kvw::Error otherwise
-KeyLayout parse_key_layout(const std::string&);   // "token" | "channel"
-Correction parse_correction(const std::string&);  // "off" | "taylor" | "exact" | "measured"
+const char* to_string(Reconstruction);
+BackendKind parse_backend(const std::string&);            // "cpu" | "cuda"; throws kvw::Error otherwise
+KeyLayout parse_key_layout(const std::string&);           // "token" | "channel"
+Correction parse_correction(const std::string&);          // "off" | "taylor" | "exact" | "measured"
+Reconstruction parse_reconstruction(const std::string&);  // "midpoint" | "calibrated"
 
 // The largest context a session attends to, in chunks, the current one included (window + recall + 1).
 inline constexpr int kMaxContextChunks = 64;
@@ -54,6 +60,9 @@ struct CacheSettings {
     // The noise-level schedule of the correction (docs/design.md "The correction's noise-level schedule"): it
     // applies only to forward passes at noise level t <= correction_max_t. 1 = every pass (the paper's).
     float correction_max_t = 1.f;
+    // Calibrated: 2- and 4-bit codes stand for the model's calibrated levels, and the Taylor correction takes
+    // the bias derived for them (off or taylor only).
+    Reconstruction reconstruction = Reconstruction::Midpoint;
 
     bool operator==(const CacheSettings&) const = default;
     bool keys_quantized() const { return key_bits < 16; }
@@ -61,7 +70,8 @@ struct CacheSettings {
     bool corrects_at(float t) const {
         return keys_quantized() && correction != Correction::Off && t <= correction_max_t;
     }
-    std::string label() const;  // e.g. "K2/V2 g128 token taylor", "K2/V2 g128 taylor t<=0.5", "BF16"
+    // e.g. "K2/V2 g128 taylor", "K2/V2 g128 taylor t<=0.5", "K2/V2 g128 calibrated taylor", "BF16"
+    std::string label() const;
 };
 
 // Which chunks the current chunk attends to.
@@ -228,12 +238,38 @@ class Session {
     bool device_cache_memory(DeviceCacheMemory* out) const;
     const Model& model() const;
 
+    // Calibration (kvworld-cli calibrate): adds where this session's cached keys and values fall inside the
+    // codes of every 2- and 4-bit format. The session's cache must be BF16 (the values before rounding).
+    void collect_code_statistics(class CodeStatistics* statistics) const;
+
     // Bytes the cache would hold for `chunks` chunks at `settings` (no allocation).
     static CacheBytes predict_cache_bytes(const ModelConfig& config, const CacheSettings& settings,
                                           int chunks);
 
   private:
     struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Where values fall inside their codes, gathered over BF16 caches (Session::collect_code_statistics) for each
+// 2- and 4-bit format (keys per token and per channel, values; groups 32, 64, 128): the calibration of
+// ModelConfig::cache_calibration.
+class CodeStatistics {
+  public:
+    explicit CodeStatistics(const ModelConfig& config);
+    ~CodeStatistics();
+    CodeStatistics(const CodeStatistics&) = delete;
+    CodeStatistics& operator=(const CodeStatistics&) = delete;
+
+    uint64_t values() const;  // values gathered per format
+    // Each code's level is the mean of the values it held (its midpoint where it held fewer than 100); the
+    // error variance is the mean squared distance from those levels.
+    CacheCalibration calibration() const;
+
+    struct Impl;
+    Impl& impl() { return *impl_; }
+
+  private:
     std::unique_ptr<Impl> impl_;
 };
 

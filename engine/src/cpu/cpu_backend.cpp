@@ -10,6 +10,7 @@
 #include "autoencoder.h"
 #include "cpu/ops.h"
 #include "kvworld/backend/backend.h"
+#include "kvworld/backend/correction.h"
 #include "kvworld/backend/rng.h"
 #include "kvworld/backend/sampling.h"
 #include "quant.h"
@@ -111,6 +112,7 @@ class CpuBackendSession final : public BackendSession {
     int n_cached_ = 0, corr_groups_ = 0, corr_group_width_ = 0;
     bool keys_quantized_ = false;
     Correction correction_ = Correction::Off;
+    std::vector<float> taylor_factor_;      // [layer] taylor_score_factor of the context's keys
     std::vector<uint8_t> row_corrected_;    // [rows]: the noise-level schedule
     std::vector<float> key_cos_, key_sin_;  // [n_cached][hd/2]
     std::vector<float> cur_cos_, cur_sin_;  // [N][hd/2]
@@ -211,6 +213,24 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
     const SegmentLayout kl = segment_layout(kf, H, T, hd);
     corr_groups_ = keys_quantized_ ? kl.corr_groups() : 0;
     corr_group_width_ = keys_quantized_ ? kl.corr_group_width() : 0;
+    // Calibrated reconstruction (2- and 4-bit tensors; the session checked that the tables exist): the levels
+    // codes stand for, per layer, and the Taylor bias derived for them.
+    const bool calibrated = cache.reconstruction == Reconstruction::Calibrated;
+    const TensorFormat vf = value_format(cache);
+    const CodeTable* key_table = calibrated && (kf.bits == 2 || kf.bits == 4)
+                                     ? c.cache_calibration.find(true, kf.bits, kf.group, kf.channel)
+                                     : nullptr;
+    const CodeTable* value_table = calibrated && (vf.bits == 2 || vf.bits == 4)
+                                       ? c.cache_calibration.find(false, vf.bits, vf.group, false)
+                                       : nullptr;
+    KVW_CHECK(!calibrated || kf.bits > 4 || key_table, "no calibrated levels for the context's keys");
+    KVW_CHECK(!calibrated || vf.bits > 4 || value_table, "no calibrated levels for the context's values");
+    const float alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    taylor_factor_.assign(static_cast<size_t>(c.depth), taylor_score_factor(alpha, false, 0.f));
+    if (key_table)
+        for (int l = 0; l < c.depth; ++l)
+            taylor_factor_[static_cast<size_t>(l)] =
+                taylor_score_factor(alpha, true, key_table->error_variance[static_cast<size_t>(l)]);
     // RoPE factors: cached keys at their reassigned slot positions, the current chunk after them.
     key_cos_.assign(static_cast<size_t>(n_cached_) * hd / 2, 0.f);
     key_sin_.assign(key_cos_.size(), 0.f);
@@ -241,12 +261,14 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
                 const PackedTensor& pv = slot.v[static_cast<size_t>(l)];
                 KVW_CHECK(pk.layout.fmt == kf, "cached slot has a stale key format (reencode missing)");
                 float* kd = &hc.k[static_cast<size_t>(s) * T * hd];
-                dequantize_head(pk, h, kd);
+                dequantize_head(pk, h, kd,
+                                key_table ? key_table->levels[static_cast<size_t>(l)].data() : nullptr);
                 for (int j = 0; j < T; ++j)
                     rope_rotate(kd + static_cast<size_t>(j) * hd,
                                 &key_cos_[(static_cast<size_t>(s) * T + j) * hd / 2],
                                 &key_sin_[(static_cast<size_t>(s) * T + j) * hd / 2], hd);
-                dequantize_head(pv, h, &hc.v[static_cast<size_t>(s) * T * hd]);
+                dequantize_head(pv, h, &hc.v[static_cast<size_t>(s) * T * hd],
+                                value_table ? value_table->levels[static_cast<size_t>(l)].data() : nullptr);
                 if (keys_quantized_) steps_head(pk, h, &hc.steps[static_cast<size_t>(s) * T * corr_groups_]);
             }
         }
@@ -375,6 +397,7 @@ void CpuBackendSession::attention(int layer, int row) {
         in.steps = keys_quantized_ ? hc.steps.data() : nullptr;
         in.corr_groups = corr_groups_;
         in.corr_group_width = corr_group_width_;
+        in.taylor_factor = taylor_factor_[static_cast<size_t>(layer)];
         in.key_cos = key_cos_.data();
         in.key_sin = key_sin_.data();
         const auto t0 = Clock::now();

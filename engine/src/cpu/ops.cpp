@@ -186,7 +186,8 @@ double attention_head(const AttentionInputs& in, float* out) {
                 scores, nk);
     const bool correct = in.correction != 0 && in.steps != nullptr && nc > 0;
     if (correct && in.correction == 1) {
-        // Taylor: b[i][j] = alpha^2/24 * sum_g ||q_ig||^2 * step_jg^2, as one GEMM on squared norms / steps.
+        // Taylor: scores += taylor_factor * sum_g ||q_ig||^2 * step_jg^2 (the paper's: -alpha^2/24), as one
+        // GEMM on squared norms / steps.
         const int G = in.corr_groups, gw = in.corr_group_width;
         std::vector<float> qn(static_cast<size_t>(nq) * G), s2(static_cast<size_t>(nc) * G);
         for (int i = 0; i < nq; ++i)
@@ -197,8 +198,8 @@ double attention_head(const AttentionInputs& in, float* out) {
                 qn[static_cast<size_t>(i) * G + g] = acc;
             }
         for (size_t j = 0; j < s2.size(); ++j) s2[j] = in.steps[j] * in.steps[j];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, -taylor_coefficient(in.alpha),
-                    qn.data(), G, s2.data(), G, 1.f, scores, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, in.taylor_factor, qn.data(), G,
+                    s2.data(), G, 1.f, scores, nk);
     } else if (correct && in.correction == 2) {
         // Exact: per score, u = q rotated back by the key's angle (relative rotation), then log(sinh x / x).
         const int G = in.corr_groups, gw = in.corr_group_width, half = hd / 2;

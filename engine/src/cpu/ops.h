@@ -47,6 +47,8 @@ struct AttentionInputs {
     int correction = 0;            // 0 off, 1 taylor, 2 exact
     const float* steps = nullptr;  // [n_cached x corr_groups] quantization steps
     int corr_groups = 0, corr_group_width = 0;
+    // Taylor: the factor on sum_g step^2 ||q_g||^2 added to each cached score (taylor_score_factor).
+    float taylor_factor = 0;
     const float* key_cos = nullptr;  // [n_cached x hd/2] RoPE factors of each cached key (exact only)
     const float* key_sin = nullptr;
 };

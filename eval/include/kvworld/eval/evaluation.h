@@ -59,6 +59,9 @@ struct EvalOptions {
     std::vector<Correction> corrections = {Correction::Off, Correction::Taylor, Correction::Exact};
     // The correction's noise-level limits (CacheSettings::correction_max_t) each correction is run at.
     std::vector<float> correction_max_ts = {1.f};
+    // What codes stand for (CacheSettings::reconstruction); calibrated only where a tensor has 2 or 4 bits
+    // and the correction is off or taylor.
+    std::vector<Reconstruction> reconstructions = {Reconstruction::Midpoint};
     bool full_grid = false;        // every key bits x value bits pair, not only equal bits
     uint64_t world_base = 900000;  // first held-out world seed (training uses 1000..)
     // world-change only: each long trace's actions replayed in resample_pool other worlds (seeds

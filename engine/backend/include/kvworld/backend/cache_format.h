@@ -109,6 +109,11 @@ KVW_HD uint32_t quantize_value(float x, float offset, float step, int bits) {
 KVW_HD float dequantize_value(uint32_t code, float offset, float step) {
     return offset + step * static_cast<float>(code);
 }
+// With calibrated reconstruction points: `levels` [2^bits] in steps above the offset (docs/design.md
+// "Calibrated reconstruction points").
+KVW_HD float dequantize_level(uint32_t code, float offset, float step, const float* levels) {
+    return offset + step * levels[code];
+}
 // The measured correction's step of a group from the sum of its squared rounding errors over `count` values:
 // the step a uniform error of the same energy would have (E[e^2] = step^2 / 12), so that the Taylor form
 // alpha^2/24 step^2 ||q_g||^2 becomes alpha^2/2 E[e^2] ||q_g||^2. Rounded up to fp16.

@@ -34,4 +34,17 @@ KVW_HD float taylor_coefficient(float alpha) {
     return alpha * alpha / 24.f;
 }
 
+// The Taylor correction's factor on sum_g step_g^2 ||q_g||^2, added to a cached key's score (docs/design.md
+// "Calibrated reconstruction points"):
+//   midpoints (the paper's): the stored key is the true one plus rounding error, uniform over a step, so the
+//     exponential of its score is too large by E[exp(alpha q.e)] ~ exp(alpha^2/24 sum_g step_g^2 ||q_g||^2):
+//     the factor is -alpha^2/24;
+//   calibrated levels: each stored value is the mean of the true values its code held, so the true key is the
+//     stored one plus an error of mean zero and variance error_variance * step^2 per channel, and the stored
+//     score's exponential is too small by exp(alpha^2/2 error_variance sum_g step_g^2 ||q_g||^2): the factor
+//     is +alpha^2/2 * error_variance. The sign flips: the cache is under-weighted, not over-weighted.
+KVW_HD float taylor_score_factor(float alpha, bool calibrated, float error_variance) {
+    return calibrated ? 0.5f * alpha * alpha * error_variance : -taylor_coefficient(alpha);
+}
+
 }  // namespace kvw
