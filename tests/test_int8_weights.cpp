@@ -34,6 +34,19 @@ fs::path temp_dir(const std::string& name) {
     return d;
 }
 
+// Removes every folder temp_dir made in this process (the bad-input cases make one each).
+void remove_temp_dirs() {
+    const std::string suffix = "_" + std::to_string(::getpid());
+    std::vector<fs::path> mine;
+    for (const auto& e : fs::directory_iterator(fs::temp_directory_path())) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("kvw_test_int8_", 0) == 0 && name.size() > suffix.size() &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+            mine.push_back(e.path());
+    }
+    for (const fs::path& d : mine) fs::remove_all(d);
+}
+
 const fs::path kTiny = test::source_path("tests/data/tiny");
 
 float row_max_abs(const HostTensor& t, size_t row) {
@@ -218,7 +231,7 @@ TEST(Int8Weights, ShardsStayWithinTheLimitAndKeepEachScaleWithItsTensor) {
     expect_error(
         [&] { convert_model_weights(kTiny, temp_dir("shards_small"), WeightFormat::Int8, 16 << 10); },
         {"alone takes", "more than a weight file may hold"});
-    fs::remove_all(out);
+    remove_temp_dirs();
 }
 
 TEST(Int8Weights, MalformedInt8TensorsAndScalesAreErrorsNamingFileAndTensor) {
@@ -301,6 +314,7 @@ TEST(Int8Weights, MalformedInt8TensorsAndScalesAreErrorsNamingFileAndTensor) {
     // int8 codes read as floats directly: refused, they need their scales.
     const SafeTensors st = SafeTensors::parse(serialize_safetensors(good), "mem.safetensors");
     expect_error([&] { st.to_f32(w); }, {"mem.safetensors", "\"" + w + "\"", "is I8"});
+    remove_temp_dirs();
 }
 
 // The int8 tiny model plays like the original: sessions with the same seed and actions give close frames.
