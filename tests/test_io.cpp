@@ -69,11 +69,11 @@ TEST(SafeTensors, TruncatedCorruptAndLyingFilesAreErrors) {
     overlap[0] = static_cast<uint8_t>(ovl.size());
     std::copy(ovl.begin(), ovl.end(), overlap.begin() + 8);
     expect_error([&] { SafeTensors::parse(overlap, "w.safetensors"); }, {"overlap"});
-    const std::string i8 = R"({"x":{"dtype":"I8","shape":[2],"data_offsets":[0,2]}})";
-    std::vector<uint8_t> bad_dtype(8 + i8.size() + 2, 0);
-    bad_dtype[0] = static_cast<uint8_t>(i8.size());
-    std::copy(i8.begin(), i8.end(), bad_dtype.begin() + 8);
-    expect_error([&] { SafeTensors::parse(bad_dtype, "w.safetensors"); }, {"unsupported dtype I8"});
+    const std::string i16 = R"({"x":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})";
+    std::vector<uint8_t> bad_dtype(8 + i16.size() + 4, 0);
+    bad_dtype[0] = static_cast<uint8_t>(i16.size());
+    std::copy(i16.begin(), i16.end(), bad_dtype.begin() + 8);
+    expect_error([&] { SafeTensors::parse(bad_dtype, "w.safetensors"); }, {"unsupported dtype I16"});
     expect_error([&] { SafeTensors::load("/nonexistent/w.safetensors"); },
                  {"/nonexistent/w.safetensors", "cannot open"});
 }

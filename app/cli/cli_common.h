@@ -91,4 +91,7 @@ int run_bench_attention(const std::string& shapes, int iters, int block_shape, c
 int run_bench(const std::string& backend, const std::string& model_dir, const std::string& configs,
               int chunks, const std::string& json_out);
 
+// convert-weights: MODEL_DIR's model into a new folder OUT_DIR with its weights as "int8" or "bf16".
+int run_convert_weights(const std::string& model_dir, const std::string& out_dir, const std::string& dtype);
+
 }  // namespace kvw::cli

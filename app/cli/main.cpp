@@ -111,6 +111,24 @@ int main(int argc, char** argv) {
     init->add_option("--seed", init_seed, "Seed");
     init->add_option("--dtype", init_dtype, "F32, F16 or BF16")->check(CLI::IsMember({"F32", "F16", "BF16"}));
 
+    std::string convert_model, convert_out, convert_dtype;
+    auto* convert = app.add_subcommand(
+        "convert-weights",
+        "Write a model folder's model into a new folder with its weights as int8 (per-row scales) or bf16");
+    convert->add_option("--model", convert_model, "Model folder to convert")
+        ->required()
+        ->check(CLI::ExistingDirectory);
+    convert->add_option("--out", convert_out, "New model folder (created, or an empty one)")
+        ->required()
+        ->check(cli::non_empty_path());
+    convert
+        ->add_option(
+            "--dtype", convert_dtype,
+            "int8: matrices and kernels as int8 codes with one scale per output channel, the rest as "
+            "stored; bf16: every tensor bf16")
+        ->required()
+        ->check(CLI::IsMember({"int8", "bf16"}));
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -127,6 +145,7 @@ int main(int argc, char** argv) {
         if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
         if (*bench)
             return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
+        if (*convert) return cli::run_convert_weights(convert_model, convert_out, convert_dtype);
         if (*info) {
             cli::SessionFlags f;
             f.model_dir = info_model;
@@ -159,6 +178,20 @@ int main(int argc, char** argv) {
                        std::to_string(c.warp_eye_height).substr(0, 4) + " below)")
                           .c_str()
                     : ", flow source turned to each frame's camera");
+            const WeightFilesSummary disk = summarize_weight_files(m->directory());
+            std::string dtypes;
+            for (const auto& [dtype, count] : disk.tensors_by_dtype)
+                dtypes += (dtypes.empty() ? "" : ", ") + std::to_string(count) + " " + dtype;
+            std::printf("weights on disk: %s in %zu file%s (tensors: %s)%s\n",
+                        format_bytes(static_cast<double>(disk.bytes_on_disk)).c_str(), c.weight_files.size(),
+                        c.weight_files.size() == 1 ? "" : "s", dtypes.c_str(),
+                        disk.int8_parameters
+                            ? (": int8 weights with per-row scales, " +
+                               std::to_string(disk.int8_parameters * 100 /
+                                              (disk.int8_parameters + disk.float_parameters)) +
+                               "% of the parameters, dequantized to fp32 at load")
+                                  .c_str()
+                            : "");
             return 0;
         }
         if (*init) {

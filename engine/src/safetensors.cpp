@@ -21,11 +21,22 @@ const char* dtype_name(DType d) {
             return "F16";
         case DType::BF16:
             return "BF16";
+        case DType::I8:
+            return "I8";
     }
     return "?";
 }
 size_t dtype_size(DType d) {
-    return d == DType::F32 ? 4 : 2;
+    switch (d) {
+        case DType::F32:
+            return 4;
+        case DType::F16:
+        case DType::BF16:
+            return 2;
+        case DType::I8:
+            return 1;
+    }
+    return 4;
 }
 
 int64_t TensorView::numel() const {
@@ -84,8 +95,10 @@ SafeTensors SafeTensors::parse_unguarded(std::vector<uint8_t> bytes, const std::
             v.dtype = DType::F16;
         else if (d == "BF16")
             v.dtype = DType::BF16;
+        else if (d == "I8")
+            v.dtype = DType::I8;
         else
-            throw Error(where + ": unsupported dtype " + d + " (F32, F16 and BF16 are read)");
+            throw Error(where + ": unsupported dtype " + d + " (F32, F16, BF16 and I8 are read)");
         if (!t["shape"].is_array()) throw Error(where + ": shape must be an array");
         uint64_t numel = 1;
         for (const json& s : t["shape"]) {
@@ -129,6 +142,10 @@ const TensorView& SafeTensors::at(const std::string& name) const {
 
 std::vector<float> SafeTensors::to_f32(const std::string& name) const {
     const TensorView& v = at(name);
+    if (v.dtype == DType::I8)
+        throw Error(source_ + ": tensor \"" + name +
+                    "\" is I8: int8 values mean nothing without their per-row scales (\"" + name +
+                    ".scale\"); load the model's weights through the weight loader");
     const size_t n = static_cast<size_t>(v.numel());
     std::vector<float> out(n);
     if (v.dtype == DType::F32) {
@@ -144,6 +161,15 @@ std::vector<float> SafeTensors::to_f32(const std::string& name) const {
         if (!std::isfinite(out[i]))
             throw Error(source_ + ": tensor \"" + name + "\" holds a non-finite value at element " +
                         std::to_string(i));
+    return out;
+}
+
+std::vector<int8_t> SafeTensors::to_i8(const std::string& name) const {
+    const TensorView& v = at(name);
+    if (v.dtype != DType::I8)
+        throw Error(source_ + ": tensor \"" + name + "\" is " + dtype_name(v.dtype) + ", not I8");
+    std::vector<int8_t> out(static_cast<size_t>(v.numel()));
+    if (!out.empty()) std::memcpy(out.data(), v.data, out.size());
     return out;
 }
 
@@ -170,7 +196,17 @@ std::vector<uint8_t> serialize_safetensors(const std::map<std::string, TensorToW
     return out;
 }
 
+TensorToWrite tensor_from_i8(const std::vector<int8_t>& values, std::vector<int64_t> shape) {
+    TensorToWrite t;
+    t.dtype = DType::I8;
+    t.shape = std::move(shape);
+    t.data.resize(values.size());
+    if (!values.empty()) std::memcpy(t.data.data(), values.data(), values.size());
+    return t;
+}
+
 TensorToWrite tensor_from_f32(const std::vector<float>& values, std::vector<int64_t> shape, DType dtype) {
+    if (dtype == DType::I8) throw Error("tensor_from_f32: I8 needs scales (quantize_rows_int8)");
     TensorToWrite t;
     t.dtype = dtype;
     t.shape = std::move(shape);

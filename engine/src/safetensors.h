@@ -11,7 +11,9 @@
 
 namespace kvw {
 
-enum class DType { F32, F16, BF16 };
+// I8 holds an int8 weight matrix whose per-row scales sit in a float tensor "<name>.scale" beside it
+// (docs/design.md "Int8 weights"); on its own an I8 tensor has no float value, so to_f32 refuses it.
+enum class DType { F32, F16, BF16, I8 };
 const char* dtype_name(DType);
 size_t dtype_size(DType);
 
@@ -32,7 +34,9 @@ class SafeTensors {
     const std::map<std::string, TensorView>& tensors() const { return tensors_; }
     const TensorView& at(const std::string& name) const;
     bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
-    std::vector<float> to_f32(const std::string& name) const;  // any stored dtype, converted
+    std::vector<float> to_f32(const std::string& name) const;  // F32, F16 or BF16, converted; I8 is refused
+    // An I8 tensor's values, unscaled (throws kvw::Error naming the file and tensor for another dtype).
+    std::vector<int8_t> to_i8(const std::string& name) const;
     const std::string& source() const { return source_; }
 
   private:
@@ -50,5 +54,6 @@ struct TensorToWrite {
 // Serialises tensors (sorted by name, 8-byte aligned header); write it with write_file_atomic.
 std::vector<uint8_t> serialize_safetensors(const std::map<std::string, TensorToWrite>& tensors);
 TensorToWrite tensor_from_f32(const std::vector<float>& values, std::vector<int64_t> shape, DType dtype);
+TensorToWrite tensor_from_i8(const std::vector<int8_t>& values, std::vector<int64_t> shape);
 
 }  // namespace kvw

@@ -60,7 +60,88 @@ static std::string shape_str(const std::vector<int64_t>& s) {
     return out + "]";
 }
 
-ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& config) {
+bool converter_stores_int8(const std::vector<int64_t>& shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return shape.size() >= 2 && n >= kInt8MinElements;
+}
+
+Int8Rows quantize_rows_int8(const HostTensor& tensor) {
+    if (tensor.shape.size() < 2)
+        throw Error("quantize_rows_int8: a tensor of shape " + shape_str(tensor.shape) +
+                    " is not a matrix or a kernel");
+    const size_t rows = static_cast<size_t>(tensor.shape[0]);
+    const size_t row_length = rows ? tensor.data.size() / rows : 0;
+    Int8Rows q;
+    q.codes.resize(tensor.data.size());
+    q.scales.resize(rows);
+    for (size_t r = 0; r < rows; ++r) {
+        const float* row = tensor.data.data() + r * row_length;
+        float max_abs = 0.f;
+        for (size_t i = 0; i < row_length; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
+        const float scale = max_abs / 127.f;
+        q.scales[r] = scale;
+        for (size_t i = 0; i < row_length; ++i) {
+            const float code = scale > 0.f ? std::nearbyint(row[i] / scale) : 0.f;
+            q.codes[r * row_length + i] = static_cast<int8_t>(std::clamp(code, -127.f, 127.f));
+        }
+    }
+    return q;
+}
+
+std::vector<float> dequantize_rows_int8(const std::vector<int8_t>& codes, const std::vector<float>& scales) {
+    const size_t rows = scales.size();
+    const size_t row_length = rows ? codes.size() / rows : 0;
+    std::vector<float> out(codes.size());
+    for (size_t r = 0; r < rows; ++r)
+        for (size_t i = 0; i < row_length; ++i)
+            out[r * row_length + i] = static_cast<float>(codes[r * row_length + i]) * scales[r];
+    return out;
+}
+
+namespace {
+
+bool is_scale_name(const std::string& name) {
+    const std::string suffix = kInt8ScaleSuffix;
+    return name.size() > suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// An I8 tensor of the model: checked against the config and its scale (same file), then dequantized.
+std::vector<float> load_int8_tensor(const SafeTensors& file, const TensorSpec& spec) {
+    const TensorView& codes = file.at(spec.name);
+    const std::string where = file.source() + ": int8 tensor \"" + spec.name + "\"";
+    if (codes.shape.size() < 2)
+        throw Error(where + " has shape " + shape_str(codes.shape) +
+                    ": only matrices and convolution kernels (2-D or more) may be int8; 1-D tensors (biases, "
+                    "norms) stay F32, F16 or BF16");
+    if (codes.shape != spec.shape)
+        throw Error(where + " has shape " + shape_str(codes.shape) + " but the config needs " +
+                    shape_str(spec.shape) + " (do model.json and the weights belong together?)");
+    const std::string scale_name = spec.name + kInt8ScaleSuffix;
+    if (!file.contains(scale_name))
+        throw Error(where + " has no scale tensor \"" + scale_name +
+                    "\" in the same file (one F32, F16 or BF16 scale per row)");
+    const TensorView& scale = file.at(scale_name);
+    const std::string scale_where = file.source() + ": scale tensor \"" + scale_name + "\"";
+    if (scale.dtype == DType::I8) throw Error(scale_where + " is I8; a scale is F32, F16 or BF16");
+    const std::vector<int64_t> scale_shape = {codes.shape[0]};
+    if (scale.shape != scale_shape)
+        throw Error(scale_where + " has shape " + shape_str(scale.shape) + " but \"" + spec.name + "\" has " +
+                    std::to_string(codes.shape[0]) + " rows: it needs " + shape_str(scale_shape) +
+                    " (one scale per output channel)");
+    const std::vector<float> scales = file.to_f32(scale_name);  // refuses non-finite values by element
+    for (size_t r = 0; r < scales.size(); ++r)
+        if (scales[r] < 0.f)
+            throw Error(scale_where + " is negative at row " + std::to_string(r) + " (" +
+                        std::to_string(scales[r]) + "): a scale is max|w_row|/127 >= 0");
+    return dequantize_rows_int8(file.to_i8(spec.name), scales);
+}
+
+}  // namespace
+
+ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& config,
+                          std::map<std::string, DType>* stored_dtypes) {
     std::vector<SafeTensors> files;
     for (const std::string& f : config.weight_files) files.push_back(SafeTensors::load(dir / f));
     std::map<std::string, const SafeTensors*> owner;
@@ -71,15 +152,37 @@ ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& c
                             owner[name]->source());
             owner[name] = &st;
         }
-    ModelWeights w;
+    const std::vector<TensorSpec> specs = expected_tensors(config);
     std::set<std::string> expected_names;
-    for (const TensorSpec& spec : expected_tensors(config)) {
-        expected_names.insert(spec.name);
+    for (const TensorSpec& spec : specs) expected_names.insert(spec.name);
+    // Every scale must belong to an I8 tensor in its own file (a tensor and its scale travel together).
+    std::set<std::string> scale_names;
+    for (const auto& [name, st] : owner) {
+        if (expected_names.count(name) || !is_scale_name(name)) continue;
+        const std::string base = name.substr(0, name.size() - std::string(kInt8ScaleSuffix).size());
+        auto base_it = owner.find(base);
+        const std::string where = st->source() + ": scale tensor \"" + name + "\"";
+        if (base_it == owner.end()) throw Error(where + " has no int8 tensor \"" + base + "\" beside it");
+        if (base_it->second != st)
+            throw Error(where + " sits in another file than its int8 tensor \"" + base + "\" (" +
+                        base_it->second->source() + "); a tensor and its scale share a file");
+        if (st->at(base).dtype != DType::I8)
+            throw Error(where + " scales \"" + base + "\", which is " + dtype_name(st->at(base).dtype) +
+                        ", not I8: only int8 tensors have scales");
+        scale_names.insert(name);
+    }
+    ModelWeights w;
+    for (const TensorSpec& spec : specs) {
         auto it = owner.find(spec.name);
         if (it == owner.end())
             throw Error((dir / config.weight_files.front()).string() + ": missing tensor \"" + spec.name +
                         "\" " + shape_str(spec.shape) + " that the config (" + config.name + ") requires");
         const TensorView& v = it->second->at(spec.name);
+        if (stored_dtypes) (*stored_dtypes)[spec.name] = v.dtype;
+        if (v.dtype == DType::I8) {
+            w.tensors[spec.name] = HostTensor{spec.shape, load_int8_tensor(*it->second, spec)};
+            continue;
+        }
         if (v.shape != spec.shape)
             throw Error(it->second->source() + ": tensor \"" + spec.name + "\" has shape " +
                         shape_str(v.shape) + " but the config needs " + shape_str(spec.shape) +
@@ -87,7 +190,7 @@ ModelWeights load_weights(const std::filesystem::path& dir, const ModelConfig& c
         w.tensors[spec.name] = HostTensor{spec.shape, it->second->to_f32(spec.name)};
     }
     for (const auto& [name, st] : owner)
-        if (!expected_names.count(name))
+        if (!expected_names.count(name) && !scale_names.count(name))
             throw Error(st->source() + ": unexpected tensor \"" + name +
                         "\" (not part of the model the config describes)");
     return w;

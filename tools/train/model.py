@@ -532,7 +532,7 @@ def camera_vector(a: np.ndarray, turn_max_deg: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # safetensors IO without the safetensors package (the format is a u64 header length, JSON, raw data).
 
-_DT = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+_DT = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8"}
 
 
 def save_safetensors(path: str, tensors: Dict[str, torch.Tensor]):
@@ -569,25 +569,101 @@ def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
         if e["dtype"] == "BF16":
             t = torch.from_numpy(np.frombuffer(raw, dtype=np.int16).copy()).view(torch.bfloat16)
         else:
-            t = torch.from_numpy(np.frombuffer(raw, dtype={"F32": np.float32, "F16": np.float16}[e["dtype"]]).copy())
+            t = torch.from_numpy(np.frombuffer(raw, dtype={"F32": np.float32, "F16": np.float16,
+                                                           "I8": np.int8}[e["dtype"]]).copy())
         out[name] = t.reshape(e["shape"])
     return out
 
 
-def export_model(model: KVWorldModel, out_dir: str, dtype: torch.dtype = torch.bfloat16, max_shard_bytes: int = 0):
+# Int8 weights (docs/design.md "Int8 weights"): a matrix or kernel [rows, ...] stored as I8 codes of its shape
+# plus "<name>.scale" [rows], value = code * scale[row]; symmetric, no zero point. The engine's converter
+# (kvworld-cli convert-weights) and this export make the same files.
+INT8_SCALE_SUFFIX = ".scale"
+INT8_MIN_ELEMENTS = 4096  # smaller tensors (mod_offset [6, D], camera_embed.0 [D, 5]) stay float
+
+
+def stores_int8(shape: Sequence[int]) -> bool:
+    """Whether the export stores a tensor of this shape as int8: >= 2-D and at least INT8_MIN_ELEMENTS."""
+    return len(shape) >= 2 and math.prod(shape) >= INT8_MIN_ELEMENTS
+
+
+def quantize_rows_int8(w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per row (the first dim, the rest flattened): scale = max|w_row| / 127 (0 for a row of zeros, which
+    decodes to zeros), code = round(w / scale) in [-127, 127] (round half to even, as the engine), so
+    |w - code * scale| <= max|w_row| / 254. Returns (codes int8 of w's shape, scales f32 [rows])."""
+    assert w.dim() >= 2, f"only matrices and kernels are quantized, not shape {tuple(w.shape)}"
+    rows = w.detach().float().cpu().reshape(w.shape[0], -1)
+    scale = rows.abs().amax(dim=1) / 127.0
+    divisor = torch.where(scale > 0, scale, torch.ones_like(scale))
+    codes = torch.round(rows / divisor[:, None]).clamp_(-127, 127).to(torch.int8)
+    return codes.reshape(w.shape), scale
+
+
+def dequantize_int8(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A state dict with int8 tensors and their scales -> float32 tensors (other tensors as they were).
+    Refuses what the engine refuses: a scale without its I8 tensor, an I8 tensor without its scale or 1-D,
+    a scale of the wrong shape or dtype, non-finite or negative scales."""
+    out = {}
+    for name, t in sd.items():
+        if name.endswith(INT8_SCALE_SUFFIX):  # no model tensor has such a name: it is a scale
+            base = sd.get(name[:-len(INT8_SCALE_SUFFIX)])
+            if base is None:
+                raise ValueError(f"scale tensor {name!r} has no int8 tensor beside it")
+            if base.dtype != torch.int8:
+                raise ValueError(f"scale tensor {name!r} scales a {base.dtype} tensor: only int8 tensors have scales")
+            continue
+        if t.dtype != torch.int8:
+            out[name] = t
+            continue
+        if t.dim() < 2:
+            raise ValueError(f"int8 tensor {name!r} has shape {list(t.shape)}: only matrices and kernels may be int8")
+        scale = sd.get(name + INT8_SCALE_SUFFIX)
+        if scale is None:
+            raise ValueError(f"int8 tensor {name!r} has no scale tensor {name + INT8_SCALE_SUFFIX!r}")
+        if scale.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"scale tensor {name + INT8_SCALE_SUFFIX!r} is {scale.dtype}; a scale is F32, F16 or BF16")
+        if tuple(scale.shape) != (t.shape[0],):
+            raise ValueError(f"scale tensor {name + INT8_SCALE_SUFFIX!r} has shape {list(scale.shape)}, "
+                             f"needs [{t.shape[0]}] (one scale per output channel)")
+        scale = scale.float()
+        if not torch.isfinite(scale).all() or (scale < 0).any():
+            raise ValueError(f"scale tensor {name + INT8_SCALE_SUFFIX!r} holds non-finite or negative values")
+        out[name] = (t.float().reshape(t.shape[0], -1) * scale[:, None]).reshape(t.shape)
+    return out
+
+
+def load_model_folder(folder: str) -> Dict[str, torch.Tensor]:
+    """Every tensor of a model folder's safetensors files, int8 ones dequantized to float32."""
+    import glob
+    import os
+    sd = {}
+    for f in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
+        sd.update(load_safetensors(f))
+    return dequantize_int8(sd)
+
+
+def export_model(model: KVWorldModel, out_dir: str, dtype: torch.dtype = torch.bfloat16, max_shard_bytes: int = 0,
+                 int8: bool = False):
     """Writes model.json and the weights; with max_shard_bytes the weights are split into several
     safetensors files (listed in model.json "weights"), each at most that large (the GPU machine returns
-    files of at most 16 MiB)."""
+    files of at most 16 MiB). With int8 the matrices and kernels (stores_int8) are written as int8 codes with
+    per-row scales, the rest in `dtype`; a tensor and its scale share a file."""
     import os
     os.makedirs(out_dir, exist_ok=True)
-    sd = {k: v.detach().to(dtype).cpu() for k, v in model.state_dict().items()}
+    groups = []  # the tensors one model tensor becomes: itself, or its codes and its scale
+    for name, v in sorted(model.state_dict().items()):
+        if int8 and stores_int8(v.shape):
+            codes, scale = quantize_rows_int8(v)
+            groups.append({name: codes, name + INT8_SCALE_SUFFIX: scale})
+        else:
+            groups.append({name: v.detach().to(dtype).cpu()})
     shards, cur, size = [], {}, 0
-    for name in sorted(sd):
-        nbytes = sd[name].numel() * sd[name].element_size()
+    for group in groups:
+        nbytes = sum(t.numel() * t.element_size() for t in group.values())
         if max_shard_bytes and cur and size + nbytes > max_shard_bytes:
             shards.append(cur)
             cur, size = {}, 0
-        cur[name] = sd[name]
+        cur.update(group)
         size += nbytes
     shards.append(cur)
     if len(shards) == 1:

@@ -18,7 +18,6 @@ Runs on the CPU: python3 tools/train/quant_error.py DATA MODEL_DIR [--bits 2 --g
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -81,9 +80,7 @@ def main():
     torch.manual_seed(0)
     cfg = M.ModelConfig.from_json(open(os.path.join(args.model_dir, "model.json")).read())
     model = M.KVWorldModel(cfg)
-    sd = {}
-    for f in sorted(glob.glob(os.path.join(args.model_dir, "*.safetensors"))):
-        sd.update(M.load_safetensors(f))
+    sd = M.load_model_folder(args.model_dir)  # int8 weights dequantized
     model.load_state_dict({k: v.float() for k, v in sd.items()})
     model.eval()
     data = train.EpisodeData(args.data, cfg, torch.device("cpu"), cfg.window, cfg.recall)

@@ -150,11 +150,8 @@ def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarr
 
 def load_autoencoder(ae, folder: str):
     """Loads train_ae.py's export (safetensors shards, names with or without the "autoencoder." prefix)."""
-    import glob
-    sd = {}
-    for f in sorted(glob.glob(os.path.join(folder, "*.safetensors"))):
-        sd.update({k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
-                   for k, v in M.load_safetensors(f).items()})
+    sd = {k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
+          for k, v in M.load_model_folder(folder).items()}  # int8 weights dequantized
     ae.load_state_dict(sd)
     print(f"autoencoder from {folder} ({len(sd)} tensors)", flush=True)
 
@@ -442,6 +439,9 @@ def main():
     ap.add_argument("--config", required=True, help="model config (config/model-default.json)")
     ap.add_argument("--ckpt", required=True, help="checkpoint file (resumed from when it exists)")
     ap.add_argument("--export", help="export EMA weights + model.json here at the end")
+    ap.add_argument("--export-int8", action="store_true",
+                    help="--export stores the matrices and kernels as int8 with one scale per output channel "
+                         "(docs/design.md \"Int8 weights\"; the engine dequantizes them at load), the rest bf16")
     ap.add_argument("--export-fp32", help="also write the EMA weights in fp32 (dit-NN.safetensors shards of at most "
                                           "15 MiB, the autoencoder left out) and train_state.json here: what --init "
                                           "takes to continue on a fresh machine")
@@ -514,10 +514,7 @@ def main():
     new_params = ck["log"].get("new_params", ["pos_embed"] if cfg.absolute_position else []) if ck else []
     init_state = None
     if args.init and ck is None:
-        import glob
-        sd = {}
-        for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
-            sd.update(M.load_safetensors(f))
+        sd = M.load_model_folder(args.init)  # int8 weights dequantized
         own = model.state_dict()
         # A model of another grid (a pixel model's weights for a latent one) shares the transformer: the patch
         # embedding and the output head, whose shapes follow the grid, start fresh (the output head at zero,
@@ -618,7 +615,7 @@ def main():
                args.ckpt + ".tmp")
     os.replace(args.ckpt + ".tmp", args.ckpt)
     if args.export:
-        M.export_model(ema_model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20)
+        M.export_model(ema_model, args.export, dtype=torch.bfloat16, max_shard_bytes=15 << 20, int8=args.export_int8)
         print("exported", args.export, flush=True)
     if args.export_fp32:
         from train_ae import save_shards

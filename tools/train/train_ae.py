@@ -145,10 +145,8 @@ def main():
         print(f"resumed at step {step}", flush=True)
     else:
         if args.init:
-            sd = {}
-            for f in sorted(glob.glob(os.path.join(args.init, "*.safetensors"))):
-                sd.update({k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
-                           for k, v in M.load_safetensors(f).items()})
+            sd = {k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
+                  for k, v in M.load_model_folder(args.init).items()}  # int8 weights dequantized
             ae.load_state_dict(sd)
             with open(os.path.join(args.init, "train_ae_state.json")) as f:
                 state = json.load(f)

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -198,6 +199,30 @@ uint64_t parameter_count(const ModelConfig& config);
 // "F16" or "BF16" (benchmarks and tests of configs without trained weights).
 void write_random_model(const ModelConfig& config, const std::filesystem::path& dir, uint64_t seed,
                         const std::string& dtype);
+
+// What a model folder's weight files hold on disk (kvworld-cli info).
+struct WeightFilesSummary {
+    uint64_t bytes_on_disk = 0;                   // the weight files named in model.json
+    std::map<std::string, int> tensors_by_dtype;  // model tensors by stored dtype: "BF16", "I8", ...
+    uint64_t int8_parameters = 0;                 // parameters stored as int8 codes
+    uint64_t float_parameters = 0;  // parameters stored as F32, F16 or BF16 (scales not counted)
+};
+// Reads and checks the weights (as loading does) and counts what is stored how.
+WeightFilesSummary summarize_weight_files(const std::filesystem::path& model_dir);
+
+// How convert_model_weights stores a model's weights: every tensor BF16, or the matrices and kernels int8
+// with per-row scales (docs/design.md "Int8 weights") and the rest in the dtype they had.
+enum class WeightFormat { BF16, Int8 };
+// The largest weight file the converter writes: the GPU machine hands back files of at most 16 MiB.
+inline constexpr uint64_t kMaxWeightShardBytes = uint64_t{15} << 20;
+// Writes the model in `model_dir` into `out_dir` (an existing, empty folder) with its weights stored as
+// `format`, in files of at most `max_shard_bytes` (a tensor and its scale share one): the shards, model.json
+// with its "weights" list naming them (every other field kept as it was) and the files model.json names
+// besides the weights ("cache_calibration"). Loads the result back before returning as a check. Returns the
+// weight files written.
+std::vector<std::string> convert_model_weights(const std::filesystem::path& model_dir,
+                                               const std::filesystem::path& out_dir, WeightFormat format,
+                                               uint64_t max_shard_bytes = kMaxWeightShardBytes);
 
 class Session {
   public:
