@@ -122,15 +122,14 @@ PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_str
     return p;
 }
 
-void dequantize_head(const PackedTensor& p, int h, float* out, const float* levels) {
+namespace {
+
+// Every code of head `h` of a quantized tensor, in storage order: fn(i, code, offset, step) with i = t * hd +
+// c, the value's place in the head's [tokens][head_dim].
+template <typename Fn>
+void for_each_code(const PackedTensor& p, int h, Fn&& fn) {
     const SegmentLayout& L = p.layout;
-    const int T = L.tokens, hd = L.head_dim;
-    if (!L.fmt.quantized()) {
-        const auto* in = reinterpret_cast<const uint16_t*>(p.codes.data()) + static_cast<size_t>(h) * T * hd;
-        for (size_t i = 0; i < static_cast<size_t>(T) * hd; ++i) out[i] = bf16_bits_to_f32(in[i]);
-        return;
-    }
-    const int b = L.fmt.bits, g = L.fmt.group;
+    const int T = L.tokens, hd = L.head_dim, b = L.fmt.bits, g = L.fmt.group;
     if (!L.fmt.channel) {
         const int groups = hd / g;
         const size_t row_bytes = static_cast<size_t>(hd) * b / 8;
@@ -140,9 +139,7 @@ void dequantize_head(const PackedTensor& p, int h, float* out, const float* leve
                 const size_t m = (static_cast<size_t>(h) * T + t) * groups + gi;
                 const float off = f16_bits_to_f32(p.offsets[m]), step = f16_bits_to_f32(p.steps[m]);
                 for (int c = gi * g; c < (gi + 1) * g; ++c)
-                    out[static_cast<size_t>(t) * hd + c] =
-                        levels ? dequantize_level(get_code(codes, c, b), off, step, levels)
-                               : dequantize_value(get_code(codes, c, b), off, step);
+                    fn(static_cast<size_t>(t) * hd + c, get_code(codes, c, b), off, step);
             }
         }
         return;
@@ -157,52 +154,41 @@ void dequantize_head(const PackedTensor& p, int h, float* out, const float* leve
             const uint8_t* codes =
                 &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
             for (int t = t0; t < t1; ++t)
-                out[static_cast<size_t>(t) * hd + c] =
-                    levels ? dequantize_level(get_code(codes, t - t0, b), off, step, levels)
-                           : dequantize_value(get_code(codes, t - t0, b), off, step);
+                fn(static_cast<size_t>(t) * hd + c, get_code(codes, t - t0, b), off, step);
         }
     }
 }
 
+}  // namespace
+
+void dequantize_head(const PackedTensor& p, int h, float* out, const float* levels) {
+    const SegmentLayout& L = p.layout;
+    if (!L.fmt.quantized()) {
+        const size_t n = static_cast<size_t>(L.tokens) * L.head_dim;
+        const auto* in = reinterpret_cast<const uint16_t*>(p.codes.data()) + static_cast<size_t>(h) * n;
+        for (size_t i = 0; i < n; ++i) out[i] = bf16_bits_to_f32(in[i]);
+        return;
+    }
+    if (levels)
+        for_each_code(p, h, [&](size_t i, uint32_t code, float off, float step) {
+            out[i] = dequantize_level(code, off, step, levels);
+        });
+    else
+        for_each_code(p, h, [&](size_t i, uint32_t code, float off, float step) {
+            out[i] = dequantize_value(code, off, step);
+        });
+}
+
 void add_code_positions(const PackedTensor& p, int h, const float* x, double* count, double* sum,
                         double* sum2) {
-    const SegmentLayout& L = p.layout;
-    KVW_CHECK(L.fmt.quantized(), "code positions of a 16-bit tensor");
-    const int T = L.tokens, hd = L.head_dim, b = L.fmt.bits, g = L.fmt.group;
-    auto add = [&](uint32_t code, float value, float off, float step) {
+    KVW_CHECK(p.layout.fmt.quantized(), "code positions of a 16-bit tensor");
+    for_each_code(p, h, [&](size_t i, uint32_t code, float off, float step) {
         if (!(step > 0.f)) return;  // a constant group: every value is exact
-        const double u = (static_cast<double>(value) - off) / step;
+        const double u = (static_cast<double>(x[i]) - off) / step;
         count[code] += 1;
         sum[code] += u;
         sum2[code] += u * u;
-    };
-    if (!L.fmt.channel) {
-        const int groups = hd / g;
-        const size_t row_bytes = static_cast<size_t>(hd) * b / 8;
-        for (int t = 0; t < T; ++t) {
-            const uint8_t* codes = &p.codes[(static_cast<size_t>(h) * T + t) * row_bytes];
-            for (int gi = 0; gi < groups; ++gi) {
-                const size_t m = (static_cast<size_t>(h) * T + t) * groups + gi;
-                const float off = f16_bits_to_f32(p.offsets[m]), step = f16_bits_to_f32(p.steps[m]);
-                for (int c = gi * g; c < (gi + 1) * g; ++c)
-                    add(get_code(codes, c, b), x[static_cast<size_t>(t) * hd + c], off, step);
-            }
-        }
-        return;
-    }
-    const size_t chan_bytes = static_cast<size_t>(g) * b / 8;
-    for (int blk = 0; blk < L.blocks; ++blk) {
-        const int t0 = blk * g, t1 = std::min(T, t0 + g);
-        for (int c = 0; c < hd; ++c) {
-            const float off = f16_bits_to_f32(p.offsets[(static_cast<size_t>(h) * L.blocks + blk) * hd + c]);
-            const float step =
-                f16_bits_to_f32(p.steps[(static_cast<size_t>(h) * L.blocks + blk) * (hd / 2) + c / 2]);
-            const uint8_t* codes =
-                &p.codes[((static_cast<size_t>(h) * L.blocks + blk) * hd + c) * chan_bytes];
-            for (int t = t0; t < t1; ++t)
-                add(get_code(codes, t - t0, b), x[static_cast<size_t>(t) * hd + c], off, step);
-        }
-    }
+    });
 }
 
 void steps_head(const PackedTensor& p, int h, float* out) {
