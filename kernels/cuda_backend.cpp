@@ -342,17 +342,10 @@ class CudaBackendModel final : public BackendModel {
     // The device levels of layer `layer` for a tensor in `fmt`, or null (midpoints) where the cache is not
     // calibrated or the tensor has no 2- or 4-bit codes; `table` gets the host table.
     const float* levels(const CacheSettings& cache, bool key, int layer, const CodeTable** table) const {
-        *table = nullptr;
-        const TensorFormat f = key ? key_format(cache) : value_format(cache);
-        if (cache.reconstruction != Reconstruction::Calibrated || (f.bits != 2 && f.bits != 4))
-            return nullptr;
+        *table = calibrated_table(config, cache, key);
         for (const auto& [t, device] : level_tables)
-            if (t->key == key && t->bits == f.bits && t->group == f.group && t->channel == f.channel) {
-                *table = t;
-                return device + static_cast<size_t>(layer) * (size_t{1} << f.bits);
-            }
-        throw Error("no calibrated levels for the cache's " + std::string(key ? "keys" : "values") +
-                    " (the session checks this first)");
+            if (t == *table) return device + static_cast<size_t>(layer) * (size_t{1} << t->bits);
+        return nullptr;  // midpoints
     }
     std::unique_ptr<BackendSession> create_session() override {
         return std::make_unique<CudaBackendSession>(*this);

@@ -33,16 +33,15 @@ std::optional<std::string> check_calibrated(const ModelConfig& c, const CacheSet
     if (c.cache_calibration.empty())
         return "the model has no cache calibration (kvworld-cli calibrate makes one; model.json names it as "
                "\"cache_calibration\")";
-    const TensorFormat k = key_format(s), v = value_format(s);
-    auto covered = [&](const TensorFormat& f, bool key) -> std::optional<std::string> {
-        if (f.bits != 2 && f.bits != 4) return std::nullopt;  // 8 and 16 bits: midpoints
-        if (c.cache_calibration.find(key, f.bits, f.group, f.channel)) return std::nullopt;
+    auto covered = [&](bool key) -> std::optional<std::string> {
+        const TensorFormat f = key ? key_format(s) : value_format(s);
+        if (!has_calibrated_levels(f) || calibrated_table(c, s, key)) return std::nullopt;
         return c.cache_calibration_file + " has no levels for " + std::to_string(f.bits) + "-bit " +
                (key ? "keys" : "values") + " in groups of " + std::to_string(f.group) +
                (f.channel ? " per channel" : "") + " (run kvworld-cli calibrate again)";
     };
-    if (std::optional<std::string> problem = covered(k, true)) return problem;
-    return covered(v, false);
+    if (std::optional<std::string> problem = covered(true)) return problem;
+    return covered(false);
 }
 
 // Bytes of one layer of one cached chunk at `s` (every layer is alike).

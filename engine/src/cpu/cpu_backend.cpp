@@ -215,16 +215,8 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
     corr_group_width_ = keys_quantized_ ? kl.corr_group_width() : 0;
     // Calibrated reconstruction (2- and 4-bit tensors; the session checked that the tables exist): the levels
     // codes stand for, per layer, and the Taylor bias derived for them.
-    const bool calibrated = cache.reconstruction == Reconstruction::Calibrated;
-    const TensorFormat vf = value_format(cache);
-    const CodeTable* key_table = calibrated && (kf.bits == 2 || kf.bits == 4)
-                                     ? c.cache_calibration.find(true, kf.bits, kf.group, kf.channel)
-                                     : nullptr;
-    const CodeTable* value_table = calibrated && (vf.bits == 2 || vf.bits == 4)
-                                       ? c.cache_calibration.find(false, vf.bits, vf.group, false)
-                                       : nullptr;
-    KVW_CHECK(!calibrated || kf.bits > 4 || key_table, "no calibrated levels for the context's keys");
-    KVW_CHECK(!calibrated || vf.bits > 4 || value_table, "no calibrated levels for the context's values");
+    const CodeTable* key_table = calibrated_table(c, cache, true);
+    const CodeTable* value_table = calibrated_table(c, cache, false);
     const float alpha = 1.f / std::sqrt(static_cast<float>(hd));
     taylor_factor_.assign(static_cast<size_t>(c.depth), taylor_score_factor(alpha, false, 0.f));
     if (key_table)

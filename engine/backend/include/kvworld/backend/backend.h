@@ -40,6 +40,20 @@ inline TensorFormat value_format(const CacheSettings& s) {
     return TensorFormat{s.value_bits, s.group, false, false};
 }
 
+// Whether a tensor in `fmt` is read at calibrated levels when the cache asks for them: 2- and 4-bit codes
+// only (8-bit codes keep their midpoints).
+inline bool has_calibrated_levels(const TensorFormat& fmt) {
+    return fmt.bits == 2 || fmt.bits == 4;
+}
+// The calibrated levels the cache `s` reads its keys (or values) at: the config's table for that format, or
+// null where codes stand for their midpoints (midpoint reconstruction, 8 or 16 bits) or the config has no
+// such table (check_session_params refuses that case before a backend sees it).
+inline const CodeTable* calibrated_table(const ModelConfig& config, const CacheSettings& s, bool key) {
+    const TensorFormat f = key ? key_format(s) : value_format(s);
+    if (s.reconstruction != Reconstruction::Calibrated || !has_calibrated_levels(f)) return nullptr;
+    return config.cache_calibration.find(key, f.bits, f.group, f.channel);
+}
+
 // What a backend model is built from; owned by the engine's Model and outliving the backend.
 struct BackendModelSpec {
     const ModelConfig& config;
