@@ -36,8 +36,11 @@ CodeStatistics::Impl::Impl(const ModelConfig& c) : config(c) {
 void CodeStatistics::Impl::add_chunk(const CachedChunk& chunk) {
     const ModelConfig& c = config;
     const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads;
-    // [T][hidden] values of one tensor, and one head's [T][hd]
-    std::vector<float> dense(static_cast<size_t>(T) * c.hidden), head(static_cast<size_t>(T) * hd);
+    // One tensor's values: per head [T][hd] (what add_code_positions reads) and as rows [T][hidden] (what the
+    // quantizer reads), each filled once and shared by every format.
+    std::vector<std::vector<float>> heads(static_cast<size_t>(H),
+                                          std::vector<float>(static_cast<size_t>(T) * hd));
+    std::vector<float> dense(static_cast<size_t>(T) * c.hidden);
     for (int l = 0; l < c.depth; ++l)
         for (int kv = 0; kv < 2; ++kv) {
             const PackedTensor& p =
@@ -46,6 +49,7 @@ void CodeStatistics::Impl::add_chunk(const CachedChunk& chunk) {
                 throw Error("calibration reads a BF16 cache (the values before rounding); this one is " +
                             std::to_string(p.layout.fmt.bits) + "-bit");
             for (int h = 0; h < H; ++h) {
+                std::vector<float>& head = heads[static_cast<size_t>(h)];
                 dequantize_head(p, h, head.data());
                 for (int t = 0; t < T; ++t)
                     std::copy(&head[static_cast<size_t>(t) * hd], &head[static_cast<size_t>(t) * hd] + hd,
@@ -54,15 +58,10 @@ void CodeStatistics::Impl::add_chunk(const CachedChunk& chunk) {
             for (Format& f : formats) {
                 if (f.key != (kv == 0)) continue;
                 const PackedTensor q = quantize(dense.data(), T, H, hd, c.hidden, f.fmt);
-                for (int h = 0; h < H; ++h) {
-                    for (int t = 0; t < T; ++t)
-                        std::copy(&dense[static_cast<size_t>(t) * c.hidden + h * hd],
-                                  &dense[static_cast<size_t>(t) * c.hidden + h * hd] + hd,
-                                  &head[static_cast<size_t>(t) * hd]);
-                    add_code_positions(q, h, head.data(), f.count[static_cast<size_t>(l)].data(),
-                                       f.sum[static_cast<size_t>(l)].data(),
-                                       f.sum2[static_cast<size_t>(l)].data());
-                }
+                for (int h = 0; h < H; ++h)
+                    add_code_positions(
+                        q, h, heads[static_cast<size_t>(h)].data(), f.count[static_cast<size_t>(l)].data(),
+                        f.sum[static_cast<size_t>(l)].data(), f.sum2[static_cast<size_t>(l)].data());
             }
         }
     values += static_cast<uint64_t>(T) * c.hidden;
