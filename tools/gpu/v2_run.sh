@@ -14,7 +14,8 @@
 #         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
 #         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
 #         log come back under $OUT/dit. TRAIN_ARGS: more train.py flags.
-#   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b; needs the Debian
+#   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b (GPU_TESTS=1: also
+#         test_cuda_ops, run after the training phases, its log $OUT/test_cuda_ops.log); needs the Debian
 #         packages carried in .debs (../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev
 #         libstb-dev libgtest-dev); the log comes back as $OUT/build.log
 #   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
@@ -49,9 +50,10 @@ dataset() {
 if has build && [[ ! -x /tmp/b/app/cli/kvworld-cli ]]; then
   stamp "build kvworld-cli (background)"
   ( bash .debs/unpack-debs.sh .debs > /dev/null 2>&1
-    cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVW_GUI=OFF -DKVW_TESTS=OFF \
+    tests=OFF; targets=kvworld-cli; [[ "${GPU_TESTS:-0}" == 1 ]] && { tests=ON; targets="kvworld-cli test_cuda_ops"; }
+    cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVW_GUI=OFF -DKVW_TESTS=$tests \
       -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/kvw/build.log 2>&1 &&
-    nice ninja -C /tmp/b -j "$(( $(nproc) / 2 ))" kvworld-cli >> /tmp/kvw/build.log 2>&1
+    nice ninja -C /tmp/b -j "$(( $(nproc) / 2 ))" $targets >> /tmp/kvw/build.log 2>&1
     echo "build rc=$?" >> /tmp/kvw/build.log ) &
   build_pid=$!
 fi
@@ -109,6 +111,11 @@ if has dit; then
   mkdir -p "$OUT/dit" && cp /tmp/kvw/train_dit.txt "$OUT/dit/"
 fi
 if [[ -n "${build_pid:-}" ]]; then wait "$build_pid"; stamp "$(tail -1 /tmp/kvw/build.log)"; cp /tmp/kvw/build.log "$OUT/"; fi
+if [[ "${GPU_TESTS:-0}" == 1 && -x /tmp/b/tests/test_cuda_ops ]]; then
+  stamp "test_cuda_ops"
+  timeout "${GPU_TESTS_TIMEOUT:-120}" /tmp/b/tests/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
+  echo "test_cuda_ops rc=$?"; grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/test_cuda_ops.log" | tail -20
+fi
 CLI=/tmp/b/app/cli/kvworld-cli
 V2=${MODEL_DIR:-/tmp/kvw/v2model}
 if has eval; then
