@@ -31,7 +31,7 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
         ->check(CLI::IsMember({"off", "taylor", "exact", "measured"}));
     cmd->add_option("--reconstruction", reconstruction,
                     "What 2- and 4-bit codes stand for: midpoint (the paper's) or calibrated (the model's "
-                    "calibrated levels and the Taylor bias derived for them; CPU)")
+                    "calibrated levels and the Taylor bias derived for them)")
         ->check(CLI::IsMember({"midpoint", "calibrated"}));
     cmd->add_option(
            "--correction-below-t", correction_max_t,

@@ -148,9 +148,6 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
             controller_->config() ? check_session_params(*controller_->config(), check) : std::nullopt;
         if (wanted.reconstruction == Reconstruction::Calibrated && !calibrated_model)
             notify("this model has no cache calibration (kvworld-cli calibrate makes one)", true);
-        else if (wanted.reconstruction == Reconstruction::Calibrated &&
-                 controller_->backend() != BackendKind::Cpu)
-            notify("calibrated codes run on the CPU backend only so far", true);
         else if (problem)
             notify(*problem, true);
         else

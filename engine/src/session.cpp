@@ -19,8 +19,6 @@ void validate_params(const SessionParams& p, const Model& model) {
     if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
     if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
         throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
-    if (model.backend() == BackendKind::Cuda && p.cache.reconstruction == Reconstruction::Calibrated)
-        throw Error("calibrated reconstruction runs on the CPU backend only so far (CUDA: midpoint)");
 }
 
 // The problem with calibrated reconstruction at `s` on a model of `c`, if any.
