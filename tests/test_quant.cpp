@@ -5,6 +5,7 @@
 #include <random>
 
 #include "kvworld/backend/half.h"
+#include "kvworld/backend/rotation.h"
 #include "kvworld/error.h"
 #include "quant.h"
 
@@ -151,4 +152,26 @@ TEST(Quant, LayoutBytesAreExact) {
                  Error);  // channel layout is for keys
     EXPECT_NO_THROW(
         validate_format(TensorFormat{2, 128, true}, 64, true));  // token blocks may exceed head_dim
+}
+
+// The rotation of rotated keys is orthogonal: it keeps the norm, its inverse undoes it, and it spreads one
+// large channel evenly over the head (every channel gets 1/sqrt(n) of it).
+TEST(Quant, KeyRotationIsOrthogonalAndSpreadsALargeChannel) {
+    for (int n : {64, 128}) {
+        std::vector<float> x = random_keys(1, n, 11u + static_cast<uint32_t>(n), false), y = x;
+        rotate_head_vector(y.data(), n, false);
+        double nx = 0, ny = 0;
+        for (int i = 0; i < n; ++i) {
+            nx += static_cast<double>(x[i]) * x[i];
+            ny += static_cast<double>(y[i]) * y[i];
+        }
+        EXPECT_NEAR(ny, nx, 1e-5 * nx);
+        rotate_head_vector(y.data(), n, true);
+        for (int i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i], 1e-5f);
+        std::vector<float> spike(static_cast<size_t>(n), 0.f);
+        spike[7] = 10.f;
+        rotate_head_vector(spike.data(), n, false);
+        for (int i = 0; i < n; ++i)
+            EXPECT_NEAR(std::fabs(spike[i]), 10.f / std::sqrt(static_cast<float>(n)), 1e-5f);
+    }
 }

@@ -121,6 +121,66 @@ TEST(Session, CacheBytesEqualPredictionAndAllocation) {
     EXPECT_DOUBLE_EQ(ratio, 3.0 / 16.0);
 }
 
+// Rotated keys: the same bytes, other frames, deterministic, switched live (the cache re-encoded into the
+// rotated basis and back), and what they cannot be combined with is refused by name.
+TEST(Session, RotatedKeysRunReencodeAndAreChecked) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 4;
+    p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
+    p.cache.rotated_keys = true;
+    EXPECT_EQ(p.cache.label(), "K2/V2 g32 rotated taylor");
+    EXPECT_EQ(check_session_params(w.cfg, p), std::nullopt);
+    auto run = [&](const SessionParams& params, std::vector<ChunkMetrics>* metrics) {
+        Session s(w.model, params);
+        std::vector<std::vector<uint8_t>> frames;
+        const auto a0 = w.actions(0);
+        s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+        for (int c = 1; c <= 2; ++c) {
+            ChunkResult r = s.step(w.actions(c));
+            for (Image& img : r.frames) frames.push_back(img.rgb);
+            metrics->push_back(r.metrics);
+        }
+        return frames;
+    };
+    std::vector<ChunkMetrics> m_rot, m_again, m_plain;
+    const auto rotated = run(p, &m_rot);
+    EXPECT_EQ(run(p, &m_again), rotated) << "deterministic";
+    SessionParams plain = p;
+    plain.cache.rotated_keys = false;
+    EXPECT_NE(run(plain, &m_plain), rotated);
+    EXPECT_EQ(m_rot[0].cache_bytes.total(), m_plain[0].cache_bytes.total()) << "the same bytes";
+    EXPECT_EQ(m_rot[1].settings, p.cache);
+
+    // Live: switching to rotated keys re-encodes the cache; the new settings take and the bytes stay
+    // predicted.
+    Session live(w.model, plain);
+    const auto a0 = w.actions(0);
+    live.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    live.step(w.actions(1));
+    live.set_params(p);
+    const ChunkResult after = live.step(w.actions(2));
+    EXPECT_EQ(after.metrics.settings, p.cache);
+    EXPECT_EQ(live.cache_bytes().total(), Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
+
+    // What rotated keys cannot be combined with.
+    SessionParams channel = p;
+    channel.cache.key_layout = KeyLayout::Channel;
+    EXPECT_NE(check_session_params(w.cfg, channel).value_or("").find("keys per token"), std::string::npos);
+    SessionParams exact = p;
+    exact.cache.correction = Correction::Exact;
+    EXPECT_NE(
+        check_session_params(w.cfg, exact).value_or("").find("Taylor correction, the measured one or none"),
+        std::string::npos);
+    SessionParams calibrated = p;
+    calibrated.cache.reconstruction = Reconstruction::Calibrated;
+    EXPECT_NE(check_session_params(w.cfg, calibrated).value_or("").find("midpoints"), std::string::npos);
+    // 16-bit keys have nothing to rotate: the flag is ignored, as the group is.
+    SessionParams bf16 = p;
+    bf16.cache.key_bits = bf16.cache.value_bits = 16;
+    EXPECT_EQ(check_session_params(w.cfg, bf16), std::nullopt);
+}
+
 TEST(Session, LiveSettingChangesReencodeTheCache) {
     TinyWorld w;
     SessionParams p;

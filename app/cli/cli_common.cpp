@@ -34,6 +34,11 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
                     "calibrated levels and the Taylor bias derived for them)")
         ->check(CLI::IsMember({"midpoint", "calibrated"}));
     cmd->add_option(
+           "--key-rotation", key_rotation,
+           "none, or hadamard: keys per token rotated by a fixed orthogonal transform before they are "
+           "quantized, which spreads their few large channels (same bytes; CPU)")
+        ->check(CLI::IsMember({"none", "hadamard"}));
+    cmd->add_option(
            "--correction-below-t", correction_max_t,
            "Correct only the denoising passes at noise level t <= this (1 = every pass, the paper's)")
         ->check(finite_range(0, 1));
@@ -63,7 +68,8 @@ SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) 
                             parse_key_layout(key_layout),
                             parse_correction(correction),
                             correction_max_t,
-                            parse_reconstruction(reconstruction)};
+                            parse_reconstruction(reconstruction),
+                            parse_key_rotation(key_rotation)};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
     p.context.recall_first = c.recall_first;

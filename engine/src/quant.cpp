@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "kvworld/backend/rotation.h"
 #include "kvworld/error.h"
 #include "util/check.h"
 
@@ -16,6 +17,11 @@ void validate_format(const TensorFormat& f, int head_dim, bool is_key) {
     if (f.channel && !is_key) throw Error("the channel layout is for keys only; values use the token layout");
     if (f.measured && (!is_key || f.channel || !f.quantized()))
         throw Error("the measured correction needs quantized keys per token (the token layout)");
+    if (f.rotated && (!is_key || f.channel || !f.quantized()))
+        throw Error("rotated keys need quantized keys per token (the token layout)");
+    if (f.rotated && (head_dim <= 0 || (head_dim & (head_dim - 1))))
+        throw Error("rotated keys need a head_dim that is a power of two (got " + std::to_string(head_dim) +
+                    ")");
     if (!f.quantized()) return;
     if (f.group != 32 && f.group != 64 && f.group != 128)
         throw Error("group size must be 32, 64 or 128 (got " + std::to_string(f.group) + ")");
@@ -39,6 +45,22 @@ uint32_t get_code(const uint8_t* bytes, int index, int bits) {
 
 PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_stride,
                       const TensorFormat& fmt) {
+    if (fmt.rotated && fmt.quantized()) {
+        // Rotated keys: the rotated copy [tokens][heads][hd] is quantized as the same format unrotated (the
+        // rotation is no part of the bytes); dequantize_head rotates back.
+        std::vector<float> rotated(static_cast<size_t>(tokens) * heads * hd);
+        for (int t = 0; t < tokens; ++t)
+            for (int h = 0; h < heads; ++h) {
+                float* r = &rotated[(static_cast<size_t>(t) * heads + h) * hd];
+                for (int c = 0; c < hd; ++c) r[c] = x[static_cast<size_t>(t) * row_stride + h * hd + c];
+                rotate_head_vector(r, hd, false);
+            }
+        TensorFormat plain = fmt;
+        plain.rotated = false;
+        PackedTensor p = quantize(rotated.data(), tokens, heads, hd, heads * hd, plain);
+        p.layout.fmt.rotated = true;
+        return p;
+    }
     PackedTensor p;
     p.layout = segment_layout(fmt, heads, tokens, hd);
     const SegmentLayout& L = p.layout;
@@ -177,6 +199,9 @@ void dequantize_head(const PackedTensor& p, int h, float* out, const float* leve
         for_each_code(p, h, [&](size_t i, uint32_t code, float off, float step) {
             out[i] = dequantize_value(code, off, step);
         });
+    if (L.fmt.rotated)
+        for (int t = 0; t < L.tokens; ++t)
+            rotate_head_vector(out + static_cast<size_t>(t) * L.head_dim, L.head_dim, true);
 }
 
 void add_code_positions(const PackedTensor& p, int h, const float* x, double* count, double* sum,

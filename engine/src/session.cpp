@@ -19,6 +19,8 @@ void validate_params(const SessionParams& p, const Model& model) {
     if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
     if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
         throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
+    if (model.backend() == BackendKind::Cuda && key_format(p.cache).rotated)
+        throw Error("rotated keys run on the CPU backend only so far (CUDA: keys per token or per channel)");
 }
 
 // The problem with calibrated reconstruction at `s` on a model of `c`, if any.
@@ -95,6 +97,18 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
         validate_format(value_format(p.cache), c.head_dim, false);
     } catch (const Error& e) {
         return std::string(e.what());
+    }
+    if (p.cache.rotated_keys && p.cache.keys_quantized()) {
+        if (p.cache.key_layout != KeyLayout::Token)
+            return std::string("rotated keys are keys per token (the token layout)");
+        if (p.cache.correction == Correction::Exact)
+            return std::string(
+                "rotated keys take the Taylor correction, the measured one or none (the exact "
+                "correction weighs each channel of the unrotated key)");
+        if (p.cache.reconstruction == Reconstruction::Calibrated)
+            return std::string(
+                "rotated keys are read at their midpoints (calibrated levels are of unrotated "
+                "codes)");
     }
     if (std::optional<std::string> problem = check_calibrated(c, p.cache)) return problem;
     if (!(p.cache.correction_max_t >= 0.f && p.cache.correction_max_t <= 1.f))

@@ -78,20 +78,27 @@ std::vector<CacheSettings> grid_settings(const EvalOptions& o) {
                 for (KeyLayout layout : o.key_layouts)
                     for (Correction correction : o.corrections)
                         for (float max_t : o.correction_max_ts)
-                            for (Reconstruction rec : o.reconstructions) {
-                                const CacheSettings cs{kb, vb, g, layout, correction, max_t, rec};
-                                if (!cs.keys_quantized() && cs.correction != Correction::Off) continue;
-                                // a schedule only where something is corrected; the paper's (1) once
-                                if (max_t < 1.f && (!cs.keys_quantized() || correction == Correction::Off))
-                                    continue;
-                                // calibrated levels only where a tensor has them, with their own bias
-                                const bool low_bits = kb == 2 || kb == 4 || vb == 2 || vb == 4;
-                                if (rec == Reconstruction::Calibrated &&
-                                    (!low_bits ||
-                                     (correction != Correction::Off && correction != Correction::Taylor)))
-                                    continue;
-                                settings.push_back(cs);
-                            }
+                            for (Reconstruction rec : o.reconstructions)
+                                for (bool rotated : o.key_rotations) {
+                                    const CacheSettings cs{kb,         vb,    g,   layout,
+                                                           correction, max_t, rec, rotated};
+                                    if (rotated && (!cs.keys_quantized() || layout != KeyLayout::Token ||
+                                                    correction == Correction::Exact ||
+                                                    rec == Reconstruction::Calibrated))
+                                        continue;
+                                    if (!cs.keys_quantized() && cs.correction != Correction::Off) continue;
+                                    // a schedule only where something is corrected; the paper's (1) once
+                                    if (max_t < 1.f &&
+                                        (!cs.keys_quantized() || correction == Correction::Off))
+                                        continue;
+                                    // calibrated levels only where a tensor has them, with their own bias
+                                    const bool low_bits = kb == 2 || kb == 4 || vb == 2 || vb == 4;
+                                    if (rec == Reconstruction::Calibrated &&
+                                        (!low_bits ||
+                                         (correction != Correction::Off && correction != Correction::Taylor)))
+                                        continue;
+                                    settings.push_back(cs);
+                                }
         }
     return settings;
 }

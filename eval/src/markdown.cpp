@@ -225,8 +225,9 @@ std::string paired_markdown(const json& p) {
         "given "
         "%d chunks of the simulator's frames (identical context, positions and noise); PSNR against the BF16 "
         "fork pooled over the worlds, 95%% intervals resampling worlds; gain: over the same format "
-        "uncorrected; over the paper's: calibrated settings over the same format with midpoints, "
-        "uncorrected (one chunk; rollout); ΔP_S: the first chunk's, mean over steps, the layer furthest from "
+        "uncorrected; over the paper's: calibrated or rotated settings over the same format with midpoints, "
+        "unrotated, uncorrected (one chunk; rollout); ΔP_S: the first chunk's, mean over steps, the layer "
+        "furthest from "
         "0 (negative: the cache under-weighted).\n\n",
         p["worlds"].get<int>(), p["given_chunks"].get<int>());
     md += format(

@@ -62,6 +62,7 @@ CacheSettings uncorrected(CacheSettings c) {
 CacheSettings plain(CacheSettings c) {
     c = uncorrected(c);
     c.reconstruction = Reconstruction::Midpoint;
+    c.rotated_keys = false;
     return c;
 }
 
@@ -201,9 +202,10 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                     gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
                 r["rollout_gain_over_uncorrected"] = gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
             }
-        // A calibrated setting against the same format with midpoints, uncorrected.
+        // A calibrated or rotated setting against the same format with midpoints, unrotated, uncorrected.
         for (const SettingSums& other : rows)
-            if (row.cache.reconstruction == Reconstruction::Calibrated && other.cache == plain(row.cache)) {
+            if ((row.cache.reconstruction == Reconstruction::Calibrated || row.cache.rotated_keys) &&
+                other.cache == plain(row.cache)) {
                 r["one_chunk_gain_over_midpoint_uncorrected"] =
                     gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
                 r["rollout_gain_over_midpoint_uncorrected"] =

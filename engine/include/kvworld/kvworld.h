@@ -42,6 +42,7 @@ BackendKind parse_backend(const std::string&);            // "cpu" | "cuda"; thr
 KeyLayout parse_key_layout(const std::string&);           // "token" | "channel"
 Correction parse_correction(const std::string&);          // "off" | "taylor" | "exact" | "measured"
 Reconstruction parse_reconstruction(const std::string&);  // "midpoint" | "calibrated"
+bool parse_key_rotation(const std::string&);              // "none" | "hadamard": CacheSettings::rotated_keys
 
 // The largest context a session attends to, in chunks, the current one included (window + recall + 1).
 inline constexpr int kMaxContextChunks = 64;
@@ -64,6 +65,10 @@ struct CacheSettings {
     // Calibrated: 2- and 4-bit codes stand for the model's calibrated levels, and the Taylor correction takes
     // the bias derived for them (off or taylor only).
     Reconstruction reconstruction = Reconstruction::Midpoint;
+    // Rotated keys (keys per token): each key head vector is rotated by a fixed orthogonal transform (signs
+    // and a Walsh-Hadamard transform) before it is quantized and rotated back when it is read, which spreads
+    // the few large channels over the head; same bytes (docs/design.md "Rotated keys").
+    bool rotated_keys = false;
 
     bool operator==(const CacheSettings&) const = default;
     bool keys_quantized() const { return key_bits < 16; }
@@ -71,7 +76,8 @@ struct CacheSettings {
     bool corrects_at(float t) const {
         return keys_quantized() && correction != Correction::Off && t <= correction_max_t;
     }
-    // e.g. "K2/V2 g128 taylor", "K2/V2 g128 taylor t<=0.5", "K2/V2 g128 calibrated taylor", "BF16"
+    // e.g. "K2/V2 g128 taylor", "K2/V2 g128 taylor t<=0.5", "K2/V2 g128 calibrated taylor",
+    // "K2/V2 g128 rotated taylor", "BF16"
     std::string label() const;
 };
 

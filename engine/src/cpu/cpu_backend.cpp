@@ -111,6 +111,8 @@ class CpuBackendSession final : public BackendSession {
     std::vector<std::vector<HeadContext>> ctx_;  // [layer][head]
     int n_cached_ = 0, corr_groups_ = 0, corr_group_width_ = 0;
     bool keys_quantized_ = false;
+    bool keys_rotated_ =
+        false;  // rotated keys: the Taylor term takes the query's energy spread over the groups
     Correction correction_ = Correction::Off;
     std::vector<float> taylor_factor_;      // [layer] taylor_score_factor of the context's keys
     std::vector<uint8_t> row_corrected_;    // [rows]: the noise-level schedule
@@ -209,6 +211,7 @@ void CpuBackendSession::set_context(const std::vector<int>& slots, const CacheSe
     const int nk = n_cached_ + T;
     const TensorFormat kf = key_format(cache);
     keys_quantized_ = kf.quantized();
+    keys_rotated_ = kf.rotated;
     correction_ = cache.correction;
     const SegmentLayout kl = segment_layout(kf, H, T, hd);
     corr_groups_ = keys_quantized_ ? kl.corr_groups() : 0;
@@ -389,6 +392,7 @@ void CpuBackendSession::attention(int layer, int row) {
         in.steps = keys_quantized_ ? hc.steps.data() : nullptr;
         in.corr_groups = corr_groups_;
         in.corr_group_width = corr_group_width_;
+        in.spread_query = keys_rotated_;
         in.taylor_factor = taylor_factor_[static_cast<size_t>(layer)];
         in.key_cos = key_cos_.data();
         in.key_sin = key_sin_.data();

@@ -197,6 +197,13 @@ double attention_head(const AttentionInputs& in, float* out) {
                     acc += in.q[static_cast<size_t>(i) * hd + c] * in.q[static_cast<size_t>(i) * hd + c];
                 qn[static_cast<size_t>(i) * G + g] = acc;
             }
+        if (in.spread_query)
+            for (int i = 0; i < nq; ++i) {
+                float total = 0;
+                for (int g = 0; g < G; ++g) total += qn[static_cast<size_t>(i) * G + g];
+                for (int g = 0; g < G; ++g)
+                    qn[static_cast<size_t>(i) * G + g] = total / static_cast<float>(G);
+            }
         for (size_t j = 0; j < s2.size(); ++j) s2[j] = in.steps[j] * in.steps[j];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nc, G, in.taylor_factor, qn.data(), G,
                     s2.data(), G, 1.f, scores, nk);

@@ -49,6 +49,10 @@ struct AttentionInputs {
     int corr_groups = 0, corr_group_width = 0;
     // Taylor: the factor on sum_g step^2 ||q_g||^2 added to each cached score (taylor_score_factor).
     float taylor_factor = 0;
+    // Rotated keys: the rounding error lives in the rotated basis, where the query's energy is spread over
+    // the channels, so ||q_g||^2 is taken as ||q||^2 * g / hd (its mean over the rotation's signs; exact for
+    // one group a head). Taylor only.
+    bool spread_query = false;
     const float* key_cos = nullptr;  // [n_cached x hd/2] RoPE factors of each cached key (exact only)
     const float* key_sin = nullptr;
 };

@@ -33,7 +33,8 @@ namespace kvw {
 inline TensorFormat key_format(const CacheSettings& s) {
     if (s.key_bits >= 16) return TensorFormat{16, 0, false, false};
     return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel,
-                        s.correction == Correction::Measured};
+                        s.correction == Correction::Measured,
+                        s.rotated_keys && s.key_layout == KeyLayout::Token};
 }
 inline TensorFormat value_format(const CacheSettings& s) {
     if (s.value_bits >= 16) return TensorFormat{16, 0, false, false};

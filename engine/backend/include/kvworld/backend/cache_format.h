@@ -21,11 +21,15 @@ struct TensorFormat {
     // Keys per token only: each group also stores the correction's step measured at write time (fp16
     // sqrt(12 x the mean squared rounding error), docs/design.md "The measured correction").
     bool measured = false;
+    // Keys per token only: each head vector rotated before it is quantized (kvworld/backend/rotation.h); the
+    // bytes are those of the same format unrotated.
+    bool rotated = false;
 
     bool quantized() const { return bits < 16; }
     // (spelled out: this header is also compiled as CUDA C++17)
     bool operator==(const TensorFormat& o) const {
-        return bits == o.bits && group == o.group && channel == o.channel && measured == o.measured;
+        return bits == o.bits && group == o.group && channel == o.channel && measured == o.measured &&
+               rotated == o.rotated;
     }
 };
 
