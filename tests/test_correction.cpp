@@ -342,6 +342,59 @@ TEST(Correction, MeasuredStepsFollowTheRealRoundingError) {
 // without a correction (Delta P_S < 0, the sign flipped from midpoints'); the bias derived for the levels
 // (taylor_score_factor, calibrated) returns most of the mass; and the attention output is nearer the
 // unquantized cache's than with midpoints.
+namespace {
+
+// One head of `hd` channels: `nq` queries attending to `n_cached` cached keys and their own `nq`. The
+// reference is the unquantized cache (`k` [n_cached + nq][hd]); run() swaps the cached part for a quantized
+// one and gives the stolen mass ΔP_S against the reference and the output's mean squared error against its
+// output.
+class CachedHeadAttention {
+  public:
+    CachedHeadAttention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                        int nq, int n_cached, int hd, const SegmentLayout& layout)
+        : ref_out_(static_cast<size_t>(nq) * hd), out_(ref_out_.size()) {
+        in_.q = q.data();
+        in_.v = v.data();
+        in_.nq = nq;
+        in_.nk = n_cached + nq;
+        in_.n_cached = n_cached;
+        in_.head_dim = hd;
+        in_.alpha = 1.f / std::sqrt(static_cast<float>(hd));
+        in_.corr_groups = layout.corr_groups();
+        in_.corr_group_width = layout.corr_group_width();
+        in_.k = k.data();
+        reference_mass_ = cpu::attention_head(in_, ref_out_.data()) / nq;
+    }
+    float alpha() const { return in_.alpha; }
+    struct Result {
+        double delta_mass, output_mse;
+    };
+    // keys [n_cached + nq][hd] (the cached part quantized); steps [n_cached][corr_groups]; correction 0 off,
+    // 1 taylor with `taylor_factor` (and the query spread over the groups for rotated keys).
+    Result run(const std::vector<float>& keys, const std::vector<float>& steps, int correction,
+               float taylor_factor = 0.f, bool spread_query = false) {
+        in_.k = keys.data();
+        in_.steps = steps.data();
+        in_.correction = correction;
+        in_.taylor_factor = taylor_factor;
+        in_.spread_query = spread_query;
+        const double mass = cpu::attention_head(in_, out_.data()) / in_.nq;
+        return {mass - reference_mass_, squared_error(out_, ref_out_) / static_cast<double>(out_.size())};
+    }
+    static double squared_error(const std::vector<float>& a, const std::vector<float>& b, size_t n = 0) {
+        double e = 0;
+        for (size_t i = 0; i < (n ? n : a.size()); ++i) e += (a[i] - b[i]) * (a[i] - b[i]);
+        return e;
+    }
+
+  private:
+    cpu::AttentionInputs in_;
+    std::vector<float> ref_out_, out_;
+    double reference_mass_ = 0;
+};
+
+}  // namespace
+
 TEST(Correction, CalibratedLevelsCutTheErrorAndTheirBiasPointsTheOtherWay) {
     const int hd = 128, n_cached = 512, nq = 256, nk = n_cached + nq;
     ModelConfig c;  // one layer, one head of 128, 64 tokens a chunk (32x32 frames of 8x8 patches, 4 frames)
@@ -388,54 +441,29 @@ TEST(Correction, CalibratedLevelsCutTheErrorAndTheirBiasPointsTheOtherWay) {
     dequantize_head(p, 0, k_mid.data());
     dequantize_head(p, 0, k_cal.data(), levels.data());
     steps_head(p, 0, steps.data());
-    double err_mid = 0, err_cal = 0;
-    for (size_t i = 0; i < static_cast<size_t>(n_cached) * hd; ++i) {
-        err_mid += (k_mid[i] - k[i]) * (k_mid[i] - k[i]);
-        err_cal += (k_cal[i] - k[i]) * (k_cal[i] - k[i]);
-    }
+    const size_t cached = static_cast<size_t>(n_cached) * hd;
+    const double err_mid = CachedHeadAttention::squared_error(k_mid, k, cached),
+                 err_cal = CachedHeadAttention::squared_error(k_cal, k, cached);
     std::printf("[calibrated] key squared error: calibrated / midpoints = %.3f\n", err_cal / err_mid);
     EXPECT_LT(err_cal, 0.8 * err_mid);
 
-    cpu::AttentionInputs in;
-    in.q = q.data();
-    in.v = v.data();
-    in.nq = nq;
-    in.nk = nk;
-    in.n_cached = n_cached;
-    in.head_dim = hd;
-    in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
-    in.steps = steps.data();
-    in.corr_groups = p.layout.corr_groups();
-    in.corr_group_width = p.layout.corr_group_width();
-    std::vector<float> ref_out(static_cast<size_t>(nq) * hd), out(ref_out.size());
-    auto run = [&](const std::vector<float>& keys, int correction, float factor, double* out_mse) {
-        in.k = keys.data();
-        in.correction = correction;
-        in.taylor_factor = factor;
-        const double ps = cpu::attention_head(in, out.data()) / nq;
-        double e = 0;
-        for (size_t i = 0; i < out.size(); ++i) e += (out[i] - ref_out[i]) * (out[i] - ref_out[i]);
-        *out_mse = e / static_cast<double>(out.size());
-        return ps;
-    };
-    in.k = k.data();
-    in.correction = 0;
-    const double ref = cpu::attention_head(in, ref_out.data()) / nq;
-    double mse_mid = 0, mse_mid_taylor = 0, mse_cal = 0, mse_cal_taylor = 0;
-    const double mid = run(k_mid, 0, 0.f, &mse_mid);
-    const double mid_taylor = run(k_mid, 1, taylor_score_factor(in.alpha, false, 0.f), &mse_mid_taylor);
-    const double cal_off = run(k_cal, 0, 0.f, &mse_cal);
-    const double cal_taylor = run(k_cal, 1, taylor_score_factor(in.alpha, true, variance), &mse_cal_taylor);
+    CachedHeadAttention attention(q, k, v, nq, n_cached, hd, p.layout);
+    const float alpha = attention.alpha();
+    const auto [mid, mse_mid] = attention.run(k_mid, steps, 0);
+    const auto [mid_taylor, mse_mid_taylor] =
+        attention.run(k_mid, steps, 1, taylor_score_factor(alpha, false, 0.f));
+    const auto [cal_off, mse_cal] = attention.run(k_cal, steps, 0);
+    const auto [cal_taylor, mse_cal_taylor] =
+        attention.run(k_cal, steps, 1, taylor_score_factor(alpha, true, variance));
     std::printf(
         "[calibrated] dP_S midpoints %+.4f (taylor %+.4f), calibrated %+.4f (its bias %+.4f); output MSE "
         "%.3e %.3e %.3e %.3e\n",
-        mid - ref, mid_taylor - ref, cal_off - ref, cal_taylor - ref, mse_mid, mse_mid_taylor, mse_cal,
-        mse_cal_taylor);
-    EXPECT_GT(mid - ref, 0.02);        // midpoints: over-weighted
-    EXPECT_LT(cal_off - ref, -0.005);  // calibrated: under-weighted
+        mid, mid_taylor, cal_off, cal_taylor, mse_mid, mse_mid_taylor, mse_cal, mse_cal_taylor);
+    EXPECT_GT(mid, 0.02);        // midpoints: over-weighted
+    EXPECT_LT(cal_off, -0.005);  // calibrated: under-weighted
     // Its bias returns most of the mass, over-correcting by about a quarter here: the keys that carry the
     // mass hold the outer codes in the channels that matter, whose error variance is below the mean.
-    EXPECT_LT(std::fabs(cal_taylor - ref), 0.35 * std::fabs(cal_off - ref));
+    EXPECT_LT(std::fabs(cal_taylor), 0.35 * std::fabs(cal_off));
     EXPECT_LT(mse_cal, mse_mid);
     EXPECT_LT(mse_cal_taylor, mse_cal);
     EXPECT_LT(mse_cal_taylor, mse_mid_taylor);
@@ -478,50 +506,23 @@ TEST(Correction, RotatedKeysCutTheErrorAndTheirSpreadTaylorReturnsTheMass) {
     dequantize_head(pr, 0, k_rot.data());
     steps_head(pp, 0, s_plain.data());
     steps_head(pr, 0, s_rot.data());
-    double err_plain = 0, err_rot = 0;
-    for (size_t i = 0; i < static_cast<size_t>(n_cached) * hd; ++i) {
-        err_plain += (k_plain[i] - k[i]) * (k_plain[i] - k[i]);
-        err_rot += (k_rot[i] - k[i]) * (k_rot[i] - k[i]);
-    }
+    const size_t cached = static_cast<size_t>(n_cached) * hd;
+    const double err_plain = CachedHeadAttention::squared_error(k_plain, k, cached),
+                 err_rot = CachedHeadAttention::squared_error(k_rot, k, cached);
     std::printf("[rotated keys] INT2 g64 key squared error: rotated / plain = %.3f\n", err_rot / err_plain);
     EXPECT_LT(err_rot, 0.6 * err_plain);
 
-    cpu::AttentionInputs in;
-    in.q = q.data();
-    in.v = v.data();
-    in.nq = nq;
-    in.nk = nk;
-    in.n_cached = n_cached;
-    in.head_dim = hd;
-    in.alpha = 1.f / std::sqrt(static_cast<float>(hd));
-    in.corr_groups = pp.layout.corr_groups();
-    in.corr_group_width = pp.layout.corr_group_width();
-    in.taylor_factor = taylor_score_factor(in.alpha, false, 0.f);
-    std::vector<float> ref_out(static_cast<size_t>(nq) * hd), out(ref_out.size());
-    in.k = k.data();
-    const double ref = cpu::attention_head(in, ref_out.data()) / nq;
-    auto run = [&](const std::vector<float>& keys, const std::vector<float>& steps, int correction,
-                   bool spread, double* out_mse) {
-        in.k = keys.data();
-        in.steps = steps.data();
-        in.correction = correction;
-        in.spread_query = spread;
-        const double ps = cpu::attention_head(in, out.data()) / nq;
-        double e = 0;
-        for (size_t i = 0; i < out.size(); ++i) e += (out[i] - ref_out[i]) * (out[i] - ref_out[i]);
-        *out_mse = e / static_cast<double>(out.size());
-        return ps;
-    };
-    double mse_plain = 0, mse_rot = 0, mse_rot_taylor = 0;
-    const double ps_plain = run(k_plain, s_plain, 0, false, &mse_plain);
-    const double ps_rot = run(k_rot, s_rot, 0, false, &mse_rot);
-    const double ps_rot_taylor = run(k_rot, s_rot, 1, true, &mse_rot_taylor);
+    CachedHeadAttention attention(q, k, v, nq, n_cached, hd, pp.layout);
+    const float factor = taylor_score_factor(attention.alpha(), false, 0.f);
+    const auto [ps_plain, mse_plain] = attention.run(k_plain, s_plain, 0);
+    const auto [ps_rot, mse_rot] = attention.run(k_rot, s_rot, 0);
+    const auto [ps_rot_taylor, mse_rot_taylor] = attention.run(k_rot, s_rot, 1, factor, true);
     std::printf(
         "[rotated keys] dP_S plain off %+.4f, rotated off %+.4f, rotated taylor %+.4f; output MSE "
         "%.3e %.3e %.3e\n",
-        ps_plain - ref, ps_rot - ref, ps_rot_taylor - ref, mse_plain, mse_rot, mse_rot_taylor);
+        ps_plain, ps_rot, ps_rot_taylor, mse_plain, mse_rot, mse_rot_taylor);
     EXPECT_LT(mse_rot, 0.7 * mse_plain);
-    EXPECT_GT(ps_rot - ref, 0.005);                                   // still a bias, smaller
-    EXPECT_LT(std::fabs(ps_rot_taylor - ref), 0.2 * (ps_rot - ref));  // returned by the spread form
+    EXPECT_GT(ps_rot, 0.005);                           // still a bias, smaller
+    EXPECT_LT(std::fabs(ps_rot_taylor), 0.2 * ps_rot);  // returned by the spread form
     EXPECT_LT(mse_rot_taylor, mse_rot);
 }
