@@ -132,16 +132,7 @@ TEST(Session, RotatedKeysRunReencodeAndAreChecked) {
     EXPECT_EQ(p.cache.label(), "K2/V2 g32 rotated taylor");
     EXPECT_EQ(check_session_params(w.cfg, p), std::nullopt);
     auto run = [&](const SessionParams& params, std::vector<ChunkMetrics>* metrics) {
-        Session s(w.model, params);
-        std::vector<std::vector<uint8_t>> frames;
-        const auto a0 = w.actions(0);
-        s.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
-        for (int c = 1; c <= 2; ++c) {
-            ChunkResult r = s.step(w.actions(c));
-            for (Image& img : r.frames) frames.push_back(img.rgb);
-            metrics->push_back(r.metrics);
-        }
-        return frames;
+        return w.run(params, 2, metrics);
     };
     std::vector<ChunkMetrics> m_rot, m_again, m_plain;
     const auto rotated = run(p, &m_rot);

@@ -98,6 +98,18 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         cache->key_layout = static_cast<KeyLayout>(layout);
         if (cache->key_layout == KeyLayout::Channel) cache->rotated_keys = false;  // a token-layout transform
     }
+    // A switch the session may refuse: the settings take only if the engine's check finds no problem, else
+    // the problem is shown.
+    auto take_if_valid = [&](const CacheSettings& wanted) {
+        SessionParams check;
+        check.cache = wanted;
+        const std::optional<std::string> problem =
+            controller_->config() ? check_session_params(*controller_->config(), check) : std::nullopt;
+        if (problem)
+            notify(*problem, true);
+        else
+            *cache = wanted;
+    };
     // Rotated keys: each key head vector rotated before it is quantized (keys per token; same bytes).
     int basis = cache->rotated_keys ? 1 : 0;
     ui::form_label("Key basis", column);
@@ -105,16 +117,10 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
                       cache->key_bits < 16 && cache->key_layout == KeyLayout::Token)) {
         CacheSettings wanted = *cache;
         wanted.rotated_keys = basis == 1;
-        SessionParams check;
-        check.cache = wanted;
-        const std::optional<std::string> problem =
-            controller_->config() ? check_session_params(*controller_->config(), check) : std::nullopt;
         if (wanted.rotated_keys && controller_->backend() != BackendKind::Cpu)
             notify("rotated keys run on the CPU backend only so far", true);
-        else if (problem)
-            notify(*problem, true);
         else
-            *cache = wanted;
+            take_if_valid(wanted);
     }
     ui::help_marker(
         "rotated: each key is multiplied by a fixed orthogonal matrix (signs and a Walsh-Hadamard transform) "
@@ -165,21 +171,12 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     int reconstruction = static_cast<int>(cache->reconstruction);
     ui::form_label("Codes", column);
     if (ui::segmented("codes", &reconstruction, {{0, "midpoint"}, {1, "calibrated"}}, low_bits)) {
-        const CacheSettings wanted = [&] {
-            CacheSettings c = *cache;
-            c.reconstruction = static_cast<Reconstruction>(reconstruction);
-            return c;
-        }();
-        SessionParams check;
-        check.cache = wanted;
-        const std::optional<std::string> problem =
-            controller_->config() ? check_session_params(*controller_->config(), check) : std::nullopt;
+        CacheSettings wanted = *cache;
+        wanted.reconstruction = static_cast<Reconstruction>(reconstruction);
         if (wanted.reconstruction == Reconstruction::Calibrated && !calibrated_model)
             notify("this model has no cache calibration (kvworld-cli calibrate makes one)", true);
-        else if (problem)
-            notify(*problem, true);
         else
-            *cache = wanted;
+            take_if_valid(wanted);
     }
     ui::help_marker(
         "midpoint: a code stands for the middle of its step (the paper's). calibrated: for the mean of the "
