@@ -32,6 +32,7 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 #include "kvworld/backend/correction.h"
+#include "kvworld/backend/rotation.h"
 
 namespace kvw::cuda {
 
@@ -233,6 +234,53 @@ __device__ __forceinline__ void dequant8_levels(uint64_t raw, int bits, float st
         v[i] = fmaf(step, levels[static_cast<uint32_t>(raw >> (i * bits)) & mask], off);
 }
 
+// R channels (a multiple of 8) of a token-layout head vector from its packed codes: off + step * code, or
+// at calibrated levels (levels non-null).
+template <int R>
+__device__ __forceinline__ void dequant_region(const uint8_t* codes, int bits, float step, float off,
+                                               const float* levels, float (&x)[R]) {
+#pragma unroll
+    for (int c = 0; c < R; c += 8) {
+        float v[8];
+        if (levels)
+            dequant8_levels(load_codes8(codes + c * bits / 8, bits), bits, step, off, levels, v);
+        else
+            dequant8(load_codes8(codes + c * bits / 8, bits), bits, step, off, v);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x[c + i] = v[i];
+    }
+}
+// Rotated codes (kvworld/backend/rotation.h): x is this lane's quarter, channels [quarter*R, (quarter+1)*R),
+// of a dequantized head vector of 4R channels whose four quarters the four lanes of `quad` hold (quarter =
+// lane % 4). x <- that quarter of Rᵀ·vector: the Walsh-Hadamard butterflies (spans below R within the lane,
+// R and 2R across the quad: the lower element's lane keeps a + b, the upper's a - b), then scale and the
+// channel's sign (`negative`: bit i set where rotation_sign(quarter*R + i) is -1).
+template <int R>
+__device__ __forceinline__ void unrotate_quarter(float (&x)[R], int quarter, unsigned quad, uint32_t negative,
+                                                 float scale) {
+#pragma unroll
+    for (int span = 1; span < R; span <<= 1)
+#pragma unroll
+        for (int i = 0; i < R; ++i)
+            if (!(i & span)) {
+                const float a = x[i], b = x[i + span];
+                x[i] = a + b;
+                x[i + span] = a - b;
+            }
+#pragma unroll
+    for (int lanes = 1; lanes < 4; lanes <<= 1) {
+        const bool upper = quarter & lanes;
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const float other = __shfl_xor_sync(quad, x[i], lanes);
+            x[i] = upper ? other - x[i] : x[i] + other;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; ++i)
+        x[i] = __uint_as_float(__float_as_uint(x[i] * scale) ^ (((negative >> i) & 1u) << 31));
+}
+
 // ---- the kernel ---------------------------------------------------------------------------------------
 struct TileInfo {
     SegmentDesc sd;
@@ -253,7 +301,9 @@ __device__ __forceinline__ TileInfo tile_info(const AttentionParams& p, int tile
     return ti;
 }
 
-template <int HD, int KBITS, int SHAPE>
+// ROT: rotated codes (keys or values) are read; a template parameter so that the other instantiations keep
+// their registers (rotating a key quarter back holds all of its channels at once).
+template <int HD, int KBITS, int SHAPE, bool ROT>
 __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 : 2)
     attention_kernel(KernelArgs args) {
     const AttentionParams& p = args.p;
@@ -296,6 +346,15 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     const int patch_rows = p.tokens_per_frame / p.patch_cols;
     // The thread's quarter key rows of every tile: u = tid + i * kThreads, key u / 4, channels from kc0.
     const int kc0 = (threadIdx.x % 4) * kRegion;
+    // Rotated codes (token layout): the quad of lanes that holds a key row's four quarters, and the signs of
+    // this thread's channels (bit i: channel kc0 + i).
+    const bool k_rotated = ROT && kKeyQuantized && p.key_fmt.rotated,
+               v_rotated = ROT && vbits < 16 && p.value_fmt.rotated;
+    const unsigned quad = 0xFu << (lane & 28);
+    uint32_t negative = 0;
+    if (ROT)
+        for (int i = 0; i < kRegion; ++i) negative |= (rotation_sign(kc0 + i) < 0.f ? 1u : 0u) << i;
+    const float rotation_factor = rotation_scale(HD);
     // Calibrated levels (uniform per launch): the tables into shared memory before the first tile uses them.
     const bool k_calibrated = kKeyQuantized && p.k_levels != nullptr, v_calibrated = p.v_levels != nullptr;
     if (k_calibrated || v_calibrated) {
@@ -420,6 +479,19 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                         load8_bf16(kdst + c, v);
                         rotate8_store(p, pos, kc0 + c, v, kdst + c);
                     }
+                } else if (!kchan && k_rotated) {
+                    // The quarter of the rotated key, rotated back across the quad, then RoPE.
+                    const float step = f16_to_f32(kmeta[i] & 0xffffu), off = f16_to_f32(kmeta[i] >> 16);
+                    float x[kRegion];
+                    dequant_region(my_stage, KBITS, step, off, k_calibrated ? k_levels : nullptr, x);
+                    unrotate_quarter(x, threadIdx.x % 4, quad, negative, rotation_factor);
+#pragma unroll
+                    for (int c = 0; c < kRegion; c += 8) {
+                        float v[8];
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) v[e] = x[c + e];
+                        rotate8_store(p, pos, kc0 + c, v, kdst + c);
+                    }
                 } else if (!kchan) {
                     const float step = f16_to_f32(kmeta[i] & 0xffffu), off = f16_to_f32(kmeta[i] >> 16);
 #pragma unroll
@@ -433,7 +505,19 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                         rotate8_store(p, pos, kc0 + c, v, kdst + c);
                     }
                 }
-                if (!ti.current && vbits < 16) {
+                if (!ti.current && v_rotated) {
+                    const float step = f16_to_f32(vmeta[i] & 0xffffu), off = f16_to_f32(vmeta[i] >> 16);
+                    float x[kRegion];
+                    dequant_region(my_stage + 32, vbits, step, off, v_calibrated ? v_levels : nullptr, x);
+                    unrotate_quarter(x, threadIdx.x % 4, quad, negative, rotation_factor);
+#pragma unroll
+                    for (int c = 0; c < kRegion; c += 8) {
+                        float v[8];
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) v[e] = x[c + e];
+                        store8(v, vdst + c);
+                    }
+                } else if (!ti.current && vbits < 16) {
                     const float step = f16_to_f32(vmeta[i] & 0xffffu), off = f16_to_f32(vmeta[i] >> 16);
 #pragma unroll
                     for (int c = 0; c < kRegion; c += 8) {
@@ -583,6 +667,16 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 #pragma unroll
                     for (int k = 0; k < 4; ++k)
                         if (k == gi) qn[mt][hf][k] += a * a;
+                }
+                if (k_rotated) {
+                    // Rotated keys: the rounding error lies in the rotated basis, where the query's energy is
+                    // spread evenly over the groups (docs/design.md "Rotated keys"; the CPU's spread_query).
+                    float total = 0.f;
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) total += qn[mt][hf][k];
+                    const float share = total / static_cast<float>(max(groups, 1));
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) qn[mt][hf][k] = k < groups ? share : 0.f;
                 }
 #pragma unroll
                 for (int k = 0; k < 4; ++k) qn[mt][hf][k] *= scale;
@@ -901,12 +995,14 @@ size_t smem_optin() {
 template <int HD, int KBITS, int SHAPE>
 void configure() {
     // A shape this device cannot hold is never chosen (attention_block_shape) and refused if forced.
-    const size_t need = std::min(smem_bytes<HD, SHAPE>(true), smem_optin());
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(need)));
+    const int need = static_cast<int>(std::min(smem_bytes<HD, SHAPE>(true), smem_optin()));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE, false>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, need));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel<HD, KBITS, SHAPE, true>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, need));
 }
 
-template <int HD, int KBITS, int SHAPE>
+template <int HD, int KBITS, int SHAPE, bool ROT>
 void launch(const KernelArgs& args, cudaStream_t stream) {
     const bool exact = KBITS < 16 && args.p.correction == 2;
     if (smem_bytes<HD, SHAPE>(exact) > smem_optin())
@@ -917,7 +1013,7 @@ void launch(const KernelArgs& args, cudaStream_t stream) {
     const dim3 grid((args.p.n_tokens + rows - 1) / rows, args.p.heads, args.p.splits);
     KernelArgs a = args;
     a.tiles_per_segment = (a.p.n_tokens + keys - 1) / keys;
-    attention_kernel<HD, KBITS, SHAPE>
+    attention_kernel<HD, KBITS, SHAPE, ROT>
         <<<grid, BlockShape<SHAPE>::warps * 32, smem_bytes<HD, SHAPE>(exact), stream>>>(a);
     CUDA_CHECK_LAUNCH("attention");
 }
@@ -991,6 +1087,11 @@ void attention(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention: block_shape must be -1, 0, 1 or 2");
     if (p.key_fmt.quantized() && p.correction == 1 && !std::isfinite(p.taylor_factor))
         throw Error("CUDA attention: the Taylor correction needs its factor (taylor_factor)");
+    auto rotation_fits = [](const TensorFormat& f) { return !f.rotated || (f.quantized() && !f.channel); };
+    if (!rotation_fits(p.key_fmt) || !rotation_fits(p.value_fmt))
+        throw Error("CUDA attention: rotated codes are quantized and in the token layout");
+    if (p.key_fmt.rotated && p.correction == 2)
+        throw Error("CUDA attention: rotated keys take the Taylor correction or none (not exact)");
     auto levels_fit = [](const float* levels, const TensorFormat& f) {
         return levels == nullptr || (f.quantized() && (f.bits == 2 || f.bits == 4));
     };
@@ -1001,10 +1102,13 @@ void attention(const AttentionParams& p, void* stream) {
                           ? p.block_shape
                           : attention_block_shape(p.head_dim, p.key_fmt.quantized() && p.correction == 2);
     const cudaStream_t s = as_stream(stream);
-    // The one place where runtime choices become template parameters: head size, key bits, block shape.
+    // The one place where runtime choices become template parameters: head size, key bits, block shape,
+    // rotated codes.
     const int kb = p.key_fmt.quantized() ? p.key_fmt.bits : 16;
-#define KVW_ATTN_CASE(HDV, KB, SV) \
-    if (p.head_dim == HDV && kb == KB && shape == SV) launch<HDV, KB, SV>(args, s)
+    const bool rotated = p.key_fmt.rotated || p.value_fmt.rotated;
+#define KVW_ATTN_CASE(HDV, KB, SV)                    \
+    if (p.head_dim == HDV && kb == KB && shape == SV) \
+    rotated ? launch<HDV, KB, SV, true>(args, s) : launch<HDV, KB, SV, false>(args, s)
 #define KVW_ATTN_CASES(SV)           \
     KVW_ATTN_CASE(64, 16, SV);       \
     else KVW_ATTN_CASE(64, 8, SV);   \

@@ -3,6 +3,7 @@
 // bytes are identical for identical inputs.
 #include "common.cuh"
 #include "cuda_ops.h"
+#include "kvworld/backend/rotation.h"
 
 namespace kvw::cuda {
 
@@ -22,9 +23,39 @@ __device__ __forceinline__ uint32_t pack_lanes(uint32_t bits_field, int per_byte
     return bits_field;
 }
 
+// Rotated codes: v <- R·v for the head vector whose channel lane + 32k is v[k] (k < rounds), with exactly the
+// CPU's float operations (rotate_head_vector: signs, butterflies of growing span, then the scale), so that
+// the bytes stay identical. Spans below 32 pair lanes (the lower element's lane keeps a + b, the upper's a −
+// b); spans 32 and 64 pair the lane's own registers.
+__device__ __forceinline__ void rotate_lane_channels(float (&v)[4], int lane, int rounds, int hd) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+        if (k < rounds) v[k] *= rotation_sign(lane + 32 * k);
+    for (int span = 1; span < 32 && span < hd; span <<= 1) {
+        const bool upper = lane & span;
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const float other = __shfl_xor_sync(0xffffffffu, v[k], span);
+            v[k] = upper ? other - v[k] : v[k] + other;
+        }
+    }
+    for (int span = 1; span < rounds; span <<= 1)  // channel spans 32 * span
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            if (k < rounds && !(k & span)) {
+                const float a = v[k], b = v[k + span];
+                v[k] = a + b;
+                v[k + span] = a - b;
+            }
+    const float scale = rotation_scale(hd);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] *= scale;
+}
+
 // Token layout: one warp per (token, head); lane owns channels lane + 32k (k < hd/32).
 __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads,
-                                      int hd, int bits, int group, const PackedView* __restrict__ dst) {
+                                      int hd, int bits, int group, bool rotated,
+                                      const PackedView* __restrict__ dst) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (warp >= tokens * heads) return;
     const int t = warp / heads, h = warp % heads;
@@ -39,6 +70,7 @@ __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_st
         for (int k = 0; k < rounds; ++k) data[lane + 32 * k] = row[lane + 32 * k];
         return;
     }
+    if (rotated) rotate_lane_channels(v, lane, rounds, hd);
     float rmin[4], rmax[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
@@ -143,11 +175,13 @@ void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L,
                       void* stream) {
     if (L.head_dim % 32 || L.head_dim > 128)
         throw Error("quantize_segment: head_dim must be 32..128, a multiple of 32");
+    if (L.fmt.rotated && (L.fmt.channel || (L.head_dim & (L.head_dim - 1))))
+        throw Error("quantize_segment: rotated codes need the token layout and a power-of-two head_dim");
     constexpr int kThreads = 256;
     if (!L.fmt.channel || !L.fmt.quantized()) {  // 16-bit is bf16 rows whatever the layout flag
         const int warps = L.tokens * L.heads;
         quantize_token_kernel<<<blocks_for(warps, kThreads / 32), kThreads, 0, as_stream(stream)>>>(
-            x, row_stride, L.tokens, L.heads, L.head_dim, L.fmt.bits, L.fmt.group, dst);
+            x, row_stride, L.tokens, L.heads, L.head_dim, L.fmt.bits, L.fmt.group, L.fmt.rotated, dst);
     } else {
         const int warps = L.heads * L.blocks * (L.head_dim / 2);
         quantize_channel_kernel<<<blocks_for(warps, kThreads / 32), kThreads, 0, as_stream(stream)>>>(

@@ -469,7 +469,7 @@ TEST(Correction, CalibratedLevelsCutTheErrorAndTheirBiasPointsTheOtherWay) {
     EXPECT_LT(mse_cal_taylor, mse_mid_taylor);
 }
 
-// Rotated keys (CacheSettings::rotated_keys): keys with a few large channels, as the shipped model's have,
+// Rotated keys (CacheSettings::rotated): keys with a few large channels, as the shipped model's have,
 // lose much less to 2-bit codes per token once each head vector is rotated before quantization (the rotation
 // spreads the large channels, so a group's range and step shrink), the attention output is nearer the
 // unquantized cache's, and the Taylor term with the query's energy spread over the groups
@@ -492,7 +492,7 @@ TEST(Correction, RotatedKeysCutTheErrorAndTheirSpreadTaylorReturnsTheMass) {
     for (float& x : v) x = n01(rng);
     const TensorFormat plain{2, group, false, false}, rotated{2, group, false, false, true};
     validate_format(rotated, hd, true);
-    EXPECT_THROW(validate_format(rotated, hd, false), Error);                                 // keys only
+    validate_format(rotated, hd, false);  // values rotate too
     EXPECT_THROW(validate_format(TensorFormat{2, 32, true, false, true}, hd, true), Error);   // token layout
     EXPECT_THROW(validate_format(TensorFormat{2, 32, false, false, true}, 96, true), Error);  // 2^n channels
     const PackedTensor pp = quantize(k.data(), n_cached, 1, hd, hd, plain);

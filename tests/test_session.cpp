@@ -121,14 +121,15 @@ TEST(Session, CacheBytesEqualPredictionAndAllocation) {
     EXPECT_DOUBLE_EQ(ratio, 3.0 / 16.0);
 }
 
-// Rotated keys: the same bytes, other frames, deterministic, switched live (the cache re-encoded into the
-// rotated basis and back), and what they cannot be combined with is refused by name.
-TEST(Session, RotatedKeysRunReencodeAndAreChecked) {
+// Rotated codes: the same bytes, other frames, deterministic, switched live (the cache re-encoded into the
+// rotated basis and back); with keys per channel only the values rotate; what they cannot be combined with is
+// refused by name.
+TEST(Session, RotatedCodesRunReencodeAndAreChecked) {
     TinyWorld w;
     SessionParams p;
     p.seed = 4;
     p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
-    p.cache.rotated_keys = true;
+    p.cache.rotated = true;
     EXPECT_EQ(p.cache.label(), "K2/V2 g32 rotated taylor");
     EXPECT_EQ(check_session_params(w.cfg, p), std::nullopt);
     auto run = [&](const SessionParams& params, std::vector<ChunkMetrics>* metrics) {
@@ -138,12 +139,12 @@ TEST(Session, RotatedKeysRunReencodeAndAreChecked) {
     const auto rotated = run(p, &m_rot);
     EXPECT_EQ(run(p, &m_again), rotated) << "deterministic";
     SessionParams plain = p;
-    plain.cache.rotated_keys = false;
+    plain.cache.rotated = false;
     EXPECT_NE(run(plain, &m_plain), rotated);
     EXPECT_EQ(m_rot[0].cache_bytes.total(), m_plain[0].cache_bytes.total()) << "the same bytes";
     EXPECT_EQ(m_rot[1].settings, p.cache);
 
-    // Live: switching to rotated keys re-encodes the cache; the new settings take and the bytes stay
+    // Live: switching to rotated codes re-encodes the cache; the new settings take and the bytes stay
     // predicted.
     Session live(w.model, plain);
     const auto a0 = w.actions(0);
@@ -154,10 +155,19 @@ TEST(Session, RotatedKeysRunReencodeAndAreChecked) {
     EXPECT_EQ(after.metrics.settings, p.cache);
     EXPECT_EQ(live.cache_bytes().total(), Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
 
-    // What rotated keys cannot be combined with.
+    // Keys per channel keep their own layout; the values rotate, the exact correction stays possible.
     SessionParams channel = p;
     channel.cache.key_layout = KeyLayout::Channel;
-    EXPECT_NE(check_session_params(w.cfg, channel).value_or("").find("keys per token"), std::string::npos);
+    channel.cache.correction = Correction::Exact;
+    EXPECT_EQ(check_session_params(w.cfg, channel), std::nullopt);
+    EXPECT_FALSE(key_format(channel.cache).rotated);
+    EXPECT_TRUE(value_format(channel.cache).rotated);
+    SessionParams channel_plain = channel;
+    channel_plain.cache.rotated = false;
+    std::vector<ChunkMetrics> ignore;
+    EXPECT_NE(run(channel, &ignore), run(channel_plain, &ignore)) << "the values rotate";
+
+    // What rotated codes cannot be combined with.
     SessionParams exact = p;
     exact.cache.correction = Correction::Exact;
     EXPECT_NE(

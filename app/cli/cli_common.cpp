@@ -34,9 +34,9 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
                     "calibrated levels and the Taylor bias derived for them)")
         ->check(CLI::IsMember({"midpoint", "calibrated"}));
     cmd->add_option(
-           "--key-rotation", key_rotation,
-           "none, or hadamard: keys per token rotated by a fixed orthogonal transform before they are "
-           "quantized, which spreads their few large channels (same bytes; CPU)")
+           "--rotation", rotation,
+           "none, or hadamard: keys per token and values rotated by a fixed orthogonal transform before they "
+           "are quantized, which spreads the keys' few large channels (same bytes; CPU)")
         ->check(CLI::IsMember({"none", "hadamard"}));
     cmd->add_option(
            "--correction-below-t", correction_max_t,
@@ -69,7 +69,7 @@ SessionParams SessionFlags::params(const ModelConfig& c, uint64_t default_seed) 
                             parse_correction(correction),
                             correction_max_t,
                             parse_reconstruction(reconstruction),
-                            parse_key_rotation(key_rotation)};
+                            parse_rotation(rotation)};
     p.context.window = window >= 0 ? window : c.window;
     p.context.recall = recall >= 0 ? recall : c.recall;
     p.context.recall_first = c.recall_first;

@@ -18,8 +18,7 @@ struct SessionFlags {
     std::string model_dir;
     std::string backend = "cpu";
     int key_bits = 16, value_bits = 16, group = 64;
-    std::string key_layout = "token", correction = "taylor", reconstruction = "midpoint",
-                key_rotation = "none";
+    std::string key_layout = "token", correction = "taylor", reconstruction = "midpoint", rotation = "none";
     float correction_max_t = 1.f;
     int steps = 0, window = -1, recall = -1;
     double budget_mb = 0;
@@ -78,7 +77,7 @@ struct EvalFlags {
     std::string out_dir, mode = "all";
     std::string bits = "8,4,2", groups = "32,64,128", layouts = "token,channel",
                 corrections = "off,taylor,exact", correction_max_ts = "1", reconstructions = "midpoint",
-                key_rotations = "none";
+                rotations = "none";
     eval::EvalOptions options;  // the numbers and switches, bound to their flags as they are
 
     void add_to(CLI::App* cmd);

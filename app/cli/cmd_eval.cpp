@@ -34,9 +34,9 @@ void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--reconstructions", reconstructions,
                     "Reconstructions of the grid: midpoint, calibrated (2- and 4-bit settings with off or "
                     "taylor)");
-    cmd->add_option("--key-rotations", key_rotations,
-                    "Key rotations of the grid: none, hadamard (quantized keys per token, corrections off, "
-                    "taylor or measured)");
+    cmd->add_option("--rotations", rotations,
+                    "Rotations of the grid: none, hadamard (codes in the token layout; not with the exact "
+                    "correction on rotated keys, nor calibrated levels)");
     cmd->add_option("--paired-context-chunks", options.paired_context_chunks,
                     "paired: chunks of the simulator's frames the BF16 context is built from")
         ->check(CLI::Range(1, 62));
@@ -83,9 +83,9 @@ eval::EvalOptions EvalFlags::parse() const {
     parsed.reconstructions.clear();
     for (const std::string& r : split_list(reconstructions, "reconstructions"))
         parsed.reconstructions.push_back(parse_reconstruction(r));
-    parsed.key_rotations.clear();
-    for (const std::string& r : split_list(key_rotations, "key-rotations"))
-        parsed.key_rotations.push_back(parse_key_rotation(r));
+    parsed.rotations.clear();
+    for (const std::string& r : split_list(rotations, "rotations"))
+        parsed.rotations.push_back(parse_rotation(r));
     parsed.correction_max_ts.clear();
     for (const std::string& t : split_list(correction_max_ts, "correction-below-ts")) {
         char* end = nullptr;

@@ -92,12 +92,6 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     ui::help_marker(
         "Token layout: channels of one token per group (32, 64 or 128 <= head_dim).\n"
         "Channel layout (keys only, KIVI): tokens per block.");
-    int layout = static_cast<int>(cache->key_layout);
-    ui::form_label("Key layout", column);
-    if (ui::segmented("layout", &layout, {{0, "token"}, {1, "channel"}}, cache->key_bits < 16)) {
-        cache->key_layout = static_cast<KeyLayout>(layout);
-        if (cache->key_layout == KeyLayout::Channel) cache->rotated_keys = false;  // a token-layout transform
-    }
     // A switch the session may refuse: the settings take only if the engine's check finds no problem, else
     // the problem is shown.
     auto take_if_valid = [&](const CacheSettings& wanted) {
@@ -110,24 +104,31 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         else
             *cache = wanted;
     };
-    // Rotated keys: each key head vector rotated before it is quantized (keys per token; same bytes).
-    int basis = cache->rotated_keys ? 1 : 0;
-    ui::form_label("Key basis", column);
-    if (ui::segmented("basis", &basis, {{0, "plain"}, {1, "rotated"}},
-                      cache->key_bits < 16 && cache->key_layout == KeyLayout::Token)) {
+    int layout = static_cast<int>(cache->key_layout);
+    ui::form_label("Key layout", column);
+    if (ui::segmented("layout", &layout, {{0, "token"}, {1, "channel"}}, cache->key_bits < 16)) {
         CacheSettings wanted = *cache;
-        wanted.rotated_keys = basis == 1;
-        if (wanted.rotated_keys && controller_->backend() != BackendKind::Cpu)
-            notify("rotated keys run on the CPU backend only so far", true);
+        wanted.key_layout = static_cast<KeyLayout>(layout);
+        take_if_valid(wanted);  // rotated keys per token refuse the exact correction
+    }
+    // Rotated codes: each head vector stored per token (keys in the token layout, values) rotated before it
+    // is quantized; same bytes.
+    int basis = cache->rotated ? 1 : 0;
+    ui::form_label("Basis", column);
+    if (ui::segmented("basis", &basis, {{0, "plain"}, {1, "rotated"}},
+                      cache->key_bits < 16 || cache->value_bits < 16)) {
+        CacheSettings wanted = *cache;
+        wanted.rotated = basis == 1;
+        if (wanted.rotated && controller_->backend() != BackendKind::Cpu)
+            notify("rotated codes run on the CPU backend only so far", true);
         else
             take_if_valid(wanted);
     }
     ui::help_marker(
-        "rotated: each key is multiplied by a fixed orthogonal matrix (signs and a Walsh-Hadamard transform) "
-        "before its 2-, 4- or 8-bit codes are made and rotated back when it is read. The shipped model's "
-        "keys "
-        "have a few large channels that set every group's range; the rotation spreads them, so the steps "
-        "shrink. Same bytes; keys per token; CPU so far.");
+        "rotated: each key (token layout) and value is multiplied by a fixed orthogonal matrix (signs and a "
+        "Walsh-Hadamard transform) before its codes are made, and rotated back when it is read. The shipped "
+        "model's keys have a few large channels that set every group's range; the rotation spreads them, so "
+        "the steps shrink. Same bytes; CPU so far.");
     // The one correction control (C switches it too). BF16 keys: greyed with nothing lit.
     const bool corrects = correction_applies(*cache);
     int corr = corrects ? static_cast<int>(cache->correction) : -1;
@@ -141,7 +142,8 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         else if (corr >= static_cast<int>(Correction::Exact) &&
                  cache->reconstruction == Reconstruction::Calibrated)
             notify("calibrated codes take the Taylor correction or none", true);
-        else if (corr == static_cast<int>(Correction::Exact) && cache->rotated_keys)
+        else if (corr == static_cast<int>(Correction::Exact) && cache->rotated &&
+                 cache->key_layout == KeyLayout::Token)
             notify("rotated keys take the Taylor correction, the measured one or none", true);
         else
             cache->correction = static_cast<Correction>(corr);

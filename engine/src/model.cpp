@@ -54,10 +54,10 @@ Reconstruction parse_reconstruction(const std::string& s) {
     throw Error("unknown reconstruction \"" + s + "\" (midpoint or calibrated)");
 }
 
-bool parse_key_rotation(const std::string& s) {
+bool parse_rotation(const std::string& s) {
     if (s == "none") return false;
     if (s == "hadamard") return true;
-    throw Error("unknown key rotation \"" + s + "\" (none or hadamard)");
+    throw Error("unknown rotation \"" + s + "\" (none or hadamard)");
 }
 
 std::string CacheSettings::label() const {
@@ -66,7 +66,7 @@ std::string CacheSettings::label() const {
     std::snprintf(head, sizeof head, "K%d/V%d g%d", key_bits, value_bits, group);
     std::string s = head;
     if (key_bits < 16 && key_layout == KeyLayout::Channel) s += " kchan";
-    if (key_bits < 16 && rotated_keys) s += " rotated";
+    if (rotated) s += " rotated";
     if (reconstruction == Reconstruction::Calibrated) s += std::string(" ") + to_string(reconstruction);
     if (key_bits < 16) s += std::string(" ") + to_string(correction);
     if (key_bits < 16 && correction != Correction::Off && correction_max_t < 1.f) {

@@ -17,10 +17,10 @@ void validate_format(const TensorFormat& f, int head_dim, bool is_key) {
     if (f.channel && !is_key) throw Error("the channel layout is for keys only; values use the token layout");
     if (f.measured && (!is_key || f.channel || !f.quantized()))
         throw Error("the measured correction needs quantized keys per token (the token layout)");
-    if (f.rotated && (!is_key || f.channel || !f.quantized()))
-        throw Error("rotated keys need quantized keys per token (the token layout)");
+    if (f.rotated && (f.channel || !f.quantized()))
+        throw Error("rotated codes need quantized " + what + "s in the token layout");
     if (f.rotated && (head_dim <= 0 || (head_dim & (head_dim - 1))))
-        throw Error("rotated keys need a head_dim that is a power of two (got " + std::to_string(head_dim) +
+        throw Error("rotated codes need a head_dim that is a power of two (got " + std::to_string(head_dim) +
                     ")");
     if (!f.quantized()) return;
     if (f.group != 32 && f.group != 64 && f.group != 128)
@@ -46,7 +46,7 @@ uint32_t get_code(const uint8_t* bytes, int index, int bits) {
 PackedTensor quantize(const float* x, int tokens, int heads, int hd, int row_stride,
                       const TensorFormat& fmt) {
     if (fmt.rotated && fmt.quantized()) {
-        // Rotated keys: the rotated copy [tokens][heads][hd] is quantized as the same format unrotated (the
+        // Rotated codes: the rotated copy [tokens][heads][hd] is quantized as the same format unrotated (the
         // rotation is no part of the bytes); dequantize_head rotates back.
         std::vector<float> rotated(static_cast<size_t>(tokens) * heads * hd);
         for (int t = 0; t < tokens; ++t)

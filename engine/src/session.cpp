@@ -19,8 +19,9 @@ void validate_params(const SessionParams& p, const Model& model) {
     if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
     if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
         throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
-    if (model.backend() == BackendKind::Cuda && key_format(p.cache).rotated)
-        throw Error("rotated keys run on the CPU backend only so far (CUDA: keys per token or per channel)");
+    if (model.backend() == BackendKind::Cuda &&
+        (key_format(p.cache).rotated || value_format(p.cache).rotated))
+        throw Error("rotated codes run on the CPU backend only so far (CUDA: plain codes)");
 }
 
 // The problem with calibrated reconstruction at `s` on a model of `c`, if any.
@@ -98,16 +99,14 @@ std::optional<std::string> check_session_params(const ModelConfig& c, const Sess
     } catch (const Error& e) {
         return std::string(e.what());
     }
-    if (p.cache.rotated_keys && p.cache.keys_quantized()) {
-        if (p.cache.key_layout != KeyLayout::Token)
-            return std::string("rotated keys are keys per token (the token layout)");
-        if (p.cache.correction == Correction::Exact)
+    if (p.cache.rotated) {
+        if (key_format(p.cache).rotated && p.cache.correction == Correction::Exact)
             return std::string(
                 "rotated keys take the Taylor correction, the measured one or none (the exact "
                 "correction weighs each channel of the unrotated key)");
         if (p.cache.reconstruction == Reconstruction::Calibrated)
             return std::string(
-                "rotated keys are read at their midpoints (calibrated levels are of unrotated "
+                "rotated codes are read at their midpoints (calibrated levels are of unrotated "
                 "codes)");
     }
     if (std::optional<std::string> problem = check_calibrated(c, p.cache)) return problem;

@@ -79,12 +79,15 @@ std::vector<CacheSettings> grid_settings(const EvalOptions& o) {
                     for (Correction correction : o.corrections)
                         for (float max_t : o.correction_max_ts)
                             for (Reconstruction rec : o.reconstructions)
-                                for (bool rotated : o.key_rotations) {
+                                for (bool rotated : o.rotations) {
                                     const CacheSettings cs{kb,         vb,    g,   layout,
                                                            correction, max_t, rec, rotated};
-                                    if (rotated && (!cs.keys_quantized() || layout != KeyLayout::Token ||
-                                                    correction == Correction::Exact ||
-                                                    rec == Reconstruction::Calibrated))
+                                    // rotation: something stored per token to rotate, and not with
+                                    // the exact correction on rotated keys or calibrated levels
+                                    const bool rotates = (kb < 16 && layout == KeyLayout::Token) || vb < 16;
+                                    if (rotated && (!rotates || rec == Reconstruction::Calibrated ||
+                                                    (correction == Correction::Exact && kb < 16 &&
+                                                     layout == KeyLayout::Token)))
                                         continue;
                                     if (!cs.keys_quantized() && cs.correction != Correction::Off) continue;
                                     // a schedule only where something is corrected; the paper's (1) once

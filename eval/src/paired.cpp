@@ -62,7 +62,7 @@ CacheSettings uncorrected(CacheSettings c) {
 CacheSettings plain(CacheSettings c) {
     c = uncorrected(c);
     c.reconstruction = Reconstruction::Midpoint;
-    c.rotated_keys = false;
+    c.rotated = false;
     return c;
 }
 
@@ -204,7 +204,7 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             }
         // A calibrated or rotated setting against the same format with midpoints, unrotated, uncorrected.
         for (const SettingSums& other : rows)
-            if ((row.cache.reconstruction == Reconstruction::Calibrated || row.cache.rotated_keys) &&
+            if ((row.cache.reconstruction == Reconstruction::Calibrated || row.cache.rotated) &&
                 other.cache == plain(row.cache)) {
                 r["one_chunk_gain_over_midpoint_uncorrected"] =
                     gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);

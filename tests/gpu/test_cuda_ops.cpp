@@ -474,11 +474,12 @@ TEST(CudaConv, GroupNormMatchesCpu) {
     }
 }
 
-class CudaQuantize : public ::testing::TestWithParam<std::tuple<int, int, bool, int>> {};
+// (bits, group, keys per channel, head_dim, rotated codes)
+class CudaQuantize : public ::testing::TestWithParam<std::tuple<int, int, bool, int, bool>> {};
 
 TEST_P(CudaQuantize, BytesIdenticalToCpu) {
     REQUIRE_GPU();
-    const auto [bits, group, channel, hd] = GetParam();
+    const auto [bits, group, channel, hd, rotated] = GetParam();
     if (!channel && group > hd) GTEST_SKIP() << "group > head_dim";
     const int heads = 3, tokens = 100,
               stride = 3 * heads * hd;  // ragged blocks; rows inside a qkv-like buffer
@@ -487,7 +488,7 @@ TEST_P(CudaQuantize, BytesIdenticalToCpu) {
         x[static_cast<size_t>(7) * stride + c] = 0.5f;  // a constant group (zero step)
     const std::vector<uint16_t> xb = to_bf16(x);
     const std::vector<float> xr = from_bf16(xb);
-    const TensorFormat fmt{bits, group, channel};
+    const TensorFormat fmt{bits, group, channel, false, rotated};
     const PackedTensor ref = quantize(xr.data(), tokens, heads, hd, stride, fmt);
     const SegmentLayout& L = ref.layout;
     cu::DeviceBuffer dx = upload(xb), codes(L.code_bytes), steps(L.step_count * 2 + 2),
@@ -502,7 +503,13 @@ TEST_P(CudaQuantize, BytesIdenticalToCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaQuantize,
                          ::testing::Combine(::testing::Values(16, 8, 4, 2), ::testing::Values(32, 64, 128),
-                                            ::testing::Bool(), ::testing::Values(64, 128)));
+                                            ::testing::Bool(), ::testing::Values(64, 128),
+                                            ::testing::Values(false)));
+// Rotated codes: the cache write rotates with the CPU's float operations, so the bytes stay identical.
+INSTANTIATE_TEST_SUITE_P(Rotated, CudaQuantize,
+                         ::testing::Combine(::testing::Values(8, 4, 2), ::testing::Values(32, 64, 128),
+                                            ::testing::Values(false), ::testing::Values(32, 64, 128),
+                                            ::testing::Values(true)));
 
 // ---- attention --------------------------------------------------------------------------------------
 
@@ -513,6 +520,7 @@ struct AttnCase {
     bool channel;
     int correction, n_ctx, splits;
     bool calibrated = false;  // 2- and 4-bit codes at calibrated levels, taylor with their bias
+    bool rotated = false;     // rotated codes: quantized keys per token and quantized values
 };
 
 // Levels a calibration could give: each code's within half a step of it, none at its midpoint.
@@ -533,7 +541,9 @@ void run_attention_case(const AttnCase& ac) {
     cfg.patch = 8;
     cfg.chunk_frames = F;
     const RopeTables rope = make_rope_tables(cfg, kMaxContextChunks * F);
-    const TensorFormat kf{ac.kbits, ac.group, ac.channel && ac.kbits < 16}, vf{ac.vbits, ac.group, false};
+    const TensorFormat kf{ac.kbits, ac.group, ac.channel && ac.kbits < 16, false,
+                          ac.rotated && !ac.channel && ac.kbits < 16},
+        vf{ac.vbits, ac.group, false, false, ac.rotated && ac.vbits < 16};
     // Current chunk qkv (q, k already normed: unit-ish scale) and the cached chunks' K/V.
     const std::vector<uint16_t> qkv = to_bf16(randn(static_cast<size_t>(T) * 3 * D, 1.6f));
     std::vector<PackedTensor> ks, vs;
@@ -689,6 +699,7 @@ void run_attention_case(const AttnCase& ac) {
         in.corr_group_width = kf.quantized() ? kl.corr_group_width() : hd;
         in.key_cos = kc.data();
         in.key_sin = ksn.data();
+        in.spread_query = kf.rotated;
         std::vector<float> o(static_cast<size_t>(T) * hd);
         pc_ref += cpu::attention_head(in, o.data());
         for (int t = 0; t < T; ++t)
@@ -705,9 +716,10 @@ void run_attention_case(const AttnCase& ac) {
     }
     for (int b = 0; b < kShapes; ++b) {
         char name[160];
-        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s ctx%d split%d shape%d", hd,
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s%s ctx%d split%d shape%d", hd,
                       ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction,
-                      ac.calibrated ? " calibrated" : "", ac.n_ctx, ac.splits, b);
+                      ac.calibrated ? " calibrated" : "", ac.rotated ? " rotated" : "", ac.n_ctx, ac.splits,
+                      b);
         const std::vector<float>& gpu = gpu_out[b];
         expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
         const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
@@ -720,6 +732,16 @@ void run_attention_case(const AttnCase& ac) {
 }
 
 }  // namespace
+
+// A readable test name: hd128_K2V2_g128_tok_taylor_ctx3_split1_rotated.
+std::string attn_case_name(const ::testing::TestParamInfo<AttnCase>& info) {
+    const AttnCase& c = info.param;
+    const char* corrections[] = {"off", "taylor", "exact"};
+    return "hd" + std::to_string(c.hd) + "_K" + std::to_string(c.kbits) + "V" + std::to_string(c.vbits) +
+           "_g" + std::to_string(c.group) + (c.channel ? "_chan_" : "_tok_") + corrections[c.correction] +
+           "_ctx" + std::to_string(c.n_ctx) + "_split" + std::to_string(c.splits) +
+           (c.calibrated ? "_calibrated" : "") + (c.rotated ? "_rotated" : "");
+}
 
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
 
@@ -743,7 +765,17 @@ INSTANTIATE_TEST_SUITE_P(
         // calibrated levels: keys per token and per channel, 2 and 4 bits, taylor or off
         AttnCase{128, 2, 2, 128, false, 1, 3, 1, true}, AttnCase{128, 4, 2, 64, false, 0, 2, 1, true},
         AttnCase{128, 2, 4, 32, true, 1, 3, 1, true}, AttnCase{64, 2, 8, 64, false, 1, 2, 1, true},
-        AttnCase{128, 16, 2, 64, false, 0, 2, 2, true}, AttnCase{128, 2, 2, 64, true, 1, 5, 4, true}));
+        AttnCase{128, 16, 2, 64, false, 0, 2, 2, true}, AttnCase{128, 2, 2, 64, true, 1, 5, 4, true},
+        // rotated codes: keys per token and values, the Taylor term with the query spread over the groups;
+        // bf16 keys with rotated values; keys per channel (not rotated) with rotated values
+        AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, true},
+        AttnCase{128, 4, 4, 64, false, 0, 2, 1, false, true},
+        AttnCase{64, 2, 2, 32, false, 1, 2, 1, false, true},
+        AttnCase{128, 8, 2, 32, false, 1, 3, 3, false, true},
+        AttnCase{128, 16, 4, 64, false, 0, 2, 1, false, true},
+        AttnCase{128, 2, 2, 64, true, 1, 2, 1, false, true},
+        AttnCase{128, 2, 2, 128, false, 1, 20, 2, false, true}),
+    attn_case_name);
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
 

@@ -42,7 +42,7 @@ BackendKind parse_backend(const std::string&);            // "cpu" | "cuda"; thr
 KeyLayout parse_key_layout(const std::string&);           // "token" | "channel"
 Correction parse_correction(const std::string&);          // "off" | "taylor" | "exact" | "measured"
 Reconstruction parse_reconstruction(const std::string&);  // "midpoint" | "calibrated"
-bool parse_key_rotation(const std::string&);              // "none" | "hadamard": CacheSettings::rotated_keys
+bool parse_rotation(const std::string&);                  // "none" | "hadamard": CacheSettings::rotated
 
 // The largest context a session attends to, in chunks, the current one included (window + recall + 1).
 inline constexpr int kMaxContextChunks = 64;
@@ -65,10 +65,11 @@ struct CacheSettings {
     // Calibrated: 2- and 4-bit codes stand for the model's calibrated levels, and the Taylor correction takes
     // the bias derived for them (off or taylor only).
     Reconstruction reconstruction = Reconstruction::Midpoint;
-    // Rotated keys (keys per token): each key head vector is rotated by a fixed orthogonal transform (signs
-    // and a Walsh-Hadamard transform) before it is quantized and rotated back when it is read, which spreads
-    // the few large channels over the head; same bytes (docs/design.md "Rotated keys").
-    bool rotated_keys = false;
+    // Rotated codes: every head vector stored per token (keys in the token layout, values) is rotated by a
+    // fixed orthogonal transform (signs and a Walsh-Hadamard transform) before it is quantized and rotated
+    // back when it is read, which spreads the few large channels of a key over the head and decorrelates the
+    // rounding errors of values from token to token; same bytes (docs/design.md "Rotated codes").
+    bool rotated = false;
 
     bool operator==(const CacheSettings&) const = default;
     bool keys_quantized() const { return key_bits < 16; }

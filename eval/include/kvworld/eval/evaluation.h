@@ -62,9 +62,9 @@ struct EvalOptions {
     // What codes stand for (CacheSettings::reconstruction); calibrated only where a tensor has 2 or 4 bits
     // and the correction is off or taylor.
     std::vector<Reconstruction> reconstructions = {Reconstruction::Midpoint};
-    // Whether keys are rotated (CacheSettings::rotated_keys); rotated only for quantized keys per token with
-    // midpoints and a correction other than exact.
-    std::vector<bool> key_rotations = {false};
+    // Whether codes are rotated (CacheSettings::rotated); only where something is stored per token, not with
+    // the exact correction on rotated keys nor with calibrated levels.
+    std::vector<bool> rotations = {false};
     bool full_grid = false;        // every key bits x value bits pair, not only equal bits
     uint64_t world_base = 900000;  // first held-out world seed (training uses 1000..)
     // world-change only: each long trace's actions replayed in resample_pool other worlds (seeds

@@ -33,12 +33,11 @@ namespace kvw {
 inline TensorFormat key_format(const CacheSettings& s) {
     if (s.key_bits >= 16) return TensorFormat{16, 0, false, false};
     return TensorFormat{s.key_bits, s.group, s.key_layout == KeyLayout::Channel,
-                        s.correction == Correction::Measured,
-                        s.rotated_keys && s.key_layout == KeyLayout::Token};
+                        s.correction == Correction::Measured, s.rotated && s.key_layout == KeyLayout::Token};
 }
 inline TensorFormat value_format(const CacheSettings& s) {
     if (s.value_bits >= 16) return TensorFormat{16, 0, false, false};
-    return TensorFormat{s.value_bits, s.group, false, false};
+    return TensorFormat{s.value_bits, s.group, false, false, s.rotated};
 }
 
 // Whether a tensor in `fmt` is read at calibrated levels when the cache asks for them: 2- and 4-bit codes

@@ -21,8 +21,8 @@ struct TensorFormat {
     // Keys per token only: each group also stores the correction's step measured at write time (fp16
     // sqrt(12 x the mean squared rounding error), docs/design.md "The measured correction").
     bool measured = false;
-    // Keys per token only: each head vector rotated before it is quantized (kvworld/backend/rotation.h); the
-    // bytes are those of the same format unrotated.
+    // Token layout only (keys or values): each head vector rotated before it is quantized
+    // (kvworld/backend/rotation.h); the bytes are those of the same format unrotated.
     bool rotated = false;
 
     bool quantized() const { return bits < 16; }

@@ -6,6 +6,7 @@
 // 64 and 128).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "kvworld/backend/hostdevice.h"
@@ -22,6 +23,11 @@ KVW_HD float rotation_sign(int i) {
     return (h >> 7) & 1u ? 1.f : -1.f;
 }
 
+// 1/√n, the transform's scale (one expression, so that the CUDA cache write rounds exactly like the CPU's).
+KVW_HD float rotation_scale(int n) {
+    return 1.f / sqrtf(static_cast<float>(n));
+}
+
 // x [n] in place: x <- R x (forward, before quantizing) or x <- Rᵀ x (inverse, after dequantizing). The fast
 // Walsh–Hadamard transform: log2(n) butterfly passes, n·log2(n) additions.
 KVW_HD void rotate_head_vector(float* x, int n, bool inverse) {
@@ -34,7 +40,7 @@ KVW_HD void rotate_head_vector(float* x, int n, bool inverse) {
                 x[j] = a + b;
                 x[j + len] = a - b;
             }
-    const float scale = 1.f / sqrtf(static_cast<float>(n));
+    const float scale = rotation_scale(n);
     for (int i = 0; i < n; ++i) x[i] *= inverse ? scale * rotation_sign(i) : scale;
 }
 
