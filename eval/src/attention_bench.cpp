@@ -27,12 +27,21 @@ void run_attention_bench(const AttentionBenchOptions& options) {
     if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
     for (AttentionBenchShape& s : list) s.block_shape = options.block_shape;
     const std::vector<CacheSettings> formats = {
-        {16, 16, 64, KeyLayout::Token, Correction::Off},    {8, 8, 64, KeyLayout::Token, Correction::Off},
-        {8, 8, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Off},
-        {4, 4, 64, KeyLayout::Token, Correction::Taylor},   {4, 4, 64, KeyLayout::Token, Correction::Exact},
-        {2, 2, 128, KeyLayout::Token, Correction::Off},     {2, 2, 128, KeyLayout::Token, Correction::Taylor},
-        {2, 2, 128, KeyLayout::Token, Correction::Exact},   {2, 2, 64, KeyLayout::Token, Correction::Taylor},
+        {16, 16, 64, KeyLayout::Token, Correction::Off},
+        {8, 8, 64, KeyLayout::Token, Correction::Off},
+        {8, 8, 64, KeyLayout::Token, Correction::Taylor},
+        {4, 4, 64, KeyLayout::Token, Correction::Off},
+        {4, 4, 64, KeyLayout::Token, Correction::Taylor},
+        {4, 4, 64, KeyLayout::Token, Correction::Exact},
+        {2, 2, 128, KeyLayout::Token, Correction::Off},
+        {2, 2, 128, KeyLayout::Token, Correction::Taylor},
+        {2, 2, 128, KeyLayout::Token, Correction::Exact},
+        {2, 2, 64, KeyLayout::Token, Correction::Taylor},
         {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
+        // rotated codes (keys per token and values rotated back in the kernel), against the rows above
+        {4, 4, 64, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
+        {2, 2, 128, KeyLayout::Token, Correction::Off, 1.f, Reconstruction::Midpoint, true},
+        {2, 2, 128, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
     };
     json out = json::array();
     std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",

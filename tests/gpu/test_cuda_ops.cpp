@@ -871,7 +871,15 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.5f}, 2.5f, true, true},
           // calibrated reconstruction points and their bias
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Calibrated},
-               2.5f, true, true}}) {
+               2.5f, true, true},
+          // rotated codes: written by the cache kernel, read back by the attention kernel, keys per token
+          // with the spread Taylor term and keys per channel with rotated values
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.75f, Reconstruction::Midpoint,
+                             true},
+               2.5f, true, true},
+          Case{CacheSettings{4, 2, 32, KeyLayout::Channel, Correction::Taylor, 1.f, Reconstruction::Midpoint,
+                             true},
+               1.f, true, false}}) {
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Rotated codes on CUDA (issue 20), on the GPU machine, in phases (PHASES, space-separated) over one or two
+# device commands on a warm machine (/tmp/b and /tmp/kvw persist between them):
+#   build   kvworld-cli and test_cuda_ops for sm_90 in /tmp/b (the Debian packages carried in .debs:
+#           ../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev libstb-dev libgtest-dev)
+#   tests   the whole GPU suite ($OUT/test_cuda_ops.log); the rotated cases are CudaQuantize/Rotated.*,
+#           CudaAttention.*_rotated and two rows of CudaBackend.ForwardAndRolloutMatchCpu
+#   lift    only when every GPU test passed: kvworld-cli rebuilt without the engine's refusal of rotated codes on
+#           CUDA (engine/src/session.cpp, validate_params), the refusal the tests exist to lift; the commit that
+#           lifts it in the tree follows the tests' log
+#   bench   bench-attention (its rotated rows against the same formats plain, $OUT/bench_attention.json)
+#   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor,
+#           t <= 1 and 0.75 ($OUT/paired)
+#   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
+#           chunks ($OUT/grid)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+PHASES=" ${PHASES:-build tests lift bench} "
+has() { [[ "$PHASES" == *" $1 "* ]]; }
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+mkdir -p /tmp/kvw "$OUT"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+CLI=/tmp/b/app/cli/kvworld-cli
+
+if has build; then
+  stamp "build"
+  bash .debs/unpack-debs.sh .debs > /dev/null 2>&1
+  cmake -S . -B /tmp/b -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVW_GUI=OFF -DKVW_TESTS=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 > /tmp/kvw/build.log 2>&1 &&
+    ninja -C /tmp/b -j "$(nproc)" kvworld-cli test_cuda_ops >> /tmp/kvw/build.log 2>&1
+  rc=$?; stamp "build rc=$rc"; cp /tmp/kvw/build.log "$OUT/"
+  [[ $rc == 0 ]] || { tail -30 /tmp/kvw/build.log; exit 1; }
+fi
+if has tests; then
+  stamp "test_cuda_ops"
+  timeout "${GPU_TESTS_TIMEOUT:-240}" /tmp/b/tests/test_cuda_ops > "$OUT/test_cuda_ops.log" 2>&1
+  echo "test_cuda_ops rc=$?" | tee /tmp/kvw/tests_rc
+  grep -E '^\[  (PASSED|FAILED) |tests? (ran|FAILED)|^\[  FAILED' "$OUT/test_cuda_ops.log" | tail -25
+  grep -E 'rotated' "$OUT/test_cuda_ops.log" | grep -E 'tolerance|quantization' | head -20
+fi
+if has lift; then
+  if grep -q "rc=0" /tmp/kvw/tests_rc 2>/dev/null; then
+    python3 - <<'EOF'
+import re
+p = "engine/src/session.cpp"
+s = open(p).read()
+n = len(s)
+s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda &&\s*\(key_format\(p\.cache\)\.rotated \|\| '
+           r'value_format\(p\.cache\)\.rotated\)\)\s*throw Error\("rotated codes run on the CPU backend only so far[^;]*;',
+           '', s)
+assert len(s) < n, "the refusal was not found"
+open(p, "w").write(s)
+print("lifted the CUDA refusal of rotated codes")
+EOF
+    ninja -C /tmp/b -j "$(nproc)" kvworld-cli >> /tmp/kvw/build.log 2>&1; stamp "kvworld-cli rebuilt rc=$?"
+  else
+    stamp "GPU tests did not pass: the refusal stays, paired/grid/bench of rotated codes cannot run"; exit 1
+  fi
+fi
+if has bench; then
+  stamp "bench-attention"
+  "$CLI" bench-attention --json "$OUT/bench_attention.json" 2>&1 | tee "$OUT/bench_attention.txt" | tail -32
+fi
+if has paired; then
+  stamp "paired, 64 worlds x 8 chunks"
+  timeout "${PAIRED_TIMEOUT:-420}" "$CLI" eval --backend cuda --mode paired --traces 64 --world-base 2000000 --bits 2 \
+    --groups 128 --layouts token --corrections off,taylor --correction-below-ts 1,0.75 --rotations none,hadamard \
+    --paired-chunks 8 --out "$OUT/paired" > "$OUT/paired.txt" 2>&1
+  echo "paired rc=$?"; tail -25 "$OUT/paired.txt"
+fi
+if has grid; then
+  stamp "paired grid, 16 worlds x 2 chunks"
+  timeout "${GRID_TIMEOUT:-480}" "$CLI" eval --backend cuda --mode paired --traces 16 --world-base 2000000 --bits 8,4,2 \
+    --groups 32,64,128 --layouts token,channel --corrections off,taylor --correction-below-ts 1,0.75 \
+    --rotations none,hadamard --paired-chunks 2 --out "$OUT/grid" > "$OUT/grid.txt" 2>&1
+  echo "grid rc=$?"; tail -40 "$OUT/grid.txt"
+fi
+stamp "done"
