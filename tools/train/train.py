@@ -479,6 +479,9 @@ def main():
     ap.add_argument("--eval-episodes", type=int, default=32)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the blocks' element-wise work (modulation, norms, RoPE) into fused kernels "
+                         "(PyTorch 2; the trainer is bound by those bytes, not by its matrix products)")
     args = ap.parse_args()
     t_start = time.time()
     dev = torch.device(args.device)
@@ -565,6 +568,21 @@ def main():
            "warp_source": cfg.warp_source, "warp_eye_height": cfg.warp_eye_height,
            "new_params": new_params, "new_lr_mult": args.new_lr_mult if new_params else None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
+    if args.compile:
+        assert hasattr(torch, "compile"), "--compile needs PyTorch 2"
+        # Instance attributes shadow the methods; M.apply_rope is looked up at call time by context_kv and
+        # teacher_forced_predict. Static shapes: one graph per distinct (clean, noisy) stream shape.
+        plain_apply_rope = M.apply_rope
+        model.block_qkv = torch.compile(model.block_qkv, dynamic=False)
+        model.block_finish = torch.compile(model.block_finish, dynamic=False)
+        M.apply_rope = torch.compile(M.apply_rope, dynamic=False)
+    run["compile"] = bool(args.compile)
+    # The EMA as two multi-tensor updates a step (one kernel each over every tensor) instead of a loop of small
+    # ones; the model's parameters are fp32 (autocast computes in bf16), so they need no copy.
+    ema_keys = list(ema.keys())
+    live = model.state_dict()
+    ema_list = [ema[k] for k in ema_keys]
+    live_list = [live[k] if live[k].dtype == torch.float32 else None for k in ema_keys]
     budget = args.minutes * 60.0
     t_train = time.time()
     warmup = args.warmup
@@ -584,13 +602,16 @@ def main():
         opt.step()
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for k, v in model.state_dict().items():
-                ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
+            torch._foreach_mul_(ema_list, decay)
+            torch._foreach_add_(ema_list, [v if v is not None else live[k].float() for k, v in zip(ema_keys, live_list)],
+                                alpha=1 - decay)
         step += 1
-        loss_acc += loss.item()
-        mse_acc += mse.item()
+        # Summed on the device: reading a loss back every step would stall the queue of the next step's work.
+        loss_acc = loss_acc + loss.detach()
+        mse_acc = mse_acc + mse.detach()
         n_acc += 1
         if step % 50 == 0:
+            loss_acc, mse_acc = float(loss_acc), float(mse_acc)
             pt = {"step": step, "loss": loss_acc / n_acc, "mse": mse_acc / n_acc, "lr": lr, "grad_norm": float(gnorm),
                   "seconds": time.time() - t_train, "samples": step * args.batch}
             log["points"].append(pt)
@@ -599,6 +620,10 @@ def main():
             n_acc = 0
     run["end_step"] = step
     run["train_seconds"] = time.time() - t_train
+    if args.compile:  # the evaluation and the export below run the plain functions (and deepcopy the model)
+        model.__dict__.pop("block_qkv", None)
+        model.__dict__.pop("block_finish", None)
+        M.apply_rope = plain_apply_rope
     # Evaluate the EMA weights on held-out worlds (one chunk after a ground-truth context) in a copy of the model,
     # so that the checkpoint below keeps the training weights and already holds this run's entry in the log.
     ema_model = copy.deepcopy(model)
