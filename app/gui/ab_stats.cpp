@@ -46,7 +46,8 @@ void AbStats::relabel(const std::vector<std::string>& labels) {
     for (size_t i = 0; i < labels.size() && i < series_.size(); ++i) series_[i].label = labels[i];
 }
 
-void AbStats::add(const std::vector<const ChunkMetrics*>& panes, const std::vector<double>& psnr) {
+void AbStats::add(const std::vector<const ChunkMetrics*>& panes, const std::vector<double>& psnr,
+                  const std::vector<SameContext>& same_context) {
     if (panes.size() != series_.size())
         throw Error("A/B stats: " + std::to_string(panes.size()) + " panes reported, " +
                     std::to_string(series_.size()) + " expected");
@@ -59,6 +60,14 @@ void AbStats::add(const std::vector<const ChunkMetrics*>& panes, const std::vect
         if (ref && static_cast<int>(i) != reference_) {
             push_capped(&s.delta_ps, stolen_mass_delta(panes[i]->p_cache, ref->p_cache), capacity_);
             push_capped(&s.psnr, i < psnr.size() ? psnr[i] : kNaN, capacity_);
+            const SameContext* same = i < same_context.size() ? &same_context[i] : nullptr;
+            const bool measured = same && !same->p_cache.empty();
+            if (measured ||
+                !s.same_psnr.empty()) {  // once measured, unmeasured chunks keep the series aligned
+                push_capped(&s.same_psnr, measured ? same->psnr : kNaN, capacity_);
+                push_capped(&s.same_delta_ps,
+                            measured ? stolen_mass_delta(same->p_cache, ref->p_cache) : kNaN, capacity_);
+            }
         }
     }
     ++chunks_;

@@ -380,10 +380,12 @@ void GuiController::on_chunk(event::Chunk& chunk) {
 
     std::vector<const ChunkMetrics*> metrics;
     std::vector<double> psnr;
+    std::vector<SameContext> same;
     for (size_t p = 0; p < chunk.panes.size() && p < panes_.size(); ++p) {
         panes_[p].last = chunk.panes[p].result.metrics;
         metrics.push_back(&*panes_[p].last);
         psnr.push_back(chunk.panes[p].psnr);
+        same.push_back(SameContext{chunk.panes[p].same_context_psnr, chunk.panes[p].same_context_p_cache});
     }
     const ChunkMetrics& main = chunk.panes[0].result.metrics;
     cache_timeline_mb_.push_back(static_cast<float>(main.cache_bytes.total() / 1e6));
@@ -392,7 +394,7 @@ void GuiController::on_chunk(event::Chunk& chunk) {
         if (chunk.wall_ms > 0) generated_fps_.add(frames_per_chunk() * 1000.0 / chunk.wall_ms);
         chunk_ms_history_.push_back(static_cast<float>(main.times.total_ms));
         while (chunk_ms_history_.size() > 120) chunk_ms_history_.pop_front();
-        if (metrics.size() == panes_.size()) ab_stats_.add(metrics, psnr);
+        if (metrics.size() == panes_.size()) ab_stats_.add(metrics, psnr, same);
         recorder_.add_chunk(chunk.actions);
     }
 }
@@ -487,6 +489,7 @@ void GuiController::request_next_chunk(double now, const ActionMapper& to_action
     if (state_ != RunState::Running || in_flight_ || pending_restart_ || !collector_->full()) return;
     if (scripted_ && requested_generated_frames_ >= scripted_frame_target()) return;
     command::Step step;
+    step.same_context = ab_.enabled && ab_.reference && ab_.same_context;
     std::vector<bool> live;
     collector_->take(&step.actions, &step.sampled_at, &live);
     const int live_count = static_cast<int>(std::count(live.begin(), live.end(), true));

@@ -31,6 +31,10 @@ struct AbSettings {
     bool enabled = false;
     int panes = 3;          // 2..4, the reference included
     bool reference = true;  // the first pane is a BF16 cache: PSNR and stolen mass are measured against it
+    // With the reference: each compared cache also generates every chunk from the reference's own context
+    // (one more chunk per pane; worker.h, Step::same_context), so PSNR and stolen mass are also measured on
+    // an identical context (the paired evaluation's measure), beside the drifting rollouts'.
+    bool same_context = true;
     std::array<CacheSettings, kMaxPanes> cache;  // compared panes in order (the reference is not stored here)
 
     static AbSettings defaults();

@@ -417,6 +417,14 @@ void App::draw_ab_section() {
     ui::form_label("Panes", column);
     ui::segmented("panes", &ab.panes, {{2, " 2 "}, {3, " 3 "}, {4, " 4 "}});
     ImGui::Checkbox("BF16 reference pane (PSNR, stolen mass)", &ab.reference);
+    if (ab.reference) {
+        ImGui::Checkbox("Also on the reference's context", &ab.same_context);
+        ui::help_marker(
+            "Each compared cache also generates every chunk from the reference's own context, with the same "
+            "noise: PSNR and stolen mass on an identical context (what kvworld-cli eval --mode paired "
+            "measures), beside those of the pane's own rollout, which drifts away from the reference. One "
+            "more chunk per compared pane.");
+    }
     ui::muted_wrapped("K, V bits, group, key layout, correction (%s: off/on for every quantized pane)",
                       keymap_.keymap.describe(Command::ToggleCorrection).c_str());
     const int compared = ab.compared_panes();

@@ -54,6 +54,11 @@ std::string fmt(const char* format, double v) {
     std::snprintf(buf, sizeof buf, format, v);
     return buf;
 }
+std::string fmt(const char* format, double a, double b) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, format, a, b);
+    return buf;
+}
 
 }  // namespace
 
@@ -291,14 +296,23 @@ void App::draw_world(const FrameInput&) {
         }
         if (i < world.ab_stats().panes() && h > 3 * (ImGui::GetTextLineHeight() + 10) + 16) {
             const PaneSeries& s = world.ab_stats().series(i);
-            std::string psnr, delta;
-            if (!s.psnr.empty() && std::isfinite(s.psnr.back())) psnr = fmt("PSNR %.1f dB", s.psnr.back());
-            if (!s.delta_ps.empty() && std::isfinite(s.delta_ps.back()))
-                delta = std::string(ui::delta_ps_name()) + fmt(" %+.4f", s.delta_ps.back());
-            const std::string stats =
-                first_fitting({psnr.empty() || delta.empty() ? psnr + delta : psnr + "   " + delta,
-                               psnr.empty() ? delta : psnr},
-                              room);
+            std::string psnr, delta, short_psnr;
+            const bool same = !s.same_psnr.empty() && std::isfinite(s.same_psnr.back());
+            if (!s.psnr.empty() && std::isfinite(s.psnr.back())) {
+                // On the reference's context first (the paired measure), then along the pane's own rollout.
+                psnr = same
+                           ? fmt("PSNR %.1f dB same context, %.1f rollout", s.same_psnr.back(), s.psnr.back())
+                           : fmt("PSNR %.1f dB", s.psnr.back());
+                short_psnr = same ? fmt("PSNR %.1f / %.1f dB", s.same_psnr.back(), s.psnr.back()) : psnr;
+            }
+            const std::vector<float>& dps = same ? s.same_delta_ps : s.delta_ps;
+            if (!dps.empty() && std::isfinite(dps.back()))
+                delta = std::string(ui::delta_ps_name()) + fmt(" %+.4f", dps.back());
+            const std::string stats = first_fitting(
+                {psnr.empty() || delta.empty() ? psnr + delta : psnr + "   " + delta,
+                 short_psnr.empty() || delta.empty() ? short_psnr + delta : short_psnr + "   " + delta, psnr,
+                 short_psnr.empty() ? delta : short_psnr},
+                room);
             if (!stats.empty()) {
                 const ImRect r = chip(dl, ImVec2(p0.x + 8, p1.y - ImGui::GetTextLineHeight() - 18),
                                       ui::color::pane(i), stats);
@@ -751,8 +765,10 @@ void App::draw_ab_plots() {
                           ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_BordersInnerV)) {
         ImGui::TableSetupColumn("Pane", ImGuiTableColumnFlags_WidthFixed, 190);
         if (have_ref) {
-            ImGui::TableSetupColumn("PSNR vs reference (dB)");
-            ImGui::TableSetupColumn((std::string(ui::delta_ps_name()) + " stolen attention mass").c_str());
+            ImGui::TableSetupColumn("PSNR vs reference (dB): same context / rollout");
+            ImGui::TableSetupColumn(
+                (std::string(ui::delta_ps_name()) + " stolen attention mass: same context / rollout")
+                    .c_str());
         } else {
             ImGui::TableSetupColumn("P_S: attention mass on cached keys (mean over layers)");
         }
@@ -764,25 +780,38 @@ void App::draw_ab_plots() {
             ImGui::TableNextColumn();
             ui::legend(ui::color::pane(i), s.label.c_str());
             ImGui::PushStyleColor(ImGuiCol_PlotLines, ui::color::vec(ui::color::pane(i)));
-            auto plot = [&](const char* id, const std::vector<float>& v, const char* format) {
+            auto plot_line = [&](const char* id, const std::vector<float>& v, const char* format, float h) {
+                std::vector<float> finite;
+                for (float x : v) finite.push_back(std::isfinite(x) ? x : 0.f);
+                char overlay[64];
+                std::snprintf(overlay, sizeof overlay, format, finite.back());
+                ImGui::PlotLines(id, finite.data(), static_cast<int>(finite.size()), 0, overlay, FLT_MAX,
+                                 FLT_MAX, ImVec2(ImGui::GetContentRegionAvail().x, h));
+            };
+            // One cell: the same-context series above the rollout's when it was measured, else the rollout's.
+            auto plot = [&](const char* id, const std::vector<float>& rollout, const std::vector<float>& same,
+                            const char* format, const char* same_format, const char* rollout_format) {
                 ImGui::TableNextColumn();
-                if (v.empty()) {
+                if (rollout.empty()) {
                     ImGui::TextDisabled("waiting for the first chunk");
                     return;
                 }
-                std::vector<float> finite;
-                for (float x : v) finite.push_back(std::isfinite(x) ? x : 0.f);
-                char overlay[48];
-                std::snprintf(overlay, sizeof overlay, format, finite.back());
-                ImGui::PlotLines(id, finite.data(), static_cast<int>(finite.size()), 0, overlay, FLT_MAX,
-                                 FLT_MAX, ImVec2(ImGui::GetContentRegionAvail().x, plot_h));
+                if (same.empty()) {
+                    plot_line(id, rollout, format, plot_h);
+                    return;
+                }
+                const float half = std::max(18.0f, plot_h / 2 - ImGui::GetStyle().ItemSpacing.y / 2);
+                ImGui::PushID(id);
+                plot_line("##same", same, same_format, half);
+                plot_line("##rollout", rollout, rollout_format, half);
+                ImGui::PopID();
             };
             ImGui::PushID(i);
             if (have_ref) {
-                plot("##psnr", s.psnr, "%.2f dB");
-                plot("##dps", s.delta_ps, "%+.5f");
+                plot("##psnr", s.psnr, s.same_psnr, "%.2f dB", "same context %.2f dB", "rollout %.2f dB");
+                plot("##dps", s.delta_ps, s.same_delta_ps, "%+.5f", "same context %+.5f", "rollout %+.5f");
             } else {
-                plot("##ps", s.p_s, "%.4f");
+                plot("##ps", s.p_s, {}, "%.4f", "", "");
             }
             ImGui::PopID();
             ImGui::PopStyleColor();

@@ -280,44 +280,82 @@ void Worker::handle(command::Step& c, std::stop_token stop) {
     chunk.sampled_at = c.sampled_at;
     set_progress(true, "generating chunk " + std::to_string(chunk.chunk));
     const auto t0 = std::chrono::steady_clock::now();
-    auto progress_of = [this, n](int pane) {
-        return [this, pane, n](const char* stage, int done, int total) {
+    // Same-context forks: made from the reference before it steps (so they hold its context), one per
+    // compared pane whose cache differs from the reference's; they step with the same actions and noise.
+    const bool measure_same = c.same_context && s.reference >= 0 && s.reference < n;
+    std::vector<std::unique_ptr<Session>> forks(static_cast<size_t>(n));
+    if (measure_same) {
+        const Session& ref = *s.panes[static_cast<size_t>(s.reference)];
+        for (int i = 0; i < n; ++i) {
+            const CacheSettings& cache = s.panes[static_cast<size_t>(i)]->params().cache;
+            if (i == s.reference || cache == ref.params().cache) continue;
+            SessionParams p = ref.params();
+            p.cache = cache;
+            forks[static_cast<size_t>(i)] = ref.fork(p);
+        }
+    }
+    int sessions = n;  // stepping this chunk: the panes and the forks (shown as "pane k/sessions")
+    for (const auto& fork : forks) sessions += fork ? 1 : 0;
+    auto progress_of = [this, sessions](int pane) {
+        return [this, pane, sessions](const char* stage, int done, int total) {
             if (cancel_) throw Cancelled("the chunk was abandoned for a restart");
             std::lock_guard lock(mutex_);
             progress_.pane = pane;
-            progress_.panes = n;
+            progress_.panes = sessions;
             progress_.stage = stage ? stage : "";
             progress_.done = done;
             progress_.total = total;
         };
     };
+    // Every session that steps this chunk: the panes, then the forks (index n + i for pane i's). A fork is
+    // a new session each chunk (its cache copied from the reference and re-encoded at its first step).
+    std::vector<Session*> stepping;
+    for (auto& pane : s.panes) stepping.push_back(pane.get());
+    for (auto& fork : forks) stepping.push_back(fork.get());
+    std::vector<int> progress_index(stepping.size());  // the forks' numbered after the panes, as they step
+    for (size_t i = 0, k = 0; i < stepping.size(); ++i)
+        progress_index[i] = stepping[i] ? static_cast<int>(k++) : -1;
+    std::vector<ChunkResult> results(stepping.size());
+    std::exception_ptr failure;
     if (s.concurrent) {
-        std::vector<std::future<ChunkResult>> running;
-        for (int i = 0; i < n; ++i)
-            running.push_back(std::async(std::launch::async, [&s, &c, i, progress = progress_of(i)] {
-                return s.panes[static_cast<size_t>(i)]->step(c.actions, progress);
-            }));
-        std::exception_ptr failure;
-        for (auto& r : running) {  // join all before rethrowing: no pane may still run when this returns
-            PaneChunk pc;
+        std::vector<std::future<void>> running;
+        for (size_t i = 0; i < stepping.size(); ++i)
+            if (stepping[i])
+                running.push_back(
+                    std::async(std::launch::async, [&, i, progress = progress_of(progress_index[i])] {
+                        results[i] = stepping[i]->step(c.actions, progress);
+                    }));
+        for (auto& r : running) {  // join all before rethrowing: no session may still run when this returns
             try {
-                pc.result = r.get();
+                r.get();
             } catch (...) {
                 if (!failure) failure = std::current_exception();
             }
-            pc.psnr = std::numeric_limits<double>::quiet_NaN();
-            chunk.panes.push_back(std::move(pc));
         }
-        if (failure) std::rethrow_exception(failure);
-        if (stop.stop_requested()) return;
     } else {
-        for (int i = 0; i < n; ++i) {
-            PaneChunk pc;
-            pc.result = s.panes[static_cast<size_t>(i)]->step(c.actions, progress_of(i));
-            pc.psnr = std::numeric_limits<double>::quiet_NaN();
-            chunk.panes.push_back(std::move(pc));
+        for (size_t i = 0; i < stepping.size() && !failure; ++i) {
+            if (!stepping[i]) continue;
+            try {
+                results[i] = stepping[i]->step(c.actions, progress_of(progress_index[i]));
+            } catch (...) {
+                failure = std::current_exception();
+            }
             if (stop.stop_requested()) return;
         }
+    }
+    if (failure) std::rethrow_exception(failure);
+    if (stop.stop_requested()) return;
+    auto mean_psnr = [](const std::vector<Image>& frames, const std::vector<Image>& ref) {
+        if (frames.empty() || frames.size() != ref.size()) return std::numeric_limits<double>::quiet_NaN();
+        double sum = 0;
+        for (size_t f = 0; f < frames.size(); ++f) sum += frontend::psnr(frames[f], ref[f]);
+        return sum / static_cast<double>(frames.size());
+    };
+    for (int i = 0; i < n; ++i) {
+        PaneChunk pc;
+        pc.result = std::move(results[static_cast<size_t>(i)]);
+        pc.psnr = pc.same_context_psnr = std::numeric_limits<double>::quiet_NaN();
+        chunk.panes.push_back(std::move(pc));
     }
     chunk.wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     // PSNR against the reference, from host frames (the app asks for host frames when a reference runs).
@@ -325,11 +363,18 @@ void Worker::handle(command::Step& c, std::stop_token stop) {
         const auto& ref = chunk.panes[static_cast<size_t>(s.reference)].result.frames;
         for (int i = 0; i < n; ++i) {
             if (i == s.reference) continue;
-            const auto& frames = chunk.panes[static_cast<size_t>(i)].result.frames;
-            if (frames.empty() || frames.size() != ref.size()) continue;
-            double sum = 0;
-            for (size_t f = 0; f < frames.size(); ++f) sum += frontend::psnr(frames[f], ref[f]);
-            chunk.panes[static_cast<size_t>(i)].psnr = sum / static_cast<double>(frames.size());
+            PaneChunk& pc = chunk.panes[static_cast<size_t>(i)];
+            pc.psnr = mean_psnr(pc.result.frames, ref);
+            if (!measure_same) continue;
+            if (forks[static_cast<size_t>(i)]) {
+                const ChunkResult& same = results[static_cast<size_t>(n + i)];
+                pc.same_context_psnr = mean_psnr(same.frames, ref);
+                pc.same_context_p_cache = same.metrics.p_cache;
+            } else {  // the reference's own cache: the pane is the reference's twin
+                pc.same_context_psnr = pc.psnr;
+                pc.same_context_p_cache =
+                    chunk.panes[static_cast<size_t>(s.reference)].result.metrics.p_cache;
+            }
         }
     }
     s.last_actions = c.actions;

@@ -66,6 +66,10 @@ struct SetParams {  // all panes at once; all or nothing
 struct Step {
     std::vector<FrameAction> actions;
     std::vector<double> sampled_at;  // handed back with the chunk (latency)
+    // With a reference pane: also run each compared pane's cache for this chunk from the reference's own
+    // context (a fork of the reference session, the same noise), so the pane's difference from the
+    // reference is measured on an identical context, not only along its drifting rollout.
+    bool same_context = false;
 };
 }  // namespace command
 using WorkerCommand = std::variant<command::LoadModel, command::Start, command::SetParams, command::Step>;
@@ -73,6 +77,10 @@ using WorkerCommand = std::variant<command::LoadModel, command::Start, command::
 struct PaneChunk {
     ChunkResult result;
     double psnr = 0;  // mean over the chunk's frames vs the reference pane; NaN when not measured
+    // Step::same_context: the pane's cache on the reference's context — PSNR of that chunk against the
+    // reference's chunk (NaN when not measured) and its P_S per layer (empty when not measured).
+    double same_context_psnr = 0;
+    std::vector<double> same_context_p_cache;
 };
 
 namespace event {

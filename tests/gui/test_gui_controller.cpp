@@ -348,6 +348,20 @@ TEST(GuiController, AbPanesComeAndGoAndTheWorldContinues) {
     EXPECT_EQ(ui.world.ab_stats().reference_index(), 0);
     ASSERT_TRUE(ui.run_until([&] { return !ui.world.ab_stats().series(1).psnr.empty(); }))
         << ui.all_notices();
+    // By default each compared cache also ran the chunk on the reference's context (a fork of the reference
+    // session). On the first chunk after the start both contexts were made from the same frames, so the
+    // same-context PSNR is that of the pane's own chunk, up to the bf16 rounding the reference's cache adds
+    // before the fork re-encodes it.
+    {
+        const PaneSeries& int2 = ui.world.ab_stats().series(2);
+        ASSERT_EQ(int2.same_psnr.size(), int2.psnr.size());
+        ASSERT_TRUE(std::isfinite(int2.same_psnr.front()) && std::isfinite(int2.psnr.front()));
+        std::printf(
+            "[same context] first chunk: same-context PSNR %.2f dB, rollout %.2f dB, dP_S %+.4f / %+.4f\n",
+            int2.same_psnr.front(), int2.psnr.front(), int2.same_delta_ps.front(), int2.delta_ps.front());
+        EXPECT_NEAR(int2.same_psnr.front(), int2.psnr.front(), 1.0);
+        EXPECT_NEAR(int2.same_delta_ps.front(), int2.delta_ps.front(), 0.01);
+    }
     EXPECT_FALSE(ui.world.recorder().exact_replay());
     EXPECT_NE(ui.world.recorder().divergence().find("A/B panes changed"), std::string::npos)
         << ui.world.recorder().divergence();

@@ -662,6 +662,31 @@ TEST(AbStats, SeriesPerPaneAgainstTheReference) {
     EXPECT_EQ(stats.series(1).label, "B");
 }
 
+TEST(AbStats, SameContextSeriesBesideTheRollouts) {
+    AbStats stats(8);
+    stats.reset({"ref", "K2 taylor", "K2 off"}, 0);
+    ChunkMetrics ref, taylor, off;
+    ref.p_cache = {0.2, 0.4};
+    taylor.p_cache = {0.25, 0.45};  // drifted rollout
+    off.p_cache = {0.3, 0.5};
+    stats.add({&ref, &taylor, &off}, {NAN, 30.0, 25.0});  // not measured yet: no same-context series
+    EXPECT_TRUE(stats.series(1).same_psnr.empty());
+    const std::vector<SameContext> same = {SameContext{}, SameContext{41.0, {0.21, 0.41}},
+                                           SameContext{33.0, {0.26, 0.46}}};
+    stats.add({&ref, &taylor, &off}, {NAN, 29.0, 24.0}, same);
+    ASSERT_EQ(stats.series(1).same_psnr.size(), 1u);
+    EXPECT_FLOAT_EQ(stats.series(1).same_psnr.back(), 41.0f);
+    EXPECT_NEAR(stats.series(1).same_delta_ps.back(), 0.01, 1e-6);  // on the reference's context
+    EXPECT_NEAR(stats.series(1).delta_ps.back(), 0.05, 1e-6);       // along the pane's own rollout
+    EXPECT_NEAR(stats.series(2).same_delta_ps.back(), 0.06, 1e-6);
+    EXPECT_TRUE(stats.series(0).same_psnr.empty());  // the reference has none
+    // A chunk without the measure (switched off) keeps the series aligned with the rollout's.
+    stats.add({&ref, &taylor, &off}, {NAN, 28.0, 23.0});
+    ASSERT_EQ(stats.series(1).same_psnr.size(), 2u);
+    EXPECT_TRUE(std::isnan(stats.series(1).same_psnr.back()));
+    EXPECT_EQ(stats.series(1).psnr.size(), 3u);
+}
+
 // ---- trace recording ------------------------------------------------------------------------------
 
 TEST(Recording, TraceHasContextThenPlayedActionsAndNotesDivergence) {
