@@ -28,6 +28,28 @@ KVW_HD float log_sinhc(float x) {
     return a + log1pf(-expf(-2.f * a)) - logf(2.f * a);
 }
 
+// The exact correction of one channel pair, to fourth order (docs/design.md "The exact correction as a
+// series"): with u = (a·c + b·s, −a·s + b·c) the query pair (a, b) turned back by the key's angle θ
+// (c, s = cos θ, sin θ) and κ = α·step/2,
+//   log sinhc(κu0) + log sinhc(κu1) = κ²r²/6 − κ⁴(u0⁴ + u1⁴)/180 + O(κ⁶r⁶),   r² = a² + b²,
+//   u0⁴ + u1⁴ = (3r⁴ + Re z⁴·cos 4θ + Im z⁴·sin 4θ)/4,                          z = a + ib,
+// so every term is a product of a query feature (r², r⁴, Re z⁴, Im z⁴) and a key feature (κ², κ⁴,
+// κ⁴cos 4θ, κ⁴sin 4θ): a kernel can take it as extra columns of its QKᵀ product instead of a log per score
+// and channel. (c4, s4) = (cos 4θ, sin 4θ): quarter_angle_factors(c, s). The first term left out is
+// κ⁶(u0⁶ + u1⁶)/2835, at most x⁴/472 of the quadratic term for x = κr.
+KVW_HD float exact_series_pair(float a, float b, float c4, float s4, float kappa) {
+    const float a2 = a * a, b2 = b * b, r2 = a2 + b2, k2 = kappa * kappa;
+    const float re4 = (a2 - b2) * (a2 - b2) - 4.f * a2 * b2;  // Re z⁴ = (a² − b²)² − (2ab)²
+    const float im4 = 4.f * a * b * (a2 - b2);                // Im z⁴ = 2·(a² − b²)·2ab
+    return k2 * r2 / 6.f - k2 * k2 * (3.f * r2 * r2 + re4 * c4 + im4 * s4) / 720.f;
+}
+// (cos 4θ, sin 4θ) from (cos θ, sin θ): two angle doublings, no trigonometry (a RoPE table gives c, s).
+KVW_HD void quarter_angle_factors(float c, float s, float* c4, float* s4) {
+    const float c2 = c * c - s * s, s2 = 2.f * c * s;
+    *c4 = c2 * c2 - s2 * s2;
+    *s4 = 2.f * c2 * s2;
+}
+
 // alpha^2 / 24: the Taylor coefficient (variance of U[-step/2, step/2] is step^2/12, and
 // log E[e^d] = Var(d)/2 to second order).
 KVW_HD float taylor_coefficient(float alpha) {
