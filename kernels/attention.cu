@@ -281,6 +281,16 @@ __device__ __forceinline__ void unrotate_quarter(float (&x)[R], int quarter, uns
         x[i] = __uint_as_float(__float_as_uint(x[i] * scale) ^ (((negative >> i) & 1u) << 31));
 }
 
+// A rotated quarter row from its staged codes and metadata (fp16 step | offset << 16): dequantized, then
+// rotated back across the quad.
+template <int R>
+__device__ __forceinline__ void dequant_rotated_quarter(const uint8_t* codes, int bits, uint32_t meta,
+                                                        const float* levels, unsigned quad, uint32_t negative,
+                                                        float scale, float (&x)[R]) {
+    dequant_region(codes, bits, f16_to_f32(meta & 0xffffu), f16_to_f32(meta >> 16), levels, x);
+    unrotate_quarter(x, threadIdx.x % 4, quad, negative, scale);
+}
+
 // ---- the kernel ---------------------------------------------------------------------------------------
 struct TileInfo {
     SegmentDesc sd;
@@ -481,17 +491,12 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     }
                 } else if (!kchan && k_rotated) {
                     // The quarter of the rotated key, rotated back across the quad, then RoPE.
-                    const float step = f16_to_f32(kmeta[i] & 0xffffu), off = f16_to_f32(kmeta[i] >> 16);
                     float x[kRegion];
-                    dequant_region(my_stage, KBITS, step, off, k_calibrated ? k_levels : nullptr, x);
-                    unrotate_quarter(x, threadIdx.x % 4, quad, negative, rotation_factor);
+                    dequant_rotated_quarter(my_stage, KBITS, kmeta[i], k_calibrated ? k_levels : nullptr,
+                                            quad, negative, rotation_factor, x);
 #pragma unroll
-                    for (int c = 0; c < kRegion; c += 8) {
-                        float v[8];
-#pragma unroll
-                        for (int e = 0; e < 8; ++e) v[e] = x[c + e];
-                        rotate8_store(p, pos, kc0 + c, v, kdst + c);
-                    }
+                    for (int c = 0; c < kRegion; c += 8)
+                        rotate8_store(p, pos, kc0 + c, *reinterpret_cast<float(*)[8]>(x + c), kdst + c);
                 } else if (!kchan) {
                     const float step = f16_to_f32(kmeta[i] & 0xffffu), off = f16_to_f32(kmeta[i] >> 16);
 #pragma unroll
@@ -506,17 +511,12 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     }
                 }
                 if (!ti.current && v_rotated) {
-                    const float step = f16_to_f32(vmeta[i] & 0xffffu), off = f16_to_f32(vmeta[i] >> 16);
                     float x[kRegion];
-                    dequant_region(my_stage + 32, vbits, step, off, v_calibrated ? v_levels : nullptr, x);
-                    unrotate_quarter(x, threadIdx.x % 4, quad, negative, rotation_factor);
+                    dequant_rotated_quarter(my_stage + 32, vbits, vmeta[i], v_calibrated ? v_levels : nullptr,
+                                            quad, negative, rotation_factor, x);
 #pragma unroll
-                    for (int c = 0; c < kRegion; c += 8) {
-                        float v[8];
-#pragma unroll
-                        for (int e = 0; e < 8; ++e) v[e] = x[c + e];
-                        store8(v, vdst + c);
-                    }
+                    for (int c = 0; c < kRegion; c += 8)
+                        store8(*reinterpret_cast<float(*)[8]>(x + c), vdst + c);
                 } else if (!ti.current && vbits < 16) {
                     const float step = f16_to_f32(vmeta[i] & 0xffffu), off = f16_to_f32(vmeta[i] >> 16);
 #pragma unroll

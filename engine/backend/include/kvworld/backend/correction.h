@@ -35,8 +35,9 @@ KVW_HD float log_sinhc(float x) {
 //   u0⁴ + u1⁴ = (3r⁴ + Re z⁴·cos 4θ + Im z⁴·sin 4θ)/4,                          z = a + ib,
 // so every term is a product of a query feature (r², r⁴, Re z⁴, Im z⁴) and a key feature (κ², κ⁴,
 // κ⁴cos 4θ, κ⁴sin 4θ): a kernel can take it as extra columns of its QKᵀ product instead of a log per score
-// and channel. (c4, s4) = (cos 4θ, sin 4θ): quarter_angle_factors(c, s). The first term left out is
-// κ⁶(u0⁶ + u1⁶)/2835, at most x⁴/472 of the quadratic term for x = κr.
+// and channel. (c4, s4) = (cos 4θ, sin 4θ): quarter_angle_factors(c, s); (0, 0) gives the "iso" form, the
+// harmonic averaged out (one column a group). The first term left out is κ⁶(u0⁶ + u1⁶)/2835, at most x⁴/472 of
+// the quadratic term for x = κr.
 KVW_HD float exact_series_pair(float a, float b, float c4, float s4, float kappa) {
     const float a2 = a * a, b2 = b * b, r2 = a2 + b2, k2 = kappa * kappa;
     const float re4 = (a2 - b2) * (a2 - b2) - 4.f * a2 * b2;  // Re z⁴ = (a² − b²)² − (2ab)²
