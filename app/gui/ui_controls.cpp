@@ -137,16 +137,13 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
         // measured: keys per token, and only the CPU backend carries the measured steps so far
         const bool measured_runs =
             cache->key_layout == KeyLayout::Token && controller_->backend() == BackendKind::Cpu;
-        if (corr == static_cast<int>(Correction::Measured) && !measured_runs)
+        if (corr == static_cast<int>(Correction::Measured) && !measured_runs) {
             notify("the measured correction needs keys per token on the CPU backend", true);
-        else if (corr >= static_cast<int>(Correction::Exact) &&
-                 cache->reconstruction == Reconstruction::Calibrated)
-            notify("calibrated codes take the Taylor correction or none", true);
-        else if (corr == static_cast<int>(Correction::Exact) && cache->rotated &&
-                 cache->key_layout == KeyLayout::Token)
-            notify("rotated keys take the Taylor correction, the measured one or none", true);
-        else
-            cache->correction = static_cast<Correction>(corr);
+        } else {
+            CacheSettings wanted = *cache;
+            wanted.correction = static_cast<Correction>(corr);
+            take_if_valid(wanted);  // the engine's rules: calibrated codes and rotated keys refuse some modes
+        }
     }
     if (!corrects) {
         ImGui::SameLine();
