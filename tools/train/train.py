@@ -482,6 +482,8 @@ def main():
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the blocks' element-wise work (modulation, norms, RoPE) into fused kernels "
                          "(PyTorch 2; the trainer is bound by those bytes, not by its matrix products)")
+    ap.add_argument("--profile", help="profile steps 20-24 of this run (torch.profiler) and write the operators' "
+                                      "device-time table here (then train on)")
     args = ap.parse_args()
     t_start = time.time()
     dev = torch.device(args.device)
@@ -588,6 +590,7 @@ def main():
     warmup = args.warmup
     model.train()
     loss_acc, mse_acc, n_acc = 0.0, 0.0, 0
+    prof = None
     while time.time() - t_train < budget:
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
         for g in opt.param_groups:
@@ -606,6 +609,21 @@ def main():
             torch._foreach_add_(ema_list, [v if v is not None else live[k].float() for k, v in zip(ema_keys, live_list)],
                                 alpha=1 - decay)
         step += 1
+        if args.profile and prof is None and step - run["start_step"] == 20:
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] +
+                                          ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else []))
+            prof.__enter__()
+            t_prof = time.time()
+        elif prof is not None and step - run["start_step"] == 25:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            prof.__exit__(None, None, None)
+            sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+            with open(args.profile, "w") as f:
+                f.write(f"5 steps of batch {args.batch} in {time.time() - t_prof:.3f} s wall\n")
+                f.write(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=60))
+            print("profile written", args.profile, flush=True)
+            prof = False
         # Summed on the device: reading a loss back every step would stall the queue of the next step's work.
         loss_acc = loss_acc + loss.detach()
         mse_acc = mse_acc + mse.detach()
