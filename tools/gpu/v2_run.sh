@@ -107,7 +107,19 @@ if has dit; then
     --log "$OUT/dit/train_log.json" --minutes "${DIT_MINUTES:-6}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
     --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
     ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
-  echo "train rc=$?"; grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
+  rc=$?; echo "train rc=$rc"
+  if [[ $rc != 0 && "${TRAIN_ARGS:-}" == *--compile* && ! -f /tmp/kvw/dit.pt ]]; then
+    # torch.compile is new to this trainer: a failure of it must not cost the call's training
+    tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_compile_failed.txt"
+    stamp "again without --compile, ${DIT_RETRY_MINUTES:-4} min"
+    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
+      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
+      --log "$OUT/dit/train_log.json" --minutes "${DIT_RETRY_MINUTES:-4}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
+      --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
+      ${TRAIN_ARGS//--compile/} > /tmp/kvw/train_dit.txt 2>&1
+    echo "train rc=$?"
+  fi
+  grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
   mkdir -p "$OUT/dit" && cp /tmp/kvw/train_dit.txt "$OUT/dit/"
 fi
 if [[ -n "${build_pid:-}" ]]; then wait "$build_pid"; stamp "$(tail -1 /tmp/kvw/build.log)"; cp /tmp/kvw/build.log "$OUT/"; fi

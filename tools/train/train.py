@@ -619,6 +619,7 @@ def main():
                 torch.cuda.synchronize()
             prof.__exit__(None, None, None)
             sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+            os.makedirs(os.path.dirname(os.path.abspath(args.profile)), exist_ok=True)
             with open(args.profile, "w") as f:
                 f.write(f"5 steps of batch {args.batch} in {time.time() - t_prof:.3f} s wall\n")
                 f.write(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=60))
