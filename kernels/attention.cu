@@ -351,6 +351,7 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     const int q0 = q_tile * kBQ;
     const int corr = kKeyQuantized ? p.correction : 0;
     const bool kchan = kKeyQuantized && p.key_fmt.channel;
+    const bool k_measured = kKeyQuantized && p.key_fmt.measured;  // token layout, Taylor (host-checked)
     const int group = p.key_fmt.group;
     const int vbits = p.value_fmt.bits, vgroup = p.value_fmt.group;
     const int patch_rows = p.tokens_per_frame / p.patch_cols;
@@ -531,9 +532,16 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     }
                 }
             }
-            // Token-layout key steps for the correction: one writer per (key, group). Taylor keeps s^2.
+            // Token-layout key steps for the correction: one writer per (key, group). Taylor keeps s^2. The
+            // measured correction takes the step stored beside the codes at write time (a global load by
+            // this one writer).
             if (kKeyQuantized && corrected && !kchan && kc0 % group == 0) {
-                const float st = valid ? f16_to_f32(kmeta[i] & 0xffffu) : 0.f;
+                const float st =
+                    !valid ? 0.f
+                    : k_measured
+                        ? f16_to_f32(ti.sd.k_corr_steps[(static_cast<size_t>(h) * ti.T + t) * (HD / group) +
+                                                        kc0 / group])
+                        : f16_to_f32(kmeta[i] & 0xffffu);
                 kstep[(buf * kBK + kj) * 4 + kc0 / group] = corr == 1 ? st * st : st;
             }
         }
@@ -1092,6 +1100,8 @@ void attention(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention: rotated codes are quantized and in the token layout");
     if (p.key_fmt.rotated && p.correction == 2)
         throw Error("CUDA attention: rotated keys take the Taylor correction or none (not exact)");
+    if (p.key_fmt.measured && (!p.key_fmt.quantized() || p.key_fmt.channel || p.correction == 2))
+        throw Error("CUDA attention: measured steps are of quantized keys per token, for the Taylor form");
     auto levels_fit = [](const float* levels, const TensorFormat& f) {
         return levels == nullptr || (f.quantized() && (f.bits == 2 || f.bits == 4));
     };

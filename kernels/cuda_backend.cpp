@@ -461,7 +461,8 @@ void CudaBackendSession::set_context(const std::vector<int>& slots, const CacheS
             const cu::PackedView& k = slot.k[static_cast<size_t>(l)];
             const cu::PackedView& v = slot.v[static_cast<size_t>(l)];
             segs[l * kMaxContextChunks + s] = cu::SegmentDesc{
-                k.codes, k.steps, k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(), s};
+                k.codes, k.steps,     k.offsets, v.codes, v.steps, v.offsets, c.tokens_per_chunk(),
+                s,       k.corr_steps};
         }
     *h_n_segments_.as<int>() = n_ctx;
     context_cache_ = cache;
@@ -620,7 +621,10 @@ void CudaBackendSession::attention(int layer, int row) {
     ap.key_fmt = key_format(context_cache_);
     ap.value_fmt = value_format(context_cache_);
     const bool corrected = row >= static_cast<int>(row_corrected_.size()) || row_corrected_[row] != 0;
-    ap.correction = corrected ? static_cast<int>(context_cache_.correction) : 0;
+    // The measured correction is the Taylor form on the steps measured at write time (key_fmt.measured).
+    const Correction form =
+        context_cache_.correction == Correction::Measured ? Correction::Taylor : context_cache_.correction;
+    ap.correction = corrected ? static_cast<int>(form) : 0;
     ap.alpha = 1.f / std::sqrt(static_cast<float>(c.head_dim));
     const CodeTable *key_table = nullptr, *value_table = nullptr;
     ap.k_levels = m_.levels(context_cache_, true, layer, &key_table);
@@ -773,6 +777,8 @@ DeviceSlot& CudaBackendSession::allocate_slot(int id, const TensorFormat& kf, co
             off += L.step_count * 2;
             v.offsets = reinterpret_cast<uint16_t*>(base + off);
             off += L.offset_count * 2;
+            v.corr_steps = L.corr_step_count ? reinterpret_cast<uint16_t*>(base + off) : nullptr;
+            off += L.corr_step_count * 2;
         };
         place(slot.k[static_cast<size_t>(l)], slot.k_layout);
         place(slot.v[static_cast<size_t>(l)], slot.v_layout);
@@ -804,9 +810,12 @@ CachedChunk CudaBackendSession::read_slot(int id) {
         p.codes.resize(L.code_bytes);
         p.steps.resize(L.step_count);
         p.offsets.resize(L.offset_count);
+        p.corr_steps.resize(L.corr_step_count);
         cu::copy_to_host(p.codes.data(), src.codes, p.codes.size());
         cu::copy_to_host(p.steps.data(), src.steps, p.steps.size() * 2);
         cu::copy_to_host(p.offsets.data(), src.offsets, p.offsets.size() * 2);
+        if (!p.corr_steps.empty())
+            cu::copy_to_host(p.corr_steps.data(), src.corr_steps, p.corr_steps.size() * 2);
         return p;
     };
     for (size_t l = 0; l < s.k.size(); ++l) {
@@ -823,6 +832,8 @@ void CudaBackendSession::write_slot(int id, const CachedChunk& chunk) {
         cu::copy_to_device(dst.codes, p.codes.data(), p.codes.size());
         cu::copy_to_device(dst.steps, p.steps.data(), p.steps.size() * 2);
         cu::copy_to_device(dst.offsets, p.offsets.data(), p.offsets.size() * 2);
+        if (!p.corr_steps.empty())
+            cu::copy_to_device(dst.corr_steps, p.corr_steps.data(), p.corr_steps.size() * 2);
     };
     for (size_t l = 0; l < s.k.size(); ++l) {
         write(s.k[l], chunk.k.at(l));

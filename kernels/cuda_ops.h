@@ -218,6 +218,8 @@ struct PackedView {
     uint8_t* codes = nullptr;
     uint16_t* steps = nullptr;
     uint16_t* offsets = nullptr;
+    uint16_t* corr_steps =
+        nullptr;  // keys with fmt.measured: the measured correction steps, fp16 (steps' order)
 };
 // Quantizes x (bf16 rows of `row_stride`, head h at column h*hd) into the segment `*dst` (a PackedView in
 // device memory, so that a captured graph can be pointed at a new cache slot by rewriting it).
@@ -235,6 +237,9 @@ struct SegmentDesc {
     const uint16_t* v_offsets;
     int tokens;
     int slot;  // context slot: time position = slot * chunk_frames + frame
+    // Keys with key_fmt.measured: the correction's measured steps (fp16, the steps' order), which the Taylor
+    // term uses in place of the quantization steps.
+    const uint16_t* k_corr_steps = nullptr;
 };
 
 struct AttentionParams {
@@ -245,7 +250,7 @@ struct AttentionParams {
     const int* n_segments = nullptr;  // device scalar: cached segments this chunk (slot of current = it)
     int max_segments = 0;
     TensorFormat key_fmt, value_fmt;
-    int correction = 0;  // 0 off, 1 taylor, 2 exact
+    int correction = 0;  // 0 off, 1 taylor (with key_fmt.measured: on the measured steps), 2 exact
     float alpha = 0;
     // Taylor: the factor on sum_g step_g^2 ||q_g||^2 added to each cached score (taylor_score_factor:
     // -alpha^2/24 for midpoints, +alpha^2/2 * error variance for calibrated levels). Required with taylor.

@@ -17,6 +17,10 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+__device__ __forceinline__ double warp_sum(double v) {
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
 // OR of the codes of `per_byte` consecutive lanes (disjoint bit fields), valid in the first lane of each run.
 __device__ __forceinline__ uint32_t pack_lanes(uint32_t bits_field, int per_byte) {
     for (int o = 1; o < per_byte; o <<= 1) bits_field |= __shfl_xor_sync(0xffffffffu, bits_field, o);
@@ -54,7 +58,7 @@ __device__ __forceinline__ void rotate_lane_channels(float (&v)[4], int lane, in
 
 // Token layout: one warp per (token, head); lane owns channels lane + 32k (k < hd/32).
 __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_stride, int tokens, int heads,
-                                      int hd, int bits, int group, bool rotated,
+                                      int hd, int bits, int group, bool rotated, bool measured,
                                       const PackedView* __restrict__ dst) {
     const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
     if (warp >= tokens * heads) return;
@@ -101,6 +105,7 @@ __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_st
             out.steps[m] = gp.step_bits;
         }
         const float off = f16_bits_to_f32(gp.offset_bits), step = f16_bits_to_f32(gp.step_bits);
+        double squared_error = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k)
             if (k >= g * rounds_per_group && k < (g + 1) * rounds_per_group) {
@@ -108,7 +113,20 @@ __global__ void quantize_token_kernel(const uint16_t* __restrict__ x, int row_st
                 const uint32_t code = quantize_value(v[k], off, step, bits);
                 const uint32_t packed = pack_lanes(code << ((c % per_byte) * bits), per_byte);
                 if (c % per_byte == 0) codes[c / per_byte] = static_cast<uint8_t>(packed);
+                // The CPU's error: the value minus offset + step x code in float, rounded as the CPU rounds
+                // (no fused multiply-add), summed in double.
+                const double e =
+                    static_cast<double>(v[k]) -
+                    static_cast<double>(__fadd_rn(off, __fmul_rn(step, static_cast<float>(code))));
+                squared_error += e * e;
             }
+        if (measured) {
+            // Summed over the group in double: another order than the CPU's, identical after the fp16 round.
+            squared_error = warp_sum(squared_error);
+            if (lane == 0)
+                out.corr_steps[(static_cast<size_t>(h) * tokens + t) * groups + g] =
+                    measured_correction_step(squared_error, group);
+        }
     }
 }
 
@@ -181,7 +199,8 @@ void quantize_segment(const uint16_t* x, int row_stride, const SegmentLayout& L,
     if (!L.fmt.channel || !L.fmt.quantized()) {  // 16-bit is bf16 rows whatever the layout flag
         const int warps = L.tokens * L.heads;
         quantize_token_kernel<<<blocks_for(warps, kThreads / 32), kThreads, 0, as_stream(stream)>>>(
-            x, row_stride, L.tokens, L.heads, L.head_dim, L.fmt.bits, L.fmt.group, L.fmt.rotated, dst);
+            x, row_stride, L.tokens, L.heads, L.head_dim, L.fmt.bits, L.fmt.group, L.fmt.rotated,
+            L.fmt.measured && L.fmt.quantized(), dst);
     } else {
         const int warps = L.heads * L.blocks * (L.head_dim / 2);
         quantize_channel_kernel<<<blocks_for(warps, kThreads / 32), kThreads, 0, as_stream(stream)>>>(

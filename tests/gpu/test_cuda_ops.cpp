@@ -511,6 +511,39 @@ INSTANTIATE_TEST_SUITE_P(Rotated, CudaQuantize,
                                             ::testing::Values(false), ::testing::Values(32, 64, 128),
                                             ::testing::Values(true)));
 
+// The measured correction's steps (keys per token): each group's error energy summed in double on the
+// device, in another order than the CPU's, so the fp16 steps come out identical; plain and rotated codes.
+TEST(CudaQuantize, MeasuredStepsIdenticalToCpu) {
+    REQUIRE_GPU();
+    for (int hd : {64, 128})
+        for (int bits : {8, 4, 2})
+            for (int group : {32, 64, 128})
+                for (bool rotated : {false, true}) {
+                    if (group > hd) continue;
+                    const int heads = 3, tokens = 100, stride = 3 * heads * hd;
+                    std::vector<float> x = randn(static_cast<size_t>(tokens) * stride);
+                    for (int c = 0; c < hd; ++c) x[static_cast<size_t>(7) * stride + c] = 0.5f;  // zero step
+                    const std::vector<uint16_t> xb = to_bf16(x);
+                    const std::vector<float> xr = from_bf16(xb);
+                    const TensorFormat fmt{bits, group, false, true, rotated};
+                    const PackedTensor ref = quantize(xr.data(), tokens, heads, hd, stride, fmt);
+                    const SegmentLayout& L = ref.layout;
+                    ASSERT_EQ(L.corr_step_count, L.step_count);
+                    cu::DeviceBuffer dx = upload(xb), codes(L.code_bytes), steps(L.step_count * 2 + 2),
+                                     offs(L.offset_count * 2 + 2), corr(L.corr_step_count * 2 + 2);
+                    const cu::PackedView view{codes.as<uint8_t>(), steps.as<uint16_t>(), offs.as<uint16_t>(),
+                                              corr.as<uint16_t>()};
+                    cu::DeviceBuffer dview = upload(std::vector<cu::PackedView>{view});
+                    cu::quantize_segment(dx.as<uint16_t>(), stride, L, dview.as<cu::PackedView>(), nullptr);
+                    const std::string name = "hd" + std::to_string(hd) + " " + std::to_string(bits) +
+                                             "-bit g" + std::to_string(group) + (rotated ? " rotated" : "");
+                    EXPECT_EQ(download<uint8_t>(codes, L.code_bytes), ref.codes) << name << " codes";
+                    EXPECT_EQ(download<uint16_t>(steps, L.step_count), ref.steps) << name << " steps";
+                    EXPECT_EQ(download<uint16_t>(corr, L.corr_step_count), ref.corr_steps)
+                        << name << " measured steps";
+                }
+}
+
 // ---- attention --------------------------------------------------------------------------------------
 
 namespace {
@@ -521,6 +554,7 @@ struct AttnCase {
     int correction, n_ctx, splits;
     bool calibrated = false;  // 2- and 4-bit codes at calibrated levels, taylor with their bias
     bool rotated = false;     // rotated codes: quantized keys per token and quantized values
+    bool measured = false;    // keys per token with measured correction steps (the Taylor form on them)
 };
 
 // Levels a calibration could give: each code's within half a step of it, none at its midpoint.
@@ -541,7 +575,8 @@ void run_attention_case(const AttnCase& ac) {
     cfg.patch = 8;
     cfg.chunk_frames = F;
     const RopeTables rope = make_rope_tables(cfg, kMaxContextChunks * F);
-    const TensorFormat kf{ac.kbits, ac.group, ac.channel && ac.kbits < 16, false,
+    const TensorFormat kf{ac.kbits, ac.group, ac.channel && ac.kbits < 16,
+                          ac.measured && !ac.channel && ac.kbits < 16,
                           ac.rotated && !ac.channel && ac.kbits < 16},
         vf{ac.vbits, ac.group, false, false, ac.rotated && ac.vbits < 16};
     // Current chunk qkv (q, k already normed: unit-ish scale) and the cached chunks' K/V.
@@ -573,7 +608,10 @@ void run_attention_case(const AttnCase& ac) {
             static_cast<const uint16_t*>(up(ks[s].offsets.data(), ks[s].offsets.size() * 2)),
             static_cast<const uint8_t*>(up(vs[s].codes.data(), vs[s].codes.size())),
             static_cast<const uint16_t*>(up(vs[s].steps.data(), vs[s].steps.size() * 2)),
-            static_cast<const uint16_t*>(up(vs[s].offsets.data(), vs[s].offsets.size() * 2)), T, s});
+            static_cast<const uint16_t*>(up(vs[s].offsets.data(), vs[s].offsets.size() * 2)), T, s,
+            kf.measured
+                ? static_cast<const uint16_t*>(up(ks[s].corr_steps.data(), ks[s].corr_steps.size() * 2))
+                : nullptr});
     segs.resize(static_cast<size_t>(ac.n_ctx) + 1);
     cu::DeviceBuffer d_qkv = upload(qkv), d_segs = upload(segs), d_n = upload(std::vector<int>{ac.n_ctx}),
                      d_out(static_cast<size_t>(T) * D * 2);
@@ -716,10 +754,10 @@ void run_attention_case(const AttnCase& ac) {
     }
     for (int b = 0; b < kShapes; ++b) {
         char name[160];
-        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s%s ctx%d split%d shape%d", hd,
+        std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s%s%s ctx%d split%d shape%d", hd,
                       ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction,
-                      ac.calibrated ? " calibrated" : "", ac.rotated ? " rotated" : "", ac.n_ctx, ac.splits,
-                      b);
+                      ac.calibrated ? " calibrated" : "", ac.rotated ? " rotated" : "",
+                      ac.measured ? " measured" : "", ac.n_ctx, ac.splits, b);
         const std::vector<float>& gpu = gpu_out[b];
         expect_close(gpu, ref, kAttentionKernel, std::string(name) + " vs dequantized");
         const ErrorStats q_err = compare(gpu.data(), exact_ref.data(), gpu.size());
@@ -740,7 +778,8 @@ std::string attn_case_name(const ::testing::TestParamInfo<AttnCase>& info) {
     return "hd" + std::to_string(c.hd) + "_K" + std::to_string(c.kbits) + "V" + std::to_string(c.vbits) +
            "_g" + std::to_string(c.group) + (c.channel ? "_chan_" : "_tok_") + corrections[c.correction] +
            "_ctx" + std::to_string(c.n_ctx) + "_split" + std::to_string(c.splits) +
-           (c.calibrated ? "_calibrated" : "") + (c.rotated ? "_rotated" : "");
+           (c.calibrated ? "_calibrated" : "") + (c.rotated ? "_rotated" : "") +
+           (c.measured ? "_measured" : "");
 }
 
 class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
@@ -774,7 +813,11 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{128, 8, 2, 32, false, 1, 3, 3, false, true},
         AttnCase{128, 16, 4, 64, false, 0, 2, 1, false, true},
         AttnCase{128, 2, 2, 64, true, 1, 2, 1, false, true},
-        AttnCase{128, 2, 2, 128, false, 1, 20, 2, false, true}),
+        AttnCase{128, 2, 2, 128, false, 1, 20, 2, false, true},
+        // measured steps: the Taylor term on the steps stored at write time, plain and rotated keys
+        AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, false, true},
+        AttnCase{64, 4, 4, 32, false, 1, 2, 2, false, false, true},
+        AttnCase{128, 2, 2, 64, false, 1, 3, 1, false, true, true}),
     attn_case_name);
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
@@ -879,7 +922,9 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                2.5f, true, true},
           Case{CacheSettings{4, 2, 32, KeyLayout::Channel, Correction::Taylor, 1.f, Reconstruction::Midpoint,
                              true},
-               1.f, true, false}}) {
+               1.f, true, false},
+          // the measured correction: steps measured by the cache kernel, used by the attention kernel
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Measured, 0.75f}, 2.5f, true, true}}) {
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;

@@ -5,9 +5,9 @@
 #           ../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev libstb-dev libgtest-dev)
 #   tests   the whole GPU suite ($OUT/test_cuda_ops.log); the rotated cases are CudaQuantize/Rotated.*,
 #           CudaAttention.*_rotated and two rows of CudaBackend.ForwardAndRolloutMatchCpu
-#   lift    only when every GPU test passed: kvworld-cli rebuilt without the engine's refusal of rotated codes on
-#           CUDA (engine/src/session.cpp, validate_params), the refusal the tests exist to lift; the commit that
-#           lifts it in the tree follows the tests' log
+#   lift    only when every GPU test passed: kvworld-cli rebuilt without the engine's refusals of rotated codes and
+#           of the measured correction on CUDA (engine/src/session.cpp, validate_params), the refusals the tests
+#           exist to lift; the commit that lifts them in the tree follows the tests' log
 #   bench   bench-attention (its rotated rows against the same formats plain, $OUT/bench_attention.json)
 #   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor,
 #           t <= 1 and 0.75 ($OUT/paired)
@@ -51,8 +51,12 @@ s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda &&\s*\(key_forma
            r'value_format\(p\.cache\)\.rotated\)\)\s*throw Error\("rotated codes run on the CPU backend only so far[^;]*;',
            '', s)
 assert len(s) < n, "the refusal was not found"
+n = len(s)
+s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda && p\.cache\.correction == Correction::Measured\)\s*'
+           r'throw Error\("the measured correction runs on the CPU backend only so far[^;]*;', '', s)
+assert len(s) < n, "the measured refusal was not found"
 open(p, "w").write(s)
-print("lifted the CUDA refusal of rotated codes")
+print("lifted the CUDA refusals of rotated codes and of the measured correction")
 EOF
     ninja -C /tmp/b -j "$(nproc)" kvworld-cli >> /tmp/kvw/build.log 2>&1; stamp "kvworld-cli rebuilt rc=$?"
   else
