@@ -9,7 +9,7 @@
 #           of the measured correction on CUDA (engine/src/session.cpp, validate_params), the refusals the tests
 #           exist to lift; the commit that lifts them in the tree follows the tests' log
 #   bench   bench-attention (its rotated rows against the same formats plain, $OUT/bench_attention.json)
-#   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor,
+#   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor/measured,
 #           t <= 1 and 0.75 ($OUT/paired)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
 #           chunks ($OUT/grid)
@@ -70,7 +70,7 @@ fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"
   timeout "${PAIRED_TIMEOUT:-420}" "$CLI" eval --backend cuda --mode paired --traces 64 --world-base 2000000 --bits 2 \
-    --groups 128 --layouts token --corrections off,taylor --correction-below-ts 1,0.75 --rotations none,hadamard \
+    --groups 128 --layouts token --corrections off,taylor,measured --correction-below-ts 1,0.75 --rotations none,hadamard \
     --paired-chunks 8 --out "$OUT/paired" > "$OUT/paired.txt" 2>&1
   echo "paired rc=$?"; tail -25 "$OUT/paired.txt"
 fi
