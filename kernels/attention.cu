@@ -18,8 +18,12 @@
 // registers instead.
 //
 // The correction is subtracted from scores of quantized cached keys: Taylor from per-query group norms and
-// per-key steps (token layout) or per (query, token block) dot products (channel layout); exact from a
-// per-score bias tile computed in shared memory.
+// per-key steps (token layout) or per (query, token block) dot products (channel layout). The exact
+// correction is evaluated as its series to fourth order with the quarter-angle harmonic averaged out ("iso",
+// docs/design.md "The exact correction as a series": within 2e-3 of the closed form's bias for x < 0.5,
+// 9e-3 for x < 1): Taylor's term plus one more per group, so no transcendental per score and channel;
+// keys per token through a per-score bias tile in shared memory, keys per channel through the same
+// per-(query, token block) bias as Taylor.
 //
 // Shapes: qkv [N x 3*H*hd] bf16; out [N x H*hd] bf16. Fragment layouts follow the PTX ISA for
 // mma.m16n8k16 (A row-major 16x16, B column-major 16x8, C 16x8) and ldmatrix.m8n8. Requirements: packed
@@ -338,11 +342,12 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
     uint8_t* stage = reinterpret_cast<uint8_t*>(Vb + 2 * kTile);  // [4 * kBK][kStageBytes]
     float* kstep =
         reinterpret_cast<float*>(stage + 4 * kBK * kStageBytes);  // [2][kBK][4] token-layout key steps
-    float* chstep = kstep + 2 * kBK * 4;          // [2][2][kPairs] channel layout: (token block, pair)
-    float* block_bias = chstep + 2 * 2 * kPairs;  // [2][kBQ][2] channel-layout Taylor bias
-    float* ps_acc = block_bias + 2 * kBQ * 2;     // [4]: per 64-row half
-    float* levels = ps_acc + 4;                   // [2][16]: calibrated levels of K and V codes
-    float* bias_tile = levels + 32;               // [2][kBQ][kBK + 4] exact correction only
+    float* chstep = kstep + 2 * kBK * 4;            // [2][2][kPairs] channel layout: (token block, pair)
+    float* block_bias = chstep + 2 * 2 * kPairs;    // [2][kBQ][2] channel-layout Taylor bias
+    float* ps_acc = block_bias + 2 * kBQ * 2;       // [4]: per 64-row half
+    float* levels = ps_acc + 4;                     // [2][16]: calibrated levels of K and V codes
+    float* bias_tile = levels + 32;                 // [2][kBQ][kBK + 4] exact correction only
+    float* qpow = bias_tile + 2 * kBQ * (kBK + 4);  // [kBQ][8] exact, keys per token: the rows' group sums
 
     const int q_tile = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
@@ -394,6 +399,32 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
         }
     }
     if (threadIdx.x < 2) ps_acc[threadIdx.x] = 0.f;
+    // Exact correction, keys per token: each row's sums of r^2 and r^4 over the RoPE pairs of every key group
+    // (r^2 = a^2 + b^2 of the rotated pair), pre-scaled to log2 units: [kBQ][Taylor's 4 | the iso term's 4].
+    if (corr == 2 && !kchan) {
+        __syncthreads();  // (uniform) the Q tile
+        const float k2 = taylor_coefficient(p.alpha) * kLog2e, k4 = iso_quartic_coefficient(p.alpha) * kLog2e;
+        for (int r = threadIdx.x; r < kBQ; r += kThreads) {
+            float sum2[4] = {0.f, 0.f, 0.f, 0.f}, sum4[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int pr = 0; pr < kPairs; ++pr) {
+                const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]),
+                            b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
+                const float r2 = a * a + b * b;
+                const int gi = 2 * pr / group;
+#pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    if (k == gi) {
+                        sum2[k] += r2;
+                        sum4[k] += r2 * r2;
+                    }
+            }
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                qpow[r * 8 + k] = k2 * sum2[k];
+                qpow[r * 8 + 4 + k] = k4 * sum4[k];
+            }
+        }
+    }
 
     const int TS = args.tiles_per_segment;
     const int total_tiles = (n_seg + 1) * TS;
@@ -532,7 +563,7 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     }
                 }
             }
-            // Token-layout key steps for the correction: one writer per (key, group). Taylor keeps s^2. The
+            // Token-layout key steps for the correction: one writer per (key, group), squared. The
             // measured correction takes the step stored beside the codes at write time (a global load by
             // this one writer).
             if (kKeyQuantized && corrected && !kchan && kc0 % group == 0) {
@@ -542,7 +573,7 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                         ? f16_to_f32(ti.sd.k_corr_steps[(static_cast<size_t>(h) * ti.T + t) * (HD / group) +
                                                         kc0 / group])
                         : f16_to_f32(kmeta[i] & 0xffffu);
-                kstep[(buf * kBK + kj) * 4 + kc0 / group] = corr == 1 ? st * st : st;
+                kstep[(buf * kBK + kj) * 4 + kc0 / group] = st * st;
             }
         }
         if constexpr (kKeyQuantized) {
@@ -592,9 +623,13 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
         }
         if (!corrected || (corr == 1 && !kchan)) return;
         __syncthreads();  // (uniform) the tile's steps from every thread
-        if (corr == 1) {
-            // Taylor, channel layout: one bias per (query row, token block of the tile), subtracted.
-            const float scale = -p.taylor_factor * kLog2e;
+        if (kchan) {
+            // Keys per channel: one bias per (query row, token block of the tile), subtracted: Taylor's
+            // step^2 r^2 term, and for the exact correction its series' iso fourth-order term (docs/design.md
+            // "The exact correction as a series"; RoPE keeps r^2 = a^2 + b^2 of a pair, the harmonic is
+            // dropped).
+            const float k2 = (corr == 1 ? -p.taylor_factor : taylor_coefficient(p.alpha)) * kLog2e;
+            const float k4 = corr == 1 ? 0.f : iso_quartic_coefficient(p.alpha) * kLog2e;
             for (int item = threadIdx.x; item < kBQ * 2; item += kThreads) {
                 const int r = item / 2, lb = item % 2;
                 float acc = 0.f;
@@ -602,33 +637,25 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
                     const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]),
                                 b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
                     const float s = chstep[(buf * 2 + lb) * kPairs + pr];
-                    acc += (a * a + b * b) * s * s;
+                    const float r2s2 = (a * a + b * b) * s * s;
+                    acc += r2s2 * (k2 - k4 * r2s2);
                 }
-                block_bias[(buf * kBQ + r) * 2 + lb] = acc * scale;
+                block_bias[(buf * kBQ + r) * 2 + lb] = acc;
             }
         } else {
-            // Exact: per score, u = q rotated back by the key's angle; sum of log(sinh x / x) over channels.
-            const float half_alpha = 0.5f * p.alpha;
+            // Exact, keys per token: per score, the series from the row's group sums (qpow, log2 units) and
+            // the key's squared group steps: sum_g (qpow2_g s_g^2 - qpow4_g s_g^4).
             float* bias = bias_tile + buf * kBQ * (kBK + 4);
+            const int groups_of_key = HD / group;
             for (int item = threadIdx.x; item < kBQ * kBK; item += kThreads) {
                 const int r = item / kBK, j = item % kBK;
                 float acc = 0.f;
-                if (j < ti.nkeys) {
-                    const TokenPos pos = token_pos(p, ti.slot, ti.key0 + j);
-                    const int lb = kchan ? (ti.key0 + j) / group - ti.key0 / group : 0;
-                    for (int pr = 0; pr < kPairs; ++pr) {
-                        const float s = kchan ? chstep[(buf * 2 + lb) * kPairs + pr]
-                                              : kstep[(buf * kBK + j) * 4 + (2 * pr) / group];
-                        if (s == 0.f) continue;
-                        float co, si;
-                        rope_factor(p, pos, pr, co, si);
-                        const float a = bf16_to_f32(Qs[r * kStride + 2 * pr]),
-                                    b = bf16_to_f32(Qs[r * kStride + 2 * pr + 1]);
-                        const float u0 = a * co + b * si, u1 = -a * si + b * co;
-                        acc += log_sinhc(half_alpha * s * u0) + log_sinhc(half_alpha * s * u1);
+                if (j < ti.nkeys)
+                    for (int gi = 0; gi < groups_of_key; ++gi) {
+                        const float s2 = kstep[(buf * kBK + j) * 4 + gi];
+                        acc += s2 * (qpow[r * 8 + gi] - qpow[r * 8 + 4 + gi] * s2);
                     }
-                }
-                bias[r * (kBK + 4) + j] = acc * kLog2e;
+                bias[r * (kBK + 4) + j] = acc;
             }
         }
     };
@@ -770,7 +797,7 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
         };
         if (!corrected) {
             scale_scores([](int, int, float& b_lo, float& b_hi) { b_lo = b_hi = 0.f; });
-        } else if (corr == 2) {
+        } else if (corr == 2 && !kchan) {
             const float* bias = bias_tile + buf * kBQ * (kBK + 4);
             scale_scores([&](int mt, int j, float& b_lo, float& b_hi) {
                 b_lo = bias[row_of(mt, 0) * (kBK + 4) + j];
@@ -979,14 +1006,14 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs arg
 }
 
 // Dynamic shared memory of attention_kernel<HD, *>, in the kernel's order; the exact correction's bias tiles
-// (last) only when it runs.
+// and its rows' group sums (last) only when it runs.
 template <int HD, int SHAPE>
 size_t smem_bytes(bool exact) {
     const int bq = rows_of<SHAPE>(), kBK = BlockShape<SHAPE>::keys;
     const size_t tiles = sizeof(uint16_t) * static_cast<size_t>(bq + 4 * kBK) * (HD + 8);
     const size_t stage = static_cast<size_t>(4 * kBK) * kStageBytes;
     const size_t small = sizeof(float) * (2 * kBK * 4 + 2 * 2 * (HD / 2) + 2 * bq * 2 + 4 + 32);
-    const size_t bias = exact ? sizeof(float) * 2 * bq * (kBK + 4) : 0;
+    const size_t bias = exact ? sizeof(float) * (2 * bq * (kBK + 4) + bq * 8) : 0;
     return tiles + stage + small + bias;
 }
 

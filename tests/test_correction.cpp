@@ -75,6 +75,31 @@ TEST(Correction, ExactSeriesStaysWithinItsFirstOmittedTerm) {
             edges[bin], edges[bin + 1], worst_series[bin], worst_iso[bin], worst_taylor[bin]);
     EXPECT_LT(worst_series[1], 3e-3);  // x < 1: within 0.3 % of the exact bias
     EXPECT_LT(worst_series[3], 4e-2);  // x < 2: within 4 %
+    EXPECT_LT(worst_iso[0], 4e-3);     // x < 0.5: the iso form, which the CUDA kernel evaluates
+    EXPECT_LT(worst_iso[1], 1.5e-2);   // x < 1
+}
+
+// The CUDA kernel's exact correction per group: taylor_coefficient * step^2 * sum r^2 minus
+// iso_quartic_coefficient * step^4 * sum r^4 is exact_series_pair with the harmonic dropped, summed over
+// pairs.
+TEST(Correction, IsoQuarticCoefficientIsTheSeriesTerm) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> gauss(0.f, 1.5f);
+    const float alpha = 1.f / std::sqrt(128.f);
+    for (int i = 0; i < 1000; ++i) {
+        const float step = 0.1f + 2.f * std::fabs(gauss(rng));
+        double series = 0, sum2 = 0, sum4 = 0;
+        for (int pr = 0; pr < 16; ++pr) {
+            const float a = gauss(rng), b = gauss(rng), r2 = a * a + b * b;
+            series += exact_series_pair(a, b, 0.f, 0.f, 0.5f * alpha * step);
+            sum2 += r2;
+            sum4 += static_cast<double>(r2) * r2;
+        }
+        const double s2 = static_cast<double>(step) * step;
+        const double kernel =
+            taylor_coefficient(alpha) * s2 * sum2 - iso_quartic_coefficient(alpha) * s2 * s2 * sum4;
+        ASSERT_NEAR(kernel, series, 1e-5 * std::max(1.0, std::fabs(series))) << "step " << step;
+    }
 }
 
 namespace {

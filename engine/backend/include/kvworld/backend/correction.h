@@ -36,8 +36,8 @@ KVW_HD float log_sinhc(float x) {
 // so every term is a product of a query feature (r², r⁴, Re z⁴, Im z⁴) and a key feature (κ², κ⁴,
 // κ⁴cos 4θ, κ⁴sin 4θ): a kernel can take it as extra columns of its QKᵀ product instead of a log per score
 // and channel. (c4, s4) = (cos 4θ, sin 4θ): quarter_angle_factors(c, s); (0, 0) gives the "iso" form, the
-// harmonic averaged out (one column a group). The first term left out is κ⁶(u0⁶ + u1⁶)/2835, at most x⁴/472 of
-// the quadratic term for x = κr.
+// harmonic averaged out (one column a group). The first term left out is κ⁶(u0⁶ + u1⁶)/2835, at most x⁴/472
+// of the quadratic term for x = κr.
 KVW_HD float exact_series_pair(float a, float b, float c4, float s4, float kappa) {
     const float a2 = a * a, b2 = b * b, r2 = a2 + b2, k2 = kappa * kappa;
     const float re4 = (a2 - b2) * (a2 - b2) - 4.f * a2 * b2;  // Re z⁴ = (a² − b²)² − (2ab)²
@@ -49,6 +49,15 @@ KVW_HD void quarter_angle_factors(float c, float s, float* c4, float* s4) {
     const float c2 = c * c - s * s, s2 = 2.f * c * s;
     *c4 = c2 * c2 - s2 * s2;
     *s4 = 2.f * c2 * s2;
+}
+
+// The iso fourth-order term of the exact correction (docs/design.md "The exact correction as a series"): per
+// group, -kappa^4 * sum_pairs r^4 / 240 with kappa = alpha * step / 2, i.e. -alpha^4/3840 * step^4 * sum r^4.
+// The CUDA kernel evaluates the exact correction as taylor_coefficient * step^2 * sum r^2 minus this
+// coefficient * step^4 * sum r^4 (exact_series_pair with the harmonic averaged out).
+KVW_HD float iso_quartic_coefficient(float alpha) {
+    const float a2 = alpha * alpha;
+    return a2 * a2 / 3840.f;
 }
 
 // alpha^2 / 24: the Taylor coefficient (variance of U[-step/2, step/2] is step^2/12, and
