@@ -38,6 +38,9 @@ void run_attention_bench(const AttentionBenchOptions& options) {
         {2, 2, 128, KeyLayout::Token, Correction::Exact},
         {2, 2, 64, KeyLayout::Token, Correction::Taylor},
         {2, 2, 64, KeyLayout::Channel, Correction::Taylor},
+        {2, 2, 64, KeyLayout::Channel, Correction::Exact},
+        // the measured correction: the Taylor form on steps stored at write time
+        {2, 2, 128, KeyLayout::Token, Correction::Measured},
         // rotated codes (keys per token and values rotated back in the kernel), against the rows above
         {4, 4, 64, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
         {2, 2, 128, KeyLayout::Token, Correction::Off, 1.f, Reconstruction::Midpoint, true},

@@ -72,6 +72,8 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
                 base += L.step_count * 2;
                 v.offsets = reinterpret_cast<uint16_t*>(base);
                 base += L.offset_count * 2;
+                v.corr_steps = L.corr_step_count ? reinterpret_cast<uint16_t*>(base) : nullptr;
+                base += L.corr_step_count * 2;
                 base += (16 - reinterpret_cast<uintptr_t>(base) % 16) %
                         16;  // the kernel copies codes with 16-byte cp.async
                 return v;
@@ -84,8 +86,8 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
             cu::quantize_segment(qkv.as<uint16_t>() + 2 * D, 3 * D, vl, views.as<cu::PackedView>() + 1,
                                  nullptr);
             cu::synchronize_device();
-            segs[static_cast<size_t>(i)] =
-                cu::SegmentDesc{kv.codes, kv.steps, kv.offsets, vv.codes, vv.steps, vv.offsets, N, i};
+            segs[static_cast<size_t>(i)] = cu::SegmentDesc{
+                kv.codes, kv.steps, kv.offsets, vv.codes, vv.steps, vv.offsets, N, i, kv.corr_steps};
         }
         cu::DeviceBuffer dsegs(segs.size() * sizeof(cu::SegmentDesc));
         cu::copy_to_device(dsegs.get(), segs.data(), dsegs.bytes());
@@ -99,7 +101,9 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         p.max_segments = s.n_ctx;
         p.key_fmt = kf;
         p.value_fmt = vf;
-        p.correction = static_cast<int>(cs.correction);
+        // measured: the Taylor form on the measured steps (key_fmt.measured), as the backend passes it
+        p.correction =
+            static_cast<int>(cs.correction == Correction::Measured ? Correction::Taylor : cs.correction);
         p.alpha = 1.f / std::sqrt(static_cast<float>(hd));
         p.taylor_factor = taylor_score_factor(p.alpha, false, 0.f);
         for (int a = 0; a < 3; ++a) {
