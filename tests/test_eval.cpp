@@ -16,8 +16,10 @@
 #include <numeric>
 #include <random>
 
+#include "expect_error.h"
 #include "frontend.h"
 #include "kvworld/error.h"
+#include "kvworld/eval/attention_bench.h"
 #include "kvworld/eval/bootstrap.h"
 #include "kvworld/eval/image_metrics.h"
 #include "kvworld/eval/motion.h"
@@ -1056,4 +1058,46 @@ TEST(EvalReport, CalibrateWritesTheLevelsAndPairedComparesThem) {
         0);
     EXPECT_NE(read_file_text(plain_log).find("no cache calibration"), std::string::npos);
     fs::remove_all(base);
+}
+
+// bench-attention --baseline: the rows of tools/bench/sdpa_baseline.py, matched by shape and backend; bad
+// files are named with their problem.
+TEST(AttentionBench, ReadsTheSdpaBaselineAndRefusesBadOnes) {
+    const fs::path dir = fs::temp_directory_path() / ("kvw_test_baseline_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    auto write = [&](const std::string& name, const std::string& text) {
+        std::ofstream(dir / name) << text;
+        return dir / name;
+    };
+    const std::string small = "default (3x128, 1024 q, 6144 k)",
+                      hy = "HY-WorldPlay-8B (16x128, 6240 q, 37440 k)";
+    const fs::path good =
+        write("good.json", "[{\"shape\": \"" + small +
+                               "\", \"backend\": \"cudnn\", \"ms\": 0.05, \"tflops\": 193.2},"
+                               "{\"shape\": \"" +
+                               small +
+                               "\", \"backend\": \"flash\", \"ms\": 0.08},"
+                               "{\"shape\": \"" +
+                               hy + "\", \"backend\": \"cudnn\", \"ms\": 3.2, \"tflops\": 598}]");
+    const std::vector<eval::SdpaBaselineRow> rows = eval::load_sdpa_baseline(good);
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_DOUBLE_EQ(rows[0].tflops, 193.2);
+    EXPECT_DOUBLE_EQ(rows[1].tflops, 0.0);  // optional
+    EXPECT_DOUBLE_EQ(eval::baseline_ms(rows, hy, "cudnn"), 3.2);
+    EXPECT_DOUBLE_EQ(eval::baseline_ms(rows, small, "flash"), 0.08);
+    EXPECT_DOUBLE_EQ(eval::baseline_ms(rows, hy, "flash"), 0.0);  // none in this run
+    test::expect_error([&] { eval::load_sdpa_baseline(write("text.json", "ms: 3")); },
+                       {"text.json", "not JSON"});
+    test::expect_error([&] { eval::load_sdpa_baseline(write("object.json", R"({"rows": []})")); },
+                       {"object.json", "array"});
+    test::expect_error(
+        [&] { eval::load_sdpa_baseline(write("noms.json", R"([{"shape": "a", "backend": "flash"}])")); },
+        {"noms.json", "row 0", "ms"});
+    test::expect_error(
+        [&] {
+            eval::load_sdpa_baseline(write("zero.json", R"([{"shape": "a", "backend": "flash", "ms": 0}])"));
+        },
+        {"zero.json", "positive"});
+    test::expect_error([&] { eval::load_sdpa_baseline(dir / "missing.json"); }, {"missing.json"});
+    fs::remove_all(dir);
 }

@@ -5,8 +5,9 @@
 
 namespace kvw::cli {
 
-int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out) {
-    eval::run_attention_bench(eval::AttentionBenchOptions{shapes, iters, block_shape, json_out});
+int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out,
+                        const std::string& baseline) {
+    eval::run_attention_bench(eval::AttentionBenchOptions{shapes, iters, block_shape, json_out, baseline});
     return 0;
 }
 

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     eval_session_flags.add_to(eval);
     eval_flags.add_to(eval);
 
-    std::string ba_shapes = "default,hy-worldplay-8b", ba_json;
+    std::string ba_shapes = "default,hy-worldplay-8b", ba_json, ba_baseline;
     int ba_iters = 20, ba_block_shape = -1;
     auto* bench_attn =
         app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
@@ -81,6 +81,11 @@ int main(int argc, char** argv) {
             "Kernel block shape: 0 (8 warps x 16 rows), 1 (4 x 16), 2 (4 x 32); -1: the kernel's choice")
         ->check(CLI::Range(-1, 2));
     bench_attn->add_option("--json", ba_json, "Also write the results as JSON")->check(cli::non_empty_path());
+    bench_attn
+        ->add_option("--baseline", ba_baseline,
+                     "JSON of tools/bench/sdpa_baseline.py from the same device run: adds the speed against "
+                     "PyTorch SDPA's cuDNN and flash backends at each shape")
+        ->check(CLI::ExistingFile);
 
     cli::SessionFlags cal_flags;
     int cal_worlds = 16, cal_given = 2, cal_generated = 2;
@@ -142,7 +147,8 @@ int main(int argc, char** argv) {
                                    resolution, budget_gb, mem_json);
         if (*eval) return cli::run_eval(eval_session_flags, eval_flags);
         if (*cal) return cli::run_calibrate(cal_flags, cal_worlds, cal_world_base, cal_given, cal_generated);
-        if (*bench_attn) return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json);
+        if (*bench_attn)
+            return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json, ba_baseline);
         if (*bench)
             return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
         if (*convert) return cli::run_convert_weights(convert_model, convert_out, convert_dtype);

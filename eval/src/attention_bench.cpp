@@ -1,5 +1,6 @@
 // kvworld-cli bench-attention: the table of shapes and formats around time_attention (attention_timing.cpp,
 // CUDA builds).
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -17,7 +18,41 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape&, const 
 }
 #endif
 
+std::vector<SdpaBaselineRow> load_sdpa_baseline(const std::filesystem::path& path) {
+    const std::string where = path.string() + ": ";
+    json doc;
+    try {
+        doc = json::parse(read_file_text(path));
+    } catch (const json::exception& e) {
+        throw Error(where + "not JSON (" + e.what() + ")");
+    }
+    if (!doc.is_array())
+        throw Error(where + "expected an array of rows (tools/bench/sdpa_baseline.py --json)");
+    std::vector<SdpaBaselineRow> rows;
+    for (size_t i = 0; i < doc.size(); ++i) {
+        const json& r = doc[i];
+        const std::string row = where + "row " + std::to_string(i) + ": ";
+        if (!r.is_object() || !r.contains("shape") || !r["shape"].is_string() || !r.contains("backend") ||
+            !r["backend"].is_string() || !r.contains("ms") || !r["ms"].is_number())
+            throw Error(row + "needs \"shape\", \"backend\" (strings) and \"ms\" (a number)");
+        SdpaBaselineRow b{r["shape"].get<std::string>(), r["backend"].get<std::string>(),
+                          r["ms"].get<double>(), r.value("tflops", 0.0)};
+        if (!(b.ms > 0) || !std::isfinite(b.ms)) throw Error(row + "ms must be a positive number");
+        rows.push_back(b);
+    }
+    return rows;
+}
+
+double baseline_ms(const std::vector<SdpaBaselineRow>& rows, const std::string& shape,
+                   const std::string& backend) {
+    for (const SdpaBaselineRow& r : rows)
+        if (r.shape == shape && r.backend == backend) return r.ms;
+    return 0;
+}
+
 void run_attention_bench(const AttentionBenchOptions& options) {
+    const std::vector<SdpaBaselineRow> baseline =
+        options.baseline.empty() ? std::vector<SdpaBaselineRow>{} : load_sdpa_baseline(options.baseline);
     const std::string& shapes = options.shapes;
     std::vector<AttentionBenchShape> list;
     if (shapes.find("default") != std::string::npos)
@@ -47,22 +82,43 @@ void run_attention_bench(const AttentionBenchOptions& options) {
         {2, 2, 128, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
     };
     json out = json::array();
-    std::printf("%-44s %-24s %9s %9s %8s %12s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",
-                "block/splits");
+    const bool with_baseline = !baseline.empty();
+    std::printf("%-44s %-24s %9s %9s %8s %12s%s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",
+                "block/splits", with_baseline ? "  vs cuDNN  vs flash" : "");
+    // A speed ratio against the baseline's time (its own row, or "-" where the run had none).
+    auto ratio = [](double base_ms, double ms, char* buf, size_t n) {
+        if (base_ms > 0)
+            std::snprintf(buf, n, "%7.2fx", base_ms / ms);
+        else
+            std::snprintf(buf, n, "%8s", "-");
+        return buf;
+    };
     for (const AttentionBenchShape& s : list) {
+        const double cudnn_ms = baseline_ms(baseline, s.name, "cudnn"),
+                     flash_ms = baseline_ms(baseline, s.name, "flash");
+        for (const SdpaBaselineRow& b : baseline)
+            if (b.shape == s.name)
+                std::printf("%-44s %-24s %9.3f %9.1f\n", b.shape.c_str(),
+                            ("PyTorch SDPA " + b.backend + " bf16").c_str(), b.ms, b.tflops);
         const std::vector<AttentionBenchRow> rows = time_attention(s, formats, options.iters);
         for (const AttentionBenchRow& r : rows) {
-            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d\n", r.shape.c_str(), r.format.c_str(), r.ms,
-                        r.tflops, rows[0].ms / r.ms, r.block_shape, r.splits);
-            out.push_back({{"shape", r.shape},
-                           {"format", r.format},
-                           {"queries", r.queries},
-                           {"keys", r.keys},
-                           {"ms", r.ms},
-                           {"tflops", r.tflops},
-                           {"speed_vs_bf16", rows[0].ms / r.ms},
-                           {"block_shape", r.block_shape},
-                           {"splits", r.splits}});
+            char vs_cudnn[16], vs_flash[16];
+            std::printf("%-44s %-24s %9.3f %9.1f %7.2fx %10d/%d%s%s%s\n", r.shape.c_str(), r.format.c_str(),
+                        r.ms, r.tflops, rows[0].ms / r.ms, r.block_shape, r.splits, with_baseline ? "  " : "",
+                        with_baseline ? ratio(cudnn_ms, r.ms, vs_cudnn, sizeof vs_cudnn) : "",
+                        with_baseline ? ratio(flash_ms, r.ms, vs_flash, sizeof vs_flash) : "");
+            json row = {{"shape", r.shape},
+                        {"format", r.format},
+                        {"queries", r.queries},
+                        {"keys", r.keys},
+                        {"ms", r.ms},
+                        {"tflops", r.tflops},
+                        {"speed_vs_bf16", rows[0].ms / r.ms},
+                        {"block_shape", r.block_shape},
+                        {"splits", r.splits}};
+            if (cudnn_ms > 0) row["speed_vs_sdpa_cudnn"] = cudnn_ms / r.ms;
+            if (flash_ms > 0) row["speed_vs_sdpa_flash"] = flash_ms / r.ms;
+            out.push_back(row);
         }
     }
     if (!options.json_out.empty()) write_file_atomic(options.json_out, out.dump(1) + "\n");

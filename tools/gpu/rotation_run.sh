@@ -8,7 +8,8 @@
 #   lift    only when every GPU test passed: kvworld-cli rebuilt without the engine's refusals of rotated codes and
 #           of the measured correction on CUDA (engine/src/session.cpp, validate_params), the refusals the tests
 #           exist to lift; the commit that lifts them in the tree follows the tests' log
-#   bench   bench-attention (its rotated rows against the same formats plain, $OUT/bench_attention.json)
+#   bench   tools/bench/sdpa_baseline.py (PyTorch SDPA cuDNN and flash), then bench-attention against it (its
+#           rotated, measured and exact rows beside the same formats plain, $OUT/bench_attention.json)
 #   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor/measured,
 #           t <= 1 and 0.75 ($OUT/paired)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
@@ -64,8 +65,10 @@ EOF
   fi
 fi
 if has bench; then
-  stamp "bench-attention"
-  "$CLI" bench-attention --json "$OUT/bench_attention.json" 2>&1 | tee "$OUT/bench_attention.txt" | tail -32
+  stamp "SDPA baseline, then bench-attention against it"
+  python3 tools/bench/sdpa_baseline.py --json "$OUT/sdpa_baseline.json" 2>&1 | tail -6
+  base=(); [[ -s "$OUT/sdpa_baseline.json" ]] && base=(--baseline "$OUT/sdpa_baseline.json")
+  "$CLI" bench-attention --json "$OUT/bench_attention.json" "${base[@]}" 2>&1 | tee "$OUT/bench_attention.txt" | tail -40
 fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"

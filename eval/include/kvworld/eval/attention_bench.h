@@ -26,13 +26,29 @@ struct AttentionBenchRow {
 std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& shape,
                                               const std::vector<CacheSettings>& formats, int iters);
 
+// The attention people run today at the same shapes, timed in the same device run by
+// tools/bench/sdpa_baseline.py (PyTorch's scaled_dot_product_attention forced to its cuDNN and flash
+// backends, bf16): its JSON rows.
+struct SdpaBaselineRow {
+    std::string shape, backend;  // backend: "cudnn" or "flash"
+    double ms = 0, tflops = 0;
+};
+// Reads the script's JSON; throws kvw::Error naming the file and the problem (not an array, a row without
+// shape/backend/ms, ms not positive).
+std::vector<SdpaBaselineRow> load_sdpa_baseline(const std::filesystem::path& path);
+// The baseline's time at `shape` for `backend`, or 0 if it has none.
+double baseline_ms(const std::vector<SdpaBaselineRow>& rows, const std::string& shape,
+                   const std::string& backend);
+
 struct AttentionBenchOptions {
     std::string shapes = "default,hy-worldplay-8b";  // comma-separated
     int iters = 20;
     int block_shape = -1;
     std::filesystem::path json_out;  // empty: no JSON
+    std::filesystem::path baseline;  // sdpa_baseline.py's JSON of the same run: "vs cuDNN" / "vs flash"
 };
-// Prints the table of every shape and format (speed against BF16 in the same run); JSON with json_out.
+// Prints the table of every shape and format (speed against BF16 in the same run, and against the SDPA
+// baseline when given); JSON with json_out.
 void run_attention_bench(const AttentionBenchOptions& options);
 
 }  // namespace kvw::eval
