@@ -73,7 +73,7 @@ fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"
   timeout "${PAIRED_TIMEOUT:-420}" "$CLI" eval --backend cuda --mode paired --traces 64 --world-base 2000000 --bits 2 \
-    --groups 128 --layouts token --corrections off,taylor,measured --correction-below-ts 1,0.75 --rotations none,hadamard \
+    --groups 128 --layouts token --corrections off,taylor,measured --correction-below-ts ${PAIRED_TS:-1,0.75} --rotations none,hadamard \
     --paired-chunks 8 --out "$OUT/paired" > "$OUT/paired.txt" 2>&1
   echo "paired rc=$?"; tail -25 "$OUT/paired.txt"
 fi
