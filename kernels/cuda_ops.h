@@ -283,4 +283,25 @@ size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int
 void attention_init();
 void attention(const AttentionParams& p, void* stream);
 
+// ---- the composition path's context pass (context_scratch.cu) -------------------------------------------
+// The layer's whole context as bf16 rows for a library attention: q [heads][n_tokens][k_cols], k
+// [heads][max_keys][k_cols] (RoPE'd keys, then the correction's columns), v [heads][max_keys][head_dim]; rows
+// are the cached segments in slot order, then the current chunk.
+struct ContextScratch {
+    uint16_t* q = nullptr;
+    uint16_t* k = nullptr;
+    uint16_t* v = nullptr;
+    int k_cols = 0;              // head_dim + correction columns, rounded up to a multiple of 8
+    int max_keys = 0;            // rows allocated per head
+    int correction_columns = 0;  // correction_columns(key format, the cache's correction, head_dim)
+    bool exact = false;          // the exact correction's iso series (twice the columns: step^2 and step^4)
+};
+// Extra columns the correction takes: 0 (none, or bf16 keys), one per key group (Taylor, measured), one per
+// RoPE pair (keys per channel), twice that for the exact correction.
+int correction_columns(const TensorFormat& key_fmt, int correction, int head_dim);
+// Fills `out` for AttentionParams p (its out, p_cache_partial and split fields are unused; p.correction 0
+// leaves the query columns zero: a pass the schedule leaves uncorrected). n_keys = n_segments * n_tokens +
+// n_tokens with the n_segments the device scalar holds.
+void build_context_scratch(const AttentionParams& p, const ContextScratch& out, int n_keys, void* stream);
+
 }  // namespace kvw::cuda

@@ -597,3 +597,48 @@ TEST(Correction, RotatedKeysCutTheErrorAndTheirSpreadTaylorReturnsTheMass) {
     EXPECT_LT(std::fabs(ps_rot_taylor), 0.2 * ps_rot);  // returned by the spread form
     EXPECT_LT(mse_rot_taylor, mse_rot);
 }
+
+// The composition path folds the correction into extra columns of Q and K (correction.h folded_*_feature):
+// alpha times their dot product is minus the bias the fused kernel subtracts, for Taylor per key group (plain
+// and calibrated signs), per RoPE pair (keys per channel) and the exact correction's iso series.
+TEST(Correction, FoldedColumnsGiveTheBias) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> gauss(0.f, 1.5f);
+    std::uniform_real_distribution<float> step_of(0.05f, 2.f);
+    const int hd = 128;
+    const float alpha = 1.f / std::sqrt(static_cast<float>(hd));
+    for (int trial = 0; trial < 200; ++trial) {
+        std::vector<float> q(hd);
+        for (float& v : q) v = gauss(rng);
+        for (int width : {32, 64, 128, 2}) {  // channels per group; 2: keys per channel (a step per pair)
+            const int n = hd / width;
+            std::vector<float> step(n), r2(n, 0.f), r4(n, 0.f);
+            for (float& s : step) s = step_of(rng);
+            for (int pr = 0; pr < hd / 2; ++pr) {
+                const float e = q[2 * pr] * q[2 * pr] + q[2 * pr + 1] * q[2 * pr + 1];
+                r2[2 * pr / width] += e;
+                r4[2 * pr / width] += e * e;
+            }
+            for (bool calibrated : {false, true}) {
+                const float factor = taylor_score_factor(alpha, calibrated, 0.07f);
+                double direct = 0, folded = 0;
+                for (int i = 0; i < n; ++i) {
+                    direct += -factor * step[i] * step[i] * r2[i];  // the bias the fused kernel subtracts
+                    folded += alpha * folded_query_feature(r2[i], r4[i], false, false, alpha, factor) *
+                              folded_key_feature(step[i], false);
+                }
+                ASSERT_NEAR(folded, -direct, 1e-5 * std::max(1.0, std::fabs(direct))) << "taylor g" << width;
+            }
+            double direct = 0, folded = 0;
+            for (int i = 0; i < n; ++i) {
+                const double s2 = static_cast<double>(step[i]) * step[i];
+                direct +=
+                    taylor_coefficient(alpha) * s2 * r2[i] - iso_quartic_coefficient(alpha) * s2 * s2 * r4[i];
+                for (bool quartic : {false, true})
+                    folded += alpha * folded_query_feature(r2[i], r4[i], true, quartic, alpha, 0.f) *
+                              folded_key_feature(step[i], quartic);
+            }
+            ASSERT_NEAR(folded, -direct, 1e-5 * std::max(1.0, std::fabs(direct))) << "exact g" << width;
+        }
+    }
+}

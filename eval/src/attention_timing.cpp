@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "common.cuh"
 #include "cuda_ops.h"
+#include "cudnn_sdpa.h"
 #include "kvworld/backend/backend.h"
 #include "kvworld/backend/correction.h"
 #include "kvworld/eval/attention_bench.h"
@@ -53,6 +55,15 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
     cu::DeviceBuffer ws(splits > 1 ? cu::attention_split_workspace_floats(splits, H, N, hd) * 4 : 0);
     cu::DeviceBuffer n_seg(sizeof(int));
     cu::copy_to_device(n_seg.get(), &s.n_ctx, sizeof(int));
+    // The composition path (context pass into bf16 rows, then cuDNN's fused attention), timed beside the
+    // fused kernel on the same inputs where this build and GPU have cuDNN.
+    const int n_keys = (s.n_ctx + 1) * N, max_cols = 2 * hd;
+    std::string no_cudnn;
+    std::unique_ptr<cu::CudnnSdpa> sdpa;
+    if (cu::CudnnSdpa::available(&no_cudnn)) sdpa = std::make_unique<cu::CudnnSdpa>();
+    cu::DeviceBuffer sq(sdpa ? static_cast<size_t>(H) * N * max_cols * 2 : 0),
+        sk(sdpa ? static_cast<size_t>(H) * n_keys * max_cols * 2 : 0),
+        sv(sdpa ? static_cast<size_t>(H) * n_keys * hd * 2 : 0);
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
@@ -134,6 +145,36 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         float ms = 0;
         CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
         AttentionBenchRow r;
+        if (sdpa) {
+            const int folded = cu::correction_columns(kf, p.correction, hd),
+                      k_cols = (hd + folded + 7) / 8 * 8;
+            const cu::ContextScratch scratch{
+                sq.as<uint16_t>(), sk.as<uint16_t>(), sv.as<uint16_t>(), k_cols, n_keys, folded,
+                p.correction == 2};
+            const cu::SdpaShape shape_c{H, N, n_keys, k_cols, hd, N, n_keys};
+            auto timed = [&](auto&& body) {
+                for (int w = 0; w < 2; ++w) body();
+                CUDA_CHECK(cudaEventRecord(e0));
+                for (int it = 0; it < iters; ++it) body();
+                CUDA_CHECK(cudaEventRecord(e1));
+                CUDA_CHECK(cudaEventSynchronize(e1));
+                float t = 0;
+                CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+                return static_cast<double>(t) / iters;
+            };
+            try {
+                r.context_pass_ms = timed([&] { cu::build_context_scratch(p, scratch, n_keys, nullptr); });
+                r.composition_ms = timed([&] {
+                    cu::build_context_scratch(p, scratch, n_keys, nullptr);
+                    sdpa->run(shape_c, sq.get(), sk.get(), sv.get(), out.get(), p.alpha, nullptr);
+                });
+                r.composition_how = sdpa->describe(shape_c);
+            } catch (const Error& e) {
+                r.composition_how = std::string("failed: ") + e.what();
+            }
+        } else {
+            r.composition_how = "unavailable: " + no_cudnn;
+        }
         r.shape = s.name;
         r.format = cs.label();
         r.block_shape = shape;

@@ -13,6 +13,7 @@
 #include "cpu/ops.h"
 #include "cuda_autoencoder.h"
 #include "cuda_ops.h"
+#include "cudnn_sdpa.h"
 #include "kvworld/backend/correction.h"
 #include "kvworld/backend/half.h"
 #include "kvworld/backend/rng.h"
@@ -766,6 +767,63 @@ void run_attention_case(const AttnCase& ac) {
         double pc_gpu = 0;
         for (float v : pc_parts[b]) pc_gpu += v;
         EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
+    }
+    // The composition path's context pass on the same inputs: plain softmax attention over its bf16 rows
+    // (scores alpha q'.k', the correction folded into the extra columns) must give the same reference.
+    const int folded = cu::correction_columns(kf, ac.correction, hd), k_cols = (hd + folded + 7) / 8 * 8;
+    cu::DeviceBuffer d_sq(static_cast<size_t>(heads) * T * k_cols * 2),
+        d_sk(static_cast<size_t>(heads) * nk * k_cols * 2), d_sv(static_cast<size_t>(heads) * nk * hd * 2);
+    const cu::ContextScratch scratch{
+        d_sq.as<uint16_t>(), d_sk.as<uint16_t>(), d_sv.as<uint16_t>(), k_cols, nk, folded,
+        ac.correction == 2};
+    cu::memset_device(d_sk.get(), 0xff, d_sk.bytes());  // poison: every row and column must be written
+    cu::memset_device(d_sq.get(), 0xff, d_sq.bytes());
+    cu::build_context_scratch(p, scratch, nk, nullptr);
+    const std::vector<float> sq =
+                                 from_bf16(download<uint16_t>(d_sq, static_cast<size_t>(heads) * T * k_cols)),
+                             sk = from_bf16(
+                                 download<uint16_t>(d_sk, static_cast<size_t>(heads) * nk * k_cols)),
+                             sv = from_bf16(download<uint16_t>(d_sv, static_cast<size_t>(heads) * nk * hd));
+    std::vector<float> composed(static_cast<size_t>(T) * D);
+    std::vector<double> w(static_cast<size_t>(nk));
+    for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < T; ++i) {
+            const float* qi = &sq[(static_cast<size_t>(h) * T + i) * k_cols];
+            double mx = -1e300, sum = 0;
+            for (int j = 0; j < nk; ++j) {
+                const float* kj = &sk[(static_cast<size_t>(h) * nk + j) * k_cols];
+                double s = 0;
+                for (int c = 0; c < k_cols; ++c) s += static_cast<double>(qi[c]) * kj[c];
+                w[static_cast<size_t>(j)] = p.alpha * s;
+                mx = std::max(mx, w[static_cast<size_t>(j)]);
+            }
+            for (double& x : w) sum += (x = std::exp(x - mx));
+            for (int c = 0; c < hd; ++c) {
+                double o = 0;
+                for (int j = 0; j < nk; ++j)
+                    o += w[static_cast<size_t>(j)] * sv[(static_cast<size_t>(h) * nk + j) * hd + c];
+                composed[static_cast<size_t>(i) * D + h * hd + c] = static_cast<float>(o / sum);
+            }
+        }
+    expect_close(composed, ref, kAttentionKernel,
+                 "composition (context pass + plain attention) " + std::string(ac.channel ? "chan" : "tok") +
+                     " corr" + std::to_string(ac.correction) + " g" + std::to_string(ac.group) + " K" +
+                     std::to_string(ac.kbits) + " V" + std::to_string(ac.vbits) +
+                     (ac.rotated ? " rotated" : ""));
+    // And through cuDNN's fused attention (the composition path as the backend runs it), where this build and
+    // GPU have it.
+    std::string no_cudnn;
+    if (cu::CudnnSdpa::available(&no_cudnn)) {
+        static cu::CudnnSdpa sdpa;  // one handle for every case
+        const cu::SdpaShape shape{heads, T, nk, k_cols, hd, T, nk};
+        cu::DeviceBuffer d_o(static_cast<size_t>(T) * D * 2);
+        cu::memset_device(d_o.get(), 0xff, d_o.bytes());
+        sdpa.run(shape, d_sq.get(), d_sk.get(), d_sv.get(), d_o.get(), p.alpha, nullptr);
+        cu::synchronize_device();
+        expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
+                     "cuDNN composition (" + sdpa.describe(shape) + ") corr" + std::to_string(ac.correction));
+    } else {
+        std::printf("[composition] cuDNN attention not run: %s\n", no_cudnn.c_str());
     }
 }
 

@@ -20,6 +20,11 @@ struct AttentionBenchRow {
     int queries = 0, keys = 0;
     int block_shape = 0, splits = 1;  // as launched
     double ms = 0, tflops = 0;
+    // The composition path on the same inputs: the context pass (dequantize + RoPE + the correction's columns
+    // into bf16 rows) alone, and with cuDNN's fused attention after it (0: not run; composition_how says
+    // why).
+    double context_pass_ms = 0, composition_ms = 0;
+    std::string composition_how;
 };
 // The kernel at one shape, every format; CUDA events around `iters` launches (fewer for the exact
 // correction).

@@ -79,4 +79,19 @@ KVW_HD float taylor_score_factor(float alpha, bool calibrated, float error_varia
     return calibrated ? 0.5f * alpha * alpha * error_variance : -taylor_coefficient(alpha);
 }
 
+// The correction folded into extra columns of Q and K (the composition path, docs/design.md "The composition
+// path"): alpha * q'_e * k'_e summed over the columns is minus the bias. Column e < n (n groups or pairs)
+// pairs the key's step^2 with the query's r2 (sum of a^2 + b^2 over the RoPE pairs of group or pair e); with
+// the exact correction's iso series, columns n <= e < 2n pair step^4 with r4 (sum of (a^2 + b^2)^2).
+// `taylor_factor` as taylor_score_factor gives it (the Taylor form's sign and size).
+KVW_HD float folded_key_feature(float step, bool quartic) {
+    const float s2 = step * step;
+    return quartic ? s2 * s2 : s2;
+}
+KVW_HD float folded_query_feature(float r2, float r4, bool exact, bool quartic, float alpha,
+                                  float taylor_factor) {
+    if (!exact) return taylor_factor / alpha * r2;  // the Taylor (or measured, or calibrated) form
+    return quartic ? iso_quartic_coefficient(alpha) / alpha * r4 : -taylor_coefficient(alpha) / alpha * r2;
+}
+
 }  // namespace kvw
