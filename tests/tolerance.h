@@ -50,6 +50,9 @@ inline constexpr Tolerance kFp32Autoencoder{1e-5, 5e-6, "fp32 encoder/decoder vs
 inline constexpr Tolerance kBf16Conv{3e-2, 6e-3, "bf16 inputs and weights, fp32 accumulation"};
 // The same convolution on inputs and weights that are bf16 numbers already: the products are exact, only the
 // order of the fp32 sums differs (tensor-core tiles against OpenBLAS), as in the GEMM test.
+// Exact bf16 products summed by the tensor cores (wgmma): their fp32 accumulation is not rounded like a CPU's
+// sum in double, and the sums of 64-256 products of unit normals reach ~16-50.
+inline constexpr Tolerance kTensorCoreSums{1e-2, 1e-4, "bf16 products, tensor-core fp32 accumulation"};
 inline constexpr Tolerance kBf16OperandsFp32Sums{1e-3, 2e-5,
                                                  "bf16 operands exact, fp32 sums in another order"};
 // GroupNorm on the device: statistics in double like the CPU's, applied in fp32 with contracted multiply-adds

@@ -25,6 +25,9 @@
 #include "source_warp.h"
 #include "tolerance.h"
 #include "weights.h"
+#if defined(KVW_WITH_SM90A_TESTS)
+#include "gpu/wgmma_tile.h"
+#endif
 
 using namespace kvw;
 using namespace kvw::test;
@@ -545,6 +548,40 @@ TEST(CudaQuantize, MeasuredStepsIdenticalToCpu) {
                 }
 }
 
+// ---- Hopper building blocks (kernels/hopper.cuh) --------------------------------------------------------
+
+// One warpgroup's wgmma tile from 128-byte swizzled shared memory against the same product in double: the
+// descriptor encoding, the swizzle, the k16 steps across panels and the accumulator layout the sm_90a
+// attention kernel will build on. Only on compute capability 9.0 (sm_90a machine code).
+TEST(Hopper, WgmmaTileMatchesCpu) {
+    REQUIRE_GPU();
+#if !defined(KVW_WITH_SM90A_TESTS)
+    GTEST_SKIP() << "this build has no sm_90a code (architectures without 90)";
+#else
+    if (cu::test::device_compute_capability() != 90)
+        GTEST_SKIP() << "needs a Hopper GPU (compute capability 9.0)";
+    for (int k : {64, 128, 256}) {
+        const std::vector<uint16_t> a = to_bf16(randn(static_cast<size_t>(64) * k)),
+                                    b = to_bf16(randn(static_cast<size_t>(64) * k));
+        const std::vector<float> af = from_bf16(a), bf = from_bf16(b);
+        cu::DeviceBuffer da = upload(a), db = upload(b), dc(64 * 64 * 4);
+        cu::memset_device(dc.get(), 0xff, dc.bytes());  // poison: every element must be written
+        cu::test::wgmma_tile_product(da.as<uint16_t>(), db.as<uint16_t>(), dc.as<float>(), k);
+        const std::vector<float> c = download<float>(dc, 64 * 64);
+        std::vector<float> ref(64 * 64);
+        for (int i = 0; i < 64; ++i)
+            for (int j = 0; j < 64; ++j) {
+                double acc = 0;
+                for (int kk = 0; kk < k; ++kk)
+                    acc += static_cast<double>(af[static_cast<size_t>(i) * k + kk]) *
+                           bf[static_cast<size_t>(j) * k + kk];
+                ref[static_cast<size_t>(i) * 64 + j] = static_cast<float>(acc);
+            }
+        expect_close(c, ref, kTensorCoreSums, "wgmma 64x64, k " + std::to_string(k));
+    }
+#endif
+}
+
 // ---- attention --------------------------------------------------------------------------------------
 
 namespace {
@@ -565,7 +602,9 @@ std::vector<float> test_levels(int bits) {
     return levels;
 }
 
-void run_attention_case(const AttnCase& ac) {
+// composition false: the fused kernel at every block shape; true: the composition path (context pass, then
+// plain attention over its rows on the host and cuDNN's fused attention) on the same inputs.
+void run_attention_case(const AttnCase& ac, bool composition) {
     const int heads = 2, hd = ac.hd, D = heads * hd, F = 2, rows = 5, cols = 10, tpf = rows * cols,
               T = F * tpf;  // T = 100: ragged
     ModelConfig cfg;
@@ -658,7 +697,7 @@ void run_attention_case(const AttnCase& ac) {
     // Every block shape of the kernel on the same inputs.
     constexpr int kShapes = 3;
     std::vector<float> gpu_out[kShapes], pc_parts[kShapes];
-    for (int b = 0; b < kShapes; ++b) {
+    for (int b = 0; b < kShapes && !composition; ++b) {
         p.block_shape = b;
         cu::memset_device(d_out.get(), 0xff,
                           d_out.bytes());  // poison: every output and P_S partial must be written
@@ -753,7 +792,7 @@ void run_attention_case(const AttnCase& ac) {
             for (int c = 0; c < hd; ++c)
                 exact_ref[static_cast<size_t>(t) * D + h * hd + c] = o[static_cast<size_t>(t) * hd + c];
     }
-    for (int b = 0; b < kShapes; ++b) {
+    for (int b = 0; b < kShapes && !composition; ++b) {
         char name[160];
         std::snprintf(name, sizeof name, "attn hd%d K%d V%d g%d %s corr%d%s%s%s ctx%d split%d shape%d", hd,
                       ac.kbits, ac.vbits, ac.group, ac.channel ? "chan" : "tok", ac.correction,
@@ -768,6 +807,7 @@ void run_attention_case(const AttnCase& ac) {
         for (float v : pc_parts[b]) pc_gpu += v;
         EXPECT_NEAR(pc_gpu / (heads * T), pc_ref / (heads * T), 5e-3) << name << " P_S";
     }
+    if (!composition) return;
     // The composition path's context pass on the same inputs: plain softmax attention over its bf16 rows
     // (scores alpha q'.k', the correction folded into the extra columns) must give the same reference.
     const int folded = cu::correction_columns(kf, ac.correction, hd), k_cols = (hd + folded + 7) / 8 * 8;
@@ -844,39 +884,46 @@ class CudaAttention : public ::testing::TestWithParam<AttnCase> {};
 
 TEST_P(CudaAttention, MatchesCpuOnDequantizedKV) {
     REQUIRE_GPU();
-    run_attention_case(GetParam());
+    run_attention_case(GetParam(), false);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Formats, CudaAttention,
-    ::testing::Values(
-        AttnCase{64, 16, 16, 64, false, 0, 2, 1}, AttnCase{128, 16, 16, 64, false, 1, 2, 1},
-        AttnCase{128, 8, 8, 64, false, 1, 3, 1}, AttnCase{128, 4, 4, 32, false, 1, 3, 1},
-        AttnCase{128, 2, 2, 128, false, 1, 3, 1}, AttnCase{128, 2, 2, 128, false, 0, 3, 1},
-        AttnCase{128, 2, 4, 64, false, 2, 2, 1}, AttnCase{64, 2, 2, 32, false, 1, 2, 1},
-        AttnCase{64, 4, 2, 64, false, 2, 2, 1}, AttnCase{128, 2, 2, 32, true, 1, 3, 1},
-        AttnCase{128, 4, 8, 64, true, 2, 2, 1}, AttnCase{128, 2, 16, 128, true, 1, 2, 1},
-        AttnCase{64, 2, 2, 64, true, 1, 2, 1}, AttnCase{128, 2, 2, 64, false, 1, 3, 3},
-        AttnCase{128, 4, 4, 64, true, 1, 5, 4}, AttnCase{128, 2, 2, 128, false, 1, 20, 2},
-        AttnCase{64, 8, 8, 32, false, 1, 0, 1},
-        // calibrated levels: keys per token and per channel, 2 and 4 bits, taylor or off
-        AttnCase{128, 2, 2, 128, false, 1, 3, 1, true}, AttnCase{128, 4, 2, 64, false, 0, 2, 1, true},
-        AttnCase{128, 2, 4, 32, true, 1, 3, 1, true}, AttnCase{64, 2, 8, 64, false, 1, 2, 1, true},
-        AttnCase{128, 16, 2, 64, false, 0, 2, 2, true}, AttnCase{128, 2, 2, 64, true, 1, 5, 4, true},
-        // rotated codes: keys per token and values, the Taylor term with the query spread over the groups;
-        // bf16 keys with rotated values; keys per channel (not rotated) with rotated values
-        AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, true},
-        AttnCase{128, 4, 4, 64, false, 0, 2, 1, false, true},
-        AttnCase{64, 2, 2, 32, false, 1, 2, 1, false, true},
-        AttnCase{128, 8, 2, 32, false, 1, 3, 3, false, true},
-        AttnCase{128, 16, 4, 64, false, 0, 2, 1, false, true},
-        AttnCase{128, 2, 2, 64, true, 1, 2, 1, false, true},
-        AttnCase{128, 2, 2, 128, false, 1, 20, 2, false, true},
-        // measured steps: the Taylor term on the steps stored at write time, plain and rotated keys
-        AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, false, true},
-        AttnCase{64, 4, 4, 32, false, 1, 2, 2, false, false, true},
-        AttnCase{128, 2, 2, 64, false, 1, 3, 1, false, true, true}),
-    attn_case_name);
+// The composition path (issue 21) on every case of the fused kernel: its own test, so that a failure of one
+// path never hides the other's result.
+class CudaComposition : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(CudaComposition, MatchesCpuOnDequantizedKV) {
+    REQUIRE_GPU();
+    run_attention_case(GetParam(), true);
+}
+
+const auto kAttentionCases = ::testing::Values(
+    AttnCase{64, 16, 16, 64, false, 0, 2, 1}, AttnCase{128, 16, 16, 64, false, 1, 2, 1},
+    AttnCase{128, 8, 8, 64, false, 1, 3, 1}, AttnCase{128, 4, 4, 32, false, 1, 3, 1},
+    AttnCase{128, 2, 2, 128, false, 1, 3, 1}, AttnCase{128, 2, 2, 128, false, 0, 3, 1},
+    AttnCase{128, 2, 4, 64, false, 2, 2, 1}, AttnCase{64, 2, 2, 32, false, 1, 2, 1},
+    AttnCase{64, 4, 2, 64, false, 2, 2, 1}, AttnCase{128, 2, 2, 32, true, 1, 3, 1},
+    AttnCase{128, 4, 8, 64, true, 2, 2, 1}, AttnCase{128, 2, 16, 128, true, 1, 2, 1},
+    AttnCase{64, 2, 2, 64, true, 1, 2, 1}, AttnCase{128, 2, 2, 64, false, 1, 3, 3},
+    AttnCase{128, 4, 4, 64, true, 1, 5, 4}, AttnCase{128, 2, 2, 128, false, 1, 20, 2},
+    AttnCase{64, 8, 8, 32, false, 1, 0, 1},
+    // calibrated levels: keys per token and per channel, 2 and 4 bits, taylor or off
+    AttnCase{128, 2, 2, 128, false, 1, 3, 1, true}, AttnCase{128, 4, 2, 64, false, 0, 2, 1, true},
+    AttnCase{128, 2, 4, 32, true, 1, 3, 1, true}, AttnCase{64, 2, 8, 64, false, 1, 2, 1, true},
+    AttnCase{128, 16, 2, 64, false, 0, 2, 2, true}, AttnCase{128, 2, 2, 64, true, 1, 5, 4, true},
+    // rotated codes: keys per token and values, the Taylor term with the query spread over the groups;
+    // bf16 keys with rotated values; keys per channel (not rotated) with rotated values
+    AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, true},
+    AttnCase{128, 4, 4, 64, false, 0, 2, 1, false, true}, AttnCase{64, 2, 2, 32, false, 1, 2, 1, false, true},
+    AttnCase{128, 8, 2, 32, false, 1, 3, 3, false, true},
+    AttnCase{128, 16, 4, 64, false, 0, 2, 1, false, true},
+    AttnCase{128, 2, 2, 64, true, 1, 2, 1, false, true},
+    AttnCase{128, 2, 2, 128, false, 1, 20, 2, false, true},
+    // measured steps: the Taylor term on the steps stored at write time, plain and rotated keys
+    AttnCase{128, 2, 2, 128, false, 1, 3, 1, false, false, true},
+    AttnCase{64, 4, 4, 32, false, 1, 2, 2, false, false, true},
+    AttnCase{128, 2, 2, 64, false, 1, 3, 1, false, true, true});
+INSTANTIATE_TEST_SUITE_P(Formats, CudaAttention, kAttentionCases, attn_case_name);
+INSTANTIATE_TEST_SUITE_P(Formats, CudaComposition, kAttentionCases, attn_case_name);
 
 // ---- whole model: CUDA backend against the CPU backend ----------------------------------------------
 

@@ -42,26 +42,39 @@ if has tests; then
   grep -E 'rotated' "$OUT/test_cuda_ops.log" | grep -E 'tolerance|quantization' | head -20
 fi
 if has lift; then
-  if grep -q "rc=0" /tmp/kvw/tests_rc 2>/dev/null; then
-    python3 - <<'EOF'
-import re
+  # Each refusal goes only when the tests that exercise it passed (a failure elsewhere, e.g. in a kernel of
+  # another issue, does not keep it): rotated codes -> no failed test naming rotated codes or the rollout rows;
+  # the measured correction -> none naming it or the rollout rows.
+  failed=$(grep -E '^\[  FAILED  \] ' "$OUT/test_cuda_ops.log" 2>/dev/null | sort -u)
+  ran=$(grep -cE '^\[       OK \] ' "$OUT/test_cuda_ops.log" 2>/dev/null)
+  lift_rot=0; lift_meas=0
+  if [[ "${ran:-0}" -gt 0 ]]; then
+    echo "$failed" | grep -qiE 'rotated|ForwardAndRollout' || lift_rot=1
+    echo "$failed" | grep -qiE 'measured|ForwardAndRollout' || lift_meas=1
+  fi
+  LIFT_ROT=$lift_rot LIFT_MEAS=$lift_meas python3 - <<'EOF2'
+import os, re
 p = "engine/src/session.cpp"
 s = open(p).read()
-n = len(s)
-s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda &&\s*\(key_format\(p\.cache\)\.rotated \|\| '
-           r'value_format\(p\.cache\)\.rotated\)\)\s*throw Error\("rotated codes run on the CPU backend only so far[^;]*;',
-           '', s)
-assert len(s) < n, "the refusal was not found"
-n = len(s)
-s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda && p\.cache\.correction == Correction::Measured\)\s*'
-           r'throw Error\("the measured correction runs on the CPU backend only so far[^;]*;', '', s)
-assert len(s) < n, "the measured refusal was not found"
+if os.environ["LIFT_ROT"] == "1":
+    n = len(s)
+    s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda &&\s*\(key_format\(p\.cache\)\.rotated \|\| '
+               r'value_format\(p\.cache\)\.rotated\)\)\s*throw Error\("rotated codes run on the CPU backend only so far[^;]*;',
+               '', s)
+    assert len(s) < n, "the rotated refusal was not found"
+    print("lifted the CUDA refusal of rotated codes")
+if os.environ["LIFT_MEAS"] == "1":
+    n = len(s)
+    s = re.sub(r'\n    if \(model\.backend\(\) == BackendKind::Cuda && p\.cache\.correction == Correction::Measured\)\s*'
+               r'throw Error\("the measured correction runs on the CPU backend only so far[^;]*;', '', s)
+    assert len(s) < n, "the measured refusal was not found"
+    print("lifted the CUDA refusal of the measured correction")
 open(p, "w").write(s)
-print("lifted the CUDA refusals of rotated codes and of the measured correction")
-EOF
+EOF2
+  if [[ $lift_rot == 1 || $lift_meas == 1 ]]; then
     ninja -C /tmp/b -j "$(nproc)" kvworld-cli >> /tmp/kvw/build.log 2>&1; stamp "kvworld-cli rebuilt rc=$?"
   else
-    stamp "GPU tests did not pass: the refusal stays, paired/grid/bench of rotated codes cannot run"; exit 1
+    stamp "the tests of rotated codes and of the measured correction did not pass: both refusals stay"
   fi
 fi
 if has bench; then

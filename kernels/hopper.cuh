@@ -1,0 +1,77 @@
+// Hopper (sm_90a) building blocks for the warp-specialized attention kernel of issue 21: warpgroup matrix
+// multiply-accumulate (wgmma) on bf16 operands in shared memory, the shared-memory matrix descriptors it
+// reads them through, and the fences around it. Compiled only into sm_90a objects (nvcc
+// -gencode=arch=compute_90a,code=sm_90a); every function is __forceinline__.
+//
+// Operand layout (PTX ISA, "Shared Memory Matrix Layout"): both A (M x K) and B (N x K) K-major, in 128-byte
+// swizzled panels: a panel holds `rows` rows of 64 bf16 (128 bytes), and the 16-byte chunk c of row r sits at
+// chunk c ^ (r % 8) of that row. A panel starts at a 1024-byte boundary; a tile of K = 64·p is p panels one
+// after another. swizzled_offset() gives an element's byte offset in such a tile.
+#pragma once
+
+#include <cstdint>
+
+namespace kvw::cuda::hopper {
+
+// Byte offset of element (row, k) in a K-major tile of `rows` rows stored as 128-byte swizzled panels.
+__host__ __device__ __forceinline__ uint32_t swizzled_offset(int row, int k, int rows) {
+    const int panel = k / 64, kk = k % 64;
+    const int chunk = (kk / 8) ^ (row % 8);
+    return static_cast<uint32_t>(panel * rows * 128 + row * 128 + chunk * 16 + (kk % 8) * 2);
+}
+
+#if defined(__CUDA_ARCH__)
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// The 64-bit descriptor of a K-major, 128-byte swizzled operand starting at shared address `addr` (the
+// panel's start plus 32 bytes per k16 step inside it): start address, leading byte offset (unused by swizzled
+// K-major layouts: 1), stride byte offset 1024 (eight 128-byte rows: the next core-matrix group), swizzle
+// mode 1 (128B).
+__device__ __forceinline__ uint64_t smem_descriptor(uint32_t addr) {
+    uint64_t d = (static_cast<uint64_t>(addr) & 0x3FFFF) >> 4;
+    d |= static_cast<uint64_t>(1) << 16;          // leading byte offset >> 4
+    d |= static_cast<uint64_t>(1024 >> 4) << 32;  // stride byte offset >> 4
+    d |= static_cast<uint64_t>(1) << 62;          // 128-byte swizzle
+    return d;
+}
+
+// Ordinary shared-memory stores become visible to the tensor cores' (async proxy's) reads after this, in each
+// writing thread, and a barrier.
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// d[64 x 64] (+)= A[64 x 16] · B[64 x 16]ᵀ, bf16 operands from shared memory (descriptors), fp32
+// accumulators: thread t of the warpgroup holds d[i] at row 16·(t/32) + (t%32)/4 + 8·((i/2)%2), column
+// 8·(i/4) + 2·(t%4) + i%2. accumulate false: d = A·Bᵀ (the registers' old values ignored).
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
+        "0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
+          "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
+          "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
+          "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(a), "l"(b), "r"(accumulate ? 1 : 0));
+}
+
+#endif  // __CUDA_ARCH__
+
+}  // namespace kvw::cuda::hopper
