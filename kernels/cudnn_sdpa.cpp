@@ -359,8 +359,13 @@ CudnnSdpa::Plan& CudnnSdpa::plan(const SdpaShape& s) {
                     "): head dims must be multiples of 8 up to 256, rows within the allocation");
     auto p = std::make_unique<Plan>();
     bool ok = false;
+    std::string unified_failure;
 #if CUDNN_VERSION >= 91301
-    ok = unified_plan(impl_->handle, s, *p);
+    try {  // any failure of the newer single operation leaves the composite graph to try
+        ok = unified_plan(impl_->handle, s, *p);
+    } catch (const Error& e) {
+        unified_failure = std::string(" (the SDPA operation: ") + e.what() + ")";
+    }
 #endif
     if (!ok) {
         p = std::make_unique<Plan>();
@@ -370,7 +375,7 @@ CudnnSdpa::Plan& CudnnSdpa::plan(const SdpaShape& s) {
         char detail[512] = {0};
         cudnnGetLastErrorString(detail, sizeof detail);
         throw Error("cuDNN has no fused attention engine for " + shape +
-                    (detail[0] ? std::string(": ") + detail : ""));
+                    (detail[0] ? std::string(": ") + detail : "") + unified_failure);
     }
     if (p->workspace > static_cast<int64_t>(impl_->workspace.bytes()))
         impl_->workspace = DeviceBuffer(static_cast<size_t>(p->workspace));
