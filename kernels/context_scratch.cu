@@ -58,13 +58,14 @@ __global__ void context_keys_values_kernel(AttentionParams p, ContextScratch out
     const TokenPos pos = token_pos(p, current ? n_seg : sd.slot, t);
     const int D = p.heads * HD;
     const unsigned quad = 0xFu << ((threadIdx.x % 32) & 28);
-    uint32_t negative = 0;
-    for (int i = 0; i < R; ++i) negative |= (rotation_sign(kc0 + i) < 0.f ? 1u : 0u) << i;
+    const TensorFormat kf = p.key_fmt, vf = p.value_fmt;
+    uint32_t negative = 0;  // rotated codes: the signs of this quarter's channels
+    if (kf.rotated || vf.rotated)
+        for (int i = 0; i < R; ++i) negative |= (rotation_sign(kc0 + i) < 0.f ? 1u : 0u) << i;
     const float rotation_factor = rotation_scale(HD);
     uint16_t* krow = out.k + (static_cast<size_t>(h) * out.max_keys + row) * out.k_cols;
     uint16_t* vrow = out.v + (static_cast<size_t>(h) * out.max_keys + row) * HD;
     const size_t key_row = static_cast<size_t>(h) * T + t;
-    const TensorFormat kf = p.key_fmt, vf = p.value_fmt;
     // ---- keys ----
     float x[R];
     if (current || !(kf.bits < 16)) {

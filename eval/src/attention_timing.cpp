@@ -135,16 +135,19 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
             p.split_o = ws.as<float>();
             p.split_stats = ws.as<float>() + static_cast<size_t>(splits) * H * N * hd;
         }
-        const int n_iter =
-            cs.correction == Correction::Exact && cs.keys_quantized() ? std::max(1, iters / 5) : iters;
-        for (int w = 0; w < 2; ++w) cu::attention(p, nullptr);
-        CUDA_CHECK(cudaEventRecord(e0));
-        for (int it = 0; it < n_iter; ++it) cu::attention(p, nullptr);
-        CUDA_CHECK(cudaEventRecord(e1));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        // Mean milliseconds of `body` over `iters` launches after two warm-up ones, CUDA events around them.
+        auto timed = [&](auto&& body) {
+            for (int w = 0; w < 2; ++w) body();
+            CUDA_CHECK(cudaEventRecord(e0));
+            for (int it = 0; it < iters; ++it) body();
+            CUDA_CHECK(cudaEventRecord(e1));
+            CUDA_CHECK(cudaEventSynchronize(e1));
+            float t = 0;
+            CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+            return static_cast<double>(t) / iters;
+        };
         AttentionBenchRow r;
+        r.ms = timed([&] { cu::attention(p, nullptr); });
         if (sdpa) {
             const int folded = cu::correction_columns(kf, p.correction, hd),
                       k_cols = (hd + folded + 7) / 8 * 8;
@@ -152,16 +155,6 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
                 sq.as<uint16_t>(), sk.as<uint16_t>(), sv.as<uint16_t>(), k_cols, n_keys, folded,
                 p.correction == 2};
             const cu::SdpaShape shape_c{H, N, n_keys, k_cols, hd, N, n_keys};
-            auto timed = [&](auto&& body) {
-                for (int w = 0; w < 2; ++w) body();
-                CUDA_CHECK(cudaEventRecord(e0));
-                for (int it = 0; it < iters; ++it) body();
-                CUDA_CHECK(cudaEventRecord(e1));
-                CUDA_CHECK(cudaEventSynchronize(e1));
-                float t = 0;
-                CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-                return static_cast<double>(t) / iters;
-            };
             try {
                 r.context_pass_ms = timed([&] { cu::build_context_scratch(p, scratch, n_keys, nullptr); });
                 r.composition_ms = timed([&] {
@@ -181,7 +174,6 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         r.splits = splits;
         r.queries = N;
         r.keys = (s.n_ctx + 1) * N;
-        r.ms = ms / n_iter;
         r.tflops = 4.0 * N * r.keys * hd * H / (r.ms * 1e-3) / 1e12;
         rows.push_back(r);
     }

@@ -26,8 +26,8 @@ struct AttentionBenchRow {
     double context_pass_ms = 0, composition_ms = 0;
     std::string composition_how;
 };
-// The kernel at one shape, every format; CUDA events around `iters` launches (fewer for the exact
-// correction).
+// The kernel at one shape, every format (and the composition path where cuDNN is there); CUDA events around
+// `iters` launches each.
 std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& shape,
                                               const std::vector<CacheSettings>& formats, int iters);
 
