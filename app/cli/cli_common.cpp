@@ -27,7 +27,7 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
         ->check(CLI::IsMember({"token", "channel"}));
     cmd->add_option("--correction", correction,
                     "Jensen-bias correction: off, taylor, exact (the paper's), measured (Taylor on each "
-                    "group's measured rounding error; CPU)")
+                    "group's measured rounding error)")
         ->check(CLI::IsMember({"off", "taylor", "exact", "measured"}));
     cmd->add_option("--reconstruction", reconstruction,
                     "What 2- and 4-bit codes stand for: midpoint (the paper's) or calibrated (the model's "
@@ -36,7 +36,7 @@ void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
     cmd->add_option(
            "--rotation", rotation,
            "none, or hadamard: keys per token and values rotated by a fixed orthogonal transform before they "
-           "are quantized, which spreads the keys' few large channels (same bytes; CPU)")
+           "are quantized, which spreads the keys' few large channels (same bytes)")
         ->check(CLI::IsMember({"none", "hadamard"}));
     cmd->add_option(
            "--correction-below-t", correction_max_t,

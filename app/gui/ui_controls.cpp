@@ -119,26 +119,21 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
                       cache->key_bits < 16 || cache->value_bits < 16)) {
         CacheSettings wanted = *cache;
         wanted.rotated = basis == 1;
-        if (wanted.rotated && controller_->backend() != BackendKind::Cpu)
-            notify("rotated codes run on the CPU backend only so far", true);
-        else
-            take_if_valid(wanted);
+        take_if_valid(wanted);
     }
     ui::help_marker(
         "rotated: each key (token layout) and value is multiplied by a fixed orthogonal matrix (signs and a "
         "Walsh-Hadamard transform) before its codes are made, and rotated back when it is read. The shipped "
         "model's keys have a few large channels that set every group's range; the rotation spreads them, so "
-        "the steps shrink. Same bytes; CPU so far.");
+        "the steps shrink. Same bytes.");
     // The one correction control (C switches it too). BF16 keys: greyed with nothing lit.
     const bool corrects = correction_applies(*cache);
     int corr = corrects ? static_cast<int>(cache->correction) : -1;
     ui::form_label("Correction", column);
     if (ui::segmented("corr", &corr, {{0, "off"}, {1, "taylor"}, {2, "exact"}, {3, "measured"}}, corrects)) {
-        // measured: keys per token, and only the CPU backend carries the measured steps so far
-        const bool measured_runs =
-            cache->key_layout == KeyLayout::Token && controller_->backend() == BackendKind::Cpu;
-        if (corr == static_cast<int>(Correction::Measured) && !measured_runs) {
-            notify("the measured correction needs keys per token on the CPU backend", true);
+        // measured: the steps are measured per group of a key stored per token
+        if (corr == static_cast<int>(Correction::Measured) && cache->key_layout != KeyLayout::Token) {
+            notify("the measured correction needs keys per token", true);
         } else {
             CacheSettings wanted = *cache;
             wanted.correction = static_cast<Correction>(corr);
@@ -152,7 +147,7 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     ui::help_marker(
         "Removes the Jensen bias: quantization noise on cached keys inflates their attention on "
         "average. taylor: (a^2/24) sum u^2 D^2 per key; exact: sum log(sinh x / x); measured: taylor on "
-        "each group's rounding error measured when the key was written (CPU).");
+        "each group's rounding error measured when the key was written.");
     // The noise-level schedule: only the denoising passes at t <= this are corrected (1: every pass).
     ui::form_label("Correct t <=", column);
     if (!corrects || cache->correction == Correction::Off) ImGui::BeginDisabled();

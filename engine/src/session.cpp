@@ -17,11 +17,6 @@ namespace {
 
 void validate_params(const SessionParams& p, const Model& model) {
     if (std::optional<std::string> problem = check_session_params(model.config(), p)) throw Error(*problem);
-    if (model.backend() == BackendKind::Cuda && p.cache.correction == Correction::Measured)
-        throw Error("the measured correction runs on the CPU backend only so far (CUDA: taylor or exact)");
-    if (model.backend() == BackendKind::Cuda &&
-        (key_format(p.cache).rotated || value_format(p.cache).rotated))
-        throw Error("rotated codes run on the CPU backend only so far (CUDA: plain codes)");
 }
 
 // The problem with calibrated reconstruction at `s` on a model of `c`, if any.
