@@ -19,6 +19,7 @@
 #include "common.cuh"
 #include "cuda_autoencoder.h"
 #include "cuda_ops.h"
+#include "cudnn_sdpa.h"
 #include "kvworld/backend/backend.h"
 #include "kvworld/backend/correction.h"
 #include "offset_allocator.h"
@@ -254,6 +255,10 @@ class CudaBackendSession final : public BackendSession {
         return mod_.as<float>() + static_cast<size_t>(row) * c.chunk_frames * 6 * c.hidden;
     }
     const ModelConfig& config() const;
+    // The composition path's buffers sized for the context's format and its plans for n_ctx cached chunks,
+    // built here, outside any graph capture (set_context).
+    void prepare_composition(int n_ctx, const CacheSettings& cache);
+    void composed_attention(const cu::AttentionParams& ap);
 
     const CudaBackendModel& m_;
     cu::Stream stream_;
@@ -285,7 +290,32 @@ class CudaBackendSession final : public BackendSession {
     enum class Decoded { None, Host, Device } decoded_ = Decoded::None;
     std::map<std::string, std::unique_ptr<Graph>> graphs_;  // captured stages by key
     std::array<Event, 4> marks_;
+    int n_ctx_ = 0;  // cached chunks in the context (set_context)
+    // The composition path (issue 21; docs/design.md "The composition path"): each layer's context
+    // dequantized once into bf16 rows (build_context_scratch), then cuDNN's fused attention over them, and
+    // the stolen mass from the log-sum-exps of a second call over the current chunk's keys
+    // (cache_mass_from_stats). Taken where KVW_ATTENTION=composition asks for it (attention_path()); null:
+    // the fused kernel.
+    struct Composition {
+        cu::CudnnSdpa sdpa;
+        cu::DeviceBuffer q, k, v;                          // the scratch's rows (ContextScratch)
+        cu::DeviceBuffer o_current, lse_all, lse_current;  // [N][D] bf16 (unread); [heads][N] fp32 each
+        cu::ContextScratch scratch;
+        int k_cols_allocated = 0;
+        const void* workspace = nullptr;  // cuDNN's, as the captured graphs saw it
+    };
+    std::unique_ptr<Composition> composition_;
 };
+
+// Which attention the CUDA backend runs: the fused kernel (kernels/attention.cu), or the composition path
+// when the environment says KVW_ATTENTION=composition (an error where cuDNN cannot serve it). The composition
+// path is not the default until its engine-level GPU tests have run (CudaBackend.*Composition*).
+bool composition_requested() {
+    const char* env = std::getenv("KVW_ATTENTION");
+    if (env == nullptr || *env == '\0' || std::strcmp(env, "fused") == 0) return false;
+    if (std::strcmp(env, "composition") == 0) return true;
+    throw Error(std::string("KVW_ATTENTION=") + env + ": expected fused or composition");
+}
 
 class CudaBackendModel final : public BackendModel {
   public:
@@ -423,6 +453,15 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
         pixels_ = cu::DeviceBuffer(pixel_count_ * 3 * sizeof(float));
     }
     cu::attention_init();  // kernel attributes must be set outside graph capture
+    if (composition_requested()) {
+        std::string why;
+        if (!cu::CudnnSdpa::available(&why))
+            throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
+        composition_ = std::make_unique<Composition>();
+        composition_->o_current = cu::DeviceBuffer(N * D * 2);
+        composition_->lse_all = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
+        composition_->lse_current = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
+    }
 }
 
 CudaBackendSession::~CudaBackendSession() {
@@ -466,6 +505,8 @@ void CudaBackendSession::set_context(const std::vector<int>& slots, const CacheS
         }
     *h_n_segments_.as<int>() = n_ctx;
     context_cache_ = cache;
+    n_ctx_ = n_ctx;
+    if (composition_) prepare_composition(n_ctx, cache);
     CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.get(), segments_.bytes(), cudaMemcpyHostToDevice,
                                stream()));
     CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.get(), sizeof(int), cudaMemcpyHostToDevice,
@@ -550,7 +591,8 @@ void CudaBackendSession::reserve_cache(double budget_bytes, const CacheSettings&
 void CudaBackendSession::run_stage(const std::string& key, const std::function<void()>& body) {
     // KVW_NO_GRAPHS=1 launches eagerly, for debugging.
     if (std::getenv("KVW_NO_GRAPHS") != nullptr) return body();
-    auto& g = graphs_[key];
+    // The composition path bakes the number of keys into its cuDNN calls: a graph per context size.
+    auto& g = graphs_[composition_ ? key + "|ctx" + std::to_string(n_ctx_) : key];
     if (!g) {
         g = std::make_unique<Graph>();
         g->capture(stream(), body);
@@ -647,7 +689,75 @@ void CudaBackendSession::attention(int layer, int row) {
         ap.split_o = split_ws_.as<float>();
         ap.split_stats = split_ws_.as<float>() + static_cast<size_t>(splits_) * c.heads * N * c.head_dim;
     }
-    cu::attention(ap, stream_.get());
+    if (composition_)
+        composed_attention(ap);
+    else
+        cu::attention(ap, stream_.get());
+}
+
+void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cache) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), hd = c.head_dim, keys = (n_ctx + 1) * N;
+    Composition& comp = *composition_;
+    const TensorFormat kf = key_format(cache);
+    const Correction form = cache.correction == Correction::Measured ? Correction::Taylor : cache.correction;
+    const int columns = cu::correction_columns(kf, static_cast<int>(form), hd);
+    const int k_cols = (hd + columns + 7) / 8 * 8;
+    // The rows grow with the context and with the format's columns (sized for what is asked, not for the
+    // largest context the engine allows); captured graphs saw the old rows.
+    if (keys > comp.scratch.max_keys || k_cols > comp.k_cols_allocated) {
+        CUDA_CHECK(cudaStreamSynchronize(stream()));  // nothing in flight reads the old rows or graphs
+        graphs_.clear();
+        const int rows = std::max(keys, comp.scratch.max_keys);
+        const int cols = std::max(k_cols, comp.k_cols_allocated);
+        comp.q = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * cols * 2);
+        comp.k = cu::DeviceBuffer(static_cast<size_t>(c.heads) * rows * cols * 2);
+        comp.v = cu::DeviceBuffer(static_cast<size_t>(c.heads) * rows * hd * 2);
+        comp.k_cols_allocated = cols;
+        comp.scratch.max_keys = rows;
+    }
+    // k_cols below the allocation: a narrower row pitch over the same buffers
+    comp.scratch = cu::ContextScratch{comp.q.as<uint16_t>(),
+                                      comp.k.as<uint16_t>(),
+                                      comp.v.as<uint16_t>(),
+                                      k_cols,
+                                      comp.scratch.max_keys,
+                                      columns,
+                                      form == Correction::Exact && kf.quantized()};
+    // Both calls' plans (the whole context; the current chunk alone) before any capture uses them.
+    cu::SdpaShape all{c.heads, N, keys, k_cols, hd, N, comp.scratch.max_keys, true};
+    const void* workspace = comp.sdpa.prepare(all);
+    if (n_ctx > 0) {
+        cu::SdpaShape current = all;
+        current.keys = N;
+        workspace = comp.sdpa.prepare(current);
+    }
+    if (workspace != comp.workspace) {  // a larger plan moved cuDNN's workspace (the old one is freed)
+        CUDA_CHECK(cudaStreamSynchronize(stream()));
+        graphs_.clear();
+    }
+    comp.workspace = workspace;
+}
+
+void CudaBackendSession::composed_attention(const cu::AttentionParams& ap) {
+    const ModelConfig& c = config();
+    const int N = c.tokens_per_chunk(), hd = c.head_dim;
+    Composition& comp = *composition_;
+    const cu::ContextScratch& s = comp.scratch;
+    cu::build_context_scratch(ap, s, (n_ctx_ + 1) * N, stream_.get());
+    cu::SdpaShape all{c.heads, N, (n_ctx_ + 1) * N, s.k_cols, hd, N, s.max_keys, true};
+    comp.sdpa.run(all, s.q, s.k, s.v, ap.out, ap.alpha, stream_.get(), comp.lse_all.as<float>());
+    const float* lse_current = nullptr;
+    if (n_ctx_ > 0) {  // the current chunk's rows follow the cached ones in every head's panel
+        const size_t first = static_cast<size_t>(n_ctx_) * N;
+        cu::SdpaShape current = all;
+        current.keys = N;
+        comp.sdpa.run(current, s.q, s.k + first * s.k_cols, s.v + first * hd, comp.o_current.get(), ap.alpha,
+                      stream_.get(), comp.lse_current.as<float>());
+        lse_current = comp.lse_current.as<float>();
+    }
+    cu::cache_mass_from_stats(comp.lse_all.as<float>(), lse_current, c.heads, N, ap.p_cache_partial,
+                              stream_.get());
 }
 
 void CudaBackendSession::attention_output(int layer, int row) {

@@ -304,4 +304,11 @@ int correction_columns(const TensorFormat& key_fmt, int correction, int head_dim
 // n_tokens with the n_segments the device scalar holds.
 void build_context_scratch(const AttentionParams& p, const ContextScratch& out, int n_keys, void* stream);
 
+// ---- the composition path's stolen-mass meter (cache_mass.cu) ---------------------------------------------
+// P_S partial sums per 64-row query tile, [heads][ceil(n_tokens / 64)] (AttentionParams::p_cache_partial's
+// layout), from the log-sum-exps of the rows' scores over all keys and over the current chunk's alone,
+// lse_* [heads][n_tokens] fp32 (natural log). lse_current null: a chunk without cached keys (all zeros).
+void cache_mass_from_stats(const float* lse_all, const float* lse_current, int heads, int n_tokens,
+                           float* partial, void* stream);
+
 }  // namespace kvw::cuda

@@ -100,7 +100,7 @@ Desc tensor(int64_t uid, cudnnDataType_t type, const std::array<int64_t, 4>& dim
 }
 
 // The I/O tensors' unique ids (the variant pack's keys).
-enum : int64_t { kQ = 1, kK = 2, kV = 3, kO = 4, kScale = 5 };
+enum : int64_t { kQ = 1, kK = 2, kV = 3, kO = 4, kScale = 5, kStats = 6 };
 
 }  // namespace
 
@@ -177,6 +177,13 @@ bool build_plan(cudnnHandle_t handle, std::vector<Desc>& keep,
 struct IoStrides {
     std::array<int64_t, 4> q, k, v, o;
 };
+// The rows' log-sum-exp: [1, heads, queries, 1], fp32, packed.
+std::array<int64_t, 4> stats_dims(const SdpaShape& s) {
+    return {1, s.heads, s.queries, 1};
+}
+std::array<int64_t, 4> stats_strides(const SdpaShape& s) {
+    return {static_cast<int64_t>(s.heads) * s.queries, s.queries, 1, 1};
+}
 IoStrides io_strides(const SdpaShape& s) {
     const int64_t H = s.heads, dqk = s.dqk, dv = s.dv;
     return IoStrides{{H * s.q_rows_allocated * dqk, s.q_rows_allocated * dqk, dqk, 1},
@@ -187,7 +194,7 @@ IoStrides io_strides(const SdpaShape& s) {
 }
 
 #if CUDNN_VERSION >= 91301
-// cuDNN's single SDPA forward operation: no virtual tensors, K as stored, no statistics.
+// cuDNN's single SDPA forward operation: no virtual tensors, K as stored; the statistics when asked.
 bool unified_plan(cudnnHandle_t handle, const SdpaShape& s, CudnnSdpa::Plan& out) {
     if (cudnnGetVersion() < 91301) return false;
     const IoStrides st = io_strides(s);
@@ -198,12 +205,14 @@ bool unified_plan(cudnnHandle_t handle, const SdpaShape& s, CudnnSdpa::Plan& out
     keep.push_back(tensor(kV, CUDNN_DATA_BFLOAT16, {1, H, s.keys, s.dv}, st.v));
     keep.push_back(tensor(kO, CUDNN_DATA_BFLOAT16, {1, H, s.queries, s.dv}, st.o));
     keep.push_back(tensor(kScale, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
+    if (s.stats) keep.push_back(tensor(kStats, CUDNN_DATA_FLOAT, stats_dims(s), stats_strides(s)));
     Desc op(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR);
     op.set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC, keep[0])
         .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC, keep[1])
         .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC, keep[2])
         .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC, keep[3])
         .set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC, keep[4]);
+    if (s.stats) op.set_desc(CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC, keep[5]);
     const cudnnStatus_t fs = op.try_finalize();
     if (not_supported(fs)) return false;
     if (fs != CUDNN_STATUS_SUCCESS) throw_cudnn("SDPA operation finalize", fs);
@@ -247,7 +256,9 @@ bool composite_plan(cudnnHandle_t handle, const SdpaShape& s, CudnnSdpa::Plan& o
     const Desc& e = virt(CUDNN_DATA_FLOAT, scores, score_strides);
     const Desc& z = virt(CUDNN_DATA_FLOAT, rows, row_strides);
     const Desc& logz = virt(CUDNN_DATA_FLOAT, rows, row_strides);
-    const Desc& stats = virt(CUDNN_DATA_FLOAT, rows, row_strides);
+    // the statistics branch is part of the pattern the flash engines recognise; an output only when asked
+    const Desc& stats = s.stats ? add(tensor(kStats, CUDNN_DATA_FLOAT, stats_dims(s), stats_strides(s)))
+                                : virt(CUDNN_DATA_FLOAT, rows, row_strides);
     const Desc& p = virt(CUDNN_DATA_BFLOAT16, scores, score_strides);  // P·V's A operand: the I/O type
 
     auto matmul_desc = [&]() -> const Desc& {
@@ -382,8 +393,14 @@ CudnnSdpa::Plan& CudnnSdpa::plan(const SdpaShape& s) {
     return *(impl_->plans[s.key()] = std::move(p));
 }
 
+const void* CudnnSdpa::prepare(const SdpaShape& s) {
+    plan(s);
+    return impl_->workspace.get();
+}
+
 void CudnnSdpa::run(const SdpaShape& s, const void* q, const void* k, const void* v, void* o, float scale,
-                    void* stream) {
+                    void* stream, float* stats) {
+    if (s.stats && !stats) throw Error("cuDNN attention: a shape with statistics needs their buffer");
     Plan& p = plan(s);
     const cudaStream_t cs = as_stream(stream);
     if (!impl_->stream_set || impl_->stream != cs) {
@@ -392,12 +409,14 @@ void CudnnSdpa::run(const SdpaShape& s, const void* q, const void* k, const void
         impl_->stream_set = true;
     }
     float scale_value = scale;  // by value: a host address, read while the call enqueues
-    const int64_t uids[5] = {kQ, kK, kV, kO, kScale};
-    void* ptrs[5] = {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), o, &scale_value};
+    const int64_t uids[6] = {kQ, kK, kV, kO, kScale, kStats};
+    void* ptrs[6] = {
+        const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), o, &scale_value, stats};
+    const int64_t n = s.stats ? 6 : 5;
     void* workspace = impl_->workspace.get();
     Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids, 5)
-        .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, ptrs, 5)
+    pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids, n)
+        .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, ptrs, n)
         .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, &workspace)
         .finalize();
     CUDNN_CHECK(cudnnBackendExecute(impl_->handle, p.plan.get(), pack.get()));
@@ -423,7 +442,10 @@ CudnnSdpa::~CudnnSdpa() = default;
 CudnnSdpa::Plan& CudnnSdpa::plan(const SdpaShape&) {
     throw Error("cuDNN attention unavailable: this build has no cuDNN");
 }
-void CudnnSdpa::run(const SdpaShape&, const void*, const void*, const void*, void*, float, void*) {
+void CudnnSdpa::run(const SdpaShape&, const void*, const void*, const void*, void*, float, void*, float*) {
+    throw Error("cuDNN attention unavailable: this build has no cuDNN");
+}
+const void* CudnnSdpa::prepare(const SdpaShape&) {
     throw Error("cuDNN attention unavailable: this build has no cuDNN");
 }
 std::string CudnnSdpa::describe(const SdpaShape&) {

@@ -110,12 +110,13 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
     if (given) b.encode_frames(Frames::Prediction, j.given_frames);
 
     // Stages keyed by everything baked into the operations' arguments.
-    char key[192];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d/r%d|%d<%.6f|%d%s/%.4f|g%.6f", j.steps, j.shift,
+    char key[200];
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d/r%d%s|%d<%.6f|%d%s/%.4f|g%.6f", j.steps, j.shift,
                   j.cache_t, j.cache.key_bits, j.cache.value_bits, j.cache.group,
                   static_cast<int>(j.cache.key_layout), static_cast<int>(j.cache.reconstruction),
-                  static_cast<int>(j.cache.correction), j.cache.correction_max_t, j.source_previous ? 1 : 0,
-                  warped ? "w" : "", j.source_sigma, j.guidance);
+                  j.cache.rotated ? "/rot" : "", static_cast<int>(j.cache.correction),
+                  j.cache.correction_max_t, j.source_previous ? 1 : 0, warped ? "w" : "", j.source_sigma,
+                  j.guidance);
     b.mark(StageMark::Start);
     if (j.steps > 0) b.run_stage(std::string("denoise|") + key, [&] { denoise(j, times); });
     b.mark(StageMark::Denoised);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -862,6 +863,30 @@ void run_attention_case(const AttnCase& ac, bool composition) {
         cu::synchronize_device();
         expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
                      "cuDNN composition (" + sdpa.describe(shape) + ") corr" + std::to_string(ac.correction));
+        // The engine's form of it: the same call with the rows' log-sum-exps, a second over the current
+        // chunk's keys alone (the last T rows of every head's panel), and P_S from the two.
+        cu::SdpaShape all = shape, current = shape;
+        all.stats = current.stats = true;
+        current.keys = T;
+        cu::DeviceBuffer d_lse_all(static_cast<size_t>(heads) * T * 4),
+            d_lse_cur(static_cast<size_t>(heads) * T * 4), d_o_cur(static_cast<size_t>(T) * D * 2),
+            d_pc(static_cast<size_t>(heads) * cu::attention_query_tiles(T) * 4);
+        cu::memset_device(d_o.get(), 0xff, d_o.bytes());
+        sdpa.run(all, d_sq.get(), d_sk.get(), d_sv.get(), d_o.get(), p.alpha, nullptr, d_lse_all.as<float>());
+        const size_t first = static_cast<size_t>(nk - T);
+        sdpa.run(current, d_sq.get(), d_sk.as<uint16_t>() + first * k_cols, d_sv.as<uint16_t>() + first * hd,
+                 d_o_cur.get(), p.alpha, nullptr, d_lse_cur.as<float>());
+        cu::cache_mass_from_stats(d_lse_all.as<float>(), ac.n_ctx > 0 ? d_lse_cur.as<float>() : nullptr,
+                                  heads, T, d_pc.as<float>(), nullptr);
+        cu::synchronize_device();
+        expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
+                     "cuDNN composition with statistics, corr" + std::to_string(ac.correction));
+        double pc_composed = 0;
+        for (float v : download<float>(d_pc, static_cast<size_t>(heads) * cu::attention_query_tiles(T)))
+            pc_composed += v;
+        std::printf("[composition] P_S from two log-sum-exps %.5f, CPU %.5f\n", pc_composed / (heads * T),
+                    pc_ref / (heads * T));
+        EXPECT_NEAR(pc_composed / (heads * T), pc_ref / (heads * T), 5e-3) << "composition P_S";
     } else {
         std::printf("[composition] cuDNN attention not run: %s\n", no_cudnn.c_str());
     }
@@ -997,15 +1022,21 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                    randn(static_cast<size_t>(cfg.tokens_per_frame()) * cfg.hidden, 0.5f)};
     const auto cpu_pos = make_model(cfg_pos, w_pos, BackendKind::Cpu);
     const auto gpu_pos = make_model(cfg_pos, w_pos, BackendKind::Cuda);
-    // (cache format, motion guidance, absolute positions, warped flow source): guidance > 1 adds the negative
-    // pass of every step; warped: the previous frame turned to every frame's camera (sampler warp_source)
+    // (cache format, motion guidance, absolute positions, warped flow source, attention path): guidance > 1
+    // adds the negative pass of every step; warped: the previous frame turned to every frame's camera
+    // (sampler warp_source); composed: the composition path (KVW_ATTENTION=composition: the context pass and
+    // cuDNN's attention, P_S from two log-sum-exps) instead of the fused kernel
     struct Case {
         CacheSettings cs;
         float guidance;
         bool positioned;
         bool warped;
+        bool composed = false;
     };
-    for (const auto& [cs, guidance, positioned, warped] :
+    std::string no_cudnn;
+    const bool cudnn = cu::CudnnSdpa::available(&no_cudnn);
+    if (!cudnn) std::printf("[composition] the composition rows are not run: %s\n", no_cudnn.c_str());
+    for (const auto& [cs, guidance, positioned, warped, composed] :
          {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false, false},
           Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, false, false},
           Case{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f, false, false},
@@ -1029,9 +1060,23 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                              true},
                1.f, true, false},
           // the measured correction: steps measured by the cache kernel, used by the attention kernel
-          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Measured, 0.75f}, 2.5f, true, true}}) {
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Measured, 0.75f}, 2.5f, true, true},
+          // the composition path, on the formats and corrections above
+          Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, true, true, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.5f}, 2.5f, true, true, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Channel, Correction::Exact}, 1.f, false, false, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Calibrated},
+               2.5f, true, true, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.75f, Reconstruction::Midpoint,
+                             true},
+               2.5f, true, true, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Measured, 0.75f}, 2.5f, true, true,
+               true}}) {
+        if (composed && !cudnn) continue;
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
+        if (composed) setenv("KVW_ATTENTION", "composition", 1);  // read when the backend session is made
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
+        unsetenv("KVW_ATTENTION");
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
         std::vector<float> ctx = randn(n, 0.5f);
         for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
@@ -1062,12 +1107,33 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
         }
         const double psnr = psnr_8bit(cpu_frames, gpu_frames);
         const std::string variant = std::string(positioned ? " absolute positions" : "") +
-                                    (warped ? ", source turned and walked" : "");
+                                    (warped ? ", source turned and walked" : "") +
+                                    (composed ? ", composition path" : "");
         std::printf(
             "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
             cs.label().c_str(), guidance, variant.c_str(), psnr);
         EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
     }
+}
+
+// KVW_ATTENTION names the attention path; anything else is refused when the session is made, by name.
+TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const auto gpu_m = make_model(cfg, load_weights(source_path("tests/data/tiny"), cfg), BackendKind::Cuda);
+    setenv("KVW_ATTENTION", "flash", 1);
+    std::string message;
+    try {
+        make_sampler(*gpu_m);
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    unsetenv("KVW_ATTENTION");
+    EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused or composition"), std::string::npos)
+        << message;
+    setenv("KVW_ATTENTION", "fused", 1);
+    EXPECT_NO_THROW(make_sampler(*gpu_m));
+    unsetenv("KVW_ATTENTION");
 }
 
 // ---- the autoencoder and latent models: CUDA against the CPU --------------------------------------------

@@ -12,6 +12,8 @@
 #           rotated, measured and exact rows beside the same formats plain, $OUT/bench_attention.json)
 #   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor/measured,
 #           t <= 1 and 0.75 ($OUT/paired)
+#   e2e     kvworld-cli bench --backend cuda on the shipped model with the fused kernel, then with the composition
+#           path (KVW_ATTENTION=composition): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition}.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
 #           chunks ($OUT/grid)
 set -uo pipefail
@@ -82,6 +84,14 @@ if has bench; then
   python3 tools/bench/sdpa_baseline.py --json "$OUT/sdpa_baseline.json" 2>&1 | tail -6
   base=(); [[ -s "$OUT/sdpa_baseline.json" ]] && base=(--baseline "$OUT/sdpa_baseline.json")
   "$CLI" bench-attention --json "$OUT/bench_attention.json" "${base[@]}" 2>&1 | tee "$OUT/bench_attention.txt" | tail -40
+fi
+if has e2e; then
+  for path in fused composition; do
+    stamp "end to end, $path attention"
+    KVW_ATTENTION=$path timeout 200 "$CLI" bench --backend cuda --model assets/models/default --chunks 20 \
+      --json "$OUT/bench_e2e_$path.json" > "$OUT/bench_e2e_$path.txt" 2>&1
+    echo "bench ($path) rc=$?"; tail -12 "$OUT/bench_e2e_$path.txt"
+  done
 fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"
