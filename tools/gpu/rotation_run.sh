@@ -14,6 +14,8 @@
 #           t <= 1 and 0.75 ($OUT/paired)
 #   e2e     kvworld-cli bench --backend cuda on the shipped model with the fused kernel, then with the composition
 #           path (KVW_ATTENTION=composition): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition}.txt)
+#   sanitize compute-sanitizer memcheck over the attention, composition and cache kernels' tests, racecheck over
+#           a subset (issue 21 item 4; $OUT/sanitize_{memcheck,racecheck}.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
 #           chunks ($OUT/grid)
 set -uo pipefail
@@ -92,6 +94,19 @@ if has e2e; then
       --json "$OUT/bench_e2e_$path.json" > "$OUT/bench_e2e_$path.txt" 2>&1
     echo "bench ($path) rc=$?"; tail -12 "$OUT/bench_e2e_$path.txt"
   done
+fi
+if has sanitize; then
+  SAN=/usr/local/cuda/bin/compute-sanitizer
+  stamp "compute-sanitizer memcheck"
+  timeout "${MEMCHECK_TIMEOUT:-300}" "$SAN" --tool memcheck --error-exitcode 9 /tmp/b/tests/test_cuda_ops \
+    --gtest_filter='*CudaAttention*:*CudaComposition*:*CudaQuantize*:CudaBackend.ForwardAndRolloutMatchCpu' \
+    > "$OUT/sanitize_memcheck.txt" 2>&1
+  echo "memcheck rc=$?"; grep -E 'ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitize_memcheck.txt" | tail -4
+  stamp "compute-sanitizer racecheck"
+  timeout "${RACECHECK_TIMEOUT:-240}" "$SAN" --tool racecheck --error-exitcode 9 /tmp/b/tests/test_cuda_ops \
+    --gtest_filter='*CudaAttention*K2V2_g128_tok_taylor_ctx3*:*CudaComposition*K2V2_g128_tok_taylor_ctx3*' \
+    > "$OUT/sanitize_racecheck.txt" 2>&1
+  echo "racecheck rc=$?"; grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitize_racecheck.txt" | tail -4
 fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"
