@@ -133,7 +133,7 @@ V2=${MODEL_DIR:-/tmp/kvw/v2model}
 if has eval; then
   stamp "eval quality of $V2"
   mkdir -p "$OUT/eval"
-  timeout "${EVAL_TIMEOUT:-420}" "$CLI" eval --backend cuda --model "$V2" --mode quality ${EVAL_ARGS:---traces 32} \
+  timeout "${EVAL_TIMEOUT:-560}" "$CLI" eval --backend cuda --model "$V2" --mode quality ${EVAL_ARGS:---traces 32} \
     --out "$OUT/eval/quality" > "$OUT/eval/quality.txt" 2>&1; echo "eval rc=$?"; tail -25 "$OUT/eval/quality.txt"
   if [[ "${PAIRED:-0}" == 1 ]]; then
     stamp "paired caches of $V2"
