@@ -639,6 +639,9 @@ def main():
             n_acc = 0
     run["end_step"] = step
     run["train_seconds"] = time.time() - t_train
+    if dev.type == "cuda":  # what a larger batch would have to fit in
+        run["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        print(f"peak GPU memory {run['peak_memory_gib']:.1f} GiB at batch {args.batch}", flush=True)
     if args.compile:  # the evaluation and the export below run the plain functions (and deepcopy the model)
         model.__dict__.pop("block_qkv", None)
         model.__dict__.pop("block_finish", None)
