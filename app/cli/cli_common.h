@@ -88,7 +88,7 @@ int run_eval(const SessionFlags& session_flags, const EvalFlags& eval_flags);
 int run_calibrate(const SessionFlags& flags, int worlds, uint64_t world_base, int given_chunks,
                   int generated_chunks);
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out,
-                        const std::string& baseline);
+                        const std::string& baseline, const std::string& formats);
 // kvworld-cli bench: --model, or the models named by --configs (eval::bench_models), on --backend.
 int run_bench(const std::string& backend, const std::string& model_dir, const std::string& configs,
               int chunks, const std::string& json_out);

@@ -69,12 +69,15 @@ int main(int argc, char** argv) {
     eval_session_flags.add_to(eval);
     eval_flags.add_to(eval);
 
-    std::string ba_shapes = "default,hy-worldplay-8b", ba_json, ba_baseline;
+    std::string ba_shapes = "default,hy-worldplay-8b", ba_json, ba_baseline, ba_formats;
     int ba_iters = 20, ba_block_shape = -1;
     auto* bench_attn =
         app.add_subcommand("bench-attention", "Time the fused attention kernel per cache format (CUDA)");
     bench_attn->add_option("--shapes", ba_shapes, "default, hy-worldplay-8b");
     bench_attn->add_option("--iters", ba_iters, "Timed launches per format")->check(CLI::Range(1, 10000));
+    bench_attn->add_option("--formats", ba_formats,
+                           "Only these cache formats, comma-separated labels as the table prints them (e.g. "
+                           "\"K2/V2 g128 taylor\"); BF16 always runs. For profiling one format under ncu");
     bench_attn
         ->add_option(
             "--block-shape", ba_block_shape,
@@ -148,7 +151,8 @@ int main(int argc, char** argv) {
         if (*eval) return cli::run_eval(eval_session_flags, eval_flags);
         if (*cal) return cli::run_calibrate(cal_flags, cal_worlds, cal_world_base, cal_given, cal_generated);
         if (*bench_attn)
-            return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json, ba_baseline);
+            return cli::run_bench_attention(ba_shapes, ba_iters, ba_block_shape, ba_json, ba_baseline,
+                                            ba_formats);
         if (*bench)
             return cli::run_bench(bench_backend, bench_model, bench_configs, bench_chunks, bench_json);
         if (*convert) return cli::run_convert_weights(convert_model, convert_out, convert_dtype);

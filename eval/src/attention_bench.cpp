@@ -1,5 +1,6 @@
 // kvworld-cli bench-attention: the table of shapes and formats around time_attention (attention_timing.cpp,
 // CUDA builds).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -61,7 +62,7 @@ void run_attention_bench(const AttentionBenchOptions& options) {
         list.push_back({"HY-WorldPlay-8B (16x128, 6240 q, 37440 k)", 16, 128, 4, 30, 52, 5});
     if (list.empty()) throw Error("--shapes: default and/or hy-worldplay-8b");
     for (AttentionBenchShape& s : list) s.block_shape = options.block_shape;
-    const std::vector<CacheSettings> formats = {
+    const std::vector<CacheSettings> all_formats = {
         {16, 16, 64, KeyLayout::Token, Correction::Off},
         {8, 8, 64, KeyLayout::Token, Correction::Off},
         {8, 8, 64, KeyLayout::Token, Correction::Taylor},
@@ -81,6 +82,28 @@ void run_attention_bench(const AttentionBenchOptions& options) {
         {2, 2, 128, KeyLayout::Token, Correction::Off, 1.f, Reconstruction::Midpoint, true},
         {2, 2, 128, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
     };
+    std::vector<CacheSettings> formats;
+    std::vector<std::string> wanted;
+    for (size_t a = 0; a < options.formats.size();) {
+        size_t b = options.formats.find(',', a);
+        if (b == std::string::npos) b = options.formats.size();
+        std::string label = options.formats.substr(a, b - a);
+        while (!label.empty() && label.front() == ' ') label.erase(label.begin());
+        while (!label.empty() && label.back() == ' ') label.pop_back();
+        if (!label.empty()) wanted.push_back(label);
+        a = b + 1;
+    }
+    for (const CacheSettings& f : all_formats)
+        if (wanted.empty() || f.key_bits == 16 ||
+            std::find(wanted.begin(), wanted.end(), f.label()) != wanted.end())
+            formats.push_back(f);
+    for (const std::string& w : wanted)
+        if (std::none_of(all_formats.begin(), all_formats.end(),
+                         [&](const CacheSettings& f) { return f.label() == w; })) {
+            std::string known;
+            for (const CacheSettings& f : all_formats) known += (known.empty() ? "" : ", ") + f.label();
+            throw Error("--formats: no format \"" + w + "\" (the bench's formats: " + known + ")");
+        }
     json out = json::array();
     const bool with_baseline = !baseline.empty();
     std::printf("%-44s %-24s %9s %9s %8s %12s%s\n", "shape", "cache", "ms", "TFLOP/s", "vs BF16",

@@ -16,6 +16,8 @@
 #           path (KVW_ATTENTION=composition): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition}.txt)
 #   sanitize compute-sanitizer memcheck over the attention, composition and cache kernels' tests, racecheck over
 #           a subset (issue 21 item 4; $OUT/sanitize_{memcheck,racecheck}.txt)
+#   ncu     Nsight Compute on the fused kernel at HY's shape, BF16 and K2/V2 g128 taylor (issue 21's note: what
+#           limits it; speed of light, compute and memory workload, occupancy; $OUT/ncu_attention.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
 #           chunks ($OUT/grid)
 set -uo pipefail
@@ -107,6 +109,16 @@ if has sanitize; then
     --gtest_filter='*CudaAttention*K2V2_g128_tok_taylor_ctx3*:*CudaComposition*K2V2_g128_tok_taylor_ctx3*' \
     > "$OUT/sanitize_racecheck.txt" 2>&1
   echo "racecheck rc=$?"; grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitize_racecheck.txt" | tail -4
+fi
+if has ncu; then
+  stamp "ncu of the fused kernel"
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:attention_kernel --launch-count 4 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --section Occupancy --section LaunchStats --section WarpStateStats \
+    "$CLI" bench-attention --shapes hy-worldplay-8b --iters 1 --formats "K2/V2 g128 taylor" \
+    > "$OUT/ncu_attention.txt" 2>&1
+  echo "ncu rc=$?"; grep -E 'Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Shared Memory Configuration Size' "$OUT/ncu_attention.txt" | head -16
 fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"
