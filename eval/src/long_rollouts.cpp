@@ -57,13 +57,22 @@ RolloutBarReading read_rollout_bar(const std::vector<Image>& frames, const Trace
     return reading;
 }
 
+// "0-30s", or "0.0-0.2s" for the windows of a short rollout (--long-frames of a few chunks).
+std::string span_label(double from_s, double to_s) {
+    char s[48];
+    std::snprintf(s, sizeof s, to_s < 10.0 ? "%.1f-%.1fs" : "%.0f-%.0fs", from_s, to_s);
+    return s;
+}
+
 // One line per rollout: its windows' ratios, then the whole trace's.
 void print_rollout(const json& rollout, const BarCheck& whole) {
-    std::printf("rollout of %.0f s in world %llu:", rollout["seconds"].get<double>(),
-                static_cast<unsigned long long>(rollout["world_seed"].get<uint64_t>()));
+    const double seconds = rollout["seconds"].get<double>();
+    std::printf(seconds < 10.0 ? "rollout of %.1f s in world %llu:" : "rollout of %.0f s in world %llu:",
+                seconds, static_cast<unsigned long long>(rollout["world_seed"].get<uint64_t>()));
     for (const json& w : rollout["windows"])
-        std::printf("  [%.0f-%.0fs mean %.2f contrast %.2f edges %.2f]", w["from_s"].get<double>(),
-                    w["to_s"].get<double>(), w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(),
+        std::printf("  [%s mean %.2f contrast %.2f edges %.2f]",
+                    span_label(w["from_s"].get<double>(), w["to_s"].get<double>()).c_str(),
+                    w["mean_ratio"].get<double>(), w["contrast_ratio"].get<double>(),
                     w["edge_ratio"].get<double>());
     std::printf("  whole trace %.2f %.2f %.2f\n", whole.mean, whole.contrast, whole.edges);
     std::fflush(stdout);
@@ -162,7 +171,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
         json w = seams_json(seams_by_window[k].model, seams_by_window[k].simulator, grid, true);
         w["from_s"] = static_cast<double>(spans[k].first) / c.fps;
         w["to_s"] = static_cast<double>(spans[k].second) / c.fps;
-        std::printf("  [%.0f-%.0fs %.3f]", w["from_s"].get<double>(), w["to_s"].get<double>(),
+        std::printf("  [%s %.3f]", span_label(w["from_s"].get<double>(), w["to_s"].get<double>()).c_str(),
                     w["seam_index"].get<double>());
         seam_windows.push_back(std::move(w));
     }

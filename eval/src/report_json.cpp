@@ -1,6 +1,7 @@
 #include "report_json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <limits>
@@ -117,9 +118,13 @@ json walking_json(const WalkingSamples& samples, const char* what) {
                                        {"model_mean", f.model_mean},
                                        {"fraction", f.fraction},
                                        {"fraction_ci95", interval_json(f.fraction_ci)}};
-        std::printf("  %s %.0f%% [%.0f%%, %.0f%%] (%d of %d pairs, %d worlds)", to_string(walk),
-                    100 * f.fraction, 100 * f.fraction_ci.low, 100 * f.fraction_ci.high, f.pairs,
-                    f.commanded_pairs, f.worlds);
+        // no interval where the pairs come from one world (the bootstrap's ends are NaN)
+        char interval[48] = "";
+        if (std::isfinite(f.fraction_ci.low) && std::isfinite(f.fraction_ci.high))
+            std::snprintf(interval, sizeof interval, " [%.0f%%, %.0f%%]", 100 * f.fraction_ci.low,
+                          100 * f.fraction_ci.high);
+        std::printf("  %s %.0f%%%s (%d of %d pairs, %d worlds)", to_string(walk), 100 * f.fraction, interval,
+                    f.pairs, f.commanded_pairs, f.worlds);
     }
     std::printf("\n");
     std::fflush(stdout);
