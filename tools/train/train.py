@@ -192,11 +192,40 @@ def warped_sources(prev: torch.Tensor, views, cfg) -> torch.Tensor:
     return w.view(B, Kc, *w.shape[1:])
 
 
+class SlotFactors(list):
+    """RoPE factors of the context slots: rope_f[s] = (cos, sin) [N, hd/2] of slot s (RopeTables.chunk_factors),
+    and stacked(n) = (cos, sin) [n, N, hd/2] of slots 0..n-1, for rotating a whole context in one call."""
+
+    def __init__(self, factors):
+        super().__init__(factors)
+        self._cos = torch.stack([f[0] for f in factors])
+        self._sin = torch.stack([f[1] for f in factors])
+
+    def stacked(self, n: int):
+        return self._cos[:n], self._sin[:n]
+
+
 def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int, rope_f):
     """The K/V chunk c attends to before its own, in slot order: the recalled chunks (per episode, oldest first),
     then the window, keys rotated to their slots. k_chunks/v_chunks [B, heads, K', N, hd] (keys unrotated);
-    recall_idx [B, K, M]. Returns (keys, values, the current chunk's slot)."""
+    recall_idx [B, K, M]. Returns (keys, values, the current chunk's slot): with SlotFactors, one tensor each
+    ([B, heads, n*N, hd]: one gather and one rotation for the whole context, the trainer being bound by kernel
+    launches), else a list of chunks."""
     n_win, n_rec = min(window, c), min(recall, max(0, c - window))
+    n = n_win + n_rec
+    if n == 0:
+        return [], [], 0
+    if isinstance(rope_f, SlotFactors):
+        B, H, _, N, hd = k_chunks.shape
+        dev = k_chunks.device
+        # each episode's chunk for every slot: its recalled chunks, then the window (the same for all)
+        idx = torch.cat([recall_idx[:, c, :n_rec].to(dev),
+                         torch.arange(c - n_win, c, device=dev).expand(B, n_win)], dim=1)  # [B, n]
+        rows = torch.arange(B, device=dev)[:, None]
+        k = k_chunks[rows, :, idx].transpose(1, 2)  # [B, H, n, N, hd]
+        v = v_chunks[rows, :, idx].transpose(1, 2)
+        k = M.apply_rope(k, *rope_f.stacked(n)).reshape(B, H, n * N, hd)
+        return [k], [v.reshape(B, H, n * N, hd)], n
     ar = torch.arange(k_chunks.shape[0], device=k_chunks.device)
     ks, vs = [], []
     for s in range(n_rec):
@@ -559,7 +588,7 @@ def main():
         step, log = ck["step"], ck["log"]
         print(f"resumed at step {step}", flush=True)
     rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
-    rope_f = [rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)]
+    rope_f = SlotFactors([rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)])
     rollout_guidance = args.rollout_guidance or cfg.guidance
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed * 1000003 + step)
