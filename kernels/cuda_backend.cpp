@@ -11,6 +11,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -303,6 +304,7 @@ class CudaBackendSession final : public BackendSession {
         cu::ContextScratch scratch;
         int k_cols_allocated = 0;
         const void* workspace = nullptr;  // cuDNN's, as the captured graphs saw it
+        bool eager = false;               // a capture failed: stages run without graphs
     };
     std::unique_ptr<Composition> composition_;
 };
@@ -591,11 +593,27 @@ void CudaBackendSession::reserve_cache(double budget_bytes, const CacheSettings&
 void CudaBackendSession::run_stage(const std::string& key, const std::function<void()>& body) {
     // KVW_NO_GRAPHS=1 launches eagerly, for debugging.
     if (std::getenv("KVW_NO_GRAPHS") != nullptr) return body();
+    if (composition_ && composition_->eager) return body();
     // The composition path bakes the number of keys into its cuDNN calls: a graph per context size.
-    auto& g = graphs_[composition_ ? key + "|ctx" + std::to_string(n_ctx_) : key];
+    const std::string stage = composition_ ? key + "|ctx" + std::to_string(n_ctx_) : key;
+    auto& g = graphs_[stage];
     if (!g) {
         g = std::make_unique<Graph>();
-        g->capture(stream(), body);
+        if (!composition_) {
+            g->capture(stream(), body);
+        } else {
+            try {
+                g->capture(stream(), body);
+            } catch (const Error& e) {
+                // A cuDNN engine that cannot be captured into a graph: this session launches its stages
+                // eagerly from now on (said once; the capture left nothing enqueued).
+                graphs_.erase(stage);
+                composition_->eager = true;
+                std::fprintf(stderr, "kvworld: the composition path runs without CUDA graphs (%s)\n",
+                             e.what());
+                return body();
+            }
+        }
     }
     g->launch(stream());
 }
