@@ -1386,6 +1386,49 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     EXPECT_GT(quantized, 30.0);
 }
 
+// A cache setting switched mid-run (the app's Basis toggle: plain -> rotated codes, same bits) re-encodes the
+// cached chunks and must not replay the stages captured for the other basis: CUDA follows the CPU through it.
+TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
+    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
+    std::vector<Image> ctx;
+    const std::vector<float> px = randn(static_cast<size_t>(cfg.height) * cfg.width * 3, 0.4f);
+    for (int f = 0; f < cfg.chunk_frames; ++f) {
+        Image im(cfg.width, cfg.height);
+        for (size_t i = 0; i < im.rgb.size(); ++i)
+            im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i]));
+        ctx.push_back(im);
+    }
+    const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
+                                        FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+    SessionParams plain;
+    plain.seed = 5;
+    plain.cache = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor};
+    SessionParams rotated = plain;
+    rotated.cache.rotated = true;
+    Session g(gpu, plain), c(cpu, plain);
+    std::vector<uint8_t> gpu_frames, cpu_frames;
+    auto append = [](std::vector<uint8_t>& to, const ChunkResult& r) {
+        for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
+    };
+    for (Session* s : {&g, &c}) s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
+    for (int k = 0; k < 6; ++k) {
+        if (k == 2 || k == 4) {  // plain -> rotated -> plain
+            g.set_params(k == 2 ? rotated : plain);
+            c.set_params(k == 2 ? rotated : plain);
+        }
+        append(gpu_frames, g.step(acts));
+        append(cpu_frames, c.step(acts));
+    }
+    const double psnr = psnr_8bit(cpu_frames, gpu_frames);
+    std::printf(
+        "[tolerance] basis switched mid-run (plain, rotated, plain): CUDA vs CPU frames %.1f dB (limit 30)\n",
+        psnr);
+    EXPECT_GT(psnr, 30.0);
+}
+
 // ---- the cache's device memory: pool against the engine's accounting --------------------------------
 
 TEST(CudaBackend, CachePoolMatchesAccountingAndBudget) {
