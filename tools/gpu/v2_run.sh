@@ -20,7 +20,8 @@
 #         libstb-dev libgtest-dev); the log comes back as $OUT/build.log
 #   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
 #         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model) or of MODEL_DIR;
-#         then the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
+#         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
+#         taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
 #   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
 # A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
 set -uo pipefail
@@ -135,6 +136,12 @@ if has eval; then
   mkdir -p "$OUT/eval"
   timeout "${EVAL_TIMEOUT:-560}" "$CLI" eval --backend cuda --model "$V2" --mode quality ${EVAL_ARGS:---traces 32} \
     --out "$OUT/eval/quality" > "$OUT/eval/quality.txt" 2>&1; echo "eval rc=$?"; tail -25 "$OUT/eval/quality.txt"
+  if [[ "${REVISIT:-0}" == 1 ]]; then  # issue 19 item 5: memory of places at BF16, INT4 and INT2 + taylor
+    stamp "revisit of $V2"
+    timeout "${REVISIT_TIMEOUT:-420}" "$CLI" eval --backend cuda --model "$V2" --mode revisit \
+      ${REVISIT_ARGS:---traces 8 --revisit-bits 16,4,2} --out "$OUT/eval/revisit" > "$OUT/eval/revisit.txt" 2>&1
+    echo "revisit rc=$?"; tail -12 "$OUT/eval/revisit.txt"
+  fi
   if [[ "${PAIRED:-0}" == 1 ]]; then
     stamp "paired caches of $V2"
     timeout "${PAIRED_TIMEOUT:-240}" "$CLI" eval --backend cuda --model "$V2" --mode paired \
