@@ -22,7 +22,7 @@ def main():
             p.add_(torch.randn_like(p) * 0.05)
     model.eval()
     rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
-    rf = [rope.chunk_factors(s) for s in range(cfg.window + cfg.recall + 1)]
+    rf = train.SlotFactors([rope.chunk_factors(s) for s in range(cfg.window + cfg.recall + 1)])
     e, K, Fr = 0, data.K, cfg.chunk_frames
     x0 = data.frames[e:e + 1].float().div(127.5).sub(1.0).view(1, K, Fr, cfg.height, cfg.width, 3)
     t = torch.full((1, K), 0.6)

@@ -205,38 +205,26 @@ class SlotFactors(list):
         return self._cos[:n], self._sin[:n]
 
 
-def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int, rope_f):
+def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int, rope_f: SlotFactors):
     """The K/V chunk c attends to before its own, in slot order: the recalled chunks (per episode, oldest first),
     then the window, keys rotated to their slots. k_chunks/v_chunks [B, heads, K', N, hd] (keys unrotated);
-    recall_idx [B, K, M]. Returns (keys, values, the current chunk's slot): with SlotFactors, one tensor each
-    ([B, heads, n*N, hd]: one gather and one rotation for the whole context, the trainer being bound by kernel
-    launches), else a list of chunks."""
+    recall_idx [B, K, M]. Returns (keys, values, the current chunk's slot), keys and values as one-tensor lists
+    ([B, heads, n*N, hd]; empty without context): one gather and one rotation for the whole context, the trainer
+    being bound by kernel launches."""
     n_win, n_rec = min(window, c), min(recall, max(0, c - window))
     n = n_win + n_rec
     if n == 0:
         return [], [], 0
-    if isinstance(rope_f, SlotFactors):
-        B, H, _, N, hd = k_chunks.shape
-        dev = k_chunks.device
-        # each episode's chunk for every slot: its recalled chunks, then the window (the same for all)
-        idx = torch.cat([recall_idx[:, c, :n_rec].to(dev),
-                         torch.arange(c - n_win, c, device=dev).expand(B, n_win)], dim=1)  # [B, n]
-        rows = torch.arange(B, device=dev)[:, None]
-        k = k_chunks[rows, :, idx].transpose(1, 2)  # [B, H, n, N, hd]
-        v = v_chunks[rows, :, idx].transpose(1, 2)
-        k = M.apply_rope(k, *rope_f.stacked(n)).reshape(B, H, n * N, hd)
-        return [k], [v.reshape(B, H, n * N, hd)], n
-    ar = torch.arange(k_chunks.shape[0], device=k_chunks.device)
-    ks, vs = [], []
-    for s in range(n_rec):
-        j = recall_idx[:, c, s]
-        ks.append(M.apply_rope(k_chunks[ar, :, j], *rope_f[s]))
-        vs.append(v_chunks[ar, :, j])
-    for w in range(n_win):  # the same chunks for every episode
-        j = c - n_win + w
-        ks.append(M.apply_rope(k_chunks[:, :, j], *rope_f[n_rec + w]))
-        vs.append(v_chunks[:, :, j])
-    return ks, vs, n_rec + n_win
+    B, H, _, N, hd = k_chunks.shape
+    dev = k_chunks.device
+    # each episode's chunk for every slot: its recalled chunks, then the window (the same for all)
+    idx = torch.cat([recall_idx[:, c, :n_rec].to(dev),
+                     torch.arange(c - n_win, c, device=dev).expand(B, n_win)], dim=1)  # [B, n]
+    rows = torch.arange(B, device=dev)[:, None]
+    k = k_chunks[rows, :, idx].transpose(1, 2)  # [B, H, n, N, hd]
+    v = v_chunks[rows, :, idx].transpose(1, 2)
+    k = M.apply_rope(k, *rope_f.stacked(n)).reshape(B, H, n * N, hd)
+    return [k], [v.reshape(B, H, n * N, hd)], n
 
 
 @torch.no_grad()
