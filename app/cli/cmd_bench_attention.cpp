@@ -7,8 +7,9 @@ namespace kvw::cli {
 
 int run_bench_attention(const std::string& shapes, int iters, int block_shape, const std::string& json_out,
                         const std::string& baseline, const std::string& formats) {
-    eval::run_attention_bench(
-        eval::AttentionBenchOptions{shapes, iters, block_shape, json_out, baseline, formats});
+    eval::run_attention_bench(eval::AttentionBenchOptions{
+        shapes, iters, block_shape, json_out, baseline,
+        formats.empty() ? std::vector<std::string>{} : split_list(formats, "formats")});
     return 0;
 }
 

@@ -83,16 +83,7 @@ void run_attention_bench(const AttentionBenchOptions& options) {
         {2, 2, 128, KeyLayout::Token, Correction::Taylor, 1.f, Reconstruction::Midpoint, true},
     };
     std::vector<CacheSettings> formats;
-    std::vector<std::string> wanted;
-    for (size_t a = 0; a < options.formats.size();) {
-        size_t b = options.formats.find(',', a);
-        if (b == std::string::npos) b = options.formats.size();
-        std::string label = options.formats.substr(a, b - a);
-        while (!label.empty() && label.front() == ' ') label.erase(label.begin());
-        while (!label.empty() && label.back() == ' ') label.pop_back();
-        if (!label.empty()) wanted.push_back(label);
-        a = b + 1;
-    }
+    const std::vector<std::string>& wanted = options.formats;
     for (const CacheSettings& f : all_formats)
         if (wanted.empty() || f.key_bits == 16 ||
             std::find(wanted.begin(), wanted.end(), f.label()) != wanted.end())

@@ -51,10 +51,9 @@ struct AttentionBenchOptions {
     int block_shape = -1;
     std::filesystem::path json_out;  // empty: no JSON
     std::filesystem::path baseline;  // sdpa_baseline.py's JSON of the same run: "vs cuDNN" / "vs flash"
-    // Cache labels (CacheSettings::label, e.g. "K2/V2 g128 taylor"), comma-separated, to time only those
-    // (BF16, the reference of the speed column, always runs first); empty: every format. For profiling one
-    // format under ncu.
-    std::string formats;
+    // Cache labels (CacheSettings::label, e.g. "K2/V2 g128 taylor") to time only those (BF16, the reference
+    // of the speed column, always runs first); empty: every format. For profiling one format under ncu.
+    std::vector<std::string> formats;
 };
 // Prints the table of every shape and format (speed against BF16 in the same run, and against the SDPA
 // baseline when given); JSON with json_out.
