@@ -305,6 +305,7 @@ class CudaBackendSession final : public BackendSession {
         int k_cols_allocated = 0;
         const void* workspace = nullptr;  // cuDNN's, as the captured graphs saw it
         bool eager = false;               // a capture failed: stages run without graphs
+        cu::SdpaShape all, current;       // planned by set_context: the whole context; the current chunk
     };
     std::unique_ptr<Composition> composition_;
 };
@@ -742,14 +743,13 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
                                       comp.scratch.max_keys,
                                       columns,
                                       form == Correction::Exact && kf.quantized()};
-    // Both calls' plans (the whole context; the current chunk alone) before any capture uses them.
-    cu::SdpaShape all{c.heads, N, keys, k_cols, hd, N, comp.scratch.max_keys, true};
-    const void* workspace = comp.sdpa.prepare(all);
-    if (n_ctx > 0) {
-        cu::SdpaShape current = all;
-        current.keys = N;
-        workspace = comp.sdpa.prepare(current);
-    }
+    // Both calls' plans (the whole context; the current chunk alone) before any capture uses them; the
+    // attention runs exactly these shapes.
+    comp.all = cu::SdpaShape{c.heads, N, keys, k_cols, hd, N, comp.scratch.max_keys, true};
+    comp.current = comp.all;
+    comp.current.keys = N;
+    const void* workspace = comp.sdpa.prepare(comp.all);
+    if (n_ctx > 0) workspace = comp.sdpa.prepare(comp.current);
     if (workspace != comp.workspace) {  // a larger plan moved cuDNN's workspace (the old one is freed)
         CUDA_CHECK(cudaStreamSynchronize(stream()));
         graphs_.clear();
@@ -762,16 +762,13 @@ void CudaBackendSession::composed_attention(const cu::AttentionParams& ap) {
     const int N = c.tokens_per_chunk(), hd = c.head_dim;
     Composition& comp = *composition_;
     const cu::ContextScratch& s = comp.scratch;
-    cu::build_context_scratch(ap, s, (n_ctx_ + 1) * N, stream_.get());
-    cu::SdpaShape all{c.heads, N, (n_ctx_ + 1) * N, s.k_cols, hd, N, s.max_keys, true};
-    comp.sdpa.run(all, s.q, s.k, s.v, ap.out, ap.alpha, stream_.get(), comp.lse_all.as<float>());
+    cu::build_context_scratch(ap, s, comp.all.keys, stream_.get());
+    comp.sdpa.run(comp.all, s.q, s.k, s.v, ap.out, ap.alpha, stream_.get(), comp.lse_all.as<float>());
     const float* lse_current = nullptr;
     if (n_ctx_ > 0) {  // the current chunk's rows follow the cached ones in every head's panel
         const size_t first = static_cast<size_t>(n_ctx_) * N;
-        cu::SdpaShape current = all;
-        current.keys = N;
-        comp.sdpa.run(current, s.q, s.k + first * s.k_cols, s.v + first * hd, comp.o_current.get(), ap.alpha,
-                      stream_.get(), comp.lse_current.as<float>());
+        comp.sdpa.run(comp.current, s.q, s.k + first * s.k_cols, s.v + first * hd, comp.o_current.get(),
+                      ap.alpha, stream_.get(), comp.lse_current.as<float>());
         lse_current = comp.lse_current.as<float>();
     }
     cu::cache_mass_from_stats(comp.lse_all.as<float>(), lse_current, c.heads, N, ap.p_cache_partial,
