@@ -1340,13 +1340,10 @@ TEST(CudaBackend, LatentRolloutMatchesCpu) {
 
 // ---- sessions forked on the device: the paired evaluation's contexts ------------------------------------
 
-// A CUDA fork (slots read back and written into a fresh session, the flow source copied) goes on as its
-// parent does, and a quantized fork as the CPU's quantized fork.
-TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
-    REQUIRE_GPU();
-    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
-    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
-    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
+namespace {
+
+// A start chunk of random but image-like frames (the sessions' ground-truth context in the tests below).
+std::vector<Image> random_start_context(const ModelConfig& cfg) {
     std::vector<Image> ctx;
     const std::vector<float> px = randn(static_cast<size_t>(cfg.height) * cfg.width * 3, 0.4f);
     for (int f = 0; f < cfg.chunk_frames; ++f) {
@@ -1355,6 +1352,24 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
             im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i]));
         ctx.push_back(im);
     }
+    return ctx;
+}
+
+// A chunk's frames appended to a flat RGB buffer (for psnr_8bit).
+void append_frames(std::vector<uint8_t>& to, const ChunkResult& r) {
+    for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
+}
+
+}  // namespace
+
+// A CUDA fork (slots read back and written into a fresh session, the flow source copied) goes on as its
+// parent does, and a quantized fork as the CPU's quantized fork.
+TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
+    REQUIRE_GPU();
+    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
+    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
+    const std::vector<Image> ctx = random_start_context(cfg);
     const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
                                         FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
     SessionParams p;
@@ -1362,9 +1377,6 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     SessionParams int2 = p;
     int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
     std::vector<uint8_t> frames[4];  // gpu parent, gpu fork, gpu int2 fork, cpu int2 fork
-    auto append = [](std::vector<uint8_t>& to, const ChunkResult& r) {
-        for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
-    };
     Session gpu_parent(gpu, p), cpu_parent(cpu, p);
     for (Session* s : {&gpu_parent, &cpu_parent}) {
         s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
@@ -1373,10 +1385,10 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     std::unique_ptr<Session> gpu_same = gpu_parent.fork(p), gpu_int2 = gpu_parent.fork(int2);
     std::unique_ptr<Session> cpu_int2 = cpu_parent.fork(int2);
     for (int c = 0; c < 3; ++c) {
-        append(frames[0], gpu_parent.step(acts));
-        append(frames[1], gpu_same->step(acts));
-        append(frames[2], gpu_int2->step(acts));
-        append(frames[3], cpu_int2->step(acts));
+        append_frames(frames[0], gpu_parent.step(acts));
+        append_frames(frames[1], gpu_same->step(acts));
+        append_frames(frames[2], gpu_int2->step(acts));
+        append_frames(frames[3], cpu_int2->step(acts));
     }
     const double same = psnr_8bit(frames[0], frames[1]), quantized = psnr_8bit(frames[3], frames[2]);
     std::printf(
@@ -1393,14 +1405,7 @@ TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
     const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
     const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
-    std::vector<Image> ctx;
-    const std::vector<float> px = randn(static_cast<size_t>(cfg.height) * cfg.width * 3, 0.4f);
-    for (int f = 0; f < cfg.chunk_frames; ++f) {
-        Image im(cfg.width, cfg.height);
-        for (size_t i = 0; i < im.rgb.size(); ++i)
-            im.rgb[i] = static_cast<uint8_t>(128 + 100 * std::tanh(px[i]));
-        ctx.push_back(im);
-    }
+    const std::vector<Image> ctx = random_start_context(cfg);
     const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
                                         FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
     SessionParams plain;
@@ -1410,17 +1415,14 @@ TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
     rotated.cache.rotated = true;
     Session g(gpu, plain), c(cpu, plain);
     std::vector<uint8_t> gpu_frames, cpu_frames;
-    auto append = [](std::vector<uint8_t>& to, const ChunkResult& r) {
-        for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
-    };
     for (Session* s : {&g, &c}) s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
     for (int k = 0; k < 6; ++k) {
         if (k == 2 || k == 4) {  // plain -> rotated -> plain
             g.set_params(k == 2 ? rotated : plain);
             c.set_params(k == 2 ? rotated : plain);
         }
-        append(gpu_frames, g.step(acts));
-        append(cpu_frames, c.step(acts));
+        append_frames(gpu_frames, g.step(acts));
+        append_frames(cpu_frames, c.step(acts));
     }
     const double psnr = psnr_8bit(cpu_frames, gpu_frames);
     std::printf(
