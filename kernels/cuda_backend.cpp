@@ -207,6 +207,9 @@ class CudaBackendSession final : public BackendSession {
 
     void run_stage(const std::string& key, const std::function<void()>& body) override;
     bool eager() const override { return false; }
+    std::string attention_path() const override {
+        return composition_ ? "composition (context in bf16, cuDNN)" : "fused kernel";
+    }
     void mark(StageMark m) override {
         CUDA_CHECK(cudaEventRecord(marks_[static_cast<size_t>(m)].get(), stream()));
     }
@@ -295,8 +298,7 @@ class CudaBackendSession final : public BackendSession {
     // The composition path (issue 21; docs/design.md "The composition path"): each layer's context
     // dequantized once into bf16 rows (build_context_scratch), then cuDNN's fused attention over them, and
     // the stolen mass from the log-sum-exps of a second call over the current chunk's keys
-    // (cache_mass_from_stats). Taken where KVW_ATTENTION=composition asks for it (attention_path()); null:
-    // the fused kernel.
+    // (cache_mass_from_stats). Taken where cuDNN serves it (attention_choice()); null: the fused kernel.
     struct Composition {
         cu::CudnnSdpa sdpa;
         cu::DeviceBuffer q, k, v;                          // the scratch's rows (ContextScratch)
@@ -305,18 +307,24 @@ class CudaBackendSession final : public BackendSession {
         int k_cols_allocated = 0;
         const void* workspace = nullptr;  // cuDNN's, as the captured graphs saw it
         bool eager = false;               // a capture failed: stages run without graphs
+        bool forced = false;              // KVW_ATTENTION=composition: no falling back to the fused kernel
         cu::SdpaShape all, current;       // planned by set_context: the whole context; the current chunk
     };
     std::unique_ptr<Composition> composition_;
 };
 
-// Which attention the CUDA backend runs: the fused kernel (kernels/attention.cu), or the composition path
-// when the environment says KVW_ATTENTION=composition (an error where cuDNN cannot serve it). The composition
-// path is not the default until its engine-level GPU tests have run (CudaBackend.*Composition*).
-bool composition_requested() {
+// Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: the composition path
+// where cuDNN can serve it — it measured faster end to end than the fused kernel on every row of the bench
+// (docs/experiments/2026-12-05-self-context-and-composition.md) — else the fused kernel
+// (kernels/attention.cu). KVW_ATTENTION=fused or =composition forces one (composition: an error where cuDNN
+// cannot serve it).
+enum class AttentionChoice { Automatic, Fused, Composition };
+
+AttentionChoice attention_choice() {
     const char* env = std::getenv("KVW_ATTENTION");
-    if (env == nullptr || *env == '\0' || std::strcmp(env, "fused") == 0) return false;
-    if (std::strcmp(env, "composition") == 0) return true;
+    if (env == nullptr || *env == '\0') return AttentionChoice::Automatic;
+    if (std::strcmp(env, "fused") == 0) return AttentionChoice::Fused;
+    if (std::strcmp(env, "composition") == 0) return AttentionChoice::Composition;
     throw Error(std::string("KVW_ATTENTION=") + env + ": expected fused or composition");
 }
 
@@ -456,11 +464,14 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
         pixels_ = cu::DeviceBuffer(pixel_count_ * 3 * sizeof(float));
     }
     cu::attention_init();  // kernel attributes must be set outside graph capture
-    if (composition_requested()) {
-        std::string why;
-        if (!cu::CudnnSdpa::available(&why))
-            throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
+    const AttentionChoice choice = attention_choice();
+    std::string why;
+    const bool cudnn = choice != AttentionChoice::Fused && cu::CudnnSdpa::available(&why);
+    if (choice == AttentionChoice::Composition && !cudnn)
+        throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
+    if (cudnn) {
         composition_ = std::make_unique<Composition>();
+        composition_->forced = choice == AttentionChoice::Composition;
         composition_->o_current = cu::DeviceBuffer(N * D * 2);
         composition_->lse_all = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
         composition_->lse_current = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
@@ -509,7 +520,21 @@ void CudaBackendSession::set_context(const std::vector<int>& slots, const CacheS
     *h_n_segments_.as<int>() = n_ctx;
     context_cache_ = cache;
     n_ctx_ = n_ctx;
-    if (composition_) prepare_composition(n_ctx, cache);
+    if (composition_) {
+        try {
+            prepare_composition(n_ctx, cache);
+        } catch (const Error& e) {
+            if (composition_->forced) throw;
+            // cuDNN has no engine for this shape: the fused kernel serves this session from now on (said
+            // once). The graphs captured so far baked the composition's calls.
+            CUDA_CHECK(cudaStreamSynchronize(stream()));
+            graphs_.clear();
+            composition_.reset();
+            std::fprintf(stderr,
+                         "kvworld: the fused attention kernel takes over from the composition path (%s)\n",
+                         e.what());
+        }
+    }
     CUDA_CHECK(cudaMemcpyAsync(segments_.get(), h_segments_.get(), segments_.bytes(), cudaMemcpyHostToDevice,
                                stream()));
     CUDA_CHECK(cudaMemcpyAsync(n_segments_.get(), h_n_segments_.get(), sizeof(int), cudaMemcpyHostToDevice,

@@ -195,6 +195,7 @@ TEST(Session, LiveSettingChangesReencodeTheCache) {
     s.set_params(p);
     const ChunkResult r = s.step(w.actions(2));
     EXPECT_EQ(r.metrics.settings, p.cache);
+    EXPECT_EQ(r.metrics.attention_path, "CPU reference");  // the CUDA paths: CudaBackend.AttentionPath*
     EXPECT_EQ(s.cache_bytes().total(), Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
     // Impossible settings are refused with a message, and the old ones stay.
     SessionParams bad = p;

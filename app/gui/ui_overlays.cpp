@@ -531,6 +531,8 @@ void App::draw_hud_contents() {
             ImGui::SetTooltip(
                 "ms per chunk by stage: denoise (all sampling steps), cache pass (writes the chunk's K/V), "
                 "decode (frames to RGB)");
+        row("Attention");
+        ImGui::TextDisabled("%s", panes[0].last->attention_path.c_str());
     }
     row("Latency");
     if (world.latency_ms().empty())

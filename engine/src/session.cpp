@@ -211,6 +211,7 @@ struct Session::Impl {
         m.p_cache_steps = out.p_cache_steps;
         m.poses = poses;
         m.settings = job.cache;
+        m.attention_path = sampler->backend().attention_path();
         if (!out.frames_rgb8.empty()) {
             const size_t per = static_cast<size_t>(c.height) * c.width * 3;
             for (int f = 0; f < c.chunk_frames; ++f) {

@@ -15,6 +15,7 @@ namespace {
 
 struct BenchRow {
     std::string model, settings;
+    std::string attention_path;  // ChunkMetrics::attention_path of the measured chunks
     double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
     double denoise_ms = 0, cache_ms = 0, decode_ms = 0;
     uint64_t cache_bytes = 0;
@@ -52,10 +53,12 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     const int warm = c.window + c.recall + 1;
     for (int i = 0; i < warm; ++i) s.step(acts);
     std::vector<double> totals;
+    std::string attention_path;
     double attn = 0, gemm = 0, denoise = 0, row_stage[3] = {0, 0, 0};
     for (int i = 0; i < chunks; ++i) {
         const ChunkResult r = s.step(acts);
         totals.push_back(r.metrics.times.total_ms);
+        attention_path = r.metrics.attention_path;
         row_stage[0] += r.metrics.times.denoise_ms / chunks;
         row_stage[1] += r.metrics.times.cache_pass_ms / chunks;
         row_stage[2] += r.metrics.times.decode_ms / chunks;
@@ -67,6 +70,7 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     BenchRow row;
     row.model = c.name;
     row.settings = cache.label();
+    row.attention_path = attention_path;
     if (guidance != 1.f) {
         char g[32];
         std::snprintf(g, sizeof g, " +guidance %.1f", guidance);
@@ -98,13 +102,14 @@ void print_row(const BenchRow& r, double baseline_ms) {
     std::fflush(stdout);
     if (r.pool)
         std::printf(
-            "%-18s %-36s   stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; "
+            "%-18s %-36s   attention: %s; stages: denoise %.2f ms, cache pass %.2f ms, to host %.2f ms; "
             "action->first frame %.1f ms\n"
             "%-18s %-36s   cache %.3f MB by accounting = %.3f MB in device slots (+%.4f%% slot "
             "alignment); pool %.1f MB "
             "reserved, %.1f MB measured by the device; whole session %.1f MB\n",
-            "", "", r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "", r.cache_bytes / 1e6,
-            r.pool_memory.used / 1e6, 100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
+            "", "", r.attention_path.c_str(), r.denoise_ms, r.cache_ms, r.decode_ms, r.ms_chunk, "", "",
+            r.cache_bytes / 1e6, r.pool_memory.used / 1e6,
+            100.0 * (static_cast<double>(r.pool_memory.used) / r.cache_bytes - 1.0),
             r.pool_memory.reserved / 1e6, r.pool_memory.measured / 1e6, r.session_device_bytes / 1e6);
 }
 
@@ -112,6 +117,7 @@ json row_json(const BenchRow& r, BackendKind backend, double baseline_ms, float 
     return {{"model", r.model},
             {"backend", to_string(backend)},
             {"settings", r.settings},
+            {"attention_path", r.attention_path},
             {"ms_per_chunk", r.ms_chunk},
             {"denoise_ms", r.denoise_ms},
             {"cache_pass_ms", r.cache_ms},

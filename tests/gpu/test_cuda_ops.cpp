@@ -1025,7 +1025,7 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     // (cache format, motion guidance, absolute positions, warped flow source, attention path): guidance > 1
     // adds the negative pass of every step; warped: the previous frame turned to every frame's camera
     // (sampler warp_source); composed: the composition path (KVW_ATTENTION=composition: the context pass and
-    // cuDNN's attention, P_S from two log-sum-exps) instead of the fused kernel
+    // cuDNN's attention, P_S from two log-sum-exps), else the fused kernel (KVW_ATTENTION=fused)
     struct Case {
         CacheSettings cs;
         float guidance;
@@ -1074,7 +1074,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                true}}) {
         if (composed && !cudnn) continue;
         auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
-        if (composed) setenv("KVW_ATTENTION", "composition", 1);  // read when the backend session is made
+        // read when the backend session is made; unset, the composition path is taken where cuDNN serves it
+        setenv("KVW_ATTENTION", composed ? "composition" : "fused", 1);
         auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
         unsetenv("KVW_ATTENTION");
         const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
@@ -1116,7 +1117,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     }
 }
 
-// KVW_ATTENTION names the attention path; anything else is refused when the session is made, by name.
+// KVW_ATTENTION names the attention path; anything else is refused when the session is made, by name. The
+// chunk's metrics name the path that ran.
 TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     REQUIRE_GPU();
     const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
@@ -1131,9 +1133,23 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     unsetenv("KVW_ATTENTION");
     EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused or composition"), std::string::npos)
         << message;
-    setenv("KVW_ATTENTION", "fused", 1);
-    EXPECT_NO_THROW(make_sampler(*gpu_m));
-    unsetenv("KVW_ATTENTION");
+    // Each path says which it is in the chunk's metrics; unset, the composition where cuDNN serves it.
+    const bool cudnn = cu::CudnnSdpa::available();
+    for (const char* path : {"fused", "composition", ""}) {
+        if (std::strcmp(path, "composition") == 0 && !cudnn) continue;
+        setenv("KVW_ATTENTION", path, 1);
+        SessionParams p;
+        p.cache = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor};
+        Session session(Model::load(source_path("tests/data/tiny"), BackendKind::Cuda), p);
+        unsetenv("KVW_ATTENTION");
+        const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames), FrameAction{});
+        std::vector<Image> ctx(static_cast<size_t>(cfg.chunk_frames), Image(cfg.width, cfg.height));
+        session.start(ctx, acts, std::vector<CameraPose>(acts.size()));
+        const std::string used = session.step(acts).metrics.attention_path;
+        const bool composed = std::strcmp(path, "composition") == 0 || (*path == '\0' && cudnn);
+        EXPECT_EQ(used, composed ? "composition (context in bf16, cuDNN)" : "fused kernel")
+            << "KVW_ATTENTION=" << path;
+    }
 }
 
 // ---- the autoencoder and latent models: CUDA against the CPU --------------------------------------------

@@ -155,6 +155,9 @@ struct ChunkMetrics {
     std::vector<CameraPose> poses;                   // dead-reckoned pose per frame
     StageTimes times;
     CacheSettings settings;  // the settings this chunk was generated with
+    // The attention that generated it: "CPU reference"; on CUDA "composition (context in bf16, cuDNN)" where
+    // cuDNN serves it, else "fused kernel" (docs/design.md "The composition path").
+    std::string attention_path;
 };
 
 // What a session hands back per chunk. Host frames are always filled unless the session was asked to

@@ -53,6 +53,7 @@ class CpuBackendSession final : public BackendSession {
 
     void run_stage(const std::string&, const std::function<void()>& body) override { body(); }
     bool eager() const override { return true; }
+    std::string attention_path() const override { return "CPU reference"; }
     void mark(StageMark m) override { marks_[static_cast<size_t>(m)] = Clock::now(); }
 
     void fill_noise(Frames dst, uint32_t domain) override;

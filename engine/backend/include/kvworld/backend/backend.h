@@ -168,6 +168,8 @@ class BackendSession {
     virtual void write_slot(int slot,
                             const CachedChunk& chunk) = 0;  // replaces the slot, in the chunk's format
     virtual bool device_cache_memory(DeviceCacheMemory*) const { return false; }
+    // Which attention this session runs, in words (ChunkMetrics::attention_path).
+    virtual std::string attention_path() const = 0;
 };
 
 class BackendModel {
