@@ -109,6 +109,17 @@ if has dit; then
     --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
     ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
   rc=$?; echo "train rc=$rc"
+  if [[ $rc != 0 && ! -f /tmp/kvw/dit.pt ]] && grep -q "out of memory" /tmp/kvw/train_dit.txt; then
+    # the batch did not fit this card (the peak grows with --self-context): half of it, for the minutes left
+    cp /tmp/kvw/train_dit.txt "$OUT/dit_oom.txt"; BATCH=$(( ${BATCH:-16} / 2 ))
+    stamp "out of memory: again at batch $BATCH, ${DIT_RETRY_MINUTES:-4} min"
+    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
+      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
+      --log "$OUT/dit/train_log.json" --minutes "${DIT_RETRY_MINUTES:-4}" --batch "$BATCH" --lr "${LR:-2e-4}" \
+      --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
+      ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
+    rc=$?; echo "train rc=$rc"
+  fi
   if [[ $rc != 0 && "${TRAIN_ARGS:-}" == *--compile* && ! -f /tmp/kvw/dit.pt ]]; then
     # torch.compile is new to this trainer: a failure of it must not cost the call's training
     tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_compile_failed.txt"

@@ -592,6 +592,14 @@ def main():
         # Instance attributes shadow the methods; M.apply_rope is looked up at call time by context_kv and
         # teacher_forced_predict. Static shapes: one graph per distinct (clean, noisy) stream shape.
         plain_apply_rope = M.apply_rope
+        # Self-context rollouts and the context's gather call these at more shapes (ranks 4 and 5, every
+        # context length) than dynamo's default limit of 8 graphs a function, past which it fell back to eager
+        # (2026-12-05, second session): room for all of them.
+        import torch._dynamo  # noqa: F401 (its config; PyTorch 2 has it whenever torch.compile exists)
+        dynamo_config = torch._dynamo.config
+        for limit in ("recompile_limit", "cache_size_limit"):
+            if hasattr(dynamo_config, limit):
+                setattr(dynamo_config, limit, 64)
         model.block_qkv = torch.compile(model.block_qkv, dynamic=False)
         model.block_finish = torch.compile(model.block_finish, dynamic=False)
         M.apply_rope = torch.compile(M.apply_rope, dynamic=False)
