@@ -102,33 +102,30 @@ if has dit; then
   init=(--init "${INIT:-assets/models/default}")
   [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
   [[ -f /tmp/kvw/dit.pt ]] && init=()
+  # train_dit MINUTES BATCH EXTRA_ARGS...: one trainer run into /tmp/kvw/dit.pt (resumed there when it exists)
+  train_dit() {
+    local minutes=$1 batch=$2; shift 2
+    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
+      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
+      --log "$OUT/dit/train_log.json" --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
+      --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
+      "$@" > /tmp/kvw/train_dit.txt 2>&1
+  }
   stamp "latent model ${DIT_MINUTES:-6} min ${init[*]}"
-  python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
-    --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
-    --log "$OUT/dit/train_log.json" --minutes "${DIT_MINUTES:-6}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
-    --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
-    ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
+  train_dit "${DIT_MINUTES:-6}" "${BATCH:-16}" ${TRAIN_ARGS:-}
   rc=$?; echo "train rc=$rc"
   if [[ $rc != 0 && ! -f /tmp/kvw/dit.pt ]] && grep -q "out of memory" /tmp/kvw/train_dit.txt; then
     # the batch did not fit this card (the peak grows with --self-context): half of it, for the minutes left
     cp /tmp/kvw/train_dit.txt "$OUT/dit_oom.txt"; BATCH=$(( ${BATCH:-16} / 2 ))
     stamp "out of memory: again at batch $BATCH, ${DIT_RETRY_MINUTES:-4} min"
-    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
-      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
-      --log "$OUT/dit/train_log.json" --minutes "${DIT_RETRY_MINUTES:-4}" --batch "$BATCH" --lr "${LR:-2e-4}" \
-      --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
-      ${TRAIN_ARGS:-} > /tmp/kvw/train_dit.txt 2>&1
+    train_dit "${DIT_RETRY_MINUTES:-4}" "$BATCH" ${TRAIN_ARGS:-}
     rc=$?; echo "train rc=$rc"
   fi
   if [[ $rc != 0 && "${TRAIN_ARGS:-}" == *--compile* && ! -f /tmp/kvw/dit.pt ]]; then
     # torch.compile is new to this trainer: a failure of it must not cost the call's training
     tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_compile_failed.txt"
     stamp "again without --compile, ${DIT_RETRY_MINUTES:-4} min"
-    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
-      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
-      --log "$OUT/dit/train_log.json" --minutes "${DIT_RETRY_MINUTES:-4}" --batch "${BATCH:-16}" --lr "${LR:-2e-4}" \
-      --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
-      ${TRAIN_ARGS//--compile/} > /tmp/kvw/train_dit.txt 2>&1
+    train_dit "${DIT_RETRY_MINUTES:-4}" "${BATCH:-16}" ${TRAIN_ARGS//--compile/}
     echo "train rc=$?"
   fi
   grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
