@@ -175,9 +175,7 @@ __global__ void context_queries_kernel(AttentionParams p, ContextScratch out) {
 }  // namespace
 
 int correction_columns(const TensorFormat& key_fmt, int correction, int head_dim) {
-    if (!key_fmt.quantized() || correction == 0) return 0;
-    const int n = key_fmt.channel ? head_dim / 2 : head_dim / key_fmt.group;
-    return correction == 2 ? 2 * n : n;
+    return folded_correction_columns(key_fmt, correction != 0, correction == 2, head_dim);
 }
 
 void build_context_scratch(const AttentionParams& p, const ContextScratch& out, int n_keys, void* stream) {

@@ -745,8 +745,8 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
     Composition& comp = *composition_;
     const TensorFormat kf = key_format(cache);
     const Correction form = cache.correction == Correction::Measured ? Correction::Taylor : cache.correction;
-    const int columns = cu::correction_columns(kf, static_cast<int>(form), hd);
-    const int k_cols = (hd + columns + 7) / 8 * 8;
+    const int columns = folded_correction_columns(kf, form != Correction::Off, form == Correction::Exact, hd);
+    const int k_cols = folded_row_width(hd, columns);
     // The rows grow with the context and with the format's columns (sized for what is asked, not for the
     // largest context the engine allows); captured graphs saw the old rows.
     if (keys > comp.scratch.max_keys || k_cols > comp.k_cols_allocated) {
@@ -754,9 +754,11 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
         graphs_.clear();
         const int rows = std::max(keys, comp.scratch.max_keys);
         const int cols = std::max(k_cols, comp.k_cols_allocated);
-        comp.q = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * cols * 2);
-        comp.k = cu::DeviceBuffer(static_cast<size_t>(c.heads) * rows * cols * 2);
-        comp.v = cu::DeviceBuffer(static_cast<size_t>(c.heads) * rows * hd * 2);
+        // the bytes the memory planner reports (PlanRow::attention_scratch_bytes)
+        const CompositionScratchBytes bytes = composition_scratch_bytes(c.heads, c.heads, N, rows, hd, cols);
+        comp.q = cu::DeviceBuffer(bytes.queries);
+        comp.k = cu::DeviceBuffer(bytes.keys);
+        comp.v = cu::DeviceBuffer(bytes.values);
         comp.k_cols_allocated = cols;
         comp.scratch.max_keys = rows;
     }

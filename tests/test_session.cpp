@@ -9,6 +9,7 @@
 
 #include "kvworld/fileio.h"
 #include "kvworld/kvworld.h"
+#include "kvworld/planner.h"
 #include "kvworld/trace.h"
 #include "model_impl.h"
 #include "tolerance.h"
@@ -577,4 +578,41 @@ TEST(Session, CalibratedReconstructionIsLoadedAppliedAndChecked) {
               std::string::npos)
         << missing;
     std::filesystem::remove_all(dir);
+}
+
+// The memory planner reports the composition path's scratch beside the cache: the bytes the CUDA backend
+// allocates for one layer's context (both use composition_scratch_bytes), by hand here.
+TEST(Planner, AttentionScratchOfTheCompositionPath) {
+    // The shipped model: 3 heads x 128, 1,024 tokens a chunk, 5 cached chunks -> 6,144 keys.
+    const PeerModel shipped =
+        peer_from_config(load_model_config(test::source_path("assets/models/default/model.json")), 0);
+    // BF16: rows of 128; queries 3*1024*128*2, keys and values 3*6144*128*2 each
+    EXPECT_EQ(plan_memory(shipped, CacheSettings{}, 0, 0, 0).attention_scratch_bytes, 786432u + 2 * 4718592u);
+    // INT2 g64 + taylor: two groups -> two columns -> rows of 136 (a multiple of 8)
+    const CacheSettings int2{2, 2, 64, KeyLayout::Token, Correction::Taylor};
+    EXPECT_EQ(plan_memory(shipped, int2, 0, 0, 0).attention_scratch_bytes, 835584u + 5013504u + 4718592u);
+    // the measured correction folds as Taylor; uncorrected takes no columns; the exact series twice Taylor's
+    CacheSettings measured = int2, off = int2, exact = int2;
+    measured.correction = Correction::Measured;
+    off.correction = Correction::Off;
+    exact.correction = Correction::Exact;
+    EXPECT_EQ(plan_memory(shipped, measured, 0, 0, 0).attention_scratch_bytes,
+              plan_memory(shipped, int2, 0, 0, 0).attention_scratch_bytes);
+    EXPECT_EQ(plan_memory(shipped, off, 0, 0, 0).attention_scratch_bytes,
+              plan_memory(shipped, CacheSettings{}, 0, 0, 0).attention_scratch_bytes);
+    EXPECT_EQ(folded_row_width(128, folded_correction_columns(key_format(exact), true, true, 128)), 136);
+    // keys per channel: one column a RoPE pair, 64 -> rows of 192
+    CacheSettings kchan = int2;
+    kchan.key_layout = KeyLayout::Channel;
+    EXPECT_EQ(folded_row_width(128, folded_correction_columns(key_format(kchan), true, false, 128)), 192);
+
+    // HY-WorldPlay 8B at INT2 g128 + taylor (issue 21's shape): 16 heads, 6,240 queries, 37,440 keys, rows of
+    // 136: 27.2 + 162.9 + 153.4 MB
+    PeerModel hy;
+    for (const PeerModel& p : load_peer_presets(test::source_path("config/models")))
+        if (p.id == "hy-worldplay-8b") hy = p;
+    ASSERT_EQ(hy.id, "hy-worldplay-8b");
+    EXPECT_EQ(plan_memory(hy, CacheSettings{2, 2, 128, KeyLayout::Token, Correction::Taylor}, 0, 0, 0)
+                  .attention_scratch_bytes,
+              27156480ull + 162938880ull + 153354240ull);
 }

@@ -58,7 +58,8 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
             m.name.c_str(), m.layers, m.kv_heads, m.head_dim,
             static_cast<long long>(m.tokens_per_latent_frame(h, w)), h, w, m.chunk_latent_frames,
             m.context_latent_frames, m.kv_branches > 1 ? ", 2 cached branches" : "");
-        std::printf("  %-24s %9s %12s %12s %11s", "format", "bits/elem", "per chunk", "context", "s per GB");
+        std::printf("  %-24s %9s %12s %12s %11s %13s", "format", "bits/elem", "per chunk", "context",
+                    "s per GB", "attn scratch");
         if (budget_gb > 0) std::printf(" %14s", ("s in " + format_bytes(budget_gb * 1e9)).c_str());
         std::printf("\n");
         for (int b : bits)
@@ -74,9 +75,10 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
                 std::string label = b == 16 ? "BF16"
                                             : "INT" + std::to_string(b) + " g" + std::to_string(g) +
                                                   (kl == KeyLayout::Channel ? " kchan" : "");
-                std::printf("  %-24s %9.2f %12s %12s %11.1f", label.c_str(), r.bits_per_element,
+                std::printf("  %-24s %9.2f %12s %12s %11.1f %13s", label.c_str(), r.bits_per_element,
                             format_bytes(static_cast<double>(r.chunk_bytes)).c_str(),
-                            format_bytes(static_cast<double>(r.context_bytes)).c_str(), r.seconds_per_gb);
+                            format_bytes(static_cast<double>(r.context_bytes)).c_str(), r.seconds_per_gb,
+                            format_bytes(static_cast<double>(r.attention_scratch_bytes)).c_str());
                 if (budget_gb > 0) std::printf(" %14.1f", r.seconds_fit);
                 std::printf("\n");
                 out.push_back({{"model", m.id},
@@ -90,6 +92,7 @@ int run_memory(const std::string& model_dir, const std::string& config_path, con
                                {"context_bytes", r.context_bytes},
                                {"seconds_per_gb", r.seconds_per_gb},
                                {"seconds_fit", r.seconds_fit},
+                               {"attention_scratch_bytes", r.attention_scratch_bytes},
                                {"weights_gb", m.weights_gb}});
             }
     }

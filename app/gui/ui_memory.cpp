@@ -316,6 +316,13 @@ void App::draw_planner() {
                        format_bytes(plan.history_gb * kBytesPerGB).c_str());
     ImGui::SameLine(0, 0);
     ImGui::Text("  + %s weights", format_bytes(model.weights_gb * kBytesPerGB).c_str());
+    ImGui::TextDisabled("CUDA attention scratch %s",
+                        format_bytes(static_cast<double>(plan.row.attention_scratch_bytes)).c_str());
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip(
+            "The composition path's bf16 copy of one layer's context (queries, keys with the correction's\n"
+            "columns, values), held beside the cache while a layer attends. Like the activations, it is\n"
+            "not in the card bars below.");
     ImGui::Spacing();
 
     // Cards: weights and cache stacked against the card's capacity.

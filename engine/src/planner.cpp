@@ -146,6 +146,14 @@ PlanRow plan_memory(const PeerModel& m, const CacheSettings& s, int height, int 
     const double chunk_seconds = static_cast<double>(m.chunk_latent_frames) * m.vae_temporal / m.fps;
     r.seconds_per_gb = 1e9 / static_cast<double>(r.chunk_bytes) * chunk_seconds;
     r.seconds_fit = budget > 0 ? std::floor(budget / static_cast<double>(r.chunk_bytes)) * chunk_seconds : 0;
+    const Correction form = s.correction == Correction::Measured ? Correction::Taylor : s.correction;
+    const int columns = folded_correction_columns(key_format(s), form != Correction::Off,
+                                                  form == Correction::Exact, m.head_dim);
+    const int64_t keys = static_cast<int64_t>(context_chunks + 1) * chunk_tokens64;
+    r.attention_scratch_bytes =
+        composition_scratch_bytes(m.heads > 0 ? m.heads : m.kv_heads, m.kv_heads, chunk_tokens, keys,
+                                  m.head_dim, folded_row_width(m.head_dim, columns))
+            .total();
     return r;
 }
 

@@ -150,7 +150,7 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         r.ms = timed([&] { cu::attention(p, nullptr); });
         if (sdpa) {
             const int folded = cu::correction_columns(kf, p.correction, hd),
-                      k_cols = (hd + folded + 7) / 8 * 8;
+                      k_cols = folded_row_width(hd, folded);
             const cu::ContextScratch scratch{
                 sq.as<uint16_t>(), sk.as<uint16_t>(), sv.as<uint16_t>(), k_cols, n_keys, folded,
                 p.correction == 2};

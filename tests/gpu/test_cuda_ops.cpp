@@ -811,7 +811,7 @@ void run_attention_case(const AttnCase& ac, bool composition) {
     if (!composition) return;
     // The composition path's context pass on the same inputs: plain softmax attention over its bf16 rows
     // (scores alpha q'.k', the correction folded into the extra columns) must give the same reference.
-    const int folded = cu::correction_columns(kf, ac.correction, hd), k_cols = (hd + folded + 7) / 8 * 8;
+    const int folded = cu::correction_columns(kf, ac.correction, hd), k_cols = folded_row_width(hd, folded);
     cu::DeviceBuffer d_sq(static_cast<size_t>(heads) * T * k_cols * 2),
         d_sk(static_cast<size_t>(heads) * nk * k_cols * 2), d_sv(static_cast<size_t>(heads) * nk * hd * 2);
     const cu::ContextScratch scratch{

@@ -40,6 +40,10 @@ struct PlanRow {
     uint64_t context_bytes = 0;  // the cache one chunk attends to
     double seconds_per_gb = 0;   // seconds of video history per GB of cache
     double seconds_fit = 0;      // seconds of video whose whole history fits the budget (0 = no budget)
+    // Beside the cache on CUDA: the composition path's bf16 rows of one layer's context and the current chunk
+    // (queries, keys with the correction's columns, values; one cached branch), which the attention reads
+    // (docs/design.md "The composition path"). Not part of the cache's bytes above.
+    uint64_t attention_scratch_bytes = 0;
 };
 
 // `height`/`width` 0 = native. `budget_bytes` 0 = none. Throws kvw::Error for a format the head size does not

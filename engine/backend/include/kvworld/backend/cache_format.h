@@ -77,6 +77,41 @@ inline SegmentLayout segment_layout(const TensorFormat& fmt, int heads, int toke
     return L;
 }
 
+// ---- the composition path's scratch (docs/design.md "The composition path") ----------------------------
+// The CUDA backend dequantizes one layer's context at a time into bf16 rows for cuDNN's attention; the memory
+// planner reports the same bytes (PlanRow::attention_scratch_bytes). Written once here for both.
+
+// Extra key (and query) columns the correction is folded into: 0 for bf16 keys or no correction, one per key
+// group (Taylor; the measured correction folds alike) or per RoPE pair (keys per channel), twice that for the
+// exact correction's series (step^2 and step^4 columns).
+inline int folded_correction_columns(const TensorFormat& key_fmt, bool corrected, bool exact, int head_dim) {
+    if (!key_fmt.quantized() || !corrected) return 0;
+    const int n = key_fmt.channel ? head_dim / 2 : head_dim / key_fmt.group;
+    return exact ? 2 * n : n;
+}
+// Width of a key or query row: the head and the correction's columns, rounded up to 8 (16-byte rows, which
+// cuDNN's strides want).
+inline int folded_row_width(int head_dim, int correction_columns) {
+    return (head_dim + correction_columns + 7) / 8 * 8;
+}
+// Bytes of the scratch's three bf16 buffers: queries [heads][queries][row_width], keys [kv_heads][keys]
+// [row_width], values [kv_heads][keys][head_dim]; `keys` = the cached context's tokens + the current chunk's.
+struct CompositionScratchBytes {
+    uint64_t queries = 0, keys = 0, values = 0;
+    uint64_t total() const { return queries + keys + values; }
+};
+inline CompositionScratchBytes composition_scratch_bytes(int heads, int kv_heads, int queries, int64_t keys,
+                                                         int head_dim, int row_width) {
+    CompositionScratchBytes b;
+    b.queries = 2ull * static_cast<uint64_t>(heads) * static_cast<uint64_t>(queries) *
+                static_cast<uint64_t>(row_width);
+    b.keys = 2ull * static_cast<uint64_t>(kv_heads) * static_cast<uint64_t>(keys) *
+             static_cast<uint64_t>(row_width);
+    b.values = 2ull * static_cast<uint64_t>(kv_heads) * static_cast<uint64_t>(keys) *
+               static_cast<uint64_t>(head_dim);
+    return b;
+}
+
 // Packed storage of one tensor of one segment.
 struct PackedTensor {
     SegmentLayout layout;
