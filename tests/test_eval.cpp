@@ -29,6 +29,7 @@
 #include "kvworld/eval/walking.h"
 #include "kvworld/fileio.h"
 #include "kvworld/sim.h"
+#include "rollouts.h"
 #include "tolerance.h"
 
 using namespace kvw;
@@ -1100,4 +1101,37 @@ TEST(AttentionBench, ReadsTheSdpaBaselineAndRefusesBadOnes) {
         {"zero.json", "positive"});
     test::expect_error([&] { eval::load_sdpa_baseline(dir / "missing.json"); }, {"missing.json"});
     fs::remove_all(dir);
+}
+
+// The evaluation runs several worlds' sessions at once (on CUDA; one at a time on the CPU): whatever the
+// number, every world gets the frames run_trace gives it alone, and its simulator frames, handed back in
+// world order.
+TEST(EvalRollouts, ConcurrentSessionsGiveEachWorldItsOwnFrames) {
+    const std::shared_ptr<Model> model = Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu);
+    const ModelConfig& c = model->config();
+    const int F = c.chunk_frames;
+    const std::vector<Trace> traces = eval::held_out_traces(5, 2 * F, F, 900000, c);
+    const SessionParams base;
+    auto params = [&](size_t i) { return eval::reference_params(base, traces[i]); };
+    std::vector<std::vector<Image>> alone;
+    for (const Trace& t : traces)
+        alone.push_back(eval::run_trace(model, t, params(alone.size()), 2 * F).frames);
+    EXPECT_EQ(eval::concurrent_rollouts(*model), 1);  // the CPU backend's kernels use every core
+    for (int concurrent : {1, 2, 3}) {
+        std::vector<size_t> order;
+        eval::for_each_rollout(
+            model, traces, params, 2 * F, F, F,
+            [&](size_t i, eval::TracedRollout& traced) {
+                order.push_back(i);
+                ASSERT_EQ(traced.model.frames.size(), alone[i].size());
+                for (size_t f = 0; f < alone[i].size(); ++f)
+                    EXPECT_EQ(traced.model.frames[f].rgb, alone[i][f].rgb)
+                        << "world " << i << " frame " << f << ", " << concurrent << " at once";
+                const std::vector<Image> truth = eval::ground_truth(traces[i], c, F, F);
+                ASSERT_EQ(traced.truth.size(), truth.size());
+                for (size_t f = 0; f < truth.size(); ++f) EXPECT_EQ(traced.truth[f].rgb, truth[f].rgb);
+            },
+            concurrent);
+        EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3, 4})) << concurrent << " at once";
+    }
 }

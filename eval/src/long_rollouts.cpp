@@ -100,10 +100,11 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     json rollouts = json::array();
     int windows_total = 0, windows_within = 0, worlds_within = 0, whole_within = 0, keep_windows = 0,
         keep_worlds = 0;
-    for (size_t world = 0; world < longs.size(); ++world) {
+    // the model's frames and the simulator's, the context and then the rest (several worlds at once on CUDA)
+    auto measure = [&](size_t world, TracedRollout& traced) {
         const Trace& t = longs[world];
-        const Rollout r = run_trace(model, t, reference_params(base, t), long_frames);
-        const std::vector<Image> all = ground_truth(t, c, 0, F + long_frames);  // the context, then the rest
+        const Rollout& r = traced.model;
+        const std::vector<Image>& all = traced.truth;
         const std::vector<Image> gt(all.begin() + F, all.end());
         const TraceStats sim = trace_stats(all, F, long_frames);
         RolloutBarReading bar = read_rollout_bar(r.frames, sim, long_frames, c);
@@ -143,7 +144,10 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
                             {"keep_start_windows_within_bar", bar.keep_start},
                             {"whole_trace", bar.whole_trace}});
         print_rollout(rollouts.back(), bar.whole);
-    }
+    };
+    for_each_rollout(
+        model, longs, [&](size_t i) { return reference_params(base, longs[i]); }, long_frames, 0,
+        F + long_frames, measure, concurrent_rollouts(*model));
     report["rollouts"] = rollouts;
     report["rollout_bar"] = {{"tolerance", kRolloutBarTolerance},
                              {"windows", windows_total},

@@ -34,11 +34,11 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
     WalkingSamples walking(grid);
     walking.at_least_worlds(traces.size());
     std::vector<GridGradients> seams_model, seams_simulator;
-    for (size_t world = 0; world < traces.size(); ++world) {
+    // One render of context + chunk: the last context frame is the repeat baseline.
+    auto measure = [&](size_t world, TracedRollout& traced) {
         const Trace& t = traces[world];
-        const Rollout r = run_trace(model, t, reference_params(base, t), F);
-        // One render of context + chunk: the last context frame is the repeat baseline.
-        const std::vector<Image> all = ground_truth(t, c, 0, 2 * F);
+        const Rollout& r = traced.model;
+        const std::vector<Image>& all = traced.truth;
         const std::vector<Image> gt(all.begin() + F, all.end());
         const Image& last_context_frame = all[static_cast<size_t>(F) - 1];
         const std::vector<Image> repeat(static_cast<size_t>(F), last_context_frame);
@@ -63,7 +63,10 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
         }
         seams_model.push_back(grid_gradients(r.frames, grid));
         seams_simulator.push_back(grid_gradients(gt, grid));
-    }
+    };
+    for_each_rollout(
+        model, traces, [&](size_t i) { return reference_params(base, traces[i]); }, F, 0, 2 * F, measure,
+        concurrent_rollouts(*model));
     const double n = static_cast<double>(traces.size());
     const double pooled_model = pooled_model_psnr.psnr(), pooled_repeat = pooled_repeat_psnr.psnr();
     std::vector<double> sorted = margins;

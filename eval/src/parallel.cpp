@@ -10,7 +10,8 @@
 
 namespace kvw::eval {
 
-void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn) {
+void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn,
+                  unsigned max_threads) {
     std::atomic<size_t> next{0};
     std::mutex error_mutex;
     std::string first_error;
@@ -24,8 +25,9 @@ void parallel_for(size_t n, const std::string& what, const std::function<void(si
             }
         }
     };
-    const unsigned threads =
+    unsigned threads =
         std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), static_cast<unsigned>(n)));
+    if (max_threads > 0) threads = std::min(threads, max_threads);
     std::vector<std::thread> pool;
     for (unsigned k = 0; k < threads; ++k) pool.emplace_back(worker);
     for (std::thread& t : pool) t.join();

@@ -10,9 +10,11 @@
 
 namespace kvw::eval {
 
-// Runs fn(i) for every i in [0, n) on all hardware threads (at most n), each index once, in no set order;
-// fn must write only what index i owns. Returns when every call has finished. The first exception thrown by
-// fn comes back as a kvw::Error naming `what`; the other indices still run.
-void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn);
+// Runs fn(i) for every i in [0, n) on all hardware threads (at most n, and at most max_threads when that is
+// not 0), each index once, in no set order; fn must write only what index i owns. Returns when every call has
+// finished. The first exception thrown by fn comes back as a kvw::Error naming `what`; the other indices
+// still run.
+void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn,
+                  unsigned max_threads = 0);
 
 }  // namespace kvw::eval

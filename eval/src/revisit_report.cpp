@@ -134,14 +134,26 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
     for (int bits : o.revisit_bits) {
         const CacheSettings cache = revisit_cache(bits);
         WorldSums recall_on(worlds), recall_off(worlds);
-        for (size_t w = 0; w < worlds; ++w) {
-            if (pairs[w].empty()) continue;  // no revisit: nothing of this world's rollouts is compared
-            SessionParams p = reference_params(base, traces[w]);
-            p.cache = cache;
-            add_revisit_errors(run_trace(model, traces[w], p, L).frames, pairs[w], w, recall_on);
-            p.context.recall = 0;
-            add_revisit_errors(run_trace(model, traces[w], p, L).frames, pairs[w], w, recall_off);
-        }
+        // Worlds without a revisit have nothing compared; each world runs twice, recall on and off.
+        std::vector<size_t> compared;
+        for (size_t w = 0; w < worlds; ++w)
+            if (!pairs[w].empty()) compared.push_back(w);
+        std::vector<Trace> runs;
+        for (size_t w : compared) runs.insert(runs.end(), 2, traces[w]);
+        for_each_rollout(
+            model, runs,
+            [&](size_t i) {
+                SessionParams p = reference_params(base, runs[i]);
+                p.cache = cache;
+                if (i % 2 == 1) p.context.recall = 0;
+                return p;
+            },
+            L, 0, 0,
+            [&](size_t i, TracedRollout& traced) {
+                const size_t w = compared[i / 2];
+                add_revisit_errors(traced.model.frames, pairs[w], w, i % 2 == 0 ? recall_on : recall_off);
+            },
+            concurrent_rollouts(*model));
         const json on = psnr_json(recall_on), off = psnr_json(recall_off);
         const double fraction = floor_to_ceiling(number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
                                                  number_or_nan(ceiling["psnr"]));

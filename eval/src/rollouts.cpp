@@ -4,6 +4,7 @@
 
 #include "frontend.h"
 #include "kvworld/eval/image_metrics.h"
+#include "parallel.h"
 
 namespace kvw::eval {
 
@@ -31,6 +32,32 @@ Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const
     r.cache_bytes = s.cache_bytes().total();
     r.ms_per_chunk = ms / std::max(1, chunks);
     return r;
+}
+
+void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Trace>& traces,
+                      const std::function<SessionParams(size_t)>& params, int frames, int truth_first,
+                      int truth_frames, const std::function<void(size_t, TracedRollout&)>& consume,
+                      int concurrent) {
+    const ModelConfig& c = model->config();
+    const size_t batch = static_cast<size_t>(std::max(1, concurrent));
+    for (size_t first = 0; first < traces.size(); first += batch) {
+        const size_t n = std::min(batch, traces.size() - first);
+        std::vector<TracedRollout> done(n);
+        auto run = [&](size_t k) {
+            const Trace& t = traces[first + k];
+            done[k].model = run_trace(model, t, params(first + k), frames);
+            if (truth_frames > 0) done[k].truth = ground_truth(t, c, truth_first, truth_frames);
+        };
+        if (n == 1)
+            run(0);  // on this thread: its errors as they are
+        else
+            parallel_for(n, "eval: rollouts", run, static_cast<unsigned>(n));
+        for (size_t k = 0; k < n; ++k) consume(first + k, done[k]);
+    }
+}
+
+int concurrent_rollouts(const Model& model) {
+    return model.backend() == BackendKind::Cuda ? 4 : 1;
 }
 
 SessionParams reference_params(const SessionParams& base, const Trace& trace) {

@@ -2,6 +2,7 @@
 // (ground truth), and the per-frame comparisons every mode uses.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -23,6 +24,24 @@ struct Rollout {
 // (actions past the trace's end are zero).
 Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const SessionParams& params,
                   int frames);
+
+// Rollouts of several traces at once, and the simulator's frames [truth_first, truth_first + truth_frames) of
+// each (none when truth_frames is 0), handed to `consume(i, rollout, truth)` in trace order on the calling
+// thread. Traces run `concurrent` at a time, each in its own session on its own thread (a CUDA session has
+// its own stream, so their chunks overlap on the device; the simulator renders beside them), so at most
+// `concurrent` traces' frames are held at once. The frames are those run_trace gives one at a time: sessions
+// share nothing but the model's weights. params(i): trace i's session parameters.
+struct TracedRollout {
+    Rollout model;
+    std::vector<Image> truth;
+};
+void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Trace>& traces,
+                      const std::function<SessionParams(size_t)>& params, int frames, int truth_first,
+                      int truth_frames, const std::function<void(size_t, TracedRollout&)>& consume,
+                      int concurrent);
+// How many sessions the evaluation runs at once on this model's backend: 4 on CUDA (a small model leaves
+// the device idle between one session's launches), 1 on the CPU (one session's kernels use every core).
+int concurrent_rollouts(const Model& model);
 
 // The reference of every comparison: the unquantized (BF16) cache, the trace's own noise seed.
 SessionParams reference_params(const SessionParams& base, const Trace& trace);
