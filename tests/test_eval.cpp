@@ -1116,7 +1116,8 @@ TEST(EvalRollouts, ConcurrentSessionsGiveEachWorldItsOwnFrames) {
     std::vector<std::vector<Image>> alone;
     for (const Trace& t : traces)
         alone.push_back(eval::run_trace(model, t, params(alone.size()), 2 * F).frames);
-    EXPECT_EQ(eval::concurrent_rollouts(*model), 1);  // the CPU backend's kernels use every core
+    EXPECT_EQ(eval::concurrent_rollouts(*model, 0), 1);  // the CPU backend's kernels use every core
+    EXPECT_EQ(eval::concurrent_rollouts(*model, 3), 3);
     for (int concurrent : {1, 2, 3}) {
         std::vector<size_t> order;
         eval::for_each_rollout(
@@ -1133,5 +1134,47 @@ TEST(EvalRollouts, ConcurrentSessionsGiveEachWorldItsOwnFrames) {
             },
             concurrent);
         EXPECT_EQ(order, (std::vector<size_t>{0, 1, 2, 3, 4})) << concurrent << " at once";
+    }
+}
+
+// The modes that run worlds concurrently give the same report whatever --concurrent says (only the rollouts'
+// times may differ): the paired forks, the one chunk and the long rollouts, on the CPU with three at once.
+TEST(EvalReport, ConcurrentWorldsGiveTheSameReport) {
+    const std::string base =
+        fs::temp_directory_path() / ("kvw_test_concurrent_" + std::to_string(::getpid()));
+    auto run = [&](const std::string& mode_args, int concurrent) {
+        const fs::path out = base + "_" + std::to_string(concurrent);
+        fs::remove_all(out);
+        const std::string cmd = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                                test::source_path("tests/data/tiny") + " " + mode_args + " --concurrent " +
+                                std::to_string(concurrent) + " --out " + out.string() + " > " +
+                                (out.string() + ".log") + " 2>&1";
+        EXPECT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+        std::ifstream f(out / "eval.json");
+        nlohmann::json report = f.good() ? nlohmann::json::parse(f) : nlohmann::json::object();
+        fs::remove_all(out);
+        return report;
+    };
+    // times are the one thing allowed to differ
+    auto without_times = [](nlohmann::json j) {
+        std::function<void(nlohmann::json&)> strip = [&](nlohmann::json& x) {
+            if (x.is_object()) {
+                x.erase("ms_per_chunk");
+                for (auto& [key, value] : x.items()) strip(value);
+            } else if (x.is_array()) {
+                for (auto& value : x) strip(value);
+            }
+        };
+        strip(j);
+        return j;
+    };
+    const std::string paired =
+        "--mode paired --traces 3 --bits 2 --groups 32 --layouts token --corrections off,taylor "
+        "--paired-context-chunks 1 --paired-chunks 2";
+    const std::string quality = "--mode quality --traces 1 --long-frames 8";
+    for (const std::string& mode : {paired, quality}) {
+        const nlohmann::json one = run(mode, 1), three = run(mode, 3);
+        ASSERT_FALSE(one.empty()) << mode;
+        EXPECT_EQ(without_times(one), without_times(three)) << mode;
     }
 }

@@ -11,10 +11,13 @@
 // world base below 900,000 calibrates on worlds the evaluation never uses.
 #include <cmath>
 #include <cstdio>
+#include <mutex>
+#include <numeric>
 
 #include "frontend.h"
 #include "kvworld/planner.h"
 #include "kvworld/sim.h"
+#include "parallel.h"
 #include "report_sections.h"
 #include "rollouts.h"
 
@@ -40,7 +43,7 @@ struct SettingSums {
     WorldSums one_chunk_vs_bf16, rollout_vs_bf16, one_chunk_vs_gt, rollout_vs_gt;  // squared error / values
     std::vector<std::vector<std::vector<double>>> p_steps;  // [world][step][layer] P_S of the first chunk
     std::vector<std::vector<double>> p_rollout;             // [world][layer] P_S mean over the chunks
-    double ms = 0;                                          // per chunk, summed over worlds
+    std::vector<double> ms;                                 // [world] per chunk
 
     SettingSums(const CacheSettings& c, size_t worlds)
         : cache(c),
@@ -49,7 +52,8 @@ struct SettingSums {
           one_chunk_vs_gt(worlds),
           rollout_vs_gt(worlds),
           p_steps(worlds),
-          p_rollout(worlds) {}
+          p_rollout(worlds),
+          ms(worlds, 0.0) {}
 };
 
 // The same format uncorrected: what a corrected setting is held against.
@@ -108,7 +112,10 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
     std::printf("paired: %zu worlds, %d given chunks, %d generated, %zu settings\n", worlds, given, chunks,
                 rows.size());
 
-    for (size_t w = 0; w < worlds; ++w) {
+    // Worlds run concurrently on CUDA (concurrent_rollouts); each writes only its own index of every row.
+    std::mutex print_mutex;
+    size_t worlds_done = 0;
+    auto run_world = [&](size_t w) {
         const Trace& trace = traces[w];
         // The simulator's frames and poses of the whole trace: the given chunks, then the generated ones'
         // truth.
@@ -135,7 +142,7 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                 ChunkResult r = fork->step(part(acts, given + k));
                 if (k == 0) row.p_steps[w] = r.metrics.p_cache_steps;
                 for (int l = 0; l < c.depth; ++l) p_mean[l] += r.metrics.p_cache[l] / chunks;
-                row.ms += r.metrics.times.total_ms / chunks;
+                row.ms[w] += r.metrics.times.total_ms / chunks;
                 for (Image& im : r.frames) frames.push_back(std::move(im));
             }
             row.p_rollout[w] = p_mean;
@@ -151,10 +158,16 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             add_squared_error(frames, future, &row.rollout_vs_gt.numerator[w],
                               &row.rollout_vs_gt.denominator[w]);
         }
-        std::printf("paired: world %zu of %zu (seed %llu)\n", w + 1, worlds,
+        std::lock_guard<std::mutex> lock(print_mutex);
+        std::printf("paired: world %zu done, %zu of %zu (seed %llu)\n", w + 1, ++worlds_done, worlds,
                     static_cast<unsigned long long>(trace.world_seed));
         std::fflush(stdout);
-    }
+    };
+    if (concurrent_rollouts(*model, options.concurrent) == 1)
+        for (size_t w = 0; w < worlds; ++w) run_world(w);  // on this thread: its errors as they are
+    else
+        parallel_for(worlds, "eval --mode paired", run_world,
+                     static_cast<unsigned>(concurrent_rollouts(*model, options.concurrent)));
 
     const SettingSums& bf16 = rows.front();
     json out = json::array();
@@ -193,7 +206,8 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                   {"delta_p_cache", dps_chunk},
                   {"delta_p_cache_max_abs", max_abs},
                   {"delta_p_cache_rollout", dps_rollout},
-                  {"ms_per_chunk", row.ms / std::max<size_t>(1, worlds)}};
+                  {"ms_per_chunk",
+                   std::accumulate(row.ms.begin(), row.ms.end(), 0.0) / std::max<size_t>(1, worlds)}};
         // A corrected setting against the same format uncorrected, on the same worlds.
         for (const SettingSums& other : rows)
             if (row.cache.keys_quantized() && row.cache.correction != Correction::Off &&

@@ -56,7 +56,8 @@ void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Tra
     }
 }
 
-int concurrent_rollouts(const Model& model) {
+int concurrent_rollouts(const Model& model, int asked) {
+    if (asked > 0) return asked;
     return model.backend() == BackendKind::Cuda ? 4 : 1;
 }
 

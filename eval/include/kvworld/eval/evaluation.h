@@ -82,6 +82,9 @@ struct EvalOptions {
     // and chunks each setting then generates (the first: one chunk after a ground-truth context).
     int paired_context_chunks = 4;
     int paired_chunks = 8;
+    // quality, revisit and paired: worlds whose sessions run at once, each on its own thread (0: the
+    // backend's choice, 4 on CUDA and 1 on the CPU). The figures do not depend on it.
+    int concurrent = 0;
 };
 
 // Throws kvw::Error when the options do not go together (before any model is loaded).
