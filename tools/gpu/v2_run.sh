@@ -8,8 +8,11 @@
 # The autoencoder the latent model trains on is AE_DIR (default assets/models/v2, the committed one).
 # Phases (PHASES, space-separated):
 #   ae    simulator frames at 256x256 (AE_EPISODES x 8 frames, worlds AE_SEED_BASE..), then train_ae.py for
-#         AE_MINUTES (continues from .v2/init/ae when it holds an earlier export); the fp32 EMA weights, the
-#         log and a strip of held-out reconstructions come back under $OUT/ae
+#         AE_MINUTES (continues from .v2/init/ae when it holds an earlier export, else from AE_INIT); the fp32 EMA
+#         weights, the log and a strip of held-out reconstructions come back under $OUT/ae. AE_ARGS: more
+#         train_ae.py flags. With AE_ARGS=--decoder-only (a sharper decoder for the trained transformer: the
+#         encoder and the latent statistics stay), the exported model /tmp/kvw/v2model is also written with the
+#         new decoder as /tmp/kvw/v2model-dec (tools/train/swap_autoencoder.py), for MODEL_DIR of the eval
 #   dit   simulator episodes at 256x256 (EPISODES x EPISODE_FRAMES, worlds SEED_BASE..), encoded once with
 #         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
 #         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
@@ -63,14 +66,19 @@ if has ae; then
   dataset ae_data "${AE_EPISODES:-4000}" 8 "${AE_SEED_BASE:-200000}"
   init=(); [[ -n "${AE_INIT:-}" ]] && init=(--init "$AE_INIT")  # e.g. assets/models/v2 (bf16, with its state)
   [[ -d .v2/init/ae ]] && init=(--init .v2/init/ae)
-  [[ -f /tmp/kvw/ae.pt ]] && init=()
+  ae_ckpt=/tmp/kvw/ae.pt; [[ "${AE_ARGS:-}" == *--decoder-only* ]] && ae_ckpt=/tmp/kvw/ae_decoder.pt  # another run
+  [[ -f $ae_ckpt ]] && init=()
   stamp "autoencoder ${AE_MINUTES:-6} min ${init[*]}"
-  python3 tools/train/train_ae.py --data /dev/shm/ae_data --config config/model-v2.json --ckpt /tmp/kvw/ae.pt \
+  python3 tools/train/train_ae.py --data /dev/shm/ae_data --config config/model-v2.json --ckpt "$ae_ckpt" \
     "${init[@]}" --export "$OUT/ae" --log "$OUT/ae/train_ae_log.json" --minutes "${AE_MINUTES:-6}" \
     --batch "${AE_BATCH:-32}" --grad-weight "${AE_GRAD_WEIGHT:-1.0}" --total-steps "${AE_TOTAL_STEPS:-20000}" \
-    > /tmp/kvw/train_ae.txt 2>&1
-  echo "train_ae rc=$?"; grep -E '"step"' /tmp/kvw/train_ae.txt | tail -3; tail -3 /tmp/kvw/train_ae.txt
+    ${AE_ARGS:-} > /tmp/kvw/train_ae.txt 2>&1
+  echo "train_ae rc=$?"; grep -E '"step"|eval_before' /tmp/kvw/train_ae.txt | tail -4; tail -3 /tmp/kvw/train_ae.txt
   cp /tmp/kvw/train_ae.txt "$OUT/ae/"
+  if [[ "${AE_ARGS:-}" == *--decoder-only* && -f /tmp/kvw/v2model/model.json ]]; then
+    rm -rf /tmp/kvw/v2model-dec
+    python3 tools/train/swap_autoencoder.py /tmp/kvw/v2model "$OUT/ae" /tmp/kvw/v2model-dec
+  fi
   # Held-out reconstructions beside the simulator's frames (top: simulator, bottom: autoencoder).
   python3 - <<'EOF'
 import glob, json, os, sys

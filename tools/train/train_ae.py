@@ -9,6 +9,10 @@ Loss: L1 + MSE + --grad-weight x L1 of image gradients (sharpness: a pixel loss 
 held-out worlds: PSNR, and the edge energy of the reconstructions over the simulator's (1.0 = as sharp).
 After training, the per-channel mean and standard deviation of the raw latents over training frames are stored
 as latent_mean / latent_std (the transformer sees normalised latents).
+
+--decoder-only trains the decoder alone from --init: the encoder, and with it the latent space and its
+latent_mean / latent_std, stay exactly as they were, so a transformer trained on those latents keeps working
+with the new decoder (a sharper decoder for a trained model).
 """
 from __future__ import annotations
 
@@ -110,6 +114,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--total-steps", type=int, default=20000, help="cosine schedule length across resumes")
     ap.add_argument("--grad-weight", type=float, default=1.0, help="weight of the image-gradient L1 term")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train the decoder alone (needs --init): the encoder and the latent statistics stay")
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--holdout", type=int, default=256, help="last frames (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
@@ -132,6 +138,9 @@ def main():
           f"{time.time() - t_start:.1f}s", flush=True)
 
     ae = A.Autoencoder(cfg.autoencoder).to(dev)
+    if args.decoder_only:
+        assert args.init or os.path.exists(args.ckpt), "--decoder-only continues a trained autoencoder (--init)"
+        ae.encoder.requires_grad_(False)  # before the optimizer is made: it holds the decoder's parameters
     n_params = sum(p.numel() for p in ae.parameters() if p.requires_grad)
     opt = torch.optim.AdamW([p for p in ae.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.99),
                             weight_decay=0.01, **({"fused": True} if dev.type == "cuda" else {}))
@@ -154,8 +163,16 @@ def main():
             print(f"initialised from {args.init} at step {step} (the optimizer restarts)", flush=True)
         ema = {k: v.detach().clone().float() for k, v in ae.state_dict().items()}
     run = {"start_step": step, "batch": args.batch, "lr": args.lr, "grad_weight": args.grad_weight,
+           "decoder_only": args.decoder_only,
            "frames": n_train, "device": str(dev), "resumed_optimizer": ck is not None,
            "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"}
+    # decoder-only: the encoder's weights (and the latent statistics) are not averaged either, so that they stay
+    # bit for bit what the transformer was trained with
+    ema_keys = {k for k in ema if not args.decoder_only or k.startswith("decoder.")}
+    if args.decoder_only:
+        psnr0, edges0 = evaluate(ae.eval(), frames[n_train:])
+        run["eval_before"] = {"psnr": psnr0, "edge_energy_ratio": edges0}
+        print(json.dumps({"eval_before": run["eval_before"]}), flush=True)
     gen = torch.Generator(device=dev)
     gen.manual_seed(args.seed * 1000003 + step)
     budget = args.minutes * 60.0
@@ -172,7 +189,9 @@ def main():
         if torch.rand((), device=dev, generator=gen) < 0.5:  # mirror: the world has no handedness
             x = x.flip(2)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            rec = ae.decode_raw(ae.encode_raw(x))
+            with torch.set_grad_enabled(not args.decoder_only):
+                z = ae.encode_raw(x)
+            rec = ae.decode_raw(z)
         loss, mse = A.reconstruction_loss(rec.float(), x, args.grad_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -181,7 +200,8 @@ def main():
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for k, v in ae.state_dict().items():
-                ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
+                if k in ema_keys:
+                    ema[k].mul_(decay).add_(v.float(), alpha=1 - decay)
         step += 1
         acc["loss"] += loss.item()
         acc["mse"] += mse.item()
@@ -198,10 +218,13 @@ def main():
     ema_ae.load_state_dict(ema)
     ema_ae.eval()
     psnr, edges = evaluate(ema_ae, frames[n_train:])
-    mean, std = latent_statistics(ema_ae, frames_np[:n_train], dev)
-    with torch.no_grad():
-        ema_ae.latent_mean.copy_(mean)
-        ema_ae.latent_std.copy_(std)
+    if args.decoder_only:  # the latent space is the one the transformer learned: its statistics stay
+        mean, std = ema_ae.latent_mean.detach().clone(), ema_ae.latent_std.detach().clone()
+    else:
+        mean, std = latent_statistics(ema_ae, frames_np[:n_train], dev)
+        with torch.no_grad():
+            ema_ae.latent_mean.copy_(mean)
+            ema_ae.latent_std.copy_(std)
     run["eval"] = {"frames": int(frames.shape[0] - n_train), "psnr": psnr, "edge_energy_ratio": edges,
                    "latent_mean": mean.tolist(), "latent_std": std.tolist()}
     print(json.dumps({"eval": run["eval"]}), flush=True)
