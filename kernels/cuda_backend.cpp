@@ -470,11 +470,17 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     if (choice == AttentionChoice::Composition && !cudnn)
         throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
     if (cudnn) {
-        composition_ = std::make_unique<Composition>();
-        composition_->forced = choice == AttentionChoice::Composition;
-        composition_->o_current = cu::DeviceBuffer(N * D * 2);
-        composition_->lse_all = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
-        composition_->lse_current = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
+        try {
+            composition_ = std::make_unique<Composition>();  // cuDNN's handle
+            composition_->forced = choice == AttentionChoice::Composition;
+            composition_->o_current = cu::DeviceBuffer(N * D * 2);
+            composition_->lse_all = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
+            composition_->lse_current = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
+        } catch (const Error& e) {
+            if (choice == AttentionChoice::Composition) throw;
+            composition_.reset();  // unset: the fused kernel serves this session (said once)
+            std::fprintf(stderr, "kvworld: the fused attention kernel serves this session (%s)\n", e.what());
+        }
     }
 }
 
