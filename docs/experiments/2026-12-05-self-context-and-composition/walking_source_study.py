@@ -5,7 +5,7 @@ per pair 1.0126, 1.0087, 1.0085, 1.0071 against the simulator's 1.0144-1.0160). 
 chunk's last frame moved to each frame's camera (model.warp_previous: turned, and walked over a ground plane
 `warp_eye_height` below the eye). This measures the source's own zoom per frame pair on simulator episodes, with
 the estimator of the evaluation (eval/src/image_metrics.cpp estimate_zoom: the middle two thirds, zoom about the
-centre in steps of 0.002, parabolic refinement), on the pairs where the camera walks forward without turning:
+centre in steps of 0.002, parabolic refinement), on the pairs where the camera walks straight forward or back:
   pair 0: the previous chunk's last frame -> frame 0 (the simulator's) or -> source 0 (the warp's)
   pair k: frame k-1 -> frame k, or source k-1 -> source k
 If the source zooms like the simulator in every pair, the slow-down is the model's, not its source's.
@@ -70,14 +70,18 @@ def main():
     cfg = json.load(open(os.path.join(HERE, "..", "..", "..", "config", "model-v2.json")))
     hfov, eye = cfg["motion"]["hfov_deg"], cfg["sampler"]["warp_eye_height"]
     Fr = cfg["chunk_frames"]
-    sim_z, src_z = [[] for _ in range(Fr)], [[] for _ in range(Fr)]
+    walks = {"forward": 1.0, "back": -1.0}
+    sim_z = {w: [[] for _ in range(Fr)] for w in walks}
+    src_z = {w: [[] for _ in range(Fr)] for w in walks}
     for e in range(E):
         for c in range(1, T // Fr):
             first = c * Fr
             acts = actions[e, first:first + Fr]
-            # forward walking without turning or strafing in every frame of the chunk
-            if not (np.all(acts[:, 0] > 0.5) and np.all(np.abs(acts[:, 3]) < 1e-3) and np.all(np.abs(acts[:, 1]) < 1e-3)
-                    and np.all(np.abs(acts[:, 4]) < 1e-3)):
+            # walking straight forward or back, without turning or strafing, in every frame of the chunk
+            straight = (np.all(np.abs(acts[:, 3]) < 1e-3) and np.all(np.abs(acts[:, 1]) < 1e-3)
+                        and np.all(np.abs(acts[:, 4]) < 1e-3))
+            walk = next((w for w, sign in walks.items() if np.all(sign * acts[:, 0] > 0.5)), None)
+            if not straight or walk is None:
                 continue
             prev = frames[e, first - 1]
             src_pose, dst = poses[e, first - 1].astype(np.float64), poses[e, first:first + Fr].astype(np.float64)
@@ -97,19 +101,21 @@ def main():
             a_src = luma(np.concatenate([prev[None], src[:-1]]))
             zs, zw = estimate_zoom(a_sim, luma(sim)), estimate_zoom(a_src, luma(src))
             for k in range(Fr):
-                if zs[k] - 1 > 0.004:  # the eval's threshold: the simulator's own motion shows the walk
-                    sim_z[k].append(zs[k])
-                    src_z[k].append(zw[k])
+                if walks[walk] * (zs[k] - 1) > 0.004:  # the eval's threshold: the simulator's own zoom shows the walk
+                    sim_z[walk][k].append(zs[k])
+                    src_z[walk][k].append(zw[k])
     print(f"dataset {data}: {E} episodes x {T} frames at {W}x{H}")
-    print("pair  pairs  simulator zoom  source zoom  source / simulator (zoom - 1)")
+    print("walk     pair  pairs  simulator zoom  source zoom  source / simulator (zoom - 1)")
     rows = []
-    for k in range(Fr):
-        n = len(sim_z[k])
-        if n == 0:
-            continue
-        s, w = float(np.mean(sim_z[k])), float(np.mean(src_z[k]))
-        rows.append({"pair": k, "pairs": n, "simulator": s, "source": w, "fraction": (w - 1) / (s - 1)})
-        print(f"{k:4d} {n:6d} {s:15.4f} {w:12.4f} {100 * (w - 1) / (s - 1):12.0f}%")
+    for walk in walks:
+        for k in range(Fr):
+            n = len(sim_z[walk][k])
+            if n == 0:
+                continue
+            s, w = float(np.mean(sim_z[walk][k])), float(np.mean(src_z[walk][k]))
+            rows.append({"walk": walk, "pair": k, "pairs": n, "simulator": s, "source": w,
+                         "fraction": (w - 1) / (s - 1)})
+            print(f"{walk:8s} {k:4d} {n:6d} {s:15.4f} {w:12.4f} {100 * (w - 1) / (s - 1):12.0f}%")
     json.dump(rows, open(os.path.join(HERE, "walking_source_study.json"), "w"), indent=1)
 
 
