@@ -314,8 +314,8 @@ class CudaBackendSession final : public BackendSession {
 };
 
 // Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: the composition path
-// where cuDNN can serve it — it measured faster end to end than the fused kernel on every row of the bench
-// (docs/experiments/2026-12-05-self-context-and-composition.md) — else the fused kernel
+// where cuDNN can serve it — its denoising measured 6-24% faster than the fused kernel's on quantized caches,
+// 6% slower on BF16 (docs/experiments/2026-12-05-self-context-and-composition.md) — else the fused kernel
 // (kernels/attention.cu). KVW_ATTENTION=fused or =composition forces one (composition: an error where cuDNN
 // cannot serve it).
 enum class AttentionChoice { Automatic, Fused, Composition };
