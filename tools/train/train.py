@@ -252,9 +252,9 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     out = torch.empty_like(x0)
     out[:, 0] = x0[:, 0]
     kcache, vcache = [None] * cfg.depth, [None] * cfg.depth  # per layer [B, heads, K, N, hd], keys unrotated
-    # chunk c's context per layer, gathered and rotated once for its steps and its cache pass (the cache holds
-    # chunks < c, written by chunk c-1's cache pass, so it does not change while chunk c is sampled)
-    context = {}
+    # the current chunk's context per layer, gathered and rotated once for its steps and its cache pass (set in
+    # the chunk loop below: the cache holds chunks < c, written by chunk c-1's cache pass)
+    context = []
 
     def forward(x: torch.Tensor, t: float, c: int, write: bool, cond=None) -> torch.Tensor:
         sl = slice(c * Fr, (c + 1) * Fr)
@@ -264,12 +264,7 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
         h = model.embed_patches(M.patchify(x, cfg.patch))
         for l, blk in enumerate(model.blocks):
             q, k, v, terms = model.block_qkv(blk, h, mod_tok)  # [B, heads, N, hd]
-            if (l, c) not in context:
-                if l == 0:
-                    context.clear()  # the previous chunk's
-                context[(l, c)] = (context_kv(kcache[l], vcache[l], recall_idx, c, window, recall, rope_f)
-                                   if c else ([], [], 0))
-            ks, vs, slot = context[(l, c)]
+            ks, vs, slot = context[l]
             cos, sin = rope_f[slot]
             a = _sdpa(M.apply_rope(q, cos, sin), torch.cat(ks + [M.apply_rope(k, cos, sin)], dim=2),
                       torch.cat(vs + [v], dim=2))
@@ -289,6 +284,8 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
         assert camera is not None, "warp_source needs the episode's camera"
         views = source_views(camera, Fr)
     for c in range(K):
+        context = [context_kv(kcache[l], vcache[l], recall_idx, c, window, recall, rope_f) if c else ([], [], 0)
+                   for l in range(cfg.depth)]
         if c > 0:
             x = cfg.source_sigma * noise[:, c]
             if warp:
