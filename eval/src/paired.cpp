@@ -163,11 +163,8 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                     static_cast<unsigned long long>(trace.world_seed));
         std::fflush(stdout);
     };
-    if (concurrent_rollouts(*model, options.concurrent) == 1)
-        for (size_t w = 0; w < worlds; ++w) run_world(w);  // on this thread: its errors as they are
-    else
-        parallel_for(worlds, "eval --mode paired", run_world,
-                     static_cast<unsigned>(concurrent_rollouts(*model, options.concurrent)));
+    run_concurrently(worlds, concurrent_rollouts(*model, options.concurrent), "eval --mode paired",
+                     run_world);
 
     const SettingSums& bf16 = rows.front();
     json out = json::array();

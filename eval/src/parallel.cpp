@@ -34,4 +34,13 @@ void parallel_for(size_t n, const std::string& what, const std::function<void(si
     if (!first_error.empty()) throw Error(what + ": " + first_error);
 }
 
+void run_concurrently(size_t n, int concurrent, const std::string& what,
+                      const std::function<void(size_t)>& fn) {
+    if (concurrent <= 1) {
+        for (size_t i = 0; i < n; ++i) fn(i);
+        return;
+    }
+    parallel_for(n, what, fn, static_cast<unsigned>(concurrent));
+}
+
 }  // namespace kvw::eval

@@ -16,5 +16,9 @@ namespace kvw::eval {
 // still run.
 void parallel_for(size_t n, const std::string& what, const std::function<void(size_t)>& fn,
                   unsigned max_threads = 0);
+// fn(i) for every i in [0, n), `concurrent` at a time: parallel_for's threads, or in order on the calling
+// thread when concurrent is 1 (then fn's errors come back as they are, not renamed after `what`).
+void run_concurrently(size_t n, int concurrent, const std::string& what,
+                      const std::function<void(size_t)>& fn);
 
 }  // namespace kvw::eval

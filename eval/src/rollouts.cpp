@@ -48,10 +48,7 @@ void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Tra
             done[k].model = run_trace(model, t, params(first + k), frames);
             if (truth_frames > 0) done[k].truth = ground_truth(t, c, truth_first, truth_frames);
         };
-        if (n == 1)
-            run(0);  // on this thread: its errors as they are
-        else
-            parallel_for(n, "eval: rollouts", run, static_cast<unsigned>(n));
+        run_concurrently(n, static_cast<int>(n), "eval: rollouts", run);
         for (size_t k = 0; k < n; ++k) consume(first + k, done[k]);
     }
 }
