@@ -1371,6 +1371,18 @@ std::vector<Image> random_start_context(const ModelConfig& cfg) {
     return ctx;
 }
 
+// The tiny model on both backends, a random start context and a chunk of walking and turning: what the
+// session tests below run on each backend.
+struct TinyOnBothBackends {
+    ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
+    std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
+    std::vector<Image> ctx = random_start_context(cfg);
+    std::vector<FrameAction> acts =
+        std::vector<FrameAction>(static_cast<size_t>(cfg.chunk_frames), FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+    void start(Session& s) const { s.start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion)); }
+};
+
 // A chunk's frames appended to a flat RGB buffer (for psnr_8bit).
 void append_frames(std::vector<uint8_t>& to, const ChunkResult& r) {
     for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
@@ -1382,20 +1394,16 @@ void append_frames(std::vector<uint8_t>& to, const ChunkResult& r) {
 // parent does, and a quantized fork as the CPU's quantized fork.
 TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     REQUIRE_GPU();
-    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
-    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
-    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
-    const std::vector<Image> ctx = random_start_context(cfg);
-    const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
-                                        FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+    const TinyOnBothBackends tiny;
+    const std::vector<FrameAction>& acts = tiny.acts;
     SessionParams p;
     p.seed = 9;
     SessionParams int2 = p;
     int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
     std::vector<uint8_t> frames[4];  // gpu parent, gpu fork, gpu int2 fork, cpu int2 fork
-    Session gpu_parent(gpu, p), cpu_parent(cpu, p);
+    Session gpu_parent(tiny.gpu, p), cpu_parent(tiny.cpu, p);
     for (Session* s : {&gpu_parent, &cpu_parent}) {
-        s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
+        tiny.start(*s);
         s->step(acts);
     }
     std::unique_ptr<Session> gpu_same = gpu_parent.fork(p), gpu_int2 = gpu_parent.fork(int2);
@@ -1418,20 +1426,16 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
 // cached chunks and must not replay the stages captured for the other basis: CUDA follows the CPU through it.
 TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
     REQUIRE_GPU();
-    const ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
-    const std::shared_ptr<Model> gpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cuda);
-    const std::shared_ptr<Model> cpu = Model::load(source_path("tests/data/tiny"), BackendKind::Cpu);
-    const std::vector<Image> ctx = random_start_context(cfg);
-    const std::vector<FrameAction> acts(static_cast<size_t>(cfg.chunk_frames),
-                                        FrameAction{1.f, 0.f, 0.f, 2.f, 0.f});
+    const TinyOnBothBackends tiny;
+    const std::vector<FrameAction>& acts = tiny.acts;
     SessionParams plain;
     plain.seed = 5;
     plain.cache = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor};
     SessionParams rotated = plain;
     rotated.cache.rotated = true;
-    Session g(gpu, plain), c(cpu, plain);
+    Session g(tiny.gpu, plain), c(tiny.cpu, plain);
     std::vector<uint8_t> gpu_frames, cpu_frames;
-    for (Session* s : {&g, &c}) s->start(ctx, acts, dead_reckon(CameraPose{}, acts, cfg.motion));
+    for (Session* s : {&g, &c}) tiny.start(*s);
     for (int k = 0; k < 6; ++k) {
         if (k == 2 || k == 4) {  // plain -> rotated -> plain
             g.set_params(k == 2 ? rotated : plain);
