@@ -3,26 +3,32 @@
 # pieces across calls and sessions. Needs no build there: the simulator binary travels prebuilt (it links only
 # the C and C++ runtimes) in the carried folder .v2/ (kept out of git by .git/info/exclude):
 #   .v2/kvworld-sim      build/sim/kvworld-sim from this machine
-#   .v2/init/ae, .v2/init/dit   (optional) where to continue from: an --export (ae) or --export-fp32 (dit) folder
-#                        of an earlier call
-# The autoencoder the latent model trains on is AE_DIR (default assets/models/v2, the committed one).
+#   .v2/init/ae, .v2/init/dit   (optional) where to continue from instead of the committed model: an --export (ae)
+#                        or --export-fp32 (dit) folder of an earlier call
+# The committed model assets/models/v2 (int8, with train_state.json and train_ae_state.json) is where both phases
+# continue from by default, and its autoencoder is the one the transformer trains on (AE_DIR). What a call trains
+# comes back under $OUT in fp32 and is committed as int8 (kvworld-cli convert-weights --dtype int8): a model that
+# only lives on a machine is lost with it (2026-12-05: step 3154 was).
 # Phases (PHASES, space-separated):
 #   ae    simulator frames at 256x256 (AE_EPISODES x 8 frames, worlds AE_SEED_BASE..), then train_ae.py for
 #         AE_MINUTES (continues from .v2/init/ae when it holds an earlier export, else from AE_INIT); the fp32 EMA
 #         weights, the log and a strip of held-out reconstructions come back under $OUT/ae. AE_ARGS: more
 #         train_ae.py flags. With AE_ARGS=--decoder-only (a sharper decoder for the trained transformer: the
-#         encoder and the latent statistics stay), the exported model /tmp/kvw/v2model is also written with the
-#         new decoder as /tmp/kvw/v2model-dec (tools/train/swap_autoencoder.py), for MODEL_DIR of the eval
+#         encoder and the latent statistics stay), the transformer (/tmp/kvw/v2model, else the committed one) is
+#         also written with the new decoder as /tmp/kvw/v2model-dec (tools/train/swap_autoencoder.py), for the
+#         eval's MODEL_DIR
 #   dit   simulator episodes at 256x256 (EPISODES x EPISODE_FRAMES, worlds SEED_BASE..), encoded once with
-#         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the shipped pixel model, whose transformer
-#         the latent model shares) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the
-#         log come back under $OUT/dit. TRAIN_ARGS: more train.py flags.
+#         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the committed assets/models/v2, whose
+#         train_state.json continues the schedule and the log; assets/models/default starts again from the pixel
+#         model's transformer) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the log come
+#         back under $OUT/dit. TRAIN_ARGS: more train.py flags.
 #   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b (GPU_TESTS=1: also
 #         test_cuda_ops, run after the training phases, its log $OUT/test_cuda_ops.log); needs the Debian
-#         packages carried in .debs (../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev
-#         libstb-dev libgtest-dev); the log comes back as $OUT/build.log
+#         packages carried in .debs (tools/gpu/device-debs.sh: 9.8 MB, which travels beside the tree and .v2);
+#         the log comes back as $OUT/build.log
 #   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
-#         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model) or of MODEL_DIR;
+#         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model; else the
+#         committed one) or of MODEL_DIR;
 #         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
 #         taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
 #   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
@@ -64,7 +70,7 @@ fi
 
 if has ae; then
   dataset ae_data "${AE_EPISODES:-4000}" 8 "${AE_SEED_BASE:-200000}"
-  init=(); [[ -n "${AE_INIT:-}" ]] && init=(--init "$AE_INIT")  # e.g. assets/models/v2 (bf16, with its state)
+  init=(); [[ -n "${AE_INIT:-}" ]] && init=(--init "$AE_INIT")  # e.g. assets/models/v2 (int8, with its state)
   [[ -d .v2/init/ae ]] && init=(--init .v2/init/ae)
   ae_ckpt=/tmp/kvw/ae.pt; [[ "${AE_ARGS:-}" == *--decoder-only* ]] && ae_ckpt=/tmp/kvw/ae_decoder.pt  # another run
   [[ -f $ae_ckpt ]] && init=()
@@ -75,9 +81,10 @@ if has ae; then
     ${AE_ARGS:-} > /tmp/kvw/train_ae.txt 2>&1
   echo "train_ae rc=$?"; grep -E '"step"|eval_before' /tmp/kvw/train_ae.txt | tail -4; tail -3 /tmp/kvw/train_ae.txt
   cp /tmp/kvw/train_ae.txt "$OUT/ae/"
-  if [[ "${AE_ARGS:-}" == *--decoder-only* && -f /tmp/kvw/v2model/model.json ]]; then
+  if [[ "${AE_ARGS:-}" == *--decoder-only* ]]; then  # the transformer this call trained, else the committed one
+    trained=assets/models/v2; [[ -f /tmp/kvw/v2model/model.json ]] && trained=/tmp/kvw/v2model
     rm -rf /tmp/kvw/v2model-dec
-    python3 tools/train/swap_autoencoder.py /tmp/kvw/v2model "$OUT/ae" /tmp/kvw/v2model-dec
+    python3 tools/train/swap_autoencoder.py "$trained" "$OUT/ae" /tmp/kvw/v2model-dec
   fi
   # Held-out reconstructions beside the simulator's frames (top: simulator, bottom: autoencoder).
   python3 - <<'EOF'
@@ -107,7 +114,7 @@ fi
 
 if has dit; then
   dataset dit_data "${EPISODES:-4000}" "${EPISODE_FRAMES:-32}" "${SEED_BASE:-100000}"
-  init=(--init "${INIT:-assets/models/default}")
+  init=(--init "${INIT:-assets/models/v2}")  # assets/models/default: start again from the pixel model's transformer
   [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
   [[ -f /tmp/kvw/dit.pt ]] && init=()
   # train_dit MINUTES BATCH EXTRA_ARGS...: one trainer run into /tmp/kvw/dit.pt (resumed there when it exists)
@@ -146,7 +153,8 @@ if [[ "${GPU_TESTS:-0}" == 1 && -x /tmp/b/tests/test_cuda_ops ]]; then
   echo "test_cuda_ops rc=$?"; grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/test_cuda_ops.log" | tail -20
 fi
 CLI=/tmp/b/app/cli/kvworld-cli
-V2=${MODEL_DIR:-/tmp/kvw/v2model}
+V2=${MODEL_DIR:-/tmp/kvw/v2model}  # what this machine's dit phase exported, else the committed model
+[[ -z "${MODEL_DIR:-}" && ! -f $V2/model.json ]] && V2=assets/models/v2
 if has eval; then
   stamp "eval quality of $V2"
   mkdir -p "$OUT/eval"

@@ -632,6 +632,15 @@ def dequantize_int8(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return out
 
 
+def autoencoder_tensors(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The autoencoder's tensors of a state dict, named without the "autoencoder." prefix: a model folder holds the
+    transformer's tensors too (only the prefixed ones are the autoencoder's); train_ae.py's export holds the
+    autoencoder's alone, with or without the prefix."""
+    prefix = "autoencoder."
+    prefixed = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return prefixed if prefixed else dict(sd)
+
+
 def load_model_folder(folder: str) -> Dict[str, torch.Tensor]:
     """Every tensor of a model folder's safetensors files, int8 ones dequantized to float32."""
     import glob

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch._dynamo  # noqa: F401 (its config, set for --compile; PyTorch 2 has it)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import context as ctxpol  # noqa: E402
@@ -149,9 +150,8 @@ def fov_overlap_batch(a: np.ndarray, b: np.ndarray, hfov_deg: float) -> np.ndarr
 
 
 def load_autoencoder(ae, folder: str):
-    """Loads train_ae.py's export (safetensors shards, names with or without the "autoencoder." prefix)."""
-    sd = {k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
-          for k, v in M.load_model_folder(folder).items()}  # int8 weights dequantized
+    """Loads the autoencoder of a model folder or of train_ae.py's export (int8 weights dequantized)."""
+    sd = {k: v.float() for k, v in M.autoencoder_tensors(M.load_model_folder(folder)).items()}
     ae.load_state_dict(sd)
     print(f"autoencoder from {folder} ({len(sd)} tensors)", flush=True)
 
@@ -600,7 +600,6 @@ def main():
         # Self-context rollouts and the context's gather call these at more shapes (ranks 4 and 5, every
         # context length) than dynamo's default limit of 8 graphs a function, past which it fell back to eager
         # (2026-12-05, second session): room for all of them.
-        import torch._dynamo  # noqa: F401 (its config; PyTorch 2 has it whenever torch.compile exists)
         dynamo_config = torch._dynamo.config
         for limit in ("recompile_limit", "cache_size_limit"):
             if hasattr(dynamo_config, limit):

@@ -154,8 +154,7 @@ def main():
         print(f"resumed at step {step}", flush=True)
     else:
         if args.init:
-            sd = {k[len("autoencoder."):] if k.startswith("autoencoder.") else k: v.float()
-                  for k, v in M.load_model_folder(args.init).items()}  # int8 weights dequantized
+            sd = {k: v.float() for k, v in M.autoencoder_tensors(M.load_model_folder(args.init)).items()}
             ae.load_state_dict(sd)
             with open(os.path.join(args.init, "train_ae_state.json")) as f:
                 state = json.load(f)
