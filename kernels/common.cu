@@ -16,13 +16,20 @@ namespace kvw::cuda {
     throw Error(msg);
 }
 
+std::recursive_mutex& capture_exclusion() {
+    static std::recursive_mutex mutex;
+    return mutex;
+}
+
 template <>
 Buffer<Memory::Device>::Buffer(size_t bytes) : bytes_(bytes) {
     if (bytes) CUDA_CHECK(cudaMalloc(&ptr_, bytes));
 }
 template <>
 Buffer<Memory::Device>::~Buffer() {
-    if (ptr_) cudaFree(ptr_);
+    if (!ptr_) return;
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
+    cudaFree(ptr_);
 }
 template <>
 Buffer<Memory::PinnedHost>::Buffer(size_t bytes) : bytes_(bytes) {
@@ -30,7 +37,9 @@ Buffer<Memory::PinnedHost>::Buffer(size_t bytes) : bytes_(bytes) {
 }
 template <>
 Buffer<Memory::PinnedHost>::~Buffer() {
-    if (ptr_) cudaFreeHost(ptr_);
+    if (!ptr_) return;
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
+    cudaFreeHost(ptr_);
 }
 
 Stream::Stream() {
@@ -67,6 +76,7 @@ void memset_device(void* dst, int value, size_t bytes, void* stream) {
         CUDA_CHECK(cudaMemset(dst, value, bytes));
 }
 void synchronize_device() {
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 

@@ -75,13 +75,17 @@ class Graph {
     template <typename Body>
     void capture(cudaStream_t stream, Body&& body) {
         reset();
+        // No other thread releases memory, tears down a handle or builds a plan while this records.
+        const std::lock_guard<std::recursive_mutex> exclusive(cu::capture_exclusion());
         CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
         try {
             body();
         } catch (...) {
             cudaGraph_t g = nullptr;
-            cudaStreamEndCapture(stream, &g);
+            cudaStreamEndCapture(stream,
+                                 &g);  // reports the invalidated capture again: not the caller's error
             if (g) cudaGraphDestroy(g);
+            cudaGetLastError();  // so that the eager launches after a failed capture start clean
             throw;
         }
         CUDA_CHECK(cudaStreamEndCapture(stream, &graph_));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,14 @@ class Stream {
   private:
     void* s_ = nullptr;
 };
+
+// A stream capture (a CUDA graph being recorded) is invalidated when any thread synchronizes the whole device
+// meanwhile, which cudaFree, cudaFreeHost, cudaDeviceSynchronize and library handle teardown do. Sessions
+// that run on several threads at once (`eval --concurrent`) therefore exclude each other's captures from
+// those calls and from cuDNN plan building: capture, release and setup hold this lock. Recursive, because a
+// capture's body may build a cuDNN plan or release a buffer on the same thread (which is legal there: nothing
+// else is capturing).
+std::recursive_mutex& capture_exclusion();
 
 void copy_to_device(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 void copy_to_host(void* dst, const void* src, size_t bytes, void* stream = nullptr);

@@ -349,11 +349,13 @@ bool CudnnSdpa::available(std::string* why) {
 CudnnSdpa::CudnnSdpa() : impl_(std::make_unique<Impl>()) {
     std::string why;
     if (!available(&why)) throw Error("cuDNN attention unavailable: " + why);
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
     CUDNN_CHECK(cudnnCreate(&impl_->handle));
 }
 
 CudnnSdpa::~CudnnSdpa() {
     if (!impl_) return;
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
     impl_->plans.clear();  // plans before the handle
     if (impl_->handle) cudnnDestroy(impl_->handle);
 }
@@ -368,6 +370,8 @@ CudnnSdpa::Plan& CudnnSdpa::plan(const SdpaShape& s) {
         s.keys > s.k_rows_allocated || s.heads <= 0 || s.queries <= 0 || s.keys <= 0)
         throw Error("cuDNN attention: unsupported shape (" + shape +
                     "): head dims must be multiples of 8 up to 256, rows within the allocation");
+    // Building a plan loads kernels and may allocate: never while another thread records a graph.
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
     auto p = std::make_unique<Plan>();
     bool ok = false;
     std::string unified_failure;

@@ -32,6 +32,7 @@ void gemm_bf16(cublasHandle_t h, const uint16_t* x, const uint16_t* w, void* y, 
 }  // namespace
 
 Gemm::Gemm() : workspace_(kWorkspaceBytes) {
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
     cublasHandle_t h;
     CUBLAS_CHECK(cublasCreate(&h));
     handle_ = h;
@@ -39,7 +40,9 @@ Gemm::Gemm() : workspace_(kWorkspaceBytes) {
 }
 
 Gemm::~Gemm() {
-    if (handle_) cublasDestroy(H(handle_));
+    if (!handle_) return;
+    const std::lock_guard<std::recursive_mutex> no_capture_meanwhile(capture_exclusion());
+    cublasDestroy(H(handle_));
 }
 
 void Gemm::bind(void* stream) {

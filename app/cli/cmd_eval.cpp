@@ -64,8 +64,8 @@ void EvalFlags::add_to(CLI::App* cmd) {
         "revisit: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor; default 16,4,2), or "
         "none (the simulator's side alone: the ceiling and the survey)");
     cmd->add_option("--concurrent", options.concurrent,
-                    "quality, revisit, paired: worlds run at once, each session on its own thread (0: 4 on "
-                    "CUDA, 1 on the CPU; the figures do not depend on it)")
+                    "quality, revisit, paired: worlds run at once, each session on its own thread (0: one; "
+                    "the figures do not depend on it)")
         ->check(CLI::Range(0, 64));
     cmd->add_option("--revisit-survey", options.revisit_survey,
                     "revisit: traces of the survey of how often the policy revisits (poses only; 0: none)")

@@ -147,7 +147,7 @@ void add_long_rollout_report(json& report, const std::shared_ptr<Model>& model, 
     };
     for_each_rollout(
         model, longs, [&](size_t i) { return reference_params(base, longs[i]); }, long_frames, 0,
-        F + long_frames, measure, concurrent_rollouts(*model, options.concurrent));
+        F + long_frames, measure, concurrent_rollouts(options.concurrent));
     report["rollouts"] = rollouts;
     report["rollout_bar"] = {{"tolerance", kRolloutBarTolerance},
                              {"windows", windows_total},

@@ -66,7 +66,7 @@ void add_one_chunk_report(json& report, const std::shared_ptr<Model>& model, con
     };
     for_each_rollout(
         model, traces, [&](size_t i) { return reference_params(base, traces[i]); }, F, 0, 2 * F, measure,
-        concurrent_rollouts(*model, options.concurrent));
+        concurrent_rollouts(options.concurrent));
     const double n = static_cast<double>(traces.size());
     const double pooled_model = pooled_model_psnr.psnr(), pooled_repeat = pooled_repeat_psnr.psnr();
     std::vector<double> sorted = margins;

@@ -163,8 +163,7 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                     static_cast<unsigned long long>(trace.world_seed));
         std::fflush(stdout);
     };
-    run_concurrently(worlds, concurrent_rollouts(*model, options.concurrent), "eval --mode paired",
-                     run_world);
+    run_concurrently(worlds, concurrent_rollouts(options.concurrent), "eval --mode paired", run_world);
 
     const SettingSums& bf16 = rows.front();
     json out = json::array();

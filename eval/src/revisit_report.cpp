@@ -153,7 +153,7 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                 const size_t w = compared[i / 2];
                 add_revisit_errors(traced.model.frames, pairs[w], w, i % 2 == 0 ? recall_on : recall_off);
             },
-            concurrent_rollouts(*model, o.concurrent));
+            concurrent_rollouts(o.concurrent));
         const json on = psnr_json(recall_on), off = psnr_json(recall_off);
         const double fraction = floor_to_ceiling(number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
                                                  number_or_nan(ceiling["psnr"]));

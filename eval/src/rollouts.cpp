@@ -53,9 +53,8 @@ void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Tra
     }
 }
 
-int concurrent_rollouts(const Model& model, int asked) {
-    if (asked > 0) return asked;
-    return model.backend() == BackendKind::Cuda ? 4 : 1;
+int concurrent_rollouts(int asked) {
+    return std::max(1, asked);
 }
 
 SessionParams reference_params(const SessionParams& base, const Trace& trace) {

@@ -39,10 +39,9 @@ void for_each_rollout(const std::shared_ptr<Model>& model, const std::vector<Tra
                       const std::function<SessionParams(size_t)>& params, int frames, int truth_first,
                       int truth_frames, const std::function<void(size_t, TracedRollout&)>& consume,
                       int concurrent);
-// How many sessions the evaluation runs at once: `asked` when it is not 0 (EvalOptions::concurrent), else by
-// the model's backend: 4 on CUDA (a small model leaves the device idle between one session's launches), 1 on
-// the CPU (one session's kernels use every core).
-int concurrent_rollouts(const Model& model, int asked);
+// How many sessions the evaluation runs at once: `asked` when it is not 0 (EvalOptions::concurrent), else
+// one.
+int concurrent_rollouts(int asked);
 
 // The reference of every comparison: the unquantized (BF16) cache, the trace's own noise seed.
 SessionParams reference_params(const SessionParams& base, const Trace& trace);

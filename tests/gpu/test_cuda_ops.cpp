@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "autoencoder.h"
 #include "cpu/conv_ops.h"
@@ -1449,6 +1450,58 @@ TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
         "[tolerance] basis switched mid-run (plain, rotated, plain): CUDA vs CPU frames %.1f dB (limit 30)\n",
         psnr);
     EXPECT_GT(psnr, 30.0);
+}
+
+// Sessions on several threads at once (`eval --concurrent`, the app's A/B panes): one session's graph capture
+// must survive another thread releasing memory, making a session or building a cuDNN plan meanwhile. On
+// 2026-12-05 `eval --concurrent 4` on the H100 failed at once (cudaErrorStreamCaptureInvalidated): sessions
+// that end release their buffers, and cudaFree synchronizes the device. Four threads each make, play (three
+// chunks: each context size is a new capture) and release two sessions, BF16 and K2/V2 + taylor by turns;
+// each gets the frames it gets alone, on both attention paths.
+TEST(CudaBackend, ConcurrentSessionsEachGetTheirOwnFrames) {
+    REQUIRE_GPU();
+    const TinyOnBothBackends tiny;
+    constexpr int kThreads = 4, kSessionsEach = 2, kChunks = 3;
+    auto params = [](int thread, int k) {
+        SessionParams p;
+        p.seed = static_cast<uint64_t>(100 + 10 * thread + k);
+        if ((thread + k) % 2) p.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
+        return p;
+    };
+    auto play = [&](const SessionParams& p) {
+        std::vector<uint8_t> frames;
+        Session s(tiny.gpu, p);
+        tiny.start(s);
+        for (int c = 0; c < kChunks; ++c) append_frames(frames, s.step(tiny.acts));
+        return frames;
+    };
+    for (const char* path : {"composition", "fused"}) {
+        setenv("KVW_ATTENTION", path, 1);  // read when a session is made; no other thread runs now
+        std::vector<std::vector<uint8_t>> alone, together(kThreads * kSessionsEach);
+        for (int t = 0; t < kThreads; ++t)
+            for (int k = 0; k < kSessionsEach; ++k) alone.push_back(play(params(t, k)));
+        std::vector<std::string> errors(kThreads);
+        std::vector<std::thread> threads;
+        for (int t = 0; t < kThreads; ++t)
+            threads.emplace_back([&, t] {
+                try {
+                    for (int k = 0; k < kSessionsEach; ++k)
+                        together[t * kSessionsEach + k] = play(params(t, k));
+                } catch (const std::exception& e) {
+                    errors[t] = e.what();
+                }
+            });
+        for (std::thread& th : threads) th.join();
+        unsetenv("KVW_ATTENTION");
+        for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], "") << path << ", thread " << t;
+        for (size_t i = 0; i < alone.size(); ++i) {
+            ASSERT_EQ(together[i].size(), alone[i].size()) << path << ", session " << i;
+            const double psnr = psnr_8bit(alone[i], together[i]);
+            std::printf("%s path, session %zu on its thread among %d: %.1f dB from the same session alone\n",
+                        path, i, kThreads, psnr);
+            EXPECT_GT(psnr, 60.0) << path << ", session " << i;
+        }
+    }
 }
 
 // ---- the cache's device memory: pool against the engine's accounting --------------------------------

@@ -82,8 +82,10 @@ struct EvalOptions {
     // and chunks each setting then generates (the first: one chunk after a ground-truth context).
     int paired_context_chunks = 4;
     int paired_chunks = 8;
-    // quality, revisit and paired: worlds whose sessions run at once, each on its own thread (0: the
-    // backend's choice, 4 on CUDA and 1 on the CPU). The figures do not depend on it.
+    // quality, revisit and paired: worlds whose sessions run at once, each on its own thread (0: one). The
+    // figures do not depend on it. Not yet 4 by default on CUDA: the first GPU run at 4 (2026-12-05) failed,
+    // one session's graph capture invalidated by another's release of memory (fixed since; GpuConcurrent
+    // tests).
     int concurrent = 0;
 };
 
