@@ -96,9 +96,15 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
 }
 
 void print_row(const BenchRow& r, double baseline_ms) {
-    std::printf("%-18s %-36s %10.2f %10.2f %7.1f%% %7.1f%% %9.1f %8.2fx %10.2f\n", r.model.c_str(),
-                r.settings.c_str(), r.ms_chunk, r.ms_forward, 100 * r.attention_share, 100 * r.gemm_share,
-                r.fps, baseline_ms / r.ms_chunk, r.cache_bytes / 1e6);
+    // The CUDA backend replays each stage as one graph and does not time attention and GEMMs apart: "n/a",
+    // not 0%.
+    char attn[16] = "     n/a", gemm[16] = "     n/a";
+    if (r.attention_share > 0 || r.gemm_share > 0) {
+        std::snprintf(attn, sizeof attn, "%7.1f%%", 100 * r.attention_share);
+        std::snprintf(gemm, sizeof gemm, "%7.1f%%", 100 * r.gemm_share);
+    }
+    std::printf("%-18s %-36s %10.2f %10.2f %s %s %9.1f %8.2fx %10.2f\n", r.model.c_str(), r.settings.c_str(),
+                r.ms_chunk, r.ms_forward, attn, gemm, r.fps, baseline_ms / r.ms_chunk, r.cache_bytes / 1e6);
     std::fflush(stdout);
     if (r.pool)
         std::printf(
@@ -127,8 +133,9 @@ json row_json(const BenchRow& r, BackendKind backend, double baseline_ms, float 
             {"pool_reserved_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.reserved) : -1},
             {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
             {"ms_per_forward", r.ms_forward},
-            {"attention_share", r.attention_share},
-            {"gemm_share", r.gemm_share},
+            // null where the backend does not time them apart (CUDA: graphs)
+            {"attention_share", r.attention_share > 0 || r.gemm_share > 0 ? json(r.attention_share) : json()},
+            {"gemm_share", r.attention_share > 0 || r.gemm_share > 0 ? json(r.gemm_share) : json()},
             {"generated_fps", r.fps},
             {"speed_vs_bf16", baseline_ms / r.ms_chunk},
             {"cache_bytes", r.cache_bytes},
