@@ -842,7 +842,7 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     // 37.5 s: the second world (1607919) comes back to a place at 33.8 s, the first does not.
     const std::string cmd =
         std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
-        " --mode revisit --traces 2 --long-frames 600 --revisit-bits 16,2 --revisit-survey 2"
+        " --mode revisit --traces 2 --long-frames 600 --revisit-bits 16,2 --revisit-survey 2 --recall 2"
         " --out " +
         out.string() + " > " + (out.string() + ".log") + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
@@ -899,6 +899,18 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
             EXPECT_EQ(c.at(side).at("psnr_ci95")[0].is_null(), worlds_with < 2) << side;
         EXPECT_EQ(c.at("floor_to_ceiling_ci95")[1].is_null(), worlds_with < 2);
         EXPECT_GT(c.at("recall").get<int>(), 0) << "the floor turns recall off; the model keeps its own";
+        // Split by whether the revisiting chunk was offered a memory of the place (the earlier frame's chunk,
+        // or a recalled chunk at least 10 s older): the context policy depends on the poses alone, so every
+        // cache splits alike, and the parts add up. With --recall 2 (the start context and the best overlap)
+        // the second world's return is offered one.
+        const nlohmann::json& offered = c.at("memory_offered");
+        EXPECT_EQ(offered.at("pairs").get<int>() + c.at("memory_not_offered").at("pairs").get<int>(), pairs);
+        EXPECT_EQ(offered.at("pairs").get<int>(),
+                  r.at("caches")[0].at("memory_offered").at("pairs").get<int>());
+        EXPECT_LE(offered.at("earlier_chunk_in_context").get<int>(), offered.at("pairs").get<int>());
+        EXPECT_GT(offered.at("pairs").get<int>(), 0);
+        std::printf("%s: a memory of the place offered to %d of %d revisiting frames\n",
+                    c.at("label").get<std::string>().c_str(), offered.at("pairs").get<int>(), pairs);
     }
     const nlohmann::json& survey = r.at("survey");
     EXPECT_EQ(survey.at("traces").get<int>(), 2);

@@ -47,6 +47,32 @@ void add_revisit_errors(const std::vector<Image>& frames, const std::vector<Revi
     }
 }
 
+// Whether the revisiting frame's chunk was offered a memory of the place: its context (recall on) holds the
+// earlier frame's chunk, or a recalled chunk other than the start context at least `min_age` frames older.
+// Recall picks chunks by field-of-view overlap, the oldest among equals, so such a chunk shows the same
+// place, though not always from the frame the score compares with. Frames count from the first generated one;
+// with a start context of one chunk, generated frame g is in session chunk 1 + g / F, and generated chunk k's
+// context is context_chunks[k].
+struct MemorySplit {
+    std::vector<Revisit> offered, not_offered;
+    int earlier_chunk_in_context = 0;
+};
+MemorySplit split_by_memory(const std::vector<Revisit>& pairs,
+                            const std::vector<std::vector<int>>& context_chunks, int F, int min_age) {
+    MemorySplit split;
+    for (const Revisit& p : pairs) {
+        const int current = 1 + p.frame / F;
+        const std::vector<int>& context = context_chunks.at(static_cast<size_t>(p.frame / F));
+        const bool earlier = std::find(context.begin(), context.end(), 1 + p.earlier / F) != context.end();
+        const bool old = std::any_of(context.begin(), context.end(), [&](int chunk) {
+            return chunk > 0 && (current - chunk) * F >= min_age;
+        });
+        split.earlier_chunk_in_context += earlier;
+        (earlier || old ? split.offered : split.not_offered).push_back(p);
+    }
+    return split;
+}
+
 // PSNR of pooled squared errors over a draw of worlds; NaN without pairs.
 double pooled_psnr(const WorldSums& sums, const std::vector<size_t>& draw) {
     const double mse = sums.ratio(draw);
@@ -134,6 +160,13 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
     for (int bits : o.revisit_bits) {
         const CacheSettings cache = revisit_cache(bits);
         WorldSums recall_on(worlds), recall_off(worlds);
+        // The same errors split by whether the revisiting chunk was offered a memory of the place (recall
+        // on): where it was, recall on against off is what the memory gave; where not, recall never offered
+        // one.
+        WorldSums on_offered(worlds), off_offered(worlds), on_other(worlds), off_other(worlds);
+        std::vector<MemorySplit> split(worlds);
+        int offered_pairs = 0, earlier_in_context = 0;
+        const int min_age = static_cast<int>(std::ceil(limits.min_seconds * c.fps - 1e-9));
         // Worlds without a revisit have nothing compared; each world runs twice, recall on and off.
         std::vector<size_t> compared;
         for (size_t w = 0; w < worlds; ++w)
@@ -149,12 +182,22 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                 return p;
             },
             L, 0, 0,
-            [&](size_t i, TracedRollout& traced) {
+            [&](size_t i, TracedRollout& traced) {  // in trace order: recall on, then off, for each world
                 const size_t w = compared[i / 2];
-                add_revisit_errors(traced.model.frames, pairs[w], w, i % 2 == 0 ? recall_on : recall_off);
+                const bool on = i % 2 == 0;
+                if (on) {
+                    split[w] = split_by_memory(pairs[w], traced.model.context_chunks, F, min_age);
+                    offered_pairs += static_cast<int>(split[w].offered.size());
+                    earlier_in_context += split[w].earlier_chunk_in_context;
+                }
+                add_revisit_errors(traced.model.frames, pairs[w], w, on ? recall_on : recall_off);
+                add_revisit_errors(traced.model.frames, split[w].offered, w, on ? on_offered : off_offered);
+                add_revisit_errors(traced.model.frames, split[w].not_offered, w, on ? on_other : off_other);
             },
             concurrent_rollouts(o.concurrent));
         const json on = psnr_json(recall_on), off = psnr_json(recall_off);
+        const json offered_on = psnr_json(on_offered), offered_off = psnr_json(off_offered),
+                   other_on = psnr_json(on_other), other_off = psnr_json(off_other);
         const double fraction = floor_to_ceiling(number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
                                                  number_or_nan(ceiling["psnr"]));
         // An interval needs two worlds with revisits (with one, every draw would be that world).
@@ -165,23 +208,39 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                       return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
                                               pooled_psnr(simulator, draw));
                   });
-        caches.push_back({{"label", cache.label()},
-                          {"key_bits", cache.key_bits},
-                          {"value_bits", cache.value_bits},
-                          {"group", cache.group},
-                          {"correction", to_string(cache.correction)},
-                          {"recall", base.context.recall},
-                          {"model", on},
-                          {"recall_off", off},
-                          {"floor_to_ceiling", fraction},
-                          {"floor_to_ceiling_ci95", interval_json(fraction_ci)},
-                          {"bar", kRevisitBar},
-                          {"within_bar", std::isfinite(fraction) && fraction >= kRevisitBar}});
+        caches.push_back(
+            {{"label", cache.label()},
+             {"key_bits", cache.key_bits},
+             {"value_bits", cache.value_bits},
+             {"group", cache.group},
+             {"correction", to_string(cache.correction)},
+             {"recall", base.context.recall},
+             {"model", on},
+             {"recall_off", off},
+             {"floor_to_ceiling", fraction},
+             {"floor_to_ceiling_ci95", interval_json(fraction_ci)},
+             {"bar", kRevisitBar},
+             {"within_bar", std::isfinite(fraction) && fraction >= kRevisitBar},
+             {"memory_offered",
+              {{"pairs", offered_pairs},
+               {"earlier_chunk_in_context", earlier_in_context},
+               {"model", offered_on},
+               {"recall_off", offered_off}}},
+             {"memory_not_offered",
+              {{"pairs", total_pairs - offered_pairs}, {"model", other_on}, {"recall_off", other_off}}}});
         std::printf(
             "revisit PSNR, %s: model %.2f dB, recall off %.2f dB, simulator %.2f dB: %.0f%% of the way from "
             "floor to ceiling [%.0f%%, %.0f%%]\n",
             cache.label().c_str(), number_or_nan(on["psnr"]), number_or_nan(off["psnr"]),
             number_or_nan(ceiling["psnr"]), 100 * fraction, 100 * fraction_ci.low, 100 * fraction_ci.high);
+        std::printf(
+            "  a memory of the place in the context (a recalled chunk at least %.0f s older, or the earlier "
+            "frame's "
+            "own: %d) for %d of %d frames: there model %.2f dB, recall off %.2f dB; elsewhere %.2f and %.2f "
+            "dB\n",
+            limits.min_seconds, earlier_in_context, offered_pairs, total_pairs,
+            number_or_nan(offered_on["psnr"]), number_or_nan(offered_off["psnr"]),
+            number_or_nan(other_on["psnr"]), number_or_nan(other_off["psnr"]));
         std::fflush(stdout);
     }
     json report = {{"limits",

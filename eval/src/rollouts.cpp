@@ -27,6 +27,7 @@ Rollout run_trace(const std::shared_ptr<Model>& model, const Trace& trace, const
         for (Image& img : cr.frames)
             if (static_cast<int>(r.frames.size()) < frames) r.frames.push_back(std::move(img));
         r.p_cache.push_back(cr.metrics.p_cache);
+        r.context_chunks.push_back(cr.metrics.context_chunks);
         ms += cr.metrics.times.total_ms;
     }
     r.cache_bytes = s.cache_bytes().total();

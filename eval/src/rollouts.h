@@ -18,6 +18,9 @@ struct Rollout {
     std::vector<std::vector<double>> p_cache;  // [chunk][layer] attention mass on cached keys
     uint64_t cache_bytes = 0;                  // the whole cache after the last chunk
     double ms_per_chunk = 0;
+    // [chunk] the session's chunks it attended to (ChunkMetrics::context_chunks; chunk 0 is the start
+    // context, generated chunk k is session chunk k + 1)
+    std::vector<std::vector<int>> context_chunks;
 };
 
 // The first `frames` frames the model generates after the trace's start context, under the trace's actions
