@@ -82,8 +82,8 @@ class Graph {
             body();
         } catch (...) {
             cudaGraph_t g = nullptr;
-            cudaStreamEndCapture(stream,
-                                 &g);  // reports the invalidated capture again: not the caller's error
+            // Ends the capture; its error (the invalidated capture again) is not the caller's.
+            cudaStreamEndCapture(stream, &g);
             if (g) cudaGraphDestroy(g);
             cudaGetLastError();  // so that the eager launches after a failed capture start clean
             throw;

@@ -17,6 +17,8 @@ struct BenchRow {
     std::string model, settings;
     std::string attention_path;  // ChunkMetrics::attention_path of the measured chunks
     double ms_chunk = 0, ms_forward = 0, attention_share = 0, gemm_share = 0, fps = 0;
+    // The CUDA backend replays each stage as one graph and does not time attention and GEMMs apart.
+    bool shares_timed() const { return attention_share > 0 || gemm_share > 0; }
     double denoise_ms = 0, cache_ms = 0, decode_ms = 0;
     uint64_t cache_bytes = 0;
     // CUDA: free-memory drop over the session's life (cache, activations, graphs)
@@ -96,10 +98,8 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
 }
 
 void print_row(const BenchRow& r, double baseline_ms) {
-    // The CUDA backend replays each stage as one graph and does not time attention and GEMMs apart: "n/a",
-    // not 0%.
-    char attn[16] = "     n/a", gemm[16] = "     n/a";
-    if (r.attention_share > 0 || r.gemm_share > 0) {
+    char attn[16] = "     n/a", gemm[16] = "     n/a";  // not 0% where they are not timed
+    if (r.shares_timed()) {
         std::snprintf(attn, sizeof attn, "%7.1f%%", 100 * r.attention_share);
         std::snprintf(gemm, sizeof gemm, "%7.1f%%", 100 * r.gemm_share);
     }
@@ -133,9 +133,8 @@ json row_json(const BenchRow& r, BackendKind backend, double baseline_ms, float 
             {"pool_reserved_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.reserved) : -1},
             {"pool_measured_bytes", r.pool ? static_cast<int64_t>(r.pool_memory.measured) : -1},
             {"ms_per_forward", r.ms_forward},
-            // null where the backend does not time them apart (CUDA: graphs)
-            {"attention_share", r.attention_share > 0 || r.gemm_share > 0 ? json(r.attention_share) : json()},
-            {"gemm_share", r.attention_share > 0 || r.gemm_share > 0 ? json(r.gemm_share) : json()},
+            {"attention_share", r.shares_timed() ? json(r.attention_share) : json()},  // null: not timed
+            {"gemm_share", r.shares_timed() ? json(r.gemm_share) : json()},
             {"generated_fps", r.fps},
             {"speed_vs_bf16", baseline_ms / r.ms_chunk},
             {"cache_bytes", r.cache_bytes},

@@ -235,9 +235,8 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
             number_or_nan(ceiling["psnr"]), 100 * fraction, 100 * fraction_ci.low, 100 * fraction_ci.high);
         std::printf(
             "  a memory of the place in the context (a recalled chunk at least %.0f s older, or the earlier "
-            "frame's "
-            "own: %d) for %d of %d frames: there model %.2f dB, recall off %.2f dB; elsewhere %.2f and %.2f "
-            "dB\n",
+            "frame's own: %d) for %d of %d frames: there model %.2f dB, recall off %.2f dB; elsewhere %.2f "
+            "and %.2f dB\n",
             limits.min_seconds, earlier_in_context, offered_pairs, total_pairs,
             number_or_nan(offered_on["psnr"]), number_or_nan(offered_off["psnr"]),
             number_or_nan(other_on["psnr"]), number_or_nan(other_off["psnr"]));
