@@ -255,6 +255,16 @@ int main(int argc, char** argv) {
     dataset
         ->add_option("--max-warmup", warmup, "Unrecorded policy frames before each episode: up to this many")
         ->check(CLI::Range(0, 100000));
+    bool revisit = false;
+    int revisit_walk_frames = 1920, chunk_frames = 4;
+    dataset->add_flag(
+        "--revisit", revisit,
+        "Revisit episodes: walk until a chunk returns to a place seen >= 10 s earlier and store 6 "
+        "chunks in context slot order (--frames 6 x --chunk-frames), plus loss_mask.u8");
+    dataset->add_option("--chunk-frames", chunk_frames, "Frames per chunk (revisit episodes)")
+        ->check(CLI::Range(1, 64));
+    dataset->add_option("--revisit-walk-frames", revisit_walk_frames, "Longest walk of a revisit episode")
+        ->check(CLI::Range(1, 100000));
 
     CLI::App* bench = app.add_subcommand("bench", "Single-core frames per second (128x128 and 256x256)");
     bench->add_option("--frames", bench_frames, "Frames to time")->check(CLI::Range(1, 10000000));
@@ -320,6 +330,9 @@ int main(int argc, char** argv) {
             o.seed_base = seed_base;
             o.threads = threads;
             o.max_warmup_frames = warmup;
+            o.revisit = revisit;
+            o.chunk_frames = chunk_frames;
+            o.revisit_walk_frames = revisit_walk_frames;
             o.params.width = width;
             o.params.height = height;
             const auto t0 = Clock::now();

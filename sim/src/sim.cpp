@@ -146,35 +146,167 @@ EpisodeSeeds dataset_episode_seeds(uint64_t seed_base, int episode, int max_warm
     return s;
 }
 
-Episode make_episode(const EpisodeSeeds& seeds, int frames, const SimParams& params) {
-    World world(seeds.world);
+namespace {
+
+// A policy walk without pictures: frames poses and the actions that produced them (cheap next to rendering,
+// so revisit episodes walk long and render only what they store).
+struct PolicyWalk {
+    std::vector<CameraPose> poses;
+    std::vector<FrameAction> actions;
+};
+
+PolicyWalk walk_policy(const World& world, const EpisodeSeeds& seeds, uint64_t policy_seed, int frames,
+                       const SimParams& params) {
     CameraPose pose = spawn_pose(world, seeds.spawn, params);
-    PlayerPolicy policy(seeds.policy, params);
+    PlayerPolicy policy(policy_seed, params);
     for (int f = 0; f < seeds.warmup_frames; ++f)
         pose = step_pose(world, pose, policy.next(world, pose), params);
-    const size_t frame_bytes = static_cast<size_t>(params.width) * params.height * 3;
-    Episode ep;
-    ep.frames.resize(frame_bytes * frames);
-    ep.actions.resize(static_cast<size_t>(frames) * 5);
-    ep.poses.resize(static_cast<size_t>(frames) * 5);
+    PolicyWalk w;
+    w.poses.reserve(frames);
+    w.actions.reserve(frames);
     for (int f = 0; f < frames; ++f) {
         const FrameAction a = policy.next(world, pose);
         pose = step_pose(world, pose, a, params);
-        render(world, pose, params, ep.frames.data() + frame_bytes * f);
-        float* act = &ep.actions[static_cast<size_t>(f) * 5];
-        act[0] = a.move_forward;
-        act[1] = a.move_right;
-        act[2] = a.move_up;
-        act[3] = a.yaw_deg;
-        act[4] = a.pitch_deg;
-        float* ps = &ep.poses[static_cast<size_t>(f) * 5];
-        ps[0] = pose.x;
-        ps[1] = pose.y;
-        ps[2] = pose.z;
-        ps[3] = pose.yaw_deg;
-        ps[4] = pose.pitch_deg;
+        w.actions.push_back(a);
+        w.poses.push_back(pose);
     }
+    return w;
+}
+
+// Renders walk frame `source` into slot `slot` of the episode (frames, actions and poses sized already).
+void store_frame(Episode& ep, int slot, const World& world, const PolicyWalk& w, int source,
+                 const SimParams& params) {
+    const size_t frame_bytes = static_cast<size_t>(params.width) * params.height * 3;
+    const CameraPose& pose = w.poses[source];
+    const FrameAction& a = w.actions[source];
+    render(world, pose, params, ep.frames.data() + frame_bytes * slot);
+    float* act = &ep.actions[static_cast<size_t>(slot) * 5];
+    act[0] = a.move_forward;
+    act[1] = a.move_right;
+    act[2] = a.move_up;
+    act[3] = a.yaw_deg;
+    act[4] = a.pitch_deg;
+    float* ps = &ep.poses[static_cast<size_t>(slot) * 5];
+    ps[0] = pose.x;
+    ps[1] = pose.y;
+    ps[2] = pose.z;
+    ps[3] = pose.yaw_deg;
+    ps[4] = pose.pitch_deg;
+}
+
+Episode sized_episode(int frames, const SimParams& params) {
+    Episode ep;
+    ep.frames.resize(static_cast<size_t>(params.width) * params.height * 3 * frames);
+    ep.actions.resize(static_cast<size_t>(frames) * 5);
+    ep.poses.resize(static_cast<size_t>(frames) * 5);
     return ep;
+}
+
+// |a - b| in degrees, wrapped to [0, 180].
+double angle_between_deg(double a, double b) {
+    double d = std::fmod(std::fabs(a - b), 360.0);
+    return d > 180.0 ? 360.0 - d : d;
+}
+
+// The revisit limits of eval's find_revisits: 10 s, 2 units in (x, z), 15 degrees in yaw and in pitch.
+constexpr double kRevisitSeconds = 10, kRevisitDistance = 2, kRevisitAngleDeg = 15;
+
+double revisit_score(const CameraPose& a, const CameraPose& b) {
+    const double dx = a.x - b.x, dz = a.z - b.z;
+    const double yaw = angle_between_deg(a.yaw_deg, b.yaw_deg) / kRevisitAngleDeg;
+    const double pitch = angle_between_deg(a.pitch_deg, b.pitch_deg) / kRevisitAngleDeg;
+    return (dx * dx + dz * dz) / (kRevisitDistance * kRevisitDistance) + yaw * yaw + pitch * pitch;
+}
+
+bool within_revisit_limits(const CameraPose& a, const CameraPose& b) {
+    const double dx = a.x - b.x, dz = a.z - b.z;
+    return dx * dx + dz * dz <= kRevisitDistance * kRevisitDistance &&
+           angle_between_deg(a.yaw_deg, b.yaw_deg) <= kRevisitAngleDeg &&
+           angle_between_deg(a.pitch_deg, b.pitch_deg) <= kRevisitAngleDeg;
+}
+
+int revisit_min_chunk_gap(int chunk_frames, int fps) {
+    return static_cast<int>(std::ceil(kRevisitSeconds * fps / chunk_frames));
+}
+
+// The pair (c, r), r >= 1, c - r >= min_gap, with the smallest revisit score, limits or not: what a revisit
+// episode stores when no walk came back (rare; meta.json counts them).
+std::pair<int, int> closest_far_chunks(const std::vector<CameraPose>& chunk_poses, int min_gap) {
+    std::pair<int, int> best{-1, -1};
+    double best_score = 0;
+    for (int c = 1 + min_gap; c < static_cast<int>(chunk_poses.size()); ++c)
+        for (int r = 1; r <= c - min_gap; ++r) {
+            const double s = revisit_score(chunk_poses[c], chunk_poses[r]);
+            if (best.first < 0 || s < best_score) best = {c, r}, best_score = s;
+        }
+    return best;
+}
+
+std::vector<CameraPose> chunk_end_poses(const PolicyWalk& w, int chunk_frames) {
+    std::vector<CameraPose> out;
+    for (size_t f = chunk_frames - 1; f < w.poses.size(); f += chunk_frames) out.push_back(w.poses[f]);
+    return out;
+}
+
+}  // namespace
+
+Episode make_episode(const EpisodeSeeds& seeds, int frames, const SimParams& params) {
+    World world(seeds.world);
+    const PolicyWalk w = walk_policy(world, seeds, seeds.policy, frames, params);
+    Episode ep = sized_episode(frames, params);
+    for (int f = 0; f < frames; ++f) store_frame(ep, f, world, w, f, params);
+    return ep;
+}
+
+std::pair<int, int> find_revisit_chunks(const std::vector<CameraPose>& chunk_poses, int chunk_frames,
+                                        int fps) {
+    if (chunk_frames < 1 || fps < 1)
+        throw Error("find_revisit_chunks: chunk_frames and fps must be positive");
+    const int gap = revisit_min_chunk_gap(chunk_frames, fps);
+    for (int c = 1 + gap; c < static_cast<int>(chunk_poses.size()); ++c) {
+        int best = -1;
+        double best_score = 0;
+        for (int r = 1; r <= c - gap; ++r) {
+            if (!within_revisit_limits(chunk_poses[c], chunk_poses[r])) continue;
+            const double s = revisit_score(chunk_poses[c], chunk_poses[r]);
+            if (best < 0 || s < best_score) best = r, best_score = s;
+        }
+        if (best >= 0) return {c, best};
+    }
+    return {-1, -1};
+}
+
+RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames, int walk_frames,
+                                    const SimParams& params) {
+    constexpr int kMaxAttempts = 4;  // policy walks tried before the closest pair is taken
+    if (chunk_frames < 1) throw Error("revisit episode: chunk_frames must be positive");
+    const int gap = revisit_min_chunk_gap(chunk_frames, params.fps);
+    if (walk_frames / chunk_frames < gap + 2)
+        throw Error("revisit episode: a walk of " + std::to_string(walk_frames) +
+                    " frames is too short (at least " + std::to_string((gap + 2) * chunk_frames) +
+                    ": 10 s and two chunks)");
+    World world(seeds.world);
+    RevisitEpisode out;
+    PolicyWalk walk;
+    std::pair<int, int> pair{-1, -1};
+    for (int attempt = 0; attempt < kMaxAttempts && pair.first < 0; ++attempt) {
+        const uint64_t policy_seed = attempt == 0 ? seeds.policy : detail::derive_seed(seeds.policy, attempt);
+        walk = walk_policy(world, seeds, policy_seed, walk_frames, params);
+        pair = find_revisit_chunks(chunk_end_poses(walk, chunk_frames), chunk_frames, params.fps);
+        out.attempts = attempt + 1;
+    }
+    out.found = pair.first >= 0;
+    if (!out.found) pair = closest_far_chunks(chunk_end_poses(walk, chunk_frames), gap);
+    out.returning = pair.first;
+    out.earlier = pair.second;
+    const int walk_chunks[kRevisitChunks] = {
+        0, out.earlier, out.returning - 3, out.returning - 2, out.returning - 1, out.returning};
+    out.episode = sized_episode(kRevisitChunks * chunk_frames, params);
+    for (int k = 0; k < kRevisitChunks; ++k)
+        for (int f = 0; f < chunk_frames; ++f)
+            store_frame(out.episode, k * chunk_frames + f, world, walk, walk_chunks[k] * chunk_frames + f,
+                        params);
+    return out;
 }
 
 namespace {
@@ -228,6 +360,11 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
         throw Error("dataset: frame size must be within 8..4096");
     if (o.max_warmup_frames < 0) throw Error("dataset: max_warmup_frames must be >= 0");
     if (o.out_dir.empty()) throw Error("dataset: --out is required");
+    if (o.revisit && o.frames != kRevisitChunks * o.chunk_frames)
+        throw Error("dataset: revisit episodes hold " + std::to_string(kRevisitChunks) + " chunks of " +
+                    std::to_string(o.chunk_frames) + " frames (--frames " +
+                    std::to_string(kRevisitChunks * o.chunk_frames) + "), not " + std::to_string(o.frames) +
+                    " frames");
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
     if (ec) throw Error(o.out_dir.string() + ": cannot create the directory (" + ec.message() + ")");
@@ -240,6 +377,11 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
     const size_t per_episode = static_cast<size_t>(o.frames) * 5;
     std::vector<float> actions(per_episode * o.episodes), poses(per_episode * o.episodes);
     std::vector<EpisodeSeeds> seeds(o.episodes);
+    struct RevisitInfo {
+        int returning = 0, earlier = 0, attempts = 0;
+        bool found = false;
+    };
+    std::vector<RevisitInfo> revisits(o.revisit ? o.episodes : 0);
     for (int e = 0; e < o.episodes; ++e)
         seeds[e] = dataset_episode_seeds(o.seed_base, e, o.max_warmup_frames);
 
@@ -257,7 +399,15 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
                 if (failed.load()) return;
                 const int e = next.fetch_add(1);
                 if (e >= o.episodes) return;
-                const Episode ep = make_episode(seeds[e], o.frames, o.params);
+                Episode ep;
+                if (o.revisit) {
+                    RevisitEpisode r =
+                        make_revisit_episode(seeds[e], o.chunk_frames, o.revisit_walk_frames, o.params);
+                    revisits[e] = {r.returning, r.earlier, r.attempts, r.found};
+                    ep = std::move(r.episode);
+                } else {
+                    ep = make_episode(seeds[e], o.frames, o.params);
+                }
                 frames_file.write_at(episode_bytes * static_cast<uint64_t>(e), ep.frames.data(),
                                      ep.frames.size());
                 std::copy(ep.actions.begin(), ep.actions.end(), actions.begin() + per_episode * e);
@@ -284,6 +434,12 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
     if (ec) throw Error(frames_path.string() + ": cannot rename into place (" + ec.message() + ")");
     write_file_atomic(o.out_dir / "actions.f32", actions.data(), actions.size() * sizeof(float));
     write_file_atomic(o.out_dir / "poses.f32", poses.data(), poses.size() * sizeof(float));
+    if (o.revisit) {
+        std::vector<uint8_t> loss_mask(static_cast<size_t>(o.episodes) * kRevisitChunks);
+        for (size_t i = 0; i < loss_mask.size(); ++i)
+            loss_mask[i] = (i % kRevisitChunks) >= kRevisitTrainedFrom;
+        write_file_atomic(o.out_dir / "loss_mask.u8", loss_mask.data(), loss_mask.size());
+    }
 
     using nlohmann::json;
     json meta;
@@ -314,6 +470,28 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
         per_episode_seeds.push_back({s.world, s.policy, s.spawn, s.warmup_frames});
     meta["episode_seed_fields"] = {"world", "policy", "spawn", "warmup_frames"};
     meta["episode_seeds"] = std::move(per_episode_seeds);
+    if (o.revisit) {
+        json walk_chunks = json::array();
+        int found = 0;
+        for (const RevisitInfo& r : revisits) {
+            walk_chunks.push_back({0, r.earlier, r.returning - 3, r.returning - 2, r.returning - 1,
+                                   r.returning, r.attempts, r.found});
+            found += r.found;
+        }
+        meta["layout"] = "revisit";
+        meta["chunk_frames"] = o.chunk_frames;
+        meta["revisit"] = {
+            {"walk_frames", o.revisit_walk_frames},
+            {"limits", {{"min_seconds", 10}, {"max_distance", 2}, {"max_angle_deg", 15}}},
+            {"found", found},
+            {"episode_fields", {"walk chunk of each stored chunk (6)", "policy walks tried", "found"}},
+            {"episodes", std::move(walk_chunks)}};
+        meta["files"]["loss_mask.u8"] =
+            "uint8 [episodes, 6]: 1 where the chunk is trained (chunks 3..5; chunks 1 and 2 follow jumps in "
+            "time)";
+    } else {
+        meta["layout"] = "walk";
+    }
     write_file_atomic(o.out_dir / "meta.json", meta.dump(1) + "\n");
 }
 

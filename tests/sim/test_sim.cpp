@@ -409,6 +409,71 @@ TEST(simDataset, RejectsBadOptions) {
     EXPECT_THROW(kvw::sim::make_trace(1, 1, 10, 0, SimParams{}), kvw::Error);
 }
 
+TEST(simRevisit, FindsTheFirstReturnToAPlaceAtLeastTenSecondsOld) {
+    // 4-frame chunks at 16 fps: 10 s = 40 chunks. Chunks walk away along x, one unit a chunk.
+    std::vector<CameraPose> poses;
+    for (int i = 0; i < 60; ++i) poses.push_back(CameraPose{static_cast<float>(i), 1.f, 0.f, 0.f, 0.f});
+    EXPECT_EQ(kvw::sim::find_revisit_chunks(poses, 4, 16), (std::pair<int, int>{-1, -1}));
+    // Chunk 45 comes back within 2 units and 15 degrees of chunks 3, 4 and 5 (40 chunks back, the least),
+    // nearest to chunk 4; chunk 6 would be too recent (39 chunks).
+    poses[45] = CameraPose{4.2f, 1.f, 0.5f, 10.f, 0.f};
+    EXPECT_EQ(kvw::sim::find_revisit_chunks(poses, 4, 16), (std::pair<int, int>{45, 4}));
+    // Too far turned (20 degrees) is no revisit; the same place 40 chunks later is.
+    poses[45].yaw_deg = 20.f;
+    EXPECT_EQ(kvw::sim::find_revisit_chunks(poses, 4, 16), (std::pair<int, int>{-1, -1}));
+    poses[45].yaw_deg = 355.f;  // wraps: 5 degrees from 0
+    EXPECT_EQ(kvw::sim::find_revisit_chunks(poses, 4, 16), (std::pair<int, int>{45, 4}));
+    // Chunk 0 (the start context, always recalled) is never the earlier view.
+    poses[45] = CameraPose{0.f, 1.f, 0.f, 0.f, 0.f};
+    EXPECT_EQ(kvw::sim::find_revisit_chunks(poses, 4, 16), (std::pair<int, int>{45, 1}));
+}
+
+TEST(simRevisit, DatasetStoresTheReturnInContextSlotOrder) {
+    kvw::sim::DatasetOptions o;
+    o.episodes = 3;
+    o.frames = kvw::sim::kRevisitChunks * 4;
+    o.seed_base = 5000;
+    o.params.width = 32;
+    o.params.height = 24;
+    o.revisit = true;
+    o.out_dir = temp_dir("revisit");
+    kvw::sim::write_dataset(o);
+    const auto meta = nlohmann::json::parse(kvw::read_file_text(o.out_dir / "meta.json"));
+    EXPECT_EQ(meta["layout"], "revisit");
+    ASSERT_EQ(meta["revisit"]["episodes"].size(), 3u);
+    EXPECT_EQ(kvw::read_file_bytes(o.out_dir / "loss_mask.u8"),
+              (std::vector<uint8_t>{0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1}));
+    const std::vector<uint8_t> pose_bytes = kvw::read_file_bytes(o.out_dir / "poses.f32");
+    ASSERT_EQ(pose_bytes.size(), 3u * 24u * 5u * 4u);
+    std::vector<float> p(pose_bytes.size() / 4);
+    std::memcpy(p.data(), pose_bytes.data(), pose_bytes.size());
+    for (int e = 0; e < 3; ++e) {
+        const auto& info = meta["revisit"]["episodes"][e];  // walk chunks of the 6 stored, attempts, found
+        const int earlier = info[1], returning = info[5];
+        EXPECT_EQ(info[0], 0);
+        EXPECT_EQ(info[2], returning - 3);
+        EXPECT_GE(returning - earlier, 40);
+        EXPECT_GE(earlier, 1);
+        const kvw::sim::RevisitEpisode ep =
+            kvw::sim::make_revisit_episode(kvw::sim::dataset_episode_seeds(5000, e, 160), 4, 1920, o.params);
+        EXPECT_EQ(ep.returning, returning);
+        EXPECT_EQ(ep.earlier, earlier);
+        ASSERT_TRUE(ep.found) << "episode " << e;
+        // The stored returning chunk's last frame is within the limits of the stored earlier chunk's last
+        // frame.
+        const float* back = &p[(e * 24 + 23) * 5];
+        const float* then = &p[(e * 24 + 7) * 5];
+        EXPECT_LE(std::hypot(back[0] - then[0], back[2] - then[2]), 2.f);
+        // The stored frames are the walk's: chunk 0 is the plain episode's first chunk.
+        const kvw::sim::Episode plain =
+            kvw::sim::make_episode(kvw::sim::dataset_episode_seeds(5000, e, 160), 4, o.params);
+        EXPECT_TRUE(std::equal(plain.poses.begin(), plain.poses.end(), p.begin() + e * 24 * 5));
+    }
+    o.frames = 32;  // not 6 chunks
+    EXPECT_THROW(kvw::sim::write_dataset(o), kvw::Error);
+    std::filesystem::remove_all(o.out_dir);
+}
+
 TEST(simThreads, ConcurrentRenderingOfOneWorldEqualsSerial) {
     SimParams params;
     params.width = 96;

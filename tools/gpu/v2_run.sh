@@ -21,7 +21,8 @@
 #         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the committed assets/models/v2, whose
 #         train_state.json continues the schedule and the log; assets/models/default starts again from the pixel
 #         model's transformer) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the log come
-#         back under $OUT/dit. TRAIN_ARGS: more train.py flags.
+#         back under $OUT/dit. TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
+#         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches.
 #   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b (GPU_TESTS=1: also
 #         test_cuda_ops, run after the training phases, its log $OUT/test_cuda_ops.log); needs the Debian
 #         packages carried in .debs (tools/gpu/device-debs.sh: 9.8 MB, which travels beside the tree and .v2);
@@ -46,14 +47,15 @@ mkdir -p /tmp/kvw "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 export PYTHONUNBUFFERED=1
 
-# dataset NAME EPISODES FRAMES SEED_BASE: a 256x256 simulator dataset in /dev/shm (kept while the machine is warm)
+# dataset NAME EPISODES FRAMES SEED_BASE [FLAGS...]: a 256x256 simulator dataset in /dev/shm (kept while the
+# machine is warm)
 dataset() {
-  local id="$2x$3@$4"
+  local id="$2x$3@$4${5:+ ${*:5}}"
   if [[ "$(cat /dev/shm/$1.id 2>/dev/null)" != "$id" ]]; then
     stamp "dataset $1: $id"
     rm -rf "/dev/shm/$1"
     "$SIM" dataset --out "/dev/shm/$1" --episodes "$2" --frames "$3" --seed-base "$4" --width 256 --height 256 \
-      --threads "$(nproc)" > "/tmp/kvw/$1.log" 2>&1 && echo "$id" > "/dev/shm/$1.id" || { tail -5 "/tmp/kvw/$1.log"; exit 1; }
+      --threads "$(nproc)" "${@:5}" > "/tmp/kvw/$1.log" 2>&1 && echo "$id" > "/dev/shm/$1.id" || { tail -5 "/tmp/kvw/$1.log"; exit 1; }
   fi
 }
 
@@ -117,6 +119,12 @@ if has dit; then
   init=(--init "${INIT:-assets/models/v2}")  # assets/models/default: start again from the pixel model's transformer
   [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
   [[ -f /tmp/kvw/dit.pt ]] && init=()
+  revisit=()  # REVISIT_EPISODES > 0: revisit episodes (memory of places) mixed into REVISIT_FRACTION of the steps
+  if (( ${REVISIT_EPISODES:-0} > 0 )); then
+    dataset rv_data "$REVISIT_EPISODES" 24 "${REVISIT_SEED_BASE:-300000}" --revisit
+    grep -o '"found": [0-9]*' /dev/shm/rv_data/meta.json
+    revisit=(--revisit-data /dev/shm/rv_data --revisit-fraction "${REVISIT_FRACTION:-0.25}")
+  fi
   # train_dit MINUTES BATCH EXTRA_ARGS...: one trainer run into /tmp/kvw/dit.pt (resumed there when it exists)
   train_dit() {
     local minutes=$1 batch=$2; shift 2
@@ -124,7 +132,7 @@ if has dit; then
       --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
       --log "$OUT/dit/train_log.json" --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
       --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
-      "$@" > /tmp/kvw/train_dit.txt 2>&1
+      "${revisit[@]}" "$@" > /tmp/kvw/train_dit.txt 2>&1
   }
   stamp "latent model ${DIT_MINUTES:-6} min ${init[*]}"
   train_dit "${DIT_MINUTES:-6}" "${BATCH:-16}" ${TRAIN_ARGS:-}
@@ -134,6 +142,13 @@ if has dit; then
     cp /tmp/kvw/train_dit.txt "$OUT/dit_oom.txt"; BATCH=$(( ${BATCH:-16} / 2 ))
     stamp "out of memory: again at batch $BATCH, ${DIT_RETRY_MINUTES:-4} min"
     train_dit "${DIT_RETRY_MINUTES:-4}" "$BATCH" ${TRAIN_ARGS:-}
+    rc=$?; echo "train rc=$rc"
+  fi
+  if [[ $rc != 0 && ${#revisit[@]} -gt 0 && ! -f /tmp/kvw/dit.pt ]]; then
+    # the revisit batches are new to this trainer: a failure of them must not cost the call's training
+    tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_revisit_failed.txt"; revisit=()
+    stamp "again without revisit episodes, ${DIT_RETRY_MINUTES:-4} min"
+    train_dit "${DIT_RETRY_MINUTES:-4}" "${BATCH:-16}" ${TRAIN_ARGS:-}
     rc=$?; echo "train rc=$rc"
   fi
   if [[ $rc != 0 && "${TRAIN_ARGS:-}" == *--compile* && ! -f /tmp/kvw/dit.pt ]]; then

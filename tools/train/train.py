@@ -90,6 +90,16 @@ class EpisodeData:
         self.labels_neg = torch.from_numpy(M.action_label(neg, tm)).to(device)
         self.cam_neg = torch.from_numpy(M.camera_vector(neg, tm)).to(device)
         self.actions, self.poses = actions, poses
+        # Per-chunk loss weights [E, K] (kvworld-sim dataset --revisit writes loss_mask.u8: chunks that follow a
+        # jump in time are context only); None: every chunk is trained.
+        self.layout = meta.get("layout", "walk")
+        self.loss_mask = None
+        mask_path = os.path.join(path, "loss_mask.u8")
+        if os.path.exists(mask_path):
+            full_e = meta["episodes"]
+            mask = np.fromfile(mask_path, dtype=np.uint8)
+            assert mask.size == full_e * self.K, f"{mask_path}: {mask.size} bytes, expected {full_e} x {self.K}"
+            self.loss_mask = torch.from_numpy(mask.reshape(full_e, self.K)[:E].astype(np.float32)).to(device)
         self.camera = torch.from_numpy(np.ascontiguousarray(poses)).to(device)  # [E, T, 5] x, y, z, yaw, pitch (deg)
         # Recalled chunks per (episode, chunk): [E, K, recall] (-1 where fewer), vectorised over episodes.
         chunk_poses = poses[:, cfg.chunk_frames - 1::cfg.chunk_frames]  # [E, K, 5] pose of each chunk's last frame
@@ -326,7 +336,9 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     e1 = torch.randn(x0.shape, device=dev, generator=gen)
     e2 = torch.randn(x0.shape, device=dev, generator=gen)
     x_ctx = x0
-    n_self = int(round(self_fraction * B))
+    # A rollout runs the episode's chunks in order; revisit episodes are stored in slot order (jumps in time),
+    # so they are always teacher forced.
+    n_self = int(round(self_fraction * B)) if data.layout == "walk" else 0
     if n_self > 0:
         sel = slice(0, n_self)  # the batch is drawn at random: its first episodes are a random subset
         was_training = model.training
@@ -344,7 +356,13 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     target = x0[:, 1:]
     w = 1.0 / t[:, 1:].clamp(min=0.2)
     err = (x0_hat - target) * w[..., None, None, None, None]
-    return err.pow(2).mean(), (x0_hat - target).pow(2).mean()
+    if data.loss_mask is None:
+        return err.pow(2).mean(), (x0_hat - target).pow(2).mean()
+    # Revisit episodes: only the chunks whose context is the engine's (mask [B, K-1]) count.
+    m = data.loss_mask[idx, 1:]
+    per_chunk = lambda z: z.pow(2).flatten(2).mean(2)  # [B, K-1]
+    denom = m.sum().clamp(min=1.0)
+    return (per_chunk(err) * m).sum() / denom, (per_chunk(x0_hat - target) * m).sum() / denom
 
 
 def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2,
@@ -416,9 +434,11 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
 # Evaluation: one chunk after a ground-truth context (quality bar 1)
 
 @torch.no_grad()
-def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: int, steps: int, device):
+def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: int, steps: int, device,
+                   without: int = -1):
     """PSNR of chunk `chunk` generated after ground-truth chunks 0..chunk-1 (bf16 cache, engine procedure),
-    against the ground truth and against repeating the last context frame."""
+    against the ground truth and against repeating the last context frame. without >= 0: that chunk is left out
+    of the evaluated chunk's context (a revisit episode's earlier view of the place: what the memory adds)."""
     cfg = model.cfg
     rope = M.RopeTables(cfg, 64 * cfg.chunk_frames)
     psnr_model, psnr_repeat = [], []
@@ -431,6 +451,8 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
         chunk_poses = data.poses[e, Fr - 1::Fr]
         for c in range(chunk + 1):
             ctx_list, _ = ctxpol.choose_context(c, chunk_poses, cfg.window, cfg.recall, cfg.motion["hfov_deg"], cfg.recall_first)
+            if c == chunk:
+                ctx_list = [i for i in ctx_list if i != without]
             ctx = [entries[i] for i in ctx_list]
             sl = slice(c * Fr, (c + 1) * Fr)
             given = frames[sl][None] if c < chunk else None
@@ -496,6 +518,10 @@ def main():
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
                     help="learning-rate multiplier of the tensors --init did not have (pos_embed)")
     ap.add_argument("--autoencoder", help="a latent model's trained autoencoder (train_ae.py --export folder)")
+    ap.add_argument("--revisit-data", help="a kvworld-sim dataset --revisit folder (memory of places), mixed in")
+    ap.add_argument("--revisit-fraction", type=float, default=0.25,
+                    help="fraction of the steps whose batch comes from --revisit-data")
+    ap.add_argument("--revisit-holdout", type=int, default=32, help="last revisit episodes kept for evaluation")
     ap.add_argument("--holdout", type=int, default=64, help="last episodes (other worlds) kept for evaluation")
     ap.add_argument("--max-episodes", type=int, default=0)
     ap.add_argument("--eval-episodes", type=int, default=32)
@@ -532,6 +558,17 @@ def main():
                        model.autoencoder if cfg.autoencoder.enabled else None, args.holdout)
     n_train = data.E - args.holdout
     assert n_train > 0
+    revisit = None
+    if args.revisit_data:
+        revisit = EpisodeData(args.revisit_data, cfg, dev, cfg.window, cfg.recall, 0,
+                              model.autoencoder if cfg.autoencoder.enabled else None, args.revisit_holdout)
+        assert revisit.layout == "revisit" and revisit.loss_mask is not None, \
+            f"{args.revisit_data}: not a revisit dataset (kvworld-sim dataset --revisit)"
+        assert revisit.E > args.revisit_holdout, f"{args.revisit_data}: {revisit.E} episodes, none left to train on"
+        print(f"revisit data: {revisit.E} episodes x {revisit.K} chunks, {args.revisit_fraction:.0%} of the steps",
+              flush=True)
+    # Which steps draw a revisit batch: a host-side generator (a device draw would be read back every step).
+    pick = np.random.default_rng(args.seed * 7919 + 17)
     print(f"data: {data.E} episodes x {data.T} frames ({data.K} chunks), {n_train} for training, "
           f"{args.holdout} held out; loaded{' and encoded' if data.latent else ''} in {time.time() - t_start:.1f}s",
           flush=True)
@@ -619,14 +656,18 @@ def main():
     warmup = args.warmup
     model.train()
     loss_acc, mse_acc, n_acc = 0.0, 0.0, 0
+    rv_acc, n_rv = 0.0, 0
     prof = None
     while time.time() - t_train < budget:
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
-        idx = torch.randint(0, n_train, (args.batch,), device=dev, generator=gen)
+        on_revisit = revisit is not None and pick.random() < args.revisit_fraction
+        src = revisit if on_revisit else data
+        n_src = src.E - (args.revisit_holdout if on_revisit else args.holdout)
+        idx = torch.randint(0, n_src, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            loss, mse = teacher_forced_loss(model, rope_f, data, idx, cfg.window, cfg.recall, args.tau_max, gen,
+            loss, mse = teacher_forced_loss(model, rope_f, src, idx, cfg.window, cfg.recall, args.tau_max, gen,
                                             args.self_context, args.rollout_steps, rollout_guidance)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -655,17 +696,22 @@ def main():
             print("profile written", args.profile, flush=True)
             prof = False
         # Summed on the device: reading a loss back every step would stall the queue of the next step's work.
-        loss_acc = loss_acc + loss.detach()
-        mse_acc = mse_acc + mse.detach()
-        n_acc += 1
+        if on_revisit:
+            rv_acc, n_rv = rv_acc + mse.detach(), n_rv + 1
+        else:
+            loss_acc = loss_acc + loss.detach()
+            mse_acc = mse_acc + mse.detach()
+            n_acc += 1
         if step % 50 == 0:
             loss_acc, mse_acc = float(loss_acc), float(mse_acc)
-            pt = {"step": step, "loss": loss_acc / n_acc, "mse": mse_acc / n_acc, "lr": lr, "grad_norm": float(gnorm),
-                  "seconds": time.time() - t_train, "samples": step * args.batch}
+            pt = {"step": step, "loss": loss_acc / max(n_acc, 1), "mse": mse_acc / max(n_acc, 1), "lr": lr,
+                  "grad_norm": float(gnorm), "seconds": time.time() - t_train, "samples": step * args.batch}
+            if n_rv:  # the revisit batches' trained chunks (3..5), apart: their MSE is not the walks'
+                pt["revisit_mse"], pt["revisit_batches"] = float(rv_acc) / n_rv, n_rv
             log["points"].append(pt)
             print(json.dumps(pt), flush=True)
-            loss_acc = mse_acc = 0.0
-            n_acc = 0
+            loss_acc = mse_acc = rv_acc = 0.0
+            n_acc = n_rv = 0
     run["end_step"] = step
     run["train_seconds"] = time.time() - t_train
     if dev.type == "cuda":  # what a larger batch would have to fit in
@@ -684,6 +730,17 @@ def main():
     chunk = min(4, data.K - 1)
     psnr_m, psnr_r = eval_one_chunk(ema_model.float(), data, held, chunk, cfg.steps, dev)
     run["eval"] = {"episodes": len(held), "chunk": chunk, "psnr_model": psnr_m, "psnr_repeat_last": psnr_r}
+    if revisit is not None:
+        # The returning chunk (5) after its ground-truth context, with and without the earlier view of the place
+        # (chunk 1): what the memory adds.
+        run["revisit_data"] = {"path": args.revisit_data, "episodes": revisit.E - args.revisit_holdout,
+                               "fraction": args.revisit_fraction}
+        held_rv = list(range(revisit.E - args.revisit_holdout, revisit.E))
+        with_m, rep = eval_one_chunk(ema_model.float(), revisit, held_rv, revisit.K - 1, cfg.steps, dev)
+        without_m, _ = eval_one_chunk(ema_model.float(), revisit, held_rv, revisit.K - 1, cfg.steps, dev, without=1)
+        run["eval_revisit"] = {"episodes": len(held_rv), "chunk": revisit.K - 1, "psnr_model": with_m,
+                               "psnr_without_earlier_view": without_m, "psnr_repeat_last": rep}
+        print(json.dumps({"eval_revisit": run["eval_revisit"]}), flush=True)
     print(json.dumps({"eval": run["eval"]}), flush=True)
     log["runs"].append(run)
     os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)

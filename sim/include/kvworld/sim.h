@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kvworld/actions.h"
@@ -108,6 +109,13 @@ struct DatasetOptions {
     int threads = 0;              // 0: all hardware threads
     int max_warmup_frames = 160;  // unrecorded policy frames before recording, drawn in [0, max]
     SimParams params;
+    // Revisit episodes (memory of places): each episode walks the policy for up to revisit_walk_frames
+    // until a chunk comes back to a place seen >= 10 s earlier and stores only kRevisitChunks chunks of
+    // chunk_frames frames, in the slot order the context policy gives the returning chunk (see
+    // RevisitEpisode); `frames` must then be kRevisitChunks * chunk_frames. Adds loss_mask.u8.
+    bool revisit = false;
+    int chunk_frames = 4;
+    int revisit_walk_frames = 1920;  // 2 minutes at 16 fps
 };
 
 // The seeds of one episode (the documented mapping; see sim/README.md).
@@ -124,6 +132,33 @@ struct Episode {
     std::vector<float> poses;
 };
 Episode make_episode(const EpisodeSeeds& seeds, int frames, const SimParams& params);
+
+// A revisit episode's chunks in storage order: the start context (walk chunk 0), the earlier chunk of the
+// place (>= 10 s before the return), the three chunks before the return, and the returning chunk. Under the
+// context policy (window 3, recall 2, chunk 0 recalled first) the returning chunk's context is then exactly
+// chunks 0..4, as the engine's would be; chunks 1 and 2 follow jumps in time, so only chunks 3..5 are trained
+// (loss_mask.u8).
+inline constexpr int kRevisitChunks = 6;
+inline constexpr int kRevisitTrainedFrom = 3;  // first chunk of a revisit episode with loss weight 1
+
+struct RevisitEpisode {
+    Episode episode;     // kRevisitChunks * chunk_frames frames
+    int returning = 0;   // walk chunk index of the returning chunk (storage chunk 5)
+    int earlier = 0;     // walk chunk index of the earlier chunk of the place (storage chunk 1)
+    int attempts = 0;    // policy walks tried (1: the episode's own policy seed)
+    bool found = false;  // false: no walk came back within the limits; the closest pair was stored
+};
+
+// The walk-chunk pair of a revisit: the first chunk c whose last frame is within 2 units (x, z) and 15
+// degrees (yaw and pitch) of the last frame of a chunk r >= 1 at least ceil(10 s * fps / chunk_frames) chunks
+// earlier, r the nearest such chunk by (d/2)^2 + (dyaw/15)^2 + (dpitch/15)^2 (the older on a tie), as
+// eval's find_revisits pairs frames. chunk_poses[i] = pose of chunk i's last frame. Returns {c, r} or
+// {-1, -1}.
+std::pair<int, int> find_revisit_chunks(const std::vector<CameraPose>& chunk_poses, int chunk_frames,
+                                        int fps);
+
+RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames, int walk_frames,
+                                    const SimParams& params);
 
 // Writes frames.u8, actions.f32, poses.f32 and meta.json into out_dir (see README). Each file is written
 // beside its target and renamed; meta.json comes last. Byte-identical for any thread count.
