@@ -32,6 +32,8 @@
 #         committed one) or of MODEL_DIR;
 #         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
 #         taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
+#   film  2-minute rollouts of FILM_WORLDS ("world:policy ...", eval's rollouts) beside the simulator: a strip and
+#         per-second statistics each under $OUT/film (FILM_ARGS: more generate flags, e.g. --guidance 2)
 #   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
 # A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
 set -uo pipefail
@@ -187,6 +189,25 @@ if has eval; then
       ${PAIRED_ARGS:---traces 64 --bits 8,4,2 --groups 64,128 --layouts token --corrections off,taylor --correction-below-ts 1,0.5} \
       --out "$OUT/eval/paired" > "$OUT/eval/paired.txt" 2>&1; echo "paired rc=$?"; tail -20 "$OUT/eval/paired.txt"
   fi
+fi
+if has film; then  # 2-minute rollouts of eval's worlds (FILM_WORLDS "world:policy ..."; eval's i-th rollout is world
+  # 1600000 + 7919 i under policy 4242 + i, the same noise), every 15 s beside the simulator: one strip each
+  # (tools/plot/plot_film.py) and per-second frame statistics (tools/plot/film_stats.py) under $OUT/film
+  mkdir -p "$OUT/film"
+  for ws in ${FILM_WORLDS:-1600000:4242 1631676:4246}; do
+    w=${ws%%:*}; ps=${ws#*:}; d=/tmp/kvw/film_$w
+    stamp "film: world $w policy $ps ($V2${FILM_ARGS:+ $FILM_ARGS})"
+    "$SIM" trace --world-seed "$w" --policy-seed "$ps" --frames 1920 --context-frames 4 --out "$d.json" > /dev/null
+    rm -rf "$d" "$d.sel"
+    timeout 150 "$CLI" generate --backend cuda --model "$V2" --trace "$d.json" --out "$d" --ground-truth --no-video \
+      ${FILM_ARGS:-} > "$OUT/film/$w.log" 2>&1; echo "film $w rc=$?"
+    mkdir -p "$d.sel/frames" "$d.sel/ground_truth"
+    for k in 0 1 2 3 4 5 6 7 8; do
+      f=$(printf "frame_%05d.png" $(( 4 + (k * 1919) / 8 )))
+      cp "$d/frames/$f" "$d.sel/frames/" && cp "$d/ground_truth/$f" "$d.sel/ground_truth/"
+    done
+    python3 tools/plot/plot_film.py "$d.sel" "$OUT/film/film_$w.png" && python3 tools/plot/film_stats.py "$d" "$OUT/film/stats_$w.json" > /dev/null
+  done
 fi
 if has bench; then
   stamp "bench $V2"
