@@ -46,6 +46,15 @@ stamp() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 SIM=.v2/kvworld-sim
 chmod +x "$SIM"
 mkdir -p /tmp/kvw "$OUT"
+# At most 8 files come back from $OUT: on exit, everything but the weight shards goes into one archive,
+# $OUT/results.tgz (tar xzf it here; a call killed at its limit returns what it had, unpacked).
+pack_results() {
+  ( cd "$OUT" && find . -type f ! -name '*.safetensors' ! -name results.tgz | sort > /tmp/kvw/pack.list &&
+    [[ -s /tmp/kvw/pack.list ]] && tar czf /tmp/kvw/results.tgz -T /tmp/kvw/pack.list &&
+    xargs rm -f < /tmp/kvw/pack.list && mv /tmp/kvw/results.tgz . && find . -type d -empty -delete )
+  ls -R "$OUT" | head -30
+}
+trap pack_results EXIT
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 export PYTHONUNBUFFERED=1
 
@@ -132,7 +141,7 @@ if has dit; then
     local minutes=$1 batch=$2; shift 2
     python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
       --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
-      --log "$OUT/dit/train_log.json" --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
+      --log /tmp/kvw/train_log.json --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
       --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
       "${revisit[@]}" "$@" > /tmp/kvw/train_dit.txt 2>&1
   }
