@@ -832,6 +832,75 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
     fs::remove(out.string() + ".bad.log");
 }
 
+// --mode memory on the tiny model: 4 x traces revisit episodes (kvworld-sim's, worlds world base + 800000 +
+// i), whose baselines (repeating the last given frame, the earlier view as it is) are the simulator's own
+// frames compared as the definitions say, each cache's gain is the difference of its PSNRs, and a context
+// policy that does not give the returning chunk the episode's storage order is refused with a message.
+TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
+    const fs::path out = fs::temp_directory_path() / ("kvw_test_memory_" + std::to_string(::getpid()));
+    fs::remove_all(out);
+    const std::string base = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                             test::source_path("tests/data/tiny") +
+                             " --mode memory --traces 1 --revisit-bits 16,2";
+    const std::string cmd =
+        base + " --window 3 --recall 2 --out " + out.string() + " > " + (out.string() + ".log") + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
+    std::ifstream f(out / "eval.json");
+    ASSERT_TRUE(f.good());
+    const nlohmann::json m = nlohmann::json::parse(f).at("memory");
+    EXPECT_EQ(m.at("worlds").get<int>(), 4);
+    const ModelConfig config = load_model_config(test::source_path("tests/data/tiny/model.json"));
+    const sim::SimParams params = frontend::sim_params_for(config);
+    const int F = config.chunk_frames;
+    eval::PooledPsnr repeat, view;
+    int found = 0;
+    for (int i = 0; i < 4; ++i) {
+        const sim::RevisitEpisode ep = sim::make_revisit_episode(
+            sim::dataset_episode_seeds(m.at("world_seed_base").get<uint64_t>(), i, 160), F, 1920, params);
+        found += ep.found;
+        const size_t bytes = static_cast<size_t>(params.width) * params.height * 3;
+        auto frame = [&](int k) {
+            Image im(params.width, params.height);
+            std::copy_n(ep.episode.frames.begin() + static_cast<std::ptrdiff_t>(bytes * k), bytes,
+                        im.rgb.begin());
+            return im;
+        };
+        for (int j = 0; j < F; ++j) {
+            repeat.add(frame(5 * F - 1), frame(5 * F + j));
+            view.add(frame(F + j), frame(5 * F + j));
+        }
+    }
+    EXPECT_EQ(m.at("returns_found").get<int>(), found);
+    EXPECT_NEAR(m.at("repeat_last").at("psnr").get<double>(), repeat.psnr(), 1e-9);
+    EXPECT_NEAR(m.at("earlier_view_as_is").at("psnr").get<double>(), view.psnr(), 1e-9);
+    ASSERT_EQ(m.at("caches").size(), 2u);
+    EXPECT_EQ(m.at("caches")[0].at("label").get<std::string>(), "BF16");
+    EXPECT_EQ(m.at("caches")[1].at("key_bits").get<int>(), 2);
+    for (const nlohmann::json& c : m.at("caches")) {
+        const double with = c.at("with_earlier_view").at("psnr").get<double>(),
+                     without = c.at("without_earlier_view").at("psnr").get<double>(),
+                     off = c.at("recall_off").at("psnr").get<double>();
+        EXPECT_NEAR(c.at("gain_of_earlier_view").at("db").get<double>(), with - without, 1e-9);
+        EXPECT_NEAR(c.at("gain_over_recall_off").at("db").get<double>(), with - off, 1e-9);
+        // The three contexts differ, so the returning chunks do.
+        EXPECT_NE(with, without);
+        EXPECT_NE(without, off);
+        EXPECT_FALSE(c.at("gain_of_earlier_view").at("ci95")[0].is_null());
+    }
+    std::ifstream md(out / "eval.md");
+    const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("Memory of places, one chunk"), std::string::npos);
+    // The tiny model's own policy (window 2, recall 1) would not put the earlier view in the context.
+    const std::string bad = base + " --out " + out.string() + " > " + (out.string() + ".bad.log") + " 2>&1";
+    EXPECT_NE(std::system(bad.c_str()), 0);
+    std::ifstream bad_log(out.string() + ".bad.log");
+    const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(message.find("window 3, recall >= 2"), std::string::npos) << message;
+    fs::remove_all(out);
+    fs::remove(out.string() + ".log");
+    fs::remove(out.string() + ".bad.log");
+}
+
 // --mode revisit on the tiny model: the frames that revisit a pose are those find_revisits finds on the
 // trace's poses, the simulator's PSNR (the ceiling) is the pooled PSNR of those pairs of its own frames, and
 // each cache's floor-to-ceiling fraction and verdict follow from its PSNRs. The survey's counts grow with the

@@ -13,12 +13,13 @@ void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option(
            "--mode", mode,
            "grid, quality, all (both), world-change (the simulator alone: its windows against its "
-           "start), revisit (memory of places: revisited poses against their earlier frames), or "
-           "paired (the grid's settings forked from one BF16 context: the cache's differences alone)")
-        ->check(CLI::IsMember({"grid", "quality", "all", "world-change", "revisit", "paired"}));
+           "start), revisit (memory of places: revisited poses against their earlier frames), "
+           "paired (the grid's settings forked from one BF16 context: the cache's differences alone), or "
+           "memory (revisit episodes: the returning chunk with and without the earlier view in its context)")
+        ->check(CLI::IsMember({"grid", "quality", "all", "world-change", "revisit", "paired", "memory"}));
     cmd->add_option("--traces", options.traces,
                     "Held-out traces: the grid's; quality: 4x one-chunk worlds, /2 long rollouts; "
-                    "world-change and revisit: long traces")
+                    "world-change and revisit: long traces; memory: 4x revisit episodes")
         ->check(CLI::Range(1, 1000));
     cmd->add_option("--frames", options.frames, "Generated frames per grid trace")
         ->check(CLI::Range(1, 100000));
@@ -61,7 +62,8 @@ void EvalFlags::add_to(CLI::App* cmd) {
             options.revisit_bits =
                 value == "none" ? std::vector<int>{} : parse_int_list(value, "revisit-bits");
         },
-        "revisit: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor; default 16,4,2), or "
+        "revisit, memory: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor; default "
+        "16,4,2), or "
         "none (the simulator's side alone: the ceiling and the survey)");
     cmd->add_option("--concurrent", options.concurrent,
                     "quality, revisit, paired: worlds run at once, each session on its own thread (0: one; "

@@ -14,7 +14,9 @@ EvalMode parse_eval_mode(const std::string& name) {
     if (name == "world-change") return EvalMode::WorldChange;
     if (name == "revisit") return EvalMode::Revisit;
     if (name == "paired") return EvalMode::Paired;
-    throw Error("eval: unknown mode \"" + name + "\" (grid, quality, all, world-change, revisit, paired)");
+    if (name == "memory") return EvalMode::Memory;
+    throw Error("eval: unknown mode \"" + name +
+                "\" (grid, quality, all, world-change, revisit, paired, memory)");
 }
 
 void check_eval_options(const EvalOptions& options) {
@@ -48,6 +50,7 @@ void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, co
     if (options.mode == EvalMode::Revisit) report["revisit"] = revisit_report(model, base, options);
     if (grid) report["grid"] = cache_grid_report(model, base, options);
     if (options.mode == EvalMode::Paired) report["paired"] = paired_report(model, base, options);
+    if (options.mode == EvalMode::Memory) report["memory"] = memory_report(model, base, options);
     write_file_atomic(options.out_dir / "eval.json", report.dump(1) + "\n");
     write_file_atomic(options.out_dir / "eval.md", markdown_report(report, c.name, model->backend()));
     std::printf("wrote %s/eval.json and eval.md\n", options.out_dir.c_str());

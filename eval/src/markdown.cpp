@@ -219,6 +219,35 @@ std::string revisit_markdown(const json& r) {
     return md + "\n";
 }
 
+std::string memory_markdown(const json& m) {
+    std::string md = format(
+        "## Memory of places, one chunk\n\n%d revisit episodes (%d come back within the revisit limits; the "
+        "earlier view a median %.0f s before the return), given as the simulator's frames: the start, the "
+        "earlier view of the place, the three chunks before the return. The returning chunk is generated "
+        "from "
+        "forks of that one cache (same positions and noise) with the earlier view in its context, without it "
+        "(the start chunk recalled alone) and with recall off; PSNR against the simulator's returning chunk, "
+        "pooled over worlds (95%% intervals resampling worlds). Repeating the last given frame: %s dB; the "
+        "earlier view itself: %s dB.\n\n"
+        "| cache | with the view dB | without dB | recall off dB | the view adds dB "
+        "|\n|---|---|---|---|---|\n",
+        m["worlds"].get<int>(), m["returns_found"].get<int>(),
+        number_or_nan(m["median_seconds_since_earlier_view"]),
+        with_interval("%.2f", m["repeat_last"]["psnr"], m["repeat_last"]["psnr_ci95"]).c_str(),
+        with_interval("%.2f", m["earlier_view_as_is"]["psnr"], m["earlier_view_as_is"]["psnr_ci95"]).c_str());
+    for (const json& c : m["caches"])
+        md += format(
+            "| %s | %s | %s | %s | %s |\n", c["label"].get<std::string>().c_str(),
+            with_interval("%.2f", c["with_earlier_view"]["psnr"], c["with_earlier_view"]["psnr_ci95"])
+                .c_str(),
+            with_interval("%.2f", c["without_earlier_view"]["psnr"], c["without_earlier_view"]["psnr_ci95"])
+                .c_str(),
+            with_interval("%.2f", c["recall_off"]["psnr"], c["recall_off"]["psnr_ci95"]).c_str(),
+            with_interval("%+.2f", c["gain_of_earlier_view"]["db"], c["gain_of_earlier_view"]["ci95"])
+                .c_str());
+    return md + "\n";
+}
+
 std::string paired_markdown(const json& p) {
     std::string md = format(
         "## Paired comparison of cache settings\n\n%d worlds; every setting forked from one BF16 session "
@@ -297,6 +326,7 @@ std::string markdown_report(const json& report, const std::string& model_name, B
         md += motion_by_place_markdown("Motion in the long rollouts", report["actions"]["by_frame_in_chunk"]);
     if (report.contains("grid")) md += grid_markdown(report["grid"]["rows"]);
     if (report.contains("paired")) md += paired_markdown(report["paired"]);
+    if (report.contains("memory")) md += memory_markdown(report["memory"]);
     return md;
 }
 

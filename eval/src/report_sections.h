@@ -39,6 +39,11 @@ json world_change_report(const EvalOptions& options, const ModelConfig& config);
 json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& base,
                     const EvalOptions& options);
 
+// Memory of places one chunk at a time (revisit episodes, the returning chunk with and without the earlier
+// view of the place in its context): the "memory" section.
+json memory_report(const std::shared_ptr<Model>& model, const SessionParams& base,
+                   const EvalOptions& options);
+
 // eval.md: the tables of whichever sections the report has.
 std::string markdown_report(const json& report, const std::string& model_name, BackendKind backend);
 

@@ -1,12 +1,20 @@
-// eval --mode revisit: memory of places. Long rollouts under the playing policy at several cache formats,
-// with recall on (the session's context) and off (ContextSettings::recall = 0: the floor), and the
-// simulator's frames of the same traces (the ceiling); each frame that revisits a pose seen at least 10 s
-// earlier (revisit.h) is compared with that earlier frame of the same rollout. Beside it, a survey of how
-// often the policy's traces revisit at all, from their poses alone (no frames), for lengths up to 8 minutes.
+// eval --mode memory: the same question one chunk at a time. Revisit episodes of the simulator (kvworld-sim
+// dataset --revisit: the start, the earlier view of a place >= 10 s before the return, the three chunks
+// before it) are given to a session as ground truth, and the returning chunk is generated three times from
+// forks of that one cache (same positions, same noise): with the earlier view in its context, without it
+// (chunk 0 recalled alone), and with recall off. Against the simulator's returning chunk: what the memory
+// adds where the context holds it, free of rollout drift. eval --mode revisit: memory of places. Long
+// rollouts under the playing policy at several cache formats, with recall on (the session's context) and off
+// (ContextSettings::recall = 0: the floor), and the simulator's frames of the same traces (the ceiling); each
+// frame that revisits a pose seen at least 10 s earlier (revisit.h) is compared with that earlier frame of
+// the same rollout. Beside it, a survey of how often the policy's traces revisit at all, from their poses
+// alone (no frames), for lengths up to 8 minutes.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <mutex>
+#include <numeric>
 
 #include "frontend.h"
 #include "kvworld/eval/revisit.h"
@@ -127,7 +135,152 @@ json revisit_survey(const EvalOptions& o, const ModelConfig& c) {
     return {{"traces", found.size()}, {"lengths", lengths}, {"first_revisit_s", first}};
 }
 
+// One revisit episode's chunks as the session takes them: frames, actions and poses of storage chunk k.
+struct EpisodeChunks {
+    std::vector<std::vector<Image>> frames;
+    std::vector<std::vector<FrameAction>> actions;
+    std::vector<std::vector<CameraPose>> poses;
+};
+EpisodeChunks split_episode(const sim::Episode& ep, int F, int width, int height) {
+    EpisodeChunks out;
+    const size_t frame_bytes = static_cast<size_t>(width) * height * 3;
+    const int frames = static_cast<int>(ep.actions.size() / 5);
+    for (int f = 0; f < frames; ++f) {
+        if (f % F == 0) {
+            out.frames.emplace_back();
+            out.actions.emplace_back();
+            out.poses.emplace_back();
+        }
+        Image im(width, height);
+        std::copy_n(ep.frames.begin() + static_cast<std::ptrdiff_t>(frame_bytes * f), frame_bytes,
+                    im.rgb.begin());
+        out.frames.back().push_back(std::move(im));
+        const float* a = &ep.actions[static_cast<size_t>(f) * 5];
+        out.actions.back().push_back(FrameAction{a[0], a[1], a[2], a[3], a[4]});
+        const float* p = &ep.poses[static_cast<size_t>(f) * 5];
+        out.poses.back().push_back(CameraPose{p[0], p[1], p[2], p[3], p[4]});
+    }
+    return out;
+}
+
+void add_chunk_errors(const std::vector<Image>& a, const std::vector<Image>& b, size_t world,
+                      WorldSums& sums) {
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+        sums.numerator[world] += frontend::squared_error(a[i], b[i]);
+        sums.denominator[world] += static_cast<double>(a[i].rgb.size());
+    }
+}
+
+// PSNR(a) - PSNR(b) in dB pooled over the same worlds, with its interval from resampling worlds.
+json gain_json(const WorldSums& a, const WorldSums& b) {
+    const auto gain = [&](const std::vector<size_t>& draw) {
+        return frontend::psnr_of_mse(a.ratio(draw)) - frontend::psnr_of_mse(b.ratio(draw));
+    };
+    std::vector<size_t> all(a.worlds());
+    std::iota(all.begin(), all.end(), size_t{0});
+    const Interval ci =
+        a.contributing_worlds() >= 2 ? bootstrap_over_worlds(a.worlds(), gain) : Interval{kNaN, kNaN};
+    return {{"db", gain(all)}, {"ci95", interval_json(ci)}};
+}
+
 }  // namespace
+
+json memory_report(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& o) {
+    const ModelConfig& c = model->config();
+    const int F = c.chunk_frames;
+    const size_t worlds = static_cast<size_t>(o.traces) * 4;
+    const sim::SimParams sp = frontend::sim_params_for(c);
+    const uint64_t seed_base = o.world_base + 800000;
+    // The returning chunk's context must be the episode's storage order: window 3, then chunk 0 and the
+    // earlier view recalled (revisit episodes are laid out for that policy).
+    if (base.context.window != 3 || base.context.recall < 2 || !base.context.recall_first)
+        throw Error(
+            "eval --mode memory: needs the context policy of revisit episodes (window 3, recall >= 2 with "
+            "the start chunk recalled first); this model's session has window " +
+            std::to_string(base.context.window) + ", recall " + std::to_string(base.context.recall));
+    struct Row {
+        CacheSettings cache;
+        WorldSums with_view, without_view, recall_off;
+    };
+    std::vector<Row> rows;
+    for (int bits : o.revisit_bits)
+        rows.push_back({revisit_cache(bits), WorldSums(worlds), WorldSums(worlds), WorldSums(worlds)});
+    WorldSums repeat_last(worlds), earlier_view(worlds);
+    std::vector<int> gap_chunks(worlds), found(worlds);
+    std::mutex print_mutex;
+    size_t done = 0;
+    run_concurrently(worlds, concurrent_rollouts(o.concurrent), "eval --mode memory", [&](size_t w) {
+        const sim::EpisodeSeeds seeds = sim::dataset_episode_seeds(seed_base, static_cast<int>(w), 160);
+        const sim::RevisitEpisode ep = sim::make_revisit_episode(seeds, F, o.long_frames, sp);
+        const EpisodeChunks ch = split_episode(ep.episode, F, sp.width, sp.height);
+        const int back = sim::kRevisitChunks - 1;
+        gap_chunks[w] = ep.returning - ep.earlier;
+        found[w] = ep.found;
+        const Image& last = ch.frames[back - 1].back();
+        add_chunk_errors(std::vector<Image>(static_cast<size_t>(F), last), ch.frames[back], w, repeat_last);
+        add_chunk_errors(ch.frames[1], ch.frames[back], w, earlier_view);
+        for (Row& row : rows) {
+            SessionParams p = base;
+            p.cache = row.cache;
+            p.seed = seeds.policy;
+            Session session(model, p);
+            session.start(ch.frames[0], ch.actions[0], ch.poses[0]);
+            for (int k = 1; k < back; ++k) session.observe(ch.frames[k], ch.actions[k], ch.poses[k]);
+            // Three forks of the identical cache, the same chunk index and noise: the full context (chunk 0
+            // and the earlier view recalled, the window), recall of chunk 0 alone, and recall off (the
+            // window).
+            for (int variant = 0; variant < 3; ++variant) {
+                SessionParams q = p;
+                q.context.recall = variant == 0 ? p.context.recall : variant == 1 ? 1 : 0;
+                const ChunkResult r = session.fork(q)->step(ch.actions[back]);
+                add_chunk_errors(r.frames, ch.frames[back], w,
+                                 variant == 0   ? row.with_view
+                                 : variant == 1 ? row.without_view
+                                                : row.recall_off);
+            }
+        }
+        std::lock_guard<std::mutex> lock(print_mutex);
+        if (++done % 8 == 0 || done == worlds) {
+            std::printf("memory: %zu of %zu worlds\n", done, worlds);
+            std::fflush(stdout);
+        }
+    });
+    json caches = json::array();
+    for (const Row& row : rows) {
+        caches.push_back({{"label", row.cache.label()},
+                          {"key_bits", row.cache.key_bits},
+                          {"value_bits", row.cache.value_bits},
+                          {"with_earlier_view", psnr_json(row.with_view)},
+                          {"without_earlier_view", psnr_json(row.without_view)},
+                          {"recall_off", psnr_json(row.recall_off)},
+                          {"gain_of_earlier_view", gain_json(row.with_view, row.without_view)},
+                          {"gain_over_recall_off", gain_json(row.with_view, row.recall_off)}});
+        const json& g = caches.back()["gain_of_earlier_view"];
+        std::printf(
+            "memory, %s: returning chunk %.2f dB with the earlier view, %.2f without, %.2f recall off: the "
+            "view adds %+.2f dB [%+.2f, %+.2f]\n",
+            row.cache.label().c_str(), number_or_nan(caches.back()["with_earlier_view"]["psnr"]),
+            number_or_nan(caches.back()["without_earlier_view"]["psnr"]),
+            number_or_nan(caches.back()["recall_off"]["psnr"]), number_or_nan(g["db"]),
+            number_or_nan(g["ci95"][0]), number_or_nan(g["ci95"][1]));
+    }
+    std::vector<int> sorted_gaps = gap_chunks;
+    std::sort(sorted_gaps.begin(), sorted_gaps.end());
+    const json report = {
+        {"worlds", worlds},
+        {"world_seed_base", seed_base},
+        {"returns_found", std::count(found.begin(), found.end(), 1)},
+        {"median_seconds_since_earlier_view",
+         sorted_gaps.empty() ? kNaN : sorted_gaps[sorted_gaps.size() / 2] * F / static_cast<double>(c.fps)},
+        {"repeat_last", psnr_json(repeat_last)},
+        {"earlier_view_as_is", psnr_json(earlier_view)},
+        {"caches", caches}};
+    std::printf("memory: %zu worlds; repeating the last frame %.2f dB, the earlier view itself %.2f dB\n",
+                worlds, number_or_nan(report["repeat_last"]["psnr"]),
+                number_or_nan(report["earlier_view_as_is"]["psnr"]));
+    std::fflush(stdout);
+    return report;
+}
 
 json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& o) {
     const ModelConfig& c = model->config();

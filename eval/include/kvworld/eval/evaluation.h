@@ -28,6 +28,12 @@
 //           and off, each frame that comes back to a pose seen at least 10 s earlier against that earlier
 //           frame; the simulator's frames give the ceiling, recall off the floor. And a survey of how often
 //           the policy's traces revisit, from their poses alone.
+// memory  : the same question one chunk at a time, free of rollout drift: 4 x `traces` revisit episodes of
+// the
+//           simulator (the start, the earlier view of a place >= 10 s before the return, the three chunks
+//           before it) given as ground truth at each revisit_bits cache; the returning chunk generated from
+//           forks of that cache with the earlier view in its context, without it, and with recall off,
+//           against the simulator's (PSNR with intervals over worlds, the view's gain paired).
 #pragma once
 
 #include <cstdint>
@@ -40,8 +46,8 @@
 
 namespace kvw::eval {
 
-enum class EvalMode { Grid, Quality, All, WorldChange, Revisit, Paired };  // All: grid and quality
-// "grid" | "quality" | "all" | "world-change" | "revisit" | "paired"
+enum class EvalMode { Grid, Quality, All, WorldChange, Revisit, Paired, Memory };  // All: grid and quality
+// "grid" | "quality" | "all" | "world-change" | "revisit" | "paired" | "memory"
 EvalMode parse_eval_mode(const std::string& name);
 
 struct EvalOptions {
