@@ -31,7 +31,8 @@
 #         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model; else the
 #         committed one) or of MODEL_DIR;
 #         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
-#         taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
+#         taylor), the memory probe (MEMORY=1: --mode memory, MEMORY_ARGS, default 64 revisit episodes at BF16, INT4 and
+#         INT2 + taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
 #   film  2-minute rollouts of FILM_WORLDS ("world:policy ...", eval's rollouts) beside the simulator: a strip and
 #         per-second statistics each under $OUT/film (FILM_ARGS: more generate flags, e.g. --guidance 2)
 #   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
@@ -191,6 +192,12 @@ if has eval; then
     timeout "${REVISIT_TIMEOUT:-420}" "$CLI" eval --backend cuda --model "$V2" --mode revisit \
       ${REVISIT_ARGS:---traces 8 --revisit-bits 16,4,2} --out "$OUT/eval/revisit" > "$OUT/eval/revisit.txt" 2>&1
     echo "revisit rc=$?"; tail -12 "$OUT/eval/revisit.txt"
+  fi
+  if [[ "${MEMORY:-0}" == 1 ]]; then  # memory of places one chunk at a time (revisit episodes, with and without the view)
+    stamp "memory of $V2"
+    timeout "${MEMORY_TIMEOUT:-240}" "$CLI" eval --backend cuda --model "$V2" --mode memory \
+      ${MEMORY_ARGS:---traces 16 --revisit-bits 16,4,2} --out "$OUT/eval/memory" > "$OUT/eval/memory.txt" 2>&1
+    echo "memory rc=$?"; tail -6 "$OUT/eval/memory.txt"
   fi
   if [[ "${PAIRED:-0}" == 1 ]]; then
     stamp "paired caches of $V2"
