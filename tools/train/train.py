@@ -654,12 +654,17 @@ def main():
     budget = args.minutes * 60.0
     t_train = time.time()
     warmup = args.warmup
+    # The warm-up counts from where the optimizer started: a run continued from an exported folder restarts Adam
+    # (its moments do not travel), and jumping straight to the schedule's rate with fresh moments set the
+    # 2026-12-06 run back (step 3125 worse than the 2764 it started from); a resumed checkpoint keeps its moments.
+    warmup_from = step if (init_state is not None and ck is None) else 0
+    run["warmup_from"] = warmup_from
     model.train()
     loss_acc, mse_acc, n_acc = 0.0, 0.0, 0
     rv_acc, n_rv = 0.0, 0
     prof = None
     while time.time() - t_train < budget:
-        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
+        lr = args.lr * min(1.0, (step - warmup_from + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         on_revisit = revisit is not None and pick.random() < args.revisit_fraction
