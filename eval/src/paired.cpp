@@ -79,17 +79,6 @@ json psnr_json(const WorldSums& sums) {
             {"per_world", per_world}};
 }
 
-// PSNR(a) - PSNR(b) in dB, pooled over the same worlds, with its interval from resampling worlds.
-json gain_json(const WorldSums& a, const WorldSums& b) {
-    const auto gain = [&](const std::vector<size_t>& draw) {
-        return psnr_of_mse(a.ratio(draw)) - psnr_of_mse(b.ratio(draw));
-    };
-    std::vector<size_t> all(a.worlds());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    const Interval ci = a.worlds() >= 2 ? bootstrap_over_worlds(a.worlds(), gain) : Interval{NAN, NAN};
-    return {{"db", gain(all)}, {"ci95", interval_json(ci)}};
-}
-
 }  // namespace
 
 json paired_report(const std::shared_ptr<Model>& model, const SessionParams& base,
@@ -209,17 +198,18 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             if (row.cache.keys_quantized() && row.cache.correction != Correction::Off &&
                 other.cache == uncorrected(row.cache)) {
                 r["one_chunk_gain_over_uncorrected"] =
-                    gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
-                r["rollout_gain_over_uncorrected"] = gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
+                    psnr_gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
+                r["rollout_gain_over_uncorrected"] =
+                    psnr_gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
             }
         // A calibrated or rotated setting against the same format with midpoints, unrotated, uncorrected.
         for (const SettingSums& other : rows)
             if ((row.cache.reconstruction == Reconstruction::Calibrated || row.cache.rotated) &&
                 other.cache == plain(row.cache)) {
                 r["one_chunk_gain_over_midpoint_uncorrected"] =
-                    gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
+                    psnr_gain_json(row.one_chunk_vs_bf16, other.one_chunk_vs_bf16);
                 r["rollout_gain_over_midpoint_uncorrected"] =
-                    gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
+                    psnr_gain_json(row.rollout_vs_bf16, other.rollout_vs_bf16);
             }
         std::printf("%-32s bits %5.2f  one chunk %6.2f dB  rollout %6.2f dB vs BF16  max|dP_S| %.4f\n",
                     row.cache.label().c_str(), plan.bits_per_element,

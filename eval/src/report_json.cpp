@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "frontend.h"
+
 namespace kvw::eval {
 
 std::string format(const char* fmt, ...) {
@@ -72,6 +74,18 @@ double number_or_nan(const json& value) {
 
 json interval_json(const Interval& interval) {
     return json::array({interval.low, interval.high});  // NaN is written as null
+}
+
+json psnr_gain_json(const WorldSums& a, const WorldSums& b) {
+    const auto gain = [&](const std::vector<size_t>& draw) {
+        return frontend::psnr_of_mse(a.ratio(draw)) - frontend::psnr_of_mse(b.ratio(draw));
+    };
+    std::vector<size_t> all(a.worlds());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const Interval ci = a.contributing_worlds() >= 2 ? bootstrap_over_worlds(a.worlds(), gain)
+                                                     : Interval{std::numeric_limits<double>::quiet_NaN(),
+                                                                std::numeric_limits<double>::quiet_NaN()};
+    return {{"db", gain(all)}, {"ci95", interval_json(ci)}};
 }
 
 json seams_json(const std::vector<GridGradients>& model, const std::vector<GridGradients>& simulator,

@@ -37,6 +37,11 @@ double number_or_nan(const json& value);
 // [low, high]; null ends where the interval is undefined (NaN).
 json interval_json(const Interval& interval);
 
+// PSNR(a) - PSNR(b) in dB of squared-error sums pooled over the same worlds, with its interval from
+// resampling worlds (null ends with fewer than two contributing worlds): {db, ci95}. A paired difference:
+// both sides resample the same worlds.
+json psnr_gain_json(const WorldSums& a, const WorldSums& b);
+
 // The seam index of the worlds' frames pooled ([world] boundary sums of the model's and the simulator's
 // frames): {token_grid_pixels, worlds, model_boundary_ratio, simulator_boundary_ratio, seam_index, bar,
 // within_bar}, and seam_index_ci95 (resampling worlds; null ends for one world) when with_interval.

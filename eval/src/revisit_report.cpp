@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <limits>
 #include <mutex>
-#include <numeric>
 
 #include "frontend.h"
 #include "kvworld/eval/revisit.h"
@@ -171,18 +170,6 @@ void add_chunk_errors(const std::vector<Image>& a, const std::vector<Image>& b, 
     }
 }
 
-// PSNR(a) - PSNR(b) in dB pooled over the same worlds, with its interval from resampling worlds.
-json gain_json(const WorldSums& a, const WorldSums& b) {
-    const auto gain = [&](const std::vector<size_t>& draw) {
-        return frontend::psnr_of_mse(a.ratio(draw)) - frontend::psnr_of_mse(b.ratio(draw));
-    };
-    std::vector<size_t> all(a.worlds());
-    std::iota(all.begin(), all.end(), size_t{0});
-    const Interval ci =
-        a.contributing_worlds() >= 2 ? bootstrap_over_worlds(a.worlds(), gain) : Interval{kNaN, kNaN};
-    return {{"db", gain(all)}, {"ci95", interval_json(ci)}};
-}
-
 }  // namespace
 
 json memory_report(const std::shared_ptr<Model>& model, const SessionParams& base, const EvalOptions& o) {
@@ -253,8 +240,8 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                           {"with_earlier_view", psnr_json(row.with_view)},
                           {"without_earlier_view", psnr_json(row.without_view)},
                           {"recall_off", psnr_json(row.recall_off)},
-                          {"gain_of_earlier_view", gain_json(row.with_view, row.without_view)},
-                          {"gain_over_recall_off", gain_json(row.with_view, row.recall_off)}});
+                          {"gain_of_earlier_view", psnr_gain_json(row.with_view, row.without_view)},
+                          {"gain_over_recall_off", psnr_gain_json(row.with_view, row.recall_off)}});
         const json& g = caches.back()["gain_of_earlier_view"];
         std::printf(
             "memory, %s: returning chunk %.2f dB with the earlier view, %.2f without, %.2f recall off: the "
