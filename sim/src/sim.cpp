@@ -202,31 +202,8 @@ Episode sized_episode(int frames, const SimParams& params) {
     return ep;
 }
 
-// |a - b| in degrees, wrapped to [0, 180].
-double angle_between_deg(double a, double b) {
-    double d = std::fmod(std::fabs(a - b), 360.0);
-    return d > 180.0 ? 360.0 - d : d;
-}
-
-// The revisit limits of eval's find_revisits: 10 s, 2 units in (x, z), 15 degrees in yaw and in pitch.
-constexpr double kRevisitSeconds = 10, kRevisitDistance = 2, kRevisitAngleDeg = 15;
-
-double revisit_score(const CameraPose& a, const CameraPose& b) {
-    const double dx = a.x - b.x, dz = a.z - b.z;
-    const double yaw = angle_between_deg(a.yaw_deg, b.yaw_deg) / kRevisitAngleDeg;
-    const double pitch = angle_between_deg(a.pitch_deg, b.pitch_deg) / kRevisitAngleDeg;
-    return (dx * dx + dz * dz) / (kRevisitDistance * kRevisitDistance) + yaw * yaw + pitch * pitch;
-}
-
-bool within_revisit_limits(const CameraPose& a, const CameraPose& b) {
-    const double dx = a.x - b.x, dz = a.z - b.z;
-    return dx * dx + dz * dz <= kRevisitDistance * kRevisitDistance &&
-           angle_between_deg(a.yaw_deg, b.yaw_deg) <= kRevisitAngleDeg &&
-           angle_between_deg(a.pitch_deg, b.pitch_deg) <= kRevisitAngleDeg;
-}
-
 int revisit_min_chunk_gap(int chunk_frames, int fps) {
-    return static_cast<int>(std::ceil(kRevisitSeconds * fps / chunk_frames));
+    return static_cast<int>(std::ceil(RevisitLimits{}.min_seconds * fps / chunk_frames));
 }
 
 // The pair (c, r), r >= 1, c - r >= min_gap, with the smallest revisit score, limits or not: what a revisit
@@ -236,7 +213,7 @@ std::pair<int, int> closest_far_chunks(const std::vector<CameraPose>& chunk_pose
     double best_score = 0;
     for (int c = 1 + min_gap; c < static_cast<int>(chunk_poses.size()); ++c)
         for (int r = 1; r <= c - min_gap; ++r) {
-            const double s = revisit_score(chunk_poses[c], chunk_poses[r]);
+            const double s = revisit_nearness(chunk_poses[c], chunk_poses[r]).score;
             if (best.first < 0 || s < best_score) best = {c, r}, best_score = s;
         }
     return best;
@@ -249,6 +226,16 @@ std::vector<CameraPose> chunk_end_poses(const PolicyWalk& w, int chunk_frames) {
 }
 
 }  // namespace
+
+RevisitNearness revisit_nearness(const CameraPose& a, const CameraPose& b, const RevisitLimits& limits) {
+    const double dx = a.x - b.x, dz = a.z - b.z, d2 = dx * dx + dz * dz;
+    double yaw = std::fmod(std::fabs(static_cast<double>(a.yaw_deg) - b.yaw_deg), 360.0);
+    if (yaw > 180.0) yaw = 360.0 - yaw;
+    const double pitch = std::fabs(a.pitch_deg - b.pitch_deg);  // float difference, as the score always had
+    const double d2_max = limits.max_distance * limits.max_distance, angle = limits.max_angle_deg;
+    return {d2 / d2_max + (yaw * yaw + pitch * pitch) / (angle * angle),
+            d2 <= d2_max && yaw <= angle && pitch <= angle};
+}
 
 Episode make_episode(const EpisodeSeeds& seeds, int frames, const SimParams& params) {
     World world(seeds.world);
@@ -267,9 +254,8 @@ std::pair<int, int> find_revisit_chunks(const std::vector<CameraPose>& chunk_pos
         int best = -1;
         double best_score = 0;
         for (int r = 1; r <= c - gap; ++r) {
-            if (!within_revisit_limits(chunk_poses[c], chunk_poses[r])) continue;
-            const double s = revisit_score(chunk_poses[c], chunk_poses[r]);
-            if (best < 0 || s < best_score) best = r, best_score = s;
+            const RevisitNearness n = revisit_nearness(chunk_poses[c], chunk_poses[r]);
+            if (n.within && (best < 0 || n.score < best_score)) best = r, best_score = n.score;
         }
         if (best >= 0) return {c, best};
     }

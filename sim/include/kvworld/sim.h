@@ -149,6 +149,22 @@ struct RevisitEpisode {
     bool found = false;  // false: no walk came back within the limits; the closest pair was stored
 };
 
+// When a camera pose revisits an earlier one, written once for the revisit score (eval's find_revisits) and
+// revisit episodes: within max_distance in (x, z) and max_angle_deg in yaw (wrapped) and in pitch, the
+// earlier pose at least min_seconds older; height is not compared.
+struct RevisitLimits {
+    double min_seconds = 10;    // the earlier pose is at least this much older
+    double max_distance = 2;    // world units between the two positions in (x, z)
+    double max_angle_deg = 15;  // |yaw difference| (wrapped to [0, 180]) and |pitch difference|
+};
+// How near pose b is to pose a: score = (d / max_distance)^2 + (dyaw / max_angle)^2 + (dpitch / max_angle)^2
+// (nearer is smaller), and whether b is within the limits' distance and angles.
+struct RevisitNearness {
+    double score = 0;
+    bool within = false;
+};
+RevisitNearness revisit_nearness(const CameraPose& a, const CameraPose& b, const RevisitLimits& limits = {});
+
 // The walk-chunk pair of a revisit: the first chunk c whose last frame is within 2 units (x, z) and 15
 // degrees (yaw and pitch) of the last frame of a chunk r >= 1 at least ceil(10 s * fps / chunk_frames) chunks
 // earlier, r the nearest such chunk by (d/2)^2 + (dyaw/15)^2 + (dpitch/15)^2 (the older on a tie), as

@@ -7,14 +7,12 @@
 #include <vector>
 
 #include "kvworld/actions.h"
+#include "kvworld/sim.h"
 
 namespace kvw::eval {
 
-struct RevisitLimits {
-    double min_seconds = 10;    // the earlier frame is at least this much older
-    double max_distance = 2;    // world units between the two positions in (x, z)
-    double max_angle_deg = 15;  // |yaw difference| (wrapped to [0, 180]) and |pitch difference|
-};
+// The limits and the nearness are the simulator library's (revisit episodes use the same rule).
+using RevisitLimits = sim::RevisitLimits;
 
 // A frame and the earlier frame it revisits: indices into the poses given to find_revisits.
 struct Revisit {
