@@ -42,16 +42,16 @@ std::vector<CameraPose> generated_poses(const Trace& trace, const ModelConfig& c
     return std::vector<CameraPose>(all.begin() + trace.context_frames, all.end());
 }
 
-// Adds world `world`'s revisit pairs of `frames` (each revisiting frame against its earlier frame) to the
-// pooled squared error: numerator squared error, denominator values compared.
+// Adds to world `world`'s pooled squared error (numerator squared error, denominator values compared): a
+// against b; its revisit pairs of `frames` (each revisiting frame against its earlier frame).
+void add_error(const Image& a, const Image& b, size_t world, WorldSums& sums) {
+    sums.numerator[world] += frontend::squared_error(a, b);
+    sums.denominator[world] += static_cast<double>(a.rgb.size());
+}
 void add_revisit_errors(const std::vector<Image>& frames, const std::vector<Revisit>& pairs, size_t world,
                         WorldSums& sums) {
-    for (const Revisit& p : pairs) {
-        const Image &now = frames[static_cast<size_t>(p.frame)],
-                    &then = frames[static_cast<size_t>(p.earlier)];
-        sums.numerator[world] += frontend::squared_error(now, then);
-        sums.denominator[world] += static_cast<double>(now.rgb.size());
-    }
+    for (const Revisit& p : pairs)
+        add_error(frames[static_cast<size_t>(p.frame)], frames[static_cast<size_t>(p.earlier)], world, sums);
 }
 
 // Whether the revisiting frame's chunk was offered a memory of the place: its context (recall on) holds the
@@ -162,12 +162,10 @@ EpisodeChunks split_episode(const sim::Episode& ep, int F, int width, int height
     return out;
 }
 
+// Frame i of a against frame i of b, for the frames both have.
 void add_chunk_errors(const std::vector<Image>& a, const std::vector<Image>& b, size_t world,
                       WorldSums& sums) {
-    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-        sums.numerator[world] += frontend::squared_error(a[i], b[i]);
-        sums.denominator[world] += static_cast<double>(a[i].rgb.size());
-    }
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) add_error(a[i], b[i], world, sums);
 }
 
 }  // namespace
