@@ -741,8 +741,8 @@ def main():
         run["revisit_data"] = {"path": args.revisit_data, "episodes": revisit.E - args.revisit_holdout,
                                "fraction": args.revisit_fraction}
         held_rv = list(range(revisit.E - args.revisit_holdout, revisit.E))
-        with_m, rep = eval_one_chunk(ema_model.float(), revisit, held_rv, revisit.K - 1, cfg.steps, dev)
-        without_m, _ = eval_one_chunk(ema_model.float(), revisit, held_rv, revisit.K - 1, cfg.steps, dev, without=1)
+        with_m, rep = eval_one_chunk(ema_model, revisit, held_rv, revisit.K - 1, cfg.steps, dev)
+        without_m, _ = eval_one_chunk(ema_model, revisit, held_rv, revisit.K - 1, cfg.steps, dev, without=1)
         run["eval_revisit"] = {"episodes": len(held_rv), "chunk": revisit.K - 1, "psnr_model": with_m,
                                "psnr_without_earlier_view": without_m, "psnr_repeat_last": rep}
         print(json.dumps({"eval_revisit": run["eval_revisit"]}), flush=True)
