@@ -21,6 +21,7 @@
 #include "cuda_autoencoder.h"
 #include "cuda_ops.h"
 #include "cudnn_sdpa.h"
+#include "hopper_attention.h"
 #include "kvworld/backend/backend.h"
 #include "kvworld/backend/correction.h"
 #include "offset_allocator.h"
@@ -212,7 +213,9 @@ class CudaBackendSession final : public BackendSession {
     void run_stage(const std::string& key, const std::function<void()>& body) override;
     bool eager() const override { return false; }
     std::string attention_path() const override {
-        return composition_ ? "composition (context in bf16, cuDNN)" : "fused kernel";
+        if (!composition_) return "fused kernel";
+        return composition_->sdpa ? "composition (context in bf16, cuDNN)"
+                                  : "composition (context in bf16, wgmma)";
     }
     void mark(StageMark m) override {
         CUDA_CHECK(cudaEventRecord(marks_[static_cast<size_t>(m)].get(), stream()));
@@ -303,8 +306,10 @@ class CudaBackendSession final : public BackendSession {
     // dequantized once into bf16 rows (build_context_scratch), then cuDNN's fused attention over them, and
     // the stolen mass from the log-sum-exps of a second call over the current chunk's keys
     // (cache_mass_from_stats). Taken where cuDNN serves it (attention_choice()); null: the fused kernel.
+    // KVW_ATTENTION=hopper: the same rows read by the sm_90a wgmma kernel (hopper_attention.h) instead of
+    // cuDNN, the stolen mass from the same pass.
     struct Composition {
-        cu::CudnnSdpa sdpa;
+        std::unique_ptr<cu::CudnnSdpa> sdpa;               // null: the wgmma kernel
         cu::DeviceBuffer q, k, v;                          // the scratch's rows (ContextScratch)
         cu::DeviceBuffer o_current, lse_all, lse_current;  // [N][D] bf16 (unread); [heads][N] fp32 each
         cu::ContextScratch scratch;
@@ -321,15 +326,18 @@ class CudaBackendSession final : public BackendSession {
 // where cuDNN can serve it — its denoising measured 6-24% faster than the fused kernel's on quantized caches,
 // 6% slower on BF16 (docs/experiments/2026-12-05-self-context-and-composition.md) — else the fused kernel
 // (kernels/attention.cu). KVW_ATTENTION=fused or =composition forces one (composition: an error where cuDNN
-// cannot serve it).
-enum class AttentionChoice { Automatic, Fused, Composition };
+// cannot serve it); =hopper: the composition's rows read by the sm_90a wgmma kernel (issue 21, not yet the
+// default: docs/experiments/2026-12-06-hopper-attention.md), an error off Hopper or in a build without
+// sm_90a.
+enum class AttentionChoice { Automatic, Fused, Composition, Hopper };
 
 AttentionChoice attention_choice() {
     const char* env = std::getenv("KVW_ATTENTION");
     if (env == nullptr || *env == '\0') return AttentionChoice::Automatic;
     if (std::strcmp(env, "fused") == 0) return AttentionChoice::Fused;
     if (std::strcmp(env, "composition") == 0) return AttentionChoice::Composition;
-    throw Error(std::string("KVW_ATTENTION=") + env + ": expected fused or composition");
+    if (std::strcmp(env, "hopper") == 0) return AttentionChoice::Hopper;
+    throw Error(std::string("KVW_ATTENTION=") + env + ": expected fused, composition or hopper");
 }
 
 class CudaBackendModel final : public BackendModel {
@@ -470,12 +478,25 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     cu::attention_init();  // kernel attributes must be set outside graph capture
     const AttentionChoice choice = attention_choice();
     std::string why;
+    if (choice == AttentionChoice::Hopper) {
+#if defined(KVW_WITH_SM90A)
+        if (!cu::hopper_attention_available())
+            throw Error("KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200)");
+        cu::hopper_attention_init();  // outside any graph capture
+        composition_ = std::make_unique<Composition>();
+        composition_->forced = true;
+        return;
+#else
+        throw Error("KVW_ATTENTION=hopper: this build has no sm_90a code (CUDA architectures without 90)");
+#endif
+    }
     const bool cudnn = choice != AttentionChoice::Fused && cu::CudnnSdpa::available(&why);
     if (choice == AttentionChoice::Composition && !cudnn)
         throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
     if (cudnn) {
         try {
-            composition_ = std::make_unique<Composition>();  // cuDNN's handle
+            composition_ = std::make_unique<Composition>();
+            composition_->sdpa = std::make_unique<cu::CudnnSdpa>();  // cuDNN's handle
             composition_->forced = choice == AttentionChoice::Composition;
             composition_->o_current = cu::DeviceBuffer(N * D * 2);
             composition_->lse_all = cu::DeviceBuffer(static_cast<size_t>(c.heads) * N * 4);
@@ -785,8 +806,9 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
     comp.all = cu::SdpaShape{c.heads, N, keys, k_cols, hd, N, comp.scratch.max_keys, true};
     comp.current = comp.all;
     comp.current.keys = N;
-    const void* workspace = comp.sdpa.prepare(comp.all);
-    if (n_ctx > 0) workspace = comp.sdpa.prepare(comp.current);
+    if (!comp.sdpa) return;  // the wgmma kernel plans nothing
+    const void* workspace = comp.sdpa->prepare(comp.all);
+    if (n_ctx > 0) workspace = comp.sdpa->prepare(comp.current);
     if (workspace != comp.workspace) {  // a larger plan moved cuDNN's workspace (the old one is freed)
         CUDA_CHECK(cudaStreamSynchronize(stream()));
         graphs_.clear();
@@ -800,12 +822,24 @@ void CudaBackendSession::composed_attention(const cu::AttentionParams& ap) {
     Composition& comp = *composition_;
     const cu::ContextScratch& s = comp.scratch;
     cu::build_context_scratch(ap, s, comp.all.keys, stream_.get());
-    comp.sdpa.run(comp.all, s.q, s.k, s.v, ap.out, ap.alpha, stream_.get(), comp.lse_all.as<float>());
+    if (!comp.sdpa) {
+#if defined(KVW_WITH_SM90A)
+        cu::ScratchAttentionParams hp;
+        hp.q = s.q, hp.k = s.k, hp.v = s.v;
+        hp.heads = c.heads, hp.n_queries = N, hp.head_dim = hd, hp.k_cols = s.k_cols,
+        hp.max_keys = s.max_keys;
+        hp.n_segments = ap.n_segments, hp.scale = ap.alpha, hp.out = ap.out,
+        hp.p_cache_partial = ap.p_cache_partial;
+        cu::hopper_attention(hp, stream_.get());
+#endif
+        return;
+    }
+    comp.sdpa->run(comp.all, s.q, s.k, s.v, ap.out, ap.alpha, stream_.get(), comp.lse_all.as<float>());
     const float* lse_current = nullptr;
     if (n_ctx_ > 0) {  // the current chunk's rows follow the cached ones in every head's panel
         const size_t first = static_cast<size_t>(n_ctx_) * N;
-        comp.sdpa.run(comp.current, s.q, s.k + first * s.k_cols, s.v + first * hd, comp.o_current.get(),
-                      ap.alpha, stream_.get(), comp.lse_current.as<float>());
+        comp.sdpa->run(comp.current, s.q, s.k + first * s.k_cols, s.v + first * hd, comp.o_current.get(),
+                       ap.alpha, stream_.get(), comp.lse_current.as<float>());
         lse_current = comp.lse_current.as<float>();
     }
     cu::cache_mass_from_stats(comp.lse_all.as<float>(), lse_current, c.heads, N, ap.p_cache_partial,

@@ -38,6 +38,18 @@ __device__ __forceinline__ uint64_t smem_descriptor(uint32_t addr) {
     return d;
 }
 
+// The descriptor of an MN-major, 128-byte swizzled operand (trans-b): rows of 64 bf16 along N (128 bytes,
+// chunk c of row r at c ^ (r % 8), as swizzled_offset with row = the K index), one row per K index; the next
+// eight K rows 1024 bytes on (stride byte offset), the next 64 N columns `panel_bytes` on (leading byte
+// offset; unused by an N of 64). A k16 step advances the start by 16 rows (2048 bytes).
+__device__ __forceinline__ uint64_t smem_descriptor_mn(uint32_t addr, uint32_t panel_bytes) {
+    uint64_t d = (static_cast<uint64_t>(addr) & 0x3FFFF) >> 4;
+    d |= static_cast<uint64_t>((panel_bytes >> 4) & 0x3FFF) << 16;  // leading byte offset >> 4
+    d |= static_cast<uint64_t>(1024 >> 4) << 32;                    // stride byte offset >> 4
+    d |= static_cast<uint64_t>(1) << 62;                            // 128-byte swizzle
+    return d;
+}
+
 // Ordinary shared-memory stores become visible to the tensor cores' (async proxy's) reads after this, in each
 // writing thread, and a barrier.
 __device__ __forceinline__ void fence_proxy_async() {
@@ -54,22 +66,65 @@ __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
+// The 32 fp32 accumulators of an m64n64 wgmma as inline-asm operands %0..%31 (read and written).
+#define KVW_WGMMA_ACCUMULATOR_LIST                                                                          \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+    "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define KVW_WGMMA_ACCUMULATORS(d)                                                                   \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),    \
+        "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),  \
+        "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),  \
+        "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+
 // d[64 x 64] (+)= A[64 x 16] · B[64 x 16]ᵀ, bf16 operands from shared memory (descriptors), fp32
 // accumulators: thread t of the warpgroup holds d[i] at row 16·(t/32) + (t%32)/4 + 8·((i/2)%2), column
 // 8·(i/4) + 2·(t%4) + i%2. accumulate false: d = A·Bᵀ (the registers' old values ignored).
 __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, "
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST
+        ", %32, %33, p, 1, 1, "
         "0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
-          "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
-          "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
-          "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : KVW_WGMMA_ACCUMULATORS(d)
         : "l"(a), "l"(b), "r"(accumulate ? 1 : 0));
+}
+
+// d[64 x 64] (+)= A[64 x 16] · B, A from registers, B MN-major in shared memory (trans-b). Thread t of the
+// warpgroup holds A's bf16 pairs a[0] (row r, k 2c..2c+1), a[1] (row r+8, k 2c..), a[2] (row r, k 2c+8..),
+// a[3] (row r+8, k 2c+8..), r = 16·(t/32) + (t%32)/4, c = t%4: exactly the accumulator pairs d[8s..8s+7] of a
+// wgmma_m64n64k16 result for its key columns [16s, 16s+16), so a softmax'd score tile feeds P·V without
+// leaving registers.
+__device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
+                                                      bool accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST
+        ", "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        : KVW_WGMMA_ACCUMULATORS(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0));
+}
+
+// Named barriers (ids 1..15; 0 is __syncthreads) between warpgroups of different roles: `threads` counts
+// every thread that arrives or syncs in one phase (a multiple of 32). arrive does not wait; sync waits for
+// the phase to fill.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// 16-byte asynchronous copy global -> shared through L2 only (streamed tiles); `valid` false writes zeros
+// (rows past the end of a tensor). The issuing thread waits for its copies with cp_async_wait_all.
+__device__ __forceinline__ void cp_async_16_zfill(uint32_t smem_addr, const void* gmem, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }
 
 #endif  // __CUDA_ARCH__

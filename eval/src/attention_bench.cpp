@@ -141,6 +141,15 @@ void run_attention_bench(const AttentionBenchOptions& options) {
                 row["composition"]["fused_speed_vs_composition"] = r.composition_ms / r.ms;
                 if (cudnn_ms > 0) row["composition"]["speed_vs_sdpa_cudnn"] = cudnn_ms / r.composition_ms;
             }
+            row["wgmma"] = {{"how", r.wgmma_how}};
+            if (r.wgmma_ms > 0) {
+                row["wgmma"]["ms"] = r.wgmma_ms;
+                row["wgmma"]["tflops"] =
+                    4.0 * r.queries * r.keys * s.head_dim * s.heads / (r.wgmma_ms * 1e-3) / 1e12;
+                if (r.composition_ms > 0)
+                    row["wgmma"]["speed_vs_composition"] = r.composition_ms / r.wgmma_ms;
+                if (cudnn_ms > 0) row["wgmma"]["speed_vs_sdpa_cudnn"] = cudnn_ms / r.wgmma_ms;
+            }
             out.push_back(row);
         }
         // The composition path beside each format: context pass + cuDNN (the "composition to beat", issue
@@ -157,6 +166,22 @@ void run_attention_bench(const AttentionBenchOptions& options) {
             else
                 std::printf("%-44s %-24s %9s %9s %9s %9s  %s\n", r.shape.c_str(), r.format.c_str(), "-", "-",
                             "-", "-", r.composition_how.c_str());
+        }
+        // The same rows through the sm_90a wgmma kernel (issue 21's first Hopper step), context pass
+        // included.
+        std::printf("%-44s %-24s %9s %9s %9s %9s  %s\n", "", "wgmma: cache", "total ms", "TFLOP/s",
+                    "vs comp.", "vs cuDNN", "how");
+        for (const AttentionBenchRow& r : rows) {
+            char vs_comp[16], vs_cudnn[16];
+            if (r.wgmma_ms > 0)
+                std::printf("%-44s %-24s %9.3f %9.1f %9s %9s  %s\n", r.shape.c_str(), r.format.c_str(),
+                            r.wgmma_ms,
+                            4.0 * r.queries * r.keys * s.head_dim * s.heads / (r.wgmma_ms * 1e-3) / 1e12,
+                            ratio(r.composition_ms, r.wgmma_ms, vs_comp, sizeof vs_comp),
+                            ratio(cudnn_ms, r.wgmma_ms, vs_cudnn, sizeof vs_cudnn), r.wgmma_how.c_str());
+            else
+                std::printf("%-44s %-24s %9s %9s %9s %9s  %s\n", r.shape.c_str(), r.format.c_str(), "-", "-",
+                            "-", "-", r.wgmma_how.c_str());
         }
     }
     if (!options.json_out.empty()) write_file_atomic(options.json_out, out.dump(1) + "\n");

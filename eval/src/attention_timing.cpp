@@ -10,6 +10,9 @@
 #include "common.cuh"
 #include "cuda_ops.h"
 #include "cudnn_sdpa.h"
+#if defined(KVW_WITH_SM90A)
+#include "hopper_attention.h"
+#endif
 #include "kvworld/backend/backend.h"
 #include "kvworld/backend/correction.h"
 #include "kvworld/eval/attention_bench.h"
@@ -61,9 +64,18 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
     std::string no_cudnn;
     std::unique_ptr<cu::CudnnSdpa> sdpa;
     if (cu::CudnnSdpa::available(&no_cudnn)) sdpa = std::make_unique<cu::CudnnSdpa>();
-    cu::DeviceBuffer sq(sdpa ? static_cast<size_t>(H) * N * max_cols * 2 : 0),
-        sk(sdpa ? static_cast<size_t>(H) * n_keys * max_cols * 2 : 0),
-        sv(sdpa ? static_cast<size_t>(H) * n_keys * hd * 2 : 0);
+        // ... and the same rows through the sm_90a wgmma kernel where this build and GPU have it
+#if defined(KVW_WITH_SM90A)
+    const bool wgmma = cu::hopper_attention_available();
+    const std::string no_wgmma = "unavailable: needs a compute capability 9.0 GPU";
+#else
+    const bool wgmma = false;
+    const std::string no_wgmma = "unavailable: this build has no sm_90a code";
+#endif
+    const bool scratch_rows = sdpa || wgmma;
+    cu::DeviceBuffer sq(scratch_rows ? static_cast<size_t>(H) * N * max_cols * 2 : 0),
+        sk(scratch_rows ? static_cast<size_t>(H) * n_keys * max_cols * 2 : 0),
+        sv(scratch_rows ? static_cast<size_t>(H) * n_keys * hd * 2 : 0);
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
@@ -148,12 +160,31 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         };
         AttentionBenchRow r;
         r.ms = timed([&] { cu::attention(p, nullptr); });
+        const int folded = cu::correction_columns(kf, p.correction, hd),
+                  k_cols = folded_row_width(hd, folded);
+        const cu::ContextScratch scratch{
+            sq.as<uint16_t>(), sk.as<uint16_t>(), sv.as<uint16_t>(), k_cols, n_keys, folded,
+            p.correction == 2};
+        r.wgmma_how = no_wgmma;
+#if defined(KVW_WITH_SM90A)
+        if (wgmma) {
+            cu::ScratchAttentionParams hp;
+            hp.q = scratch.q, hp.k = scratch.k, hp.v = scratch.v;
+            hp.heads = H, hp.n_queries = N, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = n_keys;
+            hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = p.out,
+            hp.p_cache_partial = p.p_cache_partial;
+            try {
+                r.wgmma_ms = timed([&] {
+                    cu::build_context_scratch(p, scratch, n_keys, nullptr);
+                    cu::hopper_attention(hp, nullptr);
+                });
+                r.wgmma_how = "context pass + wgmma (sm_90a)";
+            } catch (const Error& e) {
+                r.wgmma_how = std::string("failed: ") + e.what();
+            }
+        }
+#endif
         if (sdpa) {
-            const int folded = cu::correction_columns(kf, p.correction, hd),
-                      k_cols = folded_row_width(hd, folded);
-            const cu::ContextScratch scratch{
-                sq.as<uint16_t>(), sk.as<uint16_t>(), sv.as<uint16_t>(), k_cols, n_keys, folded,
-                p.correction == 2};
             const cu::SdpaShape shape_c{H, N, n_keys, k_cols, hd, N, n_keys};
             try {
                 r.context_pass_ms = timed([&] { cu::build_context_scratch(p, scratch, n_keys, nullptr); });

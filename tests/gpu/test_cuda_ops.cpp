@@ -30,6 +30,9 @@
 #if defined(KVW_WITH_SM90A_TESTS)
 #include "gpu/wgmma_tile.h"
 #endif
+#if defined(KVW_WITH_SM90A)
+#include "hopper_attention.h"
+#endif
 
 using namespace kvw;
 using namespace kvw::test;
@@ -584,6 +587,85 @@ TEST(Hopper, WgmmaTileMatchesCpu) {
 #endif
 }
 
+// The sm_90a attention over a composition-path context (kernels/hopper_attention.cu) against softmax
+// attention in double on the same bf16 rows: both head dims; k_cols without and with the correction's folded
+// columns (one or more extra k16 steps, padded with zeros up to 16); keys not a multiple of the 64-key tile,
+// queries not a multiple of the 128-row block; the stolen mass summed over 64-row tiles.
+TEST(Hopper, ScratchAttentionMatchesCpu) {
+    REQUIRE_GPU();
+#if !defined(KVW_WITH_SM90A)
+    GTEST_SKIP() << "this build has no sm_90a code (architectures without 90)";
+#else
+    if (!cu::hopper_attention_available()) GTEST_SKIP() << "needs a Hopper GPU (compute capability 9.0)";
+    struct Case {
+        int hd, k_cols, heads, n_queries, n_segments;
+    };
+    for (const Case c : {Case{128, 128, 2, 200, 3}, Case{128, 136, 2, 200, 3}, Case{64, 72, 3, 130, 2},
+                         Case{128, 192, 1, 64, 1}, Case{128, 256, 1, 100, 0}}) {
+        const int n_keys = (c.n_segments + 1) * c.n_queries, n_cached = c.n_segments * c.n_queries,
+                  max_keys = n_keys + 5, q_tiles = (c.n_queries + 63) / 64;
+        // q, k: unit normals in the head's channels, small values in the folded columns (as the correction's)
+        auto rows = [&](int n) {
+            std::vector<float> x = randn(static_cast<size_t>(c.heads) * n * c.k_cols);
+            for (size_t i = 0; i < x.size(); ++i)
+                if (static_cast<int>(i % c.k_cols) >= c.hd) x[i] *= 0.2f;
+            return to_bf16(x);
+        };
+        const std::vector<uint16_t> q = rows(c.n_queries), k = rows(max_keys),
+                                    v = to_bf16(randn(static_cast<size_t>(c.heads) * max_keys * c.hd));
+        const std::vector<float> qf = from_bf16(q), kf = from_bf16(k), vf = from_bf16(v);
+        const float scale = 1.f / std::sqrt(static_cast<float>(c.hd));
+        cu::DeviceBuffer dq = upload(q), dk = upload(k), dv = upload(v),
+                         dseg = upload(std::vector<int>{c.n_segments}),
+                         dout(static_cast<size_t>(c.n_queries) * c.heads * c.hd * 2),
+                         dps(static_cast<size_t>(c.heads) * q_tiles * 4);
+        cu::memset_device(dout.get(), 0xff, dout.bytes());  // poison: every element must be written
+        cu::memset_device(dps.get(), 0xff, dps.bytes());
+        cu::ScratchAttentionParams p;
+        p.q = dq.as<uint16_t>(), p.k = dk.as<uint16_t>(), p.v = dv.as<uint16_t>();
+        p.heads = c.heads, p.n_queries = c.n_queries, p.head_dim = c.hd, p.k_cols = c.k_cols,
+        p.max_keys = max_keys;
+        p.n_segments = dseg.as<int>(), p.scale = scale, p.out = dout.as<uint16_t>(),
+        p.p_cache_partial = dps.as<float>();
+        cu::hopper_attention(p, nullptr);
+        cu::synchronize_device();
+        const std::vector<float> out = from_bf16(download<uint16_t>(
+                                     dout, static_cast<size_t>(c.n_queries) * c.heads * c.hd)),
+                                 ps = download<float>(dps, static_cast<size_t>(c.heads) * q_tiles);
+        std::vector<float> ref(out.size()), ref_ps(ps.size(), 0.f);
+        std::vector<double> w(n_keys);
+        for (int h = 0; h < c.heads; ++h)
+            for (int i = 0; i < c.n_queries; ++i) {
+                const float* qi = &qf[(static_cast<size_t>(h) * c.n_queries + i) * c.k_cols];
+                double mx = -INFINITY, sum = 0, cached = 0;
+                for (int j = 0; j < n_keys; ++j) {
+                    const float* kj = &kf[(static_cast<size_t>(h) * max_keys + j) * c.k_cols];
+                    double dot = 0;
+                    for (int e = 0; e < c.k_cols; ++e) dot += static_cast<double>(qi[e]) * kj[e];
+                    w[j] = scale * dot;
+                    mx = std::max(mx, w[j]);
+                }
+                for (int j = 0; j < n_keys; ++j) {
+                    w[j] = std::exp(w[j] - mx);
+                    sum += w[j];
+                    if (j < n_cached) cached += w[j];
+                }
+                for (int d = 0; d < c.hd; ++d) {
+                    double acc = 0;
+                    for (int j = 0; j < n_keys; ++j)
+                        acc += w[j] * vf[(static_cast<size_t>(h) * max_keys + j) * c.hd + d];
+                    ref[(static_cast<size_t>(i) * c.heads + h) * c.hd + d] = static_cast<float>(acc / sum);
+                }
+                ref_ps[static_cast<size_t>(h) * q_tiles + i / 64] += static_cast<float>(cached / sum);
+            }
+        const std::string name = "hd " + std::to_string(c.hd) + ", k_cols " + std::to_string(c.k_cols) +
+                                 ", " + std::to_string(n_keys) + " keys";
+        expect_close(out, ref, kAttentionKernel, "hopper attention " + name);
+        expect_close(ps, ref_ps, kBf16OperandsFp32Sums, "hopper attention stolen mass " + name);
+    }
+#endif
+}
+
 // ---- attention --------------------------------------------------------------------------------------
 
 namespace {
@@ -891,6 +973,27 @@ void run_attention_case(const AttnCase& ac, bool composition) {
     } else {
         std::printf("[composition] cuDNN attention not run: %s\n", no_cudnn.c_str());
     }
+    // And through the sm_90a wgmma kernel over the same rows (KVW_ATTENTION=hopper), P_S from the same pass.
+#if defined(KVW_WITH_SM90A)
+    if (cu::hopper_attention_available()) {
+        cu::DeviceBuffer d_o(static_cast<size_t>(T) * D * 2),
+            d_pc(static_cast<size_t>(heads) * cu::attention_query_tiles(T) * 4);
+        cu::memset_device(d_o.get(), 0xff, d_o.bytes());
+        cu::ScratchAttentionParams hp;
+        hp.q = d_sq.as<uint16_t>(), hp.k = d_sk.as<uint16_t>(), hp.v = d_sv.as<uint16_t>();
+        hp.heads = heads, hp.n_queries = T, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = nk;
+        hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = d_o.as<uint16_t>();
+        hp.p_cache_partial = d_pc.as<float>();
+        cu::hopper_attention(hp, nullptr);
+        cu::synchronize_device();
+        expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
+                     "wgmma composition, corr" + std::to_string(ac.correction));
+        double pc_hopper = 0;
+        for (float v : download<float>(d_pc, static_cast<size_t>(heads) * cu::attention_query_tiles(T)))
+            pc_hopper += v;
+        EXPECT_NEAR(pc_hopper / (heads * T), pc_ref / (heads * T), 5e-3) << "wgmma composition P_S";
+    }
+#endif
 }
 
 }  // namespace
@@ -1036,7 +1139,13 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
     };
     std::string no_cudnn;
     const bool cudnn = cu::CudnnSdpa::available(&no_cudnn);
-    if (!cudnn) std::printf("[composition] the composition rows are not run: %s\n", no_cudnn.c_str());
+    if (!cudnn)
+        std::printf("[composition] the composition rows are not run through cuDNN: %s\n", no_cudnn.c_str());
+#if defined(KVW_WITH_SM90A)
+    const bool hopper = cu::hopper_attention_available();
+#else
+    const bool hopper = false;
+#endif
     for (const auto& [cs, guidance, positioned, warped, composed] :
          {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false, false},
           Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, false, false},
@@ -1073,48 +1182,58 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
                2.5f, true, true, true},
           Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Measured, 0.75f}, 2.5f, true, true,
                true}}) {
-        if (composed && !cudnn) continue;
-        auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
-        // read when the backend session is made; unset, the composition path is taken where cuDNN serves it
-        setenv("KVW_ATTENTION", composed ? "composition" : "fused", 1);
-        auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
-        unsetenv("KVW_ATTENTION");
-        const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
-        std::vector<float> ctx = randn(n, 0.5f);
-        for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
-        std::vector<uint8_t> cpu_frames, gpu_frames;
-        CameraPose pose;  // dead-reckoned like the session does, for the warped source
-        for (int c = 0; c < 4; ++c) {
-            const ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
-            if (c == 2) {  // one raw forward with context, unclamped
-                const std::vector<float> x = randn(n, 0.7f);
-                std::vector<float> a(n), b(n);
-                std::vector<double> pa, pb;
-                cs_->forward_once(j, x.data(), 0.6f, a.data(), &pa);
-                gs->forward_once(j, x.data(), 0.6f, b.data(), &pb);
-                expect_close(b, a, kBf16Forward, "tiny forward " + cs.label());
-                for (size_t l = 0; l < pa.size(); ++l) EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
+        // composed rows: the composition's rows through cuDNN and through the sm_90a wgmma kernel, each where
+        // it can run
+        std::vector<const char*> paths;
+        if (!composed) paths.push_back("fused");
+        if (composed && cudnn) paths.push_back("composition");
+        if (composed && hopper) paths.push_back("hopper");
+        for (const char* path : paths) {
+            auto cs_ = make_sampler(*(positioned ? cpu_pos : cpu_m));
+            // read when the backend session is made; unset, the composition path is taken where cuDNN serves
+            // it
+            setenv("KVW_ATTENTION", path, 1);
+            auto gs = make_sampler(*(positioned ? gpu_pos : gpu_m));
+            unsetenv("KVW_ATTENTION");
+            const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+            std::vector<float> ctx = randn(n, 0.5f);
+            for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
+            std::vector<uint8_t> cpu_frames, gpu_frames;
+            CameraPose pose;  // dead-reckoned like the session does, for the warped source
+            for (int c = 0; c < 4; ++c) {
+                const ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
+                if (c == 2) {  // one raw forward with context, unclamped
+                    const std::vector<float> x = randn(n, 0.7f);
+                    std::vector<float> a(n), b(n);
+                    std::vector<double> pa, pb;
+                    cs_->forward_once(j, x.data(), 0.6f, a.data(), &pa);
+                    gs->forward_once(j, x.data(), 0.6f, b.data(), &pb);
+                    expect_close(b, a, kBf16Forward, "tiny forward " + cs.label());
+                    for (size_t l = 0; l < pa.size(); ++l)
+                        EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
+                }
+                ChunkOutput oc, og;
+                cs_->run_chunk(j, &oc);
+                gs->run_chunk(j, &og);
+                cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
+                gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
+                ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
+                ASSERT_EQ(og.p_cache_steps.size(), oc.p_cache_steps.size());
+                for (size_t s = 0; s < oc.p_cache_steps.size(); ++s)  // each step corrected or not alike
+                    for (size_t l = 0; l < oc.p_cache_steps[s].size(); ++l)
+                        EXPECT_NEAR(og.p_cache_steps[s][l], oc.p_cache_steps[s][l], 0.02)
+                            << cs.label() << " step " << s << " layer " << l;
             }
-            ChunkOutput oc, og;
-            cs_->run_chunk(j, &oc);
-            gs->run_chunk(j, &og);
-            cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
-            gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
-            ASSERT_EQ(og.p_cache.size(), oc.p_cache.size());
-            ASSERT_EQ(og.p_cache_steps.size(), oc.p_cache_steps.size());
-            for (size_t s = 0; s < oc.p_cache_steps.size(); ++s)  // each step corrected or not alike
-                for (size_t l = 0; l < oc.p_cache_steps[s].size(); ++l)
-                    EXPECT_NEAR(og.p_cache_steps[s][l], oc.p_cache_steps[s][l], 0.02)
-                        << cs.label() << " step " << s << " layer " << l;
+            const double psnr = psnr_8bit(cpu_frames, gpu_frames);
+            const std::string variant = std::string(positioned ? " absolute positions" : "") +
+                                        (warped ? ", source turned and walked" : "") +
+                                        (composed ? std::string(", composition path (") + path + ")" : "");
+            std::printf(
+                "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 "
+                "dB)\n",
+                cs.label().c_str(), guidance, variant.c_str(), psnr);
+            EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
         }
-        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
-        const std::string variant = std::string(positioned ? " absolute positions" : "") +
-                                    (warped ? ", source turned and walked" : "") +
-                                    (composed ? ", composition path" : "");
-        std::printf(
-            "[tolerance] tiny rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
-            cs.label().c_str(), guidance, variant.c_str(), psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << variant;
     }
 }
 
@@ -1132,12 +1251,24 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
         message = e.what();
     }
     unsetenv("KVW_ATTENTION");
-    EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused or composition"), std::string::npos)
+    EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused, composition or hopper"), std::string::npos)
         << message;
     // Each path says which it is in the chunk's metrics; unset, the composition where cuDNN serves it.
     const bool cudnn = cu::CudnnSdpa::available();
-    for (const char* path : {"fused", "composition", ""}) {
+#if defined(KVW_WITH_SM90A)
+    const bool hopper = cu::hopper_attention_available();
+#else
+    const bool hopper = false;
+#endif
+    for (const char* path : {"fused", "composition", "hopper", ""}) {
         if (std::strcmp(path, "composition") == 0 && !cudnn) continue;
+        if (std::strcmp(path, "hopper") == 0 && !hopper) {
+            // refused by name where the kernel cannot run
+            setenv("KVW_ATTENTION", path, 1);
+            EXPECT_THROW(make_sampler(*gpu_m), Error) << "KVW_ATTENTION=hopper off Hopper";
+            unsetenv("KVW_ATTENTION");
+            continue;
+        }
         setenv("KVW_ATTENTION", path, 1);
         SessionParams p;
         p.cache = CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor};
@@ -1148,7 +1279,9 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
         session.start(ctx, acts, std::vector<CameraPose>(acts.size()));
         const std::string used = session.step(acts).metrics.attention_path;
         const bool composed = std::strcmp(path, "composition") == 0 || (*path == '\0' && cudnn);
-        EXPECT_EQ(used, composed ? "composition (context in bf16, cuDNN)" : "fused kernel")
+        EXPECT_EQ(used, std::strcmp(path, "hopper") == 0 ? "composition (context in bf16, wgmma)"
+                        : composed                       ? "composition (context in bf16, cuDNN)"
+                                                         : "fused kernel")
             << "KVW_ATTENTION=" << path;
     }
 }

@@ -25,6 +25,10 @@ struct AttentionBenchRow {
     // why).
     double context_pass_ms = 0, composition_ms = 0;
     std::string composition_how;
+    // The same rows read by the sm_90a wgmma kernel instead of cuDNN (KVW_ATTENTION=hopper), context pass
+    // included (0: not run; wgmma_how says why).
+    double wgmma_ms = 0;
+    std::string wgmma_how;
 };
 // The kernel at one shape, every format (and the composition path where cuDNN is there); CUDA events around
 // `iters` launches each.

@@ -1,0 +1,35 @@
+// Attention over the composition path's bf16 context (ContextScratch, context_scratch.cu) with wgmma on
+// Hopper (hopper_attention.cu, compiled for sm_90a only; issue 21's first sm_90a step). It replaces the
+// library attention of the composition path: the correction's folded columns are read as more k16 steps of
+// the same product (no slower kernel for a head dimension of 136), and the stolen mass comes from the same
+// pass.
+#pragma once
+
+#include <cstdint>
+
+namespace kvw::cuda {
+
+struct ScratchAttentionParams {
+    const uint16_t* q = nullptr;  // bf16 [heads][n_queries][k_cols]: RoPE'd queries, then correction columns
+    const uint16_t* k =
+        nullptr;  // bf16 [heads][max_keys][k_cols]: cached keys in slot order, then the chunk's
+    const uint16_t* v = nullptr;  // bf16 [heads][max_keys][head_dim]
+    int heads = 0, n_queries = 0, head_dim = 0, k_cols = 0, max_keys = 0;
+    // Keys: (*n_segments + 1) * n_queries, of which the first *n_segments * n_queries are cached (the stolen
+    // mass is theirs); a device scalar, so that a captured graph replays with the cache's current length.
+    const int* n_segments = nullptr;
+    float scale = 0;          // alpha: softmax(alpha * q'.k')
+    uint16_t* out = nullptr;  // bf16 [n_queries][heads * head_dim]
+    float* p_cache_partial =
+        nullptr;  // [heads][ceil(n_queries / 64)]: sums of P_S over 64-row tiles (or null)
+};
+
+// Whether this build carries the sm_90a kernel and device 0 is a compute capability 9.0 GPU.
+bool hopper_attention_available();
+// Sets the kernels' shared-memory limits, once; call before launching inside a graph capture.
+void hopper_attention_init();
+// Requirements: head_dim 64 or 128; k_cols a multiple of 8, head_dim <= k_cols <= head_dim + 128; 16-byte
+// aligned rows. Throws kvw::Error otherwise, or where hopper_attention_available() is false.
+void hopper_attention(const ScratchAttentionParams& p, void* stream);
+
+}  // namespace kvw::cuda
