@@ -90,6 +90,43 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint
         : "l"(a), "l"(b), "r"(accumulate ? 1 : 0));
 }
 
+// The 64 accumulators of an m64n128 wgmma, %0..%63.
+#define KVW_WGMMA_ACCUMULATOR_LIST_64                                                                       \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
+    "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, "  \
+    "%42, "                                                                                                 \
+    "%43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, "  \
+    "%63}"
+#define KVW_WGMMA_ACCUMULATORS_64(d)                                                                         \
+    KVW_WGMMA_ACCUMULATORS(d), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), \
+        "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]),           \
+        "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]),           \
+        "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]),           \
+        "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+
+// d[64 x 128] (+)= A[64 x 16] · B[128 x 16]ᵀ, both K-major in shared memory, as wgmma_m64n64k16 with twice
+// the columns: d[i] at row 16·(t/32) + (t%32)/4 + 8·((i/2)%2), column 8·(i/4) + 2·(t%4) + i%2, i < 64.
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST_64
+        ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : KVW_WGMMA_ACCUMULATORS_64(d)
+        : "l"(a), "l"(b), "r"(accumulate ? 1 : 0));
+}
+
+// Registers between warpgroups of different roles (sm_90a): the producer gives some back, the consumers take
+// them. Every thread of the warpgroup executes it; the kernel needs a register cap at entry
+// (__launch_bounds__(threads, 1)).
+template <int N>
+__device__ __forceinline__ void registers_release() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void registers_claim() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
 // d[64 x 64] (+)= A[64 x 16] · B, A from registers, B MN-major in shared memory (trans-b). Thread t of the
 // warpgroup holds A's bf16 pairs a[0] (row r, k 2c..2c+1), a[1] (row r+8, k 2c..), a[2] (row r, k 2c+8..),
 // a[3] (row r+8, k 2c+8..), r = 16·(t/32) + (t%32)/4, c = t%4: exactly the accumulator pairs d[8s..8s+7] of a

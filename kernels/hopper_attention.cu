@@ -1,18 +1,25 @@
 // Attention over the composition path's bf16 context with wgmma (sm_90a only; hopper_attention.h).
 //
 // One thread block = 128 query rows of one head over all keys, three warpgroups:
-//   warpgroup 0, the producer: copies each 64-key tile of K (k_cols columns) and V into shared memory with
-//     16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh), two stages deep;
-//   warpgroups 1 and 2, the consumers: 64 query rows each. Per tile S = Q·K'ᵀ (wgmma m64n64k16 from shared
-//     memory, kd/16 steps, kd = k_cols rounded up to 16: the correction's folded columns are one more step),
+//   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys of K (k_cols columns)
+//   and V
+//     into shared memory with 16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh),
+//     two stages deep;
+//   warpgroups 1 and 2, the consumers (232 registers): 64 query rows each. Per tile S = Q·K'ᵀ (wgmma
+//     m64nBNk16 from shared memory, KSTEPS = kd/16 steps unrolled, kd = k_cols rounded up to a step count the
+//     kernel is built for: the correction's folded columns are one more step),
 //     an fp32 online softmax in registers with a separate running sum of the mass on cached keys (P_S), then
 //     O += P·V (wgmma with P from registers, V read MN-major: its [keys][head_dim] rows as they are).
 // The stages are handed over with named barriers: FULL (ids 1, 2: the producer arrives, consumers wait) and
 // EMPTY (ids 3, 4: consumers arrive, the producer waits before refilling). Ids 5, 6: each consumer
 // warpgroup's own barrier (its Q tile, its P_S sum).
 //
-// Shared memory (bytes): Q 2 x panels x 8192 | per stage: K panels x 8192, V (head_dim/64) x 8192 | 8 floats.
-// panels = ceil(kd / 64); a panel holds 64 rows of 64 bf16. Columns [k_cols, kd) are zeros in Q and K.
+// BN = 128 keys a tile where the rows are at most one step wider than the head (BF16, keys per token with or
+// without their correction), else 64 (keys per channel: their rows are up to twice as wide).
+//
+// Shared memory (bytes): Q 2 x panels x 64 rows x 128 | per stage: K panels x BN rows x 128, V (head_dim/64)
+// x BN rows x 128 | 8 floats. panels = ceil(kd / 64); a panel row holds 64 bf16. Columns [k_cols, kd) are
+// zeros in Q and K.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -27,93 +34,97 @@ namespace kvw::cuda {
 
 namespace {
 
-constexpr int kKeysPerTile = 64;
 constexpr int kRowsPerGroup = 64;
 constexpr int kConsumerGroups = 2;
 constexpr int kThreads = 128 * (1 + kConsumerGroups);
-constexpr int kPanelBytes = 64 * 128;  // 64 rows x 128 bytes
+constexpr int kRowBytes = 128;  // a panel row: 64 bf16
 constexpr float kLog2e = 1.4426950408889634f;
 enum Barrier : int { kFull0 = 1, kEmpty0 = 3, kGroup0 = 5 };
 
-struct Geometry {
-    int kd, panels, k_steps, q_bytes, stage_bytes, k_bytes, smem_bytes;
+template <int HD, int KSTEPS>
+struct Layout {
+    static constexpr int kd = 16 * KSTEPS, panels = (kd + 63) / 64;
+    static constexpr int BN = KSTEPS <= HD / 16 + 1 ? 128 : 64;
+    static constexpr int q_panel = kRowsPerGroup * kRowBytes, k_panel = BN * kRowBytes;
+    static constexpr int q_bytes = panels * q_panel;  // per consumer group
+    static constexpr int k_bytes = panels * k_panel, v_bytes = HD / 64 * k_panel;
+    static constexpr int stage_bytes = k_bytes + v_bytes;
+    static constexpr int smem_bytes =
+        kConsumerGroups * q_bytes + 2 * stage_bytes + 8 * static_cast<int>(sizeof(float));
 };
-__host__ __device__ inline Geometry geometry(int head_dim, int k_cols) {
-    Geometry g{};
-    g.kd = (k_cols + 15) / 16 * 16;
-    g.panels = (g.kd + 63) / 64;
-    g.k_steps = g.kd / 16;
-    g.q_bytes = g.panels * kPanelBytes;  // per consumer group
-    g.k_bytes = g.panels * kPanelBytes;
-    g.stage_bytes = g.k_bytes + head_dim / 64 * kPanelBytes;
-    g.smem_bytes = kConsumerGroups * g.q_bytes + 2 * g.stage_bytes + 8 * static_cast<int>(sizeof(float));
-    return g;
-}
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
 }
-#endif
 
-template <int HD>
-__global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAttentionParams p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    extern __shared__ __align__(1024) uint8_t smem[];
-    const Geometry g = geometry(HD, p.k_cols);
-    const int h = blockIdx.y, q_block = blockIdx.x * kConsumerGroups * kRowsPerGroup;
-    const int T = p.n_queries, n_seg = *p.n_segments;
-    const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
-    const int tiles = (n_keys + kKeysPerTile - 1) / kKeysPerTile;
-    const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
-    uint8_t* const stage0 = smem + kConsumerGroups * g.q_bytes;
-    float* const reduce = reinterpret_cast<float*>(stage0 + 2 * g.stage_bytes);
-    const int chunks_k = p.k_cols / 8, chunks_kd = g.kd / 8;  // 16-byte chunks of a row
-
-    if (group == 0) {
-        // ---- producer ----
-        // The padded columns [k_cols, kd) of both K stages: zeros, written once (the copies never touch
-        // them).
-        for (int i = tid; i < 2 * kKeysPerTile * (chunks_kd - chunks_k); i += 128) {
-            const int s = i / (kKeysPerTile * (chunks_kd - chunks_k)),
-                      rest = i % (kKeysPerTile * (chunks_kd - chunks_k));
-            const int r = rest / (chunks_kd - chunks_k), c = chunks_k + rest % (chunks_kd - chunks_k);
-            *reinterpret_cast<uint4*>(stage0 + s * g.stage_bytes + hopper::swizzled_offset(r, 8 * c, 64)) =
-                make_uint4(0, 0, 0, 0);
-        }
-        const uint16_t* const kh = p.k + static_cast<size_t>(h) * p.max_keys * p.k_cols;
-        const uint16_t* const vh = p.v + static_cast<size_t>(h) * p.max_keys * HD;
-        for (int j = 0; j < tiles; ++j) {
-            const int s = j & 1;
-            if (j >= 2) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
-            const uint32_t kbase = hopper::shared_address(stage0 + s * g.stage_bytes),
-                           vbase = kbase + g.k_bytes;
-            const int key0 = j * kKeysPerTile;
-            for (int i = tid; i < kKeysPerTile * chunks_k; i += 128) {
-                const int r = i / chunks_k, c = i % chunks_k, key = key0 + r;
-                const bool valid = key < n_keys;
-                hopper::cp_async_16_zfill(kbase + hopper::swizzled_offset(r, 8 * c, 64),
-                                          kh + static_cast<size_t>(valid ? key : 0) * p.k_cols + 8 * c,
-                                          valid);
-            }
-            for (int i = tid; i < kKeysPerTile * (HD / 8); i += 128) {
-                const int r = i / (HD / 8), c = i % (HD / 8), key = key0 + r;
-                const bool valid = key < n_keys;
-                hopper::cp_async_16_zfill(vbase + hopper::swizzled_offset(r, 8 * c, 64),
-                                          vh + static_cast<size_t>(valid ? key : 0) * HD + 8 * c, valid);
-            }
-            hopper::cp_async_wait_all();
-            hopper::fence_proxy_async();
-            hopper::named_barrier_arrive(kFull0 + s, kThreads);
-        }
-        return;
+// S = Q·K'ᵀ for one tile: KSTEPS k16 steps, panel by panel.
+template <int BN, int KSTEPS>
+__device__ __forceinline__ void scores(float (&sc)[BN / 2], uint32_t qaddr, uint32_t kaddr, int q_panel,
+                                       int k_panel) {
+    hopper::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < KSTEPS; ++ks) {
+        const uint64_t a = hopper::smem_descriptor(qaddr + (ks / 4) * q_panel + (ks % 4) * 32),
+                       b = hopper::smem_descriptor(kaddr + (ks / 4) * k_panel + (ks % 4) * 32);
+        if constexpr (BN == 128)
+            hopper::wgmma_m64n128k16(sc, a, b, ks > 0);
+        else
+            hopper::wgmma_m64n64k16(sc, a, b, ks > 0);
     }
+    hopper::wgmma_commit();
+    hopper::wgmma_wait<0>();
+}
 
-    // ---- consumers ----
-    const int cg = group - 1, warp = tid / 32, lane = tid % 32, quad_row = lane / 4, quad_col = lane % 4;
-    const int row0 = q_block + cg * kRowsPerGroup;  // this warpgroup's first query row
-    uint8_t* const qs = smem + cg * g.q_bytes;
+template <int HD, int KSTEPS>
+__device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_t* stage0, int h, int n_keys,
+                                         int tiles, int tid) {
+    using L = Layout<HD, KSTEPS>;
+    constexpr int BN = L::BN;
+    const int chunks_k = p.k_cols / 8, pad = L::kd / 8 - chunks_k;  // 16-byte chunks of a row
+    // The padded columns [k_cols, kd) of both K stages: zeros, written once (the copies never touch them).
+    for (int i = tid; i < 2 * BN * pad; i += 128) {
+        const int s = i / (BN * pad), r = (i / pad) % BN, c = chunks_k + i % pad;
+        *reinterpret_cast<uint4*>(stage0 + s * L::stage_bytes + hopper::swizzled_offset(r, 8 * c, BN)) =
+            make_uint4(0, 0, 0, 0);
+    }
+    const uint16_t* const kh = p.k + static_cast<size_t>(h) * p.max_keys * p.k_cols;
+    const uint16_t* const vh = p.v + static_cast<size_t>(h) * p.max_keys * HD;
+    for (int j = 0; j < tiles; ++j) {
+        const int s = j & 1;
+        if (j >= 2) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
+        const uint32_t kbase = hopper::shared_address(stage0 + s * L::stage_bytes),
+                       vbase = kbase + L::k_bytes;
+        const int key0 = j * BN;
+        for (int i = tid; i < BN * chunks_k; i += 128) {
+            const int r = i / chunks_k, c = i % chunks_k, key = key0 + r;
+            const bool valid = key < n_keys;
+            hopper::cp_async_16_zfill(kbase + hopper::swizzled_offset(r, 8 * c, BN),
+                                      kh + static_cast<size_t>(valid ? key : 0) * p.k_cols + 8 * c, valid);
+        }
+#pragma unroll 4
+        for (int i = tid; i < BN * (HD / 8); i += 128) {
+            const int r = i / (HD / 8), c = i % (HD / 8), key = key0 + r;
+            const bool valid = key < n_keys;
+            hopper::cp_async_16_zfill(vbase + hopper::swizzled_offset(r, 8 * c, BN),
+                                      vh + static_cast<size_t>(valid ? key : 0) * HD + 8 * c, valid);
+        }
+        hopper::cp_async_wait_all();
+        hopper::fence_proxy_async();
+        hopper::named_barrier_arrive(kFull0 + s, kThreads);
+    }
+}
+
+template <int HD, int KSTEPS>
+__device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_t* smem, uint8_t* stage0,
+                                         float* reduce, int h, int row0, int n_keys, int n_cached, int tiles,
+                                         int cg, int tid) {
+    using L = Layout<HD, KSTEPS>;
+    constexpr int BN = L::BN, kHalves = HD / 64;
+    const int T = p.n_queries, warp = tid / 32, lane = tid % 32, quad_row = lane / 4, quad_col = lane % 4;
+    const int chunks_k = p.k_cols / 8, chunks_kd = L::kd / 8;
+    uint8_t* const qs = smem + cg * L::q_bytes;
     {
         const uint16_t* const qh = p.q + static_cast<size_t>(h) * T * p.k_cols;
         const uint32_t qbase = hopper::shared_address(qs);
@@ -121,11 +132,11 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
             const int r = i / chunks_kd, c = i % chunks_kd, row = row0 + r;
             if (c < chunks_k) {
                 const bool valid = row < T;
-                hopper::cp_async_16_zfill(qbase + hopper::swizzled_offset(r, 8 * c, 64),
+                hopper::cp_async_16_zfill(qbase + hopper::swizzled_offset(r, 8 * c, kRowsPerGroup),
                                           qh + static_cast<size_t>(valid ? row : 0) * p.k_cols + 8 * c,
                                           valid);
             } else {
-                *reinterpret_cast<uint4*>(qs + hopper::swizzled_offset(r, 8 * c, 64)) =
+                *reinterpret_cast<uint4*>(qs + hopper::swizzled_offset(r, 8 * c, kRowsPerGroup)) =
                     make_uint4(0, 0, 0, 0);
             }
         }
@@ -135,7 +146,6 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
     }
     const uint32_t qaddr = hopper::shared_address(qs);
     const float scale_log2 = p.scale * kLog2e;
-    constexpr int kHalves = HD / 64;
     float o[kHalves][32];
 #pragma unroll
     for (int hh = 0; hh < kHalves; ++hh)
@@ -147,22 +157,16 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
     for (int j = 0; j < tiles; ++j) {
         const int s = j & 1;
         hopper::named_barrier_sync(kFull0 + s, kThreads);
-        const uint32_t kaddr = hopper::shared_address(stage0 + s * g.stage_bytes), vaddr = kaddr + g.k_bytes;
-        float sc[32];
-        hopper::wgmma_fence();
-        for (int ks = 0; ks < g.k_steps; ++ks) {
-            const uint32_t off = (ks / 4) * kPanelBytes + (ks % 4) * 32;
-            hopper::wgmma_m64n64k16(sc, hopper::smem_descriptor(qaddr + off),
-                                    hopper::smem_descriptor(kaddr + off), ks > 0);
-        }
-        hopper::wgmma_commit();
-        hopper::wgmma_wait<0>();
+        const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes),
+                       vaddr = kaddr + L::k_bytes;
+        float sc[BN / 2];
+        scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
         // i%2 ----
-        const int key0 = j * kKeysPerTile;
+        const int key0 = j * BN;
         float mx[2] = {m[0], m[1]};
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
+        for (int i = 0; i < BN / 2; ++i) {
             const int key = key0 + 8 * (i / 4) + 2 * quad_col + (i & 1);
             const float x = key < n_keys ? sc[i] * scale_log2 : -INFINITY;
             sc[i] = x;
@@ -178,32 +182,35 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
             l[r] *= corr[r];
             lc[r] *= corr[r];
         }
+        // The tile's keys are all cached, all not, or split at n_cached.
+        const bool all_cached = key0 + BN <= n_cached;
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
+        for (int i = 0; i < BN / 2; ++i) {
             const int r = (i >> 1) & 1, key = key0 + 8 * (i / 4) + 2 * quad_col + (i & 1);
             const float e = exp2f(sc[i] - m[r]);
             sc[i] = e;
             l[r] += e;
-            if (key < n_cached) lc[r] += e;
+            if (all_cached || key < n_cached) lc[r] += e;
         }
 #pragma unroll
         for (int hh = 0; hh < kHalves; ++hh)
 #pragma unroll
             for (int i = 0; i < 32; ++i) o[hh][i] *= corr[(i >> 1) & 1];
         // ---- O += P·V: P's bf16 pairs for keys [16ks, 16ks + 16) are sc[8ks .. 8ks + 7] in order ----
-        uint32_t a[4][4];
+        uint32_t a[BN / 16][4];
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
+        for (int ks = 0; ks < BN / 16; ++ks)
 #pragma unroll
             for (int q = 0; q < 4; ++q) a[ks][q] = pack_bf16x2(sc[8 * ks + 2 * q], sc[8 * ks + 2 * q + 1]);
         hopper::wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
+        for (int ks = 0; ks < BN / 16; ++ks)
 #pragma unroll
             for (int hh = 0; hh < kHalves; ++hh)
                 hopper::wgmma_m64n64k16_rs_tb(
                     o[hh], a[ks],
-                    hopper::smem_descriptor_mn(vaddr + hh * kPanelBytes + ks * 2048, kPanelBytes), true);
+                    hopper::smem_descriptor_mn(vaddr + hh * L::k_panel + ks * 16 * kRowBytes, L::k_panel),
+                    true);
         hopper::wgmma_commit();
         hopper::wgmma_wait<0>();
         if (j + 2 < tiles) hopper::named_barrier_arrive(kEmpty0 + s, kThreads);
@@ -241,17 +248,66 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
             p.p_cache_partial[h * q_tiles + tile] =
                 reduce[cg * 4] + reduce[cg * 4 + 1] + reduce[cg * 4 + 2] + reduce[cg * 4 + 3];
     }
+}
+#endif
+
+template <int HD, int KSTEPS>
+__global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAttentionParams p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using L = Layout<HD, KSTEPS>;
+    extern __shared__ __align__(1024) uint8_t smem[];
+    const int h = blockIdx.y, T = p.n_queries, n_seg = *p.n_segments;
+    const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
+    const int tiles = (n_keys + L::BN - 1) / L::BN;
+    const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
+    uint8_t* const stage0 = smem + kConsumerGroups * L::q_bytes;
+    float* const reduce = reinterpret_cast<float*>(stage0 + 2 * L::stage_bytes);
+    if (group == 0) {
+        hopper::registers_release<40>();
+        producer<HD, KSTEPS>(p, stage0, h, n_keys, tiles, tid);
+    } else {
+        hopper::registers_claim<232>();
+        const int cg = group - 1, row0 = blockIdx.x * kConsumerGroups * kRowsPerGroup + cg * kRowsPerGroup;
+        consumer<HD, KSTEPS>(p, smem, stage0, reduce, h, row0, n_keys, n_cached, tiles, cg, tid);
+    }
 #else
     (void)p;
 #endif
 }
 
-template <int HD>
-void launch(const ScratchAttentionParams& p, cudaStream_t stream) {
+// The step counts each head dimension is built for: the head alone, one more step (keys per token with their
+// correction: 1-8 columns), keys per channel (head_dim/2 columns) and their exact correction (head_dim).
+constexpr int built_steps(int hd, int i) {
+    return i == 0 ? hd / 16 : i == 1 ? hd / 16 + 1 : i == 2 ? hd / 16 + hd / 32 : hd / 8;
+}
+
+template <int HD, int KSTEPS>
+void launch_steps(const ScratchAttentionParams& p, cudaStream_t stream) {
     const dim3 grid((p.n_queries + kConsumerGroups * kRowsPerGroup - 1) / (kConsumerGroups * kRowsPerGroup),
                     p.heads);
-    hopper_attention_kernel<HD><<<grid, kThreads, geometry(HD, p.k_cols).smem_bytes, stream>>>(p);
+    hopper_attention_kernel<HD, KSTEPS><<<grid, kThreads, Layout<HD, KSTEPS>::smem_bytes, stream>>>(p);
     CUDA_CHECK_LAUNCH("hopper_attention_kernel");
+}
+
+template <int HD, int KSTEPS>
+void set_limit() {
+    CUDA_CHECK(cudaFuncSetAttribute(hopper_attention_kernel<HD, KSTEPS>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    Layout<HD, KSTEPS>::smem_bytes));
+}
+
+// The smallest step count built for head dim HD that holds k_cols (the columns beyond are zeros).
+template <int HD>
+void launch(const ScratchAttentionParams& p, cudaStream_t stream) {
+    const int steps = (p.k_cols + 15) / 16;
+    if (steps <= built_steps(HD, 0))
+        launch_steps<HD, built_steps(HD, 0)>(p, stream);
+    else if (steps <= built_steps(HD, 1))
+        launch_steps<HD, built_steps(HD, 1)>(p, stream);
+    else if (steps <= built_steps(HD, 2))
+        launch_steps<HD, built_steps(HD, 2)>(p, stream);
+    else
+        launch_steps<HD, built_steps(HD, 3)>(p, stream);
 }
 
 }  // namespace
@@ -268,13 +324,10 @@ bool hopper_attention_available() {
 void hopper_attention_init() {
     static std::once_flag limits_set;
     std::call_once(limits_set, [] {
-        // the largest layouts the kernels take: k_cols = head_dim + 128
-        CUDA_CHECK(cudaFuncSetAttribute(hopper_attention_kernel<64>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        geometry(64, 64 + 128).smem_bytes));
-        CUDA_CHECK(cudaFuncSetAttribute(hopper_attention_kernel<128>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        geometry(128, 128 + 128).smem_bytes));
+        set_limit<64, built_steps(64, 0)>(), set_limit<64, built_steps(64, 1)>();
+        set_limit<64, built_steps(64, 2)>(), set_limit<64, built_steps(64, 3)>();
+        set_limit<128, built_steps(128, 0)>(), set_limit<128, built_steps(128, 1)>();
+        set_limit<128, built_steps(128, 2)>(), set_limit<128, built_steps(128, 3)>();
     });
 }
 
