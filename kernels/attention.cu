@@ -996,14 +996,21 @@ void attention(const AttentionParams& p, void* stream) {
     else throw Error("CUDA attention: unsupported key bits " + std::to_string(kb));
 #undef KVW_ATTN_CASES
 #undef KVW_ATTN_CASE
-    if (p.splits > 1) {
-        const dim3 grid(args.q_tiles, p.heads);
-        if (p.head_dim == 64)
-            combine_kernel<64><<<grid, kCombineThreads, 0, s>>>(args);
-        else
-            combine_kernel<128><<<grid, kCombineThreads, 0, s>>>(args);
-        CUDA_CHECK_LAUNCH("attention combine");
-    }
+    if (p.splits > 1) attention_combine(p, stream);
+}
+
+void attention_combine(const AttentionParams& p, void* stream) {
+    if (p.head_dim != 64 && p.head_dim != 128)
+        throw Error("CUDA attention combine: head_dim must be 64 or 128");
+    if (p.splits < 2 || p.splits > 8 || !p.split_o || !p.split_stats)
+        throw Error("CUDA attention combine: 2..8 splits and their workspace");
+    const KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
+    const dim3 grid(args.q_tiles, p.heads);
+    if (p.head_dim == 64)
+        combine_kernel<64><<<grid, kCombineThreads, 0, as_stream(stream)>>>(args);
+    else
+        combine_kernel<128><<<grid, kCombineThreads, 0, as_stream(stream)>>>(args);
+    CUDA_CHECK_LAUNCH("attention combine");
 }
 
 }  // namespace kvw::cuda

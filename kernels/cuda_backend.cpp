@@ -830,6 +830,8 @@ void CudaBackendSession::composed_attention(const cu::AttentionParams& ap) {
         hp.max_keys = s.max_keys;
         hp.n_segments = ap.n_segments, hp.scale = ap.alpha, hp.out = ap.out,
         hp.p_cache_partial = ap.p_cache_partial;
+        // the fused kernel's split count and workspace (both count blocks of 128 query rows)
+        hp.splits = ap.splits, hp.split_o = ap.split_o, hp.split_stats = ap.split_stats;
         cu::hopper_attention(hp, stream_.get());
 #endif
         return;

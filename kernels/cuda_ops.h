@@ -291,6 +291,10 @@ size_t attention_split_workspace_floats(int splits, int heads, int n_tokens, int
 // Sets the kernels' shared-memory limits; call once before launching (and before any graph capture).
 void attention_init();
 void attention(const AttentionParams& p, void* stream);
+// Merges p.splits key-range partial results (p.split_o: O / l per split; p.split_stats: max in log2 units,
+// sum, cached sum) into p.out and p.p_cache_partial; attention() calls it after a split launch, the sm_90a
+// kernel (hopper_attention.h) too. Uses heads, head_dim, n_tokens, out, p_cache_partial and the split fields.
+void attention_combine(const AttentionParams& p, void* stream);
 
 // ---- the composition path's context pass (context_scratch.cu) -------------------------------------------
 // The layer's whole context as bf16 rows for a library attention: q [heads][n_tokens][k_cols], k

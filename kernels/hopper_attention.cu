@@ -1,6 +1,7 @@
 // Attention over the composition path's bf16 context with wgmma (sm_90a only; hopper_attention.h).
 //
-// One thread block = 128 query rows of one head over all keys, three warpgroups:
+// One thread block = 128 query rows of one head over all keys (or over one of `splits` key ranges, merged after
+// by attention_combine, where the query blocks alone would leave multiprocessors idle), three warpgroups:
 //   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys of K (k_cols columns)
 //   and V
 //     into shared memory with 16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh),
@@ -22,10 +23,12 @@
 // zeros in Q and K.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 
 #include "common.cuh"
+#include "cuda_ops.h"
 #include "hopper.cuh"
 #include "hopper_attention.h"
 #include "kvworld/error.h"
@@ -79,7 +82,7 @@ __device__ __forceinline__ void scores(float (&sc)[BN / 2], uint32_t qaddr, uint
 
 template <int HD, int KSTEPS>
 __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_t* stage0, int h, int n_keys,
-                                         int tiles, int tid) {
+                                         int t0, int t1, int tid) {
     using L = Layout<HD, KSTEPS>;
     constexpr int BN = L::BN;
     const int chunks_k = p.k_cols / 8, pad = L::kd / 8 - chunks_k;  // 16-byte chunks of a row
@@ -91,9 +94,9 @@ __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_
     }
     const uint16_t* const kh = p.k + static_cast<size_t>(h) * p.max_keys * p.k_cols;
     const uint16_t* const vh = p.v + static_cast<size_t>(h) * p.max_keys * HD;
-    for (int j = 0; j < tiles; ++j) {
-        const int s = j & 1;
-        if (j >= 2) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
+    for (int j = t0; j < t1; ++j) {
+        const int s = (j - t0) & 1;
+        if (j - t0 >= 2) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
         const uint32_t kbase = hopper::shared_address(stage0 + s * L::stage_bytes),
                        vbase = kbase + L::k_bytes;
         const int key0 = j * BN;
@@ -118,8 +121,8 @@ __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_
 
 template <int HD, int KSTEPS>
 __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_t* smem, uint8_t* stage0,
-                                         float* reduce, int h, int row0, int n_keys, int n_cached, int tiles,
-                                         int cg, int tid) {
+                                         float* reduce, int h, int row0, int n_keys, int n_cached, int t0,
+                                         int t1, int cg, int tid) {
     using L = Layout<HD, KSTEPS>;
     constexpr int BN = L::BN, kHalves = HD / 64;
     const int T = p.n_queries, warp = tid / 32, lane = tid % 32, quad_row = lane / 4, quad_col = lane % 4;
@@ -154,8 +157,8 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     // Rows r = 0 (quad_row) and 1 (quad_row + 8) of this warp's 16: running max (log2 units), sum, cached sum
     // (this thread's columns only until the end; the max is the quad's).
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, lc[2] = {0.f, 0.f};
-    for (int j = 0; j < tiles; ++j) {
-        const int s = j & 1;
+    for (int j = t0; j < t1; ++j) {
+        const int s = (j - t0) & 1;
         hopper::named_barrier_sync(kFull0 + s, kThreads);
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes),
                        vaddr = kaddr + L::k_bytes;
@@ -213,7 +216,7 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
                     true);
         hopper::wgmma_commit();
         hopper::wgmma_wait<0>();
-        if (j + 2 < tiles) hopper::named_barrier_arrive(kEmpty0 + s, kThreads);
+        if (j + 2 < t1) hopper::named_barrier_arrive(kEmpty0 + s, kThreads);
     }
     // ---- epilogue: the quad's sums, O / l as bf16, P_S summed over this warpgroup's 64 rows ----
     float inv[2], ps = 0.f;
@@ -223,11 +226,37 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
         lc[r] += __shfl_xor_sync(0xffffffffu, lc[r], 1);
         lc[r] += __shfl_xor_sync(0xffffffffu, lc[r], 2);
-        inv[r] = 1.f / l[r];
+        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;  // 0: a split with no keys
         const int row = row0 + 16 * warp + quad_row + 8 * r;
         if (quad_col == 0 && row < T) ps += lc[r] * inv[r];
     }
     const size_t D = static_cast<size_t>(p.heads) * HD;
+    if (p.splits > 1) {
+        // This key range's O / l and row statistics, merged by attention_combine.
+        const size_t base = static_cast<size_t>(blockIdx.z) * p.heads + h;
+        float* const so = p.split_o + base * T * HD;
+        float* const st = p.split_stats + base * T * 3;
+#pragma unroll
+        for (int hh = 0; hh < kHalves; ++hh)
+#pragma unroll
+            for (int i = 0; i < 32; i += 2) {
+                const int r = (i >> 1) & 1, row = row0 + 16 * warp + quad_row + 8 * r;
+                const int col = hh * 64 + 8 * (i / 4) + 2 * quad_col;
+                if (row < T)
+                    *reinterpret_cast<float2*>(so + static_cast<size_t>(row) * HD + col) =
+                        make_float2(o[hh][i] * inv[r], o[hh][i + 1] * inv[r]);
+            }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + 16 * warp + quad_row + 8 * r;
+            if (quad_col == 0 && row < T) {
+                st[row * 3] = m[r];
+                st[row * 3 + 1] = l[r];
+                st[row * 3 + 2] = lc[r];
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int hh = 0; hh < kHalves; ++hh)
 #pragma unroll
@@ -258,17 +287,20 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
     extern __shared__ __align__(1024) uint8_t smem[];
     const int h = blockIdx.y, T = p.n_queries, n_seg = *p.n_segments;
     const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
-    const int tiles = (n_keys + L::BN - 1) / L::BN;
+    // This block's key tiles: all of them, or its split's share (possibly none)
+    const int tiles = (n_keys + L::BN - 1) / L::BN, split = blockIdx.z;
+    const int t0 = static_cast<int>(static_cast<long long>(tiles) * split / p.splits),
+              t1 = static_cast<int>(static_cast<long long>(tiles) * (split + 1) / p.splits);
     const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
     uint8_t* const stage0 = smem + kConsumerGroups * L::q_bytes;
     float* const reduce = reinterpret_cast<float*>(stage0 + 2 * L::stage_bytes);
     if (group == 0) {
         hopper::registers_release<40>();
-        producer<HD, KSTEPS>(p, stage0, h, n_keys, tiles, tid);
+        producer<HD, KSTEPS>(p, stage0, h, n_keys, t0, t1, tid);
     } else {
         hopper::registers_claim<232>();
         const int cg = group - 1, row0 = blockIdx.x * kConsumerGroups * kRowsPerGroup + cg * kRowsPerGroup;
-        consumer<HD, KSTEPS>(p, smem, stage0, reduce, h, row0, n_keys, n_cached, tiles, cg, tid);
+        consumer<HD, KSTEPS>(p, smem, stage0, reduce, h, row0, n_keys, n_cached, t0, t1, cg, tid);
     }
 #else
     (void)p;
@@ -284,7 +316,7 @@ constexpr int built_steps(int hd, int i) {
 template <int HD, int KSTEPS>
 void launch_steps(const ScratchAttentionParams& p, cudaStream_t stream) {
     const dim3 grid((p.n_queries + kConsumerGroups * kRowsPerGroup - 1) / (kConsumerGroups * kRowsPerGroup),
-                    p.heads);
+                    p.heads, p.splits);
     hopper_attention_kernel<HD, KSTEPS><<<grid, kThreads, Layout<HD, KSTEPS>::smem_bytes, stream>>>(p);
     CUDA_CHECK_LAUNCH("hopper_attention_kernel");
 }
@@ -331,18 +363,33 @@ void hopper_attention_init() {
     });
 }
 
+int hopper_attention_splits(int n_queries, int heads, int sms) {
+    const int blocks =
+        (n_queries + kConsumerGroups * kRowsPerGroup - 1) / (kConsumerGroups * kRowsPerGroup) * heads;
+    return std::clamp(sms / std::max(1, blocks), 1, 8);
+}
+
 void hopper_attention(const ScratchAttentionParams& p, void* stream) {
     if (p.head_dim != 64 && p.head_dim != 128) throw Error("hopper attention: head_dim must be 64 or 128");
     if (p.k_cols % 8 || p.k_cols < p.head_dim || p.k_cols > p.head_dim + 128)
         throw Error("hopper attention: k_cols must be a multiple of 8 in [head_dim, head_dim + 128]");
     if (!p.q || !p.k || !p.v || !p.out || !p.n_segments || p.heads <= 0 || p.n_queries <= 0)
         throw Error("hopper attention: missing tensors or empty shape");
+    if (p.splits < 1 || p.splits > 8 || (p.splits > 1 && (!p.split_o || !p.split_stats)))
+        throw Error("hopper attention: splits must be 1..8, with their workspace beyond 1");
     if (!hopper_attention_available()) throw Error("hopper attention: needs a compute capability 9.0 GPU");
     hopper_attention_init();  // once; a session calls it before any graph capture
     if (p.head_dim == 64)
         launch<64>(p, as_stream(stream));
     else
         launch<128>(p, as_stream(stream));
+    if (p.splits > 1) {
+        AttentionParams c;
+        c.heads = p.heads, c.head_dim = p.head_dim, c.n_tokens = p.n_queries, c.out = p.out;
+        c.p_cache_partial = p.p_cache_partial, c.splits = p.splits, c.split_o = p.split_o,
+        c.split_stats = p.split_stats;
+        attention_combine(c, stream);
+    }
 }
 
 }  // namespace kvw::cuda

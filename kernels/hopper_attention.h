@@ -10,19 +10,32 @@
 namespace kvw::cuda {
 
 struct ScratchAttentionParams {
-    const uint16_t* q = nullptr;  // bf16 [heads][n_queries][k_cols]: RoPE'd queries, then correction columns
-    const uint16_t* k =
-        nullptr;  // bf16 [heads][max_keys][k_cols]: cached keys in slot order, then the chunk's
-    const uint16_t* v = nullptr;  // bf16 [heads][max_keys][head_dim]
+    // bf16 rows: q [heads][n_queries][k_cols] (RoPE'd queries, then the correction's columns); k
+    // [heads][max_keys][k_cols] (cached keys in slot order, then the chunk's); v [heads][max_keys][head_dim]
+    const uint16_t* q = nullptr;
+    const uint16_t* k = nullptr;
+    const uint16_t* v = nullptr;
     int heads = 0, n_queries = 0, head_dim = 0, k_cols = 0, max_keys = 0;
     // Keys: (*n_segments + 1) * n_queries, of which the first *n_segments * n_queries are cached (the stolen
     // mass is theirs); a device scalar, so that a captured graph replays with the cache's current length.
     const int* n_segments = nullptr;
-    float scale = 0;          // alpha: softmax(alpha * q'.k')
-    uint16_t* out = nullptr;  // bf16 [n_queries][heads * head_dim]
-    float* p_cache_partial =
-        nullptr;  // [heads][ceil(n_queries / 64)]: sums of P_S over 64-row tiles (or null)
+    float scale = 0;  // alpha: softmax(alpha * q'.k')
+    // bf16 [n_queries][heads * head_dim]; P_S summed over 64-row tiles [heads][ceil(n_queries / 64)] (or
+    // null)
+    uint16_t* out = nullptr;
+    float* p_cache_partial = nullptr;
+    // Key-range splits (flash-decoding) where the query blocks alone leave multiprocessors idle: each split's
+    // O / l and row statistics go to the workspace (attention_split_workspace_floats(splits, heads,
+    // n_queries, head_dim) floats: split_o [splits][heads][n_queries][head_dim], then split_stats [...][3]),
+    // merged by attention_combine (cuda_ops.h). 1..8; hopper_attention_splits gives the count that fills the
+    // GPU.
+    int splits = 1;
+    float* split_o = nullptr;
+    float* split_stats = nullptr;
 };
+// Key-range splits that fill `sms` multiprocessors with blocks of 128 query rows (the fused kernel's
+// attention_splits for its 128-row blocks, so the backend's one workspace serves both).
+int hopper_attention_splits(int n_queries, int heads, int sms);
 
 // Whether this build carries the sm_90a kernel and device 0 is a compute capability 9.0 GPU.
 bool hopper_attention_available();

@@ -73,6 +73,11 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
     const std::string no_wgmma = "unavailable: this build has no sm_90a code";
 #endif
     const bool scratch_rows = sdpa || wgmma;
+#if defined(KVW_WITH_SM90A)
+    const int hopper_splits = wgmma ? cu::hopper_attention_splits(N, H, sms) : 1;
+    cu::DeviceBuffer hopper_ws(
+        hopper_splits > 1 ? cu::attention_split_workspace_floats(hopper_splits, H, N, hd) * 4 : 0);
+#endif
     cu::DeviceBuffer sq(scratch_rows ? static_cast<size_t>(H) * N * max_cols * 2 : 0),
         sk(scratch_rows ? static_cast<size_t>(H) * n_keys * max_cols * 2 : 0),
         sv(scratch_rows ? static_cast<size_t>(H) * n_keys * hd * 2 : 0);
@@ -173,12 +178,18 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
             hp.heads = H, hp.n_queries = N, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = n_keys;
             hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = p.out,
             hp.p_cache_partial = p.p_cache_partial;
+            // its own key-range splits where the query blocks leave multiprocessors idle (the default shape)
+            hp.splits = hopper_splits;
+            if (hp.splits > 1) {
+                hp.split_o = hopper_ws.as<float>();
+                hp.split_stats = hopper_ws.as<float>() + static_cast<size_t>(hp.splits) * H * N * hd;
+            }
             try {
                 r.wgmma_ms = timed([&] {
                     cu::build_context_scratch(p, scratch, n_keys, nullptr);
                     cu::hopper_attention(hp, nullptr);
                 });
-                r.wgmma_how = "context pass + wgmma (sm_90a)";
+                r.wgmma_how = "context pass + wgmma (sm_90a), " + std::to_string(hp.splits) + " split(s)";
             } catch (const Error& e) {
                 r.wgmma_how = std::string("failed: ") + e.what();
             }

@@ -598,10 +598,14 @@ TEST(Hopper, ScratchAttentionMatchesCpu) {
 #else
     if (!cu::hopper_attention_available()) GTEST_SKIP() << "needs a Hopper GPU (compute capability 9.0)";
     struct Case {
-        int hd, k_cols, heads, n_queries, n_segments;
+        int hd, k_cols, heads, n_queries, n_segments, splits = 1;
     };
+    // the built step counts (hd 128: 8, 9, 12, 16; hd 64: 4, 5, 6, 8), one k_cols between them (152 -> 12
+    // steps), 128- and 64-key tiles, key-range splits (more splits than tiles: some with no keys)
     for (const Case c : {Case{128, 128, 2, 200, 3}, Case{128, 136, 2, 200, 3}, Case{64, 72, 3, 130, 2},
-                         Case{128, 192, 1, 64, 1}, Case{128, 256, 1, 100, 0}}) {
+                         Case{64, 96, 2, 100, 2}, Case{64, 128, 1, 70, 1}, Case{128, 152, 1, 90, 2},
+                         Case{128, 192, 1, 64, 1}, Case{128, 256, 1, 100, 0}, Case{128, 136, 2, 200, 3, 3},
+                         Case{64, 64, 2, 100, 1, 8}}) {
         const int n_keys = (c.n_segments + 1) * c.n_queries, n_cached = c.n_segments * c.n_queries,
                   max_keys = n_keys + 5, q_tiles = (c.n_queries + 63) / 64;
         // q, k: unit normals in the head's channels, small values in the folded columns (as the correction's)
@@ -627,6 +631,13 @@ TEST(Hopper, ScratchAttentionMatchesCpu) {
         p.max_keys = max_keys;
         p.n_segments = dseg.as<int>(), p.scale = scale, p.out = dout.as<uint16_t>(),
         p.p_cache_partial = dps.as<float>();
+        cu::DeviceBuffer dws(
+            c.splits > 1 ? cu::attention_split_workspace_floats(c.splits, c.heads, c.n_queries, c.hd) * 4
+                         : 0);
+        if (c.splits > 1) {
+            p.splits = c.splits, p.split_o = dws.as<float>();
+            p.split_stats = dws.as<float>() + static_cast<size_t>(c.splits) * c.heads * c.n_queries * c.hd;
+        }
         cu::hopper_attention(p, nullptr);
         cu::synchronize_device();
         const std::vector<float> out = from_bf16(download<uint16_t>(
@@ -659,7 +670,8 @@ TEST(Hopper, ScratchAttentionMatchesCpu) {
                 ref_ps[static_cast<size_t>(h) * q_tiles + i / 64] += static_cast<float>(cached / sum);
             }
         const std::string name = "hd " + std::to_string(c.hd) + ", k_cols " + std::to_string(c.k_cols) +
-                                 ", " + std::to_string(n_keys) + " keys";
+                                 ", " + std::to_string(n_keys) + " keys, " + std::to_string(c.splits) +
+                                 " split(s)";
         expect_close(out, ref, kAttentionKernel, "hopper attention " + name);
         expect_close(ps, ref_ps, kBf16OperandsFp32Sums, "hopper attention stolen mass " + name);
     }
@@ -984,6 +996,12 @@ void run_attention_case(const AttnCase& ac, bool composition) {
         hp.heads = heads, hp.n_queries = T, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = nk;
         hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = d_o.as<uint16_t>();
         hp.p_cache_partial = d_pc.as<float>();
+        cu::DeviceBuffer d_ws(
+            ac.splits > 1 ? cu::attention_split_workspace_floats(ac.splits, heads, T, hd) * 4 : 0);
+        if (ac.splits > 1) {  // the case's key-range splits, as the fused kernel takes them
+            hp.splits = ac.splits, hp.split_o = d_ws.as<float>();
+            hp.split_stats = d_ws.as<float>() + static_cast<size_t>(ac.splits) * heads * T * hd;
+        }
         cu::hopper_attention(hp, nullptr);
         cu::synchronize_device();
         expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,

@@ -12,8 +12,9 @@
 #           rotated, measured and exact rows beside the same formats plain, $OUT/bench_attention.json)
 #   paired  the bars' scale: 64 held-out worlds, 8 chunks, K2/V2 g128 keys per token, rotated or not, off/taylor/measured,
 #           t <= 1 and 0.75 ($OUT/paired)
-#   e2e     kvworld-cli bench --backend cuda on the shipped model with the fused kernel, then with the composition
-#           path (KVW_ATTENTION=composition): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition}.txt)
+#   e2e     kvworld-cli bench --backend cuda on the shipped model (E2E_MODEL, default assets/models/default) with the
+#           fused kernel, the composition path (KVW_ATTENTION=composition) and its rows through the sm_90a wgmma
+#           kernel (=hopper): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition,hopper}.txt)
 #   sanitize compute-sanitizer memcheck over the attention, composition and cache kernels' tests, racecheck over
 #           a subset (issue 21 item 4; $OUT/sanitize_{memcheck,racecheck}.txt)
 #   ncu     Nsight Compute on the fused kernel at HY's shape, BF16 and K2/V2 g128 taylor (issue 21's note: what
@@ -90,9 +91,9 @@ if has bench; then
   "$CLI" bench-attention --json "$OUT/bench_attention.json" "${base[@]}" 2>&1 | tee "$OUT/bench_attention.txt" | tail -40
 fi
 if has e2e; then
-  for path in fused composition; do
+  for path in fused composition hopper; do
     stamp "end to end, $path attention"
-    KVW_ATTENTION=$path timeout 200 "$CLI" bench --backend cuda --model assets/models/default --chunks 20 \
+    KVW_ATTENTION=$path timeout 200 "$CLI" bench --backend cuda --model "${E2E_MODEL:-assets/models/default}" --chunks 20 \
       --json "$OUT/bench_e2e_$path.json" > "$OUT/bench_e2e_$path.txt" 2>&1
     echo "bench ($path) rc=$?"; tail -12 "$OUT/bench_e2e_$path.txt"
   done
@@ -101,12 +102,12 @@ if has sanitize; then
   SAN=/usr/local/cuda/bin/compute-sanitizer
   stamp "compute-sanitizer memcheck"
   timeout "${MEMCHECK_TIMEOUT:-300}" "$SAN" --tool memcheck --error-exitcode 9 /tmp/b/tests/test_cuda_ops \
-    --gtest_filter='*CudaAttention*:*CudaComposition*:*CudaQuantize*:CudaBackend.ForwardAndRolloutMatchCpu' \
+    --gtest_filter='*CudaAttention*:*CudaComposition*:*CudaQuantize*:Hopper.*:CudaBackend.ForwardAndRolloutMatchCpu' \
     > "$OUT/sanitize_memcheck.txt" 2>&1
   echo "memcheck rc=$?"; grep -E 'ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitize_memcheck.txt" | tail -4
   stamp "compute-sanitizer racecheck"
   timeout "${RACECHECK_TIMEOUT:-240}" "$SAN" --tool racecheck --error-exitcode 9 /tmp/b/tests/test_cuda_ops \
-    --gtest_filter='*CudaAttention*K2V2_g128_tok_taylor_ctx3*:*CudaComposition*K2V2_g128_tok_taylor_ctx3*' \
+    --gtest_filter='*CudaAttention*K2V2_g128_tok_taylor_ctx3*:*CudaComposition*K2V2_g128_tok_taylor_ctx3*:Hopper.ScratchAttentionMatchesCpu' \
     > "$OUT/sanitize_racecheck.txt" 2>&1
   echo "racecheck rc=$?"; grep -E 'RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitize_racecheck.txt" | tail -4
 fi
