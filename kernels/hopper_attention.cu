@@ -1,7 +1,8 @@
 // Attention over the composition path's bf16 context with wgmma (sm_90a only; hopper_attention.h).
 //
-// One thread block = 128 query rows of one head over all keys (or over one of `splits` key ranges, merged after
-// by attention_combine, where the query blocks alone would leave multiprocessors idle), three warpgroups:
+// One thread block = 128 query rows of one head over all keys (or over one of `splits` key ranges, merged
+// after by attention_combine, where the query blocks alone would leave multiprocessors idle), three
+// warpgroups:
 //   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys of K (k_cols columns)
 //   and V
 //     into shared memory with 16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh),
@@ -338,8 +339,10 @@ void launch(const ScratchAttentionParams& p, cudaStream_t stream) {
         launch_steps<HD, built_steps(HD, 1)>(p, stream);
     else if (steps <= built_steps(HD, 2))
         launch_steps<HD, built_steps(HD, 2)>(p, stream);
-    else
+    else if (steps <= built_steps(HD, 3))
         launch_steps<HD, built_steps(HD, 3)>(p, stream);
+    else
+        throw Error("hopper attention: rows wider than the kernel is built for");
 }
 
 }  // namespace
@@ -371,8 +374,9 @@ int hopper_attention_splits(int n_queries, int heads, int sms) {
 
 void hopper_attention(const ScratchAttentionParams& p, void* stream) {
     if (p.head_dim != 64 && p.head_dim != 128) throw Error("hopper attention: head_dim must be 64 or 128");
-    if (p.k_cols % 8 || p.k_cols < p.head_dim || p.k_cols > p.head_dim + 128)
-        throw Error("hopper attention: k_cols must be a multiple of 8 in [head_dim, head_dim + 128]");
+    // the widest build: 2 * head_dim columns (keys per channel with the exact correction's)
+    if (p.k_cols % 8 || p.k_cols < p.head_dim || p.k_cols > 16 * built_steps(p.head_dim, 3))
+        throw Error("hopper attention: k_cols must be a multiple of 8 in [head_dim, 2 * head_dim]");
     if (!p.q || !p.k || !p.v || !p.out || !p.n_segments || p.heads <= 0 || p.n_queries <= 0)
         throw Error("hopper attention: missing tensors or empty shape");
     if (p.splits < 1 || p.splits > 8 || (p.splits > 1 && (!p.split_o || !p.split_stats)))

@@ -41,7 +41,7 @@ int hopper_attention_splits(int n_queries, int heads, int sms);
 bool hopper_attention_available();
 // Sets the kernels' shared-memory limits, once; call before launching inside a graph capture.
 void hopper_attention_init();
-// Requirements: head_dim 64 or 128; k_cols a multiple of 8, head_dim <= k_cols <= head_dim + 128; 16-byte
+// Requirements: head_dim 64 or 128; k_cols a multiple of 8, head_dim <= k_cols <= 2 * head_dim; 16-byte
 // aligned rows. Throws kvw::Error otherwise, or where hopper_attention_available() is false.
 void hopper_attention(const ScratchAttentionParams& p, void* stream);
 

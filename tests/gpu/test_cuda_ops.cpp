@@ -675,6 +675,10 @@ TEST(Hopper, ScratchAttentionMatchesCpu) {
         expect_close(out, ref, kAttentionKernel, "hopper attention " + name);
         expect_close(ps, ref_ps, kBf16OperandsFp32Sums, "hopper attention stolen mass " + name);
     }
+    // Rows wider than the kernel is built for (2 * head_dim) are refused, not read short.
+    cu::ScratchAttentionParams wide;
+    wide.head_dim = 64, wide.k_cols = 136;
+    EXPECT_THROW(cu::hopper_attention(wide, nullptr), Error);
 #endif
 }
 
