@@ -12,9 +12,10 @@
 //     kernel is built for: the correction's folded columns are one more step),
 //     an fp32 online softmax in registers with a separate running sum of the mass on cached keys (P_S), then
 //     O += P·V (wgmma with P from registers, V read MN-major: its [keys][head_dim] rows as they are).
-// The stages are handed over with named barriers: FULL (ids 1, 2: the producer arrives, consumers wait) and
-// EMPTY (ids 3, 4: consumers arrive, the producer waits before refilling). Ids 5, 6: each consumer
-// warpgroup's own barrier (its Q tile, its P_S sum).
+// The stages are handed over with named barriers (ids below, at Barrier): FULL (the producer arrives, each
+// consumer warpgroup waits on its own, so neither waits for the other) and EMPTY (both consumers arrive, the
+// producer waits before refilling). The consumers take turns at issuing Q·K'ᵀ (ping-pong: one's softmax under
+// the other's products).
 //
 // BN = 128 keys a tile where the rows are at most one step wider than the head (BF16, keys per token with or
 // without their correction), else 64 (keys per channel: their rows are up to twice as wide).
@@ -43,7 +44,11 @@ constexpr int kConsumerGroups = 2;
 constexpr int kThreads = 128 * (1 + kConsumerGroups);
 constexpr int kRowBytes = 128;  // a panel row: 64 bf16
 constexpr float kLog2e = 1.4426950408889634f;
-enum Barrier : int { kFull0 = 1, kEmpty0 = 3, kGroup0 = 5 };
+// Named barrier ids: FULL per (stage, consumer warpgroup) 1..4 (kFull0 + 2 * stage + group: the producer
+// arrives, that warpgroup waits, 256 threads); EMPTY per stage 5, 6 (both consumers arrive, the producer
+// waits: 384); each consumer warpgroup's own 7, 8 (128: its Q tile, its P_S sum); the consumers' turns at the
+// tensor cores 9, 10 (256: a warpgroup waits for its turn, the other one arrives).
+enum Barrier : int { kFull0 = 1, kEmpty0 = 5, kGroup0 = 7, kTurn0 = 9 };
 
 template <int HD, int KSTEPS>
 struct Layout {
@@ -63,10 +68,10 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// S = Q·K'ᵀ for one tile: KSTEPS k16 steps, panel by panel.
+// S = Q·K'ᵀ for one tile: KSTEPS k16 steps, panel by panel, issued and committed (the caller waits).
 template <int BN, int KSTEPS>
-__device__ __forceinline__ void scores(float (&sc)[BN / 2], uint32_t qaddr, uint32_t kaddr, int q_panel,
-                                       int k_panel) {
+__device__ __forceinline__ void issue_scores(float (&sc)[BN / 2], uint32_t qaddr, uint32_t kaddr, int q_panel,
+                                             int k_panel) {
     hopper::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < KSTEPS; ++ks) {
@@ -78,7 +83,6 @@ __device__ __forceinline__ void scores(float (&sc)[BN / 2], uint32_t qaddr, uint
             hopper::wgmma_m64n64k16(sc, a, b, ks > 0);
     }
     hopper::wgmma_commit();
-    hopper::wgmma_wait<0>();
 }
 
 template <int HD, int KSTEPS>
@@ -116,7 +120,8 @@ __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_
         }
         hopper::cp_async_wait_all();
         hopper::fence_proxy_async();
-        hopper::named_barrier_arrive(kFull0 + s, kThreads);
+        hopper::named_barrier_arrive(kFull0 + 2 * s, 256);  // each consumer warpgroup waits on its own
+        hopper::named_barrier_arrive(kFull0 + 2 * s + 1, 256);
     }
 }
 
@@ -158,13 +163,21 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     // Rows r = 0 (quad_row) and 1 (quad_row + 8) of this warp's 16: running max (log2 units), sum, cached sum
     // (this thread's columns only until the end; the max is the quad's).
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, lc[2] = {0.f, 0.f};
+    // Ping-pong (FlashAttention-3): the two consumer warpgroups take turns issuing their tile's Q·K'ᵀ, so
+    // that one's softmax runs while the other's products hold the tensor cores. Group 0 goes first: group 1
+    // opens its first turn. Each turn is opened exactly once per turn taken (group 1 does not open one after
+    // its last tile), so no barrier phase is left half full.
+    if (cg == 1 && t1 > t0) hopper::named_barrier_arrive(kTurn0, 256);
     for (int j = t0; j < t1; ++j) {
         const int s = (j - t0) & 1;
-        hopper::named_barrier_sync(kFull0 + s, kThreads);
+        hopper::named_barrier_sync(kFull0 + 2 * s + cg, 256);
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes),
                        vaddr = kaddr + L::k_bytes;
         float sc[BN / 2];
-        scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);
+        hopper::named_barrier_sync(kTurn0 + cg, 256);
+        issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);
+        if (cg == 0 || j + 1 < t1) hopper::named_barrier_arrive(kTurn0 + 1 - cg, 256);
+        hopper::wgmma_wait<0>();
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
         // i%2 ----
         const int key0 = j * BN;
