@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <type_traits>
 
 #include "common.cuh"
 #include "cuda_ops.h"
@@ -163,23 +164,45 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     // Rows r = 0 (quad_row) and 1 (quad_row + 8) of this warp's 16: running max (log2 units), sum, cached sum
     // (this thread's columns only until the end; the max is the quad's).
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, lc[2] = {0.f, 0.f};
-    // Ping-pong (FlashAttention-3): the two consumer warpgroups take turns issuing their tile's Q·K'ᵀ, so
-    // that one's softmax runs while the other's products hold the tensor cores. Group 0 goes first: group 1
-    // opens its first turn. Each turn is opened exactly once per turn taken (group 1 does not open one after
-    // its last tile), so no barrier phase is left half full.
-    if (cg == 1 && t1 > t0) hopper::named_barrier_arrive(kTurn0, 256);
-    for (int j = t0; j < t1; ++j) {
+    // The schedule of FlashAttention-3's consumers. Within a warpgroup, tile j's Q·K'ᵀ and tile j-1's P·V are
+    // issued together and this tile's softmax runs while P·V still holds the tensor cores (P of tile j-1 kept
+    // in registers as bf16 A fragments). Between the two warpgroups, ping-pong: they take turns issuing, so
+    // one's softmax runs under the other's products. Group 0 goes first (group 1 opens its first turn); each
+    // turn is opened exactly once per turn taken (group 1 opens none after its last tile), so no barrier
+    // phase is left half full. A stage is released (EMPTY) once the P·V that reads its V is done.
+    uint32_t p_prev[BN / 16][4];  // P of the previous tile: bf16 pairs for keys [16ks, 16ks + 16)
+    auto issue_values = [&](uint32_t vaddr) {
+#pragma unroll
+        for (int ks = 0; ks < BN / 16; ++ks)
+#pragma unroll
+            for (int hh = 0; hh < kHalves; ++hh)
+                hopper::wgmma_m64n64k16_rs_tb(
+                    o[hh], p_prev[ks],
+                    hopper::smem_descriptor_mn(vaddr + hh * L::k_panel + ks * 16 * kRowBytes, L::k_panel),
+                    true);
+        hopper::wgmma_commit();
+    };
+    auto values_of = [&](int j) {  // the shared address of tile j's V
+        return hopper::shared_address(stage0 + ((j - t0) & 1) * L::stage_bytes) + L::k_bytes;
+    };
+    // One tile; FIRST (a compile-time flag: no branch around the wgmmas, which would serialize them) has no
+    // P·V of an earlier tile to issue.
+    auto tile = [&](int j, auto first_flag) {
+        constexpr bool first = decltype(first_flag)::value;
         const int s = (j - t0) & 1;
         hopper::named_barrier_sync(kFull0 + 2 * s + cg, 256);
-        const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes),
-                       vaddr = kaddr + L::k_bytes;
+        const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes);
         float sc[BN / 2];
         hopper::named_barrier_sync(kTurn0 + cg, 256);
-        issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);
+        issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);  // fences, then commits
+        if constexpr (!first) issue_values(values_of(j - 1));
         if (cg == 0 || j + 1 < t1) hopper::named_barrier_arrive(kTurn0 + 1 - cg, 256);
-        hopper::wgmma_wait<0>();
+        if constexpr (first)
+            hopper::wgmma_wait<0>();
+        else
+            hopper::wgmma_wait<1>();  // the scores; tile j-1's P·V may still run
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
-        // i%2 ----
+        // i%2; O is not touched until tile j-1's P·V is done ----
         const int key0 = j * BN;
         float mx[2] = {m[0], m[1]};
 #pragma unroll
@@ -209,28 +232,28 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
             l[r] += e;
             if (all_cached || key < n_cached) lc[r] += e;
         }
+        if constexpr (!first) {
+            hopper::wgmma_wait<0>();  // tile j-1's P·V: O is final up to it, and its stage may be refilled
+            if (j + 1 < t1) hopper::named_barrier_arrive(kEmpty0 + (s ^ 1), kThreads);
+        }
+        // O holds tiles < j at the old maximum; P of tile j goes with the new one
 #pragma unroll
         for (int hh = 0; hh < kHalves; ++hh)
 #pragma unroll
             for (int i = 0; i < 32; ++i) o[hh][i] *= corr[(i >> 1) & 1];
-        // ---- O += P·V: P's bf16 pairs for keys [16ks, 16ks + 16) are sc[8ks .. 8ks + 7] in order ----
-        uint32_t a[BN / 16][4];
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ++ks)
 #pragma unroll
-            for (int q = 0; q < 4; ++q) a[ks][q] = pack_bf16x2(sc[8 * ks + 2 * q], sc[8 * ks + 2 * q + 1]);
+            for (int q = 0; q < 4; ++q)
+                p_prev[ks][q] = pack_bf16x2(sc[8 * ks + 2 * q], sc[8 * ks + 2 * q + 1]);
+    };
+    if (cg == 1 && t1 > t0) hopper::named_barrier_arrive(kTurn0, 256);
+    if (t1 > t0) tile(t0, std::true_type{});
+    for (int j = t0 + 1; j < t1; ++j) tile(j, std::false_type{});
+    if (t1 > t0) {  // the last tile's P·V
         hopper::wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < BN / 16; ++ks)
-#pragma unroll
-            for (int hh = 0; hh < kHalves; ++hh)
-                hopper::wgmma_m64n64k16_rs_tb(
-                    o[hh], a[ks],
-                    hopper::smem_descriptor_mn(vaddr + hh * L::k_panel + ks * 16 * kRowBytes, L::k_panel),
-                    true);
-        hopper::wgmma_commit();
+        issue_values(values_of(t1 - 1));
         hopper::wgmma_wait<0>();
-        if (j + 2 < t1) hopper::named_barrier_arrive(kEmpty0 + s, kThreads);
     }
     // ---- epilogue: the quad's sums, O / l as bf16, P_S summed over this warpgroup's 64 rows ----
     float inv[2], ps = 0.f;
