@@ -194,6 +194,8 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes);
         float sc[BN / 2];
         hopper::named_barrier_sync(kTurn0 + cg, 256);
+#pragma unroll
+        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
         issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);  // fences, then commits
         if constexpr (!first) issue_values(values_of(j - 1));
         if (cg == 0 || j + 1 < t1) hopper::named_barrier_arrive(kTurn0 + 1 - cg, 256);
@@ -201,6 +203,7 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
             hopper::wgmma_wait<0>();
         else
             hopper::wgmma_wait<1>();  // the scores; tile j-1's P·V may still run
+        hopper::fence_operands(sc);
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
         // i%2; O is not touched until tile j-1's P·V is done ----
         const int key0 = j * BN;
@@ -234,6 +237,8 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         }
         if constexpr (!first) {
             hopper::wgmma_wait<0>();  // tile j-1's P·V: O is final up to it, and its stage may be refilled
+#pragma unroll
+            for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
             if (j + 1 < t1) hopper::named_barrier_arrive(kEmpty0 + (s ^ 1), kThreads);
         }
         // O holds tiles < j at the old maximum; P of tile j goes with the new one
@@ -252,8 +257,12 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     for (int j = t0 + 1; j < t1; ++j) tile(j, std::false_type{});
     if (t1 > t0) {  // the last tile's P·V
         hopper::wgmma_fence();
+#pragma unroll
+        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
         issue_values(values_of(t1 - 1));
         hopper::wgmma_wait<0>();
+#pragma unroll
+        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
     }
     // ---- epilogue: the quad's sums, O / l as bf16, P_S summed over this warpgroup's 64 rows ----
     float inv[2], ps = 0.f;
@@ -309,9 +318,9 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         for (int off = 16; off > 0; off /= 2) ps += __shfl_xor_sync(0xffffffffu, ps, off);
         if (lane == 0) reduce[cg * 4 + warp] = ps;
         hopper::named_barrier_sync(kGroup0 + cg, 128);
-        const int q_tiles = (T + kRowsPerGroup - 1) / kRowsPerGroup, tile = row0 / kRowsPerGroup;
-        if (tid == 0 && tile < q_tiles)
-            p.p_cache_partial[h * q_tiles + tile] =
+        const int q_tiles = (T + kRowsPerGroup - 1) / kRowsPerGroup, q_tile = row0 / kRowsPerGroup;
+        if (tid == 0 && q_tile < q_tiles)
+            p.p_cache_partial[h * q_tiles + q_tile] =
                 reduce[cg * 4] + reduce[cg * 4 + 1] + reduce[cg * 4 + 2] + reduce[cg * 4 + 3];
     }
 }
