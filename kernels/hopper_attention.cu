@@ -6,7 +6,7 @@
 //   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys of K (k_cols columns)
 //   and V
 //     into shared memory with 16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh),
-//     two stages deep;
+//     three stages deep where shared memory allows, else two (Layout::stages);
 //   warpgroups 1 and 2, the consumers (232 registers): 64 query rows each. Per tile S = Q·K'ᵀ (wgmma
 //     m64nBNk16 from shared memory, KSTEPS = kd/16 steps unrolled, kd = k_cols rounded up to a step count the
 //     kernel is built for: the correction's folded columns are one more step),
@@ -45,11 +45,12 @@ constexpr int kConsumerGroups = 2;
 constexpr int kThreads = 128 * (1 + kConsumerGroups);
 constexpr int kRowBytes = 128;  // a panel row: 64 bf16
 constexpr float kLog2e = 1.4426950408889634f;
-// Named barrier ids: FULL per (stage, consumer warpgroup) 1..4 (kFull0 + 2 * stage + group: the producer
-// arrives, that warpgroup waits, 256 threads); EMPTY per stage 5, 6 (both consumers arrive, the producer
-// waits: 384); each consumer warpgroup's own 7, 8 (128: its Q tile, its P_S sum); the consumers' turns at the
-// tensor cores 9, 10 (256: a warpgroup waits for its turn, the other one arrives).
-enum Barrier : int { kFull0 = 1, kEmpty0 = 5, kGroup0 = 7, kTurn0 = 9 };
+// Named barrier ids (at most 3 stages): FULL per (stage, consumer warpgroup) 1..6 (kFull0 + 2 * stage +
+// group: the producer arrives, that warpgroup waits, 256 threads); EMPTY per stage 7..9 (both consumers
+// arrive, the producer waits: 384); each consumer warpgroup's own 10, 11 (128: its Q tile, its P_S sum); the
+// consumers' turns at the tensor cores 12, 13 (256: a warpgroup waits for its turn, the other one arrives).
+enum Barrier : int { kFull0 = 1, kEmpty0 = 7, kGroup0 = 10, kTurn0 = 12 };
+constexpr int kSharedLimit = 227 * 1024;  // a block's opt-in shared memory on sm_90
 
 template <int HD, int KSTEPS>
 struct Layout {
@@ -59,8 +60,12 @@ struct Layout {
     static constexpr int q_bytes = panels * q_panel;  // per consumer group
     static constexpr int k_bytes = panels * k_panel, v_bytes = HD / 64 * k_panel;
     static constexpr int stage_bytes = k_bytes + v_bytes;
-    static constexpr int smem_bytes =
-        kConsumerGroups * q_bytes + 2 * stage_bytes + 8 * static_cast<int>(sizeof(float));
+    static constexpr int fixed_bytes = kConsumerGroups * q_bytes + 8 * static_cast<int>(sizeof(float));
+    // Three stages where they fit (a stage is released only after the P·V that reads it, one tile after its
+    // scores: a third stage keeps the copies a tile ahead), else two (128 keys of 144 columns).
+    static constexpr int stages = fixed_bytes + 3 * stage_bytes <= kSharedLimit ? 3 : 2;
+    static constexpr int smem_bytes = fixed_bytes + stages * stage_bytes;
+    static_assert(smem_bytes <= kSharedLimit, "a layout beyond a block's shared memory");
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -92,8 +97,8 @@ __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_
     using L = Layout<HD, KSTEPS>;
     constexpr int BN = L::BN;
     const int chunks_k = p.k_cols / 8, pad = L::kd / 8 - chunks_k;  // 16-byte chunks of a row
-    // The padded columns [k_cols, kd) of both K stages: zeros, written once (the copies never touch them).
-    for (int i = tid; i < 2 * BN * pad; i += 128) {
+    // The padded columns [k_cols, kd) of every K stage: zeros, written once (the copies never touch them).
+    for (int i = tid; i < L::stages * BN * pad; i += 128) {
         const int s = i / (BN * pad), r = (i / pad) % BN, c = chunks_k + i % pad;
         *reinterpret_cast<uint4*>(stage0 + s * L::stage_bytes + hopper::swizzled_offset(r, 8 * c, BN)) =
             make_uint4(0, 0, 0, 0);
@@ -101,8 +106,8 @@ __device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_
     const uint16_t* const kh = p.k + static_cast<size_t>(h) * p.max_keys * p.k_cols;
     const uint16_t* const vh = p.v + static_cast<size_t>(h) * p.max_keys * HD;
     for (int j = t0; j < t1; ++j) {
-        const int s = (j - t0) & 1;
-        if (j - t0 >= 2) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
+        const int s = (j - t0) % L::stages;
+        if (j - t0 >= L::stages) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
         const uint32_t kbase = hopper::shared_address(stage0 + s * L::stage_bytes),
                        vbase = kbase + L::k_bytes;
         const int key0 = j * BN;
@@ -183,13 +188,13 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         hopper::wgmma_commit();
     };
     auto values_of = [&](int j) {  // the shared address of tile j's V
-        return hopper::shared_address(stage0 + ((j - t0) & 1) * L::stage_bytes) + L::k_bytes;
+        return hopper::shared_address(stage0 + ((j - t0) % L::stages) * L::stage_bytes) + L::k_bytes;
     };
     // One tile; FIRST (a compile-time flag: no branch around the wgmmas, which would serialize them) has no
     // P·V of an earlier tile to issue.
     auto tile = [&](int j, auto first_flag) {
         constexpr bool first = decltype(first_flag)::value;
-        const int s = (j - t0) & 1;
+        const int s = (j - t0) % L::stages;
         hopper::named_barrier_sync(kFull0 + 2 * s + cg, 256);
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes);
         float sc[BN / 2];
@@ -239,7 +244,8 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
             hopper::wgmma_wait<0>();  // tile j-1's P·V: O is final up to it, and its stage may be refilled
 #pragma unroll
             for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
-            if (j + 1 < t1) hopper::named_barrier_arrive(kEmpty0 + (s ^ 1), kThreads);
+            if (j - 1 + L::stages < t1)  // the producer refills it with tile j - 1 + stages
+                hopper::named_barrier_arrive(kEmpty0 + (j - 1 - t0) % L::stages, kThreads);
         }
         // O holds tiles < j at the old maximum; P of tile j goes with the new one
 #pragma unroll
@@ -339,7 +345,7 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
               t1 = static_cast<int>(static_cast<long long>(tiles) * (split + 1) / p.splits);
     const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
     uint8_t* const stage0 = smem + kConsumerGroups * L::q_bytes;
-    float* const reduce = reinterpret_cast<float*>(stage0 + 2 * L::stage_bytes);
+    float* const reduce = reinterpret_cast<float*>(stage0 + L::stages * L::stage_bytes);
     if (group == 0) {
         hopper::registers_release<40>();
         producer<HD, KSTEPS>(p, stage0, h, n_keys, t0, t1, tid);
