@@ -282,43 +282,36 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         const int row = row0 + 16 * warp + quad_row + 8 * r;
         if (quad_col == 0 && row < T) ps += lc[r] * inv[r];
     }
-    const size_t D = static_cast<size_t>(p.heads) * HD;
-    if (p.splits > 1) {
-        // This key range's O / l and row statistics, merged by attention_combine.
-        const size_t base = static_cast<size_t>(blockIdx.z) * p.heads + h;
-        float* const so = p.split_o + base * T * HD;
-        float* const st = p.split_stats + base * T * 3;
-#pragma unroll
-        for (int hh = 0; hh < kHalves; ++hh)
-#pragma unroll
-            for (int i = 0; i < 32; i += 2) {
-                const int r = (i >> 1) & 1, row = row0 + 16 * warp + quad_row + 8 * r;
-                const int col = hh * 64 + 8 * (i / 4) + 2 * quad_col;
-                if (row < T)
-                    *reinterpret_cast<float2*>(so + static_cast<size_t>(row) * HD + col) =
-                        make_float2(o[hh][i] * inv[r], o[hh][i + 1] * inv[r]);
-            }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = row0 + 16 * warp + quad_row + 8 * r;
-            if (quad_col == 0 && row < T) {
-                st[row * 3] = m[r];
-                st[row * 3 + 1] = l[r];
-                st[row * 3 + 2] = lc[r];
-            }
-        }
-        return;
-    }
+    // O / l: the rows' output as bf16, or with key-range splits this range's part in fp32 and the rows'
+    // statistics, merged by attention_combine.
+    const size_t D = static_cast<size_t>(p.heads) * HD, part = static_cast<size_t>(blockIdx.z) * p.heads + h;
+    const bool split = p.splits > 1;
 #pragma unroll
     for (int hh = 0; hh < kHalves; ++hh)
 #pragma unroll
         for (int i = 0; i < 32; i += 2) {
             const int r = (i >> 1) & 1, row = row0 + 16 * warp + quad_row + 8 * r;
             const int col = hh * 64 + 8 * (i / 4) + 2 * quad_col;
-            if (row < T)
-                *reinterpret_cast<uint32_t*>(p.out + row * D + h * HD + col) =
-                    pack_bf16x2(o[hh][i] * inv[r], o[hh][i + 1] * inv[r]);
+            if (row >= T) continue;
+            const float a = o[hh][i] * inv[r], b = o[hh][i + 1] * inv[r];
+            if (split)
+                *reinterpret_cast<float2*>(p.split_o + (part * T + row) * HD + col) = make_float2(a, b);
+            else
+                *reinterpret_cast<uint32_t*>(p.out + row * D + h * HD + col) = pack_bf16x2(a, b);
         }
+    if (split) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = row0 + 16 * warp + quad_row + 8 * r;
+            if (quad_col == 0 && row < T) {
+                float* const st = p.split_stats + (part * T + row) * 3;
+                st[0] = m[r];
+                st[1] = l[r];
+                st[2] = lc[r];
+            }
+        }
+        return;
+    }
     if (p.p_cache_partial != nullptr) {
 #pragma unroll
         for (int off = 16; off > 0; off /= 2) ps += __shfl_xor_sync(0xffffffffu, ps, off);
