@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Rotated codes on CUDA (issue 20), on the GPU machine, in phases (PHASES, space-separated) over one or two
 # device commands on a warm machine (/tmp/b and /tmp/kvw persist between them):
+#   check   the sm_90a attention kernel alone (kernels/hopper_attention.cu), built with nvcc beside its device check
+#           (docs/experiments/2026-12-06-hopper-attention/hopper_check.cu) and run: correct or not, and its time, in
+#           about a minute before the build ($OUT/hopper_check.txt)
 #   build   kvworld-cli and test_cuda_ops for sm_90 in /tmp/b (the Debian packages carried in .debs:
 #           ../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev libstb-dev libgtest-dev)
 #   tests   the whole GPU suite ($OUT/test_cuda_ops.log); the rotated cases are CudaQuantize/Rotated.*,
@@ -32,6 +35,17 @@ mkdir -p /tmp/kvw "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 CLI=/tmp/b/app/cli/kvworld-cli
 
+if has check; then
+  # the sm_90a attention alone, before the long build: its device check (correctness against double on small
+  # shapes, then its time at the default and HY shapes), built with nvcc in about a minute, no packages needed
+  stamp "hopper check"
+  nvcc=/usr/local/cuda/bin/nvcc
+  "$nvcc" -std=c++17 -O2 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -I engine/include -I engine/backend/include \
+    -I kernels docs/experiments/2026-12-06-hopper-attention/hopper_check.cu kernels/hopper_attention.cu \
+    kernels/attention.cu kernels/common.cu -o /tmp/kvw/hopper_check > "$OUT/hopper_check_build.txt" 2>&1 &&
+    timeout "${CHECK_TIMEOUT:-120}" /tmp/kvw/hopper_check > "$OUT/hopper_check.txt" 2>&1
+  echo "hopper check rc=$?"; tail -12 "$OUT/hopper_check.txt" "$OUT/hopper_check_build.txt" 2>/dev/null | grep -v '^$'
+fi
 if has build; then
   stamp "build"
   bash .debs/unpack-debs.sh .debs > /dev/null 2>&1
