@@ -882,6 +882,9 @@ TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
                      off = c.at("recall_off").at("psnr").get<double>();
         EXPECT_NEAR(c.at("gain_of_earlier_view").at("db").get<double>(), with - without, 1e-9);
         EXPECT_NEAR(c.at("gain_over_recall_off").at("db").get<double>(), with - off, 1e-9);
+        EXPECT_NEAR(c.at("gain_of_answer_recalled").at("db").get<double>(),
+                    c.at("with_answer_recalled").at("psnr").get<double>() - without, 1e-9);
+        EXPECT_NE(c.at("with_answer_recalled").at("psnr").get<double>(), with);  // another chunk recalled
         // The three contexts differ, so the returning chunks do.
         EXPECT_NE(with, without);
         EXPECT_NE(without, off);

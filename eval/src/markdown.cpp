@@ -228,22 +228,24 @@ std::string memory_markdown(const json& m) {
         "forks of that one cache (same positions and noise) with the earlier view in its context, without it "
         "(the start chunk recalled alone) and with recall off; PSNR against the simulator's returning chunk, "
         "pooled over worlds (95%% intervals resampling worlds). Repeating the last given frame: %s dB; the "
-        "earlier view itself: %s dB.\n\n"
-        "| cache | with the view dB | without dB | recall off dB | the view adds dB "
-        "|\n|---|---|---|---|---|\n",
+        "earlier view itself: %s dB. The ceiling: the returning chunk itself recalled where the view was.\n\n"
+        "| cache | with the view dB | without dB | recall off dB | the view adds dB | the returning chunk "
+        "recalled adds dB |\n|---|---|---|---|---|---|\n",
         m["worlds"].get<int>(), m["returns_found"].get<int>(),
         number_or_nan(m["median_seconds_since_earlier_view"]),
         with_interval("%.2f", m["repeat_last"]["psnr"], m["repeat_last"]["psnr_ci95"]).c_str(),
         with_interval("%.2f", m["earlier_view_as_is"]["psnr"], m["earlier_view_as_is"]["psnr_ci95"]).c_str());
     for (const json& c : m["caches"])
         md += format(
-            "| %s | %s | %s | %s | %s |\n", c["label"].get<std::string>().c_str(),
+            "| %s | %s | %s | %s | %s | %s |\n", c["label"].get<std::string>().c_str(),
             with_interval("%.2f", c["with_earlier_view"]["psnr"], c["with_earlier_view"]["psnr_ci95"])
                 .c_str(),
             with_interval("%.2f", c["without_earlier_view"]["psnr"], c["without_earlier_view"]["psnr_ci95"])
                 .c_str(),
             with_interval("%.2f", c["recall_off"]["psnr"], c["recall_off"]["psnr_ci95"]).c_str(),
             with_interval("%+.2f", c["gain_of_earlier_view"]["db"], c["gain_of_earlier_view"]["ci95"])
+                .c_str(),
+            with_interval("%+.2f", c["gain_of_answer_recalled"]["db"], c["gain_of_answer_recalled"]["ci95"])
                 .c_str());
     return md + "\n";
 }

@@ -185,11 +185,12 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             std::to_string(base.context.window) + ", recall " + std::to_string(base.context.recall));
     struct Row {
         CacheSettings cache;
-        WorldSums with_view, without_view, recall_off;
+        WorldSums with_view, without_view, recall_off, with_answer;
     };
     std::vector<Row> rows;
     for (int bits : o.revisit_bits)
-        rows.push_back({revisit_cache(bits), WorldSums(worlds), WorldSums(worlds), WorldSums(worlds)});
+        rows.push_back({revisit_cache(bits), WorldSums(worlds), WorldSums(worlds), WorldSums(worlds),
+                        WorldSums(worlds)});
     WorldSums repeat_last(worlds), earlier_view(worlds);
     std::vector<int> gap_chunks(worlds), found(worlds);
     std::mutex print_mutex;
@@ -223,6 +224,15 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                                  : variant == 1 ? row.without_view
                                                 : row.recall_off);
             }
+            // A ceiling for memory: the same context with the returning chunk itself (its frames, actions and
+            // poses) where the earlier view was, as if the answer had been seen at the earlier time. Near
+            // "without", the model does not read content from a recalled chunk at all; well above it, the
+            // earlier view simply holds little of the return.
+            Session answer(model, p);
+            answer.start(ch.frames[0], ch.actions[0], ch.poses[0]);
+            answer.observe(ch.frames[back], ch.actions[back], ch.poses[back]);
+            for (int k = 2; k < back; ++k) answer.observe(ch.frames[k], ch.actions[k], ch.poses[k]);
+            add_chunk_errors(answer.step(ch.actions[back]).frames, ch.frames[back], w, row.with_answer);
         }
         std::lock_guard<std::mutex> lock(print_mutex);
         if (++done % 8 == 0 || done == worlds) {
@@ -238,7 +248,9 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                           {"with_earlier_view", psnr_json(row.with_view)},
                           {"without_earlier_view", psnr_json(row.without_view)},
                           {"recall_off", psnr_json(row.recall_off)},
+                          {"with_answer_recalled", psnr_json(row.with_answer)},
                           {"gain_of_earlier_view", psnr_gain_json(row.with_view, row.without_view)},
+                          {"gain_of_answer_recalled", psnr_gain_json(row.with_answer, row.without_view)},
                           {"gain_over_recall_off", psnr_gain_json(row.with_view, row.recall_off)}});
         const json& g = caches.back()["gain_of_earlier_view"];
         std::printf(
@@ -248,6 +260,12 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             number_or_nan(caches.back()["without_earlier_view"]["psnr"]),
             number_or_nan(caches.back()["recall_off"]["psnr"]), number_or_nan(g["db"]),
             number_or_nan(g["ci95"][0]), number_or_nan(g["ci95"][1]));
+        const json& a = caches.back()["gain_of_answer_recalled"];
+        std::printf(
+            "memory, %s: with the returning chunk itself recalled in its place %.2f dB: %+.2f dB [%+.2f, "
+            "%+.2f] over no view (the ceiling of memory)\n",
+            row.cache.label().c_str(), number_or_nan(caches.back()["with_answer_recalled"]["psnr"]),
+            number_or_nan(a["db"]), number_or_nan(a["ci95"][0]), number_or_nan(a["ci95"][1]));
     }
     std::vector<int> sorted_gaps = gap_chunks;
     std::sort(sorted_gaps.begin(), sorted_gaps.end());
