@@ -265,6 +265,13 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 64));
     dataset->add_option("--revisit-walk-frames", revisit_walk_frames, "Longest walk of a revisit episode")
         ->check(CLI::Range(1, 100000));
+    float revisit_synthetic = -1.f;
+    dataset
+        ->add_option(
+            "--revisit-synthetic", revisit_synthetic,
+            "Revisit episodes whose earlier view is the returning chunk seen again from nearby: moved "
+            "by up to this fraction of the revisit limits (0: the chunk itself); a retrieval curriculum")
+        ->check(CLI::Range(0.0, 1.0));
 
     CLI::App* bench = app.add_subcommand("bench", "Single-core frames per second (128x128 and 256x256)");
     bench->add_option("--frames", bench_frames, "Frames to time")->check(CLI::Range(1, 10000000));
@@ -333,6 +340,7 @@ int main(int argc, char** argv) {
             o.revisit = revisit;
             o.chunk_frames = chunk_frames;
             o.revisit_walk_frames = revisit_walk_frames;
+            o.revisit_synthetic = revisit_synthetic;
             o.params.width = width;
             o.params.height = height;
             const auto t0 = Clock::now();

@@ -263,7 +263,9 @@ std::pair<int, int> find_revisit_chunks(const std::vector<CameraPose>& chunk_pos
 }
 
 RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames, int walk_frames,
-                                    const SimParams& params) {
+                                    const SimParams& params, float synthetic) {
+    if (synthetic > 1.f)
+        throw Error("revisit episode: a synthetic earlier view is at most 1 (the revisit limits)");
     constexpr int kMaxAttempts = 4;  // policy walks tried before the closest pair is taken
     if (chunk_frames < 1) throw Error("revisit episode: chunk_frames must be positive");
     const int gap = revisit_min_chunk_gap(chunk_frames, params.fps);
@@ -292,6 +294,30 @@ RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames,
         for (int f = 0; f < chunk_frames; ++f)
             store_frame(out.episode, k * chunk_frames + f, world, walk, walk_chunks[k] * chunk_frames + f,
                         params);
+    if (synthetic >= 0.f) {
+        // The returning chunk seen again from nearby: every pose turned by d_yaw about the chunk's last
+        // position, then moved by (dx, dz); heights keep their clearance above the surface.
+        detail::Rng rng(detail::derive_seed(seeds.policy, 0x5e7e1));
+        const RevisitLimits limits;
+        const float d_yaw = synthetic * static_cast<float>(limits.max_angle_deg) * rng.range(-1.f, 1.f);
+        const float reach = synthetic * static_cast<float>(limits.max_distance) * std::sqrt(rng.uniform()),
+                    heading = rng.range(0.f, 2.f * 3.14159265f);
+        const int first = out.returning * chunk_frames;
+        const CameraPose& pivot = walk.poses[first + chunk_frames - 1];
+        const float c = std::cos(d_yaw * 3.14159265f / 180.f), s = std::sin(d_yaw * 3.14159265f / 180.f);
+        PolicyWalk moved = walk;
+        for (int f = 0; f < chunk_frames; ++f) {
+            const CameraPose& p = walk.poses[first + f];
+            CameraPose& q = moved.poses[first + f];
+            const float rx = p.x - pivot.x, rz = p.z - pivot.z;
+            q.x = pivot.x + c * rx - s * rz + reach * std::cos(heading);
+            q.z = pivot.z + s * rx + c * rz + reach * std::sin(heading);
+            q.y = p.y - world.surface_height(p.x, p.z) + world.surface_height(q.x, q.z);
+            q.yaw_deg = p.yaw_deg + d_yaw;
+        }
+        for (int f = 0; f < chunk_frames; ++f)
+            store_frame(out.episode, chunk_frames + f, world, moved, first + f, params);
+    }
     return out;
 }
 
@@ -342,6 +368,8 @@ class PositionalFile {
 void write_dataset(const DatasetOptions& o, const std::function<void(int)>& progress) {
     if (o.episodes < 1) throw Error("dataset: --episodes must be at least 1");
     if (o.frames < 1) throw Error("dataset: --frames must be at least 1");
+    if (o.revisit_synthetic >= 0.f && !o.revisit)
+        throw Error("dataset: --revisit-synthetic is a kind of revisit episode (add --revisit)");
     if (o.params.width < 8 || o.params.height < 8 || o.params.width > 4096 || o.params.height > 4096)
         throw Error("dataset: frame size must be within 8..4096");
     if (o.max_warmup_frames < 0) throw Error("dataset: max_warmup_frames must be >= 0");
@@ -387,8 +415,8 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
                 if (e >= o.episodes) return;
                 Episode ep;
                 if (o.revisit) {
-                    RevisitEpisode r =
-                        make_revisit_episode(seeds[e], o.chunk_frames, o.revisit_walk_frames, o.params);
+                    RevisitEpisode r = make_revisit_episode(seeds[e], o.chunk_frames, o.revisit_walk_frames,
+                                                            o.params, o.revisit_synthetic);
                     revisits[e] = {r.returning, r.earlier, r.attempts, r.found};
                     ep = std::move(r.episode);
                 } else {
@@ -468,6 +496,8 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
         meta["chunk_frames"] = o.chunk_frames;
         meta["revisit"] = {
             {"walk_frames", o.revisit_walk_frames},
+            {"synthetic_earlier_view",
+             o.revisit_synthetic >= 0.f ? json(o.revisit_synthetic) : json(nullptr)},
             {"limits", {{"min_seconds", 10}, {"max_distance", 2}, {"max_angle_deg", 15}}},
             {"found", found},
             {"episode_fields", {"walk chunk of each stored chunk (6)", "policy walks tried", "found"}},

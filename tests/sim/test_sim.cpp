@@ -474,6 +474,58 @@ TEST(simRevisit, DatasetStoresTheReturnInContextSlotOrder) {
     std::filesystem::remove_all(o.out_dir);
 }
 
+// The retrieval curriculum: the earlier view is the returning chunk seen again from nearby. At 0 it is the
+// returning chunk itself (frames, actions, poses); at 0.5 every pose is moved by one rigid offset within half
+// the revisit limits, the other chunks are those of the plain revisit episode, and the height above the
+// surface is kept. Without --revisit the option is refused.
+TEST(simRevisit, SyntheticEarlierViewIsTheReturnSeenFromNearby) {
+    SimParams params;
+    params.width = 32;
+    params.height = 24;
+    const int F = 4, bytes = 32 * 24 * 3;
+    const auto seeds = kvw::sim::dataset_episode_seeds(5000, 1, 160);
+    const kvw::sim::RevisitEpisode plain = kvw::sim::make_revisit_episode(seeds, F, 1920, params);
+    const kvw::sim::RevisitEpisode same = kvw::sim::make_revisit_episode(seeds, F, 1920, params, 0.f);
+    const kvw::sim::RevisitEpisode near = kvw::sim::make_revisit_episode(seeds, F, 1920, params, 0.5f);
+    auto chunk = [&](int k, const std::vector<uint8_t>& frames) {
+        return std::vector<uint8_t>(frames.begin() + k * F * bytes, frames.begin() + (k + 1) * F * bytes);
+    };
+    auto floats = [&](const std::vector<float>& v, int k) {
+        return std::vector<float>(v.begin() + k * F * 5, v.begin() + (k + 1) * F * 5);
+    };
+    const int back = kvw::sim::kRevisitChunks - 1;
+    EXPECT_EQ(same.returning, plain.returning);
+    EXPECT_EQ(chunk(1, same.episode.frames), chunk(back, plain.episode.frames));
+    EXPECT_EQ(floats(same.episode.poses, 1), floats(plain.episode.poses, back));
+    EXPECT_EQ(floats(same.episode.actions, 1), floats(plain.episode.actions, back));
+    for (int k = 0; k < kvw::sim::kRevisitChunks; ++k) {
+        if (k == 1) continue;
+        EXPECT_EQ(chunk(k, near.episode.frames), chunk(k, plain.episode.frames)) << "chunk " << k;
+    }
+    EXPECT_NE(chunk(1, near.episode.frames), chunk(back, plain.episode.frames));
+    const World world(seeds.world);
+    for (int f = 0; f < F; ++f) {
+        const float* a = &near.episode.poses[static_cast<size_t>((F + f) * 5)];          // moved
+        const float* b = &plain.episode.poses[static_cast<size_t>((back * F + f) * 5)];  // the return's
+        const float* last = &plain.episode.poses[static_cast<size_t>((back * F + F - 1) * 5)];
+        // within half the limits of the return's last pose (a turn about it, then a step), and the same
+        // clearance above the surface
+        const float* a_last = &near.episode.poses[static_cast<size_t>((F + F - 1) * 5)];
+        EXPECT_LE(std::hypot(a_last[0] - last[0], a_last[2] - last[2]), 1.f + 1e-4f);
+        EXPECT_LE(std::fabs(a[3] - b[3]), 7.5f + 1e-4f);
+        EXPECT_NEAR(a[1] - world.surface_height(a[0], a[2]), b[1] - world.surface_height(b[0], b[2]), 1e-3f);
+    }
+    kvw::sim::DatasetOptions o;
+    o.episodes = 1;
+    o.frames = 32;
+    o.params = params;
+    o.revisit_synthetic = 0.5f;
+    o.out_dir = temp_dir("synthetic");
+    EXPECT_THROW(kvw::sim::write_dataset(o), kvw::Error);
+    EXPECT_THROW(kvw::sim::make_revisit_episode(seeds, F, 1920, params, 1.5f), kvw::Error);
+    std::filesystem::remove_all(o.out_dir);
+}
+
 TEST(simThreads, ConcurrentRenderingOfOneWorldEqualsSerial) {
     SimParams params;
     params.width = 96;

@@ -22,7 +22,9 @@
 #         train_state.json continues the schedule and the log; assets/models/default starts again from the pixel
 #         model's transformer) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the log come
 #         back under $OUT/dit. TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
-#         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches.
+#         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches;
+#         REVISIT_SIM_ARGS: more dataset flags, e.g. --revisit-synthetic 0.25 (the retrieval curriculum: the
+#         earlier view is the returning chunk seen again from nearby).
 #   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b (GPU_TESTS=1: also
 #         test_cuda_ops, run after the training phases, its log $OUT/test_cuda_ops.log); needs the Debian
 #         packages carried in .debs (tools/gpu/device-debs.sh: 9.8 MB, which travels beside the tree and .v2);
@@ -133,7 +135,7 @@ if has dit; then
   [[ -f /tmp/kvw/dit.pt ]] && init=()
   revisit=()  # REVISIT_EPISODES > 0: revisit episodes (memory of places) mixed into REVISIT_FRACTION of the steps
   if (( ${REVISIT_EPISODES:-0} > 0 )); then
-    dataset rv_data "$REVISIT_EPISODES" 24 "${REVISIT_SEED_BASE:-300000}" --revisit
+    dataset rv_data "$REVISIT_EPISODES" 24 "${REVISIT_SEED_BASE:-300000}" --revisit ${REVISIT_SIM_ARGS:-}
     grep -o '"found": [0-9]*' /dev/shm/rv_data/meta.json
     revisit=(--revisit-data /dev/shm/rv_data --revisit-fraction "${REVISIT_FRACTION:-0.25}")
   fi

@@ -116,6 +116,10 @@ struct DatasetOptions {
     bool revisit = false;
     int chunk_frames = 4;
     int revisit_walk_frames = 1920;  // 2 minutes at 16 fps
+    // >= 0: the earlier view is not the walk's own earlier chunk but the returning chunk rendered again from
+    // poses moved by one rigid offset, up to this fraction of the revisit limits (0: the returning chunk
+    // itself). A curriculum for retrieval: the model must first learn to read a recalled chunk's content.
+    float revisit_synthetic = -1;
 };
 
 // The seeds of one episode (the documented mapping; see sim/README.md).
@@ -173,8 +177,12 @@ RevisitNearness revisit_nearness(const CameraPose& a, const CameraPose& b, const
 std::pair<int, int> find_revisit_chunks(const std::vector<CameraPose>& chunk_poses, int chunk_frames,
                                         int fps);
 
+// synthetic >= 0: storage chunk 1 is the returning chunk rendered again from its poses moved by one rigid
+// offset drawn from the episode's seeds: a turn of up to synthetic * 15 degrees about the chunk's last
+// position and a step of up to synthetic * 2 units in (x, z), the height kept above the surface as it was
+// (DatasetOptions::revisit_synthetic); its actions are the returning chunk's.
 RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames, int walk_frames,
-                                    const SimParams& params);
+                                    const SimParams& params, float synthetic = -1);
 
 // Writes frames.u8, actions.f32, poses.f32 and meta.json into out_dir (see README). Each file is written
 // beside its target and renamed; meta.json comes last. Byte-identical for any thread count.
