@@ -1,21 +1,20 @@
 // Attention over the composition path's bf16 context with wgmma (sm_90a only; hopper_attention.h).
 //
 // One thread block = 128 query rows of one head over all keys (or over one of `splits` key ranges, merged
-// after by attention_combine, where the query blocks alone would leave multiprocessors idle), three
+// after by attention_combine, where the query blocks alone would leave multiprocessors idle), in three
 // warpgroups:
-//   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys of K (k_cols columns)
-//   and V
-//     into shared memory with 16-byte cp.async, in the 128-byte swizzled layouts wgmma reads (hopper.cuh),
+//   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys (K with its k_cols
+//     columns, V) into shared memory with 16-byte cp.async, in the swizzled layouts wgmma reads (hopper.cuh),
 //     three stages deep where shared memory allows, else two (Layout::stages);
 //   warpgroups 1 and 2, the consumers (232 registers): 64 query rows each. Per tile S = Q·K'ᵀ (wgmma
 //     m64nBNk16 from shared memory, KSTEPS = kd/16 steps unrolled, kd = k_cols rounded up to a step count the
-//     kernel is built for: the correction's folded columns are one more step),
-//     an fp32 online softmax in registers with a separate running sum of the mass on cached keys (P_S), then
-//     O += P·V (wgmma with P from registers, V read MN-major: its [keys][head_dim] rows as they are).
-// The stages are handed over with named barriers (ids below, at Barrier): FULL (the producer arrives, each
-// consumer warpgroup waits on its own, so neither waits for the other) and EMPTY (both consumers arrive, the
-// producer waits before refilling). The consumers take turns at issuing Q·K'ᵀ (ping-pong: one's softmax under
-// the other's products).
+//     kernel is built for: the correction's folded columns are one more step), an fp32 online softmax in
+//     registers with a separate running sum of the mass on cached keys (P_S), and O += P·V (wgmma with P from
+//     registers, V read MN-major: its [keys][head_dim] rows as they are), in FlashAttention-3's schedule (the
+//     consumer loop says how).
+// The stages are handed over with named barriers (ids at Barrier): FULL (the producer arrives, each consumer
+// warpgroup waits on its own) and EMPTY (both consumers arrive once the P·V reading the stage is done, the
+// producer waits before refilling).
 //
 // BN = 128 keys a tile where the rows are at most one step wider than the head (BF16, keys per token with or
 // without their correction), else 64 (keys per channel: their rows are up to twice as wide).
