@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 #include <mutex>
 
 #include "frontend.h"
@@ -205,20 +206,27 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
         const Image& last = ch.frames[back - 1].back();
         add_chunk_errors(std::vector<Image>(static_cast<size_t>(F), last), ch.frames[back], w, repeat_last);
         add_chunk_errors(ch.frames[1], ch.frames[back], w, earlier_view);
+        // A session given the episode's chunks as ground truth: the start, then `recalled` where the earlier
+        // view goes (chunk 1, or the returning chunk itself for the ceiling), then the window.
+        auto given = [&](const SessionParams& p, int recalled) {
+            auto s = std::make_unique<Session>(model, p);
+            s->start(ch.frames[0], ch.actions[0], ch.poses[0]);
+            s->observe(ch.frames[recalled], ch.actions[recalled], ch.poses[recalled]);
+            for (int k = 2; k < back; ++k) s->observe(ch.frames[k], ch.actions[k], ch.poses[k]);
+            return s;
+        };
         for (Row& row : rows) {
             SessionParams p = base;
             p.cache = row.cache;
             p.seed = seeds.policy;
-            Session session(model, p);
-            session.start(ch.frames[0], ch.actions[0], ch.poses[0]);
-            for (int k = 1; k < back; ++k) session.observe(ch.frames[k], ch.actions[k], ch.poses[k]);
+            const std::unique_ptr<Session> session = given(p, 1);
             // Three forks of the identical cache, the same chunk index and noise: the full context (chunk 0
             // and the earlier view recalled, the window), recall of chunk 0 alone, and recall off (the
             // window).
             for (int variant = 0; variant < 3; ++variant) {
                 SessionParams q = p;
                 q.context.recall = variant == 0 ? p.context.recall : variant == 1 ? 1 : 0;
-                const ChunkResult r = session.fork(q)->step(ch.actions[back]);
+                const ChunkResult r = session->fork(q)->step(ch.actions[back]);
                 add_chunk_errors(r.frames, ch.frames[back], w,
                                  variant == 0   ? row.with_view
                                  : variant == 1 ? row.without_view
@@ -228,11 +236,8 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
             // poses) where the earlier view was, as if the answer had been seen at the earlier time. Near
             // "without", the model does not read content from a recalled chunk at all; well above it, the
             // earlier view simply holds little of the return.
-            Session answer(model, p);
-            answer.start(ch.frames[0], ch.actions[0], ch.poses[0]);
-            answer.observe(ch.frames[back], ch.actions[back], ch.poses[back]);
-            for (int k = 2; k < back; ++k) answer.observe(ch.frames[k], ch.actions[k], ch.poses[k]);
-            add_chunk_errors(answer.step(ch.actions[back]).frames, ch.frames[back], w, row.with_answer);
+            add_chunk_errors(given(p, back)->step(ch.actions[back]).frames, ch.frames[back], w,
+                             row.with_answer);
         }
         std::lock_guard<std::mutex> lock(print_mutex);
         if (++done % 8 == 0 || done == worlds) {

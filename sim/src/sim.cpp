@@ -287,37 +287,40 @@ RevisitEpisode make_revisit_episode(const EpisodeSeeds& seeds, int chunk_frames,
     if (!out.found) pair = closest_far_chunks(chunk_end_poses(walk, chunk_frames), gap);
     out.returning = pair.first;
     out.earlier = pair.second;
-    const int walk_chunks[kRevisitChunks] = {
+    // Stored chunk k is walk chunk walk_chunks[k] of `walk`; with a synthetic earlier view, stored chunk 1 is
+    // the returning chunk of `seen_again` instead: the returning chunk seen again from nearby, every pose
+    // turned by d_yaw about the chunk's last position, then moved by (dx, dz), heights keeping their
+    // clearance above the surface.
+    int walk_chunks[kRevisitChunks] = {
         0, out.earlier, out.returning - 3, out.returning - 2, out.returning - 1, out.returning};
-    out.episode = sized_episode(kRevisitChunks * chunk_frames, params);
-    for (int k = 0; k < kRevisitChunks; ++k)
-        for (int f = 0; f < chunk_frames; ++f)
-            store_frame(out.episode, k * chunk_frames + f, world, walk, walk_chunks[k] * chunk_frames + f,
-                        params);
+    PolicyWalk seen_again;
     if (synthetic >= 0.f) {
-        // The returning chunk seen again from nearby: every pose turned by d_yaw about the chunk's last
-        // position, then moved by (dx, dz); heights keep their clearance above the surface.
         detail::Rng rng(detail::derive_seed(seeds.policy, 0x5e7e1));
         const RevisitLimits limits;
         const float d_yaw = synthetic * static_cast<float>(limits.max_angle_deg) * rng.range(-1.f, 1.f);
         const float reach = synthetic * static_cast<float>(limits.max_distance) * std::sqrt(rng.uniform()),
-                    heading = rng.range(0.f, 2.f * 3.14159265f);
+                    heading = rng.range(0.f, 360.f) * kDegToRad;
         const int first = out.returning * chunk_frames;
         const CameraPose& pivot = walk.poses[first + chunk_frames - 1];
-        const float c = std::cos(d_yaw * 3.14159265f / 180.f), s = std::sin(d_yaw * 3.14159265f / 180.f);
-        PolicyWalk moved = walk;
+        const float c = std::cos(d_yaw * kDegToRad), s = std::sin(d_yaw * kDegToRad);
+        seen_again = walk;
         for (int f = 0; f < chunk_frames; ++f) {
             const CameraPose& p = walk.poses[first + f];
-            CameraPose& q = moved.poses[first + f];
+            CameraPose& q = seen_again.poses[first + f];
             const float rx = p.x - pivot.x, rz = p.z - pivot.z;
             q.x = pivot.x + c * rx - s * rz + reach * std::cos(heading);
             q.z = pivot.z + s * rx + c * rz + reach * std::sin(heading);
             q.y = p.y - world.surface_height(p.x, p.z) + world.surface_height(q.x, q.z);
             q.yaw_deg = p.yaw_deg + d_yaw;
         }
-        for (int f = 0; f < chunk_frames; ++f)
-            store_frame(out.episode, chunk_frames + f, world, moved, first + f, params);
+        walk_chunks[1] = out.returning;
     }
+    out.episode = sized_episode(kRevisitChunks * chunk_frames, params);
+    for (int k = 0; k < kRevisitChunks; ++k)
+        for (int f = 0; f < chunk_frames; ++f)
+            store_frame(out.episode, k * chunk_frames + f, world,
+                        k == 1 && synthetic >= 0.f ? seen_again : walk, walk_chunks[k] * chunk_frames + f,
+                        params);
     return out;
 }
 
@@ -498,7 +501,10 @@ void write_dataset(const DatasetOptions& o, const std::function<void(int)>& prog
             {"walk_frames", o.revisit_walk_frames},
             {"synthetic_earlier_view",
              o.revisit_synthetic >= 0.f ? json(o.revisit_synthetic) : json(nullptr)},
-            {"limits", {{"min_seconds", 10}, {"max_distance", 2}, {"max_angle_deg", 15}}},
+            {"limits",
+             {{"min_seconds", RevisitLimits{}.min_seconds},
+              {"max_distance", RevisitLimits{}.max_distance},
+              {"max_angle_deg", RevisitLimits{}.max_angle_deg}}},
             {"found", found},
             {"episode_fields", {"walk chunk of each stored chunk (6)", "policy walks tried", "found"}},
             {"episodes", std::move(walk_chunks)}};
