@@ -824,15 +824,8 @@ void CudaBackendSession::composed_attention(const cu::AttentionParams& ap) {
     cu::build_context_scratch(ap, s, comp.all.keys, stream_.get());
     if (!comp.sdpa) {
 #if defined(KVW_WITH_SM90A)
-        cu::ScratchAttentionParams hp;
-        hp.q = s.q, hp.k = s.k, hp.v = s.v;
-        hp.heads = c.heads, hp.n_queries = N, hp.head_dim = hd, hp.k_cols = s.k_cols,
-        hp.max_keys = s.max_keys;
-        hp.n_segments = ap.n_segments, hp.scale = ap.alpha, hp.out = ap.out,
-        hp.p_cache_partial = ap.p_cache_partial;
-        // the fused kernel's split count and workspace (both count blocks of 128 query rows)
-        hp.splits = ap.splits, hp.split_o = ap.split_o, hp.split_stats = ap.split_stats;
-        cu::hopper_attention(hp, stream_.get());
+        // with the fused kernel's split count and workspace (both count blocks of 128 query rows)
+        cu::hopper_attention(cu::scratch_attention_params(ap, s), stream_.get());
 #endif
         return;
     }

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "cuda_ops.h"
+
 namespace kvw::cuda {
 
 struct ScratchAttentionParams {
@@ -33,6 +35,17 @@ struct ScratchAttentionParams {
     float* split_o = nullptr;
     float* split_stats = nullptr;
 };
+// The attention of `p` (its scale, output, stolen-mass tiles, splits and their workspace) over the rows `s`
+// holds, as the composition path builds them for p (build_context_scratch).
+inline ScratchAttentionParams scratch_attention_params(const AttentionParams& p, const ContextScratch& s) {
+    ScratchAttentionParams h;
+    h.q = s.q, h.k = s.k, h.v = s.v;
+    h.heads = p.heads, h.n_queries = p.n_tokens, h.head_dim = p.head_dim, h.k_cols = s.k_cols;
+    h.max_keys = s.max_keys, h.n_segments = p.n_segments, h.scale = p.alpha;
+    h.out = p.out, h.p_cache_partial = p.p_cache_partial;
+    h.splits = p.splits, h.split_o = p.split_o, h.split_stats = p.split_stats;
+    return h;
+}
 // Key-range splits that fill `sms` multiprocessors with blocks of 128 query rows (the fused kernel's
 // attention_splits for its 128-row blocks, so the backend's one workspace serves both).
 int hopper_attention_splits(int n_queries, int heads, int sms);

@@ -64,20 +64,19 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
     std::string no_cudnn;
     std::unique_ptr<cu::CudnnSdpa> sdpa;
     if (cu::CudnnSdpa::available(&no_cudnn)) sdpa = std::make_unique<cu::CudnnSdpa>();
-        // ... and the same rows through the sm_90a wgmma kernel where this build and GPU have it
+        // ... and the same rows through the sm_90a wgmma kernel where this build and GPU have it, with its
+        // own key-range splits where the query blocks leave multiprocessors idle (the default shape)
 #if defined(KVW_WITH_SM90A)
     const bool wgmma = cu::hopper_attention_available();
     const std::string no_wgmma = "unavailable: needs a compute capability 9.0 GPU";
+    const int hopper_splits = wgmma ? cu::hopper_attention_splits(N, H, sms) : 1;
+    cu::DeviceBuffer hopper_ws(
+        hopper_splits > 1 ? cu::attention_split_workspace_floats(hopper_splits, H, N, hd) * 4 : 0);
 #else
     const bool wgmma = false;
     const std::string no_wgmma = "unavailable: this build has no sm_90a code";
 #endif
     const bool scratch_rows = sdpa || wgmma;
-#if defined(KVW_WITH_SM90A)
-    const int hopper_splits = wgmma ? cu::hopper_attention_splits(N, H, sms) : 1;
-    cu::DeviceBuffer hopper_ws(
-        hopper_splits > 1 ? cu::attention_split_workspace_floats(hopper_splits, H, N, hd) * 4 : 0);
-#endif
     cu::DeviceBuffer sq(scratch_rows ? static_cast<size_t>(H) * N * max_cols * 2 : 0),
         sk(scratch_rows ? static_cast<size_t>(H) * n_keys * max_cols * 2 : 0),
         sv(scratch_rows ? static_cast<size_t>(H) * n_keys * hd * 2 : 0);
@@ -173,17 +172,12 @@ std::vector<AttentionBenchRow> time_attention(const AttentionBenchShape& s,
         r.wgmma_how = no_wgmma;
 #if defined(KVW_WITH_SM90A)
         if (wgmma) {
-            cu::ScratchAttentionParams hp;
-            hp.q = scratch.q, hp.k = scratch.k, hp.v = scratch.v;
-            hp.heads = H, hp.n_queries = N, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = n_keys;
-            hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = p.out,
-            hp.p_cache_partial = p.p_cache_partial;
-            // its own key-range splits where the query blocks leave multiprocessors idle (the default shape)
+            cu::ScratchAttentionParams hp = cu::scratch_attention_params(p, scratch);
             hp.splits = hopper_splits;
-            if (hp.splits > 1) {
-                hp.split_o = hopper_ws.as<float>();
-                hp.split_stats = hopper_ws.as<float>() + static_cast<size_t>(hp.splits) * H * N * hd;
-            }
+            hp.split_o = hopper_ws.as<float>();
+            hp.split_stats = hopper_splits > 1
+                                 ? hopper_ws.as<float>() + static_cast<size_t>(hopper_splits) * H * N * hd
+                                 : nullptr;
             try {
                 r.wgmma_ms = timed([&] {
                     cu::build_context_scratch(p, scratch, n_keys, nullptr);

@@ -995,17 +995,10 @@ void run_attention_case(const AttnCase& ac, bool composition) {
         cu::DeviceBuffer d_o(static_cast<size_t>(T) * D * 2),
             d_pc(static_cast<size_t>(heads) * cu::attention_query_tiles(T) * 4);
         cu::memset_device(d_o.get(), 0xff, d_o.bytes());
-        cu::ScratchAttentionParams hp;
-        hp.q = d_sq.as<uint16_t>(), hp.k = d_sk.as<uint16_t>(), hp.v = d_sv.as<uint16_t>();
-        hp.heads = heads, hp.n_queries = T, hp.head_dim = hd, hp.k_cols = k_cols, hp.max_keys = nk;
-        hp.n_segments = p.n_segments, hp.scale = p.alpha, hp.out = d_o.as<uint16_t>();
-        hp.p_cache_partial = d_pc.as<float>();
-        cu::DeviceBuffer d_ws(
-            ac.splits > 1 ? cu::attention_split_workspace_floats(ac.splits, heads, T, hd) * 4 : 0);
-        if (ac.splits > 1) {  // the case's key-range splits, as the fused kernel takes them
-            hp.splits = ac.splits, hp.split_o = d_ws.as<float>();
-            hp.split_stats = d_ws.as<float>() + static_cast<size_t>(ac.splits) * heads * T * hd;
-        }
+        // the rows of the context pass above, with the case's key-range splits (p's, as the fused kernel
+        // takes them) and fresh outputs
+        cu::ScratchAttentionParams hp = cu::scratch_attention_params(p, scratch);
+        hp.out = d_o.as<uint16_t>(), hp.p_cache_partial = d_pc.as<float>();
         cu::hopper_attention(hp, nullptr);
         cu::synchronize_device();
         expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
