@@ -151,6 +151,28 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0));
 }
 
+// d[64 x 128] (+)= A[64 x 16] · B, as wgmma_m64n64k16_rs_tb with 128 columns: B's second 64 columns are
+// the descriptor's leading byte offset on (smem_descriptor_mn's panel_bytes); d[i] at column 8·(i/4) +
+// 2·(t%4) + i%2 as in wgmma_m64n128k16.
+__device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
+                                                       bool accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST_64
+        ", "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : KVW_WGMMA_ACCUMULATORS_64(d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0));
+}
+
+// 2^x, flushing subnormal results to zero (one MUFU.EX2; exp2f adds range handling for subnormals, which
+// softmax weights below 2^-126 of the row's largest do not need).
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // Named barriers (ids 1..15; 0 is __syncthreads) between warpgroups of different roles: `threads` counts
 // every thread that arrives or syncs in one phase (a multiple of 32). arrive does not wait; sync waits for
 // the phase to fill.

@@ -160,11 +160,11 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     }
     const uint32_t qaddr = hopper::shared_address(qs);
     const float scale_log2 = p.scale * kLog2e;
-    float o[kHalves][32];
+    // O: thread t holds o[32·hh + i] at row quad_row + 8·((i/2)%2) of its warp's 16, column 64·hh + 8·(i/4) +
+    // 2·quad_col + i%2 (an m64n128 accumulator, or two m64n64 side by side)
+    float o[HD / 2];
 #pragma unroll
-    for (int hh = 0; hh < kHalves; ++hh)
-#pragma unroll
-        for (int i = 0; i < 32; ++i) o[hh][i] = 0.f;
+    for (int i = 0; i < HD / 2; ++i) o[i] = 0.f;
     // Rows r = 0 (quad_row) and 1 (quad_row + 8) of this warp's 16: running max (log2 units), sum, cached sum
     // (this thread's columns only until the end; the max is the quad's).
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, lc[2] = {0.f, 0.f};
@@ -177,13 +177,19 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     uint32_t p_prev[BN / 16][4];  // P of the previous tile: bf16 pairs for keys [16ks, 16ks + 16)
     auto issue_values = [&](uint32_t vaddr) {
 #pragma unroll
-        for (int ks = 0; ks < BN / 16; ++ks)
+        for (int ks = 0; ks < BN / 16; ++ks) {
+            if constexpr (HD == 128) {  // one m64n128k16 a k16 step
+                hopper::wgmma_m64n128k16_rs_tb(
+                    o, p_prev[ks], hopper::smem_descriptor_mn(vaddr + ks * 16 * kRowBytes, L::k_panel), true);
+            } else {
 #pragma unroll
-            for (int hh = 0; hh < kHalves; ++hh)
-                hopper::wgmma_m64n64k16_rs_tb(
-                    o[hh], p_prev[ks],
-                    hopper::smem_descriptor_mn(vaddr + hh * L::k_panel + ks * 16 * kRowBytes, L::k_panel),
-                    true);
+                for (int hh = 0; hh < kHalves; ++hh)
+                    hopper::wgmma_m64n64k16_rs_tb(
+                        *reinterpret_cast<float(*)[32]>(o + 32 * hh), p_prev[ks],
+                        hopper::smem_descriptor_mn(vaddr + hh * L::k_panel + ks * 16 * kRowBytes, L::k_panel),
+                        true);
+            }
+        }
         hopper::wgmma_commit();
     };
     auto values_of = [&](int j) {  // the shared address of tile j's V
@@ -198,8 +204,7 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes);
         float sc[BN / 2];
         hopper::named_barrier_sync(kTurn0 + cg, 256);
-#pragma unroll
-        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
+        hopper::fence_operands(o);
         issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);  // fences, then commits
         if constexpr (!first) issue_values(values_of(j - 1));
         if (cg == 0 || j + 1 < t1) hopper::named_barrier_arrive(kTurn0 + 1 - cg, 256);
@@ -211,46 +216,56 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
         // i%2; O is not touched until tile j-1's P·V is done ----
         const int key0 = j * BN;
-        float mx[2] = {m[0], m[1]};
+        // Raw scores until the exponent: the running max m is in log2 units (scale·log2 e folded in), and a
+        // masked key is -inf, which every step keeps (max, then 2^-inf = 0). Only the last tile has keys past
+        // the end; only the tile holding n_cached has keys on both sides of it (branches on values the whole
+        // warpgroup shares, around arithmetic alone).
+        if (key0 + BN > n_keys) {
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i) {
-            const int key = key0 + 8 * (i / 4) + 2 * quad_col + (i & 1);
-            const float x = key < n_keys ? sc[i] * scale_log2 : -INFINITY;
-            sc[i] = x;
-            mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], x);
+            for (int i = 0; i < BN / 2; ++i)
+                if (key0 + 8 * (i / 4) + 2 * quad_col + (i & 1) >= n_keys) sc[i] = -INFINITY;
         }
-        float corr[2];
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sc[i]);
+        float corr[2], neg_m[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            corr[r] = exp2f(m[r] - mx[r]);  // 0 on the first tile (m = -inf); mx is finite: a tile has a key
-            m[r] = mx[r];
-            l[r] *= corr[r];
-            lc[r] *= corr[r];
+            const float m_new = fmaxf(m[r], mx[r] * scale_log2);  // finite: a tile has a key
+            corr[r] = hopper::exp2_ftz(m[r] - m_new);             // 0 on the first tile (m = -inf)
+            m[r] = m_new;
+            neg_m[r] = -m_new;
         }
-        // The tile's keys are all cached, all not, or split at n_cached.
-        const bool all_cached = key0 + BN <= n_cached;
+        float row_sum[2] = {0.f, 0.f};
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i) {
-            const int r = (i >> 1) & 1, key = key0 + 8 * (i / 4) + 2 * quad_col + (i & 1);
-            const float e = exp2f(sc[i] - m[r]);
-            sc[i] = e;
-            l[r] += e;
-            if (all_cached || key < n_cached) lc[r] += e;
+            const int r = (i >> 1) & 1;
+            sc[i] = hopper::exp2_ftz(fmaf(sc[i], scale_log2, neg_m[r]));
+            row_sum[r] += sc[i];
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            l[r] = l[r] * corr[r] + row_sum[r];
+            lc[r] *= corr[r];
+        }
+        if (key0 + BN <= n_cached) {  // every key of the tile cached
+            lc[0] += row_sum[0], lc[1] += row_sum[1];
+        } else if (key0 < n_cached) {  // the tile straddles n_cached
+#pragma unroll
+            for (int i = 0; i < BN / 2; ++i)
+                if (key0 + 8 * (i / 4) + 2 * quad_col + (i & 1) < n_cached) lc[(i >> 1) & 1] += sc[i];
         }
         if constexpr (!first) {
             hopper::wgmma_wait<0>();  // tile j-1's P·V: O is final up to it, and its stage may be refilled
-#pragma unroll
-            for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
+            hopper::fence_operands(o);
             if (j - 1 + L::stages < t1)  // the producer refills it with tile j - 1 + stages
                 hopper::named_barrier_arrive(kEmpty0 + (j - 1 - t0) % L::stages, kThreads);
         }
         // O holds tiles < j at the old maximum; P of tile j goes with the new one
 #pragma unroll
-        for (int hh = 0; hh < kHalves; ++hh)
-#pragma unroll
-            for (int i = 0; i < 32; ++i) o[hh][i] *= corr[(i >> 1) & 1];
+        for (int i = 0; i < HD / 2; ++i) o[i] *= corr[(i >> 1) & 1];
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ++ks)
 #pragma unroll
@@ -262,12 +277,10 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     for (int j = t0 + 1; j < t1; ++j) tile(j, std::false_type{});
     if (t1 > t0) {  // the last tile's P·V
         hopper::wgmma_fence();
-#pragma unroll
-        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
+        hopper::fence_operands(o);
         issue_values(values_of(t1 - 1));
         hopper::wgmma_wait<0>();
-#pragma unroll
-        for (int hh = 0; hh < kHalves; ++hh) hopper::fence_operands(o[hh]);
+        hopper::fence_operands(o);
     }
     // ---- epilogue: the quad's sums, O / l as bf16, P_S summed over this warpgroup's 64 rows ----
     float inv[2], ps = 0.f;
@@ -292,7 +305,7 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
             const int r = (i >> 1) & 1, row = row0 + 16 * warp + quad_row + 8 * r;
             const int col = hh * 64 + 8 * (i / 4) + 2 * quad_col;
             if (row >= T) continue;
-            const float a = o[hh][i] * inv[r], b = o[hh][i + 1] * inv[r];
+            const float a = o[32 * hh + i] * inv[r], b = o[32 * hh + i + 1] * inv[r];
             if (split)
                 *reinterpret_cast<float2*>(p.split_o + (part * T + row) * HD + col) = make_float2(a, b);
             else
@@ -416,9 +429,10 @@ int hopper_attention_splits(int n_queries, int heads, int sms) {
 }
 
 void hopper_attention(const ScratchAttentionParams& p, void* stream) {
-    if (p.head_dim != 64 && p.head_dim != 128) throw Error("hopper attention: head_dim must be 64 or 128");
+    if (!hopper_attention_head_dim(p.head_dim)) throw Error("hopper attention: head_dim must be 64 or 128");
     // the widest build: 2 * head_dim columns (keys per channel with the exact correction's)
-    if (p.k_cols % 8 || p.k_cols < p.head_dim || p.k_cols > 16 * built_steps(p.head_dim, 3))
+    static_assert(16 * built_steps(64, 3) == 128 && 16 * built_steps(128, 3) == 256);
+    if (!hopper_attention_row_width(p.head_dim, p.k_cols))
         throw Error("hopper attention: k_cols must be a multiple of 8 in [head_dim, 2 * head_dim]");
     if (!p.q || !p.k || !p.v || !p.out || !p.n_segments || p.heads <= 0 || p.n_queries <= 0)
         throw Error("hopper attention: missing tensors or empty shape");

@@ -52,6 +52,15 @@ int hopper_attention_splits(int n_queries, int heads, int sms);
 
 // Whether this build carries the sm_90a kernel and device 0 is a compute capability 9.0 GPU.
 bool hopper_attention_available();
+// The shapes the kernel is built for: head_dim 64 or 128, and rows (the head and the correction's folded
+// columns) a multiple of 8 from head_dim to 2 x head_dim columns.
+inline bool hopper_attention_head_dim(int head_dim) {
+    return head_dim == 64 || head_dim == 128;
+}
+inline bool hopper_attention_row_width(int head_dim, int k_cols) {
+    return hopper_attention_head_dim(head_dim) && k_cols % 8 == 0 && k_cols >= head_dim &&
+           k_cols <= 2 * head_dim;
+}
 // Sets the kernels' shared-memory limits, once; call before launching inside a graph capture.
 void hopper_attention_init();
 // Requirements: head_dim 64 or 128; k_cols a multiple of 8, head_dim <= k_cols <= 2 * head_dim; 16-byte
