@@ -322,13 +322,15 @@ class CudaBackendSession final : public BackendSession {
     std::unique_ptr<Composition> composition_;
 };
 
-// Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: the composition path
-// where cuDNN can serve it — its denoising measured 6-24% faster than the fused kernel's on quantized caches,
-// 6% slower on BF16 (docs/experiments/2026-12-05-self-context-and-composition.md) — else the fused kernel
-// (kernels/attention.cu). KVW_ATTENTION=fused or =composition forces one (composition: an error where cuDNN
-// cannot serve it); =hopper: the composition's rows read by the sm_90a wgmma kernel (issue 21, not yet the
-// default: docs/experiments/2026-12-06-hopper-attention.md), an error off Hopper or in a build without
-// sm_90a.
+// Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: on a compute
+// capability 9.0 GPU in a build with sm_90a code, the composition's rows read by the sm_90a wgmma kernel
+// (end to end 1.24-1.37x the cuDNN composition on the shipped model, H100:
+// docs/experiments/2026-12-06-hopper-attention.md); elsewhere the composition path where cuDNN can serve it
+// — its denoising measured 6-24% faster than the fused kernel's on quantized caches, 6% slower on BF16
+// (docs/experiments/2026-12-05-self-context-and-composition.md); else the fused kernel
+// (kernels/attention.cu). A shape the chosen path cannot serve falls back to the fused kernel.
+// KVW_ATTENTION=fused, =composition or =hopper forces one (an error where it cannot serve: no cuDNN, no
+// Hopper GPU or no sm_90a code).
 enum class AttentionChoice { Automatic, Fused, Composition, Hopper };
 
 AttentionChoice attention_choice() {
@@ -478,18 +480,21 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     cu::attention_init();  // kernel attributes must be set outside graph capture
     const AttentionChoice choice = attention_choice();
     std::string why;
-    if (choice == AttentionChoice::Hopper) {
 #if defined(KVW_WITH_SM90A)
-        if (!cu::hopper_attention_available())
-            throw Error("KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200)");
+    const bool hopper = cu::hopper_attention_available() && cu::hopper_attention_head_dim(c.head_dim);
+    if (choice == AttentionChoice::Hopper && !hopper)
+        throw Error(
+            "KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200) and head_dim 64 or 128");
+    if (choice == AttentionChoice::Hopper || (choice == AttentionChoice::Automatic && hopper)) {
         cu::hopper_attention_init();  // outside any graph capture
         composition_ = std::make_unique<Composition>();
-        composition_->forced = true;
+        composition_->forced = choice == AttentionChoice::Hopper;
         return;
+    }
 #else
+    if (choice == AttentionChoice::Hopper)
         throw Error("KVW_ATTENTION=hopper: this build has no sm_90a code (CUDA architectures without 90)");
 #endif
-    }
     const bool cudnn = choice != AttentionChoice::Fused && cu::CudnnSdpa::available(&why);
     if (choice == AttentionChoice::Composition && !cudnn)
         throw Error("KVW_ATTENTION=composition: cuDNN's attention is unavailable (" + why + ")");
@@ -778,6 +783,11 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
     const Correction form = cache.correction == Correction::Measured ? Correction::Taylor : cache.correction;
     const int columns = folded_correction_columns(kf, form != Correction::Off, form == Correction::Exact, hd);
     const int k_cols = folded_row_width(hd, columns);
+#if defined(KVW_WITH_SM90A)
+    if (!comp.sdpa && !cu::hopper_attention_row_width(hd, k_cols))
+        throw Error("the wgmma attention takes rows of head_dim to 2 x head_dim columns, not " +
+                    std::to_string(k_cols));
+#endif
     // The rows grow with the context and with the format's columns (sized for what is asked, not for the
     // largest context the engine allows); captured graphs saw the old rows.
     if (keys > comp.scratch.max_keys || k_cols > comp.k_cols_allocated) {

@@ -1268,7 +1268,8 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     unsetenv("KVW_ATTENTION");
     EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused, composition or hopper"), std::string::npos)
         << message;
-    // Each path says which it is in the chunk's metrics; unset, the composition where cuDNN serves it.
+    // Each path says which it is in the chunk's metrics; unset, the wgmma kernel on Hopper, else the
+    // composition where cuDNN serves it.
     const bool cudnn = cu::CudnnSdpa::available();
 #if defined(KVW_WITH_SM90A)
     const bool hopper = cu::hopper_attention_available();
@@ -1293,10 +1294,11 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
         std::vector<Image> ctx(static_cast<size_t>(cfg.chunk_frames), Image(cfg.width, cfg.height));
         session.start(ctx, acts, std::vector<CameraPose>(acts.size()));
         const std::string used = session.step(acts).metrics.attention_path;
+        const bool wgmma = std::strcmp(path, "hopper") == 0 || (*path == '\0' && hopper);
         const bool composed = std::strcmp(path, "composition") == 0 || (*path == '\0' && cudnn);
-        EXPECT_EQ(used, std::strcmp(path, "hopper") == 0 ? "composition (context in bf16, wgmma)"
-                        : composed                       ? "composition (context in bf16, cuDNN)"
-                                                         : "fused kernel")
+        EXPECT_EQ(used, wgmma      ? "composition (context in bf16, wgmma)"
+                        : composed ? "composition (context in bf16, cuDNN)"
+                                   : "fused kernel")
             << "KVW_ATTENTION=" << path;
     }
 }
