@@ -63,7 +63,7 @@ struct CachePreset {
     const char* name;
     CacheSettings cache;
 };
-const std::vector<CachePreset>& cache_presets();  // BF16, INT4, INT2 + correction
+const std::vector<CachePreset>& cache_presets();  // BF16, INT4, INT2 rotated + correction (the best 2-bit)
 
 // A seed people can read and type back (9 digits) from std::random_device.
 uint64_t random_seed();

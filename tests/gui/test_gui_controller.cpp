@@ -491,16 +491,17 @@ TEST(GuiController, TheCorrectionHasOneStateTheControlsShow) {
 
 TEST(GuiController, CorrectionShortcutInTheAbViewKeepsEachPanesMode) {
     ControllerOptions options = tiny_options();
-    options.ab = true;  // a reference, K2/V2 taylor, K2/V2 off
+    options.ab = true;  // a reference, K2/V2 rotated taylor, K2/V2 off
     Ui ui(options);
     ASSERT_TRUE(ui.run_until([&] { return ui.chunk_shown() >= 1; })) << ui.all_notices();
     ASSERT_EQ(ui.world.panes().size(), 3u);
     ui.world.toggle_correction();
     EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Off) << "the pane's own setting shows it";
-    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 taylor t<=0.75") << "relabelled when it runs";
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 rotated taylor t<=0.75")
+        << "relabelled when it runs";
     ASSERT_TRUE(ui.run_until([&] { return ui.world.panes()[1].applied.cache.correction == Correction::Off; }))
         << ui.all_notices();
-    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 off");
+    EXPECT_EQ(ui.world.ab_stats().series(1).label, "K2/V2 g64 rotated off");
     EXPECT_EQ(ui.world.panes()[0].applied.cache.key_bits, 16) << "the reference is not touched";
     ui.world.toggle_correction();
     EXPECT_EQ(ui.world.ab().cache[0].correction, Correction::Taylor);

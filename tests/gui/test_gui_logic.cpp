@@ -389,7 +389,8 @@ TEST(Settings, MenuPresetsAreWhatTheySay) {
     EXPECT_EQ(presets[1].cache.key_bits, 4);
     EXPECT_EQ(presets[1].cache.value_bits, 4);
     EXPECT_EQ(presets[2].cache.key_bits, 2);
-    EXPECT_NE(presets[2].cache.correction, Correction::Off) << "INT2 + correction";
+    EXPECT_NE(presets[2].cache.correction, Correction::Off) << "INT2 rotated + correction";
+    EXPECT_TRUE(presets[2].cache.rotated) << "the best measured 2-bit setting: rotated codes";
     for (const CachePreset& p : presets)
         EXPECT_EQ(effective_cache(p.cache), p.cache) << p.name << " runs as named";
 }
