@@ -3,8 +3,8 @@
 # device commands on a warm machine (/tmp/b and /tmp/kvw persist between them):
 #   check   the sm_90a attention kernel alone (kernels/hopper_attention.cu), built with nvcc beside its device check
 #           (docs/experiments/2026-12-06-hopper-attention/hopper_check.cu) and run: correct or not, and its time, in
-#           about a minute before the build ($OUT/hopper_check.txt); HOPPER_VARIANTS="KVW_A=1,KVW_B=0 ..." also builds
-#           and runs the kernel with each word's macros defined ($OUT/hopper_check_1.txt, ...)
+#           about a minute before the build ($OUT/hopper_check.txt); HOPPER_VARIANTS="a.patch KVW_A=1,KVW_B=0 ..." also
+#           builds and runs the kernel patched, or with macros defined, per word ($OUT/hopper_check_1.txt, ...)
 #   build   kvworld-cli and test_cuda_ops for sm_90 in /tmp/b (the Debian packages carried in .debs:
 #           ../shared/device/fetch-debs.sh nlohmann-json3-dev libopenblas-dev libcli11-dev libstb-dev libgtest-dev)
 #   tests   the whole GPU suite ($OUT/test_cuda_ops.log); the rotated cases are CudaQuantize/Rotated.*,
@@ -48,8 +48,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 CLI=/tmp/b/app/cli/kvworld-cli
 
 # The check's binaries: /tmp/kvw/hopper_check (the kernel as committed) and, for the i-th word of
-# HOPPER_VARIANTS (comma-separated macro definitions, e.g. "KVW_A=1,KVW_B=0 KVW_A=0": switches an experiment
-# adds to the kernel for one run), hopper_check_i built with them, all in parallel beside one build of
+# HOPPER_VARIANTS, hopper_check_i built from a variant of it: a word ending in .patch is a patch (-p1, from the
+# repository root) applied to a copy of kernels/ (an experiment kept beside its page, not in the product), any
+# other word comma-separated macro definitions ("KVW_A=1,KVW_B=0"). All build in parallel beside one build of
 # attention.cu and common.cu.
 build_hopper_checks() {
   local nvcc=/usr/local/cuda/bin/nvcc flags=(-std=c++17 -O2 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a
@@ -62,9 +63,18 @@ build_hopper_checks() {
   local i=0 v defs
   "$nvcc" "${flags[@]}" -c kernels/hopper_attention.cu -o /tmp/kvw/hopper_0.o >> "$OUT/hopper_check_build.txt" 2>&1 &
   for v in ${HOPPER_VARIANTS:-}; do
-    i=$((i + 1)); defs=(); IFS=, read -ra defs <<< "$v"
-    "$nvcc" "${flags[@]}" "${defs[@]/#/-D}" -c kernels/hopper_attention.cu -o /tmp/kvw/hopper_$i.o \
-      >> "$OUT/hopper_check_build.txt" 2>&1 &
+    i=$((i + 1)); defs=(); local src=kernels
+    if [[ $v == *.patch ]]; then
+      src=/tmp/kvw/variant_$i/kernels; rm -rf "/tmp/kvw/variant_$i"; mkdir -p "$src"; cp -r kernels/. "$src"
+      if command -v patch > /dev/null; then patch -p1 -d "/tmp/kvw/variant_$i" < "$v"
+      else git apply --unsafe-paths --directory="/tmp/kvw/variant_$i" "$v"; fi >> "$OUT/hopper_check_build.txt" 2>&1 ||
+        { echo "variant $i: $v does not apply" >> "$OUT/hopper_check_build.txt"; return 1; }
+    else
+      IFS=, read -ra defs <<< "$v"
+    fi
+    # a patched copy's own headers come first: quoted includes search the source's folder before -I
+    "$nvcc" "${flags[@]}" "${defs[@]/#/-D}" -c "$src/hopper_attention.cu" \
+      -o /tmp/kvw/hopper_$i.o >> "$OUT/hopper_check_build.txt" 2>&1 &
   done
   wait
   for ((v = 0; v <= i; ++v)); do
