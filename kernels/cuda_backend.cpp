@@ -303,11 +303,10 @@ class CudaBackendSession final : public BackendSession {
     std::array<Event, 4> marks_;
     int n_ctx_ = 0;  // cached chunks in the context (set_context)
     // The composition path (issue 21; docs/design.md "The composition path"): each layer's context
-    // dequantized once into bf16 rows (build_context_scratch), then cuDNN's fused attention over them, and
-    // the stolen mass from the log-sum-exps of a second call over the current chunk's keys
-    // (cache_mass_from_stats). Taken where cuDNN serves it (attention_choice()); null: the fused kernel.
-    // KVW_ATTENTION=hopper: the same rows read by the sm_90a wgmma kernel (hopper_attention.h) instead of
-    // cuDNN, the stolen mass from the same pass.
+    // dequantized once into bf16 rows (build_context_scratch), then read by the sm_90a wgmma kernel
+    // (hopper_attention.h; the stolen mass from the same pass) or by cuDNN's fused attention (the stolen mass
+    // from the log-sum-exps of a second call over the current chunk's keys, cache_mass_from_stats), as
+    // attention_choice() and the constructor decide; null: the fused kernel.
     struct Composition {
         std::unique_ptr<cu::CudnnSdpa> sdpa;               // null: the wgmma kernel
         cu::DeviceBuffer q, k, v;                          // the scratch's rows (ContextScratch)
@@ -316,15 +315,17 @@ class CudaBackendSession final : public BackendSession {
         int k_cols_allocated = 0;
         const void* workspace = nullptr;  // cuDNN's, as the captured graphs saw it
         bool eager = false;               // a capture failed: stages run without graphs
-        bool forced = false;              // KVW_ATTENTION=composition: no falling back to the fused kernel
-        cu::SdpaShape all, current;       // planned by set_context: the whole context; the current chunk
+        bool forced = false;  // KVW_ATTENTION=composition or =hopper: no falling back to the fused kernel
+        cu::SdpaShape all, current;  // planned by set_context: the whole context; the current chunk
     };
     std::unique_ptr<Composition> composition_;
 };
 
 // Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: on a compute
-// capability 9.0 GPU in a build with sm_90a code, the composition's rows read by the sm_90a wgmma kernel
-// (end to end 1.24-1.37x the cuDNN composition on the shipped model, H100:
+// capability 9.0 GPU in a build with sm_90a code, where a chunk's query blocks leave multiprocessors idle
+// (the kernel then splits the keys), the composition's rows read by the sm_90a wgmma kernel (end to
+// end 1.21-1.37x the cuDNN composition on the shipped model, H100; at HY-WorldPlay-8B's shape, whose query
+// blocks fill the GPU, the wgmma kernel alone is 0.53x cuDNN's:
 // docs/experiments/2026-12-06-hopper-attention.md); elsewhere the composition path where cuDNN can serve it
 // — its denoising measured 6-24% faster than the fused kernel's on quantized caches, 6% slower on BF16
 // (docs/experiments/2026-12-05-self-context-and-composition.md); else the fused kernel
@@ -485,11 +486,21 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     if (choice == AttentionChoice::Hopper && !hopper)
         throw Error(
             "KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200) and head_dim 64 or 128");
-    if (choice == AttentionChoice::Hopper || (choice == AttentionChoice::Automatic && hopper)) {
-        cu::hopper_attention_init();  // outside any graph capture
-        composition_ = std::make_unique<Composition>();
-        composition_->forced = choice == AttentionChoice::Hopper;
-        return;
+    // Unset: where the query blocks leave multiprocessors idle (the split count above 1), the regime it was
+    // measured faster in; a large shape goes to cuDNN.
+    if (choice == AttentionChoice::Hopper ||
+        (choice == AttentionChoice::Automatic && hopper &&
+         cu::hopper_attention_splits(static_cast<int>(N), c.heads, cu::multiprocessors()) > 1)) {
+        try {
+            cu::hopper_attention_init();  // outside any graph capture
+            composition_ = std::make_unique<Composition>();
+            composition_->forced = choice == AttentionChoice::Hopper;
+            return;
+        } catch (const Error& e) {
+            if (choice == AttentionChoice::Hopper) throw;
+            composition_.reset();  // unset: cuDNN or the fused kernel serves this session (said once)
+            std::fprintf(stderr, "kvworld: the wgmma attention is unavailable (%s)\n", e.what());
+        }
     }
 #else
     if (choice == AttentionChoice::Hopper)
@@ -561,8 +572,9 @@ void CudaBackendSession::set_context(const std::vector<int>& slots, const CacheS
             prepare_composition(n_ctx, cache);
         } catch (const Error& e) {
             if (composition_->forced) throw;
-            // cuDNN has no engine for this shape: the fused kernel serves this session from now on (said
-            // once). The graphs captured so far baked the composition's calls.
+            // cuDNN has no engine for this shape, or the wgmma kernel is not built for its rows: the fused
+            // kernel serves this session from now on (said once). The graphs captured so far baked the
+            // composition's calls.
             CUDA_CHECK(cudaStreamSynchronize(stream()));
             graphs_.clear();
             composition_.reset();

@@ -436,6 +436,8 @@ void hopper_attention(const ScratchAttentionParams& p, void* stream) {
         throw Error("hopper attention: k_cols must be a multiple of 8 in [head_dim, 2 * head_dim]");
     if (!p.q || !p.k || !p.v || !p.out || !p.n_segments || p.heads <= 0 || p.n_queries <= 0)
         throw Error("hopper attention: missing tensors or empty shape");
+    // the softmax takes each tile's maximum over unscaled scores (hopper_attention_kernel)
+    if (!(p.scale > 0.f)) throw Error("hopper attention: the scale must be positive");
     if (p.splits < 1 || p.splits > 8 || (p.splits > 1 && (!p.split_o || !p.split_stats)))
         throw Error("hopper attention: splits must be 1..8, with their workspace beyond 1");
     if (!hopper_attention_available()) throw Error("hopper attention: needs a compute capability 9.0 GPU");

@@ -1268,13 +1268,17 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     unsetenv("KVW_ATTENTION");
     EXPECT_NE(message.find("KVW_ATTENTION=flash: expected fused, composition or hopper"), std::string::npos)
         << message;
-    // Each path says which it is in the chunk's metrics; unset, the wgmma kernel on Hopper, else the
-    // composition where cuDNN serves it.
+    // Each path says which it is in the chunk's metrics; unset, the wgmma kernel on Hopper where a chunk's
+    // query blocks leave multiprocessors idle (the tiny model's do), else the composition where cuDNN serves
+    // it.
     const bool cudnn = cu::CudnnSdpa::available();
 #if defined(KVW_WITH_SM90A)
     const bool hopper = cu::hopper_attention_available();
+    const bool hopper_by_default =
+        hopper && cu::hopper_attention_head_dim(cfg.head_dim) &&
+        cu::hopper_attention_splits(cfg.tokens_per_chunk(), cfg.heads, cu::multiprocessors()) > 1;
 #else
-    const bool hopper = false;
+    const bool hopper = false, hopper_by_default = false;
 #endif
     for (const char* path : {"fused", "composition", "hopper", ""}) {
         if (std::strcmp(path, "composition") == 0 && !cudnn) continue;
@@ -1294,7 +1298,7 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
         std::vector<Image> ctx(static_cast<size_t>(cfg.chunk_frames), Image(cfg.width, cfg.height));
         session.start(ctx, acts, std::vector<CameraPose>(acts.size()));
         const std::string used = session.step(acts).metrics.attention_path;
-        const bool wgmma = std::strcmp(path, "hopper") == 0 || (*path == '\0' && hopper);
+        const bool wgmma = std::strcmp(path, "hopper") == 0 || (*path == '\0' && hopper_by_default);
         const bool composed = std::strcmp(path, "composition") == 0 || (*path == '\0' && cudnn);
         EXPECT_EQ(used, wgmma      ? "composition (context in bf16, wgmma)"
                         : composed ? "composition (context in bf16, cuDNN)"
@@ -1625,7 +1629,11 @@ TEST(CudaBackend, ConcurrentSessionsEachGetTheirOwnFrames) {
         for (int c = 0; c < kChunks; ++c) append_frames(frames, s.step(tiny.acts));
         return frames;
     };
-    for (const char* path : {"composition", "fused"}) {
+    std::vector<const char*> paths = {"composition", "fused"};
+#if defined(KVW_WITH_SM90A)
+    if (cu::hopper_attention_available()) paths.push_back("hopper");  // the default on Hopper
+#endif
+    for (const char* path : paths) {
         setenv("KVW_ATTENTION", path, 1);  // read when a session is made; no other thread runs now
         std::vector<std::vector<uint8_t>> alone, together(kThreads * kSessionsEach);
         for (int t = 0; t < kThreads; ++t)

@@ -155,8 +155,9 @@ struct ChunkMetrics {
     std::vector<CameraPose> poses;                   // dead-reckoned pose per frame
     StageTimes times;
     CacheSettings settings;  // the settings this chunk was generated with
-    // The attention that generated it: "CPU reference"; on CUDA "composition (context in bf16, cuDNN)" where
-    // cuDNN serves it, else "fused kernel" (docs/design.md "The composition path").
+    // The attention that generated it: "CPU reference"; on CUDA "composition (context in bf16, wgmma)" on
+    // Hopper at the shipped models' shapes, "composition (context in bf16, cuDNN)" where cuDNN serves it,
+    // else "fused kernel" (docs/design.md "The composition path").
     std::string attention_path;
 };
 
