@@ -27,7 +27,10 @@ static float fb(uint16_t b) {
     return f;
 }
 
-static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check, int reps) {
+// q_amp scales the queries (large score ranges: rescaling across tiles, exponents flushed to zero); splits >
+// 1 splits the keys into ranges merged by attention_combine, as the engine does where query blocks are few.
+static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check, int reps, float q_amp = 1.f,
+                     int splits = 1) {
     const int n_keys = (nseg + 1) * nq, n_cached = nseg * nq, max_keys = n_keys + 5, q_tiles = (nq + 63) / 64;
     std::mt19937 rng(1);
     std::normal_distribution<float> nd;
@@ -38,15 +41,17 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
         return x;
     };
     auto q = rows(nq, k_cols, hd), k = rows(max_keys, k_cols, hd), v = rows(max_keys, hd, hd);
+    for (uint16_t& x : q) x = bf(fb(x) * q_amp);
     uint16_t *dq, *dk, *dv, *dout;
     int* dseg;
-    float* dps;
+    float *dps, *dws = nullptr;
     CUDA_CHECK(cudaMalloc(&dq, q.size() * 2));
     CUDA_CHECK(cudaMalloc(&dk, k.size() * 2));
     CUDA_CHECK(cudaMalloc(&dv, v.size() * 2));
     CUDA_CHECK(cudaMalloc(&dout, static_cast<size_t>(nq) * heads * hd * 2));
     CUDA_CHECK(cudaMalloc(&dseg, 4));
     CUDA_CHECK(cudaMalloc(&dps, static_cast<size_t>(heads) * q_tiles * 4));
+    if (splits > 1) CUDA_CHECK(cudaMalloc(&dws, attention_split_workspace_floats(splits, heads, nq, hd) * 4));
     CUDA_CHECK(cudaMemcpy(dq, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice));
@@ -56,6 +61,8 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
     p.q = dq, p.k = dk, p.v = dv, p.heads = heads, p.n_queries = nq, p.head_dim = hd, p.k_cols = k_cols;
     p.max_keys = max_keys, p.n_segments = dseg, p.scale = 1.f / std::sqrt(float(hd)), p.out = dout,
     p.p_cache_partial = dps;
+    p.splits = splits, p.split_o = dws;
+    p.split_stats = dws ? dws + static_cast<size_t>(splits) * heads * nq * hd : nullptr;
     hopper_attention(p, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     if (check) {
@@ -94,8 +101,10 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
         for (size_t i = 0; i < ps.size(); ++i)
             ps_err = std::max(ps_err, double(std::fabs(ps[i] - ref_ps[i])));
         std::printf(
-            "check hd %d k_cols %d heads %d q %d keys %d: max_abs %.3g rel_l2 %.3g, P_S max_abs %.3g  %s\n",
-            hd, k_cols, heads, nq, n_keys, max_err, std::sqrt(e2 / r2), ps_err,
+            "check hd %d k_cols %d heads %d q %d keys %d q_amp %g splits %d: max_abs %.3g rel_l2 %.3g, P_S "
+            "max_abs "
+            "%.3g  %s\n",
+            hd, k_cols, heads, nq, n_keys, q_amp, splits, max_err, std::sqrt(e2 / r2), ps_err,
             max_err < 2e-2 && std::sqrt(e2 / r2) < 6e-3 && ps_err < 1e-3 ? "PASS" : "FAIL");
     }
     if (reps > 0) {
@@ -111,10 +120,10 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
         CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
         ms /= reps;
         const double tflops = 4.0 * nq * n_keys * hd * heads / (ms * 1e-3) / 1e12;
-        std::printf("time hd %d k_cols %d heads %d q %d keys %d: %.3f ms, %.0f TFLOP/s\n", hd, k_cols, heads,
-                    nq, n_keys, ms, tflops);
+        std::printf("time hd %d k_cols %d heads %d q %d keys %d splits %d: %.3f ms, %.0f TFLOP/s\n", hd,
+                    k_cols, heads, nq, n_keys, splits, ms, tflops);
     }
-    cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout), cudaFree(dseg), cudaFree(dps);
+    cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout), cudaFree(dseg), cudaFree(dps), cudaFree(dws);
 }
 
 int main(int argc, char** argv) {
@@ -128,8 +137,15 @@ int main(int argc, char** argv) {
         run_case(64, 72, 3, 130, 2, true, 0);
         run_case(128, 192, 1, 64, 1, true, 0);
         run_case(128, 256, 1, 100, 0, true, 0);
+        // large score ranges, and key splits (some empty: 2 tiles in 5 ranges)
+        run_case(128, 136, 2, 200, 3, true, 0, 8.f);
+        run_case(128, 136, 2, 200, 3, true, 0, 40.f, 4);
+        run_case(64, 72, 3, 130, 2, true, 0, 8.f, 3);
+        run_case(128, 256, 1, 100, 0, true, 0, 40.f, 5);
         run_case(128, 128, 3, 1024, 5, false, 20);
         run_case(128, 136, 3, 1024, 5, false, 20);
+        run_case(128, 128, 3, 1024, 5, false, 20, 1.f, 5);  // the engine's split count on 132 SMs
+        run_case(128, 136, 3, 1024, 5, false, 20, 1.f, 5);
         run_case(128, 128, 16, 6240, 5, false, 10);
         run_case(128, 136, 16, 6240, 5, false, 10);
     } catch (const std::exception& e) {
