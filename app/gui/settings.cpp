@@ -66,6 +66,27 @@ SessionParams session_params(const PaneSpec& pane, const SharedSettings& shared,
     return p;
 }
 
+std::vector<std::string> label_forms(const std::string& label) {
+    auto replace_all = [](std::string s, const std::string& from, const std::string& to) {
+        for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+            s.replace(at, from.size(), to);
+        return s;
+    };
+    std::vector<std::string> forms = {label};
+    std::string compact = replace_all(replace_all(label, " rotated", " rot"), " calibrated", " cal");
+    compact = replace_all(compact, "t<=0.", "t<=.");
+    if (compact != forms.back()) forms.push_back(compact);
+    // without the group ("g64 "), the one part the cache's other settings do not name
+    const size_t g = compact.find(" g");
+    if (g != std::string::npos) {
+        const size_t end = compact.find(' ', g + 1);
+        std::string no_group = compact;
+        no_group.erase(g, end == std::string::npos ? std::string::npos : end - g);
+        if (no_group != forms.back()) forms.push_back(no_group);
+    }
+    return forms;
+}
+
 std::string pane_label(const PaneSpec& pane) {
     if (pane.reference) return "reference " + pane.cache.label();
     return effective_cache(pane.cache).label();

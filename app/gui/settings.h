@@ -70,5 +70,8 @@ uint64_t random_seed();
 
 // Short label for a pane: CacheSettings::label() with "reference" for the BF16 reference.
 std::string pane_label(const PaneSpec& pane);
+// A cache label (CacheSettings::label()) and shorter forms of it, longest first, for places too narrow for
+// the whole: "K2/V2 g64 rotated taylor t<=0.75", "K2/V2 g64 rot taylor t<=.75", "K2/V2 rot taylor t<=.75".
+std::vector<std::string> label_forms(const std::string& label);
 
 }  // namespace kvw::gui

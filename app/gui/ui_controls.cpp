@@ -142,6 +142,11 @@ void App::draw_cache_editor(const char* id, CacheSettings* cache, bool compact) 
     }
     if (!corrects) {
         ImGui::SameLine();
+        // on the next line, under the buttons, where four modes leave no room beside them
+        if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize("BF16 keys").x) {
+            ImGui::NewLine();
+            ImGui::SetCursorPosX(column);  // the form's control column, as form_label's SameLine(column)
+        }
         ImGui::TextDisabled("BF16 keys");
     }
     ui::help_marker(

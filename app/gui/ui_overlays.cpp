@@ -285,10 +285,11 @@ void App::draw_world(const FrameInput&) {
         // Chips inside their pane only: the longest text that fits, or none.
         const float room = w - 16;
         const std::string label = pane.applied.cache.label();
-        const std::string label_text =
-            first_fitting({pane.spec.reference ? "REFERENCE  " + label : label,
-                           pane.spec.reference ? "REF " + label : label, std::to_string(i + 1)},
-                          room);
+        std::vector<std::string> candidates;
+        if (pane.spec.reference) candidates = {"REFERENCE  " + label, "REF " + label};
+        for (const std::string& form : label_forms(label)) candidates.push_back(form);
+        candidates.push_back(std::to_string(i + 1));
+        const std::string label_text = first_fitting(candidates, room);
         if (!label_text.empty()) {
             const ImRect chip_rect = chip(dl, ImVec2(p0.x + 8, p0.y + 8), ui::color::pane(i), label_text);
             note_widget(pane_name + "/label", chip_rect.Min.x, chip_rect.Min.y, chip_rect.Max.x,
@@ -780,7 +781,10 @@ void App::draw_ab_plots() {
             const PaneSeries& s = world.ab_stats().series(i);
             ImGui::TableNextRow();
             ImGui::TableNextColumn();
-            ui::legend(ui::color::pane(i), s.label.c_str());
+            // the column's width less the legend's swatch
+            const std::string fitting = first_fitting(
+                label_forms(s.label), ImGui::GetContentRegionAvail().x - ImGui::GetTextLineHeight());
+            ui::legend(ui::color::pane(i), (fitting.empty() ? label_forms(s.label).back() : fitting).c_str());
             ImGui::PushStyleColor(ImGuiCol_PlotLines, ui::color::vec(ui::color::pane(i)));
             auto plot_line = [&](const char* id, const std::vector<float>& v, const char* format, float h) {
                 std::vector<float> finite;

@@ -395,6 +395,21 @@ TEST(Settings, MenuPresetsAreWhatTheySay) {
         EXPECT_EQ(effective_cache(p.cache), p.cache) << p.name << " runs as named";
 }
 
+TEST(Settings, LabelFormsShortenInOrder) {
+    const CacheSettings best{
+        2, 2, 64, KeyLayout::Token, Correction::Taylor, 0.75f, Reconstruction::Midpoint, true};
+    const std::vector<std::string> forms = label_forms(best.label());
+    ASSERT_EQ(forms.size(), 3u);
+    EXPECT_EQ(forms[0], "K2/V2 g64 rotated taylor t<=0.75");
+    EXPECT_EQ(forms[1], "K2/V2 g64 rot taylor t<=.75");
+    EXPECT_EQ(forms[2], "K2/V2 rot taylor t<=.75");
+    for (size_t i = 1; i < forms.size(); ++i) EXPECT_LT(forms[i].size(), forms[i - 1].size());
+    const std::vector<std::string> plain = label_forms("K4/V4 g64 taylor");
+    EXPECT_EQ(plain.front(), "K4/V4 g64 taylor");
+    EXPECT_EQ(plain.back(), "K4/V4 taylor");
+    EXPECT_EQ(label_forms("BF16"), std::vector<std::string>{"BF16"}) << "nothing to shorten";
+}
+
 TEST(Settings, SessionParamsCarryEverything) {
     SharedSettings shared;
     shared.context.window = 5;
