@@ -107,6 +107,13 @@ if has ncu_hopper; then
     --section SourceCounters /tmp/kvw/hopper_check hy > "$OUT/ncu_hopper.txt" 2>&1
   echo "ncu rc=$?"; grep -E 'Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Registers Per|Stall' \
     "$OUT/ncu_hopper.txt" | head -20
+  # the stall reasons per SASS instruction (the source page of a saved report, as CSV; -lineinfo maps them to
+  # lines of hopper_attention.cu)
+  timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:hopper_attention_kernel --launch-skip 3 --launch-count 1 \
+    --section SourceCounters --section WarpStateStats --import-source yes -o /tmp/kvw/ncu_hopper -f \
+    /tmp/kvw/hopper_check hy > /dev/null 2>&1 &&
+    "$NCU" --import /tmp/kvw/ncu_hopper.ncu-rep --page source --print-source sass --csv > "$OUT/ncu_hopper_sass.csv" 2>&1
+  echo "ncu source page rc=$? ($(wc -l < "$OUT/ncu_hopper_sass.csv" 2>/dev/null) lines)"
 fi
 if has build; then
   stamp "build"
