@@ -950,6 +950,17 @@ void run_attention_case(const AttnCase& ac, bool composition) {
                      " corr" + std::to_string(ac.correction) + " g" + std::to_string(ac.group) + " K" +
                      std::to_string(ac.kbits) + " V" + std::to_string(ac.vbits) +
                      (ac.rotated ? " rotated" : ""));
+    // A library attention's output over these rows against the reference, and its P_S partial sums (per
+    // 64-row query tile) as the mean over rows.
+    auto expect_composed = [&](const cu::DeviceBuffer& o, const cu::DeviceBuffer& pc,
+                               const std::string& what) {
+        expect_close(from_bf16(download<uint16_t>(o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
+                     what);
+        double sum = 0;
+        for (float v : download<float>(pc, static_cast<size_t>(heads) * cu::attention_query_tiles(T)))
+            sum += v;
+        return sum / (heads * T);
+    };
     // And through cuDNN's fused attention (the composition path as the backend runs it), where this build and
     // GPU have it.
     std::string no_cudnn;
@@ -978,14 +989,11 @@ void run_attention_case(const AttnCase& ac, bool composition) {
         cu::cache_mass_from_stats(d_lse_all.as<float>(), ac.n_ctx > 0 ? d_lse_cur.as<float>() : nullptr,
                                   heads, T, d_pc.as<float>(), nullptr);
         cu::synchronize_device();
-        expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
-                     "cuDNN composition with statistics, corr" + std::to_string(ac.correction));
-        double pc_composed = 0;
-        for (float v : download<float>(d_pc, static_cast<size_t>(heads) * cu::attention_query_tiles(T)))
-            pc_composed += v;
-        std::printf("[composition] P_S from two log-sum-exps %.5f, CPU %.5f\n", pc_composed / (heads * T),
+        const double pc_composed = expect_composed(
+            d_o, d_pc, "cuDNN composition with statistics, corr" + std::to_string(ac.correction));
+        std::printf("[composition] P_S from two log-sum-exps %.5f, CPU %.5f\n", pc_composed,
                     pc_ref / (heads * T));
-        EXPECT_NEAR(pc_composed / (heads * T), pc_ref / (heads * T), 5e-3) << "composition P_S";
+        EXPECT_NEAR(pc_composed, pc_ref / (heads * T), 5e-3) << "composition P_S";
     } else {
         std::printf("[composition] cuDNN attention not run: %s\n", no_cudnn.c_str());
     }
@@ -1001,12 +1009,9 @@ void run_attention_case(const AttnCase& ac, bool composition) {
         hp.out = d_o.as<uint16_t>(), hp.p_cache_partial = d_pc.as<float>();
         cu::hopper_attention(hp, nullptr);
         cu::synchronize_device();
-        expect_close(from_bf16(download<uint16_t>(d_o, static_cast<size_t>(T) * D)), ref, kAttentionKernel,
-                     "wgmma composition, corr" + std::to_string(ac.correction));
-        double pc_hopper = 0;
-        for (float v : download<float>(d_pc, static_cast<size_t>(heads) * cu::attention_query_tiles(T)))
-            pc_hopper += v;
-        EXPECT_NEAR(pc_hopper / (heads * T), pc_ref / (heads * T), 5e-3) << "wgmma composition P_S";
+        const double pc_hopper =
+            expect_composed(d_o, d_pc, "wgmma composition, corr" + std::to_string(ac.correction));
+        EXPECT_NEAR(pc_hopper, pc_ref / (heads * T), 5e-3) << "wgmma composition P_S";
     }
 #endif
 }
