@@ -486,11 +486,10 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     if (choice == AttentionChoice::Hopper && !hopper)
         throw Error(
             "KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200) and head_dim 64 or 128");
-    // Unset: where the query blocks leave multiprocessors idle (the split count above 1), the regime it was
-    // measured faster in; a large shape goes to cuDNN.
+    // Unset: where the query blocks leave multiprocessors idle (the session's split count, which the kernel
+    // runs with, above 1), the regime it was measured faster in; a large shape goes to cuDNN.
     if (choice == AttentionChoice::Hopper ||
-        (choice == AttentionChoice::Automatic && hopper &&
-         cu::hopper_attention_splits(static_cast<int>(N), c.heads, cu::multiprocessors()) > 1)) {
+        (choice == AttentionChoice::Automatic && hopper && splits_ > 1)) {
         try {
             cu::hopper_attention_init();  // outside any graph capture
             composition_ = std::make_unique<Composition>();

@@ -404,12 +404,16 @@ void launch(const ScratchAttentionParams& p, cudaStream_t stream) {
 }  // namespace
 
 bool hopper_attention_available() {
-    int device = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&device) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
-        return false;
-    return major == 9 && minor == 0;
+    // asked once (hopper_attention checks it on every call, per layer where stages run without graphs)
+    static const bool available = [] {
+        int device = 0, major = 0, minor = 0;
+        if (cudaGetDevice(&device) != cudaSuccess) return false;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess)
+            return false;
+        return major == 9 && minor == 0;
+    }();
+    return available;
 }
 
 void hopper_attention_init() {

@@ -1281,7 +1281,8 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     const bool hopper = cu::hopper_attention_available();
     const bool hopper_by_default =
         hopper && cu::hopper_attention_head_dim(cfg.head_dim) &&
-        cu::hopper_attention_splits(cfg.tokens_per_chunk(), cfg.heads, cu::multiprocessors()) > 1;
+        cu::attention_splits(cfg.tokens_per_chunk(), cfg.heads, cu::attention_block_shape(cfg.head_dim),
+                             cu::multiprocessors()) > 1;  // the session's split count, as the backend decides
 #else
     const bool hopper = false, hopper_by_default = false;
 #endif
