@@ -781,10 +781,11 @@ void App::draw_ab_plots() {
             const PaneSeries& s = world.ab_stats().series(i);
             ImGui::TableNextRow();
             ImGui::TableNextColumn();
-            // the column's width less the legend's swatch
-            const std::string fitting = first_fitting(
-                label_forms(s.label), ImGui::GetContentRegionAvail().x - ImGui::GetTextLineHeight());
-            ui::legend(ui::color::pane(i), (fitting.empty() ? label_forms(s.label).back() : fitting).c_str());
+            // the longest form that fits the column less the legend's swatch, else the shortest
+            const std::vector<std::string> forms = label_forms(s.label);
+            const std::string fitting =
+                first_fitting(forms, ImGui::GetContentRegionAvail().x - ImGui::GetTextLineHeight());
+            ui::legend(ui::color::pane(i), (fitting.empty() ? forms.back() : fitting).c_str());
             ImGui::PushStyleColor(ImGuiCol_PlotLines, ui::color::vec(ui::color::pane(i)));
             auto plot_line = [&](const char* id, const std::vector<float>& v, const char* format, float h) {
                 std::vector<float> finite;
