@@ -21,8 +21,9 @@
 #           kernel (=hopper): issue 21's end-to-end gain ($OUT/bench_e2e_{fused,composition,hopper}.txt)
 #   sanitize compute-sanitizer memcheck over the attention, composition and cache kernels' tests, racecheck over
 #           a subset (issue 21 item 4; $OUT/sanitize_{memcheck,racecheck}.txt)
-#   ncu_hopper Nsight Compute on the sm_90a wgmma kernel at HY's shape ($OUT/ncu_hopper.txt: tensor pipe, stalls,
-#           the source lines that stall)
+#   ncu_hopper Nsight Compute on the sm_90a wgmma kernel at HY's shape ($OUT/ncu_hopper.txt: tensor pipe, stalls;
+#           the stalls per SASS instruction $OUT/ncu_hopper_sass.csv, summed into $OUT/ncu_hopper_stalls.txt); of
+#           the i-th variant of the check instead with NCU_VARIANT=i
 #   ncu     Nsight Compute on the fused kernel at HY's shape, BF16 and K2/V2 g128 taylor (issue 21's note: what
 #           limits it; speed of light, compute and memory workload, occupancy; $OUT/ncu_attention.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
@@ -99,21 +100,24 @@ fi
 if has ncu_hopper; then
   # Nsight Compute on the sm_90a kernel at HY's shape (the check's binary, built by the check phase or here)
   build_hopper_checks || { echo "the check did not build"; tail -20 "$OUT/hopper_check_build.txt"; }
-  stamp "ncu of the wgmma kernel"
+  check_bin=/tmp/kvw/hopper_check; [[ -n "${NCU_VARIANT:-}" ]] && check_bin=/tmp/kvw/hopper_check_$NCU_VARIANT
+  stamp "ncu of the wgmma kernel ($check_bin)"
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:hopper_attention_kernel --launch-skip 3 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
     --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
-    --section SourceCounters /tmp/kvw/hopper_check hy > "$OUT/ncu_hopper.txt" 2>&1
+    --section SourceCounters "$check_bin" hy > "$OUT/ncu_hopper.txt" 2>&1
   echo "ncu rc=$?"; grep -E 'Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Registers Per|Stall' \
     "$OUT/ncu_hopper.txt" | head -20
   # the stall reasons per SASS instruction (the source page of a saved report, as CSV; -lineinfo maps them to
   # lines of hopper_attention.cu)
   timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:hopper_attention_kernel --launch-skip 3 --launch-count 1 \
     --section SourceCounters --section WarpStateStats --import-source yes -o /tmp/kvw/ncu_hopper -f \
-    /tmp/kvw/hopper_check hy > /dev/null 2>&1 &&
+    "$check_bin" hy > /dev/null 2>&1 &&
     "$NCU" --import /tmp/kvw/ncu_hopper.ncu-rep --page source --print-source sass --csv > "$OUT/ncu_hopper_sass.csv" 2>&1
   echo "ncu source page rc=$? ($(wc -l < "$OUT/ncu_hopper_sass.csv" 2>/dev/null) lines)"
+  python3 docs/experiments/2026-12-06-hopper-attention/ncu_stalls.py "$OUT/ncu_hopper_sass.csv" > "$OUT/ncu_hopper_stalls.txt" 2>&1
+  head -14 "$OUT/ncu_hopper_stalls.txt"
 fi
 if has build; then
   stamp "build"

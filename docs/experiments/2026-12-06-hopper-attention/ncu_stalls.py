@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The warp-stall summary of an Nsight Compute source page (ncu --import R --page source --print-source sass --csv):
-each stall reason's share of all samples, then the instructions with the most samples and the five instructions
+each stall reason's share of all samples, then the instructions with the most samples and the six instructions
 before each (a stall at a barrier is charged to the instruction after it).
 Usage: ncu_stalls.py ncu_hopper_v3_sass.csv[.gz] [top]"""
 import csv, gzip, sys
@@ -22,5 +22,5 @@ for k, v in sorted(total.items(), key=lambda kv: -kv[1])[:10]:
     print(f"  {k:<24} {100 * v / all_samples:5.1f}%")
 for i in sorted(range(len(data)), key=lambda i: -num(data[i], samples))[:top]:
     print(f"{100 * num(data[i], samples) / all_samples:5.1f}% of samples at:")
-    for j in range(max(0, i - 5), i + 1):
+    for j in range(max(0, i - 6), i + 1):
         print(f"    {num(data[j], samples):8.0f}  {data[j][col['Source']].strip()}")
