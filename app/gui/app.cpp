@@ -64,7 +64,7 @@ fs::path App::out_dir() const {
 }
 
 void App::notify(const std::string& text, bool error) {
-    toasts_.push_back(Toast{text, error, now_});
+    toasts_.push_back(Toast{text, error, now_, frames_shown_});
     while (toasts_.size() > 6) toasts_.pop_front();
     std::fprintf(stderr, "kvworld: %s%s\n", error ? "error: " : "", text.c_str());
 }

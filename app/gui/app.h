@@ -86,7 +86,8 @@ class App {
     struct Toast {
         std::string text;
         bool error = false;
-        double shown_at = 0;
+        double shown_at = 0;  // wall clock (FrameInput::now)
+        int shown_frame = 0;  // video frames shown by then in a scripted run (frames_shown_)
     };
 
     // app.cpp

@@ -655,8 +655,16 @@ void App::draw_status_bar() {
 }
 
 void App::draw_toasts(double now) {
-    // Messages live in the status bar (draw_status_bar): they never cover the world or a panel.
-    while (!toasts_.empty() && now - toasts_.front().shown_at > (toasts_.front().error ? 20.0 : 8.0))
+    // Messages live in the status bar (draw_status_bar): they never cover the world or a panel. They stay 8 s
+    // (errors 20 s): of the wall clock when a person plays, of the world's time (video frames shown) in a
+    // scripted run, whose screenshots must not depend on how fast the machine generates (on a loaded CPU a
+    // chunk of the A/B view took longer than a message's life).
+    const GuiController& world = *controller_;
+    const double fps = world.config() ? world.config()->fps : 16.0;
+    const auto age = [&](const Toast& t) {
+        return world.scripted() ? (frames_shown_ - t.shown_frame) / fps : now - t.shown_at;
+    };
+    while (!toasts_.empty() && age(toasts_.front()) > (toasts_.front().error ? 20.0 : 8.0))
         toasts_.pop_front();
 }
 
