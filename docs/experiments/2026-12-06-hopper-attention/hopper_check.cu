@@ -142,6 +142,10 @@ int main(int argc, char** argv) {
         run_case(64, 72, 3, 130, 2, true, 0);
         run_case(128, 192, 1, 64, 1, true, 0);
         run_case(128, 256, 1, 100, 0, true, 0);
+        // head dim 64's other builds: the head alone, keys per channel (64-key tiles), their exact correction
+        run_case(64, 64, 2, 150, 2, true, 0);
+        run_case(64, 96, 2, 90, 1, true, 0);
+        run_case(64, 128, 1, 70, 1, true, 0);
         // large score ranges, and key splits (some empty: 2 tiles in 5 ranges)
         run_case(128, 136, 2, 200, 3, true, 0, 8.f);
         run_case(128, 136, 2, 200, 3, true, 0, 40.f, 4);
