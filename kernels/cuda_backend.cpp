@@ -324,8 +324,9 @@ class CudaBackendSession final : public BackendSession {
 // Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: on a compute
 // capability 9.0 GPU in a build with sm_90a code, where a chunk's query blocks leave multiprocessors idle
 // (the kernel then splits the keys), the composition's rows read by the sm_90a wgmma kernel (end to
-// end 1.33-1.43x the cuDNN composition on the shipped model, H100; at HY-WorldPlay-8B's shape, whose query
-// blocks fill the GPU, the wgmma kernel alone is about 0.65x cuDNN's:
+// end 1.41-1.55x the cuDNN composition on the shipped model, H100; at HY-WorldPlay-8B's shape, whose query
+// blocks fill the GPU, the kernel with its context pass is now 1.04x cuDNN's attention alone, but a session
+// there (one split) has not yet run on a GPU, so such shapes still go to cuDNN:
 // docs/experiments/2026-12-06-hopper-attention.md); elsewhere the composition path where cuDNN can serve it
 // — its denoising measured 6-24% faster than the fused kernel's on quantized caches, 6% slower on BF16
 // (docs/experiments/2026-12-05-self-context-and-composition.md); else the fused kernel
@@ -811,6 +812,9 @@ void CudaBackendSession::prepare_composition(int n_ctx, const CacheSettings& cac
         comp.q = cu::DeviceBuffer(bytes.queries);
         comp.k = cu::DeviceBuffer(bytes.keys);
         comp.v = cu::DeviceBuffer(bytes.values);
+        // rows past a call's keys are read (the wgmma kernel's copies take whole tiles) and weighted by zero:
+        // they must hold no NaN
+        CUDA_CHECK(cudaMemsetAsync(comp.v.get(), 0, bytes.values, stream()));
         comp.k_cols_allocated = cols;
         comp.scratch.max_keys = rows;
     }

@@ -3,10 +3,12 @@
 // reads them through, and the fences around it. Compiled only into sm_90a objects (nvcc
 // -gencode=arch=compute_90a,code=sm_90a); every function is __forceinline__.
 //
-// Operand layout (PTX ISA, "Shared Memory Matrix Layout"): both A (M x K) and B (N x K) K-major, in 128-byte
-// swizzled panels: a panel holds `rows` rows of 64 bf16 (128 bytes), and the 16-byte chunk c of row r sits at
-// chunk c ^ (r % 8) of that row. A panel starts at a 1024-byte boundary; a tile of K = 64·p is p panels one
-// after another. swizzled_offset() gives an element's byte offset in such a tile.
+// Operand layout (PTX ISA, "Shared Memory Matrix Layout"): B (N x K) K-major (A, where it is in shared
+// memory, too), in 128-byte swizzled panels: a panel holds `rows` rows of 64 bf16 (128 bytes), and the
+// 16-byte chunk c of row r sits at chunk c ^ (r % 8) of that row. A panel starts at a 1024-byte boundary; a
+// tile of K = 64·p is p panels one after another. swizzled_offset() gives an element's byte offset in such a
+// tile. A single k16 step may sit in a narrow 32-byte swizzled panel (smem_descriptor_32b); A may come from
+// registers.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +37,17 @@ __device__ __forceinline__ uint64_t smem_descriptor(uint32_t addr) {
     d |= static_cast<uint64_t>(1) << 16;          // leading byte offset >> 4
     d |= static_cast<uint64_t>(1024 >> 4) << 32;  // stride byte offset >> 4
     d |= static_cast<uint64_t>(1) << 62;          // 128-byte swizzle
+    return d;
+}
+
+// The descriptor of a K-major operand in a narrow panel, 32-byte swizzled: rows of 16 bf16 (one k16 step, 32
+// bytes; the 16-byte chunk c of row r at c ^ ((r / 4) % 2)), the next eight rows 256 bytes on (stride byte
+// offset), swizzle mode 3 (32B). The panel starts at a 256-byte boundary.
+__device__ __forceinline__ uint64_t smem_descriptor_32b(uint32_t addr) {
+    uint64_t d = (static_cast<uint64_t>(addr) & 0x3FFFF) >> 4;
+    d |= static_cast<uint64_t>(1) << 16;         // leading byte offset >> 4 (unused)
+    d |= static_cast<uint64_t>(256 >> 4) << 32;  // stride byte offset >> 4
+    d |= static_cast<uint64_t>(3) << 62;         // 32-byte swizzle
     return d;
 }
 
@@ -68,6 +81,12 @@ template <int N>
 __device__ __forceinline__ void fence_operands(float (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+// The same for register A operands (bf16 pairs) that a wgmma in flight reads.
+template <int N>
+__device__ __forceinline__ void fence_operands(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() {
@@ -140,29 +159,32 @@ __device__ __forceinline__ void registers_claim() {
 // a[3] (row r+8, k 2c+8..), r = 16·(t/32) + (t%32)/4, c = t%4: exactly the accumulator pairs d[8s..8s+7] of a
 // wgmma_m64n64k16 result for its key columns [16s, 16s+16), so a softmax'd score tile feeds P·V without
 // leaving registers.
+// kTransB false: B K-major (smem_descriptor), as Q·Kᵀ with Q in registers.
+template <bool kTransB = true>
 __device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t b,
                                                       bool accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST
         ", "
-        "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
         : KVW_WGMMA_ACCUMULATORS(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0), "n"(kTransB ? 1 : 0));
 }
 
 // d[64 x 128] (+)= A[64 x 16] · B, as wgmma_m64n64k16_rs_tb with 128 columns: B's second 64 columns are
 // the descriptor's leading byte offset on (smem_descriptor_mn's panel_bytes); d[i] at column 8·(i/4) +
 // 2·(t%4) + i%2 as in wgmma_m64n128k16.
+template <bool kTransB = true>
 __device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
                                                        bool accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST_64
         ", "
-        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        "{%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
         : KVW_WGMMA_ACCUMULATORS_64(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate ? 1 : 0), "n"(kTransB ? 1 : 0));
 }
 
 // 2^x, flushing subnormal results to zero (one MUFU.EX2; exp2f adds range handling for subnormals, which
@@ -192,6 +214,45 @@ __device__ __forceinline__ void cp_async_16_zfill(uint32_t smem_addr, const void
 }
 __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
+// Transaction barriers (mbarrier) in shared memory, for copies the copy engine (TMA) completes: a phase
+// ends when the expected arrivals have arrived and the bytes announced with them have landed.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t arrivals) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(arrivals) : "memory");
+}
+// One arrival that also announces `bytes` of copies to complete on this barrier in the current phase.
+__device__ __forceinline__ void mbarrier_arrive_expect_bytes(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+// Waits until the phase of parity `parity` (0, 1, 0, ... for the barrier's successive phases) has ended.
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+    uint32_t ended = 0;
+    do {
+        asm volatile(
+            "{\n.reg .pred ended;\nmbarrier.try_wait.parity.shared::cta.b64 ended, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, ended;\n}\n"
+            : "=r"(ended)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!ended);
+}
+// A box of a 3-D tensor (coordinates innermost first) copied by the copy engine into shared memory at `dst`,
+// in the map's layout (here 128-byte swizzled panels, so dst starts at a 1024-byte boundary); out-of-bounds
+// elements are zeros. Completes on `bar` (its bytes announced there). `map`: a __grid_constant__ kernel
+// parameter's address.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+        "%4}], "
+        "[%5];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const void* map) {
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
 #endif  // __CUDA_ARCH__

@@ -3,30 +3,34 @@
 // One thread block = 128 query rows of one head over all keys (or over one of `splits` key ranges, merged
 // after by attention_combine, where the query blocks alone would leave multiprocessors idle), in three
 // warpgroups:
-//   warpgroup 0, the producer (40 registers, setmaxnreg): copies each tile of BN keys (K with its k_cols
-//     columns, V) into shared memory with 16-byte cp.async, in the swizzled layouts wgmma reads (hopper.cuh),
-//     three stages deep where shared memory allows, else two (Layout::stages);
+//   warpgroup 0, the producer (40 registers, setmaxnreg): one thread has the copy engine (TMA) copy each tile
+//     of BN keys (K with its k_cols columns, V) into shared memory, in the swizzled layouts wgmma reads
+//     (hopper.cuh), three stages deep where shared memory allows, else two (Layout::stages);
 //   warpgroups 1 and 2, the consumers (232 registers): 64 query rows each. Per tile S = Q·K'ᵀ (wgmma
-//     m64nBNk16 from shared memory, KSTEPS = kd/16 steps unrolled, kd = k_cols rounded up to a step count the
-//     kernel is built for: the correction's folded columns are one more step), an fp32 online softmax in
-//     registers with a separate running sum of the mass on cached keys (P_S), and O += P·V (wgmma with P from
-//     registers, V read MN-major: its [keys][head_dim] rows as they are), in FlashAttention-3's schedule (the
-//     consumer loop says how).
-// The stages are handed over with named barriers (ids at Barrier): FULL (the producer arrives, each consumer
-// warpgroup waits on its own) and EMPTY (both consumers arrive once the P·V reading the stage is done, the
-// producer waits before refilling).
+//     m64nBNk16, Q from registers and K from shared memory, KSTEPS = kd/16 steps unrolled, kd = k_cols
+//     rounded up to a step count the kernel is built for: the correction's folded columns are one more step),
+//     an fp32 online softmax in registers with a separate running sum of the mass on cached keys (P_S), and O
+//     += P·V (wgmma with P from registers, V read MN-major: its [keys][head_dim] rows as they are), in
+//     FlashAttention-3's schedule (the consumer loop says how).
+// The stages are handed over with a transaction barrier each (FULL: the tile's bytes landed, both consumer
+// warpgroups wait on it) and named barriers (EMPTY: both consumers arrive once the P·V reading the stage is
+// done, the producer waits before refilling).
 //
 // BN = 128 keys a tile where the rows are at most one step wider than the head (BF16, keys per token with or
 // without their correction), else 64 (keys per channel: their rows are up to twice as wide).
 //
-// Shared memory (bytes): Q 2 x panels x 64 rows x 128 | per stage: K panels x BN rows x 128, V (head_dim/64)
-// x BN rows x 128 | 8 floats. panels = ceil(kd / 64); a panel row holds 64 bf16. Columns [k_cols, kd) are
-// zeros in Q and K.
+// Shared memory (bytes): per stage: K panels x BN rows x 128 (+ BN rows x 32, the narrow panel of a last k16
+// step past a multiple of 64), V (head_dim/64) x BN rows x 128 | 8 floats | a transaction barrier (8 bytes) a
+// stage. A panel row holds 64 bf16. Q is in the consumers' registers. Columns [k_cols, kd) are zeros in Q and
+// K.
+#include <cuda.h>  // CUtensorMap (the copy engine's maps; the driver's entry point is asked at run time)
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <string>
 #include <type_traits>
 
 #include "common.cuh"
@@ -44,24 +48,33 @@ constexpr int kConsumerGroups = 2;
 constexpr int kThreads = 128 * (1 + kConsumerGroups);
 constexpr int kRowBytes = 128;  // a panel row: 64 bf16
 constexpr float kLog2e = 1.4426950408889634f;
-// Named barrier ids (at most 3 stages): FULL per (stage, consumer warpgroup) 1..6 (kFull0 + 2 * stage +
-// group: the producer arrives, that warpgroup waits, 256 threads); EMPTY per stage 7..9 (both consumers
-// arrive, the producer waits: 384); each consumer warpgroup's own 10, 11 (128: its Q tile, its P_S sum); the
-// consumers' turns at the tensor cores 12, 13 (256: a warpgroup waits for its turn, the other one arrives).
-enum Barrier : int { kFull0 = 1, kEmpty0 = 7, kGroup0 = 10, kTurn0 = 12 };
+// Named barrier ids (at most 3 stages; FULL is a transaction barrier in shared memory): EMPTY per stage 7..9
+// (both consumers arrive, the producer waits: 384); each consumer warpgroup's own 10, 11 (128: its P_S
+// sum); the consumers' turns at the tensor cores 12, 13 (256: a warpgroup waits for its turn, the
+// other one arrives).
+enum Barrier : int { kEmpty0 = 7, kGroup0 = 10, kTurn0 = 12 };
 constexpr int kSharedLimit = 227 * 1024;  // a block's opt-in shared memory on sm_90
 
 template <int HD, int KSTEPS>
 struct Layout {
-    static constexpr int kd = 16 * KSTEPS, panels = (kd + 63) / 64;
+    static constexpr int kd = 16 * KSTEPS;
+    // K's columns in 128-byte swizzled panels of 64; where kd is one k16 step past a multiple of 64 (the head
+    // and the correction's 1-8 columns) that step has a narrow panel of its own, BN rows x 32 bytes, 32-byte
+    // swizzled, instead of a panel of 64 columns that holds 16 (what kept 144 columns to two stages).
+    static constexpr bool narrow = kd % 64 == 16;
+    static constexpr int panels = narrow ? kd / 64 : (kd + 63) / 64;  // the 64-column ones
     static constexpr int BN = KSTEPS <= HD / 16 + 1 ? 128 : 64;
-    static constexpr int q_panel = kRowsPerGroup * kRowBytes, k_panel = BN * kRowBytes;
-    static constexpr int q_bytes = panels * q_panel;  // per consumer group
-    static constexpr int k_bytes = panels * k_panel, v_bytes = HD / 64 * k_panel;
+    static constexpr int k_panel = BN * kRowBytes, narrow_bytes = narrow ? BN * 32 : 0;
+    static constexpr int k_bytes = panels * k_panel + narrow_bytes, v_bytes = HD / 64 * k_panel;
     static constexpr int stage_bytes = k_bytes + v_bytes;
-    static constexpr int fixed_bytes = kConsumerGroups * q_bytes + 8 * static_cast<int>(sizeof(float));
+    static_assert(stage_bytes % 1024 == 0 && k_bytes % 1024 == 0, "panels start at 1024-byte boundaries");
+    // 8 floats (the P_S reduction), one transaction barrier a stage (FULL: the copy engine's bytes landed);
+    // Q is in the consumers' registers
+    static constexpr int fixed_bytes =
+        8 * static_cast<int>(sizeof(float)) + 3 * static_cast<int>(sizeof(uint64_t));
     // Three stages where they fit (a stage is released only after the P·V that reads it, one tile after its
-    // scores: a third stage keeps the copies a tile ahead), else two (128 keys of 144 columns).
+    // scores: a third stage keeps the copies a tile ahead), else two (every build fits three since Q left
+    // shared memory and the correction's step its 64-column panel).
     static constexpr int stages = fixed_bytes + 3 * stage_bytes <= kSharedLimit ? 3 : 2;
     static constexpr int smem_bytes = fixed_bytes + stages * stage_bytes;
     static_assert(smem_bytes <= kSharedLimit, "a layout beyond a block's shared memory");
@@ -73,97 +86,81 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// S = Q·K'ᵀ for one tile: KSTEPS k16 steps, panel by panel, issued and committed (the caller waits).
-template <int BN, int KSTEPS>
-__device__ __forceinline__ void issue_scores(float (&sc)[BN / 2], uint32_t qaddr, uint32_t kaddr, int q_panel,
-                                             int k_panel) {
+// S = Q·K'ᵀ for one tile: KSTEPS k16 steps, Q from registers (q[ks]: the step's A fragment), K panel by
+// panel (the last step from the narrow panel where the layout has one), issued and committed (the caller
+// waits).
+template <int HD, int KSTEPS>
+__device__ __forceinline__ void issue_scores(float (&sc)[Layout<HD, KSTEPS>::BN / 2],
+                                             const uint32_t (&q)[KSTEPS][4], uint32_t kaddr) {
+    using L = Layout<HD, KSTEPS>;
     hopper::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < KSTEPS; ++ks) {
-        const uint64_t a = hopper::smem_descriptor(qaddr + (ks / 4) * q_panel + (ks % 4) * 32),
-                       b = hopper::smem_descriptor(kaddr + (ks / 4) * k_panel + (ks % 4) * 32);
-        if constexpr (BN == 128)
-            hopper::wgmma_m64n128k16(sc, a, b, ks > 0);
+        const uint64_t b = L::narrow && ks == KSTEPS - 1
+                               ? hopper::smem_descriptor_32b(kaddr + L::panels * L::k_panel)
+                               : hopper::smem_descriptor(kaddr + (ks / 4) * L::k_panel + (ks % 4) * 32);
+        if constexpr (L::BN == 128)
+            hopper::wgmma_m64n128k16_rs_tb<false>(sc, q[ks], b, ks > 0);
         else
-            hopper::wgmma_m64n64k16(sc, a, b, ks > 0);
+            hopper::wgmma_m64n64k16_rs_tb<false>(sc, q[ks], b, ks > 0);
     }
     hopper::wgmma_commit();
 }
 
 template <int HD, int KSTEPS>
-__device__ __forceinline__ void producer(const ScratchAttentionParams& p, uint8_t* stage0, int h, int n_keys,
+__device__ __forceinline__ void producer(const CUtensorMap* k_map, const CUtensorMap* k_narrow_map,
+                                         const CUtensorMap* v_map, uint8_t* stage0, uint32_t full0, int h,
                                          int t0, int t1, int tid) {
     using L = Layout<HD, KSTEPS>;
     constexpr int BN = L::BN;
-    const int chunks_k = p.k_cols / 8, pad = L::kd / 8 - chunks_k;  // 16-byte chunks of a row
-    // The padded columns [k_cols, kd) of every K stage: zeros, written once (the copies never touch them).
-    for (int i = tid; i < L::stages * BN * pad; i += 128) {
-        const int s = i / (BN * pad), r = (i / pad) % BN, c = chunks_k + i % pad;
-        *reinterpret_cast<uint4*>(stage0 + s * L::stage_bytes + hopper::swizzled_offset(r, 8 * c, BN)) =
-            make_uint4(0, 0, 0, 0);
-    }
-    const uint16_t* const kh = p.k + static_cast<size_t>(h) * p.max_keys * p.k_cols;
-    const uint16_t* const vh = p.v + static_cast<size_t>(h) * p.max_keys * HD;
+    // One thread issues each tile as (panels + head_dim / 64) boxes of 64 columns x BN keys (and one of 16
+    // columns for the narrow panel), which the copy engine writes in the swizzled layouts wgmma reads;
+    // columns past k_cols and keys past the rows come as zeros (the padded k16 step needs no stores of its
+    // own). The warpgroup's other threads only keep the EMPTY barrier's count.
     for (int j = t0; j < t1; ++j) {
         const int s = (j - t0) % L::stages;
         if (j - t0 >= L::stages) hopper::named_barrier_sync(kEmpty0 + s, kThreads);
-        const uint32_t kbase = hopper::shared_address(stage0 + s * L::stage_bytes),
-                       vbase = kbase + L::k_bytes;
-        const int key0 = j * BN;
-        // K rows walked as kd / 8 chunks, a compile-time count, the padded ones skipped: a run-time division
-        // and modulo by chunks_k per 16-byte copy made this loop what the consumers waited on (26% of their
-        // stall samples at the FULL barrier; without them 5.69 -> 4.75 ms at HY's shape, H100, 2026-12-06)
-#pragma unroll 4
-        for (int i = tid; i < BN * (L::kd / 8); i += 128) {
-            const int r = i / (L::kd / 8), c = i % (L::kd / 8), key = key0 + r;
-            if (c >= chunks_k) continue;
-            const bool valid = key < n_keys;
-            hopper::cp_async_16_zfill(kbase + hopper::swizzled_offset(r, 8 * c, BN),
-                                      kh + static_cast<size_t>(valid ? key : 0) * p.k_cols + 8 * c, valid);
+        if (tid == 0) {
+            const uint32_t kbase = hopper::shared_address(stage0 + s * L::stage_bytes),
+                           vbase = kbase + L::k_bytes, full = full0 + 8 * s;
+            hopper::mbarrier_arrive_expect_bytes(full, L::stage_bytes);
+#pragma unroll
+            for (int pi = 0; pi < L::panels; ++pi)
+                hopper::tma_load_3d(kbase + pi * L::k_panel, k_map, 64 * pi, j * BN, h, full);
+            if constexpr (L::narrow)
+                hopper::tma_load_3d(kbase + L::panels * L::k_panel, k_narrow_map, 64 * L::panels, j * BN, h,
+                                    full);
+#pragma unroll
+            for (int hh = 0; hh < HD / 64; ++hh)
+                hopper::tma_load_3d(vbase + hh * L::k_panel, v_map, 64 * hh, j * BN, h, full);
         }
-#pragma unroll 4
-        for (int i = tid; i < BN * (HD / 8); i += 128) {
-            const int r = i / (HD / 8), c = i % (HD / 8), key = key0 + r;
-            const bool valid = key < n_keys;
-            hopper::cp_async_16_zfill(vbase + hopper::swizzled_offset(r, 8 * c, BN),
-                                      vh + static_cast<size_t>(valid ? key : 0) * HD + 8 * c, valid);
-        }
-        hopper::cp_async_wait_all();
-        hopper::fence_proxy_async();
-        hopper::named_barrier_arrive(kFull0 + 2 * s, 256);  // each consumer warpgroup waits on its own
-        hopper::named_barrier_arrive(kFull0 + 2 * s + 1, 256);
     }
 }
 
 template <int HD, int KSTEPS>
-__device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_t* smem, uint8_t* stage0,
-                                         float* reduce, int h, int row0, int n_keys, int n_cached, int t0,
+__device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_t* stage0, float* reduce,
+                                         uint32_t full0, int h, int row0, int n_keys, int n_cached, int t0,
                                          int t1, int cg, int tid) {
     using L = Layout<HD, KSTEPS>;
     constexpr int BN = L::BN, kHalves = HD / 64;
     const int T = p.n_queries, warp = tid / 32, lane = tid % 32, quad_row = lane / 4, quad_col = lane % 4;
-    const int chunks_k = p.k_cols / 8, chunks_kd = L::kd / 8;
-    uint8_t* const qs = smem + cg * L::q_bytes;
+    // Q as the scores' A operand, in registers for the whole key loop: q[ks][r] holds the bf16 pair of row
+    // quad_row + 8·(r%2) of this warp's 16, columns 16·ks + 8·(r/2) + 2·quad_col (+1) (wgmma's register
+    // fragment, the layout P takes for P·V); rows past the queries and columns past k_cols are zeros.
+    uint32_t q[KSTEPS][4];
     {
         const uint16_t* const qh = p.q + static_cast<size_t>(h) * T * p.k_cols;
-        const uint32_t qbase = hopper::shared_address(qs);
-        for (int i = tid; i < kRowsPerGroup * chunks_kd; i += 128) {
-            const int r = i / chunks_kd, c = i % chunks_kd, row = row0 + r;
-            if (c < chunks_k) {
-                const bool valid = row < T;
-                hopper::cp_async_16_zfill(qbase + hopper::swizzled_offset(r, 8 * c, kRowsPerGroup),
-                                          qh + static_cast<size_t>(valid ? row : 0) * p.k_cols + 8 * c,
-                                          valid);
-            } else {
-                *reinterpret_cast<uint4*>(qs + hopper::swizzled_offset(r, 8 * c, kRowsPerGroup)) =
-                    make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ++ks)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int row = row0 + 16 * warp + quad_row + 8 * (r % 2),
+                          col = 16 * ks + 8 * (r / 2) + 2 * quad_col;
+                q[ks][r] = row < T && col < p.k_cols ? __ldg(reinterpret_cast<const unsigned int*>(
+                                                           qh + static_cast<size_t>(row) * p.k_cols + col))
+                                                     : 0u;
             }
-        }
-        hopper::cp_async_wait_all();
-        hopper::fence_proxy_async();
-        hopper::named_barrier_sync(kGroup0 + cg, 128);
     }
-    const uint32_t qaddr = hopper::shared_address(qs);
     const float scale_log2 = p.scale * kLog2e;
     // O: thread t holds o[32·hh + i] at row quad_row + 8·((i/2)%2) of its warp's 16, column 64·hh + 8·(i/4) +
     // 2·quad_col + i%2 (an m64n128 accumulator, or two m64n64 side by side)
@@ -205,12 +202,14 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
     auto tile = [&](int j, auto first_flag) {
         constexpr bool first = decltype(first_flag)::value;
         const int s = (j - t0) % L::stages;
-        hopper::named_barrier_sync(kFull0 + 2 * s + cg, 256);
+        hopper::mbarrier_wait(full0 + 8 * s, ((j - t0) / L::stages) & 1);  // the tile's bytes landed
         const uint32_t kaddr = hopper::shared_address(stage0 + s * L::stage_bytes);
         float sc[BN / 2];
         hopper::named_barrier_sync(kTurn0 + cg, 256);
         hopper::fence_operands(o);
-        issue_scores<BN, KSTEPS>(sc, qaddr, kaddr, L::q_panel, L::k_panel);  // fences, then commits
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ++ks) hopper::fence_operands(q[ks]);  // loaded before the wgmma fence
+        issue_scores<HD, KSTEPS>(sc, q, kaddr);                             // fences, then commits
         if constexpr (!first) issue_values(values_of(j - 1));
         if (cg == 0 || j + 1 < t1) hopper::named_barrier_arrive(kTurn0 + 1 - cg, 256);
         if constexpr (first)
@@ -218,6 +217,9 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
         else
             hopper::wgmma_wait<1>();  // the scores; tile j-1's P·V may still run
         hopper::fence_operands(sc);
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ++ks)
+            hopper::fence_operands(q[ks]);  // read until the wait, also in the last tile
         // ---- online softmax: sc[i] is the score of row quad_row + 8*((i/2)%2), key 8*(i/4) + 2*quad_col +
         // i%2; O is not touched until tile j-1's P·V is done ----
         const int key0 = j * BN;
@@ -274,8 +276,8 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ++ks)
 #pragma unroll
-            for (int q = 0; q < 4; ++q)
-                p_prev[ks][q] = pack_bf16x2(sc[8 * ks + 2 * q], sc[8 * ks + 2 * q + 1]);
+            for (int r = 0; r < 4; ++r)
+                p_prev[ks][r] = pack_bf16x2(sc[8 * ks + 2 * r], sc[8 * ks + 2 * r + 1]);
     };
     if (cg == 1 && t1 > t0) hopper::named_barrier_arrive(kTurn0, 256);
     if (t1 > t0) tile(t0, std::true_type{});
@@ -343,7 +345,10 @@ __device__ __forceinline__ void consumer(const ScratchAttentionParams& p, uint8_
 #endif
 
 template <int HD, int KSTEPS>
-__global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAttentionParams p) {
+__global__ void __launch_bounds__(kThreads, 1)
+    hopper_attention_kernel(ScratchAttentionParams p, const __grid_constant__ CUtensorMap k_map,
+                            const __grid_constant__ CUtensorMap k_narrow_map,
+                            const __grid_constant__ CUtensorMap v_map) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using L = Layout<HD, KSTEPS>;
     extern __shared__ __align__(1024) uint8_t smem[];
@@ -354,18 +359,28 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_attention_kernel(ScratchAt
     const int t0 = static_cast<int>(static_cast<long long>(tiles) * split / p.splits),
               t1 = static_cast<int>(static_cast<long long>(tiles) * (split + 1) / p.splits);
     const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
-    uint8_t* const stage0 = smem + kConsumerGroups * L::q_bytes;
+    uint8_t* const stage0 = smem;
     float* const reduce = reinterpret_cast<float*>(stage0 + L::stages * L::stage_bytes);
+    const uint32_t full0 =
+        hopper::shared_address(reduce + 8);  // the stages' transaction barriers, 8 bytes each
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < L::stages; ++s) hopper::mbarrier_init(full0 + 8 * s, 1);
+        hopper::fence_proxy_async();  // the copy engine sees the initialized barriers
+        hopper::tma_prefetch_map(&k_map);
+        hopper::tma_prefetch_map(&v_map);
+        if constexpr (L::narrow) hopper::tma_prefetch_map(&k_narrow_map);
+    }
+    __syncthreads();
     if (group == 0) {
         hopper::registers_release<40>();
-        producer<HD, KSTEPS>(p, stage0, h, n_keys, t0, t1, tid);
+        producer<HD, KSTEPS>(&k_map, &k_narrow_map, &v_map, stage0, full0, h, t0, t1, tid);
     } else {
         hopper::registers_claim<232>();
         const int cg = group - 1, row0 = blockIdx.x * kConsumerGroups * kRowsPerGroup + cg * kRowsPerGroup;
-        consumer<HD, KSTEPS>(p, smem, stage0, reduce, h, row0, n_keys, n_cached, t0, t1, cg, tid);
+        consumer<HD, KSTEPS>(p, stage0, reduce, full0, h, row0, n_keys, n_cached, t0, t1, cg, tid);
     }
 #else
-    (void)p;
+    (void)p, (void)k_map, (void)k_narrow_map, (void)v_map;
 #endif
 }
 
@@ -375,11 +390,54 @@ constexpr int built_steps(int hd, int i) {
     return i == 0 ? hd / 16 : i == 1 ? hd / 16 + 1 : i == 2 ? hd / 16 + hd / 32 : hd / 8;
 }
 
+// The driver's cuTensorMapEncodeTiled, asked for once through the runtime (no link to libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+    static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+        void* fn = nullptr;
+        cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                    &found));
+        if (found != cudaDriverEntryPointSuccess || fn == nullptr)
+            throw Error("hopper attention: the driver has no cuTensorMapEncodeTiled");
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+    }();
+    return encode;
+}
+
+// The copy engine's map of bf16 rows [heads][max_keys][cols] in boxes of `box_cols` columns x `box_keys` keys
+// x one head, written swizzled (64 columns: 128-byte panels; 16: the narrow 32-byte panel; hopper.cuh);
+// out-of-bounds elements read as zeros. The map holds the rows' address: a captured graph keeps it, as it
+// keeps p (the backend re-captures when the rows move).
+CUtensorMap rows_map(const uint16_t* rows, int heads, int max_keys, int cols, int box_keys,
+                     int box_cols = 64) {
+    CUtensorMap map;
+    const cuuint64_t dims[3] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(max_keys),
+                                static_cast<cuuint64_t>(heads)};
+    const cuuint64_t strides[2] = {static_cast<cuuint64_t>(cols) * 2,
+                                   static_cast<cuuint64_t>(cols) * 2 * static_cast<cuuint64_t>(max_keys)};
+    const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_keys), 1},
+                     element_strides[3] = {1, 1, 1};
+    const CUresult r =
+        tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<uint16_t*>(rows), dims,
+                             strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                             box_cols == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_32B,
+                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        throw Error("hopper attention: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")");
+    return map;
+}
+
 template <int HD, int KSTEPS>
 void launch_steps(const ScratchAttentionParams& p, cudaStream_t stream) {
+    using L = Layout<HD, KSTEPS>;
     const dim3 grid((p.n_queries + kConsumerGroups * kRowsPerGroup - 1) / (kConsumerGroups * kRowsPerGroup),
                     p.heads, p.splits);
-    hopper_attention_kernel<HD, KSTEPS><<<grid, kThreads, Layout<HD, KSTEPS>::smem_bytes, stream>>>(p);
+    const CUtensorMap k_map = rows_map(p.k, p.heads, p.max_keys, p.k_cols, L::BN),
+                      k_narrow_map =
+                          L::narrow ? rows_map(p.k, p.heads, p.max_keys, p.k_cols, L::BN, 16) : k_map,
+                      v_map = rows_map(p.v, p.heads, p.max_keys, HD, L::BN);
+    hopper_attention_kernel<HD, KSTEPS>
+        <<<grid, kThreads, L::smem_bytes, stream>>>(p, k_map, k_narrow_map, v_map);
     CUDA_CHECK_LAUNCH("hopper_attention_kernel");
 }
 
@@ -428,6 +486,7 @@ void hopper_attention_init() {
         set_limit<64, built_steps(64, 2)>(), set_limit<64, built_steps(64, 3)>();
         set_limit<128, built_steps(128, 0)>(), set_limit<128, built_steps(128, 1)>();
         set_limit<128, built_steps(128, 2)>(), set_limit<128, built_steps(128, 3)>();
+        tensor_map_encoder();  // asked for here, before any graph capture
     });
 }
 

@@ -13,7 +13,9 @@ namespace kvw::cuda {
 
 struct ScratchAttentionParams {
     // bf16 rows: q [heads][n_queries][k_cols] (RoPE'd queries, then the correction's columns); k
-    // [heads][max_keys][k_cols] (cached keys in slot order, then the chunk's); v [heads][max_keys][head_dim]
+    // [heads][max_keys][k_cols] (cached keys in slot order, then the chunk's); v [heads][max_keys][head_dim].
+    // The copies take whole tiles of keys: rows of v past a call's keys are read and weighted by zero, so
+    // they must be finite (the backend zeroes them when it allocates the rows).
     const uint16_t* q = nullptr;
     const uint16_t* k = nullptr;
     const uint16_t* v = nullptr;
