@@ -23,7 +23,10 @@
 #           a subset (issue 21 item 4; $OUT/sanitize_{memcheck,racecheck}.txt)
 #   ncu_hopper Nsight Compute on the sm_90a wgmma kernel at HY's shape ($OUT/ncu_hopper.txt: tensor pipe, stalls;
 #           the stalls per SASS instruction $OUT/ncu_hopper_sass.csv, summed into $OUT/ncu_hopper_stalls.txt); of
-#           the i-th variant of the check instead with NCU_VARIANT=i
+#           the i-th variant of the check instead with NCU_VARIANT=i; rows of NCU_COLS columns (default 128; 136:
+#           the Taylor build, 2 of its 8 folded columns nonzero as the engine writes them)
+#   ncu_pass Nsight Compute on the context pass's keys-and-values kernel at HY's shape, K2/V2 g128 off and
+#           taylor ($OUT/ncu_pass.txt; needs build)
 #   ncu     Nsight Compute on the fused kernel at HY's shape, BF16 and K2/V2 g128 taylor (issue 21's note: what
 #           limits it; speed of light, compute and memory workload, occupancy; $OUT/ncu_attention.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
@@ -56,17 +59,19 @@ CLI=/tmp/b/app/cli/kvworld-cli
 build_hopper_checks() {
   local nvcc=/usr/local/cuda/bin/nvcc flags=(-std=c++17 -O2 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a
     -lineinfo -I engine/include -I engine/backend/include -I kernels)
-  [[ -x /tmp/kvw/hopper_check ]] && return 0
+  # built once per set of variants on a warm machine (another HOPPER_VARIANTS rebuilds them all)
+  [[ -x /tmp/kvw/hopper_check && "$(cat /tmp/kvw/hopper_variants.id 2>/dev/null)" == "${HOPPER_VARIANTS:-}" ]] && return 0
+  rm -f /tmp/kvw/hopper_check /tmp/kvw/hopper_variants.id
   ( "$nvcc" "${flags[@]}" -c kernels/attention.cu -o /tmp/kvw/attention.o &&
     "$nvcc" "${flags[@]}" -c kernels/common.cu -o /tmp/kvw/common.o ) > "$OUT/hopper_check_build.txt" 2>&1 &
   "$nvcc" "${flags[@]}" -c docs/experiments/2026-12-06-hopper-attention/hopper_check.cu -o /tmp/kvw/hopper_check.o \
     >> "$OUT/hopper_check_build.txt" 2>&1 &
-  local i=0 v defs
+  local i=0 v defs patches=()
   "$nvcc" "${flags[@]}" -c kernels/hopper_attention.cu -o /tmp/kvw/hopper_0.o >> "$OUT/hopper_check_build.txt" 2>&1 &
   for v in ${HOPPER_VARIANTS:-}; do
     i=$((i + 1)); defs=(); local src=kernels
     if [[ $v == *.patch ]]; then
-      src=/tmp/kvw/variant_$i/kernels; rm -rf "/tmp/kvw/variant_$i"; mkdir -p "$src"; cp -r kernels/. "$src"
+      patches[i]=1; src=/tmp/kvw/variant_$i/kernels; rm -rf "/tmp/kvw/variant_$i"; mkdir -p "$src"; cp -r kernels/. "$src"
       if command -v patch > /dev/null; then patch -p1 -d "/tmp/kvw/variant_$i" < "$v"
       else git apply --unsafe-paths --directory="/tmp/kvw/variant_$i" "$v"; fi >> "$OUT/hopper_check_build.txt" 2>&1 ||
         { echo "variant $i: $v does not apply" >> "$OUT/hopper_check_build.txt"; return 1; }
@@ -76,13 +81,23 @@ build_hopper_checks() {
     # a patched copy's own headers come first: quoted includes search the source's folder before -I
     "$nvcc" "${flags[@]}" "${defs[@]/#/-D}" -c "$src/hopper_attention.cu" \
       -o /tmp/kvw/hopper_$i.o >> "$OUT/hopper_check_build.txt" 2>&1 &
+    # a patch may change the kernel's parameters (hopper_attention.h): the check is built against its headers
+    rm -f /tmp/kvw/hopper_check_$i.o
+    [[ $src != kernels ]] && "$nvcc" -I "$src" "${flags[@]}" -c docs/experiments/2026-12-06-hopper-attention/hopper_check.cu \
+      -o /tmp/kvw/hopper_check_$i.o >> "$OUT/hopper_check_build.txt" 2>&1 &
   done
   wait
   for ((v = 0; v <= i; ++v)); do
-    local exe=/tmp/kvw/hopper_check_$v; [[ $v == 0 ]] && exe=/tmp/kvw/hopper_check
-    "$nvcc" -gencode=arch=compute_90a,code=sm_90a /tmp/kvw/hopper_check.o /tmp/kvw/hopper_$v.o /tmp/kvw/attention.o \
+    local exe=/tmp/kvw/hopper_check_$v check_o=/tmp/kvw/hopper_check_$v.o; [[ $v == 0 ]] && exe=/tmp/kvw/hopper_check
+    if [[ -n "${patches[v]:-}" ]]; then  # a patch's check must be its own: the parameters may differ
+      [[ -f $check_o ]] || { echo "variant $v: its check did not build" >> "$OUT/hopper_check_build.txt"; return 1; }
+    else
+      check_o=/tmp/kvw/hopper_check.o
+    fi
+    "$nvcc" -gencode=arch=compute_90a,code=sm_90a "$check_o" /tmp/kvw/hopper_$v.o /tmp/kvw/attention.o \
       /tmp/kvw/common.o -o "$exe" >> "$OUT/hopper_check_build.txt" 2>&1 || return 1
   done
+  echo "${HOPPER_VARIANTS:-}" > /tmp/kvw/hopper_variants.id
 }
 
 if has check; then
@@ -106,14 +121,14 @@ if has ncu_hopper; then
   timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:hopper_attention_kernel --launch-skip 3 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
     --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
-    --section SourceCounters "$check_bin" hy > "$OUT/ncu_hopper.txt" 2>&1
+    --section SourceCounters "$check_bin" hy ${NCU_COLS:-} > "$OUT/ncu_hopper.txt" 2>&1
   echo "ncu rc=$?"; grep -E 'Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Registers Per|Stall' \
     "$OUT/ncu_hopper.txt" | head -20
   # the stall reasons per SASS instruction (the source page of a saved report, as CSV; -lineinfo maps them to
   # lines of hopper_attention.cu)
   timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:hopper_attention_kernel --launch-skip 3 --launch-count 1 \
     --section SourceCounters --section WarpStateStats --import-source yes -o /tmp/kvw/ncu_hopper -f \
-    "$check_bin" hy > /dev/null 2>&1 &&
+    "$check_bin" hy ${NCU_COLS:-} > /dev/null 2>&1 &&
     "$NCU" --import /tmp/kvw/ncu_hopper.ncu-rep --page source --print-source sass --csv > "$OUT/ncu_hopper_sass.csv" 2>&1
   echo "ncu source page rc=$? ($(wc -l < "$OUT/ncu_hopper_sass.csv" 2>/dev/null) lines)"
   python3 docs/experiments/2026-12-06-hopper-attention/ncu_stalls.py "$OUT/ncu_hopper_sass.csv" > "$OUT/ncu_hopper_stalls.txt" 2>&1
@@ -209,6 +224,19 @@ if has ncu; then
     "$CLI" bench-attention --shapes hy-worldplay-8b --iters 1 --formats "K2/V2 g128 taylor" \
     > "$OUT/ncu_attention.txt" 2>&1
   echo "ncu rc=$?"; grep -E 'Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Shared Memory Configuration Size' "$OUT/ncu_attention.txt" | head -16
+fi
+if has ncu_pass; then
+  # the context pass with and without Taylor's columns (2026-12-06: 0.445 against 0.294 ms at HY's shape for 6%
+  # more bytes): its keys-and-values kernel, 9 launches a format in bench-attention's order (3 before the wgmma
+  # kernel, 3 timed alone, 3 before cuDNN): BF16 (which always runs) 1-9, off 10-18, taylor 19-27
+  stamp "ncu of the context pass"
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:context_keys_values --launch-count 27 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section SchedulerStats \
+    "$CLI" bench-attention --shapes hy-worldplay-8b --iters 1 --formats "K2/V2 g128 off,K2/V2 g128 taylor" \
+    > "$OUT/ncu_pass.txt" 2>&1
+  echo "ncu rc=$?"; grep -E 'Duration|DRAM Throughput' "$OUT/ncu_pass.txt" | head -60
 fi
 if has paired; then
   stamp "paired, 64 worlds x 8 chunks"

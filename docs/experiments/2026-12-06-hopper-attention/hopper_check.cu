@@ -29,8 +29,10 @@ static float fb(uint16_t b) {
 
 // q_amp scales the queries (large score ranges: rescaling across tiles, exponents flushed to zero); splits >
 // 1 splits the keys into ranges merged by attention_combine, as the engine does where query blocks are few.
+// folded >= 0: only that many columns past the head are nonzero (the correction's, as the engine's context
+// pass writes them; the kernel may add them as a rank-G update), else all of them.
 static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check, int reps, float q_amp = 1.f,
-                     int splits = 1) {
+                     int splits = 1, int folded = -1) {
     const int n_keys = (nseg + 1) * nq, n_cached = nseg * nq, max_keys = n_keys + 5, q_tiles = (nq + 63) / 64;
     std::mt19937 rng(1);
     std::normal_distribution<float> nd;
@@ -42,6 +44,12 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
     };
     auto q = rows(nq, k_cols, hd), k = rows(max_keys, k_cols, hd), v = rows(max_keys, hd, hd);
     for (uint16_t& x : q) x = bf(fb(x) * q_amp);
+    if (folded >= 0) {
+        for (size_t i = 0; i < q.size(); ++i)
+            if (static_cast<int>(i % k_cols) >= hd + folded) q[i] = 0;
+        for (size_t i = 0; i < k.size(); ++i)
+            if (static_cast<int>(i % k_cols) >= hd + folded) k[i] = 0;
+    }
     // K rows past the call's keys hold NaN: the kernel must mask them, whether its copies skip them or take
     // whole tiles (V rows there need only be finite: they are weighted by zero)
     for (int h = 0; h < heads; ++h)
@@ -67,6 +75,9 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
     p.max_keys = max_keys, p.n_segments = dseg, p.scale = 1.f / std::sqrt(float(hd)), p.out = dout,
     p.p_cache_partial = dps;
     p.splits = splits, p.split_o = dws;
+#if defined(KVW_HOPPER_FOLDED_COLUMNS)
+    p.folded_columns = folded;
+#endif
     p.split_stats = dws ? dws + static_cast<size_t>(splits) * heads * nq * hd : nullptr;
     hopper_attention(p, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -106,10 +117,11 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
         for (size_t i = 0; i < ps.size(); ++i)
             ps_err = std::max(ps_err, double(std::fabs(ps[i] - ref_ps[i])));
         std::printf(
-            "check hd %d k_cols %d heads %d q %d keys %d q_amp %g splits %d: max_abs %.3g rel_l2 %.3g, P_S "
+            "check hd %d k_cols %d heads %d q %d keys %d q_amp %g splits %d folded %d: max_abs %.3g rel_l2 "
+            "%.3g, P_S "
             "max_abs "
             "%.3g  %s\n",
-            hd, k_cols, heads, nq, n_keys, q_amp, splits, max_err, std::sqrt(e2 / r2), ps_err,
+            hd, k_cols, heads, nq, n_keys, q_amp, splits, folded, max_err, std::sqrt(e2 / r2), ps_err,
             max_err < 2e-2 && std::sqrt(e2 / r2) < 6e-3 && ps_err < 1e-3 ? "PASS" : "FAIL");
     }
     if (reps > 0) {
@@ -134,7 +146,8 @@ static void run_case(int hd, int k_cols, int heads, int nq, int nseg, bool check
 int main(int argc, char** argv) {
     try {
         if (argc > 1 && std::strcmp(argv[1], "hy") == 0) {  // the HY shape alone (the profile: ncu)
-            run_case(128, argc > 2 ? std::atoi(argv[2]) : 128, 16, 6240, 5, false, 2);
+            const int k_cols = argc > 2 ? std::atoi(argv[2]) : 128;
+            run_case(128, k_cols, 16, 6240, 5, false, 2, 1.f, 1, k_cols == 136 ? 2 : -1);
             return 0;
         }
         run_case(128, 128, 2, 200, 3, true, 0);
@@ -151,12 +164,18 @@ int main(int argc, char** argv) {
         run_case(128, 136, 2, 200, 3, true, 0, 40.f, 4);
         run_case(64, 72, 3, 130, 2, true, 0, 8.f, 3);
         run_case(128, 256, 1, 100, 0, true, 0, 40.f, 5);
+        // the correction's columns as the engine writes them (2 of 8 nonzero: Taylor, groups of 64), and 16
+        // of them (rows of 144 and 80 columns: both halves of the narrow panel)
+        run_case(128, 136, 2, 200, 3, true, 0, 8.f, 1, 2);
+        run_case(64, 72, 3, 130, 2, true, 0, 1.f, 3, 1);
+        run_case(128, 144, 2, 200, 3, true, 0, 8.f, 2);
+        run_case(64, 80, 2, 150, 2, true, 0);
         run_case(128, 128, 3, 1024, 5, false, 20);
-        run_case(128, 136, 3, 1024, 5, false, 20);
-        run_case(128, 128, 3, 1024, 5, false, 20, 1.f, 5);  // the engine's split count on 132 SMs
-        run_case(128, 136, 3, 1024, 5, false, 20, 1.f, 5);
+        run_case(128, 136, 3, 1024, 5, false, 20, 1.f, 1, 2);  // Taylor at groups of 64: 2 folded columns
+        run_case(128, 128, 3, 1024, 5, false, 20, 1.f, 5);     // the engine's split count on 132 SMs
+        run_case(128, 136, 3, 1024, 5, false, 20, 1.f, 5, 2);
         run_case(128, 128, 16, 6240, 5, false, 10);
-        run_case(128, 136, 16, 6240, 5, false, 10);
+        run_case(128, 136, 16, 6240, 5, false, 10, 1.f, 1, 2);
     } catch (const std::exception& e) {
         std::printf("error: %s\n", e.what());
         return 1;
