@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs KVWorld on the shipped default model (assets/models/default):
+# Installs what is missing, builds, and runs KVWorld on the default model (assets/models/v2, 256x256; the
+# smaller 128x128 model is assets/models/default):
 #   - with a display: the kvworld app (CUDA backend with CUDA-GL interop when a GPU is present, else CPU);
 #   - without one (or with --headless): kvworld-cli generates a clip from a simulator trace into out/run/.
 # Extra arguments go to the app (or to `kvworld-cli generate` when headless).
@@ -13,8 +14,9 @@ scripts/install-deps.sh
 cmake -S . -B build >/dev/null
 cmake --build build -j "$(nproc)" --target kvworld-cli kvworld-sim $( [[ -d build/app/gui/CMakeFiles/kvworld.dir ]] && echo kvworld )
 
-model=assets/models/default
-[[ -f $model/model.json ]] || { echo "run.sh: no trained model at $model; using the tiny test model (it shows no world)"; model=tests/data/tiny; }
+model=assets/models/v2
+[[ -f $model/model.json ]] || model=assets/models/default
+[[ -f $model/model.json ]] || { echo "run.sh: no trained model in assets/models; using the tiny test model (it shows no world)"; model=tests/data/tiny; }
 
 if [[ $headless == 0 && ( -n "${DISPLAY:-}" || -n "${WAYLAND_DISPLAY:-}" ) && -x build/app/gui/kvworld ]]; then
   echo "run.sh: starting kvworld on $model (F1 for help)"

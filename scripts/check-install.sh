@@ -25,11 +25,11 @@ cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 mv "$tmp/prefix" "$tmp/moved-prefix"
 prefix=$tmp/moved-prefix
 data=$prefix/share/kvworld
-for f in bin/kvworld-cli bin/kvworld-sim share/kvworld/assets/models/default/model.json \
+for f in bin/kvworld-cli bin/kvworld-sim share/kvworld/assets/models/v2/model.json \
+         share/kvworld/assets/models/default/model.json \
          share/kvworld/config/keymap.json share/kvworld/config/models; do
   [[ -e $prefix/$f ]] || fail "$f is not installed"
 done
-[[ ! -e $data/assets/models/v2 ]] || fail "the work-in-progress v2 model was installed"
 gui=0
 if [[ -x $build/app/gui/kvworld ]]; then
   gui=1
@@ -45,7 +45,7 @@ unset KVWORLD_DATA_DIR
 # One denoising step: the point is where the data comes from, and it keeps this to seconds.
 "$prefix/bin/kvworld-cli" generate --backend cpu --steps 1 --trace trace.json --out clip --frames 4 \
   --no-video 2>cli.log || { cat cli.log >&2; fail "the installed kvworld-cli generate failed"; }
-grep -qF "model: the trained default model ($data/assets/models/default)" cli.log ||
+grep -qF "model: the trained default model ($data/assets/models/v2)" cli.log ||
   { cat cli.log >&2; fail "kvworld-cli did not take the installed default model"; }
 frames=$(find clip/frames -name '*.png' | wc -l)
 (( frames >= 4 )) && [[ -s clip/metrics.json ]] || fail "the clip has $frames frames or no metrics.json"
@@ -56,7 +56,7 @@ if (( gui )); then
     { cat gui.log >&2; fail "the installed kvworld --offscreen failed"; }
   # A missing keymap or model is reported as an error notice, not a failed run.
   if grep -q "error" gui.log; then cat gui.log >&2; fail "the installed kvworld reported an error"; fi
-  grep -qF "\"model_dir\": \"$data/assets/models/default\"" gui/summary.json ||
+  grep -qF "\"model_dir\": \"$data/assets/models/v2\"" gui/summary.json ||
     { cat gui/summary.json >&2; fail "kvworld did not take the installed default model"; }
   echo "check-install: kvworld played 4 frames offscreen"
 fi

@@ -139,7 +139,13 @@ TEST(DataRoot, EnvironmentVariable) {
         ScopedEnv env("KVWORLD_DATA_DIR", share.string());
         EXPECT_EQ(data_root(), share.lexically_normal());
         EXPECT_EQ(default_presets_dir(), share.lexically_normal() / "config" / "models");
+        // the 128x128 model alone: it serves; with the 256x256 model beside it, that one is the default
         EXPECT_EQ(frontend::default_model_dir(), share.lexically_normal() / "assets" / "models" / "default");
+        fs::create_directories(share / "assets" / "models" / "v2");
+        std::ofstream(share / "assets" / "models" / "v2" / "model.json") << "{}";
+        std::string note;
+        EXPECT_EQ(frontend::default_model_dir(&note), share.lexically_normal() / "assets" / "models" / "v2");
+        EXPECT_NE(note.find("the trained default model"), std::string::npos) << note;
     }
     {
         ScopedEnv env("KVWORLD_DATA_DIR", (tmp.path / "missing").string());

@@ -24,15 +24,21 @@ using json = nlohmann::json;
 
 fs::path default_model_dir(std::string* note) {
     const fs::path root = data_root();
-    const fs::path def = root / "assets" / "models" / "default";
-    if (fs::exists(def / "model.json")) {
-        if (note) *note = "the trained default model (" + def.string() + ")";
-        return def;
+    const fs::path v2 = root / "assets" / "models" / "v2", small = root / "assets" / "models" / "default";
+    if (fs::exists(v2 / "model.json")) {
+        if (note) *note = "the trained default model (" + v2.string() + ")";
+        return v2;
+    }
+    if (fs::exists(small / "model.json")) {
+        if (note)
+            *note = "the trained 128x128 model (" + small.string() + "; the default, " + v2.string() +
+                    ", is not there)";
+        return small;
     }
     const fs::path tiny = root / "tests" / "data" / "tiny";
     if (note)
-        *note = "NOTE: no trained default model at " + def.string() + "; using the tiny random test model (" +
-                tiny.string() + "), which shows no world";
+        *note = "NOTE: no trained model at " + v2.string() + " or " + small.string() +
+                "; using the tiny random test model (" + tiny.string() + "), which shows no world";
     return tiny;
 }
 

@@ -13,8 +13,8 @@
 
 namespace kvw::frontend {
 
-// The shipped default model (assets/models/default), or the tiny model when the default is missing.
-// `note` says which and why.
+// The default model: the 256x256 latent model (assets/models/v2), else the smaller 128x128 pixel model
+// (assets/models/default), else the tiny test model when neither is there. `note` says which and why.
 std::filesystem::path default_model_dir(std::string* note = nullptr);
 
 // The start context for `trace` at the model's resolution: the last chunk_frames of the trace's context
