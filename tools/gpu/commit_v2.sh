@@ -19,6 +19,6 @@ cp "$work/stage/train_state.json" "$work/int8/"
 [[ -f $work/stage/train_ae_state.json ]] && cp "$work/stage/train_ae_state.json" "$work/int8/"
 [[ -f assets/models/v2/README.md ]] && cp assets/models/v2/README.md "$work/int8/"
 mkdir -p "$MODEL"
-rm -f "$MODEL"/*.safetensors
+rm -f "$MODEL"/*.safetensors "$MODEL"/cache_calibration.json  # a calibration belongs to the weights it was made on
 cp "$work/int8/"* "$MODEL/"
 du -sh "$MODEL"; ls -la "$MODEL"
