@@ -20,5 +20,5 @@ cp "$work/stage/train_state.json" "$work/int8/"
 [[ -f assets/models/v2/README.md ]] && cp assets/models/v2/README.md "$work/int8/"
 mkdir -p "$MODEL"
 rm -f "$MODEL"/*.safetensors "$MODEL"/cache_calibration.json  # a calibration belongs to the weights it was made on
-cp "$work/int8/"* "$MODEL/"
+cp "$work/int8/"* "$MODEL/"  # its model.json names no calibration (stage_v2.py)
 du -sh "$MODEL"; ls -la "$MODEL"

@@ -114,6 +114,9 @@ def main():
         weights.append("autoencoder.safetensors")
         ae_state = os.path.join(args.base, "train_ae_state.json")
     config["weights"] = weights
+    # The base's cache calibration belongs to its weights, not to these (kvworld-cli calibrate makes a new one)
+    if config.pop("cache_calibration", None) is not None:
+        print("stage_v2: the base's cache calibration is not carried over to the new weights")
     with open(os.path.join(args.out, "model.json"), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
