@@ -12,6 +12,7 @@ scene-keeping baseline beside them.
 Usage: python3 tools/plot/plot_resample.py WORLD_CHANGE_EVAL.json[,WORLD_CHANGE_EVAL.json...] OUT.png [QUALITY_EVAL.json ...]
 (several world-change files, comma-separated, are pooled; their traces should be distinct worlds)
 Prints the table as Markdown."""
+import gzip
 import json
 import math
 import os
@@ -41,9 +42,14 @@ def within(stats, ref):
     return all(abs(stats[k] / ref[k] - 1.0) <= TOL for k in ("mean", "contrast", "edges"))
 
 
+def load(path):
+    """An eval.json, or the same gzipped (.gz: how the larger ones are kept in docs/experiments)."""
+    return json.load(gzip.open(path, "rt") if path.endswith(".gz") else open(path))
+
+
 def main():
     wc_paths, out = sys.argv[1].split(","), sys.argv[2]
-    wcs = [json.load(open(p))["world_change"] for p in wc_paths]
+    wcs = [load(p)["world_change"] for p in wc_paths]
     per_trace = [t for wc in wcs for t in wc["resampled"]["per_trace"]]
     pairs = []  # (distance, windows within, windows, whole within)
     for t in per_trace:
@@ -66,7 +72,7 @@ def main():
     model = dict(w=0, wn=0, e=0, n=0, h=0)
     keep = dict(w=0, wn=0, e=0, n=0, h=0)
     for q in sys.argv[3:]:
-        for r in json.load(open(q)).get("rollouts", []):
+        for r in load(q).get("rollouts", []):
             if r["world_seed"] not in seeds:
                 continue
             k = sum(w["within_bar"] for w in r["windows"])
