@@ -136,7 +136,7 @@ TEST(GeneratePinned, TinyWarpedGuidedInt4) {
               R"({"warp_source": true, "warp_eye_height": 2.5, "guidance": 1.5})", 1400003, 2, 10,
               "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0xac74ca021fe16e23ULL});
 }
-// The shipped model as ./run.sh plays it (INT4 g64 taylor), two chunks.
+// The 128x128 model at ./run.sh's settings (INT4 g64 taylor), two chunks.
 TEST(GeneratePinned, ShippedModelInt4) {
     run_case({"shipped_int4", "assets/models/default", "", 1400004, 4, 8,
               "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0x8a01fa46c233c9a7ULL});

@@ -1,4 +1,4 @@
-// The shipped default model: what ./run.sh plays.
+// The shipped models: the default (v2, 256x256, what ./run.sh plays) and the smaller 128x128 one.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -66,7 +66,7 @@ struct HeldOutChunk {
 
 }  // namespace
 
-// The model ./run.sh plays: its config and weights agree, and one chunk generated on the CPU backend with a
+// The 128x128 model: its config and weights agree, and one chunk generated on the CPU backend with a
 // quantized, corrected cache continues a real scene.
 TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
     const std::filesystem::path dir = test::source_path("assets/models/default");
@@ -102,8 +102,8 @@ TEST(ShippedModel, DefaultModelContinuesAHeldOutWorld) {
     EXPECT_LT(int2_vs_bf16.psnr(), 60.0);  // the 2-bit cache does change the output
 }
 
-// The latent model in training (assets/models/v2: int8 transformer and autoencoder in one folder, committed
-// so that training continues from it): it loads (config and weights agree, int8 dequantized at load) and one
+// The default model (assets/models/v2: int8 transformer and autoencoder in one folder, committed so that
+// training continues from it): it loads (config and weights agree, int8 dequantized at load) and one
 // chunk at 256x256 continues the same held-out world.
 TEST(ShippedModel, V2ModelContinuesAHeldOutWorld) {
     const std::filesystem::path dir = test::source_path("assets/models/v2");
@@ -118,7 +118,7 @@ TEST(ShippedModel, V2ModelContinuesAHeldOutWorld) {
     const double psnr = chunk.psnr(bf16.frames), flat = chunk.flat_psnr();
     std::printf("v2, one chunk: BF16 cache %.2f dB; repeating the last context frame %.2f dB; flat %.2f dB\n",
                 psnr, chunk.repeat_psnr(), flat);
-    // Step 2764: 29.1 dB, repeat 25.7 dB, flat 13.0 dB. Broken latents or a broken decoder land near the
-    // flat frame.
+    // Step 5048: 29.0 dB, repeat 25.7 dB, flat 13.0 dB (step 2764: 29.1). Broken latents or a broken decoder
+    // land near the flat frame.
     EXPECT_GT(psnr, flat + 6.0);
 }

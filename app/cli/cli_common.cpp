@@ -13,8 +13,9 @@ namespace kvw::cli {
 
 void SessionFlags::add_to(CLI::App* cmd, bool with_model) {
     if (with_model)
-        cmd->add_option("--model", model_dir,
-                        "Model folder (model.json + safetensors); default: the shipped model");
+        cmd->add_option(
+            "--model", model_dir,
+            "Model folder (model.json + safetensors); default: assets/models/v2, else assets/models/default");
     cmd->add_option("--backend", backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     cmd->add_option("--k-bits", key_bits, "Key bits: 16 (bf16), 8, 4, 2")
         ->check(CLI::IsMember({16, 8, 4, 2}));

@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
     bench->add_option("--backend", bench_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     bench->add_option("--model", bench_model, "Model folder (default: --configs)");
     bench->add_option("--configs", bench_configs,
-                      "Comma-separated: tiny, default (trained weights when present, else random)");
+                      "Comma-separated: tiny, default (the 128x128 model's config: its trained weights when "
+                      "present, else random)");
     bench->add_option("--chunks", bench_chunks, "Measured chunks per format")->check(CLI::Range(1, 1000));
     bench->add_option("--json", bench_json, "Also write the results as JSON")->check(cli::non_empty_path());
 
@@ -97,7 +98,8 @@ int main(int argc, char** argv) {
                                    "Calibrate the cache's reconstruction points on simulator worlds (BF16 "
                                    "sessions) and write them beside "
                                    "the model's weights (cache_calibration.json, named in model.json)");
-    cal->add_option("--model", cal_flags.model_dir, "Model folder (default: the shipped model)");
+    cal->add_option("--model", cal_flags.model_dir,
+                    "Model folder (default: assets/models/v2, else assets/models/default)");
     cal->add_option("--backend", cal_flags.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     cal->add_option("--worlds", cal_worlds, "Simulator worlds")->check(CLI::Range(1, 10000));
     cal->add_option("--world-base", cal_world_base,
@@ -109,7 +111,8 @@ int main(int argc, char** argv) {
 
     std::string info_model;
     auto* info = app.add_subcommand("info", "Describe a model folder");
-    info->add_option("--model", info_model, "Model folder (default: the shipped model)");
+    info->add_option("--model", info_model,
+                     "Model folder (default: assets/models/v2, else assets/models/default)");
 
     std::string init_config, init_out, init_dtype = "BF16";
     uint64_t init_seed = 1;

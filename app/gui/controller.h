@@ -58,7 +58,7 @@ class FrameStore {
 inline constexpr int kHeldPictureChunk = -1;
 
 struct ControllerOptions {
-    std::string model_dir;               // empty: the shipped default (or the tiny model, with a note)
+    std::string model_dir;               // empty: the default model (frontend::default_model_dir)
     std::optional<BackendKind> backend;  // default: CUDA when available
     std::optional<uint64_t> world_seed;  // default: random
     std::optional<uint64_t> seed;        // noise seed; default: random (or the trace's)

@@ -12,8 +12,9 @@ int main(int argc, char** argv) {
     gui::WindowSize size;
     std::string backend, resolution;
     uint64_t world_seed = 0, seed = 0;
-    cli.add_option("--model", options.world.model_dir,
-                   "Model folder (model.json + weights); default: the shipped model");
+    cli.add_option(
+        "--model", options.world.model_dir,
+        "Model folder (model.json + weights); default: assets/models/v2, else assets/models/default");
     cli.add_option("--backend", backend, "cpu or cuda (default: cuda when available)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
     auto* world_seed_opt =

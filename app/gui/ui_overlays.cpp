@@ -643,7 +643,7 @@ void App::draw_status_bar() {
     } else if (world.model_note().rfind("NOTE", 0) == 0) {
         ImGui::TextColored(
             ui::color::vec(ui::color::kWarn), "%s",
-            elided("No trained default model: the tiny random test model shows no world").c_str());
+            elided("No trained model in assets/models: the tiny random test model shows no world").c_str());
         if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", world.model_note().c_str());
     } else {
         ImGui::TextDisabled("%s", elided(world.model_note()).c_str());

@@ -71,7 +71,9 @@ def main():
                        {k: v.float() for k, v in new_ae.items()})
     names.append("autoencoder.safetensors")
     config["weights"] = names
-    for extra in ("cache_calibration",):  # files model.json names besides the weights
+    # Files model.json names besides the weights. The cache calibration stays valid: only the decoder changes
+    # (v2_run.sh's --decoder-only runs), so the transformer's keys and values are the same.
+    for extra in ("cache_calibration",):
         if isinstance(config.get(extra), str):
             shutil.copy(os.path.join(args.model_dir, config[extra]), os.path.join(args.out_dir + ".tmp", config[extra]))
     with open(os.path.join(args.out_dir + ".tmp", "model.json"), "w") as f:

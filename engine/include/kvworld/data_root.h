@@ -1,4 +1,4 @@
-// Where the binaries find the shipped data (config/, assets/models/default): the folder laid out like the
+// Where the binaries find the shipped data (config/, assets/models/): the folder laid out like the
 // source tree's config/ and assets/, which `cmake --install` copies to <prefix>/share/kvworld.
 #pragma once
 
