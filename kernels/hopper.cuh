@@ -131,17 +131,6 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[32], uint64_t a, uint
         "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]),           \
         "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
 
-// d[64 x 128] (+)= A[64 x 16] · B[128 x 16]ᵀ, both K-major in shared memory, as wgmma_m64n64k16 with twice
-// the columns: d[i] at row 16·(t/32) + (t%32)/4 + 8·((i/2)%2), column 8·(i/4) + 2·(t%4) + i%2, i < 64.
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, bool accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " KVW_WGMMA_ACCUMULATOR_LIST_64
-        ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : KVW_WGMMA_ACCUMULATORS_64(d)
-        : "l"(a), "l"(b), "r"(accumulate ? 1 : 0));
-}
-
 // Registers between warpgroups of different roles (sm_90a): the producer gives some back, the consumers take
 // them. Every thread of the warpgroup executes it; the kernel needs a register cap at entry
 // (__launch_bounds__(threads, 1)).
@@ -173,8 +162,8 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs_tb(float (&d)[32], const uint
 }
 
 // d[64 x 128] (+)= A[64 x 16] · B, as wgmma_m64n64k16_rs_tb with 128 columns: B's second 64 columns are
-// the descriptor's leading byte offset on (smem_descriptor_mn's panel_bytes); d[i] at column 8·(i/4) +
-// 2·(t%4) + i%2 as in wgmma_m64n128k16.
+// the descriptor's leading byte offset on (smem_descriptor_mn's panel_bytes); d[i] at row 16·(t/32) +
+// (t%32)/4 + 8·((i/2)%2), column 8·(i/4) + 2·(t%4) + i%2, i < 64.
 template <bool kTransB = true>
 __device__ __forceinline__ void wgmma_m64n128k16_rs_tb(float (&d)[64], const uint32_t (&a)[4], uint64_t b,
                                                        bool accumulate) {
@@ -203,17 +192,6 @@ __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
 }
 __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-
-// 16-byte asynchronous copy global -> shared through L2 only (streamed tiles); `valid` false writes zeros
-// (rows past the end of a tensor). The issuing thread waits for its copies with cp_async_wait_all.
-__device__ __forceinline__ void cp_async_16_zfill(uint32_t smem_addr, const void* gmem, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr), "l"(gmem),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }
 
 // Transaction barriers (mbarrier) in shared memory, for copies the copy engine (TMA) completes: a phase
