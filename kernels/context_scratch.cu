@@ -102,12 +102,16 @@ __global__ void context_keys_values_kernel(AttentionParams p, ContextScratch out
         for (int c = 0; c < R; c += 8) store8(*reinterpret_cast<float(*)[8]>(x + c), vrow + kc0 + c);
     }
     // ---- the correction's key columns: s^2 (and s^4 for exact) per group or pair; zeros elsewhere ----
-    const int extra = out.k_cols - HD;
+    // Each quarter writes a contiguous run of extra/4 columns (even: k_cols and HD are multiples of 8) two at
+    // a time, so the quad fills the row's tail in whole 4-byte words rather than scattered 2-byte stores.
+    const int extra = out.k_cols - HD, per_quarter = extra / 4;
     const bool corrected = !current && (kf.bits < 16) && out.correction_columns > 0;
-    for (int e = quarter; e < extra; e += 4) {
-        float f = 0.f;
-        const int n = out.correction_columns / (out.exact ? 2 : 1);  // groups or pairs
-        if (corrected && e < out.correction_columns) {
+    const int n = out.correction_columns / (out.exact ? 2 : 1);  // groups or pairs
+    for (int e0 = quarter * per_quarter; e0 < (quarter + 1) * per_quarter; e0 += 2) {
+        float f[2] = {0.f, 0.f};
+        for (int j = 0; j < 2; ++j) {
+            const int e = e0 + j;
+            if (!corrected || e >= out.correction_columns) continue;
             const int i = e % n;
             float s;
             if (kf.channel) {
@@ -117,9 +121,12 @@ __global__ void context_keys_values_kernel(AttentionParams p, ContextScratch out
                 const uint16_t* steps = kf.measured ? sd.k_corr_steps : sd.k_steps;
                 s = f16_to_f32(steps[key_row * (HD / kf.group) + i]);
             }
-            f = folded_key_feature(s, e >= n);
+            f[j] = folded_key_feature(s, e >= n);
         }
-        krow[HD + e] = __bfloat16_as_ushort(__float2bfloat16_rn(f));
+        const uint32_t packed =
+            __bfloat16_as_ushort(__float2bfloat16_rn(f[0])) |
+            (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(f[1]))) << 16);
+        *reinterpret_cast<uint32_t*>(krow + HD + e0) = packed;
     }
 }
 
