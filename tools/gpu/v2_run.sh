@@ -38,6 +38,11 @@
 #   film  2-minute rollouts of FILM_WORLDS ("world:policy ...", eval's rollouts) beside the simulator: a strip and
 #         per-second statistics each under $OUT/film (FILM_ARGS: more generate flags, e.g. --guidance 2)
 #   bench kvworld-cli bench --backend cuda on the same model: frames/s at the app's settings ($OUT/bench)
+#   gui   the app itself on the same model, offscreen (EGL), CUDA backend and CUDA-GL interop: built in /tmp/bg with
+#         the GL packages carried in .debs-gl (../shared/device/fetch-debs.sh --gl --dir .debs-gl, less what .debs
+#         holds: 6.1 MB), then screenshots of a walk, of A/B and of the memory overlay ($OUT/gui). The two models,
+#         .debs and .debs-gl do not fit together in what travels: for this call move assets/models/default out of
+#         the working tree (mv it aside here, put it back after) and carry [".debs", ".debs-gl"]
 # A warm machine keeps /tmp/kvw (checkpoints with the optimizer state) and /dev/shm (datasets) between calls.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -232,5 +237,24 @@ if has bench; then
   mkdir -p "$OUT/bench"
   "$CLI" bench --backend cuda --model "$V2" --chunks 20 --json "$OUT/bench/bench.json" > "$OUT/bench/bench.txt" 2>&1
   echo "bench rc=$?"; tail -20 "$OUT/bench/bench.txt"
+fi
+if has gui; then
+  stamp "GUI build (offscreen EGL)"
+  mkdir -p "$OUT/gui"
+  bash .debs/unpack-debs.sh .debs > /dev/null 2>&1; bash .debs-gl/unpack-debs.sh .debs-gl > /dev/null 2>&1
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  cmake -S . -B /tmp/bg -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVW_GUI=ON -DKVW_TESTS=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/gui/build_gui.log" 2>&1 && nice ninja -C /tmp/bg kvworld >> "$OUT/gui/build_gui.log" 2>&1
+  echo "gui build rc=$?"; tail -3 "$OUT/gui/build_gui.log"
+  G=/tmp/bg/app/gui/kvworld
+  if [[ -x $G ]]; then
+    # the README's pictures: a walk (world 901, as run.sh's trace), A/B of three caches (902), the memory overlay (903)
+    timeout 90 $G --offscreen --backend cuda --model "$V2" --world-seed 901 --frames 64 --shot-every 32 \
+      --out "$OUT/gui/main" > "$OUT/gui/main.log" 2>&1; echo "gui main rc=$?"
+    timeout 90 $G --offscreen --backend cuda --model "$V2" --world-seed 902 --frames 32 --shot-every 32 --ab \
+      --out "$OUT/gui/ab" > "$OUT/gui/ab.log" 2>&1; echo "gui ab rc=$?"
+    timeout 60 $G --offscreen --backend cuda --model "$V2" --world-seed 903 --frames 16 --shot-every 16 --memory \
+      --out "$OUT/gui/memory" > "$OUT/gui/memory.log" 2>&1; echo "gui memory rc=$?"
+  fi
 fi
 stamp "done"
