@@ -1313,6 +1313,70 @@ TEST(CudaBackend, AttentionPathIsNamedOrRefused) {
     }
 }
 
+// The sm_90a wgmma kernel where a chunk's query blocks fill the GPU and the keys are not split (issue 21: the
+// regime of HY-WorldPlay-8B's shape, which the automatic choice still sends to cuDNN until a session there
+// has run on a GPU): the tiny model's layout widened to 2,048 tokens a chunk (128x128 frames, patches of 4,
+// two frames) and 6 heads of 64, random weights, one context chunk. Forced through the wgmma kernel (the
+// session's split count, which the kernel runs with, is 1), its forward and frames follow the CPU's.
+TEST(CudaBackend, OneSplitSessionThroughWgmmaMatchesCpu) {
+    REQUIRE_GPU();
+#if defined(KVW_WITH_SM90A)
+    if (!cu::hopper_attention_available()) GTEST_SKIP() << "no compute capability 9.0 GPU";
+    ModelConfig cfg = load_model_config(source_path("tests/data/tiny/model.json"));
+    cfg.height = cfg.width = 128;
+    cfg.patch = 4;
+    cfg.heads = 6;
+    cfg.hidden = cfg.heads * cfg.head_dim;
+    cfg.mlp_hidden = 2 * cfg.hidden;
+    cfg.depth = 1;
+    const int splits = cu::attention_splits(cfg.tokens_per_chunk(), cfg.heads,
+                                            cu::attention_block_shape(cfg.head_dim), cu::multiprocessors());
+    std::printf("[one split] %d tokens a chunk x %d heads: %d split(s) on %d multiprocessors\n",
+                cfg.tokens_per_chunk(), cfg.heads, splits, cu::multiprocessors());
+    if (splits != 1) GTEST_SKIP() << "this GPU splits the keys at this shape (" << splits << " splits)";
+    const ModelWeights w = random_weights(cfg, 21);
+    const auto cpu_m = make_model(cfg, w, BackendKind::Cpu);
+    const auto gpu_m = make_model(cfg, w, BackendKind::Cuda);
+    const size_t n = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
+    for (const CacheSettings& cs : {CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off},
+                                    CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}}) {
+        auto cpu_s = make_sampler(*cpu_m);
+        setenv("KVW_ATTENTION", "hopper", 1);
+        auto gpu_s = make_sampler(*gpu_m);
+        unsetenv("KVW_ATTENTION");
+        std::vector<float> ctx = randn(n, 0.5f);
+        for (float& v : ctx) v = std::max(-1.f, std::min(1.f, v));
+        std::vector<uint8_t> cpu_frames, gpu_frames;
+        CameraPose pose;
+        for (int c = 0; c < 2; ++c) {
+            const ChunkJob j = rollout_job(cfg, c, pose, cs, 1.f, false, ctx.data());
+            if (c == 1) {  // one raw forward over the context, unclamped
+                const std::vector<float> x = randn(n, 0.7f);
+                std::vector<float> a(n), b(n);
+                std::vector<double> pa, pb;
+                cpu_s->forward_once(j, x.data(), 0.6f, a.data(), &pa);
+                gpu_s->forward_once(j, x.data(), 0.6f, b.data(), &pb);
+                expect_close(b, a, kBf16Forward, "one-split forward " + cs.label());
+                for (size_t l = 0; l < pa.size(); ++l) EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
+            }
+            ChunkOutput oc, og;
+            cpu_s->run_chunk(j, &oc);
+            gpu_s->run_chunk(j, &og);
+            EXPECT_EQ(gpu_s->backend().attention_path(), "composition (context in bf16, wgmma)");
+            cpu_frames.insert(cpu_frames.end(), oc.frames_rgb8.begin(), oc.frames_rgb8.end());
+            gpu_frames.insert(gpu_frames.end(), og.frames_rgb8.begin(), og.frames_rgb8.end());
+        }
+        const double psnr = psnr_8bit(cpu_frames, gpu_frames);
+        std::printf(
+            "[tolerance] one-split rollout %-28s CUDA (wgmma) vs CPU frames: PSNR %.1f dB (limit 30 dB)\n",
+            cs.label().c_str(), psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label();
+    }
+#else
+    GTEST_SKIP() << "this build has no sm_90a code";
+#endif
+}
+
 // ---- the autoencoder and latent models: CUDA against the CPU --------------------------------------------
 
 namespace {
