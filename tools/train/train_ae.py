@@ -57,7 +57,7 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 class PatchCritic(torch.nn.Module):
     """The adversarial term's critic (training only): frames [B, H, W, 3] in [-1, 1] -> logits [B, 1, H/8, W/8],
-    one per overlapping patch of about 46 pixels. Spectral norm keeps the hinge game stable without a warm-up."""
+    one per overlapping patch of 54 pixels (the receptive field). Spectral norm keeps the hinge game stable without a warm-up."""
 
     def __init__(self, width: int = 64):
         super().__init__()
