@@ -94,6 +94,7 @@ if has ae; then
   init=(); [[ -n "${AE_INIT:-}" ]] && init=(--init "$AE_INIT")  # e.g. assets/models/v2 (int8, with its state)
   [[ -d .v2/init/ae ]] && init=(--init .v2/init/ae)
   ae_ckpt=/tmp/kvw/ae.pt; [[ "${AE_ARGS:-}" == *--decoder-only* ]] && ae_ckpt=/tmp/kvw/ae_decoder.pt  # another run
+  [[ "${AE_ARGS:-}" == *--adv-weight* ]] && ae_ckpt=${ae_ckpt%.pt}_adv.pt  # with the critic: not a plain run's
   [[ -f $ae_ckpt ]] && init=()
   stamp "autoencoder ${AE_MINUTES:-6} min ${init[*]}"
   python3 tools/train/train_ae.py --data /dev/shm/ae_data --config config/model-v2.json --ckpt "$ae_ckpt" \

@@ -15,7 +15,8 @@ autoencoder and never exported), weighted W times the ratio of the reconstructio
 the decoder's last layer (as taming-transformers and Stable Diffusion's autoencoder do). Why: the losses above
 leave the decoder's frames at about 0.81 of the simulator's edge energy, and a decoder trained alone on them did
 not get sharper (docs/experiments/2026-12-06-decoder-and-retrieval.md); the critic asks for the detail a pixel
-loss averages away. Its term joins after --adv-start steps of this run, the critic training from the first.
+loss averages away. Its term joins after --adv-start steps of this run (at once when the critic resumes from the
+checkpoint), the critic training from the first.
 
 --decoder-only trains the decoder alone from --init: the encoder, and with it the latent space and its
 latent_mean / latent_std, stay exactly as they were, so a transformer trained on those latents keeps working
@@ -142,7 +143,8 @@ def main():
     ap.add_argument("--grad-weight", type=float, default=1.0, help="weight of the image-gradient L1 term")
     ap.add_argument("--adv-weight", type=float, default=0.0,
                     help="weight of the adversarial term (0: none), times the adaptive ratio at the decoder's last layer")
-    ap.add_argument("--adv-start", type=int, default=200, help="steps of this run before the adversarial term joins")
+    ap.add_argument("--adv-start", type=int, default=200,
+                    help="steps of this run before the adversarial term joins (none when the critic resumes)")
     ap.add_argument("--critic-lr", type=float, default=2e-4)
     ap.add_argument("--decoder-only", action="store_true",
                     help="train the decoder alone (needs --init): the encoder and the latent statistics stay")
@@ -198,7 +200,8 @@ def main():
         if ck is not None and "critic" in ck:
             critic.load_state_dict(ck["critic"])
             opt_critic.load_state_dict(ck["opt_critic"])
-    run_start = step
+    # the step from which the adversarial term counts: a critic resumed from the checkpoint is already trained
+    adv_from = step + (0 if ck is not None and "critic" in ck else args.adv_start)
     run = {"start_step": step, "batch": args.batch, "lr": args.lr, "grad_weight": args.grad_weight,
            "adv_weight": args.adv_weight, "adv_start": args.adv_start, "decoder_only": args.decoder_only,
            "frames": n_train, "device": str(dev), "resumed_optimizer": ck is not None,
@@ -231,7 +234,7 @@ def main():
             rec = ae.decode_raw(z)
         loss, mse = A.reconstruction_loss(rec.float(), x, args.grad_weight)
         total = loss
-        if critic is not None and step - run_start >= args.adv_start:
+        if critic is not None and step >= adv_from:
             critic.requires_grad_(False)  # the autoencoder's step does not train the critic
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 adv = -critic(rec.float()).float().mean()
