@@ -1108,6 +1108,19 @@ ChunkJob rollout_job(const ModelConfig& cfg, int c, CameraPose& pose, const Cach
     return j;
 }
 
+// One raw forward of chunk job j from the same unclamped noisy input on both samplers: the CUDA output and
+// the per-layer stolen mass P_S within the bf16 forward's bounds of the CPU's.
+void expect_forward_matches(Sampler& cpu, Sampler& gpu, const ChunkJob& j, size_t n,
+                            const std::string& what) {
+    const std::vector<float> x = randn(n, 0.7f);
+    std::vector<float> a(n), b(n);
+    std::vector<double> pa, pb;
+    cpu.forward_once(j, x.data(), 0.6f, a.data(), &pa);
+    gpu.forward_once(j, x.data(), 0.6f, b.data(), &pb);
+    expect_close(b, a, kBf16Forward, what);
+    for (size_t l = 0; l < pa.size(); ++l) EXPECT_NEAR(pb[l], pa[l], 0.02) << what << ": P_S layer " << l;
+}
+
 double psnr_8bit(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
     EXPECT_EQ(a.size(), b.size());
     double se = 0;
@@ -1222,16 +1235,8 @@ TEST(CudaBackend, ForwardAndRolloutMatchCpu) {
             CameraPose pose;  // dead-reckoned like the session does, for the warped source
             for (int c = 0; c < 4; ++c) {
                 const ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
-                if (c == 2) {  // one raw forward with context, unclamped
-                    const std::vector<float> x = randn(n, 0.7f);
-                    std::vector<float> a(n), b(n);
-                    std::vector<double> pa, pb;
-                    cs_->forward_once(j, x.data(), 0.6f, a.data(), &pa);
-                    gs->forward_once(j, x.data(), 0.6f, b.data(), &pb);
-                    expect_close(b, a, kBf16Forward, "tiny forward " + cs.label());
-                    for (size_t l = 0; l < pa.size(); ++l)
-                        EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
-                }
+                if (c == 2)  // one raw forward with context, unclamped
+                    expect_forward_matches(*cs_, *gs, j, n, "tiny forward " + cs.label());
                 ChunkOutput oc, og;
                 cs_->run_chunk(j, &oc);
                 gs->run_chunk(j, &og);
@@ -1350,15 +1355,8 @@ TEST(CudaBackend, OneSplitSessionThroughWgmmaMatchesCpu) {
         CameraPose pose;
         for (int c = 0; c < 2; ++c) {
             const ChunkJob j = rollout_job(cfg, c, pose, cs, 1.f, false, ctx.data());
-            if (c == 1) {  // one raw forward over the context, unclamped
-                const std::vector<float> x = randn(n, 0.7f);
-                std::vector<float> a(n), b(n);
-                std::vector<double> pa, pb;
-                cpu_s->forward_once(j, x.data(), 0.6f, a.data(), &pa);
-                gpu_s->forward_once(j, x.data(), 0.6f, b.data(), &pb);
-                expect_close(b, a, kBf16Forward, "one-split forward " + cs.label());
-                for (size_t l = 0; l < pa.size(); ++l) EXPECT_NEAR(pb[l], pa[l], 0.02) << "P_S layer " << l;
-            }
+            if (c == 1)  // one raw forward over the context, unclamped
+                expect_forward_matches(*cpu_s, *gpu_s, j, n, "one-split forward " + cs.label());
             ChunkOutput oc, og;
             cpu_s->run_chunk(j, &oc);
             gpu_s->run_chunk(j, &og);
