@@ -218,7 +218,11 @@ def main():
     budget = args.minutes * 60.0
     t_train = time.time()
     ae.train()
-    acc = {"loss": 0.0, "mse": 0.0, "n": 0, "adv": 0.0, "critic": 0.0, "lam": 0.0}
+
+    def fresh_totals():  # running sums between log points
+        return {"loss": 0.0, "mse": 0.0, "n": 0, "adv": 0.0, "critic": 0.0, "lam": 0.0}
+
+    acc = fresh_totals()
     while time.time() - t_train < budget:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.total_steps))))
@@ -275,7 +279,7 @@ def main():
                 pt.update(adv=acc["adv"] / acc["n"], adv_lambda=acc["lam"] / acc["n"], critic=acc["critic"] / acc["n"])
             log["points"].append(pt)
             print(json.dumps(pt), flush=True)
-            acc = {"loss": 0.0, "mse": 0.0, "n": 0, "adv": 0.0, "critic": 0.0, "lam": 0.0}
+            acc = fresh_totals()
     run["end_step"] = step
     run["train_seconds"] = time.time() - t_train
     ema_ae = copy.deepcopy(ae)
