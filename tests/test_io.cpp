@@ -144,6 +144,20 @@ TEST(Config, InvalidConfigsNameTheProblem) {
                   .guidance,
               2.5f);
     EXPECT_EQ(parse_model_config(good, "m.json").guidance, 1.f) << "absent: off";
+    // Guidance only at the noisier steps: needs guidance, within [0, 1].
+    const auto guided_from = [&](const char* min_t, const char* g) {
+        return parse_model_config(with("\"cache_t\": 0.0", std::string("\"cache_t\": 0.0, \"guidance\": ") +
+                                                               g + ", \"guidance_min_t\": " + min_t),
+                                  "m.json");
+    };
+    EXPECT_EQ(guided_from("0.5", "1.5").guidance_min_t, 0.5f);
+    EXPECT_EQ(parse_model_config(model_config_to_json(guided_from("0.5", "1.5")), "m.json").guidance_min_t,
+              0.5f)
+        << "round trip";
+    EXPECT_EQ(parse_model_config(good, "m.json").guidance_min_t, 0.f) << "absent: every step";
+    expect_error([&] { guided_from("1.5", "1.5"); }, {"m.json", "guidance_min_t", "[0, 1]"});
+    expect_error([&] { guided_from("-0.1", "1.5"); }, {"m.json", "guidance_min_t"});
+    expect_error([&] { guided_from("0.5", "1.0"); }, {"m.json", "guidance_min_t", "needs"});
     // The warped flow source: a sampler switch, only with the "previous" source.
     EXPECT_FALSE(parse_model_config(good, "m.json").warp_source) << "absent: off";
     const ModelConfig warped =

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
 #include "kvworld/fileio.h"
 #include "kvworld/kvworld.h"
 #include "kvworld/planner.h"
@@ -97,6 +98,51 @@ TEST(Session, MotionGuidanceChangesOnlyChunksThatMove) {
     EXPECT_THROW(Session(w.model, p), Error);
     p.sampler.guidance = 9.f;
     EXPECT_THROW(Session(w.model, p), Error);
+}
+
+// The tiny model with guidance 3 from t = guidance_min_t on (model.json's sampler), in a folder of its own
+// beside links to the tiny weights.
+std::shared_ptr<Model> tiny_guided_from(float min_t, const std::filesystem::path& dir) {
+    namespace fs = std::filesystem;
+    const fs::path tiny = test::source_path("tests/data/tiny");
+    fs::create_directories(dir);
+    nlohmann::json cfg = nlohmann::json::parse(read_file_text(tiny / "model.json"));
+    cfg["sampler"]["guidance"] = 3.0;
+    cfg["sampler"]["guidance_min_t"] = min_t;
+    for (const auto& w : cfg.value("weights", nlohmann::json::array({"model.safetensors"}))) {
+        const std::string name = w.get<std::string>();
+        if (!fs::exists(dir / name)) fs::create_symlink(tiny / name, dir / name);
+    }
+    write_file_atomic(dir / "model.json", cfg.dump(1));
+    return Model::load(dir, BackendKind::Cpu);
+}
+
+TEST(Session, GuidanceMinTGuidesOnlyTheNoisierSteps) {
+    // 4 steps at shift 1: t = 1, 0.75, 0.5, 0.25. Guidance from t = 0.25 is guidance at every step (the bound
+    // on the grid is included); from t = 0.75 only the first two steps are guided, which is neither.
+    namespace fs = std::filesystem;
+    const fs::path dir =
+        fs::temp_directory_path() / ("kvw_test_guidance_min_t_" + std::to_string(::getpid()));
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 7;
+    p.sampler.steps = 4;
+    const auto plain = w.run(p, 2);
+    p.sampler.guidance = 3.f;
+    const auto every_step = w.run(p, 2);
+    ASSERT_NE(every_step, plain);
+    p.sampler.guidance = 0.f;  // the model's
+    TinyWorld all = w, noisier = w;
+    all.model = tiny_guided_from(0.25f, dir / "all");
+    noisier.model = tiny_guided_from(0.75f, dir / "noisier");
+    EXPECT_EQ(all.run(p, 2), every_step);
+    const auto interval = noisier.run(p, 2);
+    EXPECT_NE(interval, every_step);
+    EXPECT_NE(interval, plain);
+    // A session's own guidance keeps the model's interval.
+    p.sampler.guidance = 1.f;
+    EXPECT_EQ(noisier.run(p, 2), plain);
+    fs::remove_all(dir);
 }
 
 TEST(Session, CacheBytesEqualPredictionAndAllocation) {

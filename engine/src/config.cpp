@@ -129,6 +129,11 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
                 throw Error(src + ": \"sampler.warp_eye_height\" needs \"warp_source\": true");
         }
         if (s.contains("guidance")) c.guidance = getf(s, "guidance");
+        if (s.contains("guidance_min_t")) {
+            c.guidance_min_t = getf(s, "guidance_min_t");
+            if (c.guidance_min_t != 0.f && c.guidance == 1.f)
+                throw Error(src + ": \"sampler.guidance_min_t\" needs \"guidance\" above 1");
+        }
         const json& ctx = jsonu::field(j, "context", src);
         c.window = geti(ctx, "window", 0, 1024);
         c.recall = geti(ctx, "recall", 0, 1024);
@@ -175,6 +180,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& src) 
         if (!(c.cache_t >= 0.f && c.cache_t < 1.f)) fail("sampler.cache_t must be in [0, 1)");
         if (!(c.source_sigma > 0.f && c.source_sigma <= 4.f)) fail("sampler.source_sigma must be in (0, 4]");
         if (!(c.guidance >= 1.f && c.guidance <= 8.f)) fail("sampler.guidance must be in [1, 8] (1 = off)");
+        if (!(c.guidance_min_t >= 0.f && c.guidance_min_t <= 1.f))
+            fail("sampler.guidance_min_t must be in [0, 1] (0 = every step)");
         if (!(c.warp_eye_height >= 0.f && c.warp_eye_height <= 1000.f))
             fail("sampler.warp_eye_height must be in [0, 1000] (0 = rotation only)");
         jsonu::check_motion(c.motion, src + ": \"motion\"");
@@ -338,6 +345,7 @@ std::string model_config_to_json(const ModelConfig& c) {
                     {"source", c.source_previous ? "previous" : "noise"},
                     {"source_sigma", c.source_sigma},
                     {"guidance", c.guidance}};
+    if (c.guidance_min_t > 0.f) j["sampler"]["guidance_min_t"] = c.guidance_min_t;
     if (c.warp_source) j["sampler"]["warp_source"] = true;
     if (c.warp_eye_height > 0.f) j["sampler"]["warp_eye_height"] = c.warp_eye_height;
     j["context"] = {{"window", c.window}, {"recall", c.recall}};

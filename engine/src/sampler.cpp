@@ -66,10 +66,12 @@ void Sampler::denoise(const ChunkJob& job, const std::vector<float>& times) {
     for (int s = 0; s < job.steps; ++s) {
         const float t = times[static_cast<size_t>(s)], dt = times[static_cast<size_t>(s) + 1] - t;
         // Motion guidance: the prediction with the movement released first, then the commanded one
-        // extrapolates from it. P_S is reported for the commanded pass.
-        if (guided) forward(Frames::Latent, job.steps + 1 + s, false, Frames::PredictionStill);
+        // extrapolates from it; only at the steps from t = guidance_min_t up. P_S is reported for the
+        // commanded pass. (The tolerance keeps a bound on the grid, such as 0.5 of 8 steps, guided.)
+        const float guidance = guided && t >= job.guidance_min_t - 1e-6f ? job.guidance : 1.f;
+        if (guidance != 1.f) forward(Frames::Latent, job.steps + 1 + s, false, Frames::PredictionStill);
         forward(Frames::Latent, s, false, Frames::Prediction);
-        b.guided_euler_step(t, dt, job.guidance);
+        b.guided_euler_step(t, dt, guidance);
         if (job.progress && b.eager()) job.progress("denoise", s + 1, job.steps);
     }
     b.clamp(Frames::Latent, Frames::Prediction,
@@ -111,12 +113,12 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
 
     // Stages keyed by everything baked into the operations' arguments.
     char key[200];
-    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d/r%d%s|%d<%.6f|%d%s/%.4f|g%.6f", j.steps, j.shift,
-                  j.cache_t, j.cache.key_bits, j.cache.value_bits, j.cache.group,
+    std::snprintf(key, sizeof key, "%d|%.6f|%.6f|%d/%d/%d/%d/r%d%s|%d<%.6f|%d%s/%.4f|g%.6f>%.6f", j.steps,
+                  j.shift, j.cache_t, j.cache.key_bits, j.cache.value_bits, j.cache.group,
                   static_cast<int>(j.cache.key_layout), static_cast<int>(j.cache.reconstruction),
                   j.cache.rotated ? "/rot" : "", static_cast<int>(j.cache.correction),
                   j.cache.correction_max_t, j.source_previous ? 1 : 0, warped ? "w" : "", j.source_sigma,
-                  j.guidance);
+                  j.guidance, j.guidance_min_t);
     b.mark(StageMark::Start);
     if (j.steps > 0) b.run_stage(std::string("denoise|") + key, [&] { denoise(j, times); });
     b.mark(StageMark::Denoised);

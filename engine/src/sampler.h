@@ -39,7 +39,8 @@ struct ChunkJob {
     // Motion guidance: when != 1, every denoising step also runs the model on the negative conditioning (the
     // same frames with their movement released) and uses x0 = x0_still + guidance * (x0 - x0_still).
     float guidance = 1.f;
-    std::vector<int> negative_labels;                            // per frame (when guidance != 1)
+    float guidance_min_t = 0.f;        // only the steps at t >= this are guided (ModelConfig::guidance_min_t)
+    std::vector<int> negative_labels;  // per frame (when guidance != 1)
     std::vector<std::array<float, kCameraDim>> negative_camera;  // per frame
     CacheSettings cache;
     double cache_budget_bytes = 0;  // the session's memory budget (0: none): what a device pool reserves

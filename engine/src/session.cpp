@@ -164,6 +164,7 @@ struct Session::Impl {
             }
             if (job.negative_labels != job.labels || job.negative_camera != job.camera) {
                 job.guidance = guidance;
+                job.guidance_min_t = c.guidance_min_t;
             } else {
                 job.negative_labels.clear();
                 job.negative_camera.clear();

@@ -1517,9 +1517,10 @@ TEST(CudaAutoencoder, TimeDecode256) {
 
 // A latent model rolled out on both backends (as CudaBackend.ForwardAndRolloutMatchCpu does for pixel
 // models): a given start chunk encoded, then chunks sampled from the last frame as the flow source, plain or
-// warped to each frame's camera on the latent grid, with motion guidance and a quantized cache; the frames as
-// decoded must agree. The start chunk's latents (the encoder through encode_frames) are compared too, and the
-// last chunk is read from the device's RGBA frames (the interop path).
+// warped to each frame's camera on the latent grid, with motion guidance (at every step, and as v2 samples,
+// only at the noisier steps) and a quantized cache; the frames as decoded must agree. The start chunk's
+// latents (the encoder through encode_frames) are compared too, and the last chunk is read from the device's
+// RGBA frames (the interop path).
 TEST(CudaBackend, LatentRolloutMatchesCpu) {
     REQUIRE_GPU();
     ModelConfig cfg = latent_config(false);
@@ -1530,12 +1531,14 @@ TEST(CudaBackend, LatentRolloutMatchesCpu) {
     struct Case {
         CacheSettings cs;
         float guidance;
+        float guidance_min_t;  // 3 steps: t = 1, 0.67, 0.33; 0.5 guides the first two
         bool warped;
     };
-    for (const auto& [cs, guidance, warped] :
-         {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, false},
-          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, true},
-          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, true}}) {
+    for (const auto& [cs, guidance, guidance_min_t, warped] :
+         {Case{CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off}, 1.f, 0.f, false},
+          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 1.f, 0.f, true},
+          Case{CacheSettings{2, 2, 64, KeyLayout::Token, Correction::Taylor}, 2.5f, 0.f, true},
+          Case{CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor}, 2.5f, 0.5f, true}}) {
         auto cpu_s = make_sampler(*cpu_m);
         auto gpu_s = make_sampler(*gpu_m);
         const size_t pixel_floats = static_cast<size_t>(cfg.chunk_frames) * cfg.height * cfg.width * 3;
@@ -1544,6 +1547,7 @@ TEST(CudaBackend, LatentRolloutMatchesCpu) {
         CameraPose pose;
         for (int c = 0; c < 4; ++c) {
             ChunkJob j = rollout_job(cfg, c, pose, cs, guidance, warped, ctx.data());
+            j.guidance_min_t = guidance_min_t;
             j.read_float_frames = c == 0;
             ChunkOutput oc, og;
             cpu_s->run_chunk(j, &oc);
@@ -1570,10 +1574,12 @@ TEST(CudaBackend, LatentRolloutMatchesCpu) {
         }
         const double psnr = psnr_8bit(cpu_frames, gpu_frames);
         std::printf(
-            "[tolerance] tiny latent rollout %-28s guidance %.1f%s CUDA vs CPU frames: PSNR %.1f dB "
+            "[tolerance] tiny latent rollout %-28s guidance %.1f from t %.1f%s CUDA vs CPU frames: PSNR %.1f "
+            "dB "
             "(limit 30 dB)\n",
-            cs.label().c_str(), guidance, warped ? ", source warped" : "", psnr);
-        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << (warped ? " warped" : "");
+            cs.label().c_str(), guidance, guidance_min_t, warped ? ", source warped" : "", psnr);
+        EXPECT_GT(psnr, 30.0) << cs.label() << " guidance " << guidance << " from t " << guidance_min_t
+                              << (warped ? " warped" : "");
     }
 }
 

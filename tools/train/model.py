@@ -57,6 +57,7 @@ class ModelConfig:
     # horizon taken for flat ground this far below the camera, those above for infinitely far. 0: rotation only.
     warp_eye_height: float = 0.0
     guidance: float = 1.0  # motion guidance of the engine's sampler (1 = off); inference only
+    guidance_min_t: float = 0.0  # guidance only at the steps with t >= this (engine ModelConfig.guidance_min_t)
     window: int = 3
     recall: int = 2
     recall_first: bool = True  # chunk 0 always takes a recall slot (engine ModelConfig.recall_first)
@@ -128,6 +129,7 @@ class ModelConfig:
         c.warp_source = bool(j["sampler"].get("warp_source", False))
         c.warp_eye_height = float(j["sampler"].get("warp_eye_height", 0.0))
         c.guidance = float(j["sampler"].get("guidance", 1.0))
+        c.guidance_min_t = float(j["sampler"].get("guidance_min_t", 0.0))
         c.window, c.recall = j["context"]["window"], j["context"]["recall"]
         c.recall_first = bool(j["context"].get("recall_first", True))
         c.motion = dict(j["motion"])
@@ -144,7 +146,9 @@ class ModelConfig:
              **({"autoencoder": self.autoencoder.to_json()} if self.autoencoder.enabled else {}),
              "sampler": {"steps": self.steps, "shift": self.shift, "cache_t": self.cache_t,
                          "source": "previous" if self.source_previous else "noise", "source_sigma": self.source_sigma,
-                         "guidance": self.guidance, **({"warp_source": True} if self.warp_source else {}),
+                         "guidance": self.guidance,
+                         **({"guidance_min_t": self.guidance_min_t} if self.guidance_min_t > 0 else {}),
+                         **({"warp_source": True} if self.warp_source else {}),
                          **({"warp_eye_height": self.warp_eye_height} if self.warp_eye_height > 0 else {})},
              "context": {"window": self.window, "recall": self.recall, **({} if self.recall_first else {"recall_first": False})},
              "motion": self.motion,
@@ -466,7 +470,8 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
     (+ `prev`, the previous chunk's last frame [1, H, W, 3], when the config's source is "previous"), then
     the cache pass. Returns (frames [1, F, H, W, 3] in [-1, 1], p_cache per layer, CacheEntry).
     Motion guidance (guidance != 1): `negative` = (labels, cam) of the same frames with the movement released;
-    every step uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the commanded pass).
+    every step at t >= cfg.guidance_min_t uses x0 = x0_negative + guidance * (x0 - x0_negative) (P_S from the
+    commanded pass).
     warp_source: `rotation` = (yaw_deg [1, F], pitch_from_deg [1], pitch_to_deg [1, F][, forward [1, F], right
     [1, F]]) moves `prev` to each frame's camera (the translation with cfg.warp_eye_height > 0)."""
     cfg = model.cfg
@@ -486,7 +491,7 @@ def generate_chunk(model, rope, context: List[CacheEntry], labels, cam, seed: in
         for s in range(steps):
             t = torch.full((1, cfg.chunk_frames), ts[s], device=dev)
             x0, pc, _ = forward_with_cache(model, rope, x, t, labels, cam, context)
-            if guidance != 1.0:
+            if guidance != 1.0 and ts[s] >= cfg.guidance_min_t - 1e-6:
                 x0n, _, _ = forward_with_cache(model, rope, x, t, negative[0], negative[1], context)
                 x0 = x0n + guidance * (x0 - x0n)
             p_mean = [a + b / steps for a, b in zip(p_mean, pc)]

@@ -249,9 +249,9 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
     noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
     Motion guidance (guidance != 1; `negative` = (labels, cam) with the movement released, like labels/cam): every
-    step of a chunk whose negative differs from its command in some episode also runs the negative and uses
-    x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk does not move get
-    x0_negative == x0, so the mix leaves them as they are). warp_source: camera [B, K*F, 5] (the episode's
+    step at t >= cfg.guidance_min_t of a chunk whose negative differs from its command in some episode also runs
+    the negative and uses x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk
+    does not move get x0_negative == x0, so the mix leaves them as they are). warp_source: camera [B, K*F, 5] (the episode's
     poses) moves each chunk's source to its frames' cameras.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
@@ -307,7 +307,7 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
                 (negative[1][:, sl] != cam[:, sl]).any() or (negative[0][:, sl] != labels[:, sl]).any())
             for s in range(steps):
                 x0p = forward(x, ts[s], c, False)
-                if guided:
+                if guided and ts[s] >= cfg.guidance_min_t - 1e-6:
                     x0n = forward(x, ts[s], c, False, negative)
                     x0p = x0n + guidance * (x0p - x0n)
                 x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
