@@ -322,11 +322,10 @@ class CudaBackendSession final : public BackendSession {
 };
 
 // Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: on a compute
-// capability 9.0 GPU in a build with sm_90a code, where a chunk's query blocks leave multiprocessors idle
-// (the kernel then splits the keys), the composition's rows read by the sm_90a wgmma kernel (end to
-// end 1.41-1.55x the cuDNN composition on the shipped model, H100; at HY-WorldPlay-8B's shape, whose query
-// blocks fill the GPU, the kernel with its context pass is now 1.04x cuDNN's attention alone, but a session
-// there (one split) has not yet run on a GPU, so such shapes still go to cuDNN:
+// capability 9.0 GPU in a build with sm_90a code, the composition's rows read by the sm_90a wgmma kernel
+// (end to end 1.41-1.55x the cuDNN composition on the shipped models, H100, where the kernel splits the keys;
+// at HY-WorldPlay-8B's shape, one split, the kernel with its context pass 1.04-1.31x the cuDNN composition in
+// every format, and a one-split session matches the CPU: CudaBackend.OneSplitSessionThroughWgmmaMatchesCpu,
 // docs/experiments/2026-12-06-hopper-attention.md); elsewhere the composition path where cuDNN can serve it
 // — its denoising measured 6-24% faster than the fused kernel's on quantized caches, 6% slower on BF16
 // (docs/experiments/2026-12-05-self-context-and-composition.md); else the fused kernel
@@ -487,10 +486,7 @@ CudaBackendSession::CudaBackendSession(const CudaBackendModel& m) : m_(m) {
     if (choice == AttentionChoice::Hopper && !hopper)
         throw Error(
             "KVW_ATTENTION=hopper: needs a compute capability 9.0 GPU (H100, H200) and head_dim 64 or 128");
-    // Unset: where the query blocks leave multiprocessors idle (the session's split count, which the kernel
-    // runs with, above 1), the regime it was measured faster in; a large shape goes to cuDNN.
-    if (choice == AttentionChoice::Hopper ||
-        (choice == AttentionChoice::Automatic && hopper && splits_ > 1)) {
+    if (choice == AttentionChoice::Hopper || (choice == AttentionChoice::Automatic && hopper)) {
         try {
             cu::hopper_attention_init();  // outside any graph capture
             composition_ = std::make_unique<Composition>();
