@@ -349,6 +349,51 @@ TEST(Session, ForkGoesOnFromTheSameContext) {
     EXPECT_THROW(parent.fork(bad), Error);
 }
 
+// fork_into keeps one target from chunk to chunk (the app's A/B on the reference's context): every chunk it
+// must go on exactly as a fresh fork would, through the parent's evictions, a change of the target's format,
+// a change of the parent's own format (its chunks re-encoded) and a restart of the parent.
+TEST(Session, ForkIntoGoesOnAsAFreshFork) {
+    TinyWorld w;
+    SessionParams p;
+    p.seed = 33;
+    p.context.budget_bytes = static_cast<double>(Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
+    Session parent(w.model, p);
+    const auto a0 = w.actions(0);
+    parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+    SessionParams target = p;
+    target.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
+    std::unique_ptr<Session> kept;
+    int evictions = 0;
+    for (int c = 1; c <= 9; ++c) {
+        if (c == 4) target.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
+        if (c == 6) {  // the parent's own chunks re-encoded at its next step
+            SessionParams int8 = p;
+            int8.cache = CacheSettings{8, 8, 32, KeyLayout::Token, Correction::Off};
+            parent.set_params(int8);
+        }
+        if (c == 8) parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+        std::unique_ptr<Session> fresh = parent.fork(target);
+        if (kept)
+            parent.fork_into(*kept, target);
+        else
+            kept = parent.fork(target);
+        EXPECT_EQ(kept->chunks_done(), parent.chunks_done());
+        EXPECT_EQ(kept->params(), target);
+        const ChunkResult a = fresh->step(w.actions(c)), b = kept->step(w.actions(c));
+        ASSERT_EQ(a.frames.size(), b.frames.size());
+        for (size_t f = 0; f < a.frames.size(); ++f)
+            EXPECT_EQ(b.frames[f].rgb, a.frames[f].rgb) << "chunk " << c;
+        EXPECT_EQ(b.metrics.p_cache, a.metrics.p_cache) << "chunk " << c;
+        EXPECT_EQ(b.metrics.context_chunks, a.metrics.context_chunks) << "chunk " << c;
+        EXPECT_EQ(b.metrics.cache_bytes.total(), a.metrics.cache_bytes.total()) << "chunk " << c;
+        evictions += static_cast<int>(parent.step(w.actions(c)).metrics.evicted_chunks.size());
+    }
+    EXPECT_GT(evictions, 0) << "the budget must make the parent evict for the test to cover it";
+    EXPECT_THROW(parent.fork_into(parent, target), Error);
+    Session other_model(Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu), p);
+    EXPECT_THROW(parent.fork_into(other_model, target), Error);
+}
+
 // observe() caches a given chunk as start() does, and the session goes on from it.
 TEST(Session, ObservedChunksAreCachedAndAttendedTo) {
     TinyWorld w;

@@ -1,6 +1,9 @@
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <future>
+#include <set>
 #include <sstream>
 
 #include "calibration.h"
@@ -47,14 +50,13 @@ CacheBytes chunk_layer_bytes(const ModelConfig& c, const CacheSettings& s) {
     return CacheBytes{k.code_bytes + v.code_bytes, k.metadata_bytes() + v.metadata_bytes()};
 }
 
-// Re-encodes a stored chunk into `to`: each tensor whose format changes is dequantized to floats and
+// Re-encodes a cached chunk into `to`: each tensor whose format changes is dequantized to floats and
 // quantized again by the CPU reference, so that a raised bitwidth keeps the earlier loss.
-void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, const CacheSettings& to) {
-    CachedChunk chunk = backend.read_slot(slot);
+void reencode(CachedChunk& chunk, const ModelConfig& c, const CacheSettings& to) {
     const int T = c.tokens_per_chunk(), hd = c.head_dim, H = c.heads;
-    std::vector<float> dense(static_cast<size_t>(T) * c.hidden), head(static_cast<size_t>(T) * hd);
     auto convert = [&](PackedTensor& p, const TensorFormat& fmt) {
         if (p.layout.fmt == fmt) return;
+        std::vector<float> dense(static_cast<size_t>(T) * c.hidden), head(static_cast<size_t>(T) * hd);
         for (int h = 0; h < H; ++h) {
             dequantize_head(p, h, head.data());
             for (int t = 0; t < T; ++t)
@@ -68,12 +70,25 @@ void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, cons
         // itself).
         if (was_quantized && fmt.measured) p.corr_steps = p.steps;
     };
-    for (int l = 0; l < c.depth; ++l) {
-        convert(chunk.k[static_cast<size_t>(l)], key_format(to));
-        convert(chunk.v[static_cast<size_t>(l)], value_format(to));
-    }
+    // The layers at once (each tensor is its own work): a chunk of the default model is 4.7 M values, which
+    // one core re-encodes in about 35 ms.
+    std::vector<std::future<void>> layers;
+    for (int l = 0; l < c.depth; ++l)
+        layers.push_back(std::async(std::launch::async, [&, l] {
+            convert(chunk.k[static_cast<size_t>(l)], key_format(to));
+            convert(chunk.v[static_cast<size_t>(l)], value_format(to));
+        }));
+    for (auto& layer : layers) layer.get();
+}
+
+void reencode_slot(BackendSession& backend, int slot, const ModelConfig& c, const CacheSettings& to) {
+    CachedChunk chunk = backend.read_slot(slot);
+    reencode(chunk, c, to);
     backend.write_slot(slot, chunk);
 }
+
+// Every session's identity, for fork_into's record of what a target already holds of a source.
+std::atomic<uint64_t> next_session_id{1};
 
 std::vector<float> image_to_float(const std::vector<Image>& frames, const ModelConfig& c) {
     std::vector<float> out(static_cast<size_t>(c.chunk_frames) * c.height * c.width * 3);
@@ -135,6 +150,17 @@ struct Session::Impl {
     int chunks_done = 0;
     CameraPose pose;
     CacheSettings encoded;  // format of what is stored
+    const uint64_t id = next_session_id++;
+    // Bumped whenever chunks already stored change (a start, a re-encode, a fork_into into this session):
+    // a copy taken from an earlier content_epoch may differ.
+    uint64_t content_epoch = 0;
+    // What fork_into left here of which source: the stored chunks that are the source's, re-encoded into
+    // `format`, as of the source's content_epoch. A chunk this session made itself, or evicted, is not in it.
+    struct Mirror {
+        uint64_t source_id = 0, source_epoch = 0;
+        CacheSettings format;
+        std::set<int> chunks;
+    } mirror;
 
     const ModelConfig& cfg() const { return model->config(); }
 
@@ -238,6 +264,7 @@ struct Session::Impl {
         for (int e : ev.evicted) {
             sampler->backend().free_slot(e);
             layer_bytes.erase(e);
+            mirror.chunks.erase(e);
         }
         return ev;
     }
@@ -251,6 +278,8 @@ struct Session::Impl {
         const TensorFormat old_k = key_format(encoded), old_v = value_format(encoded);
         if (!(old_k == key_format(params.cache) && old_v == value_format(params.cache))) {
             const ModelConfig& c = cfg();
+            ++content_epoch;
+            mirror = Mirror{};
             for (StoredChunk& s : stored) {
                 reencode_slot(sampler->backend(), s.index, c, params.cache);
                 layer_bytes[s.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, params.cache));
@@ -319,6 +348,8 @@ ChunkResult Session::start(const std::vector<Image>& context, const std::vector<
     s.chunks_done = 0;
     s.cancelled = false;  // a fresh start leaves nothing of a cancelled chunk behind
     s.encoded = s.params.cache;
+    ++s.content_epoch;
+    s.mirror = Impl::Mirror{};
     return s.given_chunk(context, actions, poses);
 }
 
@@ -333,26 +364,65 @@ ChunkResult Session::observe(const std::vector<Image>& frames, const std::vector
 }
 
 std::unique_ptr<Session> Session::fork(const SessionParams& params) const {
+    auto forked = std::make_unique<Session>(impl_->model, params);
+    fork_into(*forked, params);
+    return forked;
+}
+
+void Session::fork_into(Session& target, const SessionParams& params) const {
     const Impl& s = *impl_;
     if (s.cancelled) throw Error("this session's last chunk was cancelled: there is nothing to fork");
-    auto forked = std::make_unique<Session>(s.model, s.params);
-    forked->set_params(params);  // validates; the copied chunks are re-encoded at the first step
-    Impl& d = *forked->impl_;
-    d.stored = s.stored;
-    d.layer_bytes = s.layer_bytes;
-    d.chunks_done = s.chunks_done;
-    d.pose = s.pose;
-    d.encoded = s.encoded;
+    if (&target == this) throw Error("a session cannot fork into itself");
+    Impl& d = *target.impl_;
+    if (d.model != s.model) throw Error("fork_into needs a session of the same model");
+    validate_params(params, *s.model);
+    const ModelConfig& c = s.cfg();
     BackendSession& from = s.sampler->backend();
     BackendSession& to = d.sampler->backend();
-    for (const StoredChunk& chunk : s.stored) to.write_slot(chunk.index, from.read_slot(chunk.index));
+    // Keep what an earlier fork_into of this source left in the target, where nothing has changed since:
+    // the source's chunks (its content_epoch), their format, and each such chunk still held by both.
+    const bool continues = !d.cancelled && d.mirror.source_id == s.id &&
+                           d.mirror.source_epoch == s.content_epoch && d.mirror.format == params.cache &&
+                           d.encoded == params.cache;
+    if (!continues) {
+        to.clear();
+        d.stored.clear();
+        d.layer_bytes.clear();
+        d.mirror = Impl::Mirror{s.id, s.content_epoch, params.cache, {}};
+    }
+    std::set<int> in_source;
+    for (const StoredChunk& chunk : s.stored) in_source.insert(chunk.index);
+    for (const StoredChunk& chunk : d.stored)  // the target's own chunks, and those the source let go
+        if (!d.mirror.chunks.count(chunk.index) || !in_source.count(chunk.index)) {
+            to.free_slot(chunk.index);
+            d.mirror.chunks.erase(chunk.index);
+        }
+    d.layer_bytes.clear();
+    for (const StoredChunk& chunk : s.stored) {
+        if (!d.mirror.chunks.count(chunk.index)) {
+            CachedChunk copy = from.read_slot(chunk.index);
+            reencode(copy, c, params.cache);  // what the target's first step would do, done once a chunk
+            to.write_slot(chunk.index, copy);
+            d.mirror.chunks.insert(chunk.index);
+        }
+        d.layer_bytes[chunk.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, params.cache));
+    }
+    d.stored = s.stored;
+    for (StoredChunk& chunk : d.stored) {
+        chunk.bytes = 0;
+        for (const CacheBytes& b : d.layer_bytes[chunk.index]) chunk.bytes += b.total();
+    }
+    d.params = params;
+    d.encoded = params.cache;
+    d.chunks_done = s.chunks_done;
+    d.pose = s.pose;
+    d.cancelled = false;
+    ++d.content_epoch;        // what others copied from the target is gone
     if (s.chunks_done > 0) {  // the last chunk's frames: the next chunk's flow source
-        const ModelConfig& c = s.cfg();
         std::vector<float> last(static_cast<size_t>(c.chunk_frames) * c.grid_floats_per_frame());
         from.download_frames(Frames::Prediction, last.data());
         to.upload_frames(Frames::Prediction, last.data());
     }
-    return forked;
 }
 
 ChunkResult Session::step(const std::vector<FrameAction>& actions, const ProgressCallback& progress) {

@@ -256,6 +256,12 @@ class Session {
     // copied) under `params`: a changed cache format re-encodes the copied chunks at its first step, as
     // set_params does. Paired comparisons: every fork of one session sees the identical context.
     std::unique_ptr<Session> fork(const SessionParams& params) const;
+    // The same into `target`, an existing session of the same model, which then goes on exactly as the new
+    // session of fork(params) would. It keeps the target's backend session (its device memory and captured
+    // graphs), and the chunks an earlier fork_into from this session left there that this one still holds
+    // unchanged: only the others are copied and re-encoded. The app's A/B measures each pane's cache on the
+    // reference's context with one such target per pane, every chunk.
+    void fork_into(Session& target, const SessionParams& params) const;
 
     // Generate the next chunk from chunk_frames actions. `progress` is called after each denoising step (CPU
     // backend); it may throw kvw::Cancelled to abandon the chunk, which step() rethrows: the session then
