@@ -323,8 +323,8 @@ class CudaBackendSession final : public BackendSession {
 
 // Which attention the CUDA backend runs (docs/design.md "The composition path"). Unset: on a compute
 // capability 9.0 GPU in a build with sm_90a code, the composition's rows read by the sm_90a wgmma kernel
-// (end to end 1.41-1.55x the cuDNN composition on the shipped models, H100, where the kernel splits the keys;
-// at HY-WorldPlay-8B's shape, one split, the kernel with its context pass 1.04-1.31x the cuDNN composition in
+// (end to end 1.41-1.55x the cuDNN composition on the 128x128 model, H100, where the kernel splits the keys;
+// at HY-WorldPlay-8B's shape, one split, the kernel with its context pass 1.01-1.41x the cuDNN composition in
 // every format, and a one-split session matches the CPU: CudaBackend.OneSplitSessionThroughWgmmaMatchesCpu,
 // docs/experiments/2026-12-06-hopper-attention.md); elsewhere the composition path where cuDNN can serve it
 // — its denoising measured 6-24% faster than the fused kernel's on quantized caches, 6% slower on BF16

@@ -129,16 +129,20 @@ TEST(Session, GuidanceMinTGuidesOnlyTheNoisierSteps) {
     p.sampler.steps = 4;
     const auto plain = w.run(p, 2);
     p.sampler.guidance = 3.f;
-    const auto every_step = w.run(p, 2);
+    std::vector<ChunkMetrics> every_m;
+    const auto every_step = w.run(p, 2, &every_m);
     ASSERT_NE(every_step, plain);
+    EXPECT_EQ(every_m[0].denoise_forwards, 8);
     p.sampler.guidance = 0.f;  // the model's
     TinyWorld all = w, noisier = w;
     all.model = tiny_guided_from(0.25f, dir / "all");
     noisier.model = tiny_guided_from(0.75f, dir / "noisier");
     EXPECT_EQ(all.run(p, 2), every_step);
-    const auto interval = noisier.run(p, 2);
+    std::vector<ChunkMetrics> m;
+    const auto interval = noisier.run(p, 2, &m);
     EXPECT_NE(interval, every_step);
     EXPECT_NE(interval, plain);
+    EXPECT_EQ(m[0].denoise_forwards, 4 + 2) << "two guided steps of four";
     // A session's own guidance keeps the model's interval.
     p.sampler.guidance = 1.f;
     EXPECT_EQ(noisier.run(p, 2), plain);
@@ -350,48 +354,64 @@ TEST(Session, ForkGoesOnFromTheSameContext) {
 }
 
 // fork_into keeps one target from chunk to chunk (the app's A/B on the reference's context): every chunk it
-// must go on exactly as a fresh fork would, through the parent's evictions, a change of the target's format,
-// a change of the parent's own format (its chunks re-encoded) and a restart of the parent.
+// must go on exactly as a fresh fork would, through the parent's evictions, the target's own evictions (a
+// target format larger than the parent's under the same budget), a change of the target's format, a change of
+// the parent's own format (its chunks re-encoded) and a restart of the parent.
 TEST(Session, ForkIntoGoesOnAsAFreshFork) {
     TinyWorld w;
-    SessionParams p;
-    p.seed = 33;
-    p.context.budget_bytes = static_cast<double>(Session::predict_cache_bytes(w.cfg, p.cache, 3).total());
-    Session parent(w.model, p);
-    const auto a0 = w.actions(0);
-    parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
-    SessionParams target = p;
-    target.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor};
-    std::unique_ptr<Session> kept;
-    int evictions = 0;
-    for (int c = 1; c <= 9; ++c) {
-        if (c == 4) target.cache = CacheSettings{4, 4, 32, KeyLayout::Token, Correction::Taylor};
-        if (c == 6) {  // the parent's own chunks re-encoded at its next step
-            SessionParams int8 = p;
-            int8.cache = CacheSettings{8, 8, 32, KeyLayout::Token, Correction::Off};
-            parent.set_params(int8);
+    const CacheSettings bf16{}, int2{2, 2, 32, KeyLayout::Token, Correction::Taylor},
+        int4{4, 4, 32, KeyLayout::Token, Correction::Taylor},
+        int8{8, 8, 32, KeyLayout::Token, Correction::Off};
+    struct Case {
+        CacheSettings parent, target;
+        int budget_chunks;  // of the parent's format: the parent evicts
+        bool target_evicts;
+    };
+    for (const Case& k : {Case{bf16, int2, 3, false}, Case{int2, bf16, 8, true}}) {
+        SessionParams p;
+        p.seed = 33;
+        p.cache = k.parent;
+        p.context.budget_bytes =
+            static_cast<double>(Session::predict_cache_bytes(w.cfg, k.parent, k.budget_chunks).total());
+        Session parent(w.model, p);
+        const auto a0 = w.actions(0);
+        parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+        SessionParams target = p;
+        target.cache = k.target;
+        std::unique_ptr<Session> kept;
+        int parent_evictions = 0, target_evictions = 0;
+        for (int c = 1; c <= 12; ++c) {
+            if (c == 5 && !k.target_evicts) target.cache = int4;
+            if (c == 7) {  // the parent's own chunks re-encoded at its next step
+                SessionParams changed = p;
+                changed.cache = k.target_evicts ? int4 : int8;
+                parent.set_params(changed);
+            }
+            if (c == 10) parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
+            std::unique_ptr<Session> fresh = parent.fork(target);
+            if (kept)
+                parent.fork_into(*kept, target);
+            else
+                kept = parent.fork(target);
+            EXPECT_EQ(kept->chunks_done(), parent.chunks_done());
+            EXPECT_EQ(kept->params(), target);
+            const ChunkResult a = fresh->step(w.actions(c)), b = kept->step(w.actions(c));
+            ASSERT_EQ(a.frames.size(), b.frames.size());
+            for (size_t f = 0; f < a.frames.size(); ++f)
+                EXPECT_EQ(b.frames[f].rgb, a.frames[f].rgb) << k.target.label() << ", chunk " << c;
+            EXPECT_EQ(b.metrics.p_cache, a.metrics.p_cache) << "chunk " << c;
+            EXPECT_EQ(b.metrics.context_chunks, a.metrics.context_chunks) << "chunk " << c;
+            EXPECT_EQ(b.metrics.evicted_chunks, a.metrics.evicted_chunks) << "chunk " << c;
+            EXPECT_EQ(b.metrics.cache_bytes.total(), a.metrics.cache_bytes.total()) << "chunk " << c;
+            target_evictions += static_cast<int>(b.metrics.evicted_chunks.size());
+            parent_evictions += static_cast<int>(parent.step(w.actions(c)).metrics.evicted_chunks.size());
         }
-        if (c == 8) parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
-        std::unique_ptr<Session> fresh = parent.fork(target);
-        if (kept)
-            parent.fork_into(*kept, target);
-        else
-            kept = parent.fork(target);
-        EXPECT_EQ(kept->chunks_done(), parent.chunks_done());
-        EXPECT_EQ(kept->params(), target);
-        const ChunkResult a = fresh->step(w.actions(c)), b = kept->step(w.actions(c));
-        ASSERT_EQ(a.frames.size(), b.frames.size());
-        for (size_t f = 0; f < a.frames.size(); ++f)
-            EXPECT_EQ(b.frames[f].rgb, a.frames[f].rgb) << "chunk " << c;
-        EXPECT_EQ(b.metrics.p_cache, a.metrics.p_cache) << "chunk " << c;
-        EXPECT_EQ(b.metrics.context_chunks, a.metrics.context_chunks) << "chunk " << c;
-        EXPECT_EQ(b.metrics.cache_bytes.total(), a.metrics.cache_bytes.total()) << "chunk " << c;
-        evictions += static_cast<int>(parent.step(w.actions(c)).metrics.evicted_chunks.size());
+        EXPECT_GT(parent_evictions, 0) << "the budget must make the parent evict for the test to cover it";
+        if (k.target_evicts) EXPECT_GT(target_evictions, 0) << "the target's larger chunks must evict";
+        EXPECT_THROW(parent.fork_into(parent, target), Error);
+        Session other_model(Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu), p);
+        EXPECT_THROW(parent.fork_into(other_model, target), Error);
     }
-    EXPECT_GT(evictions, 0) << "the budget must make the parent evict for the test to cover it";
-    EXPECT_THROW(parent.fork_into(parent, target), Error);
-    Session other_model(Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu), p);
-    EXPECT_THROW(parent.fork_into(other_model, target), Error);
 }
 
 // observe() caches a given chunk as start() does, and the session goes on from it.

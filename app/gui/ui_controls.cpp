@@ -393,9 +393,10 @@ void App::draw_context_section() {
         sampler.guidance = sampler.guidance < 0.5f ? 0.f : 1.f;
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip(
-            "Motion guidance: each denoising step also predicts the chunk with the movement keys "
+            "Motion guidance: the noisier denoising steps also predict the chunk with the movement keys "
             "released\n"
-            "and extrapolates towards the commanded movement (x2 sampling cost while moving).");
+            "and extrapolate towards the commanded movement (up to x2 sampling cost while moving;\n"
+            "the model's guidance_min_t says from which noise level).");
     if (!(context == world.shared().context)) world.set_context(context);
     if (!(sampler == world.shared().sampler)) world.set_sampler(sampler);
     ImGui::Spacing();

@@ -54,10 +54,17 @@ void Sampler::set_conditioning(const ChunkJob& job, const std::vector<float>& ti
     backend_->set_conditioning(mod, fmod, static_cast<int>(times.size()));
 }
 
+// Whether the denoising step at noise level t also runs the negative (motion guidance). The tolerance keeps a
+// bound on the grid, such as 0.5 of 8 steps, guided.
+namespace {
+bool guided_step(const ChunkJob& job, float t) {
+    return job.guidance != 1.f && t >= job.guidance_min_t - 1e-6f;
+}
+}  // namespace
+
 // Rows: 0..steps-1 the denoising steps, `steps` the cache pass, steps+1+s the negative of step s (guidance).
 void Sampler::denoise(const ChunkJob& job, const std::vector<float>& times) {
     BackendSession& b = *backend_;
-    const bool guided = job.guidance != 1.f;
     b.fill_noise(Frames::Latent, kNoiseInitial);
     const FlowSource source = !job.source_previous      ? FlowSource::None
                               : job.source_view.empty() ? FlowSource::Last
@@ -67,8 +74,8 @@ void Sampler::denoise(const ChunkJob& job, const std::vector<float>& times) {
         const float t = times[static_cast<size_t>(s)], dt = times[static_cast<size_t>(s) + 1] - t;
         // Motion guidance: the prediction with the movement released first, then the commanded one
         // extrapolates from it; only at the steps from t = guidance_min_t up. P_S is reported for the
-        // commanded pass. (The tolerance keeps a bound on the grid, such as 0.5 of 8 steps, guided.)
-        const float guidance = guided && t >= job.guidance_min_t - 1e-6f ? job.guidance : 1.f;
+        // commanded pass.
+        const float guidance = guided_step(job, t) ? job.guidance : 1.f;
         if (guidance != 1.f) forward(Frames::Latent, job.steps + 1 + s, false, Frames::PredictionStill);
         forward(Frames::Latent, s, false, Frames::Prediction);
         b.guided_euler_step(t, dt, guidance);
@@ -153,6 +160,9 @@ void Sampler::run_chunk(const ChunkJob& job, ChunkOutput* out) {
         b.download_frames(Frames::Prediction, out->frames.data());
     }
     out->times = r.times;
+    out->denoise_forwards = 0;
+    for (int s = 0; s < j.steps; ++s)
+        out->denoise_forwards += guided_step(j, times[static_cast<size_t>(s)]) ? 2 : 1;
     out->times.total_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_host).count();
 }

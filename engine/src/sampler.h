@@ -36,8 +36,9 @@ struct ChunkJob {
     // With source_previous: per frame, the change from the previous chunk's last camera to this frame's; the
     // frame's copy of the source is warped by it first (kvworld/backend/warp.h). Empty: the source as it is.
     std::vector<ViewChange> source_view;
-    // Motion guidance: when != 1, every denoising step also runs the model on the negative conditioning (the
-    // same frames with their movement released) and uses x0 = x0_still + guidance * (x0 - x0_still).
+    // Motion guidance: when != 1, every denoising step from t = guidance_min_t up also runs the model on the
+    // negative conditioning (the same frames with their movement released) and uses
+    // x0 = x0_still + guidance * (x0 - x0_still).
     float guidance = 1.f;
     float guidance_min_t = 0.f;        // only the steps at t >= this are guided (ModelConfig::guidance_min_t)
     std::vector<int> negative_labels;  // per frame (when guidance != 1)
@@ -56,6 +57,7 @@ struct ChunkOutput {
     std::vector<double> p_cache;       // per layer: mean over the denoising steps (the cache pass for given)
     std::vector<std::vector<double>> p_cache_steps;  // [step][layer]: each denoising step's (none for given)
     StageTimes times;
+    int denoise_forwards = 0;  // forward passes of the denoising stage (ChunkMetrics::denoise_forwards)
 };
 
 class Sampler {

@@ -70,6 +70,11 @@ void reencode(CachedChunk& chunk, const ModelConfig& c, const CacheSettings& to)
         // itself).
         if (was_quantized && fmt.measured) p.corr_steps = p.steps;
     };
+    bool changes = false;
+    for (int l = 0; l < c.depth; ++l)
+        changes = changes || chunk.k[static_cast<size_t>(l)].layout.fmt != key_format(to) ||
+                  chunk.v[static_cast<size_t>(l)].layout.fmt != value_format(to);
+    if (!changes) return;
     // The layers at once (each tensor is its own work): a chunk of the default model is 4.7 M values, which
     // one core re-encodes in about 35 ms.
     std::vector<std::future<void>> layers;
@@ -250,6 +255,7 @@ struct Session::Impl {
             }
         }
         m.times = out.times;
+        m.denoise_forwards = out.denoise_forwards;
         r.device_frames = out.device_frames;
         return r;
     }

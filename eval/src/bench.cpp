@@ -27,8 +27,8 @@ struct BenchRow {
     DeviceCacheMemory pool_memory;
 };
 
-// guidance: the session's motion guidance (1 = off: one forward a denoising step; > 1: two, the bench's
-// actions walk forward).
+// guidance: the session's motion guidance (1 = off: one forward a denoising step; > 1: two at the steps from
+// the model's guidance_min_t up, the bench's actions walk forward).
 BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cache, int chunks,
                    float guidance) {
     const ModelConfig& c = model->config();
@@ -57,6 +57,7 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
     std::vector<double> totals;
     std::string attention_path;
     double attn = 0, gemm = 0, denoise = 0, row_stage[3] = {0, 0, 0};
+    int forwards = 0;  // of the measured chunks' denoising stages
     for (int i = 0; i < chunks; ++i) {
         const ChunkResult r = s.step(acts);
         totals.push_back(r.metrics.times.total_ms);
@@ -67,6 +68,7 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
         attn += r.metrics.times.attention_ms;
         gemm += r.metrics.times.gemm_ms;
         denoise += r.metrics.times.denoise_ms;
+        forwards += r.metrics.denoise_forwards;
     }
     std::sort(totals.begin(), totals.end());
     BenchRow row;
@@ -79,8 +81,7 @@ BenchRow bench_one(const std::shared_ptr<Model>& model, const CacheSettings& cac
         row.settings += g;
     }
     row.ms_chunk = totals[totals.size() / 2];
-    const int steps = c.steps * (guidance != 1.f ? 2 : 1);  // forwards of the denoising stage
-    row.ms_forward = denoise / chunks / steps;
+    row.ms_forward = forwards > 0 ? denoise / forwards : 0;
     double sum = 0;
     for (double t : totals) sum += t;
     row.attention_share = attn / sum;

@@ -40,6 +40,7 @@ void run_eval(const std::shared_ptr<Model>& model, const SessionParams& base, co
     report["backend"] = to_string(model->backend());
     report["world_seed_base"] = options.world_base;
     report["motion_guidance"] = base.sampler.guidance > 0 ? base.sampler.guidance : c.guidance;
+    report["motion_guidance_min_t"] = c.guidance_min_t;  // guided steps: those at t >= this
     const bool quality = options.mode == EvalMode::Quality || options.mode == EvalMode::All;
     const bool grid = options.mode == EvalMode::Grid || options.mode == EvalMode::All;
     if (quality) {

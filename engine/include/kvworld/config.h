@@ -90,12 +90,14 @@ struct ModelConfig {
     float warp_eye_height = 0.f;
     // Motion guidance (docs/design.md "Motion guidance"): each denoising step also predicts x0 with the
     // chunk's movement commands zeroed and extrapolates x0 = x0_still + guidance * (x0 - x0_still).
-    // 1 = off (one forward a step); > 1 strengthens the commanded movement at twice the sampling cost.
+    // 1 = off (one forward a step); > 1 strengthens the commanded movement with a second forward at the
+    // guided steps.
     float guidance = 1.f;
     // With guidance: only the denoising steps at noise level t >= guidance_min_t are guided; the later, less
     // noisy ones take one forward. The movement is decided at the noisy steps; guiding the rest only moved
-    // the frames away from the simulator's (v2: 0.5 keeps the motion, +0.10 dB a world, 14 forwards a chunk
-    // instead of 17; docs/experiments/2026-12-06-decoder-and-retrieval.md). 0: every step.
+    // the frames away from the simulator's (v2: 0.5 keeps the motion, +0.12 dB a world on CUDA, 14 forwards
+    // a chunk instead of 17 with the cache pass; docs/experiments/2026-12-06-decoder-and-retrieval.md).
+    // 0: every step.
     float guidance_min_t = 0.f;
     // Context defaults
     int window = 3;

@@ -97,7 +97,8 @@ struct SamplerSettings {
     float shift = 0.f;     // 0 = the model config's default
     float cache_t = -1.f;  // < 0 = the model config's default (noise level of the cache pass)
     float guidance = 0.f;  // motion guidance: 0 = the model config's default; 1 = off; (1, 8] strengthens
-                           // the commanded movement (ModelConfig::guidance) at twice the sampling cost
+                           // the commanded movement (ModelConfig::guidance), a second forward at each step
+                           // from t = ModelConfig::guidance_min_t up
 
     bool operator==(const SamplerSettings&) const = default;
 };
@@ -154,6 +155,9 @@ struct ChunkMetrics {
     std::vector<std::vector<double>> p_cache_steps;  // [denoising step][layer] P_S (empty for a given chunk)
     std::vector<CameraPose> poses;                   // dead-reckoned pose per frame
     StageTimes times;
+    // Forward passes of the denoising stage: one a step, two at a step with motion guidance (0 for a given
+    // chunk). What the stage's time is divided by for a forward's.
+    int denoise_forwards = 0;
     CacheSettings settings;  // the settings this chunk was generated with
     // The attention that generated it: "CPU reference"; on CUDA "composition (context in bf16, wgmma)" on
     // Hopper at the shipped models' shapes, "composition (context in bf16, cuDNN)" where cuDNN serves it,
