@@ -1651,6 +1651,37 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     EXPECT_GT(quantized, 30.0);
 }
 
+// The app's A/B on the reference's context on the device: one session kept per compared pane and refreshed
+// with fork_into every chunk (its device pool and captured graphs reused, only the new chunk copied) makes
+// the frames a fresh fork makes, chunk after chunk, at a quantized format and at BF16.
+TEST(CudaBackend, KeptForkIntoSessionGoesOnAsAFreshFork) {
+    REQUIRE_GPU();
+    const TinyOnBothBackends tiny;
+    const std::vector<FrameAction>& acts = tiny.acts;
+    SessionParams p;
+    p.seed = 17;
+    SessionParams int2 = p;
+    int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
+    for (const SessionParams& target : {int2, p}) {
+        Session parent(tiny.gpu, p);
+        tiny.start(parent);
+        std::unique_ptr<Session> kept;
+        for (int c = 0; c < 5; ++c) {
+            std::unique_ptr<Session> fresh = parent.fork(target);
+            if (kept)
+                parent.fork_into(*kept, target);
+            else
+                kept = parent.fork(target);
+            std::vector<uint8_t> a, b;
+            append_frames(a, fresh->step(acts));
+            append_frames(b, kept->step(acts));
+            // the same kernels on the same inputs; only the slots' addresses and the graphs' age differ
+            EXPECT_GT(psnr_8bit(a, b), 60.0) << target.cache.label() << ", chunk " << c;
+            parent.step(acts);
+        }
+    }
+}
+
 // A cache setting switched mid-run (the app's Basis toggle: plain -> rotated codes, same bits) re-encodes the
 // cached chunks and must not replay the stages captured for the other basis: CUDA follows the CPU through it.
 TEST(CudaBackend, SwitchingTheBasisMidRunFollowsTheCpu) {
