@@ -183,8 +183,12 @@ int main(int argc, char** argv) {
                 "guidance %s, window %d, recall %d%s%s\n",
                 m->parameter_count() / 1e6, m->weight_bytes() / 1e6, to_string(m->backend()),
                 c.tokens_per_chunk(), c.steps,
-                c.guidance == 1.f ? "off" : std::to_string(c.guidance).substr(0, 4).c_str(), c.window,
-                c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
+                c.guidance == 1.f        ? "off"
+                : c.guidance_min_t > 0.f ? (std::to_string(c.guidance).substr(0, 4) + " from t " +
+                                            std::to_string(c.guidance_min_t).substr(0, 4))
+                                               .c_str()
+                                         : std::to_string(c.guidance).substr(0, 4).c_str(),
+                c.window, c.recall, c.recall_first ? "" : " (by field-of-view overlap only)",
                 !c.warp_source ? ""
                 : c.warp_eye_height > 0.f
                     ? (", flow source turned and walked to each frame's camera (ground " +
