@@ -24,7 +24,9 @@
 #         back under $OUT/dit. TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
 #         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches;
 #         REVISIT_SIM_ARGS: more dataset flags, e.g. --revisit-synthetic 0.25 (the retrieval curriculum: the
-#         earlier view is the returning chunk seen again from nearby).
+#         earlier view is the returning chunk seen again from nearby). DIT_CONFIG: the model config the trainer
+#         takes its sampler from and its export writes (default config/model-v2.json; a copy with another
+#         sampler.source_sigma trains that flow source).
 #   build (in the background, beside the phases above) kvworld-cli for CUDA sm_90 in /tmp/b (GPU_TESTS=1: also
 #         test_cuda_ops, run after the training phases, its log $OUT/test_cuda_ops.log); needs the Debian
 #         packages carried in .debs (tools/gpu/device-debs.sh: 9.8 MB, which travels beside the tree and .v2);
@@ -148,7 +150,7 @@ if has dit; then
   # train_dit MINUTES BATCH EXTRA_ARGS...: one trainer run into /tmp/kvw/dit.pt (resumed there when it exists)
   train_dit() {
     local minutes=$1 batch=$2; shift 2
-    python3 tools/train/train.py --data /dev/shm/dit_data --config config/model-v2.json --autoencoder "${AE_DIR:-assets/models/v2}" \
+    python3 tools/train/train.py --data /dev/shm/dit_data --config "${DIT_CONFIG:-config/model-v2.json}" --autoencoder "${AE_DIR:-assets/models/v2}" \
       --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
       --log /tmp/kvw/train_log.json --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
       --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
