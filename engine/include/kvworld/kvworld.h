@@ -160,8 +160,8 @@ struct ChunkMetrics {
     int denoise_forwards = 0;
     CacheSettings settings;  // the settings this chunk was generated with
     // The attention that generated it: "CPU reference"; on CUDA "composition (context in bf16, wgmma)" on
-    // Hopper at the shipped models' shapes, "composition (context in bf16, cuDNN)" where cuDNN serves it,
-    // else "fused kernel" (docs/design.md "The composition path").
+    // Hopper, "composition (context in bf16, cuDNN)" elsewhere where cuDNN serves it, else "fused kernel"
+    // (docs/design.md "The composition path").
     std::string attention_path;
 };
 
