@@ -379,7 +379,7 @@ TEST(Session, ForkIntoGoesOnAsAFreshFork) {
         SessionParams target = p;
         target.cache = k.target;
         std::unique_ptr<Session> kept;
-        int parent_evictions = 0, target_evictions = 0;
+        int parent_evictions = 0, target_evictions = 0, refreshed_by_one = 0;
         for (int c = 1; c <= 12; ++c) {
             if (c == 5 && !k.target_evicts) target.cache = int4;
             if (c == 7) {  // the parent's own chunks re-encoded at its next step
@@ -388,11 +388,17 @@ TEST(Session, ForkIntoGoesOnAsAFreshFork) {
                 parent.set_params(changed);
             }
             if (c == 10) parent.start(w.context(), a0, dead_reckon(CameraPose{}, a0, w.cfg.motion));
-            std::unique_ptr<Session> fresh = parent.fork(target);
-            if (kept)
-                parent.fork_into(*kept, target);
-            else
+            auto fresh = std::make_unique<Session>(w.model, target);
+            const int every_chunk = parent.fork_into(*fresh, target);  // what fork() copies
+            if (kept) {
+                // After the first, only what changed is copied: the chunk the parent made since (the target's
+                // own is replaced), more after a change of format, a restart or the target's evictions.
+                const int copied = parent.fork_into(*kept, target);
+                EXPECT_LE(copied, every_chunk) << "chunk " << c;
+                refreshed_by_one += copied == 1 && every_chunk > 1 ? 1 : 0;
+            } else {
                 kept = parent.fork(target);
+            }
             EXPECT_EQ(kept->chunks_done(), parent.chunks_done());
             EXPECT_EQ(kept->params(), target);
             const ChunkResult a = fresh->step(w.actions(c)), b = kept->step(w.actions(c));
@@ -407,6 +413,9 @@ TEST(Session, ForkIntoGoesOnAsAFreshFork) {
             parent_evictions += static_cast<int>(parent.step(w.actions(c)).metrics.evicted_chunks.size());
         }
         EXPECT_GT(parent_evictions, 0) << "the budget must make the parent evict for the test to cover it";
+        // Case one: chunks 2-4, 6, 7, 9, 11 and 12 copy one chunk of several (5 and 8 copy afresh; 10, after
+        // the restart, has one chunk in all).
+        if (!k.target_evicts) EXPECT_EQ(refreshed_by_one, 8);
         if (k.target_evicts) EXPECT_GT(target_evictions, 0) << "the target's larger chunks must evict";
         EXPECT_THROW(parent.fork_into(parent, target), Error);
         Session other_model(Model::load(test::source_path("tests/data/tiny"), BackendKind::Cpu), p);

@@ -375,7 +375,7 @@ std::unique_ptr<Session> Session::fork(const SessionParams& params) const {
     return forked;
 }
 
-void Session::fork_into(Session& target, const SessionParams& params) const {
+int Session::fork_into(Session& target, const SessionParams& params) const {
     const Impl& s = *impl_;
     if (s.cancelled) throw Error("this session's last chunk was cancelled: there is nothing to fork");
     if (&target == this) throw Error("a session cannot fork into itself");
@@ -404,8 +404,10 @@ void Session::fork_into(Session& target, const SessionParams& params) const {
             d.mirror.chunks.erase(chunk.index);
         }
     d.layer_bytes.clear();
+    int copied = 0;
     for (const StoredChunk& chunk : s.stored) {
         if (!d.mirror.chunks.count(chunk.index)) {
+            ++copied;
             CachedChunk copy = from.read_slot(chunk.index);
             reencode(copy, c, params.cache);  // what the target's first step would do, done once a chunk
             to.write_slot(chunk.index, copy);
@@ -429,6 +431,7 @@ void Session::fork_into(Session& target, const SessionParams& params) const {
         from.download_frames(Frames::Prediction, last.data());
         to.upload_frames(Frames::Prediction, last.data());
     }
+    return copied;
 }
 
 ChunkResult Session::step(const std::vector<FrameAction>& actions, const ProgressCallback& progress) {

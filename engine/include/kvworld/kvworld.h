@@ -264,8 +264,8 @@ class Session {
     // session of fork(params) would. It keeps the target's backend session (its device memory and captured
     // graphs), and the chunks an earlier fork_into from this session left there that this one still holds
     // unchanged: only the others are copied and re-encoded. The app's A/B measures each pane's cache on the
-    // reference's context with one such target per pane, every chunk.
-    void fork_into(Session& target, const SessionParams& params) const;
+    // reference's context with one such target per pane, every chunk. Returns how many chunks it copied.
+    int fork_into(Session& target, const SessionParams& params) const;
 
     // Generate the next chunk from chunk_frames actions. `progress` is called after each denoising step (CPU
     // backend); it may throw kvw::Cancelled to abandon the chunk, which step() rethrows: the session then
