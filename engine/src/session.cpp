@@ -160,14 +160,22 @@ struct Session::Impl {
     // a copy taken from an earlier content_epoch may differ.
     uint64_t content_epoch = 0;
     // What fork_into left here of which source: the stored chunks that are the source's, re-encoded into
-    // `format`, as of the source's content_epoch. A chunk this session made itself, or evicted, is not in it.
+    // this session's format (`encoded`; a change of format resets the mirror), as of the source's
+    // content_epoch. A chunk this session made itself, or evicted, is not in it.
     struct Mirror {
         uint64_t source_id = 0, source_epoch = 0;
-        CacheSettings format;
         std::set<int> chunks;
     } mirror;
 
     const ModelConfig& cfg() const { return model->config(); }
+
+    // A stored chunk's bytes at `cache`: every layer's (layer_bytes) and their sum (chunk.bytes).
+    void account(StoredChunk& chunk, const CacheSettings& cache) {
+        const ModelConfig& c = cfg();
+        layer_bytes[chunk.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, cache));
+        chunk.bytes = 0;
+        for (const CacheBytes& b : layer_bytes[chunk.index]) chunk.bytes += b.total();
+    }
 
     ChunkJob make_job(const std::vector<FrameAction>& actions) const {
         const ModelConfig& c = cfg();
@@ -213,8 +221,7 @@ struct Session::Impl {
         StoredChunk rec;
         rec.index = job.chunk_index;
         rec.pose = poses.back();
-        layer_bytes[rec.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, job.cache));
-        for (const CacheBytes& b : layer_bytes[rec.index]) rec.bytes += b.total();
+        account(rec, job.cache);
         stored.push_back(rec);
         pose = poses.back();
         ++chunks_done;
@@ -288,9 +295,7 @@ struct Session::Impl {
             mirror = Mirror{};
             for (StoredChunk& s : stored) {
                 reencode_slot(sampler->backend(), s.index, c, params.cache);
-                layer_bytes[s.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, params.cache));
-                s.bytes = 0;
-                for (const CacheBytes& b : layer_bytes[s.index]) s.bytes += b.total();
+                account(s, params.cache);
             }
         }
         encoded = params.cache;
@@ -388,13 +393,11 @@ int Session::fork_into(Session& target, const SessionParams& params) const {
     // Keep what an earlier fork_into of this source left in the target, where nothing has changed since:
     // the source's chunks (its content_epoch), their format, and each such chunk still held by both.
     const bool continues = !d.cancelled && d.mirror.source_id == s.id &&
-                           d.mirror.source_epoch == s.content_epoch && d.mirror.format == params.cache &&
-                           d.encoded == params.cache;
+                           d.mirror.source_epoch == s.content_epoch && d.encoded == params.cache;
     if (!continues) {
         to.clear();
         d.stored.clear();
-        d.layer_bytes.clear();
-        d.mirror = Impl::Mirror{s.id, s.content_epoch, params.cache, {}};
+        d.mirror = Impl::Mirror{s.id, s.content_epoch, {}};
     }
     std::set<int> in_source;
     for (const StoredChunk& chunk : s.stored) in_source.insert(chunk.index);
@@ -413,13 +416,9 @@ int Session::fork_into(Session& target, const SessionParams& params) const {
             to.write_slot(chunk.index, copy);
             d.mirror.chunks.insert(chunk.index);
         }
-        d.layer_bytes[chunk.index].assign(static_cast<size_t>(c.depth), chunk_layer_bytes(c, params.cache));
     }
     d.stored = s.stored;
-    for (StoredChunk& chunk : d.stored) {
-        chunk.bytes = 0;
-        for (const CacheBytes& b : d.layer_bytes[chunk.index]) chunk.bytes += b.total();
-    }
+    for (StoredChunk& chunk : d.stored) d.account(chunk, params.cache);
     d.params = params;
     d.encoded = params.cache;
     d.chunks_done = s.chunks_done;
