@@ -1,11 +1,11 @@
 """Stages a v2 model folder from what a tools/gpu/v2_run.sh call brought back, for kvworld-cli convert-weights.
 
-    python3 tools/gpu/stage_v2.py --base assets/models/v2 --dit OUT/dit [--ae OUT/ae] --out STAGE
+    python3 tools/gpu/stage_v2.py --base assets/models/v2 --dit OUT/dit [--ae OUT/ae] [--config C] --out STAGE
 
 --dit: the transformer's fp32 shards (dit-*.safetensors) and train_state.json; --ae: the autoencoder's fp32 shards
 and train_ae_state.json (a decoder-only run), else the base folder's autoencoder tensors are copied as stored
-(int8 codes, scales and bf16 biases: their bytes unchanged). STAGE gets model.json (the base's config with the new
-weights list), the shards and both training states. No PyTorch: safetensors is a JSON header and raw bytes.
+(int8 codes, scales and bf16 biases: their bytes unchanged). STAGE gets model.json (the base's config, or --config's,
+with the new weights list), the shards and both training states. No PyTorch: safetensors is a JSON header and raw bytes.
 tools/gpu/commit_v2.sh runs this, converts to int8 and replaces the committed folder.
 """
 from __future__ import annotations
@@ -75,12 +75,20 @@ def main():
     ap.add_argument("--base", required=True, help="the committed model folder (config, and the autoencoder by default)")
     ap.add_argument("--dit", required=True, help="fp32 transformer shards and train_state.json ($OUT/dit)")
     ap.add_argument("--ae", help="fp32 autoencoder shards and train_ae_state.json ($OUT/ae)")
+    ap.add_argument("--config", help="the config the transformer was trained with (train.py --config), when it is "
+                                     "not the base's: a deeper stack (--grow-depth) or another sampler")
     ap.add_argument("--out", required=True, help="staging folder (created; must not exist)")
     args = ap.parse_args()
 
     with open(os.path.join(args.base, "model.json")) as f:
         config = json.load(f)
     base_files = [os.path.join(args.base, w) for w in config["weights"]]
+    if args.config:
+        with open(args.config) as f:
+            trained = json.load(f)
+        if trained.get("autoencoder") != config.get("autoencoder"):
+            sys.exit(f"{args.config}: another autoencoder than {args.base}'s: the latents would not match")
+        config = {**trained, "weights": config["weights"]}
     dit_files = sorted(glob.glob(os.path.join(args.dit, "dit-*.safetensors")))
     if not dit_files:
         sys.exit(f"{args.dit}: no dit-*.safetensors")

@@ -477,6 +477,13 @@ def eval_one_chunk(model: M.KVWorldModel, data: EpisodeData, episodes, chunk: in
 
 # ---------------------------------------------------------------------------------------------------
 
+def grown_block_places(init_depth: int, depth: int) -> list:
+    """Where --grow-depth puts the init's blocks in a stack of `depth`: block i at floor(i * depth / init_depth),
+    spread evenly and in order (6 -> 12: 0, 2, ..., 10; the new blocks follow each of them)."""
+    assert 0 < init_depth <= depth
+    return [i * depth // init_depth for i in range(init_depth)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="kvworld-sim dataset folder")
@@ -517,6 +524,11 @@ def main():
                          "the camera (ModelConfig.warp_eye_height; 0 = rotation only)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
                     help="learning-rate multiplier of the tensors --init did not have (pos_embed)")
+    ap.add_argument("--grow-depth", action="store_true",
+                    help="with --init from a model of fewer blocks than the config's depth: its blocks keep their "
+                         "weights, spread evenly over the deeper stack (grown_block_places), and the blocks between "
+                         "start as the identity (their output projections zero), so training starts from the "
+                         "init's predictions; the new blocks count as new tensors (--new-lr-mult)")
     ap.add_argument("--autoencoder", help="a latent model's trained autoencoder (train_ae.py --export folder)")
     ap.add_argument("--revisit-data", help="a kvworld-sim dataset --revisit folder (memory of places), mixed in")
     ap.add_argument("--revisit-fraction", type=float, default=0.25,
@@ -585,11 +597,30 @@ def main():
         # adaLN-zero) and count as new tensors.
         reshaped = sorted(k for k, v in sd.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
         sd = {k: v.float() for k, v in sd.items() if k not in reshaped and not k.startswith("autoencoder.")}
+        init_depth = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("blocks.")), default=-1)
+        grown = []  # the deeper stack's blocks the init did not have (--grow-depth)
+        if init_depth != cfg.depth:
+            if not (args.grow_depth and init_depth < cfg.depth):
+                sys.exit(f"{args.init}: {init_depth} blocks against the config's {cfg.depth} "
+                         f"(--grow-depth deepens a model; a shallower one cannot start from it)")
+            place = grown_block_places(init_depth, cfg.depth)
+            sd = {(f"blocks.{place[int(k.split('.')[1])]}." + k.split(".", 2)[2] if k.startswith("blocks.") else k): v
+                  for k, v in sd.items()}
+            grown = [j for j in range(cfg.depth) if j not in place]
+            print(f"grown from {init_depth} to {cfg.depth} blocks: the init's at {place}, new (the identity) at {grown}",
+                  flush=True)
         missing, unexpected = model.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.startswith("autoencoder.")]
+        grown_tensors = {k for k in missing if k.startswith("blocks.") and int(k.split(".")[1]) in grown}
         # Only newly added tensors may be missing: pos_embed starts at zero (the model starts as the one loaded),
-        # the re-shaped ones as initialised.
-        assert not unexpected and set(missing) <= {"pos_embed"} | set(reshaped), (missing, unexpected)
+        # the re-shaped ones as initialised, a grown block as the identity: x + gate * 0 through its attention and
+        # its MLP, whatever its modulation (the gradient reaches proj and fc2 first, then the rest of the block).
+        assert not unexpected and set(missing) <= {"pos_embed"} | set(reshaped) | grown_tensors, (missing, unexpected)
+        with torch.no_grad():
+            for j in grown:
+                for lin in (model.blocks[j].proj, model.blocks[j].fc2):
+                    lin.weight.zero_()
+                    lin.bias.zero_()
         new_params = sorted(missing)
         print(f"initialised from {args.init} ({len(sd)} tensors; new: {', '.join(new_params) or 'none'})", flush=True)
         state_file = os.path.join(args.init, "train_state.json")
@@ -597,7 +628,11 @@ def main():
             with open(state_file) as f:
                 state = json.load(f)
             init_state = state
-            new_params = state["log"].get("new_params", new_params)
+            # the init's own new tensors (still growing) and those this run adds (a grown block's)
+            new_params = sorted(set(state["log"].get("new_params", [])) | set(new_params))
+            if grown:
+                state["log"].setdefault("grown", []).append(
+                    {"step": state["step"], "from_depth": init_depth, "to_depth": cfg.depth, "new_blocks": grown})
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     # Tensors new beside trained weights start at zero: they get new_lr_mult x the learning rate (and no weight
     # decay) so that a short fine-tuning run can grow them.
@@ -610,6 +645,7 @@ def main():
                     "new_params": new_params}
     if init_state is not None:
         step, log = init_state["step"], init_state["log"]
+        log["new_params"] = new_params  # kept in the checkpoint: a resumed run groups the tensors alike
         print(f"continuing at step {step} (the optimizer restarts)", flush=True)
     if ck is not None:
         model.load_state_dict(ck["model"])
