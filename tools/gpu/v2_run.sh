@@ -32,8 +32,8 @@
 #         packages carried in .debs (tools/gpu/device-debs.sh: 9.8 MB, which travels beside the tree and .v2);
 #         the log comes back as $OUT/build.log
 #   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
-#         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model; else the
-#         committed one) or of MODEL_DIR;
+#         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model, converted to int8
+#         first with EVAL_INT8=1, as it would be committed; else the committed one) or of MODEL_DIR;
 #         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
 #         taylor), the memory probe (MEMORY=1: --mode memory, MEMORY_ARGS, default 64 revisit episodes at BF16, INT4 and
 #         INT2 + taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
@@ -192,6 +192,12 @@ fi
 CLI=/tmp/b/app/cli/kvworld-cli
 V2=${MODEL_DIR:-/tmp/kvw/v2model}  # what this machine's dit phase exported, else the committed model
 [[ -z "${MODEL_DIR:-}" && ! -f $V2/model.json ]] && V2=assets/models/v2
+if has eval && [[ "${EVAL_INT8:-0}" == 1 && -z "${MODEL_DIR:-}" && $V2 == /tmp/kvw/v2model ]]; then
+  # the export in int8, as it would be committed (the shipped column is int8: compare like with like)
+  rm -rf /tmp/kvw/v2model-int8
+  "$CLI" convert-weights --model "$V2" --out /tmp/kvw/v2model-int8 --dtype int8 > /tmp/kvw/convert.txt 2>&1 &&
+    V2=/tmp/kvw/v2model-int8 || { echo "convert-weights failed:"; tail -3 /tmp/kvw/convert.txt; }
+fi
 if has eval; then
   stamp "eval quality of $V2"
   mkdir -p "$OUT/eval"
