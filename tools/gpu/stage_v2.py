@@ -76,7 +76,9 @@ def main():
     ap.add_argument("--dit", required=True, help="fp32 transformer shards and train_state.json ($OUT/dit)")
     ap.add_argument("--ae", help="fp32 autoencoder shards and train_ae_state.json ($OUT/ae)")
     ap.add_argument("--config", help="the config the transformer was trained with (train.py --config), when it is "
-                                     "not the base's: a deeper stack (--grow-depth) or another sampler")
+                                     "not the base's: a deeper stack (--grow-depth) or another sampler. Taken as "
+                                     "it is: trainer flags that change the config (--warp-source, "
+                                     "--warp-eye-height) must be in it")
     ap.add_argument("--out", required=True, help="staging folder (created; must not exist)")
     args = ap.parse_args()
 
@@ -92,10 +94,16 @@ def main():
     dit_files = sorted(glob.glob(os.path.join(args.dit, "dit-*.safetensors")))
     if not dit_files:
         sys.exit(f"{args.dit}: no dit-*.safetensors")
+    blocks = set()
     for p in dit_files:
-        stray = [k for k in tensor_names(p) if k.startswith(AE)]
+        names = tensor_names(p)
+        stray = [k for k in names if k.startswith(AE)]
         if stray:
             sys.exit(f"{p}: holds autoencoder tensors ({stray[0]}): not a transformer shard")
+        blocks |= {int(k.split(".")[1]) for k in names if k.startswith("blocks.")}
+    if len(blocks) != config["depth"]:  # e.g. a grown model staged without its --config
+        sys.exit(f"{args.dit}: {len(blocks)} transformer blocks against the config's depth {config['depth']}"
+                 f"{'' if args.config else ' (pass --config: the config the transformer was trained with)'}")
     ae_files = sorted(glob.glob(os.path.join(args.ae, "*.safetensors"))) if args.ae else []
     if args.ae and not ae_files:
         sys.exit(f"{args.ae}: no safetensors")

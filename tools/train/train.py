@@ -523,7 +523,9 @@ def main():
                          "horizontal displacement, the pixels below the horizon taken for flat ground this far below "
                          "the camera (ModelConfig.warp_eye_height; 0 = rotation only)")
     ap.add_argument("--new-lr-mult", "--pos-lr-mult", dest="new_lr_mult", type=float, default=10.0,
-                    help="learning-rate multiplier of the tensors --init did not have (pos_embed)")
+                    help="learning-rate multiplier of the tensors --init did not have (pos_embed, a grown block's); "
+                         "they stay in that group across continuations (the log's new_params): 1 gives them the "
+                         "common rate (still without weight decay)")
     ap.add_argument("--grow-depth", action="store_true",
                     help="with --init from a model of fewer blocks than the config's depth: its blocks keep their "
                          "weights, spread evenly over the deeper stack (grown_block_places), and the blocks between "
@@ -589,6 +591,7 @@ def main():
     ck = torch.load(args.ckpt, map_location=dev) if os.path.exists(args.ckpt) else None
     new_params = ck["log"].get("new_params", ["pos_embed"] if cfg.absolute_position else []) if ck else []
     init_state = None
+    growth = None  # what the log records of a --grow-depth init
     if args.init and ck is None:
         sd = M.load_model_folder(args.init)  # int8 weights dequantized
         own = model.state_dict()
@@ -607,6 +610,7 @@ def main():
             sd = {(f"blocks.{place[int(k.split('.')[1])]}." + k.split(".", 2)[2] if k.startswith("blocks.") else k): v
                   for k, v in sd.items()}
             grown = [j for j in range(cfg.depth) if j not in place]
+            growth = {"from_depth": init_depth, "to_depth": cfg.depth, "init_blocks_at": place, "new_blocks": grown}
             print(f"grown from {init_depth} to {cfg.depth} blocks: the init's at {place}, new (the identity) at {grown}",
                   flush=True)
         missing, unexpected = model.load_state_dict(sd, strict=False)
@@ -630,9 +634,6 @@ def main():
             init_state = state
             # the init's own new tensors (still growing) and those this run adds (a grown block's)
             new_params = sorted(set(state["log"].get("new_params", [])) | set(new_params))
-            if grown:
-                state["log"].setdefault("grown", []).append(
-                    {"step": state["step"], "from_depth": init_depth, "to_depth": cfg.depth, "new_blocks": grown})
     ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     # Tensors new beside trained weights start at zero: they get new_lr_mult x the learning rate (and no weight
     # decay) so that a short fine-tuning run can grow them.
@@ -647,6 +648,9 @@ def main():
         step, log = init_state["step"], init_state["log"]
         log["new_params"] = new_params  # kept in the checkpoint: a resumed run groups the tensors alike
         print(f"continuing at step {step} (the optimizer restarts)", flush=True)
+    if growth is not None:  # the log describes the deeper model from here on
+        log.setdefault("grown", []).append({"step": step, **growth})
+        log["config"], log["parameters"] = json.loads(cfg.to_json()), n_params
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
