@@ -33,7 +33,8 @@
 #         the log comes back as $OUT/build.log
 #   eval  kvworld-cli eval --backend cuda --mode quality (EVAL_ARGS, default --traces 32: 128 one-chunk worlds and
 #         16 two-minute rollouts) of the latent model the dit phase exported (/tmp/kvw/v2model, converted to int8
-#         first with EVAL_INT8=1, as it would be committed; else the committed one) or of MODEL_DIR;
+#         first with EVAL_INT8=1, as it would be committed; else the committed one) or of MODEL_DIR, and with
+#         EVAL_BASELINE=DIR the same evaluation of DIR at the same time (the column compared with, on this card);
 #         then the revisit score (REVISIT=1: --mode revisit, REVISIT_ARGS, default 8 traces at BF16, INT4 and INT2 +
 #         taylor), the memory probe (MEMORY=1: --mode memory, MEMORY_ARGS, default 64 revisit episodes at BF16, INT4 and
 #         INT2 + taylor) and the paired evaluation of the caches (PAIRED_ARGS) when PAIRED=1; results under $OUT/eval
@@ -201,8 +202,17 @@ fi
 if has eval; then
   stamp "eval quality of $V2"
   mkdir -p "$OUT/eval"
+  if [[ -n "${EVAL_BASELINE:-}" ]]; then  # the column compared with, on this card, beside it (two evals share the
+    # GPU well: two of --traces 24 took 305 s together on an H200; one took about 4 min on an H100)
+    timeout "${EVAL_TIMEOUT:-560}" "$CLI" eval --backend cuda --model "$EVAL_BASELINE" --mode quality \
+      ${EVAL_ARGS:---traces 32} --out "$OUT/eval/baseline" > "$OUT/eval/baseline.txt" 2>&1 &
+    baseline_pid=$!
+  fi
   timeout "${EVAL_TIMEOUT:-560}" "$CLI" eval --backend cuda --model "$V2" --mode quality ${EVAL_ARGS:---traces 32} \
     --out "$OUT/eval/quality" > "$OUT/eval/quality.txt" 2>&1; echo "eval rc=$?"; tail -25 "$OUT/eval/quality.txt"
+  if [[ -n "${baseline_pid:-}" ]]; then
+    wait "$baseline_pid"; echo "baseline eval of $EVAL_BASELINE rc=$?"; tail -4 "$OUT/eval/baseline.txt"
+  fi
   if [[ "${REVISIT:-0}" == 1 ]]; then  # issue 19 item 5: memory of places at BF16, INT4 and INT2 + taylor
     stamp "revisit of $V2"
     timeout "${REVISIT_TIMEOUT:-420}" "$CLI" eval --backend cuda --model "$V2" --mode revisit \
