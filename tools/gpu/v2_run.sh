@@ -21,7 +21,8 @@
 #         AE_DIR, then train.py for DIT_MINUTES from INIT (default: the committed assets/models/v2, whose
 #         train_state.json continues the schedule and the log; assets/models/default starts again from the pixel
 #         model's transformer) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the log come
-#         back under $OUT/dit. TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
+#         back under $OUT/dit (at most RETURN_MB of them a call; `rest`, in the next call on the warm machine,
+#         returns what is left: return_shards). TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
 #         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches;
 #         REVISIT_SIM_ARGS: more dataset flags, e.g. --revisit-synthetic 0.25 (the retrieval curriculum: the
 #         earlier view is the returning chunk seen again from nearby). DIT_CONFIG: the model config the trainer
@@ -81,6 +82,31 @@ dataset() {
   fi
 }
 
+# The dit phase's fp32 export (/tmp/kvw/dit_fp32: train_state.json and dit-NN.safetensors shards of at most 15 MiB)
+# into $OUT/dit, at most RETURN_MB (56) of it a call, as what comes back is at most 64 MiB in all: a 12-block
+# transformer's 78 MB come back over two calls. What is left stays on the warm machine for the next call's `rest`
+# phase (listed in $OUT/dit/LEFT); copy both calls' files into one folder for commit_v2.sh.
+return_shards() {
+  local from=/tmp/kvw/dit_fp32 budget=$(( ${RETURN_MB:-56} << 20 )) used=0 left=() f name size
+  [[ -d $from ]] || { echo "no fp32 export on this machine (/tmp/kvw/dit_fp32)"; return 0; }
+  mkdir -p "$OUT/dit" "$from/.returned"
+  for f in "$from/train_state.json" "$from"/dit-*.safetensors; do
+    name=$(basename "$f")
+    [[ -f $f && ! -e $from/.returned/$name ]] || continue
+    size=$(stat -c %s "$f")
+    if (( used + size <= budget )); then
+      cp "$f" "$OUT/dit/" && touch "$from/.returned/$name" && used=$(( used + size ))
+    else
+      left+=("$name")
+    fi
+  done
+  if (( ${#left[@]} )); then
+    printf '%s\n' "${left[@]}" > "$OUT/dit/LEFT"
+    echo "fp32 export: ${#left[@]} file(s) left for the next call's rest phase: ${left[*]}"
+  fi
+}
+if has rest; then return_shards; fi  # what an earlier call's dit phase could not return
+
 if has build && [[ ! -x /tmp/b/app/cli/kvworld-cli ]]; then
   stamp "build kvworld-cli (background)"
   ( bash .debs/unpack-debs.sh .debs > /dev/null 2>&1
@@ -138,6 +164,7 @@ EOF
 fi
 
 if has dit; then
+  rm -rf /tmp/kvw/dit_fp32  # this call's export only (and its return from the start)
   dataset dit_data "${EPISODES:-4000}" "${EPISODE_FRAMES:-32}" "${SEED_BASE:-100000}"
   init=(--init "${INIT:-assets/models/v2}")  # assets/models/default: start again from the pixel model's transformer
   [[ -d .v2/init/dit ]] && init=(--init .v2/init/dit)
@@ -152,7 +179,7 @@ if has dit; then
   train_dit() {
     local minutes=$1 batch=$2; shift 2
     python3 tools/train/train.py --data /dev/shm/dit_data --config "${DIT_CONFIG:-config/model-v2.json}" --autoencoder "${AE_DIR:-assets/models/v2}" \
-      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 "$OUT/dit" \
+      --ckpt /tmp/kvw/dit.pt "${init[@]}" --export /tmp/kvw/v2model --export-fp32 /tmp/kvw/dit_fp32 \
       --log /tmp/kvw/train_log.json --minutes "$minutes" --batch "$batch" --lr "${LR:-2e-4}" \
       --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
       "${revisit[@]}" "$@" > /tmp/kvw/train_dit.txt 2>&1
@@ -183,6 +210,7 @@ if has dit; then
   fi
   grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
   mkdir -p "$OUT/dit" && cp /tmp/kvw/train_dit.txt "$OUT/dit/"
+  return_shards
 fi
 if [[ -n "${build_pid:-}" ]]; then wait "$build_pid"; stamp "$(tail -1 /tmp/kvw/build.log)"; cp /tmp/kvw/build.log "$OUT/"; fi
 if [[ "${GPU_TESTS:-0}" == 1 && -x /tmp/b/tests/test_cuda_ops ]]; then
