@@ -1617,6 +1617,16 @@ void append_frames(std::vector<uint8_t>& to, const ChunkResult& r) {
     for (const Image& im : r.frames) to.insert(to.end(), im.rgb.begin(), im.rgb.end());
 }
 
+// The fork tests' settings: a BF16 parent with this seed, and the K2/V2 g32 + taylor format its forks take.
+struct ForkSettings {
+    SessionParams bf16, int2;
+    explicit ForkSettings(uint64_t seed) {
+        bf16.seed = seed;
+        int2 = bf16;
+        int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
+    }
+};
+
 }  // namespace
 
 // A CUDA fork (slots read back and written into a fresh session, the flow source copied) goes on as its
@@ -1625,10 +1635,8 @@ TEST(CudaBackend, ForkedSessionsGoOnLikeTheirParent) {
     REQUIRE_GPU();
     const TinyOnBothBackends tiny;
     const std::vector<FrameAction>& acts = tiny.acts;
-    SessionParams p;
-    p.seed = 9;
-    SessionParams int2 = p;
-    int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
+    const ForkSettings settings(9);
+    const SessionParams &p = settings.bf16, &int2 = settings.int2;
     std::vector<uint8_t> frames[4];  // gpu parent, gpu fork, gpu int2 fork, cpu int2 fork
     Session gpu_parent(tiny.gpu, p), cpu_parent(tiny.cpu, p);
     for (Session* s : {&gpu_parent, &cpu_parent}) {
@@ -1658,11 +1666,9 @@ TEST(CudaBackend, KeptForkIntoSessionGoesOnAsAFreshFork) {
     REQUIRE_GPU();
     const TinyOnBothBackends tiny;
     const std::vector<FrameAction>& acts = tiny.acts;
-    SessionParams p;
-    p.seed = 17;
-    SessionParams int2 = p;
-    int2.cache = CacheSettings{2, 2, 32, KeyLayout::Token, Correction::Taylor, 0.5f};
-    for (const SessionParams& target : {int2, p}) {
+    const ForkSettings settings(17);
+    const SessionParams& p = settings.bf16;
+    for (const SessionParams& target : {settings.int2, p}) {
         Session parent(tiny.gpu, p);
         tiny.start(parent);
         std::unique_ptr<Session> kept;
