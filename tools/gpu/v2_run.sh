@@ -22,7 +22,8 @@
 #         train_state.json continues the schedule and the log; assets/models/default starts again from the pixel
 #         model's transformer) or from .v2/init/dit (an earlier --export-fp32); fp32 EMA weights and the log come
 #         back under $OUT/dit (at most RETURN_MB of them a call; `rest`, in the next call on the warm machine,
-#         returns what is left: return_shards). TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
+#         returns what is left: return_shards). BATCH (16; auto: 16 on a card of more than 100 GB, else 8).
+#         TRAIN_ARGS: more train.py flags. REVISIT_EPISODES > 0: that many revisit episodes
 #         (kvworld-sim dataset --revisit, worlds REVISIT_SEED_BASE..) make REVISIT_FRACTION (0.25) of the batches;
 #         REVISIT_SIM_ARGS: more dataset flags, e.g. --revisit-synthetic 0.25 (the retrieval curriculum: the
 #         earlier view is the returning chunk seen again from nearby). DIT_CONFIG: the model config the trainer
@@ -184,12 +185,19 @@ if has dit; then
       --warmup "${WARMUP:-100}" --ema "${EMA:-0.995}" --total-steps "${TOTAL_STEPS:-4000}" --eval-episodes 16 \
       "${revisit[@]}" "$@" > /tmp/kvw/train_dit.txt 2>&1
   }
-  stamp "latent model ${DIT_MINUTES:-6} min ${init[*]}"
-  train_dit "${DIT_MINUTES:-6}" "${BATCH:-16}" ${TRAIN_ARGS:-}
+  BATCH=${BATCH:-16}
+  if [[ $BATCH == auto ]]; then
+    # 16 where the card holds it (an H200's 139 GiB), else 8: the 12-block model at 16 ran out of an H100's 80 GiB
+    # (peak 44.9 GiB at 8 with self-context), and finding that out cost the call 2 of its minutes (2026-12-07)
+    gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+    BATCH=$(( ${gpu_mib:-0} > 100000 ? 16 : 8 ))
+  fi
+  stamp "latent model ${DIT_MINUTES:-6} min, batch $BATCH ${init[*]}"
+  train_dit "${DIT_MINUTES:-6}" "$BATCH" ${TRAIN_ARGS:-}
   rc=$?; echo "train rc=$rc"
   if [[ $rc != 0 && ! -f /tmp/kvw/dit.pt ]] && grep -q "out of memory" /tmp/kvw/train_dit.txt; then
     # the batch did not fit this card (the peak grows with --self-context): half of it, for the minutes left
-    cp /tmp/kvw/train_dit.txt "$OUT/dit_oom.txt"; BATCH=$(( ${BATCH:-16} / 2 ))
+    cp /tmp/kvw/train_dit.txt "$OUT/dit_oom.txt"; BATCH=$(( BATCH / 2 ))
     stamp "out of memory: again at batch $BATCH, ${DIT_RETRY_MINUTES:-4} min"
     train_dit "${DIT_RETRY_MINUTES:-4}" "$BATCH" ${TRAIN_ARGS:-}
     rc=$?; echo "train rc=$rc"
@@ -198,14 +206,14 @@ if has dit; then
     # the revisit batches are new to this trainer: a failure of them must not cost the call's training
     tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_revisit_failed.txt"; revisit=()
     stamp "again without revisit episodes, ${DIT_RETRY_MINUTES:-4} min"
-    train_dit "${DIT_RETRY_MINUTES:-4}" "${BATCH:-16}" ${TRAIN_ARGS:-}
+    train_dit "${DIT_RETRY_MINUTES:-4}" "$BATCH" ${TRAIN_ARGS:-}
     rc=$?; echo "train rc=$rc"
   fi
   if [[ $rc != 0 && "${TRAIN_ARGS:-}" == *--compile* && ! -f /tmp/kvw/dit.pt ]]; then
     # torch.compile is new to this trainer: a failure of it must not cost the call's training
     tail -12 /tmp/kvw/train_dit.txt; cp /tmp/kvw/train_dit.txt "$OUT/dit_compile_failed.txt"
     stamp "again without --compile, ${DIT_RETRY_MINUTES:-4} min"
-    train_dit "${DIT_RETRY_MINUTES:-4}" "${BATCH:-16}" ${TRAIN_ARGS//--compile/}
+    train_dit "${DIT_RETRY_MINUTES:-4}" "$BATCH" ${TRAIN_ARGS//--compile/}
     echo "train rc=$?"
   fi
   grep -E '"step"' /tmp/kvw/train_dit.txt | tail -3; tail -4 /tmp/kvw/train_dit.txt
