@@ -123,22 +123,22 @@ void run_case(const PinnedCase& pc) {
 // with the warped, walked flow source and motion guidance from t = 0.5 (the shipped model's sampler; 2 of the
 // tiny model's 3 steps guided).
 TEST(GeneratePinned, TinyBf16) {
-    run_case({"tiny_bf16", "tests/data/tiny", "", 1400001, 2, 10, "", 0xab7227a0a7cb99b5ULL});
+    run_case({"tiny_bf16", "tests/data/tiny", "", 1400001, 2, 10, "", 0x879ac647a271a4e3ULL});
 }
 TEST(GeneratePinned, TinyInt2ChannelExactWithBudget) {
     run_case(
         {"tiny_int2", "tests/data/tiny", "", 1400002, 2, 12,
          "--k-bits 2 --v-bits 2 --group 32 --key-layout channel --correction exact --window 2 --recall 1 "
          "--budget-mb 0.015",
-         0x8587b5c4140a66c2ULL});
+         0x20d101ad44ff19deULL});
 }
 TEST(GeneratePinned, TinyWarpedGuidedInt4) {
     run_case({"tiny_warped", "tests/data/tiny",
               R"({"warp_source": true, "warp_eye_height": 2.5, "guidance": 1.5, "guidance_min_t": 0.5})",
-              1400003, 2, 10, "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0xaf6d729e590195c8ULL});
+              1400003, 2, 10, "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0xb390ae947a77a463ULL});
 }
 // The 128x128 model at ./run.sh's settings (INT4 g64 taylor), two chunks.
 TEST(GeneratePinned, ShippedModelInt4) {
     run_case({"shipped_int4", "assets/models/default", "", 1400004, 4, 8,
-              "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0x8a01fa46c233c9a7ULL});
+              "--k-bits 4 --v-bits 4 --group 64 --correction taylor", 0xa48965da019615afULL});
 }

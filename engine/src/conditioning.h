@@ -1,6 +1,10 @@
 // Per-frame conditioning of a chunk (docs/design.md "The model"): from the noise level and the actions to
 // the adaLN modulation vectors. Computed on the host for both backends (a few small matrix-vector
-// products), which keeps the CPU and CUDA backends conditioning identically.
+// products), which keeps the CPU and CUDA backends conditioning identically. The products go through
+// cpu::linear_fixed_order, not OpenBLAS, so that the same seed gives the same bits on every host: a CUDA
+// session's frames must not depend on which CPU drives the GPU (OpenBLAS's bits change with the CPU family
+// and the thread count; docs/experiments/2026-12-06-decoder-and-retrieval.md, "The rollouts are not
+// reproducible from run to run").
 #pragma once
 
 #include <array>

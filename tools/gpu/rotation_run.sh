@@ -49,6 +49,8 @@ pack_results() {
 }
 trap pack_results EXIT
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+# the host CPU too: host-side float results (OpenBLAS, libm) can depend on its family
+echo "host CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) threads"
 CLI=/tmp/b/app/cli/kvworld-cli
 
 # The check's binaries: /tmp/kvw/hopper_check (the kernel as committed) and, for the i-th word of

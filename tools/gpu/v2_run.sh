@@ -69,6 +69,8 @@ pack_results() {
 }
 trap pack_results EXIT
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+# the host CPU too: host-side float results (OpenBLAS, libm) can depend on its family
+echo "host CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) threads"
 export PYTHONUNBUFFERED=1
 
 # dataset NAME EPISODES FRAMES SEED_BASE [FLAGS...]: a 256x256 simulator dataset in /dev/shm (kept while the

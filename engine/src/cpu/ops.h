@@ -12,6 +12,12 @@ namespace kvw::cpu {
 // y[N x out] = x[N x in] · W[out x in]^T + b   (b may be null)
 void linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
 
+// The same product, each output's sum in one order fixed by this code: bit-identical on every x86-64 CPU, at
+// every vector width and thread count (OpenBLAS, behind `linear`, picks its kernels by CPU family and splits
+// the work by thread count, and its bits change with both). For the small products whose results every
+// backend shares: the conditioning the CUDA backend computes on the host (conditioning.cpp).
+void linear_fixed_order(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
+
 // sinusoid(t) [T]: [cos(1000 t w_i), sin(1000 t w_i)], w_i = exp(-ln(1e4) i / (T/2))
 void timestep_sinusoid(float t, int dim, float* out);
 
