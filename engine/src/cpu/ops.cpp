@@ -20,6 +20,12 @@ void linear(const float* x, int n, int in, const float* w, const float* b, int o
                 out);
 }
 
+#if defined(__x86_64__)
+#define KVW_CLONED_FOR_AVX2 __attribute__((target_clones("avx2", "default")))
+#else
+#define KVW_CLONED_FOR_AVX2
+#endif
+
 namespace {
 
 // Outputs [o0, o1) of linear_fixed_order. 32 running sums per output (lane j takes the products k = j mod 32,
@@ -29,10 +35,8 @@ namespace {
 // baseline x86-64, picked at load by the CPU: wider vectors, the same bits (GCC 12, -O3: baseline,
 // -mavx2, -mavx2 -mfma and -march=native builds of this loop give identical outputs, and
 // test_generate_pinned's hashes, made with the baseline clone, hold with the AVX2 one).
-__attribute__((target_clones("avx2", "default"))) void linear_fixed_order_outputs(const float* x, int n,
-                                                                                  int in, const float* w,
-                                                                                  const float* b, int out,
-                                                                                  float* y, int o0, int o1) {
+KVW_CLONED_FOR_AVX2 void linear_fixed_order_outputs(const float* x, int n, int in, const float* w,
+                                                    const float* b, int out, float* y, int o0, int o1) {
     constexpr int kLanes = 32;
     for (int o = o0; o < o1; ++o) {
         const float* wo = w + static_cast<size_t>(o) * in;
