@@ -95,3 +95,31 @@ TEST(Conditioning, BitsDoNotDependOnBlasThreads) {
     EXPECT_TRUE(same_bits(many.mod, one.mod));
     EXPECT_TRUE(same_bits(many.fmod, one.fmod));
 }
+
+// The sampler's rows at once (its steps, the cache pass, the negative rows with other actions) give each row
+// the bits it gets alone.
+TEST(Conditioning, RowsAtOnceAreEachRowAlone) {
+    const ModelConfig cfg = load_model_config(test::source_path("config/model-v2.json"));
+    const ModelWeights w = random_weights(cfg, 8);
+    const int F = cfg.chunk_frames;
+    const std::vector<int> walk(static_cast<size_t>(F), 1), stand(static_cast<size_t>(F), 0);
+    std::vector<std::array<float, kCameraDim>> moving(static_cast<size_t>(F)), still(static_cast<size_t>(F));
+    for (int f = 0; f < F; ++f)
+        for (int k = 0; k < kCameraDim; ++k)
+            moving[static_cast<size_t>(f)][static_cast<size_t>(k)] = 0.2f * (f - k);
+    std::vector<ConditioningRow> rows;
+    for (float t : {1.f, 0.75f, 0.5f, 0.f}) rows.push_back({t, &walk, &moving});
+    for (float t : {1.f, 0.75f}) rows.push_back({t, &stand, &still});
+    const Conditioning all = compute_conditioning(cfg, w, rows);
+    const size_t mod_row = static_cast<size_t>(F) * 6 * cfg.hidden,
+                 fmod_row = static_cast<size_t>(F) * 2 * cfg.hidden;
+    ASSERT_EQ(all.mod.size(), rows.size() * mod_row);
+    ASSERT_EQ(all.fmod.size(), rows.size() * fmod_row);
+    for (size_t r = 0; r < rows.size(); ++r) {
+        const Conditioning one = compute_conditioning(cfg, w, rows[r].t, *rows[r].labels, *rows[r].camera);
+        EXPECT_EQ(std::memcmp(one.mod.data(), all.mod.data() + r * mod_row, mod_row * sizeof(float)), 0)
+            << "row " << r;
+        EXPECT_EQ(std::memcmp(one.fmod.data(), all.fmod.data() + r * fmod_row, fmod_row * sizeof(float)), 0)
+            << "row " << r;
+    }
+}

@@ -26,4 +26,16 @@ Conditioning compute_conditioning(const ModelConfig& config, const ModelWeights&
                                   const std::vector<int>& labels,
                                   const std::vector<std::array<float, kCameraDim>>& camera);
 
+// One row of a chunk's conditioning: a noise level and the frames' actions (F labels, F camera vectors; the
+// pointers must outlive the call).
+struct ConditioningRow {
+    float t = 0.f;
+    const std::vector<int>* labels = nullptr;
+    const std::vector<std::array<float, kCameraDim>>* camera = nullptr;
+};
+// Every row at once (the sampler's steps, its cache pass and its negative rows): mod [rows x F x 6D] and fmod
+// [rows x F x 2D] in row order, bit for bit what compute_conditioning gives each row alone.
+Conditioning compute_conditioning(const ModelConfig& config, const ModelWeights& weights,
+                                  const std::vector<ConditioningRow>& rows);
+
 }  // namespace kvw

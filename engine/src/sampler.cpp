@@ -42,16 +42,14 @@ void Sampler::forward(Frames in, int row, bool write_cache, Frames out) {
 }
 
 void Sampler::set_conditioning(const ChunkJob& job, const std::vector<float>& times, int negative_from) {
-    std::vector<float> mod, fmod;
+    std::vector<ConditioningRow> rows;
     for (size_t r = 0; r < times.size(); ++r) {
         const bool negative = negative_from >= 0 && static_cast<int>(r) >= negative_from;
-        const Conditioning c =
-            compute_conditioning(config_, weights_, times[r], negative ? job.negative_labels : job.labels,
-                                 negative ? job.negative_camera : job.camera);
-        mod.insert(mod.end(), c.mod.begin(), c.mod.end());
-        fmod.insert(fmod.end(), c.fmod.begin(), c.fmod.end());
+        rows.push_back({times[r], negative ? &job.negative_labels : &job.labels,
+                        negative ? &job.negative_camera : &job.camera});
     }
-    backend_->set_conditioning(mod, fmod, static_cast<int>(times.size()));
+    const Conditioning c = compute_conditioning(config_, weights_, rows);
+    backend_->set_conditioning(c.mod, c.fmod, static_cast<int>(times.size()));
 }
 
 // Whether the denoising step at noise level t also runs the negative (motion guidance). The tolerance keeps a
