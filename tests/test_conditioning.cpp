@@ -87,9 +87,9 @@ TEST(Conditioning, BitsDoNotDependOnBlasThreads) {
         for (int k = 0; k < kCameraDim; ++k)
             camera[static_cast<size_t>(f)][static_cast<size_t>(k)] = 0.1f * (f + k);
     const int threads = openblas_get_num_threads();
-    const Conditioning many = compute_conditioning(cfg, w, 0.625f, labels, camera);
+    const Conditioning many = compute_conditioning(cfg, w, {ConditioningRow{0.625f, &labels, &camera}});
     openblas_set_num_threads(1);
-    const Conditioning one = compute_conditioning(cfg, w, 0.625f, labels, camera);
+    const Conditioning one = compute_conditioning(cfg, w, {ConditioningRow{0.625f, &labels, &camera}});
     openblas_set_num_threads(threads);
     std::printf("OpenBLAS threads: %d, then 1\n", threads);
     EXPECT_TRUE(same_bits(many.mod, one.mod));
@@ -116,7 +116,7 @@ TEST(Conditioning, RowsAtOnceAreEachRowAlone) {
     ASSERT_EQ(all.mod.size(), rows.size() * mod_row);
     ASSERT_EQ(all.fmod.size(), rows.size() * fmod_row);
     for (size_t r = 0; r < rows.size(); ++r) {
-        const Conditioning one = compute_conditioning(cfg, w, rows[r].t, *rows[r].labels, *rows[r].camera);
+        const Conditioning one = compute_conditioning(cfg, w, {rows[r]});
         EXPECT_EQ(std::memcmp(one.mod.data(), all.mod.data() + r * mod_row, mod_row * sizeof(float)), 0)
             << "row " << r;
         EXPECT_EQ(std::memcmp(one.fmod.data(), all.fmod.data() + r * fmod_row, fmod_row * sizeof(float)), 0)

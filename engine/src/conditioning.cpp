@@ -1,5 +1,7 @@
 #include "conditioning.h"
 
+#include <algorithm>
+
 #include "cpu/ops.h"
 #include "util/check.h"
 
@@ -25,17 +27,27 @@ Conditioning compute_conditioning(const ModelConfig& c, const ModelWeights& w,
     cpu::silu_inplace(h1.data(), h1.size());
     cpu::linear_fixed_order(h1.data(), R, D, w.ptr("time_embed.2.weight"), w.ptr("time_embed.2.bias"), D,
                             temb.data());
-    // camera: cam [R·F x kCameraDim] -> ch1 [R·F x D] -> cemb [R·F x D]
-    std::vector<float> cam(RF * kCameraDim), ch1(RF * D), cemb(RF * D);
-    for (int r = 0; r < R; ++r)
+    // camera: once per distinct camera list (the sampler's rows share two: the actions and the negative's).
+    // cam [C·F x kCameraDim] -> ch1 [C·F x D] -> cemb [C·F x D]; camera_of[r] is row r's list.
+    std::vector<const std::vector<std::array<float, kCameraDim>>*> cameras;
+    std::vector<size_t> camera_of(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) {
+        const auto* cam = rows[static_cast<size_t>(r)].camera;
+        const auto it = std::find(cameras.begin(), cameras.end(), cam);
+        camera_of[static_cast<size_t>(r)] = static_cast<size_t>(it - cameras.begin());
+        if (it == cameras.end()) cameras.push_back(cam);
+    }
+    const size_t CF = cameras.size() * F;
+    std::vector<float> cam(CF * kCameraDim), ch1(CF * D), cemb(CF * D);
+    for (size_t ci = 0; ci < cameras.size(); ++ci)
         for (int f = 0; f < F; ++f)
             for (int k = 0; k < kCameraDim; ++k)
-                cam[(static_cast<size_t>(r) * F + f) * kCameraDim + k] =
-                    (*rows[static_cast<size_t>(r)].camera)[static_cast<size_t>(f)][static_cast<size_t>(k)];
-    cpu::linear_fixed_order(cam.data(), static_cast<int>(RF), kCameraDim, w.ptr("camera_embed.0.weight"),
+                cam[(ci * F + f) * kCameraDim + k] =
+                    (*cameras[ci])[static_cast<size_t>(f)][static_cast<size_t>(k)];
+    cpu::linear_fixed_order(cam.data(), static_cast<int>(CF), kCameraDim, w.ptr("camera_embed.0.weight"),
                             w.ptr("camera_embed.0.bias"), D, ch1.data());
     cpu::silu_inplace(ch1.data(), ch1.size());
-    cpu::linear_fixed_order(ch1.data(), static_cast<int>(RF), D, w.ptr("camera_embed.2.weight"),
+    cpu::linear_fixed_order(ch1.data(), static_cast<int>(CF), D, w.ptr("camera_embed.2.weight"),
                             w.ptr("camera_embed.2.bias"), D, cemb.data());
     // cond [R·F x D] = silu(temb + action_embed[label] + cemb)
     const float* act = w.ptr("action_embed.weight");
@@ -44,10 +56,10 @@ Conditioning compute_conditioning(const ModelConfig& c, const ModelWeights& w,
         for (int f = 0; f < F; ++f) {
             const int label = (*rows[static_cast<size_t>(r)].labels)[static_cast<size_t>(f)];
             KVW_CHECK(label >= 0 && label < kNumActionLabels, "action label " << label);
-            const size_t i = static_cast<size_t>(r) * F + f;
+            const size_t i = static_cast<size_t>(r) * F + f, ci = camera_of[static_cast<size_t>(r)] * F + f;
             for (int d = 0; d < D; ++d)
                 cond[i * D + d] = temb[static_cast<size_t>(r) * D + d] +
-                                  act[static_cast<size_t>(label) * D + d] + cemb[i * D + d];
+                                  act[static_cast<size_t>(label) * D + d] + cemb[ci * D + d];
         }
     cpu::silu_inplace(cond.data(), cond.size());
     Conditioning out;
@@ -58,12 +70,6 @@ Conditioning compute_conditioning(const ModelConfig& c, const ModelWeights& w,
     cpu::linear_fixed_order(cond.data(), static_cast<int>(RF), D, w.ptr("final_modulation.weight"),
                             w.ptr("final_modulation.bias"), 2 * D, out.fmod.data());
     return out;
-}
-
-Conditioning compute_conditioning(const ModelConfig& c, const ModelWeights& w, float t,
-                                  const std::vector<int>& labels,
-                                  const std::vector<std::array<float, kCameraDim>>& camera) {
-    return compute_conditioning(c, w, {ConditioningRow{t, &labels, &camera}});
 }
 
 }  // namespace kvw

@@ -22,10 +22,6 @@ struct Conditioning {
     std::vector<float> fmod;  // [F x 2D]: shift, scale of the output head
 };
 
-Conditioning compute_conditioning(const ModelConfig& config, const ModelWeights& weights, float t,
-                                  const std::vector<int>& labels,
-                                  const std::vector<std::array<float, kCameraDim>>& camera);
-
 // One row of a chunk's conditioning: a noise level and the frames' actions (F labels, F camera vectors; the
 // pointers must outlive the call).
 struct ConditioningRow {
@@ -34,7 +30,7 @@ struct ConditioningRow {
     const std::vector<std::array<float, kCameraDim>>* camera = nullptr;
 };
 // Every row at once (the sampler's steps, its cache pass and its negative rows): mod [rows x F x 6D] and fmod
-// [rows x F x 2D] in row order, bit for bit what compute_conditioning gives each row alone.
+// [rows x F x 2D] in row order, each row's bits what it gets alone (a call with that row only).
 Conditioning compute_conditioning(const ModelConfig& config, const ModelWeights& weights,
                                   const std::vector<ConditioningRow>& rows);
 
