@@ -16,6 +16,17 @@ namespace kvw::cuda {
     throw Error(msg);
 }
 
+bool overlapping_launches_supported() {
+    // asked once: every launch_overlapping call would ask otherwise (many a chunk where stages run eagerly)
+    static const bool supported = [] {
+        int device = 0, major = 0;
+        return cudaGetDevice(&device) == cudaSuccess &&
+               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+               major >= 9;
+    }();
+    return supported;
+}
+
 std::recursive_mutex& capture_exclusion() {
     static std::recursive_mutex mutex;
     return mutex;

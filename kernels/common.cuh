@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "kvworld/error.h"
 
@@ -51,6 +52,38 @@ inline int elementwise_blocks(size_t n) {
 #define KVW_GRID_STRIDE(i, n)                                                            \
     for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < (n); \
          i += gridDim.x * static_cast<size_t>(blockDim.x))
+
+// Programmatic dependent launch (compute capability 9.0 and later). A kernel started by launch_overlapping
+// may begin while the stream's previous kernel is finishing: its blocks' launch and whatever it does before
+// wait_for_previous_kernel() (barrier set-up, tensor-map prefetches) hide the gap between the two. It must
+// wait before it reads anything an earlier kernel wrote or writes anything an earlier kernel reads; every
+// kernel launched this way waits before its first global access of that kind, so the chain stays ordered
+// (a kernel's blocks start only after every block of the one before it has left, and those waited in turn).
+bool overlapping_launches_supported();  // the current device's compute capability is 9.0 or later
+
+#if defined(__CUDACC__)
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");  // returns at once in a kernel launched plainly
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's end where the
+// device takes it (else an ordinary launch). Captured into a CUDA graph, the overlap becomes a programmatic
+// edge of the graph.
+template <typename... Params, typename... Args>
+void launch_overlapping(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                        cudaStream_t stream, Args&&... args) {
+    cudaLaunchAttribute overlap[1] = {};
+    overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    overlap[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid, config.blockDim = block, config.dynamicSmemBytes = smem, config.stream = stream;
+    config.attrs = overlap, config.numAttrs = overlapping_launches_supported() ? 1 : 0;
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (err != cudaSuccess) throw_cuda_error(__FILE__, __LINE__, name, err);
+}
+#endif
 
 inline cudaStream_t as_stream(void* s) {
     return static_cast<cudaStream_t>(s);

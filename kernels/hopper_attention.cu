@@ -352,17 +352,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     using L = Layout<HD, KSTEPS>;
     extern __shared__ __align__(1024) uint8_t smem[];
-    const int h = blockIdx.y, T = p.n_queries, n_seg = *p.n_segments;
-    const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
-    // This block's key tiles: all of them, or its split's share (possibly none)
-    const int tiles = (n_keys + L::BN - 1) / L::BN, split = blockIdx.z;
-    const int t0 = static_cast<int>(static_cast<long long>(tiles) * split / p.splits),
-              t1 = static_cast<int>(static_cast<long long>(tiles) * (split + 1) / p.splits);
     const int group = threadIdx.x / 128, tid = threadIdx.x % 128;
     uint8_t* const stage0 = smem;
     float* const reduce = reinterpret_cast<float*>(stage0 + L::stages * L::stage_bytes);
     const uint32_t full0 =
         hopper::shared_address(reduce + 8);  // the stages' transaction barriers, 8 bytes each
+    // What needs nothing from the context pass runs while it finishes (launched overlapping it)
     if (threadIdx.x == 0) {
         for (int s = 0; s < L::stages; ++s) hopper::mbarrier_init(full0 + 8 * s, 1);
         hopper::fence_proxy_async();  // the copy engine sees the initialized barriers
@@ -371,6 +366,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         if constexpr (L::narrow) hopper::tma_prefetch_map(&k_narrow_map);
     }
     __syncthreads();
+    wait_for_previous_kernel();  // the pass's rows (and the segment count) from here on
+    const int h = blockIdx.y, T = p.n_queries, n_seg = *p.n_segments;
+    const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
+    // This block's key tiles: all of them, or its split's share (possibly none)
+    const int tiles = (n_keys + L::BN - 1) / L::BN, split = blockIdx.z;
+    const int t0 = static_cast<int>(static_cast<long long>(tiles) * split / p.splits),
+              t1 = static_cast<int>(static_cast<long long>(tiles) * (split + 1) / p.splits);
     if (group == 0) {
         hopper::registers_release<40>();
         producer<HD, KSTEPS>(&k_map, &k_narrow_map, &v_map, stage0, full0, h, t0, t1, tid);
@@ -436,9 +438,8 @@ void launch_steps(const ScratchAttentionParams& p, cudaStream_t stream) {
                       k_narrow_map =
                           L::narrow ? rows_map(p.k, p.heads, p.max_keys, p.k_cols, L::BN, 16) : k_map,
                       v_map = rows_map(p.v, p.heads, p.max_keys, HD, L::BN);
-    hopper_attention_kernel<HD, KSTEPS>
-        <<<grid, kThreads, L::smem_bytes, stream>>>(p, k_map, k_narrow_map, v_map);
-    CUDA_CHECK_LAUNCH("hopper_attention_kernel");
+    launch_overlapping("hopper_attention_kernel", hopper_attention_kernel<HD, KSTEPS>, grid, kThreads,
+                       L::smem_bytes, stream, p, k_map, k_narrow_map, v_map);
 }
 
 template <int HD, int KSTEPS>

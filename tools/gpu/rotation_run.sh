@@ -25,8 +25,8 @@
 #           the stalls per SASS instruction $OUT/ncu_hopper_sass.csv, summed into $OUT/ncu_hopper_stalls.txt); of
 #           the i-th variant of the check instead with NCU_VARIANT=i; rows of NCU_COLS columns (default 128; 136:
 #           the Taylor build, 2 of its 8 folded columns nonzero as the engine writes them)
-#   ncu_pass Nsight Compute on the context pass's keys-and-values kernel at HY's shape, K2/V2 g128 off and
-#           taylor ($OUT/ncu_pass.txt; needs build)
+#   ncu_pass Nsight Compute on the context pass (one kernel: keys, values and queries) at HY's shape, K2/V2 g128
+#           off and taylor ($OUT/ncu_pass.txt; needs build)
 #   ncu     Nsight Compute on the fused kernel at HY's shape, BF16 and K2/V2 g128 taylor (issue 21's note: what
 #           limits it; speed of light, compute and memory workload, occupancy; $OUT/ncu_attention.txt)
 #   grid    the whole grid (bits 8/4/2 x groups 32/64/128 x both layouts), rotated or not, at 16 worlds and 2
@@ -233,7 +233,7 @@ if has ncu_pass; then
   # kernel, 3 timed alone, 3 before cuDNN): BF16 (which always runs) 1-9, off 10-18, taylor 19-27
   stamp "ncu of the context pass"
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:context_keys_values --launch-count 27 \
+  timeout "${NCU_TIMEOUT:-300}" "$NCU" --kernel-name regex:context_pass --launch-count 27 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section WarpStateStats --section SchedulerStats \
     "$CLI" bench-attention --shapes hy-worldplay-8b --iters 1 --formats "K2/V2 g128 off,K2/V2 g128 taylor" \
