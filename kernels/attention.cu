@@ -792,7 +792,9 @@ __global__ void __launch_bounds__(BlockShape<SHAPE>::warps * 32, SHAPE == 0 ? 1 
 // per 64-row query tile and head; the rows' weights first, then every (row, channel) in parallel.
 template <int HD>
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(KernelArgs args) {
-    wait_for_previous_kernel();  // the splits' parts (launched overlapping the kernel that wrote them)
+    // The splits' parts, written by the kernel this one overlaps; no access or return above this line
+    // (common.cuh)
+    wait_for_previous_kernel();
     const AttentionParams& p = args.p;
     const int q_tile = blockIdx.x, h = blockIdx.y, N = p.n_tokens, D = p.heads * HD;
     __shared__ float weights[kTileRows][8];
@@ -1007,8 +1009,8 @@ void attention_combine(const AttentionParams& p, void* stream) {
         throw Error("CUDA attention combine: 2..8 splits and their workspace");
     const KernelArgs args{p, attention_query_tiles(p.n_tokens), 0};
     const dim3 grid(args.q_tiles, p.heads);
-    launch_overlapping("attention combine", p.head_dim == 64 ? combine_kernel<64> : combine_kernel<128>, grid,
-                       kCombineThreads, 0, as_stream(stream), args);
+    KVW_LAUNCH_OVERLAPPING("attention combine", p.head_dim == 64 ? combine_kernel<64> : combine_kernel<128>,
+                           grid, kCombineThreads, 0, as_stream(stream), args);
 }
 
 }  // namespace kvw::cuda

@@ -1,4 +1,6 @@
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "common.cuh"
 #include "cuda_ops.h"
@@ -16,15 +18,29 @@ namespace kvw::cuda {
     throw Error(msg);
 }
 
-bool overlapping_launches_supported() {
-    // asked once: every launch_overlapping call would ask otherwise (many a chunk where stages run eagerly)
-    static const bool supported = [] {
-        int device = 0, major = 0;
-        return cudaGetDevice(&device) == cudaSuccess &&
-               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-               major >= 9;
-    }();
-    return supported;
+bool overlapping_launch_allowed(const void* kernel) {
+    // Asked once per kernel (launches come many a chunk where stages run eagerly); the process's current
+    // device at the first ask is the one asked about.
+    static std::mutex mutex;
+    static std::unordered_map<const void*, bool> allowed;
+    const std::lock_guard<std::mutex> lock(mutex);
+    const auto it = allowed.find(kernel);
+    if (it != allowed.end()) return it->second;
+    int device = 0, major = 0;
+    cudaFuncAttributes attributes{};
+    const bool asked =
+        cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+        cudaFuncGetAttributes(&attributes, kernel) == cudaSuccess;
+    if (!asked) cudaGetLastError();  // a failed ask only turns the overlap off
+    const bool yes = asked && major >= 9 && attributes.ptxVersion >= 90;
+    allowed.emplace(kernel, yes);
+    return yes;
+}
+
+void throw_launch_error(const char* file, int line, const char* name, cudaError_t err) {
+    cudaGetLastError();  // cleared: the next CUDA_CHECK_LAUNCH elsewhere must not report this launch
+    throw_cuda_error(file, line, name, err);
 }
 
 std::recursive_mutex& capture_exclusion() {

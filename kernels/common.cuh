@@ -55,34 +55,47 @@ inline int elementwise_blocks(size_t n) {
 
 // Programmatic dependent launch (compute capability 9.0 and later). A kernel started by launch_overlapping
 // may begin while the stream's previous kernel is finishing: its blocks' launch and whatever it does before
-// wait_for_previous_kernel() (barrier set-up, tensor-map prefetches) hide the gap between the two. It must
-// wait before it reads anything an earlier kernel wrote or writes anything an earlier kernel reads; every
-// kernel launched this way waits before its first global access of that kind, so the chain stays ordered
-// (a kernel's blocks start only after every block of the one before it has left, and those waited in turn).
-bool overlapping_launches_supported();  // the current device's compute capability is 9.0 or later
-
+// wait_for_previous_kernel() (barrier set-up, tensor-map prefetches) hide the gap between the two. The wait
+// returns once the previous kernel has completed and its writes are visible. The rule that keeps a chain of
+// such kernels ordered: every thread of a kernel launched this way calls wait_for_previous_kernel() before it
+// reads anything an earlier kernel wrote, writes anything an earlier kernel reads, or returns. Then a kernel
+// has completed only after the one before it has, and so on down the chain.
 #if defined(__CUDACC__)
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");  // returns at once in a kernel launched plainly
 #endif
 }
+#endif
 
-// kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's end where the
-// device takes it (else an ordinary launch). Captured into a CUDA graph, the overlap becomes a programmatic
-// edge of the graph.
+// Whether `kernel` may be launched overlapping: the current device has compute capability 9.0 or later and
+// the kernel's code was compiled for it (PTX of an older architecture, JIT-compiled for this one, has no
+// wait in it). Asked of the runtime once per kernel.
+bool overlapping_launch_allowed(const void* kernel);
+
+// Where a launch failed: the call site's file and line, the kernel's name and CUDA's message (the error is
+// also cleared, as CUDA_CHECK_LAUNCH's cudaGetLastError does, so that the next check does not report it).
+[[noreturn]] void throw_launch_error(const char* file, int line, const char* name, cudaError_t err);
+
+#if defined(__CUDACC__)
+// kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the previous kernel's end where
+// overlapping_launch_allowed (else an ordinary launch). Captured into a CUDA graph, the overlap becomes a
+// programmatic edge of the graph. Call it through KVW_LAUNCH_OVERLAPPING, which names the call site.
 template <typename... Params, typename... Args>
-void launch_overlapping(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                        cudaStream_t stream, Args&&... args) {
+void launch_overlapping(const char* file, int line, const char* name, void (*kernel)(Params...), dim3 grid,
+                        dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
     cudaLaunchAttribute overlap[1] = {};
     overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     overlap[0].val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t config = {};
     config.gridDim = grid, config.blockDim = block, config.dynamicSmemBytes = smem, config.stream = stream;
-    config.attrs = overlap, config.numAttrs = overlapping_launches_supported() ? 1 : 0;
+    config.attrs = overlap;
+    config.numAttrs = overlapping_launch_allowed(reinterpret_cast<const void*>(kernel)) ? 1 : 0;
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
-    if (err != cudaSuccess) throw_cuda_error(__FILE__, __LINE__, name, err);
+    if (err != cudaSuccess) throw_launch_error(file, line, name, err);
 }
+#define KVW_LAUNCH_OVERLAPPING(name, ...) \
+    ::kvw::cuda::launch_overlapping(__FILE__, __LINE__, name, __VA_ARGS__)
 #endif
 
 inline cudaStream_t as_stream(void* s) {

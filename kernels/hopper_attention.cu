@@ -366,7 +366,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         if constexpr (L::narrow) hopper::tma_prefetch_map(&k_narrow_map);
     }
     __syncthreads();
-    wait_for_previous_kernel();  // the pass's rows (and the segment count) from here on
+    // The pass's rows and the segment count from here on; no global access or return above this line
+    // (common.cuh)
+    wait_for_previous_kernel();
     const int h = blockIdx.y, T = p.n_queries, n_seg = *p.n_segments;
     const int n_keys = (n_seg + 1) * T, n_cached = n_seg * T;
     // This block's key tiles: all of them, or its split's share (possibly none)
@@ -438,8 +440,8 @@ void launch_steps(const ScratchAttentionParams& p, cudaStream_t stream) {
                       k_narrow_map =
                           L::narrow ? rows_map(p.k, p.heads, p.max_keys, p.k_cols, L::BN, 16) : k_map,
                       v_map = rows_map(p.v, p.heads, p.max_keys, HD, L::BN);
-    launch_overlapping("hopper_attention_kernel", hopper_attention_kernel<HD, KSTEPS>, grid, kThreads,
-                       L::smem_bytes, stream, p, k_map, k_narrow_map, v_map);
+    KVW_LAUNCH_OVERLAPPING("hopper_attention_kernel", hopper_attention_kernel<HD, KSTEPS>, grid, kThreads,
+                           L::smem_bytes, stream, p, k_map, k_narrow_map, v_map);
 }
 
 template <int HD, int KSTEPS>
