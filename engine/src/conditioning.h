@@ -17,9 +17,9 @@
 namespace kvw {
 
 struct Conditioning {
-    std::vector<float>
-        mod;  // [F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (before per-block offsets)
-    std::vector<float> fmod;  // [F x 2D]: shift, scale of the output head
+    // [rows x F x 6D]: shift1, scale1, gate1, shift2, scale2, gate2 (before per-block offsets)
+    std::vector<float> mod;
+    std::vector<float> fmod;  // [rows x F x 2D]: shift, scale of the output head
 };
 
 // One row of a chunk's conditioning: a noise level and the frames' actions (F labels, F camera vectors; the
