@@ -984,6 +984,20 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
         std::printf("%s: a memory of the place offered to %d of %d revisiting frames\n",
                     c.at("label").get<std::string>().c_str(), offered.at("pairs").get<int>(), pairs);
     }
+    // Each world with revisits is printed as its two runs finish (a run cut short keeps them); here the one
+    // world, its figures those of the pooled rows (one world pools alone).
+    std::ifstream log_file(out.string() + ".log");
+    const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+    for (const nlohmann::json& c : r.at("caches")) {
+        char line[200];
+        std::snprintf(
+            line, sizeof line,
+            "revisit, %s: world 1 of 1 (seed 1607919, %d frames): model %.2f dB, recall off %.2f dB, "
+            "simulator %.2f dB",
+            c.at("label").get<std::string>().c_str(), pairs, c.at("model").at("psnr").get<double>(),
+            c.at("recall_off").at("psnr").get<double>(), r.at("simulator").at("psnr").get<double>());
+        EXPECT_NE(log.find(line), std::string::npos) << line << "\n" << log;
+    }
     const nlohmann::json& survey = r.at("survey");
     EXPECT_EQ(survey.at("traces").get<int>(), 2);
     ASSERT_EQ(survey.at("lengths").size(), 4u);
