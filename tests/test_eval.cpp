@@ -824,8 +824,7 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
                             " --mode quality --resample-pool 3 --out " + out.string() + " > " +
                             (out.string() + ".bad.log") + " 2>&1";
     EXPECT_NE(std::system(bad.c_str()), 0);
-    std::ifstream bad_log(out.string() + ".bad.log");
-    const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());
+    const std::string message = read_file_text(out.string() + ".bad.log");
     EXPECT_NE(message.find("--resample-pool is a world-change option"), std::string::npos) << message;
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
@@ -890,14 +889,12 @@ TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
         EXPECT_NE(without, off);
         EXPECT_FALSE(c.at("gain_of_earlier_view").at("ci95")[0].is_null());
     }
-    std::ifstream md(out / "eval.md");
-    const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    const std::string text = read_file_text(out / "eval.md");
     EXPECT_NE(text.find("Memory of places, one chunk"), std::string::npos);
     // The tiny model's own policy (window 2, recall 1) would not put the earlier view in the context.
     const std::string bad = base + " --out " + out.string() + " > " + (out.string() + ".bad.log") + " 2>&1";
     EXPECT_NE(std::system(bad.c_str()), 0);
-    std::ifstream bad_log(out.string() + ".bad.log");
-    const std::string message((std::istreambuf_iterator<char>(bad_log)), std::istreambuf_iterator<char>());
+    const std::string message = read_file_text(out.string() + ".bad.log");
     EXPECT_NE(message.find("window 3, recall >= 2"), std::string::npos) << message;
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
@@ -986,8 +983,7 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     }
     // Each world with revisits is printed as its two runs finish (a run cut short keeps them); here the one
     // world, its figures those of the pooled rows (one world pools alone).
-    std::ifstream log_file(out.string() + ".log");
-    const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+    const std::string log = read_file_text(out.string() + ".log");
     for (const nlohmann::json& c : r.at("caches")) {
         char line[200];
         std::snprintf(
