@@ -912,7 +912,7 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     const std::string cmd =
         std::string(KVW_CLI_EXE) + " eval --backend cpu --model " + test::source_path("tests/data/tiny") +
         " --mode revisit --traces 2 --long-frames 600 --revisit-bits 16,2 --revisit-survey 2 --recall 2"
-        " --out " +
+        " --rotations hadamard --correction-below-ts 0.75 --out " +
         out.string() + " > " + (out.string() + ".log") + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "see " << out.string() << ".log";
     std::ifstream f(out / "eval.json");
@@ -957,6 +957,10 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     EXPECT_EQ(r.at("caches")[1].at("key_bits").get<int>(), 2);
     EXPECT_EQ(r.at("caches")[1].at("group").get<int>(), 64);
     EXPECT_EQ(r.at("caches")[1].at("correction").get<std::string>(), "taylor");
+    // The quantized row is the app's 2-bit preset, as asked; BF16 stays plain.
+    EXPECT_TRUE(r.at("caches")[1].at("rotated").get<bool>());
+    EXPECT_FLOAT_EQ(r.at("caches")[1].at("correction_max_t").get<float>(), 0.75f);
+    EXPECT_FALSE(r.at("caches")[0].at("rotated").get<bool>());
     for (const nlohmann::json& c : r.at("caches")) {
         const double model = c.at("model").at("psnr").get<double>(),
                      floor = c.at("recall_off").at("psnr").get<double>(),
@@ -1006,8 +1010,18 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     // The survey's traces begin with the rollouts' traces, so its first minute holds every pair the 37.5-s
     // rollouts found (and those of the next 22.5 s).
     EXPECT_GE(survey.at("lengths")[0].at("pairs").get<int>(), pairs);
+    // Two rotations (a grid's list) do not say which one the revisit caches take: refused, with a message.
+    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                            test::source_path("tests/data/tiny") +
+                            " --mode revisit --traces 1 --rotations none,hadamard --out " + out.string() +
+                            " > " + (out.string() + ".bad.log") + " 2>&1";
+    EXPECT_NE(std::system(bad.c_str()), 0);
+    const std::string message = read_file_text(out.string() + ".bad.log");
+    EXPECT_NE(message.find("take one --rotations and one --correction-below-ts"), std::string::npos)
+        << message;
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
+    fs::remove(out.string() + ".bad.log");
 }
 
 // The paired comparison: every row a fork of one BF16 session given the simulator's frames; the report's

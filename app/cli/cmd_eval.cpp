@@ -62,9 +62,9 @@ void EvalFlags::add_to(CLI::App* cmd) {
             options.revisit_bits =
                 value == "none" ? std::vector<int>{} : parse_int_list(value, "revisit-bits");
         },
-        "revisit, memory: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor; default "
-        "16,4,2), or "
-        "none (the simulator's side alone: the ceiling and the survey)");
+        "revisit, memory: caches compared, by bits (16: BF16; 8, 4, 2: g64 per token, taylor, with the one "
+        "value of --rotations and --correction-below-ts: hadamard and 0.75 give the app's 2-bit preset; "
+        "default 16,4,2), or none (the simulator's side alone: the ceiling and the survey)");
     cmd->add_option("--concurrent", options.concurrent,
                     "quality, revisit, paired: worlds run at once, each session on its own thread (0: one; "
                     "the figures do not depend on it)")

@@ -25,6 +25,11 @@ void check_eval_options(const EvalOptions& options) {
     for (int bits : options.revisit_bits)
         if (bits != 16 && bits != 8 && bits != 4 && bits != 2)
             throw Error("eval: --revisit-bits takes 16, 8, 4 and 2 (or none)");
+    if ((options.mode == EvalMode::Revisit || options.mode == EvalMode::Memory) &&
+        (options.rotations.size() != 1 || options.correction_max_ts.size() != 1))
+        throw Error(
+            "eval: --mode revisit and memory take one --rotations and one --correction-below-ts value (each "
+            "quantized cache of --revisit-bits runs with them)");
     for (float t : options.correction_max_ts)
         if (!(t >= 0.f && t <= 1.f)) throw Error("eval: --correction-below-ts takes noise levels in [0, 1]");
     if (options.mode == EvalMode::Paired && (options.paired_context_chunks < 1 || options.paired_chunks < 1))

@@ -28,11 +28,16 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The cache of a revisit row: BF16 for 16 bits, else keys and values at `bits`, groups of 64 per token, the
-// Taylor correction.
-CacheSettings revisit_cache(int bits) {
+// The cache of a revisit or memory row: BF16 for 16 bits, else keys and values at `bits`, groups of 64 per
+// token, the Taylor correction at the passes of t <= the options' one noise-level limit, codes rotated when
+// the options' one rotation says so (the app's 2-bit preset: --rotations hadamard --correction-below-ts
+// 0.75).
+CacheSettings revisit_cache(int bits, const EvalOptions& o) {
     if (bits == 16) return CacheSettings{16, 16, 64, KeyLayout::Token, Correction::Off};
-    return CacheSettings{bits, bits, 64, KeyLayout::Token, Correction::Taylor};
+    CacheSettings c{bits, bits, 64, KeyLayout::Token, Correction::Taylor};
+    c.correction_max_t = o.correction_max_ts.front();  // one value: check_eval_options
+    c.rotated = o.rotations.front();
+    return c;
 }
 
 // The poses of the frames a rollout generates (after the trace's context), as the simulator moves the camera
@@ -190,7 +195,7 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
     };
     std::vector<Row> rows;
     for (int bits : o.revisit_bits)
-        rows.push_back({revisit_cache(bits), WorldSums(worlds), WorldSums(worlds), WorldSums(worlds),
+        rows.push_back({revisit_cache(bits, o), WorldSums(worlds), WorldSums(worlds), WorldSums(worlds),
                         WorldSums(worlds)});
     WorldSums repeat_last(worlds), earlier_view(worlds);
     std::vector<int> gap_chunks(worlds), found(worlds);
@@ -250,6 +255,8 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
         caches.push_back({{"label", row.cache.label()},
                           {"key_bits", row.cache.key_bits},
                           {"value_bits", row.cache.value_bits},
+                          {"correction_max_t", row.cache.correction_max_t},
+                          {"rotated", row.cache.rotated},
                           {"with_earlier_view", psnr_json(row.with_view)},
                           {"without_earlier_view", psnr_json(row.without_view)},
                           {"recall_off", psnr_json(row.recall_off)},
@@ -323,7 +330,7 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
     const json ceiling = psnr_json(simulator);
     json caches = json::array();
     for (int bits : o.revisit_bits) {
-        const CacheSettings cache = revisit_cache(bits);
+        const CacheSettings cache = revisit_cache(bits, o);
         WorldSums recall_on(worlds), recall_off(worlds);
         // The same errors split by whether the revisiting chunk was offered a memory of the place (recall
         // on): where it was, recall on against off is what the memory gave; where not, recall never offered
@@ -390,6 +397,8 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
              {"value_bits", cache.value_bits},
              {"group", cache.group},
              {"correction", to_string(cache.correction)},
+             {"correction_max_t", cache.correction_max_t},
+             {"rotated", cache.rotated},
              {"recall", base.context.recall},
              {"model", on},
              {"recall_off", off},

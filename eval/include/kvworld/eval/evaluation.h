@@ -79,9 +79,10 @@ struct EvalOptions {
     int resample_pool = 0;
     int resample_nearest = 8;
     uint64_t resample_base = 0;  // 0: world_base + 50,000,000
-    // revisit only: the caches compared, by bits (16: BF16; 8, 4, 2: keys and values at those bits, groups of
-    // 64 per token, the Taylor correction; none: the simulator's side alone), and the traces of the revisit
-    // survey (0: none).
+    // revisit and memory: the caches compared, by bits (16: BF16; 8, 4, 2: keys and values at those bits,
+    // groups of 64 per token, the Taylor correction at t <= the one value of correction_max_ts, codes rotated
+    // as the one value of rotations says; none: the simulator's side alone); revisit only: the traces of the
+    // revisit survey (0: none).
     std::vector<int> revisit_bits = {16, 4, 2};
     int revisit_survey = 32;
     // paired only: chunks of the simulator's frames given to the BF16 session that every setting forks from,
