@@ -875,6 +875,11 @@ TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
     ASSERT_EQ(m.at("caches").size(), 2u);
     EXPECT_EQ(m.at("caches")[0].at("label").get<std::string>(), "BF16");
     EXPECT_EQ(m.at("caches")[1].at("key_bits").get<int>(), 2);
+    // Without --rotations and --correction-below-ts the quantized cache is the paper's: plain codes, every
+    // pass corrected.
+    EXPECT_EQ(m.at("caches")[1].at("label").get<std::string>(), "K2/V2 g64 taylor");
+    EXPECT_FALSE(m.at("caches")[1].at("rotated").get<bool>());
+    EXPECT_FLOAT_EQ(m.at("caches")[1].at("correction_max_t").get<float>(), 1.f);
     for (const nlohmann::json& c : m.at("caches")) {
         const double with = c.at("with_earlier_view").at("psnr").get<double>(),
                      without = c.at("without_earlier_view").at("psnr").get<double>(),
@@ -958,6 +963,7 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     EXPECT_EQ(r.at("caches")[1].at("group").get<int>(), 64);
     EXPECT_EQ(r.at("caches")[1].at("correction").get<std::string>(), "taylor");
     // The quantized row is the app's 2-bit preset, as asked; BF16 stays plain.
+    EXPECT_EQ(r.at("caches")[1].at("label").get<std::string>(), "K2/V2 g64 rotated taylor t<=0.75");
     EXPECT_TRUE(r.at("caches")[1].at("rotated").get<bool>());
     EXPECT_FLOAT_EQ(r.at("caches")[1].at("correction_max_t").get<float>(), 0.75f);
     EXPECT_FALSE(r.at("caches")[0].at("rotated").get<bool>());
@@ -1010,15 +1016,17 @@ TEST(EvalReport, RevisitReportAgreesWithItsDefinitions) {
     // The survey's traces begin with the rollouts' traces, so its first minute holds every pair the 37.5-s
     // rollouts found (and those of the next 22.5 s).
     EXPECT_GE(survey.at("lengths")[0].at("pairs").get<int>(), pairs);
-    // Two rotations (a grid's list) do not say which one the revisit caches take: refused, with a message.
-    const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
-                            test::source_path("tests/data/tiny") +
-                            " --mode revisit --traces 1 --rotations none,hadamard --out " + out.string() +
-                            " > " + (out.string() + ".bad.log") + " 2>&1";
-    EXPECT_NE(std::system(bad.c_str()), 0);
-    const std::string message = read_file_text(out.string() + ".bad.log");
-    EXPECT_NE(message.find("take one --rotations and one --correction-below-ts"), std::string::npos)
-        << message;
+    // Two rotations or two noise-level limits (a grid's lists) do not say which the revisit caches take:
+    // refused, with a message.
+    for (const char* lists : {" --rotations none,hadamard", " --correction-below-ts 1,0.75"}) {
+        const std::string bad = std::string(KVW_CLI_EXE) + " eval --backend cpu --model " +
+                                test::source_path("tests/data/tiny") + " --mode revisit --traces 1" + lists +
+                                " --out " + out.string() + " > " + (out.string() + ".bad.log") + " 2>&1";
+        EXPECT_NE(std::system(bad.c_str()), 0) << lists;
+        const std::string message = read_file_text(out.string() + ".bad.log");
+        EXPECT_NE(message.find("take one --rotations and one --correction-below-ts"), std::string::npos)
+            << lists << ": " << message;
+    }
     fs::remove_all(out);
     fs::remove(out.string() + ".log");
     fs::remove(out.string() + ".bad.log");

@@ -31,13 +31,16 @@ void EvalFlags::add_to(CLI::App* cmd) {
     cmd->add_option("--layouts", layouts, "Key layouts of the grid");
     cmd->add_option("--corrections", corrections, "Corrections of the grid");
     cmd->add_option("--correction-below-ts", correction_max_ts,
-                    "Noise-level limits each correction of the grid runs at (1: every pass, the paper's)");
+                    "Noise-level limits each correction of the grid runs at (1: every pass, the paper's); "
+                    "revisit, memory: one value, for their quantized caches");
     cmd->add_option("--reconstructions", reconstructions,
                     "Reconstructions of the grid: midpoint, calibrated (2- and 4-bit settings with off or "
                     "taylor)");
-    cmd->add_option("--rotations", rotations,
-                    "Rotations of the grid: none, hadamard (codes in the token layout; not with the exact "
-                    "correction on rotated keys, nor calibrated levels)");
+    cmd->add_option(
+        "--rotations", rotations,
+        "Rotations of the grid: none, hadamard (codes in the token layout; not with the exact "
+        "correction on rotated keys, nor calibrated levels); revisit, memory: one value, for their "
+        "quantized caches");
     cmd->add_option("--paired-context-chunks", options.paired_context_chunks,
                     "paired: chunks of the simulator's frames the BF16 context is built from")
         ->check(CLI::Range(1, 62));

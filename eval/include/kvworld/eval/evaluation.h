@@ -63,13 +63,15 @@ struct EvalOptions {
     std::vector<int> groups = {32, 64, 128};
     std::vector<KeyLayout> key_layouts = {KeyLayout::Token, KeyLayout::Channel};
     std::vector<Correction> corrections = {Correction::Off, Correction::Taylor, Correction::Exact};
-    // The correction's noise-level limits (CacheSettings::correction_max_t) each correction is run at.
+    // The correction's noise-level limits (CacheSettings::correction_max_t) each correction is run at
+    // (revisit and memory: one value, for their quantized caches).
     std::vector<float> correction_max_ts = {1.f};
     // What codes stand for (CacheSettings::reconstruction); calibrated only where a tensor has 2 or 4 bits
     // and the correction is off or taylor.
     std::vector<Reconstruction> reconstructions = {Reconstruction::Midpoint};
     // Whether codes are rotated (CacheSettings::rotated); only where something is stored per token, not with
-    // the exact correction on rotated keys nor with calibrated levels.
+    // the exact correction on rotated keys nor with calibrated levels (revisit and memory: one value, for
+    // their quantized caches).
     std::vector<bool> rotations = {false};
     bool full_grid = false;        // every key bits x value bits pair, not only equal bits
     uint64_t world_base = 900000;  // first held-out world seed (training uses 1000..)
