@@ -40,6 +40,17 @@ CacheSettings revisit_cache(int bits, const EvalOptions& o) {
     return c;
 }
 
+// What a revisit or memory row's JSON says of its cache (the settings revisit_cache made).
+json cache_fields(const CacheSettings& cache) {
+    return {{"label", cache.label()},
+            {"key_bits", cache.key_bits},
+            {"value_bits", cache.value_bits},
+            {"group", cache.group},
+            {"correction", to_string(cache.correction)},
+            {"correction_max_t", cache.correction_max_t},
+            {"rotated", cache.rotated}};
+}
+
 // The poses of the frames a rollout generates (after the trace's context), as the simulator moves the camera
 // in x, z, yaw and pitch (it only ever changes the height on top of dead reckoning).
 std::vector<CameraPose> generated_poses(const Trace& trace, const ModelConfig& c) {
@@ -252,18 +263,15 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
     });
     json caches = json::array();
     for (const Row& row : rows) {
-        caches.push_back({{"label", row.cache.label()},
-                          {"key_bits", row.cache.key_bits},
-                          {"value_bits", row.cache.value_bits},
-                          {"correction_max_t", row.cache.correction_max_t},
-                          {"rotated", row.cache.rotated},
-                          {"with_earlier_view", psnr_json(row.with_view)},
-                          {"without_earlier_view", psnr_json(row.without_view)},
-                          {"recall_off", psnr_json(row.recall_off)},
-                          {"with_answer_recalled", psnr_json(row.with_answer)},
-                          {"gain_of_earlier_view", psnr_gain_json(row.with_view, row.without_view)},
-                          {"gain_of_answer_recalled", psnr_gain_json(row.with_answer, row.without_view)},
-                          {"gain_over_recall_off", psnr_gain_json(row.with_view, row.recall_off)}});
+        json r = cache_fields(row.cache);
+        r.update({{"with_earlier_view", psnr_json(row.with_view)},
+                  {"without_earlier_view", psnr_json(row.without_view)},
+                  {"recall_off", psnr_json(row.recall_off)},
+                  {"with_answer_recalled", psnr_json(row.with_answer)},
+                  {"gain_of_earlier_view", psnr_gain_json(row.with_view, row.without_view)},
+                  {"gain_of_answer_recalled", psnr_gain_json(row.with_answer, row.without_view)},
+                  {"gain_over_recall_off", psnr_gain_json(row.with_view, row.recall_off)}});
+        caches.push_back(r);
         const json& g = caches.back()["gain_of_earlier_view"];
         std::printf(
             "memory, %s: returning chunk %.2f dB with the earlier view, %.2f without, %.2f recall off: the "
@@ -391,15 +399,9 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                       return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
                                               pooled_psnr(simulator, draw));
                   });
-        caches.push_back(
-            {{"label", cache.label()},
-             {"key_bits", cache.key_bits},
-             {"value_bits", cache.value_bits},
-             {"group", cache.group},
-             {"correction", to_string(cache.correction)},
-             {"correction_max_t", cache.correction_max_t},
-             {"rotated", cache.rotated},
-             {"recall", base.context.recall},
+        json row = cache_fields(cache);
+        row.update(
+            {{"recall", base.context.recall},
              {"model", on},
              {"recall_off", off},
              {"floor_to_ceiling", fraction},
@@ -413,6 +415,7 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                {"recall_off", offered_off}}},
              {"memory_not_offered",
               {{"pairs", total_pairs - offered_pairs}, {"model", other_on}, {"recall_off", other_off}}}});
+        caches.push_back(row);
         std::printf(
             "revisit PSNR, %s: model %.2f dB, recall off %.2f dB, simulator %.2f dB: %.0f%% of the way from "
             "floor to ceiling [%.0f%%, %.0f%%]\n",
