@@ -8,6 +8,7 @@ This script
     and gives the score (model - floor) / (ceiling - floor);
   - pairs worlds across caches: each quantized cache's model against BF16's model, and each cache's model
     against its own recall-off run, with 95% intervals from resampling worlds (4,000 draws, seeded);
+  - pairs the app's 2-bit preset with the plain 2-bit cache;
   - checks that the 16-world call's per-world lines equal the 32-world call's first 16.
 Usage: python3 revisit_per_world.py   (from any folder; numpy not needed)
 """
@@ -45,7 +46,9 @@ def interval(values):
 bf16 = parse("revisit_bf16_32worlds_h100.txt")
 quantized = parse("revisit_int4_int2_32worlds_h100.txt")
 first16 = parse("revisit_int4_int2_16worlds_h100.txt")
-both = {**bf16, **quantized}
+# the app's 2-bit preset (Hadamard-rotated keys, the correction below t = 0.75), run in a later session
+preset = parse("revisit_int2_rotated_correction075_32worlds_h100.txt")
+both = {**bf16, **quantized, **preset}
 labels = sorted({k[0] for k in both})
 seeds = sorted({k[1] for k in bf16})
 
@@ -65,5 +68,10 @@ for label in labels:
         m, lo, hi = interval(d)
         print(f"{label}: model - BF16's model per world {m:+.2f} dB [{lo:+.2f}, {hi:+.2f}],"
               f" worse in {sum(x < 0 for x in d)} of {len(d)}")
+PRESET, PLAIN = "K2/V2 g64 rotated taylor t<=0.75", "K2/V2 g64 taylor"
+d = [both[(PRESET, s)][2] - both[(PLAIN, s)][2] for s in seeds]
+m, lo, hi = interval(d)
+print(f"{PRESET}: model - {PLAIN}'s model per world {m:+.2f} dB [{lo:+.2f}, {hi:+.2f}],"
+      f" ahead in {sum(x > 0 for x in d)} of {len(d)}")
 same = sum(1 for k, v in first16.items() if quantized.get(k) == v)
 print(f"the 16-world call's per-world lines equal to the 32-world call's: {same} of {len(first16)}")
