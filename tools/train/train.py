@@ -240,19 +240,22 @@ def context_kv(k_chunks, v_chunks, recall_idx, c: int, window: int, recall: int,
 @torch.no_grad()
 def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, window: int, recall: int,
                    noise: torch.Tensor, steps: int = 0, guidance: float = 1.0, negative=None,
-                   camera: torch.Tensor = None) -> torch.Tensor:
+                   camera: torch.Tensor = None, given: int = 1, frame_lag: int = 0) -> torch.Tensor:
     """The engine's autoregressive procedure batched over episodes (model.generate_chunk for every chunk): chunk 0
     is the given start context (its cache pass only); chunks 1..K-1 are sampled with `steps` Euler steps (0: the
     config's) from the flow source (source_sigma * noise, plus the previous *generated* chunk's last frame for source "previous"),
     each followed by its cache pass at t = cache_t, and every chunk attends to the cache-pass K/V of the chunks the
     context policy gives it (recall_idx, then the window), with the engine's slot positions.
-    x0 [B, K, F, H, W, 3] (only chunk 0 is read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
+    x0 [B, K, F, H, W, 3] (only chunks < given are read); labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M];
     noise like x0 (chunk c's flow-source noise). Returns [B, K, F, H, W, 3]: chunk 0 = x0's, the rest generated.
     Motion guidance (guidance != 1; `negative` = (labels, cam) with the movement released, like labels/cam): every
     step at t >= cfg.guidance_min_t of a chunk whose negative differs from its command in some episode also runs
     the negative and uses x0 = x0_negative + guidance * (x0 - x0_negative), as the engine does (rows whose chunk
     does not move get x0_negative == x0, so the mix leaves them as they are). warp_source: camera [B, K*F, 5] (the episode's
-    poses) moves each chunk's source to its frames' cameras.
+    poses) moves each chunk's source to its frames' cameras. given: how many leading chunks are x0's (the start
+    context; their cache passes only). frame_lag L > 0: a staggered schedule (a probe, not the engine's): frame f of
+    a chunk runs the same `steps` times L*f global steps after frame 0 (n + L*(F-1) model passes a chunk), so that
+    the later frames are decided after the earlier ones; each pass gives every frame its own t.
     Why: at inference the context is the model's own output; training on it (with ground-truth targets) teaches
     the model to pull its own drift back instead of carrying it on (exposure bias; cf. self forcing)."""
     cfg = model.cfg
@@ -260,7 +263,7 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     B, K, Fr, N = x0.shape[0], x0.shape[1], cfg.chunk_frames, cfg.tokens_per_chunk
     Hh, hd = cfg.heads, cfg.head_dim
     out = torch.empty_like(x0)
-    out[:, 0] = x0[:, 0]
+    out[:, :given] = x0[:, :given]
     kcache, vcache = [None] * cfg.depth, [None] * cfg.depth  # per layer [B, heads, K, N, hd], keys unrotated
     # the current chunk's context per layer, gathered and rotated once for its steps and its cache pass (set in
     # the chunk loop below: the cache holds chunks < c, written by chunk c-1's cache pass)
@@ -269,7 +272,8 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     def forward(x: torch.Tensor, t: float, c: int, write: bool, cond=None) -> torch.Tensor:
         sl = slice(c * Fr, (c + 1) * Fr)
         lab, cm = cond if cond is not None else (labels, cam)
-        mod, fmod = model.conditioning(torch.full((B, Fr), t, device=dev), lab[:, sl], cm[:, sl])
+        tt = t.expand(B, Fr) if torch.is_tensor(t) else torch.full((B, Fr), t, device=dev)  # t: float or [Fr]
+        mod, fmod = model.conditioning(tt, lab[:, sl], cm[:, sl])
         mod_tok, fmod_tok = model.per_token(mod), model.per_token(fmod)
         h = model.embed_patches(M.patchify(x, cfg.patch))
         for l, blk in enumerate(model.blocks):
@@ -296,7 +300,7 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     for c in range(K):
         context = [context_kv(kcache[l], vcache[l], recall_idx, c, window, recall, rope_f) if c else ([], [], 0)
                    for l in range(cfg.depth)]
-        if c > 0:
+        if c >= given:
             x = cfg.source_sigma * noise[:, c]
             if warp:
                 x = x + warp_chunk_source(out[:, c - 1, -1], views, c, cfg)
@@ -305,12 +309,28 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
             sl = slice(c * Fr, (c + 1) * Fr)
             guided = guidance != 1.0 and negative is not None and bool(
                 (negative[1][:, sl] != cam[:, sl]).any() or (negative[0][:, sl] != labels[:, sl]).any())
-            for s in range(steps):
-                x0p = forward(x, ts[s], c, False)
-                if guided and ts[s] >= cfg.guidance_min_t - 1e-6:
-                    x0n = forward(x, ts[s], c, False, negative)
-                    x0p = x0n + guidance * (x0p - x0n)
-                x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
+            if frame_lag == 0:
+                for s in range(steps):
+                    x0p = forward(x, ts[s], c, False)
+                    if guided and ts[s] >= cfg.guidance_min_t - 1e-6:
+                        x0n = forward(x, ts[s], c, False, negative)
+                        x0p = x0n + guidance * (x0p - x0n)
+                    x = x + (ts[s + 1] - ts[s]) * (x - x0p) / ts[s]
+            else:
+                ts_t = torch.tensor(ts, device=dev, dtype=torch.float32)
+                lag = torch.arange(Fr, device=dev) * frame_lag
+                frame_view = (1, Fr) + (1,) * (x.dim() - 2)
+                for j in range(steps + frame_lag * (Fr - 1)):
+                    # frame f at its step j - L*f: waiting at t = 1 before it starts, done at t = 0 after
+                    t_now = ts_t[(j - lag).clamp(0, steps)]
+                    t_next = ts_t[(j + 1 - lag).clamp(0, steps)]
+                    x0p = forward(x, t_now, c, False)
+                    on = t_now >= cfg.guidance_min_t - 1e-6
+                    if guided and bool(on.any()):
+                        x0n = forward(x, t_now, c, False, negative)
+                        x0p = torch.where(on.view(frame_view), x0n + guidance * (x0p - x0n), x0p)
+                    rate = torch.where(t_next < t_now, (t_next - t_now) / t_now.clamp(min=1e-6), torch.zeros_like(t_now))
+                    x = x + rate.view(frame_view).to(x.dtype) * (x - x0p)
             out[:, c] = x.clamp(-cfg.clip, cfg.clip)
         if c < K - 1:
             # cache_t > 0 would noise the cache pass as the engine does; the shipped configs use 0.
@@ -319,11 +339,15 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
 
 
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
-                        recall: int, tau_max: float, gen: torch.Generator, self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0):
+                        recall: int, tau_max: float, gen: torch.Generator, self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0,
+                        stagger_fraction: float = 0.0, stagger_slope: float = 0.125):
     """Loss of one batch of whole episodes `idx` [B]. rope_f[s] = (cos, sin) of slot s on the device.
     self_fraction > 0: that fraction of the batch's episodes sees the model's own rollout (rollout_chunks, from
     ground-truth chunk 0 under the episode's actions) as context and flow source, the targets staying the
-    ground truth; rollout_steps: its Euler steps (0: the config's sampler); rollout_guidance: its motion guidance."""
+    ground truth; rollout_steps: its Euler steps (0: the config's sampler); rollout_guidance: its motion guidance.
+    stagger_fraction > 0: that fraction (the batch's last episodes, walk batches only) gets staggered noise levels,
+    frame f's t = frame 0's + f * stagger_slope within [0, 1], as rollout_chunks' frame_lag L gives them over n
+    steps (slope L / n): the later frames noisier than the earlier ones (a probe of 2026-12-07, not the engine's)."""
     cfg = model.cfg
     dev = idx.device
     B, K, Fr = idx.shape[0], data.K, cfg.chunk_frames
@@ -335,6 +359,13 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     tau = torch.where(torch.rand(B, K, device=dev, generator=gen) < 0.5, torch.zeros_like(tau), tau)
     e1 = torch.randn(x0.shape, device=dev, generator=gen)
     e2 = torch.randn(x0.shape, device=dev, generator=gen)
+    n_stagger = int(round(stagger_fraction * B)) if data.layout == "walk" else 0
+    if n_stagger > 0:
+        # t per frame [B, K, F]: frame 0's level from -(F-1) slope (every frame done) up to 1 (frame 0 starting)
+        span = (Fr - 1) * stagger_slope
+        first = torch.rand(n_stagger, K, device=dev, generator=gen) * (1.0 + span) - span
+        staggered = (first[..., None] + stagger_slope * torch.arange(Fr, device=dev)).clamp(0.0, 1.0)
+        t = torch.cat([t[:B - n_stagger, :, None].expand(B - n_stagger, K, Fr), staggered], dim=0)
     x_ctx = x0
     # A rollout runs the episode's chunks in order; revisit episodes are stored in slot order (jumps in time),
     # so they are always teacher forced.
@@ -354,8 +385,10 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
                                     window, recall, t, tau, e1, e2, x_ctx=x_ctx, camera=data.camera[idx])
     target = x0[:, 1:]
-    w = 1.0 / t[:, 1:].clamp(min=0.2)
-    err = (x0_hat - target) * w[..., None, None, None, None]
+    t_frames = t if t.dim() == 3 else t[..., None].expand(B, K, Fr)  # [B, K, F]
+    # a staggered frame already done (t = 0: its input is its target) teaches nothing: weight 0
+    w = torch.where(t_frames[:, 1:] > 0, 1.0 / t_frames[:, 1:].clamp(min=0.2), torch.zeros_like(t_frames[:, 1:]))
+    err = (x0_hat - target) * w[..., None, None, None]
     if data.loss_mask is None:
         return err.pow(2).mean(), (x0_hat - target).pow(2).mean()
     # Revisit episodes: only the chunks whose context is the engine's (mask [B, K-1]) count.
@@ -367,7 +400,8 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
 
 def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: int, recall: int, t, tau, e1, e2,
                            x_ctx=None, camera=None):
-    """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t, tau [B, K];
+    """x0 [B, K, F, H, W, 3] clean chunks; labels [B, K*F]; cam [B, K*F, 5]; recall_idx [B, K, M]; t [B, K] or per
+    frame [B, K, F], tau [B, K];
     e1, e2 noise like x0; x_ctx: what the clean passes and the flow source see (x0 unless augmented);
     camera [B, K*F, 5]: the episode's poses, for warp_source. Returns the x0 predictions of chunks 1..K-1 from their noisy versions
     [B, K-1, F, H, W, 3], every chunk attending to the clean-pass K/V of its context as in the engine."""
@@ -377,7 +411,8 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     Hh, hd = cfg.heads, cfg.head_dim
     if x_ctx is None:
         x_ctx = x0
-    tb, taub = t[..., None, None, None, None], tau[..., None, None, None, None]
+    t_frames = t if t.dim() == 3 else t[..., None].expand(B, K, Fr)  # [B, K, F]
+    tb, taub = t_frames[..., None, None, None], tau[..., None, None, None, None]
     x_clean = (1 - taub) * x_ctx + taub * e1
     # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
     source = cfg.source_sigma * e2
@@ -395,7 +430,7 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     tauf = tau[:, :Kc, None].expand(B, Kc, Fr).reshape(B, Kc * Fr)
     modc, _ = model.conditioning(tauf, labels[:, :Kc * Fr], cam[:, :Kc * Fr])
     modc = model.per_token(modc)
-    tf = t[:, 1:, None].expand(B, K - 1, Fr).reshape(B, (K - 1) * Fr)
+    tf = t_frames[:, 1:].reshape(B, (K - 1) * Fr)
     modn, fmodn = model.conditioning(tf, labels[:, Fr:], cam[:, Fr:])
     modn, fmodn = model.per_token(modn), model.per_token(fmodn)
 
@@ -512,6 +547,12 @@ def main():
                     help="Euler steps of the self-context rollouts (0: the config's sampler; fewer is cheaper)")
     ap.add_argument("--rollout-guidance", type=float, default=0.0,
                     help="motion guidance of the self-context rollouts (0: the config's sampler, 1: off)")
+    ap.add_argument("--stagger-fraction", type=float, default=0.0,
+                    help="fraction of each walk batch trained with staggered noise levels within a chunk (frame f's t = "
+                         "frame 0's + f * --stagger-slope; teacher_forced_loss), for the staggered schedule of "
+                         "rollout_chunks' frame_lag (a probe: docs/experiments/2026-12-07-staggered-frames.md)")
+    ap.add_argument("--stagger-slope", type=float, default=0.125,
+                    help="t between consecutive frames of a staggered chunk (frame_lag / steps: 1/8 for lag 1 of 8)")
     ap.add_argument("--absolute-position", action="store_true",
                     help="add the learned absolute patch-position embedding (model.py ModelConfig.absolute_position); "
                          "with --init from a model without it, it starts at zero")
@@ -685,6 +726,8 @@ def main():
         model.block_finish = torch.compile(model.block_finish, dynamic=False)
         M.apply_rope = torch.compile(M.apply_rope, dynamic=False)
     run["compile"] = bool(args.compile)
+    if args.stagger_fraction > 0:
+        run["stagger_fraction"], run["stagger_slope"] = args.stagger_fraction, args.stagger_slope
     # The EMA as two multi-tensor updates a step (one kernel each over every tensor) instead of a loop of small
     # ones; the model's parameters are fp32 (autocast computes in bf16), so they need no copy.
     ema_keys = list(ema.keys())
@@ -713,7 +756,8 @@ def main():
         idx = torch.randint(0, n_src, (args.batch,), device=dev, generator=gen)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss, mse = teacher_forced_loss(model, rope_f, src, idx, cfg.window, cfg.recall, args.tau_max, gen,
-                                            args.self_context, args.rollout_steps, rollout_guidance)
+                                            args.self_context, args.rollout_steps, rollout_guidance,
+                                            args.stagger_fraction, args.stagger_slope)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

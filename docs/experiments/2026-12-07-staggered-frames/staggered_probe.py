@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Does a chunk's later frames walk if they are decided after its earlier ones? (issue 19 item 4; a PyTorch probe)
+
+Within a chunk the first frame walks at about the simulator's rate and frames 1-3 at about half of it. Frame 0 is
+next to a clean frame, the context's last, which it moves by one step; frames 1-3 are denoised at the same noise
+level as the frames they follow. This probe samples one chunk after a ground-truth context (chunks 0..K-2 given,
+chunk K-1 sampled, the engine's procedure as train.rollout_chunks runs it) with the shipped schedule (lag 0) and
+with staggered ones (frame_lag L: frame f runs the same steps L*f passes after frame 0), on the same episodes and
+noise, and measures:
+  - PSNR of the sampled chunk against the simulator (pooled over its frames), and of repeating the last context
+    frame: the margin;
+  - on the chunks that walk straight forward (or back) in all four frames, the zoom of every frame pair
+    (context's last -> frame 0, frame k-1 -> frame k) with the eval's estimator (walking_source_study.py), for the
+    model and for the simulator, on the pairs where the simulator's own zoom shows the walk (|zoom - 1| > 0.004).
+The model was trained with one noise level a chunk, so the staggered schedules are out of its training
+distribution: what they show without training is a lower bound. The transformer runs in bf16 autocast, as in
+training's rollouts (the eval runs it in fp32 on the CPU and in bf16 GEMMs on CUDA); the decoder in fp32. Pair 0
+compares the model's frame 0 with the simulator's last context frame, as the eval does.
+
+    kvworld-sim dataset --out D --episodes 512 --frames 16 --seed-base 140000 --width 256 --height 256
+    python3 staggered_probe.py --model assets/models/v2 --data D --lags 0,1,2 --out result.json
+"""
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+import model as M  # noqa: E402
+import train as T  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "walking_source_study",
+    os.path.join(ROOT, "docs", "experiments", "2026-12-05-self-context-and-composition", "walking_source_study.py"))
+W = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(W)
+
+
+def straight_walk(actions: np.ndarray):
+    """actions [F, 5] of one chunk -> +1 (straight forward), -1 (straight back) or 0 (as walking_source_study)."""
+    straight = (np.all(np.abs(actions[:, 3]) < 1e-3) and np.all(np.abs(actions[:, 1]) < 1e-3)
+                and np.all(np.abs(actions[:, 4]) < 1e-3))
+    if not straight:
+        return 0
+    for sign in (1.0, -1.0):
+        if np.all(sign * actions[:, 0] > 0.5):
+            return int(sign)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="model folder (model.json, weights with the autoencoder)")
+    ap.add_argument("--data", required=True, help="kvworld-sim dataset (256x256, frames a multiple of 4)")
+    ap.add_argument("--lags", default="0,1,2")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", required=True, help="result JSON")
+    args = ap.parse_args()
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.time()
+    with open(os.path.join(args.model, "model.json")) as f:
+        cfg = M.ModelConfig.from_json(f.read())
+    model = M.KVWorldModel(cfg).to(dev)
+    sd = {k: v.float() for k, v in M.load_model_folder(args.model).items() if not k.startswith("autoencoder.")}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("autoencoder.")]
+    assert not missing and not unexpected, (missing, unexpected)
+    T.load_autoencoder(model.autoencoder, args.model)
+    model.eval()
+    meta = json.load(open(os.path.join(args.data, "meta.json")))
+    E = meta["episodes"]
+    data = T.EpisodeData(args.data, cfg, dev, cfg.window, cfg.recall, 0, model.autoencoder, holdout=E)
+    K, Fr = data.K, cfg.chunk_frames
+    rope = M.RopeTables(cfg, 64 * Fr)
+    rope_f = T.SlotFactors([rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)])
+    print(f"{E} episodes x {K} chunks, model {args.model}, guidance {cfg.guidance} from t {cfg.guidance_min_t}, "
+          f"{cfg.steps} steps; loaded in {time.time() - t0:.1f}s", flush=True)
+    last = (K - 1) * Fr
+    gt = data.pixels[:, last:last + Fr].float()  # [E, F, H, W, 3] the sampled chunk's simulator frames
+    prev_px = data.pixels[:, last - 1].float()  # the context's last frame
+    walk = np.array([straight_walk(data.actions[e, last:last + Fr]) for e in range(E)])
+    sel = np.nonzero(walk != 0)[0]
+    # the simulator's zoom per pair on the walking chunks, once
+    lum = lambda a: W.luma(a.cpu().numpy().astype(np.uint8))  # noqa: E731
+    sim_zoom = {}
+    for e in sel:
+        seq = torch.cat([prev_px[e][None], gt[e]], 0)
+        sim_zoom[int(e)] = W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))
+    print(f"{len(sel)} chunks walk straight ({int((walk > 0).sum())} forward, {int((walk < 0).sum())} back)",
+          flush=True)
+    results = {"model": args.model, "data": args.data, "episodes": E, "chunks": K, "walking_chunks": len(sel),
+               "lags": []}
+    for lag in [int(v) for v in args.lags.split(",")]:
+        try:
+            t1 = time.time()
+            gen_px = torch.empty_like(gt)
+            g = torch.Generator(device=dev)
+            for b0 in range(0, E, args.batch):
+                idx = torch.arange(b0, min(E, b0 + args.batch), device=dev)
+                x0 = data.grid(idx).view(len(idx), K, Fr, *cfg.grid_shape)
+                g.manual_seed(args.seed * 100003 + b0)  # the same noise for every lag
+                noise = torch.randn(x0.shape, device=dev, generator=g)
+                with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                                     enabled=dev.type == "cuda"):
+                    out = T.rollout_chunks(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
+                                           cfg.window, cfg.recall, noise, 0, cfg.guidance,
+                                           (data.labels_neg[idx], data.cam_neg[idx]), data.camera[idx],
+                                           given=K - 1, frame_lag=lag)
+                    lat = out[:, K - 1].float().reshape(-1, *cfg.grid_shape)
+                with torch.no_grad():  # decoded in fp32, as the eval decodes
+                    px = model.autoencoder.decode(lat).float()
+                gen_px[b0:b0 + len(idx)] = ((px.view(len(idx), Fr, *px.shape[1:]) + 1) * 127.5).round().clamp(0, 255)
+            mse = (gen_px - gt).pow(2).mean().item()
+            mse_rep = (prev_px[:, None].expand_as(gt) - gt).pow(2).mean().item()
+            psnr = 10 * math.log10(255 ** 2 / mse)
+            psnr_rep = 10 * math.log10(255 ** 2 / mse_rep)
+            per_world = (10 * torch.log10(255 ** 2 / (gen_px - gt).pow(2).mean(dim=(1, 2, 3, 4)))).cpu().numpy()
+            zooms = {d: [[] for _ in range(Fr)] for d in ("forward", "back")}
+            for e in sel:
+                seq = torch.cat([prev_px[e][None], gen_px[e]], 0)
+                zm = W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))
+                zs = sim_zoom[int(e)]
+                d = "forward" if walk[e] > 0 else "back"
+                for k in range(Fr):
+                    if walk[e] * (zs[k] - 1) > 0.004:
+                        zooms[d][k].append((zm[k], zs[k]))
+            row = {"frame_lag": lag, "passes": cfg.steps + lag * (Fr - 1), "psnr": psnr, "psnr_repeat_last": psnr_rep,
+                   "margin": psnr - psnr_rep, "per_world_psnr": per_world.tolist(), "seconds": time.time() - t1}
+            for d in ("forward", "back"):
+                row[d] = [{"pair": k, "pairs": len(zooms[d][k]),
+                           "model_zoom": float(np.mean([z[0] for z in zooms[d][k]])) if zooms[d][k] else None,
+                           "simulator_zoom": float(np.mean([z[1] for z in zooms[d][k]])) if zooms[d][k] else None,
+                           "ratio_of_means": (float(np.mean([z[0] for z in zooms[d][k]])) - 1)
+                           / (float(np.mean([z[1] for z in zooms[d][k]])) - 1) if zooms[d][k] else None}
+                          for k in range(Fr)]
+            results["lags"].append(row)
+            fw = " ".join(f"{r['model_zoom']:.4f}/{r['simulator_zoom']:.4f}({r['pairs']})" if r["pairs"] else "-"
+                          for r in row["forward"])
+            print(f"lag {lag}: {row['passes']} passes, PSNR {psnr:.2f} dB, repeat-last {psnr_rep:.2f}, margin "
+                  f"{psnr - psnr_rep:+.2f}; forward zoom model/simulator by pair: {fw}; {row['seconds']:.0f}s",
+                  flush=True)
+        except Exception:  # one schedule failing must not lose the others' figures
+            traceback.print_exc()
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    if len(results["lags"]) > 1 and results["lags"][0]["frame_lag"] == 0:
+        base = np.array(results["lags"][0]["per_world_psnr"])
+        for row in results["lags"][1:]:
+            d = np.array(row["per_world_psnr"]) - base
+            rng = np.random.default_rng(0)
+            boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            row["per_world_vs_lag0"] = [float(d.mean()), float(lo), float(hi)]
+            print(f"lag {row['frame_lag']} against lag 0, per world: {d.mean():+.3f} dB [{lo:+.3f}, {hi:+.3f}]")
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
