@@ -19,6 +19,13 @@ compares the model's frame 0 with the simulator's last context frame, as the eva
 
     kvworld-sim dataset --out D --episodes 512 --frames 16 --seed-base 140000 --width 256 --height 256
     python3 staggered_probe.py --model assets/models/v2 --data D --lags 0,1,2 --out result.json
+
+--rollout: only chunk 0 given, every later chunk sampled from the model's own (episodes of, say, 480 frames: 30 s);
+the zoom of every pair of every straight-walking chunk c >= 1 (pair 0: chunk c-1's last generated frame -> frame 0),
+beside the simulator's on the same actions. No PSNR (the rollout leaves the simulator's frames).
+
+    kvworld-sim dataset --out R --episodes 64 --frames 480 --seed-base 141000 --width 256 --height 256
+    python3 staggered_probe.py --model assets/models/v2 --data R --lags 0,1,2 --rollout --batch 32 --out rollouts.json
 """
 import argparse
 import importlib.util
@@ -65,6 +72,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", required=True, help="result JSON")
+    ap.add_argument("--rollout", action="store_true", help="sample every chunk after chunk 0 (see above)")
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.time()
@@ -85,6 +93,8 @@ def main():
     rope_f = T.SlotFactors([rope.chunk_factors(s, dev) for s in range(cfg.window + cfg.recall + 1)])
     print(f"{E} episodes x {K} chunks, model {args.model}, guidance {cfg.guidance} from t {cfg.guidance_min_t}, "
           f"{cfg.steps} steps; loaded in {time.time() - t0:.1f}s", flush=True)
+    if args.rollout:
+        return rollouts(args, cfg, model, data, rope_f, dev)
     last = (K - 1) * Fr
     gt = data.pixels[:, last:last + Fr].float()  # [E, F, H, W, 3] the sampled chunk's simulator frames
     prev_px = data.pixels[:, last - 1].float()  # the context's last frame
@@ -162,6 +172,80 @@ def main():
             lo, hi = np.percentile(boot, [2.5, 97.5])
             row["per_world_vs_lag0"] = [float(d.mean()), float(lo), float(hi)]
             print(f"lag {row['frame_lag']} against lag 0, per world: {d.mean():+.3f} dB [{lo:+.3f}, {hi:+.3f}]")
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def rollouts(args, cfg, model, data, rope_f, dev):
+    """--rollout: per lag, the zoom of every pair of the straight-walking chunks of rollouts from chunk 0."""
+    E, K, Fr = data.E, data.K, cfg.chunk_frames
+    lum = lambda a: W.luma(a.cpu().numpy().astype(np.uint8))  # noqa: E731
+    walking = {e: [(c, straight_walk(data.actions[e, c * Fr:(c + 1) * Fr])) for c in range(1, K)] for e in range(E)}
+    walking = {e: [(c, w) for c, w in v if w != 0] for e, v in walking.items()}
+    n_chunks = sum(len(v) for v in walking.values())
+    print(f"rollouts: {E} episodes x {K} chunks, {n_chunks} straight-walking chunks after chunk 0", flush=True)
+    # the simulator's zoom per pair of those chunks, once: [(e, c, walk, zooms[F])]
+    sim = []
+    for e, v in walking.items():
+        for c, w in v:
+            seq = data.pixels[e, c * Fr - 1:(c + 1) * Fr]
+            sim.append((e, c, w, W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))))
+    results = {"model": args.model, "data": args.data, "episodes": E, "chunks": K, "walking_chunks": n_chunks,
+               "mode": "rollout", "lags": []}
+    for lag in [int(v) for v in args.lags.split(",")]:
+        try:
+            t1 = time.time()
+            lat = {}  # (e, c) -> latents [F + 1, h, w, C]: chunk c-1's last frame, then chunk c
+            g = torch.Generator(device=dev)
+            for b0 in range(0, E, args.batch):
+                idx = torch.arange(b0, min(E, b0 + args.batch), device=dev)
+                x0 = data.grid(idx).view(len(idx), K, Fr, *cfg.grid_shape)
+                g.manual_seed(args.seed * 100003 + b0)  # the same noise for every lag
+                noise = torch.randn(x0.shape, device=dev, generator=g)
+                with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                                     enabled=dev.type == "cuda"):
+                    out = T.rollout_chunks(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
+                                           cfg.window, cfg.recall, noise, 0, cfg.guidance,
+                                           (data.labels_neg[idx], data.cam_neg[idx]), data.camera[idx],
+                                           given=1, frame_lag=lag)
+                for i, e in enumerate(range(b0, b0 + len(idx))):
+                    for c, _ in walking[e]:
+                        lat[(e, c)] = torch.cat([out[i, c - 1, -1:], out[i, c]], 0).float()
+                del out
+            keys = list(lat.keys())
+            zooms = {"forward": [[] for _ in range(Fr)], "back": [[] for _ in range(Fr)]}
+            for k0 in range(0, len(keys), 48):  # decoded 48 chunks (240 frames) at a time, in fp32
+                part = keys[k0:k0 + 48]
+                with torch.no_grad():
+                    px = model.autoencoder.decode(torch.cat([lat[k] for k in part], 0)).float()
+                px = ((px + 1) * 127.5).round().clamp(0, 255).view(len(part), Fr + 1, *px.shape[1:])
+                for j, k in enumerate(part):
+                    zm = W.estimate_zoom(lum(px[j, :-1]), lum(px[j, 1:]))
+                    e, c, w, zs = next(r for r in sim if r[0] == k[0] and r[1] == k[1])
+                    d = "forward" if w > 0 else "back"
+                    for p in range(Fr):
+                        if w * (zs[p] - 1) > 0.004:
+                            zooms[d][p].append((float(zm[p]), float(zs[p]), e))
+            row = {"frame_lag": lag, "passes": cfg.steps + lag * (Fr - 1), "seconds": time.time() - t1}
+            for d in ("forward", "back"):
+                row[d] = []
+                for p in range(Fr):
+                    z = zooms[d][p]
+                    m = float(np.mean([a for a, _, _ in z])) if z else None
+                    s_ = float(np.mean([b for _, b, _ in z])) if z else None
+                    row[d].append({"pair": p, "pairs": len(z), "worlds": len({e for _, _, e in z}), "model_zoom": m,
+                                   "simulator_zoom": s_, "ratio_of_means": (m - 1) / (s_ - 1) if z else None})
+                allz = [x for p in range(Fr) for x in zooms[d][p]]
+                row[d + "_all_pairs"] = ((float(np.mean([a for a, _, _ in allz])) - 1) /
+                                         (float(np.mean([b for _, b, _ in allz])) - 1)) if allz else None
+            results["lags"].append(row)
+            fw = " ".join(f"{r['model_zoom']:.4f}/{r['simulator_zoom']:.4f}({r['pairs']})" if r["pairs"] else "-"
+                          for r in row["forward"])
+            print(f"rollouts, lag {lag}: forward zoom model/simulator by pair: {fw}; all forward pairs "
+                  f"{100 * (row['forward_all_pairs'] or 0):.0f}%, back {100 * (row['back_all_pairs'] or 0):.0f}%; "
+                  f"{row['seconds']:.0f}s", flush=True)
+        except Exception:  # one schedule failing must not lose the others' figures
+            traceback.print_exc()
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
 
