@@ -24,7 +24,7 @@ compares the model's frame 0 with the simulator's last context frame, as the eva
 the zoom of every pair of every straight-walking chunk c >= 1 (pair 0: chunk c-1's last generated frame -> frame 0),
 beside the simulator's on the same actions. No PSNR (the rollout leaves the simulator's frames).
 
-    kvworld-sim dataset --out R --episodes 64 --frames 480 --seed-base 141000 --width 256 --height 256
+    kvworld-sim dataset --out R --episodes 32 --frames 480 --seed-base 141000 --width 256 --height 256
     python3 staggered_probe.py --model assets/models/v2 --data R --lags 0,1,2 --rollout --batch 32 --out rollouts.json
 """
 import argparse
@@ -184,12 +184,16 @@ def rollouts(args, cfg, model, data, rope_f, dev):
     walking = {e: [(c, w) for c, w in v if w != 0] for e, v in walking.items()}
     n_chunks = sum(len(v) for v in walking.values())
     print(f"rollouts: {E} episodes x {K} chunks, {n_chunks} straight-walking chunks after chunk 0", flush=True)
-    # the simulator's zoom per pair of those chunks, once: [(e, c, walk, zooms[F])]
-    sim = []
-    for e, v in walking.items():
-        for c, w in v:
-            seq = data.pixels[e, c * Fr - 1:(c + 1) * Fr]
-            sim.append((e, c, w, W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))))
+    # the simulator's zoom per pair of those chunks, once, 48 chunks (192 pairs) a call: {(e, c): (walk, zooms[F])}
+    order = [(e, c, w) for e, v in walking.items() for c, w in v]
+    sim = {}
+    for k0 in range(0, len(order), 48):
+        part = order[k0:k0 + 48]
+        seqs = torch.stack([data.pixels[e, c * Fr - 1:(c + 1) * Fr] for e, c, _ in part])  # [n, F + 1, H, W, 3]
+        zs = W.estimate_zoom(lum(seqs[:, :-1].reshape(-1, *seqs.shape[2:])),
+                             lum(seqs[:, 1:].reshape(-1, *seqs.shape[2:]))).reshape(len(part), Fr)
+        for (e, c, w), z in zip(part, zs):
+            sim[(e, c)] = (w, z)
     results = {"model": args.model, "data": args.data, "episodes": E, "chunks": K, "walking_chunks": n_chunks,
                "mode": "rollout", "lags": []}
     for lag in [int(v) for v in args.lags.split(",")]:
@@ -219,13 +223,14 @@ def rollouts(args, cfg, model, data, rope_f, dev):
                 with torch.no_grad():
                     px = model.autoencoder.decode(torch.cat([lat[k] for k in part], 0)).float()
                 px = ((px + 1) * 127.5).round().clamp(0, 255).view(len(part), Fr + 1, *px.shape[1:])
-                for j, k in enumerate(part):
-                    zm = W.estimate_zoom(lum(px[j, :-1]), lum(px[j, 1:]))
-                    e, c, w, zs = next(r for r in sim if r[0] == k[0] and r[1] == k[1])
+                zm_all = W.estimate_zoom(lum(px[:, :-1].reshape(-1, *px.shape[2:])),
+                                         lum(px[:, 1:].reshape(-1, *px.shape[2:]))).reshape(len(part), Fr)
+                for k, zm in zip(part, zm_all):
+                    w, zs = sim[k]
                     d = "forward" if w > 0 else "back"
                     for p in range(Fr):
                         if w * (zs[p] - 1) > 0.004:
-                            zooms[d][p].append((float(zm[p]), float(zs[p]), e))
+                            zooms[d][p].append((float(zm[p]), float(zs[p]), k[0]))
             row = {"frame_lag": lag, "passes": cfg.steps + lag * (Fr - 1), "seconds": time.time() - t1}
             for d in ("forward", "back"):
                 row[d] = []
@@ -238,14 +243,41 @@ def rollouts(args, cfg, model, data, rope_f, dev):
                 allz = [x for p in range(Fr) for x in zooms[d][p]]
                 row[d + "_all_pairs"] = ((float(np.mean([a for a, _, _ in allz])) - 1) /
                                          (float(np.mean([b for _, b, _ in allz])) - 1)) if allz else None
+                # frames 1-3 (pairs 1..3), pooled and per world (ratio of the world's means), for the page's rule
+                later = [x for p in range(1, Fr) for x in zooms[d][p]]
+                row[d + "_later_pairs"] = ((float(np.mean([a for a, _, _ in later])) - 1) /
+                                           (float(np.mean([b for _, b, _ in later])) - 1)) if later else None
+                per_world = {}
+                for a, b, e in later:
+                    per_world.setdefault(e, []).append((a, b))
+                row[d + "_later_pairs_per_world"] = {
+                    str(e): (float(np.mean([a for a, _ in v])) - 1) / (float(np.mean([b for _, b in v])) - 1)
+                    for e, v in per_world.items()}
             results["lags"].append(row)
             fw = " ".join(f"{r['model_zoom']:.4f}/{r['simulator_zoom']:.4f}({r['pairs']})" if r["pairs"] else "-"
                           for r in row["forward"])
-            print(f"rollouts, lag {lag}: forward zoom model/simulator by pair: {fw}; all forward pairs "
+            print(f"rollouts, lag {lag}: forward zoom model/simulator by pair: {fw}; forward pairs of frames 1-3 "
+                  f"{100 * (row['forward_later_pairs'] or 0):.0f}%, all forward "
                   f"{100 * (row['forward_all_pairs'] or 0):.0f}%, back {100 * (row['back_all_pairs'] or 0):.0f}%; "
                   f"{row['seconds']:.0f}s", flush=True)
         except Exception:  # one schedule failing must not lose the others' figures
             traceback.print_exc()
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    # each lag against lag 0 on frames 1-3's forward pairs, per world (worlds with pairs in both), 95% interval
+    if len(results["lags"]) > 1 and results["lags"][0]["frame_lag"] == 0:
+        base = results["lags"][0]["forward_later_pairs_per_world"]
+        for row in results["lags"][1:]:
+            new = row["forward_later_pairs_per_world"]
+            d = np.array([new[e] - base[e] for e in new if e in base])
+            if len(d) == 0:
+                continue
+            rng = np.random.default_rng(0)
+            boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            row["forward_later_pairs_vs_lag0"] = [float(d.mean()), float(lo), float(hi), int(len(d))]
+            print(f"rollouts, lag {row['frame_lag']} against lag 0, frames 1-3 forward, per world: "
+                  f"{100 * d.mean():+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] ({len(d)} worlds)", flush=True)
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
 
