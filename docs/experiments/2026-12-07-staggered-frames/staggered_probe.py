@@ -64,6 +64,22 @@ def straight_walk(actions: np.ndarray):
     return 0
 
 
+def sample(args, cfg, model, data, rope_f, dev, idx, b0: int, given: int, lag: int) -> torch.Tensor:
+    """Episodes idx (the batch starting at episode b0) through train.rollout_chunks: the first `given` chunks the
+    simulator's, the rest sampled with frame_lag `lag`, the shipped guidance; the same noise for every lag.
+    Returns the latents [B, K, F, h, w, C]."""
+    K, Fr = data.K, cfg.chunk_frames
+    x0 = data.grid(idx).view(len(idx), K, Fr, *cfg.grid_shape)
+    g = torch.Generator(device=dev)
+    g.manual_seed(args.seed * 100003 + b0)
+    noise = torch.randn(x0.shape, device=dev, generator=g)
+    with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        return T.rollout_chunks(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
+                                cfg.window, cfg.recall, noise, 0, cfg.guidance,
+                                (data.labels_neg[idx], data.cam_neg[idx]), data.camera[idx],
+                                given=given, frame_lag=lag)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model folder (model.json, weights with the autoencoder)")
@@ -114,19 +130,10 @@ def main():
         try:
             t1 = time.time()
             gen_px = torch.empty_like(gt)
-            g = torch.Generator(device=dev)
             for b0 in range(0, E, args.batch):
                 idx = torch.arange(b0, min(E, b0 + args.batch), device=dev)
-                x0 = data.grid(idx).view(len(idx), K, Fr, *cfg.grid_shape)
-                g.manual_seed(args.seed * 100003 + b0)  # the same noise for every lag
-                noise = torch.randn(x0.shape, device=dev, generator=g)
-                with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
-                                                     enabled=dev.type == "cuda"):
-                    out = T.rollout_chunks(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
-                                           cfg.window, cfg.recall, noise, 0, cfg.guidance,
-                                           (data.labels_neg[idx], data.cam_neg[idx]), data.camera[idx],
-                                           given=K - 1, frame_lag=lag)
-                    lat = out[:, K - 1].float().reshape(-1, *cfg.grid_shape)
+                out = sample(args, cfg, model, data, rope_f, dev, idx, b0, K - 1, lag)
+                lat = out[:, K - 1].float().reshape(-1, *cfg.grid_shape)
                 with torch.no_grad():  # decoded in fp32, as the eval decodes
                     px = model.autoencoder.decode(lat).float()
                 gen_px[b0:b0 + len(idx)] = ((px.view(len(idx), Fr, *px.shape[1:]) + 1) * 127.5).round().clamp(0, 255)
@@ -200,18 +207,9 @@ def rollouts(args, cfg, model, data, rope_f, dev):
         try:
             t1 = time.time()
             lat = {}  # (e, c) -> latents [F + 1, h, w, C]: chunk c-1's last frame, then chunk c
-            g = torch.Generator(device=dev)
             for b0 in range(0, E, args.batch):
                 idx = torch.arange(b0, min(E, b0 + args.batch), device=dev)
-                x0 = data.grid(idx).view(len(idx), K, Fr, *cfg.grid_shape)
-                g.manual_seed(args.seed * 100003 + b0)  # the same noise for every lag
-                noise = torch.randn(x0.shape, device=dev, generator=g)
-                with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
-                                                     enabled=dev.type == "cuda"):
-                    out = T.rollout_chunks(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
-                                           cfg.window, cfg.recall, noise, 0, cfg.guidance,
-                                           (data.labels_neg[idx], data.cam_neg[idx]), data.camera[idx],
-                                           given=1, frame_lag=lag)
+                out = sample(args, cfg, model, data, rope_f, dev, idx, b0, 1, lag)
                 for i, e in enumerate(range(b0, b0 + len(idx))):
                     for c, _ in walking[e]:
                         lat[(e, c)] = torch.cat([out[i, c - 1, -1:], out[i, c]], 0).float()
