@@ -64,6 +64,16 @@ def straight_walk(actions: np.ndarray):
     return 0
 
 
+def pair_zooms(seqs: torch.Tensor) -> np.ndarray:
+    """seqs [n, F + 1, H, W, 3] (0..255, any device and dtype): each run's previous frame, then its F frames ->
+    the eval's zoom of every consecutive pair [n, F], in calls of at most 192 pairs (CPU, float64)."""
+    n, Fr = seqs.shape[0], seqs.shape[1] - 1
+    lum = lambda a: W.luma(a.reshape(-1, *a.shape[2:]).cpu().numpy().astype(np.uint8))  # noqa: E731
+    out = [W.estimate_zoom(lum(seqs[i:i + 48, :-1]), lum(seqs[i:i + 48, 1:])).reshape(-1, Fr)
+           for i in range(0, n, 48)]
+    return np.concatenate(out, 0) if out else np.zeros((0, Fr))
+
+
 def sample(args, cfg, model, data, rope_f, dev, idx, b0: int, given: int, lag: int) -> torch.Tensor:
     """Episodes idx (the batch starting at episode b0) through train.rollout_chunks: the first `given` chunks the
     simulator's, the rest sampled with frame_lag `lag`, the shipped guidance; the same noise for every lag.
@@ -117,11 +127,7 @@ def main():
     walk = np.array([straight_walk(data.actions[e, last:last + Fr]) for e in range(E)])
     sel = np.nonzero(walk != 0)[0]
     # the simulator's zoom per pair on the walking chunks, once
-    lum = lambda a: W.luma(a.cpu().numpy().astype(np.uint8))  # noqa: E731
-    sim_zoom = {}
-    for e in sel:
-        seq = torch.cat([prev_px[e][None], gt[e]], 0)
-        sim_zoom[int(e)] = W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))
+    sim_zoom = dict(zip(sel.tolist(), pair_zooms(torch.cat([prev_px[sel][:, None], gt[sel]], 1))))
     print(f"{len(sel)} chunks walk straight ({int((walk > 0).sum())} forward, {int((walk < 0).sum())} back)",
           flush=True)
     results = {"model": args.model, "data": args.data, "episodes": E, "chunks": K, "walking_chunks": len(sel),
@@ -143,9 +149,8 @@ def main():
             psnr_rep = 10 * math.log10(255 ** 2 / mse_rep)
             per_world = (10 * torch.log10(255 ** 2 / (gen_px - gt).pow(2).mean(dim=(1, 2, 3, 4)))).cpu().numpy()
             zooms = {d: [[] for _ in range(Fr)] for d in ("forward", "back")}
-            for e in sel:
-                seq = torch.cat([prev_px[e][None], gen_px[e]], 0)
-                zm = W.estimate_zoom(lum(seq[:-1]), lum(seq[1:]))
+            gen_zoom = pair_zooms(torch.cat([prev_px[sel][:, None], gen_px[sel]], 1))
+            for e, zm in zip(sel, gen_zoom):
                 zs = sim_zoom[int(e)]
                 d = "forward" if walk[e] > 0 else "back"
                 for k in range(Fr):
@@ -186,7 +191,6 @@ def main():
 def rollouts(args, cfg, model, data, rope_f, dev):
     """--rollout: per lag, the zoom of every pair of the straight-walking chunks of rollouts from chunk 0."""
     E, K, Fr = data.E, data.K, cfg.chunk_frames
-    lum = lambda a: W.luma(a.cpu().numpy().astype(np.uint8))  # noqa: E731
     walking = {e: [(c, straight_walk(data.actions[e, c * Fr:(c + 1) * Fr])) for c in range(1, K)] for e in range(E)}
     walking = {e: [(c, w) for c, w in v if w != 0] for e, v in walking.items()}
     n_chunks = sum(len(v) for v in walking.values())
@@ -196,9 +200,7 @@ def rollouts(args, cfg, model, data, rope_f, dev):
     sim = {}
     for k0 in range(0, len(order), 48):
         part = order[k0:k0 + 48]
-        seqs = torch.stack([data.pixels[e, c * Fr - 1:(c + 1) * Fr] for e, c, _ in part])  # [n, F + 1, H, W, 3]
-        zs = W.estimate_zoom(lum(seqs[:, :-1].reshape(-1, *seqs.shape[2:])),
-                             lum(seqs[:, 1:].reshape(-1, *seqs.shape[2:]))).reshape(len(part), Fr)
+        zs = pair_zooms(torch.stack([data.pixels[e, c * Fr - 1:(c + 1) * Fr] for e, c, _ in part]))
         for (e, c, w), z in zip(part, zs):
             sim[(e, c)] = (w, z)
     results = {"model": args.model, "data": args.data, "episodes": E, "chunks": K, "walking_chunks": n_chunks,
@@ -221,8 +223,7 @@ def rollouts(args, cfg, model, data, rope_f, dev):
                 with torch.no_grad():
                     px = model.autoencoder.decode(torch.cat([lat[k] for k in part], 0)).float()
                 px = ((px + 1) * 127.5).round().clamp(0, 255).view(len(part), Fr + 1, *px.shape[1:])
-                zm_all = W.estimate_zoom(lum(px[:, :-1].reshape(-1, *px.shape[2:])),
-                                         lum(px[:, 1:].reshape(-1, *px.shape[2:]))).reshape(len(part), Fr)
+                zm_all = pair_zooms(px)
                 for k, zm in zip(part, zm_all):
                     w, zs = sim[k]
                     d = "forward" if w > 0 else "back"
