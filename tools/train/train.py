@@ -338,6 +338,11 @@ def rollout_chunks(model: M.KVWorldModel, rope_f, x0, labels, cam, recall_idx, w
     return out
 
 
+def frame_levels(t: torch.Tensor, Fr: int) -> torch.Tensor:
+    """Noise levels per chunk [B, K] or per frame [B, K, F] (staggered chunks) -> per frame [B, K, F]."""
+    return t if t.dim() == 3 else t[..., None].expand(*t.shape, Fr)
+
+
 def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: torch.Tensor, window: int,
                         recall: int, tau_max: float, gen: torch.Generator, self_fraction: float = 0.0, rollout_steps: int = 0, rollout_guidance: float = 1.0,
                         stagger_fraction: float = 0.0, stagger_slope: float = 0.125):
@@ -365,7 +370,7 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
         span = (Fr - 1) * stagger_slope
         first = torch.rand(n_stagger, K, device=dev, generator=gen) * (1.0 + span) - span
         staggered = (first[..., None] + stagger_slope * torch.arange(Fr, device=dev)).clamp(0.0, 1.0)
-        t = torch.cat([t[:B - n_stagger, :, None].expand(B - n_stagger, K, Fr), staggered], dim=0)
+        t = torch.cat([frame_levels(t[:B - n_stagger], Fr), staggered], dim=0)
     x_ctx = x0
     # A rollout runs the episode's chunks in order; revisit episodes are stored in slot order (jumps in time),
     # so they are always teacher forced.
@@ -385,7 +390,7 @@ def teacher_forced_loss(model: M.KVWorldModel, rope_f, data: EpisodeData, idx: t
     x0_hat = teacher_forced_predict(model, rope_f, x0, data.labels[idx], data.cam[idx], data.recall_idx_t[idx],
                                     window, recall, t, tau, e1, e2, x_ctx=x_ctx, camera=data.camera[idx])
     target = x0[:, 1:]
-    t_frames = t if t.dim() == 3 else t[..., None].expand(B, K, Fr)  # [B, K, F]
+    t_frames = frame_levels(t, Fr)
     # a staggered frame already done (t = 0: its input is its target) teaches nothing: weight 0
     w = torch.where(t_frames[:, 1:] > 0, 1.0 / t_frames[:, 1:].clamp(min=0.2), torch.zeros_like(t_frames[:, 1:]))
     err = (x0_hat - target) * w[..., None, None, None]
@@ -411,7 +416,7 @@ def teacher_forced_predict(model, rope_f, x0, labels, cam, recall_idx, window: i
     Hh, hd = cfg.heads, cfg.head_dim
     if x_ctx is None:
         x_ctx = x0
-    t_frames = t if t.dim() == 3 else t[..., None].expand(B, K, Fr)  # [B, K, F]
+    t_frames = frame_levels(t, Fr)
     tb, taub = t_frames[..., None, None, None], tau[..., None, None, None, None]
     x_clean = (1 - taub) * x_ctx + taub * e1
     # Flow source of chunk c: sigma * noise, plus (source "previous") chunk c-1's last frame (teacher forced).
