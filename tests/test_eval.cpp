@@ -29,6 +29,7 @@
 #include "kvworld/eval/walking.h"
 #include "kvworld/fileio.h"
 #include "kvworld/sim.h"
+#include "report_json.h"
 #include "rollouts.h"
 #include "tolerance.h"
 
@@ -835,6 +836,26 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
 // i), whose baselines (repeating the last given frame, the earlier view as it is) are the simulator's own
 // frames compared as the definitions say, each cache's gain is the difference of its PSNRs, and a context
 // policy that does not give the returning chunk the episode's storage order is refused with a message.
+// Every report's rows (grid, paired, revisit, memory) describe their cache through cache_json: each setting
+// once, under one name, whatever the report.
+TEST(EvalReport, CacheJsonWritesEverySetting) {
+    CacheSettings cache{2, 4, 32, KeyLayout::Channel, Correction::Exact};
+    cache.correction_max_t = 0.5f;
+    cache.reconstruction = Reconstruction::Calibrated;
+    cache.rotated = true;
+    const nlohmann::json j = eval::cache_json(cache);
+    EXPECT_EQ(j.size(), 9u);
+    EXPECT_EQ(j.at("label").get<std::string>(), cache.label());
+    EXPECT_EQ(j.at("key_bits").get<int>(), 2);
+    EXPECT_EQ(j.at("value_bits").get<int>(), 4);
+    EXPECT_EQ(j.at("group").get<int>(), 32);
+    EXPECT_EQ(j.at("key_layout").get<std::string>(), to_string(KeyLayout::Channel));
+    EXPECT_EQ(j.at("correction").get<std::string>(), to_string(Correction::Exact));
+    EXPECT_FLOAT_EQ(j.at("correction_max_t").get<float>(), 0.5f);
+    EXPECT_EQ(j.at("reconstruction").get<std::string>(), "calibrated");
+    EXPECT_TRUE(j.at("rotated").get<bool>());
+}
+
 TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_memory_" + std::to_string(::getpid()));
     fs::remove_all(out);
@@ -1051,6 +1072,8 @@ TEST(EvalReport, PairedReportComparesForksOfOneContext) {
     EXPECT_EQ(rows[0].at("label"), "BF16");
     EXPECT_EQ(rows[1].at("label"), "K2/V2 g32 off");
     EXPECT_EQ(rows[3].at("label"), "K2/V2 g32 taylor t<=0.25");
+    EXPECT_FLOAT_EQ(rows[3].at("correction_max_t").get<float>(), 0.25f);
+    EXPECT_FALSE(rows[3].at("rotated").get<bool>());  // written by cache_json, as every report's rows
     EXPECT_FALSE(rows[1].contains("one_chunk_gain_over_uncorrected"));
 
     // The same, by hand: a BF16 session given two chunks, forked at BF16 and at K2/V2 off.

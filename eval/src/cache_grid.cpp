@@ -50,21 +50,17 @@ json grid_row(const std::shared_ptr<Model>& model, const SessionParams& base, co
                 cache.label().c_str(), plan.bits_per_element, psnr_ref / n, ssim_ref / n, psnr_gt / n,
                 dps_mean, ms);
     std::fflush(stdout);
-    return {{"label", cache.label()},
-            {"key_bits", cache.key_bits},
-            {"value_bits", cache.value_bits},
-            {"group", cache.group},
-            {"key_layout", to_string(cache.key_layout)},
-            {"correction", to_string(cache.correction)},
-            {"bits_per_element", plan.bits_per_element},
-            {"cache_bytes", bytes},
-            {"psnr_vs_ref", psnr_ref / n},
-            {"ssim_vs_ref", ssim_ref / n},
-            {"psnr_vs_gt", psnr_gt / n},
-            {"ssim_vs_gt", ssim_gt / n},
-            {"delta_p_cache", dps},
-            {"delta_p_cache_mean", dps_mean},
-            {"ms_per_chunk", ms}};
+    json row = cache_json(cache);
+    row.update({{"bits_per_element", plan.bits_per_element},
+                {"cache_bytes", bytes},
+                {"psnr_vs_ref", psnr_ref / n},
+                {"ssim_vs_ref", ssim_ref / n},
+                {"psnr_vs_gt", psnr_gt / n},
+                {"ssim_vs_gt", ssim_gt / n},
+                {"delta_p_cache", dps},
+                {"delta_p_cache_mean", dps_mean},
+                {"ms_per_chunk", ms}});
+    return row;
 }
 
 }  // namespace

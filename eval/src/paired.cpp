@@ -174,15 +174,8 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
         double max_abs = 0;
         for (double d : dps_chunk) max_abs = std::max(max_abs, std::fabs(d));
         const PlanRow plan = plan_memory(peer_from_config(c, 0), row.cache, 0, 0, 0);
-        json r = {{"label", row.cache.label()},
-                  {"key_bits", row.cache.key_bits},
-                  {"value_bits", row.cache.value_bits},
-                  {"group", row.cache.group},
-                  {"key_layout", to_string(row.cache.key_layout)},
-                  {"correction", to_string(row.cache.correction)},
-                  {"correction_max_t", row.cache.correction_max_t},
-                  {"reconstruction", to_string(row.cache.reconstruction)},
-                  {"bits_per_element", plan.bits_per_element},
+        json r = cache_json(row.cache);
+        r.update({{"bits_per_element", plan.bits_per_element},
                   {"one_chunk_vs_bf16", psnr_json(row.one_chunk_vs_bf16)},
                   {"rollout_vs_bf16", psnr_json(row.rollout_vs_bf16)},
                   {"one_chunk_vs_gt", psnr_json(row.one_chunk_vs_gt)},
@@ -192,7 +185,7 @@ json paired_report(const std::shared_ptr<Model>& model, const SessionParams& bas
                   {"delta_p_cache_max_abs", max_abs},
                   {"delta_p_cache_rollout", dps_rollout},
                   {"ms_per_chunk",
-                   std::accumulate(row.ms.begin(), row.ms.end(), 0.0) / std::max<size_t>(1, worlds)}};
+                   std::accumulate(row.ms.begin(), row.ms.end(), 0.0) / std::max<size_t>(1, worlds)}});
         // A corrected setting against the same format uncorrected, on the same worlds.
         for (const SettingSums& other : rows)
             if (row.cache.keys_quantized() && row.cache.correction != Correction::Off &&

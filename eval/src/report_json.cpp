@@ -29,6 +29,18 @@ double average(const std::vector<double>& v) {
     return v.empty() ? 0.0 : s / v.size();
 }
 
+json cache_json(const CacheSettings& cache) {
+    return {{"label", cache.label()},
+            {"key_bits", cache.key_bits},
+            {"value_bits", cache.value_bits},
+            {"group", cache.group},
+            {"key_layout", to_string(cache.key_layout)},
+            {"correction", to_string(cache.correction)},
+            {"correction_max_t", cache.correction_max_t},
+            {"reconstruction", to_string(cache.reconstruction)},
+            {"rotated", cache.rotated}};
+}
+
 json stats_json(const FrameStats& s) {
     return {{"mean", s.mean}, {"contrast", s.contrast}, {"edges", s.edges}};
 }

@@ -11,6 +11,7 @@
 #include "kvworld/eval/rollout_bar.h"
 #include "kvworld/eval/token_grid.h"
 #include "kvworld/eval/walking.h"
+#include "kvworld/kvworld.h"
 
 namespace kvw::eval {
 
@@ -21,6 +22,11 @@ using json = nlohmann::json;
 
 // Mean of the values (0 when none).
 double average(const std::vector<double>& values);
+
+// Every setting of a cache, as each report's rows write it: {label, key_bits, value_bits, group, key_layout,
+// correction, correction_max_t, reconstruction, rotated}. One writer for the grid, paired, revisit and memory
+// rows, so that their JSON cannot drift apart (it had: memory's rows lacked group and correction).
+json cache_json(const CacheSettings& cache);
 
 json stats_json(const FrameStats& stats);  // {mean, contrast, edges}
 json bar_json(const BarCheck& check);      // {mean_ratio, contrast_ratio, edge_ratio, within_bar}

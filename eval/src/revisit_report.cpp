@@ -40,17 +40,6 @@ CacheSettings revisit_cache(int bits, const EvalOptions& o) {
     return c;
 }
 
-// What a revisit or memory row's JSON says of its cache (the settings revisit_cache made).
-json cache_fields(const CacheSettings& cache) {
-    return {{"label", cache.label()},
-            {"key_bits", cache.key_bits},
-            {"value_bits", cache.value_bits},
-            {"group", cache.group},
-            {"correction", to_string(cache.correction)},
-            {"correction_max_t", cache.correction_max_t},
-            {"rotated", cache.rotated}};
-}
-
 // The poses of the frames a rollout generates (after the trace's context), as the simulator moves the camera
 // in x, z, yaw and pitch (it only ever changes the height on top of dead reckoning).
 std::vector<CameraPose> generated_poses(const Trace& trace, const ModelConfig& c) {
@@ -263,7 +252,7 @@ json memory_report(const std::shared_ptr<Model>& model, const SessionParams& bas
     });
     json caches = json::array();
     for (const Row& row : rows) {
-        json r = cache_fields(row.cache);
+        json r = cache_json(row.cache);
         r.update({{"with_earlier_view", psnr_json(row.with_view)},
                   {"without_earlier_view", psnr_json(row.without_view)},
                   {"recall_off", psnr_json(row.recall_off)},
@@ -399,7 +388,7 @@ json revisit_report(const std::shared_ptr<Model>& model, const SessionParams& ba
                       return floor_to_ceiling(pooled_psnr(recall_on, draw), pooled_psnr(recall_off, draw),
                                               pooled_psnr(simulator, draw));
                   });
-        json row = cache_fields(cache);
+        json row = cache_json(cache);
         row.update(
             {{"recall", base.context.recall},
              {"model", on},
