@@ -832,10 +832,6 @@ TEST(EvalReport, ResampledWorldsAreScoredAgainstTheTrace) {
     fs::remove(out.string() + ".bad.log");
 }
 
-// --mode memory on the tiny model: 4 x traces revisit episodes (kvworld-sim's, worlds world base + 800000 +
-// i), whose baselines (repeating the last given frame, the earlier view as it is) are the simulator's own
-// frames compared as the definitions say, each cache's gain is the difference of its PSNRs, and a context
-// policy that does not give the returning chunk the episode's storage order is refused with a message.
 // Every report's rows (grid, paired, revisit, memory) describe their cache through cache_json: each setting
 // once, under one name, whatever the report.
 TEST(EvalReport, CacheJsonWritesEverySetting) {
@@ -856,6 +852,10 @@ TEST(EvalReport, CacheJsonWritesEverySetting) {
     EXPECT_TRUE(j.at("rotated").get<bool>());
 }
 
+// --mode memory on the tiny model: 4 x traces revisit episodes (kvworld-sim's, worlds world base + 800000 +
+// i), whose baselines (repeating the last given frame, the earlier view as it is) are the simulator's own
+// frames compared as the definitions say, each cache's gain is the difference of its PSNRs, and a context
+// policy that does not give the returning chunk the episode's storage order is refused with a message.
 TEST(EvalReport, MemoryReportAgreesWithItsDefinitions) {
     const fs::path out = fs::temp_directory_path() / ("kvw_test_memory_" + std::to_string(::getpid()));
     fs::remove_all(out);

@@ -15,7 +15,8 @@
 # an eval call with the CUDA CLI built here (carry [".debs", ".keep/cli"]):
 #   tools/gpu/travel.sh aside && tools/gpu/travel.sh size .debs .keep/cli
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+SELF=$(readlink -f "$0")
+cd "$(dirname "$SELF")/../.."
 LIMIT=$((64 << 20))
 ASIDE=.travel-aside
 
@@ -48,22 +49,28 @@ aside)
   shift
   (($#)) || set -- assets/models/default
   ignored "$ASIDE/.moved" || die "$ASIDE/ is not ignored by git (.gitignore lists it)"
-  for path in "$@"; do
+  for path in "$@"; do  # every path checked before any moves
     path=${path%/}
+    [[ $path != /* && $path != .. && $path != ../* && $path != */../* && $path != */.. ]] ||
+      die "$path: give a path inside the working tree, relative to its root"
     [[ -e $path ]] || die "$path: not in the working tree"
     [[ -e $ASIDE/$path ]] && die "$ASIDE/$path already exists: run 'travel.sh back' first"
     [[ -z $(git status --porcelain -- "$path") ]] || die "$path has uncommitted changes: commit them first"
+  done
+  for path in "$@"; do
+    path=${path%/}
     mkdir -p "$ASIDE/$(dirname "$path")"
+    echo "$path" >> "$ASIDE/.moved"  # recorded before the move: `back` skips what never left
     mv "$path" "$ASIDE/$path"
-    echo "$path" >> "$ASIDE/.moved"  # what `back` returns, in this order
     echo "aside: $path"
   done
   ;;
 back)
-  [[ -f $ASIDE/.moved ]] || {
+  [[ -e $ASIDE ]] || {
     echo "nothing aside"
     exit 0
   }
+  [[ -f $ASIDE/.moved ]] || die "$ASIDE holds files but no list of what was moved: look at it by hand"
   while IFS= read -r path; do
     [[ -e $ASIDE/$path ]] || continue  # returned by an earlier, interrupted `back`
     [[ -e $path ]] && die "$path exists in the working tree again: compare it with $ASIDE/$path by hand"
@@ -76,15 +83,15 @@ back)
   [[ ! -e $ASIDE ]] || die "$ASIDE still holds something 'aside' did not put there: look at it by hand"
   ;;
 status)
-  if [[ -f $ASIDE/.moved ]]; then
+  if [[ -e $ASIDE ]]; then
     echo "aside (git sees these as deleted; run 'travel.sh back' before any commit):"
-    sed 's/^/  /' "$ASIDE/.moved"
+    if [[ -f $ASIDE/.moved ]]; then sed 's/^/  /' "$ASIDE/.moved"; else find "$ASIDE" -mindepth 1 -maxdepth 2; fi
     exit 1
   fi
   echo "nothing aside"
   ;;
 *)
-  sed -n '2,17p' "$0"
+  sed -n '2,16p' "$SELF"
   exit 2
   ;;
 esac

@@ -14,8 +14,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def load(name):
+    """{frame_lag: row} and the number of straight-walking chunks of one probe output"""
     with open(os.path.join(HERE, name)) as f:
-        return {row["frame_lag"]: row for row in json.load(f)["lags"]}
+        out = json.load(f)
+    return {row["frame_lag"]: row for row in out["lags"]}, out["walking_chunks"]
 
 
 def interval(d):
@@ -34,9 +36,9 @@ def later_share(row, direction="forward"):
 
 
 def main():
-    shipped, trained = load("gpu_probe_shipped.json"), load("gpu_probe_trained_step5762.json")
+    (shipped, walking), (trained, _) = load("gpu_probe_shipped.json"), load("gpu_probe_trained_step5762.json")
     base = np.array(shipped[0]["per_world_psnr"])
-    print("one chunk after a ground-truth context, 512 worlds (137 straight-walking chunks)")
+    print(f"one chunk after a ground-truth context, {len(base)} worlds ({walking} straight-walking chunks)")
     print("model     lag passes margin  per world vs shipped lag 0    frames 1-3 fwd  frame 3 fwd  frames 1-3 back")
     for name, rows in (("shipped", shipped), ("step5762", trained)):
         for lag, row in sorted(rows.items()):
@@ -46,9 +48,9 @@ def main():
             f3 = (row["forward"][3]["model_zoom"] - 1) / (row["forward"][3]["simulator_zoom"] - 1)
             print(f"{name:9s} {lag:3d} {row['passes']:6d} {row['margin']:+.2f}  {vs:29s} "
                   f"{100 * later_share(row):5.1f}%        {100 * f3:5.1f}%      {100 * later_share(row, 'back'):5.1f}%")
-    rolls = load("gpu_rollouts_shipped_lag01.json")
-    rolls.update(load("gpu_rollouts_shipped_lag2.json"))
-    print("\n30-s rollouts of the shipped model, 32 worlds (884 straight-walking chunks after chunk 0)")
+    rolls, walking = load("gpu_rollouts_shipped_lag01.json")
+    rolls.update(load("gpu_rollouts_shipped_lag2.json")[0])
+    print(f"\n30-s rollouts of the shipped model, 32 worlds ({walking} straight-walking chunks after chunk 0)")
     print("lag  fwd frames 1-3  fwd all  back frames 1-3  back all  per world, fwd frames 1-3 vs lag 0   pairs fwd/back")
     for lag, row in sorted(rolls.items()):
         vs = "—"
