@@ -21,6 +21,7 @@ def load(name):
 
 
 def interval(d):
+    """staggered_probe.py's interval (that file imports torch; this one runs without it), with the mean"""
     rng = np.random.default_rng(0)
     boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
     lo, hi = np.percentile(boot, [2.5, 97.5])

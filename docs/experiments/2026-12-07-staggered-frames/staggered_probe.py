@@ -64,6 +64,13 @@ def straight_walk(actions: np.ndarray):
     return 0
 
 
+def interval(d: np.ndarray):
+    """95% bootstrap interval of the mean of per-world differences d (4,000 resamples of the worlds, seed 0)."""
+    rng = np.random.default_rng(0)
+    boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
+    return tuple(np.percentile(boot, [2.5, 97.5]))
+
+
 def pair_zooms(seqs: torch.Tensor) -> np.ndarray:
     """seqs [n, F + 1, H, W, 3] (0..255, any device and dtype): each run's previous frame, then its F frames ->
     the eval's zoom of every consecutive pair [n, F], in calls of at most 192 pairs (CPU, float64)."""
@@ -179,9 +186,7 @@ def main():
         base = np.array(results["lags"][0]["per_world_psnr"])
         for row in results["lags"][1:]:
             d = np.array(row["per_world_psnr"]) - base
-            rng = np.random.default_rng(0)
-            boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
-            lo, hi = np.percentile(boot, [2.5, 97.5])
+            lo, hi = interval(d)
             row["per_world_vs_lag0"] = [float(d.mean()), float(lo), float(hi)]
             print(f"lag {row['frame_lag']} against lag 0, per world: {d.mean():+.3f} dB [{lo:+.3f}, {hi:+.3f}]")
         with open(args.out, "w") as f:
@@ -271,9 +276,7 @@ def rollouts(args, cfg, model, data, rope_f, dev):
             d = np.array([new[e] - base[e] for e in new if e in base])
             if len(d) == 0:
                 continue
-            rng = np.random.default_rng(0)
-            boot = [rng.choice(d, len(d)).mean() for _ in range(4000)]
-            lo, hi = np.percentile(boot, [2.5, 97.5])
+            lo, hi = interval(d)
             row["forward_later_pairs_vs_lag0"] = [float(d.mean()), float(lo), float(hi), int(len(d))]
             print(f"rollouts, lag {row['frame_lag']} against lag 0, frames 1-3 forward, per world: "
                   f"{100 * d.mean():+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] ({len(d)} worlds)", flush=True)
