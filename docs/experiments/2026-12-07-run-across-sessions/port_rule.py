@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""The run's porting rule (the run page's "The rules"), read from one session's probe outputs of the run's model at
+lag 4 against the shipped model's committed probe at lag 0, on the same worlds and noise:
+  - rollouts, forward frames 1-3 (`forward_later_pairs`) >= 65% of the simulator's zoom, with the interval of the
+    per-world difference above 0 (worlds present in both files);
+  - rollouts, back walking over all pairs >= 48% (the shipped model's 53% less 5 points);
+  - one chunk >= -0.2 dB a world (`per_world_psnr`, episode by episode).
+    python3 port_rule.py PROBE_RUN.json PROBE_RUN_ROLLOUTS.json"""
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "2026-12-07-staggered-frames"))
+from gpu_summary import interval, later_share, load  # noqa: E402  (torch-free; load reads that folder's files)
+
+
+def rows(path):
+    with open(path) as f:
+        return {row["frame_lag"]: row for row in json.load(f)["lags"]}
+
+
+def main():
+    one, roll = rows(sys.argv[1]), rows(sys.argv[2])
+    shipped_one, shipped_roll = load("gpu_probe_shipped.json")[0][0], load("gpu_rollouts_shipped_lag01.json")[0][0]
+    base = np.array(shipped_one["per_world_psnr"])
+    print("one chunk (512 worlds), per world against the shipped model at lag 0; frames 1-3 forward, back")
+    for lag, row in sorted(one.items()):
+        m, lo, hi = interval(np.array(row["per_world_psnr"]) - base)
+        print(f"  lag {lag}: {m:+.3f} dB [{lo:+.3f}, {hi:+.3f}]; {100 * later_share(row):.1f}%, "
+              f"{100 * later_share(row, 'back'):.1f}%")
+    lag4, one4 = roll[4], one[4]
+    b, n = shipped_roll["forward_later_pairs_per_world"], lag4["forward_later_pairs_per_world"]
+    d = np.array([n[e] - b[e] for e in n if e in b])
+    dm, dlo, dhi = interval(d)
+    chunk = interval(np.array(one4["per_world_psnr"]) - base)[0]
+    checks = [
+        (f"rollouts forward frames 1-3 {100 * lag4['forward_later_pairs']:.1f}% (shipped at lag 0 "
+         f"{100 * shipped_roll['forward_later_pairs']:.1f}%), >= 65%", lag4["forward_later_pairs"] >= 0.65),
+        (f"  per world {100 * dm:+.1f} points [{100 * dlo:+.1f}, {100 * dhi:+.1f}] over {len(d)} worlds, above 0",
+         dlo > 0),
+        (f"rollouts back, all pairs {100 * lag4['back_all_pairs']:.1f}% (shipped "
+         f"{100 * shipped_roll['back_all_pairs']:.1f}%), >= 48%", lag4["back_all_pairs"] >= 0.48),
+        (f"one chunk at lag 4 {chunk:+.3f} dB a world, >= -0.2 dB", chunk >= -0.2),
+    ]
+    for text, ok in checks:
+        print(f"{'met    ' if ok else 'not met'}  {text}")
+    print("port: " + ("yes" if all(ok for _, ok in checks) else "no"))
+
+
+if __name__ == "__main__":
+    main()
