@@ -689,6 +689,22 @@ TEST(EvalReport, QualityReportIsPooledAndConsistent) {
             EXPECT_LE(counted, d.at("commanded_pairs").get<int>()) << key << " " << walk;
             EXPECT_LE(d.at("worlds").get<int>(), w.at("worlds").get<int>());
             classed += d.at("commanded_pairs").get<int>();
+            // Per world, the signals summed over that world's counted pairs: they add up to the pooled means,
+            // one entry for each of the evaluation's worlds.
+            const nlohmann::json& sums = d.at("world_sums");
+            ASSERT_EQ(sums.at("model").size(), w.at("worlds").get<size_t>()) << key << " " << walk;
+            ASSERT_EQ(sums.at("simulator").size(), w.at("worlds").get<size_t>()) << key << " " << walk;
+            double model_sum = 0, simulator_sum = 0;
+            int worlds_with_pairs = 0;
+            for (size_t i = 0; i < sums.at("model").size(); ++i) {
+                model_sum += sums.at("model")[i].get<double>();
+                simulator_sum += sums.at("simulator")[i].get<double>();
+                worlds_with_pairs += sums.at("simulator")[i].get<double>() != 0.0;
+            }
+            EXPECT_EQ(worlds_with_pairs, d.at("worlds").get<int>()) << key << " " << walk;
+            EXPECT_NEAR(model_sum, counted * d.at("model_mean").get<double>(), 1e-9) << key << " " << walk;
+            EXPECT_NEAR(simulator_sum, counted * d.at("simulator_mean").get<double>(), 1e-9)
+                << key << " " << walk;
             if (counted == 0) {
                 EXPECT_EQ(d.at("fraction").get<double>(), 0.0);
                 EXPECT_TRUE(d.at("fraction_ci95")[0].is_null());

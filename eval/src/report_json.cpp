@@ -137,13 +137,17 @@ json walking_json(const WalkingSamples& samples, const char* what) {
         "%s (model's motion as a fraction of the simulator's on the pairs where the simulator walks):", what);
     for (Walk walk : kWalks) {
         const WalkFigure f = samples.figure(walk, t);
-        directions[to_string(walk)] = {{"commanded_pairs", f.commanded_pairs},
-                                       {"pairs", f.pairs},
-                                       {"worlds", f.worlds},
-                                       {"simulator_mean", f.simulator_mean},
-                                       {"model_mean", f.model_mean},
-                                       {"fraction", f.fraction},
-                                       {"fraction_ci95", interval_json(f.fraction_ci)}};
+        directions[to_string(walk)] = {
+            {"commanded_pairs", f.commanded_pairs},
+            {"pairs", f.pairs},
+            {"worlds", f.worlds},
+            {"simulator_mean", f.simulator_mean},
+            {"model_mean", f.model_mean},
+            {"fraction", f.fraction},
+            {"fraction_ci95", interval_json(f.fraction_ci)},
+            // per world (world i: the evaluation's i-th held-out trace), what paired comparisons resample;
+            // added 2026-12-07 (the measure's text is unchanged, so that earlier JSONs compare leaf by leaf)
+            {"world_sums", {{"model", f.world_sums.numerator}, {"simulator", f.world_sums.denominator}}}};
         // no interval where the pairs come from one world (the bootstrap's ends are NaN)
         char interval[48] = "";
         if (std::isfinite(f.fraction_ci.low) && std::isfinite(f.fraction_ci.high))

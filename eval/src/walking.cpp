@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <utility>
 
 namespace kvw::eval {
 
@@ -85,14 +86,14 @@ WalkFigure WalkingSamples::figure(Walk walk, const WalkThresholds& thresholds) c
         f.simulator_mean += s.simulator;
     }
     f.worlds = static_cast<int>(worlds.size());
-    if (f.pairs == 0) {
-        f.fraction_ci = bootstrap_ratio(sums);  // NaN ends
-        return f;
+    f.fraction_ci = bootstrap_ratio(sums);  // NaN ends without pairs
+    if (f.pairs > 0) {
+        f.model_mean /= f.pairs;
+        f.simulator_mean /= f.pairs;
+        f.fraction =
+            f.model_mean / f.simulator_mean;  // > 0: every counted simulator signal is above threshold
     }
-    f.model_mean /= f.pairs;
-    f.simulator_mean /= f.pairs;
-    f.fraction = f.model_mean / f.simulator_mean;  // > 0: every counted simulator signal is above threshold
-    f.fraction_ci = bootstrap_ratio(sums);
+    f.world_sums = std::move(sums);
     return f;
 }
 

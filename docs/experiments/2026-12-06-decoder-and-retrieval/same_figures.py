@@ -2,7 +2,8 @@
 """Whether two `kvworld-cli eval` JSONs (.gz or not) hold exactly the same figures: every number and string compared
 for equality, leaf by leaf, except the wall-clock ones (WALL_CLOCK). Prints how many leaves differ, the first few,
 and the largest difference; exits 1 if any differ. For reproducibility checks: the same model, worlds and noise
-must give the same bits.
+must give the same bits. A is the reference: leaves only B holds (keys a later eval added, such as the walking
+figures' world_sums of 2026-12-07) are counted and listed apart, not as differences; a leaf of A missing from B is one.
   python3 same_figures.py A.json B.json"""
 import gzip
 import json
@@ -29,10 +30,13 @@ def leaves(x, path=""):
 
 
 a, b = (dict(leaves(load(p))) for p in sys.argv[1:3])
-differ = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
+added = sorted(b.keys() - a.keys())
+differ = sorted(k for k in a if a[k] != b.get(k, "<absent>"))
 numeric = [abs(a[k] - b[k]) for k in differ
            if isinstance(a.get(k), (int, float)) and isinstance(b.get(k), (int, float))]
 print(f"{len(a)} figures; {len(differ)} differ" + (f", largest difference {max(numeric):.3g}" if numeric else ""))
 for k in differ[:10]:
     print(f"  {k}: {a.get(k, '<absent>')} | {b.get(k, '<absent>')}")
+if added:
+    print(f"{len(added)} leaves only in {sys.argv[2]} (added since the reference), not compared; the first: {added[0]}")
 sys.exit(1 if differ else 0)

@@ -51,6 +51,9 @@ struct WalkFigure {
     double simulator_mean = 0, model_mean = 0;  // mean walk_signal over the counted pairs
     double fraction = 0;                        // model_mean / simulator_mean; 0 without pairs
     Interval fraction_ci;
+    // [worlds]: the counted pairs' signals summed per world (the index `add` was given), model (numerator)
+    // and simulator (denominator): what a comparison of two evaluations on the same worlds resamples.
+    WorldSums world_sums;
 };
 
 // The walking directions in the order they are reported.
