@@ -394,6 +394,12 @@ TEST(Walking, RecoversTheModelsShareAndIgnoresPairsWhereTheSimulatorStands) {
         EXPECT_NEAR(f.fraction, f.model_mean / f.simulator_mean, 1e-12);
         EXPECT_NEAR(f.fraction_ci.low, f.fraction, 1e-9) << "every world alike";
         EXPECT_NEAR(f.fraction_ci.high, f.fraction, 1e-9);
+        // Per world: each of the three worlds its own half, the fourth nothing.
+        ASSERT_EQ(f.world_sums.worlds(), 4u);
+        for (size_t w = 0; w < 3; ++w)
+            EXPECT_NEAR(f.world_sums.numerator[w] / f.world_sums.denominator[w], 0.5, 0.05) << w;
+        EXPECT_EQ(f.world_sums.denominator[3], 0.0);
+        EXPECT_EQ(f.world_sums.numerator[3], 0.0);
     }
     // The model's drift where nothing moves: none here.
     EXPECT_NEAR(samples.standing_model_zoom(), 0.0, 1e-3);
@@ -404,6 +410,31 @@ TEST(Walking, RecoversTheModelsShareAndIgnoresPairsWhereTheSimulatorStands) {
         shaky.add(0, eval::measure_pair({0, 0, 0, 0, 0}, still, still, still, textured_view(0, 1.01, 0), 8));
     EXPECT_NEAR(shaky.thresholds().zoom, 0.01, 0.0007);
     EXPECT_TRUE(std::isnan(shaky.figure(eval::Walk::Back, shaky.thresholds()).fraction_ci.low)) << "no pairs";
+}
+
+// The per-world sums a paired comparison resamples: each world's pairs at the index they were added with, in
+// whatever order the worlds come; worlds without pairs hold 0.
+TEST(Walking, WorldSumsHoldEachWorldsPairsAtItsIndex) {
+    const Image still = textured_view(0, 1, 0);
+    const FrameAction forward{1, 0, 0, 0, 0};
+    eval::WalkingSamples samples(8);
+    // world 2 walks at half the simulator's zoom, then world 0 at all of it
+    samples.add(2, eval::measure_pair(forward, still, textured_view(0, 1.01, 0), still,
+                                      textured_view(0, 1.02, 0), 8));
+    samples.add(0, eval::measure_pair(forward, still, textured_view(0, 1.02, 0), still,
+                                      textured_view(0, 1.02, 0), 8));
+    samples.at_least_worlds(4);
+    const eval::WalkFigure f = samples.figure(eval::Walk::Forward, samples.thresholds());
+    ASSERT_EQ(f.world_sums.worlds(), 4u);
+    EXPECT_NEAR(f.world_sums.numerator[2] / f.world_sums.denominator[2], 0.5, 0.05);
+    EXPECT_NEAR(f.world_sums.numerator[0] / f.world_sums.denominator[0], 1.0, 0.05);
+    for (size_t w : {1u, 3u}) {
+        EXPECT_EQ(f.world_sums.numerator[w], 0.0) << w;
+        EXPECT_EQ(f.world_sums.denominator[w], 0.0) << w;
+    }
+    EXPECT_NEAR(f.world_sums.numerator[0] + f.world_sums.numerator[2], f.pairs * f.model_mean, 1e-12);
+    EXPECT_NEAR(f.world_sums.denominator[0] + f.world_sums.denominator[2], f.pairs * f.simulator_mean, 1e-12);
+    EXPECT_NEAR(f.world_sums.ratio(), f.fraction, 1e-12);
 }
 
 // ---- Intervals over worlds ------------------------------------------------------------------------------

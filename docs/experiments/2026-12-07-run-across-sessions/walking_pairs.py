@@ -34,20 +34,26 @@ def main():
             (mn, sn), (mb, sb) = sums(new, sys.argv[1], section, walk), sums(base, sys.argv[2], section, walk)
             if len(mn) != len(mb):
                 sys.exit(f"{section}.{walk}: {len(mn)} worlds against {len(mb)}")
-            if sn.sum() == 0 or sb.sum() == 0:
+            if not np.array_equal(sn, sb):  # the same worlds, frames and pairs give the same simulator signals
+                sys.exit(f"{section}.{walk}: the simulator's sums differ: other pairs (--long-frames, --traces?)")
+            contributing = int((sn > 0).sum())
+            if contributing == 0:
                 print(f"{what:9s} {walk:12s} no pairs")
+                continue
+            fn, fb = mn.sum() / sn.sum(), mb.sum() / sb.sum()
+            line = (f"{what:9s} {walk:12s} new {100 * fn:5.1f}%  baseline {100 * fb:5.1f}%  "
+                    f"difference {100 * (fn - fb):+5.1f}")
+            if contributing < 2:  # as the eval's own interval: none from one world
+                print(f"{line} points, one world: no interval")
                 continue
             rng = np.random.default_rng(0)
             boot = []
-            for _ in range(4000):
+            for _ in range(4000):  # draws without a contributing world are left out, as the eval's bootstrap does
                 i = rng.integers(0, len(mn), len(mn))
-                if sn[i].sum() > 0 and sb[i].sum() > 0:
+                if sn[i].sum() > 0:
                     boot.append(mn[i].sum() / sn[i].sum() - mb[i].sum() / sb[i].sum())
             lo, hi = np.percentile(boot, [2.5, 97.5])
-            fn, fb = mn.sum() / sn.sum(), mb.sum() / sb.sum()
-            same = "" if np.array_equal(sn, sb) else " (the simulator's sums differ: other thresholds)"
-            print(f"{what:9s} {walk:12s} new {100 * fn:5.1f}%  baseline {100 * fb:5.1f}%  "
-                  f"difference {100 * (fn - fb):+5.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]{same}")
+            print(f"{line} points [{100 * lo:+.1f}, {100 * hi:+.1f}], {contributing} worlds, {len(boot)} draws")
 
 
 if __name__ == "__main__":
