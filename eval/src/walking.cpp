@@ -90,8 +90,8 @@ WalkFigure WalkingSamples::figure(Walk walk, const WalkThresholds& thresholds) c
     if (f.pairs > 0) {
         f.model_mean /= f.pairs;
         f.simulator_mean /= f.pairs;
-        f.fraction =
-            f.model_mean / f.simulator_mean;  // > 0: every counted simulator signal is above threshold
+        // > 0: every counted simulator signal is above threshold
+        f.fraction = f.model_mean / f.simulator_mean;
     }
     f.world_sums = std::move(sums);
     return f;
