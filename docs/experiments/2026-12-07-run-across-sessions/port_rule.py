@@ -14,11 +14,11 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "2026-12-07-staggered-frames"))
-from gpu_summary import interval, later_share, load  # noqa: E402  (torch-free; load reads that folder's files)
+from gpu_summary import interval, later_share  # noqa: E402  (torch-free)
 
 
 def rows(path, committed):
-    """{frame_lag: row} of a probe output, which must hold the committed output's worlds (the same dataset)"""
+    """{frame_lag: row} of a probe output and of the committed one, whose worlds it must hold (the same dataset)"""
     with open(path) as f:
         out = json.load(f)
     with open(os.path.join(HERE, "..", "2026-12-07-staggered-frames", committed)) as f:
@@ -26,14 +26,15 @@ def rows(path, committed):
     for key in ("episodes", "chunks", "walking_chunks"):
         if out.get(key) != ref[key]:
             sys.exit(f"{path}: {key} {out.get(key)}, the committed {committed} has {ref[key]}: other worlds")
-    return {row["frame_lag"]: row for row in out["lags"]}
+    return ({row["frame_lag"]: row for row in out["lags"]}, {row["frame_lag"]: row for row in ref["lags"]})
 
 
 def main():
-    one, roll = rows(sys.argv[1], "gpu_probe_shipped.json"), rows(sys.argv[2], "gpu_rollouts_shipped_lag01.json")
+    (one, shipped_one), (roll, shipped_roll) = (rows(sys.argv[1], "gpu_probe_shipped.json"),
+                                                rows(sys.argv[2], "gpu_rollouts_shipped_lag01.json"))
     if 4 not in roll or 4 not in one:
         sys.exit("no lag-4 row: the probe ran with other --lags or was cut off")
-    shipped_one, shipped_roll = load("gpu_probe_shipped.json")[0][0], load("gpu_rollouts_shipped_lag01.json")[0][0]
+    shipped_one, shipped_roll = shipped_one[0], shipped_roll[0]
     base = np.array(shipped_one["per_world_psnr"])
     print("one chunk (512 worlds), per world against the shipped model at lag 0; frames 1-3 forward, back")
     for lag, row in sorted(one.items()):
