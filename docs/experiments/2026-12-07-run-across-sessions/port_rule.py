@@ -7,7 +7,7 @@ lag 4 against the shipped model's committed probe at lag 0, on the same worlds a
   - one chunk >= -0.2 dB a world (`per_world_psnr`, episode by episode).
     python3 port_rule.py PROBE_RUN.json [PROBE_RUN_ROLLOUTS.json]
 Without the rollouts' output (a call cut off before them) only the one-chunk count is read: a failed count still
-says no, a met one leaves the rule unread."""
+says no, a met one leaves the rule unread (exit status 2). Other worlds or no lag-4 row: exit status 1."""
 import json
 import os
 import sys
@@ -33,24 +33,29 @@ def rows(path, committed):
 
 def main():
     one, shipped_one = rows(sys.argv[1], "gpu_probe_shipped.json")
-    roll, shipped_roll = rows(sys.argv[2], "gpu_rollouts_shipped_lag01.json") if len(sys.argv) > 2 else ({4: None},
-                                                                                                       {0: None})
-    if 4 not in roll or 4 not in one:
+    roll = None  # the rollouts' rows, where their output is given
+    if len(sys.argv) > 2:
+        roll, shipped_roll = rows(sys.argv[2], "gpu_rollouts_shipped_lag01.json")
+        shipped_roll = shipped_roll[0]
+    if 4 not in one or (roll is not None and 4 not in roll):
         sys.exit("no lag-4 row: the probe ran with other --lags or was cut off")
-    shipped_one, shipped_roll = shipped_one[0], shipped_roll[0]
+    shipped_one = shipped_one[0]
     base = np.array(shipped_one["per_world_psnr"])
     print("one chunk (512 worlds), per world against the shipped model at lag 0; frames 1-3 forward, back")
     for lag, row in sorted(one.items()):
         m, lo, hi = interval(np.array(row["per_world_psnr"]) - base)
         print(f"  lag {lag}: {m:+.3f} dB [{lo:+.3f}, {hi:+.3f}]; {100 * later_share(row):.1f}%, "
               f"{100 * later_share(row, 'back'):.1f}%")
-    lag4, one4 = roll[4], one[4]
-    chunk = interval(np.array(one4["per_world_psnr"]) - base)[0]
+    chunk = interval(np.array(one[4]["per_world_psnr"]) - base)[0]
     chunk_check = (f"one chunk at lag 4 {chunk:+.3f} dB a world, >= -0.2 dB", chunk >= -0.2)
-    if lag4 is None:
+    if roll is None:
         print(f"{'met    ' if chunk_check[1] else 'not met'}  {chunk_check[0]}")
-        sys.exit("port: no (the one chunk's count)" if not chunk_check[1] else
-                 "port: not read (no rollouts' output)")
+        if not chunk_check[1]:
+            print("port: no (the one chunk's count; the rollouts' output not given)")
+            return
+        print("port: not read (the rollouts' output not given)")
+        sys.exit(2)
+    lag4 = roll[4]
     b, n = shipped_roll["forward_later_pairs_per_world"], lag4["forward_later_pairs_per_world"]
     d = np.array([n[e] - b[e] for e in n if e in b])
     dm, dlo, dhi = interval(d)
