@@ -31,6 +31,10 @@ def rows(path, committed):
     return ({row["frame_lag"]: row for row in out["lags"]}, {row["frame_lag"]: row for row in ref["lags"]})
 
 
+def show(text, ok):
+    print(f"{'met    ' if ok else 'not met'}  {text}")
+
+
 def main():
     one, shipped_one = rows(sys.argv[1], "gpu_probe_shipped.json")
     roll = None  # the rollouts' rows, where their output is given
@@ -49,7 +53,7 @@ def main():
     chunk = interval(np.array(one[4]["per_world_psnr"]) - base)[0]
     chunk_check = (f"one chunk at lag 4 {chunk:+.3f} dB a world, >= -0.2 dB", chunk >= -0.2)
     if roll is None:
-        print(f"{'met    ' if chunk_check[1] else 'not met'}  {chunk_check[0]}")
+        show(*chunk_check)
         if not chunk_check[1]:
             print("port: no (the one chunk's count; the rollouts' output not given)")
             return
@@ -68,8 +72,8 @@ def main():
          f"{100 * shipped_roll['back_all_pairs']:.1f}%), >= 48%", lag4["back_all_pairs"] >= 0.48),
         chunk_check,
     ]
-    for text, ok in checks:
-        print(f"{'met    ' if ok else 'not met'}  {text}")
+    for check in checks:
+        show(*check)
     print("port: " + ("yes" if all(ok for _, ok in checks) else "no"))
 
 
